@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Peer baselines for one table: the server's COPY BINARY floor, and connectorx-python +
+# pyarrow Parquet (1 and 2 partitions), each timed with GNU time.
+# Usage: eval "$(scripts/pg-up.sh)"; scripts/bench-peers.sh TABLE OUT_DIR
+# stdout: one JSON line per tool: {"tool","rows","seconds","rows_per_s","peak_rss_mb"}.
+# peak_rss_mb is the client process only (psql / python), not the Postgres server.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+TABLE=${1:?usage: bench-peers.sh TABLE OUT_DIR}
+OUT=${2:?usage: bench-peers.sh TABLE OUT_DIR}
+URL=${PG2BQ_TEST_PG_URL:?set PG2BQ_TEST_PG_URL, e.g. eval \"\$(scripts/pg-up.sh)\"}
+
+if [[ ! -x /usr/bin/time ]]; then
+  [[ $(id -u) -eq 0 ]] || die "/usr/bin/time is missing: apt-get install time"
+  log "installing GNU time"
+  apt-get install -y -qq time >&2 || { apt-get update -qq >&2 && apt-get install -y -qq time >&2; }
+fi
+"$REPO/scripts/tools-install.sh" >&2
+mkdir -p "$OUT"
+
+# measure TOOL ROWS CMD...: run CMD (stdout to $OUT/TOOL.out) under `time -v`, print JSON.
+measure() {
+  local tool=$1 rows=$2
+  shift 2
+  log "running $tool"
+  /usr/bin/time -v -o "$OUT/$tool.time" "$@" >"$OUT/$tool.out"
+  if [[ $rows == from-json ]]; then
+    rows=$("$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["rows"])' "$OUT/$tool.out")
+  fi
+  awk -v tool="$tool" -v rows="$rows" '
+    /Elapsed \(wall clock\)/ { n = split($NF, t, ":"); secs = 0; for (i = 1; i <= n; i++) secs = secs * 60 + t[i] }
+    /Maximum resident set size/ { rss = $NF / 1024 }
+    END { printf "{\"tool\":\"%s\",\"rows\":%d,\"seconds\":%.2f,\"rows_per_s\":%d,\"peak_rss_mb\":%.1f}\n",
+                 tool, rows, secs, (secs > 0 ? rows / secs : 0), rss }' "$OUT/$tool.time"
+}
+
+count=$(psql -X -At -v ON_ERROR_STOP=1 "$URL" -c "SELECT count(*) FROM $TABLE")
+
+measure copy_binary_psql "$count" \
+  psql -X -q -v ON_ERROR_STOP=1 "$URL" -c "COPY (SELECT * FROM $TABLE) TO STDOUT (FORMAT binary)"
+rm -f "$OUT/copy_binary_psql.out" # the COPY stream itself is not kept
+
+py=("$VENV/bin/python" "$REPO/scripts/bench_connectorx_pyarrow.py" --url "$URL" --table "$TABLE" --out-dir "$OUT")
+measure connectorx_pyarrow from-json "${py[@]}"
+measure connectorx_pyarrow_p2 from-json "${py[@]}" --partitions 2

@@ -1,0 +1,401 @@
+//! Per-column aggregates computed from Arrow batches as they stream, recorded in the manifest
+//! and later recomputed by BigQuery SQL (validate) or from the Parquet files (verify).
+//!
+//! For every column: null count, min and max, an exact sum for integers and decimals (floats:
+//! an f64 sum plus a NaN count), and an order-independent fingerprint: the XOR *and* the
+//! exact sum of `FARM_FINGERPRINT(encoding(value))` over non-null values. XOR alone cancels a
+//! duplicated value; the sum does not. The encoding per type is in `docs/fingerprint.md` and
+//! in [`encode_value`]; it uses integers for temporal types so that BigQuery can reproduce it
+//! with `UNIX_MICROS`, `UNIX_DATE` and `TIME_DIFF` instead of locale-dependent formatting.
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{
+    i256, DataType, Date32Type, Decimal128Type, Decimal256Type, Float32Type, Float64Type,
+    Int16Type, Int32Type, Int64Type, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::batches::decimal::format_decimal;
+
+/// Aggregates of one column, as the manifest records them (numbers as exact decimal strings).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ColumnAggregates {
+    pub null_count: u64,
+    /// Non-null values that went into the fingerprint.
+    pub value_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<String>,
+    /// Exact for integers and decimals; f64 for floats (compare with a relative tolerance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sum: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nan_count: Option<u64>,
+    /// BIT_XOR of the fingerprints, as a signed 64-bit decimal (BigQuery INT64).
+    pub fingerprint_xor: String,
+    /// SUM of the fingerprints as signed 64-bit integers, exact.
+    pub fingerprint_sum: String,
+}
+
+/// Running aggregates for one column of a pinned schema.
+#[derive(Debug, Clone)]
+pub struct ColumnAccumulator {
+    data_type: DataType,
+    orderable: bool,
+    null_count: u64,
+    value_count: u64,
+    min: Option<Bound>,
+    max: Option<Bound>,
+    sum: Sum,
+    nan_count: u64,
+    fingerprint_xor: u64,
+    fingerprint_sum: i128,
+    scratch: Vec<u8>,
+}
+
+/// A min/max candidate, compared within one column's type.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+enum Bound {
+    Int(i64),
+    Float(f64),
+    Decimal(i256),
+    Bool(bool),
+    Bytes(Vec<u8>),
+}
+
+#[derive(Debug, Clone)]
+enum Sum {
+    None,
+    Int(i128),
+    Float(f64),
+    /// `None` once the sum left i256 (BigQuery's SUM overflows there too).
+    Decimal(Option<i256>),
+}
+
+impl ColumnAccumulator {
+    /// `orderable: false` skips min/max (JSON columns: BigQuery cannot order JSON).
+    pub fn new(data_type: &DataType, orderable: bool) -> Self {
+        let sum = match data_type {
+            DataType::Int16 | DataType::Int32 | DataType::Int64 => Sum::Int(0),
+            DataType::Float32 | DataType::Float64 => Sum::Float(0.0),
+            DataType::Decimal128(..) | DataType::Decimal256(..) => Sum::Decimal(Some(i256::ZERO)),
+            _ => Sum::None,
+        };
+        Self {
+            data_type: data_type.clone(),
+            orderable,
+            null_count: 0,
+            value_count: 0,
+            min: None,
+            max: None,
+            sum,
+            nan_count: 0,
+            fingerprint_xor: 0,
+            fingerprint_sum: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Folds one array (of this accumulator's type) in.
+    pub fn update(&mut self, array: &ArrayRef) {
+        self.null_count += array.null_count() as u64;
+        for row in 0..array.len() {
+            if array.is_null(row) {
+                continue;
+            }
+            self.value_count += 1;
+            let bytes = match array.data_type() {
+                DataType::Utf8 => Some(array.as_string::<i32>().value(row).as_bytes()),
+                DataType::Binary => Some(array.as_binary::<i32>().value(row)),
+                _ => None,
+            };
+            let fingerprint = match bytes {
+                Some(bytes) => {
+                    if self.orderable {
+                        self.observe_bytes(bytes);
+                    }
+                    farmhash::fingerprint64(bytes)
+                }
+                None => {
+                    if let Some(bound) = self.bound_of(array, row) {
+                        self.observe(bound);
+                    }
+                    self.scratch.clear();
+                    encode_value(array, row, &mut self.scratch);
+                    farmhash::fingerprint64(&self.scratch)
+                }
+            };
+            self.fingerprint_xor ^= fingerprint;
+            self.fingerprint_sum += fingerprint as i64 as i128;
+        }
+    }
+
+    /// Min/max for strings and bytes without copying every value.
+    fn observe_bytes(&mut self, value: &[u8]) {
+        if !matches!(&self.min, Some(Bound::Bytes(min)) if value >= min.as_slice()) {
+            self.min = Some(Bound::Bytes(value.to_vec()));
+        }
+        if !matches!(&self.max, Some(Bound::Bytes(max)) if value <= max.as_slice()) {
+            self.max = Some(Bound::Bytes(value.to_vec()));
+        }
+    }
+
+    fn bound_of(&mut self, array: &ArrayRef, row: usize) -> Option<Bound> {
+        let bound = match array.data_type() {
+            DataType::Boolean => Bound::Bool(array.as_boolean().value(row)),
+            DataType::Int16 => Bound::Int(array.as_primitive::<Int16Type>().value(row) as i64),
+            DataType::Int32 => Bound::Int(array.as_primitive::<Int32Type>().value(row) as i64),
+            DataType::Int64 => Bound::Int(array.as_primitive::<Int64Type>().value(row)),
+            DataType::Date32 => Bound::Int(array.as_primitive::<Date32Type>().value(row) as i64),
+            DataType::Time64(TimeUnit::Microsecond) => Bound::Int(array.as_primitive::<Time64MicrosecondType>().value(row)),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => Bound::Int(array.as_primitive::<TimestampMicrosecondType>().value(row)),
+            DataType::Float32 => Bound::Float(array.as_primitive::<Float32Type>().value(row) as f64),
+            DataType::Float64 => Bound::Float(array.as_primitive::<Float64Type>().value(row)),
+            DataType::Decimal128(..) => Bound::Decimal(i256::from_i128(array.as_primitive::<Decimal128Type>().value(row))),
+            DataType::Decimal256(..) => Bound::Decimal(array.as_primitive::<Decimal256Type>().value(row)),
+            _ => return None,
+        };
+        match (&bound, &mut self.sum) {
+            (Bound::Int(v), Sum::Int(sum)) => *sum += *v as i128,
+            (Bound::Decimal(v), Sum::Decimal(sum)) => *sum = sum.and_then(|s| s.checked_add(*v)),
+            (Bound::Float(v), Sum::Float(sum)) => {
+                if v.is_nan() {
+                    self.nan_count += 1;
+                    return None;
+                }
+                *sum += v;
+            }
+            _ => {}
+        }
+        Some(bound)
+    }
+
+    fn observe(&mut self, bound: Bound) {
+        // Strings are compared as UTF-8 bytes, which is code-point order, as BigQuery does.
+        if self.min.as_ref().is_none_or(|min| bound < *min) {
+            self.min = Some(bound.clone());
+        }
+        if self.max.as_ref().is_none_or(|max| bound > *max) {
+            self.max = Some(bound);
+        }
+    }
+
+    /// Folds in another accumulator of the same column (e.g. another file's).
+    pub fn merge(&mut self, other: &ColumnAccumulator) {
+        self.null_count += other.null_count;
+        self.value_count += other.value_count;
+        self.nan_count += other.nan_count;
+        self.fingerprint_xor ^= other.fingerprint_xor;
+        self.fingerprint_sum += other.fingerprint_sum;
+        match (&mut self.sum, &other.sum) {
+            (Sum::Int(a), Sum::Int(b)) => *a += b,
+            (Sum::Float(a), Sum::Float(b)) => *a += b,
+            (Sum::Decimal(a), Sum::Decimal(b)) => *a = a.zip(*b).and_then(|(a, b)| a.checked_add(b)),
+            _ => {}
+        }
+        for bound in [&other.min, &other.max].into_iter().flatten() {
+            self.observe(bound.clone());
+        }
+    }
+
+    /// The manifest form.
+    pub fn finish(&self) -> ColumnAggregates {
+        let is_float = matches!(self.data_type, DataType::Float32 | DataType::Float64);
+        // JSON is not orderable in BigQuery: its min/max are not recorded.
+        ColumnAggregates {
+            null_count: self.null_count,
+            value_count: self.value_count,
+            min: self.min.as_ref().map(|b| self.display(b)),
+            max: self.max.as_ref().map(|b| self.display(b)),
+            sum: match &self.sum {
+                Sum::None => None,
+                Sum::Int(v) => Some(v.to_string()),
+                Sum::Float(v) => Some(format_g17(*v)),
+                Sum::Decimal(v) => v.map(|v| format_decimal(v, decimal_scale(&self.data_type))),
+            },
+            nan_count: is_float.then_some(self.nan_count),
+            fingerprint_xor: (self.fingerprint_xor as i64).to_string(),
+            fingerprint_sum: self.fingerprint_sum.to_string(),
+        }
+    }
+
+    fn display(&self, bound: &Bound) -> String {
+        match bound {
+            Bound::Int(v) => v.to_string(),
+            Bound::Float(v) => format_g17(*v),
+            Bound::Decimal(v) => format_decimal(*v, decimal_scale(&self.data_type)),
+            Bound::Bool(v) => v.to_string(),
+            Bound::Bytes(v) if self.data_type == DataType::Binary => to_hex(v),
+            Bound::Bytes(v) => String::from_utf8_lossy(v).into_owned(),
+        }
+    }
+}
+
+fn decimal_scale(data_type: &DataType) -> u8 {
+    match data_type {
+        DataType::Decimal128(_, s) | DataType::Decimal256(_, s) => *s as u8,
+        _ => 0,
+    }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Appends the fingerprint encoding of `array[row]` (not null) to `out`.
+///
+/// | Arrow type | encoding | BigQuery expression |
+/// |---|---|---|
+/// | Boolean | `true` / `false` | `IF(x, 'true', 'false')` |
+/// | Int16/32/64 | decimal | `CAST(x AS STRING)` |
+/// | Float32/64 | C `%.17g` (`nan`, `inf`, `-inf`) | `FORMAT('%.17g', x)` |
+/// | Decimal | minimal decimal text | `CAST(x AS STRING)` |
+/// | Utf8 (STRING, JSON text) | the UTF-8 bytes | `x` |
+/// | Binary | the bytes | `x` |
+/// | Date32 | days since 1970-01-01 | `CAST(UNIX_DATE(x) AS STRING)` |
+/// | Time64 µs | µs since midnight | `CAST(TIME_DIFF(x, '00:00:00', MICROSECOND) AS STRING)` |
+/// | Timestamp µs (with or without zone) | µs since epoch | `CAST(UNIX_MICROS(x) AS STRING)` (DATETIME: `UNIX_MICROS(TIMESTAMP(x))`) |
+/// | List | per element: `<byte length>:<element encoding>`, concatenated | `ARRAY_TO_STRING` over `UNNEST … WITH OFFSET` |
+pub fn encode_value(array: &ArrayRef, row: usize, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let _ = match array.data_type() {
+        DataType::Boolean => write!(out, "{}", array.as_boolean().value(row)),
+        DataType::Int16 => write!(out, "{}", array.as_primitive::<Int16Type>().value(row)),
+        DataType::Int32 => write!(out, "{}", array.as_primitive::<Int32Type>().value(row)),
+        DataType::Int64 => write!(out, "{}", array.as_primitive::<Int64Type>().value(row)),
+        DataType::Float32 => write!(out, "{}", format_g17(array.as_primitive::<Float32Type>().value(row) as f64)),
+        DataType::Float64 => write!(out, "{}", format_g17(array.as_primitive::<Float64Type>().value(row))),
+        DataType::Decimal128(_, s) => {
+            let v = i256::from_i128(array.as_primitive::<Decimal128Type>().value(row));
+            write!(out, "{}", format_decimal(v, *s as u8))
+        }
+        DataType::Decimal256(_, s) => write!(out, "{}", format_decimal(array.as_primitive::<Decimal256Type>().value(row), *s as u8)),
+        DataType::Utf8 => out.write_all(array.as_string::<i32>().value(row).as_bytes()),
+        DataType::Binary => out.write_all(array.as_binary::<i32>().value(row)),
+        DataType::Date32 => write!(out, "{}", array.as_primitive::<Date32Type>().value(row)),
+        DataType::Time64(TimeUnit::Microsecond) => write!(out, "{}", array.as_primitive::<Time64MicrosecondType>().value(row)),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => write!(out, "{}", array.as_primitive::<TimestampMicrosecondType>().value(row)),
+        DataType::List(_) => {
+            let elements = array.as_list::<i32>().value(row);
+            let mut element = Vec::new();
+            for i in 0..elements.len() {
+                element.clear();
+                if !elements.is_null(i) {
+                    encode_value(&elements, i, &mut element);
+                }
+                let _ = write!(out, "{}:", element.len());
+                out.extend_from_slice(&element);
+            }
+            Ok(())
+        }
+        other => unreachable!("the type table pins no {other} column"),
+    };
+}
+
+/// Formats like C's `printf("%.17g")`: 17 significant digits, trailing zeros removed,
+/// exponent form below 1e-4 or from 1e17; `nan`, `inf`, `-inf`.
+pub fn format_g17(v: f64) -> String {
+    if v.is_nan() {
+        return "nan".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let scientific = format!("{v:.16e}");
+    let (mantissa, exponent) = scientific.split_once('e').expect("{:e} always has an exponent");
+    let exponent: i32 = exponent.parse().expect("{:e} exponent is an integer");
+    let trim = |s: &str| -> String {
+        if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s.to_string() }
+    };
+    if (-4..17).contains(&exponent) {
+        let decimals = (16 - exponent).max(0) as usize;
+        trim(&format!("{v:.decimals$}"))
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exponent.abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, Int64Array, StringArray};
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn g17_matches_c_printf() {
+        let cases = [
+            (0.1, "0.10000000000000001"),
+            (1.0, "1"),
+            (-0.0, "-0"),
+            (1e17, "1e+17"),
+            (123456789.0, "123456789"),
+            (1e-5, "1.0000000000000001e-05"),
+            (0.0001, "0.0001"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (5e-324, "4.9406564584124654e-324"),
+        ];
+        for (v, expected) in cases {
+            assert_eq!(format_g17(v), expected, "{v:e}");
+        }
+    }
+
+    /// The fingerprint must see a duplicated value even though XOR cancels it.
+    #[test]
+    fn duplicate_changes_the_fingerprint_sum() {
+        let once: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
+        let twice: ArrayRef = Arc::new(StringArray::from(vec!["a", "b", "b", "b"]));
+        let (mut a, mut b) = (ColumnAccumulator::new(&DataType::Utf8, true), ColumnAccumulator::new(&DataType::Utf8, true));
+        a.update(&once);
+        b.update(&twice);
+        let (a, b) = (a.finish(), b.finish());
+        assert_eq!(a.fingerprint_xor, b.fingerprint_xor);
+        assert_ne!(a.fingerprint_sum, b.fingerprint_sum);
+    }
+
+    #[test]
+    fn floats_count_nan_and_skip_it_in_min_max_and_sum() {
+        let array: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.5), Some(f64::NAN), None, Some(-2.0)]));
+        let mut acc = ColumnAccumulator::new(&DataType::Float64, true);
+        acc.update(&array);
+        let out = acc.finish();
+        assert_eq!((out.null_count, out.value_count, out.nan_count), (1, 3, Some(1)));
+        assert_eq!((out.min.as_deref(), out.max.as_deref(), out.sum.as_deref()), (Some("-2"), Some("1.5"), Some("-0.5")));
+    }
+
+    #[test]
+    fn merging_files_equals_one_pass() {
+        let (a, b): (ArrayRef, ArrayRef) = (Arc::new(Int64Array::from(vec![Some(3), None])), Arc::new(Int64Array::from(vec![-7, 9])));
+        let mut whole = ColumnAccumulator::new(&DataType::Int64, true);
+        whole.update(&a);
+        whole.update(&b);
+        let (mut first, mut second) = (ColumnAccumulator::new(&DataType::Int64, true), ColumnAccumulator::new(&DataType::Int64, true));
+        first.update(&a);
+        second.update(&b);
+        first.merge(&second);
+        assert_eq!(first.finish(), whole.finish());
+    }
+
+    proptest! {
+        /// Aggregates equal a naive oracle, however the rows are split into batches.
+        #[test]
+        fn int_aggregates_match_a_naive_oracle(values in proptest::collection::vec(proptest::option::of(any::<i64>()), 0..200), split in 0usize..200) {
+            let split = split.min(values.len());
+            let mut acc = ColumnAccumulator::new(&DataType::Int64, true);
+            for part in [&values[..split], &values[split..]] {
+                let array: ArrayRef = Arc::new(Int64Array::from(part.to_vec()));
+                acc.update(&array);
+            }
+            let out = acc.finish();
+            let present: Vec<i64> = values.iter().flatten().copied().collect();
+            prop_assert_eq!(out.null_count as usize, values.len() - present.len());
+            prop_assert_eq!(out.min, present.iter().min().map(|v| v.to_string()));
+            prop_assert_eq!(out.max, present.iter().max().map(|v| v.to_string()));
+            prop_assert_eq!(out.sum, Some(present.iter().map(|v| *v as i128).sum::<i128>().to_string()));
+            let xor = present.iter().fold(0u64, |x, v| x ^ farmhash::fingerprint64(v.to_string().as_bytes()));
+            prop_assert_eq!(out.fingerprint_xor, (xor as i64).to_string());
+        }
+    }
+}

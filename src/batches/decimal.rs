@@ -1,0 +1,129 @@
+//! Exact decimal text ⇄ scaled integer, for NUMERIC and BIGNUMERIC.
+//!
+//! Postgres prints numerics as plain decimal text; we parse that into the 256-bit integer
+//! Arrow stores for `Decimal(p, s)`. Nothing is rounded: a value that needs more decimals
+//! than `s` or more integer digits than `p - s` is an error.
+
+use arrow::datatypes::i256;
+
+/// Why a decimal text did not fit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error("`{text}` is not a finite decimal number")]
+    NotANumber { text: String },
+    #[error("`{text}` has more than {scale} decimals")]
+    TooManyDecimals { text: String, scale: u8 },
+    #[error("`{text}` has more than {digits} integer digits")]
+    TooManyIntegerDigits { text: String, digits: u8 },
+}
+
+/// Parses `-123.4500` into the integer `-1234500` for scale 4.
+///
+/// # Errors
+/// [`DecimalError`] when the text is not a plain decimal (NaN, Infinity, exponent) or does
+/// not fit `DECIMAL(precision, scale)` without rounding.
+pub fn parse_decimal(text: &str, precision: u8, scale: u8) -> Result<i256, DecimalError> {
+    let not_a_number = || DecimalError::NotANumber { text: text.to_string() };
+    let (negative, unsigned) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (integer, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    if integer.is_empty() && fraction.is_empty() {
+        return Err(not_a_number());
+    }
+    if !integer.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit()) {
+        return Err(not_a_number());
+    }
+    let fraction_kept = fraction.trim_end_matches('0');
+    if fraction_kept.len() > scale as usize {
+        return Err(DecimalError::TooManyDecimals { text: text.to_string(), scale });
+    }
+    let integer_kept = integer.trim_start_matches('0');
+    let integer_digits = precision - scale;
+    if integer_kept.len() > integer_digits as usize {
+        return Err(DecimalError::TooManyIntegerDigits { text: text.to_string(), digits: integer_digits });
+    }
+    let ten = i256::from_i128(10);
+    let mut value = i256::ZERO;
+    let digits = integer_kept.bytes().chain(fraction_kept.bytes());
+    for digit in digits {
+        value = value.wrapping_mul(ten).wrapping_add(i256::from_i128((digit - b'0') as i128));
+    }
+    for _ in fraction_kept.len()..scale as usize {
+        value = value.wrapping_mul(ten);
+    }
+    // At most 76 digits were accumulated, which i256 (about 5.7e76) holds: no wrap happened.
+    Ok(if negative { value.wrapping_neg() } else { value })
+}
+
+/// Formats a scaled integer as BigQuery's `CAST(numeric AS STRING)` does: no trailing
+/// zeros after the point, no point for integers, `0` for zero.
+pub fn format_decimal(value: i256, scale: u8) -> String {
+    let negative = value < i256::ZERO;
+    let digits = value.wrapping_abs().to_string();
+    let digits = digits.trim_start_matches('-');
+    let scale = scale as usize;
+    let padded = if digits.len() <= scale { format!("{}{digits}", "0".repeat(scale + 1 - digits.len())) } else { digits.to_string() };
+    let (integer, fraction) = padded.split_at(padded.len() - scale);
+    let fraction = fraction.trim_end_matches('0');
+    let mut out = String::with_capacity(padded.len() + 2);
+    if negative {
+        out.push('-');
+    }
+    out.push_str(integer);
+    if !fraction.is_empty() {
+        out.push('.');
+        out.push_str(fraction);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_and_scales() {
+        assert_eq!(parse_decimal("-123.4500", 10, 4).unwrap(), i256::from_i128(-1234500));
+        assert_eq!(parse_decimal("0.000000001", 38, 9).unwrap(), i256::from_i128(1));
+        assert_eq!(parse_decimal("42", 5, 0).unwrap(), i256::from_i128(42));
+    }
+
+    #[test]
+    fn refuses_to_round() {
+        assert!(matches!(parse_decimal("1.23", 10, 1), Err(DecimalError::TooManyDecimals { .. })));
+        assert!(matches!(parse_decimal("123", 4, 2), Err(DecimalError::TooManyIntegerDigits { .. })));
+        for text in ["NaN", "Infinity", "-Infinity", "1e5", "", "-", "."] {
+            assert!(matches!(parse_decimal(text, 76, 38), Err(DecimalError::NotANumber { .. })), "{text}");
+        }
+    }
+
+    #[test]
+    fn seventy_six_digits_fit() {
+        let text = format!("-{}.{}", "9".repeat(38), "9".repeat(38));
+        let value = parse_decimal(&text, 76, 38).unwrap();
+        assert_eq!(format_decimal(value, 38), text);
+    }
+
+    #[test]
+    fn formats_like_bigquery() {
+        assert_eq!(format_decimal(i256::from_i128(-1234500), 4), "-123.45");
+        assert_eq!(format_decimal(i256::from_i128(5), 3), "0.005");
+        assert_eq!(format_decimal(i256::from_i128(0), 3), "0");
+        assert_eq!(format_decimal(i256::from_i128(-5), 3), "-0.005");
+        assert_eq!(format_decimal(i256::from_i128(1000), 3), "1");
+    }
+
+    proptest! {
+        #[test]
+        fn text_round_trips(negative: bool, integer in "[1-9][0-9]{0,37}|0", fraction in "[0-9]{0,37}[1-9]|") {
+            let text = format!("{}{integer}{}{fraction}", if negative { "-" } else { "" }, if fraction.is_empty() { "" } else { "." });
+            let value = parse_decimal(&text, 76, 38).unwrap();
+            let expected = if text == "-0" { "0".to_string() } else { text.clone() };
+            prop_assert_eq!(format_decimal(value, 38), expected);
+        }
+    }
+}

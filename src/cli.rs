@@ -1,0 +1,130 @@
+//! Every command-line flag. No other file knows a flag's name.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::env;
+use crate::source::types::OutOfRange;
+
+#[derive(Debug, Parser)]
+#[command(name = "pg2bq", version, args_override_self = true, about = "Move PostgreSQL tables into BigQuery through a verified Parquet snapshot")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More logging on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Progress on stderr: auto shows it when stderr is a terminal.
+    #[arg(long, value_enum, default_value_t = Progress::Auto, global = true)]
+    pub progress: Progress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Export Postgres tables or queries to a Parquet snapshot with a manifest.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Postgres URL, e.g. postgresql://user@host/db?sslmode=require.
+    #[arg(long, env = env::SOURCE, hide_env_values = true)]
+    pub source: Option<String>,
+    /// gs://bucket/prefix, file:///abs/dir or a local path. The run goes to <dest>/<run-id>/.
+    #[arg(long, env = env::DEST)]
+    pub dest: Option<String>,
+    /// A table to export, as schema.table (repeatable).
+    #[arg(long = "table", value_name = "SCHEMA.TABLE")]
+    pub tables: Vec<String>,
+    /// A query to export under a name (repeatable): --query recent='SELECT …'.
+    #[arg(long = "query", value_name = "NAME=SQL")]
+    pub queries: Vec<String>,
+    /// TOML file listing tables and per-table options.
+    #[arg(long, env = env::CONFIG)]
+    pub config: Option<PathBuf>,
+    /// Export a column as Postgres text: [schema.table.]column=text (repeatable).
+    #[arg(long = "cast", value_name = "[TABLE.]COLUMN=text")]
+    pub casts: Vec<String>,
+    /// Parallel partitions per table (integer key ranges, else heap block ranges).
+    #[arg(long, env = env::PARTITIONS)]
+    pub partitions: Option<usize>,
+    /// Integer column to split partitions on: [schema.table.]column (default: the primary key).
+    #[arg(long = "partition-on", value_name = "[TABLE.]COLUMN")]
+    pub partition_on: Vec<String>,
+    /// Dates and timestamps BigQuery cannot hold (±infinity, outside years 1–9999).
+    #[arg(long, value_enum)]
+    pub out_of_range: Option<OutOfRange>,
+    /// Run id (default: UTC time plus a random suffix). Re-using an uncommitted id starts it clean.
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Roll Parquet files after this many compressed bytes (e.g. 256MiB).
+    #[arg(long, value_parser = parse_size)]
+    pub file_size: Option<u64>,
+    /// Uncompressed bytes per Parquet row group (BigQuery wants ≥ 16MiB).
+    #[arg(long, value_parser = parse_size)]
+    pub row_group_size: Option<u64>,
+    /// zstd level for Parquet pages.
+    #[arg(long)]
+    pub zstd_level: Option<i32>,
+    /// Rows per Arrow batch from Postgres.
+    #[arg(long)]
+    pub batch_rows: Option<usize>,
+    /// Plan only: read the catalog, counts and checks, print the plan, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result (manifest summary or plan) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// GCS emulator endpoint (the variable other GCS tools read).
+    #[arg(long, env = env::STORAGE_EMULATOR_HOST, hide = true)]
+    pub storage_emulator_host: Option<String>,
+    /// Credentials file for real GCS.
+    #[arg(long, env = env::GOOGLE_APPLICATION_CREDENTIALS, hide = true)]
+    pub google_application_credentials: Option<String>,
+}
+
+/// `256MiB`, `1GiB`, `64MB`, `1048576`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a size like 256MiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use B, KiB, MiB, GiB, KB, MB, GB)")),
+    };
+    number.checked_mul(factor).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("64MB"), Ok(64_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,16 @@
+//! Every environment variable pg2bq reads, in one place. Only `config` reads them.
+
+/// Postgres URL of the source (also `DATABASE_URL`).
+pub const SOURCE: &str = "PG2BQ_SOURCE";
+/// Conventional fallback for the source URL.
+pub const DATABASE_URL: &str = "DATABASE_URL";
+/// Destination: `gs://bucket/prefix`, `file:///dir` or a path.
+pub const DEST: &str = "PG2BQ_DEST";
+/// TOML config file.
+pub const CONFIG: &str = "PG2BQ_CONFIG";
+/// Default partitions per table.
+pub const PARTITIONS: &str = "PG2BQ_PARTITIONS";
+/// `http://host:port` of a GCS emulator (the name other GCS tools use).
+pub const STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
+/// Service-account or ADC JSON for real GCS.
+pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";

@@ -1,0 +1,230 @@
+//! Resolved settings: flags > environment > config file > defaults.
+//!
+//! The file says what moves (tables, options per table, destination); runtime knobs come from
+//! flags and the environment. `resolve` is the only place the sources are combined.
+
+pub mod env;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::cli::ExportArgs;
+use crate::sink::gcs::GcsOptions;
+use crate::sink::parquet::ParquetSettings;
+use crate::source::types::{CastOverride, OutOfRange};
+
+/// Rows per Arrow batch from Postgres unless told otherwise.
+pub const DEFAULT_BATCH_ROWS: usize = 16_384;
+/// Most partitions used per table by default (fewer on smaller machines).
+pub const MAX_DEFAULT_PARTITIONS: usize = 4;
+
+/// A bad setting, naming it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file `{path}`")]
+    ReadFile { path: String, #[source] source: std::io::Error },
+    #[error("config file `{path}` is invalid")]
+    ParseFile { path: String, #[source] source: toml::de::Error },
+    #[error("no source: pass --source, set PG2BQ_SOURCE or DATABASE_URL, or put `source` in the config file")]
+    MissingSource,
+    #[error("no destination: pass --dest, set PG2BQ_DEST, or put `dest` in the config file")]
+    MissingDestination,
+    #[error("`{value}` for {flag} is not of the form {expected}")]
+    Malformed { flag: &'static str, value: String, expected: &'static str },
+    #[error("run id `{run_id}` may only hold letters, digits, `-`, `_` and `.`")]
+    RunId { run_id: String },
+}
+
+/// Everything `export` needs.
+#[derive(Debug, Clone)]
+pub struct ExportConfig {
+    pub source_url: String,
+    pub destination: String,
+    pub tables: Vec<TableSpec>,
+    pub partitions: usize,
+    pub out_of_range: OutOfRange,
+    pub run_id: Option<String>,
+    pub dry_run: bool,
+    pub parquet: ParquetSettings,
+    pub batch_rows: usize,
+    pub gcs: GcsOptions,
+}
+
+/// One table or query and its options.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    /// `schema.table`, or the name of a query.
+    pub name: String,
+    /// SQL to export instead of a table.
+    pub query: Option<String>,
+    #[serde(default, rename = "cast")]
+    pub casts: BTreeMap<String, CastOverride>,
+    pub partitions: Option<usize>,
+    pub partition_on: Option<String>,
+    pub out_of_range: Option<OutOfRange>,
+}
+
+/// The config file: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub source: Option<String>,
+    pub dest: Option<String>,
+    pub out_of_range: Option<OutOfRange>,
+    #[serde(default)]
+    pub tables: Vec<TableSpec>,
+}
+
+impl ConfigFile {
+    /// # Errors
+    /// [`ConfigError`] naming the file when it cannot be read or parsed.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile { path: path.display().to_string(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::ParseFile { path: path.display().to_string(), source })
+    }
+}
+
+impl ExportConfig {
+    /// Combines flags (clap already folded in `PG2BQ_*`), `DATABASE_URL`, the file and defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a missing source or destination or a malformed value.
+    pub fn resolve(args: &ExportArgs, file: ConfigFile, database_url: Option<String>) -> Result<Self, ConfigError> {
+        let source_url = args.source.clone().or(database_url).or(file.source).ok_or(ConfigError::MissingSource)?;
+        let destination = args.dest.clone().or(file.dest).ok_or(ConfigError::MissingDestination)?;
+        let mut tables: Vec<TableSpec> = if args.tables.is_empty() && args.queries.is_empty() {
+            file.tables
+        } else {
+            let from_file = |name: &str| file.tables.iter().find(|t| t.name == name).cloned();
+            let mut tables: Vec<TableSpec> =
+                args.tables.iter().map(|name| from_file(name).unwrap_or(TableSpec { name: name.clone(), ..Default::default() })).collect();
+            for query in &args.queries {
+                let (name, sql) = query.split_once('=').ok_or_else(|| ConfigError::Malformed {
+                    flag: "--query",
+                    value: query.clone(),
+                    expected: "NAME=SQL",
+                })?;
+                tables.push(TableSpec { name: name.trim().to_string(), query: Some(sql.to_string()), ..Default::default() });
+            }
+            tables
+        };
+        for cast in &args.casts {
+            let (target, kind) = cast.split_once('=').ok_or_else(|| ConfigError::Malformed {
+                flag: "--cast",
+                value: cast.clone(),
+                expected: "[TABLE.]COLUMN=text",
+            })?;
+            if kind != "text" {
+                return Err(ConfigError::Malformed { flag: "--cast", value: cast.clone(), expected: "[TABLE.]COLUMN=text" });
+            }
+            for (table, column) in targets(&mut tables, target) {
+                table.casts.insert(column, CastOverride::Text);
+            }
+        }
+        for key in &args.partition_on {
+            for (table, column) in targets(&mut tables, key) {
+                table.partition_on = Some(column);
+            }
+        }
+        if let Some(run_id) = &args.run_id {
+            if run_id.is_empty() || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(ConfigError::RunId { run_id: run_id.clone() });
+            }
+        }
+        let defaults = ParquetSettings::default();
+        let parallelism = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Ok(Self {
+            source_url,
+            destination,
+            tables,
+            partitions: args.partitions.unwrap_or(parallelism.min(MAX_DEFAULT_PARTITIONS)),
+            out_of_range: args.out_of_range.or(file.out_of_range).unwrap_or_default(),
+            run_id: args.run_id.clone(),
+            dry_run: args.dry_run,
+            parquet: ParquetSettings {
+                zstd_level: args.zstd_level.unwrap_or(defaults.zstd_level),
+                row_group_bytes: args.row_group_size.map_or(defaults.row_group_bytes, |b| b as usize),
+                file_bytes: args.file_size.unwrap_or(defaults.file_bytes),
+            },
+            batch_rows: args.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
+            gcs: GcsOptions {
+                emulator_host: args.storage_emulator_host.clone(),
+                application_credentials: args.google_application_credentials.clone(),
+            },
+        })
+    }
+}
+
+/// The tables a `[table.]column` target applies to, with the column name: `schema.table.col`
+/// or `table.col` names one table, a bare `col` applies to all.
+fn targets<'a>(tables: &'a mut [TableSpec], target: &str) -> Vec<(&'a mut TableSpec, String)> {
+    match target.rsplit_once('.') {
+        Some((table, column)) => tables
+            .iter_mut()
+            .filter(|t| t.name == table || t.name.split_once('.').is_some_and(|(_, bare)| bare == table))
+            .map(|t| (t, column.to_string()))
+            .collect(),
+        None => tables.iter_mut().map(|t| (t, target.to_string())).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn args(argv: &[&str]) -> ExportArgs {
+        let mut full = vec!["pg2bq", "export"];
+        full.extend_from_slice(argv);
+        match Cli::try_parse_from(full).unwrap().command {
+            Command::Export(args) => args,
+        }
+    }
+
+    fn file(text: &str) -> ConfigFile {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn flag_beats_environment_beats_file() {
+        let a = args(&["--source", "postgresql://flag/db", "--dest", "/tmp/x"]);
+        let cfg = ExportConfig::resolve(&a, file("source = 'postgresql://file/db'"), Some("postgresql://env/db".into())).unwrap();
+        assert_eq!(cfg.source_url, "postgresql://flag/db");
+        let a = args(&["--dest", "/tmp/x"]);
+        let cfg = ExportConfig::resolve(&a, file("source = 'postgresql://file/db'"), Some("postgresql://env/db".into())).unwrap();
+        assert_eq!(cfg.source_url, "postgresql://env/db");
+        let cfg = ExportConfig::resolve(&a, file("source = 'postgresql://file/db'"), None).unwrap();
+        assert_eq!(cfg.source_url, "postgresql://file/db");
+    }
+
+    #[test]
+    fn repeated_flag_last_wins() {
+        let a = args(&["--partitions", "2", "--partitions", "7", "--source", "s", "--dest", "d"]);
+        assert_eq!(ExportConfig::resolve(&a, ConfigFile::default(), None).unwrap().partitions, 7);
+    }
+
+    #[test]
+    fn file_tables_keep_their_options_when_named_by_flag() {
+        let f = file("[[tables]]\nname = 'public.events'\npartitions = 3\ncast = { payload = 'text' }\n[[tables]]\nname = 'public.other'\n");
+        let a = args(&["--source", "s", "--dest", "d", "--table", "public.events", "--cast", "events.note=text"]);
+        let cfg = ExportConfig::resolve(&a, f, None).unwrap();
+        assert_eq!(cfg.tables.len(), 1);
+        assert_eq!(cfg.tables[0].partitions, Some(3));
+        assert_eq!(cfg.tables[0].casts.keys().collect::<Vec<_>>(), ["note", "payload"]);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        assert!(toml::from_str::<ConfigFile>("tabels = []").is_err());
+    }
+
+    #[test]
+    fn missing_source_says_where_to_put_it() {
+        let err = ExportConfig::resolve(&args(&["--dest", "d"]), ConfigFile::default(), None).unwrap_err();
+        assert!(err.to_string().contains("PG2BQ_SOURCE"), "{err}");
+    }
+}

@@ -1,0 +1,251 @@
+//! `pg2bq export`: Postgres → Arrow → Parquet snapshot + manifest.
+//!
+//! Input: an [`ExportConfig`]. Output: `<dest>/<run-id>/<table>/part-NNNNN.parquet` and,
+//! last, `<dest>/<run-id>/manifest.json`. Every table is read in one exported snapshot;
+//! every partition's rows are checked against the snapshot's count before the manifest is
+//! written. A failed run writes no manifest and removes what it uploaded.
+
+pub mod plan;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::aggregates::ColumnAccumulator;
+use crate::batches::{normalize_batch, pinned_schema, BatchError};
+use crate::config::ExportConfig;
+use crate::sink::manifest::{ColumnManifest, FileManifest, Manifest, TableManifest, FORMAT_VERSION, MANIFEST_FILE};
+use crate::sink::parquet::{ParquetSinkError, PartitionFiles};
+use crate::sink::store::{Store, StoreError};
+use crate::source::postgres::SnapshotSession;
+use crate::source::stream::{stream_query, StreamError};
+use crate::source::types::BigQueryType;
+use crate::source::SourceError;
+pub use plan::{ExportPlan, PlanError, TablePlan};
+
+/// A failed export step, naming the table and object.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("table `{table}`, partition {partition}: a batch did not convert")]
+    Batch { table: String, partition: usize, #[source] source: BatchError },
+    #[error("table `{table}`, partition {partition}: writing Parquet failed")]
+    Write { table: String, partition: usize, #[source] source: ParquetSinkError },
+    #[error("run `{run_id}` is already committed (`{uri}` exists); pick another --run-id")]
+    RunCommitted { run_id: String, uri: String },
+    #[error("table `{table}`: the snapshot has {expected} rows but {actual} were written; nothing was committed")]
+    RowCountMismatch { table: String, expected: u64, actual: u64 },
+    #[error("table `{table}`, partition {partition}: its worker stopped unexpectedly")]
+    Worker { table: String, partition: usize },
+    #[error("cannot serialise the manifest")]
+    Manifest(#[source] serde_json::Error),
+}
+
+/// What `export` produced.
+#[derive(Debug)]
+pub enum ExportOutcome {
+    /// `--dry-run`: the plan, nothing written.
+    Planned(ExportPlan),
+    /// The committed manifest and where it is.
+    Committed { manifest: Box<Manifest>, manifest_uri: String },
+}
+
+/// Rows exported so far per table, for progress reporting.
+pub type ProgressCounter = Arc<AtomicU64>;
+
+/// Runs an export (or plans it, with `dry_run`).
+///
+/// # Errors
+/// [`ExportError`] naming the table, column and object; nothing is committed on error.
+pub async fn export(config: &ExportConfig, progress: Option<&(dyn Fn(&str, u64, &ProgressCounter) + Sync)>) -> Result<ExportOutcome, ExportError> {
+    let run_id = config.run_id.clone().unwrap_or_else(new_run_id);
+    let started_at = chrono::Utc::now();
+    let session = SnapshotSession::open(&config.source_url).await?;
+    let plan = plan::plan_export(config, &session, &run_id).await?;
+    if config.dry_run {
+        return Ok(ExportOutcome::Planned(plan));
+    }
+    let store = Store::open(&config.destination, &config.gcs)?;
+    let manifest_path = format!("{run_id}/{MANIFEST_FILE}");
+    let manifest_uri = store.uri(&manifest_path);
+    if store.exists(&manifest_path).await? {
+        return Err(ExportError::RunCommitted { run_id, uri: manifest_uri });
+    }
+    let leftovers = store.delete_prefix(&run_id).await?;
+    if leftovers > 0 {
+        warn!(run_id = %run_id, objects = leftovers, "Removed files of an earlier uncommitted attempt");
+    }
+    let setup = session.partition_setup();
+    let mut tables = Vec::new();
+    for table in &plan.tables {
+        let counter = ProgressCounter::default();
+        if let Some(report) = progress {
+            report(&table.name, table.row_count, &counter);
+        }
+        let span = info_span!("export", table = %table.name, run_id = %run_id);
+        let result = export_table(config, &store, table, &setup, &run_id, counter).instrument(span).await;
+        match result {
+            Ok(done) => tables.push(done),
+            Err(error) => {
+                if let Err(cleanup) = store.delete_prefix(&run_id).await {
+                    warn!(run_id = %run_id, error = %cleanup, "Could not remove the failed run's files");
+                }
+                return Err(error);
+            }
+        }
+    }
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        tool: "pg2bq".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        run_id: run_id.clone(),
+        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        completed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        source: plan.source.clone(),
+        destination: store.uri("").trim_end_matches('/').to_string(),
+        tables,
+    };
+    let body = serde_json::to_vec_pretty(&manifest).map_err(ExportError::Manifest)?;
+    if !store.put_if_absent(&manifest_path, Bytes::from(body)).await? {
+        return Err(ExportError::RunCommitted { run_id, uri: manifest_uri });
+    }
+    drop(session);
+    info!(run_id = %manifest.run_id, uri = %manifest_uri, "Committed manifest");
+    Ok(ExportOutcome::Committed { manifest: Box::new(manifest), manifest_uri })
+}
+
+/// `20261124T065000Z-1a2b`: sortable by time, unique enough for concurrent runs.
+pub fn new_run_id() -> String {
+    format!("{}-{:04x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u16>())
+}
+
+async fn export_table(
+    config: &ExportConfig,
+    store: &Store,
+    table: &TablePlan,
+    setup: &[String],
+    run_id: &str,
+    counter: ProgressCounter,
+) -> Result<TableManifest, ExportError> {
+    let started = Instant::now();
+    let schema = pinned_schema(&table.columns);
+    let orderable: Vec<bool> = table.columns.iter().map(|c| c.bq_type != BigQueryType::Json && !c.repeated).collect();
+    let next_file = Arc::new(AtomicUsize::new(0));
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Handle::current();
+    let mut workers = Vec::new();
+    for partition in &table.partitions {
+        let query = if partition.predicate.is_empty() {
+            table.source_query.clone()
+        } else {
+            format!("{} WHERE {}", table.source_query, partition.predicate)
+        };
+        let mut files = PartitionFiles::new(
+            store.clone(),
+            runtime.clone(),
+            schema.clone(),
+            orderable.clone(),
+            config.parquet,
+            format!("{run_id}/{}", table.directory),
+            partition.index,
+            next_file.clone(),
+        );
+        let (url, name, columns, schema, setup) = (config.source_url.clone(), table.name.clone(), table.columns.clone(), schema.clone(), setup.to_vec());
+        let (index, expected, batch_rows) = (partition.index, partition.rows, config.batch_rows);
+        let (cancelled, counter) = (cancelled.clone(), counter.clone());
+        workers.push(tokio::task::spawn_blocking(move || {
+            let result = (|| {
+                let rows = stream_query(&url, &name, &query, &setup, batch_rows, |batch| {
+                    if cancelled.load(Ordering::Relaxed) {
+                        return Err(None);
+                    }
+                    let batch = normalize_batch(&batch, &columns, &schema)
+                        .map_err(|source| Some(ExportError::Batch { table: name.clone(), partition: index, source }))?;
+                    files.write(&batch).map_err(|source| Some(ExportError::Write { table: name.clone(), partition: index, source }))?;
+                    counter.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    Ok(())
+                })
+                .map_err(|e| match e {
+                    StreamError::Source(source) => Some(ExportError::Source(source)),
+                    StreamError::Sink(sink) => sink,
+                })?;
+                if rows != expected {
+                    return Err(Some(ExportError::Source(SourceError::ShortStream { table: name.clone(), partition: index, expected, actual: rows })));
+                }
+                files.finish().map_err(|source| Some(ExportError::Write { table: name.clone(), partition: index, source }))
+            })();
+            if result.is_err() {
+                cancelled.store(true, Ordering::Relaxed);
+            }
+            result
+        }));
+    }
+    let mut first_error = None;
+    let mut written: Vec<(FileManifest, Vec<ColumnAccumulator>)> = Vec::new();
+    for (partition, worker) in table.partitions.iter().zip(workers) {
+        match worker.await {
+            Ok(Ok(files)) => written.extend(files),
+            Ok(Err(Some(error))) => {
+                first_error.get_or_insert(error);
+            }
+            Ok(Err(None)) => {}
+            Err(_) => {
+                first_error.get_or_insert(ExportError::Worker { table: table.name.clone(), partition: partition.index });
+            }
+        }
+    }
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    written.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    let mut totals: Vec<ColumnAccumulator> =
+        schema.fields().iter().zip(&orderable).map(|(f, o)| ColumnAccumulator::new(f.data_type(), *o)).collect();
+    for (_, accumulators) in &written {
+        for (total, file) in totals.iter_mut().zip(accumulators) {
+            total.merge(file);
+        }
+    }
+    let files: Vec<FileManifest> = written.into_iter().map(|(file, _)| file).collect();
+    let row_count: u64 = files.iter().map(|f| f.rows).sum();
+    if row_count != table.row_count {
+        return Err(ExportError::RowCountMismatch { table: table.name.clone(), expected: table.row_count, actual: row_count });
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    info!(
+        rows = row_count,
+        files = files.len(),
+        bytes = files.iter().map(|f| f.bytes).sum::<u64>(),
+        seconds = format!("{seconds:.2}"),
+        rows_per_s = (row_count as f64 / seconds.max(1e-9)) as u64,
+        "Exported table"
+    );
+    let columns = table
+        .columns
+        .iter()
+        .zip(&totals)
+        .map(|(mapping, total)| ColumnManifest {
+            mapping: mapping.clone(),
+            adjusted_rows: table.adjusted_rows.iter().find(|(c, _)| c == &mapping.name).map_or(0, |(_, n)| *n),
+            aggregates: total.finish(),
+        })
+        .collect();
+    Ok(TableManifest {
+        name: table.name.clone(),
+        bq_table: table.bq_table.clone(),
+        source_query: table.source_query.clone(),
+        primary_key: table.primary_key.clone(),
+        foreign_keys: table.foreign_keys.clone(),
+        columns,
+        partitions: table.partitions.clone(),
+        files,
+        row_count,
+    })
+}

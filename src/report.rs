@@ -1,0 +1,86 @@
+//! What the binary prints: results on stdout (JSON with `--json`), progress and errors on stderr.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use pg2bq::export::ProgressCounter;
+use pg2bq::ExportOutcome;
+
+/// Prints a table's row count on stderr every second until it is complete.
+pub fn spawn_progress(table: &str, total_rows: u64, counter: &ProgressCounter) {
+    let (table, counter) = (table.to_string(), counter.clone());
+    tokio::spawn(async move {
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let rows = counter.load(Ordering::Relaxed);
+            let rate = rows as f64 / started.elapsed().as_secs_f64();
+            let percent = if total_rows == 0 { 100.0 } else { rows as f64 * 100.0 / total_rows as f64 };
+            eprint!("\r{table}: {rows}/{total_rows} rows ({percent:.0}%), {rate:.0} rows/s   ");
+            if rows >= total_rows {
+                eprintln!();
+                return;
+            }
+        }
+    });
+}
+
+pub fn print_export(outcome: &ExportOutcome, json: bool) {
+    let mut out = std::io::stdout().lock();
+    let written = match (outcome, json) {
+        (ExportOutcome::Planned(plan), true) => serde_json::to_writer_pretty(&mut out, plan).map_err(std::io::Error::from),
+        (ExportOutcome::Committed { manifest, manifest_uri }, true) => {
+            let summary = serde_json::json!({
+                "run_id": manifest.run_id,
+                "manifest": manifest_uri,
+                "tables": manifest.tables.iter().map(|t| serde_json::json!({
+                    "name": t.name,
+                    "rows": t.row_count,
+                    "files": t.files.len(),
+                    "bytes": t.files.iter().map(|f| f.bytes).sum::<u64>(),
+                })).collect::<Vec<_>>(),
+            });
+            serde_json::to_writer_pretty(&mut out, &summary).map_err(std::io::Error::from)
+        }
+        (ExportOutcome::Planned(plan), false) => {
+            let mut text = format!("Plan for run {} → {}\n", plan.run_id, plan.destination);
+            for table in &plan.tables {
+                text.push_str(&format!("\n{} → BigQuery table `{}`: {} rows, {} partition(s), ≥ {} file(s)\n", table.name, table.bq_table, table.row_count, table.partitions.len(), table.min_files));
+                for column in &table.columns {
+                    let repeated = if column.repeated { " REPEATED" } else { "" };
+                    let note = column.note.as_deref().map(|n| format!("  ({n})")).unwrap_or_default();
+                    text.push_str(&format!("  {:<24} {:<28} → {:<40} → {:?}{repeated}{note}\n", column.bq_name, column.pg_type, column.arrow_type.to_string(), column.bq_type));
+                }
+                for partition in &table.partitions {
+                    text.push_str(&format!("  partition {} [{}] {}: {} rows\n", partition.index, partition.method, partition.predicate, partition.rows));
+                }
+                for (column, rows) in &table.adjusted_rows {
+                    text.push_str(&format!("  note: {rows} row(s) of `{column}` will be adjusted by --out-of-range\n"));
+                }
+            }
+            out.write_all(text.as_bytes())
+        }
+        (ExportOutcome::Committed { manifest, manifest_uri }, false) => {
+            let mut text = format!("Committed run {} ({manifest_uri})\n", manifest.run_id);
+            for t in &manifest.tables {
+                let bytes: u64 = t.files.iter().map(|f| f.bytes).sum();
+                text.push_str(&format!("  {:<32} {:>12} rows  {:>4} file(s)  {:>14} bytes\n", t.name, t.row_count, t.files.len(), bytes));
+            }
+            out.write_all(text.as_bytes())
+        }
+    };
+    // A closed stdout (e.g. `| head`) is not an error.
+    let _ = written.and_then(|()| writeln!(out));
+}
+
+/// `error: …` then one `Caused by:` line per source.
+pub fn print_error(error: &pg2bq::Error) {
+    let mut text = format!("error: {error}\n");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!("  Caused by: {cause}\n"));
+        source = cause.source();
+    }
+    eprint!("{text}");
+}

@@ -1,0 +1,213 @@
+//! Parquet files from pinned batches: zstd, row groups sized by bytes (BigQuery wants
+//! ≥ 16 MiB), files rolled at a target size, each streamed to the store as it is written.
+//!
+//! Input: normalized batches of one partition. Output: [`FileManifest`]s with rows, bytes,
+//! CRC32C and per-file aggregates. It never buffers a whole file: chunks go to the upload
+//! task through a bounded channel, so a slow store slows the writer instead of filling memory.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use bytes::{Bytes, BytesMut};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::gcs::CHUNK_BYTES;
+use super::manifest::FileManifest;
+use super::store::{Chunk, Store, StoreError, StoredObject};
+use crate::aggregates::ColumnAccumulator;
+
+/// How files are encoded and cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ParquetSettings {
+    pub zstd_level: i32,
+    /// Uncompressed Arrow bytes per row group.
+    pub row_group_bytes: usize,
+    /// Compressed bytes after which a file is closed and the next one started.
+    pub file_bytes: u64,
+}
+
+impl Default for ParquetSettings {
+    fn default() -> Self {
+        Self { zstd_level: 1, row_group_bytes: 128 << 20, file_bytes: 256 << 20 }
+    }
+}
+
+/// A failed file write, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ParquetSinkError {
+    #[error("failed to encode `{uri}`")]
+    Encode { uri: String, #[source] source: ParquetError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("upload task of `{uri}` stopped unexpectedly")]
+    UploadTask { uri: String },
+}
+
+/// Streams encoded bytes to an upload task in fixed-size chunks.
+struct ChunkSender {
+    buffer: BytesMut,
+    sender: mpsc::Sender<Chunk>,
+}
+
+impl ChunkSender {
+    fn send(&mut self, data: Bytes) -> std::io::Result<()> {
+        self.sender
+            .blocking_send(Chunk::Data(data))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "upload stopped"))
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        while self.buffer.len() >= CHUNK_BYTES {
+            let chunk = self.buffer.split_to(CHUNK_BYTES).freeze();
+            self.send(chunk)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct OpenFile {
+    writer: ArrowWriter<ChunkSender>,
+    index: usize,
+    upload: JoinHandle<Result<StoredObject, StoreError>>,
+    rows: u64,
+    row_group_bytes: usize,
+    accumulators: Vec<ColumnAccumulator>,
+}
+
+/// Writes one partition's batches into rolled files under `<run>/<table>/`.
+pub struct PartitionFiles {
+    store: Store,
+    runtime: tokio::runtime::Handle,
+    schema: SchemaRef,
+    orderable: Vec<bool>,
+    settings: ParquetSettings,
+    /// `<run-id>/<table>`.
+    directory: String,
+    partition: usize,
+    /// Shared by a table's partitions so file numbers never collide.
+    next_file: Arc<AtomicUsize>,
+    open: Option<OpenFile>,
+    finished: Vec<(FileManifest, Vec<ColumnAccumulator>)>,
+}
+
+impl PartitionFiles {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        runtime: tokio::runtime::Handle,
+        schema: SchemaRef,
+        orderable: Vec<bool>,
+        settings: ParquetSettings,
+        directory: String,
+        partition: usize,
+        next_file: Arc<AtomicUsize>,
+    ) -> Self {
+        Self { store, runtime, schema, orderable, settings, directory, partition, next_file, open: None, finished: Vec::new() }
+    }
+
+    fn path(&self, index: usize) -> String {
+        format!("{}/part-{index:05}.parquet", self.directory)
+    }
+
+    fn start_file(&mut self) -> Result<OpenFile, ParquetSinkError> {
+        let index = self.next_file.fetch_add(1, Ordering::SeqCst);
+        let path = self.path(index);
+        let (sender, receiver) = mpsc::channel(2);
+        let store = self.store.clone();
+        let upload_path = path.clone();
+        let upload = self.runtime.spawn(async move { store.upload(&upload_path, receiver).await });
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(self.settings.zstd_level).unwrap_or_default()))
+            .set_max_row_group_size(usize::MAX)
+            .set_created_by(format!("pg2bq {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let sink = ChunkSender { buffer: BytesMut::with_capacity(CHUNK_BYTES), sender };
+        let writer = ArrowWriter::try_new(sink, self.schema.clone(), Some(properties))
+            .map_err(|source| ParquetSinkError::Encode { uri: self.store.uri(&path), source })?;
+        let accumulators = self.schema.fields().iter().zip(&self.orderable).map(|(f, o)| ColumnAccumulator::new(f.data_type(), *o)).collect();
+        Ok(OpenFile { writer, index, upload, rows: 0, row_group_bytes: 0, accumulators })
+    }
+
+    /// Appends a batch, flushing row groups and rolling files as the sizes say.
+    ///
+    /// # Errors
+    /// [`ParquetSinkError`] naming the file when encoding or uploading fails.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetSinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let mut file = match self.open.take() {
+            Some(file) => file,
+            None => self.start_file()?,
+        };
+        let uri = self.store.uri(&self.path(file.index));
+        for (accumulator, column) in file.accumulators.iter_mut().zip(batch.columns()) {
+            accumulator.update(column);
+        }
+        let encode = |source| ParquetSinkError::Encode { uri: uri.clone(), source };
+        file.writer.write(batch).map_err(encode)?;
+        file.rows += batch.num_rows() as u64;
+        file.row_group_bytes += batch.get_array_memory_size();
+        if file.row_group_bytes >= self.settings.row_group_bytes {
+            file.writer.flush().map_err(encode)?;
+            file.row_group_bytes = 0;
+        }
+        if file.writer.bytes_written() as u64 >= self.settings.file_bytes {
+            self.close(file)?;
+        } else {
+            self.open = Some(file);
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, mut file: OpenFile) -> Result<(), ParquetSinkError> {
+        let path = self.path(file.index);
+        let uri = self.store.uri(&path);
+        file.writer.finish().map_err(|source| ParquetSinkError::Encode { uri: uri.clone(), source })?;
+        let mut sink = file.writer.into_inner().map_err(|source| ParquetSinkError::Encode { uri: uri.clone(), source })?;
+        let rest = sink.buffer.split().freeze();
+        let sent = (rest.is_empty() || sink.send(rest).is_ok()) && sink.sender.blocking_send(Chunk::Finish).is_ok();
+        drop(sink);
+        let stored = self.runtime.block_on(file.upload).map_err(|_| ParquetSinkError::UploadTask { uri: uri.clone() })??;
+        if !sent {
+            return Err(ParquetSinkError::UploadTask { uri });
+        }
+        let manifest = FileManifest {
+            path: path.split_once('/').map(|(_, rel)| rel.to_string()).unwrap_or(path.clone()),
+            uri,
+            partition: self.partition,
+            rows: file.rows,
+            bytes: stored.bytes,
+            crc32c: stored.crc32c,
+            aggregates: file.accumulators.iter().map(ColumnAccumulator::finish).collect(),
+        };
+        self.finished.push((manifest, file.accumulators));
+        Ok(())
+    }
+
+    /// Closes the open file and returns every file written, with its accumulators.
+    ///
+    /// # Errors
+    /// [`ParquetSinkError`] when the last file cannot be finished.
+    pub fn finish(mut self) -> Result<Vec<(FileManifest, Vec<ColumnAccumulator>)>, ParquetSinkError> {
+        if let Some(file) = self.open.take() {
+            self.close(file)?;
+        }
+        Ok(std::mem::take(&mut self.finished))
+    }
+}

@@ -1,0 +1,326 @@
+//! Where a snapshot lives: a local directory, memory (tests), or a GCS bucket.
+//!
+//! Input: the destination URL. Output: a [`Store`] that uploads files from a stream of chunks,
+//! creates the manifest only if absent, reads, lists and deletes. Local and memory go through
+//! object_store; GCS goes through its JSON API (see [`super::gcs`]).
+
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{local::LocalFileSystem, ObjectStore, PutMode, PutOptions, PutPayload, WriteMultipart};
+use tokio::sync::mpsc;
+use url::Url;
+
+use super::gcs::{GcsClient, GcsError, GcsOptions, CHUNK_BYTES};
+
+/// A failed storage action, naming the object.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("destination `{url}` is not a gs://, file:// or memory:// URL or a path")]
+    UnsupportedUrl { url: String },
+    #[error("cannot create local destination directory `{path}`")]
+    CreateDir { path: String, #[source] source: std::io::Error },
+    #[error("{action} `{uri}` failed")]
+    Object { action: &'static str, uri: String, #[source] source: object_store::Error },
+    #[error(transparent)]
+    Gcs(#[from] GcsError),
+    #[error("upload of `{uri}` was abandoned before it finished")]
+    Abandoned { uri: String },
+    #[error("GCS stored `{uri}` with CRC32C {stored}, but we wrote {written}: the upload was corrupted")]
+    ChecksumMismatch { uri: String, stored: String, written: String },
+}
+
+/// A part of a file being uploaded, or its end.
+#[derive(Debug)]
+pub enum Chunk {
+    Data(Bytes),
+    Finish,
+}
+
+/// What was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub bytes: u64,
+    /// Base64 of the big-endian CRC32C, the form GCS reports.
+    pub crc32c: String,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Objects(Arc<dyn ObjectStore>),
+    Gcs(Arc<GcsClient>),
+}
+
+/// A destination root: every path is relative to it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+    /// Prefix inside the bucket or store, without leading or trailing `/`.
+    root: String,
+    /// The destination as the operator gave it, normalised, for URIs in the manifest.
+    display_root: String,
+}
+
+/// Base64 of the big-endian CRC32C of `bytes`.
+pub fn crc32c_base64(crc: u32) -> String {
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+}
+
+impl Store {
+    /// Opens `gs://bucket/prefix`, `file:///abs/dir`, a plain path, or `memory://` (tests).
+    ///
+    /// # Errors
+    /// [`StoreError`] for an unsupported URL, an uncreatable directory or missing GCS credentials.
+    pub fn open(destination: &str, gcs: &GcsOptions) -> Result<Self, StoreError> {
+        let unsupported = || StoreError::UnsupportedUrl { url: destination.to_string() };
+        if let Some(rest) = destination.strip_prefix("gs://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(unsupported());
+            }
+            let prefix = prefix.trim_matches('/').to_string();
+            return Ok(Self {
+                backend: Backend::Gcs(Arc::new(GcsClient::new(bucket, gcs)?)),
+                display_root: format!("gs://{bucket}/{prefix}").trim_end_matches('/').to_string(),
+                root: prefix,
+            });
+        }
+        if destination.starts_with("memory://") {
+            return Ok(Self { backend: Backend::Objects(Arc::new(InMemory::new())), root: String::new(), display_root: "memory://".into() });
+        }
+        let path = if destination.starts_with("file://") {
+            Url::parse(destination).ok().and_then(|u| u.to_file_path().ok()).ok_or_else(unsupported)?
+        } else if destination.contains("://") {
+            return Err(unsupported());
+        } else {
+            std::path::PathBuf::from(destination)
+        };
+        std::fs::create_dir_all(&path).map_err(|source| StoreError::CreateDir { path: path.display().to_string(), source })?;
+        let path = path.canonicalize().map_err(|source| StoreError::CreateDir { path: path.display().to_string(), source })?;
+        let local = LocalFileSystem::new_with_prefix(&path).map_err(|source| StoreError::Object { action: "open", uri: path.display().to_string(), source })?;
+        Ok(Self {
+            backend: Backend::Objects(Arc::new(local)),
+            root: String::new(),
+            display_root: Url::from_directory_path(&path).map(|u| u.to_string().trim_end_matches('/').to_string()).unwrap_or_default(),
+        })
+    }
+
+    fn key(&self, path: &str) -> String {
+        if self.root.is_empty() { path.to_string() } else { format!("{}/{path}", self.root) }
+    }
+
+    /// Full URI of `path`, as recorded in the manifest.
+    pub fn uri(&self, path: &str) -> String {
+        format!("{}/{path}", self.display_root)
+    }
+
+    /// Uploads the chunks received until [`Chunk::Finish`]; if the channel closes first, the
+    /// upload is abandoned and nothing becomes visible.
+    ///
+    /// # Errors
+    /// [`StoreError`] naming the object when a write fails or GCS reports another checksum.
+    pub async fn upload(&self, path: &str, mut chunks: mpsc::Receiver<Chunk>) -> Result<StoredObject, StoreError> {
+        let uri = self.uri(path);
+        let mut crc = 0u32;
+        let mut bytes = 0u64;
+        match &self.backend {
+            Backend::Objects(store) => {
+                let object = Path::from(self.key(path));
+                let upload = store.put_multipart(&object).await.map_err(|source| StoreError::Object { action: "start upload of", uri: uri.clone(), source })?;
+                let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK_BYTES);
+                while let Some(chunk) = chunks.recv().await {
+                    match chunk {
+                        Chunk::Data(data) => {
+                            crc = crc32c::crc32c_append(crc, &data);
+                            bytes += data.len() as u64;
+                            writer.wait_for_capacity(2).await.map_err(|source| StoreError::Object { action: "upload", uri: uri.clone(), source })?;
+                            writer.put(data);
+                        }
+                        Chunk::Finish => {
+                            writer.finish().await.map_err(|source| StoreError::Object { action: "finish upload of", uri: uri.clone(), source })?;
+                            return Ok(StoredObject { bytes, crc32c: crc32c_base64(crc) });
+                        }
+                    }
+                }
+                let _ = writer.abort().await;
+                Err(StoreError::Abandoned { uri })
+            }
+            Backend::Gcs(gcs) => {
+                let object = self.key(path);
+                let session = gcs.start_upload(&object).await?;
+                // GCS needs to know which chunk is the last: hold one back.
+                let mut pending: Option<Bytes> = None;
+                let mut offset = 0u64;
+                while let Some(chunk) = chunks.recv().await {
+                    match chunk {
+                        Chunk::Data(data) => {
+                            crc = crc32c::crc32c_append(crc, &data);
+                            bytes += data.len() as u64;
+                            if let Some(previous) = pending.replace(data) {
+                                let len = previous.len() as u64;
+                                gcs.upload_chunk(&session, &object, offset, previous, None).await?;
+                                offset += len;
+                            }
+                        }
+                        Chunk::Finish => {
+                            let last = pending.take().unwrap_or_default();
+                            let meta = gcs.upload_chunk(&session, &object, offset, last, Some(bytes)).await?;
+                            let written = crc32c_base64(crc);
+                            if let Some(stored) = meta.and_then(|m| m.crc32c) {
+                                if stored != written {
+                                    return Err(StoreError::ChecksumMismatch { uri, stored, written });
+                                }
+                            }
+                            return Ok(StoredObject { bytes, crc32c: written });
+                        }
+                    }
+                }
+                Err(StoreError::Abandoned { uri })
+            }
+        }
+    }
+
+    /// Writes `data` at `path` only if nothing is there. Returns `false` if something was.
+    ///
+    /// # Errors
+    /// [`StoreError`] naming the object when the write fails for another reason.
+    pub async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Objects(store) => {
+                let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+                match store.put_opts(&Path::from(self.key(path)), PutPayload::from(data), options).await {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                    Err(source) => Err(StoreError::Object { action: "create", uri: self.uri(path), source }),
+                }
+            }
+            Backend::Gcs(gcs) => Ok(gcs.put_if_absent(&self.key(path), data).await?),
+        }
+    }
+
+    /// Whether `path` exists.
+    pub async fn exists(&self, path: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Objects(store) => match store.head(&Path::from(self.key(path))).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(source) => Err(StoreError::Object { action: "read metadata of", uri: self.uri(path), source }),
+            },
+            Backend::Gcs(gcs) => Ok(gcs.head(&self.key(path)).await?.is_some()),
+        }
+    }
+
+    /// The whole object.
+    pub async fn get(&self, path: &str) -> Result<Bytes, StoreError> {
+        match &self.backend {
+            Backend::Objects(store) => {
+                let read = async { store.get(&Path::from(self.key(path))).await?.bytes().await };
+                read.await.map_err(|source| StoreError::Object { action: "read", uri: self.uri(path), source })
+            }
+            Backend::Gcs(gcs) => Ok(gcs.get(&self.key(path)).await?),
+        }
+    }
+
+    /// Paths (relative to the root) and sizes of every object under `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let strip = |key: &str| key.strip_prefix(&format!("{}/", self.root)).unwrap_or(key).to_string();
+        match &self.backend {
+            Backend::Objects(store) => {
+                use futures::TryStreamExt;
+                let listed: Vec<_> = store
+                    .list(Some(&Path::from(self.key(prefix))))
+                    .try_collect()
+                    .await
+                    .map_err(|source| StoreError::Object { action: "list", uri: self.uri(prefix), source })?;
+                Ok(listed.into_iter().map(|m| (strip(m.location.as_ref()), m.size as u64)).collect())
+            }
+            Backend::Gcs(gcs) => {
+                let key = format!("{}/", self.key(prefix));
+                Ok(gcs.list(&key).await?.into_iter().map(|m| (strip(&m.name), m.size)).collect())
+            }
+        }
+    }
+
+    /// Deletes every object under `prefix`; returns how many.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StoreError> {
+        let listed = self.list(prefix).await?;
+        for (path, _) in &listed {
+            match &self.backend {
+                Backend::Objects(store) => store
+                    .delete(&Path::from(self.key(path)))
+                    .await
+                    .map_err(|source| StoreError::Object { action: "delete", uri: self.uri(path), source })?,
+                Backend::Gcs(gcs) => gcs.delete(&self.key(path)).await?,
+            }
+        }
+        Ok(listed.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same checks for every backend the tests can reach (GCS in tests/it).
+    pub async fn store_conformance(store: &Store) {
+        let (tx, rx) = mpsc::channel(4);
+        let upload = tokio::spawn({
+            let store = store.clone();
+            async move { store.upload("run/t/part-00000.parquet", rx).await }
+        });
+        let data = vec![7u8; CHUNK_BYTES + 10];
+        tx.send(Chunk::Data(Bytes::copy_from_slice(&data[..CHUNK_BYTES]))).await.unwrap();
+        tx.send(Chunk::Data(Bytes::copy_from_slice(&data[CHUNK_BYTES..]))).await.unwrap();
+        tx.send(Chunk::Finish).await.unwrap();
+        let stored = upload.await.unwrap().unwrap();
+        assert_eq!(stored.bytes, data.len() as u64);
+        assert_eq!(stored.crc32c, crc32c_base64(crc32c::crc32c(&data)));
+        assert_eq!(store.get("run/t/part-00000.parquet").await.unwrap().as_ref(), &data[..]);
+
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Chunk::Data(Bytes::from_static(b"half"))).await.unwrap();
+        drop(tx);
+        assert!(matches!(store.upload("run/t/part-00001.parquet", rx).await, Err(StoreError::Abandoned { .. })));
+        assert!(!store.exists("run/t/part-00001.parquet").await.unwrap());
+
+        assert!(store.put_if_absent("run/manifest.json", Bytes::from_static(b"{}")).await.unwrap());
+        assert_eq!(store.list("run").await.unwrap().len(), 2);
+        assert_eq!(store.delete_prefix("run").await.unwrap(), 2);
+        assert!(store.list("run").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn in_memory_store_conforms() {
+        store_conformance(&Store::open("memory://", &GcsOptions::default()).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn local_store_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        store_conformance(&Store::open(dir.path().to_str().unwrap(), &GcsOptions::default()).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn gcs_store_conforms() {
+        let Ok(host) = std::env::var("STORAGE_EMULATOR_HOST") else {
+            eprintln!("skipped: STORAGE_EMULATOR_HOST is not set (scripts/test.sh starts fake-gcs-server)");
+            return;
+        };
+        let bucket = std::env::var("PG2BQ_TEST_GCS_BUCKET").unwrap_or_else(|_| "pg2bq-test".into());
+        let prefix = format!("gs://{bucket}/conformance-{}", std::process::id());
+        let options = GcsOptions { emulator_host: Some(host), application_credentials: None };
+        store_conformance(&Store::open(&prefix, &options).unwrap()).await;
+    }
+
+    /// The manifest is the commit point: a second create must not overwrite it.
+    #[tokio::test]
+    async fn manifest_is_created_once() {
+        let store = Store::open("memory://", &GcsOptions::default()).unwrap();
+        assert!(store.put_if_absent("r/manifest.json", Bytes::from_static(b"1")).await.unwrap());
+        assert!(!store.put_if_absent("r/manifest.json", Bytes::from_static(b"2")).await.unwrap());
+        assert_eq!(store.get("r/manifest.json").await.unwrap().as_ref(), b"1");
+    }
+}

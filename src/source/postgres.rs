@@ -1,0 +1,215 @@
+//! The snapshot session: one connection that holds a REPEATABLE READ transaction open for the
+//! whole export, exports its snapshot for the partition connections to share, and answers
+//! every catalog, count and check query inside it.
+
+use postgres_openssl::MakeTlsConnector;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::types::PgColumn;
+use super::{redact_url, SourceError};
+use crate::sink::manifest::{ForeignKey, SourceInfo};
+
+/// Session settings every connection of a run uses, so text output is deterministic.
+pub const SESSION_SETTINGS: [&str; 3] = ["SET LOCAL intervalstyle = 'iso_8601'", "SET LOCAL TimeZone = 'UTC'", "SET LOCAL DateStyle = 'ISO, YMD'"];
+
+/// An open snapshot.
+pub struct SnapshotSession {
+    client: Client,
+    url: String,
+    /// `pg_export_snapshot()`: partitions `SET TRANSACTION SNAPSHOT` to it.
+    pub snapshot_id: String,
+    pub info: SourceInfo,
+}
+
+/// A table as the catalog names it.
+#[derive(Debug, Clone)]
+pub struct TableIdentity {
+    pub schema: String,
+    pub name: String,
+    pub oid: u32,
+}
+
+/// Connects with TLS as the URL's sslmode asks (libpq semantics: `require` encrypts without
+/// verifying the certificate).
+pub async fn connect(url: &str) -> Result<Client, SourceError> {
+    let redacted = redact_url(url);
+    let config: Config = url.parse().map_err(|source| SourceError::InvalidUrl { url: redacted.clone(), source })?;
+    let connect_error = |source: tokio_postgres::Error| SourceError::Connect { url: redacted.clone(), source: Box::new(source) };
+    if config.get_ssl_mode() == SslMode::Disable {
+        let (client, connection) = config.connect(NoTls).await.map_err(connect_error)?;
+        tokio::spawn(connection);
+        return Ok(client);
+    }
+    let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
+        .map_err(|source| SourceError::Tls { url: redacted.clone(), source })?;
+    builder.set_verify(openssl::ssl::SslVerifyMode::NONE);
+    let (client, connection) = config.connect(MakeTlsConnector::new(builder.build())).await.map_err(connect_error)?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+fn query_error(action: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> SourceError {
+    let action = action.into();
+    move |source| SourceError::Query { action, source }
+}
+
+impl SnapshotSession {
+    /// Opens the session and takes the snapshot.
+    ///
+    /// # Errors
+    /// [`SourceError`] when the server cannot be reached or refuses the transaction.
+    pub async fn open(url: &str) -> Result<Self, SourceError> {
+        let client = connect(url).await?;
+        let begin = format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {};", SESSION_SETTINGS.join("; "));
+        client.batch_execute(&begin).await.map_err(query_error("open a REPEATABLE READ transaction"))?;
+        let row = client
+            .query_one(
+                "SELECT pg_export_snapshot(), txid_current_snapshot()::text, \
+                 (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, \
+                 current_setting('server_version')",
+                &[],
+            )
+            .await
+            .map_err(query_error("export a snapshot"))?;
+        let info = SourceInfo { url: redact_url(url), server_version: row.get(3), txid_snapshot: row.get(1), wal_lsn: row.get(2) };
+        Ok(Self { client, url: url.to_string(), snapshot_id: row.get(0), info })
+    }
+
+    /// The statements a partition connection runs before its query to join this snapshot.
+    pub fn partition_setup(&self) -> Vec<String> {
+        let mut setup = vec![
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_string(),
+            format!("SET TRANSACTION SNAPSHOT '{}'", self.snapshot_id),
+        ];
+        setup.extend(SESSION_SETTINGS.iter().map(|s| s.to_string()));
+        setup
+    }
+
+    /// Resolves `schema.table` (or `table` on the search path).
+    pub async fn resolve_table(&self, table: &str) -> Result<TableIdentity, SourceError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT n.nspname::text, c.relname::text, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::text::regclass",
+                &[&table],
+            )
+            .await
+            .map_err(|source| SourceError::TableNotFound { table: table.to_string(), source })?;
+        Ok(TableIdentity { schema: row.get(0), name: row.get(1), oid: row.get(2) })
+    }
+
+    /// Columns of a relation, in order, with domains resolved to their base types.
+    pub async fn columns(&self, oid: u32) -> Result<Vec<PgColumn>, SourceError> {
+        columns_of(&self.client, oid, "read the column catalog").await
+    }
+
+    /// Primary key columns, in key order.
+    pub async fn primary_key(&self, oid: u32) -> Result<Vec<String>, SourceError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT a.attname::text FROM pg_constraint k CROSS JOIN LATERAL unnest(k.conkey) WITH ORDINALITY AS u(attnum, ord) \
+                 JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum \
+                 WHERE k.conrelid = $1 AND k.contype = 'p' ORDER BY u.ord",
+                &[&oid],
+            )
+            .await
+            .map_err(query_error("read the primary key"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Foreign keys declared on a table.
+    pub async fn foreign_keys(&self, oid: u32) -> Result<Vec<ForeignKey>, SourceError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT k.conname::text, \
+                   (SELECT array_agg(a.attname::text ORDER BY u.ord) FROM unnest(k.conkey) WITH ORDINALITY u(n, ord) JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n), \
+                   (SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = k.confrelid), \
+                   (SELECT array_agg(a.attname::text ORDER BY u.ord) FROM unnest(k.confkey) WITH ORDINALITY u(n, ord) JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n) \
+                 FROM pg_constraint k WHERE k.conrelid = $1 AND k.contype = 'f' ORDER BY k.conname",
+                &[&oid],
+            )
+            .await
+            .map_err(query_error("read foreign keys"))?;
+        Ok(rows
+            .iter()
+            .map(|r| ForeignKey { name: r.get(0), columns: r.get(1), references_table: r.get(2), references_columns: r.get(3) })
+            .collect())
+    }
+
+    /// Runs one `SELECT count(*), count(*) FILTER (…), …` and returns every count.
+    pub async fn counts(&self, from: &str, filters: &[String], what: &str) -> Result<Vec<u64>, SourceError> {
+        let mut select = vec!["count(*)".to_string()];
+        select.extend(filters.iter().map(|f| format!("count(*) FILTER (WHERE {f})")));
+        let sql = format!("SELECT {} FROM {from}", select.join(", "));
+        let row = self.client.query_one(&sql, &[]).await.map_err(query_error(format!("count rows and check values of {what}")))?;
+        Ok((0..select.len()).map(|i| row.get::<_, i64>(i) as u64).collect())
+    }
+
+    /// `min(key)`, `max(key)` as int8, `None` for an empty table.
+    pub async fn key_range(&self, from: &str, key: &str, what: &str) -> Result<Option<(i64, i64)>, SourceError> {
+        let sql = format!("SELECT min({key})::int8, max({key})::int8 FROM {from}");
+        let row = self.client.query_one(&sql, &[]).await.map_err(query_error(format!("read the key range of {what}")))?;
+        Ok(row.get::<_, Option<i64>>(0).zip(row.get::<_, Option<i64>>(1)))
+    }
+
+    /// Number of heap blocks of a table now (rows of the snapshot lie in these).
+    pub async fn block_count(&self, oid: u32, what: &str) -> Result<i64, SourceError> {
+        let row = self
+            .client
+            .query_one("SELECT (pg_relation_size($1::oid) / current_setting('block_size')::int8)::int8", &[&oid])
+            .await
+            .map_err(query_error(format!("read the size of {what}")))?;
+        Ok(row.get(0))
+    }
+
+    /// Columns a query returns, by describing it through a temporary view on a separate
+    /// connection (the snapshot transaction is read-only).
+    pub async fn query_columns(&self, sql: &str, name: &str) -> Result<Vec<PgColumn>, SourceError> {
+        let client = connect(&self.url).await?;
+        client
+            .batch_execute(&format!("BEGIN; CREATE TEMPORARY VIEW pg2bq_query AS {sql}"))
+            .await
+            .map_err(query_error(format!("describe query `{name}`")))?;
+        let oid: u32 = client
+            .query_one("SELECT 'pg2bq_query'::regclass::oid", &[])
+            .await
+            .map_err(query_error(format!("describe query `{name}`")))?
+            .get(0);
+        let columns = columns_of(&client, oid, "describe the query's columns").await;
+        let _ = client.batch_execute("ROLLBACK").await;
+        columns
+    }
+}
+
+async fn columns_of(client: &Client, oid: u32, action: &str) -> Result<Vec<PgColumn>, SourceError> {
+    let rows = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, t.typtype::text, \
+               e.typname::text, CASE WHEN t0.typtype = 'd' THEN t0.typtypmod ELSE a.atttypmod END, \
+               a.attnotnull OR (t0.typtype = 'd' AND t0.typnotnull), col_description(a.attrelid, a.attnum) \
+             FROM pg_attribute a \
+             JOIN pg_type t0 ON t0.oid = a.atttypid \
+             JOIN pg_type t ON t.oid = CASE WHEN t0.typtype = 'd' THEN t0.typbasetype ELSE t0.oid END \
+             LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            &[&oid],
+        )
+        .await
+        .map_err(query_error(action))?;
+    Ok(rows
+        .iter()
+        .map(|r| PgColumn {
+            name: r.get(0),
+            type_display: r.get(1),
+            type_name: r.get(2),
+            type_kind: r.get::<_, String>(3).chars().next().unwrap_or('b'),
+            element_type: r.get(4),
+            type_modifier: r.get(5),
+            not_null: r.get(6),
+            comment: r.get(7),
+        })
+        .collect())
+}

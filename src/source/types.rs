@@ -1,0 +1,582 @@
+//! The single table of how each Postgres type travels: the SQL we select it with,
+//! the Arrow type we pin it to, and the BigQuery type it loads as.
+//!
+//! Input: a column's catalog entry. Output: a [`ColumnMapping`] or a [`Refusal`] that says
+//! what to do instead. It never guesses: a type not listed here is refused before data moves.
+
+use arrow::datatypes::{DataType, Field, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+/// Widest decimal BigQuery's NUMERIC holds: 38 digits, at most 9 after the point.
+pub const NUMERIC_MAX_SCALE: u8 = 9;
+/// Integer digits NUMERIC holds.
+pub const NUMERIC_MAX_INTEGER_DIGITS: u8 = 29;
+/// BIGNUMERIC as Parquet carries it: DECIMAL(76, 38).
+pub const BIGNUMERIC_PRECISION: u8 = 76;
+/// Largest scale BIGNUMERIC holds.
+pub const BIGNUMERIC_SCALE: u8 = 38;
+
+/// A column as the Postgres catalog describes it (domains already resolved to their base type).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgColumn {
+    pub name: String,
+    /// `format_type()` output, e.g. `numeric(12,2)` or `timestamp with time zone`.
+    pub type_display: String,
+    /// Base type name in `pg_type`, e.g. `numeric`, `_int4` for `int4[]`.
+    pub type_name: String,
+    /// `pg_type.typtype`: b(ase), e(num), r(ange), m(ultirange), c(omposite), p(seudo).
+    pub type_kind: char,
+    /// Element type name when this is an array.
+    pub element_type: Option<String>,
+    /// `atttypmod`, -1 when unconstrained.
+    pub type_modifier: i32,
+    pub not_null: bool,
+    pub comment: Option<String>,
+}
+
+/// How out-of-range dates and timestamps (BigQuery holds years 0001–9999) are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum OutOfRange {
+    /// Refuse the table before any data moves (default).
+    #[default]
+    Refuse,
+    /// Clamp to the nearest value BigQuery can hold (`infinity` → 9999-12-31 23:59:59.999999).
+    Clamp,
+    /// Export NULL instead.
+    Null,
+}
+
+/// The BigQuery type a column loads as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum BigQueryType {
+    Bool,
+    Int64,
+    Float64,
+    Numeric,
+    Bignumeric,
+    String,
+    Bytes,
+    Json,
+    Date,
+    Time,
+    Datetime,
+    Timestamp,
+}
+
+/// What we do to ConnectorX's Arrow column to reach the pinned Arrow type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conversion {
+    /// An exact Arrow cast (widening undone, large → small offsets, ns → µs).
+    Cast,
+    /// Text holding a decimal, parsed exactly into the pinned Decimal type.
+    ParseDecimal,
+    /// A list of decimal texts, parsed element by element.
+    ParseDecimalList,
+    /// A UTC timestamp that carries a naive one (selected `AT TIME ZONE 'UTC'`): drop the zone.
+    DropTimeZone,
+}
+
+/// One column's complete route from Postgres to BigQuery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnMapping {
+    /// Name in Postgres.
+    pub name: String,
+    /// Name in Parquet and BigQuery (see [`bigquery_column_names`]).
+    pub bq_name: String,
+    pub pg_type: String,
+    #[serde(with = "arrow_type_serde")]
+    pub arrow_type: DataType,
+    pub bq_type: BigQueryType,
+    /// REPEATED in BigQuery.
+    pub repeated: bool,
+    pub nullable: bool,
+    /// Expression in our SELECT list (already quoted), e.g. `"amount"::text`.
+    pub select_expr: String,
+    pub conversion: Conversion,
+    /// Why this column is selected the way it is, for `--dry-run` and the manifest.
+    pub note: Option<String>,
+    /// SQL counting rows whose value BigQuery cannot hold, evaluated before export.
+    #[serde(skip)]
+    pub check: Option<ValueCheck>,
+    pub comment: Option<String>,
+}
+
+/// A plan-time data check: a boolean SQL predicate that is true for offending rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueCheck {
+    pub predicate: String,
+    /// What the offending rows hold, for the error message.
+    pub problem: String,
+    /// Whether `--out-of-range clamp|null` applies (dates, times, timestamps).
+    pub range_adjustable: bool,
+}
+
+/// A column we will not export as it is, with the way out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub column: String,
+    pub pg_type: String,
+    pub reason: String,
+}
+
+/// What the operator asked for a column instead of the default mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CastOverride {
+    /// Export Postgres' text output as STRING.
+    Text,
+}
+
+/// Maps one column, or says why it cannot be mapped.
+///
+/// # Errors
+/// Returns a [`Refusal`] for types without an exact route; the reason names the way out.
+pub fn map_column(
+    column: &PgColumn,
+    cast: Option<CastOverride>,
+    out_of_range: OutOfRange,
+) -> Result<ColumnMapping, Refusal> {
+    let quoted = quote_ident(&column.name);
+    let base = |arrow_type: DataType, bq_type: BigQueryType, select_expr: String, conversion| {
+        ColumnMapping {
+            name: column.name.clone(),
+            bq_name: column.name.clone(),
+            pg_type: column.type_display.clone(),
+            arrow_type,
+            bq_type,
+            repeated: false,
+            nullable: !column.not_null,
+            select_expr,
+            conversion,
+            note: None,
+            check: None,
+            comment: column.comment.clone(),
+        }
+    };
+    if cast == Some(CastOverride::Text) {
+        let mut m = base(DataType::Utf8, BigQueryType::String, format!("{quoted}::text"), Conversion::Cast);
+        m.note = Some("cast to text by the operator".into());
+        return Ok(m);
+    }
+    let refuse = |reason: String| Refusal {
+        column: column.name.clone(),
+        pg_type: column.type_display.clone(),
+        reason,
+    };
+    if let Some(element) = &column.element_type {
+        return map_array(column, element, &quoted).ok_or_else(|| {
+            refuse(format!(
+                "arrays of `{element}` have no exact route to BigQuery; export the column as Postgres text with `--cast {}=text`",
+                column.name
+            ))
+        });
+    }
+    let text_expr = format!("{quoted}::text");
+    let mapping = match (column.type_kind, column.type_name.as_str()) {
+        ('e', _) => base(DataType::Utf8, BigQueryType::String, quoted.clone(), Conversion::Cast),
+        ('r' | 'm', _) => with_note(
+            base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast),
+            "range as Postgres text, e.g. [1,5)",
+        ),
+        (_, "bool") => base(DataType::Boolean, BigQueryType::Bool, quoted.clone(), Conversion::Cast),
+        (_, "int2") => base(DataType::Int16, BigQueryType::Int64, quoted.clone(), Conversion::Cast),
+        (_, "int4") => base(DataType::Int32, BigQueryType::Int64, quoted.clone(), Conversion::Cast),
+        (_, "int8") => base(DataType::Int64, BigQueryType::Int64, quoted.clone(), Conversion::Cast),
+        (_, "oid" | "xid" | "cid") => {
+            base(DataType::Int64, BigQueryType::Int64, format!("{quoted}::text::int8"), Conversion::Cast)
+        }
+        (_, "float4") => with_note(
+            base(DataType::Float32, BigQueryType::Float64, quoted.clone(), Conversion::Cast),
+            "float4 widens exactly to FLOAT64",
+        ),
+        (_, "float8") => base(DataType::Float64, BigQueryType::Float64, quoted.clone(), Conversion::Cast),
+        (_, "numeric") => map_numeric(column, &quoted, numeric_typmod(column.type_modifier)),
+        (_, "money") => with_note(
+            base(decimal_type(19, 2), BigQueryType::Numeric, format!("{quoted}::numeric::text"), Conversion::ParseDecimal),
+            "money as numeric with 2 decimals (lc_monetary with other fractional digits is refused at export)",
+        ),
+        (_, "text" | "varchar" | "bpchar" | "name") => {
+            base(DataType::Utf8, BigQueryType::String, quoted.clone(), Conversion::Cast)
+        }
+        (_, "citext" | "char" | "xml" | "tsvector" | "tsquery" | "inet" | "cidr" | "macaddr"
+        | "macaddr8" | "bit" | "varbit" | "pg_lsn" | "point" | "line" | "lseg" | "box"
+        | "path" | "polygon" | "circle" | "txid_snapshot" | "pg_snapshot") => with_note(
+            base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast),
+            "Postgres text output",
+        ),
+        (_, "uuid") => with_note(
+            base(DataType::Utf8, BigQueryType::String, quoted.clone(), Conversion::Cast),
+            "canonical lower-case hyphenated",
+        ),
+        (_, "json") => with_note(
+            base(DataType::Utf8, BigQueryType::Json, text_expr, Conversion::Cast),
+            "json text byte for byte",
+        ),
+        (_, "jsonb") => with_note(
+            base(DataType::Utf8, BigQueryType::Json, text_expr, Conversion::Cast),
+            "jsonb as Postgres prints it",
+        ),
+        (_, "bytea") => base(DataType::Binary, BigQueryType::Bytes, quoted.clone(), Conversion::Cast),
+        (_, "interval") => with_note(
+            base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast),
+            "ISO 8601 duration (intervalstyle iso_8601): months, days and microseconds kept apart",
+        ),
+        (_, "timetz") => with_note(
+            base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast),
+            "time with its UTC offset as Postgres prints it; BigQuery has no TIME WITH TIME ZONE",
+        ),
+        (_, "date") => map_temporal(column, &quoted, out_of_range, Temporal::Date),
+        (_, "time") => map_temporal(column, &quoted, out_of_range, Temporal::Time),
+        (_, "timestamp") => map_temporal(column, &quoted, out_of_range, Temporal::Timestamp),
+        (_, "timestamptz") => map_temporal(column, &quoted, out_of_range, Temporal::TimestampTz),
+        _ => {
+            return Err(refuse(format!(
+                "type `{}` has no exact route to BigQuery; export it as Postgres text with `--cast {}=text`",
+                column.type_display, column.name
+            )))
+        }
+    };
+    Ok(mapping)
+}
+
+fn with_note(mut mapping: ColumnMapping, note: &str) -> ColumnMapping {
+    mapping.note = Some(note.to_string());
+    mapping
+}
+
+/// `DECIMAL(p, s)` as Arrow: 128-bit up to 38 digits, 256-bit beyond.
+pub fn decimal_type(precision: u8, scale: u8) -> DataType {
+    if precision <= 38 {
+        DataType::Decimal128(precision, scale as i8)
+    } else {
+        DataType::Decimal256(precision, scale as i8)
+    }
+}
+
+/// `(precision, scale)` from a numeric typmod, `None` when unconstrained.
+fn numeric_typmod(typmod: i32) -> Option<(u32, u32)> {
+    if typmod < 4 {
+        return None;
+    }
+    let packed = (typmod - 4) as u32;
+    Some(((packed >> 16) & 0xffff, packed & 0xffff))
+}
+
+fn map_numeric(column: &PgColumn, quoted: &str, typmod: Option<(u32, u32)>) -> ColumnMapping {
+    let text = format!("{quoted}::text");
+    let fits_numeric = |p: u32, s: u32| s <= NUMERIC_MAX_SCALE as u32 && p - s <= NUMERIC_MAX_INTEGER_DIGITS as u32;
+    let fits_bignumeric = |p: u32, s: u32| s <= BIGNUMERIC_SCALE as u32 && p - s <= (BIGNUMERIC_PRECISION - BIGNUMERIC_SCALE) as u32;
+    let (arrow_type, bq_type, check) = match typmod {
+        Some((p, s)) if fits_numeric(p, s) => (
+            decimal_type(p as u8, s as u8),
+            BigQueryType::Numeric,
+            ValueCheck { predicate: format!("{quoted} = 'NaN'"), problem: "NaN".into(), range_adjustable: false },
+        ),
+        Some((p, s)) if fits_bignumeric(p, s) => (
+            decimal_type(p as u8, s as u8),
+            BigQueryType::Bignumeric,
+            ValueCheck { predicate: format!("{quoted} = 'NaN'"), problem: "NaN".into(), range_adjustable: false },
+        ),
+        _ => (
+            decimal_type(BIGNUMERIC_PRECISION, BIGNUMERIC_SCALE),
+            BigQueryType::Bignumeric,
+            ValueCheck {
+                predicate: format!(
+                    "{quoted} = 'NaN' OR abs({quoted}) >= 1e{} OR {quoted} <> round({quoted}, {BIGNUMERIC_SCALE})",
+                    BIGNUMERIC_PRECISION - BIGNUMERIC_SCALE
+                ),
+                problem: format!(
+                    "NaN, ±Infinity, or values beyond BIGNUMERIC ({} integer digits, {} decimals)",
+                    BIGNUMERIC_PRECISION - BIGNUMERIC_SCALE,
+                    BIGNUMERIC_SCALE
+                ),
+                range_adjustable: false,
+            },
+        ),
+    };
+    ColumnMapping {
+        name: column.name.clone(),
+        bq_name: column.name.clone(),
+        pg_type: column.type_display.clone(),
+        arrow_type,
+        bq_type,
+        repeated: false,
+        nullable: !column.not_null,
+        select_expr: text,
+        conversion: Conversion::ParseDecimal,
+        note: Some("selected as text and parsed exactly (ConnectorX rounds numerics to 28 digits)".into()),
+        check: Some(check),
+        comment: column.comment.clone(),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Temporal {
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+}
+
+fn map_temporal(column: &PgColumn, quoted: &str, out_of_range: OutOfRange, kind: Temporal) -> ColumnMapping {
+    // Bounds BigQuery can hold, as Postgres literals of the column's type.
+    let (low, high, cast) = match kind {
+        Temporal::Date => ("'0001-01-01'", "'9999-12-31'", "date"),
+        Temporal::Time => ("'00:00:00'", "'23:59:59.999999'", "time"),
+        Temporal::Timestamp => ("'0001-01-01 00:00:00'", "'9999-12-31 23:59:59.999999'", "timestamp"),
+        Temporal::TimestampTz => ("'0001-01-01 00:00:00+00'", "'9999-12-31 23:59:59.999999+00'", "timestamptz"),
+    };
+    let predicate = format!("{quoted} < {low}::{cast} OR {quoted} > {high}::{cast}");
+    let adjusted = match out_of_range {
+        OutOfRange::Refuse => quoted.to_string(),
+        OutOfRange::Clamp => format!("LEAST(GREATEST({quoted}, {low}::{cast}), {high}::{cast})"),
+        OutOfRange::Null => format!("CASE WHEN {predicate} THEN NULL ELSE {quoted} END"),
+    };
+    let (arrow_type, bq_type, select_expr, conversion, note) = match kind {
+        Temporal::Date => (DataType::Date32, BigQueryType::Date, adjusted, Conversion::Cast, None),
+        Temporal::Time => (
+            DataType::Time64(TimeUnit::Microsecond),
+            BigQueryType::Time,
+            adjusted,
+            Conversion::Cast,
+            None,
+        ),
+        Temporal::Timestamp => (
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            BigQueryType::Datetime,
+            format!("({adjusted}) AT TIME ZONE 'UTC'"),
+            Conversion::DropTimeZone,
+            Some("naive: selected AT TIME ZONE 'UTC' to keep microseconds over years 1–9999, zone dropped again".to_string()),
+        ),
+        Temporal::TimestampTz => (
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            BigQueryType::Timestamp,
+            adjusted,
+            Conversion::Cast,
+            None,
+        ),
+    };
+    ColumnMapping {
+        name: column.name.clone(),
+        bq_name: column.name.clone(),
+        pg_type: column.type_display.clone(),
+        arrow_type,
+        bq_type,
+        repeated: false,
+        nullable: !column.not_null,
+        select_expr,
+        conversion,
+        note,
+        check: Some(ValueCheck {
+            predicate,
+            problem: format!("values outside BigQuery's range {low} to {high} (or ±infinity)"),
+            range_adjustable: true,
+        }),
+        comment: column.comment.clone(),
+    }
+}
+
+fn map_array(column: &PgColumn, element: &str, quoted: &str) -> Option<ColumnMapping> {
+    let item = |dt: DataType| DataType::List(std::sync::Arc::new(Field::new("element", dt, true)));
+    let native = quoted.to_string();
+    let as_text = format!("{quoted}::text[]");
+    let (element_type, bq_type, select_expr, conversion, note) = match element {
+        "bool" => (DataType::Boolean, BigQueryType::Bool, native, Conversion::Cast, None),
+        "int2" => (DataType::Int16, BigQueryType::Int64, native, Conversion::Cast, None),
+        "int4" => (DataType::Int32, BigQueryType::Int64, native, Conversion::Cast, None),
+        "int8" => (DataType::Int64, BigQueryType::Int64, native, Conversion::Cast, None),
+        "float4" => (DataType::Float32, BigQueryType::Float64, native, Conversion::Cast, None),
+        "float8" => (DataType::Float64, BigQueryType::Float64, native, Conversion::Cast, None),
+        "text" | "varchar" => (DataType::Utf8, BigQueryType::String, native, Conversion::Cast, None),
+        "bpchar" | "name" | "uuid" | "citext" => {
+            (DataType::Utf8, BigQueryType::String, as_text, Conversion::Cast, Some("elements as Postgres text"))
+        }
+        "json" | "jsonb" => {
+            (DataType::Utf8, BigQueryType::Json, as_text, Conversion::Cast, Some("elements as Postgres prints them"))
+        }
+        "numeric" => {
+            let (p, s) = match numeric_typmod(column.type_modifier) {
+                Some((p, s)) if s <= BIGNUMERIC_SCALE as u32 && p - s <= 38 => (p as u8, s as u8),
+                _ => return None,
+            };
+            let bq = if s <= NUMERIC_MAX_SCALE && p - s <= NUMERIC_MAX_INTEGER_DIGITS {
+                BigQueryType::Numeric
+            } else {
+                BigQueryType::Bignumeric
+            };
+            (decimal_type(p, s), bq, as_text, Conversion::ParseDecimalList, Some("elements as text, parsed exactly"))
+        }
+        _ => return None,
+    };
+    Some(ColumnMapping {
+        name: column.name.clone(),
+        bq_name: column.name.clone(),
+        pg_type: column.type_display.clone(),
+        arrow_type: item(element_type),
+        bq_type,
+        repeated: true,
+        nullable: !column.not_null,
+        select_expr,
+        conversion,
+        note: note.map(str::to_string),
+        check: Some(ValueCheck {
+            predicate: format!(
+                "CASE WHEN array_ndims({quoted}) > 1 THEN true ELSE array_position({quoted}, NULL) IS NOT NULL END"
+            ),
+            problem: "NULL elements or multi-dimensional arrays (BigQuery arrays cannot hold NULL and are one-dimensional)".into(),
+            range_adjustable: false,
+        }),
+        comment: column.comment.clone(),
+    })
+}
+
+/// Quotes an identifier for Postgres SQL.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// BigQuery column names for Postgres names, in order: deterministic and collision-free.
+///
+/// Characters outside `[A-Za-z0-9_]` become `_`, a leading digit gets a `_` prefix, names are
+/// cut to 300 characters, and names equal ignoring case (BigQuery compares them so) get
+/// `_2`, `_3`, … in column order.
+pub fn bigquery_column_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut taken = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for name in names {
+        let mut clean: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .collect();
+        if clean.is_empty() || clean.starts_with(|c: char| c.is_ascii_digit()) {
+            clean.insert(0, '_');
+        }
+        clean.truncate(300);
+        let mut candidate = clean.clone();
+        let mut n = 2;
+        while !taken.insert(candidate.to_ascii_lowercase()) {
+            candidate = format!("{clean}_{n}");
+            n += 1;
+        }
+        out.push(candidate);
+    }
+    out
+}
+
+/// Serialises Arrow types as their Display text (`Decimal128(12, 2)`,
+/// `Timestamp(Microsecond, Some("UTC"))`), lists as `List(<element type>)`.
+mod arrow_type_serde {
+    use std::str::FromStr;
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    fn to_text(dt: &DataType) -> String {
+        match dt {
+            DataType::List(item) => format!("List({})", to_text(item.data_type())),
+            other => other.to_string(),
+        }
+    }
+
+    fn from_text(text: &str) -> Result<DataType, arrow::error::ArrowError> {
+        match text.strip_prefix("List(").and_then(|t| t.strip_suffix(')')) {
+            Some(item) => Ok(DataType::List(Arc::new(Field::new("element", from_text(item)?, true)))),
+            None => DataType::from_str(text),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(dt: &DataType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&to_text(dt))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DataType, D::Error> {
+        from_text(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(type_name: &str, typmod: i32) -> PgColumn {
+        PgColumn {
+            name: "c".into(),
+            type_display: type_name.into(),
+            type_name: type_name.into(),
+            type_kind: 'b',
+            element_type: None,
+            type_modifier: typmod,
+            not_null: false,
+            comment: None,
+        }
+    }
+
+    fn numeric_typmod_of(p: i32, s: i32) -> i32 {
+        ((p << 16) | s) + 4
+    }
+
+    #[test]
+    fn numeric_within_numeric_limits_maps_to_numeric() {
+        let m = map_column(&column("numeric", numeric_typmod_of(12, 2)), None, OutOfRange::Refuse).unwrap();
+        assert_eq!(m.arrow_type, DataType::Decimal128(12, 2));
+        assert_eq!(m.bq_type, BigQueryType::Numeric);
+    }
+
+    #[test]
+    fn numeric_beyond_numeric_maps_to_bignumeric() {
+        let m = map_column(&column("numeric", numeric_typmod_of(40, 20)), None, OutOfRange::Refuse).unwrap();
+        assert_eq!(m.arrow_type, DataType::Decimal256(40, 20));
+        assert_eq!(m.bq_type, BigQueryType::Bignumeric);
+    }
+
+    #[test]
+    fn unconstrained_numeric_is_checked_against_bignumeric() {
+        let m = map_column(&column("numeric", -1), None, OutOfRange::Refuse).unwrap();
+        assert_eq!(m.arrow_type, DataType::Decimal256(76, 38));
+        assert!(m.check.unwrap().predicate.contains("round(\"c\", 38)"));
+    }
+
+    #[test]
+    fn unknown_type_is_refused_with_the_way_out() {
+        let err = map_column(&column("geometry", -1), None, OutOfRange::Refuse).unwrap_err();
+        assert!(err.reason.contains("--cast c=text"), "{}", err.reason);
+    }
+
+    #[test]
+    fn cast_override_turns_anything_into_text() {
+        let m = map_column(&column("geometry", -1), Some(CastOverride::Text), OutOfRange::Refuse).unwrap();
+        assert_eq!(m.bq_type, BigQueryType::String);
+        assert_eq!(m.select_expr, "\"c\"::text");
+    }
+
+    #[test]
+    fn clamp_rewrites_the_select_expression() {
+        let m = map_column(&column("timestamptz", -1), None, OutOfRange::Clamp).unwrap();
+        assert!(m.select_expr.starts_with("LEAST(GREATEST("), "{}", m.select_expr);
+    }
+
+    #[test]
+    fn bigquery_names_are_cleaned_and_deduplicated_case_insensitively() {
+        let names = bigquery_column_names(["id", "ID", "user name", "1st", "ünï", "id_2"]);
+        assert_eq!(names, ["id", "ID_2", "user_name", "_1st", "_n_", "id_2_2"]);
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Wrapper(#[serde(with = "arrow_type_serde")] DataType);
+
+    #[test]
+    fn arrow_type_text_round_trips() {
+        for dt in [
+            DataType::Decimal256(76, 38),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            DataType::List(std::sync::Arc::new(Field::new("element", DataType::Int32, true))),
+        ] {
+            let json = serde_json::to_string(&Wrapper(dt.clone())).unwrap();
+            assert_eq!(serde_json::from_str::<Wrapper>(&json).unwrap().0, dt, "{json}");
+        }
+    }
+}
