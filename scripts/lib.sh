@@ -5,6 +5,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE_DIR=${PG2BQ_STATE_DIR:-$REPO/.pg2bq-tmp}
 # shellcheck disable=SC2034 # used by the scripts that source this file
 VENV=$REPO/.venv-tools
+# shellcheck disable=SC2034 # BigQuery emulator venv (bq-install.sh) and the HOME its DuckDB uses
+BQ_VENV=$REPO/.venv-bq
+# shellcheck disable=SC2034
+BQ_HOME=$BQ_VENV/home
 
 log() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

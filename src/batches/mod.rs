@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, Decimal128Builder, Decimal256Builder, GenericListArray, ListArray,
-    OffsetSizeTrait,
+    OffsetSizeTrait, TimestampMicrosecondArray,
 };
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -74,10 +74,14 @@ fn normalize_column(array: &ArrayRef, column: &ColumnMapping) -> Result<ArrayRef
     use crate::source::types::Conversion;
     match column.conversion {
         Conversion::Cast => exact_cast(array, &column.arrow_type, &column.name),
-        Conversion::DropTimeZone => {
-            let utc = exact_cast(array, &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), &column.name)?;
-            let naive = utc.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().clone().with_timezone_opt(None::<String>);
-            Ok(Arc::new(naive) as ArrayRef)
+        Conversion::EpochMicros => {
+            let DataType::Timestamp(TimeUnit::Microsecond, zone) = &column.arrow_type else {
+                unreachable!("EpochMicros is only planned for microsecond timestamps")
+            };
+            let micros = exact_cast(array, &DataType::Int64, &column.name)?;
+            let micros = micros.as_primitive::<arrow::datatypes::Int64Type>();
+            let timestamps = TimestampMicrosecondArray::new(micros.values().clone(), micros.nulls().cloned()).with_timezone_opt(zone.clone());
+            Ok(Arc::new(timestamps) as ArrayRef)
         }
         Conversion::ParseDecimal => {
             let text = exact_cast(array, &DataType::Utf8, &column.name)?;
@@ -153,7 +157,7 @@ fn decimal_list<O: OffsetSizeTrait>(list: &GenericListArray<O>, item: &Arc<Field
 mod tests {
     use super::*;
     use crate::source::types::{map_column, OutOfRange, PgColumn};
-    use arrow::array::{Int64Array, LargeStringArray, TimestampMicrosecondArray};
+    use arrow::array::{Int64Array, LargeStringArray};
 
     fn mapping(type_name: &str, typmod: i32) -> ColumnMapping {
         let column = PgColumn {
@@ -194,9 +198,9 @@ mod tests {
     }
 
     #[test]
-    fn naive_timestamps_lose_the_carrier_zone() {
+    fn epoch_micros_become_timestamps_over_years_1_to_9999() {
         let m = mapping("timestamp", -1);
-        let input = TimestampMicrosecondArray::from(vec![-62135596800000000]).with_timezone("+00:00");
+        let input = Int64Array::from(vec![Some(-62135596800000000), None, Some(253402300799999999)]);
         let out = run(Arc::new(input), &m).unwrap();
         assert_eq!(out.column(0).data_type(), &DataType::Timestamp(TimeUnit::Microsecond, None));
         assert_eq!(out.column(0).as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(0), -62135596800000000);

@@ -175,10 +175,10 @@ impl PartitionFiles {
         Ok(())
     }
 
-    fn close(&mut self, mut file: OpenFile) -> Result<(), ParquetSinkError> {
+    fn close(&mut self, file: OpenFile) -> Result<(), ParquetSinkError> {
         let path = self.path(file.index);
         let uri = self.store.uri(&path);
-        file.writer.finish().map_err(|source| ParquetSinkError::Encode { uri: uri.clone(), source })?;
+        // `into_inner` writes the footer and hands back the chunk sender.
         let mut sink = file.writer.into_inner().map_err(|source| ParquetSinkError::Encode { uri: uri.clone(), source })?;
         let rest = sink.buffer.split().freeze();
         let sent = (rest.is_empty() || sink.send(rest).is_ok()) && sink.sender.blocking_send(Chunk::Finish).is_ok();

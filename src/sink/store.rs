@@ -21,7 +21,7 @@ use super::gcs::{GcsClient, GcsError, GcsOptions, CHUNK_BYTES};
 pub enum StoreError {
     #[error("destination `{url}` is not a gs://, file:// or memory:// URL or a path")]
     UnsupportedUrl { url: String },
-    #[error("cannot create local destination directory `{path}`")]
+    #[error("cannot create or clean local directory `{path}`")]
     CreateDir { path: String, #[source] source: std::io::Error },
     #[error("{action} `{uri}` failed")]
     Object { action: &'static str, uri: String, #[source] source: object_store::Error },
@@ -50,7 +50,8 @@ pub struct StoredObject {
 
 #[derive(Debug, Clone)]
 enum Backend {
-    Objects(Arc<dyn ObjectStore>),
+    /// Memory, or a local directory (kept to clean up staging files object_store hides).
+    Objects(Arc<dyn ObjectStore>, Option<std::path::PathBuf>),
     Gcs(Arc<GcsClient>),
 }
 
@@ -89,7 +90,7 @@ impl Store {
             });
         }
         if destination.starts_with("memory://") {
-            return Ok(Self { backend: Backend::Objects(Arc::new(InMemory::new())), root: String::new(), display_root: "memory://".into() });
+            return Ok(Self { backend: Backend::Objects(Arc::new(InMemory::new()), None), root: String::new(), display_root: "memory://".into() });
         }
         let path = if destination.starts_with("file://") {
             Url::parse(destination).ok().and_then(|u| u.to_file_path().ok()).ok_or_else(unsupported)?
@@ -102,7 +103,7 @@ impl Store {
         let path = path.canonicalize().map_err(|source| StoreError::CreateDir { path: path.display().to_string(), source })?;
         let local = LocalFileSystem::new_with_prefix(&path).map_err(|source| StoreError::Object { action: "open", uri: path.display().to_string(), source })?;
         Ok(Self {
-            backend: Backend::Objects(Arc::new(local)),
+            backend: Backend::Objects(Arc::new(local), Some(path.clone())),
             root: String::new(),
             display_root: Url::from_directory_path(&path).map(|u| u.to_string().trim_end_matches('/').to_string()).unwrap_or_default(),
         })
@@ -127,7 +128,7 @@ impl Store {
         let mut crc = 0u32;
         let mut bytes = 0u64;
         match &self.backend {
-            Backend::Objects(store) => {
+            Backend::Objects(store, _) => {
                 let object = Path::from(self.key(path));
                 let upload = store.put_multipart(&object).await.map_err(|source| StoreError::Object { action: "start upload of", uri: uri.clone(), source })?;
                 let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK_BYTES);
@@ -189,7 +190,7 @@ impl Store {
     /// [`StoreError`] naming the object when the write fails for another reason.
     pub async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Objects(store) => {
+            Backend::Objects(store, _) => {
                 let options = PutOptions { mode: PutMode::Create, ..Default::default() };
                 match store.put_opts(&Path::from(self.key(path)), PutPayload::from(data), options).await {
                     Ok(_) => Ok(true),
@@ -204,7 +205,7 @@ impl Store {
     /// Whether `path` exists.
     pub async fn exists(&self, path: &str) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Objects(store) => match store.head(&Path::from(self.key(path))).await {
+            Backend::Objects(store, _) => match store.head(&Path::from(self.key(path))).await {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::NotFound { .. }) => Ok(false),
                 Err(source) => Err(StoreError::Object { action: "read metadata of", uri: self.uri(path), source }),
@@ -216,7 +217,7 @@ impl Store {
     /// The whole object.
     pub async fn get(&self, path: &str) -> Result<Bytes, StoreError> {
         match &self.backend {
-            Backend::Objects(store) => {
+            Backend::Objects(store, _) => {
                 let read = async { store.get(&Path::from(self.key(path))).await?.bytes().await };
                 read.await.map_err(|source| StoreError::Object { action: "read", uri: self.uri(path), source })
             }
@@ -228,7 +229,7 @@ impl Store {
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let strip = |key: &str| key.strip_prefix(&format!("{}/", self.root)).unwrap_or(key).to_string();
         match &self.backend {
-            Backend::Objects(store) => {
+            Backend::Objects(store, _) => {
                 use futures::TryStreamExt;
                 let listed: Vec<_> = store
                     .list(Some(&Path::from(self.key(prefix))))
@@ -245,15 +246,30 @@ impl Store {
     }
 
     /// Deletes every object under `prefix`; returns how many.
+    ///
+    /// For a local directory the whole subdirectory goes, including the staging files an
+    /// interrupted upload leaves (object_store does not list them).
     pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StoreError> {
         let listed = self.list(prefix).await?;
-        for (path, _) in &listed {
-            match &self.backend {
-                Backend::Objects(store) => store
-                    .delete(&Path::from(self.key(path)))
-                    .await
-                    .map_err(|source| StoreError::Object { action: "delete", uri: self.uri(path), source })?,
-                Backend::Gcs(gcs) => gcs.delete(&self.key(path)).await?,
+        match &self.backend {
+            Backend::Objects(_, Some(directory)) => {
+                let target = directory.join(prefix);
+                match tokio::fs::remove_dir_all(&target).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(StoreError::CreateDir { path: target.display().to_string(), source }),
+                }
+            }
+            Backend::Objects(store, None) => {
+                for (path, _) in &listed {
+                    let location = Path::from(self.key(path));
+                    store.delete(&location).await.map_err(|source| StoreError::Object { action: "delete", uri: self.uri(path), source })?;
+                }
+            }
+            Backend::Gcs(gcs) => {
+                for (path, _) in &listed {
+                    gcs.delete(&self.key(path)).await?;
+                }
             }
         }
         Ok(listed.len())

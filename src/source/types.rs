@@ -7,6 +7,8 @@
 use arrow::datatypes::{DataType, Field, TimeUnit};
 use serde::{Deserialize, Serialize};
 
+/// Time zone of pinned TIMESTAMP columns (an offset: arrow parses it without a tz database).
+pub const UTC: &str = "+00:00";
 /// Widest decimal BigQuery's NUMERIC holds: 38 digits, at most 9 after the point.
 pub const NUMERIC_MAX_SCALE: u8 = 9;
 /// Integer digits NUMERIC holds.
@@ -75,8 +77,9 @@ pub enum Conversion {
     ParseDecimal,
     /// A list of decimal texts, parsed element by element.
     ParseDecimalList,
-    /// A UTC timestamp that carries a naive one (selected `AT TIME ZONE 'UTC'`): drop the zone.
-    DropTimeZone,
+    /// Microseconds since the epoch as int8 (ConnectorX's nanosecond timestamps cannot hold
+    /// years before 1677 or after 2262), reinterpreted as the pinned timestamp type.
+    EpochMicros,
 }
 
 /// One column's complete route from Postgres to BigQuery.
@@ -347,16 +350,16 @@ fn map_temporal(column: &PgColumn, quoted: &str, out_of_range: OutOfRange, kind:
         Temporal::Timestamp => (
             DataType::Timestamp(TimeUnit::Microsecond, None),
             BigQueryType::Datetime,
-            format!("({adjusted}) AT TIME ZONE 'UTC'"),
-            Conversion::DropTimeZone,
-            Some("naive: selected AT TIME ZONE 'UTC' to keep microseconds over years 1–9999, zone dropped again".to_string()),
+            format!("(EXTRACT(EPOCH FROM {adjusted}) * 1000000)::int8"),
+            Conversion::EpochMicros,
+            Some("naive, as microseconds since 1970 (exact over years 1–9999)".to_string()),
         ),
         Temporal::TimestampTz => (
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
             BigQueryType::Timestamp,
-            adjusted,
-            Conversion::Cast,
-            None,
+            format!("(EXTRACT(EPOCH FROM {adjusted}) * 1000000)::int8"),
+            Conversion::EpochMicros,
+            Some("UTC, as microseconds since 1970 (exact over years 1–9999)".to_string()),
         ),
     };
     ColumnMapping {
@@ -572,7 +575,7 @@ mod tests {
     fn arrow_type_text_round_trips() {
         for dt in [
             DataType::Decimal256(76, 38),
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
             DataType::List(std::sync::Arc::new(Field::new("element", DataType::Int32, true))),
         ] {
             let json = serde_json::to_string(&Wrapper(dt.clone())).unwrap();

@@ -1,0 +1,196 @@
+//! Shared test plumbing: real services gated by env vars, a throwaway schema per test, and
+//! canonical text forms of values (the same forms tests/read_parquet.py prints).
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::*;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use tokio_postgres::{Client, NoTls};
+
+/// Returns the variable's value, or prints why the test is skipped and returns from it.
+/// CI (scripts/test.sh) sets every variable, so nothing skips there.
+#[macro_export]
+macro_rules! skip_unless {
+    ($var:expr) => {
+        match std::env::var($var) {
+            Ok(value) => value,
+            Err(_) => {
+                eprintln!("skipped: {} is not set (scripts/test.sh starts the service and sets it)", $var);
+                return;
+            }
+        }
+    };
+}
+
+/// A schema of its own for one test, dropped on success.
+pub struct TestDb {
+    pub url: String,
+    pub schema: String,
+    pub client: Client,
+}
+
+impl TestDb {
+    pub async fn new(url: &str, fixture_sql: &str) -> Self {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await.expect("test Postgres is reachable");
+        tokio::spawn(connection);
+        let schema = format!("t_{:016x}", rand::random::<u64>());
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}; SET search_path = {schema}, public; {fixture_sql}"))
+            .await
+            .expect("fixture loads");
+        Self { url: url.to_string(), schema, client }
+    }
+
+    /// Runs a psql script (with `-v` variables) into this schema.
+    pub fn run_psql(&self, script: &str, variables: &[&str]) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+        let mut command = std::process::Command::new("psql");
+        command.args(["-q", "-v", "ON_ERROR_STOP=1"]).arg("-f").arg(path).arg(&self.url);
+        for variable in variables {
+            command.args(["-v", variable]);
+        }
+        let out = command.env("PGOPTIONS", format!("-c search_path={},public", self.schema)).output().expect("psql runs");
+        assert!(out.status.success(), "psql {script}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn table(&self, name: &str) -> String {
+        format!("{}.{name}", self.schema)
+    }
+
+    /// Text of every column named, per row ordered by `id`.
+    pub async fn texts(&self, table: &str, expressions: &[(&str, String)]) -> Vec<Vec<Option<String>>> {
+        self.client
+            .batch_execute("SET intervalstyle = 'iso_8601'; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3")
+            .await
+            .unwrap();
+        let select: Vec<String> = expressions.iter().map(|(_, e)| e.clone()).collect();
+        let sql = format!("SELECT {} FROM {} ORDER BY id", select.join(", "), self.table(table));
+        let rows = self.client.query(&sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.iter().map(|r| (0..expressions.len()).map(|i| r.get::<_, Option<String>>(i)).collect()).collect()
+    }
+
+    pub async fn drop(self) {
+        self.client.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema)).await.unwrap();
+    }
+}
+
+/// Every record batch of every Parquet file under `dir`, read with the Rust reader.
+pub fn read_parquet_dir(dir: &Path) -> Vec<RecordBatch> {
+    let mut files: Vec<PathBuf> = walk(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap()).unwrap().build().unwrap();
+            reader.map(|b| b.unwrap()).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// The canonical text of `array[row]`: see tests/read_parquet.py.
+pub fn canonical(array: &ArrayRef, row: usize) -> Option<String> {
+    if array.is_null(row) {
+        return None;
+    }
+    Some(match array.data_type() {
+        DataType::Boolean => array.as_boolean().value(row).to_string(),
+        DataType::Int16 => array.as_primitive::<Int16Type>().value(row).to_string(),
+        DataType::Int32 => array.as_primitive::<Int32Type>().value(row).to_string(),
+        DataType::Int64 => array.as_primitive::<Int64Type>().value(row).to_string(),
+        DataType::Float32 => float_bits(array.as_primitive::<Float32Type>().value(row) as f64),
+        DataType::Float64 => float_bits(array.as_primitive::<Float64Type>().value(row)),
+        DataType::Decimal128(_, s) => scaled_text(&array.as_primitive::<Decimal128Type>().value(row).to_string(), *s),
+        DataType::Decimal256(_, s) => scaled_text(&array.as_primitive::<Decimal256Type>().value(row).to_string(), *s),
+        DataType::Utf8 => array.as_string::<i32>().value(row).to_string(),
+        DataType::Binary => array.as_binary::<i32>().value(row).iter().map(|b| format!("{b:02x}")).collect(),
+        DataType::Date32 => array.as_primitive::<Date32Type>().value(row).to_string(),
+        DataType::Time64(TimeUnit::Microsecond) => array.as_primitive::<Time64MicrosecondType>().value(row).to_string(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => array.as_primitive::<TimestampMicrosecondType>().value(row).to_string(),
+        DataType::List(_) => {
+            let items = array.as_list::<i32>().value(row);
+            serde_json::to_string(&(0..items.len()).map(|i| canonical(&items, i)).collect::<Vec<_>>()).unwrap()
+        }
+        other => panic!("no canonical form for {other}"),
+    })
+}
+
+pub fn float_bits(v: f64) -> String {
+    if v.is_nan() { "NaN".into() } else { v.to_bits().to_string() }
+}
+
+/// An unscaled integer's text at `scale`, minimal: `-12345`, 2 → `-123.45`.
+fn scaled_text(digits: &str, scale: i8) -> String {
+    let (sign, digits) = digits.strip_prefix('-').map_or(("", digits), |d| ("-", d));
+    let scale = scale as usize;
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    minimal_decimal(&format!("{sign}{int}.{frac}"))
+}
+
+/// `1.500` → `1.5`, `2.000` → `2`, `-0.00` → `0`.
+pub fn minimal_decimal(text: &str) -> String {
+    let trimmed = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { text };
+    if trimmed == "-0" { "0".into() } else { trimmed.to_string() }
+}
+
+/// How a Postgres text becomes its canonical form.
+#[derive(Debug, Clone, Copy)]
+pub enum Post {
+    Text,
+    Float4,
+    Float8,
+    Numeric,
+    /// `YYYY-MM-DD HH24:MI:SS.US` → microseconds since the epoch.
+    Timestamp,
+    /// A JSON array of element texts, each post-processed.
+    List(&'static Post),
+}
+
+pub fn post(text: &str, how: Post) -> String {
+    match how {
+        Post::Text => text.to_string(),
+        Post::Float4 => float_bits(parse_float(text) as f32 as f64),
+        Post::Float8 => float_bits(parse_float(text)),
+        Post::Numeric => minimal_decimal(text),
+        Post::Timestamp => chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .and_utc()
+            .timestamp_micros()
+            .to_string(),
+        Post::List(item) => {
+            let items: Vec<Option<String>> = serde_json::from_str(text).unwrap();
+            serde_json::to_string(&items.into_iter().map(|i| i.map(|t| post(&t, *item))).collect::<Vec<_>>()).unwrap()
+        }
+    }
+}
+
+fn parse_float(text: &str) -> f64 {
+    text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// Canonical texts per column from tests/read_parquet.py.
+pub fn read_with_pyarrow(python: &str, dir: &Path) -> serde_json::Map<String, serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_parquet.py");
+    let output = std::process::Command::new(python).arg(script).arg(dir).output().expect("python runs");
+    assert!(output.status.success(), "pyarrow reader failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Runs the pg2bq binary.
+pub fn pg2bq(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pg2bq")).args(args).env("NO_COLOR", "1").output().unwrap()
+}
