@@ -40,6 +40,15 @@ impl Default for ParquetSettings {
     }
 }
 
+/// Parquet writer settings for every file: zstd, row groups cut by us (by bytes), not by rows.
+pub fn writer_properties(settings: &ParquetSettings) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(settings.zstd_level).unwrap_or_default()))
+        .set_max_row_group_size(usize::MAX)
+        .set_created_by(format!("pg2bq {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// A failed file write, naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ParquetSinkError {
@@ -131,11 +140,7 @@ impl PartitionFiles {
         let store = self.store.clone();
         let upload_path = path.clone();
         let upload = self.runtime.spawn(async move { store.upload(&upload_path, receiver).await });
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(self.settings.zstd_level).unwrap_or_default()))
-            .set_max_row_group_size(usize::MAX)
-            .set_created_by(format!("pg2bq {}", env!("CARGO_PKG_VERSION")))
-            .build();
+        let properties = writer_properties(&self.settings);
         let sink = ChunkSender { buffer: BytesMut::with_capacity(CHUNK_BYTES), sender };
         let writer = ArrowWriter::try_new(sink, self.schema.clone(), Some(properties))
             .map_err(|source| ParquetSinkError::Encode { uri: self.store.uri(&path), source })?;

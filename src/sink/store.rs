@@ -322,6 +322,7 @@ mod tests {
     #[tokio::test]
     async fn gcs_store_conforms() {
         let Ok(host) = std::env::var("STORAGE_EMULATOR_HOST") else {
+            assert!(std::env::var_os("PG2BQ_TEST_STRICT").is_none(), "STORAGE_EMULATOR_HOST is not set but PG2BQ_TEST_STRICT is");
             eprintln!("skipped: STORAGE_EMULATOR_HOST is not set (scripts/test.sh starts fake-gcs-server)");
             return;
         };

@@ -9,12 +9,16 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tokio_postgres::{Client, NoTls};
 
 /// Returns the variable's value, or prints why the test is skipped and returns from it.
-/// CI (scripts/test.sh) sets every variable, so nothing skips there.
+/// scripts/test.sh sets every variable and `PG2BQ_TEST_STRICT=1`, under which a missing
+/// variable fails the test instead: in CI nothing skips silently.
 #[macro_export]
 macro_rules! skip_unless {
     ($var:expr) => {
         match std::env::var($var) {
             Ok(value) => value,
+            Err(_) if std::env::var_os("PG2BQ_TEST_STRICT").is_some() => {
+                panic!("{} is not set but PG2BQ_TEST_STRICT is: a service did not start", $var)
+            }
             Err(_) => {
                 eprintln!("skipped: {} is not set (scripts/test.sh starts the service and sets it)", $var);
                 return;
@@ -25,7 +29,7 @@ macro_rules! skip_unless {
 
 /// A schema of its own for one test, dropped on success.
 pub struct TestDb {
-    pub url: String,
+    url: String,
     pub schema: String,
     pub client: Client,
 }

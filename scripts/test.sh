@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: system packages, a throwaway Postgres,
+# fake-gcs-server and the Python readers, then unit, integration and (quick-mode) bench
+# tests. Every service is stopped on exit. PG2BQ_TEST_STRICT=1 turns any would-be skip
+# into a failure, so a service that did not come up can never pass silently.
+# Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO"
+
+"$REPO/scripts/system-deps.sh"
+cleanup() {
+  "$REPO/scripts/gcs-down.sh" || true
+  "$REPO/scripts/pg-down.sh" || true
+}
+trap cleanup EXIT
+
+eval "$("$REPO/scripts/pg-up.sh")"
+eval "$("$REPO/scripts/gcs-up.sh")"
+export PG2BQ_TEST_PG_URL STORAGE_EMULATOR_HOST PG2BQ_TEST_GCS_BUCKET
+export PG2BQ_TEST_PYTHON=$VENV/bin/python
+export PG2BQ_TEST_STRICT=1
+
+log "running cargo test (unit, integration, benches in test mode)"
+cargo test --all-targets --locked "$@"
