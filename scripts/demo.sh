@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The end-to-end demo on a fresh machine: starts a throwaway Postgres and fake-gcs-server,
-# seeds the events / entity_mentions / entities sample, exports it to gs://pg2bq-test/demo
-# through pg2bq, and prints the manifest summary. Everything is stopped on exit.
+# The end-to-end demo on a fresh machine: starts a throwaway Postgres, fake-gcs-server and the
+# BigQuery emulator, seeds the events / entity_mentions / entities sample, exports it to
+# gs://pg2bq-test/demo, prints the manifest summary, loads it into BigQuery with load jobs and
+# prints the row counts BigQuery sees. Everything is stopped on exit.
 # Usage: scripts/demo.sh [scale]   (scale 1 = 2k entities, 20k events, 50k mentions)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -11,6 +12,7 @@ SCALE=${1:-1}
 
 "$REPO/scripts/system-deps.sh"
 cleanup() {
+  "$REPO/scripts/bq-down.sh" || true
   "$REPO/scripts/gcs-down.sh" || true
   "$REPO/scripts/pg-down.sh" || true
 }
@@ -23,6 +25,8 @@ PG2BQ=$REPO/target/debug/pg2bq
 eval "$("$REPO/scripts/pg-up.sh")"
 eval "$("$REPO/scripts/gcs-up.sh")"
 export STORAGE_EMULATOR_HOST
+eval "$("$REPO/scripts/bq-up.sh")"
+export BIGQUERY_EMULATOR_HOST
 
 log "seeding the sample (scale $SCALE)"
 psql -q -v ON_ERROR_STOP=1 -v scale="$SCALE" -f tests/fixtures/sample.sql "$PG2BQ_TEST_PG_URL"
@@ -36,3 +40,13 @@ log "exporting to $DEST/$RUN_ID"
 log "manifest summary"
 curl -fsS "$STORAGE_EMULATOR_HOST/storage/v1/b/$PG2BQ_TEST_GCS_BUCKET/o/demo%2F$RUN_ID%2Fmanifest.json?alt=media" |
   "$VENV/bin/python" "$REPO/scripts/manifest_summary.py"
+
+log "loading into BigQuery ($PG2BQ_TEST_BQ_PROJECT.demo)"
+"$PG2BQ" load --manifest "$DEST/$RUN_ID/manifest.json" --project "$PG2BQ_TEST_BQ_PROJECT" --dataset demo \
+  --create-dataset --partition-by events.mentioned_at:DAY --cluster-by entity_mentions.entity_id
+
+log "row counts in BigQuery"
+"$BQ_VENV/bin/python" "$REPO/scripts/bq_query.py" "$PG2BQ_TEST_BQ_PROJECT" \
+  "SELECT 'entities', COUNT(*) FROM demo.entities UNION ALL SELECT 'events', COUNT(*) FROM demo.events
+   UNION ALL SELECT 'entity_mentions', COUNT(*) FROM demo.entity_mentions" |
+  "$VENV/bin/python" -c 'import json, sys; [print(f"  {t:<16} {n:>8} rows") for t, n in json.load(sys.stdin)]'

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: system packages, a throwaway Postgres,
-# fake-gcs-server and the Python readers, then unit, integration and (quick-mode) bench
-# tests. Every service is stopped on exit. PG2BQ_TEST_STRICT=1 turns any would-be skip
+# fake-gcs-server, the BigQuery emulator and the Python readers, then unit, integration and
+# (quick-mode) bench tests. Every service is stopped on exit. PG2BQ_TEST_STRICT=1 turns any would-be skip
 # into a failure, so a service that did not come up can never pass silently.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
@@ -10,7 +10,9 @@ set -euo pipefail
 cd "$REPO"
 
 "$REPO/scripts/system-deps.sh"
+"$REPO/scripts/licenses.sh"
 cleanup() {
+  "$REPO/scripts/bq-down.sh" || true
   "$REPO/scripts/gcs-down.sh" || true
   "$REPO/scripts/pg-down.sh" || true
 }
@@ -18,8 +20,10 @@ trap cleanup EXIT
 
 eval "$("$REPO/scripts/pg-up.sh")"
 eval "$("$REPO/scripts/gcs-up.sh")"
-export PG2BQ_TEST_PG_URL STORAGE_EMULATOR_HOST PG2BQ_TEST_GCS_BUCKET
-export PG2BQ_TEST_PYTHON=$VENV/bin/python
+export STORAGE_EMULATOR_HOST
+eval "$("$REPO/scripts/bq-up.sh")"
+export PG2BQ_TEST_PG_URL PG2BQ_TEST_GCS_BUCKET BIGQUERY_EMULATOR_HOST PG2BQ_TEST_BQ_PROJECT
+export PG2BQ_TEST_PYTHON=$VENV/bin/python PG2BQ_TEST_BQ_PYTHON=$BQ_VENV/bin/python
 export PG2BQ_TEST_STRICT=1
 
 log "running cargo test (unit, integration, benches in test mode)"

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::env;
+use crate::load::LoadMode;
 use crate::source::types::OutOfRange;
 
 #[derive(Debug, Parser)]
@@ -31,6 +32,57 @@ pub enum Progress {
 pub enum Command {
     /// Export Postgres tables or queries to a Parquet snapshot with a manifest.
     Export(ExportArgs),
+    /// Load a snapshot into BigQuery with load jobs, from its manifest.
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The snapshot's manifest: gs://bucket/prefix/<run-id>/manifest.json.
+    #[arg(long)]
+    pub manifest: String,
+    /// BigQuery project that runs the jobs and holds the dataset.
+    #[arg(long, env = env::GOOGLE_CLOUD_PROJECT)]
+    pub project: Option<String>,
+    /// Destination dataset.
+    #[arg(long, env = env::BIGQUERY_DATASET)]
+    pub dataset: Option<String>,
+    /// BigQuery location (needed for jobs outside US and EU).
+    #[arg(long)]
+    pub location: Option<String>,
+    /// Prefix for every destination table name.
+    #[arg(long, default_value = "")]
+    pub table_prefix: String,
+    /// Create the dataset if it does not exist.
+    #[arg(long)]
+    pub create_dataset: bool,
+    /// truncate: the table ends equal to the snapshot; append: the snapshot's rows are added.
+    #[arg(long, value_enum, default_value_t = LoadMode::Truncate)]
+    pub mode: LoadMode,
+    /// Time partitioning: TABLE.COLUMN[:DAY|HOUR|MONTH|YEAR] (repeatable).
+    #[arg(long = "partition-by", value_name = "TABLE.COLUMN[:UNIT]")]
+    pub partition_by: Vec<String>,
+    /// Clustering: TABLE.COLUMN[,COLUMN…] (repeatable).
+    #[arg(long = "cluster-by", value_name = "TABLE.COLUMN[,COLUMN]")]
+    pub cluster_by: Vec<String>,
+    /// The export's TOML file: per-table partition_by / cluster_by, project, dataset.
+    #[arg(long, env = env::CONFIG)]
+    pub config: Option<PathBuf>,
+    /// Print the jobs that would run (ids, URIs, bytes, schema, quota share); submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report (or plan) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// BigQuery emulator endpoint (the variable other BigQuery tools read).
+    #[arg(long, env = env::BIGQUERY_EMULATOR_HOST, hide = true)]
+    pub bigquery_emulator_host: Option<String>,
+    /// GCS emulator endpoint.
+    #[arg(long, env = env::STORAGE_EMULATOR_HOST, hide = true)]
+    pub storage_emulator_host: Option<String>,
+    /// Credentials file for real GCP.
+    #[arg(long, env = env::GOOGLE_APPLICATION_CREDENTIALS, hide = true)]
+    pub google_application_credentials: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,10 +8,12 @@ pub mod batches;
 pub mod cli;
 pub mod config;
 pub mod export;
+pub mod load;
 pub mod sink;
 pub mod source;
 
 pub use export::{export, ExportOutcome};
+pub use load::{load, LoadOutcome};
 
 /// Every error pg2bq reports, by the stage that failed.
 #[derive(Debug, thiserror::Error)]
@@ -20,4 +22,6 @@ pub enum Error {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Export(#[from] export::ExportError),
+    #[error(transparent)]
+    Load(#[from] load::LoadError),
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use pg2bq::cli::{Cli, Command, Progress};
 use pg2bq::config::{env, ConfigFile, ExportConfig};
+use pg2bq::load::LoadConfig;
 
 mod report;
 
@@ -31,6 +32,16 @@ fn main() -> ExitCode {
                 let outcome = pg2bq::export(&config, show_progress.then_some(&report::spawn_progress as _)).await?;
                 report::print_export(&outcome, args.json);
                 Ok::<(), pg2bq::Error>(())
+            }
+            Command::Load(args) => {
+                let file = match &args.config {
+                    Some(path) => ConfigFile::load(path)?,
+                    None => ConfigFile::default(),
+                };
+                let config = LoadConfig::resolve(&args, file)?;
+                let outcome = pg2bq::load(&config).await?;
+                report::print_load(&outcome, args.json);
+                Ok(())
             }
         }
     });

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use pg2bq::export::ProgressCounter;
-use pg2bq::ExportOutcome;
+use pg2bq::{ExportOutcome, LoadOutcome};
 
 /// Prints a table's row count on stderr every second until it is complete.
 pub fn spawn_progress(table: &str, total_rows: u64, counter: &ProgressCounter) {
@@ -71,6 +71,53 @@ pub fn print_export(outcome: &ExportOutcome, json: bool) {
         }
     };
     // A closed stdout (e.g. `| head`) is not an error.
+    let _ = written.and_then(|()| writeln!(out));
+}
+
+pub fn print_load(outcome: &LoadOutcome, json: bool) {
+    let mut out = std::io::stdout().lock();
+    let written = match (outcome, json) {
+        (LoadOutcome::Planned(plan), true) => serde_json::to_writer_pretty(&mut out, plan).map_err(std::io::Error::from),
+        (LoadOutcome::Loaded(report), true) => serde_json::to_writer_pretty(&mut out, report).map_err(std::io::Error::from),
+        (LoadOutcome::Planned(plan), false) => {
+            let mut text = format!("Load plan for run {} → {}.{} ({:?})\n", plan.run_id, plan.project, plan.dataset, plan.mode);
+            for table in &plan.tables {
+                text.push_str(&format!(
+                    "\n{} → {}: {} rows, {} bytes, {} load job(s) ({:.2}% of the daily per-table quota)\n",
+                    table.source,
+                    table.table_id,
+                    table.rows,
+                    table.bytes,
+                    table.load_jobs.len(),
+                    table.daily_quota_share * 100.0
+                ));
+                for field in &table.fields {
+                    text.push_str(&format!("  {:<24} {:<10} {}\n", field.name, field.field_type, field.mode));
+                }
+                if let Some(p) = &table.time_partitioning {
+                    text.push_str(&format!("  partitioned by {} ({:?})\n", p.field, p.unit));
+                }
+                if !table.clustering.is_empty() {
+                    text.push_str(&format!("  clustered by {}\n", table.clustering.join(", ")));
+                }
+                for job in &table.load_jobs {
+                    text.push_str(&format!("  job {} → {} {}: {} file(s), {} bytes, {} rows\n", job.job_id, job.destination_table_id, job.write_disposition, job.uris.len(), job.bytes, job.rows));
+                }
+                if let Some(finalize) = &table.finalize {
+                    text.push_str(&format!("  job {}: {}\n", finalize.job_id, finalize.sql));
+                }
+            }
+            out.write_all(text.as_bytes())
+        }
+        (LoadOutcome::Loaded(report), false) => {
+            let mut text = format!("Loaded run {} into {}.{}\n", report.run_id, report.project, report.dataset);
+            for t in &report.tables {
+                let again = if t.reattached_jobs > 0 { format!(" ({} job(s) re-attached)", t.reattached_jobs) } else { String::new() };
+                text.push_str(&format!("  {:<32} {:>12} rows  {:>6.1} s  {} job(s){again}\n", t.table_id, t.rows, t.seconds, t.job_ids.len()));
+            }
+            out.write_all(text.as_bytes())
+        }
+    };
     let _ = written.and_then(|()| writeln!(out));
 }
 

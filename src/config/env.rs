@@ -14,3 +14,9 @@ pub const PARTITIONS: &str = "PG2BQ_PARTITIONS";
 pub const STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
 /// Service-account or ADC JSON for real GCS.
 pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+/// BigQuery project for `load` (the name Google's tools use).
+pub const GOOGLE_CLOUD_PROJECT: &str = "GOOGLE_CLOUD_PROJECT";
+/// Destination dataset for `load`.
+pub const BIGQUERY_DATASET: &str = "BIGQUERY_DATASET";
+/// `http://host:port` of a BigQuery emulator.
+pub const BIGQUERY_EMULATOR_HOST: &str = "BIGQUERY_EMULATOR_HOST";

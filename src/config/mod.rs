@@ -10,7 +10,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::cli::ExportArgs;
+use crate::cli::{ExportArgs, LoadArgs};
+use crate::load::bigquery::BigQueryOptions;
+use crate::load::plan::PartitionUnit;
+use crate::load::{LoadConfig, LoadTarget};
 use crate::sink::gcs::GcsOptions;
 use crate::sink::parquet::ParquetSettings;
 use crate::source::types::{CastOverride, OutOfRange};
@@ -33,6 +36,10 @@ pub enum ConfigError {
     MissingDestination,
     #[error("`{value}` for {flag} is not of the form {expected}")]
     Malformed { flag: &'static str, value: String, expected: &'static str },
+    #[error("no BigQuery {what}: pass --{what}, set {env}, or put `{what}` in the config file")]
+    MissingTarget { what: &'static str, env: &'static str },
+    #[error("`{value}`: unknown partitioning unit `{unit}` (use DAY, HOUR, MONTH or YEAR)")]
+    PartitionUnit { value: String, unit: String },
     #[error("run id `{run_id}` may only hold letters, digits, `-`, `_` and `.`")]
     RunId { run_id: String },
 }
@@ -65,6 +72,10 @@ pub struct TableSpec {
     pub partitions: Option<usize>,
     pub partition_on: Option<String>,
     pub out_of_range: Option<OutOfRange>,
+    /// `load`: time partitioning, `column[:DAY|HOUR|MONTH|YEAR]`.
+    pub partition_by: Option<String>,
+    /// `load`: clustering columns.
+    pub cluster_by: Option<Vec<String>>,
 }
 
 /// The config file: every field optional.
@@ -74,6 +85,10 @@ pub struct ConfigFile {
     pub source: Option<String>,
     pub dest: Option<String>,
     pub out_of_range: Option<OutOfRange>,
+    /// `load`: BigQuery project, dataset and location.
+    pub project: Option<String>,
+    pub dataset: Option<String>,
+    pub location: Option<String>,
     #[serde(default)]
     pub tables: Vec<TableSpec>,
 }
@@ -158,6 +173,77 @@ impl ExportConfig {
     }
 }
 
+impl LoadConfig {
+    /// Combines flags (with `GOOGLE_CLOUD_PROJECT`, `BIGQUERY_DATASET` folded in by clap), the
+    /// export's config file (per-table partitioning and clustering) and defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a missing project or dataset or a malformed option.
+    pub fn resolve(args: &LoadArgs, file: ConfigFile) -> Result<Self, ConfigError> {
+        let project = args.project.clone().or(file.project).ok_or(ConfigError::MissingTarget { what: "project", env: env::GOOGLE_CLOUD_PROJECT })?;
+        let dataset = args.dataset.clone().or(file.dataset).ok_or(ConfigError::MissingTarget { what: "dataset", env: env::BIGQUERY_DATASET })?;
+        let mut partition_by = BTreeMap::new();
+        let mut cluster_by = BTreeMap::new();
+        for table in &file.tables {
+            if let Some(spec) = &table.partition_by {
+                partition_by.insert(table.name.clone(), parse_partitioning(spec)?);
+            }
+            if let Some(columns) = &table.cluster_by {
+                cluster_by.insert(table.name.clone(), columns.clone());
+            }
+        }
+        for value in &args.partition_by {
+            let (table, spec) = value.rsplit_once('.').filter(|(t, _)| !t.is_empty()).ok_or_else(|| ConfigError::Malformed {
+                flag: "--partition-by",
+                value: value.clone(),
+                expected: "TABLE.COLUMN[:UNIT]",
+            })?;
+            partition_by.insert(table.to_string(), parse_partitioning(spec)?);
+        }
+        for value in &args.cluster_by {
+            let (table, columns) = value.split_once(',').map_or(value.as_str(), |(first, _)| first).rsplit_once('.').ok_or_else(|| {
+                ConfigError::Malformed { flag: "--cluster-by", value: value.clone(), expected: "TABLE.COLUMN[,COLUMN]" }
+            })?;
+            let rest = value.split_once(',').map(|(_, rest)| rest).unwrap_or("");
+            let mut list = vec![columns.to_string()];
+            list.extend(rest.split(',').filter(|c| !c.is_empty()).map(str::to_string));
+            cluster_by.insert(table.to_string(), list);
+        }
+        Ok(Self {
+            manifest_uri: args.manifest.clone(),
+            target: LoadTarget {
+                project,
+                dataset,
+                location: args.location.clone().or(file.location),
+                table_prefix: args.table_prefix.clone(),
+                mode: args.mode,
+                partition_by,
+                cluster_by,
+            },
+            create_dataset: args.create_dataset,
+            dry_run: args.dry_run,
+            bigquery: BigQueryOptions {
+                emulator_host: args.bigquery_emulator_host.clone(),
+                application_credentials: args.google_application_credentials.clone(),
+            },
+            gcs: GcsOptions { emulator_host: args.storage_emulator_host.clone(), application_credentials: args.google_application_credentials.clone() },
+        })
+    }
+}
+
+/// `mentioned_at` or `mentioned_at:MONTH` (default DAY).
+fn parse_partitioning(spec: &str) -> Result<(String, PartitionUnit), ConfigError> {
+    let (column, unit) = spec.split_once(':').unwrap_or((spec, "DAY"));
+    let unit = match unit.to_ascii_uppercase().as_str() {
+        "DAY" => PartitionUnit::Day,
+        "HOUR" => PartitionUnit::Hour,
+        "MONTH" => PartitionUnit::Month,
+        "YEAR" => PartitionUnit::Year,
+        _ => return Err(ConfigError::PartitionUnit { value: spec.to_string(), unit: unit.to_string() }),
+    };
+    Ok((column.to_string(), unit))
+}
+
 /// The tables a `[table.]column` target applies to, with the column name: `schema.table.col`
 /// or `table.col` names one table, a bare `col` applies to all.
 fn targets<'a>(tables: &'a mut [TableSpec], target: &str) -> Vec<(&'a mut TableSpec, String)> {
@@ -182,6 +268,7 @@ mod tests {
         full.extend_from_slice(argv);
         match Cli::try_parse_from(full).unwrap().command {
             Command::Export(args) => args,
+            Command::Load(_) => unreachable!("export arguments were parsed"),
         }
     }
 
@@ -215,6 +302,18 @@ mod tests {
         assert_eq!(cfg.tables.len(), 1);
         assert_eq!(cfg.tables[0].partitions, Some(3));
         assert_eq!(cfg.tables[0].casts.keys().collect::<Vec<_>>(), ["note", "payload"]);
+    }
+
+    #[test]
+    fn load_options_come_from_flags_over_the_file() {
+        let f = file("project = 'file-p'\ndataset = 'd'\n[[tables]]\nname = 'public.events'\npartition_by = 'created_at:MONTH'\ncluster_by = ['id']\n");
+        let cli = Cli::try_parse_from(["pg2bq", "load", "--manifest", "gs://b/r/manifest.json", "--project", "flag-p", "--partition-by", "public.events.mentioned_at", "--cluster-by", "events.entity_id,event_id"]).unwrap();
+        let Command::Load(args) = cli.command else { unreachable!() };
+        let cfg = LoadConfig::resolve(&args, f).unwrap();
+        assert_eq!((cfg.target.project.as_str(), cfg.target.dataset.as_str()), ("flag-p", "d"));
+        assert_eq!(cfg.target.partition_by["public.events"], ("mentioned_at".to_string(), PartitionUnit::Day));
+        assert_eq!(cfg.target.cluster_by["events"], ["entity_id", "event_id"]);
+        assert_eq!(cfg.target.cluster_by["public.events"], ["id"]);
     }
 
     #[test]

@@ -40,6 +40,16 @@ pub enum Chunk {
     Finish,
 }
 
+/// An object found by [`Store::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// Relative to the store's root.
+    pub path: String,
+    pub bytes: u64,
+    /// Base64 big-endian CRC32C, when the store reports one (GCS).
+    pub crc32c: Option<String>,
+}
+
 /// What was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {
@@ -225,8 +235,8 @@ impl Store {
         }
     }
 
-    /// Paths (relative to the root) and sizes of every object under `prefix`.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    /// Every object under `prefix`, with paths relative to the root.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StoreError> {
         let strip = |key: &str| key.strip_prefix(&format!("{}/", self.root)).unwrap_or(key).to_string();
         match &self.backend {
             Backend::Objects(store, _) => {
@@ -236,11 +246,11 @@ impl Store {
                     .try_collect()
                     .await
                     .map_err(|source| StoreError::Object { action: "list", uri: self.uri(prefix), source })?;
-                Ok(listed.into_iter().map(|m| (strip(m.location.as_ref()), m.size as u64)).collect())
+                Ok(listed.into_iter().map(|m| ListedObject { path: strip(m.location.as_ref()), bytes: m.size as u64, crc32c: None }).collect())
             }
             Backend::Gcs(gcs) => {
                 let key = format!("{}/", self.key(prefix));
-                Ok(gcs.list(&key).await?.into_iter().map(|m| (strip(&m.name), m.size)).collect())
+                Ok(gcs.list(&key).await?.into_iter().map(|m| ListedObject { path: strip(&m.name), bytes: m.size, crc32c: m.crc32c }).collect())
             }
         }
     }
@@ -261,14 +271,14 @@ impl Store {
                 }
             }
             Backend::Objects(store, None) => {
-                for (path, _) in &listed {
-                    let location = Path::from(self.key(path));
-                    store.delete(&location).await.map_err(|source| StoreError::Object { action: "delete", uri: self.uri(path), source })?;
+                for object in &listed {
+                    let location = Path::from(self.key(&object.path));
+                    store.delete(&location).await.map_err(|source| StoreError::Object { action: "delete", uri: self.uri(&object.path), source })?;
                 }
             }
             Backend::Gcs(gcs) => {
-                for (path, _) in &listed {
-                    gcs.delete(&self.key(path)).await?;
+                for object in &listed {
+                    gcs.delete(&self.key(&object.path)).await?;
                 }
             }
         }

@@ -366,12 +366,33 @@ async fn gcs_destination_goes_through_the_json_api_and_verifies_checksums() {
     let url = skip_unless!("PG2BQ_TEST_PG_URL");
     let emulator = skip_unless!("STORAGE_EMULATOR_HOST");
     let bucket = skip_unless!("PG2BQ_TEST_GCS_BUCKET");
-    let db = TestDb::new(&url, "CREATE TABLE g (id int PRIMARY KEY, v text); INSERT INTO g SELECT i, repeat(md5(i::text), 20) FROM generate_series(1, 30000) i;").await;
-    let prefix = format!("gs://{bucket}/it-{:08x}", rand::random::<u32>());
-    let out = pg2bq(&export_args(&url, &prefix, &db.table("g"), &["--run-id", "gcs", "--file-size", "512KiB", "--row-group-size", "256KiB"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let options = pg2bq::sink::gcs::GcsOptions { emulator_host: Some(emulator), application_credentials: None };
-    let store = pg2bq::sink::store::Store::open(&prefix, &options).unwrap();
+    export_to_gcs_and_check(&url, &bucket, &options).await;
+}
+
+/// Real GCS, opt-in only (never in CI): a bucket the ADC identity may write to.
+#[tokio::test]
+async fn real_gcs_destination_when_opted_in() {
+    let url = skip_unless!("PG2BQ_TEST_PG_URL");
+    let Ok(bucket) = std::env::var("PG2BQ_TEST_REAL_GCS_BUCKET") else {
+        eprintln!("skipped: PG2BQ_TEST_REAL_GCS_BUCKET is not set (real GCP is opt-in)");
+        return;
+    };
+    let options = pg2bq::sink::gcs::GcsOptions { emulator_host: None, application_credentials: std::env::var("GOOGLE_APPLICATION_CREDENTIALS").ok() };
+    export_to_gcs_and_check(&url, &bucket, &options).await;
+}
+
+async fn export_to_gcs_and_check(url: &str, bucket: &str, options: &pg2bq::sink::gcs::GcsOptions) {
+    let db = TestDb::new(url, "CREATE TABLE g (id int PRIMARY KEY, v text); INSERT INTO g SELECT i, repeat(md5(i::text), 20) FROM generate_series(1, 30000) i;").await;
+    let prefix = format!("gs://{bucket}/it-{:08x}", rand::random::<u32>());
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pg2bq"));
+    command.args(export_args(url, &prefix, &db.table("g"), &["--run-id", "gcs", "--file-size", "512KiB", "--row-group-size", "256KiB"]));
+    if options.emulator_host.is_none() {
+        command.env_remove("STORAGE_EMULATOR_HOST");
+    }
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let store = pg2bq::sink::store::Store::open(&prefix, options).unwrap();
     let manifest: Manifest = serde_json::from_slice(&store.get("gcs/manifest.json").await.unwrap()).unwrap();
     let files = &manifest.tables[0].files;
     assert!(files.len() > 1, "file rolling produced {} file(s)", files.len());
@@ -382,5 +403,9 @@ async fn gcs_destination_goes_through_the_json_api_and_verifies_checksums() {
         assert_eq!(pg2bq::sink::store::crc32c_base64(crc32c::crc32c(&data)), file.crc32c);
     }
     assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 30000);
+    // The manifest is the commit point: a second run with the same id is refused.
+    let again = pg2bq(&export_args(url, &prefix, &db.table("g"), &["--run-id", "gcs"]));
+    assert_eq!(again.status.code(), Some(2));
+    store.delete_prefix("gcs").await.unwrap();
     db.drop().await;
 }

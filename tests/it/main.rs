@@ -3,4 +3,5 @@
 
 mod cli;
 mod export;
+mod load;
 mod support;

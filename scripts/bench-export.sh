@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Whole-run export benchmark against peers, all on this machine in one run: for each row
+# count, a fresh events-like table (scripts/bench_events.sql), then
+#   pg2bq export (release build; default partitions, and 1 partition) to a local directory,
+#   COPY … TO STDOUT (FORMAT binary) into /dev/null (the server's floor),
+#   connectorx-python + pyarrow writing zstd Parquet (1 and 2 partitions).
+# Wall time and peak RSS come from GNU time (client process only, not the Postgres server).
+# Usage: scripts/bench-export.sh [ROWS ...]      (default: 1000000)
+# stdout: a Markdown table (docs/benchmarks.md holds the last one published).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO"
+(($#)) || set -- 1000000
+
+"$REPO/scripts/system-deps.sh"
+"$REPO/scripts/tools-install.sh" >&2
+log "building pg2bq (release)"
+cargo build --release --locked --quiet
+PG2BQ=$REPO/target/release/pg2bq
+
+cleanup() { "$REPO/scripts/pg-down.sh" || true; rm -rf "$WORK"; }
+WORK=$(mktemp -d)
+trap cleanup EXIT
+eval "$("$REPO/scripts/pg-up.sh")"
+URL=$PG2BQ_TEST_PG_URL
+
+# measure TOOL ROWS CMD...: JSON line with wall seconds and peak RSS of CMD.
+measure() {
+  local tool=$1 rows=$2
+  shift 2
+  log "running $tool ($rows rows)"
+  /usr/bin/time -v -o "$WORK/time" "$@" >/dev/null 2>"$WORK/stderr" || { cat "$WORK/stderr" >&2; die "$tool failed"; }
+  awk -v tool="$tool" -v rows="$rows" '
+    /Elapsed \(wall clock\)/ { n = split($NF, t, ":"); secs = 0; for (i = 1; i <= n; i++) secs = secs * 60 + t[i] }
+    /Maximum resident set size/ { rss = $NF / 1024 }
+    END { printf "{\"tool\":\"%s\",\"rows\":%d,\"seconds\":%.2f,\"rows_per_s\":%d,\"peak_rss_mb\":%.1f}\n",
+                 tool, rows, secs, (secs > 0 ? rows / secs : 0), rss }' "$WORK/time"
+}
+
+results=$WORK/results.jsonl
+for rows in "$@"; do
+  log "creating bench_events with $rows rows"
+  psql -X -q -v ON_ERROR_STOP=1 -v rows="$rows" -f scripts/bench_events.sql "$URL" >&2
+  psql -X -q "$URL" -c "VACUUM ANALYZE bench_events" >&2
+  # Warm the cache so every tool reads from memory.
+  psql -X -q "$URL" -c "SELECT count(*) FROM bench_events" >/dev/null
+  for partitions in 2 1; do
+    rm -rf "$WORK/out"
+    measure "pg2bq_p$partitions" "$rows" "$PG2BQ" export --source "$URL" --dest "$WORK/out" \
+      --table public.bench_events --partitions "$partitions" --progress off | tee -a "$results"
+  done
+  rm -rf "$WORK/out"
+  "$REPO/scripts/bench-peers.sh" bench_events "$WORK/peers" | tee -a "$results"
+  rm -rf "$WORK/peers"
+done
+
+"$VENV/bin/python" - "$results" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+print("| rows | tool | seconds | rows/s | peak RSS (MB) | vs COPY floor | vs connectorx+pyarrow |")
+print("|---:|---|---:|---:|---:|---:|---:|")
+for r in rows:
+    same = [x for x in rows if x["rows"] == r["rows"]]
+    copy = next(x for x in same if x["tool"] == "copy_binary_psql")
+    cx = next(x for x in same if x["tool"] == "connectorx_pyarrow")
+    print(f"| {r['rows']:,} | {r['tool']} | {r['seconds']:.2f} | {r['rows_per_s']:,} | {r['peak_rss_mb']:.0f} "
+          f"| {r['seconds'] / copy['seconds']:.2f}× time | {r['rows_per_s'] / cx['rows_per_s']:.2f}× rows/s |")
+PY

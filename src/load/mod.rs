@@ -1,0 +1,303 @@
+//! `pg2bq load`: BigQuery load jobs (never streaming inserts) from the files a manifest lists.
+//!
+//! Input: a committed manifest. Output: one BigQuery table per snapshot table, equal to the
+//! snapshot (truncate) or extended by it (append), and a [`LoadReport`]. It never lists the
+//! bucket to find files, never changes an existing table's schema, and never loads a run twice:
+//! job ids derive from the run, dataset and table, so a re-run attaches to jobs already
+//! submitted, and append refuses a run already recorded in the table's labels.
+
+pub mod bigquery;
+pub mod plan;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::sink::gcs::GcsOptions;
+use crate::sink::manifest::Manifest;
+use crate::sink::store::{Store, StoreError};
+use bigquery::{schema_differences, schema_json, BigQuery, BigQueryError, BigQueryOptions};
+pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad};
+use plan::{staging_fields, LoadPlanError};
+
+/// Everything `load` needs.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// `gs://bucket/prefix/<run-id>/manifest.json` (or a local path, for `--dry-run`).
+    pub manifest_uri: String,
+    pub target: LoadTarget,
+    pub create_dataset: bool,
+    pub dry_run: bool,
+    pub bigquery: BigQueryOptions,
+    pub gcs: GcsOptions,
+}
+
+/// A failed load step, naming the table, job and files.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read the manifest `{uri}`")]
+    ReadManifest { uri: String, #[source] source: StoreError },
+    #[error("`{uri}` is not a pg2bq manifest")]
+    ParseManifest { uri: String, #[source] source: serde_json::Error },
+    #[error("manifest `{uri}` has format version {found}; this pg2bq reads version {expected}")]
+    ManifestVersion { uri: String, found: u32, expected: u32 },
+    #[error(transparent)]
+    Plan(#[from] LoadPlanError),
+    #[error("cannot list the snapshot's files under `{uri}`")]
+    ListFiles { uri: String, #[source] source: StoreError },
+    #[error("the snapshot is not intact, nothing was submitted:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    FilesChanged { problems: Vec<String> },
+    #[error(transparent)]
+    BigQuery(#[from] BigQueryError),
+    #[error("table `{table}` exists with a different schema; drop it, load into another dataset, or use --table-prefix:\n{}", differences.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"))]
+    SchemaMismatch { table: String, differences: Vec<String> },
+    #[error("run `{run_id}` was already appended to table `{table}` (label `{label}`); appending it again would duplicate its rows")]
+    AlreadyAppended { run_id: String, table: String, label: String },
+    #[error("table `{table}`: load job `{job_id}` failed (files: {files})")]
+    Job { table: String, job_id: String, files: String, #[source] source: BigQueryError },
+    #[error("table `{table}`, column `{column}`: {rows} row(s) hold JSON that BigQuery's JSON type cannot store exactly (e.g. a number beyond 64-bit precision); the table was not touched. Re-export with `--cast {column}=text` to keep it as text")]
+    JsonNotRepresentable { table: String, column: String, rows: u64 },
+    #[error("table `{table}`: {what} reports {actual} rows, the manifest {expected}")]
+    RowCount { table: String, what: String, expected: u64, actual: u64 },
+    #[error("{} of {} tables failed to load: {}", failed.len(), total, failed.join(", "))]
+    TablesFailed { failed: Vec<String>, total: usize },
+}
+
+/// What `load` did, per table.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub run_id: String,
+    pub project: String,
+    pub dataset: String,
+    pub tables: Vec<TableReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableReport {
+    pub table_id: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub job_ids: Vec<String>,
+    /// Jobs an earlier run had already submitted, attached to instead of resubmitted.
+    pub reattached_jobs: usize,
+    pub seconds: f64,
+}
+
+/// `load`'s result.
+#[derive(Debug)]
+pub enum LoadOutcome {
+    Planned(LoadPlan),
+    Loaded(LoadReport),
+}
+
+/// Reads and parses a manifest from its URI.
+///
+/// # Errors
+/// [`LoadError`] naming the URI when it cannot be read, parsed or has another format version.
+pub async fn read_manifest(uri: &str, gcs: &GcsOptions) -> Result<(Store, String, Manifest), LoadError> {
+    let (directory, file) = uri.rsplit_once('/').unwrap_or((".", uri));
+    let (root, run_dir) = directory.rsplit_once('/').unwrap_or((".", directory));
+    let read_error = |source| LoadError::ReadManifest { uri: uri.to_string(), source };
+    let store = Store::open(if root.is_empty() { "/" } else { root }, gcs).map_err(read_error)?;
+    let bytes = store.get(&format!("{run_dir}/{file}")).await.map_err(read_error)?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|source| LoadError::ParseManifest { uri: uri.to_string(), source })?;
+    if manifest.format_version != crate::sink::manifest::FORMAT_VERSION {
+        return Err(LoadError::ManifestVersion { uri: uri.into(), found: manifest.format_version, expected: crate::sink::manifest::FORMAT_VERSION });
+    }
+    Ok((store, run_dir.to_string(), manifest))
+}
+
+/// Checks every file the manifest lists exists with its recorded size (and CRC32C where the
+/// store reports one). Lists the run directory once; never looks beyond it.
+pub async fn verify_files(store: &Store, run_dir: &str, manifest: &Manifest) -> Result<(), LoadError> {
+    let listed = store.list(run_dir).await.map_err(|source| LoadError::ListFiles { uri: store.uri(run_dir), source })?;
+    let stored: HashMap<String, (u64, Option<String>)> = listed.into_iter().map(|o| (o.path, (o.bytes, o.crc32c))).collect();
+    let mut problems = Vec::new();
+    for table in &manifest.tables {
+        for file in &table.files {
+            match stored.get(&format!("{run_dir}/{}", file.path)) {
+                None => problems.push(format!("`{}` (table {}) is missing", file.uri, table.name)),
+                Some((bytes, _)) if *bytes != file.bytes => {
+                    problems.push(format!("`{}` (table {}) has {bytes} bytes, the manifest says {}", file.uri, table.name, file.bytes))
+                }
+                Some((_, Some(crc))) if *crc != file.crc32c => {
+                    problems.push(format!("`{}` (table {}) has CRC32C {crc}, the manifest says {}", file.uri, table.name, file.crc32c))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(LoadError::FilesChanged { problems }) }
+}
+
+/// Loads a snapshot (or plans it, with `dry_run`).
+///
+/// # Errors
+/// [`LoadError`]; when one table fails the others still load, then
+/// [`LoadError::TablesFailed`] names the failed ones (each failure is logged with its cause).
+pub async fn load(config: &LoadConfig) -> Result<LoadOutcome, LoadError> {
+    let (store, run_dir, manifest) = read_manifest(&config.manifest_uri, &config.gcs).await?;
+    let plan = plan_load(&manifest, &config.target)?;
+    verify_files(&store, &run_dir, &manifest).await?;
+    if config.dry_run {
+        return Ok(LoadOutcome::Planned(plan));
+    }
+    let bq = BigQuery::connect(&config.target.project, config.target.location.clone(), &config.bigquery).await?;
+    bq.ensure_dataset(&config.target.dataset, config.create_dataset).await?;
+    let mut reports = Vec::new();
+    let mut failed = Vec::new();
+    for table in &plan.tables {
+        let span = info_span!("load", table = %table.table_id, run_id = %plan.run_id);
+        match load_table(&bq, &plan, table).instrument(span).await {
+            Ok(report) => reports.push(report),
+            Err(error) => {
+                let mut text = error.to_string();
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    text.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                warn!(table = %table.table_id, error = %text, "Table failed to load");
+                if plan.tables.len() == 1 {
+                    return Err(error);
+                }
+                failed.push(table.table_id.clone());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        return Err(LoadError::TablesFailed { failed, total: plan.tables.len() });
+    }
+    Ok(LoadOutcome::Loaded(LoadReport { run_id: plan.run_id.clone(), project: plan.project.clone(), dataset: plan.dataset.clone(), tables: reports }))
+}
+
+/// Counts, per JSON column of the staging table, the values `PARSE_JSON` would reject, and
+/// refuses before the final statement runs (so the destination is never touched).
+async fn check_json_representable(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, staging: &str) -> Result<(), LoadError> {
+    let json_fields: Vec<&plan::Field> = table.fields.iter().filter(|f| f.field_type == "JSON").collect();
+    if json_fields.is_empty() {
+        return Ok(());
+    }
+    let counts: Vec<String> = json_fields
+        .iter()
+        .map(|f| match f.mode.as_str() {
+            "REPEATED" => format!("COUNTIF(EXISTS(SELECT 1 FROM UNNEST(`{0}`) AS e WHERE SAFE.PARSE_JSON(e) IS NULL))", f.name),
+            _ => format!("COUNTIF(`{0}` IS NOT NULL AND SAFE.PARSE_JSON(`{0}`) IS NULL)", f.name),
+        })
+        .collect();
+    let sql = format!("SELECT {} FROM `{}.{}.{staging}`", counts.join(", "), plan.project, plan.dataset);
+    let mut result = bq.query(&sql).await?;
+    if !result.next_row() {
+        return Ok(());
+    }
+    for (index, field) in json_fields.iter().enumerate() {
+        let rows = result.get_i64(index).ok().flatten().unwrap_or(0);
+        if rows > 0 {
+            return Err(LoadError::JsonNotRepresentable { table: table.table_id.clone(), column: field.name.clone(), rows: rows as u64 });
+        }
+    }
+    Ok(())
+}
+
+fn table_reference(project: &str, dataset: &str, table: &str) -> Value {
+    json!({ "projectId": project, "datasetId": dataset, "tableId": table })
+}
+
+async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad) -> Result<TableReport, LoadError> {
+    let started = Instant::now();
+    let dataset = &plan.dataset;
+    let (label_key, label_value) = &table.run_label;
+    match bq.table(dataset, &table.table_id).await? {
+        Some(existing) => {
+            let differences = schema_differences(&existing, &table.fields);
+            if !differences.is_empty() {
+                return Err(LoadError::SchemaMismatch { table: table.table_id.clone(), differences });
+            }
+            let appended = existing.pointer(&format!("/labels/{label_key}")).and_then(Value::as_str) == Some("append");
+            if plan.mode == LoadMode::Append && appended {
+                return Err(LoadError::AlreadyAppended { run_id: plan.run_id.clone(), table: table.table_id.clone(), label: label_key.clone() });
+            }
+        }
+        None if table.staging_table_id.is_none() || plan.mode == LoadMode::Append => {
+            bq.create_table(dataset, &table.table_id, &table.fields, table.time_partitioning.as_ref(), &table.clustering).await?;
+        }
+        None => {}
+    }
+
+    let mut job_ids = Vec::new();
+    let mut reattached_jobs = 0;
+    for job in &table.load_jobs {
+        let staged = table.staging_table_id.is_some();
+        let fields = if staged { staging_fields(&table.fields) } else { table.fields.clone() };
+        let mut load = json!({
+            "sourceUris": job.uris,
+            "sourceFormat": "PARQUET",
+            "destinationTable": table_reference(&plan.project, dataset, &job.destination_table_id),
+            "writeDisposition": job.write_disposition,
+            "createDisposition": "CREATE_IF_NEEDED",
+            "schema": schema_json(&fields),
+            "parquetOptions": { "enableListInference": true },
+            "decimalTargetTypes": ["NUMERIC", "BIGNUMERIC"],
+        });
+        if !staged {
+            if let Some(p) = &table.time_partitioning {
+                load["timePartitioning"] = json!({ "type": p.unit, "field": p.field });
+            }
+            if !table.clustering.is_empty() {
+                load["clustering"] = json!({ "fields": table.clustering });
+            }
+        }
+        let files = match job.uris.as_slice() {
+            [one] => one.clone(),
+            many => format!("{} … {} ({} files)", many[0], many[many.len() - 1], many.len()),
+        };
+        let finished = bq.run_job(&job.job_id, json!({ "load": load })).await.map_err(|source| LoadError::Job {
+            table: table.table_id.clone(),
+            job_id: job.job_id.clone(),
+            files: files.clone(),
+            source,
+        })?;
+        let loaded = finished.output_rows.unwrap_or(0);
+        if loaded != job.rows {
+            return Err(LoadError::RowCount { table: table.table_id.clone(), what: format!("load job `{}` ({files})", finished.job_id), expected: job.rows, actual: loaded });
+        }
+        info!(job_id = %finished.job_id, rows = loaded, reattached = finished.reattached, "Load job done");
+        reattached_jobs += usize::from(finished.reattached);
+        job_ids.push(finished.job_id);
+    }
+
+    if let (Some(finalize), Some(staging)) = (&table.finalize, &table.staging_table_id) {
+        check_json_representable(bq, plan, table, staging).await?;
+        let query = json!({ "query": { "query": finalize.sql, "useLegacySql": false } });
+        let finished = bq.run_job(&finalize.job_id, query).await.map_err(|source| LoadError::Job {
+            table: table.table_id.clone(),
+            job_id: finalize.job_id.clone(),
+            files: format!("staging table {staging}"),
+            source,
+        })?;
+        if plan.mode == LoadMode::Append {
+            let affected = finished.dml_affected_rows.unwrap_or(0);
+            if affected != table.rows {
+                return Err(LoadError::RowCount { table: table.table_id.clone(), what: format!("INSERT job `{}`", finished.job_id), expected: table.rows, actual: affected });
+            }
+        }
+        reattached_jobs += usize::from(finished.reattached);
+        job_ids.push(finished.job_id);
+        bq.delete_table(dataset, staging).await?;
+    }
+    if plan.mode == LoadMode::Truncate {
+        let sql = format!("SELECT COUNT(*) FROM `{}.{dataset}.{}`", plan.project, table.table_id);
+        let mut result = bq.query(&sql).await?;
+        let count = if result.next_row() { result.get_i64(0).ok().flatten().unwrap_or(-1) } else { -1 };
+        if count != table.rows as i64 {
+            return Err(LoadError::RowCount { table: table.table_id.clone(), what: "COUNT(*) after the load".into(), expected: table.rows, actual: count.max(0) as u64 });
+        }
+    }
+    bq.set_label(dataset, &table.table_id, label_key, label_value).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    info!(rows = table.rows, jobs = job_ids.len(), seconds = format!("{seconds:.2}"), "Loaded table");
+    Ok(TableReport { table_id: table.table_id.clone(), rows: table.rows, bytes: table.bytes, job_ids, reattached_jobs, seconds })
+}
