@@ -18,6 +18,6 @@ for table in manifest["tables"]:
         if "min" in aggregates:
             low, high = (str(aggregates[k])[:24] for k in ("min", "max"))
             bounds = f"  min {low}  max {high}"
-        repeated = " REPEATED" if column["repeated"] else ""
-        print(f"  {column['bq_name']:<14} {column['pg_type']:<26} -> {column['bq_type']}{repeated:<9} "
+        bq_type = column["bq_type"] + (" REPEATED" if column["repeated"] else "")
+        print(f"  {column['bq_name']:<14} {column['pg_type']:<26} -> {bq_type:<16} "
               f"nulls {aggregates['null_count']}{bounds}")

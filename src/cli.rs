@@ -105,7 +105,7 @@ pub struct ExportArgs {
     /// Export a column as Postgres text: [schema.table.]column=text (repeatable).
     #[arg(long = "cast", value_name = "[TABLE.]COLUMN=text")]
     pub casts: Vec<String>,
-    /// Parallel partitions per table (integer key ranges, else heap block ranges).
+    /// Parallel partitions per table (integer key ranges, else heap block ranges; default: half the cores, at most 4).
     #[arg(long, env = env::PARTITIONS)]
     pub partitions: Option<usize>,
     /// Integer column to split partitions on: [schema.table.]column (default: the primary key).
@@ -129,6 +129,9 @@ pub struct ExportArgs {
     /// Rows per Arrow batch from Postgres.
     #[arg(long)]
     pub batch_rows: Option<usize>,
+    /// Rows per sequential query inside a partition; bounds memory (default 100000).
+    #[arg(long)]
+    pub chunk_rows: Option<u64>,
     /// Plan only: read the catalog, counts and checks, print the plan, write nothing.
     #[arg(long)]
     pub dry_run: bool,

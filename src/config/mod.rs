@@ -20,8 +20,11 @@ use crate::source::types::{CastOverride, OutOfRange};
 
 /// Rows per Arrow batch from Postgres unless told otherwise.
 pub const DEFAULT_BATCH_ROWS: usize = 16_384;
-/// Most partitions used per table by default (fewer on smaller machines).
+/// Most partitions used per table by default. Each partition keeps about two threads busy
+/// (ConnectorX decoding, our conversion and encoding), so the default is half the cores.
 pub const MAX_DEFAULT_PARTITIONS: usize = 4;
+/// Rows per sequential chunk query inside a partition: bounds what ConnectorX buffers.
+pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
 
 /// A bad setting, naming it.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,7 @@ pub struct ExportConfig {
     pub dry_run: bool,
     pub parquet: ParquetSettings,
     pub batch_rows: usize,
+    pub chunk_rows: u64,
     pub gcs: GcsOptions,
 }
 
@@ -155,7 +159,7 @@ impl ExportConfig {
             source_url,
             destination,
             tables,
-            partitions: args.partitions.unwrap_or(parallelism.min(MAX_DEFAULT_PARTITIONS)),
+            partitions: args.partitions.unwrap_or((parallelism / 2).clamp(1, MAX_DEFAULT_PARTITIONS)),
             out_of_range: args.out_of_range.or(file.out_of_range).unwrap_or_default(),
             run_id: args.run_id.clone(),
             dry_run: args.dry_run,
@@ -165,6 +169,7 @@ impl ExportConfig {
                 file_bytes: args.file_size.unwrap_or(defaults.file_bytes),
             },
             batch_rows: args.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
+            chunk_rows: args.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS),
             gcs: GcsOptions {
                 emulator_host: args.storage_emulator_host.clone(),
                 application_credentials: args.google_application_credentials.clone(),

@@ -109,26 +109,24 @@ async fn plan_table(config: &ExportConfig, spec: &TableSpec, session: &SnapshotS
     let select_list: Vec<String> = mappings.iter().map(|m| format!("{} AS {}", m.select_expr, quote_ident(&m.bq_name))).collect();
     let source_query = format!("SELECT {} FROM {from}", select_list.join(", "));
 
-    let partitions = partition_predicates(config, spec, session, &name, &from, &columns, &primary_key, oid).await?;
+    let basis = split_basis(spec, session, &name, &from, &columns, &primary_key, oid).await?;
+    let mut partitions = partitions_for(&basis, spec.partitions.unwrap_or(config.partitions).max(1));
     let checks: Vec<(&ColumnMapping, String)> =
         mappings.iter().filter_map(|m| m.check.as_ref().map(|c| (m, format!("({})", c.predicate)))).collect();
-    let mut filters: Vec<String> = partitions.iter().map(|p| p.predicate.clone()).collect();
-    let partition_filters = if partitions.len() > 1 { filters.len() } else { 0 };
-    if partitions.len() <= 1 {
-        filters.clear();
-    }
+    let mut filters: Vec<String> = partitions.iter().filter(|p| !p.predicate.is_empty()).map(|p| p.predicate.clone()).collect();
+    let partition_filters = filters.len();
     filters.extend(checks.iter().map(|(_, predicate)| predicate.clone()));
     let counts = session.counts(&from, &filters, &format!("table `{name}`")).await?;
     let row_count = counts[0];
-    let mut partitions = partitions;
     if partition_filters == 0 {
-        if let Some(p) = partitions.first_mut() {
-            p.rows = row_count;
-        }
+        partitions[0].rows = row_count;
     } else {
         for (p, rows) in partitions.iter_mut().zip(&counts[1..=partition_filters]) {
             p.rows = *rows;
         }
+    }
+    for partition in &mut partitions {
+        partition.chunks = chunk_predicates(&basis, partition, config.chunk_rows);
     }
     let mut adjusted_rows = Vec::new();
     for ((mapping, _), offending) in checks.iter().zip(&counts[1 + partition_filters..]) {
@@ -180,9 +178,19 @@ pub fn bigquery_table_name(name: &str) -> String {
     bigquery_column_names([flat.as_str()]).remove(0)
 }
 
+/// What a table's rows are split on, for partitions and for the chunks inside them.
+#[derive(Debug, Clone)]
+enum Basis {
+    /// No integer key and no heap to split (queries, tiny tables).
+    Whole,
+    /// An integer column: `min`..=`max` (quoted name); NULL keys get their own partition.
+    Key { quoted: String, min: i64, max: i64, nullable: bool },
+    /// Heap blocks `0..blocks` by ctid (the last range is open, so rows in later blocks count).
+    Blocks { blocks: i64 },
+}
+
 #[allow(clippy::too_many_arguments)]
-async fn partition_predicates(
-    config: &ExportConfig,
+async fn split_basis(
     spec: &TableSpec,
     session: &SnapshotSession,
     name: &str,
@@ -190,12 +198,7 @@ async fn partition_predicates(
     columns: &[PgColumn],
     primary_key: &[String],
     oid: Option<u32>,
-) -> Result<Vec<PartitionManifest>, PlanError> {
-    let count = spec.partitions.unwrap_or(config.partitions).max(1);
-    let whole = || vec![PartitionManifest { index: 0, method: "whole".into(), predicate: String::new(), lower: None, upper: None, rows: 0 }];
-    if count == 1 {
-        return Ok(whole());
-    }
+) -> Result<Basis, PlanError> {
     let is_integer = |c: &&PgColumn| matches!(c.type_name.as_str(), "int2" | "int4" | "int8") && c.element_type.is_none();
     let key = match &spec.partition_on {
         Some(column) => {
@@ -218,77 +221,109 @@ async fn partition_predicates(
     };
     if let Some(key) = key {
         let quoted = quote_ident(&key.name);
-        let Some((min, max)) = session.key_range(from, &quoted, &format!("table `{name}`")).await? else {
-            return Ok(whole());
-        };
-        let bounds = split_range(min, max, count);
-        let mut partitions: Vec<PartitionManifest> = bounds
-            .windows(2)
-            .enumerate()
-            .map(|(index, w)| {
-                let (lower, upper) = (w[0], w[1]);
-                let first = index == 0;
-                let last = index == bounds.len() - 2;
-                let predicate = match (first, last) {
-                    (true, true) => format!("{quoted} IS NOT NULL"),
-                    (true, false) => format!("{quoted} < {upper}"),
-                    (false, true) => format!("{quoted} >= {lower}"),
-                    (false, false) => format!("{quoted} >= {lower} AND {quoted} < {upper}"),
-                };
-                PartitionManifest {
-                    index,
-                    method: "key_range".into(),
-                    predicate,
-                    lower: (!first).then(|| lower.to_string()),
-                    upper: (!last).then(|| upper.to_string()),
-                    rows: 0,
-                }
-            })
-            .collect();
-        if !key.not_null {
-            partitions.push(PartitionManifest {
-                index: partitions.len(),
-                method: "key_null".into(),
-                predicate: format!("{quoted} IS NULL"),
-                lower: None,
-                upper: None,
-                rows: 0,
-            });
+        return Ok(match session.key_range(from, &quoted, &format!("table `{name}`")).await? {
+            Some((min, max)) => Basis::Key { quoted, min, max, nullable: !key.not_null },
+            None => Basis::Whole,
+        });
+    }
+    match oid {
+        Some(oid) => {
+            let blocks = session.block_count(oid, &format!("table `{name}`")).await?;
+            Ok(if blocks > 1 { Basis::Blocks { blocks } } else { Basis::Whole })
         }
-        return Ok(partitions);
+        None => Ok(Basis::Whole),
     }
-    let Some(oid) = oid else {
-        return Ok(whole());
+}
+
+/// `"id" >= 10 AND "id" < 20`; open ends are left out.
+fn key_predicate(quoted: &str, lower: Option<i64>, upper: Option<i64>) -> String {
+    match (lower, upper) {
+        (None, None) => format!("{quoted} IS NOT NULL"),
+        (Some(a), None) => format!("{quoted} >= {a}"),
+        (None, Some(b)) => format!("{quoted} < {b}"),
+        (Some(a), Some(b)) => format!("{quoted} >= {a} AND {quoted} < {b}"),
+    }
+}
+
+/// `ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid`; open ends are left out.
+fn block_predicate(lower: Option<i64>, upper: Option<i64>) -> String {
+    let low = lower.map(|a| format!("ctid >= '({a},0)'::tid"));
+    let high = upper.map(|b| format!("ctid < '({b},0)'::tid"));
+    match (low, high) {
+        (None, None) => "true".into(),
+        (Some(l), None) => l,
+        (None, Some(h)) => h,
+        (Some(l), Some(h)) => format!("{l} AND {h}"),
+    }
+}
+
+/// Splits `[first, last]` into `count` ranges; each is `(lower, upper)` with open outer ends.
+fn ranges(first: i64, last: i64, count: usize, lower: Option<i64>, upper: Option<i64>) -> Vec<(Option<i64>, Option<i64>)> {
+    let bounds = split_range(first, last, count);
+    let n = bounds.len() - 1;
+    (0..n).map(|i| (if i == 0 { lower } else { Some(bounds[i]) }, if i == n - 1 { upper } else { Some(bounds[i + 1]) })).collect()
+}
+
+/// The partitions of a table with their predicates (row counts are filled in later).
+fn partitions_for(basis: &Basis, count: usize) -> Vec<PartitionManifest> {
+    let partition = |index, method: &str, predicate: String, lower: Option<i64>, upper: Option<i64>| PartitionManifest {
+        index,
+        method: method.into(),
+        predicate,
+        lower: lower.map(|v| v.to_string()),
+        upper: upper.map(|v| v.to_string()),
+        rows: 0,
+        chunks: Vec::new(),
     };
-    let blocks = session.block_count(oid, &format!("table `{name}`")).await?;
-    if blocks < count as i64 {
-        return Ok(whole());
-    }
-    let bounds = split_range(0, blocks, count);
-    Ok(bounds
-        .windows(2)
-        .enumerate()
-        .map(|(index, w)| {
-            let first = index == 0;
-            let last = index == bounds.len() - 2;
-            let lower = format!("ctid >= '({},0)'::tid", w[0]);
-            let upper = format!("ctid < '({},0)'::tid", w[1]);
-            let predicate = match (first, last) {
-                (true, true) => "true".to_string(),
-                (true, false) => upper,
-                (false, true) => lower,
-                (false, false) => format!("{lower} AND {upper}"),
-            };
-            PartitionManifest {
-                index,
-                method: "block_range".into(),
-                predicate,
-                lower: (!first).then(|| format!("({},0)", w[0])),
-                upper: (!last).then(|| format!("({},0)", w[1])),
-                rows: 0,
+    match basis {
+        Basis::Whole => vec![partition(0, "whole", String::new(), None, None)],
+        Basis::Key { quoted, min, max, nullable } => {
+            let mut out: Vec<PartitionManifest> = ranges(*min, *max, count, None, None)
+                .into_iter()
+                .enumerate()
+                .map(|(i, (lower, upper))| partition(i, "key_range", key_predicate(quoted, lower, upper), lower, upper))
+                .collect();
+            if *nullable {
+                out.push(partition(out.len(), "key_null", format!("{quoted} IS NULL"), None, None));
             }
-        })
-        .collect())
+            out
+        }
+        Basis::Blocks { blocks } => ranges(0, *blocks, count, None, None)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (lower, upper))| {
+                let mut p = partition(i, "block_range", block_predicate(lower, upper), None, None);
+                p.lower = lower.map(|b| format!("({b},0)"));
+                p.upper = upper.map(|b| format!("({b},0)"));
+                p
+            })
+            .collect(),
+    }
+}
+
+/// Sequential sub-ranges of a partition, about `chunk_rows` each: one ConnectorX stream runs at
+/// a time per partition, so its unbounded channel never holds more than one chunk.
+fn chunk_predicates(basis: &Basis, partition: &PartitionManifest, chunk_rows: u64) -> Vec<String> {
+    let pieces = partition.rows.div_ceil(chunk_rows.max(1)).max(1) as usize;
+    let within = |extra: String| if partition.predicate.is_empty() { extra } else { format!("({}) AND {extra}", partition.predicate) };
+    let parse = |v: &Option<String>| v.as_deref().map(|t| t.trim_matches(|c| c == '(' || c == ')').trim_end_matches(",0").parse::<i64>().unwrap_or(0));
+    match (basis, partition.method.as_str()) {
+        (Basis::Key { quoted, min, max, .. }, "key_range") if pieces > 1 => {
+            let (lower, upper) = (parse(&partition.lower), parse(&partition.upper));
+            ranges(lower.unwrap_or(*min), upper.unwrap_or(*max), pieces, lower, upper)
+                .into_iter()
+                .map(|(l, u)| within(key_predicate(quoted, l, u)))
+                .collect()
+        }
+        (Basis::Blocks { blocks }, "block_range") if pieces > 1 => {
+            let (lower, upper) = (parse(&partition.lower), parse(&partition.upper));
+            ranges(lower.unwrap_or(0), upper.unwrap_or(*blocks), pieces, lower, upper)
+                .into_iter()
+                .map(|(l, u)| within(block_predicate(l, u)))
+                .collect()
+        }
+        _ => vec![partition.predicate.clone()],
+    }
 }
 
 /// `count + 1` increasing bounds from `min` to `max`, splitting the range evenly.
@@ -303,6 +338,42 @@ fn split_range(min: i64, max: i64, count: usize) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key_partition(lower: Option<i64>, upper: Option<i64>, rows: u64) -> PartitionManifest {
+        PartitionManifest {
+            index: 0,
+            method: "key_range".into(),
+            predicate: key_predicate("\"id\"", lower, upper),
+            lower: lower.map(|v| v.to_string()),
+            upper: upper.map(|v| v.to_string()),
+            rows,
+            chunks: vec![],
+        }
+    }
+
+    #[test]
+    fn chunks_split_a_partition_into_sequential_ranges_within_it() {
+        let basis = Basis::Key { quoted: "\"id\"".into(), min: 1, max: 1000, nullable: false };
+        let chunks = chunk_predicates(&basis, &key_partition(Some(500), None, 300), 100);
+        assert_eq!(
+            chunks,
+            [
+                "(\"id\" >= 500) AND \"id\" >= 500 AND \"id\" < 667",
+                "(\"id\" >= 500) AND \"id\" >= 667 AND \"id\" < 834",
+                "(\"id\" >= 500) AND \"id\" >= 834",
+            ]
+        );
+        assert_eq!(chunk_predicates(&basis, &key_partition(None, Some(500), 50), 100), ["\"id\" < 500"]);
+    }
+
+    #[test]
+    fn partitions_have_open_outer_ends_and_a_null_partition() {
+        let basis = Basis::Key { quoted: "k".into(), min: 0, max: 99, nullable: true };
+        let predicates: Vec<String> = partitions_for(&basis, 2).into_iter().map(|p| p.predicate).collect();
+        assert_eq!(predicates, ["k < 50", "k >= 50", "k IS NULL"]);
+        let blocks: Vec<String> = partitions_for(&Basis::Blocks { blocks: 10 }, 2).into_iter().map(|p| p.predicate).collect();
+        assert_eq!(blocks, ["ctid < '(5,0)'::tid", "ctid >= '(5,0)'::tid"]);
+    }
 
     #[test]
     fn ranges_cover_the_keys_without_overlap() {

@@ -233,12 +233,14 @@ async fn partitions_cover_every_row_once_by_key_and_by_block() {
     for (table, method) in [("keyed", "key_range"), ("heap", "block_range")] {
         let dest = tempfile::tempdir().unwrap();
         let qualified = db.table(table);
-        let out = pg2bq(&export_args(&url, dest.path().to_str().unwrap(), &qualified, &["--partitions", "3", "--run-id", "p"]));
+        let out = pg2bq(&export_args(&url, dest.path().to_str().unwrap(), &qualified, &["--partitions", "3", "--chunk-rows", "2500", "--run-id", "p"]));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let manifest = read_manifest(dest.path(), "p");
         let t = &manifest.tables[0];
         assert_eq!(t.partitions.len(), 3, "{table}");
         assert!(t.partitions.iter().all(|p| p.method == method), "{table}: {:?}", t.partitions);
+        // Each partition ran as sequential chunks of about 2,500 rows (bounded memory).
+        assert!(t.partitions.iter().all(|p| p.chunks.len() >= 2), "{table}: {:?}", t.partitions);
         let counted: u64 = db.client.query_one(&format!("SELECT count(*) FROM {qualified}"), &[]).await.unwrap().get::<_, i64>(0) as u64;
         assert_eq!(t.row_count, counted, "{table}");
         assert_eq!(t.partitions.iter().map(|p| p.rows).sum::<u64>(), counted, "{table}");
@@ -383,7 +385,7 @@ async fn real_gcs_destination_when_opted_in() {
 }
 
 async fn export_to_gcs_and_check(url: &str, bucket: &str, options: &pg2bq::sink::gcs::GcsOptions) {
-    let db = TestDb::new(url, "CREATE TABLE g (id int PRIMARY KEY, v text); INSERT INTO g SELECT i, repeat(md5(i::text), 20) FROM generate_series(1, 30000) i;").await;
+    let db = TestDb::new(url, "CREATE TABLE g (id int PRIMARY KEY, v text); INSERT INTO g SELECT i, (SELECT string_agg(md5(i::text || '-' || k::text), '') FROM generate_series(1, 20) k) FROM generate_series(1, 30000) i;").await;
     let prefix = format!("gs://{bucket}/it-{:08x}", rand::random::<u32>());
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pg2bq"));
     command.args(export_args(url, &prefix, &db.table("g"), &["--run-id", "gcs", "--file-size", "512KiB", "--row-group-size", "256KiB"]));
