@@ -32,6 +32,10 @@ pub struct ColumnAggregates {
     pub sum: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nan_count: Option<u64>,
+    /// Lists only: empty (non-NULL) lists, which are left out of `value_count` and the
+    /// fingerprint (BigQuery loads NULL and empty arrays alike as empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_count: Option<u64>,
     /// BIT_XOR of the fingerprints, as a signed 64-bit decimal (BigQuery INT64).
     pub fingerprint_xor: String,
     /// SUM of the fingerprints as signed 64-bit integers, exact.
@@ -49,6 +53,7 @@ pub struct ColumnAccumulator {
     max: Option<Bound>,
     sum: Sum,
     nan_count: u64,
+    empty_count: u64,
     fingerprint_xor: u64,
     fingerprint_sum: i128,
     scratch: Vec<u8>,
@@ -91,6 +96,7 @@ impl ColumnAccumulator {
             max: None,
             sum,
             nan_count: 0,
+            empty_count: 0,
             fingerprint_xor: 0,
             fingerprint_sum: 0,
             scratch: Vec::new(),
@@ -103,6 +109,12 @@ impl ColumnAccumulator {
         for row in 0..array.len() {
             if array.is_null(row) {
                 continue;
+            }
+            if let DataType::List(_) = array.data_type() {
+                if array.as_list::<i32>().value_length(row) == 0 {
+                    self.empty_count += 1;
+                    continue;
+                }
             }
             self.value_count += 1;
             let bytes = match array.data_type() {
@@ -186,6 +198,7 @@ impl ColumnAccumulator {
         self.null_count += other.null_count;
         self.value_count += other.value_count;
         self.nan_count += other.nan_count;
+        self.empty_count += other.empty_count;
         self.fingerprint_xor ^= other.fingerprint_xor;
         self.fingerprint_sum += other.fingerprint_sum;
         match (&mut self.sum, &other.sum) {
@@ -215,6 +228,7 @@ impl ColumnAccumulator {
                 Sum::Decimal(v) => v.map(|v| format_decimal(v, decimal_scale(&self.data_type))),
             },
             nan_count: is_float.then_some(self.nan_count),
+            empty_count: matches!(self.data_type, DataType::List(_)).then_some(self.empty_count),
             fingerprint_xor: (self.fingerprint_xor as i64).to_string(),
             fingerprint_sum: self.fingerprint_sum.to_string(),
         }
@@ -256,7 +270,7 @@ fn to_hex(bytes: &[u8]) -> String {
 /// | Date32 | days since 1970-01-01 | `CAST(UNIX_DATE(x) AS STRING)` |
 /// | Time64 µs | µs since midnight | `CAST(TIME_DIFF(x, '00:00:00', MICROSECOND) AS STRING)` |
 /// | Timestamp µs (with or without zone) | µs since epoch | `CAST(UNIX_MICROS(x) AS STRING)` (DATETIME: `UNIX_MICROS(TIMESTAMP(x))`) |
-/// | List | per element: `<byte length>:<element encoding>`, concatenated | `ARRAY_TO_STRING` over `UNNEST … WITH OFFSET` |
+/// | List (non-empty) | per element: `<byte length>:<element encoding>`, concatenated | `ARRAY_TO_STRING` over `UNNEST … WITH OFFSET` |
 pub fn encode_value(array: &ArrayRef, row: usize, out: &mut Vec<u8>) {
     use std::io::Write;
     let _ = match array.data_type() {

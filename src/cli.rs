@@ -34,6 +34,61 @@ pub enum Command {
     Export(ExportArgs),
     /// Load a snapshot into BigQuery with load jobs, from its manifest.
     Load(LoadArgs),
+    /// Prove the BigQuery tables equal the snapshot (exit 1 on any mismatch).
+    Validate(ValidateArgs),
+    /// Prove the snapshot's files are intact: sizes, CRC32C and aggregates (exit 1 if not).
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The snapshot's manifest: gs://bucket/prefix/<run-id>/manifest.json.
+    #[arg(long)]
+    pub manifest: String,
+    /// BigQuery project holding the dataset.
+    #[arg(long, env = env::GOOGLE_CLOUD_PROJECT)]
+    pub project: Option<String>,
+    /// The dataset the snapshot was loaded into.
+    #[arg(long, env = env::BIGQUERY_DATASET)]
+    pub dataset: Option<String>,
+    /// BigQuery location.
+    #[arg(long)]
+    pub location: Option<String>,
+    /// The table prefix used at load.
+    #[arg(long, default_value = "")]
+    pub table_prefix: String,
+    /// Postgres URL: also compare random rows with the source and report its drift.
+    #[arg(long, env = env::SOURCE, hide_env_values = true)]
+    pub source: Option<String>,
+    /// Random rows per table to compare with the source.
+    #[arg(long, default_value_t = 10)]
+    pub sample: usize,
+    /// TOML file with `[[denormalized]]` columns and `[[probes]]` (named SQL with a time budget).
+    #[arg(long, env = env::CONFIG)]
+    pub config: Option<PathBuf>,
+    /// Print the report as JSON on stdout (the table goes to stderr either way).
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, env = env::BIGQUERY_EMULATOR_HOST, hide = true)]
+    pub bigquery_emulator_host: Option<String>,
+    #[arg(long, env = env::STORAGE_EMULATOR_HOST, hide = true)]
+    pub storage_emulator_host: Option<String>,
+    #[arg(long, env = env::GOOGLE_APPLICATION_CREDENTIALS, hide = true)]
+    pub google_application_credentials: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The snapshot's manifest (gs://, file:// or a path).
+    #[arg(long)]
+    pub manifest: String,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, env = env::STORAGE_EMULATOR_HOST, hide = true)]
+    pub storage_emulator_host: Option<String>,
+    #[arg(long, env = env::GOOGLE_APPLICATION_CREDENTIALS, hide = true)]
+    pub google_application_credentials: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ pub mod export;
 pub mod load;
 pub mod sink;
 pub mod source;
+pub mod validate;
 
 pub use export::{export, ExportOutcome};
 pub use load::{load, LoadOutcome};
@@ -24,4 +25,8 @@ pub enum Error {
     Export(#[from] export::ExportError),
     #[error(transparent)]
     Load(#[from] load::LoadError),
+    #[error(transparent)]
+    Validate(#[from] validate::ValidateError),
+    #[error(transparent)]
+    Verify(#[from] validate::verify::VerifyError),
 }

@@ -7,6 +7,7 @@ use clap::Parser;
 use pg2bq::cli::{Cli, Command, Progress};
 use pg2bq::config::{env, ConfigFile, ExportConfig};
 use pg2bq::load::LoadConfig;
+use pg2bq::validate::ValidateConfig;
 
 mod report;
 
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
                 let config = ExportConfig::resolve(&args, file, std::env::var(env::DATABASE_URL).ok())?;
                 let outcome = pg2bq::export(&config, show_progress.then_some(&report::spawn_progress as _)).await?;
                 report::print_export(&outcome, args.json);
-                Ok::<(), pg2bq::Error>(())
+                Ok::<bool, pg2bq::Error>(true)
             }
             Command::Load(args) => {
                 let file = match &args.config {
@@ -41,12 +42,30 @@ fn main() -> ExitCode {
                 let config = LoadConfig::resolve(&args, file)?;
                 let outcome = pg2bq::load(&config).await?;
                 report::print_load(&outcome, args.json);
-                Ok(())
+                Ok(true)
+            }
+            Command::Validate(args) => {
+                let file = match &args.config {
+                    Some(path) => ConfigFile::load(path)?,
+                    None => ConfigFile::default(),
+                };
+                let config = ValidateConfig::resolve(&args, file)?;
+                let report = pg2bq::validate::validate(&config).await?;
+                report::print_validation(&report, args.json);
+                Ok(report.passed)
+            }
+            Command::Verify(args) => {
+                let gcs = pg2bq::sink::gcs::GcsOptions { emulator_host: args.storage_emulator_host.clone(), application_credentials: args.google_application_credentials.clone() };
+                let report = pg2bq::validate::verify::verify(&args.manifest, &gcs).await?;
+                report::print_verification(&report, args.json);
+                Ok(report.passed)
             }
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        // The checks ran and found mismatches.
+        Ok(false) => ExitCode::from(1),
         Err(error) => {
             report::print_error(&error);
             ExitCode::from(2)

@@ -121,6 +121,55 @@ pub fn print_load(outcome: &LoadOutcome, json: bool) {
     let _ = written.and_then(|()| writeln!(out));
 }
 
+/// One line per check: PASS/FAIL, check, column, expected, actual, detail.
+fn check_lines(checks: &[pg2bq::validate::Check], failed_only: bool) -> String {
+    let clip = |t: &str| if t.chars().count() > 40 { format!("{}…", t.chars().take(39).collect::<String>()) } else { t.to_string() };
+    let mut text = String::new();
+    for c in checks.iter().filter(|c| !failed_only || !c.passed) {
+        let status = if c.passed { "PASS" } else { "FAIL" };
+        let detail = c.detail.as_deref().map(|d| format!("  ({d})")).unwrap_or_default();
+        text.push_str(&format!(
+            "  {status}  {:<16} {:<20} expected {:<42} actual {}{detail}\n",
+            c.check,
+            c.column.as_deref().unwrap_or("-"),
+            clip(&c.expected),
+            clip(&c.actual)
+        ));
+    }
+    text
+}
+
+/// The table per table and check on stderr; JSON on stdout with `--json`.
+pub fn print_validation(report: &pg2bq::validate::ValidationReport, json: bool) {
+    let mut text = format!("Validation of run {} in {}.{}\n", report.run_id, report.project, report.dataset);
+    for table in &report.tables {
+        let failed = table.checks.iter().filter(|c| !c.passed).count();
+        text.push_str(&format!("\n{} → {}: {} checks, {failed} failed\n", table.table, table.bq_table, table.checks.len()));
+        text.push_str(&check_lines(&table.checks, false));
+    }
+    if !report.probes.is_empty() {
+        text.push_str("\nQuery probes\n");
+        text.push_str(&check_lines(&report.probes, false));
+    }
+    text.push_str(if report.passed { "\nAll checks passed.\n" } else { "\nSOME CHECKS FAILED.\n" });
+    eprint!("{text}");
+    if json {
+        let mut out = std::io::stdout().lock();
+        let _ = serde_json::to_writer_pretty(&mut out, report).map_err(std::io::Error::from).and_then(|()| writeln!(out));
+    }
+}
+
+pub fn print_verification(report: &pg2bq::validate::verify::VerifyReport, json: bool) {
+    let mut text = format!("Verification of run {}: {} file(s) checked\n", report.run_id, report.files_checked);
+    text.push_str(&check_lines(&report.problems, true));
+    text.push_str(if report.passed { "All files intact.\n" } else { "THE SNAPSHOT IS NOT INTACT.\n" });
+    eprint!("{text}");
+    if json {
+        let mut out = std::io::stdout().lock();
+        let _ = serde_json::to_writer_pretty(&mut out, report).map_err(std::io::Error::from).and_then(|()| writeln!(out));
+    }
+}
+
 /// `error: …` then one `Caused by:` line per source.
 pub fn print_error(error: &pg2bq::Error) {
     let mut text = format!("error: {error}\n");

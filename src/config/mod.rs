@@ -10,7 +10,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::cli::{ExportArgs, LoadArgs};
+use crate::cli::{ExportArgs, LoadArgs, ValidateArgs};
+use crate::validate::{Denormalized, Probe, ValidateConfig};
 use crate::load::bigquery::BigQueryOptions;
 use crate::load::plan::PartitionUnit;
 use crate::load::{LoadConfig, LoadTarget};
@@ -95,6 +96,12 @@ pub struct ConfigFile {
     pub location: Option<String>,
     #[serde(default)]
     pub tables: Vec<TableSpec>,
+    /// `validate`: denormalized columns to check.
+    #[serde(default)]
+    pub denormalized: Vec<Denormalized>,
+    /// `validate`: named queries with a time budget.
+    #[serde(default)]
+    pub probes: Vec<Probe>,
 }
 
 impl ConfigFile {
@@ -236,6 +243,28 @@ impl LoadConfig {
     }
 }
 
+impl ValidateConfig {
+    /// Combines flags, environment and the config file's `denormalized` and `probes`.
+    ///
+    /// # Errors
+    /// [`ConfigError::MissingTarget`] without a project or dataset.
+    pub fn resolve(args: &ValidateArgs, file: ConfigFile) -> Result<Self, ConfigError> {
+        Ok(Self {
+            manifest_uri: args.manifest.clone(),
+            project: args.project.clone().or(file.project).ok_or(ConfigError::MissingTarget { what: "project", env: env::GOOGLE_CLOUD_PROJECT })?,
+            dataset: args.dataset.clone().or(file.dataset).ok_or(ConfigError::MissingTarget { what: "dataset", env: env::BIGQUERY_DATASET })?,
+            location: args.location.clone().or(file.location),
+            table_prefix: args.table_prefix.clone(),
+            source_url: args.source.clone(),
+            sample_rows: args.sample,
+            denormalized: file.denormalized,
+            probes: file.probes,
+            bigquery: BigQueryOptions { emulator_host: args.bigquery_emulator_host.clone(), application_credentials: args.google_application_credentials.clone() },
+            gcs: GcsOptions { emulator_host: args.storage_emulator_host.clone(), application_credentials: args.google_application_credentials.clone() },
+        })
+    }
+}
+
 /// `mentioned_at` or `mentioned_at:MONTH` (default DAY).
 fn parse_partitioning(spec: &str) -> Result<(String, PartitionUnit), ConfigError> {
     let (column, unit) = spec.split_once(':').unwrap_or((spec, "DAY"));
@@ -273,7 +302,7 @@ mod tests {
         full.extend_from_slice(argv);
         match Cli::try_parse_from(full).unwrap().command {
             Command::Export(args) => args,
-            Command::Load(_) => unreachable!("export arguments were parsed"),
+            _ => unreachable!("export arguments were parsed"),
         }
     }
 

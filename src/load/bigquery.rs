@@ -14,7 +14,7 @@ use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::dataset::Dataset;
 use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::query_request::QueryRequest;
-use gcp_bigquery_client::model::query_response::ResultSet;
+use gcp_bigquery_client::model::query_response::{QueryResponse, ResultSet};
 use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -282,18 +282,27 @@ impl BigQuery {
         }
     }
 
-    /// Runs a query and returns its result set (small results: counts, checks).
-    pub async fn query(&self, sql: &str) -> Result<ResultSet, BigQueryError> {
+    async fn query_response(&self, sql: &str, dry_run: bool) -> Result<QueryResponse, BigQueryError> {
         let mut request = QueryRequest::new(sql);
         request.location = self.location.clone();
         request.use_legacy_sql = false;
-        let response = self
-            .client
-            .job()
-            .query(&self.project, request)
-            .await
-            .map_err(|source| BigQueryError::Client { action: format!("run query `{sql}`"), source })?;
-        Ok(ResultSet::new_from_query_response(response))
+        request.dry_run = Some(dry_run);
+        self.client.job().query(&self.project, request).await.map_err(|source| BigQueryError::Client { action: format!("run query `{sql}`"), source })
+    }
+
+    /// Runs a query and returns its result set (small results: counts, checks).
+    pub async fn query(&self, sql: &str) -> Result<ResultSet, BigQueryError> {
+        Ok(ResultSet::new_from_query_response(self.query_response(sql, false).await?))
+    }
+
+    /// Runs a query for its cost: the bytes it processed.
+    pub async fn query_bytes(&self, sql: &str) -> Result<Option<u64>, BigQueryError> {
+        Ok(self.query_response(sql, false).await?.total_bytes_processed.and_then(|b| b.parse().ok()))
+    }
+
+    /// The bytes a dry run estimates for a query.
+    pub async fn dry_run_bytes(&self, sql: &str) -> Result<Option<u64>, BigQueryError> {
+        Ok(self.query_response(sql, true).await?.total_bytes_processed.and_then(|b| b.parse().ok()))
     }
 }
 

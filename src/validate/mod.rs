@@ -1,0 +1,350 @@
+//! `pg2bq validate`: proves a BigQuery table equals its snapshot, from the manifest's Arrow
+//! aggregates, without re-scanning the source. `pg2bq verify` ([`verify`]) proves the snapshot
+//! itself is intact, from the files alone.
+//!
+//! Input: a manifest and a loaded dataset (and optionally the source). Output: a
+//! [`ValidationReport`] of checks, each with expected and actual values. It never changes
+//! BigQuery or Postgres.
+
+pub mod compare;
+pub mod sample;
+pub mod sql;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, info_span, Instrument};
+
+use crate::load::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
+use crate::load::{read_manifest, LoadError};
+use crate::sink::gcs::GcsOptions;
+use crate::sink::manifest::{ColumnManifest, Manifest, TableManifest};
+use crate::source::types::quote_ident;
+use crate::source::SourceError;
+pub use compare::Check;
+use sql::{aggregate_query, quote, Measure};
+
+/// A denormalized column declared in the config: `table.column` must equal
+/// `references.referenced_column` of the row that `via` points to (through a foreign key).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Denormalized {
+    /// e.g. `public.entity_mentions`
+    pub table: String,
+    /// e.g. `mentioned_at`
+    pub column: String,
+    /// The foreign key column, e.g. `event_id`.
+    pub via: String,
+    /// e.g. `public.events.mentioned_at`
+    pub references: String,
+}
+
+/// A named query with a time budget; `{project}`, `{dataset}` and `{prefix}` are replaced.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    pub name: String,
+    pub sql: String,
+    pub max_seconds: f64,
+}
+
+/// Everything `validate` needs.
+#[derive(Debug, Clone)]
+pub struct ValidateConfig {
+    pub manifest_uri: String,
+    pub project: String,
+    pub dataset: String,
+    pub location: Option<String>,
+    pub table_prefix: String,
+    /// Postgres URL: enables the random-row sample and the drift report.
+    pub source_url: Option<String>,
+    pub sample_rows: usize,
+    pub denormalized: Vec<Denormalized>,
+    pub probes: Vec<Probe>,
+    pub bigquery: BigQueryOptions,
+    pub gcs: GcsOptions,
+}
+
+/// Why validation could not run (as opposed to finding mismatches).
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error(transparent)]
+    Manifest(#[from] LoadError),
+    #[error(transparent)]
+    BigQuery(#[from] BigQueryError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("table `{table}` is not in BigQuery dataset `{dataset}`; load the snapshot first")]
+    MissingTable { table: String, dataset: String },
+    #[error("BigQuery returned no row for `{sql}`")]
+    NoResult { sql: String },
+    #[error("config names `{what}`, which the manifest does not hold")]
+    UnknownName { what: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidationReport {
+    pub run_id: String,
+    pub project: String,
+    pub dataset: String,
+    pub passed: bool,
+    pub tables: Vec<TableValidation>,
+    pub probes: Vec<Check>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableValidation {
+    pub table: String,
+    pub bq_table: String,
+    pub passed: bool,
+    pub checks: Vec<Check>,
+}
+
+/// Runs every check.
+///
+/// # Errors
+/// [`ValidateError`] when a check cannot run (missing table, unreadable manifest, BigQuery
+/// error); mismatches are not errors, they are failed checks in the report.
+pub async fn validate(config: &ValidateConfig) -> Result<ValidationReport, ValidateError> {
+    let (_, _, manifest) = read_manifest(&config.manifest_uri, &config.gcs).await?;
+    let bq = BigQuery::connect(&config.project, config.location.clone(), &config.bigquery).await?;
+    for d in &config.denormalized {
+        if find_table(&manifest, &d.table).is_none() {
+            return Err(ValidateError::UnknownName { what: d.table.clone() });
+        }
+    }
+    let mut tables = Vec::new();
+    for table in &manifest.tables {
+        let span = info_span!("validate", table = %table.name, run_id = %manifest.run_id);
+        let checks = validate_table(config, &bq, &manifest, table).instrument(span).await?;
+        tables.push(TableValidation {
+            table: table.name.clone(),
+            bq_table: format!("{}{}", config.table_prefix, table.bq_table),
+            passed: checks.iter().all(|c| c.passed),
+            checks,
+        });
+    }
+    let mut probes = Vec::new();
+    for probe in &config.probes {
+        probes.push(run_probe(config, &bq, probe).await?);
+    }
+    let passed = tables.iter().all(|t| t.passed) && probes.iter().all(|p| p.passed);
+    Ok(ValidationReport { run_id: manifest.run_id.clone(), project: config.project.clone(), dataset: config.dataset.clone(), passed, tables, probes })
+}
+
+fn find_table<'a>(manifest: &'a Manifest, name: &str) -> Option<&'a TableManifest> {
+    manifest.tables.iter().find(|t| t.name == name || t.bq_table == name || t.name.split_once('.').is_some_and(|(_, bare)| bare == name))
+}
+
+fn qualified(config: &ValidateConfig, table: &TableManifest) -> String {
+    quote(&format!("{}.{}.{}{}", config.project, config.dataset, config.table_prefix, table.bq_table))
+}
+
+async fn validate_table(config: &ValidateConfig, bq: &BigQuery, manifest: &Manifest, table: &TableManifest) -> Result<Vec<Check>, ValidateError> {
+    let started = Instant::now();
+    let bq_table = format!("{}{}", config.table_prefix, table.bq_table);
+    if bq.table(&config.dataset, &bq_table).await?.is_none() {
+        return Err(ValidateError::MissingTable { table: bq_table, dataset: config.dataset.clone() });
+    }
+    let target = qualified(config, table);
+    let columns: Vec<&ColumnManifest> = table.columns.iter().collect();
+    let (values, layout) = run_aggregates(bq, &target, &columns, None).await?;
+    let mut checks = vec![Check::new("row_count", None, table.row_count, &values[0], values[0] == table.row_count.to_string())];
+    checks.extend(column_checks(&columns, &layout, &values, |c| &c.aggregates));
+    let failed_columns: Vec<&ColumnManifest> =
+        columns.iter().copied().filter(|c| checks.iter().any(|k| !k.passed && k.column.as_deref() == Some(c.mapping.bq_name.as_str()))).collect();
+    if !failed_columns.is_empty() || !checks[0].passed {
+        locate_mismatches(bq, table, &target, &failed_columns, &mut checks).await?;
+    }
+    for column in table.columns.iter().filter(|c| !c.mapping.nullable && !c.mapping.repeated) {
+        let nulls = checks.iter().find(|k| k.check == "null_count" && k.column.as_deref() == Some(column.mapping.bq_name.as_str()));
+        if let Some(nulls) = nulls {
+            let mut required = Check::new("required", Some(&column.mapping.bq_name), "0 NULLs (NOT NULL in Postgres)", format!("{} NULLs", nulls.actual), nulls.actual == "0");
+            required.detail = Some("REQUIRED column".into());
+            checks.push(required);
+        }
+    }
+    checks.extend(referential_checks(config, bq, manifest, table).await?);
+    if let Some(url) = &config.source_url {
+        checks.extend(sample::sample_checks(config, bq, url, table, &target).await?);
+    }
+    info!(checks = checks.len(), failed = checks.iter().filter(|c| !c.passed).count(), seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "Validated table");
+    Ok(checks)
+}
+
+/// Runs the aggregate query and returns every value as text (NULL as `None` → kept as "NULL"
+/// only in reports) plus its layout.
+async fn run_aggregates(
+    bq: &BigQuery,
+    target: &str,
+    columns: &[&ColumnManifest],
+    filter: Option<&str>,
+) -> Result<(Vec<String>, Vec<(usize, Measure)>), ValidateError> {
+    let (sql, layout) = aggregate_query(target, columns, filter);
+    let mut result = bq.query(&sql).await?;
+    if !result.next_row() {
+        return Err(ValidateError::NoResult { sql });
+    }
+    let values = (0..=layout.len()).map(|i| result.get_string(i).ok().flatten().unwrap_or_else(|| "NULL".into())).collect();
+    Ok((values, layout))
+}
+
+fn column_checks<'a>(
+    columns: &[&'a ColumnManifest],
+    layout: &[(usize, Measure)],
+    values: &[String],
+    aggregates: impl Fn(&'a ColumnManifest) -> &'a crate::aggregates::ColumnAggregates,
+) -> Vec<Check> {
+    let value = |i: usize| Some(values[i + 1].as_str()).filter(|v| *v != "NULL");
+    let mut checks = Vec::new();
+    for (i, (index, measure)) in layout.iter().enumerate() {
+        let column = columns[*index];
+        let abs_sum = layout
+            .iter()
+            .position(|(j, m)| j == index && *m == Measure::AbsSum)
+            .and_then(|k| value(k))
+            .and_then(|v| v.parse::<f64>().ok());
+        if let Some(check) = compare::compare(&column.mapping.bq_name, column.mapping.bq_type, *measure, aggregates(column), value(i), abs_sum) {
+            checks.push(check);
+        }
+    }
+    checks
+}
+
+/// Narrows failed columns down to partitions (key ranges translate to BigQuery SQL) and names
+/// the files of the partitions that differ.
+async fn locate_mismatches(bq: &BigQuery, table: &TableManifest, target: &str, failed: &[&ColumnManifest], checks: &mut [Check]) -> Result<(), ValidateError> {
+    let key_partitions: Vec<_> = table.partitions.iter().filter(|p| p.method == "key_range" || p.method == "key_null").collect();
+    if key_partitions.is_empty() || key_partitions.len() != table.partitions.len() {
+        return Ok(());
+    }
+    let mut located: HashMap<String, Vec<String>> = HashMap::new();
+    for partition in key_partitions {
+        // Postgres `"id" >= 10` reads the same in BigQuery once identifiers are back-quoted.
+        let filter = partition.predicate.replace('"', "`");
+        let (values, layout) = run_aggregates(bq, target, failed, Some(&filter)).await?;
+        let files: Vec<_> = table.files.iter().filter(|f| f.partition == partition.index).collect();
+        let mut differs = values[0] != partition.rows.to_string();
+        for (i, (index, measure)) in layout.iter().enumerate() {
+            let column = failed[*index];
+            let position = table.columns.iter().position(|c| c.mapping.bq_name == column.mapping.bq_name).unwrap_or(0);
+            let (mut nulls, mut count, mut xor, mut sum) = (0u64, 0u64, 0i64, 0i128);
+            for file in &files {
+                if let Some(a) = file.aggregates.get(position) {
+                    nulls += a.null_count + a.empty_count.unwrap_or(0);
+                    count += a.value_count;
+                    xor ^= a.fingerprint_xor.parse::<i64>().unwrap_or(0);
+                    sum += a.fingerprint_sum.parse::<i128>().unwrap_or(0);
+                }
+            }
+            let actual = values[i + 1].as_str();
+            let column_differs = match measure {
+                Measure::NullCount => actual != nulls.to_string(),
+                Measure::ValueCount => actual != count.to_string(),
+                Measure::FingerprintXor => actual.replace("NULL", "0") != xor.to_string(),
+                Measure::FingerprintSum => actual.replace("NULL", "0") != sum.to_string(),
+                _ => false,
+            };
+            if column_differs {
+                let where_ = format!(
+                    "partition {} ({}): {}",
+                    partition.index,
+                    partition.predicate,
+                    files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", ")
+                );
+                located.entry(column.mapping.bq_name.clone()).or_default().push(where_);
+            }
+            differs |= column_differs;
+        }
+        if differs && failed.is_empty() {
+            located.entry(String::new()).or_default().push(format!("partition {} ({})", partition.index, partition.predicate));
+        }
+    }
+    for check in checks.iter_mut().filter(|c| !c.passed) {
+        let key = check.column.clone().unwrap_or_default();
+        if let Some(places) = located.get(&key) {
+            let mut unique = places.clone();
+            unique.dedup();
+            check.detail = Some(format!("differs in {}", unique.join("; ")));
+        }
+    }
+    Ok(())
+}
+
+/// Orphans for every foreign key between exported tables, and mismatches of declared
+/// denormalized columns.
+async fn referential_checks(config: &ValidateConfig, bq: &BigQuery, manifest: &Manifest, table: &TableManifest) -> Result<Vec<Check>, ValidateError> {
+    let bq_name = |t: &TableManifest, pg: &str| t.columns.iter().find(|c| c.mapping.name == pg).map(|c| c.mapping.bq_name.clone()).unwrap_or_else(|| pg.to_string());
+    let mut checks = Vec::new();
+    for fk in &table.foreign_keys {
+        let Some(parent) = manifest.tables.iter().find(|t| t.name == fk.references_table) else { continue };
+        let on: Vec<String> = fk
+            .columns
+            .iter()
+            .zip(&fk.references_columns)
+            .map(|(c, p)| format!("c.{} = p.{}", quote(&bq_name(table, c)), quote(&bq_name(parent, p))))
+            .collect();
+        let present: Vec<String> = fk.columns.iter().map(|c| format!("c.{} IS NOT NULL", quote(&bq_name(table, c)))).collect();
+        let first_parent = quote(&bq_name(parent, &fk.references_columns[0]));
+        let sql = format!(
+            "SELECT CAST(COUNT(*) AS STRING) FROM {} AS c LEFT JOIN {} AS p ON {} WHERE {} AND p.{first_parent} IS NULL",
+            qualified(config, table),
+            qualified(config, parent),
+            on.join(" AND "),
+            present.join(" AND ")
+        );
+        let orphans = single_value(bq, &sql).await?;
+        let mut check = Check::new("orphans", Some(&fk.columns.join(",")), "0", &orphans, orphans == "0");
+        check.detail = Some(format!("foreign key {} → {}({})", fk.name, fk.references_table, fk.references_columns.join(",")));
+        checks.push(check);
+    }
+    for d in config.denormalized.iter().filter(|d| find_table(manifest, &d.table).map(|t| t.name.as_str()) == Some(table.name.as_str())) {
+        let (parent_name, parent_column) = d.references.rsplit_once('.').ok_or_else(|| ValidateError::UnknownName { what: d.references.clone() })?;
+        let parent = find_table(manifest, parent_name).ok_or_else(|| ValidateError::UnknownName { what: parent_name.into() })?;
+        let fk = table.foreign_keys.iter().find(|f| f.columns == [d.via.clone()] && f.references_table == parent.name);
+        let parent_key = fk.map(|f| f.references_columns[0].clone()).or_else(|| parent.primary_key.first().cloned()).unwrap_or_else(|| "id".into());
+        let (child_col, parent_col) = (quote(&bq_name(table, &d.column)), quote(&bq_name(parent, parent_column)));
+        let sql = format!(
+            "SELECT CAST(COUNTIF(c.{child_col} IS DISTINCT FROM p.{parent_col}) AS STRING) FROM {} AS c JOIN {} AS p ON c.{} = p.{}",
+            qualified(config, table),
+            qualified(config, parent),
+            quote(&bq_name(table, &d.via)),
+            quote(&bq_name(parent, &parent_key)),
+        );
+        let mismatches = single_value(bq, &sql).await?;
+        let mut check = Check::new("denormalized", Some(&d.column), "0", &mismatches, mismatches == "0");
+        check.detail = Some(format!("{}.{} = {} via {}", table.name, d.column, d.references, d.via));
+        checks.push(check);
+    }
+    Ok(checks)
+}
+
+async fn single_value(bq: &BigQuery, sql: &str) -> Result<String, ValidateError> {
+    let mut result = bq.query(sql).await?;
+    if !result.next_row() {
+        return Err(ValidateError::NoResult { sql: sql.into() });
+    }
+    Ok(result.get_string(0).ok().flatten().unwrap_or_else(|| "NULL".into()))
+}
+
+async fn run_probe(config: &ValidateConfig, bq: &BigQuery, probe: &Probe) -> Result<Check, ValidateError> {
+    let sql = probe.sql.replace("{project}", &config.project).replace("{dataset}", &config.dataset).replace("{prefix}", &config.table_prefix);
+    let estimated = bq.dry_run_bytes(&sql).await?;
+    let started = Instant::now();
+    let processed = bq.query_bytes(&sql).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut check = Check::new("probe", Some(&probe.name), format!("≤ {:.2} s", probe.max_seconds), format!("{seconds:.2} s"), seconds <= probe.max_seconds);
+    let bytes = |b: Option<u64>| b.map_or("unknown".to_string(), |b| b.to_string());
+    check.detail = Some(format!("bytes processed {}, dry-run estimate {}", bytes(processed), bytes(estimated)));
+    Ok(check)
+}
+
+/// A Postgres table name from the manifest, quoted.
+pub fn pg_table(name: &str) -> String {
+    match name.split_once('.') {
+        Some((schema, table)) => format!("{}.{}", quote_ident(schema), quote_ident(table)),
+        None => quote_ident(name),
+    }
+}

@@ -1,0 +1,179 @@
+//! BigQuery SQL that recomputes the manifest's aggregates, with the same value encodings as
+//! `aggregates::encode_value` (see docs/manifest.md). Pure text generation, unit-tested.
+
+use crate::load::plan::type_name;
+use crate::sink::manifest::ColumnManifest;
+use crate::source::types::BigQueryType;
+
+/// `` `name` `` quoted for BigQuery.
+pub fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "\\`"))
+}
+
+/// Minimal decimal text of a NUMERIC/BIGNUMERIC expression: `1.5`, `2`, `0` (emulators pad
+/// `CAST(… AS STRING)` with zeros; BigQuery does not; this gives the same text on both).
+pub fn minimal_decimal(expr: &str) -> String {
+    format!("(SELECT IF(STRPOS(s, '.') > 0, RTRIM(RTRIM(s, '0'), '.'), s) FROM (SELECT CAST({expr} AS STRING) AS s))")
+}
+
+/// The fingerprint encoding of a scalar expression of BigQuery type `bq_type`.
+pub fn encoding(bq_type: BigQueryType, expr: &str) -> String {
+    match bq_type {
+        BigQueryType::Bool => format!("IF({expr}, 'true', 'false')"),
+        BigQueryType::Int64 => format!("CAST({expr} AS STRING)"),
+        BigQueryType::Float64 => format!("FORMAT('%.17g', {expr})"),
+        BigQueryType::Numeric | BigQueryType::Bignumeric => minimal_decimal(expr),
+        BigQueryType::String | BigQueryType::Bytes => expr.to_string(),
+        BigQueryType::Json => format!("TO_JSON_STRING({expr})"),
+        BigQueryType::Date => format!("CAST(UNIX_DATE({expr}) AS STRING)"),
+        BigQueryType::Time => format!("CAST(TIME_DIFF({expr}, TIME '00:00:00', MICROSECOND) AS STRING)"),
+        BigQueryType::Datetime => format!("CAST(UNIX_MICROS(TIMESTAMP({expr})) AS STRING)"),
+        BigQueryType::Timestamp => format!("CAST(UNIX_MICROS({expr}) AS STRING)"),
+    }
+}
+
+/// The encoding of a column value (lists: `<byte length>:<element>` per element, in order;
+/// empty lists are NULL, as in the manifest).
+pub fn column_encoding(column: &ColumnManifest) -> String {
+    let name = quote(&column.mapping.bq_name);
+    if column.mapping.repeated {
+        let element = encoding(column.mapping.bq_type, "e");
+        format!(
+            "IF(ARRAY_LENGTH({name}) > 0, ARRAY_TO_STRING(ARRAY(SELECT CONCAT(CAST(BYTE_LENGTH({element}) AS STRING), ':', {element}) FROM UNNEST({name}) AS e WITH OFFSET AS o ORDER BY o), ''), NULL)"
+        )
+    } else {
+        encoding(column.mapping.bq_type, &name)
+    }
+}
+
+/// One aggregate the validation compares, in the order of the generated SELECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    NullCount,
+    ValueCount,
+    Min,
+    Max,
+    Sum,
+    /// Σ|x| of a float column: the scale of the sum's tolerance, not compared itself.
+    AbsSum,
+    NanCount,
+    FingerprintXor,
+    FingerprintSum,
+}
+
+/// Whether min and max are recorded (and comparable) for this column.
+pub fn orderable(column: &ColumnManifest) -> bool {
+    !column.mapping.repeated && column.mapping.bq_type != BigQueryType::Json
+}
+
+/// `(measure, SQL)` pairs for one column.
+pub fn column_measures(column: &ColumnManifest) -> Vec<(Measure, String)> {
+    let name = quote(&column.mapping.bq_name);
+    let bq_type = column.mapping.bq_type;
+    let mut out = Vec::new();
+    if column.mapping.repeated {
+        out.push((Measure::NullCount, format!("COUNTIF(ARRAY_LENGTH({name}) = 0)")));
+        out.push((Measure::ValueCount, format!("COUNTIF(ARRAY_LENGTH({name}) > 0)")));
+    } else {
+        out.push((Measure::NullCount, format!("COUNTIF({name} IS NULL)")));
+        out.push((Measure::ValueCount, format!("COUNTIF({name} IS NOT NULL)")));
+    }
+    if orderable(column) {
+        let (min, max) = match bq_type {
+            BigQueryType::Bool => (format!("IF(LOGICAL_AND({name}), 'true', 'false')"), format!("IF(LOGICAL_OR({name}), 'true', 'false')")),
+            BigQueryType::Float64 => {
+                let finite = format!("IF(IS_NAN({name}), NULL, {name})");
+                (encoding(bq_type, &format!("MIN({finite})")), encoding(bq_type, &format!("MAX({finite})")))
+            }
+            BigQueryType::Bytes => (format!("TO_HEX(MIN({name}))"), format!("TO_HEX(MAX({name}))")),
+            _ => (encoding(bq_type, &format!("MIN({name})")), encoding(bq_type, &format!("MAX({name})"))),
+        };
+        out.push((Measure::Min, min));
+        out.push((Measure::Max, max));
+    }
+    match bq_type {
+        BigQueryType::Int64 if !column.mapping.repeated => out.push((Measure::Sum, minimal_decimal(&format!("SUM(CAST({name} AS NUMERIC))")))),
+        BigQueryType::Numeric | BigQueryType::Bignumeric if !column.mapping.repeated => out.push((Measure::Sum, minimal_decimal(&format!("SUM({name})")))),
+        BigQueryType::Float64 if !column.mapping.repeated => {
+            let finite = format!("IF(IS_NAN({name}), NULL, {name})");
+            out.push((Measure::Sum, format!("FORMAT('%.17g', SUM({finite}))")));
+            out.push((Measure::AbsSum, format!("FORMAT('%.17g', SUM(ABS({finite})))")));
+            out.push((Measure::NanCount, format!("COUNTIF(IS_NAN({name}))")));
+        }
+        _ => {}
+    }
+    let fingerprint = format!("FARM_FINGERPRINT({})", column_encoding(column));
+    out.push((Measure::FingerprintXor, format!("CAST(BIT_XOR({fingerprint}) AS STRING)")));
+    out.push((Measure::FingerprintSum, minimal_decimal(&format!("SUM(CAST({fingerprint} AS NUMERIC))"))));
+    out
+}
+
+/// `SELECT COUNT(*), <every measure of every column> FROM table [WHERE filter]`, every value
+/// cast to STRING; returns the SQL and, per output column, `(column index, measure)`.
+pub fn aggregate_query(table: &str, columns: &[&ColumnManifest], filter: Option<&str>) -> (String, Vec<(usize, Measure)>) {
+    let mut select = vec!["CAST(COUNT(*) AS STRING)".to_string()];
+    let mut layout = Vec::new();
+    for (index, column) in columns.iter().enumerate() {
+        for (measure, sql) in column_measures(column) {
+            select.push(format!("CAST({sql} AS STRING)"));
+            layout.push((index, measure));
+        }
+    }
+    let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
+    (format!("SELECT {} FROM {table}{filter}", select.join(", ")), layout)
+}
+
+/// The BigQuery type name of a column, for reports.
+pub fn display_type(column: &ColumnManifest) -> String {
+    let base = type_name(column.mapping.bq_type);
+    if column.mapping.repeated { format!("ARRAY<{base}>") } else { base.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregates::ColumnAggregates;
+    use crate::source::types::{map_column, OutOfRange, PgColumn};
+
+    fn column(type_name: &str, element: Option<&str>) -> ColumnManifest {
+        let pg = PgColumn {
+            name: "c".into(),
+            type_display: type_name.into(),
+            type_name: type_name.into(),
+            type_kind: 'b',
+            element_type: element.map(str::to_string),
+            type_modifier: -1,
+            not_null: false,
+            comment: None,
+        };
+        ColumnManifest { mapping: map_column(&pg, None, OutOfRange::Refuse).unwrap(), adjusted_rows: 0, aggregates: ColumnAggregates::default() }
+    }
+
+    #[test]
+    fn encodings_use_integers_for_temporal_types() {
+        assert_eq!(column_encoding(&column("timestamptz", None)), "CAST(UNIX_MICROS(`c`) AS STRING)");
+        assert_eq!(column_encoding(&column("timestamp", None)), "CAST(UNIX_MICROS(TIMESTAMP(`c`)) AS STRING)");
+        assert_eq!(column_encoding(&column("date", None)), "CAST(UNIX_DATE(`c`) AS STRING)");
+    }
+
+    #[test]
+    fn lists_encode_each_element_with_its_length() {
+        let sql = column_encoding(&column("_int4", Some("int4")));
+        assert!(sql.starts_with("IF(ARRAY_LENGTH(`c`) > 0, ARRAY_TO_STRING(ARRAY(SELECT CONCAT(CAST(BYTE_LENGTH(CAST(e AS STRING)) AS STRING), ':', CAST(e AS STRING))"), "{sql}");
+    }
+
+    #[test]
+    fn float_columns_get_nan_counts_and_a_tolerance_scale() {
+        let measures: Vec<Measure> = column_measures(&column("float8", None)).into_iter().map(|(m, _)| m).collect();
+        assert_eq!(
+            measures,
+            [Measure::NullCount, Measure::ValueCount, Measure::Min, Measure::Max, Measure::Sum, Measure::AbsSum, Measure::NanCount, Measure::FingerprintXor, Measure::FingerprintSum]
+        );
+    }
+
+    #[test]
+    fn json_columns_have_no_min_or_max() {
+        let measures: Vec<Measure> = column_measures(&column("jsonb", None)).into_iter().map(|(m, _)| m).collect();
+        assert_eq!(measures, [Measure::NullCount, Measure::ValueCount, Measure::FingerprintXor, Measure::FingerprintSum]);
+    }
+}
