@@ -184,9 +184,6 @@ pub struct ExportArgs {
     /// Rows per Arrow batch from Postgres.
     #[arg(long)]
     pub batch_rows: Option<usize>,
-    /// Rows per sequential query inside a partition; bounds memory (default 100000).
-    #[arg(long)]
-    pub chunk_rows: Option<u64>,
     /// Plan only: read the catalog, counts and checks, print the plan, write nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -24,8 +24,6 @@ pub const DEFAULT_BATCH_ROWS: usize = 16_384;
 /// Most partitions used per table by default. Each partition keeps about two threads busy
 /// (ConnectorX decoding, our conversion and encoding), so the default is half the cores.
 pub const MAX_DEFAULT_PARTITIONS: usize = 4;
-/// Rows per sequential chunk query inside a partition: bounds what ConnectorX buffers.
-pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
 
 /// A bad setting, naming it.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +58,6 @@ pub struct ExportConfig {
     pub dry_run: bool,
     pub parquet: ParquetSettings,
     pub batch_rows: usize,
-    pub chunk_rows: u64,
     pub gcs: GcsOptions,
 }
 
@@ -176,7 +173,6 @@ impl ExportConfig {
                 file_bytes: args.file_size.unwrap_or(defaults.file_bytes),
             },
             batch_rows: args.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
-            chunk_rows: args.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS),
             gcs: GcsOptions {
                 emulator_host: args.storage_emulator_host.clone(),
                 application_credentials: args.google_application_credentials.clone(),

@@ -143,11 +143,11 @@ async fn export_table(
     let runtime = tokio::runtime::Handle::current();
     let mut workers = Vec::new();
     for partition in &table.partitions {
-        let queries: Vec<String> = partition
-            .chunks
-            .iter()
-            .map(|predicate| if predicate.is_empty() { table.source_query.clone() } else { format!("{} WHERE {predicate}", table.source_query) })
-            .collect();
+        let query = if partition.predicate.is_empty() {
+            table.source_query.clone()
+        } else {
+            format!("{} WHERE {}", table.source_query, partition.predicate)
+        };
         let mut files = PartitionFiles::new(
             store.clone(),
             runtime.clone(),
@@ -163,23 +163,20 @@ async fn export_table(
         let (cancelled, counter) = (cancelled.clone(), counter.clone());
         workers.push(tokio::task::spawn_blocking(move || {
             let result = (|| {
-                let mut rows = 0;
-                for query in &queries {
-                    rows += stream_query(&url, &name, query, &setup, batch_rows, |batch| {
-                        if cancelled.load(Ordering::Relaxed) {
-                            return Err(None);
-                        }
-                        let batch = normalize_batch(&batch, &columns, &schema)
-                            .map_err(|source| Some(ExportError::Batch { table: name.clone(), partition: index, source }))?;
-                        files.write(&batch).map_err(|source| Some(ExportError::Write { table: name.clone(), partition: index, source }))?;
-                        counter.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                        Ok(())
-                    })
-                    .map_err(|e| match e {
-                        StreamError::Source(source) => Some(ExportError::Source(source)),
-                        StreamError::Sink(sink) => sink,
-                    })?;
-                }
+                let rows = stream_query(&url, &name, &query, &setup, batch_rows, |batch| {
+                    if cancelled.load(Ordering::Relaxed) {
+                        return Err(None);
+                    }
+                    let batch = normalize_batch(&batch, &columns, &schema)
+                        .map_err(|source| Some(ExportError::Batch { table: name.clone(), partition: index, source }))?;
+                    files.write(&batch).map_err(|source| Some(ExportError::Write { table: name.clone(), partition: index, source }))?;
+                    counter.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    Ok(())
+                })
+                .map_err(|e| match e {
+                    StreamError::Source(source) => Some(ExportError::Source(source)),
+                    StreamError::Sink(sink) => sink,
+                })?;
                 if rows != expected {
                     return Err(Some(ExportError::Source(SourceError::ShortStream { table: name.clone(), partition: index, expected, actual: rows })));
                 }

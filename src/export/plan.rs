@@ -125,9 +125,6 @@ async fn plan_table(config: &ExportConfig, spec: &TableSpec, session: &SnapshotS
             p.rows = *rows;
         }
     }
-    for partition in &mut partitions {
-        partition.chunks = chunk_predicates(&basis, partition, config.chunk_rows);
-    }
     let mut adjusted_rows = Vec::new();
     for ((mapping, _), offending) in checks.iter().zip(&counts[1 + partition_filters..]) {
         if *offending == 0 {
@@ -273,7 +270,6 @@ fn partitions_for(basis: &Basis, count: usize) -> Vec<PartitionManifest> {
         lower: lower.map(|v| v.to_string()),
         upper: upper.map(|v| v.to_string()),
         rows: 0,
-        chunks: Vec::new(),
     };
     match basis {
         Basis::Whole => vec![partition(0, "whole", String::new(), None, None)],
@@ -301,31 +297,6 @@ fn partitions_for(basis: &Basis, count: usize) -> Vec<PartitionManifest> {
     }
 }
 
-/// Sequential sub-ranges of a partition, about `chunk_rows` each: one ConnectorX stream runs at
-/// a time per partition, so its unbounded channel never holds more than one chunk.
-fn chunk_predicates(basis: &Basis, partition: &PartitionManifest, chunk_rows: u64) -> Vec<String> {
-    let pieces = partition.rows.div_ceil(chunk_rows.max(1)).max(1) as usize;
-    let within = |extra: String| if partition.predicate.is_empty() { extra } else { format!("({}) AND {extra}", partition.predicate) };
-    let parse = |v: &Option<String>| v.as_deref().map(|t| t.trim_matches(|c| c == '(' || c == ')').trim_end_matches(",0").parse::<i64>().unwrap_or(0));
-    match (basis, partition.method.as_str()) {
-        (Basis::Key { quoted, min, max, .. }, "key_range") if pieces > 1 => {
-            let (lower, upper) = (parse(&partition.lower), parse(&partition.upper));
-            ranges(lower.unwrap_or(*min), upper.unwrap_or(*max), pieces, lower, upper)
-                .into_iter()
-                .map(|(l, u)| within(key_predicate(quoted, l, u)))
-                .collect()
-        }
-        (Basis::Blocks { blocks }, "block_range") if pieces > 1 => {
-            let (lower, upper) = (parse(&partition.lower), parse(&partition.upper));
-            ranges(lower.unwrap_or(0), upper.unwrap_or(*blocks), pieces, lower, upper)
-                .into_iter()
-                .map(|(l, u)| within(block_predicate(l, u)))
-                .collect()
-        }
-        _ => vec![partition.predicate.clone()],
-    }
-}
-
 /// `count + 1` increasing bounds from `min` to `max`, splitting the range evenly.
 fn split_range(min: i64, max: i64, count: usize) -> Vec<i64> {
     let span = (max as i128 - min as i128).max(0) + 1;
@@ -338,33 +309,6 @@ fn split_range(min: i64, max: i64, count: usize) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key_partition(lower: Option<i64>, upper: Option<i64>, rows: u64) -> PartitionManifest {
-        PartitionManifest {
-            index: 0,
-            method: "key_range".into(),
-            predicate: key_predicate("\"id\"", lower, upper),
-            lower: lower.map(|v| v.to_string()),
-            upper: upper.map(|v| v.to_string()),
-            rows,
-            chunks: vec![],
-        }
-    }
-
-    #[test]
-    fn chunks_split_a_partition_into_sequential_ranges_within_it() {
-        let basis = Basis::Key { quoted: "\"id\"".into(), min: 1, max: 1000, nullable: false };
-        let chunks = chunk_predicates(&basis, &key_partition(Some(500), None, 300), 100);
-        assert_eq!(
-            chunks,
-            [
-                "(\"id\" >= 500) AND \"id\" >= 500 AND \"id\" < 667",
-                "(\"id\" >= 500) AND \"id\" >= 667 AND \"id\" < 834",
-                "(\"id\" >= 500) AND \"id\" >= 834",
-            ]
-        );
-        assert_eq!(chunk_predicates(&basis, &key_partition(None, Some(500), 50), 100), ["\"id\" < 500"]);
-    }
 
     #[test]
     fn partitions_have_open_outer_ends_and_a_null_partition() {

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::sink::gcs::GcsOptions;
-use crate::sink::manifest::Manifest;
+use crate::sink::manifest::{Manifest, TableManifest};
 use crate::sink::store::{Store, StoreError};
 use bigquery::{schema_differences, schema_json, BigQuery, BigQueryError, BigQueryOptions};
 pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad};
@@ -60,6 +60,8 @@ pub enum LoadError {
     Job { table: String, job_id: String, files: String, #[source] source: BigQueryError },
     #[error("table `{table}`, column `{column}`: {rows} row(s) hold JSON that BigQuery's JSON type cannot store exactly (e.g. a number beyond 64-bit precision); the table was not touched. Re-export with `--cast {column}=text` to keep it as text")]
     JsonNotRepresentable { table: String, column: String, rows: u64 },
+    #[error("table `{table}`, column `{column}`: the staged JSON text differs from the snapshot's (fingerprint); the table was not touched")]
+    StagingMismatch { table: String, column: String },
     #[error("table `{table}`: {what} reports {actual} rows, the manifest {expected}")]
     RowCount { table: String, what: String, expected: u64, actual: u64 },
     #[error("{} of {} tables failed to load: {}", failed.len(), total, failed.join(", "))]
@@ -151,7 +153,8 @@ pub async fn load(config: &LoadConfig) -> Result<LoadOutcome, LoadError> {
     let mut failed = Vec::new();
     for table in &plan.tables {
         let span = info_span!("load", table = %table.table_id, run_id = %plan.run_id);
-        match load_table(&bq, &plan, table).instrument(span).await {
+        let manifest_table = manifest.tables.iter().find(|t| t.name == table.source).expect("the plan is made from the manifest");
+        match load_table(&bq, &plan, table, manifest_table).instrument(span).await {
             Ok(report) => reports.push(report),
             Err(error) => {
                 let mut text = error.to_string();
@@ -172,6 +175,45 @@ pub async fn load(config: &LoadConfig) -> Result<LoadOutcome, LoadError> {
         return Err(LoadError::TablesFailed { failed, total: plan.tables.len() });
     }
     Ok(LoadOutcome::Loaded(LoadReport { run_id: plan.run_id.clone(), project: plan.project.clone(), dataset: plan.dataset.clone(), tables: reports }))
+}
+
+/// For each JSON column of the staging table: checks the staged text's fingerprint equals the
+/// manifest's (the staging table holds exactly the snapshot), and returns the fingerprint of the
+/// same values as BigQuery will serialise them (`TO_JSON_STRING(PARSE_JSON(text))`), as labels
+/// for `validate`: JSON serialisation differs between Postgres, BigQuery and emulators.
+async fn fingerprint_staged_json(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_table: &TableManifest, staging: &str) -> Result<Vec<(String, String)>, LoadError> {
+    use crate::validate::sql::{fingerprint_items, json_fingerprint_label, list_encoding, quote};
+    let columns: Vec<_> = manifest_table.columns.iter().filter(|c| c.mapping.bq_type == crate::source::types::BigQueryType::Json).collect();
+    if columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut items = Vec::new();
+    for column in &columns {
+        let name = quote(&column.mapping.bq_name);
+        let (text, canonical) = if column.mapping.repeated {
+            (list_encoding(&name, "e"), list_encoding(&name, "TO_JSON_STRING(PARSE_JSON(e))"))
+        } else {
+            (name.clone(), format!("TO_JSON_STRING(PARSE_JSON({name}))"))
+        };
+        items.extend(fingerprint_items(&text));
+        items.extend(fingerprint_items(&canonical));
+    }
+    let sql = format!("SELECT {} FROM `{}.{}.{staging}`", items.join(", "), plan.project, plan.dataset);
+    let mut result = bq.query(&sql).await?;
+    let value = |result: &gcp_bigquery_client::model::query_response::ResultSet, i: usize| result.get_string(i).ok().flatten().unwrap_or_else(|| "0".into());
+    let mut labels = Vec::new();
+    if result.next_row() {
+        for (index, column) in columns.iter().enumerate() {
+            let (text_xor, text_sum) = (value(&result, 4 * index), value(&result, 4 * index + 1));
+            let aggregates = &column.aggregates;
+            if text_xor != aggregates.fingerprint_xor || text_sum != aggregates.fingerprint_sum {
+                return Err(LoadError::StagingMismatch { table: table.table_id.clone(), column: column.mapping.bq_name.clone() });
+            }
+            let canonical = format!("{}_{}", value(&result, 4 * index + 2), value(&result, 4 * index + 3));
+            labels.push((json_fingerprint_label(&column.mapping.bq_name), canonical));
+        }
+    }
+    Ok(labels)
 }
 
 /// Counts, per JSON column of the staging table, the values `PARSE_JSON` would reject, and
@@ -206,7 +248,7 @@ fn table_reference(project: &str, dataset: &str, table: &str) -> Value {
     json!({ "projectId": project, "datasetId": dataset, "tableId": table })
 }
 
-async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad) -> Result<TableReport, LoadError> {
+async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_table: &TableManifest) -> Result<TableReport, LoadError> {
     let started = Instant::now();
     let dataset = &plan.dataset;
     let (label_key, label_value) = &table.run_label;
@@ -228,6 +270,7 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad) -> Result
     }
 
     let mut job_ids = Vec::new();
+    let mut json_labels = Vec::new();
     let mut reattached_jobs = 0;
     for job in &table.load_jobs {
         let staged = table.staging_table_id.is_some();
@@ -271,6 +314,7 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad) -> Result
 
     if let (Some(finalize), Some(staging)) = (&table.finalize, &table.staging_table_id) {
         check_json_representable(bq, plan, table, staging).await?;
+        json_labels = fingerprint_staged_json(bq, plan, table, manifest_table, staging).await?;
         let query = json!({ "query": { "query": finalize.sql, "useLegacySql": false } });
         let finished = bq.run_job(&finalize.job_id, query).await.map_err(|source| LoadError::Job {
             table: table.table_id.clone(),
@@ -297,6 +341,9 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad) -> Result
         }
     }
     bq.set_label(dataset, &table.table_id, label_key, label_value).await?;
+    for (key, value) in &json_labels {
+        bq.set_label(dataset, &table.table_id, key, value).await?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     info!(rows = table.rows, jobs = job_ids.len(), seconds = format!("{seconds:.2}"), "Loaded table");
     Ok(TableReport { table_id: table.table_id.clone(), rows: table.rows, bytes: table.bytes, job_ids, reattached_jobs, seconds })

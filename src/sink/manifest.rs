@@ -89,8 +89,6 @@ pub struct PartitionManifest {
     /// Exclusive upper bound, when the method has one.
     pub upper: Option<String>,
     pub rows: u64,
-    /// The sequential queries' predicates (sub-ranges of about `--chunk-rows` rows each).
-    pub chunks: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

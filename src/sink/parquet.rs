@@ -28,7 +28,8 @@ use crate::aggregates::ColumnAccumulator;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ParquetSettings {
     pub zstd_level: i32,
-    /// Uncompressed Arrow bytes per row group.
+    /// Uncompressed Arrow bytes per row group. The writer holds about this much per open file,
+    /// so it bounds memory (docs/benchmarks.md); BigQuery wants row groups of ≥ 16 MiB.
     pub row_group_bytes: usize,
     /// Compressed bytes after which a file is closed and the next one started.
     pub file_bytes: u64,
@@ -36,7 +37,7 @@ pub struct ParquetSettings {
 
 impl Default for ParquetSettings {
     fn default() -> Self {
-        Self { zstd_level: 1, row_group_bytes: 128 << 20, file_bytes: 256 << 20 }
+        Self { zstd_level: 1, row_group_bytes: 64 << 20, file_bytes: 256 << 20 }
     }
 }
 

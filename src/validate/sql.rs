@@ -13,7 +13,8 @@ pub fn quote(name: &str) -> String {
 /// Minimal decimal text of a NUMERIC/BIGNUMERIC expression: `1.5`, `2`, `0` (emulators pad
 /// `CAST(… AS STRING)` with zeros; BigQuery does not; this gives the same text on both).
 pub fn minimal_decimal(expr: &str) -> String {
-    format!("(SELECT IF(STRPOS(s, '.') > 0, RTRIM(RTRIM(s, '0'), '.'), s) FROM (SELECT CAST({expr} AS STRING) AS s))")
+    let text = format!("CAST({expr} AS STRING)");
+    format!("IF(STRPOS({text}, '.') > 0, RTRIM(RTRIM({text}, '0'), '.'), {text})")
 }
 
 /// The fingerprint encoding of a scalar expression of BigQuery type `bq_type`.
@@ -37,13 +38,30 @@ pub fn encoding(bq_type: BigQueryType, expr: &str) -> String {
 pub fn column_encoding(column: &ColumnManifest) -> String {
     let name = quote(&column.mapping.bq_name);
     if column.mapping.repeated {
-        let element = encoding(column.mapping.bq_type, "e");
-        format!(
-            "IF(ARRAY_LENGTH({name}) > 0, ARRAY_TO_STRING(ARRAY(SELECT CONCAT(CAST(BYTE_LENGTH({element}) AS STRING), ':', {element}) FROM UNNEST({name}) AS e WITH OFFSET AS o ORDER BY o), ''), NULL)"
-        )
+        list_encoding(&name, &encoding(column.mapping.bq_type, "e"))
     } else {
         encoding(column.mapping.bq_type, &name)
     }
+}
+
+/// A non-empty array as `<byte length>:<element>` per element (`element` is an expression of
+/// `e`); NULL for an empty array.
+pub fn list_encoding(array: &str, element: &str) -> String {
+    format!(
+        "IF(ARRAY_LENGTH({array}) > 0, ARRAY_TO_STRING(ARRAY(SELECT CONCAT(CAST(BYTE_LENGTH({element}) AS STRING), ':', {element}) FROM UNNEST({array}) AS e WITH OFFSET AS o ORDER BY o), ''), NULL)"
+    )
+}
+
+/// `CAST(BIT_XOR(fp) AS STRING), SUM(fp)` of an encoding, as two SELECT items.
+pub fn fingerprint_items(encoding: &str) -> [String; 2] {
+    let fingerprint = format!("FARM_FINGERPRINT({encoding})");
+    [format!("CAST(BIT_XOR({fingerprint}) AS STRING)"), minimal_decimal(&format!("SUM(CAST({fingerprint} AS NUMERIC))"))]
+}
+
+/// Label holding a JSON column's fingerprint as BigQuery serialises it (`<xor>_<sum>`),
+/// recorded at load from the staged snapshot text and compared by validate.
+pub fn json_fingerprint_label(column: &str) -> String {
+    crate::load::plan::label_part(&format!("pg2bq_json_{column}"))
 }
 
 /// One aggregate the validation compares, in the order of the generated SELECT.
@@ -102,9 +120,9 @@ pub fn column_measures(column: &ColumnManifest) -> Vec<(Measure, String)> {
         }
         _ => {}
     }
-    let fingerprint = format!("FARM_FINGERPRINT({})", column_encoding(column));
-    out.push((Measure::FingerprintXor, format!("CAST(BIT_XOR({fingerprint}) AS STRING)")));
-    out.push((Measure::FingerprintSum, minimal_decimal(&format!("SUM(CAST({fingerprint} AS NUMERIC))"))));
+    let [xor, sum] = fingerprint_items(&column_encoding(column));
+    out.push((Measure::FingerprintXor, xor));
+    out.push((Measure::FingerprintSum, sum));
     out
 }
 

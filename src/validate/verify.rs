@@ -49,7 +49,9 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
             let data = match store.get(&path).await {
                 Ok(data) => data,
                 Err(_) => {
-                    problems.push(Check::new("file_missing", None, &file.uri, "missing", false));
+                    let mut check = Check::new("file_missing", None, "present", "missing", false);
+                    check.detail = Some(file.uri.clone());
+                    problems.push(check);
                     continue;
                 }
             };

@@ -4,4 +4,5 @@
 mod cli;
 mod export;
 mod load;
+mod validate;
 mod support;

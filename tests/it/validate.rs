@@ -1,0 +1,264 @@
+//! `pg2bq validate` and `pg2bq verify`: zero false positives on clean runs, and every kind of
+//! corruption caught and pinned to its column (BigQuery) or file (snapshot).
+
+use std::process::Command;
+
+use crate::skip_unless;
+use crate::support::*;
+
+struct Bq {
+    pg_url: String,
+    bucket: String,
+    bq_host: String,
+    project: String,
+    dataset: String,
+}
+
+macro_rules! bq {
+    () => {{
+        let _ = skip_unless!("STORAGE_EMULATOR_HOST");
+        Bq {
+            pg_url: skip_unless!("PG2BQ_TEST_PG_URL"),
+            bucket: skip_unless!("PG2BQ_TEST_GCS_BUCKET"),
+            bq_host: skip_unless!("BIGQUERY_EMULATOR_HOST"),
+            project: skip_unless!("PG2BQ_TEST_BQ_PROJECT"),
+            dataset: format!("v_{:08x}", rand::random::<u32>()),
+        }
+    }};
+}
+
+impl Bq {
+    /// Exports and loads `tables`; returns the manifest URI.
+    fn export_and_load(&self, tables: &[String], export_extra: &[&str]) -> String {
+        let dest = format!("gs://{}/validate-{:08x}", self.bucket, rand::random::<u32>());
+        let mut args = vec!["export", "--source", &self.pg_url, "--dest", &dest, "--run-id", "v1", "--progress", "off", "--partitions", "2"];
+        for table in tables {
+            args.extend(["--table", table.as_str()]);
+        }
+        args.extend_from_slice(export_extra);
+        let out = pg2bq(&args);
+        assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
+        let manifest = format!("{dest}/v1/manifest.json");
+        let out = pg2bq(&["load", "--manifest", &manifest, "--project", &self.project, "--dataset", &self.dataset, "--create-dataset"]);
+        assert!(out.status.success(), "load: {}", String::from_utf8_lossy(&out.stderr));
+        manifest
+    }
+
+    fn validate(&self, manifest: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_pg2bq"))
+            .args(["validate", "--manifest", manifest, "--project", &self.project, "--dataset", &self.dataset, "--json"])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("no JSON report: {stderr}"));
+        (out.status.code(), report, stderr)
+    }
+
+    /// Runs SQL on the emulator (DML to corrupt a table).
+    fn sql(&self, sql: &str) {
+        let python = std::env::var("PG2BQ_TEST_BQ_PYTHON").expect("PG2BQ_TEST_BQ_PYTHON");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bq_query.py");
+        let out = Command::new(python).arg(script).arg(&self.project).arg(sql).env("BIGQUERY_EMULATOR_HOST", &self.bq_host).output().unwrap();
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("`{}.{}.{name}`", self.project, self.dataset)
+    }
+}
+
+/// `(check, column)` of every failed check of the report.
+fn failures(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["checks"].as_array().unwrap().iter())
+        .filter(|c| c["passed"] == false)
+        .map(|c| (c["check"].as_str().unwrap().to_string(), c["column"].as_str().unwrap_or("-").to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn clean_runs_pass_every_check_on_the_type_matrix_and_the_sample() {
+    let s = bq!();
+    let db = TestDb::new(&s.pg_url, include_str!("../fixtures/type_matrix.sql")).await;
+    db.run_psql("tests/fixtures/sample.sql", &["scale=0.02"]);
+    // See load.rs: the emulator cannot hold these as BIGNUMERIC / JSON.
+    let casts = ["--cast", "c_numeric=text", "--cast", "c_numeric_58_20=text", "--cast", "c_json=text", "--cast", "c_jsonb=text"];
+    let tables = [db.table("type_matrix"), db.table("entities"), db.table("events"), db.table("entity_mentions")];
+    let manifest = s.export_and_load(&tables, &casts);
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        format!(
+            "[[denormalized]]\ntable = '{0}.entity_mentions'\ncolumn = 'mentioned_at'\nvia = 'event_id'\nreferences = '{0}.events.mentioned_at'\n\n\
+             [[probes]]\nname = 'recent events'\nsql = \"SELECT COUNT(*) FROM `{{project}}.{{dataset}}.{0}__events` WHERE mentioned_at > TIMESTAMP '2024-03-01'\"\nmax_seconds = 30\n",
+            db.schema
+        ),
+    )
+    .unwrap();
+    let (code, report, stderr) = s.validate(&manifest, &["--source", &s.pg_url, "--sample", "5", "--config", config.path().to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(report["passed"], true);
+    let checks: Vec<&serde_json::Value> = report["tables"].as_array().unwrap().iter().flat_map(|t| t["checks"].as_array().unwrap()).collect();
+    for kind in ["row_count", "null_count", "min", "max", "sum", "fingerprint_xor", "fingerprint_sum", "orphans", "denormalized", "required", "sample", "source_drift"] {
+        assert!(checks.iter().any(|c| c["check"] == kind), "no `{kind}` check ran:\n{stderr}");
+    }
+    assert_eq!(report["probes"][0]["passed"], true, "{stderr}");
+    db.drop().await;
+}
+
+/// A table with one column of each kind the corruptions touch. (No column may be named `s`:
+/// the emulator's PARSE_JSON macro captures it; see docs/load.md.)
+const CORRUPTIBLE: &str = "CREATE TABLE c (id int PRIMARY KEY, n numeric(12,3), label text, ts timestamptz, j jsonb, arr int[], b bytea, f float8);
+    INSERT INTO c SELECT i, i * 1.125, 'value ' || i, '2024-01-01 00:00:00+00'::timestamptz + i * interval '1 minute',
+      jsonb_build_object('i', i), ARRAY[i, i + 1, i + 2], decode(md5(i::text), 'hex'), i / 3.0 FROM generate_series(1, 40) i;";
+
+async fn corrupt_and_validate(s: &Bq, corruption: impl Fn(&Bq, &str)) -> (Vec<(String, String)>, serde_json::Value) {
+    let db = TestDb::new(&s.pg_url, CORRUPTIBLE).await;
+    let manifest = s.export_and_load(&[db.table("c")], &[]);
+    let (code, _, stderr) = s.validate(&manifest, &[]);
+    assert_eq!(code, Some(0), "clean before corruption: {stderr}");
+    // Emulator corruptions that rebuild the table drop its labels; labels are not data, so
+    // they are put back (validate reads JSON fingerprints from them).
+    let bq = pg2bq::load::bigquery::BigQuery::connect(&s.project, None, &pg2bq::load::bigquery::BigQueryOptions { emulator_host: Some(s.bq_host.clone()), application_credentials: None }).await.unwrap();
+    let table = format!("{}__c", db.schema);
+    let labels = bq.table(&s.dataset, &table).await.unwrap().unwrap()["labels"].clone();
+    corruption(s, &s.table(&table));
+    for (key, value) in labels.as_object().into_iter().flatten() {
+        bq.set_label(&s.dataset, &table, key, value.as_str().unwrap()).await.unwrap();
+    }
+    let (code, report, stderr) = s.validate(&manifest, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    db.drop().await;
+    (failures(&report), report)
+}
+
+fn columns(failures: &[(String, String)]) -> std::collections::BTreeSet<String> {
+    failures.iter().map(|(_, column)| column.clone()).collect()
+}
+
+macro_rules! corruption_test {
+    ($name:ident, $sql:expr, $columns:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            let s = bq!();
+            let (failed, report) = corrupt_and_validate(&s, |s, t| {
+                for statement in $sql(t) {
+                    s.sql(&statement);
+                }
+            })
+            .await;
+            let expected: std::collections::BTreeSet<String> = $columns.iter().map(|c: &&str| c.to_string()).collect();
+            assert_eq!(columns(&failed), expected, "failed checks {failed:?}\n{report:#}");
+        }
+    };
+}
+
+corruption_test!(a_deleted_row_fails_the_row_count, |t| vec![format!("DELETE FROM {t} WHERE id = 7")], ["-", "id", "n", "label", "ts", "j", "arr", "b", "f"]);
+corruption_test!(a_duplicated_row_fails_the_row_count, |t| vec![format!("INSERT INTO {t} SELECT * FROM {t} WHERE id = 7")], ["-", "id", "n", "label", "ts", "j", "arr", "b", "f"]);
+corruption_test!(a_changed_cell_names_its_column, |t| vec![format!("UPDATE {t} SET label = 'changed' WHERE id = 3")], ["label"]);
+corruption_test!(a_nulled_value_names_its_column, |t| vec![format!("UPDATE {t} SET n = NULL WHERE id = 4")], ["n"]);
+corruption_test!(a_timestamp_shifted_by_an_hour_names_its_column, |t| vec![format!("UPDATE {t} SET ts = TIMESTAMP_ADD(ts, INTERVAL 1 HOUR) WHERE id = 5")], ["ts"]);
+corruption_test!(a_numeric_rounded_in_its_last_digit_names_its_column, |t| vec![format!("UPDATE {t} SET n = ROUND(n, 2) WHERE id = 7")], ["n"]);
+corruption_test!(a_string_truncated_by_one_character_names_its_column, |t| vec![format!("UPDATE {t} SET label = SUBSTR(label, 1, LENGTH(label) - 1) WHERE id = 8")], ["label"]);
+corruption_test!(a_flipped_byte_names_its_column, |t| vec![format!("UPDATE {t} SET b = FROM_HEX(CONCAT('00', SUBSTR(TO_HEX(b), 3))) WHERE id = 11 AND SUBSTR(TO_HEX(b), 1, 2) != '00'")], ["b"]);
+corruption_test!(
+    a_changed_json_value_names_its_column,
+    |t: &str| {
+        let backup = format!("{}_backup`", t.trim_end_matches('`'));
+        vec![format!("CREATE TABLE {backup} AS SELECT * FROM {t}"), format!("CREATE OR REPLACE TABLE {t} AS SELECT * REPLACE (IF(id = 9, JSON '{{\"i\": 900}}', j) AS j) FROM {backup}")]
+    },
+    ["j"]
+);
+corruption_test!(
+    a_dropped_array_element_names_its_column,
+    |t: &str| {
+        let backup = format!("{}_backup`", t.trim_end_matches('`'));
+        vec![
+            format!("CREATE TABLE {backup} AS SELECT * FROM {t}"),
+            format!("CREATE OR REPLACE TABLE {t} AS SELECT * REPLACE (IF(id = 10, ARRAY(SELECT e FROM UNNEST(arr) AS e WITH OFFSET AS o WHERE o > 0 ORDER BY o), arr) AS arr) FROM {backup}"),
+        ]
+    },
+    ["arr"]
+);
+
+#[tokio::test]
+async fn mismatches_are_pinned_to_the_partition_and_its_files() {
+    let s = bq!();
+    let (failed, report) = corrupt_and_validate(&s, |s, t| s.sql(&format!("UPDATE {t} SET label = 'changed' WHERE id = 3"))).await;
+    assert!(!failed.is_empty());
+    let details: Vec<String> = report["tables"][0]["checks"].as_array().unwrap().iter().filter(|c| c["passed"] == false).map(|c| c["detail"].as_str().unwrap_or("").to_string()).collect();
+    assert!(details.iter().all(|d| d.contains("partition 0") && d.contains("part-0")), "{details:?}");
+}
+
+#[tokio::test]
+async fn orphans_and_a_broken_denormalized_column_are_counted() {
+    let s = bq!();
+    let db = TestDb::new(&s.pg_url, "").await;
+    db.run_psql("tests/fixtures/sample.sql", &["scale=0.02"]);
+    let tables = [db.table("entities"), db.table("events"), db.table("entity_mentions")];
+    let manifest = s.export_and_load(&tables, &[]);
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        format!("[[denormalized]]\ntable = '{0}.entity_mentions'\ncolumn = 'mentioned_at'\nvia = 'event_id'\nreferences = '{0}.events.mentioned_at'\n", db.schema),
+    )
+    .unwrap();
+    let orphaned: i64 = db.client.query_one(&format!("SELECT count(*) FROM {} WHERE event_id = 5", db.table("entity_mentions")), &[]).await.unwrap().get(0);
+    assert!(orphaned > 0, "the fixture mentions event 5");
+    s.sql(&format!("DELETE FROM {} WHERE id = 5", s.table(&format!("{}__events", db.schema))));
+    s.sql(&format!("UPDATE {} SET mentioned_at = TIMESTAMP_ADD(mentioned_at, INTERVAL 1 SECOND) WHERE id = 1", s.table(&format!("{}__entity_mentions", db.schema))));
+    let (code, report, stderr) = s.validate(&manifest, &["--config", config.path().to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let mentions = report["tables"].as_array().unwrap().iter().find(|t| t["table"].as_str().unwrap().ends_with("entity_mentions")).unwrap();
+    let check = |kind: &str, column: &str| mentions["checks"].as_array().unwrap().iter().find(|c| c["check"] == kind && c["column"] == column).unwrap().clone();
+    assert_eq!(check("orphans", "event_id")["actual"], orphaned.to_string(), "{stderr}");
+    assert_eq!(check("orphans", "entity_id")["actual"], "0", "{stderr}");
+    assert_eq!(check("denormalized", "mentioned_at")["actual"], "1", "{stderr}");
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn verify_names_an_altered_a_missing_and_an_extra_file() {
+    let url = skip_unless!("PG2BQ_TEST_PG_URL");
+    let db = TestDb::new(&url, CORRUPTIBLE).await;
+    let dest = tempfile::tempdir().unwrap();
+    let out = pg2bq(&["export", "--source", &url, "--dest", dest.path().to_str().unwrap(), "--table", &db.table("c"), "--run-id", "r", "--partitions", "2", "--progress", "off"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let manifest = dest.path().join("r/manifest.json");
+    let verify = || pg2bq(&["verify", "--manifest", manifest.to_str().unwrap(), "--json"]);
+    assert_eq!(verify().status.code(), Some(0), "{}", String::from_utf8_lossy(&verify().stderr));
+
+    let mut files: Vec<_> = walk(&dest.path().join("r")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
+    files.sort();
+    let problems = |out: std::process::Output| -> Vec<(String, String)> {
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["check"].as_str().unwrap().to_string(), format!("{} {}", p["detail"].as_str().unwrap_or(""), p["actual"].as_str().unwrap_or(""))))
+            .collect()
+    };
+    // One byte changed inside the data (not the footer): size stays, CRC and data change.
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let middle = bytes.len() / 3;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&files[0], &bytes).unwrap();
+    let found = problems(verify());
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(found.iter().any(|(k, d)| k == "file_altered" && d.contains(&name)), "{found:?}");
+
+    std::fs::remove_file(&files[1]).unwrap();
+    std::fs::write(dest.path().join("r").join(db.table("c")).join("part-99999.parquet"), b"not ours").unwrap();
+    let found = problems(verify());
+    let missing = files[1].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(found.iter().any(|(k, d)| k == "file_missing" && d.contains(&missing)), "{found:?}");
+    assert!(found.iter().any(|(k, d)| k == "file_extra" && d.contains("part-99999.parquet")), "{found:?}");
+    db.drop().await;
+}
