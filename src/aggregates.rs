@@ -127,7 +127,7 @@ impl ColumnAccumulator {
                     if self.orderable {
                         self.observe_bytes(bytes);
                     }
-                    farmhash::fingerprint64(bytes)
+                    crate::fingerprint::fingerprint64(bytes)
                 }
                 None => {
                     if let Some(bound) = self.bound_of(array, row) {
@@ -135,7 +135,7 @@ impl ColumnAccumulator {
                     }
                     self.scratch.clear();
                     encode_value(array, row, &mut self.scratch);
-                    farmhash::fingerprint64(&self.scratch)
+                    crate::fingerprint::fingerprint64(&self.scratch)
                 }
             };
             self.fingerprint_xor ^= fingerprint;
@@ -261,7 +261,7 @@ fn to_hex(bytes: &[u8]) -> String {
 ///
 /// | Arrow type | encoding | BigQuery expression |
 /// |---|---|---|
-/// | Boolean | `true` / `false` | `IF(x, 'true', 'false')` |
+/// | Boolean | `true` / `false` | `CASE WHEN x THEN 'true' WHEN NOT x THEN 'false' END` |
 /// | Int16/32/64 | decimal | `CAST(x AS STRING)` |
 /// | Float32/64 | C `%.17g` (`nan`, `inf`, `-inf`) | `FORMAT('%.17g', x)` |
 /// | Decimal | minimal decimal text | `CAST(x AS STRING)` |
@@ -408,7 +408,7 @@ mod tests {
             prop_assert_eq!(out.min, present.iter().min().map(|v| v.to_string()));
             prop_assert_eq!(out.max, present.iter().max().map(|v| v.to_string()));
             prop_assert_eq!(out.sum, Some(present.iter().map(|v| *v as i128).sum::<i128>().to_string()));
-            let xor = present.iter().fold(0u64, |x, v| x ^ farmhash::fingerprint64(v.to_string().as_bytes()));
+            let xor = present.iter().fold(0u64, |x, v| x ^ crate::fingerprint::fingerprint64(v.to_string().as_bytes()));
             prop_assert_eq!(out.fingerprint_xor, (xor as i64).to_string());
         }
     }

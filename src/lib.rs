@@ -8,6 +8,7 @@ pub mod batches;
 pub mod cli;
 pub mod config;
 pub mod export;
+pub mod fingerprint;
 pub mod load;
 pub mod sink;
 pub mod source;

@@ -255,6 +255,18 @@ impl BigQuery {
         Err(BigQueryError::AttemptsExhausted { job_id: base_id.into(), reasons: last_failure })
     }
 
+    /// Whether a job with this id exists, is DONE and succeeded.
+    pub async fn succeeded_job(&self, job_id: &str) -> Result<bool, BigQueryError> {
+        match self.client.job().get_job(&self.project, job_id, self.location.as_deref()).await {
+            Ok(job) => {
+                let status = job.status.as_ref();
+                Ok(status.and_then(|s| s.state.as_deref()) == Some("DONE") && status.and_then(|s| s.error_result.as_ref()).is_none())
+            }
+            Err(BQError::ResponseError { error }) if error.error.code == 404 => Ok(false),
+            Err(source) => Err(BigQueryError::Client { action: format!("read job `{job_id}`"), source }),
+        }
+    }
+
     /// Polls a job with backoff (0.2 s doubling to 5 s) until DONE.
     pub async fn wait_for_job(&self, job_id: &str) -> Result<Job, BigQueryError> {
         let mut delay = Duration::from_millis(200);

@@ -272,7 +272,16 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
     let mut job_ids = Vec::new();
     let mut json_labels = Vec::new();
     let mut reattached_jobs = 0;
-    for job in &table.load_jobs {
+    // A run that crashed after its final statement and its labels, while dropping the staging
+    // table, is complete: only the checks below remain.
+    let finished_before = match (&table.finalize, &table.staging_table_id) {
+        (Some(finalize), Some(staging)) if bq.table(dataset, staging).await?.is_none() => bq.succeeded_job(&finalize.job_id).await?,
+        _ => false,
+    };
+    if finished_before {
+        info!("Final statement already done by an earlier run; checking only");
+    }
+    for job in table.load_jobs.iter().filter(|_| !finished_before) {
         let staged = table.staging_table_id.is_some();
         let fields = if staged { staging_fields(&table.fields) } else { table.fields.clone() };
         let mut load = json!({
@@ -312,7 +321,8 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
         job_ids.push(finished.job_id);
     }
 
-    if let (Some(finalize), Some(staging)) = (&table.finalize, &table.staging_table_id) {
+    let staging = table.staging_table_id.as_ref().filter(|_| !finished_before);
+    if let (Some(finalize), Some(staging)) = (&table.finalize, staging) {
         check_json_representable(bq, plan, table, staging).await?;
         json_labels = fingerprint_staged_json(bq, plan, table, manifest_table, staging).await?;
         let query = json!({ "query": { "query": finalize.sql, "useLegacySql": false } });
@@ -330,7 +340,6 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
         }
         reattached_jobs += usize::from(finished.reattached);
         job_ids.push(finished.job_id);
-        bq.delete_table(dataset, staging).await?;
     }
     if plan.mode == LoadMode::Truncate {
         let sql = format!("SELECT COUNT(*) FROM `{}.{dataset}.{}`", plan.project, table.table_id);
@@ -343,6 +352,10 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
     bq.set_label(dataset, &table.table_id, label_key, label_value).await?;
     for (key, value) in &json_labels {
         bq.set_label(dataset, &table.table_id, key, value).await?;
+    }
+    // Dropped last: until the labels are set, a re-run needs the staged rows.
+    if let Some(staging) = staging {
+        bq.delete_table(dataset, staging).await?;
     }
     let seconds = started.elapsed().as_secs_f64();
     info!(rows = table.rows, jobs = job_ids.len(), seconds = format!("{seconds:.2}"), "Loaded table");

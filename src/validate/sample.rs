@@ -20,7 +20,8 @@ enum Compare {
     Float,
     Decimal,
     Json,
-    List,
+    /// A JSON array of element texts, each compared the given way.
+    List(&'static Compare),
 }
 
 /// BigQuery expression, Postgres expression (from the export's select expression) and how
@@ -29,20 +30,33 @@ fn expressions(column: &ColumnManifest) -> (String, String, Compare) {
     let bq = quote(&column.mapping.bq_name);
     let pg = format!("({})", column.mapping.select_expr);
     if column.mapping.repeated {
-        return (format!("TO_JSON_STRING({bq})"), format!("to_json({pg})::text"), Compare::List);
+        // Both sides as a JSON array of element texts, compared element by element.
+        let element = encoding(column.mapping.bq_type, "e");
+        return (
+            format!("TO_JSON_STRING(ARRAY(SELECT {element} FROM UNNEST({bq}) AS e WITH OFFSET AS o ORDER BY o))"),
+            format!("to_json(ARRAY(SELECT e::text FROM unnest({pg}) WITH ORDINALITY AS u(e, o) ORDER BY o))::text"),
+            Compare::List(element_compare(column.mapping.bq_type)),
+        );
     }
     match column.mapping.bq_type {
-        BigQueryType::Float64 => (encoding(BigQueryType::Float64, &bq), format!("{pg}::text"), Compare::Float),
-        BigQueryType::Numeric | BigQueryType::Bignumeric => (encoding(column.mapping.bq_type, &bq), format!("{pg}::text"), Compare::Decimal),
-        BigQueryType::Json => (format!("TO_JSON_STRING({bq})"), format!("{pg}::text"), Compare::Json),
         BigQueryType::Bytes => (format!("TO_HEX({bq})"), format!("encode({pg}, 'hex')"), Compare::Exact),
-        BigQueryType::Bool => (encoding(BigQueryType::Bool, &bq), format!("CASE WHEN {pg} THEN 'true' ELSE 'false' END"), Compare::Exact),
+        BigQueryType::Bool => (encoding(BigQueryType::Bool, &bq), format!("CASE WHEN {pg} THEN 'true' WHEN NOT {pg} THEN 'false' END"), Compare::Exact),
         BigQueryType::Date => (encoding(BigQueryType::Date, &bq), format!("(({pg}) - DATE '1970-01-01')::text"), Compare::Exact),
         BigQueryType::Time => (encoding(BigQueryType::Time, &bq), format!("(EXTRACT(EPOCH FROM {pg}) * 1000000)::int8::text"), Compare::Exact),
-        // Temporal select expressions already yield epoch microseconds.
-        BigQueryType::Timestamp | BigQueryType::Datetime | BigQueryType::Int64 => (encoding(column.mapping.bq_type, &bq), format!("{pg}::text"), Compare::Exact),
+        BigQueryType::Json => (format!("IF({bq} IS NULL, NULL, TO_JSON_STRING({bq}))"), format!("{pg}::text"), Compare::Json),
         // concat() keeps char(n) padding, as the export did.
         BigQueryType::String => (bq, format!("CASE WHEN {pg} IS NULL THEN NULL ELSE concat({pg}) END"), Compare::Exact),
+        // Temporal select expressions already yield epoch microseconds.
+        other => (encoding(other, &bq), format!("{pg}::text"), *element_compare(other)),
+    }
+}
+
+fn element_compare(bq_type: BigQueryType) -> &'static Compare {
+    match bq_type {
+        BigQueryType::Float64 => &Compare::Float,
+        BigQueryType::Numeric | BigQueryType::Bignumeric => &Compare::Decimal,
+        BigQueryType::Json => &Compare::Json,
+        _ => &Compare::Exact,
     }
 }
 
@@ -60,26 +74,17 @@ fn float(text: &str) -> Option<f64> {
     }
 }
 
-/// JSON array elements as comparable text (numbers by value, NULL arrays as empty).
+/// A JSON array of element texts; a NULL array counts as empty (as BigQuery loads it).
 fn list_items(text: Option<&str>) -> Vec<Option<String>> {
-    let value: Value = text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Array(vec![]));
-    value
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|v| match v {
-            Value::Null => None,
-            Value::Number(n) => n.as_f64().map(|f| f.to_string()),
-            Value::String(s) => Some(float(s).filter(|_| s.parse::<f64>().is_ok()).map_or(s.clone(), |f| f.to_string())),
-            other => Some(other.to_string()),
-        })
-        .collect()
+    text.and_then(|t| serde_json::from_str::<Vec<Option<String>>>(t).ok()).unwrap_or_default()
 }
 
 fn same(how: Compare, bq: Option<&str>, pg: Option<&str>) -> bool {
     match (how, bq, pg) {
-        (Compare::List, b, p) => list_items(b) == list_items(p),
+        (Compare::List(element), b, p) => {
+            let (b, p) = (list_items(b), list_items(p));
+            b.len() == p.len() && b.iter().zip(&p).all(|(x, y)| same(*element, x.as_deref(), y.as_deref()))
+        }
         (_, None, None) => true,
         (_, Some(b), Some(p)) => match how {
             Compare::Exact => b == p,
@@ -89,7 +94,7 @@ fn same(how: Compare, bq: Option<&str>, pg: Option<&str>) -> bool {
                 _ => false,
             },
             Compare::Json => serde_json::from_str::<Value>(b).ok() == serde_json::from_str::<Value>(p).ok(),
-            Compare::List => unreachable!("handled above"),
+            Compare::List(_) => unreachable!("handled above"),
         },
         _ => false,
     }

@@ -20,7 +20,8 @@ pub fn minimal_decimal(expr: &str) -> String {
 /// The fingerprint encoding of a scalar expression of BigQuery type `bq_type`.
 pub fn encoding(bq_type: BigQueryType, expr: &str) -> String {
     match bq_type {
-        BigQueryType::Bool => format!("IF({expr}, 'true', 'false')"),
+        // CASE keeps NULL as NULL (IF(NULL, …) would take the else branch).
+        BigQueryType::Bool => format!("CASE WHEN {expr} THEN 'true' WHEN NOT {expr} THEN 'false' END"),
         BigQueryType::Int64 => format!("CAST({expr} AS STRING)"),
         BigQueryType::Float64 => format!("FORMAT('%.17g', {expr})"),
         BigQueryType::Numeric | BigQueryType::Bignumeric => minimal_decimal(expr),
@@ -90,7 +91,8 @@ pub fn column_measures(column: &ColumnManifest) -> Vec<(Measure, String)> {
     let bq_type = column.mapping.bq_type;
     let mut out = Vec::new();
     if column.mapping.repeated {
-        out.push((Measure::NullCount, format!("COUNTIF(ARRAY_LENGTH({name}) = 0)")));
+        // BigQuery loads a NULL array as empty; emulators may keep it NULL: count both.
+        out.push((Measure::NullCount, format!("COUNTIF({name} IS NULL OR ARRAY_LENGTH({name}) = 0)")));
         out.push((Measure::ValueCount, format!("COUNTIF(ARRAY_LENGTH({name}) > 0)")));
     } else {
         out.push((Measure::NullCount, format!("COUNTIF({name} IS NULL)")));

@@ -87,7 +87,7 @@ async fn clean_runs_pass_every_check_on_the_type_matrix_and_the_sample() {
     let db = TestDb::new(&s.pg_url, include_str!("../fixtures/type_matrix.sql")).await;
     db.run_psql("tests/fixtures/sample.sql", &["scale=0.02"]);
     // See load.rs: the emulator cannot hold these as BIGNUMERIC / JSON.
-    let casts = ["--cast", "c_numeric=text", "--cast", "c_numeric_58_20=text", "--cast", "c_json=text", "--cast", "c_jsonb=text"];
+    let casts = ["--cast", "type_matrix.c_numeric=text", "--cast", "type_matrix.c_numeric_58_20=text", "--cast", "type_matrix.c_json=text", "--cast", "type_matrix.c_jsonb=text"];
     let tables = [db.table("type_matrix"), db.table("entities"), db.table("events"), db.table("entity_mentions")];
     let manifest = s.export_and_load(&tables, &casts);
     let config = tempfile::NamedTempFile::new().unwrap();
