@@ -20,17 +20,7 @@ use pg2bq::source::types::{map_column, BigQueryType, ColumnMapping, OutOfRange, 
 const ROWS: usize = 16_384;
 
 fn mapping(name: &str, type_name: &str, typmod: i32) -> ColumnMapping {
-    let column = PgColumn {
-        name: name.into(),
-        type_display: type_name.into(),
-        type_name: type_name.into(),
-        type_kind: 'b',
-        element_type: None,
-        type_modifier: typmod,
-        not_null: false,
-        comment: None,
-    };
-    map_column(&column, None, OutOfRange::Refuse).expect("benchmark types are mappable")
+    map_column(&PgColumn::base(name, type_name, typmod), None, OutOfRange::Refuse).expect("benchmark types are mappable")
 }
 
 /// A deterministic pseudo-random sequence (no RNG dependency, same data every run).

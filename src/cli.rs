@@ -40,23 +40,44 @@ pub enum Command {
     Verify(VerifyArgs),
 }
 
+/// Where the loaded tables are (shared by `load` and `validate`).
 #[derive(Debug, Args)]
-pub struct ValidateArgs {
+pub struct BigQueryTargetArgs {
     /// The snapshot's manifest: gs://bucket/prefix/<run-id>/manifest.json.
     #[arg(long)]
     pub manifest: String,
-    /// BigQuery project holding the dataset.
+    /// BigQuery project that runs the jobs and holds the dataset.
     #[arg(long, env = env::GOOGLE_CLOUD_PROJECT)]
     pub project: Option<String>,
-    /// The dataset the snapshot was loaded into.
+    /// The dataset the snapshot is (or is to be) loaded into.
     #[arg(long, env = env::BIGQUERY_DATASET)]
     pub dataset: Option<String>,
-    /// BigQuery location.
+    /// BigQuery location (needed for jobs outside US and EU).
     #[arg(long)]
     pub location: Option<String>,
-    /// The table prefix used at load.
+    /// Prefix of every table name in the dataset.
     #[arg(long, default_value = "")]
     pub table_prefix: String,
+}
+
+/// Emulator endpoints and credentials, from the variables Google's own tools read.
+#[derive(Debug, Args)]
+pub struct GcpArgs {
+    /// BigQuery emulator endpoint.
+    #[arg(long, env = env::BIGQUERY_EMULATOR_HOST, hide = true)]
+    pub bigquery_emulator_host: Option<String>,
+    /// GCS emulator endpoint.
+    #[arg(long, env = env::STORAGE_EMULATOR_HOST, hide = true)]
+    pub storage_emulator_host: Option<String>,
+    /// Credentials file for real GCP.
+    #[arg(long, env = env::GOOGLE_APPLICATION_CREDENTIALS, hide = true)]
+    pub google_application_credentials: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub target: BigQueryTargetArgs,
     /// Postgres URL: also compare random rows with the source and report its drift.
     #[arg(long, env = env::SOURCE, hide_env_values = true)]
     pub source: Option<String>,
@@ -69,12 +90,8 @@ pub struct ValidateArgs {
     /// Print the report as JSON on stdout (the table goes to stderr either way).
     #[arg(long)]
     pub json: bool,
-    #[arg(long, env = env::BIGQUERY_EMULATOR_HOST, hide = true)]
-    pub bigquery_emulator_host: Option<String>,
-    #[arg(long, env = env::STORAGE_EMULATOR_HOST, hide = true)]
-    pub storage_emulator_host: Option<String>,
-    #[arg(long, env = env::GOOGLE_APPLICATION_CREDENTIALS, hide = true)]
-    pub google_application_credentials: Option<String>,
+    #[command(flatten)]
+    pub gcp: GcpArgs,
 }
 
 #[derive(Debug, Args)]
@@ -85,29 +102,14 @@ pub struct VerifyArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    #[arg(long, env = env::STORAGE_EMULATOR_HOST, hide = true)]
-    pub storage_emulator_host: Option<String>,
-    #[arg(long, env = env::GOOGLE_APPLICATION_CREDENTIALS, hide = true)]
-    pub google_application_credentials: Option<String>,
+    #[command(flatten)]
+    pub gcp: GcpArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// The snapshot's manifest: gs://bucket/prefix/<run-id>/manifest.json.
-    #[arg(long)]
-    pub manifest: String,
-    /// BigQuery project that runs the jobs and holds the dataset.
-    #[arg(long, env = env::GOOGLE_CLOUD_PROJECT)]
-    pub project: Option<String>,
-    /// Destination dataset.
-    #[arg(long, env = env::BIGQUERY_DATASET)]
-    pub dataset: Option<String>,
-    /// BigQuery location (needed for jobs outside US and EU).
-    #[arg(long)]
-    pub location: Option<String>,
-    /// Prefix for every destination table name.
-    #[arg(long, default_value = "")]
-    pub table_prefix: String,
+    #[command(flatten)]
+    pub target: BigQueryTargetArgs,
     /// Create the dataset if it does not exist.
     #[arg(long)]
     pub create_dataset: bool,
@@ -129,15 +131,8 @@ pub struct LoadArgs {
     /// Print the report (or plan) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// BigQuery emulator endpoint (the variable other BigQuery tools read).
-    #[arg(long, env = env::BIGQUERY_EMULATOR_HOST, hide = true)]
-    pub bigquery_emulator_host: Option<String>,
-    /// GCS emulator endpoint.
-    #[arg(long, env = env::STORAGE_EMULATOR_HOST, hide = true)]
-    pub storage_emulator_host: Option<String>,
-    /// Credentials file for real GCP.
-    #[arg(long, env = env::GOOGLE_APPLICATION_CREDENTIALS, hide = true)]
-    pub google_application_credentials: Option<String>,
+    #[command(flatten)]
+    pub gcp: GcpArgs,
 }
 
 #[derive(Debug, Args)]

@@ -55,8 +55,7 @@ fn main() -> ExitCode {
                 Ok(report.passed)
             }
             Command::Verify(args) => {
-                let gcs = pg2bq::sink::gcs::GcsOptions { emulator_host: args.storage_emulator_host.clone(), application_credentials: args.google_application_credentials.clone() };
-                let report = pg2bq::validate::verify::verify(&args.manifest, &gcs).await?;
+                let report = pg2bq::validate::verify::verify(&args.manifest, &args.gcp.gcs()).await?;
                 report::print_verification(&report, args.json);
                 Ok(report.passed)
             }

@@ -160,17 +160,7 @@ mod tests {
     use arrow::array::{Int64Array, LargeStringArray};
 
     fn mapping(type_name: &str, typmod: i32) -> ColumnMapping {
-        let column = PgColumn {
-            name: "c".into(),
-            type_display: type_name.into(),
-            type_name: type_name.into(),
-            type_kind: 'b',
-            element_type: None,
-            type_modifier: typmod,
-            not_null: false,
-            comment: None,
-        };
-        map_column(&column, None, OutOfRange::Refuse).unwrap()
+        map_column(&PgColumn::base("c", type_name, typmod), None, OutOfRange::Refuse).unwrap()
     }
 
     fn run(array: ArrayRef, m: &ColumnMapping) -> Result<RecordBatch, BatchError> {

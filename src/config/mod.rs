@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::cli::{ExportArgs, LoadArgs, ValidateArgs};
+use crate::cli::{BigQueryTargetArgs, ExportArgs, GcpArgs, LoadArgs, ValidateArgs};
 use crate::validate::{Denormalized, Probe, ValidateConfig};
 use crate::load::bigquery::BigQueryOptions;
 use crate::load::plan::PartitionUnit;
@@ -188,8 +188,7 @@ impl LoadConfig {
     /// # Errors
     /// [`ConfigError`] for a missing project or dataset or a malformed option.
     pub fn resolve(args: &LoadArgs, file: ConfigFile) -> Result<Self, ConfigError> {
-        let project = args.project.clone().or(file.project).ok_or(ConfigError::MissingTarget { what: "project", env: env::GOOGLE_CLOUD_PROJECT })?;
-        let dataset = args.dataset.clone().or(file.dataset).ok_or(ConfigError::MissingTarget { what: "dataset", env: env::BIGQUERY_DATASET })?;
+        let (project, dataset) = project_and_dataset(&args.target, &file)?;
         let mut partition_by = BTreeMap::new();
         let mut cluster_by = BTreeMap::new();
         for table in &file.tables {
@@ -218,24 +217,38 @@ impl LoadConfig {
             cluster_by.insert(table.to_string(), list);
         }
         Ok(Self {
-            manifest_uri: args.manifest.clone(),
+            manifest_uri: args.target.manifest.clone(),
             target: LoadTarget {
                 project,
                 dataset,
-                location: args.location.clone().or(file.location),
-                table_prefix: args.table_prefix.clone(),
+                location: args.target.location.clone().or(file.location),
+                table_prefix: args.target.table_prefix.clone(),
                 mode: args.mode,
                 partition_by,
                 cluster_by,
             },
             create_dataset: args.create_dataset,
             dry_run: args.dry_run,
-            bigquery: BigQueryOptions {
-                emulator_host: args.bigquery_emulator_host.clone(),
-                application_credentials: args.google_application_credentials.clone(),
-            },
-            gcs: GcsOptions { emulator_host: args.storage_emulator_host.clone(), application_credentials: args.google_application_credentials.clone() },
+            bigquery: args.gcp.bigquery(),
+            gcs: args.gcp.gcs(),
         })
+    }
+}
+
+/// Project and dataset: flags (and their environment variables) over the config file.
+fn project_and_dataset(target: &BigQueryTargetArgs, file: &ConfigFile) -> Result<(String, String), ConfigError> {
+    let project = target.project.clone().or(file.project.clone()).ok_or(ConfigError::MissingTarget { what: "project", env: env::GOOGLE_CLOUD_PROJECT })?;
+    let dataset = target.dataset.clone().or(file.dataset.clone()).ok_or(ConfigError::MissingTarget { what: "dataset", env: env::BIGQUERY_DATASET })?;
+    Ok((project, dataset))
+}
+
+impl GcpArgs {
+    pub fn bigquery(&self) -> BigQueryOptions {
+        BigQueryOptions { emulator_host: self.bigquery_emulator_host.clone(), application_credentials: self.google_application_credentials.clone() }
+    }
+
+    pub fn gcs(&self) -> GcsOptions {
+        GcsOptions { emulator_host: self.storage_emulator_host.clone(), application_credentials: self.google_application_credentials.clone() }
     }
 }
 
@@ -245,18 +258,19 @@ impl ValidateConfig {
     /// # Errors
     /// [`ConfigError::MissingTarget`] without a project or dataset.
     pub fn resolve(args: &ValidateArgs, file: ConfigFile) -> Result<Self, ConfigError> {
+        let (project, dataset) = project_and_dataset(&args.target, &file)?;
         Ok(Self {
-            manifest_uri: args.manifest.clone(),
-            project: args.project.clone().or(file.project).ok_or(ConfigError::MissingTarget { what: "project", env: env::GOOGLE_CLOUD_PROJECT })?,
-            dataset: args.dataset.clone().or(file.dataset).ok_or(ConfigError::MissingTarget { what: "dataset", env: env::BIGQUERY_DATASET })?,
-            location: args.location.clone().or(file.location),
-            table_prefix: args.table_prefix.clone(),
+            manifest_uri: args.target.manifest.clone(),
+            project,
+            dataset,
+            location: args.target.location.clone().or(file.location),
+            table_prefix: args.target.table_prefix.clone(),
             source_url: args.source.clone(),
             sample_rows: args.sample,
             denormalized: file.denormalized,
             probes: file.probes,
-            bigquery: BigQueryOptions { emulator_host: args.bigquery_emulator_host.clone(), application_credentials: args.google_application_credentials.clone() },
-            gcs: GcsOptions { emulator_host: args.storage_emulator_host.clone(), application_credentials: args.google_application_credentials.clone() },
+            bigquery: args.gcp.bigquery(),
+            gcs: args.gcp.gcs(),
         })
     }
 }

@@ -61,11 +61,14 @@ pub enum ExportOutcome {
 /// Rows exported so far per table, for progress reporting.
 pub type ProgressCounter = Arc<AtomicU64>;
 
+/// Called once per table as it starts: table name, rows planned, and its live row counter.
+pub type ProgressReporter = dyn Fn(&str, u64, &ProgressCounter) + Sync;
+
 /// Runs an export (or plans it, with `dry_run`).
 ///
 /// # Errors
 /// [`ExportError`] naming the table, column and object; nothing is committed on error.
-pub async fn export(config: &ExportConfig, progress: Option<&(dyn Fn(&str, u64, &ProgressCounter) + Sync)>) -> Result<ExportOutcome, ExportError> {
+pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) -> Result<ExportOutcome, ExportError> {
     let run_id = config.run_id.clone().unwrap_or_else(new_run_id);
     let started_at = chrono::Utc::now();
     let session = SnapshotSession::open(&config.source_url).await?;
@@ -168,19 +171,19 @@ async fn export_table(
                         return Err(None);
                     }
                     let batch = normalize_batch(&batch, &columns, &schema)
-                        .map_err(|source| Some(ExportError::Batch { table: name.clone(), partition: index, source }))?;
-                    files.write(&batch).map_err(|source| Some(ExportError::Write { table: name.clone(), partition: index, source }))?;
+                        .map_err(|source| Some(Box::new(ExportError::Batch { table: name.clone(), partition: index, source })))?;
+                    files.write(&batch).map_err(|source| Some(Box::new(ExportError::Write { table: name.clone(), partition: index, source })))?;
                     counter.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                     Ok(())
                 })
                 .map_err(|e| match e {
-                    StreamError::Source(source) => Some(ExportError::Source(source)),
+                    StreamError::Source(source) => Some(Box::new(ExportError::Source(source))),
                     StreamError::Sink(sink) => sink,
                 })?;
                 if rows != expected {
-                    return Err(Some(ExportError::Source(SourceError::ShortStream { table: name.clone(), partition: index, expected, actual: rows })));
+                    return Err(Some(Box::new(ExportError::Source(SourceError::ShortStream { table: name.clone(), partition: index, expected, actual: rows }))));
                 }
-                files.finish().map_err(|source| Some(ExportError::Write { table: name.clone(), partition: index, source }))
+                files.finish().map_err(|source| Some(Box::new(ExportError::Write { table: name.clone(), partition: index, source })))
             })();
             if result.is_err() {
                 cancelled.store(true, Ordering::Relaxed);
@@ -194,7 +197,7 @@ async fn export_table(
         match worker.await {
             Ok(Ok(files)) => written.extend(files),
             Ok(Err(Some(error))) => {
-                first_error.get_or_insert(error);
+                first_error.get_or_insert(*error);
             }
             Ok(Err(None)) => {}
             Err(_) => {

@@ -389,16 +389,7 @@ mod tests {
     use crate::source::types::{map_column, OutOfRange, PgColumn};
 
     fn column(name: &str, type_name: &str, not_null: bool) -> ColumnManifest {
-        let pg = PgColumn {
-            name: name.into(),
-            type_display: type_name.into(),
-            type_name: type_name.into(),
-            type_kind: 'b',
-            element_type: None,
-            type_modifier: -1,
-            not_null,
-            comment: Some(format!("the {name}")),
-        };
+        let pg = PgColumn { not_null, comment: Some(format!("the {name}")), ..PgColumn::base(name, type_name, -1) };
         ColumnManifest { mapping: map_column(&pg, None, OutOfRange::Refuse).unwrap(), adjusted_rows: 0, aggregates: ColumnAggregates::default() }
     }
 

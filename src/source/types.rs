@@ -36,6 +36,22 @@ pub struct PgColumn {
     pub comment: Option<String>,
 }
 
+impl PgColumn {
+    /// A nullable base-type column without a comment (tests, benches, generated schemas).
+    pub fn base(name: &str, type_name: &str, type_modifier: i32) -> Self {
+        Self {
+            name: name.into(),
+            type_display: type_name.into(),
+            type_name: type_name.into(),
+            type_kind: 'b',
+            element_type: None,
+            type_modifier,
+            not_null: false,
+            comment: None,
+        }
+    }
+}
+
 /// How out-of-range dates and timestamps (BigQuery holds years 0001–9999) are handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -506,16 +522,7 @@ mod tests {
     use super::*;
 
     fn column(type_name: &str, typmod: i32) -> PgColumn {
-        PgColumn {
-            name: "c".into(),
-            type_display: type_name.into(),
-            type_name: type_name.into(),
-            type_kind: 'b',
-            element_type: None,
-            type_modifier: typmod,
-            not_null: false,
-            comment: None,
-        }
+        PgColumn::base("c", type_name, typmod)
     }
 
     fn numeric_typmod_of(p: i32, s: i32) -> i32 {

@@ -31,7 +31,8 @@ impl Check {
     }
 }
 
-fn parse_float(text: &str) -> Option<f64> {
+/// A float from BigQuery's or Postgres' text (`nan`/`NaN`, `inf`/`Infinity`).
+pub fn parse_float(text: &str) -> Option<f64> {
     match text {
         "nan" | "NaN" => Some(f64::NAN),
         "inf" | "Infinity" => Some(f64::INFINITY),
@@ -40,7 +41,8 @@ fn parse_float(text: &str) -> Option<f64> {
     }
 }
 
-fn floats_equal(a: &str, b: &str) -> bool {
+/// Equal as floats (NaN equals NaN, -0 equals 0); texts that are not floats compare as text.
+pub fn floats_equal(a: &str, b: &str) -> bool {
     match (parse_float(a), parse_float(b)) {
         (Some(x), Some(y)) => x == y || (x.is_nan() && y.is_nan()),
         _ => a == b,

@@ -230,7 +230,7 @@ fn column_checks<'a>(
         let abs_sum = layout
             .iter()
             .position(|(j, m)| j == index && *m == Measure::AbsSum)
-            .and_then(|k| value(k))
+            .and_then(value)
             .and_then(|v| v.parse::<f64>().ok());
         if let Some(check) = compare::compare(&column.mapping.bq_name, column.mapping.bq_type, *measure, aggregates(column), value(i), abs_sum) {
             checks.push(check);

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::compare::Check;
+use super::compare::{floats_equal, parse_float, Check};
 use super::sql::{encoding, quote};
 use super::{pg_table, ValidateConfig, ValidateError};
 use crate::load::bigquery::BigQuery;
@@ -65,15 +65,6 @@ fn minimal(text: &str) -> String {
     if trimmed == "-0" { "0".into() } else { trimmed.to_string() }
 }
 
-fn float(text: &str) -> Option<f64> {
-    match text {
-        "nan" | "NaN" => Some(f64::NAN),
-        "inf" | "Infinity" => Some(f64::INFINITY),
-        "-inf" | "-Infinity" => Some(f64::NEG_INFINITY),
-        t => t.parse().ok(),
-    }
-}
-
 /// A JSON array of element texts; a NULL array counts as empty (as BigQuery loads it).
 fn list_items(text: Option<&str>) -> Vec<Option<String>> {
     text.and_then(|t| serde_json::from_str::<Vec<Option<String>>>(t).ok()).unwrap_or_default()
@@ -89,10 +80,7 @@ fn same(how: Compare, bq: Option<&str>, pg: Option<&str>) -> bool {
         (_, Some(b), Some(p)) => match how {
             Compare::Exact => b == p,
             Compare::Decimal => minimal(b) == minimal(p),
-            Compare::Float => match (float(b), float(p)) {
-                (Some(x), Some(y)) => x == y || (x.is_nan() && y.is_nan()),
-                _ => false,
-            },
+            Compare::Float => parse_float(b).is_some() && floats_equal(b, p),
             Compare::Json => serde_json::from_str::<Value>(b).ok() == serde_json::from_str::<Value>(p).ok(),
             Compare::List(_) => unreachable!("handled above"),
         },

@@ -156,16 +156,7 @@ mod tests {
     use crate::source::types::{map_column, OutOfRange, PgColumn};
 
     fn column(type_name: &str, element: Option<&str>) -> ColumnManifest {
-        let pg = PgColumn {
-            name: "c".into(),
-            type_display: type_name.into(),
-            type_name: type_name.into(),
-            type_kind: 'b',
-            element_type: element.map(str::to_string),
-            type_modifier: -1,
-            not_null: false,
-            comment: None,
-        };
+        let pg = PgColumn { element_type: element.map(str::to_string), ..PgColumn::base("c", type_name, -1) };
         ColumnManifest { mapping: map_column(&pg, None, OutOfRange::Refuse).unwrap(), adjusted_rows: 0, aggregates: ColumnAggregates::default() }
     }
 

@@ -280,7 +280,7 @@ async fn sample_app_exports_in_one_snapshot_with_its_keys() {
     let events_manifest = manifest.tables.iter().find(|t| t.name == events).unwrap();
     let metadata = events_manifest.columns.iter().find(|c| c.mapping.name == "metadata").unwrap();
     assert_eq!(metadata.mapping.bq_type, pg2bq::source::types::BigQueryType::Json);
-    assert!(events_manifest.columns.iter().find(|c| c.mapping.name == "title").unwrap().mapping.nullable == false);
+    assert!(!events_manifest.columns.iter().find(|c| c.mapping.name == "title").unwrap().mapping.nullable);
     db.drop().await;
 }
 
