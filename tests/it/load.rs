@@ -212,8 +212,8 @@ async fn killed_load_reruns_to_exactly_the_snapshot() {
     let db = TestDb::new(&s.pg_url, "CREATE TABLE k (id int PRIMARY KEY, doc jsonb); INSERT INTO k SELECT i, jsonb_build_object('i', i) FROM generate_series(1, 5000) i;").await;
     let manifest = s.export(&[db.table("k")], &["--file-size", "16KiB", "--row-group-size", "16KiB"]);
     let table = format!("{}__k", db.schema);
-    // Kill the first attempt after its load job, while it waits on the final statement (the
-    // emulator runs query jobs inside the insert call, so this is the request in flight).
+    // Kill the first attempt as soon as its load job is done: the rows are staged, nothing is
+    // committed, and its next requests (checks, then the final statement) are cut off.
     let mut child = s.load_command(&manifest, &[]).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     for line in stderr.lines() {
@@ -221,7 +221,6 @@ async fn killed_load_reruns_to_exactly_the_snapshot() {
             break;
         }
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(child.try_wait().unwrap().is_none(), "the first load finished before it could be killed");
     child.kill().unwrap();
     child.wait().unwrap();
