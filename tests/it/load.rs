@@ -224,6 +224,15 @@ async fn killed_load_reruns_to_exactly_the_snapshot() {
     assert!(child.try_wait().unwrap().is_none(), "the first load finished before it could be killed");
     child.kill().unwrap();
     child.wait().unwrap();
+    // The emulator runs a query job inside its insert call and registers it only when done, so a
+    // statement the killed run managed to send may still be running there (BigQuery would answer
+    // the re-run with 409 at once). Re-run once it has finished, or after 15 s if it never began.
+    let finalize = format!("pg2bq_run1_{}_{table}_truncate_finalize", s.dataset);
+    let bq = s.bigquery().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !bq.succeeded_job(&finalize).await.unwrap() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 
     let out = s.load(&manifest, &["--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
