@@ -32,6 +32,13 @@ fn main() -> ExitCode {
                 let config = ExportConfig::resolve(&args, file, std::env::var(env::DATABASE_URL).ok())?;
                 let outcome = pg2bq::export(&config, show_progress.then_some(&report::spawn_progress as _)).await?;
                 report::print_export(&outcome, args.json);
+                if let pg2bq::ExportOutcome::Planned(plan) = &outcome {
+                    if !plan.problems.is_empty() {
+                        // The plan is printed; the run it describes would be refused.
+                        let problems = plan.problems.clone();
+                        return Err(pg2bq::export::ExportError::Plan(pg2bq::export::PlanError::Refused { problems }).into());
+                    }
+                }
                 Ok::<bool, pg2bq::Error>(true)
             }
             Command::Load(args) => {

@@ -17,6 +17,8 @@ pub struct ExportPlan {
     pub destination: String,
     pub source: crate::sink::manifest::SourceInfo,
     pub tables: Vec<TablePlan>,
+    /// `--dry-run` only: what would refuse the run (a real run stops with these instead).
+    pub problems: Vec<String>,
 }
 
 /// One table or query.
@@ -54,7 +56,8 @@ pub enum PlanError {
 /// Builds the plan inside `session`'s snapshot.
 ///
 /// # Errors
-/// [`PlanError::Refused`] lists every column that cannot be exported as is, with the way out.
+/// [`PlanError::Refused`] lists every column that cannot be exported as is, with the way out
+/// (with `dry_run`, they are returned in the plan instead, next to the tables that can go).
 pub async fn plan_export(config: &ExportConfig, session: &SnapshotSession, run_id: &str) -> Result<ExportPlan, PlanError> {
     if config.tables.is_empty() {
         return Err(PlanError::NothingToExport);
@@ -67,10 +70,10 @@ pub async fn plan_export(config: &ExportConfig, session: &SnapshotSession, run_i
             Err(mut table_problems) => problems.append(&mut table_problems),
         }
     }
-    if !problems.is_empty() {
+    if !problems.is_empty() && !config.dry_run {
         return Err(PlanError::Refused { problems });
     }
-    Ok(ExportPlan { run_id: run_id.to_string(), destination: config.destination.clone(), source: session.info.clone(), tables })
+    Ok(ExportPlan { run_id: run_id.to_string(), destination: config.destination.clone(), source: session.info.clone(), tables, problems })
 }
 
 async fn plan_table(config: &ExportConfig, spec: &TableSpec, session: &SnapshotSession) -> Result<Result<TablePlan, Vec<String>>, PlanError> {

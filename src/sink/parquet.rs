@@ -202,6 +202,7 @@ impl PartitionFiles {
             crc32c: stored.crc32c,
             aggregates: file.accumulators.iter().map(ColumnAccumulator::finish).collect(),
         };
+        tracing::info!(path = %manifest.path, rows = manifest.rows, bytes = manifest.bytes, partition = self.partition, "Wrote file");
         self.finished.push((manifest, file.accumulators));
         Ok(())
     }

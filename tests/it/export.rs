@@ -187,6 +187,14 @@ async fn refused_values_name_table_column_and_way_out_before_anything_is_written
     }
     assert!(!stderr.contains("pg2bq-secret"), "credentials leaked: {stderr}");
     assert!(std::fs::read_dir(dest.path()).unwrap().next().is_none(), "nothing may be written");
+
+    // A dry run prints the plan and the same problems, and exits 2.
+    let out = pg2bq(&export_args(&url, dest.path().to_str().unwrap(), &table, &["--cast", "p=text", "--cast", "d=text", "--dry-run"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["problems"].as_array().unwrap().len(), 3, "{plan}");
+    assert!(stderr.contains("column `n` (numeric): 1 row(s) hold NaN"), "{stderr}");
     db.drop().await;
 }
 
