@@ -55,6 +55,10 @@ pub fn print_export(outcome: &ExportOutcome, json: bool) {
                 for partition in &table.partitions {
                     text.push_str(&format!("  partition {} [{}] {}: {} rows\n", partition.index, partition.method, partition.predicate, partition.rows));
                 }
+                for n in &table.numeric_in_use {
+                    let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+                    text.push_str(&format!("  numeric `{}` in use: up to {} integer digits, scale up to {}\n", n.column, show(n.max_integer_digits), show(n.max_scale)));
+                }
                 for (column, rows) in &table.adjusted_rows {
                     text.push_str(&format!("  note: {rows} row(s) of `{column}` will be adjusted by --out-of-range\n"));
                 }

@@ -36,8 +36,18 @@ pub struct TablePlan {
     pub row_count: u64,
     /// Rows per column that `--out-of-range clamp|null` will change.
     pub adjusted_rows: Vec<(String, u64)>,
+    /// Per numeric column, the largest scale and integer-digit count its values use.
+    pub numeric_in_use: Vec<NumericInUse>,
     /// Files at least written: one per non-empty partition (more when `--file-size` rolls them).
     pub min_files: usize,
+}
+
+/// What a numeric column's values need, found while counting (dry-run information).
+#[derive(Debug, Clone, Serialize)]
+pub struct NumericInUse {
+    pub column: String,
+    pub max_scale: Option<i64>,
+    pub max_integer_digits: Option<i64>,
 }
 
 /// Why a plan cannot run.
@@ -119,7 +129,18 @@ async fn plan_table(config: &ExportConfig, spec: &TableSpec, session: &SnapshotS
     let mut filters: Vec<String> = partitions.iter().filter(|p| !p.predicate.is_empty()).map(|p| p.predicate.clone()).collect();
     let partition_filters = filters.len();
     filters.extend(checks.iter().map(|(_, predicate)| predicate.clone()));
-    let counts = session.counts(&from, &filters, &format!("table `{name}`")).await?;
+    let numeric: Vec<&PgColumn> = columns.iter().filter(|c| c.type_name == "numeric" && c.element_type.is_none() && !spec.casts.contains_key(&c.name)).collect();
+    let finite = |c: &PgColumn| format!("CASE WHEN {0} IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE {0} END", quote_ident(&c.name));
+    let stats: Vec<String> = numeric
+        .iter()
+        .flat_map(|c| [format!("max(scale({}))", finite(c)), format!("max(length(trunc(abs({}))::text))", finite(c))])
+        .collect();
+    let (counts, stats) = session.counts(&from, &filters, &stats, &format!("table `{name}`")).await?;
+    let numeric_in_use = numeric
+        .iter()
+        .zip(stats.chunks(2))
+        .map(|(c, s)| NumericInUse { column: c.name.clone(), max_scale: s[0], max_integer_digits: s[1] })
+        .collect();
     let row_count = counts[0];
     if partition_filters == 0 {
         partitions[0].rows = row_count;
@@ -163,6 +184,7 @@ async fn plan_table(config: &ExportConfig, spec: &TableSpec, session: &SnapshotS
         foreign_keys,
         row_count,
         adjusted_rows,
+        numeric_in_use,
         min_files: partitions.iter().filter(|p| p.rows > 0).count(),
         partitions,
     }))

@@ -139,13 +139,17 @@ impl SnapshotSession {
             .collect())
     }
 
-    /// Runs one `SELECT count(*), count(*) FILTER (…), …` and returns every count.
-    pub async fn counts(&self, from: &str, filters: &[String], what: &str) -> Result<Vec<u64>, SourceError> {
+    /// Runs one scan, `SELECT count(*), count(*) FILTER (…), …, <stats>`, and returns every
+    /// count and every statistic (int8 expressions, NULL on an empty table).
+    pub async fn counts(&self, from: &str, filters: &[String], stats: &[String], what: &str) -> Result<(Vec<u64>, Vec<Option<i64>>), SourceError> {
         let mut select = vec!["count(*)".to_string()];
         select.extend(filters.iter().map(|f| format!("count(*) FILTER (WHERE {f})")));
+        select.extend(stats.iter().map(|s| format!("({s})::int8")));
         let sql = format!("SELECT {} FROM {from}", select.join(", "));
         let row = self.client.query_one(&sql, &[]).await.map_err(query_error(format!("count rows and check values of {what}")))?;
-        Ok((0..select.len()).map(|i| row.get::<_, i64>(i) as u64).collect())
+        let counts = (0..=filters.len()).map(|i| row.get::<_, i64>(i) as u64).collect();
+        let stats = (filters.len() + 1..select.len()).map(|i| row.get::<_, Option<i64>>(i)).collect();
+        Ok((counts, stats))
     }
 
     /// `min(key)`, `max(key)` as int8, `None` for an empty table.

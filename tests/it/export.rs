@@ -320,6 +320,9 @@ async fn dry_run_prints_the_plan_and_writes_nothing() {
     assert_eq!(table["partitions"].as_array().unwrap().len(), 2);
     let numeric = table["columns"].as_array().unwrap().iter().find(|c| c["name"] == "c_numeric").unwrap();
     assert_eq!((numeric["arrow_type"].as_str(), numeric["bq_type"].as_str()), (Some("Decimal256(76, 38)"), Some("BIGNUMERIC")));
+    // The scale and integer digits its values use, found in the same counting scan.
+    let in_use = table["numeric_in_use"].as_array().unwrap().iter().find(|n| n["column"] == "c_numeric").unwrap();
+    assert_eq!((in_use["max_scale"].as_i64(), in_use["max_integer_digits"].as_i64()), (Some(38), Some(38)));
     assert!(std::fs::read_dir(dest.path()).unwrap().next().is_none(), "dry run wrote files");
     db.drop().await;
 }

@@ -262,3 +262,35 @@ async fn verify_names_an_altered_a_missing_and_an_extra_file() {
     assert!(found.iter().any(|(k, d)| k == "file_extra" && d.contains("part-99999.parquet")), "{found:?}");
     db.drop().await;
 }
+
+/// Real GCP, opt-in only (never in CI): export the sample to a real bucket, load it into a real
+/// project with ADC, and validate it. Set PG2BQ_TEST_REAL_GCS_BUCKET and
+/// PG2BQ_TEST_REAL_BQ_PROJECT; the dataset `pg2bq_it_<random>` is left for inspection.
+#[tokio::test]
+async fn real_gcp_export_load_validate_when_opted_in() {
+    let url = skip_unless!("PG2BQ_TEST_PG_URL");
+    let (Ok(bucket), Ok(project)) = (std::env::var("PG2BQ_TEST_REAL_GCS_BUCKET"), std::env::var("PG2BQ_TEST_REAL_BQ_PROJECT")) else {
+        eprintln!("skipped: PG2BQ_TEST_REAL_GCS_BUCKET and PG2BQ_TEST_REAL_BQ_PROJECT are not set (real GCP is opt-in)");
+        return;
+    };
+    let db = TestDb::new(&url, "").await;
+    db.run_psql("tests/fixtures/sample.sql", &["scale=0.02"]);
+    let dest = format!("gs://{bucket}/pg2bq-it-{:08x}", rand::random::<u32>());
+    let dataset = format!("pg2bq_it_{:08x}", rand::random::<u32>());
+    let manifest = format!("{dest}/real/manifest.json");
+    let real = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pg2bq")).args(args).env_remove("STORAGE_EMULATOR_HOST").env_remove("BIGQUERY_EMULATOR_HOST").output().unwrap()
+    };
+    let tables = [db.table("entities"), db.table("events"), db.table("entity_mentions")];
+    let mut export = vec!["export", "--source", &url, "--dest", &dest, "--run-id", "real", "--progress", "off"];
+    for table in &tables {
+        export.extend(["--table", table.as_str()]);
+    }
+    let out = real(&export);
+    assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
+    let out = real(&["load", "--manifest", &manifest, "--project", &project, "--dataset", &dataset, "--create-dataset"]);
+    assert!(out.status.success(), "load: {}", String::from_utf8_lossy(&out.stderr));
+    let out = real(&["validate", "--manifest", &manifest, "--project", &project, "--dataset", &dataset, "--source", &url]);
+    assert_eq!(out.status.code(), Some(0), "validate: {}", String::from_utf8_lossy(&out.stderr));
+    db.drop().await;
+}
