@@ -3,86 +3,14 @@
 //! client; crash and re-run; double append; a changed snapshot; an incompatible table.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use pg2bq::load::bigquery::{BigQuery, BigQueryOptions};
-
-use crate::skip_unless;
 use crate::support::*;
-
-struct Services {
-    pg_url: String,
-    bucket: String,
-    gcs_host: String,
-    bq_host: String,
-    project: String,
-    dataset: String,
-}
-
-macro_rules! services {
-    () => {
-        Services {
-            pg_url: skip_unless!("PG2BQ_TEST_PG_URL"),
-            gcs_host: skip_unless!("STORAGE_EMULATOR_HOST"),
-            bucket: skip_unless!("PG2BQ_TEST_GCS_BUCKET"),
-            bq_host: skip_unless!("BIGQUERY_EMULATOR_HOST"),
-            project: skip_unless!("PG2BQ_TEST_BQ_PROJECT"),
-            dataset: format!("it_{:08x}", rand::random::<u32>()),
-        }
-    };
-}
-
-impl Services {
-    async fn bigquery(&self) -> BigQuery {
-        let options = BigQueryOptions { emulator_host: Some(self.bq_host.clone()), application_credentials: None };
-        BigQuery::connect(&self.project, None, &options).await.unwrap()
-    }
-
-    /// Exports `tables` to a fresh prefix on fake-gcs; returns the manifest URI.
-    fn export(&self, tables: &[String], extra: &[&str]) -> String {
-        let dest = format!("gs://{}/load-{:08x}", self.bucket, rand::random::<u32>());
-        let mut args = vec!["export", "--source", &self.pg_url, "--dest", &dest, "--run-id", "run1", "--progress", "off"];
-        for table in tables {
-            args.extend(["--table", table.as_str()]);
-        }
-        args.extend_from_slice(extra);
-        let out = pg2bq(&args);
-        assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
-        format!("{dest}/run1/manifest.json")
-    }
-
-    fn load_command(&self, manifest: &str, extra: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pg2bq"));
-        command
-            .args(["load", "--manifest", manifest, "--project", &self.project, "--dataset", &self.dataset, "--create-dataset", "--progress", "off"])
-            .args(extra)
-            .env("NO_COLOR", "1");
-        command
-    }
-
-    fn load(&self, manifest: &str, extra: &[&str]) -> std::process::Output {
-        self.load_command(manifest, extra).output().unwrap()
-    }
-
-    async fn count(&self, table: &str) -> i64 {
-        let mut rows = self.bigquery().await.query(&format!("SELECT COUNT(*) FROM `{}.{}.{table}`", self.project, self.dataset)).await.unwrap();
-        assert!(rows.next_row());
-        rows.get_i64(0).unwrap().unwrap()
-    }
-
-    /// Rows of a query through Google's Python client, values as text.
-    fn python_rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
-        let python = std::env::var("PG2BQ_TEST_BQ_PYTHON").expect("PG2BQ_TEST_BQ_PYTHON");
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bq_query.py");
-        let out = Command::new(python).arg(script).arg(&self.project).arg(sql).env("BIGQUERY_EMULATOR_HOST", &self.bq_host).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
+use crate::{emulators, skip_unless};
 
 #[tokio::test]
 async fn sample_app_loads_and_matches_postgres_through_two_clients() {
-    let s = services!();
+    let s = emulators!();
     let db = TestDb::new(&s.pg_url, "").await;
     db.run_psql("tests/fixtures/sample.sql", &["scale=0.02"]);
     let tables = [db.table("entities"), db.table("events"), db.table("entity_mentions")];
@@ -141,7 +69,7 @@ async fn sample_app_loads_and_matches_postgres_through_two_clients() {
 
 #[tokio::test]
 async fn type_matrix_loads_with_exact_values() {
-    let s = services!();
+    let s = emulators!();
     let db = TestDb::new(&s.pg_url, include_str!("../fixtures/type_matrix.sql")).await;
     // The emulator stores BIGNUMERIC as DECIMAL(38,18) and rounds wider values (docs/load.md):
     // those two columns go as text here; real BigQuery takes them as BIGNUMERIC. The fixture's
@@ -195,7 +123,7 @@ fn minimal_decimal_if_numeric(text: &str) -> String {
 /// its exact mode) and leaves the destination as it was: no rounding, no partial table.
 #[tokio::test]
 async fn json_numbers_bigquery_cannot_hold_fail_the_load_atomically() {
-    let s = services!();
+    let s = emulators!();
     let db = TestDb::new(&s.pg_url, "CREATE TABLE j (id int PRIMARY KEY, doc jsonb); INSERT INTO j VALUES (1, '{\"n\": 1}'), (2, '{\"n\": 12345678901234567890123}');").await;
     let manifest = s.export(&[db.table("j")], &[]);
     let out = s.load(&manifest, &[]);
@@ -208,7 +136,7 @@ async fn json_numbers_bigquery_cannot_hold_fail_the_load_atomically() {
 
 #[tokio::test]
 async fn killed_load_reruns_to_exactly_the_snapshot() {
-    let s = services!();
+    let s = emulators!();
     let db = TestDb::new(&s.pg_url, "CREATE TABLE k (id int PRIMARY KEY, doc jsonb); INSERT INTO k SELECT i, jsonb_build_object('i', i) FROM generate_series(1, 5000) i;").await;
     let manifest = s.export(&[db.table("k")], &["--file-size", "16KiB", "--row-group-size", "16KiB"]);
     let table = format!("{}__k", db.schema);
@@ -246,7 +174,7 @@ async fn killed_load_reruns_to_exactly_the_snapshot() {
 
 #[tokio::test]
 async fn appending_the_same_run_twice_is_refused() {
-    let s = services!();
+    let s = emulators!();
     let db = TestDb::new(&s.pg_url, "CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT i, md5(i::text) FROM generate_series(1, 300) i;").await;
     let manifest = s.export(&[db.table("a")], &[]);
     let table = format!("{}__a", db.schema);
@@ -262,7 +190,7 @@ async fn appending_the_same_run_twice_is_refused() {
 
 #[tokio::test]
 async fn a_changed_snapshot_or_table_is_refused_before_any_job() {
-    let s = services!();
+    let s = emulators!();
     let db = TestDb::new(&s.pg_url, "CREATE TABLE c (id int PRIMARY KEY, v text); INSERT INTO c SELECT i, md5(i::text) FROM generate_series(1, 100) i;").await;
     let manifest = s.export(&[db.table("c")], &[]);
     let table = format!("{}__c", db.schema);
@@ -305,7 +233,7 @@ async fn a_changed_snapshot_or_table_is_refused_before_any_job() {
 
 #[tokio::test]
 async fn dry_run_shows_jobs_and_quota_without_submitting() {
-    let s = services!();
+    let s = emulators!();
     let db = TestDb::new(&s.pg_url, "CREATE TABLE d (id int PRIMARY KEY, doc json); INSERT INTO d VALUES (1, '{}');").await;
     let manifest = s.export(&[db.table("d")], &[]);
     let out = s.load(&manifest, &["--dry-run", "--json"]);

@@ -2,10 +2,12 @@
 //! canonical text forms of values (the same forms tests/read_parquet.py prints).
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::*;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use pg2bq::load::bigquery::{BigQuery, BigQueryOptions};
 use tokio_postgres::{Client, NoTls};
 
 /// Returns the variable's value, or prints why the test is skipped and returns from it.
@@ -197,4 +199,77 @@ pub fn read_with_pyarrow(python: &str, dir: &Path) -> serde_json::Map<String, se
 /// Runs the pg2bq binary.
 pub fn pg2bq(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_pg2bq")).args(args).env("NO_COLOR", "1").output().unwrap()
+}
+
+/// The emulators (and Postgres) of scripts/test.sh, and a fresh dataset name for one test.
+pub struct Emulators {
+    pub pg_url: String,
+    pub bucket: String,
+    pub gcs_host: String,
+    pub bq_host: String,
+    pub project: String,
+    pub dataset: String,
+}
+
+/// `Emulators` from the environment, or skip the test (see `skip_unless!`).
+#[macro_export]
+macro_rules! emulators {
+    () => {
+        $crate::support::Emulators {
+            pg_url: skip_unless!("PG2BQ_TEST_PG_URL"),
+            gcs_host: skip_unless!("STORAGE_EMULATOR_HOST"),
+            bucket: skip_unless!("PG2BQ_TEST_GCS_BUCKET"),
+            bq_host: skip_unless!("BIGQUERY_EMULATOR_HOST"),
+            project: skip_unless!("PG2BQ_TEST_BQ_PROJECT"),
+            dataset: format!("it_{:08x}", rand::random::<u32>()),
+        }
+    };
+}
+
+impl Emulators {
+    pub async fn bigquery(&self) -> BigQuery {
+        let options = BigQueryOptions { emulator_host: Some(self.bq_host.clone()), application_credentials: None };
+        BigQuery::connect(&self.project, None, &options).await.unwrap()
+    }
+
+    /// Exports `tables` to a fresh prefix on fake-gcs; returns the manifest URI.
+    pub fn export(&self, tables: &[String], extra: &[&str]) -> String {
+        let dest = format!("gs://{}/load-{:08x}", self.bucket, rand::random::<u32>());
+        let mut args = vec!["export", "--source", &self.pg_url, "--dest", &dest, "--run-id", "run1", "--progress", "off"];
+        for table in tables {
+            args.extend(["--table", table.as_str()]);
+        }
+        args.extend_from_slice(extra);
+        let out = pg2bq(&args);
+        assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
+        format!("{dest}/run1/manifest.json")
+    }
+
+    pub fn load_command(&self, manifest: &str, extra: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pg2bq"));
+        command
+            .args(["load", "--manifest", manifest, "--project", &self.project, "--dataset", &self.dataset, "--create-dataset", "--progress", "off"])
+            .args(extra)
+            .env("NO_COLOR", "1");
+        command
+    }
+
+    pub fn load(&self, manifest: &str, extra: &[&str]) -> std::process::Output {
+        self.load_command(manifest, extra).output().unwrap()
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        let mut rows = self.bigquery().await.query(&format!("SELECT COUNT(*) FROM `{}.{}.{table}`", self.project, self.dataset)).await.unwrap();
+        assert!(rows.next_row());
+        rows.get_i64(0).unwrap().unwrap()
+    }
+
+    /// Rows of a query through Google's Python client, values as text.
+    pub fn python_rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let python = std::env::var("PG2BQ_TEST_BQ_PYTHON").expect("PG2BQ_TEST_BQ_PYTHON");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bq_query.py");
+        let out = Command::new(python).arg(script).arg(&self.project).arg(sql).env("BIGQUERY_EMULATOR_HOST", &self.bq_host).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
 }

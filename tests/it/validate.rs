@@ -3,43 +3,16 @@
 
 use std::process::Command;
 
-use crate::skip_unless;
 use crate::support::*;
+use crate::{emulators, skip_unless};
 
-struct Bq {
-    pg_url: String,
-    bucket: String,
-    bq_host: String,
-    project: String,
-    dataset: String,
-}
-
-macro_rules! bq {
-    () => {{
-        let _ = skip_unless!("STORAGE_EMULATOR_HOST");
-        Bq {
-            pg_url: skip_unless!("PG2BQ_TEST_PG_URL"),
-            bucket: skip_unless!("PG2BQ_TEST_GCS_BUCKET"),
-            bq_host: skip_unless!("BIGQUERY_EMULATOR_HOST"),
-            project: skip_unless!("PG2BQ_TEST_BQ_PROJECT"),
-            dataset: format!("v_{:08x}", rand::random::<u32>()),
-        }
-    }};
-}
-
-impl Bq {
-    /// Exports and loads `tables`; returns the manifest URI.
+impl Emulators {
+    /// Exports `tables` in 2 partitions and loads them; returns the manifest URI.
     fn export_and_load(&self, tables: &[String], export_extra: &[&str]) -> String {
-        let dest = format!("gs://{}/validate-{:08x}", self.bucket, rand::random::<u32>());
-        let mut args = vec!["export", "--source", &self.pg_url, "--dest", &dest, "--run-id", "v1", "--progress", "off", "--partitions", "2"];
-        for table in tables {
-            args.extend(["--table", table.as_str()]);
-        }
-        args.extend_from_slice(export_extra);
-        let out = pg2bq(&args);
-        assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
-        let manifest = format!("{dest}/v1/manifest.json");
-        let out = pg2bq(&["load", "--manifest", &manifest, "--project", &self.project, "--dataset", &self.dataset, "--create-dataset"]);
+        let mut extra = vec!["--partitions", "2"];
+        extra.extend_from_slice(export_extra);
+        let manifest = self.export(tables, &extra);
+        let out = self.load(&manifest, &[]);
         assert!(out.status.success(), "load: {}", String::from_utf8_lossy(&out.stderr));
         manifest
     }
@@ -58,10 +31,7 @@ impl Bq {
 
     /// Runs SQL on the emulator (DML to corrupt a table).
     fn sql(&self, sql: &str) {
-        let python = std::env::var("PG2BQ_TEST_BQ_PYTHON").expect("PG2BQ_TEST_BQ_PYTHON");
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bq_query.py");
-        let out = Command::new(python).arg(script).arg(&self.project).arg(sql).env("BIGQUERY_EMULATOR_HOST", &self.bq_host).output().unwrap();
-        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        self.python_rows(sql);
     }
 
     fn table(&self, name: &str) -> String {
@@ -83,7 +53,7 @@ fn failures(report: &serde_json::Value) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn clean_runs_pass_every_check_on_the_type_matrix_and_the_sample() {
-    let s = bq!();
+    let s = emulators!();
     let db = TestDb::new(&s.pg_url, include_str!("../fixtures/type_matrix.sql")).await;
     db.run_psql("tests/fixtures/sample.sql", &["scale=0.02"]);
     // See load.rs: the emulator cannot hold these as BIGNUMERIC / JSON.
@@ -117,14 +87,14 @@ const CORRUPTIBLE: &str = "CREATE TABLE c (id int PRIMARY KEY, n numeric(12,3), 
     INSERT INTO c SELECT i, i * 1.125, 'value ' || i, '2024-01-01 00:00:00+00'::timestamptz + i * interval '1 minute',
       jsonb_build_object('i', i), ARRAY[i, i + 1, i + 2], decode(md5(i::text), 'hex'), i / 3.0 FROM generate_series(1, 40) i;";
 
-async fn corrupt_and_validate(s: &Bq, corruption: impl Fn(&Bq, &str)) -> (Vec<(String, String)>, serde_json::Value) {
+async fn corrupt_and_validate(s: &Emulators, corruption: impl Fn(&Emulators, &str)) -> (Vec<(String, String)>, serde_json::Value) {
     let db = TestDb::new(&s.pg_url, CORRUPTIBLE).await;
     let manifest = s.export_and_load(&[db.table("c")], &[]);
     let (code, _, stderr) = s.validate(&manifest, &[]);
     assert_eq!(code, Some(0), "clean before corruption: {stderr}");
     // Emulator corruptions that rebuild the table drop its labels; labels are not data, so
     // they are put back (validate reads JSON fingerprints from them).
-    let bq = pg2bq::load::bigquery::BigQuery::connect(&s.project, None, &pg2bq::load::bigquery::BigQueryOptions { emulator_host: Some(s.bq_host.clone()), application_credentials: None }).await.unwrap();
+    let bq = s.bigquery().await;
     let table = format!("{}__c", db.schema);
     let labels = bq.table(&s.dataset, &table).await.unwrap().unwrap()["labels"].clone();
     corruption(s, &s.table(&table));
@@ -145,7 +115,7 @@ macro_rules! corruption_test {
     ($name:ident, $sql:expr, $columns:expr) => {
         #[tokio::test]
         async fn $name() {
-            let s = bq!();
+            let s = emulators!();
             let (failed, report) = corrupt_and_validate(&s, |s, t| {
                 for statement in $sql(t) {
                     s.sql(&statement);
@@ -188,7 +158,7 @@ corruption_test!(
 
 #[tokio::test]
 async fn mismatches_are_pinned_to_the_partition_and_its_files() {
-    let s = bq!();
+    let s = emulators!();
     let (failed, report) = corrupt_and_validate(&s, |s, t| s.sql(&format!("UPDATE {t} SET label = 'changed' WHERE id = 3"))).await;
     assert!(!failed.is_empty());
     let details: Vec<String> = report["tables"][0]["checks"].as_array().unwrap().iter().filter(|c| c["passed"] == false).map(|c| c["detail"].as_str().unwrap_or("").to_string()).collect();
@@ -197,7 +167,7 @@ async fn mismatches_are_pinned_to_the_partition_and_its_files() {
 
 #[tokio::test]
 async fn orphans_and_a_broken_denormalized_column_are_counted() {
-    let s = bq!();
+    let s = emulators!();
     let db = TestDb::new(&s.pg_url, "").await;
     db.run_psql("tests/fixtures/sample.sql", &["scale=0.02"]);
     let tables = [db.table("entities"), db.table("events"), db.table("entity_mentions")];
