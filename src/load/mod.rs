@@ -322,17 +322,19 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
     }
 
     let staging = table.staging_table_id.as_ref().filter(|_| !finished_before);
-    if let (Some(finalize), Some(staging)) = (&table.finalize, staging) {
+    if let Some(staging) = staging {
         check_json_representable(bq, plan, table, staging).await?;
         json_labels = fingerprint_staged_json(bq, plan, table, manifest_table, staging).await?;
+    }
+    if let Some(finalize) = table.finalize.as_ref().filter(|_| !finished_before) {
         let query = json!({ "query": { "query": finalize.sql, "useLegacySql": false } });
         let finished = bq.run_job(&finalize.job_id, query).await.map_err(|source| LoadError::Job {
             table: table.table_id.clone(),
             job_id: finalize.job_id.clone(),
-            files: format!("staging table {staging}"),
+            files: staging.map_or_else(|| "none".to_string(), |s| format!("staging table {s}")),
             source,
         })?;
-        if plan.mode == LoadMode::Append {
+        if plan.mode == LoadMode::Append && staging.is_some() {
             let affected = finished.dml_affected_rows.unwrap_or(0);
             if affected != table.rows {
                 return Err(LoadError::RowCount { table: table.table_id.clone(), what: format!("INSERT job `{}`", finished.job_id), expected: table.rows, actual: affected });

@@ -257,7 +257,8 @@ fn plan_table(manifest: &Manifest, table: &TableManifest, target: &LoadTarget) -
         }
     }
     let has_json = fields.iter().any(|f| f.field_type == "JSON");
-    let staged = has_json || batches.len() > 1;
+    // No files (an empty table): no load job; truncate empties the table with one statement.
+    let staged = !table.files.is_empty() && (has_json || batches.len() > 1);
     let base = job_id_part(&format!("pg2bq_{}_{}_{}_{}", manifest.run_id, target.dataset, table_id, target.mode.as_str()));
     let staging_table_id = staged.then(|| format!("{table_id}__pg2bq_staging_{}", label_part(&manifest.run_id).replace('-', "_")));
     let destination = staging_table_id.clone().unwrap_or_else(|| table_id.clone());
@@ -278,10 +279,17 @@ fn plan_table(manifest: &Manifest, table: &TableManifest, target: &LoadTarget) -
         })
         .collect::<Vec<_>>();
     let run_label = (label_part(&format!("pg2bq_run_{}", manifest.run_id)), target.mode.as_str().to_string());
-    let finalize = staging_table_id.as_ref().map(|staging| QueryJob {
-        job_id: format!("{base}_finalize"),
-        sql: finalize_sql(target, &table_id, staging, &fields, time_partitioning.as_ref(), &clustering, &run_label),
-    });
+    let finalize = match (&staging_table_id, target.mode) {
+        (Some(staging), _) => Some(QueryJob {
+            job_id: format!("{base}_finalize"),
+            sql: finalize_sql(target, &table_id, staging, &fields, time_partitioning.as_ref(), &clustering, &run_label),
+        }),
+        (None, LoadMode::Truncate) if table.files.is_empty() => Some(QueryJob {
+            job_id: format!("{base}_finalize"),
+            sql: format!("DELETE FROM {} WHERE TRUE", quote(&format!("{}.{}.{table_id}", target.project, target.dataset))),
+        }),
+        _ => None,
+    };
     Ok(TableLoad {
         source: table.name.clone(),
         rows: table.row_count,
@@ -485,6 +493,15 @@ mod tests {
         assert_eq!(t.load_jobs.iter().map(|j| j.uris.len()).collect::<Vec<_>>(), [MAX_URIS_PER_JOB, 1]);
         assert_eq!((t.load_jobs[0].write_disposition.as_str(), t.load_jobs[1].write_disposition.as_str()), ("WRITE_TRUNCATE", "WRITE_APPEND"));
         assert!(t.finalize.is_some());
+    }
+
+    #[test]
+    fn an_empty_table_is_emptied_by_one_statement_not_a_load_job() {
+        let plan = plan_load(&manifest(0, true), &target(LoadMode::Truncate)).unwrap();
+        let t = &plan.tables[0];
+        assert!(t.load_jobs.is_empty() && t.staging_table_id.is_none());
+        assert_eq!(t.finalize.as_ref().unwrap().sql, "DELETE FROM `p.d.events` WHERE TRUE");
+        assert!(plan_load(&manifest(0, true), &target(LoadMode::Append)).unwrap().tables[0].finalize.is_none());
     }
 
     #[test]

@@ -208,7 +208,8 @@ fn k_column_is(check: &Check, column: &ColumnManifest) -> bool {
 /// recorded (`<xor>_<sum>` of `TO_JSON_STRING` over the staged snapshot text).
 fn expected_aggregates(column: &ColumnManifest, resource: &serde_json::Value) -> crate::aggregates::ColumnAggregates {
     let mut aggregates = column.aggregates.clone();
-    if column.mapping.bq_type == BigQueryType::Json {
+    // No values, nothing staged: the empty fingerprint (0, 0) of the manifest stands.
+    if column.mapping.bq_type == BigQueryType::Json && column.aggregates.value_count > 0 {
         let label = resource.pointer(&format!("/labels/{}", sql::json_fingerprint_label(&column.mapping.bq_name))).and_then(|v| v.as_str());
         let (xor, sum) = label.and_then(|l| l.rsplit_once('_')).map_or(("no fingerprint recorded at load", "no fingerprint recorded at load"), |(x, s)| (x, s));
         aggregates.fingerprint_xor = xor.to_string();

@@ -259,3 +259,21 @@ fn no_code_path_uses_streaming_inserts() {
         }
     }
 }
+
+/// An empty table exports with no files, loads as an empty table with its schema (no load job
+/// has zero URIs), and validates.
+#[tokio::test]
+async fn an_empty_table_round_trips() {
+    let s = emulators!();
+    let db = TestDb::new(&s.pg_url, "CREATE TABLE e (id int PRIMARY KEY, doc jsonb, at timestamptz NOT NULL);").await;
+    let manifest = s.export(&[db.table("e")], &[]);
+    let out = s.load(&manifest, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = format!("{}__e", db.schema);
+    assert_eq!(s.count(&table).await, 0);
+    let schema = s.bigquery().await.table(&s.dataset, &table).await.unwrap().unwrap()["schema"]["fields"].clone();
+    assert_eq!(schema.as_array().unwrap().len(), 3, "{schema}");
+    let out = pg2bq(&["validate", "--manifest", &manifest, "--project", &s.project, "--dataset", &s.dataset]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    db.drop().await;
+}
