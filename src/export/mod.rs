@@ -87,6 +87,12 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
         warn!(run_id = %run_id, objects = leftovers, "Removed files of an earlier uncommitted attempt");
     }
     let setup = session.partition_setup();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if let Some(table) = plan.tables.iter().find(|t| t.partitions.len() * 2 > cores.max(2)) {
+        // Each partition keeps two threads busy; ConnectorX's workers then outrun the encoders
+        // and its unbounded channel grows (docs/benchmarks.md).
+        warn!(table = %table.name, partitions = table.partitions.len(), cores, "More partitions than half the cores: expect little speedup and memory that grows with the table");
+    }
     let mut tables = Vec::new();
     for table in &plan.tables {
         let counter = ProgressCounter::default();
