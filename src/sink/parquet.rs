@@ -218,3 +218,88 @@ impl PartitionFiles {
         Ok(std::mem::take(&mut self.finished))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::*;
+    use arrow::datatypes::{i256, DataType, Field, Schema, TimeUnit};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::source::types::UTC;
+
+    /// Every pinned Arrow type, written with our writer settings and read back, is unchanged:
+    /// NULLs, NaN and -0.0, decimal scale, µs timestamps before 1970 and up to year 9999.
+    fn round_trip(batch: &RecordBatch) -> RecordBatch {
+        let mut buffer = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(writer_properties(&ParquetSettings::default()))).unwrap();
+        writer.write(batch).unwrap();
+        writer.close().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(buffer)).unwrap().build().unwrap();
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        arrow::compute::concat_batches(&batch.schema(), &batches).unwrap()
+    }
+
+    // Years 1–9999 in µs since 1970, and days.
+    const MIN_MICROS: i64 = -62_135_596_800_000_000;
+    const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn pinned_types_survive_parquet(
+            ints in proptest::collection::vec(proptest::option::of(any::<i64>()), 1..40),
+            floats in proptest::collection::vec(proptest::option::of(prop_oneof![any::<f64>(), Just(f64::NAN), Just(-0.0), Just(f64::INFINITY)]), 1..40),
+            micros in proptest::collection::vec(proptest::option::of(MIN_MICROS..=MAX_MICROS), 1..40),
+            text in proptest::collection::vec(proptest::option::of(".{0,40}"), 1..40),
+            big in proptest::collection::vec(proptest::option::of(any::<i128>()), 1..40),
+        ) {
+            let n = ints.len().min(floats.len()).min(micros.len()).min(text.len()).min(big.len());
+            let days: Vec<Option<i32>> = micros[..n].iter().map(|m| m.map(|m| (m / 86_400_000_000) as i32)).collect();
+            let columns: Vec<(&str, ArrayRef)> = vec![
+                ("i16", Arc::new(Int16Array::from(ints[..n].iter().map(|v| v.map(|v| v as i16)).collect::<Vec<_>>()))),
+                ("i32", Arc::new(Int32Array::from(ints[..n].iter().map(|v| v.map(|v| v as i32)).collect::<Vec<_>>()))),
+                ("i64", Arc::new(Int64Array::from(ints[..n].to_vec()))),
+                ("f32", Arc::new(Float32Array::from(floats[..n].iter().map(|v| v.map(|v| v as f32)).collect::<Vec<_>>()))),
+                ("f64", Arc::new(Float64Array::from(floats[..n].to_vec()))),
+                ("dec", Arc::new(Decimal128Array::from(ints[..n].iter().map(|v| v.map(|v| (v % 1_000_000_000_000) as i128)).collect::<Vec<_>>()).with_precision_and_scale(12, 2).unwrap())),
+                ("big", Arc::new(Decimal256Array::from(big[..n].iter().map(|v| v.map(i256::from_i128)).collect::<Vec<_>>()).with_precision_and_scale(76, 38).unwrap())),
+                ("text", Arc::new(StringArray::from(text[..n].to_vec()))),
+                ("bytes", Arc::new(BinaryArray::from(text[..n].iter().map(|t| t.as_deref().map(str::as_bytes)).collect::<Vec<_>>()))),
+                ("date", Arc::new(Date32Array::from(days))),
+                ("time", Arc::new(Time64MicrosecondArray::from(micros[..n].iter().map(|m| m.map(|m| m.rem_euclid(86_400_000_000))).collect::<Vec<_>>()))),
+                ("ts", Arc::new(TimestampMicrosecondArray::from(micros[..n].to_vec()).with_timezone(UTC))),
+                ("naive", Arc::new(TimestampMicrosecondArray::from(micros[..n].to_vec()))),
+                ("list", Arc::new(ListArray::from_iter_primitive::<arrow::datatypes::Int32Type, _, _>(
+                    ints[..n].iter().map(|v| v.map(|v| vec![Some(v as i32), Some((v >> 32) as i32)])),
+                ))),
+            ];
+            let fields: Vec<Field> = columns.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), true)).collect();
+            let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect()).unwrap();
+            let back = round_trip(&batch);
+            for (i, field) in batch.schema().fields().iter().enumerate() {
+                let (a, b) = (batch.column(i), back.column(i));
+                prop_assert_eq!(b.data_type(), a.data_type(), "{}", field.name());
+                // Compare through the raw data so NaN == NaN and -0.0 keeps its sign.
+                prop_assert_eq!(a.to_data(), b.to_data(), "{}", field.name());
+            }
+        }
+    }
+
+    #[test]
+    fn timestamp_columns_keep_their_zone_or_its_absence() {
+        let schema = Schema::new(vec![
+            Field::new("utc", DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())), true),
+            Field::new("naive", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        ]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(TimestampMicrosecondArray::from(vec![MIN_MICROS]).with_timezone(UTC)), Arc::new(TimestampMicrosecondArray::from(vec![MAX_MICROS]))],
+        )
+        .unwrap();
+        assert_eq!(round_trip(&batch), batch);
+    }
+}
