@@ -153,10 +153,7 @@ async fn validate_table(config: &ValidateConfig, bq: &BigQuery, manifest: &Manif
     let (values, layout) = run_aggregates(bq, &target, &columns, None).await?;
     let mut checks = vec![Check::new("row_count", None, table.row_count, &values[0], values[0] == table.row_count.to_string())];
     let expected: Vec<crate::aggregates::ColumnAggregates> = columns.iter().map(|c| expected_aggregates(c, &resource)).collect();
-    checks.extend(column_checks(&columns, &layout, &values, |c| {
-        let index = columns.iter().position(|x| std::ptr::eq(*x, c)).expect("column of this table");
-        &expected[index]
-    }));
+    checks.extend(column_checks(&columns, &expected, &layout, &values));
     for check in checks.iter_mut().filter(|k| k.check.starts_with("fingerprint")) {
         if columns.iter().any(|c| c.mapping.bq_type == BigQueryType::Json && k_column_is(check, c)) {
             check.detail.get_or_insert_with(|| "JSON as BigQuery serialises it, fingerprinted at load from the staged snapshot text".into());
@@ -218,12 +215,8 @@ fn expected_aggregates(column: &ColumnManifest, resource: &serde_json::Value) ->
     aggregates
 }
 
-fn column_checks<'a>(
-    columns: &[&'a ColumnManifest],
-    layout: &[(usize, Measure)],
-    values: &[String],
-    aggregates: impl Fn(&'a ColumnManifest) -> &'a crate::aggregates::ColumnAggregates,
-) -> Vec<Check> {
+/// One check per measure; `expected` is aligned with `columns`.
+fn column_checks(columns: &[&ColumnManifest], expected: &[crate::aggregates::ColumnAggregates], layout: &[(usize, Measure)], values: &[String]) -> Vec<Check> {
     let value = |i: usize| Some(values[i + 1].as_str()).filter(|v| *v != "NULL");
     let mut checks = Vec::new();
     for (i, (index, measure)) in layout.iter().enumerate() {
@@ -233,7 +226,7 @@ fn column_checks<'a>(
             .position(|(j, m)| j == index && *m == Measure::AbsSum)
             .and_then(value)
             .and_then(|v| v.parse::<f64>().ok());
-        if let Some(check) = compare::compare(&column.mapping.bq_name, column.mapping.bq_type, *measure, aggregates(column), value(i), abs_sum) {
+        if let Some(check) = compare::compare(&column.mapping.bq_name, column.mapping.bq_type, *measure, &expected[*index], value(i), abs_sum) {
             checks.push(check);
         }
     }
