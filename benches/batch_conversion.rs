@@ -84,8 +84,7 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_function("aggregates", |b| {
             b.iter(|| {
-                let mut accumulators: Vec<ColumnAccumulator> =
-                    columns.iter().map(|m| ColumnAccumulator::new(&m.arrow_type, m.bq_type != BigQueryType::Json)).collect();
+                let mut accumulators: Vec<ColumnAccumulator> = columns.iter().map(ColumnAccumulator::for_column).collect();
                 for (accumulator, column) in accumulators.iter_mut().zip(black_box(&pinned).columns()) {
                     accumulator.update(column);
                 }

@@ -16,6 +16,7 @@ use arrow::datatypes::{
 use serde::{Deserialize, Serialize};
 
 use crate::batches::decimal::format_decimal;
+use crate::source::types::ColumnMapping;
 
 /// Aggregates of one column, as the manifest records them (numbers as exact decimal strings).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -79,6 +80,11 @@ enum Sum {
 }
 
 impl ColumnAccumulator {
+    /// Running aggregates for a column of the type table (its pinned type; min/max if orderable).
+    pub fn for_column(column: &ColumnMapping) -> Self {
+        Self::new(&column.arrow_type, column.orderable())
+    }
+
     /// `orderable: false` skips min/max (JSON columns: BigQuery cannot order JSON).
     pub fn new(data_type: &DataType, orderable: bool) -> Self {
         let sum = match data_type {

@@ -22,7 +22,6 @@ use crate::sink::parquet::{ParquetSinkError, PartitionFiles};
 use crate::sink::store::{Store, StoreError};
 use crate::source::postgres::SnapshotSession;
 use crate::source::stream::{stream_query, StreamError};
-use crate::source::types::BigQueryType;
 use crate::source::SourceError;
 pub use plan::{ExportPlan, PlanError, TablePlan};
 
@@ -146,7 +145,7 @@ async fn export_table(
 ) -> Result<TableManifest, ExportError> {
     let started = Instant::now();
     let schema = pinned_schema(&table.columns);
-    let orderable: Vec<bool> = table.columns.iter().map(|c| c.bq_type != BigQueryType::Json && !c.repeated).collect();
+    let fresh_accumulators: Vec<ColumnAccumulator> = table.columns.iter().map(ColumnAccumulator::for_column).collect();
     let next_file = Arc::new(AtomicUsize::new(0));
     let cancelled = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Handle::current();
@@ -161,7 +160,7 @@ async fn export_table(
             store.clone(),
             runtime.clone(),
             schema.clone(),
-            orderable.clone(),
+            fresh_accumulators.clone(),
             config.parquet,
             format!("{run_id}/{}", table.directory),
             partition.index,
@@ -215,8 +214,7 @@ async fn export_table(
         return Err(error);
     }
     written.sort_by(|a, b| a.0.path.cmp(&b.0.path));
-    let mut totals: Vec<ColumnAccumulator> =
-        schema.fields().iter().zip(&orderable).map(|(f, o)| ColumnAccumulator::new(f.data_type(), *o)).collect();
+    let mut totals = fresh_accumulators;
     for (_, accumulators) in &written {
         for (total, file) in totals.iter_mut().zip(accumulators) {
             total.merge(file);

@@ -104,7 +104,8 @@ pub struct PartitionFiles {
     store: Store,
     runtime: tokio::runtime::Handle,
     schema: SchemaRef,
-    orderable: Vec<bool>,
+    /// Empty accumulators, one per column, cloned for every file.
+    fresh_accumulators: Vec<ColumnAccumulator>,
     settings: ParquetSettings,
     /// `<run-id>/<table>`.
     directory: String,
@@ -121,13 +122,13 @@ impl PartitionFiles {
         store: Store,
         runtime: tokio::runtime::Handle,
         schema: SchemaRef,
-        orderable: Vec<bool>,
+        fresh_accumulators: Vec<ColumnAccumulator>,
         settings: ParquetSettings,
         directory: String,
         partition: usize,
         next_file: Arc<AtomicUsize>,
     ) -> Self {
-        Self { store, runtime, schema, orderable, settings, directory, partition, next_file, open: None, finished: Vec::new() }
+        Self { store, runtime, schema, fresh_accumulators, settings, directory, partition, next_file, open: None, finished: Vec::new() }
     }
 
     fn path(&self, index: usize) -> String {
@@ -145,8 +146,7 @@ impl PartitionFiles {
         let sink = ChunkSender { buffer: BytesMut::with_capacity(CHUNK_BYTES), sender };
         let writer = ArrowWriter::try_new(sink, self.schema.clone(), Some(properties))
             .map_err(|source| ParquetSinkError::Encode { uri: self.store.uri(&path), source })?;
-        let accumulators = self.schema.fields().iter().zip(&self.orderable).map(|(f, o)| ColumnAccumulator::new(f.data_type(), *o)).collect();
-        Ok(OpenFile { writer, index, upload, rows: 0, row_group_bytes: 0, accumulators })
+        Ok(OpenFile { writer, index, upload, rows: 0, row_group_bytes: 0, accumulators: self.fresh_accumulators.clone() })
     }
 
     /// Appends a batch, flushing row groups and rolling files as the sizes say.

@@ -123,6 +123,13 @@ pub struct ColumnMapping {
     pub comment: Option<String>,
 }
 
+impl ColumnMapping {
+    /// Whether min/max are recorded and compared: BigQuery cannot order JSON or arrays.
+    pub fn orderable(&self) -> bool {
+        !self.repeated && self.bq_type != BigQueryType::Json
+    }
+}
+
 /// A plan-time data check: a boolean SQL predicate that is true for offending rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueCheck {

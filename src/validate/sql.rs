@@ -80,11 +80,6 @@ pub enum Measure {
     FingerprintSum,
 }
 
-/// Whether min and max are recorded (and comparable) for this column.
-pub fn orderable(column: &ColumnManifest) -> bool {
-    !column.mapping.repeated && column.mapping.bq_type != BigQueryType::Json
-}
-
 /// `(measure, SQL)` pairs for one column.
 pub fn column_measures(column: &ColumnManifest) -> Vec<(Measure, String)> {
     let name = quote(&column.mapping.bq_name);
@@ -98,7 +93,7 @@ pub fn column_measures(column: &ColumnManifest) -> Vec<(Measure, String)> {
         out.push((Measure::NullCount, format!("COUNTIF({name} IS NULL)")));
         out.push((Measure::ValueCount, format!("COUNTIF({name} IS NOT NULL)")));
     }
-    if orderable(column) {
+    if column.mapping.orderable() {
         let (min, max) = match bq_type {
             BigQueryType::Bool => (format!("IF(LOGICAL_AND({name}), 'true', 'false')"), format!("IF(LOGICAL_OR({name}), 'true', 'false')")),
             BigQueryType::Float64 => {

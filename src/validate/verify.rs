@@ -12,7 +12,6 @@ use crate::load::{read_manifest, LoadError};
 use crate::sink::gcs::GcsOptions;
 use crate::sink::manifest::MANIFEST_FILE;
 use crate::sink::store::crc32c_base64;
-use crate::source::types::BigQueryType;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
@@ -102,10 +101,7 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
 /// Reads a Parquet file and recomputes its rows and per-column aggregates.
 fn recompute(data: Bytes, columns: &[crate::sink::manifest::ColumnManifest]) -> Result<(u64, Vec<ColumnAccumulator>), String> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| e.to_string())?.build().map_err(|e| e.to_string())?;
-    let mut accumulators: Vec<ColumnAccumulator> = columns
-        .iter()
-        .map(|c| ColumnAccumulator::new(&c.mapping.arrow_type, c.mapping.bq_type != BigQueryType::Json && !c.mapping.repeated))
-        .collect();
+    let mut accumulators: Vec<ColumnAccumulator> = columns.iter().map(|c| ColumnAccumulator::for_column(&c.mapping)).collect();
     let mut rows = 0u64;
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
