@@ -16,6 +16,7 @@ use crate::load::bigquery::BigQueryOptions;
 use crate::load::plan::PartitionUnit;
 use crate::load::{LoadConfig, LoadTarget};
 use crate::sink::gcs::GcsOptions;
+use crate::sink::manifest::names_table;
 use crate::sink::parquet::ParquetSettings;
 use crate::source::types::{CastOverride, OutOfRange};
 
@@ -294,7 +295,7 @@ fn targets<'a>(tables: &'a mut [TableSpec], target: &str) -> Vec<(&'a mut TableS
     match target.rsplit_once('.') {
         Some((table, column)) => tables
             .iter_mut()
-            .filter(|t| t.name == table || t.name.split_once('.').is_some_and(|(_, bare)| bare == table))
+            .filter(|t| names_table(&t.name, table))
             .map(|t| (t, column.to_string()))
             .collect(),
         None => tables.iter_mut().map(|t| (t, target.to_string())).collect(),

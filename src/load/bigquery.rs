@@ -318,6 +318,11 @@ impl BigQuery {
     }
 }
 
+/// An identifier or path (`project.dataset.table`) back-quoted for BigQuery SQL.
+pub fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "\\`"))
+}
+
 /// `{"fields": [...]}` in BigQuery's JSON form.
 pub fn schema_json(fields: &[Field]) -> Value {
     let fields: Vec<Value> = fields

@@ -19,7 +19,7 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::sink::gcs::GcsOptions;
 use crate::sink::manifest::{Manifest, TableManifest};
 use crate::sink::store::{Store, StoreError};
-use bigquery::{schema_differences, schema_json, BigQuery, BigQueryError, BigQueryOptions};
+use bigquery::{quote, schema_differences, schema_json, BigQuery, BigQueryError, BigQueryOptions};
 pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad};
 use plan::{staging_fields, LoadPlanError};
 
@@ -182,7 +182,7 @@ pub async fn load(config: &LoadConfig) -> Result<LoadOutcome, LoadError> {
 /// same values as BigQuery will serialise them (`TO_JSON_STRING(PARSE_JSON(text))`), as labels
 /// for `validate`: JSON serialisation differs between Postgres, BigQuery and emulators.
 async fn fingerprint_staged_json(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_table: &TableManifest, staging: &str) -> Result<Vec<(String, String)>, LoadError> {
-    use crate::validate::sql::{fingerprint_items, json_fingerprint_label, list_encoding, quote};
+    use crate::validate::sql::{fingerprint_items, json_fingerprint_label, list_encoding};
     let columns: Vec<_> = manifest_table.columns.iter().filter(|c| c.mapping.bq_type == crate::source::types::BigQueryType::Json).collect();
     if columns.is_empty() {
         return Ok(Vec::new());
@@ -198,7 +198,7 @@ async fn fingerprint_staged_json(bq: &BigQuery, plan: &LoadPlan, table: &TableLo
         items.extend(fingerprint_items(&text));
         items.extend(fingerprint_items(&canonical));
     }
-    let sql = format!("SELECT {} FROM `{}.{}.{staging}`", items.join(", "), plan.project, plan.dataset);
+    let sql = format!("SELECT {} FROM {}", items.join(", "), quote(&format!("{}.{}.{staging}", plan.project, plan.dataset)));
     let mut result = bq.query(&sql).await?;
     let value = |result: &gcp_bigquery_client::model::query_response::ResultSet, i: usize| result.get_string(i).ok().flatten().unwrap_or_else(|| "0".into());
     let mut labels = Vec::new();
@@ -226,11 +226,11 @@ async fn check_json_representable(bq: &BigQuery, plan: &LoadPlan, table: &TableL
     let counts: Vec<String> = json_fields
         .iter()
         .map(|f| match f.mode.as_str() {
-            "REPEATED" => format!("COUNTIF(EXISTS(SELECT 1 FROM UNNEST(`{0}`) AS e WHERE SAFE.PARSE_JSON(e) IS NULL))", f.name),
-            _ => format!("COUNTIF(`{0}` IS NOT NULL AND SAFE.PARSE_JSON(`{0}`) IS NULL)", f.name),
+            "REPEATED" => format!("COUNTIF(EXISTS(SELECT 1 FROM UNNEST({0}) AS e WHERE SAFE.PARSE_JSON(e) IS NULL))", quote(&f.name)),
+            _ => format!("COUNTIF({0} IS NOT NULL AND SAFE.PARSE_JSON({0}) IS NULL)", quote(&f.name)),
         })
         .collect();
-    let sql = format!("SELECT {} FROM `{}.{}.{staging}`", counts.join(", "), plan.project, plan.dataset);
+    let sql = format!("SELECT {} FROM {}", counts.join(", "), quote(&format!("{}.{}.{staging}", plan.project, plan.dataset)));
     let mut result = bq.query(&sql).await?;
     if !result.next_row() {
         return Ok(());
@@ -344,7 +344,7 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
         job_ids.push(finished.job_id);
     }
     if plan.mode == LoadMode::Truncate {
-        let sql = format!("SELECT COUNT(*) FROM `{}.{dataset}.{}`", plan.project, table.table_id);
+        let sql = format!("SELECT COUNT(*) FROM {}", quote(&format!("{}.{dataset}.{}", plan.project, table.table_id)));
         let mut result = bq.query(&sql).await?;
         let count = if result.next_row() { result.get_i64(0).ok().flatten().unwrap_or(-1) } else { -1 };
         if count != table.rows as i64 {

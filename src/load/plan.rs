@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::bigquery::quote;
 use crate::sink::manifest::{Manifest, TableManifest};
 use crate::source::types::BigQueryType;
 
@@ -142,7 +143,7 @@ pub enum LoadPlanError {
 /// [`LoadPlanError`] when the files are not on GCS or an option names a missing table/column.
 pub fn plan_load(manifest: &Manifest, target: &LoadTarget) -> Result<LoadPlan, LoadPlanError> {
     for name in target.partition_by.keys().chain(target.cluster_by.keys()) {
-        if !manifest.tables.iter().any(|t| matches_table(t, name)) {
+        if !manifest.tables.iter().any(|t| t.is_named(name)) {
             return Err(LoadPlanError::UnknownTable { table: name.clone() });
         }
     }
@@ -157,12 +158,8 @@ pub fn plan_load(manifest: &Manifest, target: &LoadTarget) -> Result<LoadPlan, L
     })
 }
 
-fn matches_table(table: &TableManifest, name: &str) -> bool {
-    table.name == name || table.bq_table == name || table.name.split_once('.').is_some_and(|(_, bare)| bare == name)
-}
-
 fn option_for<'a, T>(options: &'a BTreeMap<String, T>, table: &TableManifest) -> Option<&'a T> {
-    options.iter().find(|(name, _)| matches_table(table, name)).map(|(_, v)| v)
+    options.iter().find(|(name, _)| table.is_named(name)).map(|(_, v)| v)
 }
 
 /// BigQuery standard SQL name of a manifest type.
@@ -312,10 +309,6 @@ pub fn staging_fields(fields: &[Field]) -> Vec<Field> {
         .iter()
         .map(|f| Field { field_type: if f.field_type == "JSON" { "STRING".into() } else { f.field_type.clone() }, ..f.clone() })
         .collect()
-}
-
-fn quote(name: &str) -> String {
-    format!("`{}`", name.replace('`', "\\`"))
 }
 
 fn string_literal(text: &str) -> String {

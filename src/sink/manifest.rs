@@ -53,6 +53,19 @@ pub struct TableManifest {
     pub row_count: u64,
 }
 
+/// Whether `name` designates the table `full_name` (`schema.table`): in full, or by its bare
+/// table name. Options and config entries name tables either way.
+pub fn names_table(full_name: &str, name: &str) -> bool {
+    full_name == name || full_name.split_once('.').is_some_and(|(_, bare)| bare == name)
+}
+
+impl TableManifest {
+    /// Whether `name` designates this table: `schema.table`, the bare table, or its BigQuery name.
+    pub fn is_named(&self, name: &str) -> bool {
+        self.bq_table == name || names_table(&self.name, name)
+    }
+}
+
 /// A column: its route and its aggregates over the whole table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnManifest {

@@ -135,7 +135,7 @@ pub async fn validate(config: &ValidateConfig) -> Result<ValidationReport, Valid
 }
 
 fn find_table<'a>(manifest: &'a Manifest, name: &str) -> Option<&'a TableManifest> {
-    manifest.tables.iter().find(|t| t.name == name || t.bq_table == name || t.name.split_once('.').is_some_and(|(_, bare)| bare == name))
+    manifest.tables.iter().find(|t| t.is_named(name))
 }
 
 fn qualified(config: &ValidateConfig, table: &TableManifest) -> String {

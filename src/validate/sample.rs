@@ -10,7 +10,7 @@ use crate::load::bigquery::BigQuery;
 use crate::sink::manifest::{ColumnManifest, TableManifest};
 use crate::source::postgres::connect;
 use crate::source::postgres::SESSION_SETTINGS;
-use crate::source::types::BigQueryType;
+use crate::source::types::{quote_ident, BigQueryType};
 use crate::source::SourceError;
 
 /// How a column's two texts are compared.
@@ -133,10 +133,10 @@ pub(super) async fn sample_checks(config: &ValidateConfig, bq: &BigQuery, url: &
     );
     let pg_sql = format!(
         "SELECT {}::text, {} FROM {} WHERE {}::text IN ({key_list})",
-        quote_pg(key),
+        quote_ident(key),
         expressions.iter().map(|(_, p, _)| format!("({p})::text")).collect::<Vec<_>>().join(", "),
         pg_table(&table.name),
-        quote_pg(key),
+        quote_ident(key),
     );
     let mut bq_rows = std::collections::HashMap::new();
     let mut result = bq.query(&bq_sql).await?;
@@ -165,8 +165,4 @@ pub(super) async fn sample_checks(config: &ValidateConfig, bq: &BigQuery, url: &
     summary.detail = Some(format!("random rows by {key}; missing in Postgres: {}", keys.len() - compared));
     checks.push(summary);
     Ok(checks)
-}
-
-fn quote_pg(name: &str) -> String {
-    crate::source::types::quote_ident(name)
 }

@@ -1,14 +1,10 @@
 //! BigQuery SQL that recomputes the manifest's aggregates, with the same value encodings as
 //! `aggregates::encode_value` (see docs/manifest.md). Pure text generation, unit-tested.
 
+pub use crate::load::bigquery::quote;
 use crate::load::plan::type_name;
 use crate::sink::manifest::ColumnManifest;
 use crate::source::types::BigQueryType;
-
-/// `` `name` `` quoted for BigQuery.
-pub fn quote(name: &str) -> String {
-    format!("`{}`", name.replace('`', "\\`"))
-}
 
 /// Minimal decimal text of a NUMERIC/BIGNUMERIC expression: `1.5`, `2`, `0` (emulators pad
 /// `CAST(… AS STRING)` with zeros; BigQuery does not; this gives the same text on both).
