@@ -154,11 +154,6 @@ async fn validate_table(config: &ValidateConfig, bq: &BigQuery, manifest: &Manif
     let mut checks = vec![Check::new("row_count", None, table.row_count, &values[0], values[0] == table.row_count.to_string())];
     let expected: Vec<crate::aggregates::ColumnAggregates> = columns.iter().map(|c| expected_aggregates(c, &resource)).collect();
     checks.extend(column_checks(&columns, &expected, &layout, &values));
-    for check in checks.iter_mut().filter(|k| k.check.starts_with("fingerprint")) {
-        if columns.iter().any(|c| c.mapping.bq_type == BigQueryType::Json && k_column_is(check, c)) {
-            check.detail.get_or_insert_with(|| "JSON as BigQuery serialises it, fingerprinted at load from the staged snapshot text".into());
-        }
-    }
     let failed_columns: Vec<&ColumnManifest> =
         columns.iter().copied().filter(|c| checks.iter().any(|k| !k.passed && k.column.as_deref() == Some(c.mapping.bq_name.as_str()))).collect();
     if !failed_columns.is_empty() || !checks[0].passed {
@@ -197,10 +192,6 @@ async fn run_aggregates(
     Ok((values, layout))
 }
 
-fn k_column_is(check: &Check, column: &ColumnManifest) -> bool {
-    check.column.as_deref() == Some(column.mapping.bq_name.as_str())
-}
-
 /// The manifest's aggregates, except JSON fingerprints: those come from the table label `load`
 /// recorded (`<xor>_<sum>` of `TO_JSON_STRING` over the staged snapshot text).
 fn expected_aggregates(column: &ColumnManifest, resource: &serde_json::Value) -> crate::aggregates::ColumnAggregates {
@@ -226,7 +217,10 @@ fn column_checks(columns: &[&ColumnManifest], expected: &[crate::aggregates::Col
             .position(|(j, m)| j == index && *m == Measure::AbsSum)
             .and_then(value)
             .and_then(|v| v.parse::<f64>().ok());
-        if let Some(check) = compare::compare(&column.mapping.bq_name, column.mapping.bq_type, *measure, &expected[*index], value(i), abs_sum) {
+        if let Some(mut check) = compare::compare(&column.mapping.bq_name, column.mapping.bq_type, *measure, &expected[*index], value(i), abs_sum) {
+            if column.mapping.bq_type == BigQueryType::Json && matches!(measure, Measure::FingerprintXor | Measure::FingerprintSum) {
+                check.detail = Some("JSON as BigQuery serialises it, fingerprinted at load from the staged snapshot text".into());
+            }
             checks.push(check);
         }
     }
