@@ -199,10 +199,11 @@ impl BigQuery {
         }
     }
 
-    /// Adds one label to a table (labels already there are kept).
-    pub async fn set_label(&self, dataset: &str, table: &str, key: &str, value: &str) -> Result<(), BigQueryError> {
+    /// Adds labels to a table in one request (labels already there are kept).
+    pub async fn set_labels(&self, dataset: &str, table: &str, labels: &[(String, String)]) -> Result<(), BigQueryError> {
         let action = format!("label table `{dataset}.{table}`");
-        let body = json!({ "labels": { key: value } });
+        let labels: serde_json::Map<String, Value> = labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let body = json!({ "labels": labels });
         let (status, body) = self.call(Method::PATCH, &format!("datasets/{dataset}/tables/{table}"), Some(body), &action).await?;
         if !status.is_success() {
             return Err(Self::status_error(&action, status, &body));
@@ -302,9 +303,21 @@ impl BigQuery {
         self.client.job().query(&self.project, request).await.map_err(|source| BigQueryError::Client { action: format!("run query `{sql}`"), source })
     }
 
-    /// Runs a query and returns its result set (small results: counts, checks).
-    pub async fn query(&self, sql: &str) -> Result<ResultSet, BigQueryError> {
-        Ok(ResultSet::new_from_query_response(self.query_response(sql, false).await?))
+    /// Runs a query and returns its rows (small results: counts, checks, samples), every
+    /// value as text (BigQuery's REST form), NULL as `None`.
+    pub async fn query_rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, BigQueryError> {
+        let mut result = ResultSet::new_from_query_response(self.query_response(sql, false).await?);
+        let width = result.column_names().len();
+        let mut rows = Vec::new();
+        while result.next_row() {
+            rows.push((0..width).map(|i| result.get_string(i).ok().flatten()).collect());
+        }
+        Ok(rows)
+    }
+
+    /// The first row of [`Self::query_rows`], `None` for an empty result.
+    pub async fn query_first_row(&self, sql: &str) -> Result<Option<Vec<Option<String>>>, BigQueryError> {
+        Ok(self.query_rows(sql).await?.into_iter().next())
     }
 
     /// Runs a query for its cost: the bytes it processed.

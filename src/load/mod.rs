@@ -199,17 +199,18 @@ async fn fingerprint_staged_json(bq: &BigQuery, plan: &LoadPlan, table: &TableLo
         items.extend(fingerprint_items(&canonical));
     }
     let sql = format!("SELECT {} FROM {}", items.join(", "), quote(&format!("{}.{}.{staging}", plan.project, plan.dataset)));
-    let mut result = bq.query(&sql).await?;
-    let value = |result: &gcp_bigquery_client::model::query_response::ResultSet, i: usize| result.get_string(i).ok().flatten().unwrap_or_else(|| "0".into());
+    let row = bq.query_first_row(&sql).await?.unwrap_or_default();
+    // An aggregate over no values is NULL: the empty fingerprint, 0.
+    let value = |i: usize| row.get(i).cloned().flatten().unwrap_or_else(|| "0".into());
     let mut labels = Vec::new();
-    if result.next_row() {
+    if !row.is_empty() {
         for (index, column) in columns.iter().enumerate() {
-            let (text_xor, text_sum) = (value(&result, 4 * index), value(&result, 4 * index + 1));
+            let (text_xor, text_sum) = (value(4 * index), value(4 * index + 1));
             let aggregates = &column.aggregates;
             if text_xor != aggregates.fingerprint_xor || text_sum != aggregates.fingerprint_sum {
                 return Err(LoadError::StagingMismatch { table: table.table_id.clone(), column: column.mapping.bq_name.clone() });
             }
-            let canonical = format!("{}_{}", value(&result, 4 * index + 2), value(&result, 4 * index + 3));
+            let canonical = format!("{}_{}", value(4 * index + 2), value(4 * index + 3));
             labels.push((json_fingerprint_label(&column.mapping.bq_name), canonical));
         }
     }
@@ -231,12 +232,11 @@ async fn check_json_representable(bq: &BigQuery, plan: &LoadPlan, table: &TableL
         })
         .collect();
     let sql = format!("SELECT {} FROM {}", counts.join(", "), quote(&format!("{}.{}.{staging}", plan.project, plan.dataset)));
-    let mut result = bq.query(&sql).await?;
-    if !result.next_row() {
+    let Some(row) = bq.query_first_row(&sql).await? else {
         return Ok(());
-    }
+    };
     for (index, field) in json_fields.iter().enumerate() {
-        let rows = result.get_i64(index).ok().flatten().unwrap_or(0);
+        let rows: i64 = row[index].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
         if rows > 0 {
             return Err(LoadError::JsonNotRepresentable { table: table.table_id.clone(), column: field.name.clone(), rows: rows as u64 });
         }
@@ -270,7 +270,7 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
     }
 
     let mut job_ids = Vec::new();
-    let mut json_labels = Vec::new();
+    let mut labels = Vec::new();
     let mut reattached_jobs = 0;
     // A run that crashed after its final statement and its labels, while dropping the staging
     // table, is complete: only the checks below remain.
@@ -324,7 +324,7 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
     let staging = table.staging_table_id.as_ref().filter(|_| !finished_before);
     if let Some(staging) = staging {
         check_json_representable(bq, plan, table, staging).await?;
-        json_labels = fingerprint_staged_json(bq, plan, table, manifest_table, staging).await?;
+        labels = fingerprint_staged_json(bq, plan, table, manifest_table, staging).await?;
     }
     if let Some(finalize) = table.finalize.as_ref().filter(|_| !finished_before) {
         let query = json!({ "query": { "query": finalize.sql, "useLegacySql": false } });
@@ -345,16 +345,14 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
     }
     if plan.mode == LoadMode::Truncate {
         let sql = format!("SELECT COUNT(*) FROM {}", quote(&format!("{}.{dataset}.{}", plan.project, table.table_id)));
-        let mut result = bq.query(&sql).await?;
-        let count = if result.next_row() { result.get_i64(0).ok().flatten().unwrap_or(-1) } else { -1 };
+        let row = bq.query_first_row(&sql).await?;
+        let count: i64 = row.and_then(|r| r[0].as_deref().and_then(|v| v.parse().ok())).unwrap_or(-1);
         if count != table.rows as i64 {
             return Err(LoadError::RowCount { table: table.table_id.clone(), what: "COUNT(*) after the load".into(), expected: table.rows, actual: count.max(0) as u64 });
         }
     }
-    bq.set_label(dataset, &table.table_id, label_key, label_value).await?;
-    for (key, value) in &json_labels {
-        bq.set_label(dataset, &table.table_id, key, value).await?;
-    }
+    labels.push((label_key.clone(), label_value.clone()));
+    bq.set_labels(dataset, &table.table_id, &labels).await?;
     // Dropped last: until the labels are set, a re-run needs the staged rows.
     if let Some(staging) = staging {
         bq.delete_table(dataset, staging).await?;

@@ -184,12 +184,10 @@ async fn run_aggregates(
     filter: Option<&str>,
 ) -> Result<(Vec<String>, Vec<(usize, Measure)>), ValidateError> {
     let (sql, layout) = aggregate_query(target, columns, filter);
-    let mut result = bq.query(&sql).await?;
-    if !result.next_row() {
+    let Some(row) = bq.query_first_row(&sql).await? else {
         return Err(ValidateError::NoResult { sql });
-    }
-    let values = (0..=layout.len()).map(|i| result.get_string(i).ok().flatten().unwrap_or_else(|| "NULL".into())).collect();
-    Ok((values, layout))
+    };
+    Ok((row.into_iter().map(|v| v.unwrap_or_else(|| "NULL".into())).collect(), layout))
 }
 
 /// The manifest's aggregates, except JSON fingerprints: those come from the table label `load`
@@ -339,11 +337,8 @@ async fn referential_checks(config: &ValidateConfig, bq: &BigQuery, manifest: &M
 }
 
 async fn single_value(bq: &BigQuery, sql: &str) -> Result<String, ValidateError> {
-    let mut result = bq.query(sql).await?;
-    if !result.next_row() {
-        return Err(ValidateError::NoResult { sql: sql.into() });
-    }
-    Ok(result.get_string(0).ok().flatten().unwrap_or_else(|| "NULL".into()))
+    let row = bq.query_first_row(sql).await?.ok_or_else(|| ValidateError::NoResult { sql: sql.into() })?;
+    Ok(row.into_iter().next().flatten().unwrap_or_else(|| "NULL".into()))
 }
 
 async fn run_probe(config: &ValidateConfig, bq: &BigQuery, probe: &Probe) -> Result<Check, ValidateError> {

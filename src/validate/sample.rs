@@ -112,13 +112,7 @@ pub(super) async fn sample_checks(config: &ValidateConfig, bq: &BigQuery, url: &
     let Some(key_column) = table.columns.iter().find(|c| &c.mapping.name == key) else { return Ok(checks) };
     let key_bq = quote(&key_column.mapping.bq_name);
     let sql = format!("SELECT CAST({key_bq} AS STRING) FROM {target} ORDER BY RAND() LIMIT {}", config.sample_rows);
-    let mut keys_result = bq.query(&sql).await?;
-    let mut keys = Vec::new();
-    while keys_result.next_row() {
-        if let Some(key) = keys_result.get_string(0).ok().flatten() {
-            keys.push(key);
-        }
-    }
+    let keys: Vec<String> = bq.query_rows(&sql).await?.into_iter().filter_map(|row| row.into_iter().next().flatten()).collect();
     if keys.is_empty() {
         return Ok(checks);
     }
@@ -138,12 +132,8 @@ pub(super) async fn sample_checks(config: &ValidateConfig, bq: &BigQuery, url: &
         pg_table(&table.name),
         quote_ident(key),
     );
-    let mut bq_rows = std::collections::HashMap::new();
-    let mut result = bq.query(&bq_sql).await?;
-    while result.next_row() {
-        let row: Vec<Option<String>> = (0..=expressions.len()).map(|i| result.get_string(i).ok().flatten()).collect();
-        bq_rows.insert(row[0].clone().unwrap_or_default(), row);
-    }
+    let bq_rows: std::collections::HashMap<String, Vec<Option<String>>> =
+        bq.query_rows(&bq_sql).await?.into_iter().map(|row| (row[0].clone().unwrap_or_default(), row)).collect();
     let pg_rows = client.query(&pg_sql, &[]).await.map_err(source_error(format!("fetch sample rows of {}", table.name)))?;
     let mut compared = 0;
     for pg_row in &pg_rows {

@@ -259,9 +259,8 @@ impl Emulators {
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        let mut rows = self.bigquery().await.query(&format!("SELECT COUNT(*) FROM `{}.{}.{table}`", self.project, self.dataset)).await.unwrap();
-        assert!(rows.next_row());
-        rows.get_i64(0).unwrap().unwrap()
+        let row = self.bigquery().await.query_first_row(&format!("SELECT COUNT(*) FROM `{}.{}.{table}`", self.project, self.dataset)).await.unwrap();
+        row.expect("COUNT(*) returns a row")[0].as_deref().expect("COUNT(*) is not NULL").parse().unwrap()
     }
 
     /// Rows of a query through Google's Python client, values as text.

@@ -98,9 +98,8 @@ async fn corrupt_and_validate(s: &Emulators, corruption: impl Fn(&Emulators, &st
     let table = format!("{}__c", db.schema);
     let labels = bq.table(&s.dataset, &table).await.unwrap().unwrap()["labels"].clone();
     corruption(s, &s.table(&table));
-    for (key, value) in labels.as_object().into_iter().flatten() {
-        bq.set_label(&s.dataset, &table, key, value.as_str().unwrap()).await.unwrap();
-    }
+    let labels: Vec<(String, String)> = labels.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+    bq.set_labels(&s.dataset, &table, &labels).await.unwrap();
     let (code, report, stderr) = s.validate(&manifest, &[]);
     assert_eq!(code, Some(1), "{stderr}");
     db.drop().await;
