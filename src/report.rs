@@ -176,11 +176,10 @@ pub fn print_verification(report: &pg2bq::validate::verify::VerifyReport, json: 
 
 /// `error: …` then one `Caused by:` line per source.
 pub fn print_error(error: &pg2bq::Error) {
-    let mut text = format!("error: {error}\n");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
+    let chain = pg2bq::error_chain(error);
+    let mut text = format!("error: {}\n", chain[0]);
+    for cause in &chain[1..] {
         text.push_str(&format!("  Caused by: {cause}\n"));
-        source = cause.source();
     }
     eprint!("{text}");
 }

@@ -157,13 +157,7 @@ pub async fn load(config: &LoadConfig) -> Result<LoadOutcome, LoadError> {
         match load_table(&bq, &plan, table, manifest_table).instrument(span).await {
             Ok(report) => reports.push(report),
             Err(error) => {
-                let mut text = error.to_string();
-                let mut source = std::error::Error::source(&error);
-                while let Some(cause) = source {
-                    text.push_str(&format!(": {cause}"));
-                    source = cause.source();
-                }
-                warn!(table = %table.table_id, error = %text, "Table failed to load");
+                warn!(table = %table.table_id, error = %crate::error_chain(&error).join(": "), "Table failed to load");
                 if plan.tables.len() == 1 {
                     return Err(error);
                 }
