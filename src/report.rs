@@ -26,10 +26,15 @@ pub fn spawn_progress(table: &str, total_rows: u64, counter: &ProgressCounter) {
     });
 }
 
+/// Pretty JSON on `out` (stdout), for `--json`.
+fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(out, value).map_err(std::io::Error::from)
+}
+
 pub fn print_export(outcome: &ExportOutcome, json: bool) {
     let mut out = std::io::stdout().lock();
     let written = match (outcome, json) {
-        (ExportOutcome::Planned(plan), true) => serde_json::to_writer_pretty(&mut out, plan).map_err(std::io::Error::from),
+        (ExportOutcome::Planned(plan), true) => write_json(&mut out, plan),
         (ExportOutcome::Committed { manifest, manifest_uri }, true) => {
             let summary = serde_json::json!({
                 "run_id": manifest.run_id,
@@ -41,7 +46,7 @@ pub fn print_export(outcome: &ExportOutcome, json: bool) {
                     "bytes": t.files.iter().map(|f| f.bytes).sum::<u64>(),
                 })).collect::<Vec<_>>(),
             });
-            serde_json::to_writer_pretty(&mut out, &summary).map_err(std::io::Error::from)
+            write_json(&mut out, &summary)
         }
         (ExportOutcome::Planned(plan), false) => {
             let mut text = format!("Plan for run {} → {}\n", plan.run_id, plan.destination);
@@ -81,8 +86,8 @@ pub fn print_export(outcome: &ExportOutcome, json: bool) {
 pub fn print_load(outcome: &LoadOutcome, json: bool) {
     let mut out = std::io::stdout().lock();
     let written = match (outcome, json) {
-        (LoadOutcome::Planned(plan), true) => serde_json::to_writer_pretty(&mut out, plan).map_err(std::io::Error::from),
-        (LoadOutcome::Loaded(report), true) => serde_json::to_writer_pretty(&mut out, report).map_err(std::io::Error::from),
+        (LoadOutcome::Planned(plan), true) => write_json(&mut out, plan),
+        (LoadOutcome::Loaded(report), true) => write_json(&mut out, report),
         (LoadOutcome::Planned(plan), false) => {
             let mut text = format!("Load plan for run {} → {}.{} ({:?})\n", plan.run_id, plan.project, plan.dataset, plan.mode);
             for table in &plan.tables {
@@ -159,7 +164,7 @@ pub fn print_validation(report: &pg2bq::validate::ValidationReport, json: bool) 
     eprint!("{text}");
     if json {
         let mut out = std::io::stdout().lock();
-        let _ = serde_json::to_writer_pretty(&mut out, report).map_err(std::io::Error::from).and_then(|()| writeln!(out));
+        let _ = write_json(&mut out, report).and_then(|()| writeln!(out));
     }
 }
 
@@ -170,7 +175,7 @@ pub fn print_verification(report: &pg2bq::validate::verify::VerifyReport, json: 
     eprint!("{text}");
     if json {
         let mut out = std::io::stdout().lock();
-        let _ = serde_json::to_writer_pretty(&mut out, report).map_err(std::io::Error::from).and_then(|()| writeln!(out));
+        let _ = write_json(&mut out, report).and_then(|()| writeln!(out));
     }
 }
 
