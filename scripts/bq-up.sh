@@ -44,15 +44,7 @@ else
   echo "$PORT" >"$PORT_FILE"
   echo "$GCS" >"$GCS_FILE"
 
-  deadline=$((SECONDS + 60))
-  until running; do
-    if ((SECONDS >= deadline)) || ! kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
-      log "local-bigquery not answering on port $PORT; last log lines:"
-      tail -n 40 "$LOGFILE" >&2 || true
-      exit 1
-    fi
-    sleep 0.2
-  done
+  wait_ready "local-bigquery on port $PORT" "$PID_FILE" "$LOGFILE" 60 running
   log "local-bigquery ready after ${SECONDS}s"
 fi
 

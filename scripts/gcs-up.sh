@@ -37,15 +37,7 @@ else
   echo $! >"$PID_FILE"
   echo "$PORT" >"$PORT_FILE"
 
-  deadline=$((SECONDS + 20))
-  until running; do
-    if ((SECONDS >= deadline)) || ! kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
-      log "fake-gcs-server not answering on port $PORT; last log lines:"
-      tail -n 40 "$LOGFILE" >&2 || true
-      exit 1
-    fi
-    sleep 0.1
-  done
+  wait_ready "fake-gcs-server on port $PORT" "$PID_FILE" "$LOGFILE" 20 running
 fi
 
 # Create the bucket; 409 means it already exists.

@@ -42,3 +42,34 @@ pg_dir() {
     echo "$dir"
   fi
 }
+
+# wait_ready NAME PID_FILE LOGFILE TIMEOUT_S CHECK...: poll CHECK until it succeeds; if the
+# process dies or TIMEOUT_S passes, print the log tail and exit 1 (never a silent skip).
+wait_ready() {
+  local name=$1 pid_file=$2 logfile=$3 timeout=$4
+  shift 4
+  local deadline=$((SECONDS + timeout))
+  until "$@"; do
+    if ((SECONDS >= deadline)) || ! kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+      log "$name not answering; last log lines:"
+      tail -n 40 "$logfile" >&2 || true
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+
+# stop_service NAME DIR PID_FILE GRACE_S: TERM the pid, KILL it after GRACE_S, remove DIR.
+stop_service() {
+  local name=$1 dir=$2 pid_file=$3 grace=$4 pid
+  if [[ -f $pid_file ]]; then
+    pid=$(cat "$pid_file")
+    if kill "$pid" 2>/dev/null; then
+      for _ in $(seq $((grace * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+      log "stopped $name pid $pid"
+    fi
+  fi
+  rm -rf "$dir"
+  rmdir "$STATE_DIR" 2>/dev/null || true
+}
