@@ -13,7 +13,9 @@ cd "$REPO"
 SCALE=${1:-0.1}
 
 "$REPO/scripts/system-deps.sh"
+VALIDATE_CONFIG=$(mktemp)
 cleanup() {
+  rm -f "$VALIDATE_CONFIG"
   "$REPO/scripts/bq-down.sh" || true
   "$REPO/scripts/gcs-down.sh" || true
   "$REPO/scripts/pg-down.sh" || true
@@ -54,7 +56,7 @@ log "row counts in BigQuery"
   "$VENV/bin/python" -c 'import json, sys; [print(f"  {t:<16} {n:>8} rows") for t, n in json.load(sys.stdin)]'
 
 log "validating the BigQuery tables against the manifest (and 10 random rows per table against Postgres)"
-cat >"$STATE_DIR/demo-validate.toml" <<'TOML'
+cat >"$VALIDATE_CONFIG" <<'TOML'
 [[denormalized]]
 table = "public.entity_mentions"
 column = "mentioned_at"
@@ -67,4 +69,4 @@ sql = "SELECT COUNT(*) FROM `{project}.{dataset}.events` WHERE mentioned_at BETW
 max_seconds = 2.0
 TOML
 "$PG2BQ" validate --manifest "$DEST/$RUN_ID/manifest.json" --project "$PG2BQ_TEST_BQ_PROJECT" --dataset demo \
-  --source "$PG2BQ_TEST_PG_URL" --config "$STATE_DIR/demo-validate.toml"
+  --source "$PG2BQ_TEST_PG_URL" --config "$VALIDATE_CONFIG"
