@@ -162,7 +162,8 @@ async fn export_table(
             schema.clone(),
             fresh_accumulators.clone(),
             config.parquet,
-            format!("{run_id}/{}", table.directory),
+            // The table's directory under the run is its name (`schema.table` or the query name).
+            format!("{run_id}/{}", table.name),
             partition.index,
             next_file.clone(),
         );

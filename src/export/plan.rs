@@ -26,8 +26,6 @@ pub struct ExportPlan {
 pub struct TablePlan {
     pub name: String,
     pub bq_table: String,
-    /// Directory name under the run: `schema.table` or the query name.
-    pub directory: String,
     pub source_query: String,
     pub columns: Vec<ColumnMapping>,
     pub primary_key: Vec<String>,
@@ -172,12 +170,10 @@ async fn plan_table(config: &ExportConfig, spec: &TableSpec, session: &SnapshotS
     if !problems.is_empty() {
         return Ok(Err(problems));
     }
-    let directory = name.clone();
     let bq_table = bigquery_table_name(&name);
     Ok(Ok(TablePlan {
         name,
         bq_table,
-        directory,
         source_query,
         columns: mappings,
         primary_key,
