@@ -161,11 +161,12 @@ impl PartitionFiles {
             Some(file) => file,
             None => self.start_file()?,
         };
-        let uri = self.store.uri(&self.path(file.index));
         for (accumulator, column) in file.accumulators.iter_mut().zip(batch.columns()) {
             accumulator.update(column);
         }
-        let encode = |source| ParquetSinkError::Encode { uri: uri.clone(), source };
+        // The URI is only built when encoding fails, not for every batch.
+        let index = file.index;
+        let encode = |source| ParquetSinkError::Encode { uri: self.store.uri(&self.path(index)), source };
         file.writer.write(batch).map_err(encode)?;
         file.rows += batch.num_rows() as u64;
         file.row_group_bytes += batch.get_array_memory_size();
