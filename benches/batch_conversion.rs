@@ -32,15 +32,27 @@ fn sequence(seed: u64) -> impl Iterator<Item = u64> {
 fn shapes() -> Vec<(&'static str, RecordBatch, Vec<ColumnMapping>)> {
     // `shift` keeps values in the column type's range (int4 arrives widened to Int64).
     let ints = |seed, nulls: bool, shift: u32| -> ArrayRef {
-        Arc::new(sequence(seed).take(ROWS).enumerate().map(|(i, v)| (!nulls || i % 10 != 0).then_some(v as i64 >> shift)).collect::<Int64Array>())
+        Arc::new(
+            sequence(seed)
+                .take(ROWS)
+                .enumerate()
+                .map(|(i, v)| (!nulls || i % 10 != 0).then_some(v as i64 >> shift))
+                .collect::<Int64Array>(),
+        )
     };
     let text = |width: usize| -> ArrayRef {
-        Arc::new(sequence(7).take(ROWS).map(|v| Some(format!("{v:016x}").repeat(width / 16 + 1)[..width].to_string())).collect::<LargeStringArray>())
+        Arc::new(
+            sequence(7)
+                .take(ROWS)
+                .map(|v| Some(format!("{v:016x}").repeat(width / 16 + 1)[..width].to_string()))
+                .collect::<LargeStringArray>(),
+        )
     };
     let numerics: ArrayRef = Arc::new(
         sequence(3).take(ROWS).map(|v| Some(format!("{}.{:09}", v % 10_000_000_000, v % 1_000_000_000))).collect::<LargeStringArray>(),
     );
-    let micros: ArrayRef = Arc::new(sequence(5).take(ROWS).map(|v| Some((v % 4_000_000_000_000_000) as i64 - 1_000_000_000_000_000)).collect::<Int64Array>());
+    let micros: ArrayRef =
+        Arc::new(sequence(5).take(ROWS).map(|v| Some((v % 4_000_000_000_000_000) as i64 - 1_000_000_000_000_000)).collect::<Int64Array>());
     let batch = |columns: Vec<(&str, ArrayRef)>| RecordBatch::try_from_iter(columns).expect("columns have equal length");
     let json_text = |mut m: ColumnMapping| {
         m.bq_type = BigQueryType::Json;

@@ -9,7 +9,12 @@ use crate::load::LoadMode;
 use crate::source::types::OutOfRange;
 
 #[derive(Debug, Parser)]
-#[command(name = "pg2bq", version, args_override_self = true, about = "Move PostgreSQL tables into BigQuery through a verified Parquet snapshot")]
+#[command(
+    name = "pg2bq",
+    version,
+    args_override_self = true,
+    about = "Move PostgreSQL tables into BigQuery through a verified Parquet snapshot"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

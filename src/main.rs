@@ -14,7 +14,8 @@ mod report;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = ["info", "debug", "trace"][usize::from(cli.verbose.min(2))];
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("pg2bq={default_level},warn")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("pg2bq={default_level},warn")));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init();
     let show_progress = match cli.progress {
         Progress::On => true,

@@ -51,18 +51,39 @@ pub fn print_export(outcome: &ExportOutcome, json: bool) {
         (ExportOutcome::Planned(plan), false) => {
             let mut text = format!("Plan for run {} → {}\n", plan.run_id, plan.destination);
             for table in &plan.tables {
-                text.push_str(&format!("\n{} → BigQuery table `{}`: {} rows, {} partition(s), ≥ {} file(s)\n", table.name, table.bq_table, table.row_count, table.partitions.len(), table.min_files));
+                text.push_str(&format!(
+                    "\n{} → BigQuery table `{}`: {} rows, {} partition(s), ≥ {} file(s)\n",
+                    table.name,
+                    table.bq_table,
+                    table.row_count,
+                    table.partitions.len(),
+                    table.min_files
+                ));
                 for column in &table.columns {
                     let repeated = if column.repeated { " REPEATED" } else { "" };
                     let note = column.note.as_deref().map(|n| format!("  ({n})")).unwrap_or_default();
-                    text.push_str(&format!("  {:<24} {:<28} → {:<40} → {:?}{repeated}{note}\n", column.bq_name, column.pg_type, column.arrow_type.to_string(), column.bq_type));
+                    text.push_str(&format!(
+                        "  {:<24} {:<28} → {:<40} → {:?}{repeated}{note}\n",
+                        column.bq_name,
+                        column.pg_type,
+                        column.arrow_type.to_string(),
+                        column.bq_type
+                    ));
                 }
                 for partition in &table.partitions {
-                    text.push_str(&format!("  partition {} [{}] {}: {} rows\n", partition.index, partition.method, partition.predicate, partition.rows));
+                    text.push_str(&format!(
+                        "  partition {} [{}] {}: {} rows\n",
+                        partition.index, partition.method, partition.predicate, partition.rows
+                    ));
                 }
                 for n in &table.numeric_in_use {
                     let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
-                    text.push_str(&format!("  numeric `{}` in use: up to {} integer digits, scale up to {}\n", n.column, show(n.max_integer_digits), show(n.max_scale)));
+                    text.push_str(&format!(
+                        "  numeric `{}` in use: up to {} integer digits, scale up to {}\n",
+                        n.column,
+                        show(n.max_integer_digits),
+                        show(n.max_scale)
+                    ));
                 }
                 for (column, rows) in &table.adjusted_rows {
                     text.push_str(&format!("  note: {rows} row(s) of `{column}` will be adjusted by --out-of-range\n"));
@@ -110,7 +131,15 @@ pub fn print_load(outcome: &LoadOutcome, json: bool) {
                     text.push_str(&format!("  clustered by {}\n", table.clustering.join(", ")));
                 }
                 for job in &table.load_jobs {
-                    text.push_str(&format!("  job {} → {} {}: {} file(s), {} bytes, {} rows\n", job.job_id, job.destination_table_id, job.write_disposition, job.uris.len(), job.bytes, job.rows));
+                    text.push_str(&format!(
+                        "  job {} → {} {}: {} file(s), {} bytes, {} rows\n",
+                        job.job_id,
+                        job.destination_table_id,
+                        job.write_disposition,
+                        job.uris.len(),
+                        job.bytes,
+                        job.rows
+                    ));
                 }
                 if let Some(finalize) = &table.finalize {
                     text.push_str(&format!("  job {}: {}\n", finalize.job_id, finalize.sql));
@@ -122,7 +151,13 @@ pub fn print_load(outcome: &LoadOutcome, json: bool) {
             let mut text = format!("Loaded run {} into {}.{}\n", report.run_id, report.project, report.dataset);
             for t in &report.tables {
                 let again = if t.reattached_jobs > 0 { format!(" ({} job(s) re-attached)", t.reattached_jobs) } else { String::new() };
-                text.push_str(&format!("  {:<32} {:>12} rows  {:>6.1} s  {} job(s){again}\n", t.table_id, t.rows, t.seconds, t.job_ids.len()));
+                text.push_str(&format!(
+                    "  {:<32} {:>12} rows  {:>6.1} s  {} job(s){again}\n",
+                    t.table_id,
+                    t.rows,
+                    t.seconds,
+                    t.job_ids.len()
+                ));
             }
             out.write_all(text.as_bytes())
         }

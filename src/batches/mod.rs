@@ -11,8 +11,7 @@ pub mod decimal;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Builder, Decimal256Builder, GenericListArray, ListArray,
-    OffsetSizeTrait, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, Decimal128Builder, Decimal256Builder, GenericListArray, ListArray, OffsetSizeTrait, TimestampMicrosecondArray,
 };
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -28,19 +27,27 @@ pub enum BatchError {
     #[error("column `{column}`: expected {expected} columns from the source, got {actual}")]
     ColumnCount { column: String, expected: usize, actual: usize },
     #[error("column `{column}`: cannot convert {from} to {to} exactly")]
-    Cast { column: String, from: DataType, to: DataType, #[source] source: ArrowError },
+    Cast {
+        column: String,
+        from: DataType,
+        to: DataType,
+        #[source]
+        source: ArrowError,
+    },
     #[error("column `{column}`: value does not fit {to}; export it as text with `--cast {column}=text`")]
-    Decimal { column: String, to: DataType, #[source] source: DecimalError },
+    Decimal {
+        column: String,
+        to: DataType,
+        #[source]
+        source: DecimalError,
+    },
     #[error("column `{column}`: ConnectorX delivered {actual}, expected {expected}")]
     UnexpectedType { column: String, expected: &'static str, actual: DataType },
 }
 
 /// The Arrow schema every batch of a table is cast to (BigQuery names, pinned types).
 pub fn pinned_schema(columns: &[ColumnMapping]) -> SchemaRef {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|c| Field::new(&c.bq_name, c.arrow_type.clone(), c.nullable))
-        .collect();
+    let fields: Vec<Field> = columns.iter().map(|c| Field::new(&c.bq_name, c.arrow_type.clone(), c.nullable)).collect();
     Arc::new(Schema::new(fields))
 }
 
@@ -56,12 +63,8 @@ pub fn normalize_batch(batch: &RecordBatch, columns: &[ColumnMapping], schema: &
             actual: batch.num_columns(),
         });
     }
-    let arrays = batch
-        .columns()
-        .iter()
-        .zip(columns)
-        .map(|(array, column)| normalize_column(array, column))
-        .collect::<Result<Vec<_>, _>>()?;
+    let arrays =
+        batch.columns().iter().zip(columns).map(|(array, column)| normalize_column(array, column)).collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(schema.clone(), arrays).map_err(|source| BatchError::Cast {
         column: columns.first().map(|c| c.name.clone()).unwrap_or_default(),
         from: DataType::Null,
@@ -80,7 +83,8 @@ fn normalize_column(array: &ArrayRef, column: &ColumnMapping) -> Result<ArrayRef
             };
             let micros = exact_cast(array, &DataType::Int64, &column.name)?;
             let micros = micros.as_primitive::<arrow::datatypes::Int64Type>();
-            let timestamps = TimestampMicrosecondArray::new(micros.values().clone(), micros.nulls().cloned()).with_timezone_opt(zone.clone());
+            let timestamps =
+                TimestampMicrosecondArray::new(micros.values().clone(), micros.nulls().cloned()).with_timezone_opt(zone.clone());
             Ok(Arc::new(timestamps) as ArrayRef)
         }
         Conversion::ParseDecimal => {
@@ -88,9 +92,7 @@ fn normalize_column(array: &ArrayRef, column: &ColumnMapping) -> Result<ArrayRef
             parse_decimals(text.as_string::<i32>().iter(), text.len(), &column.arrow_type, &column.name)
         }
         Conversion::ParseDecimalList => {
-            let DataType::List(item) = &column.arrow_type else {
-                unreachable!("ParseDecimalList is only planned for list columns")
-            };
+            let DataType::List(item) = &column.arrow_type else { unreachable!("ParseDecimalList is only planned for list columns") };
             match array.data_type() {
                 DataType::LargeList(_) => decimal_list(array.as_list::<i64>(), item, &column.name),
                 DataType::List(_) => decimal_list(array.as_list::<i32>(), item, &column.name),

@@ -11,7 +11,6 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::cli::{BigQueryTargetArgs, ExportArgs, GcpArgs, LoadArgs, ValidateArgs};
-use crate::validate::{Denormalized, Probe, ValidateConfig};
 use crate::load::bigquery::BigQueryOptions;
 use crate::load::plan::PartitionUnit;
 use crate::load::{LoadConfig, LoadTarget};
@@ -19,6 +18,7 @@ use crate::sink::gcs::GcsOptions;
 use crate::sink::manifest::names_table;
 use crate::sink::parquet::ParquetSettings;
 use crate::source::types::{CastOverride, OutOfRange};
+use crate::validate::{Denormalized, Probe, ValidateConfig};
 
 /// Rows per Arrow batch from Postgres unless told otherwise.
 pub const DEFAULT_BATCH_ROWS: usize = 16_384;
@@ -30,9 +30,17 @@ pub const MAX_DEFAULT_PARTITIONS: usize = 4;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file `{path}`")]
-    ReadFile { path: String, #[source] source: std::io::Error },
+    ReadFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("config file `{path}` is invalid")]
-    ParseFile { path: String, #[source] source: toml::de::Error },
+    ParseFile {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
     #[error("no source: pass --source, set PG2BQ_SOURCE or DATABASE_URL, or put `source` in the config file")]
     MissingSource,
     #[error("no destination: pass --dest, set PG2BQ_DEST, or put `dest` in the config file")]
@@ -209,9 +217,10 @@ impl LoadConfig {
             partition_by.insert(table.to_string(), parse_partitioning(spec)?);
         }
         for value in &args.cluster_by {
-            let (table, columns) = value.split_once(',').map_or(value.as_str(), |(first, _)| first).rsplit_once('.').ok_or_else(|| {
-                ConfigError::Malformed { flag: "--cluster-by", value: value.clone(), expected: "TABLE.COLUMN[,COLUMN]" }
-            })?;
+            let (table, columns) =
+                value.split_once(',').map_or(value.as_str(), |(first, _)| first).rsplit_once('.').ok_or_else(|| {
+                    ConfigError::Malformed { flag: "--cluster-by", value: value.clone(), expected: "TABLE.COLUMN[,COLUMN]" }
+                })?;
             let rest = value.split_once(',').map(|(_, rest)| rest).unwrap_or("");
             let mut list = vec![columns.to_string()];
             list.extend(rest.split(',').filter(|c| !c.is_empty()).map(str::to_string));
@@ -238,18 +247,32 @@ impl LoadConfig {
 
 /// Project and dataset: flags (and their environment variables) over the config file.
 fn project_and_dataset(target: &BigQueryTargetArgs, file: &ConfigFile) -> Result<(String, String), ConfigError> {
-    let project = target.project.clone().or(file.project.clone()).ok_or(ConfigError::MissingTarget { what: "project", env: env::GOOGLE_CLOUD_PROJECT })?;
-    let dataset = target.dataset.clone().or(file.dataset.clone()).ok_or(ConfigError::MissingTarget { what: "dataset", env: env::BIGQUERY_DATASET })?;
+    let project = target
+        .project
+        .clone()
+        .or(file.project.clone())
+        .ok_or(ConfigError::MissingTarget { what: "project", env: env::GOOGLE_CLOUD_PROJECT })?;
+    let dataset = target
+        .dataset
+        .clone()
+        .or(file.dataset.clone())
+        .ok_or(ConfigError::MissingTarget { what: "dataset", env: env::BIGQUERY_DATASET })?;
     Ok((project, dataset))
 }
 
 impl GcpArgs {
     pub fn bigquery(&self) -> BigQueryOptions {
-        BigQueryOptions { emulator_host: self.bigquery_emulator_host.clone(), application_credentials: self.google_application_credentials.clone() }
+        BigQueryOptions {
+            emulator_host: self.bigquery_emulator_host.clone(),
+            application_credentials: self.google_application_credentials.clone(),
+        }
     }
 
     pub fn gcs(&self) -> GcsOptions {
-        GcsOptions { emulator_host: self.storage_emulator_host.clone(), application_credentials: self.google_application_credentials.clone() }
+        GcsOptions {
+            emulator_host: self.storage_emulator_host.clone(),
+            application_credentials: self.google_application_credentials.clone(),
+        }
     }
 }
 
@@ -293,11 +316,7 @@ fn parse_partitioning(spec: &str) -> Result<(String, PartitionUnit), ConfigError
 /// or `table.col` names one table, a bare `col` applies to all.
 fn targets<'a>(tables: &'a mut [TableSpec], target: &str) -> Vec<(&'a mut TableSpec, String)> {
     match target.rsplit_once('.') {
-        Some((table, column)) => tables
-            .iter_mut()
-            .filter(|t| names_table(&t.name, table))
-            .map(|t| (t, column.to_string()))
-            .collect(),
+        Some((table, column)) => tables.iter_mut().filter(|t| names_table(&t.name, table)).map(|t| (t, column.to_string())).collect(),
         None => tables.iter_mut().map(|t| (t, target.to_string())).collect(),
     }
 }
@@ -341,7 +360,8 @@ mod tests {
 
     #[test]
     fn file_tables_keep_their_options_when_named_by_flag() {
-        let f = file("[[tables]]\nname = 'public.events'\npartitions = 3\ncast = { payload = 'text' }\n[[tables]]\nname = 'public.other'\n");
+        let f =
+            file("[[tables]]\nname = 'public.events'\npartitions = 3\ncast = { payload = 'text' }\n[[tables]]\nname = 'public.other'\n");
         let a = args(&["--source", "s", "--dest", "d", "--table", "public.events", "--cast", "events.note=text"]);
         let cfg = ExportConfig::resolve(&a, f, None).unwrap();
         assert_eq!(cfg.tables.len(), 1);
@@ -352,7 +372,19 @@ mod tests {
     #[test]
     fn load_options_come_from_flags_over_the_file() {
         let f = file("project = 'file-p'\ndataset = 'd'\n[[tables]]\nname = 'public.events'\npartition_by = 'created_at:MONTH'\ncluster_by = ['id']\n");
-        let cli = Cli::try_parse_from(["pg2bq", "load", "--manifest", "gs://b/r/manifest.json", "--project", "flag-p", "--partition-by", "public.events.mentioned_at", "--cluster-by", "events.entity_id,event_id"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "pg2bq",
+            "load",
+            "--manifest",
+            "gs://b/r/manifest.json",
+            "--project",
+            "flag-p",
+            "--partition-by",
+            "public.events.mentioned_at",
+            "--cluster-by",
+            "events.entity_id,event_id",
+        ])
+        .unwrap();
         let Command::Load(args) = cli.command else { unreachable!() };
         let cfg = LoadConfig::resolve(&args, f).unwrap();
         assert_eq!((cfg.target.project.as_str(), cfg.target.dataset.as_str()), ("flag-p", "d"));

@@ -35,9 +35,19 @@ pub enum ExportError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("table `{table}`, partition {partition}: a batch did not convert")]
-    Batch { table: String, partition: usize, #[source] source: BatchError },
+    Batch {
+        table: String,
+        partition: usize,
+        #[source]
+        source: BatchError,
+    },
     #[error("table `{table}`, partition {partition}: writing Parquet failed")]
-    Write { table: String, partition: usize, #[source] source: ParquetSinkError },
+    Write {
+        table: String,
+        partition: usize,
+        #[source]
+        source: ParquetSinkError,
+    },
     #[error("run `{run_id}` is already committed (`{uri}` exists); pick another --run-id")]
     RunCommitted { run_id: String, uri: String },
     #[error("table `{table}`: the snapshot has {expected} rows but {actual} were written; nothing was committed")]
@@ -167,7 +177,8 @@ async fn export_table(
             partition.index,
             next_file.clone(),
         );
-        let (url, name, columns, schema, setup) = (config.source_url.clone(), table.name.clone(), table.columns.clone(), schema.clone(), setup.to_vec());
+        let (url, name, columns, schema, setup) =
+            (config.source_url.clone(), table.name.clone(), table.columns.clone(), schema.clone(), setup.to_vec());
         let (index, expected, batch_rows) = (partition.index, partition.rows, config.batch_rows);
         let (cancelled, counter) = (cancelled.clone(), counter.clone());
         workers.push(tokio::task::spawn_blocking(move || {
@@ -178,7 +189,9 @@ async fn export_table(
                     }
                     let batch = normalize_batch(&batch, &columns, &schema)
                         .map_err(|source| Some(Box::new(ExportError::Batch { table: name.clone(), partition: index, source })))?;
-                    files.write(&batch).map_err(|source| Some(Box::new(ExportError::Write { table: name.clone(), partition: index, source })))?;
+                    files
+                        .write(&batch)
+                        .map_err(|source| Some(Box::new(ExportError::Write { table: name.clone(), partition: index, source })))?;
                     counter.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                     Ok(())
                 })
@@ -187,7 +200,12 @@ async fn export_table(
                     StreamError::Sink(sink) => sink,
                 })?;
                 if rows != expected {
-                    return Err(Some(Box::new(ExportError::Source(SourceError::ShortStream { table: name.clone(), partition: index, expected, actual: rows }))));
+                    return Err(Some(Box::new(ExportError::Source(SourceError::ShortStream {
+                        table: name.clone(),
+                        partition: index,
+                        expected,
+                        actual: rows,
+                    }))));
                 }
                 files.finish().map_err(|source| Some(Box::new(ExportError::Write { table: name.clone(), partition: index, source })))
             })();

@@ -84,7 +84,11 @@ pub async fn plan_export(config: &ExportConfig, session: &SnapshotSession, run_i
     Ok(ExportPlan { run_id: run_id.to_string(), destination: config.destination.clone(), source: session.info.clone(), tables, problems })
 }
 
-async fn plan_table(config: &ExportConfig, spec: &TableSpec, session: &SnapshotSession) -> Result<Result<TablePlan, Vec<String>>, PlanError> {
+async fn plan_table(
+    config: &ExportConfig,
+    spec: &TableSpec,
+    session: &SnapshotSession,
+) -> Result<Result<TablePlan, Vec<String>>, PlanError> {
     let (name, from, columns, primary_key, foreign_keys, oid) = match &spec.query {
         Some(sql) => {
             let columns = session.query_columns(sql, &spec.name).await?;
@@ -127,7 +131,8 @@ async fn plan_table(config: &ExportConfig, spec: &TableSpec, session: &SnapshotS
     let mut filters: Vec<String> = partitions.iter().filter(|p| !p.predicate.is_empty()).map(|p| p.predicate.clone()).collect();
     let partition_filters = filters.len();
     filters.extend(checks.iter().map(|(_, predicate)| predicate.clone()));
-    let numeric: Vec<&PgColumn> = columns.iter().filter(|c| c.type_name == "numeric" && c.element_type.is_none() && !spec.casts.contains_key(&c.name)).collect();
+    let numeric: Vec<&PgColumn> =
+        columns.iter().filter(|c| c.type_name == "numeric" && c.element_type.is_none() && !spec.casts.contains_key(&c.name)).collect();
     let finite = |c: &PgColumn| format!("CASE WHEN {0} IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE {0} END", quote_ident(&c.name));
     let stats: Vec<String> = numeric
         .iter()

@@ -37,11 +37,22 @@ pub struct BigQueryOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum BigQueryError {
     #[error("cannot obtain Google credentials for BigQuery")]
-    Credentials { #[source] source: object_store::Error },
+    Credentials {
+        #[source]
+        source: object_store::Error,
+    },
     #[error("BigQuery: failed to {action}")]
-    Client { action: String, #[source] source: BQError },
+    Client {
+        action: String,
+        #[source]
+        source: BQError,
+    },
     #[error("BigQuery: failed to {action}")]
-    Http { action: String, #[source] source: reqwest::Error },
+    Http {
+        action: String,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("BigQuery: {action} answered HTTP {status}: {message}")]
     Status { action: String, status: StatusCode, message: String },
     #[error("BigQuery job `{job_id}` failed: {reasons}")]
@@ -145,7 +156,11 @@ impl BigQuery {
                 if let Some(location) = &self.location {
                     new = new.location(location);
                 }
-                self.client.dataset().create(new).await.map_err(|source| BigQueryError::Client { action: format!("create dataset `{dataset}`"), source })?;
+                self.client
+                    .dataset()
+                    .create(new)
+                    .await
+                    .map_err(|source| BigQueryError::Client { action: format!("create dataset `{dataset}`"), source })?;
                 info!(dataset, "Created dataset");
                 Ok(())
             }
@@ -281,9 +296,14 @@ impl BigQuery {
             let status = job.status.as_ref();
             if status.and_then(|s| s.state.as_deref()) == Some("DONE") {
                 if let Some(error) = status.and_then(|s| s.error_result.as_ref()) {
-                    let mut reasons = vec![format!("{}: {}", error.reason.as_deref().unwrap_or("error"), error.message.as_deref().unwrap_or(""))];
+                    let mut reasons =
+                        vec![format!("{}: {}", error.reason.as_deref().unwrap_or("error"), error.message.as_deref().unwrap_or(""))];
                     for detail in status.and_then(|s| s.errors.as_ref()).into_iter().flatten().take(5) {
-                        reasons.push(format!("{} ({})", detail.message.as_deref().unwrap_or(""), detail.location.as_deref().unwrap_or("-")));
+                        reasons.push(format!(
+                            "{} ({})",
+                            detail.message.as_deref().unwrap_or(""),
+                            detail.location.as_deref().unwrap_or("-")
+                        ));
                     }
                     return Err(BigQueryError::JobFailed { job_id: job_id.into(), reasons: reasons.join("; ") });
                 }
@@ -300,7 +320,11 @@ impl BigQuery {
         request.location = self.location.clone();
         request.use_legacy_sql = false;
         request.dry_run = Some(dry_run);
-        self.client.job().query(&self.project, request).await.map_err(|source| BigQueryError::Client { action: format!("run query `{sql}`"), source })
+        self.client
+            .job()
+            .query(&self.project, request)
+            .await
+            .map_err(|source| BigQueryError::Client { action: format!("run query `{sql}`"), source })
     }
 
     /// Runs a query and returns its rows (small results: counts, checks, samples), every
@@ -379,7 +403,8 @@ pub fn schema_differences(existing: &Value, fields: &[Field]) -> Vec<String> {
             Some(j) => {
                 let (_, ty, mode) = &existing[j];
                 if *ty != field.field_type || *mode != field.mode {
-                    differences.push(format!("column `{}`: table has {mode} {ty}, snapshot has {} {}", field.name, field.mode, field.field_type));
+                    differences
+                        .push(format!("column `{}`: table has {mode} {ty}, snapshot has {} {}", field.name, field.mode, field.field_type));
                 } else if i != j {
                     differences.push(format!("column `{}` is at position {} in the table, {} in the snapshot", field.name, j + 1, i + 1));
                 }
@@ -418,6 +443,10 @@ mod tests {
                 "column `extra` NULLABLE STRING is in the table but not in the snapshot",
             ]
         );
-        assert!(schema_differences(&existing, &[field("id", "INT64", "REQUIRED"), field("score", "FLOAT64", "NULLABLE"), field("extra", "STRING", "NULLABLE")]).is_empty());
+        assert!(schema_differences(
+            &existing,
+            &[field("id", "INT64", "REQUIRED"), field("score", "FLOAT64", "NULLABLE"), field("extra", "STRING", "NULLABLE")]
+        )
+        .is_empty());
     }
 }

@@ -39,15 +39,27 @@ pub struct LoadConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read the manifest `{uri}`")]
-    ReadManifest { uri: String, #[source] source: StoreError },
+    ReadManifest {
+        uri: String,
+        #[source]
+        source: StoreError,
+    },
     #[error("`{uri}` is not a pg2bq manifest")]
-    ParseManifest { uri: String, #[source] source: serde_json::Error },
+    ParseManifest {
+        uri: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("manifest `{uri}` has format version {found}; this pg2bq reads version {expected}")]
     ManifestVersion { uri: String, found: u32, expected: u32 },
     #[error(transparent)]
     Plan(#[from] LoadPlanError),
     #[error("cannot list the snapshot's files under `{uri}`")]
-    ListFiles { uri: String, #[source] source: StoreError },
+    ListFiles {
+        uri: String,
+        #[source]
+        source: StoreError,
+    },
     #[error("the snapshot is not intact, nothing was submitted:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     FilesChanged { problems: Vec<String> },
     #[error(transparent)]
@@ -57,10 +69,18 @@ pub enum LoadError {
     #[error("run `{run_id}` was already appended to table `{table}` (label `{label}`); appending it again would duplicate its rows")]
     AlreadyAppended { run_id: String, table: String, label: String },
     #[error("table `{table}`: load job `{job_id}` failed (files: {files})")]
-    Job { table: String, job_id: String, files: String, #[source] source: BigQueryError },
+    Job {
+        table: String,
+        job_id: String,
+        files: String,
+        #[source]
+        source: BigQueryError,
+    },
     #[error("table `{table}`, column `{column}`: {rows} row(s) hold JSON that BigQuery's JSON type cannot store exactly (e.g. a number beyond 64-bit precision); the table was not touched. Re-export with `--cast {column}=text` to keep it as text")]
     JsonNotRepresentable { table: String, column: String, rows: u64 },
-    #[error("table `{table}`, column `{column}`: the staged JSON text differs from the snapshot's (fingerprint); the table was not touched")]
+    #[error(
+        "table `{table}`, column `{column}`: the staged JSON text differs from the snapshot's (fingerprint); the table was not touched"
+    )]
     StagingMismatch { table: String, column: String },
     #[error("table `{table}`: {what} reports {actual} rows, the manifest {expected}")]
     RowCount { table: String, what: String, expected: u64, actual: u64 },
@@ -107,7 +127,11 @@ pub async fn read_manifest(uri: &str, gcs: &GcsOptions) -> Result<(Store, String
     let bytes = store.get(&format!("{run_dir}/{file}")).await.map_err(read_error)?;
     let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|source| LoadError::ParseManifest { uri: uri.to_string(), source })?;
     if manifest.format_version != crate::sink::manifest::FORMAT_VERSION {
-        return Err(LoadError::ManifestVersion { uri: uri.into(), found: manifest.format_version, expected: crate::sink::manifest::FORMAT_VERSION });
+        return Err(LoadError::ManifestVersion {
+            uri: uri.into(),
+            found: manifest.format_version,
+            expected: crate::sink::manifest::FORMAT_VERSION,
+        });
     }
     Ok((store, run_dir.to_string(), manifest))
 }
@@ -132,7 +156,11 @@ pub async fn verify_files(store: &Store, run_dir: &str, manifest: &Manifest) -> 
             }
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(LoadError::FilesChanged { problems }) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::FilesChanged { problems })
+    }
 }
 
 /// Loads a snapshot (or plans it, with `dry_run`).
@@ -168,14 +196,25 @@ pub async fn load(config: &LoadConfig) -> Result<LoadOutcome, LoadError> {
     if !failed.is_empty() {
         return Err(LoadError::TablesFailed { failed, total: plan.tables.len() });
     }
-    Ok(LoadOutcome::Loaded(LoadReport { run_id: plan.run_id.clone(), project: plan.project.clone(), dataset: plan.dataset.clone(), tables: reports }))
+    Ok(LoadOutcome::Loaded(LoadReport {
+        run_id: plan.run_id.clone(),
+        project: plan.project.clone(),
+        dataset: plan.dataset.clone(),
+        tables: reports,
+    }))
 }
 
 /// For each JSON column of the staging table: checks the staged text's fingerprint equals the
 /// manifest's (the staging table holds exactly the snapshot), and returns the fingerprint of the
 /// same values as BigQuery will serialise them (`TO_JSON_STRING(PARSE_JSON(text))`), as labels
 /// for `validate`: JSON serialisation differs between Postgres, BigQuery and emulators.
-async fn fingerprint_staged_json(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_table: &TableManifest, staging: &str) -> Result<Vec<(String, String)>, LoadError> {
+async fn fingerprint_staged_json(
+    bq: &BigQuery,
+    plan: &LoadPlan,
+    table: &TableLoad,
+    manifest_table: &TableManifest,
+    staging: &str,
+) -> Result<Vec<(String, String)>, LoadError> {
     use crate::validate::sql::{fingerprint_items, json_fingerprint_label, list_encoding};
     let columns: Vec<_> = manifest_table.columns.iter().filter(|c| c.mapping.bq_type == crate::source::types::BigQueryType::Json).collect();
     if columns.is_empty() {
@@ -254,7 +293,11 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
             }
             let appended = existing.pointer(&format!("/labels/{label_key}")).and_then(Value::as_str) == Some("append");
             if plan.mode == LoadMode::Append && appended {
-                return Err(LoadError::AlreadyAppended { run_id: plan.run_id.clone(), table: table.table_id.clone(), label: label_key.clone() });
+                return Err(LoadError::AlreadyAppended {
+                    run_id: plan.run_id.clone(),
+                    table: table.table_id.clone(),
+                    label: label_key.clone(),
+                });
             }
         }
         None if table.staging_table_id.is_none() || plan.mode == LoadMode::Append => {
@@ -308,7 +351,12 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
         })?;
         let loaded = finished.output_rows.unwrap_or(0);
         if loaded != job.rows {
-            return Err(LoadError::RowCount { table: table.table_id.clone(), what: format!("load job `{}` ({files})", finished.job_id), expected: job.rows, actual: loaded });
+            return Err(LoadError::RowCount {
+                table: table.table_id.clone(),
+                what: format!("load job `{}` ({files})", finished.job_id),
+                expected: job.rows,
+                actual: loaded,
+            });
         }
         info!(job_id = %finished.job_id, rows = loaded, reattached = finished.reattached, "Load job done");
         reattached_jobs += usize::from(finished.reattached);
@@ -331,7 +379,12 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
         if plan.mode == LoadMode::Append && staging.is_some() {
             let affected = finished.dml_affected_rows.unwrap_or(0);
             if affected != table.rows {
-                return Err(LoadError::RowCount { table: table.table_id.clone(), what: format!("INSERT job `{}`", finished.job_id), expected: table.rows, actual: affected });
+                return Err(LoadError::RowCount {
+                    table: table.table_id.clone(),
+                    what: format!("INSERT job `{}`", finished.job_id),
+                    expected: table.rows,
+                    actual: affected,
+                });
             }
         }
         reattached_jobs += usize::from(finished.reattached);
@@ -342,7 +395,12 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
         let row = bq.query_first_row(&sql).await?;
         let count: i64 = row.and_then(|r| r[0].as_deref().and_then(|v| v.parse().ok())).unwrap_or(-1);
         if count != table.rows as i64 {
-            return Err(LoadError::RowCount { table: table.table_id.clone(), what: "COUNT(*) after the load".into(), expected: table.rows, actual: count.max(0) as u64 });
+            return Err(LoadError::RowCount {
+                table: table.table_id.clone(),
+                what: "COUNT(*) after the load".into(),
+                expected: table.rows,
+                actual: count.max(0) as u64,
+            });
         }
     }
     labels.push((label_key.clone(), label_value.clone()));

@@ -333,7 +333,9 @@ fn finalize_sql(
         .map(|f| {
             let column = quote(&f.name);
             match (f.field_type.as_str(), f.mode.as_str()) {
-                ("JSON", "REPEATED") => format!("ARRAY(SELECT PARSE_JSON(e) FROM UNNEST({column}) AS e WITH OFFSET AS o ORDER BY o) AS {column}"),
+                ("JSON", "REPEATED") => {
+                    format!("ARRAY(SELECT PARSE_JSON(e) FROM UNNEST({column}) AS e WITH OFFSET AS o ORDER BY o) AS {column}")
+                }
                 ("JSON", _) => format!("PARSE_JSON({column}) AS {column}"),
                 _ => column,
             }
@@ -349,7 +351,8 @@ fn finalize_sql(
                 .map(|f| {
                     let data_type = if f.mode == "REPEATED" { format!("ARRAY<{}>", f.field_type) } else { f.field_type.clone() };
                     let not_null = if f.mode == "REQUIRED" { " NOT NULL" } else { "" };
-                    let description = f.description.as_deref().map(|d| format!(" OPTIONS(description={})", string_literal(d))).unwrap_or_default();
+                    let description =
+                        f.description.as_deref().map(|d| format!(" OPTIONS(description={})", string_literal(d))).unwrap_or_default();
                     format!("{} {data_type}{not_null}{description}", quote(&f.name))
                 })
                 .collect();
@@ -391,7 +394,11 @@ mod tests {
 
     fn column(name: &str, type_name: &str, not_null: bool) -> ColumnManifest {
         let pg = PgColumn { not_null, comment: Some(format!("the {name}")), ..PgColumn::base(name, type_name, -1) };
-        ColumnManifest { mapping: map_column(&pg, None, OutOfRange::Refuse).unwrap(), adjusted_rows: 0, aggregates: ColumnAggregates::default() }
+        ColumnManifest {
+            mapping: map_column(&pg, None, OutOfRange::Refuse).unwrap(),
+            adjusted_rows: 0,
+            aggregates: ColumnAggregates::default(),
+        }
     }
 
     fn manifest(files: usize, with_json: bool) -> Manifest {
@@ -476,7 +483,12 @@ mod tests {
         assert!(sql.contains("PARSE_JSON(`metadata`) AS `metadata`"), "{sql}");
         assert!(sql.contains("PARTITION BY TIMESTAMP_TRUNC(`mentioned_at`, DAY)"), "{sql}");
         let append = plan_load(&manifest(2, true), &target(LoadMode::Append)).unwrap();
-        assert!(append.tables[0].finalize.as_ref().unwrap().sql.starts_with("INSERT INTO `p.d.events` (`id`, `mentioned_at`, `metadata`) SELECT"));
+        assert!(append.tables[0]
+            .finalize
+            .as_ref()
+            .unwrap()
+            .sql
+            .starts_with("INSERT INTO `p.d.events` (`id`, `mentioned_at`, `metadata`) SELECT"));
     }
 
     #[test]
@@ -484,7 +496,10 @@ mod tests {
         let plan = plan_load(&manifest(MAX_URIS_PER_JOB + 1, false), &target(LoadMode::Truncate)).unwrap();
         let t = &plan.tables[0];
         assert_eq!(t.load_jobs.iter().map(|j| j.uris.len()).collect::<Vec<_>>(), [MAX_URIS_PER_JOB, 1]);
-        assert_eq!((t.load_jobs[0].write_disposition.as_str(), t.load_jobs[1].write_disposition.as_str()), ("WRITE_TRUNCATE", "WRITE_APPEND"));
+        assert_eq!(
+            (t.load_jobs[0].write_disposition.as_str(), t.load_jobs[1].write_disposition.as_str()),
+            ("WRITE_TRUNCATE", "WRITE_APPEND")
+        );
         assert!(t.finalize.is_some());
     }
 

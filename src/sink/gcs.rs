@@ -18,11 +18,20 @@ pub const CHUNK_BYTES: usize = 32 * 256 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum GcsError {
     #[error("GCS {action} `gs://{bucket}/{object}` failed")]
-    Request { action: &'static str, bucket: String, object: String, #[source] source: reqwest::Error },
+    Request {
+        action: &'static str,
+        bucket: String,
+        object: String,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("GCS {action} `gs://{bucket}/{object}` answered HTTP {status}: {body}")]
     Status { action: &'static str, bucket: String, object: String, status: StatusCode, body: String },
     #[error("GCS credentials could not be obtained")]
-    Credentials { #[source] source: object_store::Error },
+    Credentials {
+        #[source]
+        source: object_store::Error,
+    },
     #[error("GCS resumable upload of `gs://{bucket}/{object}` returned no session location")]
     NoSession { bucket: String, object: String },
 }
@@ -118,7 +127,8 @@ impl GcsClient {
     /// Starts a resumable upload and returns its session URL.
     pub async fn start_upload(&self, object: &str) -> Result<String, GcsError> {
         let url = format!("{}/upload/storage/v1/b/{}/o?uploadType=resumable&name={}", self.base_url, self.bucket, encode(object));
-        let builder = self.request(Method::POST, url).await?.header("X-Upload-Content-Type", "application/octet-stream").json(&serde_json::json!({}));
+        let builder =
+            self.request(Method::POST, url).await?.header("X-Upload-Content-Type", "application/octet-stream").json(&serde_json::json!({}));
         let response = self.send("start upload of", object, builder).await?;
         if !response.status().is_success() {
             return Err(self.status_error("start upload of", object, response).await);
@@ -132,14 +142,19 @@ impl GcsClient {
     }
 
     /// Sends bytes `offset..offset+chunk.len()`; `total` is set on the last chunk only.
-    pub async fn upload_chunk(&self, session: &str, object: &str, offset: u64, chunk: Bytes, total: Option<u64>) -> Result<Option<ObjectMeta>, GcsError> {
+    pub async fn upload_chunk(
+        &self,
+        session: &str,
+        object: &str,
+        offset: u64,
+        chunk: Bytes,
+        total: Option<u64>,
+    ) -> Result<Option<ObjectMeta>, GcsError> {
         let range = match (chunk.is_empty(), total) {
             (true, Some(total)) => format!("bytes */{total}"),
-            (_, total) => format!(
-                "bytes {offset}-{}/{}",
-                offset + chunk.len() as u64 - 1,
-                total.map_or("*".to_string(), |t| t.to_string())
-            ),
+            (_, total) => {
+                format!("bytes {offset}-{}/{}", offset + chunk.len() as u64 - 1, total.map_or("*".to_string(), |t| t.to_string()))
+            }
         };
         let builder = self.request(Method::PUT, session.to_string()).await?.header(reqwest::header::CONTENT_RANGE, range).body(chunk);
         let response = self.send("upload", object, builder).await?;

@@ -54,7 +54,11 @@ pub fn writer_properties(settings: &ParquetSettings) -> WriterProperties {
 #[derive(Debug, thiserror::Error)]
 pub enum ParquetSinkError {
     #[error("failed to encode `{uri}`")]
-    Encode { uri: String, #[source] source: ParquetError },
+    Encode {
+        uri: String,
+        #[source]
+        source: ParquetError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("upload task of `{uri}` stopped unexpectedly")]
@@ -69,9 +73,7 @@ struct ChunkSender {
 
 impl ChunkSender {
     fn send(&mut self, data: Bytes) -> std::io::Result<()> {
-        self.sender
-            .blocking_send(Chunk::Data(data))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "upload stopped"))
+        self.sender.blocking_send(Chunk::Data(data)).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "upload stopped"))
     }
 }
 
@@ -298,7 +300,10 @@ mod tests {
         ]);
         let batch = RecordBatch::try_new(
             Arc::new(schema),
-            vec![Arc::new(TimestampMicrosecondArray::from(vec![MIN_MICROS]).with_timezone(UTC)), Arc::new(TimestampMicrosecondArray::from(vec![MAX_MICROS]))],
+            vec![
+                Arc::new(TimestampMicrosecondArray::from(vec![MIN_MICROS]).with_timezone(UTC)),
+                Arc::new(TimestampMicrosecondArray::from(vec![MAX_MICROS])),
+            ],
         )
         .unwrap();
         assert_eq!(round_trip(&batch), batch);

@@ -22,9 +22,18 @@ pub enum StoreError {
     #[error("destination `{url}` is not a gs://, file:// or memory:// URL or a path")]
     UnsupportedUrl { url: String },
     #[error("cannot create or clean local directory `{path}`")]
-    CreateDir { path: String, #[source] source: std::io::Error },
+    CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{action} `{uri}` failed")]
-    Object { action: &'static str, uri: String, #[source] source: object_store::Error },
+    Object {
+        action: &'static str,
+        uri: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error(transparent)]
     Gcs(#[from] GcsError),
     #[error("upload of `{uri}` was abandoned before it finished")]
@@ -100,7 +109,11 @@ impl Store {
             });
         }
         if destination.starts_with("memory://") {
-            return Ok(Self { backend: Backend::Objects(Arc::new(InMemory::new()), None), root: String::new(), display_root: "memory://".into() });
+            return Ok(Self {
+                backend: Backend::Objects(Arc::new(InMemory::new()), None),
+                root: String::new(),
+                display_root: "memory://".into(),
+            });
         }
         let path = if destination.starts_with("file://") {
             Url::parse(destination).ok().and_then(|u| u.to_file_path().ok()).ok_or_else(unsupported)?
@@ -111,7 +124,11 @@ impl Store {
         };
         std::fs::create_dir_all(&path).map_err(|source| StoreError::CreateDir { path: path.display().to_string(), source })?;
         let path = path.canonicalize().map_err(|source| StoreError::CreateDir { path: path.display().to_string(), source })?;
-        let local = LocalFileSystem::new_with_prefix(&path).map_err(|source| StoreError::Object { action: "open", uri: path.display().to_string(), source })?;
+        let local = LocalFileSystem::new_with_prefix(&path).map_err(|source| StoreError::Object {
+            action: "open",
+            uri: path.display().to_string(),
+            source,
+        })?;
         Ok(Self {
             backend: Backend::Objects(Arc::new(local), Some(path.clone())),
             root: String::new(),
@@ -120,7 +137,11 @@ impl Store {
     }
 
     fn key(&self, path: &str) -> String {
-        if self.root.is_empty() { path.to_string() } else { format!("{}/{path}", self.root) }
+        if self.root.is_empty() {
+            path.to_string()
+        } else {
+            format!("{}/{path}", self.root)
+        }
     }
 
     /// Full URI of `path`, as recorded in the manifest.
@@ -140,18 +161,30 @@ impl Store {
         match &self.backend {
             Backend::Objects(store, _) => {
                 let object = Path::from(self.key(path));
-                let upload = store.put_multipart(&object).await.map_err(|source| StoreError::Object { action: "start upload of", uri: uri.clone(), source })?;
+                let upload = store.put_multipart(&object).await.map_err(|source| StoreError::Object {
+                    action: "start upload of",
+                    uri: uri.clone(),
+                    source,
+                })?;
                 let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK_BYTES);
                 while let Some(chunk) = chunks.recv().await {
                     match chunk {
                         Chunk::Data(data) => {
                             crc = crc32c::crc32c_append(crc, &data);
                             bytes += data.len() as u64;
-                            writer.wait_for_capacity(2).await.map_err(|source| StoreError::Object { action: "upload", uri: uri.clone(), source })?;
+                            writer.wait_for_capacity(2).await.map_err(|source| StoreError::Object {
+                                action: "upload",
+                                uri: uri.clone(),
+                                source,
+                            })?;
                             writer.put(data);
                         }
                         Chunk::Finish => {
-                            writer.finish().await.map_err(|source| StoreError::Object { action: "finish upload of", uri: uri.clone(), source })?;
+                            writer.finish().await.map_err(|source| StoreError::Object {
+                                action: "finish upload of",
+                                uri: uri.clone(),
+                                source,
+                            })?;
                             return Ok(StoredObject { bytes, crc32c: crc32c_base64(crc) });
                         }
                     }
@@ -246,11 +279,19 @@ impl Store {
                     .try_collect()
                     .await
                     .map_err(|source| StoreError::Object { action: "list", uri: self.uri(prefix), source })?;
-                Ok(listed.into_iter().map(|m| ListedObject { path: strip(m.location.as_ref()), bytes: m.size as u64, crc32c: None }).collect())
+                Ok(listed
+                    .into_iter()
+                    .map(|m| ListedObject { path: strip(m.location.as_ref()), bytes: m.size as u64, crc32c: None })
+                    .collect())
             }
             Backend::Gcs(gcs) => {
                 let key = format!("{}/", self.key(prefix));
-                Ok(gcs.list(&key).await?.into_iter().map(|m| ListedObject { path: strip(&m.name), bytes: m.size, crc32c: m.crc32c }).collect())
+                Ok(gcs
+                    .list(&key)
+                    .await?
+                    .into_iter()
+                    .map(|m| ListedObject { path: strip(&m.name), bytes: m.size, crc32c: m.crc32c })
+                    .collect())
             }
         }
     }
@@ -273,7 +314,11 @@ impl Store {
             Backend::Objects(store, None) => {
                 for object in &listed {
                     let location = Path::from(self.key(&object.path));
-                    store.delete(&location).await.map_err(|source| StoreError::Object { action: "delete", uri: self.uri(&object.path), source })?;
+                    store.delete(&location).await.map_err(|source| StoreError::Object {
+                        action: "delete",
+                        uri: self.uri(&object.path),
+                        source,
+                    })?;
                 }
             }
             Backend::Gcs(gcs) => {

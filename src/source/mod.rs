@@ -9,15 +9,35 @@ pub mod types;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("invalid Postgres URL `{url}`")]
-    InvalidUrl { url: String, #[source] source: tokio_postgres::Error },
+    InvalidUrl {
+        url: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("cannot connect to Postgres at `{url}`")]
-    Connect { url: String, #[source] source: Box<dyn std::error::Error + Send + Sync> },
+    Connect {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("cannot set up TLS for `{url}`")]
-    Tls { url: String, #[source] source: openssl::error::ErrorStack },
+    Tls {
+        url: String,
+        #[source]
+        source: openssl::error::ErrorStack,
+    },
     #[error("failed to {action}")]
-    Query { action: String, #[source] source: tokio_postgres::Error },
+    Query {
+        action: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("table `{table}` does not exist or is not readable; check the name (schema.table) and the role's privileges")]
-    TableNotFound { table: String, #[source] source: tokio_postgres::Error },
+    TableNotFound {
+        table: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("table `{table}`: ConnectorX failed: {message}")]
     ConnectorX { table: String, message: String },
     #[error("table `{table}`, partition {partition}: Postgres has {expected} rows but the stream ended after {actual}; ConnectorX dropped an error, nothing was committed")]

@@ -11,7 +11,8 @@ use super::{redact_url, SourceError};
 use crate::sink::manifest::{ForeignKey, SourceInfo};
 
 /// Session settings every connection of a run uses, so text output is deterministic.
-pub const SESSION_SETTINGS: [&str; 3] = ["SET LOCAL intervalstyle = 'iso_8601'", "SET LOCAL TimeZone = 'UTC'", "SET LOCAL DateStyle = 'ISO, YMD'"];
+pub const SESSION_SETTINGS: [&str; 3] =
+    ["SET LOCAL intervalstyle = 'iso_8601'", "SET LOCAL TimeZone = 'UTC'", "SET LOCAL DateStyle = 'ISO, YMD'"];
 
 /// An open snapshot.
 pub struct SnapshotSession {
@@ -78,10 +79,8 @@ impl SnapshotSession {
 
     /// The statements a partition connection runs before its query to join this snapshot.
     pub fn partition_setup(&self) -> Vec<String> {
-        let mut setup = vec![
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_string(),
-            format!("SET TRANSACTION SNAPSHOT '{}'", self.snapshot_id),
-        ];
+        let mut setup =
+            vec!["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_string(), format!("SET TRANSACTION SNAPSHOT '{}'", self.snapshot_id)];
         setup.extend(SESSION_SETTINGS.iter().map(|s| s.to_string()));
         setup
     }
@@ -141,7 +140,13 @@ impl SnapshotSession {
 
     /// Runs one scan, `SELECT count(*), count(*) FILTER (…), …, <stats>`, and returns every
     /// count and every statistic (int8 expressions, NULL on an empty table).
-    pub async fn counts(&self, from: &str, filters: &[String], stats: &[String], what: &str) -> Result<(Vec<u64>, Vec<Option<i64>>), SourceError> {
+    pub async fn counts(
+        &self,
+        from: &str,
+        filters: &[String],
+        stats: &[String],
+        what: &str,
+    ) -> Result<(Vec<u64>, Vec<Option<i64>>), SourceError> {
         let mut select = vec!["count(*)".to_string()];
         select.extend(filters.iter().map(|f| format!("count(*) FILTER (WHERE {f})")));
         select.extend(stats.iter().map(|s| format!("({s})::int8")));

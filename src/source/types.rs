@@ -160,38 +160,28 @@ pub enum CastOverride {
 ///
 /// # Errors
 /// Returns a [`Refusal`] for types without an exact route; the reason names the way out.
-pub fn map_column(
-    column: &PgColumn,
-    cast: Option<CastOverride>,
-    out_of_range: OutOfRange,
-) -> Result<ColumnMapping, Refusal> {
+pub fn map_column(column: &PgColumn, cast: Option<CastOverride>, out_of_range: OutOfRange) -> Result<ColumnMapping, Refusal> {
     let quoted = quote_ident(&column.name);
-    let base = |arrow_type: DataType, bq_type: BigQueryType, select_expr: String, conversion| {
-        ColumnMapping {
-            name: column.name.clone(),
-            bq_name: column.name.clone(),
-            pg_type: column.type_display.clone(),
-            arrow_type,
-            bq_type,
-            repeated: false,
-            nullable: !column.not_null,
-            select_expr,
-            conversion,
-            note: None,
-            check: None,
-            comment: column.comment.clone(),
-        }
+    let base = |arrow_type: DataType, bq_type: BigQueryType, select_expr: String, conversion| ColumnMapping {
+        name: column.name.clone(),
+        bq_name: column.name.clone(),
+        pg_type: column.type_display.clone(),
+        arrow_type,
+        bq_type,
+        repeated: false,
+        nullable: !column.not_null,
+        select_expr,
+        conversion,
+        note: None,
+        check: None,
+        comment: column.comment.clone(),
     };
     if cast == Some(CastOverride::Text) {
         let mut m = base(DataType::Utf8, BigQueryType::String, format!("{quoted}::text"), Conversion::Cast);
         m.note = Some("cast to text by the operator".into());
         return Ok(m);
     }
-    let refuse = |reason: String| Refusal {
-        column: column.name.clone(),
-        pg_type: column.type_display.clone(),
-        reason,
-    };
+    let refuse = |reason: String| Refusal { column: column.name.clone(), pg_type: column.type_display.clone(), reason };
     if let Some(element) = &column.element_type {
         return map_array(column, element, &quoted).ok_or_else(|| {
             refuse(format!(
@@ -203,48 +193,34 @@ pub fn map_column(
     let text_expr = format!("{quoted}::text");
     let mapping = match (column.type_kind, column.type_name.as_str()) {
         ('e', _) => base(DataType::Utf8, BigQueryType::String, quoted.clone(), Conversion::Cast),
-        ('r' | 'm', _) => with_note(
-            base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast),
-            "range as Postgres text, e.g. [1,5)",
-        ),
+        ('r' | 'm', _) => {
+            with_note(base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast), "range as Postgres text, e.g. [1,5)")
+        }
         (_, "bool") => base(DataType::Boolean, BigQueryType::Bool, quoted.clone(), Conversion::Cast),
         (_, "int2") => base(DataType::Int16, BigQueryType::Int64, quoted.clone(), Conversion::Cast),
         (_, "int4") => base(DataType::Int32, BigQueryType::Int64, quoted.clone(), Conversion::Cast),
         (_, "int8") => base(DataType::Int64, BigQueryType::Int64, quoted.clone(), Conversion::Cast),
-        (_, "oid" | "xid" | "cid") => {
-            base(DataType::Int64, BigQueryType::Int64, format!("{quoted}::text::int8"), Conversion::Cast)
+        (_, "oid" | "xid" | "cid") => base(DataType::Int64, BigQueryType::Int64, format!("{quoted}::text::int8"), Conversion::Cast),
+        (_, "float4") => {
+            with_note(base(DataType::Float32, BigQueryType::Float64, quoted.clone(), Conversion::Cast), "float4 widens exactly to FLOAT64")
         }
-        (_, "float4") => with_note(
-            base(DataType::Float32, BigQueryType::Float64, quoted.clone(), Conversion::Cast),
-            "float4 widens exactly to FLOAT64",
-        ),
         (_, "float8") => base(DataType::Float64, BigQueryType::Float64, quoted.clone(), Conversion::Cast),
         (_, "numeric") => map_numeric(column, &quoted, numeric_typmod(column.type_modifier)),
         (_, "money") => with_note(
             base(decimal_type(19, 2), BigQueryType::Numeric, format!("{quoted}::numeric::text"), Conversion::ParseDecimal),
             "money as numeric with 2 decimals (lc_monetary with other fractional digits is refused at export)",
         ),
-        (_, "text" | "varchar" | "bpchar" | "name") => {
-            base(DataType::Utf8, BigQueryType::String, quoted.clone(), Conversion::Cast)
+        (_, "text" | "varchar" | "bpchar" | "name") => base(DataType::Utf8, BigQueryType::String, quoted.clone(), Conversion::Cast),
+        (
+            _,
+            "citext" | "char" | "xml" | "tsvector" | "tsquery" | "inet" | "cidr" | "macaddr" | "macaddr8" | "bit" | "varbit" | "pg_lsn"
+            | "point" | "line" | "lseg" | "box" | "path" | "polygon" | "circle" | "txid_snapshot" | "pg_snapshot",
+        ) => with_note(base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast), "Postgres text output"),
+        (_, "uuid") => {
+            with_note(base(DataType::Utf8, BigQueryType::String, quoted.clone(), Conversion::Cast), "canonical lower-case hyphenated")
         }
-        (_, "citext" | "char" | "xml" | "tsvector" | "tsquery" | "inet" | "cidr" | "macaddr"
-        | "macaddr8" | "bit" | "varbit" | "pg_lsn" | "point" | "line" | "lseg" | "box"
-        | "path" | "polygon" | "circle" | "txid_snapshot" | "pg_snapshot") => with_note(
-            base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast),
-            "Postgres text output",
-        ),
-        (_, "uuid") => with_note(
-            base(DataType::Utf8, BigQueryType::String, quoted.clone(), Conversion::Cast),
-            "canonical lower-case hyphenated",
-        ),
-        (_, "json") => with_note(
-            base(DataType::Utf8, BigQueryType::Json, text_expr, Conversion::Cast),
-            "json text byte for byte",
-        ),
-        (_, "jsonb") => with_note(
-            base(DataType::Utf8, BigQueryType::Json, text_expr, Conversion::Cast),
-            "jsonb as Postgres prints it",
-        ),
+        (_, "json") => with_note(base(DataType::Utf8, BigQueryType::Json, text_expr, Conversion::Cast), "json text byte for byte"),
+        (_, "jsonb") => with_note(base(DataType::Utf8, BigQueryType::Json, text_expr, Conversion::Cast), "jsonb as Postgres prints it"),
         (_, "bytea") => base(DataType::Binary, BigQueryType::Bytes, quoted.clone(), Conversion::Cast),
         (_, "interval") => with_note(
             base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast),
@@ -363,13 +339,7 @@ fn map_temporal(column: &PgColumn, quoted: &str, out_of_range: OutOfRange, kind:
     };
     let (arrow_type, bq_type, select_expr, conversion, note) = match kind {
         Temporal::Date => (DataType::Date32, BigQueryType::Date, adjusted, Conversion::Cast, None),
-        Temporal::Time => (
-            DataType::Time64(TimeUnit::Microsecond),
-            BigQueryType::Time,
-            adjusted,
-            Conversion::Cast,
-            None,
-        ),
+        Temporal::Time => (DataType::Time64(TimeUnit::Microsecond), BigQueryType::Time, adjusted, Conversion::Cast, None),
         Temporal::Timestamp => (
             DataType::Timestamp(TimeUnit::Microsecond, None),
             BigQueryType::Datetime,
@@ -420,9 +390,7 @@ fn map_array(column: &PgColumn, element: &str, quoted: &str) -> Option<ColumnMap
         "bpchar" | "name" | "uuid" | "citext" => {
             (DataType::Utf8, BigQueryType::String, as_text, Conversion::Cast, Some("elements as Postgres text"))
         }
-        "json" | "jsonb" => {
-            (DataType::Utf8, BigQueryType::Json, as_text, Conversion::Cast, Some("elements as Postgres prints them"))
-        }
+        "json" | "jsonb" => (DataType::Utf8, BigQueryType::Json, as_text, Conversion::Cast, Some("elements as Postgres prints them")),
         "numeric" => {
             let (p, s) = match numeric_typmod(column.type_modifier) {
                 Some((p, s)) if s <= BIGNUMERIC_SCALE as u32 && p - s <= 38 => (p as u8, s as u8),
@@ -449,9 +417,7 @@ fn map_array(column: &PgColumn, element: &str, quoted: &str) -> Option<ColumnMap
         conversion,
         note: note.map(str::to_string),
         check: Some(ValueCheck {
-            predicate: format!(
-                "CASE WHEN array_ndims({quoted}) > 1 THEN true ELSE array_position({quoted}, NULL) IS NOT NULL END"
-            ),
+            predicate: format!("CASE WHEN array_ndims({quoted}) > 1 THEN true ELSE array_position({quoted}, NULL) IS NOT NULL END"),
             problem: "NULL elements or multi-dimensional arrays (BigQuery arrays cannot hold NULL and are one-dimensional)".into(),
             range_adjustable: false,
         }),
@@ -473,10 +439,7 @@ pub fn bigquery_column_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Ve
     let mut taken = std::collections::HashSet::new();
     let mut out = Vec::new();
     for name in names {
-        let mut clean: String = name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
-            .collect();
+        let mut clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
         if clean.is_empty() || clean.starts_with(|c: char| c.is_ascii_digit()) {
             clean.insert(0, '_');
         }

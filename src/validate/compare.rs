@@ -27,7 +27,14 @@ pub struct Check {
 
 impl Check {
     pub fn new(check: &str, column: Option<&str>, expected: impl ToString, actual: impl ToString, passed: bool) -> Self {
-        Self { check: check.into(), column: column.map(str::to_string), expected: expected.to_string(), actual: actual.to_string(), passed, detail: None }
+        Self {
+            check: check.into(),
+            column: column.map(str::to_string),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+            passed,
+            detail: None,
+        }
     }
 }
 
@@ -51,7 +58,14 @@ pub fn floats_equal(a: &str, b: &str) -> bool {
 
 /// Compares one measure of one column. `actual` is BigQuery's text (NULL → `None`);
 /// `abs_sum` is BigQuery's Σ|x| for float sums.
-pub fn compare(column: &str, bq_type: BigQueryType, measure: Measure, expected: &ColumnAggregates, actual: Option<&str>, abs_sum: Option<f64>) -> Option<Check> {
+pub fn compare(
+    column: &str,
+    bq_type: BigQueryType,
+    measure: Measure,
+    expected: &ColumnAggregates,
+    actual: Option<&str>,
+    abs_sum: Option<f64>,
+) -> Option<Check> {
     let actual_text = actual.unwrap_or("NULL").to_string();
     let is_float = bq_type == BigQueryType::Float64;
     let (name, want, passed): (&str, String, bool) = match measure {

@@ -131,7 +131,14 @@ pub async fn validate(config: &ValidateConfig) -> Result<ValidationReport, Valid
         probes.push(run_probe(config, &bq, probe).await?);
     }
     let passed = tables.iter().all(|t| t.passed) && probes.iter().all(|p| p.passed);
-    Ok(ValidationReport { run_id: manifest.run_id.clone(), project: config.project.clone(), dataset: config.dataset.clone(), passed, tables, probes })
+    Ok(ValidationReport {
+        run_id: manifest.run_id.clone(),
+        project: config.project.clone(),
+        dataset: config.dataset.clone(),
+        passed,
+        tables,
+        probes,
+    })
 }
 
 fn find_table<'a>(manifest: &'a Manifest, name: &str) -> Option<&'a TableManifest> {
@@ -142,7 +149,12 @@ fn qualified(config: &ValidateConfig, table: &TableManifest) -> String {
     quote(&format!("{}.{}.{}{}", config.project, config.dataset, config.table_prefix, table.bq_table))
 }
 
-async fn validate_table(config: &ValidateConfig, bq: &BigQuery, manifest: &Manifest, table: &TableManifest) -> Result<Vec<Check>, ValidateError> {
+async fn validate_table(
+    config: &ValidateConfig,
+    bq: &BigQuery,
+    manifest: &Manifest,
+    table: &TableManifest,
+) -> Result<Vec<Check>, ValidateError> {
     let started = Instant::now();
     let bq_table = format!("{}{}", config.table_prefix, table.bq_table);
     let Some(resource) = bq.table(&config.dataset, &bq_table).await? else {
@@ -154,15 +166,24 @@ async fn validate_table(config: &ValidateConfig, bq: &BigQuery, manifest: &Manif
     let mut checks = vec![Check::new("row_count", None, table.row_count, &values[0], values[0] == table.row_count.to_string())];
     let expected: Vec<crate::aggregates::ColumnAggregates> = columns.iter().map(|c| expected_aggregates(c, &resource)).collect();
     checks.extend(column_checks(&columns, &expected, &layout, &values));
-    let failed_columns: Vec<&ColumnManifest> =
-        columns.iter().copied().filter(|c| checks.iter().any(|k| !k.passed && k.column.as_deref() == Some(c.mapping.bq_name.as_str()))).collect();
+    let failed_columns: Vec<&ColumnManifest> = columns
+        .iter()
+        .copied()
+        .filter(|c| checks.iter().any(|k| !k.passed && k.column.as_deref() == Some(c.mapping.bq_name.as_str())))
+        .collect();
     if !failed_columns.is_empty() || !checks[0].passed {
         locate_mismatches(bq, table, &target, &failed_columns, &mut checks).await?;
     }
     for column in table.columns.iter().filter(|c| !c.mapping.nullable && !c.mapping.repeated) {
         let nulls = checks.iter().find(|k| k.check == "null_count" && k.column.as_deref() == Some(column.mapping.bq_name.as_str()));
         if let Some(nulls) = nulls {
-            let mut required = Check::new("required", Some(&column.mapping.bq_name), "0 NULLs (NOT NULL in Postgres)", format!("{} NULLs", nulls.actual), nulls.actual == "0");
+            let mut required = Check::new(
+                "required",
+                Some(&column.mapping.bq_name),
+                "0 NULLs (NOT NULL in Postgres)",
+                format!("{} NULLs", nulls.actual),
+                nulls.actual == "0",
+            );
             required.detail = Some("REQUIRED column".into());
             checks.push(required);
         }
@@ -171,7 +192,12 @@ async fn validate_table(config: &ValidateConfig, bq: &BigQuery, manifest: &Manif
     if let Some(url) = &config.source_url {
         checks.extend(sample::sample_checks(config, bq, url, table, &target).await?);
     }
-    info!(checks = checks.len(), failed = checks.iter().filter(|c| !c.passed).count(), seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "Validated table");
+    info!(
+        checks = checks.len(),
+        failed = checks.iter().filter(|c| !c.passed).count(),
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "Validated table"
+    );
     Ok(checks)
 }
 
@@ -197,7 +223,9 @@ fn expected_aggregates(column: &ColumnManifest, resource: &serde_json::Value) ->
     // No values, nothing staged: the empty fingerprint (0, 0) of the manifest stands.
     if column.mapping.bq_type == BigQueryType::Json && column.aggregates.value_count > 0 {
         let label = resource.pointer(&format!("/labels/{}", sql::json_fingerprint_label(&column.mapping.bq_name))).and_then(|v| v.as_str());
-        let (xor, sum) = label.and_then(|l| l.rsplit_once('_')).map_or(("no fingerprint recorded at load", "no fingerprint recorded at load"), |(x, s)| (x, s));
+        let (xor, sum) = label
+            .and_then(|l| l.rsplit_once('_'))
+            .map_or(("no fingerprint recorded at load", "no fingerprint recorded at load"), |(x, s)| (x, s));
         aggregates.fingerprint_xor = xor.to_string();
         aggregates.fingerprint_sum = sum.to_string();
     }
@@ -205,17 +233,21 @@ fn expected_aggregates(column: &ColumnManifest, resource: &serde_json::Value) ->
 }
 
 /// One check per measure; `expected` is aligned with `columns`.
-fn column_checks(columns: &[&ColumnManifest], expected: &[crate::aggregates::ColumnAggregates], layout: &[(usize, Measure)], values: &[String]) -> Vec<Check> {
+fn column_checks(
+    columns: &[&ColumnManifest],
+    expected: &[crate::aggregates::ColumnAggregates],
+    layout: &[(usize, Measure)],
+    values: &[String],
+) -> Vec<Check> {
     let value = |i: usize| Some(values[i + 1].as_str()).filter(|v| *v != "NULL");
     let mut checks = Vec::new();
     for (i, (index, measure)) in layout.iter().enumerate() {
         let column = columns[*index];
-        let abs_sum = layout
-            .iter()
-            .position(|(j, m)| j == index && *m == Measure::AbsSum)
-            .and_then(value)
-            .and_then(|v| v.parse::<f64>().ok());
-        if let Some(mut check) = compare::compare(&column.mapping.bq_name, column.mapping.bq_type, *measure, &expected[*index], value(i), abs_sum) {
+        let abs_sum =
+            layout.iter().position(|(j, m)| j == index && *m == Measure::AbsSum).and_then(value).and_then(|v| v.parse::<f64>().ok());
+        if let Some(mut check) =
+            compare::compare(&column.mapping.bq_name, column.mapping.bq_type, *measure, &expected[*index], value(i), abs_sum)
+        {
             if column.mapping.bq_type == BigQueryType::Json && matches!(measure, Measure::FingerprintXor | Measure::FingerprintSum) {
                 check.detail = Some("JSON as BigQuery serialises it, fingerprinted at load from the staged snapshot text".into());
             }
@@ -227,7 +259,13 @@ fn column_checks(columns: &[&ColumnManifest], expected: &[crate::aggregates::Col
 
 /// Narrows failed columns down to partitions (key ranges translate to BigQuery SQL) and names
 /// the files of the partitions that differ.
-async fn locate_mismatches(bq: &BigQuery, table: &TableManifest, target: &str, failed: &[&ColumnManifest], checks: &mut [Check]) -> Result<(), ValidateError> {
+async fn locate_mismatches(
+    bq: &BigQuery,
+    table: &TableManifest,
+    target: &str,
+    failed: &[&ColumnManifest],
+    checks: &mut [Check],
+) -> Result<(), ValidateError> {
     let key_partitions: Vec<_> = table.partitions.iter().filter(|p| p.method == "key_range" || p.method == "key_null").collect();
     if key_partitions.is_empty() || key_partitions.len() != table.partitions.len() {
         return Ok(());
@@ -290,8 +328,15 @@ async fn locate_mismatches(bq: &BigQuery, table: &TableManifest, target: &str, f
 
 /// Orphans for every foreign key between exported tables, and mismatches of declared
 /// denormalized columns.
-async fn referential_checks(config: &ValidateConfig, bq: &BigQuery, manifest: &Manifest, table: &TableManifest) -> Result<Vec<Check>, ValidateError> {
-    let bq_name = |t: &TableManifest, pg: &str| t.columns.iter().find(|c| c.mapping.name == pg).map(|c| c.mapping.bq_name.clone()).unwrap_or_else(|| pg.to_string());
+async fn referential_checks(
+    config: &ValidateConfig,
+    bq: &BigQuery,
+    manifest: &Manifest,
+    table: &TableManifest,
+) -> Result<Vec<Check>, ValidateError> {
+    let bq_name = |t: &TableManifest, pg: &str| {
+        t.columns.iter().find(|c| c.mapping.name == pg).map(|c| c.mapping.bq_name.clone()).unwrap_or_else(|| pg.to_string())
+    };
     let mut checks = Vec::new();
     for fk in &table.foreign_keys {
         let Some(parent) = manifest.tables.iter().find(|t| t.name == fk.references_table) else { continue };
@@ -316,10 +361,12 @@ async fn referential_checks(config: &ValidateConfig, bq: &BigQuery, manifest: &M
         checks.push(check);
     }
     for d in config.denormalized.iter().filter(|d| find_table(manifest, &d.table).map(|t| t.name.as_str()) == Some(table.name.as_str())) {
-        let (parent_name, parent_column) = d.references.rsplit_once('.').ok_or_else(|| ValidateError::UnknownName { what: d.references.clone() })?;
+        let (parent_name, parent_column) =
+            d.references.rsplit_once('.').ok_or_else(|| ValidateError::UnknownName { what: d.references.clone() })?;
         let parent = find_table(manifest, parent_name).ok_or_else(|| ValidateError::UnknownName { what: parent_name.into() })?;
         let fk = table.foreign_keys.iter().find(|f| f.columns == [d.via.clone()] && f.references_table == parent.name);
-        let parent_key = fk.map(|f| f.references_columns[0].clone()).or_else(|| parent.primary_key.first().cloned()).unwrap_or_else(|| "id".into());
+        let parent_key =
+            fk.map(|f| f.references_columns[0].clone()).or_else(|| parent.primary_key.first().cloned()).unwrap_or_else(|| "id".into());
         let (child_col, parent_col) = (quote(&bq_name(table, &d.column)), quote(&bq_name(parent, parent_column)));
         let sql = format!(
             "SELECT CAST(COUNTIF(c.{child_col} IS DISTINCT FROM p.{parent_col}) AS STRING) FROM {} AS c JOIN {} AS p ON c.{} = p.{}",
@@ -342,12 +389,19 @@ async fn single_value(bq: &BigQuery, sql: &str) -> Result<String, ValidateError>
 }
 
 async fn run_probe(config: &ValidateConfig, bq: &BigQuery, probe: &Probe) -> Result<Check, ValidateError> {
-    let sql = probe.sql.replace("{project}", &config.project).replace("{dataset}", &config.dataset).replace("{prefix}", &config.table_prefix);
+    let sql =
+        probe.sql.replace("{project}", &config.project).replace("{dataset}", &config.dataset).replace("{prefix}", &config.table_prefix);
     let estimated = bq.dry_run_bytes(&sql).await?;
     let started = Instant::now();
     let processed = bq.query_bytes(&sql).await?;
     let seconds = started.elapsed().as_secs_f64();
-    let mut check = Check::new("probe", Some(&probe.name), format!("≤ {:.2} s", probe.max_seconds), format!("{seconds:.2} s"), seconds <= probe.max_seconds);
+    let mut check = Check::new(
+        "probe",
+        Some(&probe.name),
+        format!("≤ {:.2} s", probe.max_seconds),
+        format!("{seconds:.2} s"),
+        seconds <= probe.max_seconds,
+    );
     let bytes = |b: Option<u64>| b.map_or("unknown".to_string(), |b| b.to_string());
     check.detail = Some(format!("bytes processed {}, dry-run estimate {}", bytes(processed), bytes(estimated)));
     Ok(check)

@@ -40,9 +40,13 @@ fn expressions(column: &ColumnManifest) -> (String, String, Compare) {
     }
     match column.mapping.bq_type {
         BigQueryType::Bytes => (format!("TO_HEX({bq})"), format!("encode({pg}, 'hex')"), Compare::Exact),
-        BigQueryType::Bool => (encoding(BigQueryType::Bool, &bq), format!("CASE WHEN {pg} THEN 'true' WHEN NOT {pg} THEN 'false' END"), Compare::Exact),
+        BigQueryType::Bool => {
+            (encoding(BigQueryType::Bool, &bq), format!("CASE WHEN {pg} THEN 'true' WHEN NOT {pg} THEN 'false' END"), Compare::Exact)
+        }
         BigQueryType::Date => (encoding(BigQueryType::Date, &bq), format!("(({pg}) - DATE '1970-01-01')::text"), Compare::Exact),
-        BigQueryType::Time => (encoding(BigQueryType::Time, &bq), format!("(EXTRACT(EPOCH FROM {pg}) * 1000000)::int8::text"), Compare::Exact),
+        BigQueryType::Time => {
+            (encoding(BigQueryType::Time, &bq), format!("(EXTRACT(EPOCH FROM {pg}) * 1000000)::int8::text"), Compare::Exact)
+        }
         BigQueryType::Json => (format!("IF({bq} IS NULL, NULL, TO_JSON_STRING({bq}))"), format!("{pg}::text"), Compare::Json),
         // concat() keeps char(n) padding, as the export did.
         BigQueryType::String => (bq, format!("CASE WHEN {pg} IS NULL THEN NULL ELSE concat({pg}) END"), Compare::Exact),
@@ -62,7 +66,11 @@ fn element_compare(bq_type: BigQueryType) -> &'static Compare {
 
 fn minimal(text: &str) -> String {
     let trimmed = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { text };
-    if trimmed == "-0" { "0".into() } else { trimmed.to_string() }
+    if trimmed == "-0" {
+        "0".into()
+    } else {
+        trimmed.to_string()
+    }
 }
 
 /// A JSON array of element texts; a NULL array counts as empty (as BigQuery loads it).
@@ -88,7 +96,13 @@ fn same(how: Compare, bq: Option<&str>, pg: Option<&str>) -> bool {
     }
 }
 
-pub(super) async fn sample_checks(config: &ValidateConfig, bq: &BigQuery, url: &str, table: &TableManifest, target: &str) -> Result<Vec<Check>, ValidateError> {
+pub(super) async fn sample_checks(
+    config: &ValidateConfig,
+    bq: &BigQuery,
+    url: &str,
+    table: &TableManifest,
+    target: &str,
+) -> Result<Vec<Check>, ValidateError> {
     let client = connect(url).await?;
     let source_error = |action: String| move |source| ValidateError::Source(SourceError::Query { action, source });
     let settings = SESSION_SETTINGS.map(|s| s.replace("SET LOCAL", "SET")).join("; ");
@@ -100,7 +114,8 @@ pub(super) async fn sample_checks(config: &ValidateConfig, bq: &BigQuery, url: &
         .map_err(source_error(format!("count rows of {}", table.name)))?
         .get(0);
     let mut drift = Check::new("source_drift", None, table.row_count, now, true);
-    drift.detail = Some(format!("rows in the source now vs the snapshot ({:+}); informational: the source moves on", now - table.row_count as i64));
+    drift.detail =
+        Some(format!("rows in the source now vs the snapshot ({:+}); informational: the source moves on", now - table.row_count as i64));
     checks.push(drift);
 
     let [key] = table.primary_key.as_slice() else {
@@ -146,7 +161,9 @@ pub(super) async fn sample_checks(config: &ValidateConfig, bq: &BigQuery, url: &
             if !same(*how, b, p) {
                 let clip = |v: Option<&str>| v.map_or("NULL".to_string(), |t| t.chars().take(80).collect());
                 let mut check = Check::new("sample", Some(&column.mapping.bq_name), clip(p), clip(b), false);
-                check.detail = Some(format!("{key_bq} = {key}: Postgres (expected) vs BigQuery (actual); the source may have changed since the snapshot"));
+                check.detail = Some(format!(
+                    "{key_bq} = {key}: Postgres (expected) vs BigQuery (actual); the source may have changed since the snapshot"
+                ));
                 checks.push(check);
             }
         }

@@ -103,8 +103,12 @@ pub fn column_measures(column: &ColumnManifest) -> Vec<(Measure, String)> {
         out.push((Measure::Max, max));
     }
     match bq_type {
-        BigQueryType::Int64 if !column.mapping.repeated => out.push((Measure::Sum, minimal_decimal(&format!("SUM(CAST({name} AS NUMERIC))")))),
-        BigQueryType::Numeric | BigQueryType::Bignumeric if !column.mapping.repeated => out.push((Measure::Sum, minimal_decimal(&format!("SUM({name})")))),
+        BigQueryType::Int64 if !column.mapping.repeated => {
+            out.push((Measure::Sum, minimal_decimal(&format!("SUM(CAST({name} AS NUMERIC))"))))
+        }
+        BigQueryType::Numeric | BigQueryType::Bignumeric if !column.mapping.repeated => {
+            out.push((Measure::Sum, minimal_decimal(&format!("SUM({name})"))))
+        }
         BigQueryType::Float64 if !column.mapping.repeated => {
             let finite = format!("IF(IS_NAN({name}), NULL, {name})");
             out.push((Measure::Sum, format!("FORMAT('%.17g', SUM({finite}))")));
@@ -137,7 +141,11 @@ pub fn aggregate_query(table: &str, columns: &[&ColumnManifest], filter: Option<
 /// The BigQuery type name of a column, for reports.
 pub fn display_type(column: &ColumnManifest) -> String {
     let base = type_name(column.mapping.bq_type);
-    if column.mapping.repeated { format!("ARRAY<{base}>") } else { base.to_string() }
+    if column.mapping.repeated {
+        format!("ARRAY<{base}>")
+    } else {
+        base.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -148,7 +156,11 @@ mod tests {
 
     fn column(type_name: &str, element: Option<&str>) -> ColumnManifest {
         let pg = PgColumn { element_type: element.map(str::to_string), ..PgColumn::base("c", type_name, -1) };
-        ColumnManifest { mapping: map_column(&pg, None, OutOfRange::Refuse).unwrap(), adjusted_rows: 0, aggregates: ColumnAggregates::default() }
+        ColumnManifest {
+            mapping: map_column(&pg, None, OutOfRange::Refuse).unwrap(),
+            adjusted_rows: 0,
+            aggregates: ColumnAggregates::default(),
+        }
     }
 
     #[test]
@@ -169,7 +181,17 @@ mod tests {
         let measures: Vec<Measure> = column_measures(&column("float8", None)).into_iter().map(|(m, _)| m).collect();
         assert_eq!(
             measures,
-            [Measure::NullCount, Measure::ValueCount, Measure::Min, Measure::Max, Measure::Sum, Measure::AbsSum, Measure::NanCount, Measure::FingerprintXor, Measure::FingerprintSum]
+            [
+                Measure::NullCount,
+                Measure::ValueCount,
+                Measure::Min,
+                Measure::Max,
+                Measure::Sum,
+                Measure::AbsSum,
+                Measure::NanCount,
+                Measure::FingerprintXor,
+                Measure::FingerprintSum
+            ]
         );
     }
 

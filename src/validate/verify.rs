@@ -28,7 +28,11 @@ pub enum VerifyError {
     #[error(transparent)]
     Manifest(#[from] LoadError),
     #[error("cannot list `{uri}`")]
-    List { uri: String, #[source] source: crate::sink::store::StoreError },
+    List {
+        uri: String,
+        #[source]
+        source: crate::sink::store::StoreError,
+    },
 }
 
 /// Verifies a snapshot against its manifest.
@@ -56,7 +60,13 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
             };
             let crc = crc32c_base64(crc32c::crc32c(&data));
             if data.len() as u64 != file.bytes || crc != file.crc32c {
-                let mut check = Check::new("file_altered", None, format!("{} bytes, CRC32C {}", file.bytes, file.crc32c), format!("{} bytes, CRC32C {crc}", data.len()), false);
+                let mut check = Check::new(
+                    "file_altered",
+                    None,
+                    format!("{} bytes, CRC32C {}", file.bytes, file.crc32c),
+                    format!("{} bytes, CRC32C {crc}", data.len()),
+                    false,
+                );
                 check.detail = Some(file.uri.clone());
                 problems.push(check);
             }
@@ -73,7 +83,10 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
                             let mut check = Check::new(
                                 "file_aggregates",
                                 Some(&column.mapping.bq_name),
-                                format!("fingerprint {}/{}, {} values", recorded.fingerprint_xor, recorded.fingerprint_sum, recorded.value_count),
+                                format!(
+                                    "fingerprint {}/{}, {} values",
+                                    recorded.fingerprint_xor, recorded.fingerprint_sum, recorded.value_count
+                                ),
                                 format!("fingerprint {}/{}, {} values", actual.fingerprint_xor, actual.fingerprint_sum, actual.value_count),
                                 false,
                             );
@@ -90,8 +103,12 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
             }
         }
     }
-    let known: std::collections::HashSet<String> =
-        manifest.tables.iter().flat_map(|t| t.files.iter().map(|f| format!("{run_dir}/{}", f.path))).chain([format!("{run_dir}/{MANIFEST_FILE}")]).collect();
+    let known: std::collections::HashSet<String> = manifest
+        .tables
+        .iter()
+        .flat_map(|t| t.files.iter().map(|f| format!("{run_dir}/{}", f.path)))
+        .chain([format!("{run_dir}/{MANIFEST_FILE}")])
+        .collect();
     for object in listed.iter().filter(|o| !known.contains(&o.path)) {
         problems.push(Check::new("file_extra", None, "not in the manifest", store.uri(&object.path), false));
     }

@@ -120,12 +120,20 @@ async fn type_matrix_round_trips_exactly_through_parquet() {
         for row in 0..want.len() {
             let is_list = matches!(array.data_type(), arrow::datatypes::DataType::List(_));
             let same = |a: &Option<String>, b: &Option<String>| match (a, b, is_list) {
-                (Some(a), Some(b), true) => serde_json::from_str::<serde_json::Value>(a).unwrap() == serde_json::from_str::<serde_json::Value>(b).unwrap(),
+                (Some(a), Some(b), true) => {
+                    serde_json::from_str::<serde_json::Value>(a).unwrap() == serde_json::from_str::<serde_json::Value>(b).unwrap()
+                }
                 _ => a == b,
             };
             if !same(&rust[row], &want[row]) || !same(&python[row], &want[row]) {
                 let clip = |v: &Option<String>| v.as_ref().map(|s| s.chars().take(120).collect::<String>());
-                mismatches.push(format!("{column} row {}: postgres {:?}, arrow-rs {:?}, pyarrow {:?}", row + 1, clip(&want[row]), clip(&rust[row]), clip(&python[row])));
+                mismatches.push(format!(
+                    "{column} row {}: postgres {:?}, arrow-rs {:?}, pyarrow {:?}",
+                    row + 1,
+                    clip(&want[row]),
+                    clip(&rust[row]),
+                    clip(&python[row])
+                ));
             }
         }
     }
@@ -269,8 +277,22 @@ async fn sample_app_exports_in_one_snapshot_with_its_keys() {
     let dest = tempfile::tempdir().unwrap();
     let (events, mentions, entities) = (db.table("events"), db.table("entity_mentions"), db.table("entities"));
     let out = pg2bq(&[
-        "export", "--source", &url, "--dest", dest.path().to_str().unwrap(), "--table", &events, "--table", &mentions, "--table", &entities,
-        "--run-id", "sample", "--json", "--progress", "off",
+        "export",
+        "--source",
+        &url,
+        "--dest",
+        dest.path().to_str().unwrap(),
+        "--table",
+        &events,
+        "--table",
+        &mentions,
+        "--table",
+        &entities,
+        "--run-id",
+        "sample",
+        "--json",
+        "--progress",
+        "off",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -298,7 +320,19 @@ async fn queries_export_under_their_name() {
     let db = TestDb::new(&url, "CREATE TABLE q (id int, n numeric(6,2)); INSERT INTO q VALUES (1, 1.5), (2, NULL), (3, -2.25);").await;
     let dest = tempfile::tempdir().unwrap();
     let query = format!("recent=SELECT id, n * 2 AS doubled FROM {} WHERE id > 1", db.table("q"));
-    let out = pg2bq(&["export", "--source", &url, "--dest", dest.path().to_str().unwrap(), "--query", &query, "--run-id", "q", "--progress", "off"]);
+    let out = pg2bq(&[
+        "export",
+        "--source",
+        &url,
+        "--dest",
+        dest.path().to_str().unwrap(),
+        "--query",
+        &query,
+        "--run-id",
+        "q",
+        "--progress",
+        "off",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let manifest = read_manifest(dest.path(), "q");
     assert_eq!((manifest.tables[0].name.as_str(), manifest.tables[0].row_count), ("recent", 2));
@@ -333,8 +367,14 @@ async fn killed_export_leaves_no_manifest_and_the_same_run_id_starts_clean() {
     let db = TestDb::new(&url, "CREATE TABLE big (id int8 PRIMARY KEY, v text); INSERT INTO big SELECT g, md5(g::text) || repeat('y', 300) FROM generate_series(1, 400000) g;").await;
     let dest = tempfile::tempdir().unwrap();
     let table = db.table("big");
-    let args = export_args(&url, dest.path().to_str().unwrap(), &table, &["--run-id", "k", "--partitions", "1", "--file-size", "1MiB", "--row-group-size", "1MiB", "--batch-rows", "4096"]);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pg2bq")).args(&args).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let args = export_args(
+        &url,
+        dest.path().to_str().unwrap(),
+        &table,
+        &["--run-id", "k", "--partitions", "1", "--file-size", "1MiB", "--row-group-size", "1MiB", "--batch-rows", "4096"],
+    );
+    let mut child =
+        std::process::Command::new(env!("CARGO_BIN_EXE_pg2bq")).args(&args).stderr(std::process::Stdio::null()).spawn().unwrap();
     let table_dir = dest.path().join("k").join(&table);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while walk_or_empty(&table_dir).len() < 2 {
@@ -369,7 +409,11 @@ async fn killed_export_leaves_no_manifest_and_the_same_run_id_starts_clean() {
 }
 
 fn walk_or_empty(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    if dir.exists() { walk(dir) } else { Vec::new() }
+    if dir.exists() {
+        walk(dir)
+    } else {
+        Vec::new()
+    }
 }
 
 #[tokio::test]
@@ -389,7 +433,8 @@ async fn real_gcs_destination_when_opted_in() {
         eprintln!("skipped: PG2BQ_TEST_REAL_GCS_BUCKET is not set (real GCP is opt-in)");
         return;
     };
-    let options = pg2bq::sink::gcs::GcsOptions { emulator_host: None, application_credentials: std::env::var("GOOGLE_APPLICATION_CREDENTIALS").ok() };
+    let options =
+        pg2bq::sink::gcs::GcsOptions { emulator_host: None, application_credentials: std::env::var("GOOGLE_APPLICATION_CREDENTIALS").ok() };
     export_to_gcs_and_check(&url, &bucket, &options).await;
 }
 

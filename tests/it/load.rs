@@ -87,26 +87,35 @@ async fn type_matrix_loads_with_exact_values() {
         ("c_date", "CAST(UNIX_DATE(c_date) AS STRING)", "(c_date - DATE '1970-01-01')::text"),
         ("c_timestamptz", "CAST(UNIX_MICROS(c_timestamptz) AS STRING)", "((EXTRACT(EPOCH FROM c_timestamptz) * 1000000)::int8)::text"),
         ("c_timestamp", "CAST(UNIX_MICROS(TIMESTAMP(c_timestamp)) AS STRING)", "((EXTRACT(EPOCH FROM c_timestamp) * 1000000)::int8)::text"),
-        ("c_time", "CAST(TIME_DIFF(c_time, TIME '00:00:00', MICROSECOND) AS STRING)", "((EXTRACT(EPOCH FROM c_time) * 1000000)::int8)::text"),
+        (
+            "c_time",
+            "CAST(TIME_DIFF(c_time, TIME '00:00:00', MICROSECOND) AS STRING)",
+            "((EXTRACT(EPOCH FROM c_time) * 1000000)::int8)::text",
+        ),
         ("c_uuid", "c_uuid", "c_uuid::text"),
-        ("c_int4_arr", "ARRAY_TO_STRING(ARRAY(SELECT CAST(e AS STRING) FROM UNNEST(c_int4_arr) e WITH OFFSET o ORDER BY o), ',')", "array_to_string(c_int4_arr, ',')"),
+        (
+            "c_int4_arr",
+            "ARRAY_TO_STRING(ARRAY(SELECT CAST(e AS STRING) FROM UNNEST(c_int4_arr) e WITH OFFSET o ORDER BY o), ',')",
+            "array_to_string(c_int4_arr, ',')",
+        ),
         ("c_interval", "c_interval", "c_interval::text"),
     ];
     db.client.batch_execute("SET intervalstyle = 'iso_8601'").await.unwrap();
     for (column, bq_expr, pg_expr) in checks {
         let bq_rows = s.python_rows(&format!("SELECT {bq_expr} AS value FROM {table} ORDER BY id"));
-        let pg_rows = db.client.query(&format!("SELECT {pg_expr} AS value FROM {} ORDER BY id", db.table("type_matrix")), &[]).await.unwrap();
+        let pg_rows =
+            db.client.query(&format!("SELECT {pg_expr} AS value FROM {} ORDER BY id", db.table("type_matrix")), &[]).await.unwrap();
         let pg: Vec<Option<String>> = pg_rows.iter().map(|r| r.get::<_, Option<String>>(0)).collect();
         let bq: Vec<Option<String>> = bq_rows.into_iter().map(|mut r| r.remove(0)).collect();
         let normalise = |v: &Option<String>| v.as_deref().map(minimal_decimal_if_numeric);
-        let (pg, bq): (Vec<_>, Vec<_>) = if column == "c_numeric_38_9" {
-            (pg.iter().map(normalise).collect(), bq.iter().map(normalise).collect())
-        } else {
-            (pg, bq)
-        };
+        let (pg, bq): (Vec<_>, Vec<_>) =
+            if column == "c_numeric_38_9" { (pg.iter().map(normalise).collect(), bq.iter().map(normalise).collect()) } else { (pg, bq) };
         // An empty array and a NULL array both load as an empty REPEATED field.
         let (pg, bq): (Vec<_>, Vec<_>) = if column == "c_int4_arr" {
-            (pg.into_iter().map(|v| v.unwrap_or_default()).map(Some).collect(), bq.into_iter().map(|v| v.unwrap_or_default()).map(Some).collect())
+            (
+                pg.into_iter().map(|v| v.unwrap_or_default()).map(Some).collect(),
+                bq.into_iter().map(|v| v.unwrap_or_default()).map(Some).collect(),
+            )
         } else {
             (pg, bq)
         };
@@ -124,12 +133,20 @@ fn minimal_decimal_if_numeric(text: &str) -> String {
 #[tokio::test]
 async fn json_numbers_bigquery_cannot_hold_fail_the_load_atomically() {
     let s = emulators!();
-    let db = TestDb::new(&s.pg_url, "CREATE TABLE j (id int PRIMARY KEY, doc jsonb); INSERT INTO j VALUES (1, '{\"n\": 1}'), (2, '{\"n\": 12345678901234567890123}');").await;
+    let db = TestDb::new(
+        &s.pg_url,
+        "CREATE TABLE j (id int PRIMARY KEY, doc jsonb); INSERT INTO j VALUES (1, '{\"n\": 1}'), (2, '{\"n\": 12345678901234567890123}');",
+    )
+    .await;
     let manifest = s.export(&[db.table("j")], &[]);
     let out = s.load(&manifest, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("column `doc`: 1 row(s) hold JSON that BigQuery's JSON type cannot store exactly") && stderr.contains("--cast doc=text"), "{stderr}");
+    assert!(
+        stderr.contains("column `doc`: 1 row(s) hold JSON that BigQuery's JSON type cannot store exactly")
+            && stderr.contains("--cast doc=text"),
+        "{stderr}"
+    );
     assert!(s.bigquery().await.table(&s.dataset, &format!("{}__j", db.schema)).await.unwrap().is_none(), "no partial table");
     db.drop().await;
 }
@@ -175,7 +192,11 @@ async fn killed_load_reruns_to_exactly_the_snapshot() {
 #[tokio::test]
 async fn appending_the_same_run_twice_is_refused() {
     let s = emulators!();
-    let db = TestDb::new(&s.pg_url, "CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT i, md5(i::text) FROM generate_series(1, 300) i;").await;
+    let db = TestDb::new(
+        &s.pg_url,
+        "CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT i, md5(i::text) FROM generate_series(1, 300) i;",
+    )
+    .await;
     let manifest = s.export(&[db.table("a")], &[]);
     let table = format!("{}__a", db.schema);
     let first = s.load(&manifest, &["--mode", "append"]);
@@ -191,7 +212,11 @@ async fn appending_the_same_run_twice_is_refused() {
 #[tokio::test]
 async fn a_changed_snapshot_or_table_is_refused_before_any_job() {
     let s = emulators!();
-    let db = TestDb::new(&s.pg_url, "CREATE TABLE c (id int PRIMARY KEY, v text); INSERT INTO c SELECT i, md5(i::text) FROM generate_series(1, 100) i;").await;
+    let db = TestDb::new(
+        &s.pg_url,
+        "CREATE TABLE c (id int PRIMARY KEY, v text); INSERT INTO c SELECT i, md5(i::text) FROM generate_series(1, 100) i;",
+    )
+    .await;
     let manifest = s.export(&[db.table("c")], &[]);
     let table = format!("{}__c", db.schema);
 
@@ -220,7 +245,13 @@ async fn a_changed_snapshot_or_table_is_refused_before_any_job() {
     .json()
     .await
     .unwrap();
-    let parquet = listing["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_string()).find(|n| n.ends_with(".parquet")).unwrap();
+    let parquet = listing["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .find(|n| n.ends_with(".parquet"))
+        .unwrap();
     let url = format!("{}/storage/v1/b/{}/o/{}", s.gcs_host, s.bucket, parquet.replace('/', "%2F"));
     reqwest::Client::new().delete(url).send().await.unwrap();
     let out = s.load(&manifest, &["--table-prefix", "fresh_"]);

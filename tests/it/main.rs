@@ -4,5 +4,5 @@
 mod cli;
 mod export;
 mod load;
-mod validate;
 mod support;
+mod validate;

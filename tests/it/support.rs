@@ -135,7 +135,11 @@ pub fn canonical(array: &ArrayRef, row: usize) -> Option<String> {
 }
 
 pub fn float_bits(v: f64) -> String {
-    if v.is_nan() { "NaN".into() } else { v.to_bits().to_string() }
+    if v.is_nan() {
+        "NaN".into()
+    } else {
+        v.to_bits().to_string()
+    }
 }
 
 /// An unscaled integer's text at `scale`, minimal: `-12345`, 2 → `-123.45`.
@@ -150,7 +154,11 @@ fn scaled_text(digits: &str, scale: i8) -> String {
 /// `1.500` → `1.5`, `2.000` → `2`, `-0.00` → `0`.
 pub fn minimal_decimal(text: &str) -> String {
     let trimmed = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { text };
-    if trimmed == "-0" { "0".into() } else { trimmed.to_string() }
+    if trimmed == "-0" {
+        "0".into()
+    } else {
+        trimmed.to_string()
+    }
 }
 
 /// How a Postgres text becomes its canonical form.
@@ -248,7 +256,18 @@ impl Emulators {
     pub fn load_command(&self, manifest: &str, extra: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pg2bq"));
         command
-            .args(["load", "--manifest", manifest, "--project", &self.project, "--dataset", &self.dataset, "--create-dataset", "--progress", "off"])
+            .args([
+                "load",
+                "--manifest",
+                manifest,
+                "--project",
+                &self.project,
+                "--dataset",
+                &self.dataset,
+                "--create-dataset",
+                "--progress",
+                "off",
+            ])
             .args(extra)
             .env("NO_COLOR", "1");
         command
@@ -259,7 +278,12 @@ impl Emulators {
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        let row = self.bigquery().await.query_first_row(&format!("SELECT COUNT(*) FROM `{}.{}.{table}`", self.project, self.dataset)).await.unwrap();
+        let row = self
+            .bigquery()
+            .await
+            .query_first_row(&format!("SELECT COUNT(*) FROM `{}.{}.{table}`", self.project, self.dataset))
+            .await
+            .unwrap();
         row.expect("COUNT(*) returns a row")[0].as_deref().expect("COUNT(*) is not NULL").parse().unwrap()
     }
 
@@ -267,7 +291,8 @@ impl Emulators {
     pub fn python_rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         let python = std::env::var("PG2BQ_TEST_BQ_PYTHON").expect("PG2BQ_TEST_BQ_PYTHON");
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bq_query.py");
-        let out = Command::new(python).arg(script).arg(&self.project).arg(sql).env("BIGQUERY_EMULATOR_HOST", &self.bq_host).output().unwrap();
+        let out =
+            Command::new(python).arg(script).arg(&self.project).arg(sql).env("BIGQUERY_EMULATOR_HOST", &self.bq_host).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }

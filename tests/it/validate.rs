@@ -57,7 +57,16 @@ async fn clean_runs_pass_every_check_on_the_type_matrix_and_the_sample() {
     let db = TestDb::new(&s.pg_url, include_str!("../fixtures/type_matrix.sql")).await;
     db.run_psql("tests/fixtures/sample.sql", &["scale=0.02"]);
     // See load.rs: the emulator cannot hold these as BIGNUMERIC / JSON.
-    let casts = ["--cast", "type_matrix.c_numeric=text", "--cast", "type_matrix.c_numeric_58_20=text", "--cast", "type_matrix.c_json=text", "--cast", "type_matrix.c_jsonb=text"];
+    let casts = [
+        "--cast",
+        "type_matrix.c_numeric=text",
+        "--cast",
+        "type_matrix.c_numeric_58_20=text",
+        "--cast",
+        "type_matrix.c_json=text",
+        "--cast",
+        "type_matrix.c_jsonb=text",
+    ];
     let tables = [db.table("type_matrix"), db.table("entities"), db.table("events"), db.table("entity_mentions")];
     let manifest = s.export_and_load(&tables, &casts);
     let config = tempfile::NamedTempFile::new().unwrap();
@@ -70,11 +79,26 @@ async fn clean_runs_pass_every_check_on_the_type_matrix_and_the_sample() {
         ),
     )
     .unwrap();
-    let (code, report, stderr) = s.validate(&manifest, &["--source", &s.pg_url, "--sample", "5", "--config", config.path().to_str().unwrap()]);
+    let (code, report, stderr) =
+        s.validate(&manifest, &["--source", &s.pg_url, "--sample", "5", "--config", config.path().to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(report["passed"], true);
-    let checks: Vec<&serde_json::Value> = report["tables"].as_array().unwrap().iter().flat_map(|t| t["checks"].as_array().unwrap()).collect();
-    for kind in ["row_count", "null_count", "min", "max", "sum", "fingerprint_xor", "fingerprint_sum", "orphans", "denormalized", "required", "sample", "source_drift"] {
+    let checks: Vec<&serde_json::Value> =
+        report["tables"].as_array().unwrap().iter().flat_map(|t| t["checks"].as_array().unwrap()).collect();
+    for kind in [
+        "row_count",
+        "null_count",
+        "min",
+        "max",
+        "sum",
+        "fingerprint_xor",
+        "fingerprint_sum",
+        "orphans",
+        "denormalized",
+        "required",
+        "sample",
+        "source_drift",
+    ] {
         assert!(checks.iter().any(|c| c["check"] == kind), "no `{kind}` check ran:\n{stderr}");
     }
     assert_eq!(report["probes"][0]["passed"], true, "{stderr}");
@@ -83,7 +107,8 @@ async fn clean_runs_pass_every_check_on_the_type_matrix_and_the_sample() {
 
 /// A table with one column of each kind the corruptions touch. (No column may be named `s`:
 /// the emulator's PARSE_JSON macro captures it; see docs/load.md.)
-const CORRUPTIBLE: &str = "CREATE TABLE c (id int PRIMARY KEY, n numeric(12,3), label text, ts timestamptz, j jsonb, arr int[], b bytea, f float8);
+const CORRUPTIBLE: &str =
+    "CREATE TABLE c (id int PRIMARY KEY, n numeric(12,3), label text, ts timestamptz, j jsonb, arr int[], b bytea, f float8);
     INSERT INTO c SELECT i, i * 1.125, 'value ' || i, '2024-01-01 00:00:00+00'::timestamptz + i * interval '1 minute',
       jsonb_build_object('i', i), ARRAY[i, i + 1, i + 2], decode(md5(i::text), 'hex'), i / 3.0 FROM generate_series(1, 40) i;";
 
@@ -98,7 +123,8 @@ async fn corrupt_and_validate(s: &Emulators, corruption: impl Fn(&Emulators, &st
     let table = format!("{}__c", db.schema);
     let labels = bq.table(&s.dataset, &table).await.unwrap().unwrap()["labels"].clone();
     corruption(s, &s.table(&table));
-    let labels: Vec<(String, String)> = labels.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+    let labels: Vec<(String, String)> =
+        labels.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
     bq.set_labels(&s.dataset, &table, &labels).await.unwrap();
     let (code, report, stderr) = s.validate(&manifest, &[]);
     assert_eq!(code, Some(1), "{stderr}");
@@ -127,19 +153,46 @@ macro_rules! corruption_test {
     };
 }
 
-corruption_test!(a_deleted_row_fails_the_row_count, |t| vec![format!("DELETE FROM {t} WHERE id = 7")], ["-", "id", "n", "label", "ts", "j", "arr", "b", "f"]);
-corruption_test!(a_duplicated_row_fails_the_row_count, |t| vec![format!("INSERT INTO {t} SELECT * FROM {t} WHERE id = 7")], ["-", "id", "n", "label", "ts", "j", "arr", "b", "f"]);
+corruption_test!(
+    a_deleted_row_fails_the_row_count,
+    |t| vec![format!("DELETE FROM {t} WHERE id = 7")],
+    ["-", "id", "n", "label", "ts", "j", "arr", "b", "f"]
+);
+corruption_test!(
+    a_duplicated_row_fails_the_row_count,
+    |t| vec![format!("INSERT INTO {t} SELECT * FROM {t} WHERE id = 7")],
+    ["-", "id", "n", "label", "ts", "j", "arr", "b", "f"]
+);
 corruption_test!(a_changed_cell_names_its_column, |t| vec![format!("UPDATE {t} SET label = 'changed' WHERE id = 3")], ["label"]);
 corruption_test!(a_nulled_value_names_its_column, |t| vec![format!("UPDATE {t} SET n = NULL WHERE id = 4")], ["n"]);
-corruption_test!(a_timestamp_shifted_by_an_hour_names_its_column, |t| vec![format!("UPDATE {t} SET ts = TIMESTAMP_ADD(ts, INTERVAL 1 HOUR) WHERE id = 5")], ["ts"]);
-corruption_test!(a_numeric_rounded_in_its_last_digit_names_its_column, |t| vec![format!("UPDATE {t} SET n = ROUND(n, 2) WHERE id = 7")], ["n"]);
-corruption_test!(a_string_truncated_by_one_character_names_its_column, |t| vec![format!("UPDATE {t} SET label = SUBSTR(label, 1, LENGTH(label) - 1) WHERE id = 8")], ["label"]);
-corruption_test!(a_flipped_byte_names_its_column, |t| vec![format!("UPDATE {t} SET b = FROM_HEX(CONCAT('00', SUBSTR(TO_HEX(b), 3))) WHERE id = 11 AND SUBSTR(TO_HEX(b), 1, 2) != '00'")], ["b"]);
+corruption_test!(
+    a_timestamp_shifted_by_an_hour_names_its_column,
+    |t| vec![format!("UPDATE {t} SET ts = TIMESTAMP_ADD(ts, INTERVAL 1 HOUR) WHERE id = 5")],
+    ["ts"]
+);
+corruption_test!(
+    a_numeric_rounded_in_its_last_digit_names_its_column,
+    |t| vec![format!("UPDATE {t} SET n = ROUND(n, 2) WHERE id = 7")],
+    ["n"]
+);
+corruption_test!(
+    a_string_truncated_by_one_character_names_its_column,
+    |t| vec![format!("UPDATE {t} SET label = SUBSTR(label, 1, LENGTH(label) - 1) WHERE id = 8")],
+    ["label"]
+);
+corruption_test!(
+    a_flipped_byte_names_its_column,
+    |t| vec![format!("UPDATE {t} SET b = FROM_HEX(CONCAT('00', SUBSTR(TO_HEX(b), 3))) WHERE id = 11 AND SUBSTR(TO_HEX(b), 1, 2) != '00'")],
+    ["b"]
+);
 corruption_test!(
     a_changed_json_value_names_its_column,
     |t: &str| {
         let backup = format!("{}_backup`", t.trim_end_matches('`'));
-        vec![format!("CREATE TABLE {backup} AS SELECT * FROM {t}"), format!("CREATE OR REPLACE TABLE {t} AS SELECT * REPLACE (IF(id = 9, JSON '{{\"i\": 900}}', j) AS j) FROM {backup}")]
+        vec![
+            format!("CREATE TABLE {backup} AS SELECT * FROM {t}"),
+            format!("CREATE OR REPLACE TABLE {t} AS SELECT * REPLACE (IF(id = 9, JSON '{{\"i\": 900}}', j) AS j) FROM {backup}"),
+        ]
     },
     ["j"]
 );
@@ -160,7 +213,13 @@ async fn mismatches_are_pinned_to_the_partition_and_its_files() {
     let s = emulators!();
     let (failed, report) = corrupt_and_validate(&s, |s, t| s.sql(&format!("UPDATE {t} SET label = 'changed' WHERE id = 3"))).await;
     assert!(!failed.is_empty());
-    let details: Vec<String> = report["tables"][0]["checks"].as_array().unwrap().iter().filter(|c| c["passed"] == false).map(|c| c["detail"].as_str().unwrap_or("").to_string()).collect();
+    let details: Vec<String> = report["tables"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .map(|c| c["detail"].as_str().unwrap_or("").to_string())
+        .collect();
     assert!(details.iter().all(|d| d.contains("partition 0") && d.contains("part-0")), "{details:?}");
 }
 
@@ -177,14 +236,20 @@ async fn orphans_and_a_broken_denormalized_column_are_counted() {
         format!("[[denormalized]]\ntable = '{0}.entity_mentions'\ncolumn = 'mentioned_at'\nvia = 'event_id'\nreferences = '{0}.events.mentioned_at'\n", db.schema),
     )
     .unwrap();
-    let orphaned: i64 = db.client.query_one(&format!("SELECT count(*) FROM {} WHERE event_id = 5", db.table("entity_mentions")), &[]).await.unwrap().get(0);
+    let orphaned: i64 =
+        db.client.query_one(&format!("SELECT count(*) FROM {} WHERE event_id = 5", db.table("entity_mentions")), &[]).await.unwrap().get(0);
     assert!(orphaned > 0, "the fixture mentions event 5");
     s.sql(&format!("DELETE FROM {} WHERE id = 5", s.table(&format!("{}__events", db.schema))));
-    s.sql(&format!("UPDATE {} SET mentioned_at = TIMESTAMP_ADD(mentioned_at, INTERVAL 1 SECOND) WHERE id = 1", s.table(&format!("{}__entity_mentions", db.schema))));
+    s.sql(&format!(
+        "UPDATE {} SET mentioned_at = TIMESTAMP_ADD(mentioned_at, INTERVAL 1 SECOND) WHERE id = 1",
+        s.table(&format!("{}__entity_mentions", db.schema))
+    ));
     let (code, report, stderr) = s.validate(&manifest, &["--config", config.path().to_str().unwrap()]);
     assert_eq!(code, Some(1), "{stderr}");
     let mentions = report["tables"].as_array().unwrap().iter().find(|t| t["table"].as_str().unwrap().ends_with("entity_mentions")).unwrap();
-    let check = |kind: &str, column: &str| mentions["checks"].as_array().unwrap().iter().find(|c| c["check"] == kind && c["column"] == column).unwrap().clone();
+    let check = |kind: &str, column: &str| {
+        mentions["checks"].as_array().unwrap().iter().find(|c| c["check"] == kind && c["column"] == column).unwrap().clone()
+    };
     assert_eq!(check("orphans", "event_id")["actual"], orphaned.to_string(), "{stderr}");
     assert_eq!(check("orphans", "entity_id")["actual"], "0", "{stderr}");
     assert_eq!(check("denormalized", "mentioned_at")["actual"], "1", "{stderr}");
@@ -196,7 +261,21 @@ async fn verify_names_an_altered_a_missing_and_an_extra_file() {
     let url = skip_unless!("PG2BQ_TEST_PG_URL");
     let db = TestDb::new(&url, CORRUPTIBLE).await;
     let dest = tempfile::tempdir().unwrap();
-    let out = pg2bq(&["export", "--source", &url, "--dest", dest.path().to_str().unwrap(), "--table", &db.table("c"), "--run-id", "r", "--partitions", "2", "--progress", "off"]);
+    let out = pg2bq(&[
+        "export",
+        "--source",
+        &url,
+        "--dest",
+        dest.path().to_str().unwrap(),
+        "--table",
+        &db.table("c"),
+        "--run-id",
+        "r",
+        "--partitions",
+        "2",
+        "--progress",
+        "off",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let manifest = dest.path().join("r/manifest.json");
     let verify = || pg2bq(&["verify", "--manifest", manifest.to_str().unwrap(), "--json"]);
@@ -211,7 +290,12 @@ async fn verify_names_an_altered_a_missing_and_an_extra_file() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| (p["check"].as_str().unwrap().to_string(), format!("{} {}", p["detail"].as_str().unwrap_or(""), p["actual"].as_str().unwrap_or(""))))
+            .map(|p| {
+                (
+                    p["check"].as_str().unwrap().to_string(),
+                    format!("{} {}", p["detail"].as_str().unwrap_or(""), p["actual"].as_str().unwrap_or("")),
+                )
+            })
             .collect()
     };
     // One byte changed inside the data (not the footer): size stays, CRC and data change.
@@ -248,7 +332,12 @@ async fn real_gcp_export_load_validate_when_opted_in() {
     let dataset = format!("pg2bq_it_{:08x}", rand::random::<u32>());
     let manifest = format!("{dest}/real/manifest.json");
     let real = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_pg2bq")).args(args).env_remove("STORAGE_EMULATOR_HOST").env_remove("BIGQUERY_EMULATOR_HOST").output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_pg2bq"))
+            .args(args)
+            .env_remove("STORAGE_EMULATOR_HOST")
+            .env_remove("BIGQUERY_EMULATOR_HOST")
+            .output()
+            .unwrap()
     };
     let tables = [db.table("entities"), db.table("events"), db.table("entity_mentions")];
     let mut export = vec!["export", "--source", &url, "--dest", &dest, "--run-id", "real", "--progress", "off"];
