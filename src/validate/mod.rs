@@ -280,18 +280,24 @@ async fn locate_mismatches(
         let (values, layout) = run_aggregates(bq, target, failed, Some(&filter)).await?;
         let files: Vec<_> = table.files.iter().filter(|f| f.partition == partition.index).collect();
         let mut differs = values[0] != partition.rows.to_string();
+        // The partition's expected counts and fingerprints per failed column, from its files.
+        let expected: Vec<(u64, u64, i64, i128)> = failed
+            .iter()
+            .map(|column| {
+                let position = table.columns.iter().position(|c| c.mapping.bq_name == column.mapping.bq_name).unwrap_or(0);
+                files.iter().filter_map(|f| f.aggregates.get(position)).fold((0, 0, 0, 0), |(nulls, count, xor, sum), a| {
+                    (
+                        nulls + a.null_count + a.empty_count.unwrap_or(0),
+                        count + a.value_count,
+                        xor ^ a.fingerprint_xor.parse::<i64>().unwrap_or(0),
+                        sum + a.fingerprint_sum.parse::<i128>().unwrap_or(0),
+                    )
+                })
+            })
+            .collect();
         for (i, (index, measure)) in layout.iter().enumerate() {
             let column = failed[*index];
-            let position = table.columns.iter().position(|c| c.mapping.bq_name == column.mapping.bq_name).unwrap_or(0);
-            let (mut nulls, mut count, mut xor, mut sum) = (0u64, 0u64, 0i64, 0i128);
-            for file in &files {
-                if let Some(a) = file.aggregates.get(position) {
-                    nulls += a.null_count + a.empty_count.unwrap_or(0);
-                    count += a.value_count;
-                    xor ^= a.fingerprint_xor.parse::<i64>().unwrap_or(0);
-                    sum += a.fingerprint_sum.parse::<i128>().unwrap_or(0);
-                }
-            }
+            let (nulls, count, xor, sum) = expected[*index];
             let actual = values[i + 1].as_str();
             let column_differs = match measure {
                 Measure::NullCount => actual != nulls.to_string(),
