@@ -10,6 +10,10 @@ BQ_VENV=$REPO/.venv-bq
 # shellcheck disable=SC2034
 BQ_HOME=$BQ_VENV/home
 
+# Build against the system OpenSSL (system-deps.sh installs libssl-dev) instead of compiling
+# the vendored copy ConnectorX would otherwise build: minutes less on a cold CI build.
+export OPENSSL_NO_VENDOR=1
+
 log() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
