@@ -213,9 +213,14 @@ pub fn map_column(column: &PgColumn, cast: Option<CastOverride>, out_of_range: O
         (_, "text" | "varchar" | "bpchar" | "name") => base(DataType::Utf8, BigQueryType::String, quoted.clone(), Conversion::Cast),
         (
             _,
-            "citext" | "char" | "xml" | "tsvector" | "tsquery" | "inet" | "cidr" | "macaddr" | "macaddr8" | "bit" | "varbit" | "pg_lsn"
-            | "point" | "line" | "lseg" | "box" | "path" | "polygon" | "circle" | "txid_snapshot" | "pg_snapshot",
+            "citext" | "char" | "xml" | "tsvector" | "tsquery" | "cidr" | "macaddr" | "macaddr8" | "bit" | "varbit" | "pg_lsn" | "point"
+            | "line" | "lseg" | "box" | "path" | "polygon" | "circle" | "txid_snapshot" | "pg_snapshot",
         ) => with_note(base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast), "Postgres text output"),
+        // `inet::text` always appends the netmask (`10.0.1.1/32`); `abbrev(inet)` is the output function's text.
+        (_, "inet") => with_note(
+            base(DataType::Utf8, BigQueryType::String, format!("abbrev({quoted})"), Conversion::Cast),
+            "Postgres text output (`abbrev`, as Postgres prints it: no /32 on a host address)",
+        ),
         (_, "uuid") => {
             with_note(base(DataType::Utf8, BigQueryType::String, quoted.clone(), Conversion::Cast), "canonical lower-case hyphenated")
         }
@@ -258,13 +263,18 @@ pub fn decimal_type(precision: u8, scale: u8) -> DataType {
     }
 }
 
-/// `(precision, scale)` from a numeric typmod, `None` when unconstrained.
+/// The decimal `(precision, scale)` that holds every value of a numeric typmod exactly,
+/// `None` when unconstrained. Postgres 15 allows a scale above the precision (`numeric(3,5)`
+/// holds ±0.00999: DECIMAL(5,5)) and a negative scale (`numeric(3,-2)` holds ±99900:
+/// DECIMAL(5,0)); its typmod packs the scale as an 11-bit signed number.
 fn numeric_typmod(typmod: i32) -> Option<(u32, u32)> {
     if typmod < 4 {
         return None;
     }
     let packed = (typmod - 4) as u32;
-    Some(((packed >> 16) & 0xffff, packed & 0xffff))
+    let precision = (packed >> 16) & 0xffff;
+    let scale = ((packed & 0x7ff) as i32) << 21 >> 21;
+    Some(if scale < 0 { (precision + scale.unsigned_abs(), 0) } else { (precision.max(scale as u32), scale as u32) })
 }
 
 fn map_numeric(column: &PgColumn, quoted: &str, typmod: Option<(u32, u32)>) -> ColumnMapping {
@@ -430,24 +440,56 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Column name prefixes BigQuery reserves (compared ignoring case); `_PARTITION` covers
+/// `_PARTITIONTIME` and `_PARTITIONDATE`.
+pub const BIGQUERY_RESERVED_COLUMN_PREFIXES: [&str; 6] =
+    ["_TABLE_", "_FILE_", "_PARTITION", "_ROW_TIMESTAMP", "__ROOT__", "_COLIDENTIFIER"];
+/// Longest column name BigQuery accepts.
+const BIGQUERY_MAX_COLUMN_NAME: usize = 300;
+
 /// BigQuery column names for Postgres names, in order: deterministic and collision-free.
 ///
-/// Characters outside `[A-Za-z0-9_]` become `_`, a leading digit gets a `_` prefix, names are
-/// cut to 300 characters, and names equal ignoring case (BigQuery compares them so) get
-/// `_2`, `_3`, … in column order.
+/// Characters outside `[A-Za-z0-9_]` become `_`, a leading digit gets a `_` prefix, a name
+/// starting with a reserved prefix ([`BIGQUERY_RESERVED_COLUMN_PREFIXES`]) gets an `x` prefix
+/// (`_PARTITIONTIME` → `x_PARTITIONTIME`), names are cut to 300 characters, and names equal
+/// ignoring case (BigQuery compares them so) get `_2`, `_3`, … in column order.
 pub fn bigquery_column_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let reserved = |name: &str| {
+        let upper = name.to_ascii_uppercase();
+        BIGQUERY_RESERVED_COLUMN_PREFIXES.iter().any(|prefix| upper.starts_with(prefix))
+    };
+    unique_names(names.into_iter().map(|name| {
+        let clean = bigquery_identifier(name);
+        if reserved(&clean) {
+            format!("x{clean}")
+        } else {
+            clean
+        }
+    }))
+}
+
+/// `name` with characters outside `[A-Za-z0-9_]` as `_` and a `_` before a leading digit
+/// (the rule BigQuery column and table names share).
+pub fn bigquery_identifier(name: &str) -> String {
+    let mut clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if clean.is_empty() || clean.starts_with(|c: char| c.is_ascii_digit()) {
+        clean.insert(0, '_');
+    }
+    clean
+}
+
+/// Cuts names to BigQuery's length and suffixes `_2`, `_3`, … to names already taken
+/// (ignoring case), keeping every result within the length.
+fn unique_names(names: impl Iterator<Item = String>) -> Vec<String> {
     let mut taken = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for name in names {
-        let mut clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-        if clean.is_empty() || clean.starts_with(|c: char| c.is_ascii_digit()) {
-            clean.insert(0, '_');
-        }
-        clean.truncate(300);
+    for mut clean in names {
+        clean.truncate(BIGQUERY_MAX_COLUMN_NAME);
         let mut candidate = clean.clone();
         let mut n = 2;
         while !taken.insert(candidate.to_ascii_lowercase()) {
-            candidate = format!("{clean}_{n}");
+            let suffix = format!("_{n}");
+            candidate = format!("{}{suffix}", &clean[..clean.len().min(BIGQUERY_MAX_COLUMN_NAME - suffix.len())]);
             n += 1;
         }
         out.push(candidate);
@@ -496,7 +538,63 @@ mod tests {
     }
 
     fn numeric_typmod_of(p: i32, s: i32) -> i32 {
-        ((p << 16) | s) + 4
+        ((p << 16) | (s & 0x7ff)) + 4
+    }
+
+    #[test]
+    fn numeric_scale_above_precision_or_negative_maps_without_overflow() {
+        let m = map_column(&column("numeric", numeric_typmod_of(3, 5)), None, OutOfRange::Refuse).unwrap();
+        assert_eq!((m.arrow_type, m.bq_type), (DataType::Decimal128(5, 5), BigQueryType::Numeric));
+        let m = map_column(&column("numeric", numeric_typmod_of(3, -2)), None, OutOfRange::Refuse).unwrap();
+        assert_eq!((m.arrow_type, m.bq_type), (DataType::Decimal128(5, 0), BigQueryType::Numeric));
+        let mut array = column("_numeric", numeric_typmod_of(2, 4));
+        array.element_type = Some("numeric".into());
+        let m = map_column(&array, None, OutOfRange::Refuse).unwrap();
+        assert_eq!(m.arrow_type, DataType::List(std::sync::Arc::new(Field::new("element", DataType::Decimal128(4, 4), true))));
+    }
+
+    #[test]
+    fn inet_is_selected_as_postgres_prints_it() {
+        let m = map_column(&column("inet", -1), None, OutOfRange::Refuse).unwrap();
+        assert_eq!(m.select_expr, "abbrev(\"c\")");
+        assert_eq!(map_column(&column("cidr", -1), None, OutOfRange::Refuse).unwrap().select_expr, "\"c\"::text");
+    }
+
+    #[test]
+    fn reserved_bigquery_column_names_are_renamed_deterministically() {
+        let names = bigquery_column_names([
+            "_PARTITIONTIME",
+            "_partitiondate",
+            "_TABLE_SUFFIX",
+            "_file_name",
+            "__root__",
+            "x_PARTITIONTIME",
+            "_ROW_TIMESTAMP",
+            "_COLIDENTIFIER1",
+            "_tablet",
+        ]);
+        assert_eq!(
+            names,
+            [
+                "x_PARTITIONTIME",
+                "x_partitiondate",
+                "x_TABLE_SUFFIX",
+                "x_file_name",
+                "x__root__",
+                "x_PARTITIONTIME_2",
+                "x_ROW_TIMESTAMP",
+                "x_COLIDENTIFIER1",
+                "_tablet"
+            ]
+        );
+    }
+
+    #[test]
+    fn suffixed_names_stay_within_bigquery_length() {
+        let long = "a".repeat(400);
+        let names = bigquery_column_names([long.as_str(), long.as_str()]);
+        assert_eq!(names[0].len(), 300);
+        assert_eq!((names[1].len(), &names[1][296..]), (300, "aa_2"));
     }
 
     #[test]
