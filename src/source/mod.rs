@@ -20,6 +20,8 @@ pub enum SourceError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("Postgres at `{url}` did not complete a connection within {seconds} s; check the host and port (a server that accepts TCP but never answers), or raise `connect_timeout` in the URL")]
+    ConnectTimeout { url: String, seconds: f64 },
     #[error("cannot set up TLS for `{url}`")]
     Tls {
         url: String,
@@ -32,7 +34,21 @@ pub enum SourceError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("table `{table}` does not exist or is not readable; check the name (schema.table) and the role's privileges")]
+    #[error("query `{name}` cannot be described: it must be one SELECT statement whose columns have distinct names")]
+    DescribeQuery {
+        name: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("{what}: its SELECT fails for role `{role}`; {hint}")]
+    Probe {
+        what: String,
+        role: String,
+        hint: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("table `{table}` does not exist or is not readable; check the name (schema.table; an unqualified name means public.<name>) and the role's privileges")]
     TableNotFound {
         table: String,
         #[source]
@@ -65,6 +81,31 @@ pub fn redact_url(url: &str) -> String {
     parsed.to_string()
 }
 
+/// A libpq `key=value` string with the password's value replaced by `***`.
+pub fn redact_conninfo(conninfo: &str) -> String {
+    let mut out = String::new();
+    let mut rest = conninfo;
+    while let Some(at) = rest.find("password") {
+        let (before, after) = rest.split_at(at + "password".len());
+        out.push_str(before);
+        let trimmed = after.trim_start();
+        let Some(value) = trimmed.strip_prefix('=') else {
+            rest = after;
+            continue;
+        };
+        out.push_str("=***");
+        let value = value.trim_start();
+        let end = if let Some(quoted) = value.strip_prefix('\'') {
+            quoted.find('\'').map_or(value.len(), |i| i + 2)
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -73,5 +114,11 @@ mod tests {
         assert!(!redacted.contains("s3cret") && !redacted.contains("other"), "{redacted}");
         assert!(redacted.contains("u:***@h:5432/db"), "{redacted}");
         assert_eq!(super::redact_url("not a url s3cret"), "<unparseable URL>");
+    }
+
+    #[test]
+    fn conninfo_passwords_never_survive_redaction() {
+        assert_eq!(super::redact_conninfo("host=h password=s3cret user=u"), "host=h password=*** user=u");
+        assert_eq!(super::redact_conninfo("password = 'a b' dbname=d"), "password=*** dbname=d");
     }
 }

@@ -10,14 +10,27 @@ use super::types::PgColumn;
 use super::{redact_url, SourceError};
 use crate::sink::manifest::{ForeignKey, SourceInfo};
 
-/// Session settings every connection of a run uses, so text output is deterministic.
-pub const SESSION_SETTINGS: [&str; 3] =
-    ["SET LOCAL intervalstyle = 'iso_8601'", "SET LOCAL TimeZone = 'UTC'", "SET LOCAL DateStyle = 'ISO, YMD'"];
+/// Session settings every connection of a run uses, so text output is deterministic, and so
+/// row-level security raises an error instead of hiding rows (as pg_dump does).
+pub const SESSION_SETTINGS: [&str; 4] = [
+    "SET LOCAL intervalstyle = 'iso_8601'",
+    "SET LOCAL TimeZone = 'UTC'",
+    "SET LOCAL DateStyle = 'ISO, YMD'",
+    "SET LOCAL row_security = off",
+];
+
+/// How long a connection may take (TCP, TLS and startup) when the URL sets no `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT_S: u64 = 30;
+/// Idle seconds before TCP keepalive probes start when the URL sets no `keepalives_idle`, so a
+/// long stream over a dropped link fails instead of waiting forever.
+pub const DEFAULT_KEEPALIVES_IDLE_S: u64 = 60;
 
 /// An open snapshot.
 pub struct SnapshotSession {
     client: Client,
     url: String,
+    /// The role every query of the run runs as (`current_user`).
+    pub role: String,
     /// `pg_export_snapshot()`: partitions `SET TRANSACTION SNAPSHOT` to it.
     pub snapshot_id: String,
     pub info: SourceInfo,
@@ -31,21 +44,43 @@ pub struct TableIdentity {
     pub oid: u32,
 }
 
+/// The URL with [`DEFAULT_CONNECT_TIMEOUT_S`] and [`DEFAULT_KEEPALIVES_IDLE_S`] added where it
+/// sets neither, so every connection of a run (ours and ConnectorX's) is bounded.
+pub fn with_connection_defaults(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else { return url.to_string() };
+    let has = |key: &str| parsed.query_pairs().any(|(k, _)| k == key);
+    let missing: Vec<(&str, u64)> = [("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S), ("keepalives_idle", DEFAULT_KEEPALIVES_IDLE_S)]
+        .into_iter()
+        .filter(|(key, _)| !has(key))
+        .collect();
+    for (key, value) in missing {
+        parsed.query_pairs_mut().append_pair(key, &value.to_string());
+    }
+    parsed.to_string()
+}
+
 /// Connects with TLS as the URL's sslmode asks (libpq semantics: `require` encrypts without
-/// verifying the certificate).
+/// verifying the certificate). The URL's `connect_timeout` (default
+/// [`DEFAULT_CONNECT_TIMEOUT_S`]) bounds the whole handshake, not only the TCP connect.
 pub async fn connect(url: &str) -> Result<Client, SourceError> {
     let redacted = redact_url(url);
     let config: Config = url.parse().map_err(|source| SourceError::InvalidUrl { url: redacted.clone(), source })?;
+    let timeout = config.get_connect_timeout().copied().unwrap_or(std::time::Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_S));
+    let timed_out = || SourceError::ConnectTimeout { url: redacted.clone(), seconds: timeout.as_secs_f64() };
     let connect_error = |source: tokio_postgres::Error| SourceError::Connect { url: redacted.clone(), source: Box::new(source) };
     if config.get_ssl_mode() == SslMode::Disable {
-        let (client, connection) = config.connect(NoTls).await.map_err(connect_error)?;
+        let (client, connection) =
+            tokio::time::timeout(timeout, config.connect(NoTls)).await.map_err(|_| timed_out())?.map_err(connect_error)?;
         tokio::spawn(connection);
         return Ok(client);
     }
     let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
         .map_err(|source| SourceError::Tls { url: redacted.clone(), source })?;
     builder.set_verify(openssl::ssl::SslVerifyMode::NONE);
-    let (client, connection) = config.connect(MakeTlsConnector::new(builder.build())).await.map_err(connect_error)?;
+    let (client, connection) = tokio::time::timeout(timeout, config.connect(MakeTlsConnector::new(builder.build())))
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(connect_error)?;
     tokio::spawn(connection);
     Ok(client)
 }
@@ -68,13 +103,13 @@ impl SnapshotSession {
             .query_one(
                 "SELECT pg_export_snapshot(), txid_current_snapshot()::text, \
                  (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, \
-                 current_setting('server_version')",
+                 current_setting('server_version'), current_user::text",
                 &[],
             )
             .await
             .map_err(query_error("export a snapshot"))?;
         let info = SourceInfo { url: redact_url(url), server_version: row.get(3), txid_snapshot: row.get(1), wal_lsn: row.get(2) };
-        Ok(Self { client, url: url.to_string(), snapshot_id: row.get(0), info })
+        Ok(Self { client, url: url.to_string(), role: row.get(4), snapshot_id: row.get(0), info })
     }
 
     /// The statements a partition connection runs before its query to join this snapshot.
@@ -174,14 +209,80 @@ impl SnapshotSession {
         Ok(row.get(0))
     }
 
+    /// What keeps this session's role from reading every row of a table: missing SELECT
+    /// privileges (table or columns) and row-level security that applies to the role. Each
+    /// problem names the table, the role and the way out.
+    pub async fn access_problems(&self, oid: u32, table: &str, column_count: usize) -> Result<Vec<String>, SourceError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT has_table_privilege(c.oid, 'SELECT'), \
+                   ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                         AND NOT has_column_privilege(c.oid, a.attnum, 'SELECT') ORDER BY a.attnum), \
+                   c.relrowsecurity AND NOT r.rolbypassrls AND NOT r.rolsuper \
+                     AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE')), \
+                   c.relforcerowsecurity, \
+                   ARRAY(SELECT p.polname::text FROM pg_policy p WHERE p.polrelid = c.oid ORDER BY p.polname) \
+                 FROM pg_class c JOIN pg_roles r ON r.rolname = current_user WHERE c.oid = $1",
+                &[&oid],
+            )
+            .await
+            .map_err(query_error(format!("read the privileges and row-level security of table `{table}`")))?;
+        let role = &self.role;
+        let mut problems = Vec::new();
+        let denied_columns: Vec<String> = row.get(1);
+        if !row.get::<_, bool>(0) && !denied_columns.is_empty() {
+            let denied = if denied_columns.len() == column_count {
+                format!("table `{table}`")
+            } else {
+                let list = denied_columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
+                format!("column(s) {list} of table `{table}`")
+            };
+            problems.push(format!(
+                "table `{table}`: permission denied for {denied} to role `{role}`; GRANT SELECT ON {table} TO {role} \
+                 (or SELECT on those columns), or export with a role that may read them"
+            ));
+        }
+        if row.get::<_, bool>(2) {
+            let policies: Vec<String> = row.get(4);
+            let policies = if policies.is_empty() {
+                "no policy, so every row is hidden".to_string()
+            } else {
+                format!("policies: {}", policies.join(", "))
+            };
+            let force = if row.get::<_, bool>(3) { ", FORCE ROW LEVEL SECURITY" } else { "" };
+            problems.push(format!(
+                "table `{table}`: row-level security is enabled ({policies}{force}) and applies to role `{role}`, so rows would be \
+                 left out; pg2bq runs with row_security = off (as pg_dump does) and refuses instead: export with a role that has \
+                 BYPASSRLS, or as the table's owner (unless FORCE ROW LEVEL SECURITY is set)"
+            ));
+        }
+        Ok(problems)
+    }
+
+    /// Runs `select` with `LIMIT 0` inside the snapshot: privileges, row-level security and
+    /// every expression are checked before any data moves.
+    pub async fn probe(&self, select: &str, what: &str) -> Result<(), SourceError> {
+        self.client.query(&format!("SELECT * FROM ({select}\n) AS probe LIMIT 0"), &[]).await.map_err(|source| {
+            let hint = if source.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+                "it needs SELECT on everything it reads, and where row-level security is on, a role with BYPASSRLS or the \
+                 table's owner (pg2bq never exports part of a table)"
+            } else {
+                "check the SQL"
+            };
+            SourceError::Probe { what: what.to_string(), role: self.role.clone(), hint, source }
+        })?;
+        Ok(())
+    }
+
     /// Columns a query returns, by describing it through a temporary view on a separate
-    /// connection (the snapshot transaction is read-only).
+    /// connection (the snapshot transaction is read-only). The view is created through the
+    /// extended protocol, which takes exactly one statement, and rolled back.
     pub async fn query_columns(&self, sql: &str, name: &str) -> Result<Vec<PgColumn>, SourceError> {
         let client = connect(&self.url).await?;
-        client
-            .batch_execute(&format!("BEGIN; CREATE TEMPORARY VIEW pg2bq_query AS {sql}"))
-            .await
-            .map_err(query_error(format!("describe query `{name}`")))?;
+        let describe_error = |source| SourceError::DescribeQuery { name: name.to_string(), source };
+        client.batch_execute("BEGIN").await.map_err(query_error(format!("describe query `{name}`")))?;
+        client.execute(&format!("CREATE TEMPORARY VIEW pg2bq_query AS {sql}\n"), &[]).await.map_err(describe_error)?;
         let oid: u32 = client
             .query_one("SELECT 'pg2bq_query'::regclass::oid", &[])
             .await
