@@ -161,28 +161,28 @@ pub struct ExportArgs {
     #[arg(long = "cast", value_name = "[TABLE.]COLUMN=text")]
     pub casts: Vec<String>,
     /// Parallel partitions per table (integer key ranges, else heap block ranges; default: half the cores, at most 4).
-    #[arg(long, env = env::PARTITIONS)]
+    #[arg(long, env = env::PARTITIONS, value_parser = parse_at_least_one)]
     pub partitions: Option<usize>,
     /// Integer column to split partitions on: [schema.table.]column (default: the primary key).
     #[arg(long = "partition-on", value_name = "[TABLE.]COLUMN")]
     pub partition_on: Vec<String>,
     /// Dates and timestamps BigQuery cannot hold (±infinity, outside years 1–9999).
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, env = env::OUT_OF_RANGE)]
     pub out_of_range: Option<OutOfRange>,
     /// Run id (default: UTC time plus a random suffix). Re-using an uncommitted id starts it clean.
     #[arg(long)]
     pub run_id: Option<String>,
     /// Roll Parquet files after this many compressed bytes (e.g. 256MiB).
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = parse_nonzero_size)]
     pub file_size: Option<u64>,
     /// Uncompressed bytes per Parquet row group (BigQuery wants ≥ 16MiB).
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = parse_nonzero_size)]
     pub row_group_size: Option<u64>,
-    /// zstd level for Parquet pages.
-    #[arg(long)]
+    /// zstd level for Parquet pages (1–22).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=22))]
     pub zstd_level: Option<i32>,
     /// Rows per Arrow batch from Postgres.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_at_least_one)]
     pub batch_rows: Option<usize>,
     /// Plan only: read the catalog, counts and checks, print the plan, write nothing.
     #[arg(long)]
@@ -217,6 +217,23 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number.checked_mul(factor).ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// A size above zero (see [`parse_size`]).
+pub fn parse_nonzero_size(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err(format!("`{text}` is zero; give a size of at least 1 byte, e.g. 256MiB")),
+        size => Ok(size),
+    }
+}
+
+/// A count of 1 or more.
+pub fn parse_at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("0 is not in 1.. (use 1 or more)".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number of 1 or more")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +244,22 @@ mod tests {
         assert_eq!(parse_size("64MB"), Ok(64_000_000));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_nonzero_size("0MiB").unwrap_err().contains("zero"));
+    }
+
+    #[test]
+    fn counts_and_levels_outside_their_range_are_refused_with_the_range() {
+        use clap::Parser;
+        for (flag, value, range) in
+            [("--partitions", "0", "1.."), ("--batch-rows", "0", "1.."), ("--zstd-level", "30", "1..=22"), ("--zstd-level", "0", "1..=22")]
+        {
+            let err = Cli::try_parse_from(["pg2bq", "export", flag, value]).unwrap_err().to_string();
+            assert!(err.contains(range) && err.contains(flag), "{flag} {value}: {err}");
+        }
+        for flag in ["--file-size", "--row-group-size"] {
+            let err = Cli::try_parse_from(["pg2bq", "export", flag, "0"]).unwrap_err().to_string();
+            assert!(err.contains("zero"), "{flag}: {err}");
+        }
     }
 
     #[test]

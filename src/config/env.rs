@@ -10,6 +10,8 @@ pub const DEST: &str = "PG2BQ_DEST";
 pub const CONFIG: &str = "PG2BQ_CONFIG";
 /// Default partitions per table.
 pub const PARTITIONS: &str = "PG2BQ_PARTITIONS";
+/// `--out-of-range` default: refuse, clamp or null.
+pub const OUT_OF_RANGE: &str = "PG2BQ_OUT_OF_RANGE";
 /// `http://host:port` of a GCS emulator (the name other GCS tools use).
 pub const STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
 /// Service-account or ADC JSON for real GCS.

@@ -15,8 +15,8 @@ use crate::load::bigquery::BigQueryOptions;
 use crate::load::plan::PartitionUnit;
 use crate::load::{LoadConfig, LoadTarget};
 use crate::sink::gcs::GcsOptions;
-use crate::sink::manifest::names_table;
 use crate::sink::parquet::ParquetSettings;
+use crate::source::postgres::with_connection_defaults;
 use crate::source::types::{CastOverride, OutOfRange};
 use crate::validate::{Denormalized, Probe, ValidateConfig};
 
@@ -53,16 +53,28 @@ pub enum ConfigError {
     PartitionUnit { value: String, unit: String },
     #[error("run id `{run_id}` may only hold letters, digits, `-`, `_` and `.`")]
     RunId { run_id: String },
+    #[error("`{first}` and `{second}` both name `{canonical}`; list each table or query once")]
+    DuplicateTable { first: String, second: String, canonical: String },
+    #[error("{flag} `{value}` names table `{table}`, which is not in this run (tables: {tables})")]
+    UnknownTarget { flag: &'static str, value: String, table: String, tables: String },
+    #[error("query name `{name}` may only hold letters, digits, `_` and `-` (it names the BigQuery table and the run's directory)")]
+    QueryName { name: String },
+    #[error("query `{name}` is empty")]
+    EmptyQuery { name: String },
+    #[error("table `{table}`: `partitions = 0` in the config file; use 1 or more")]
+    ZeroPartitions { table: String },
+    #[error("source `{shown}` is not a Postgres URL or a libpq `key=value` string: {problem}")]
+    SourceConninfo { shown: String, problem: String },
 }
 
 /// Everything `export` needs.
 #[derive(Debug, Clone)]
 pub struct ExportConfig {
+    /// A `postgresql://` URL with connection defaults (see [`with_connection_defaults`]).
     pub source_url: String,
     pub destination: String,
-    pub tables: Vec<TableSpec>,
-    pub partitions: usize,
-    pub out_of_range: OutOfRange,
+    /// Every table and query once, with its options resolved.
+    pub tables: Vec<ExportTable>,
     pub run_id: Option<String>,
     pub dry_run: bool,
     pub parquet: ParquetSettings,
@@ -87,6 +99,29 @@ pub struct TableSpec {
     pub partition_by: Option<String>,
     /// `load`: clustering columns.
     pub cluster_by: Option<Vec<String>>,
+}
+
+/// One table or query of a run, every option resolved (flags > environment > file > default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportTable {
+    /// `schema.table` as the catalog spells it (unquoted), or the query's name.
+    pub name: String,
+    pub source: TableSource,
+    pub casts: BTreeMap<String, CastOverride>,
+    pub partitions: usize,
+    pub partition_on: Option<String>,
+    pub out_of_range: OutOfRange,
+}
+
+/// Where a table's rows come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableSource {
+    Table {
+        schema: String,
+        table: String,
+    },
+    /// One SELECT, trailing `;` removed.
+    Query(String),
 }
 
 /// The config file: every field optional.
@@ -121,28 +156,78 @@ impl ConfigFile {
 
 impl ExportConfig {
     /// Combines flags (clap already folded in `PG2BQ_*`), `DATABASE_URL`, the file and defaults.
+    /// Per-table options follow the same order: a flag (or its variable) beats the file's
+    /// per-table value, which beats the file's global value, which beats the default.
     ///
     /// # Errors
-    /// [`ConfigError`] for a missing source or destination or a malformed value.
+    /// [`ConfigError`] for a missing source or destination, a malformed value, or two entries
+    /// naming one table.
     pub fn resolve(args: &ExportArgs, file: ConfigFile, database_url: Option<String>) -> Result<Self, ConfigError> {
-        let source_url = args.source.clone().or(database_url).or(file.source).ok_or(ConfigError::MissingSource)?;
+        let source = args.source.clone().or(database_url).or(file.source).ok_or(ConfigError::MissingSource)?;
+        let source_url = postgres_url(&source)?;
         let destination = args.dest.clone().or(file.dest).ok_or(ConfigError::MissingDestination)?;
-        let mut tables: Vec<TableSpec> = if args.tables.is_empty() && args.queries.is_empty() {
-            file.tables
+        let mut file_tables = Vec::new();
+        for spec in file.tables {
+            let key = spec_key(&spec)?;
+            if let Some((_, first)) = file_tables.iter().find(|(k, _): &&(String, TableSpec)| *k == key) {
+                return Err(ConfigError::DuplicateTable { first: first.name.clone(), second: spec.name, canonical: key });
+            }
+            file_tables.push((key, spec));
+        }
+        let specs: Vec<(String, TableSpec)> = if args.tables.is_empty() && args.queries.is_empty() {
+            file_tables
         } else {
-            let from_file = |name: &str| file.tables.iter().find(|t| t.name == name).cloned();
-            let mut tables: Vec<TableSpec> =
-                args.tables.iter().map(|name| from_file(name).unwrap_or(TableSpec { name: name.clone(), ..Default::default() })).collect();
+            let mut specs: Vec<(String, TableSpec)> = Vec::new();
+            let mut add = |key: String, spec: TableSpec| match specs.iter().find(|(k, _)| *k == key) {
+                Some((_, first)) => {
+                    Err(ConfigError::DuplicateTable { first: first.name.clone(), second: spec.name.clone(), canonical: key })
+                }
+                None => {
+                    specs.push((key, spec));
+                    Ok(())
+                }
+            };
+            for name in &args.tables {
+                let key = table_key(name)?;
+                let from_file = file_tables.iter().find(|(k, t)| *k == key && t.query.is_none()).map(|(_, t)| t.clone());
+                add(key, TableSpec { name: name.clone(), query: None, ..from_file.unwrap_or_default() })?;
+            }
             for query in &args.queries {
                 let (name, sql) = query.split_once('=').ok_or_else(|| ConfigError::Malformed {
                     flag: "--query",
                     value: query.clone(),
                     expected: "NAME=SQL",
                 })?;
-                tables.push(TableSpec { name: name.trim().to_string(), query: Some(sql.to_string()), ..Default::default() });
+                let spec = TableSpec { name: name.trim().to_string(), query: Some(sql.to_string()), ..Default::default() };
+                add(spec_key(&spec)?, spec)?;
             }
-            tables
+            specs
         };
+        let mut tables = Vec::new();
+        for (key, spec) in specs {
+            let partitions = match (args.partitions, spec.partitions) {
+                (Some(n), _) => n,
+                (None, Some(0)) => return Err(ConfigError::ZeroPartitions { table: spec.name }),
+                (None, Some(n)) => n,
+                (None, None) => default_partitions(),
+            };
+            let source = match spec.query {
+                Some(sql) => TableSource::Query(query_sql(&spec.name, &sql)?),
+                None => {
+                    let (schema, table) =
+                        key.split_once('.').map(|(s, t)| (s.to_string(), t.to_string())).expect("table keys are qualified");
+                    TableSource::Table { schema, table }
+                }
+            };
+            tables.push(ExportTable {
+                name: if matches!(source, TableSource::Query(_)) { spec.name } else { key },
+                source,
+                casts: spec.casts,
+                partitions,
+                partition_on: spec.partition_on,
+                out_of_range: args.out_of_range.or(spec.out_of_range).or(file.out_of_range).unwrap_or_default(),
+            });
+        }
         for cast in &args.casts {
             let (target, kind) = cast.split_once('=').ok_or_else(|| ConfigError::Malformed {
                 flag: "--cast",
@@ -152,12 +237,12 @@ impl ExportConfig {
             if kind != "text" {
                 return Err(ConfigError::Malformed { flag: "--cast", value: cast.clone(), expected: "[TABLE.]COLUMN=text" });
             }
-            for (table, column) in targets(&mut tables, target) {
+            for (table, column) in targets(&mut tables, "--cast", target)? {
                 table.casts.insert(column, CastOverride::Text);
             }
         }
         for key in &args.partition_on {
-            for (table, column) in targets(&mut tables, key) {
+            for (table, column) in targets(&mut tables, "--partition-on", key)? {
                 table.partition_on = Some(column);
             }
         }
@@ -167,13 +252,10 @@ impl ExportConfig {
             }
         }
         let defaults = ParquetSettings::default();
-        let parallelism = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         Ok(Self {
             source_url,
             destination,
             tables,
-            partitions: args.partitions.unwrap_or((parallelism / 2).clamp(1, MAX_DEFAULT_PARTITIONS)),
-            out_of_range: args.out_of_range.or(file.out_of_range).unwrap_or_default(),
             run_id: args.run_id.clone(),
             dry_run: args.dry_run,
             parquet: ParquetSettings {
@@ -190,6 +272,135 @@ impl ExportConfig {
     }
 }
 
+/// Half the cores, at most [`MAX_DEFAULT_PARTITIONS`].
+fn default_partitions() -> usize {
+    let parallelism = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    (parallelism / 2).clamp(1, MAX_DEFAULT_PARTITIONS)
+}
+
+/// The name one table or query goes by in a run: `schema.table` for a table, the name itself
+/// for a query (which may hold only letters, digits, `_` and `-`).
+fn spec_key(spec: &TableSpec) -> Result<String, ConfigError> {
+    match spec.query {
+        Some(_) if spec.name.is_empty() || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) => {
+            Err(ConfigError::QueryName { name: spec.name.clone() })
+        }
+        Some(_) => Ok(spec.name.clone()),
+        None => table_key(&spec.name),
+    }
+}
+
+/// `schema.table` as the catalog spells it, the one name a table goes by in a run.
+///
+/// Postgres' rules: a `"quoted"` part is taken as written (`""` is a quote), an unquoted part
+/// is lower-cased. An unqualified name means `public.<name>`, whatever the server's
+/// search_path, so `events`, `EVENTS` and `public.events` are one table.
+pub fn table_key(name: &str) -> Result<String, ConfigError> {
+    let malformed = || ConfigError::Malformed { flag: "--table", value: name.to_string(), expected: "SCHEMA.TABLE or TABLE" };
+    let mut parts = vec![String::new()];
+    let mut chars = name.trim().chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                parts.last_mut().expect("parts is never empty").push('"');
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(String::new()),
+            c if quoted => parts.last_mut().expect("parts is never empty").push(c),
+            c => parts.last_mut().expect("parts is never empty").push(c.to_ascii_lowercase()),
+        }
+    }
+    if quoted || parts.iter().any(String::is_empty) {
+        return Err(malformed());
+    }
+    match parts.as_slice() {
+        [table] => Ok(format!("public.{table}")),
+        [schema, table] => Ok(format!("{schema}.{table}")),
+        _ => Err(malformed()),
+    }
+}
+
+/// The query's SQL without trailing `;` and blanks (it is wrapped in a sub-select).
+fn query_sql(name: &str, sql: &str) -> Result<String, ConfigError> {
+    let sql = sql.trim_end_matches(|c: char| c == ';' || c.is_whitespace()).trim_start();
+    if sql.is_empty() {
+        return Err(ConfigError::EmptyQuery { name: name.to_string() });
+    }
+    Ok(sql.to_string())
+}
+
+/// A `postgresql://` URL with connection defaults, from a URL or a libpq `key=value` string
+/// (`host=db port=5432 dbname=app user=me`). Values may be single-quoted, with `\'` and `\\`.
+///
+/// # Errors
+/// [`ConfigError::SourceConninfo`] for a string that is neither (never echoing a password).
+pub fn postgres_url(source: &str) -> Result<String, ConfigError> {
+    let source = source.trim();
+    if source.starts_with("postgres://") || source.starts_with("postgresql://") {
+        return Ok(with_connection_defaults(source));
+    }
+    let shown = crate::source::redact_conninfo(source);
+    let problem = |problem: &str| ConfigError::SourceConninfo { shown: shown.clone(), problem: problem.to_string() };
+    let mut pairs = Vec::new();
+    let mut chars = source.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            break;
+        }
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(problem(&format!("`{key}` has no `=value` (use a postgresql:// URL or key=value pairs)")));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    Some('\\') => value.extend(chars.next()),
+                    Some('\'') => break,
+                    Some(c) => value.push(c),
+                    None => return Err(problem(&format!("the quoted value of `{key}` is not closed"))),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        pairs.push((key, value));
+    }
+    if pairs.is_empty() {
+        return Err(problem("it is empty"));
+    }
+    let mut url = url::Url::parse("postgresql://localhost").expect("a constant URL parses");
+    let mut query = Vec::new();
+    for (key, value) in pairs {
+        let bad = |_| problem(&format!("`{key}` cannot go into a URL"));
+        match key.as_str() {
+            "host" if !value.contains(['/', ',']) => url.set_host(Some(&value)).map_err(|_| problem("`host` is not a host name"))?,
+            "port" if !value.contains(',') => {
+                url.set_port(Some(value.parse().map_err(|_| problem("`port` is not a number"))?)).map_err(bad)?
+            }
+            "user" => url.set_username(&value).map_err(bad)?,
+            "password" => url.set_password(Some(&value)).map_err(bad)?,
+            "dbname" => url.set_path(&value),
+            _ => query.push((key, value)),
+        }
+    }
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(with_connection_defaults(url.as_str()))
+}
+
 impl LoadConfig {
     /// Combines flags (with `GOOGLE_CLOUD_PROJECT`, `BIGQUERY_DATASET` folded in by clap), the
     /// export's config file (per-table partitioning and clustering) and defaults.
@@ -200,21 +411,28 @@ impl LoadConfig {
         let (project, dataset) = project_and_dataset(&args.target, &file)?;
         let mut partition_by = BTreeMap::new();
         let mut cluster_by = BTreeMap::new();
+        let mut seen: Vec<(String, &str)> = Vec::new();
         for table in &file.tables {
+            let key = load_key(&table.name)?;
+            if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                return Err(ConfigError::DuplicateTable { first: first.to_string(), second: table.name.clone(), canonical: key });
+            }
+            seen.push((key.clone(), &table.name));
             if let Some(spec) = &table.partition_by {
-                partition_by.insert(table.name.clone(), parse_partitioning(spec)?);
+                partition_by.insert(key.clone(), parse_partitioning(spec)?);
             }
             if let Some(columns) = &table.cluster_by {
-                cluster_by.insert(table.name.clone(), columns.clone());
+                cluster_by.insert(key, columns.clone());
             }
         }
+        // Flags come last, so they replace the file's value for the same table however it is spelt.
         for value in &args.partition_by {
             let (table, spec) = value.rsplit_once('.').filter(|(t, _)| !t.is_empty()).ok_or_else(|| ConfigError::Malformed {
                 flag: "--partition-by",
                 value: value.clone(),
                 expected: "TABLE.COLUMN[:UNIT]",
             })?;
-            partition_by.insert(table.to_string(), parse_partitioning(spec)?);
+            partition_by.insert(load_key(table)?, parse_partitioning(spec)?);
         }
         for value in &args.cluster_by {
             let (table, columns) =
@@ -224,7 +442,7 @@ impl LoadConfig {
             let rest = value.split_once(',').map(|(_, rest)| rest).unwrap_or("");
             let mut list = vec![columns.to_string()];
             list.extend(rest.split(',').filter(|c| !c.is_empty()).map(str::to_string));
-            cluster_by.insert(table.to_string(), list);
+            cluster_by.insert(load_key(table)?, list);
         }
         Ok(Self {
             manifest_uri: args.target.manifest.clone(),
@@ -243,6 +461,13 @@ impl LoadConfig {
             gcs: args.gcp.gcs(),
         })
     }
+}
+
+/// The key of a table's load options: its [`table_key`] with `public.` left out, as the
+/// manifest's names match it (`events` names `public.events` and a query named `events`).
+fn load_key(name: &str) -> Result<String, ConfigError> {
+    let key = table_key(name)?;
+    Ok(key.strip_prefix("public.").map_or(key.clone(), str::to_string))
 }
 
 /// Project and dataset: flags (and their environment variables) over the config file.
@@ -289,7 +514,7 @@ impl ValidateConfig {
             dataset,
             location: args.target.location.clone().or(file.location),
             table_prefix: args.target.table_prefix.clone(),
-            source_url: args.source.clone(),
+            source_url: args.source.as_deref().map(postgres_url).transpose()?,
             sample_rows: args.sample,
             denormalized: file.denormalized,
             probes: file.probes,
@@ -312,13 +537,23 @@ fn parse_partitioning(spec: &str) -> Result<(String, PartitionUnit), ConfigError
     Ok((column.to_string(), unit))
 }
 
-/// The tables a `[table.]column` target applies to, with the column name: `schema.table.col`
-/// or `table.col` names one table, a bare `col` applies to all.
-fn targets<'a>(tables: &'a mut [TableSpec], target: &str) -> Vec<(&'a mut TableSpec, String)> {
-    match target.rsplit_once('.') {
-        Some((table, column)) => tables.iter_mut().filter(|t| names_table(&t.name, table)).map(|t| (t, column.to_string())).collect(),
-        None => tables.iter_mut().map(|t| (t, target.to_string())).collect(),
+/// The tables a `[schema.table.]column` target applies to, with the column name: a qualified
+/// target names one table of the run (an unqualified table means `public.<table>`, a query
+/// goes by its name), a bare `column` applies to every table.
+fn targets<'a>(tables: &'a mut [ExportTable], flag: &'static str, target: &str) -> Result<Vec<(&'a mut ExportTable, String)>, ConfigError> {
+    let Some((table, column)) = target.rsplit_once('.') else {
+        return Ok(tables.iter_mut().map(|t| (t, target.to_string())).collect());
+    };
+    let key = table_key(table)?;
+    let named = |t: &ExportTable| match t.source {
+        TableSource::Query(_) => t.name == table,
+        TableSource::Table { .. } => t.name == key,
+    };
+    if !tables.iter().any(named) {
+        let names = tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(ConfigError::UnknownTarget { flag, value: target.to_string(), table: key, tables: names });
     }
+    Ok(tables.iter_mut().filter(|t| named(t)).map(|t| (t, column.to_string())).collect())
 }
 
 #[cfg(test)]
@@ -327,7 +562,15 @@ mod tests {
     use crate::cli::{Cli, Command};
     use clap::Parser;
 
+    /// Held while parsing, so a test that sets `PG2BQ_*` variables does not leak them into others.
+    static ENVIRONMENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     fn args(argv: &[&str]) -> ExportArgs {
+        let _environment = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+        parse_export(argv)
+    }
+
+    fn parse_export(argv: &[&str]) -> ExportArgs {
         let mut full = vec!["pg2bq", "export"];
         full.extend_from_slice(argv);
         match Cli::try_parse_from(full).unwrap().command {
@@ -344,29 +587,144 @@ mod tests {
     fn flag_beats_environment_beats_file() {
         let a = args(&["--source", "postgresql://flag/db", "--dest", "/tmp/x"]);
         let cfg = ExportConfig::resolve(&a, file("source = 'postgresql://file/db'"), Some("postgresql://env/db".into())).unwrap();
-        assert_eq!(cfg.source_url, "postgresql://flag/db");
+        assert_eq!(cfg.source_url, "postgresql://flag/db?connect_timeout=30&keepalives_idle=60");
         let a = args(&["--dest", "/tmp/x"]);
         let cfg = ExportConfig::resolve(&a, file("source = 'postgresql://file/db'"), Some("postgresql://env/db".into())).unwrap();
-        assert_eq!(cfg.source_url, "postgresql://env/db");
+        assert!(cfg.source_url.starts_with("postgresql://env/db?"), "{}", cfg.source_url);
         let cfg = ExportConfig::resolve(&a, file("source = 'postgresql://file/db'"), None).unwrap();
-        assert_eq!(cfg.source_url, "postgresql://file/db");
+        assert!(cfg.source_url.starts_with("postgresql://file/db?"), "{}", cfg.source_url);
     }
 
     #[test]
     fn repeated_flag_last_wins() {
-        let a = args(&["--partitions", "2", "--partitions", "7", "--source", "s", "--dest", "d"]);
-        assert_eq!(ExportConfig::resolve(&a, ConfigFile::default(), None).unwrap().partitions, 7);
+        let a = args(&["--partitions", "2", "--partitions", "7", "--source", "postgresql://h/db", "--dest", "d", "--table", "t"]);
+        assert_eq!(ExportConfig::resolve(&a, ConfigFile::default(), None).unwrap().tables[0].partitions, 7);
+        let a =
+            args(&["--source", "postgresql://h/db", "--dest", "d", "--table", "t", "--out-of-range", "clamp", "--out-of-range", "null"]);
+        assert_eq!(ExportConfig::resolve(&a, ConfigFile::default(), None).unwrap().tables[0].out_of_range, OutOfRange::Null);
+    }
+
+    fn resolved(argv: &[&str], text: &str) -> ExportTable {
+        let mut full = vec!["--source", "postgresql://h/db", "--dest", "d"];
+        full.extend_from_slice(argv);
+        ExportConfig::resolve(&args(&full), file(text), None).unwrap().tables.remove(0)
+    }
+
+    const PER_TABLE: &str =
+        "out_of_range = 'null'\n[[tables]]\nname = 'public.events'\npartitions = 3\nout_of_range = 'clamp'\npartition_on = 'id'\n";
+
+    #[test]
+    fn per_table_flag_beats_file_value() {
+        let t = resolved(&["--partitions", "5", "--out-of-range", "refuse", "--partition-on", "events.other"], PER_TABLE);
+        assert_eq!((t.partitions, t.out_of_range, t.partition_on.as_deref()), (5, OutOfRange::Refuse, Some("other")));
     }
 
     #[test]
-    fn file_tables_keep_their_options_when_named_by_flag() {
-        let f =
-            file("[[tables]]\nname = 'public.events'\npartitions = 3\ncast = { payload = 'text' }\n[[tables]]\nname = 'public.other'\n");
-        let a = args(&["--source", "s", "--dest", "d", "--table", "public.events", "--cast", "events.note=text"]);
-        let cfg = ExportConfig::resolve(&a, f, None).unwrap();
-        assert_eq!(cfg.tables.len(), 1);
-        assert_eq!(cfg.tables[0].partitions, Some(3));
-        assert_eq!(cfg.tables[0].casts.keys().collect::<Vec<_>>(), ["note", "payload"]);
+    fn per_table_environment_beats_file_value() {
+        // clap folds the variables into the flags, as in main.
+        let parsed = {
+            let _environment = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+            std::env::set_var(env::PARTITIONS, "6");
+            std::env::set_var(env::OUT_OF_RANGE, "refuse");
+            let parsed = parse_export(&["--source", "postgresql://h/db", "--dest", "d"]);
+            std::env::remove_var(env::PARTITIONS);
+            std::env::remove_var(env::OUT_OF_RANGE);
+            parsed
+        };
+        let t = ExportConfig::resolve(&parsed, file(PER_TABLE), None).unwrap().tables.remove(0);
+        assert_eq!((t.partitions, t.out_of_range), (6, OutOfRange::Refuse));
+    }
+
+    #[test]
+    fn per_table_file_value_beats_file_global_beats_default() {
+        let t = resolved(&[], PER_TABLE);
+        assert_eq!((t.partitions, t.out_of_range, t.partition_on.as_deref()), (3, OutOfRange::Clamp, Some("id")));
+        let t = resolved(&[], "out_of_range = 'null'\n[[tables]]\nname = 'events'\n");
+        assert_eq!((t.partitions, t.out_of_range), (default_partitions(), OutOfRange::Null));
+        let t = resolved(&["--table", "x"], "");
+        assert_eq!((t.partitions, t.out_of_range, t.partition_on), (default_partitions(), OutOfRange::Refuse, None));
+    }
+
+    #[test]
+    fn file_options_apply_to_a_table_however_it_is_spelt() {
+        let t = resolved(&["--table", "EVENTS"], PER_TABLE);
+        assert_eq!((t.name.as_str(), t.partitions), ("public.events", 3));
+        assert_eq!(t.source, TableSource::Table { schema: "public".into(), table: "events".into() });
+    }
+
+    #[test]
+    fn two_names_of_one_table_are_refused_naming_both() {
+        for (argv, text) in [
+            (vec!["--table", "events", "--table", "public.events"], ""),
+            (vec!["--table", "\"events\"", "--table", "Public.Events"], ""),
+            (vec![], "[[tables]]\nname = 'public.events'\n[[tables]]\nname = 'events'\n"),
+        ] {
+            let mut full = vec!["--source", "postgresql://h/db", "--dest", "d"];
+            full.extend_from_slice(&argv);
+            let err = ExportConfig::resolve(&args(&full), file(text), None).unwrap_err();
+            assert!(matches!(&err, ConfigError::DuplicateTable { canonical, .. } if canonical == "public.events"), "{err}");
+        }
+        let err = ExportConfig::resolve(
+            &args(&["--source", "postgresql://h/db", "--dest", "d", "--query", "q=SELECT 1", "--query", "q=SELECT 2"]),
+            file(""),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`q` and `q`"), "{err}");
+    }
+
+    #[test]
+    fn table_names_follow_postgres_quoting() {
+        assert_eq!(table_key("Audit.Events").unwrap(), "audit.events");
+        assert_eq!(table_key("\"My\"\"Schema\".\"t.1\"").unwrap(), "My\"Schema.t.1");
+        assert_eq!(table_key("t-1").unwrap(), "public.t-1");
+        for bad in ["a.b.c", "\"open", "a.", ""] {
+            assert!(table_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn queries_lose_trailing_semicolons_and_need_a_plain_name() {
+        let t = resolved(&["--query", "recent=SELECT 1 ;; \n"], "");
+        assert_eq!(t.source, TableSource::Query("SELECT 1".into()));
+        for bad in ["../x=SELECT 1", "a.b=SELECT 1", "q= ; "] {
+            let a = args(&["--source", "postgresql://h/db", "--dest", "d", "--query", bad]);
+            assert!(ExportConfig::resolve(&a, ConfigFile::default(), None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn qualified_targets_must_name_a_table_of_the_run() {
+        let err = ExportConfig::resolve(
+            &args(&["--source", "postgresql://h/db", "--dest", "d", "--table", "a", "--cast", "b.c=text"]),
+            file(""),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`public.b`, which is not in this run (tables: public.a)"), "{err}");
+        let t = resolved(&["--query", "recent=SELECT 1 AS c", "--cast", "recent.c=text"], "");
+        assert_eq!(t.casts.keys().collect::<Vec<_>>(), ["c"]);
+    }
+
+    #[test]
+    fn libpq_key_value_sources_become_urls() {
+        let url = postgres_url("host=db.internal port=5433 dbname=app user=me password='p w' sslmode=require").unwrap();
+        assert_eq!(url, "postgresql://me:p%20w@db.internal:5433/app?sslmode=require&connect_timeout=30&keepalives_idle=60");
+        let url = postgres_url("host=/var/run/postgresql dbname=app connect_timeout=2").unwrap();
+        assert_eq!(url, "postgresql://localhost/app?host=%2Fvar%2Frun%2Fpostgresql&connect_timeout=2&keepalives_idle=60");
+        let err = postgres_url("host=h password=s3cret dbname").unwrap_err().to_string();
+        assert!(err.contains("`dbname` has no `=value`") && !err.contains("s3cret"), "{err}");
+        assert_eq!(
+            postgres_url("postgresql://u@h/db?keepalives_idle=5").unwrap(),
+            "postgresql://u@h/db?keepalives_idle=5&connect_timeout=30"
+        );
+    }
+
+    #[test]
+    fn zero_partitions_in_the_file_are_refused() {
+        let a = args(&["--source", "postgresql://h/db", "--dest", "d"]);
+        let err = ExportConfig::resolve(&a, file("[[tables]]\nname = 'events'\npartitions = 0\n"), None).unwrap_err();
+        assert!(matches!(err, ConfigError::ZeroPartitions { .. }), "{err}");
     }
 
     #[test]
@@ -388,9 +746,10 @@ mod tests {
         let Command::Load(args) = cli.command else { unreachable!() };
         let cfg = LoadConfig::resolve(&args, f).unwrap();
         assert_eq!((cfg.target.project.as_str(), cfg.target.dataset.as_str()), ("flag-p", "d"));
-        assert_eq!(cfg.target.partition_by["public.events"], ("mentioned_at".to_string(), PartitionUnit::Day));
+        assert_eq!(cfg.target.partition_by["events"], ("mentioned_at".to_string(), PartitionUnit::Day));
+        // The flag's `events` and the file's `public.events` are one table: the flag wins.
         assert_eq!(cfg.target.cluster_by["events"], ["entity_id", "event_id"]);
-        assert_eq!(cfg.target.cluster_by["public.events"], ["id"]);
+        assert_eq!(cfg.target.cluster_by.len(), 1);
     }
 
     #[test]
