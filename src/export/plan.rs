@@ -4,10 +4,10 @@
 
 use serde::Serialize;
 
-use crate::config::{ExportConfig, TableSpec};
+use crate::config::{ExportConfig, ExportTable, TableSource};
 use crate::sink::manifest::{ForeignKey, PartitionManifest};
 use crate::source::postgres::SnapshotSession;
-use crate::source::types::{bigquery_column_names, map_column, quote_ident, ColumnMapping, OutOfRange, PgColumn};
+use crate::source::types::{bigquery_column_names, bigquery_identifier, map_column, quote_ident, ColumnMapping, OutOfRange, PgColumn};
 use crate::source::SourceError;
 
 /// What a run will do.
@@ -78,6 +78,7 @@ pub async fn plan_export(config: &ExportConfig, session: &SnapshotSession, run_i
             Err(mut table_problems) => problems.append(&mut table_problems),
         }
     }
+    problems.extend(bigquery_name_collisions(&tables));
     if !problems.is_empty() && !config.dry_run {
         return Err(PlanError::Refused { problems });
     }
@@ -86,25 +87,41 @@ pub async fn plan_export(config: &ExportConfig, session: &SnapshotSession, run_i
 
 async fn plan_table(
     config: &ExportConfig,
-    spec: &TableSpec,
+    spec: &ExportTable,
     session: &SnapshotSession,
 ) -> Result<Result<TablePlan, Vec<String>>, PlanError> {
-    let (name, from, columns, primary_key, foreign_keys, oid) = match &spec.query {
-        Some(sql) => {
+    let (name, from, columns, primary_key, foreign_keys, oid) = match &spec.source {
+        TableSource::Query(sql) => {
             let columns = session.query_columns(sql, &spec.name).await?;
-            (spec.name.clone(), format!("({sql}) AS {}", quote_ident("q")), columns, Vec::new(), Vec::new(), None)
+            // A newline ends a trailing `-- comment` before the closing parenthesis.
+            (spec.name.clone(), format!("({sql}\n) AS {}", quote_ident("q")), columns, Vec::new(), Vec::new(), None)
         }
-        None => {
-            let table = session.resolve_table(&spec.name).await?;
-            let from = format!("{}.{}", quote_ident(&table.schema), quote_ident(&table.name));
+        TableSource::Table { schema, table } => {
+            let table = session.resolve_table(&format!("{}.{}", quote_ident(schema), quote_ident(table))).await?;
+            let name = format!("{}.{}", table.schema, table.name);
             let columns = session.columns(table.oid).await?;
+            let access = session.access_problems(table.oid, &name, columns.len()).await?;
+            if !access.is_empty() {
+                return Ok(Err(access));
+            }
+            let from = format!("{}.{}", quote_ident(&table.schema), quote_ident(&table.name));
             let pk = session.primary_key(table.oid).await?;
             let fks = session.foreign_keys(table.oid).await?;
-            (format!("{}.{}", table.schema, table.name), from, columns, pk, fks, Some(table.oid))
+            (name, from, columns, pk, fks, Some(table.oid))
         }
     };
-    let out_of_range = spec.out_of_range.unwrap_or(config.out_of_range);
+    let what = match spec.source {
+        TableSource::Query(_) => format!("query `{name}`"),
+        TableSource::Table { .. } => format!("table `{name}`"),
+    };
+    let out_of_range = spec.out_of_range;
     let mut problems = Vec::new();
+    for (position, _) in columns.iter().enumerate().filter(|(_, c)| c.name == "?column?") {
+        problems.push(format!(
+            "{what}: column {} has no name (`?column?`); give every expression an alias, e.g. `SELECT a + b AS total`",
+            position + 1
+        ));
+    }
     let mut mappings = Vec::new();
     for column in &columns {
         match map_column(column, spec.casts.get(&column.name).copied(), out_of_range) {
@@ -112,8 +129,14 @@ async fn plan_table(
             Err(refusal) => problems.push(format!("table `{name}`, column `{}` ({}): {}", refusal.column, refusal.pg_type, refusal.reason)),
         }
     }
+    let several = config.tables.len() > 1;
     for unknown in spec.casts.keys().filter(|c| !columns.iter().any(|col| &col.name == *c)) {
-        problems.push(format!("table `{name}`: --cast names column `{unknown}`, which the table does not have"));
+        let hint = if several {
+            format!("; to cast it in one table only, qualify it: `--cast schema.table.{unknown}=text`")
+        } else {
+            String::new()
+        };
+        problems.push(format!("{what}: --cast names column `{unknown}`, which it does not have{hint}"));
     }
     if !problems.is_empty() {
         return Ok(Err(problems));
@@ -123,9 +146,10 @@ async fn plan_table(
     }
     let select_list: Vec<String> = mappings.iter().map(|m| format!("{} AS {}", m.select_expr, quote_ident(&m.bq_name))).collect();
     let source_query = format!("SELECT {} FROM {from}", select_list.join(", "));
+    session.probe(&source_query, &what).await?;
 
-    let basis = split_basis(spec, session, &name, &from, &columns, &primary_key, oid).await?;
-    let mut partitions = partitions_for(&basis, spec.partitions.unwrap_or(config.partitions).max(1));
+    let basis = split_basis(spec, session, &name, &from, &columns, &primary_key, oid, several).await?;
+    let mut partitions = partitions_for(&basis, spec.partitions.max(1));
     let checks: Vec<(&ColumnMapping, String)> =
         mappings.iter().filter_map(|m| m.check.as_ref().map(|c| (m, format!("({})", c.predicate)))).collect();
     let mut filters: Vec<String> = partitions.iter().filter(|p| !p.predicate.is_empty()).map(|p| p.predicate.clone()).collect();
@@ -198,7 +222,23 @@ pub fn bigquery_table_name(name: &str) -> String {
         Some((schema, table)) => format!("{schema}__{table}"),
         None => name.to_string(),
     };
-    bigquery_column_names([flat.as_str()]).remove(0)
+    bigquery_identifier(&flat)
+}
+
+/// Tables and queries that would land in one BigQuery table (names compared ignoring case,
+/// as a case-insensitive dataset does), each pair named, with the way out.
+fn bigquery_name_collisions(tables: &[TablePlan]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, later) in tables.iter().enumerate() {
+        if let Some(first) = tables[..i].iter().find(|t| t.bq_table.eq_ignore_ascii_case(&later.bq_table)) {
+            problems.push(format!(
+                "`{}` and `{}` both map to BigQuery table `{}`; export them in separate runs (loaded with different \
+                 --table-prefix or datasets), or give the query another name",
+                first.name, later.name, later.bq_table
+            ));
+        }
+    }
+    problems
 }
 
 /// What a table's rows are split on, for partitions and for the chunks inside them.
@@ -214,13 +254,14 @@ enum Basis {
 
 #[allow(clippy::too_many_arguments)]
 async fn split_basis(
-    spec: &TableSpec,
+    spec: &ExportTable,
     session: &SnapshotSession,
     name: &str,
     from: &str,
     columns: &[PgColumn],
     primary_key: &[String],
     oid: Option<u32>,
+    several: bool,
 ) -> Result<Basis, PlanError> {
     let is_integer = |c: &&PgColumn| matches!(c.type_name.as_str(), "int2" | "int4" | "int8") && c.element_type.is_none();
     let key = match &spec.partition_on {
@@ -228,7 +269,11 @@ async fn split_basis(
             let found = columns.iter().find(|c| &c.name == column).ok_or_else(|| PlanError::PartitionKey {
                 table: name.to_string(),
                 column: column.clone(),
-                reason: "does not exist".into(),
+                reason: if several {
+                    format!("does not exist; to split one table only, qualify it: `--partition-on schema.table.{column}`")
+                } else {
+                    "does not exist".into()
+                },
             })?;
             if !is_integer(&found) {
                 return Err(PlanError::PartitionKey {
@@ -357,5 +402,8 @@ mod tests {
         assert_eq!(bigquery_table_name("public.events"), "events");
         assert_eq!(bigquery_table_name("audit.log-2024"), "audit__log_2024");
         assert_eq!(bigquery_table_name("recent"), "recent");
+        assert_eq!(bigquery_table_name("public.t-1"), bigquery_table_name("public.t_1"));
+        assert_eq!(bigquery_table_name("audit.events"), bigquery_table_name("public.audit__events"));
+        assert_eq!(bigquery_table_name("public._PARTITIONTIME"), "_PARTITIONTIME");
     }
 }
