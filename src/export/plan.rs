@@ -97,7 +97,7 @@ async fn plan_table(
             (spec.name.clone(), format!("({sql}\n) AS {}", quote_ident("q")), columns, Vec::new(), Vec::new(), None)
         }
         TableSource::Table { schema, table } => {
-            let table = session.resolve_table(&format!("{}.{}", quote_ident(schema), quote_ident(table))).await?;
+            let table = session.resolve_table(schema, table).await?;
             let name = format!("{}.{}", table.schema, table.name);
             let columns = session.columns(table.oid).await?;
             let access = session.access_problems(table.oid, &name, columns.len()).await?;
@@ -116,7 +116,8 @@ async fn plan_table(
     };
     let out_of_range = spec.out_of_range;
     let mut problems = Vec::new();
-    for (position, _) in columns.iter().enumerate().filter(|(_, c)| c.name == "?column?") {
+    let unnamed = |c: &&PgColumn| matches!(spec.source, TableSource::Query(_)) && c.name == "?column?";
+    for (position, _) in columns.iter().enumerate().filter(|(_, c)| unnamed(c)) {
         problems.push(format!(
             "{what}: column {} has no name (`?column?`); give every expression an alias, e.g. `SELECT a + b AS total`",
             position + 1
@@ -128,6 +129,9 @@ async fn plan_table(
             Ok(mapping) => mappings.push(mapping),
             Err(refusal) => problems.push(format!("table `{name}`, column `{}` ({}): {}", refusal.column, refusal.pg_type, refusal.reason)),
         }
+    }
+    if columns.is_empty() {
+        problems.push(format!("{what} has no columns; a BigQuery table needs at least one, leave it out of the run"));
     }
     let several = config.tables.len() > 1;
     for unknown in spec.casts.keys().filter(|c| !columns.iter().any(|col| &col.name == *c)) {

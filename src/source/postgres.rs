@@ -6,7 +6,7 @@ use postgres_openssl::MakeTlsConnector;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::types::PgColumn;
+use super::types::{quote_ident, PgColumn};
 use super::{redact_url, SourceError};
 use crate::sink::manifest::{ForeignKey, SourceInfo};
 
@@ -120,16 +120,17 @@ impl SnapshotSession {
         setup
     }
 
-    /// Resolves `schema.table` (or `table` on the search path).
-    pub async fn resolve_table(&self, table: &str) -> Result<TableIdentity, SourceError> {
+    /// Finds `schema`.`table` (both as the catalog spells them) in the catalog.
+    pub async fn resolve_table(&self, schema: &str, table: &str) -> Result<TableIdentity, SourceError> {
+        let qualified = format!("{}.{}", quote_ident(schema), quote_ident(table));
         let row = self
             .client
             .query_one(
                 "SELECT n.nspname::text, c.relname::text, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::text::regclass",
-                &[&table],
+                &[&qualified],
             )
             .await
-            .map_err(|source| SourceError::TableNotFound { table: table.to_string(), source })?;
+            .map_err(|source| SourceError::TableNotFound { table: format!("{schema}.{table}"), source })?;
         Ok(TableIdentity { schema: row.get(0), name: row.get(1), oid: row.get(2) })
     }
 
