@@ -3,6 +3,7 @@
 
 mod cli;
 mod export;
+mod hostile;
 mod load;
 mod support;
 mod validate;
