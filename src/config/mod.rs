@@ -55,8 +55,8 @@ pub enum ConfigError {
     RunId { run_id: String },
     #[error("`{first}` and `{second}` both name `{canonical}`; list each table or query once")]
     DuplicateTable { first: String, second: String, canonical: String },
-    #[error("{flag} `{value}` names table `{table}`, which is not in this run (tables: {tables})")]
-    UnknownTarget { flag: &'static str, value: String, table: String, tables: String },
+    #[error("{flag} `{value}` names table `{table}`, {problem}")]
+    UnknownTarget { flag: &'static str, value: String, table: String, problem: String },
     #[error("query name `{name}` may only hold letters, digits, `_` and `-` (it names the BigQuery table and the run's directory)")]
     QueryName { name: String },
     #[error("query `{name}` is empty")]
@@ -296,29 +296,36 @@ fn spec_key(spec: &TableSpec) -> Result<String, ConfigError> {
 /// is lower-cased. An unqualified name means `public.<name>`, whatever the server's
 /// search_path, so `events`, `EVENTS` and `public.events` are one table.
 pub fn table_key(name: &str) -> Result<String, ConfigError> {
+    let (schema, table) = table_parts(name)?;
+    Ok(format!("{}.{table}", schema.as_deref().unwrap_or("public")))
+}
+
+/// The schema (if given) and table of `[schema.]table`, spelt as the catalog spells them.
+fn table_parts(name: &str) -> Result<(Option<String>, String), ConfigError> {
     let malformed = || ConfigError::Malformed { flag: "--table", value: name.to_string(), expected: "SCHEMA.TABLE or TABLE" };
     let mut parts = vec![String::new()];
     let mut chars = name.trim().chars().peekable();
     let mut quoted = false;
     while let Some(c) = chars.next() {
+        let part = parts.last_mut().expect("parts is never empty");
         match c {
             '"' if quoted && chars.peek() == Some(&'"') => {
                 chars.next();
-                parts.last_mut().expect("parts is never empty").push('"');
+                part.push('"');
             }
             '"' => quoted = !quoted,
             '.' if !quoted => parts.push(String::new()),
-            c if quoted => parts.last_mut().expect("parts is never empty").push(c),
-            c => parts.last_mut().expect("parts is never empty").push(c.to_ascii_lowercase()),
+            c if quoted => part.push(c),
+            c => part.push(c.to_ascii_lowercase()),
         }
     }
     if quoted || parts.iter().any(String::is_empty) {
         return Err(malformed());
     }
-    match parts.as_slice() {
-        [table] => Ok(format!("public.{table}")),
-        [schema, table] => Ok(format!("{schema}.{table}")),
-        _ => Err(malformed()),
+    match <[String; 2]>::try_from(parts) {
+        Ok([schema, table]) => Ok((Some(schema), table)),
+        Err(parts) if parts.len() == 1 => Ok((None, parts.into_iter().next().expect("one part"))),
+        Err(_) => Err(malformed()),
     }
 }
 
@@ -537,21 +544,26 @@ fn parse_partitioning(spec: &str) -> Result<(String, PartitionUnit), ConfigError
     Ok((column.to_string(), unit))
 }
 
-/// The tables a `[schema.table.]column` target applies to, with the column name: a qualified
-/// target names one table of the run (an unqualified table means `public.<table>`, a query
-/// goes by its name), a bare `column` applies to every table.
+/// The tables a `[[schema.]table.]column` target applies to, with the column name: a bare
+/// `column` applies to every table; otherwise the target names one table of the run: a query
+/// by its name, a table as `schema.table`, or as `table` when one table of the run has that name.
 fn targets<'a>(tables: &'a mut [ExportTable], flag: &'static str, target: &str) -> Result<Vec<(&'a mut ExportTable, String)>, ConfigError> {
     let Some((table, column)) = target.rsplit_once('.') else {
         return Ok(tables.iter_mut().map(|t| (t, target.to_string())).collect());
     };
-    let key = table_key(table)?;
-    let named = |t: &ExportTable| match t.source {
+    let (target_schema, target_table) = table_parts(table)?;
+    let named = |t: &ExportTable| match &t.source {
         TableSource::Query(_) => t.name == table,
-        TableSource::Table { .. } => t.name == key,
+        TableSource::Table { schema, table } => target_schema.as_ref().is_none_or(|s| s == schema) && &target_table == table,
     };
-    if !tables.iter().any(named) {
-        let names = tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ");
-        return Err(ConfigError::UnknownTarget { flag, value: target.to_string(), table: key, tables: names });
+    let matching: Vec<&str> = tables.iter().filter(|t| named(t)).map(|t| t.name.as_str()).collect();
+    if matching.len() != 1 {
+        let tables = if matching.is_empty() {
+            format!("which is not in this run (tables: {})", tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "))
+        } else {
+            format!("which is ambiguous (tables: {}); qualify it as schema.table.{column}", matching.join(", "))
+        };
+        return Err(ConfigError::UnknownTarget { flag, value: target.to_string(), table: table.to_string(), problem: tables });
     }
     Ok(tables.iter_mut().filter(|t| named(t)).map(|t| (t, column.to_string())).collect())
 }
@@ -701,7 +713,13 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert!(err.to_string().contains("`public.b`, which is not in this run (tables: public.a)"), "{err}");
+        assert!(err.to_string().contains("names table `b`, which is not in this run (tables: public.a)"), "{err}");
+        let a = args(&["--source", "postgresql://h/db", "--dest", "d", "--table", "a.t", "--table", "b.t", "--cast", "t.c=text"]);
+        let err = ExportConfig::resolve(&a, file(""), None).unwrap_err();
+        assert!(err.to_string().contains("ambiguous (tables: a.t, b.t); qualify it as schema.table.c"), "{err}");
+        let a = args(&["--source", "postgresql://h/db", "--dest", "d", "--table", "a.t", "--table", "b.u", "--cast", "t.c=text"]);
+        let tables = ExportConfig::resolve(&a, file(""), None).unwrap().tables;
+        assert_eq!((tables[0].casts.len(), tables[1].casts.len()), (1, 0));
         let t = resolved(&["--query", "recent=SELECT 1 AS c", "--cast", "recent.c=text"], "");
         assert_eq!(t.casts.keys().collect::<Vec<_>>(), ["c"]);
     }
