@@ -127,7 +127,7 @@ async fn plan_table(
     for column in &columns {
         match map_column(column, spec.casts.get(&column.name).copied(), out_of_range) {
             Ok(mapping) => mappings.push(mapping),
-            Err(refusal) => problems.push(format!("table `{name}`, column `{}` ({}): {}", refusal.column, refusal.pg_type, refusal.reason)),
+            Err(refusal) => problems.push(format!("{what}, column `{}` ({}): {}", refusal.column, refusal.pg_type, refusal.reason)),
         }
     }
     if columns.is_empty() {
@@ -195,10 +195,8 @@ async fn plan_table(
         } else {
             format!("export the column as text with `--cast {}=text`", mapping.name)
         };
-        problems.push(format!(
-            "table `{name}`, column `{}` ({}): {offending} row(s) hold {}; {way_out}",
-            mapping.name, mapping.pg_type, check.problem
-        ));
+        problems
+            .push(format!("{what}, column `{}` ({}): {offending} row(s) hold {}; {way_out}", mapping.name, mapping.pg_type, check.problem));
     }
     if !problems.is_empty() {
         return Ok(Err(problems));
