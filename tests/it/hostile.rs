@@ -87,6 +87,7 @@ async fn hostile_inputs_round_trip_exactly_or_are_refused_clearly() {
     db.client
         .batch_execute(&format!(
             "CREATE SCHEMA {s}__x; CREATE TABLE {s}__x.events (id int); CREATE TABLE {s}.x__events (id int);
+             CREATE TABLE public.{s}_pub (id int);
              CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA {s} TO {role}; GRANT SELECT ON {s}.rls TO {role};
              GRANT SELECT (id, v) ON {s}.plain TO {role};"
         ))
@@ -348,6 +349,16 @@ async fn hostile_inputs_round_trip_exactly_or_are_refused_clearly() {
             expect: refused(&[&format!("both name `{s}.plain`"), "once"]),
         },
         Case {
+            input: "`events` and `public.events` in one run",
+            args: vec!["--table".into(), format!("{s}_pub"), "--table".into(), format!("public.{s}_pub")],
+            expect: refused(&[&format!("`{s}_pub` and `public.{s}_pub` both name `public.{s}_pub`")]),
+        },
+        Case {
+            input: "a --query returning NaN",
+            args: vec!["--query".into(), "q=SELECT 1 AS id, 'NaN'::numeric AS v".into()],
+            expect: refused(&["query `q`, column `v`", "1 row(s) hold NaN", "--cast v=text"]),
+        },
+        Case {
             input: "an unqualified --cast that only one table of the run has",
             args: with(with(table("plain"), &["--table", &t("nets")]), &["--cast", "secret=text"]),
             expect: refused(&[&format!("table `{s}.nets`: --cast names column `secret`"), "--cast schema.table.secret=text"]),
@@ -405,7 +416,10 @@ async fn hostile_inputs_round_trip_exactly_or_are_refused_clearly() {
             failures.push(format!("{}: {}\n    {tail}", case.input, problems.join("; ")));
         }
     }
-    db.client.batch_execute(&format!("DROP SCHEMA {s}__x CASCADE; DROP OWNED BY {role}; DROP ROLE {role}")).await.unwrap();
+    db.client
+        .batch_execute(&format!("DROP SCHEMA {s}__x CASCADE; DROP TABLE public.{s}_pub; DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .unwrap();
     let panics = failures.iter().filter(|f| f.contains("panicked")).count();
     println!("{} inputs: exact round trip or clear refusal, {panics} panics", cases.len());
     assert!(failures.is_empty(), "{} of {} inputs misbehaved:\n{}", failures.len(), cases.len(), failures.join("\n"));
