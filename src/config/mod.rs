@@ -17,6 +17,7 @@ use crate::load::{LoadConfig, LoadTarget};
 use crate::sink::gcs::GcsOptions;
 use crate::sink::manifest::names_table;
 use crate::sink::parquet::ParquetSettings;
+use crate::sink::run::{InvalidRunId, RunId};
 use crate::source::types::{CastOverride, OutOfRange};
 use crate::validate::{Denormalized, Probe, ValidateConfig};
 
@@ -51,8 +52,10 @@ pub enum ConfigError {
     MissingTarget { what: &'static str, env: &'static str },
     #[error("`{value}`: unknown partitioning unit `{unit}` (use DAY, HOUR, MONTH or YEAR)")]
     PartitionUnit { value: String, unit: String },
-    #[error("run id `{run_id}` may only hold letters, digits, `-`, `_` and `.`")]
-    RunId { run_id: String },
+    #[error(transparent)]
+    RunId(#[from] InvalidRunId),
+    #[error("destination `{url}` is in memory and would vanish when pg2bq exits; pass gs://bucket/prefix, file:///abs/dir or a path")]
+    MemoryDestination { url: String },
 }
 
 /// Everything `export` needs.
@@ -63,7 +66,9 @@ pub struct ExportConfig {
     pub tables: Vec<TableSpec>,
     pub partitions: usize,
     pub out_of_range: OutOfRange,
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
+    /// Take the run over from an earlier attempt even if pg2bq cannot tell that it is gone.
+    pub take_over: bool,
     pub dry_run: bool,
     pub parquet: ParquetSettings,
     pub batch_rows: usize,
@@ -161,10 +166,9 @@ impl ExportConfig {
                 table.partition_on = Some(column);
             }
         }
-        if let Some(run_id) = &args.run_id {
-            if run_id.is_empty() || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                return Err(ConfigError::RunId { run_id: run_id.clone() });
-            }
+        let run_id = args.run_id.as_deref().map(RunId::parse).transpose()?;
+        if destination.starts_with("memory://") {
+            return Err(ConfigError::MemoryDestination { url: destination });
         }
         let defaults = ParquetSettings::default();
         let parallelism = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -174,7 +178,8 @@ impl ExportConfig {
             tables,
             partitions: args.partitions.unwrap_or((parallelism / 2).clamp(1, MAX_DEFAULT_PARTITIONS)),
             out_of_range: args.out_of_range.or(file.out_of_range).unwrap_or_default(),
-            run_id: args.run_id.clone(),
+            run_id,
+            take_over: args.take_over,
             dry_run: args.dry_run,
             parquet: ParquetSettings {
                 zstd_level: args.zstd_level.unwrap_or(defaults.zstd_level),

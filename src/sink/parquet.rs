@@ -6,8 +6,6 @@
 //! task through a bounded channel, so a slow store slows the writer instead of filling memory.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -112,8 +110,8 @@ pub struct PartitionFiles {
     /// `<run-id>/<table>`.
     directory: String,
     partition: usize,
-    /// Shared by a table's partitions so file numbers never collide.
-    next_file: Arc<AtomicUsize>,
+    /// Sequence number of the partition's next file.
+    next_file: usize,
     open: Option<OpenFile>,
     finished: Vec<(FileManifest, Vec<ColumnAccumulator>)>,
 }
@@ -128,17 +126,18 @@ impl PartitionFiles {
         settings: ParquetSettings,
         directory: String,
         partition: usize,
-        next_file: Arc<AtomicUsize>,
     ) -> Self {
-        Self { store, runtime, schema, fresh_accumulators, settings, directory, partition, next_file, open: None, finished: Vec::new() }
+        Self { store, runtime, schema, fresh_accumulators, settings, directory, partition, next_file: 0, open: None, finished: Vec::new() }
     }
 
+    /// `<run-id>/<table>/part-p0002-s00001.parquet`: partition 2's second file.
     fn path(&self, index: usize) -> String {
-        format!("{}/part-{index:05}.parquet", self.directory)
+        format!("{}/part-p{:04}-s{index:05}.parquet", self.directory, self.partition)
     }
 
     fn start_file(&mut self) -> Result<OpenFile, ParquetSinkError> {
-        let index = self.next_file.fetch_add(1, Ordering::SeqCst);
+        let index = self.next_file;
+        self.next_file += 1;
         let path = self.path(index);
         let (sender, receiver) = mpsc::channel(2);
         let store = self.store.clone();
