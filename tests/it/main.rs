@@ -4,5 +4,6 @@
 mod cli;
 mod export;
 mod load;
+mod runs;
 mod support;
 mod validate;
