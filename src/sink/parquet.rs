@@ -10,10 +10,11 @@ use std::io::Write;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::{Bytes, BytesMut};
+use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -39,13 +40,29 @@ impl Default for ParquetSettings {
     }
 }
 
-/// Parquet writer settings for every file: zstd, row groups cut by us (by bytes), not by rows.
-pub fn writer_properties(settings: &ParquetSettings) -> WriterProperties {
-    WriterProperties::builder()
+/// Longest min/max kept in Parquet statistics and column indexes. The writer keeps them whole
+/// by default: a 10 MB value made a 21 MB footer pyarrow refuses. Our manifest keeps exact ones.
+pub const STATISTICS_TRUNCATE_BYTES: usize = 64;
+
+/// Parquet writer settings for every file: zstd, row groups cut by us (by bytes), not by rows,
+/// and bounded min/max statistics. Byte-array columns keep statistics per column chunk only:
+/// parquet 54 writes page statistics into page headers untruncated.
+///
+/// # Errors
+/// [`ParquetError`] when `schema` has no Parquet form.
+pub fn writer_properties(settings: &ParquetSettings, schema: &SchemaRef) -> Result<WriterProperties, ParquetError> {
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(settings.zstd_level).unwrap_or_default()))
         .set_max_row_group_size(usize::MAX)
         .set_created_by(format!("pg2bq {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_statistics_truncate_length(Some(STATISTICS_TRUNCATE_BYTES))
+        .set_column_index_truncate_length(Some(STATISTICS_TRUNCATE_BYTES));
+    for column in ArrowSchemaConverter::new().convert(schema)?.columns() {
+        if column.physical_type() == PhysicalType::BYTE_ARRAY {
+            builder = builder.set_column_statistics_enabled(column.path().clone(), EnabledStatistics::Chunk);
+        }
+    }
+    Ok(builder.build())
 }
 
 /// A failed file write, naming the file.
@@ -143,7 +160,8 @@ impl PartitionFiles {
         let store = self.store.clone();
         let upload_path = path.clone();
         let upload = self.runtime.spawn(async move { store.upload(&upload_path, receiver).await });
-        let properties = writer_properties(&self.settings);
+        let properties = writer_properties(&self.settings, &self.schema)
+            .map_err(|source| ParquetSinkError::Encode { uri: self.store.uri(&path), source })?;
         let sink = ChunkSender { buffer: BytesMut::with_capacity(CHUNK_BYTES), sender };
         let writer = ArrowWriter::try_new(sink, self.schema.clone(), Some(properties))
             .map_err(|source| ParquetSinkError::Encode { uri: self.store.uri(&path), source })?;
@@ -237,7 +255,12 @@ mod tests {
     /// NULLs, NaN and -0.0, decimal scale, µs timestamps before 1970 and up to year 9999.
     fn round_trip(batch: &RecordBatch) -> RecordBatch {
         let mut buffer = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(writer_properties(&ParquetSettings::default()))).unwrap();
+        let mut writer = ArrowWriter::try_new(
+            &mut buffer,
+            batch.schema(),
+            Some(writer_properties(&ParquetSettings::default(), &batch.schema()).unwrap()),
+        )
+        .unwrap();
         writer.write(batch).unwrap();
         writer.close().unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(buffer)).unwrap().build().unwrap();
