@@ -311,6 +311,35 @@ mod tests {
         assert!(matches!(elsewhere.refuse_unless_gone(&me, &run, "u"), Err(ClaimError::HeldElsewhere { .. })));
     }
 
+    /// Rerunners that all find a dead claim race for the next number: exactly one takes over.
+    #[tokio::test]
+    async fn concurrent_rerunners_take_over_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in [
+            Store::open("memory://", &GcsOptions::default()).unwrap(),
+            Store::open(dir.path().to_str().unwrap(), &GcsOptions::default()).unwrap(),
+        ] {
+            let run = RunId::parse("r").unwrap();
+            let me = ClaimRecord::for_this_process();
+            let dead = ClaimRecord { process_start_ticks: me.process_start_ticks.map(|t| t + 1), ..me };
+            store.put_if_absent("r/claim-000001.json", serde_json::to_vec(&dead).unwrap().into()).await.unwrap();
+            let rerunners: Vec<_> = (0..8)
+                .map(|_| {
+                    let (store, run) = (store.clone(), run.clone());
+                    tokio::spawn(async move { RunClaim::take(&store, &run, false).await })
+                })
+                .collect();
+            let mut held = Vec::new();
+            for rerunner in rerunners {
+                match rerunner.await.unwrap() {
+                    Ok(claim) => held.push(claim.number),
+                    Err(error) => assert!(matches!(error, ClaimError::HeldHere { .. }), "{error}"),
+                }
+            }
+            assert_eq!(held, [2]);
+        }
+    }
+
     #[tokio::test]
     async fn the_highest_claim_holds_and_only_its_holder_deletes() {
         let store = Store::open("memory://", &GcsOptions::default()).unwrap();

@@ -385,7 +385,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(4);
         let upload = tokio::spawn({
             let store = store.clone();
-            async move { store.upload("run/t/part-00000.parquet", rx).await }
+            async move { store.upload("run/t/part-p0000-s00000.parquet", rx).await }
         });
         let data = vec![7u8; CHUNK_BYTES + 10];
         tx.send(Chunk::Data(Bytes::copy_from_slice(&data[..CHUNK_BYTES]))).await.unwrap();
@@ -394,13 +394,13 @@ mod tests {
         let stored = upload.await.unwrap().unwrap();
         assert_eq!(stored.bytes, data.len() as u64);
         assert_eq!(stored.crc32c, crc32c_base64(crc32c::crc32c(&data)));
-        assert_eq!(store.get("run/t/part-00000.parquet").await.unwrap().as_ref(), &data[..]);
+        assert_eq!(store.get("run/t/part-p0000-s00000.parquet").await.unwrap().as_ref(), &data[..]);
 
         let (tx, rx) = mpsc::channel(4);
         tx.send(Chunk::Data(Bytes::from_static(b"half"))).await.unwrap();
         drop(tx);
-        assert!(matches!(store.upload("run/t/part-00001.parquet", rx).await, Err(StoreError::Abandoned { .. })));
-        assert!(!store.exists("run/t/part-00001.parquet").await.unwrap());
+        assert!(matches!(store.upload("run/t/part-p0000-s00001.parquet", rx).await, Err(StoreError::Abandoned { .. })));
+        assert!(!store.exists("run/t/part-p0000-s00001.parquet").await.unwrap());
 
         assert!(store.put_if_absent("run/manifest.json", Bytes::from_static(b"{}")).await.unwrap());
         assert_eq!(store.list("run").await.unwrap().len(), 2);
