@@ -107,7 +107,16 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
     if leftovers > 0 {
         warn!(run_id = %run_id, objects = leftovers, "Removed files of an earlier uncommitted attempt");
     }
-    match export_tables(config, &store, &plan, &session, &run_id, progress, started_at, &claim).await {
+    let committing = async {
+        let manifest = export_tables(config, &store, &plan, &session, &run_id, progress, started_at).await?;
+        let body = serde_json::to_vec_pretty(&manifest).map_err(ExportError::Manifest)?;
+        claim.ensure_held().await?;
+        if !store.put_if_absent(&manifest_path, Bytes::from(body)).await? {
+            return Err(committed());
+        }
+        Ok(manifest)
+    };
+    match committing.await {
         Ok(manifest) => {
             drop(session);
             info!(run_id = %manifest.run_id, uri = %manifest_uri, "Committed manifest");
@@ -127,8 +136,7 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
     }
 }
 
-/// Exports every table of the plan, then commits the manifest while the claim still holds.
-#[allow(clippy::too_many_arguments)]
+/// Exports every table of the plan and returns the manifest to commit.
 async fn export_tables(
     config: &ExportConfig,
     store: &Store,
@@ -137,7 +145,6 @@ async fn export_tables(
     run_id: &RunId,
     progress: Option<&ProgressReporter>,
     started_at: chrono::DateTime<chrono::Utc>,
-    claim: &RunClaim,
 ) -> Result<Manifest, ExportError> {
     let setup = session.partition_setup();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -155,7 +162,7 @@ async fn export_tables(
         let span = info_span!("export", table = %table.name, run_id = %run_id);
         tables.push(export_table(config, store, table, &setup, run_id, counter).instrument(span).await?);
     }
-    let manifest = Manifest {
+    Ok(Manifest {
         format_version: FORMAT_VERSION,
         tool: "pg2bq".into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -165,14 +172,7 @@ async fn export_tables(
         source: plan.source.clone(),
         destination: store.uri("").trim_end_matches('/').to_string(),
         tables,
-    };
-    let body = serde_json::to_vec_pretty(&manifest).map_err(ExportError::Manifest)?;
-    claim.ensure_held().await?;
-    let manifest_path = format!("{run_id}/{MANIFEST_FILE}");
-    if !store.put_if_absent(&manifest_path, Bytes::from(body)).await? {
-        return Err(ExportError::RunCommitted { run_id: run_id.to_string(), uri: store.uri(&manifest_path) });
-    }
-    Ok(manifest)
+    })
 }
 
 async fn export_table(
