@@ -3,6 +3,7 @@
 //! huge values still make files other readers open. Ends with seeded kill -9 trials.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -345,9 +346,12 @@ async fn export_kill_trials_converge() {
         }
         assert_committed_exactly(&run_dir, ROWS);
     }
-    println!(
+    // Written to stderr directly, not through `eprintln!`, so the harness shows it without --nocapture.
+    writeln!(
+        std::io::stderr(),
         "export kill trials: {TRIALS}/{TRIALS} converged ({before_claim} killed before claim, {mid_write} mid-write, {after_commit} after commit; export takes {:.2} s, seed {SEED:#x})",
         duration.as_secs_f64()
-    );
+    )
+    .unwrap();
     db.drop().await;
 }
