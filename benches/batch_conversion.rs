@@ -87,7 +87,7 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(input.get_array_memory_size() as u64));
         group.bench_function("normalize", |b| b.iter(|| normalize_batch(black_box(&input), &columns, &schema).unwrap()));
         group.bench_function("parquet_zstd1", |b| {
-            let properties = writer_properties(&ParquetSettings::default());
+            let properties = writer_properties(&ParquetSettings::default(), &schema).expect("the pinned schema has a Parquet form");
             b.iter(|| {
                 let mut writer = ArrowWriter::try_new(std::io::sink(), schema.clone(), Some(properties.clone())).unwrap();
                 writer.write(black_box(&pinned)).unwrap();

@@ -169,9 +169,12 @@ pub struct ExportArgs {
     /// Dates and timestamps BigQuery cannot hold (±infinity, outside years 1–9999).
     #[arg(long, value_enum, env = env::OUT_OF_RANGE)]
     pub out_of_range: Option<OutOfRange>,
-    /// Run id (default: UTC time plus a random suffix). Re-using an uncommitted id starts it clean.
+    /// Run id (default: UTC time plus a random suffix). Re-using the id of a failed or killed run starts it clean.
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Take the run over from an earlier attempt pg2bq cannot prove gone (another host claimed it).
+    #[arg(long)]
+    pub take_over: bool,
     /// Roll Parquet files after this many compressed bytes (e.g. 256MiB).
     #[arg(long, value_parser = parse_nonzero_size)]
     pub file_size: Option<u64>,

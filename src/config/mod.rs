@@ -17,6 +17,7 @@ use crate::load::{LoadConfig, LoadTarget};
 use crate::sink::gcs::GcsOptions;
 use crate::sink::parquet::ParquetSettings;
 use crate::source::postgres::with_connection_defaults;
+use crate::sink::run::{InvalidRunId, RunId};
 use crate::source::types::{CastOverride, OutOfRange};
 use crate::validate::{Denormalized, Probe, ValidateConfig};
 
@@ -51,8 +52,10 @@ pub enum ConfigError {
     MissingTarget { what: &'static str, env: &'static str },
     #[error("`{value}`: unknown partitioning unit `{unit}` (use DAY, HOUR, MONTH or YEAR)")]
     PartitionUnit { value: String, unit: String },
-    #[error("run id `{run_id}` may only hold letters, digits, `-`, `_` and `.`")]
-    RunId { run_id: String },
+    #[error(transparent)]
+    RunId(#[from] InvalidRunId),
+    #[error("destination `{url}` is in memory and would vanish when pg2bq exits; pass gs://bucket/prefix, file:///abs/dir or a path")]
+    MemoryDestination { url: String },
     #[error("`{first}` and `{second}` both name `{canonical}`; list each table or query once")]
     DuplicateTable { first: String, second: String, canonical: String },
     #[error("{flag} `{value}` names table `{table}`, {problem}")]
@@ -75,7 +78,9 @@ pub struct ExportConfig {
     pub destination: String,
     /// Every table and query once, with its options resolved.
     pub tables: Vec<ExportTable>,
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
+    /// Take the run over from an earlier attempt even if pg2bq cannot tell that it is gone.
+    pub take_over: bool,
     pub dry_run: bool,
     pub parquet: ParquetSettings,
     pub batch_rows: usize,
@@ -246,17 +251,17 @@ impl ExportConfig {
                 table.partition_on = Some(column);
             }
         }
-        if let Some(run_id) = &args.run_id {
-            if run_id.is_empty() || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                return Err(ConfigError::RunId { run_id: run_id.clone() });
-            }
+        let run_id = args.run_id.as_deref().map(RunId::parse).transpose()?;
+        if destination.starts_with("memory://") {
+            return Err(ConfigError::MemoryDestination { url: destination });
         }
         let defaults = ParquetSettings::default();
         Ok(Self {
             source_url,
             destination,
             tables,
-            run_id: args.run_id.clone(),
+            run_id,
+            take_over: args.take_over,
             dry_run: args.dry_run,
             parquet: ParquetSettings {
                 zstd_level: args.zstd_level.unwrap_or(defaults.zstd_level),

@@ -1,13 +1,14 @@
 //! `pg2bq export`: Postgres → Arrow → Parquet snapshot + manifest.
 //!
-//! Input: an [`ExportConfig`]. Output: `<dest>/<run-id>/<table>/part-NNNNN.parquet` and,
-//! last, `<dest>/<run-id>/manifest.json`. Every table is read in one exported snapshot;
+//! Input: an [`ExportConfig`]. Output: `<dest>/<run-id>/<table>/part-pPPPP-sSSSSS.parquet`
+//! and, last, `<dest>/<run-id>/manifest.json`. Every table is read in one exported snapshot;
 //! every partition's rows are checked against the snapshot's count before the manifest is
-//! written. A failed run writes no manifest and removes what it uploaded.
+//! written. Nothing is written or deleted before the run is claimed (see [`crate::sink::run`]);
+//! a failed run writes no manifest and removes what it uploaded, never a committed run.
 
 pub mod plan;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ use crate::batches::{normalize_batch, pinned_schema, BatchError};
 use crate::config::ExportConfig;
 use crate::sink::manifest::{ColumnManifest, FileManifest, Manifest, TableManifest, FORMAT_VERSION, MANIFEST_FILE};
 use crate::sink::parquet::{ParquetSinkError, PartitionFiles};
+use crate::sink::run::{ClaimError, Cleanup, RunClaim, RunId};
 use crate::sink::store::{Store, StoreError};
 use crate::source::postgres::SnapshotSession;
 use crate::source::stream::{stream_query, StreamError};
@@ -54,6 +56,8 @@ pub enum ExportError {
     RowCountMismatch { table: String, expected: u64, actual: u64 },
     #[error("table `{table}`, partition {partition}: its worker stopped unexpectedly")]
     Worker { table: String, partition: usize },
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
     #[error("cannot serialise the manifest")]
     Manifest(#[source] serde_json::Error),
 }
@@ -78,23 +82,70 @@ pub type ProgressReporter = dyn Fn(&str, u64, &ProgressCounter) + Sync;
 /// # Errors
 /// [`ExportError`] naming the table, column and object; nothing is committed on error.
 pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) -> Result<ExportOutcome, ExportError> {
-    let run_id = config.run_id.clone().unwrap_or_else(new_run_id);
+    let run_id = config.run_id.clone().unwrap_or_else(RunId::generate);
     let started_at = chrono::Utc::now();
-    let session = SnapshotSession::open(&config.source_url).await?;
-    let plan = plan::plan_export(config, &session, &run_id).await?;
-    if config.dry_run {
-        return Ok(ExportOutcome::Planned(plan));
-    }
     let store = Store::open(&config.destination, &config.gcs)?;
     let manifest_path = format!("{run_id}/{MANIFEST_FILE}");
     let manifest_uri = store.uri(&manifest_path);
+    let committed = || ExportError::RunCommitted { run_id: run_id.to_string(), uri: manifest_uri.clone() };
     if store.exists(&manifest_path).await? {
-        return Err(ExportError::RunCommitted { run_id, uri: manifest_uri });
+        return Err(committed());
     }
-    let leftovers = store.delete_prefix(&run_id).await?;
+    let session = SnapshotSession::open(&config.source_url).await?;
+    let plan = plan::plan_export(config, &session, run_id.as_str()).await?;
+    if config.dry_run {
+        return Ok(ExportOutcome::Planned(plan));
+    }
+    let claim = RunClaim::take(&store, &run_id, config.take_over).await?;
+    info!(run_id = %run_id, claim = %claim.uri(), attempt = %claim.record().attempt, "Claimed run");
+    // Committed between the first look and the claim: leave it as it is.
+    if store.exists(&manifest_path).await? {
+        claim.delete_run_objects(Cleanup::ClaimOnly).await?;
+        return Err(committed());
+    }
+    let leftovers = claim.delete_run_objects(Cleanup::EarlierAttempts).await?;
     if leftovers > 0 {
         warn!(run_id = %run_id, objects = leftovers, "Removed files of an earlier uncommitted attempt");
     }
+    let committing = async {
+        let manifest = export_tables(config, &store, &plan, &session, &run_id, progress, started_at).await?;
+        let body = serde_json::to_vec_pretty(&manifest).map_err(ExportError::Manifest)?;
+        claim.ensure_held().await?;
+        if !store.put_if_absent(&manifest_path, Bytes::from(body)).await? {
+            return Err(committed());
+        }
+        Ok(manifest)
+    };
+    match committing.await {
+        Ok(manifest) => {
+            drop(session);
+            info!(run_id = %manifest.run_id, uri = %manifest_uri, "Committed manifest");
+            // The manifest commits the run; the claim has done its job.
+            if let Err(error) = claim.delete_run_objects(Cleanup::ClaimOnly).await {
+                warn!(run_id = %run_id, error = %error, "Could not remove the claim of the committed run");
+            }
+            Ok(ExportOutcome::Committed { manifest: Box::new(manifest), manifest_uri })
+        }
+        Err(error) => {
+            // Only a run still held and not committed is cleaned; the claim checks both.
+            if let Err(cleanup) = claim.delete_run_objects(Cleanup::Everything).await {
+                warn!(run_id = %run_id, error = %cleanup, "Left the failed run's files in place");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Exports every table of the plan and returns the manifest to commit.
+async fn export_tables(
+    config: &ExportConfig,
+    store: &Store,
+    plan: &ExportPlan,
+    session: &SnapshotSession,
+    run_id: &RunId,
+    progress: Option<&ProgressReporter>,
+    started_at: chrono::DateTime<chrono::Utc>,
+) -> Result<Manifest, ExportError> {
     let setup = session.partition_setup();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if let Some(table) = plan.tables.iter().find(|t| t.partitions.len() * 2 > cores.max(2)) {
@@ -109,40 +160,19 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
             report(&table.name, table.row_count, &counter);
         }
         let span = info_span!("export", table = %table.name, run_id = %run_id);
-        let result = export_table(config, &store, table, &setup, &run_id, counter).instrument(span).await;
-        match result {
-            Ok(done) => tables.push(done),
-            Err(error) => {
-                if let Err(cleanup) = store.delete_prefix(&run_id).await {
-                    warn!(run_id = %run_id, error = %cleanup, "Could not remove the failed run's files");
-                }
-                return Err(error);
-            }
-        }
+        tables.push(export_table(config, store, table, &setup, run_id, counter).instrument(span).await?);
     }
-    let manifest = Manifest {
+    Ok(Manifest {
         format_version: FORMAT_VERSION,
         tool: "pg2bq".into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
-        run_id: run_id.clone(),
+        run_id: run_id.to_string(),
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         completed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         source: plan.source.clone(),
         destination: store.uri("").trim_end_matches('/').to_string(),
         tables,
-    };
-    let body = serde_json::to_vec_pretty(&manifest).map_err(ExportError::Manifest)?;
-    if !store.put_if_absent(&manifest_path, Bytes::from(body)).await? {
-        return Err(ExportError::RunCommitted { run_id, uri: manifest_uri });
-    }
-    drop(session);
-    info!(run_id = %manifest.run_id, uri = %manifest_uri, "Committed manifest");
-    Ok(ExportOutcome::Committed { manifest: Box::new(manifest), manifest_uri })
-}
-
-/// `20261124T065000Z-1a2b`: sortable by time, unique enough for concurrent runs.
-pub fn new_run_id() -> String {
-    format!("{}-{:04x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u16>())
+    })
 }
 
 async fn export_table(
@@ -150,13 +180,12 @@ async fn export_table(
     store: &Store,
     table: &TablePlan,
     setup: &[String],
-    run_id: &str,
+    run_id: &RunId,
     counter: ProgressCounter,
 ) -> Result<TableManifest, ExportError> {
     let started = Instant::now();
     let schema = pinned_schema(&table.columns);
     let fresh_accumulators: Vec<ColumnAccumulator> = table.columns.iter().map(ColumnAccumulator::for_column).collect();
-    let next_file = Arc::new(AtomicUsize::new(0));
     let cancelled = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Handle::current();
     let mut workers = Vec::new();
@@ -175,7 +204,6 @@ async fn export_table(
             // The table's directory under the run is its name (`schema.table` or the query name).
             format!("{run_id}/{}", table.name),
             partition.index,
-            next_file.clone(),
         );
         let (url, name, columns, schema, setup) =
             (config.source_url.clone(), table.name.clone(), table.columns.clone(), schema.clone(), setup.to_vec());

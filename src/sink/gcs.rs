@@ -124,9 +124,15 @@ impl GcsClient {
         format!("{}/storage/v1/b/{}/o/{}", self.base_url, self.bucket, encode(object))
     }
 
-    /// Starts a resumable upload and returns its session URL.
+    /// Starts a create-only resumable upload (`ifGenerationMatch=0`: GCS refuses to replace an
+    /// existing object; fake-gcs-server ignores the precondition here) and returns its session URL.
     pub async fn start_upload(&self, object: &str) -> Result<String, GcsError> {
-        let url = format!("{}/upload/storage/v1/b/{}/o?uploadType=resumable&name={}", self.base_url, self.bucket, encode(object));
+        let url = format!(
+            "{}/upload/storage/v1/b/{}/o?uploadType=resumable&ifGenerationMatch=0&name={}",
+            self.base_url,
+            self.bucket,
+            encode(object)
+        );
         let builder =
             self.request(Method::POST, url).await?.header("X-Upload-Content-Type", "application/octet-stream").json(&serde_json::json!({}));
         let response = self.send("start upload of", object, builder).await?;

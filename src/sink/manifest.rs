@@ -106,7 +106,7 @@ pub struct PartitionManifest {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileManifest {
-    /// Relative to the run directory, e.g. `public.events/part-00000.parquet`.
+    /// Relative to the run directory, e.g. `public.events/part-p0000-s00000.parquet`.
     pub path: String,
     /// Full URI (what a BigQuery load job reads).
     pub uri: String,

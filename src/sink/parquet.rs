@@ -6,16 +6,15 @@
 //! task through a bounded channel, so a slow store slows the writer instead of filling memory.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::{Bytes, BytesMut};
+use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -41,13 +40,29 @@ impl Default for ParquetSettings {
     }
 }
 
-/// Parquet writer settings for every file: zstd, row groups cut by us (by bytes), not by rows.
-pub fn writer_properties(settings: &ParquetSettings) -> WriterProperties {
-    WriterProperties::builder()
+/// Longest min/max kept in Parquet statistics and column indexes. The writer keeps them whole
+/// by default: a 10 MB value made a 21 MB footer pyarrow refuses. Our manifest keeps exact ones.
+pub const STATISTICS_TRUNCATE_BYTES: usize = 64;
+
+/// Parquet writer settings for every file: zstd, row groups cut by us (by bytes), not by rows,
+/// and bounded min/max statistics. Byte-array columns keep statistics per column chunk only:
+/// parquet 54 writes page statistics into page headers untruncated.
+///
+/// # Errors
+/// [`ParquetError`] when `schema` has no Parquet form.
+pub fn writer_properties(settings: &ParquetSettings, schema: &SchemaRef) -> Result<WriterProperties, ParquetError> {
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(settings.zstd_level).unwrap_or_default()))
         .set_max_row_group_size(usize::MAX)
         .set_created_by(format!("pg2bq {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_statistics_truncate_length(Some(STATISTICS_TRUNCATE_BYTES))
+        .set_column_index_truncate_length(Some(STATISTICS_TRUNCATE_BYTES));
+    for column in ArrowSchemaConverter::new().convert(schema)?.columns() {
+        if column.physical_type() == PhysicalType::BYTE_ARRAY {
+            builder = builder.set_column_statistics_enabled(column.path().clone(), EnabledStatistics::Chunk);
+        }
+    }
+    Ok(builder.build())
 }
 
 /// A failed file write, naming the file.
@@ -112,8 +127,8 @@ pub struct PartitionFiles {
     /// `<run-id>/<table>`.
     directory: String,
     partition: usize,
-    /// Shared by a table's partitions so file numbers never collide.
-    next_file: Arc<AtomicUsize>,
+    /// Sequence number of the partition's next file.
+    next_file: usize,
     open: Option<OpenFile>,
     finished: Vec<(FileManifest, Vec<ColumnAccumulator>)>,
 }
@@ -128,23 +143,25 @@ impl PartitionFiles {
         settings: ParquetSettings,
         directory: String,
         partition: usize,
-        next_file: Arc<AtomicUsize>,
     ) -> Self {
-        Self { store, runtime, schema, fresh_accumulators, settings, directory, partition, next_file, open: None, finished: Vec::new() }
+        Self { store, runtime, schema, fresh_accumulators, settings, directory, partition, next_file: 0, open: None, finished: Vec::new() }
     }
 
+    /// `<run-id>/<table>/part-p0002-s00001.parquet`: partition 2's second file.
     fn path(&self, index: usize) -> String {
-        format!("{}/part-{index:05}.parquet", self.directory)
+        format!("{}/part-p{:04}-s{index:05}.parquet", self.directory, self.partition)
     }
 
     fn start_file(&mut self) -> Result<OpenFile, ParquetSinkError> {
-        let index = self.next_file.fetch_add(1, Ordering::SeqCst);
+        let index = self.next_file;
+        self.next_file += 1;
         let path = self.path(index);
         let (sender, receiver) = mpsc::channel(2);
         let store = self.store.clone();
         let upload_path = path.clone();
         let upload = self.runtime.spawn(async move { store.upload(&upload_path, receiver).await });
-        let properties = writer_properties(&self.settings);
+        let properties = writer_properties(&self.settings, &self.schema)
+            .map_err(|source| ParquetSinkError::Encode { uri: self.store.uri(&path), source })?;
         let sink = ChunkSender { buffer: BytesMut::with_capacity(CHUNK_BYTES), sender };
         let writer = ArrowWriter::try_new(sink, self.schema.clone(), Some(properties))
             .map_err(|source| ParquetSinkError::Encode { uri: self.store.uri(&path), source })?;
@@ -238,7 +255,12 @@ mod tests {
     /// NULLs, NaN and -0.0, decimal scale, µs timestamps before 1970 and up to year 9999.
     fn round_trip(batch: &RecordBatch) -> RecordBatch {
         let mut buffer = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(writer_properties(&ParquetSettings::default()))).unwrap();
+        let mut writer = ArrowWriter::try_new(
+            &mut buffer,
+            batch.schema(),
+            Some(writer_properties(&ParquetSettings::default(), &batch.schema()).unwrap()),
+        )
+        .unwrap();
         writer.write(batch).unwrap();
         writer.close().unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(buffer)).unwrap().build().unwrap();

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use super::gcs::{GcsClient, GcsError, GcsOptions, CHUNK_BYTES};
+use super::run::RunId;
 
 /// A failed storage action, naming the object.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,10 @@ pub enum StoreError {
     Gcs(#[from] GcsError),
     #[error("upload of `{uri}` was abandoned before it finished")]
     Abandoned { uri: String },
+    #[error("`{uri}` is not inside run `{run_id}`: refusing to delete it")]
+    OutsideRun { run_id: String, uri: String },
+    #[error("`{uri}` already exists: data files are written once")]
+    Exists { uri: String },
     #[error("GCS stored `{uri}` with CRC32C {stored}, but we wrote {written}: the upload was corrupted")]
     ChecksumMismatch { uri: String, stored: String, written: String },
 }
@@ -160,8 +165,10 @@ impl Store {
         let mut bytes = 0u64;
         match &self.backend {
             Backend::Objects(store, _) => {
+                // Written under a name of its own, then moved into place only if nothing is there.
                 let object = Path::from(self.key(path));
-                let upload = store.put_multipart(&object).await.map_err(|source| StoreError::Object {
+                let staging = Path::from(format!("{}.{:016x}.partial", self.key(path), rand::random::<u64>()));
+                let upload = store.put_multipart(&staging).await.map_err(|source| StoreError::Object {
                     action: "start upload of",
                     uri: uri.clone(),
                     source,
@@ -185,7 +192,14 @@ impl Store {
                                 uri: uri.clone(),
                                 source,
                             })?;
-                            return Ok(StoredObject { bytes, crc32c: crc32c_base64(crc) });
+                            return match store.rename_if_not_exists(&staging, &object).await {
+                                Ok(()) => Ok(StoredObject { bytes, crc32c: crc32c_base64(crc) }),
+                                Err(object_store::Error::AlreadyExists { .. }) => {
+                                    let _ = store.delete(&staging).await;
+                                    Err(StoreError::Exists { uri })
+                                }
+                                Err(source) => Err(StoreError::Object { action: "move into place", uri, source }),
+                            };
                         }
                     }
                 }
@@ -296,51 +310,82 @@ impl Store {
         }
     }
 
-    /// Deletes every object under `prefix`; returns how many.
-    ///
-    /// For a local directory the whole subdirectory goes, including the staging files an
-    /// interrupted upload leaves (object_store does not list them).
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StoreError> {
-        let listed = self.list(prefix).await?;
+    /// Every object under `<run-id>/`, relative to the root. For a local directory this walks
+    /// the files themselves, so it also finds the staging files object_store's listing hides.
+    pub(super) async fn list_run_with_staging(&self, run_id: &RunId) -> Result<Vec<String>, StoreError> {
         match &self.backend {
             Backend::Objects(_, Some(directory)) => {
-                let target = directory.join(prefix);
-                match tokio::fs::remove_dir_all(&target).await {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => return Err(StoreError::CreateDir { path: target.display().to_string(), source }),
-                }
+                let run_dir = directory.join(run_id.as_str());
+                let walk = || -> std::io::Result<Vec<String>> {
+                    let mut files = Vec::new();
+                    let mut pending = vec![run_dir.clone()];
+                    while let Some(dir) = pending.pop() {
+                        let entries = match std::fs::read_dir(&dir) {
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                            entries => entries?,
+                        };
+                        for entry in entries {
+                            let path = entry?.path();
+                            if path.is_dir() {
+                                pending.push(path);
+                            } else if let Ok(relative) = path.strip_prefix(directory) {
+                                files.push(relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
+                            }
+                        }
+                    }
+                    Ok(files)
+                };
+                walk().map_err(|source| StoreError::CreateDir { path: run_dir.display().to_string(), source })
             }
-            Backend::Objects(store, None) => {
-                for object in &listed {
-                    let location = Path::from(self.key(&object.path));
-                    store.delete(&location).await.map_err(|source| StoreError::Object {
-                        action: "delete",
-                        uri: self.uri(&object.path),
-                        source,
-                    })?;
-                }
-            }
-            Backend::Gcs(gcs) => {
-                for object in &listed {
-                    gcs.delete(&self.key(&object.path)).await?;
-                }
-            }
+            _ => Ok(self.list(run_id.as_str()).await?.into_iter().map(|o| o.path).collect()),
         }
-        Ok(listed.len())
+    }
+
+    /// Deletes one object of the run. Only [`super::run::RunClaim::delete_run_objects`] calls
+    /// this; a path outside `<run-id>/` is refused. A local directory left empty goes too.
+    pub(super) async fn delete_in_run(&self, run_id: &RunId, path: &str) -> Result<(), StoreError> {
+        let inside = path.strip_prefix(run_id.as_str()).and_then(|rest| rest.strip_prefix('/'));
+        if inside.is_none_or(|rest| rest.is_empty() || rest.split('/').any(|s| s.is_empty() || s == "." || s == "..")) {
+            return Err(StoreError::OutsideRun { run_id: run_id.to_string(), uri: self.uri(path) });
+        }
+        match &self.backend {
+            Backend::Objects(_, Some(directory)) => {
+                let file = directory.join(path);
+                match tokio::fs::remove_file(&file).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(StoreError::CreateDir { path: file.display().to_string(), source: e })
+                    }
+                    _ => {}
+                }
+                // Empty directories up to and including the run's; a non-empty one stops it.
+                let run_dir = directory.join(run_id.as_str());
+                for parent in file.ancestors().skip(1).take_while(|p| p.starts_with(&run_dir)) {
+                    if tokio::fs::remove_dir(parent).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            Backend::Objects(store, None) => match store.delete(&Path::from(self.key(path))).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(source) => Err(StoreError::Object { action: "delete", uri: self.uri(path), source }),
+            },
+            Backend::Gcs(gcs) => Ok(gcs.delete(&self.key(path)).await?),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::run::{ClaimError, Cleanup, RunClaim};
 
     /// The same checks for every backend the tests can reach (GCS in tests/it).
     pub async fn store_conformance(store: &Store) {
         let (tx, rx) = mpsc::channel(4);
         let upload = tokio::spawn({
             let store = store.clone();
-            async move { store.upload("run/t/part-00000.parquet", rx).await }
+            async move { store.upload("run/t/part-p0000-s00000.parquet", rx).await }
         });
         let data = vec![7u8; CHUNK_BYTES + 10];
         tx.send(Chunk::Data(Bytes::copy_from_slice(&data[..CHUNK_BYTES]))).await.unwrap();
@@ -349,18 +394,49 @@ mod tests {
         let stored = upload.await.unwrap().unwrap();
         assert_eq!(stored.bytes, data.len() as u64);
         assert_eq!(stored.crc32c, crc32c_base64(crc32c::crc32c(&data)));
-        assert_eq!(store.get("run/t/part-00000.parquet").await.unwrap().as_ref(), &data[..]);
+        assert_eq!(store.get("run/t/part-p0000-s00000.parquet").await.unwrap().as_ref(), &data[..]);
 
         let (tx, rx) = mpsc::channel(4);
         tx.send(Chunk::Data(Bytes::from_static(b"half"))).await.unwrap();
         drop(tx);
-        assert!(matches!(store.upload("run/t/part-00001.parquet", rx).await, Err(StoreError::Abandoned { .. })));
-        assert!(!store.exists("run/t/part-00001.parquet").await.unwrap());
+        assert!(matches!(store.upload("run/t/part-p0000-s00001.parquet", rx).await, Err(StoreError::Abandoned { .. })));
+        assert!(!store.exists("run/t/part-p0000-s00001.parquet").await.unwrap());
 
         assert!(store.put_if_absent("run/manifest.json", Bytes::from_static(b"{}")).await.unwrap());
         assert_eq!(store.list("run").await.unwrap().len(), 2);
-        assert_eq!(store.delete_prefix("run").await.unwrap(), 2);
-        assert!(store.list("run").await.unwrap().is_empty());
+        // A committed run: a claim on it deletes nothing but itself.
+        let claim = RunClaim::take(store, &RunId::parse("run").unwrap(), false).await.unwrap();
+        assert!(matches!(claim.delete_run_objects(Cleanup::EarlierAttempts).await, Err(ClaimError::Committed { .. })));
+        claim.delete_run_objects(Cleanup::ClaimOnly).await.unwrap();
+        assert_eq!(store.list("run").await.unwrap().len(), 2);
+        // An uncommitted run: its holder removes all of it, and nothing beside it.
+        assert!(store.put_if_absent("rerun/t/part-p0000-s00000.parquet", Bytes::from_static(b"x")).await.unwrap());
+        let claim = RunClaim::take(store, &RunId::parse("rerun").unwrap(), false).await.unwrap();
+        assert_eq!(claim.delete_run_objects(Cleanup::Everything).await.unwrap(), 1);
+        assert!(store.list("rerun").await.unwrap().is_empty());
+        assert_eq!(store.list("run").await.unwrap().len(), 2);
+    }
+
+    async fn upload_bytes(store: &Store, path: &str, data: &'static [u8]) -> Result<StoredObject, StoreError> {
+        let (tx, rx) = mpsc::channel(2);
+        tx.send(Chunk::Data(Bytes::from_static(data))).await.unwrap();
+        tx.send(Chunk::Finish).await.unwrap();
+        store.upload(path, rx).await
+    }
+
+    /// Data files are create-only where the backend enforces it (fake-gcs ignores the
+    /// precondition on resumable uploads; real GCS honours it).
+    #[tokio::test]
+    async fn data_files_are_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in [
+            Store::open("memory://", &GcsOptions::default()).unwrap(),
+            Store::open(dir.path().to_str().unwrap(), &GcsOptions::default()).unwrap(),
+        ] {
+            upload_bytes(&store, "r/t/f.parquet", b"first").await.unwrap();
+            assert!(matches!(upload_bytes(&store, "r/t/f.parquet", b"second").await, Err(StoreError::Exists { .. })));
+            assert_eq!(store.get("r/t/f.parquet").await.unwrap().as_ref(), b"first");
+        }
     }
 
     #[tokio::test]

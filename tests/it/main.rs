@@ -5,5 +5,6 @@ mod cli;
 mod export;
 mod hostile;
 mod load;
+mod runs;
 mod support;
 mod validate;

@@ -220,7 +220,7 @@ async fn mismatches_are_pinned_to_the_partition_and_its_files() {
         .filter(|c| c["passed"] == false)
         .map(|c| c["detail"].as_str().unwrap_or("").to_string())
         .collect();
-    assert!(details.iter().all(|d| d.contains("partition 0") && d.contains("part-0")), "{details:?}");
+    assert!(details.iter().all(|d| d.contains("partition 0") && d.contains("part-p0000-s")), "{details:?}");
 }
 
 #[tokio::test]

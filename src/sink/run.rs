@@ -1,0 +1,363 @@
+//! The run directory `<dest>/<run-id>/`: a validated [`RunId`], the claim an export takes
+//! before it writes or deletes anything, and the one delete, confined to a run it holds.
+//!
+//! A claim is `<run-id>/claim-NNNNNN.json`, created create-only. The highest number holds the
+//! run; taking over a dead attempt means creating the next number, so two rerunners cannot both
+//! win. Nothing here deletes outside `<run-id>/`, or anything beside the claim once the run's
+//! manifest exists.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::manifest::MANIFEST_FILE;
+use super::store::{Store, StoreError};
+
+/// Longest run id: it becomes a directory name and part of BigQuery job ids and labels.
+const MAX_RUN_ID_CHARS: usize = 128;
+/// Claim attempts before giving up when other exporters keep taking the next number.
+const MAX_CLAIM_ROUNDS: usize = 5;
+
+/// A run id: `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`, so never `.`, `..` or a path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct RunId(String);
+
+/// A run id that could name a path outside the run.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "run id `{run_id}` is not allowed: use 1–128 letters, digits, `.`, `_` or `-`, starting with a letter or digit (so never `.`, `..` or a path)"
+)]
+pub struct InvalidRunId {
+    pub run_id: String,
+}
+
+impl RunId {
+    /// # Errors
+    /// [`InvalidRunId`] unless `text` matches `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`.
+    pub fn parse(text: &str) -> Result<Self, InvalidRunId> {
+        let valid = text.len() <= MAX_RUN_ID_CHARS
+            && text.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if valid {
+            Ok(Self(text.to_string()))
+        } else {
+            Err(InvalidRunId { run_id: text.to_string() })
+        }
+    }
+
+    /// `20261124T065000Z-1a2b`: sortable by time, unique enough for concurrent runs.
+    pub fn generate() -> Self {
+        Self(format!("{}-{:04x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u16>()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who claimed a run, as stored in its claim object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    /// Random per export attempt.
+    pub attempt: String,
+    pub host: String,
+    pub pid: u32,
+    /// The process's start in clock ticks after boot (`/proc/<pid>/stat`), so a reused pid is
+    /// not mistaken for the holder.
+    pub process_start_ticks: Option<u64>,
+    /// `/proc/sys/kernel/random/boot_id`: after a reboot no earlier process lives.
+    pub boot_id: Option<String>,
+    pub started_at: String,
+}
+
+/// Why a run could not be claimed, or stopped being held.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("run `{run_id}` is being exported by pid {pid} on this host (`{host}`), claimed {age_s} s ago in `{uri}`; wait for it or pick another --run-id")]
+    HeldHere { run_id: String, host: String, pid: u32, age_s: i64, uri: String },
+    #[error("run `{run_id}` was claimed by pid {pid} on host `{host}` {age_s} s ago (`{uri}`) and pg2bq cannot tell from here whether it still runs; if it is gone, rerun with --take-over, else pick another --run-id")]
+    HeldElsewhere { run_id: String, host: String, pid: u32, age_s: i64, uri: String },
+    #[error("run `{run_id}`: claim `{uri}` is unreadable")]
+    Unreadable {
+        run_id: String,
+        uri: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("run `{run_id}`: other exports kept claiming it ({MAX_CLAIM_ROUNDS} rounds); pick another --run-id")]
+    Contested { run_id: String },
+    #[error("run `{run_id}`: this export's claim `{uri}` was taken over by `{by}`; it deletes and commits nothing")]
+    Lost { run_id: String, uri: String, by: String },
+    #[error("run `{run_id}` is committed (`{uri}` exists): its files are never deleted")]
+    Committed { run_id: String, uri: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What [`RunClaim::delete_run_objects`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Everything an earlier, dead attempt left; the claim stays (start clean).
+    EarlierAttempts,
+    /// Everything, the claim last (a failed run).
+    Everything,
+    /// Only the claim (after the commit, or when the run turned out to be committed).
+    ClaimOnly,
+}
+
+/// A run this process holds: proof required by the only function that deletes.
+#[derive(Debug)]
+pub struct RunClaim {
+    store: Store,
+    run_id: RunId,
+    number: u32,
+    record: ClaimRecord,
+}
+
+fn claim_path(run_id: &RunId, number: u32) -> String {
+    format!("{run_id}/claim-{number:06}.json")
+}
+
+/// The claim numbers found among the run's objects.
+fn claim_numbers<'a>(run_id: &RunId, paths: impl Iterator<Item = &'a str>) -> Vec<u32> {
+    let prefix = format!("{run_id}/claim-");
+    paths.filter_map(|p| p.strip_prefix(&prefix)?.strip_suffix(".json")?.parse().ok()).collect()
+}
+
+impl RunClaim {
+    /// Claims `run_id`, taking over an attempt whose process is gone (same host) or, with
+    /// `take_over`, any earlier attempt.
+    ///
+    /// # Errors
+    /// [`ClaimError`] naming the live (or unverifiable) holder and the way out.
+    pub async fn take(store: &Store, run_id: &RunId, take_over: bool) -> Result<Self, ClaimError> {
+        let record = ClaimRecord::for_this_process();
+        for _ in 0..MAX_CLAIM_ROUNDS {
+            let listed = store.list(run_id.as_str()).await?;
+            let highest = claim_numbers(run_id, listed.iter().map(|o| o.path.as_str())).into_iter().max();
+            if let Some(number) = highest {
+                let path = claim_path(run_id, number);
+                let holder = match store.get(&path).await {
+                    Ok(body) => serde_json::from_slice::<ClaimRecord>(&body).map_err(|source| ClaimError::Unreadable {
+                        run_id: run_id.to_string(),
+                        uri: store.uri(&path),
+                        source,
+                    })?,
+                    // Released meanwhile: look again.
+                    Err(_) if !store.exists(&path).await? => continue,
+                    Err(error) => return Err(error.into()),
+                };
+                if !take_over {
+                    holder.refuse_unless_gone(&record, run_id, &store.uri(&path))?;
+                }
+                tracing::warn!(run_id = %run_id, holder_host = %holder.host, holder_pid = holder.pid, "Taking over the run from an attempt that is gone");
+            }
+            let number = highest.map_or(1, |n| n + 1);
+            let body = serde_json::to_vec_pretty(&record).expect("a claim record serialises");
+            if store.put_if_absent(&claim_path(run_id, number), body.into()).await? {
+                return Ok(Self { store: store.clone(), run_id: run_id.clone(), number, record });
+            }
+        }
+        Err(ClaimError::Contested { run_id: run_id.to_string() })
+    }
+
+    pub fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+
+    pub fn uri(&self) -> String {
+        self.store.uri(&claim_path(&self.run_id, self.number))
+    }
+
+    /// Fails unless this claim is still the run's highest.
+    ///
+    /// # Errors
+    /// [`ClaimError::Lost`] naming the claim that replaced it.
+    pub async fn ensure_held(&self) -> Result<(), ClaimError> {
+        let listed = self.store.list(self.run_id.as_str()).await?;
+        self.ensure_highest(listed.iter().map(|o| o.path.as_str()))
+    }
+
+    fn ensure_highest<'a>(&self, paths: impl Iterator<Item = &'a str>) -> Result<(), ClaimError> {
+        match claim_numbers(&self.run_id, paths).into_iter().max() {
+            Some(highest) if highest == self.number => Ok(()),
+            other => Err(ClaimError::Lost {
+                run_id: self.run_id.to_string(),
+                uri: self.uri(),
+                by: other.map_or("its removal".into(), |n| self.store.uri(&claim_path(&self.run_id, n))),
+            }),
+        }
+    }
+
+    /// The only delete of an export: objects under `<run-id>/` (local staging files included),
+    /// only while this claim is the highest, and nothing but the claim once the manifest exists.
+    /// Returns how many objects went.
+    ///
+    /// # Errors
+    /// [`ClaimError::Lost`] or [`ClaimError::Committed`] before anything is deleted;
+    /// [`ClaimError::Store`] when a delete fails.
+    pub async fn delete_run_objects(&self, cleanup: Cleanup) -> Result<usize, ClaimError> {
+        let own = claim_path(&self.run_id, self.number);
+        if cleanup == Cleanup::ClaimOnly {
+            self.store.delete_in_run(&self.run_id, &own).await?;
+            return Ok(1);
+        }
+        let objects = self.store.list_run_with_staging(&self.run_id).await?;
+        self.ensure_highest(objects.iter().map(String::as_str))?;
+        let manifest = format!("{}/{MANIFEST_FILE}", self.run_id);
+        if objects.contains(&manifest) {
+            return Err(ClaimError::Committed { run_id: self.run_id.to_string(), uri: self.store.uri(&manifest) });
+        }
+        let mut deleted = 0;
+        for path in objects.iter().filter(|p| **p != own) {
+            self.store.delete_in_run(&self.run_id, path).await?;
+            deleted += 1;
+        }
+        if cleanup == Cleanup::Everything {
+            self.store.delete_in_run(&self.run_id, &own).await?;
+        }
+        Ok(deleted)
+    }
+
+    pub fn record(&self) -> &ClaimRecord {
+        &self.record
+    }
+}
+
+impl ClaimRecord {
+    fn for_this_process() -> Self {
+        let pid = std::process::id();
+        Self {
+            attempt: format!("{:016x}", rand::random::<u64>()),
+            host: read_proc("sys/kernel/hostname").unwrap_or_else(|| "unknown".into()),
+            pid,
+            process_start_ticks: process_start_ticks(pid),
+            boot_id: read_proc("sys/kernel/random/boot_id"),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        }
+    }
+
+    /// Refuses unless this holder is provably gone: same host, and a reboot since, or its pid
+    /// is dead, a zombie, or a different process now.
+    fn refuse_unless_gone(&self, me: &ClaimRecord, run_id: &RunId, uri: &str) -> Result<(), ClaimError> {
+        let age_s = chrono::DateTime::parse_from_rfc3339(&self.started_at)
+            .map_or(0, |t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds());
+        let (run_id, host, uri) = (run_id.to_string(), self.host.clone(), uri.to_string());
+        if self.host != me.host {
+            return Err(ClaimError::HeldElsewhere { run_id, host, pid: self.pid, age_s, uri });
+        }
+        let rebooted = self.boot_id.is_some() && me.boot_id.is_some() && self.boot_id != me.boot_id;
+        let gone = rebooted
+            || match (me.process_start_ticks, self.process_start_ticks) {
+                // This host has /proc: the holder's entry tells.
+                (Some(_), Some(started)) => process_start_ticks(self.pid) != Some(started),
+                _ => false,
+            };
+        if gone {
+            return Ok(());
+        }
+        if me.process_start_ticks.is_none() {
+            return Err(ClaimError::HeldElsewhere { run_id, host, pid: self.pid, age_s, uri });
+        }
+        Err(ClaimError::HeldHere { run_id, host, pid: self.pid, age_s, uri })
+    }
+}
+
+fn read_proc(path: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{path}")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Start time of a live (not zombie) process, from field 22 of `/proc/<pid>/stat`.
+fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = read_proc(&format!("{pid}/stat"))?;
+    // The command name (field 2) may hold spaces and parentheses: fields resume after the last `)`.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if matches!(fields.first(), Some(&("Z" | "X" | "x"))) {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::gcs::GcsOptions;
+
+    #[test]
+    fn run_ids_that_could_leave_the_run_are_refused() {
+        for bad in ["", ".", "..", "../x", "a/b", "/abs", ".hidden", "-x", "a b", "a\\b", "é", &"a".repeat(129)] {
+            assert!(RunId::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        for good in ["a", "run1", "2026-11-27T10.00_x", &"a".repeat(128), &RunId::generate().to_string()] {
+            assert_eq!(RunId::parse(good).unwrap().as_str(), good);
+        }
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_dead_pid_is_gone() {
+        let me = ClaimRecord::for_this_process();
+        let run = RunId::parse("r").unwrap();
+        assert!(matches!(me.refuse_unless_gone(&me, &run, "u"), Err(ClaimError::HeldHere { .. })));
+        let reused = ClaimRecord { process_start_ticks: me.process_start_ticks.map(|t| t + 1), ..me.clone() };
+        assert!(reused.refuse_unless_gone(&me, &run, "u").is_ok(), "a reused pid is not the holder");
+        let elsewhere = ClaimRecord { host: "other-host".into(), ..me.clone() };
+        assert!(matches!(elsewhere.refuse_unless_gone(&me, &run, "u"), Err(ClaimError::HeldElsewhere { .. })));
+    }
+
+    /// Rerunners that all find a dead claim race for the next number: exactly one takes over.
+    #[tokio::test]
+    async fn concurrent_rerunners_take_over_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in [
+            Store::open("memory://", &GcsOptions::default()).unwrap(),
+            Store::open(dir.path().to_str().unwrap(), &GcsOptions::default()).unwrap(),
+        ] {
+            let run = RunId::parse("r").unwrap();
+            let me = ClaimRecord::for_this_process();
+            let dead = ClaimRecord { process_start_ticks: me.process_start_ticks.map(|t| t + 1), ..me };
+            store.put_if_absent("r/claim-000001.json", serde_json::to_vec(&dead).unwrap().into()).await.unwrap();
+            let rerunners: Vec<_> = (0..8)
+                .map(|_| {
+                    let (store, run) = (store.clone(), run.clone());
+                    tokio::spawn(async move { RunClaim::take(&store, &run, false).await })
+                })
+                .collect();
+            let mut held = Vec::new();
+            for rerunner in rerunners {
+                match rerunner.await.unwrap() {
+                    Ok(claim) => held.push(claim.number),
+                    Err(error) => assert!(matches!(error, ClaimError::HeldHere { .. }), "{error}"),
+                }
+            }
+            assert_eq!(held, [2]);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_highest_claim_holds_and_only_its_holder_deletes() {
+        let store = Store::open("memory://", &GcsOptions::default()).unwrap();
+        let run = RunId::parse("r").unwrap();
+        store.put_if_absent("r/t/part-p0000-s00000.parquet", "x".into()).await.unwrap();
+        store.put_if_absent("other/keep.parquet", "y".into()).await.unwrap();
+        let first = RunClaim::take(&store, &run, false).await.unwrap();
+        assert!(matches!(RunClaim::take(&store, &run, false).await, Err(ClaimError::HeldHere { .. })));
+        let second = RunClaim::take(&store, &run, true).await.unwrap();
+        assert_eq!((first.number, second.number), (1, 2));
+        assert!(matches!(first.delete_run_objects(Cleanup::Everything).await, Err(ClaimError::Lost { .. })));
+        assert_eq!(second.delete_run_objects(Cleanup::EarlierAttempts).await.unwrap(), 2);
+        let left: Vec<String> = store.list("").await.unwrap().into_iter().map(|o| o.path).collect();
+        assert_eq!(left, ["other/keep.parquet", "r/claim-000002.json"]);
+        store.put_if_absent("r/manifest.json", "{}".into()).await.unwrap();
+        assert!(matches!(second.delete_run_objects(Cleanup::Everything).await, Err(ClaimError::Committed { .. })));
+        second.delete_run_objects(Cleanup::ClaimOnly).await.unwrap();
+        assert!(!store.exists("r/claim-000002.json").await.unwrap());
+        assert!(store.exists("r/manifest.json").await.unwrap());
+    }
+}
