@@ -278,13 +278,8 @@ impl Emulators {
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        let row = self
-            .bigquery()
-            .await
-            .query_first_row(&format!("SELECT COUNT(*) FROM `{}.{}.{table}`", self.project, self.dataset))
-            .await
-            .unwrap();
-        row.expect("COUNT(*) returns a row")[0].as_deref().expect("COUNT(*) is not NULL").parse().unwrap()
+        let sql = format!("SELECT COUNT(*) FROM `{}.{}.{table}`", self.project, self.dataset);
+        self.bigquery().await.query_counts(&sql).await.unwrap()[0] as i64
     }
 
     /// Rows of a query through Google's Python client, values as text.
