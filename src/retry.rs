@@ -78,7 +78,18 @@ pub fn is_transient_status(status: StatusCode) -> bool {
 /// Connection failures (refused, reset, timed out, cut mid-body), as opposed to requests
 /// that cannot be built or answers that cannot be parsed.
 pub fn is_transient_error(error: &reqwest::Error) -> bool {
-    error.is_connect() || error.is_timeout() || error.is_request() || error.is_body()
+    if error.is_connect() || error.is_timeout() || error.is_request() || error.is_body() {
+        return true;
+    }
+    // A connection cut while the body is read surfaces as a decode error around an I/O one.
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        if error.is::<std::io::Error>() || error.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_body) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 #[cfg(test)]

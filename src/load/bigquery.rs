@@ -130,6 +130,7 @@ pub type Row = Vec<Option<String>>;
 struct Reply {
     status: StatusCode,
     body: Value,
+    attempts: u32,
 }
 
 /// Every row of a finished query and what it cost.
@@ -193,7 +194,7 @@ impl BigQuery {
                         Err(_) if !status.is_success() => Value::String(String::from_utf8_lossy(&bytes).chars().take(500).collect()),
                         Err(source) => return Err(BigQueryError::Body { action: action.into(), status, source }),
                     };
-                    return Ok(Reply { status, body });
+                    return Ok(Reply { status, body, attempts });
                 }
                 Ok((status, bytes)) => {
                     if !backoff.wait().await {
@@ -223,7 +224,7 @@ impl BigQuery {
     fn success(action: &str, reply: Reply) -> Result<Value, BigQueryError> {
         match reply.status.is_success() {
             true => Ok(reply.body),
-            false => Err(Self::status_error(action, reply.status, 1, &reply.body)),
+            false => Err(Self::status_error(action, reply.status, reply.attempts, &reply.body)),
         }
     }
 
@@ -287,6 +288,13 @@ impl BigQuery {
             resource["clustering"] = json!({ "fields": clustering });
         }
         let reply = self.call(Method::POST, &format!("datasets/{dataset}/tables"), Some(&resource), &action).await?;
+        if reply.status == StatusCode::CONFLICT && reply.attempts > 1 {
+            // Our earlier attempt may have created it and lost the answer: ours if the schema is.
+            let existing = self.table(dataset, table).await?.unwrap_or_default();
+            if schema_differences(&existing, fields).is_empty() {
+                return Ok(());
+            }
+        }
         Self::success(&action, reply).map(drop)
     }
 
