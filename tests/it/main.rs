@@ -3,6 +3,7 @@
 
 mod cli;
 mod export;
+mod faults;
 mod load;
 mod support;
 mod validate;
