@@ -182,15 +182,16 @@ impl GcsClient {
                 }
                 Ok((status, ..)) => warn!(action, object, %status, attempt = attempts, "GCS answered a transient error; retrying"),
                 Err(source) if is_transient_error(&source) && backoff.wait().await => {
-                    warn!(action, object, error = %source, attempt = attempts, "GCS request failed; retrying");
+                    warn!(action, object, error = %source.without_url(), attempt = attempts, "GCS request failed; retrying");
                 }
                 Err(source) => return Err(self.request_error(action, object, attempts, source)),
             }
         }
     }
 
+    /// The error without its URL: a resumable session URL lets anyone holding it write the object.
     fn request_error(&self, action: &'static str, object: &str, attempts: u32, source: reqwest::Error) -> GcsError {
-        GcsError::Request { action, bucket: self.bucket.clone(), object: object.to_string(), attempts, source }
+        GcsError::Request { action, bucket: self.bucket.clone(), object: object.to_string(), attempts, source: source.without_url() }
     }
 
     fn status_error(&self, action: &'static str, object: &str, answer: &Answer) -> GcsError {
@@ -278,7 +279,7 @@ impl GcsClient {
                     }
                 }
                 Err(source) if is_transient_error(&source) && backoff.wait().await => {
-                    warn!(object, error = %source, attempt = attempts, "GCS upload chunk failed; resuming from what the session holds");
+                    warn!(object, error = %source.without_url(), attempt = attempts, "GCS upload chunk failed; resuming from what the session holds");
                     self.upload_status(session, object, total).await?
                 }
                 Err(source) => return Err(self.request_error("upload", object, attempts, source)),
@@ -424,4 +425,31 @@ fn upload_state(answer: &Answer) -> Option<UploadState> {
 /// Percent-encodes an object name for a URL path segment or query value.
 fn encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, range: Option<&str>) -> Answer {
+        let mut headers = HeaderMap::new();
+        if let Some(range) = range {
+            headers.insert(reqwest::header::RANGE, range.parse().unwrap());
+        }
+        Answer { status: StatusCode::from_u16(status).unwrap(), headers, body: Bytes::new(), attempts: 1 }
+    }
+
+    #[test]
+    fn session_answers_say_how_many_bytes_it_holds() {
+        let persisted = |a: &Answer| match upload_state(a) {
+            Some(UploadState::Persisted(n)) => Some(n),
+            _ => None,
+        };
+        assert_eq!(persisted(&answer(308, Some("bytes=0-262143"))), Some(262_144));
+        assert_eq!(persisted(&answer(308, None)), Some(0));
+        assert!(matches!(upload_state(&answer(200, None)), Some(UploadState::Complete(_))));
+        assert!(matches!(upload_state(&answer(201, None)), Some(UploadState::Complete(_))));
+        assert!(upload_state(&answer(503, None)).is_none());
+        assert!(upload_state(&answer(404, None)).is_none());
+    }
 }
