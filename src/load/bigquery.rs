@@ -122,6 +122,12 @@ pub struct FinishedJob {
     pub reattached: bool,
 }
 
+/// A job as inserted: whether it already existed, and where it runs (for later calls).
+struct InsertedJob {
+    existed: bool,
+    location: Option<String>,
+}
+
 /// One query result row, every value as text (BigQuery's REST form), NULL as `None`.
 pub type Row = Vec<Option<String>>;
 
@@ -316,9 +322,9 @@ impl BigQuery {
         Self::success(&action, reply).map(drop)
     }
 
-    /// Inserts a job under `job_id`; `true` when it already existed (409), which after a
-    /// retried insert is our own first attempt, and otherwise an earlier run's.
-    async fn insert_job(&self, job_id: &str, configuration: &Value) -> Result<bool, BigQueryError> {
+    /// Inserts a job under `job_id`. A 409 means it already existed: after a retried insert,
+    /// our own first attempt; otherwise an earlier run's.
+    async fn insert_job(&self, job_id: &str, configuration: &Value) -> Result<InsertedJob, BigQueryError> {
         let mut reference = json!({ "projectId": self.project, "jobId": job_id });
         if let Some(location) = &self.location {
             reference["location"] = json!(location);
@@ -326,10 +332,12 @@ impl BigQuery {
         let action = format!("insert job `{job_id}`");
         let body = json!({ "jobReference": reference, "configuration": configuration });
         let reply = self.call(Method::POST, "jobs", Some(&body), &action).await?;
-        match reply.status {
-            StatusCode::CONFLICT => Ok(true),
-            _ => Self::success(&action, reply).map(|_| false),
-        }
+        let (existed, job) = match reply.status {
+            StatusCode::CONFLICT => (true, Value::Null),
+            _ => (false, Self::success(&action, reply)?),
+        };
+        let location = job.pointer("/jobReference/location").and_then(Value::as_str).map(str::to_string).or_else(|| self.location.clone());
+        Ok(InsertedJob { existed, location })
     }
 
     /// Runs a job to completion under id `base_id` (or `base_id-rN` when earlier attempts
@@ -341,11 +349,12 @@ impl BigQuery {
         let mut last_failure = String::new();
         for attempt in 1..=JOB_ATTEMPTS {
             let job_id = if attempt == 1 { base_id.to_string() } else { format!("{base_id}-r{attempt}") };
-            let reattached = self.insert_job(&job_id, &configuration).await?;
+            let inserted = self.insert_job(&job_id, &configuration).await?;
+            let reattached = inserted.existed;
             if reattached {
                 info!(job_id, "Job already exists: attaching to it instead of submitting again");
             }
-            match self.wait_for_job(&job_id).await {
+            match self.wait_for_job(&job_id, inserted.location.as_deref()).await {
                 Ok(job) => {
                     let count = |pointer: &str| job.pointer(pointer).and_then(Value::as_str).and_then(|v| v.parse().ok());
                     return Ok(FinishedJob {
@@ -367,9 +376,9 @@ impl BigQuery {
     }
 
     /// A job's resource, `None` when no job has this id.
-    async fn job(&self, job_id: &str) -> Result<Option<Value>, BigQueryError> {
+    async fn job(&self, job_id: &str, location: Option<&str>) -> Result<Option<Value>, BigQueryError> {
         let action = format!("read job `{job_id}`");
-        let path = format!("jobs/{job_id}?{}", Self::location_query(self.location.as_deref()));
+        let path = format!("jobs/{job_id}?{}", Self::location_query(location));
         let reply = self.call(Method::GET, &path, None, &action).await?;
         match reply.status {
             StatusCode::NOT_FOUND => Ok(None),
@@ -379,7 +388,10 @@ impl BigQuery {
 
     /// Whether a job with this id exists, is DONE and succeeded.
     pub async fn succeeded_job(&self, job_id: &str) -> Result<bool, BigQueryError> {
-        Ok(self.job(job_id).await?.is_some_and(|job| job_state(&job) == Some("DONE") && job_failure(&job).is_none()))
+        Ok(self
+            .job(job_id, self.location.as_deref())
+            .await?
+            .is_some_and(|job| job_state(&job) == Some("DONE") && job_failure(&job).is_none()))
     }
 
     /// Polls a job (0.2 s doubling to 5 s, jittered) until DONE; its resource on success.
@@ -387,11 +399,12 @@ impl BigQuery {
     /// # Errors
     /// [`BigQueryError::JobFailed`] when it ends in error, [`BigQueryError::NotDone`] after
     /// 6 hours.
-    pub async fn wait_for_job(&self, job_id: &str) -> Result<Value, BigQueryError> {
+    async fn wait_for_job(&self, job_id: &str, location: Option<&str>) -> Result<Value, BigQueryError> {
         let mut backoff = Backoff::new(JOB_POLL);
         loop {
             let action = format!("read job `{job_id}`");
-            let job = self.job(job_id).await?.ok_or_else(|| Self::status_error(&action, StatusCode::NOT_FOUND, 1, &Value::Null))?;
+            let job =
+                self.job(job_id, location).await?.ok_or_else(|| Self::status_error(&action, StatusCode::NOT_FOUND, 1, &Value::Null))?;
             if job_state(&job) == Some("DONE") {
                 return match job_failure(&job) {
                     Some(reasons) => Err(BigQueryError::JobFailed { job_id: job_id.into(), reasons }),
@@ -411,13 +424,13 @@ impl BigQuery {
         let job_id = format!("pg2bq_query_{:032x}", rand::random::<u128>());
         let action = format!("run query `{sql}`");
         let configuration = json!({ "query": { "query": sql, "useLegacySql": false } });
-        self.insert_job(&job_id, &configuration).await.map_err(|error| match error {
+        let inserted = self.insert_job(&job_id, &configuration).await.map_err(|error| match error {
             BigQueryError::Status { status, attempts, message, .. } => {
                 BigQueryError::Status { action: action.clone(), status, attempts, message }
             }
             other => other,
         })?;
-        let location = Self::location_query(self.location.as_deref());
+        let location = Self::location_query(inserted.location.as_deref());
         read_results(&job_id, QUERY_POLL, |page_token| {
             let mut path = format!("queries/{job_id}?timeoutMs={RESULTS_WAIT_MS}&{location}");
             if let Some(token) = page_token {
