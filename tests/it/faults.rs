@@ -14,15 +14,16 @@ use crate::{emulators, fault_proxy, skip_unless};
 const TABLE: &str = "CREATE TABLE f (id int PRIMARY KEY, label text, n numeric(10,2), doc jsonb);
     INSERT INTO f SELECT i, 'label ' || i, i * 1.25, jsonb_build_object('i', i) FROM generate_series(1, 30) i;";
 
-/// 15% of BigQuery calls fail: rate limits, server errors, a connection reset before the
-/// emulator sees the request, or after it acted on it (the answer is lost).
+/// Every query answers `jobComplete: false` 3 times, then 2 rows a page; 15% of BigQuery calls
+/// meet a fault: rate limit, server error, a 0.2 s delay, a connection reset before the emulator
+/// sees the request, or after it acted on it (the answer is lost).
 fn failing_bigquery(seed: u64) -> Value {
     json!({
         "seed": seed,
         "bq_async_polls": 3,
         "bq_page_rows": 2,
         "rules": [{ "upstream": "bq", "fraction": 0.15,
-                    "faults": [{ "status": 503 }, { "status": 429 }, { "reset": "before" }, { "reset": "after" }] }],
+                    "faults": [{ "status": 503 }, { "status": 429 }, { "delay_ms": 200 }, { "reset": "before" }, { "reset": "after" }] }],
     })
 }
 
