@@ -230,3 +230,24 @@ async fn exports_through_failing_uploads_commit_intact_files_or_nothing() {
     assert_eq!(committed, outcomes.len(), "retries and resumes should carry every run through");
     db.drop().await;
 }
+
+/// The create-only manifest upload whose answer is lost: the retry meets 412, reads the object
+/// back and knows it is its own; different bytes under the same name stay a conflict.
+#[tokio::test]
+async fn a_lost_create_answer_is_told_apart_from_a_conflict() {
+    let s = emulators!();
+    let proxy = fault_proxy!();
+    let through_proxy =
+        GcsClient::new(&s.bucket, &GcsOptions { emulator_host: Some(proxy.gcs_host.clone()), application_credentials: None }).unwrap();
+    let object = format!("create-{:08x}/manifest.json", rand::random::<u32>());
+    let lose_the_answer =
+        json!({ "rules": [{ "upstream": "gcs", "path": "uploadType=multipart", "limit": 1, "faults": [{ "reset": "after" }] }] });
+
+    proxy.set(lose_the_answer.clone()).await;
+    assert!(through_proxy.put_if_absent(&object, Bytes::from_static(b"{\"run\": 1}")).await.unwrap(), "our own create");
+    assert_eq!(proxy.stats().await["injected"][0], 1);
+    proxy.set(lose_the_answer).await;
+    assert!(!through_proxy.put_if_absent(&object, Bytes::from_static(b"{\"run\": 2}")).await.unwrap(), "another writer's object");
+    proxy.set(json!({})).await;
+    assert_eq!(through_proxy.get(&object).await.unwrap().as_ref(), b"{\"run\": 1}");
+}
