@@ -96,6 +96,10 @@ class Faults:
 FAULTS = Faults()
 
 
+def as_json(value):
+    return 200, [("Content-Type", "application/json")], json.dumps(value).encode()
+
+
 def make_handler(upstream_name, upstream_url, public_url):
     upstream = urllib.parse.urlsplit(upstream_url)
 
@@ -164,8 +168,8 @@ def make_handler(upstream_name, upstream_url, public_url):
                 return self.reset()
             self.wfile.write(body)
 
-        def respond_json(self, status, value, fault=None):
-            self.respond(status, [("Content-Type", "application/json")], json.dumps(value).encode(), fault)
+        def respond_json(self, status, value):
+            self.respond(status, [("Content-Type", "application/json")], json.dumps(value).encode())
 
         # -- one request -----------------------------------------------------------------
         def handle_any(self):
@@ -185,7 +189,7 @@ def make_handler(upstream_name, upstream_url, public_url):
             if upstream_name == "bq" and (FAULTS.async_polls or FAULTS.page_rows):
                 answer = self.bigquery_query(body)
                 if answer is not None:
-                    return self.respond_json(200, answer, fault)
+                    return self.respond(*answer, fault)
             if upstream_name == "gcs" and self.command == "PUT" and "upload_id=" in self.path:
                 return self.gcs_chunk(body, fault)
             self.respond(*self.forward(self.command, self.path, body), fault)
@@ -194,23 +198,23 @@ def make_handler(upstream_name, upstream_url, public_url):
 
         # -- BigQuery: unfinished and paged query answers ------------------------------------
         def bigquery_query(self, body):
-            """The proxy's own answer to jobs.query / getQueryResults, or None to forward."""
+            """(status, headers, body) answering jobs.query / getQueryResults, or None to forward."""
             path, _, query = self.path.partition("?")
             params = urllib.parse.parse_qs(query)
             if self.command == "POST" and path.endswith("/queries"):
                 request = json.loads(body or b"{}")
                 if request.get("dryRun"):
                     return None
-                status, _, data = self.forward("POST", self.path, body)
-                answer = json.loads(data)
-                if status != 200 or "jobReference" not in answer:
-                    return None if status != 200 else answer
-                return self.serve_query(answer["jobReference"], None)
+                upstream_answer = self.forward("POST", self.path, body)
+                reference = json.loads(upstream_answer[2]).get("jobReference") if upstream_answer[0] == 200 else None
+                page = reference and self.serve_query(reference, None)
+                return as_json(dict(page, kind="bigquery#queryResponse")) if page else upstream_answer
             match = re.fullmatch(r"(.*/projects/[^/]+)/queries/([^/]+)", path)
             if self.command == "GET" and match:
                 token = params.get("pageToken", [None])[0]
                 reference = {"jobId": urllib.parse.unquote(match.group(2)), "location": params.get("location", [None])[0]}
-                return self.serve_query(reference, token, prefix=match.group(1))
+                page = self.serve_query(reference, token, prefix=match.group(1))
+                return as_json(page) if page else None
             return None
 
         def serve_query(self, reference, token, prefix=None):
