@@ -207,13 +207,13 @@ impl BigQuery {
                         let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
                         return Err(Self::status_error(action, status, attempts, &body));
                     }
-                    warn!(action, %status, attempt = attempts, "BigQuery answered a transient error; retrying");
+                    warn!(action = brief(action), %status, attempt = attempts, "BigQuery answered a transient error; retrying");
                 }
                 Err(source) if is_transient_error(&source) => {
                     if !backoff.wait().await {
                         return Err(BigQueryError::Http { action: action.into(), attempts, source });
                     }
-                    warn!(action, error = %source, attempt = attempts, "BigQuery request failed; retrying");
+                    warn!(action = brief(action), error = %source, attempt = attempts, "BigQuery request failed; retrying");
                 }
                 Err(source) => return Err(BigQueryError::Http { action: action.into(), attempts, source }),
             }
@@ -568,6 +568,11 @@ where
             }
         }
     }
+}
+
+/// The first 120 characters of an action (a query's SQL can be pages long) for log lines.
+fn brief(action: &str) -> &str {
+    action.char_indices().nth(120).map_or(action, |(end, _)| &action[..end])
 }
 
 /// Percent-encodes a URL query value.
