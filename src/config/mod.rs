@@ -16,8 +16,8 @@ use crate::load::plan::PartitionUnit;
 use crate::load::{LoadConfig, LoadTarget};
 use crate::sink::gcs::GcsOptions;
 use crate::sink::parquet::ParquetSettings;
-use crate::source::postgres::with_connection_defaults;
 use crate::sink::run::{InvalidRunId, RunId};
+use crate::source::postgres::with_connection_defaults;
 use crate::source::types::{CastOverride, OutOfRange};
 use crate::validate::{Denormalized, Probe, ValidateConfig};
 

@@ -1,28 +1,39 @@
-//! The BigQuery REST calls pg2bq makes, through gcp-bigquery-client where its models fit
-//! (datasets, job status, queries) and as raw JSON where they do not (jobs.insert needs
-//! `parquetOptions`; table schemas must keep BigQuery's own type names).
+//! The BigQuery REST calls pg2bq makes, as JSON over one HTTP client.
 //!
 //! Jobs are inserted with caller-chosen ids. A 409 means the id exists: we attach to that job
 //! and wait for it instead of loading twice. A DONE job is a success only without `errorResult`.
+//!
+//! Every call is retried on 429/5xx and connection failures (see [`crate::retry`]); each is
+//! safe to repeat: reads, inserts under our own job ids (a 409 after a retry is our own earlier
+//! attempt), creates whose 409 means "already there", label patches, deletes. Queries run as
+//! jobs under fresh ids and their results are read with `getQueryResults` until BigQuery says
+//! `jobComplete`, page by page, and checked against `totalRows`: an unfinished or partial
+//! answer is an error, never an empty or short result.
 
-use std::sync::Arc;
+use std::future::Future;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use gcp_bigquery_client::auth::Authenticator;
-use gcp_bigquery_client::error::BQError;
-use gcp_bigquery_client::model::dataset::Dataset;
-use gcp_bigquery_client::model::job::Job;
-use gcp_bigquery_client::model::query_request::QueryRequest;
-use gcp_bigquery_client::model::query_response::{QueryResponse, ResultSet};
 use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::plan::{Field, TimePartitioning, JOB_ATTEMPTS};
+use crate::retry::{is_transient_error, is_transient_status, Backoff, RetryPolicy};
 
 const BIGQUERY_URL: &str = "https://bigquery.googleapis.com/bigquery/v2";
+
+/// Polls of an unfinished query: 0.2 s doubling to 5 s, for at most an hour (the query keeps
+/// running in BigQuery after we give up; the error names its job).
+const QUERY_POLL: RetryPolicy =
+    RetryPolicy { first_delay: Duration::from_millis(200), max_delay: Duration::from_secs(5), total: Duration::from_secs(3600) };
+/// Polls of a load or DML job: as queries, for at most 6 hours (BigQuery's own job time limit).
+const JOB_POLL: RetryPolicy = RetryPolicy { total: Duration::from_secs(6 * 3600), ..QUERY_POLL };
+/// How long one `getQueryResults` call may wait server-side for the query to finish.
+const RESULTS_WAIT_MS: u64 = 10_000;
+/// One HTTP request, including a `getQueryResults` that waits [`RESULTS_WAIT_MS`].
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where BigQuery is and how to authenticate.
 #[derive(Debug, Clone, Default)]
@@ -41,26 +52,38 @@ pub enum BigQueryError {
         #[source]
         source: object_store::Error,
     },
-    #[error("BigQuery: failed to {action}")]
-    Client {
-        action: String,
-        #[source]
-        source: BQError,
-    },
-    #[error("BigQuery: failed to {action}")]
+    #[error("BigQuery: failed to {action} (gave up after {attempts} attempt(s))")]
     Http {
         action: String,
+        attempts: u32,
         #[source]
         source: reqwest::Error,
     },
-    #[error("BigQuery: {action} answered HTTP {status}: {message}")]
-    Status { action: String, status: StatusCode, message: String },
+    #[error("BigQuery: {action} answered HTTP {status} (after {attempts} attempt(s)): {message}")]
+    Status { action: String, status: StatusCode, attempts: u32, message: String },
+    #[error("BigQuery: {action} answered HTTP {status} with a body that is not JSON")]
+    Body {
+        action: String,
+        status: StatusCode,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("BigQuery job `{job_id}` failed: {reasons}")]
     JobFailed { job_id: String, reasons: String },
     #[error("BigQuery job `{job_id}` failed in all {JOB_ATTEMPTS} attempts; the last: {reasons}")]
     AttemptsExhausted { job_id: String, reasons: String },
     #[error("dataset `{project}.{dataset}` does not exist; create it or pass --create-dataset")]
     NoDataset { project: String, dataset: String },
+    #[error("BigQuery job `{job_id}` was not done after {seconds} s; it may still be running (see `bq show -j {job_id}`): re-run when it is done")]
+    NotDone { job_id: String, seconds: u64 },
+    #[error("BigQuery query job `{job_id}` returned {read} row(s) in its pages but reports totalRows {total}: the result is incomplete")]
+    IncompleteResult { job_id: String, read: usize, total: String },
+    #[error("BigQuery query job `{job_id}`: row {row}, column {column} is {found}, not a scalar value")]
+    NotScalar { job_id: String, row: usize, column: usize, found: String },
+    #[error("BigQuery query `{sql}` returned {rows} row(s) where exactly one was expected")]
+    NotOneRow { sql: String, rows: usize },
+    #[error("BigQuery query `{sql}`: column {column} is `{value}`, not a count")]
+    NotACount { sql: String, column: usize, value: String },
 }
 
 /// Tokens from object_store's Google credential chain (service account file, gcloud ADC,
@@ -68,19 +91,20 @@ pub enum BigQueryError {
 #[derive(Clone)]
 struct TokenSource(Option<GcpCredentialProvider>);
 
-#[async_trait]
-impl Authenticator for TokenSource {
-    async fn access_token(&self) -> Result<String, BQError> {
+impl TokenSource {
+    async fn bearer(&self) -> Result<Option<String>, BigQueryError> {
         match &self.0 {
-            None => Ok(String::new()),
-            Some(provider) => provider.get_credential().await.map(|c| c.bearer.clone()).map_err(|_| BQError::NoToken),
+            None => Ok(None),
+            Some(provider) => {
+                let credential = provider.get_credential().await.map_err(|source| BigQueryError::Credentials { source })?;
+                Ok(Some(credential.bearer.clone()))
+            }
         }
     }
 }
 
 /// A BigQuery project seen through one authenticated client.
 pub struct BigQuery {
-    client: gcp_bigquery_client::Client,
     http: reqwest::Client,
     auth: TokenSource,
     base_url: String,
@@ -96,6 +120,30 @@ pub struct FinishedJob {
     pub dml_affected_rows: Option<u64>,
     /// The job already existed (an earlier run submitted it); we attached to it.
     pub reattached: bool,
+}
+
+/// A job as inserted: whether it already existed, and where it runs (for later calls).
+struct InsertedJob {
+    existed: bool,
+    location: Option<String>,
+}
+
+/// One query result row, every value as text (BigQuery's REST form), NULL as `None`.
+pub type Row = Vec<Option<String>>;
+
+/// A finished call: its status and JSON body (`Null` when empty; an error body that is not
+/// JSON becomes a string).
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    attempts: u32,
+}
+
+/// Every row of a finished query and what it cost.
+#[derive(Debug, PartialEq)]
+struct QueryResults {
+    rows: Vec<Row>,
+    bytes_processed: Option<u64>,
 }
 
 impl BigQuery {
@@ -114,68 +162,114 @@ impl BigQuery {
                 (BIGQUERY_URL.to_string(), TokenSource(Some(store.credentials().clone())))
             }
         };
-        let http = reqwest::Client::new();
-        let client = gcp_bigquery_client::client_builder::ClientBuilder::new()
-            .with_v2_base_url(base_url.clone())
-            .with_client(http.clone())
-            .build_from_authenticator(Arc::new(auth.clone()))
-            .await
-            .map_err(|source| BigQueryError::Client { action: "build a client".into(), source })?;
-        Ok(Self { client, http, auth, base_url, project: project.to_string(), location })
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|source| BigQueryError::Http { action: "build an HTTP client".into(), attempts: 0, source })?;
+        Ok(Self { http, auth, base_url, project: project.to_string(), location })
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>, action: &str) -> Result<(StatusCode, Value), BigQueryError> {
-        let token = self.auth.access_token().await.map_err(|source| BigQueryError::Client { action: action.into(), source })?;
-        let mut request = self.http.request(method, format!("{}/projects/{}/{path}", self.base_url, self.project));
-        if !token.is_empty() {
-            request = request.bearer_auth(token);
+    /// Sends one request under `projects/{project}/`, repeating it after transient failures
+    /// (429, 5xx, connection errors) with jittered exponential backoff. Only for requests that
+    /// are safe to repeat, which every caller in this module is.
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>, action: &str) -> Result<Reply, BigQueryError> {
+        let url = format!("{}/projects/{}/{path}", self.base_url, self.project);
+        let mut backoff = Backoff::new(RetryPolicy::REQUESTS);
+        loop {
+            let mut request = self.http.request(method.clone(), &url);
+            if let Some(token) = self.auth.bearer().await? {
+                request = request.bearer_auth(token);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let answer = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    response.bytes().await.map(|bytes| (status, bytes))
+                }
+                Err(error) => Err(error),
+            };
+            let attempts = backoff.attempts();
+            match answer {
+                Ok((status, bytes)) if !is_transient_status(status) => {
+                    let body = match serde_json::from_slice(&bytes) {
+                        _ if bytes.is_empty() => Value::Null,
+                        Ok(body) => body,
+                        Err(_) if !status.is_success() => Value::String(String::from_utf8_lossy(&bytes).chars().take(500).collect()),
+                        Err(source) => return Err(BigQueryError::Body { action: action.into(), status, source }),
+                    };
+                    return Ok(Reply { status, body, attempts });
+                }
+                Ok((status, bytes)) => {
+                    if !backoff.wait().await {
+                        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+                        return Err(Self::status_error(action, status, attempts, &body));
+                    }
+                    warn!(action = brief(action), %status, attempt = attempts, "BigQuery answered a transient error; retrying");
+                }
+                Err(source) if is_transient_error(&source) => {
+                    if !backoff.wait().await {
+                        return Err(BigQueryError::Http { action: action.into(), attempts, source });
+                    }
+                    warn!(action = brief(action), error = %source, attempt = attempts, "BigQuery request failed; retrying");
+                }
+                Err(source) => return Err(BigQueryError::Http { action: action.into(), attempts, source }),
+            }
         }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.map_err(|source| BigQueryError::Http { action: action.into(), source })?;
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        Ok((status, value))
     }
 
-    fn status_error(action: &str, status: StatusCode, body: &Value) -> BigQueryError {
-        let message = body.pointer("/error/message").and_then(Value::as_str).unwrap_or("(no message)").to_string();
-        BigQueryError::Status { action: action.into(), status, message }
+    fn status_error(action: &str, status: StatusCode, attempts: u32, body: &Value) -> BigQueryError {
+        let message =
+            body.pointer("/error/message").or(Some(body).filter(|b| b.is_string())).and_then(Value::as_str).unwrap_or("(no message)");
+        BigQueryError::Status { action: action.into(), status, attempts, message: message.to_string() }
+    }
+
+    /// The reply when it is a success, else its status as an error.
+    fn success(action: &str, reply: Reply) -> Result<Value, BigQueryError> {
+        match reply.status.is_success() {
+            true => Ok(reply.body),
+            false => Err(Self::status_error(action, reply.status, reply.attempts, &reply.body)),
+        }
+    }
+
+    /// `?location=…` for job calls (required outside the US and EU multi-regions).
+    fn location_query(location: Option<&str>) -> String {
+        location.map_or_else(String::new, |l| format!("location={}", encode(l)))
     }
 
     /// Makes sure the dataset exists, creating it when `create` is set.
     pub async fn ensure_dataset(&self, dataset: &str, create: bool) -> Result<(), BigQueryError> {
-        match self.client.dataset().get(&self.project, dataset).await {
-            Ok(_) => Ok(()),
-            Err(BQError::ResponseError { error }) if error.error.code == 404 => {
-                if !create {
-                    return Err(BigQueryError::NoDataset { project: self.project.clone(), dataset: dataset.into() });
-                }
-                let mut new = Dataset::new(&self.project, dataset);
-                if let Some(location) = &self.location {
-                    new = new.location(location);
-                }
-                self.client
-                    .dataset()
-                    .create(new)
-                    .await
-                    .map_err(|source| BigQueryError::Client { action: format!("create dataset `{dataset}`"), source })?;
-                info!(dataset, "Created dataset");
-                Ok(())
-            }
-            Err(source) => Err(BigQueryError::Client { action: format!("read dataset `{dataset}`"), source }),
+        let action = format!("read dataset `{dataset}`");
+        let reply = self.call(Method::GET, &format!("datasets/{dataset}"), None, &action).await?;
+        if reply.status != StatusCode::NOT_FOUND {
+            return Self::success(&action, reply).map(drop);
         }
+        if !create {
+            return Err(BigQueryError::NoDataset { project: self.project.clone(), dataset: dataset.into() });
+        }
+        let action = format!("create dataset `{dataset}`");
+        let mut resource = json!({ "datasetReference": { "projectId": self.project, "datasetId": dataset } });
+        if let Some(location) = &self.location {
+            resource["location"] = json!(location);
+        }
+        let reply = self.call(Method::POST, "datasets", Some(&resource), &action).await?;
+        // 409: created meanwhile (by a concurrent run, or by our own attempt whose answer was lost).
+        if reply.status != StatusCode::CONFLICT {
+            Self::success(&action, reply)?;
+            info!(dataset, "Created dataset");
+        }
+        Ok(())
     }
 
     /// A table's resource, `None` when it does not exist.
     pub async fn table(&self, dataset: &str, table: &str) -> Result<Option<Value>, BigQueryError> {
         let action = format!("read table `{dataset}.{table}`");
-        let (status, body) = self.call(Method::GET, &format!("datasets/{dataset}/tables/{table}"), None, &action).await?;
-        match status {
+        let reply = self.call(Method::GET, &format!("datasets/{dataset}/tables/{table}"), None, &action).await?;
+        match reply.status {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(body)),
-            s => Err(Self::status_error(&action, s, &body)),
+            _ => Self::success(&action, reply).map(Some),
         }
     }
 
@@ -199,18 +293,23 @@ impl BigQuery {
         if !clustering.is_empty() {
             resource["clustering"] = json!({ "fields": clustering });
         }
-        let (status, body) = self.call(Method::POST, &format!("datasets/{dataset}/tables"), Some(resource), &action).await?;
-        if !status.is_success() {
-            return Err(Self::status_error(&action, status, &body));
+        let reply = self.call(Method::POST, &format!("datasets/{dataset}/tables"), Some(&resource), &action).await?;
+        if reply.status == StatusCode::CONFLICT && reply.attempts > 1 {
+            // Our earlier attempt may have created it and lost the answer: ours if the schema is.
+            let existing = self.table(dataset, table).await?.unwrap_or_default();
+            if schema_differences(&existing, fields).is_empty() {
+                return Ok(());
+            }
         }
-        Ok(())
+        Self::success(&action, reply).map(drop)
     }
 
     pub async fn delete_table(&self, dataset: &str, table: &str) -> Result<(), BigQueryError> {
-        match self.client.table().delete(&self.project, dataset, table).await {
-            Ok(()) => Ok(()),
-            Err(BQError::ResponseError { error }) if error.error.code == 404 => Ok(()),
-            Err(source) => Err(BigQueryError::Client { action: format!("delete table `{dataset}.{table}`"), source }),
+        let action = format!("delete table `{dataset}.{table}`");
+        let reply = self.call(Method::DELETE, &format!("datasets/{dataset}/tables/{table}"), None, &action).await?;
+        match reply.status {
+            StatusCode::NOT_FOUND => Ok(()),
+            _ => Self::success(&action, reply).map(drop),
         }
     }
 
@@ -219,11 +318,26 @@ impl BigQuery {
         let action = format!("label table `{dataset}.{table}`");
         let labels: serde_json::Map<String, Value> = labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         let body = json!({ "labels": labels });
-        let (status, body) = self.call(Method::PATCH, &format!("datasets/{dataset}/tables/{table}"), Some(body), &action).await?;
-        if !status.is_success() {
-            return Err(Self::status_error(&action, status, &body));
+        let reply = self.call(Method::PATCH, &format!("datasets/{dataset}/tables/{table}"), Some(&body), &action).await?;
+        Self::success(&action, reply).map(drop)
+    }
+
+    /// Inserts a job under `job_id`. A 409 means it already existed: after a retried insert,
+    /// our own first attempt; otherwise an earlier run's.
+    async fn insert_job(&self, job_id: &str, configuration: &Value) -> Result<InsertedJob, BigQueryError> {
+        let mut reference = json!({ "projectId": self.project, "jobId": job_id });
+        if let Some(location) = &self.location {
+            reference["location"] = json!(location);
         }
-        Ok(())
+        let action = format!("insert job `{job_id}`");
+        let body = json!({ "jobReference": reference, "configuration": configuration });
+        let reply = self.call(Method::POST, "jobs", Some(&body), &action).await?;
+        let (existed, job) = match reply.status {
+            StatusCode::CONFLICT => (true, Value::Null),
+            _ => (false, Self::success(&action, reply)?),
+        };
+        let location = job.pointer("/jobReference/location").and_then(Value::as_str).map(str::to_string).or_else(|| self.location.clone());
+        Ok(InsertedJob { existed, location })
     }
 
     /// Runs a job to completion under id `base_id` (or `base_id-rN` when earlier attempts
@@ -235,33 +349,23 @@ impl BigQuery {
         let mut last_failure = String::new();
         for attempt in 1..=JOB_ATTEMPTS {
             let job_id = if attempt == 1 { base_id.to_string() } else { format!("{base_id}-r{attempt}") };
-            let mut reference = json!({ "projectId": self.project, "jobId": job_id });
-            if let Some(location) = &self.location {
-                reference["location"] = json!(location);
-            }
-            let action = format!("insert job `{job_id}`");
-            let body = json!({ "jobReference": reference, "configuration": configuration });
-            let (status, response) = self.call(Method::POST, "jobs", Some(body), &action).await?;
-            let reattached = status == StatusCode::CONFLICT;
-            if !status.is_success() && !reattached {
-                return Err(Self::status_error(&action, status, &response));
-            }
+            let inserted = self.insert_job(&job_id, &configuration).await?;
+            let reattached = inserted.existed;
             if reattached {
                 info!(job_id, "Job already exists: attaching to it instead of submitting again");
             }
-            match self.wait_for_job(&job_id).await {
+            match self.wait_for_job(&job_id, inserted.location.as_deref()).await {
                 Ok(job) => {
-                    let statistics = job.statistics.as_ref();
-                    let parse = |v: Option<&String>| v.and_then(|v| v.parse().ok());
+                    let count = |pointer: &str| job.pointer(pointer).and_then(Value::as_str).and_then(|v| v.parse().ok());
                     return Ok(FinishedJob {
-                        output_rows: parse(statistics.and_then(|s| s.load.as_ref()).and_then(|l| l.output_rows.as_ref())),
-                        dml_affected_rows: parse(statistics.and_then(|s| s.query.as_ref()).and_then(|q| q.num_dml_affected_rows.as_ref())),
+                        output_rows: count("/statistics/load/outputRows"),
+                        dml_affected_rows: count("/statistics/query/numDmlAffectedRows"),
                         job_id,
                         reattached,
                     });
                 }
                 Err(BigQueryError::JobFailed { reasons, .. }) if reattached => {
-                    // An earlier run's attempt failed; its id is spent. Try the next one.
+                    // An earlier attempt failed; its id is spent. Try the next one.
                     info!(job_id, reasons, "Earlier attempt of this job failed; retrying under a new id");
                     last_failure = reasons;
                 }
@@ -271,88 +375,209 @@ impl BigQuery {
         Err(BigQueryError::AttemptsExhausted { job_id: base_id.into(), reasons: last_failure })
     }
 
+    /// A job's resource, `None` when no job has this id.
+    async fn job(&self, job_id: &str, location: Option<&str>) -> Result<Option<Value>, BigQueryError> {
+        let action = format!("read job `{job_id}`");
+        let path = format!("jobs/{job_id}?{}", Self::location_query(location));
+        let reply = self.call(Method::GET, &path, None, &action).await?;
+        match reply.status {
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Self::success(&action, reply).map(Some),
+        }
+    }
+
     /// Whether a job with this id exists, is DONE and succeeded.
     pub async fn succeeded_job(&self, job_id: &str) -> Result<bool, BigQueryError> {
-        match self.client.job().get_job(&self.project, job_id, self.location.as_deref()).await {
-            Ok(job) => {
-                let status = job.status.as_ref();
-                Ok(status.and_then(|s| s.state.as_deref()) == Some("DONE") && status.and_then(|s| s.error_result.as_ref()).is_none())
-            }
-            Err(BQError::ResponseError { error }) if error.error.code == 404 => Ok(false),
-            Err(source) => Err(BigQueryError::Client { action: format!("read job `{job_id}`"), source }),
-        }
+        Ok(self
+            .job(job_id, self.location.as_deref())
+            .await?
+            .is_some_and(|job| job_state(&job) == Some("DONE") && job_failure(&job).is_none()))
     }
 
-    /// Polls a job with backoff (0.2 s doubling to 5 s) until DONE.
-    pub async fn wait_for_job(&self, job_id: &str) -> Result<Job, BigQueryError> {
-        let mut delay = Duration::from_millis(200);
+    /// Polls a job (0.2 s doubling to 5 s, jittered) until DONE; its resource on success.
+    ///
+    /// # Errors
+    /// [`BigQueryError::JobFailed`] when it ends in error, [`BigQueryError::NotDone`] after
+    /// 6 hours.
+    async fn wait_for_job(&self, job_id: &str, location: Option<&str>) -> Result<Value, BigQueryError> {
+        let mut backoff = Backoff::new(JOB_POLL);
         loop {
-            let job = self
-                .client
-                .job()
-                .get_job(&self.project, job_id, self.location.as_deref())
-                .await
-                .map_err(|source| BigQueryError::Client { action: format!("read job `{job_id}`"), source })?;
-            let status = job.status.as_ref();
-            if status.and_then(|s| s.state.as_deref()) == Some("DONE") {
-                if let Some(error) = status.and_then(|s| s.error_result.as_ref()) {
-                    let mut reasons =
-                        vec![format!("{}: {}", error.reason.as_deref().unwrap_or("error"), error.message.as_deref().unwrap_or(""))];
-                    for detail in status.and_then(|s| s.errors.as_ref()).into_iter().flatten().take(5) {
-                        reasons.push(format!(
-                            "{} ({})",
-                            detail.message.as_deref().unwrap_or(""),
-                            detail.location.as_deref().unwrap_or("-")
-                        ));
-                    }
-                    return Err(BigQueryError::JobFailed { job_id: job_id.into(), reasons: reasons.join("; ") });
-                }
-                return Ok(job);
+            let action = format!("read job `{job_id}`");
+            let job =
+                self.job(job_id, location).await?.ok_or_else(|| Self::status_error(&action, StatusCode::NOT_FOUND, 1, &Value::Null))?;
+            if job_state(&job) == Some("DONE") {
+                return match job_failure(&job) {
+                    Some(reasons) => Err(BigQueryError::JobFailed { job_id: job_id.into(), reasons }),
+                    None => Ok(job),
+                };
             }
-            debug!(job_id, delay_ms = delay.as_millis() as u64, "Job not done yet");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+            debug!(job_id, "Job not done yet");
+            if !backoff.wait().await {
+                return Err(BigQueryError::NotDone { job_id: job_id.into(), seconds: JOB_POLL.total.as_secs() });
+            }
         }
     }
 
-    async fn query_response(&self, sql: &str, dry_run: bool) -> Result<QueryResponse, BigQueryError> {
-        let mut request = QueryRequest::new(sql);
-        request.location = self.location.clone();
-        request.use_legacy_sql = false;
-        request.dry_run = Some(dry_run);
-        self.client
-            .job()
-            .query(&self.project, request)
-            .await
-            .map_err(|source| BigQueryError::Client { action: format!("run query `{sql}`"), source })
+    /// Runs a query as a job under a fresh id and reads every row of its result (see
+    /// [`read_results`]).
+    async fn query(&self, sql: &str) -> Result<QueryResults, BigQueryError> {
+        let job_id = format!("pg2bq_query_{:032x}", rand::random::<u128>());
+        let action = format!("run query `{sql}`");
+        let configuration = json!({ "query": { "query": sql, "useLegacySql": false } });
+        let inserted = self.insert_job(&job_id, &configuration).await.map_err(|error| match error {
+            BigQueryError::Status { status, attempts, message, .. } => {
+                BigQueryError::Status { action: action.clone(), status, attempts, message }
+            }
+            other => other,
+        })?;
+        let location = Self::location_query(inserted.location.as_deref());
+        read_results(&job_id, QUERY_POLL, |page_token| {
+            let mut path = format!("queries/{job_id}?timeoutMs={RESULTS_WAIT_MS}&{location}");
+            if let Some(token) = page_token {
+                path.push_str(&format!("&pageToken={}", encode(&token)));
+            }
+            let action = &action;
+            async move { Self::success(action, self.call(Method::GET, &path, None, action).await?) }
+        })
+        .await
     }
 
-    /// Runs a query and returns its rows (small results: counts, checks, samples), every
-    /// value as text (BigQuery's REST form), NULL as `None`.
-    pub async fn query_rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, BigQueryError> {
-        let mut result = ResultSet::new_from_query_response(self.query_response(sql, false).await?);
-        let width = result.column_names().len();
-        let mut rows = Vec::new();
-        while result.next_row() {
-            rows.push((0..width).map(|i| result.get_string(i).ok().flatten()).collect());
+    /// Runs a query and returns all its rows (small results: counts, checks, samples).
+    ///
+    /// # Errors
+    /// [`BigQueryError`] when the query fails, is not done within an hour, or its pages do not
+    /// add up to the row count BigQuery reports.
+    pub async fn query_rows(&self, sql: &str) -> Result<Vec<Row>, BigQueryError> {
+        Ok(self.query(sql).await?.rows)
+    }
+
+    /// The one row of a query that always returns exactly one (an aggregate without GROUP BY).
+    ///
+    /// # Errors
+    /// [`BigQueryError::NotOneRow`] for any other number of rows, and as [`Self::query_rows`].
+    pub async fn query_one_row(&self, sql: &str) -> Result<Row, BigQueryError> {
+        let mut rows = self.query_rows(sql).await?;
+        match rows.len() {
+            1 => Ok(rows.remove(0)),
+            n => Err(BigQueryError::NotOneRow { sql: sql.into(), rows: n }),
         }
-        Ok(rows)
     }
 
-    /// The first row of [`Self::query_rows`], `None` for an empty result.
-    pub async fn query_first_row(&self, sql: &str) -> Result<Option<Vec<Option<String>>>, BigQueryError> {
-        Ok(self.query_rows(sql).await?.into_iter().next())
+    /// The one row of a query of counts (`COUNT(*)`, `COUNTIF(…)`), as numbers.
+    ///
+    /// # Errors
+    /// [`BigQueryError::NotACount`] for a NULL or non-integer value, and as [`Self::query_one_row`].
+    pub async fn query_counts(&self, sql: &str) -> Result<Vec<u64>, BigQueryError> {
+        let row = self.query_one_row(sql).await?;
+        row.into_iter()
+            .enumerate()
+            .map(|(column, value)| {
+                let value = value.unwrap_or_else(|| "NULL".into());
+                value.parse().map_err(|_| BigQueryError::NotACount { sql: sql.into(), column, value })
+            })
+            .collect()
     }
 
     /// Runs a query for its cost: the bytes it processed.
     pub async fn query_bytes(&self, sql: &str) -> Result<Option<u64>, BigQueryError> {
-        Ok(self.query_response(sql, false).await?.total_bytes_processed.and_then(|b| b.parse().ok()))
+        Ok(self.query(sql).await?.bytes_processed)
     }
 
-    /// The bytes a dry run estimates for a query.
+    /// The bytes a dry run estimates for a query (`jobs.query` with `dryRun`: no job is
+    /// created, so repeating it is safe).
     pub async fn dry_run_bytes(&self, sql: &str) -> Result<Option<u64>, BigQueryError> {
-        Ok(self.query_response(sql, true).await?.total_bytes_processed.and_then(|b| b.parse().ok()))
+        let action = format!("dry-run query `{sql}`");
+        let mut request = json!({ "query": sql, "useLegacySql": false, "dryRun": true });
+        if let Some(location) = &self.location {
+            request["location"] = json!(location);
+        }
+        let body = Self::success(&action, self.call(Method::POST, "queries", Some(&request), &action).await?)?;
+        Ok(body.get("totalBytesProcessed").and_then(Value::as_str).and_then(|b| b.parse().ok()))
     }
+}
+
+fn job_state(job: &Value) -> Option<&str> {
+    job.pointer("/status/state").and_then(Value::as_str)
+}
+
+/// BigQuery's reasons when a job ended in error (`status.errorResult` and the first errors).
+fn job_failure(job: &Value) -> Option<String> {
+    let error = job.pointer("/status/errorResult")?;
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let mut reasons = vec![format!("{}: {}", error.get("reason").and_then(Value::as_str).unwrap_or("error"), text(error, "message"))];
+    for detail in job.pointer("/status/errors").and_then(Value::as_array).into_iter().flatten().take(5) {
+        let location = detail.get("location").and_then(Value::as_str).unwrap_or("-");
+        reasons.push(format!("{} ({location})", text(detail, "message")));
+    }
+    Some(reasons.join("; "))
+}
+
+/// Reads a query job's result through `fetch(page_token)` (one `getQueryResults` call):
+/// polls with jittered backoff while `jobComplete` is false, follows `pageToken` to the last
+/// page, and checks the rows read against `totalRows`.
+///
+/// # Errors
+/// [`BigQueryError::NotDone`] when `poll.total` passes, [`BigQueryError::IncompleteResult`]
+/// when the pages do not add up, [`BigQueryError::NotScalar`] for a REPEATED or RECORD value.
+async fn read_results<F, Fut>(job_id: &str, poll: RetryPolicy, mut fetch: F) -> Result<QueryResults, BigQueryError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<Value, BigQueryError>>,
+{
+    let mut backoff = Backoff::new(poll);
+    let mut rows: Vec<Row> = Vec::new();
+    let mut page_token: Option<String> = None;
+    let mut bytes_processed = None;
+    loop {
+        let page = fetch(page_token.clone()).await?;
+        if page.get("jobComplete") != Some(&Value::Bool(true)) {
+            debug!(job_id, "Query not complete yet");
+            if !backoff.wait().await {
+                return Err(BigQueryError::NotDone { job_id: job_id.into(), seconds: poll.total.as_secs() });
+            }
+            continue;
+        }
+        let width = page.pointer("/schema/fields").and_then(Value::as_array).map_or(0, Vec::len);
+        bytes_processed = bytes_processed.or_else(|| page.get("totalBytesProcessed").and_then(Value::as_str).and_then(|b| b.parse().ok()));
+        for row in page.get("rows").and_then(Value::as_array).into_iter().flatten() {
+            let cells = row.get("f").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            let index = rows.len();
+            let not_scalar = |column: usize, found: String| BigQueryError::NotScalar { job_id: job_id.into(), row: index, column, found };
+            if cells.len() != width {
+                return Err(not_scalar(cells.len(), format!("a row of {} cells for {width} columns", cells.len())));
+            }
+            let values = cells.iter().enumerate().map(|(column, cell)| match cell.get("v") {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(text)) => Ok(Some(text.clone())),
+                Some(other) => Err(not_scalar(column, other.to_string())),
+            });
+            rows.push(values.collect::<Result<_, _>>()?);
+        }
+        match page.get("pageToken").and_then(Value::as_str) {
+            Some(token) => page_token = Some(token.to_string()),
+            None => {
+                let total = page.get("totalRows").and_then(Value::as_str);
+                if total.and_then(|t| t.parse::<usize>().ok()) != Some(rows.len()) {
+                    return Err(BigQueryError::IncompleteResult {
+                        job_id: job_id.into(),
+                        read: rows.len(),
+                        total: total.unwrap_or("(missing)").into(),
+                    });
+                }
+                return Ok(QueryResults { rows, bytes_processed });
+            }
+        }
+    }
+}
+
+/// The first 120 characters of an action (a query's SQL can be pages long) for log lines.
+fn brief(action: &str) -> &str {
+    action.char_indices().nth(120).map_or(action, |(end, _)| &action[..end])
+}
+
+/// Percent-encodes a URL query value.
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// An identifier or path (`project.dataset.table`) back-quoted for BigQuery SQL.
@@ -422,6 +647,57 @@ pub fn schema_differences(existing: &Value, fields: &[Field]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `read_results` over scripted `getQueryResults` answers; returns what it made of them and
+    /// the page tokens it asked for.
+    async fn read_scripted(answers: Vec<Value>, poll: RetryPolicy) -> (Result<QueryResults, BigQueryError>, Vec<Option<String>>) {
+        let mut answers = answers.into_iter();
+        let mut asked = Vec::new();
+        let result = read_results("job", poll, |token| {
+            asked.push(token);
+            let answer = answers.next().expect("no more answers scripted");
+            async move { Ok(answer) }
+        })
+        .await;
+        (result, asked)
+    }
+
+    const NO_PAUSE: RetryPolicy = RetryPolicy { first_delay: Duration::ZERO, max_delay: Duration::ZERO, total: Duration::from_secs(3600) };
+
+    fn page(values: &[Option<&str>], total: usize, token: Option<&str>) -> Value {
+        let rows: Vec<Value> = values.iter().map(|v| json!({ "f": [{ "v": v }] })).collect();
+        let mut page =
+            json!({ "jobComplete": true, "schema": { "fields": [{ "name": "x" }] }, "rows": rows, "totalRows": total.to_string() });
+        if let Some(token) = token {
+            page["pageToken"] = json!(token);
+        }
+        page
+    }
+
+    #[tokio::test]
+    async fn unfinished_and_paged_results_are_read_to_the_last_row() {
+        let not_complete = json!({ "jobComplete": false });
+        let answers = vec![not_complete.clone(), not_complete, page(&[Some("1"), None], 3, Some("p2")), page(&[Some("3")], 3, None)];
+        let (result, asked) = read_scripted(answers, NO_PAUSE).await;
+        assert_eq!(result.unwrap().rows, [vec![Some("1".to_string())], vec![None], vec![Some("3".to_string())]]);
+        assert_eq!(asked, [None, None, None, Some("p2".to_string())]);
+    }
+
+    #[tokio::test]
+    async fn short_unfinished_or_nested_results_fail_closed() {
+        let (short, _) = read_scripted(vec![page(&[Some("1")], 2, None)], NO_PAUSE).await;
+        assert!(matches!(short, Err(BigQueryError::IncompleteResult { read: 1, ref total, .. }) if total == "2"), "{short:?}");
+
+        let spent = RetryPolicy { total: Duration::ZERO, ..NO_PAUSE };
+        let (unfinished, asked) = read_scripted(vec![json!({ "jobComplete": false })], spent).await;
+        assert!(matches!(unfinished, Err(BigQueryError::NotDone { .. })), "{unfinished:?}");
+        assert_eq!(asked.len(), 1);
+
+        let nested =
+            json!({ "jobComplete": true, "schema": { "fields": [{}] }, "rows": [{ "f": [{ "v": [{ "v": "1" }] }] }], "totalRows": "1" });
+        let (nested, _) = read_scripted(vec![nested], NO_PAUSE).await;
+        assert!(matches!(nested, Err(BigQueryError::NotScalar { row: 0, column: 0, .. })), "{nested:?}");
+    }
 
     fn field(name: &str, field_type: &str, mode: &str) -> Field {
         Field { name: name.into(), field_type: field_type.into(), mode: mode.into(), description: None }

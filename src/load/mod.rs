@@ -232,20 +232,18 @@ async fn fingerprint_staged_json(
         items.extend(fingerprint_items(&canonical));
     }
     let sql = format!("SELECT {} FROM {}", items.join(", "), quote(&format!("{}.{}.{staging}", plan.project, plan.dataset)));
-    let row = bq.query_first_row(&sql).await?.unwrap_or_default();
+    let row = bq.query_one_row(&sql).await?;
     // An aggregate over no values is NULL: the empty fingerprint, 0.
     let value = |i: usize| row.get(i).cloned().flatten().unwrap_or_else(|| "0".into());
     let mut labels = Vec::new();
-    if !row.is_empty() {
-        for (index, column) in columns.iter().enumerate() {
-            let (text_xor, text_sum) = (value(4 * index), value(4 * index + 1));
-            let aggregates = &column.aggregates;
-            if text_xor != aggregates.fingerprint_xor || text_sum != aggregates.fingerprint_sum {
-                return Err(LoadError::StagingMismatch { table: table.table_id.clone(), column: column.mapping.bq_name.clone() });
-            }
-            let canonical = format!("{}_{}", value(4 * index + 2), value(4 * index + 3));
-            labels.push((json_fingerprint_label(&column.mapping.bq_name), canonical));
+    for (index, column) in columns.iter().enumerate() {
+        let (text_xor, text_sum) = (value(4 * index), value(4 * index + 1));
+        let aggregates = &column.aggregates;
+        if text_xor != aggregates.fingerprint_xor || text_sum != aggregates.fingerprint_sum {
+            return Err(LoadError::StagingMismatch { table: table.table_id.clone(), column: column.mapping.bq_name.clone() });
         }
+        let canonical = format!("{}_{}", value(4 * index + 2), value(4 * index + 3));
+        labels.push((json_fingerprint_label(&column.mapping.bq_name), canonical));
     }
     Ok(labels)
 }
@@ -265,13 +263,10 @@ async fn check_json_representable(bq: &BigQuery, plan: &LoadPlan, table: &TableL
         })
         .collect();
     let sql = format!("SELECT {} FROM {}", counts.join(", "), quote(&format!("{}.{}.{staging}", plan.project, plan.dataset)));
-    let Some(row) = bq.query_first_row(&sql).await? else {
-        return Ok(());
-    };
-    for (index, field) in json_fields.iter().enumerate() {
-        let rows: i64 = row[index].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let counts = bq.query_counts(&sql).await?;
+    for (field, &rows) in json_fields.iter().zip(&counts) {
         if rows > 0 {
-            return Err(LoadError::JsonNotRepresentable { table: table.table_id.clone(), column: field.name.clone(), rows: rows as u64 });
+            return Err(LoadError::JsonNotRepresentable { table: table.table_id.clone(), column: field.name.clone(), rows });
         }
     }
     Ok(())
@@ -392,14 +387,13 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
     }
     if plan.mode == LoadMode::Truncate {
         let sql = format!("SELECT COUNT(*) FROM {}", quote(&format!("{}.{dataset}.{}", plan.project, table.table_id)));
-        let row = bq.query_first_row(&sql).await?;
-        let count: i64 = row.and_then(|r| r[0].as_deref().and_then(|v| v.parse().ok())).unwrap_or(-1);
-        if count != table.rows as i64 {
+        let count = bq.query_counts(&sql).await?[0];
+        if count != table.rows {
             return Err(LoadError::RowCount {
                 table: table.table_id.clone(),
                 what: "COUNT(*) after the load".into(),
                 expected: table.rows,
-                actual: count.max(0) as u64,
+                actual: count,
             });
         }
     }

@@ -5,11 +5,23 @@
 //! implement; the JSON API works on both, so production and tests share this one write path.
 //! Credentials come from object_store's GCP credential chain (ADC, service account file,
 //! metadata server); against an emulator no token is sent.
+//!
+//! Requests are retried on 429/5xx and connection failures (see [`crate::retry`]) where that
+//! is safe: reads, lists, deletes and starting an upload session are simply repeated; a
+//! resumable chunk is resumed from the range the session says it persisted; a create-only
+//! upload that answers 412 after a retry is read back to tell our own lost success from
+//! another writer's object.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
+use tracing::warn;
+
+use crate::retry::{is_transient_error, is_transient_status, Backoff, RetryPolicy};
 
 /// Resumable upload chunks must be multiples of 256 KiB.
 pub const CHUNK_BYTES: usize = 32 * 256 * 1024;
@@ -17,16 +29,31 @@ pub const CHUNK_BYTES: usize = 32 * 256 * 1024;
 /// A failed GCS request, with what we were doing and the object.
 #[derive(Debug, thiserror::Error)]
 pub enum GcsError {
-    #[error("GCS {action} `gs://{bucket}/{object}` failed")]
+    #[error("GCS {action} `gs://{bucket}/{object}` failed (gave up after {attempts} attempt(s))")]
     Request {
         action: &'static str,
         bucket: String,
         object: String,
+        attempts: u32,
         #[source]
         source: reqwest::Error,
     },
-    #[error("GCS {action} `gs://{bucket}/{object}` answered HTTP {status}: {body}")]
-    Status { action: &'static str, bucket: String, object: String, status: StatusCode, body: String },
+    #[error("GCS {action} `gs://{bucket}/{object}` answered HTTP {status} (after {attempts} attempt(s)): {body}")]
+    Status { action: &'static str, bucket: String, object: String, status: StatusCode, attempts: u32, body: String },
+    #[error("GCS {action} `gs://{bucket}/{object}` answered with an unreadable body")]
+    Decode {
+        action: &'static str,
+        bucket: String,
+        object: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "GCS upload session of `gs://{bucket}/{object}` holds {persisted} bytes, fewer than the {sent} already sent: restart the export"
+    )]
+    UploadLost { bucket: String, object: String, persisted: u64, sent: u64 },
+    #[error("GCS upload session of `gs://{bucket}/{object}` stays at {persisted} bytes after {attempts} attempt(s)")]
+    UploadStalled { bucket: String, object: String, persisted: u64, attempts: u32 },
     #[error("GCS credentials could not be obtained")]
     Credentials {
         #[source]
@@ -71,6 +98,19 @@ pub struct ObjectMeta {
     pub crc32c: Option<String>,
 }
 
+/// A whole answer: status, headers and body, read before deciding whether to retry (a
+/// connection cut mid-body is a transient failure like any other).
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    attempts: u32,
+}
+
+/// Per request: generous for an 8 MiB chunk on a slow link, finite for a server that hangs.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn size_from_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let text = String::deserialize(d)?;
     text.parse().map_err(serde::de::Error::custom)
@@ -91,7 +131,10 @@ impl GcsClient {
                 ("https://storage.googleapis.com".to_string(), Some(store.credentials().clone()))
             }
         };
-        Ok(Self { http: reqwest::Client::new(), base_url, bucket: bucket.to_string(), credentials })
+        let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).connect_timeout(CONNECT_TIMEOUT).build().map_err(|source| {
+            GcsError::Request { action: "build an HTTP client for", bucket: bucket.to_string(), object: String::new(), attempts: 0, source }
+        })?;
+        Ok(Self { http, base_url, bucket: bucket.to_string(), credentials })
     }
 
     async fn request(&self, method: Method, url: String) -> Result<RequestBuilder, GcsError> {
@@ -105,19 +148,71 @@ impl GcsClient {
         }
     }
 
-    async fn send(&self, action: &'static str, object: &str, builder: RequestBuilder) -> Result<reqwest::Response, GcsError> {
-        let response = builder.send().await.map_err(|source| self.request_error(action, object, source))?;
-        Ok(response)
+    /// Sends `method url` as `build` completes it, once, and reads the whole answer.
+    async fn send_once(
+        &self,
+        method: &Method,
+        url: &str,
+        build: &impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Result<(StatusCode, HeaderMap, Bytes), reqwest::Error>, GcsError> {
+        let response = match build(self.request(method.clone(), url.to_string()).await?).send().await {
+            Ok(response) => response,
+            Err(error) => return Ok(Err(error)),
+        };
+        let (status, headers) = (response.status(), response.headers().clone());
+        Ok(response.bytes().await.map(|body| (status, headers, body)))
     }
 
-    fn request_error(&self, action: &'static str, object: &str, source: reqwest::Error) -> GcsError {
-        GcsError::Request { action, bucket: self.bucket.clone(), object: object.to_string(), source }
+    /// Sends a request that is safe to repeat, repeating it after transient failures (429,
+    /// 5xx, connection errors) with jittered exponential backoff.
+    async fn send(
+        &self,
+        action: &'static str,
+        object: &str,
+        method: Method,
+        url: &str,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Answer, GcsError> {
+        let mut backoff = Backoff::new(RetryPolicy::REQUESTS);
+        loop {
+            let attempts = backoff.attempts();
+            match self.send_once(&method, url, &build).await? {
+                Ok((status, headers, body)) if !is_transient_status(status) || !backoff.wait().await => {
+                    return Ok(Answer { status, headers, body, attempts });
+                }
+                Ok((status, ..)) => warn!(action, object, %status, attempt = attempts, "GCS answered a transient error; retrying"),
+                Err(source) if is_transient_error(&source) && backoff.wait().await => {
+                    warn!(action, object, error = %source.without_url(), attempt = attempts, "GCS request failed; retrying");
+                }
+                Err(source) => return Err(self.request_error(action, object, attempts, source)),
+            }
+        }
     }
 
-    async fn status_error(&self, action: &'static str, object: &str, response: reqwest::Response) -> GcsError {
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        GcsError::Status { action, bucket: self.bucket.clone(), object: object.to_string(), status, body: body.chars().take(500).collect() }
+    /// The error without its URL: a resumable session URL lets anyone holding it write the object.
+    fn request_error(&self, action: &'static str, object: &str, attempts: u32, source: reqwest::Error) -> GcsError {
+        GcsError::Request { action, bucket: self.bucket.clone(), object: object.to_string(), attempts, source: source.without_url() }
+    }
+
+    fn status_error(&self, action: &'static str, object: &str, answer: &Answer) -> GcsError {
+        let body = String::from_utf8_lossy(&answer.body).chars().take(500).collect();
+        GcsError::Status {
+            action,
+            bucket: self.bucket.clone(),
+            object: object.to_string(),
+            status: answer.status,
+            attempts: answer.attempts,
+            body,
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self, action: &'static str, object: &str, answer: &Answer) -> Result<T, GcsError> {
+        serde_json::from_slice(&answer.body).map_err(|source| GcsError::Decode {
+            action,
+            bucket: self.bucket.clone(),
+            object: object.to_string(),
+            source,
+        })
     }
 
     fn object_url(&self, object: &str) -> String {
@@ -126,6 +221,7 @@ impl GcsClient {
 
     /// Starts a create-only resumable upload (`ifGenerationMatch=0`: GCS refuses to replace an
     /// existing object; fake-gcs-server ignores the precondition here) and returns its session URL.
+    /// Repeating it is safe: a session whose answer was lost is never used and expires.
     pub async fn start_upload(&self, object: &str) -> Result<String, GcsError> {
         let url = format!(
             "{}/upload/storage/v1/b/{}/o?uploadType=resumable&ifGenerationMatch=0&name={}",
@@ -133,14 +229,16 @@ impl GcsClient {
             self.bucket,
             encode(object)
         );
-        let builder =
-            self.request(Method::POST, url).await?.header("X-Upload-Content-Type", "application/octet-stream").json(&serde_json::json!({}));
-        let response = self.send("start upload of", object, builder).await?;
-        if !response.status().is_success() {
-            return Err(self.status_error("start upload of", object, response).await);
+        let answer = self
+            .send("start upload of", object, Method::POST, &url, |b| {
+                b.header("X-Upload-Content-Type", "application/octet-stream").json(&serde_json::json!({}))
+            })
+            .await?;
+        if !answer.status.is_success() {
+            return Err(self.status_error("start upload of", object, &answer));
         }
-        response
-            .headers()
+        answer
+            .headers
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
@@ -148,6 +246,13 @@ impl GcsClient {
     }
 
     /// Sends bytes `offset..offset+chunk.len()`; `total` is set on the last chunk only.
+    ///
+    /// After a transient failure, and whenever the session persisted less than was sent, it asks
+    /// the session how many bytes it holds and sends the rest from there, within the retry
+    /// policy's time. Returns the object's metadata once the last chunk completes it.
+    ///
+    /// # Errors
+    /// [`GcsError::UploadLost`] when the session holds fewer bytes than this chunk's start.
     pub async fn upload_chunk(
         &self,
         session: &str,
@@ -156,27 +261,77 @@ impl GcsClient {
         chunk: Bytes,
         total: Option<u64>,
     ) -> Result<Option<ObjectMeta>, GcsError> {
-        let range = match (chunk.is_empty(), total) {
-            (true, Some(total)) => format!("bytes */{total}"),
-            (_, total) => {
-                format!("bytes {offset}-{}/{}", offset + chunk.len() as u64 - 1, total.map_or("*".to_string(), |t| t.to_string()))
+        let end = offset + chunk.len() as u64;
+        let mut backoff = Backoff::new(RetryPolicy::REQUESTS);
+        let mut from = offset;
+        loop {
+            let part = chunk.slice((from - offset) as usize..);
+            let range = match (part.is_empty(), total) {
+                (true, Some(total)) => format!("bytes */{total}"),
+                (_, total) => format!("bytes {from}-{}/{}", end - 1, total.map_or("*".to_string(), |t| t.to_string())),
+            };
+            let attempts = backoff.attempts();
+            let build = |b: RequestBuilder| b.header(reqwest::header::CONTENT_RANGE, range.as_str()).body(part.clone());
+            let state = match self.send_once(&Method::PUT, session, &build).await? {
+                Ok((status, headers, body)) => {
+                    let answer = Answer { status, headers, body, attempts };
+                    match upload_state(&answer) {
+                        Some(state) => state,
+                        None if is_transient_status(status) && backoff.wait().await => {
+                            warn!(object, %status, attempt = attempts, "GCS upload chunk failed; resuming from what the session holds");
+                            self.upload_status(session, object, total).await?
+                        }
+                        None => return Err(self.status_error("upload", object, &answer)),
+                    }
+                }
+                Err(source) if is_transient_error(&source) && backoff.wait().await => {
+                    warn!(object, error = %source.without_url(), attempt = attempts, "GCS upload chunk failed; resuming from what the session holds");
+                    self.upload_status(session, object, total).await?
+                }
+                Err(source) => return Err(self.request_error("upload", object, attempts, source)),
+            };
+            let persisted = match state {
+                UploadState::Complete(answer) if total.is_some() => return self.decode("upload", object, &answer).map(Some),
+                UploadState::Complete(answer) => return Err(self.status_error("upload (session already complete)", object, &answer)),
+                UploadState::Persisted(persisted) => persisted,
+            };
+            if persisted < offset {
+                return Err(GcsError::UploadLost { bucket: self.bucket.clone(), object: object.to_string(), persisted, sent: offset });
             }
-        };
-        let builder = self.request(Method::PUT, session.to_string()).await?.header(reqwest::header::CONTENT_RANGE, range).body(chunk);
-        let response = self.send("upload", object, builder).await?;
-        match response.status() {
-            StatusCode::PERMANENT_REDIRECT if total.is_none() => Ok(None),
-            status if status.is_success() && total.is_some() => {
-                let meta = response.json::<ObjectMeta>().await.map_err(|source| self.request_error("upload", object, source))?;
-                Ok(Some(meta))
+            if persisted >= end && total.is_none() {
+                return Ok(None);
             }
-            _ => Err(self.status_error("upload", object, response).await),
+            // A session that keeps none of what we send would loop forever: that counts as a failure.
+            if persisted <= from && !part.is_empty() && !backoff.wait().await {
+                return Err(GcsError::UploadStalled {
+                    bucket: self.bucket.clone(),
+                    object: object.to_string(),
+                    persisted,
+                    attempts: backoff.attempts(),
+                });
+            }
+            from = persisted.min(end);
         }
+    }
+
+    /// What an upload session holds: asks with `Content-Range: bytes */<total or *>` and no body
+    /// (GCS answers 308 with the persisted `Range`, or the object once complete). Repeated after
+    /// transient failures like any read.
+    async fn upload_status(&self, session: &str, object: &str, total: Option<u64>) -> Result<UploadState, GcsError> {
+        let range = format!("bytes */{}", total.map_or("*".to_string(), |t| t.to_string()));
+        let answer = self
+            .send("ask the upload session of", object, Method::PUT, session, |b| b.header(reqwest::header::CONTENT_RANGE, range.as_str()))
+            .await?;
+        upload_state(&answer).ok_or_else(|| self.status_error("ask the upload session of", object, &answer))
     }
 
     /// Uploads `data` only if no object of that name exists (`ifGenerationMatch=0`, sent with a
     /// multipart upload: fake-gcs-server enforces the precondition only there).
     /// Returns `false` when the object already existed.
+    ///
+    /// Retried after transient failures. A 412 after a retry may be our own earlier attempt,
+    /// whose answer was lost: the object is read back, and counts as ours if its bytes equal
+    /// `data`. So `data` must be unique to this writer (a manifest holds its run's times).
     pub async fn put_if_absent(&self, object: &str, data: Bytes) -> Result<bool, GcsError> {
         let url = format!("{}/upload/storage/v1/b/{}/o?uploadType=multipart&ifGenerationMatch=0", self.base_url, self.bucket);
         let boundary = "pg2bq-manifest-boundary";
@@ -187,39 +342,36 @@ impl GcsClient {
         .into_bytes();
         body.extend_from_slice(&data);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let builder = self
-            .request(Method::POST, url)
-            .await?
-            .header(reqwest::header::CONTENT_TYPE, format!("multipart/related; boundary={boundary}"))
-            .body(body);
-        let response = self.send("create", object, builder).await?;
-        match response.status() {
+        let body = Bytes::from(body);
+        let answer = self
+            .send("create", object, Method::POST, &url, |b| {
+                b.header(reqwest::header::CONTENT_TYPE, format!("multipart/related; boundary={boundary}")).body(body.clone())
+            })
+            .await?;
+        match answer.status {
+            StatusCode::PRECONDITION_FAILED if answer.attempts > 1 => Ok(self.get(object).await? == data),
             StatusCode::PRECONDITION_FAILED => Ok(false),
             status if status.is_success() => Ok(true),
-            _ => Err(self.status_error("create", object, response).await),
+            _ => Err(self.status_error("create", object, &answer)),
         }
     }
 
     /// Object metadata, `None` when absent.
     pub async fn head(&self, object: &str) -> Result<Option<ObjectMeta>, GcsError> {
-        let builder = self.request(Method::GET, self.object_url(object)).await?;
-        let response = self.send("read metadata of", object, builder).await?;
-        match response.status() {
+        let answer = self.send("read metadata of", object, Method::GET, &self.object_url(object), |b| b).await?;
+        match answer.status {
             StatusCode::NOT_FOUND => Ok(None),
-            status if status.is_success() => {
-                Ok(Some(response.json().await.map_err(|source| self.request_error("read metadata of", object, source))?))
-            }
-            _ => Err(self.status_error("read metadata of", object, response).await),
+            status if status.is_success() => self.decode("read metadata of", object, &answer).map(Some),
+            _ => Err(self.status_error("read metadata of", object, &answer)),
         }
     }
 
     pub async fn get(&self, object: &str) -> Result<Bytes, GcsError> {
-        let builder = self.request(Method::GET, format!("{}?alt=media", self.object_url(object))).await?;
-        let response = self.send("read", object, builder).await?;
-        if !response.status().is_success() {
-            return Err(self.status_error("read", object, response).await);
+        let answer = self.send("read", object, Method::GET, &format!("{}?alt=media", self.object_url(object)), |b| b).await?;
+        if !answer.status.is_success() {
+            return Err(self.status_error("read", object, &answer));
         }
-        response.bytes().await.map_err(|source| self.request_error("read", object, source))
+        Ok(answer.body)
     }
 
     /// Every object under `prefix`.
@@ -231,12 +383,11 @@ impl GcsClient {
             if let Some(token) = &page_token {
                 url.push_str(&format!("&pageToken={}", encode(token)));
             }
-            let builder = self.request(Method::GET, url).await?;
-            let response = self.send("list", prefix, builder).await?;
-            if !response.status().is_success() {
-                return Err(self.status_error("list", prefix, response).await);
+            let answer = self.send("list", prefix, Method::GET, &url, |b| b).await?;
+            if !answer.status.is_success() {
+                return Err(self.status_error("list", prefix, &answer));
             }
-            let page: ObjectList = response.json().await.map_err(|source| self.request_error("list", prefix, source))?;
+            let page: ObjectList = self.decode("list", prefix, &answer)?;
             out.extend(page.items);
             match page.next_page_token {
                 Some(token) => page_token = Some(token),
@@ -245,17 +396,66 @@ impl GcsClient {
         }
     }
 
+    /// Deletes an object; one already gone (also after a retry whose first attempt worked) is fine.
     pub async fn delete(&self, object: &str) -> Result<(), GcsError> {
-        let builder = self.request(Method::DELETE, self.object_url(object)).await?;
-        let response = self.send("delete", object, builder).await?;
-        match response.status() {
+        let answer = self.send("delete", object, Method::DELETE, &self.object_url(object), |b| b).await?;
+        match answer.status {
             status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
-            _ => Err(self.status_error("delete", object, response).await),
+            _ => Err(self.status_error("delete", object, &answer)),
         }
+    }
+}
+
+/// What a resumable session answered: the bytes it holds, or the finished object.
+enum UploadState {
+    Persisted(u64),
+    Complete(Answer),
+}
+
+/// 308 → the bytes persisted (`Range: bytes=0-N` → N+1; none yet → 0); 200/201 → complete;
+/// anything else → `None`.
+fn upload_state(answer: &Answer) -> Option<UploadState> {
+    match answer.status {
+        StatusCode::PERMANENT_REDIRECT => {
+            let range = answer.headers.get(reqwest::header::RANGE).and_then(|v| v.to_str().ok());
+            let last = range.and_then(|r| r.rsplit_once('-')).and_then(|(_, last)| last.parse::<u64>().ok());
+            Some(UploadState::Persisted(last.map_or(0, |last| last + 1)))
+        }
+        StatusCode::OK | StatusCode::CREATED => {
+            Some(UploadState::Complete(Answer { body: answer.body.clone(), headers: answer.headers.clone(), ..*answer }))
+        }
+        _ => None,
     }
 }
 
 /// Percent-encodes an object name for a URL path segment or query value.
 fn encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, range: Option<&str>) -> Answer {
+        let mut headers = HeaderMap::new();
+        if let Some(range) = range {
+            headers.insert(reqwest::header::RANGE, range.parse().unwrap());
+        }
+        Answer { status: StatusCode::from_u16(status).unwrap(), headers, body: Bytes::new(), attempts: 1 }
+    }
+
+    #[test]
+    fn session_answers_say_how_many_bytes_it_holds() {
+        let persisted = |a: &Answer| match upload_state(a) {
+            Some(UploadState::Persisted(n)) => Some(n),
+            _ => None,
+        };
+        assert_eq!(persisted(&answer(308, Some("bytes=0-262143"))), Some(262_144));
+        assert_eq!(persisted(&answer(308, None)), Some(0));
+        assert!(matches!(upload_state(&answer(200, None)), Some(UploadState::Complete(_))));
+        assert!(matches!(upload_state(&answer(201, None)), Some(UploadState::Complete(_))));
+        assert!(upload_state(&answer(503, None)).is_none());
+        assert!(upload_state(&answer(404, None)).is_none());
+    }
 }

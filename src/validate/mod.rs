@@ -78,8 +78,6 @@ pub enum ValidateError {
     Source(#[from] SourceError),
     #[error("table `{table}` is not in BigQuery dataset `{dataset}`; load the snapshot first")]
     MissingTable { table: String, dataset: String },
-    #[error("BigQuery returned no row for `{sql}`")]
-    NoResult { sql: String },
     #[error("config names `{what}`, which the manifest does not hold")]
     UnknownName { what: String },
 }
@@ -210,9 +208,7 @@ async fn run_aggregates(
     filter: Option<&str>,
 ) -> Result<(Vec<String>, Vec<(usize, Measure)>), ValidateError> {
     let (sql, layout) = aggregate_query(target, columns, filter);
-    let Some(row) = bq.query_first_row(&sql).await? else {
-        return Err(ValidateError::NoResult { sql });
-    };
+    let row = bq.query_one_row(&sql).await?;
     Ok((row.into_iter().map(|v| v.unwrap_or_else(|| "NULL".into())).collect(), layout))
 }
 
@@ -390,7 +386,7 @@ async fn referential_checks(
 }
 
 async fn single_value(bq: &BigQuery, sql: &str) -> Result<String, ValidateError> {
-    let row = bq.query_first_row(sql).await?.ok_or_else(|| ValidateError::NoResult { sql: sql.into() })?;
+    let row = bq.query_one_row(sql).await?;
     Ok(row.into_iter().next().flatten().unwrap_or_else(|| "NULL".into()))
 }
 

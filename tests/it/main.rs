@@ -3,6 +3,7 @@
 
 mod cli;
 mod export;
+mod faults;
 mod hostile;
 mod load;
 mod runs;

@@ -278,13 +278,8 @@ impl Emulators {
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        let row = self
-            .bigquery()
-            .await
-            .query_first_row(&format!("SELECT COUNT(*) FROM `{}.{}.{table}`", self.project, self.dataset))
-            .await
-            .unwrap();
-        row.expect("COUNT(*) returns a row")[0].as_deref().expect("COUNT(*) is not NULL").parse().unwrap()
+        let sql = format!("SELECT COUNT(*) FROM `{}.{}.{table}`", self.project, self.dataset);
+        self.bigquery().await.query_counts(&sql).await.unwrap()[0] as i64
     }
 
     /// Rows of a query through Google's Python client, values as text.
@@ -295,5 +290,38 @@ impl Emulators {
             Command::new(python).arg(script).arg(&self.project).arg(sql).env("BIGQUERY_EMULATOR_HOST", &self.bq_host).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// The fault-injecting proxy of scripts/faults-up.sh (scripts/fault_proxy.py), one host in
+/// front of fake-gcs-server and one in front of the BigQuery emulator.
+pub struct FaultProxy {
+    pub gcs_host: String,
+    pub bq_host: String,
+}
+
+/// `FaultProxy` from the environment, or skip the test (see `skip_unless!`).
+#[macro_export]
+macro_rules! fault_proxy {
+    () => {
+        $crate::support::FaultProxy {
+            gcs_host: skip_unless!("PG2BQ_TEST_GCS_FAULT_HOST"),
+            bq_host: skip_unless!("PG2BQ_TEST_BQ_FAULT_HOST"),
+        }
+    };
+}
+
+impl FaultProxy {
+    /// Replaces the proxy's rules (see scripts/fault_proxy.py) and clears its counters;
+    /// `json!({})` passes everything through. Returns the counters (all zero).
+    pub async fn set(&self, config: serde_json::Value) -> serde_json::Value {
+        let response = reqwest::Client::new().post(format!("{}/__faults", self.gcs_host)).json(&config).send().await.unwrap();
+        assert!(response.status().is_success(), "fault proxy refused {config}");
+        response.json().await.unwrap()
+    }
+
+    /// Requests seen and faults injected since the last [`Self::set`].
+    pub async fn stats(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/__faults", self.gcs_host)).await.unwrap().json().await.unwrap()
     }
 }
