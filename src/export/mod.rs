@@ -131,7 +131,7 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
         destination: store.uri("").trim_end_matches('/').to_string(),
         tables,
     };
-    let body = serde_json::to_vec_pretty(&manifest).map_err(ExportError::Manifest)?;
+    let body = manifest.to_json().map_err(ExportError::Manifest)?;
     if !store.put_if_absent(&manifest_path, Bytes::from(body)).await? {
         return Err(ExportError::RunCommitted { run_id, uri: manifest_uri });
     }

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::sink::gcs::GcsOptions;
-use crate::sink::manifest::{Manifest, TableManifest};
+use crate::sink::manifest::{DigestCheck, Inconsistency, Manifest, TableManifest, FORMAT_VERSION, OLDEST_READABLE_VERSION};
 use crate::sink::store::{Store, StoreError};
 use bigquery::{quote, schema_differences, schema_json, BigQuery, BigQueryError, BigQueryOptions};
 pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad};
@@ -50,8 +50,10 @@ pub enum LoadError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("manifest `{uri}` has format version {found}; this pg2bq reads version {expected}")]
-    ManifestVersion { uri: String, found: u32, expected: u32 },
+    #[error("manifest `{uri}` has format version {found}; this pg2bq reads versions {oldest} to {newest}: use the pg2bq that wrote it")]
+    ManifestVersion { uri: String, found: u32, oldest: u32, newest: u32 },
+    #[error("manifest `{uri}` does not agree with itself or its files' figures; nothing was submitted. Re-export the run, or restore the manifest as written:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    ManifestInconsistent { uri: String, problems: Vec<String> },
     #[error(transparent)]
     Plan(#[from] LoadPlanError),
     #[error("cannot list the snapshot's files under `{uri}`")]
@@ -115,25 +117,57 @@ pub enum LoadOutcome {
     Loaded(LoadReport),
 }
 
-/// Reads and parses a manifest from its URI.
+/// A manifest as found: the store and run directory it lives in, and what is wrong with it.
+pub struct FoundManifest {
+    pub store: Store,
+    /// The run directory, relative to the store's root; file paths are relative to it.
+    pub run_dir: String,
+    pub manifest: Manifest,
+    /// A digest that does not match, and table totals that differ from the files' figures.
+    pub problems: Vec<Inconsistency>,
+}
+
+/// Reads and parses a manifest from its URI and checks it against itself, without refusing:
+/// `verify` reports the problems, everything else refuses them ([`read_manifest`]).
 ///
 /// # Errors
-/// [`LoadError`] naming the URI when it cannot be read, parsed or has another format version.
-pub async fn read_manifest(uri: &str, gcs: &GcsOptions) -> Result<(Store, String, Manifest), LoadError> {
+/// [`LoadError`] naming the URI when it cannot be read, parsed or has an unknown format version.
+pub async fn find_manifest(uri: &str, gcs: &GcsOptions) -> Result<FoundManifest, LoadError> {
     let (directory, file) = uri.rsplit_once('/').unwrap_or((".", uri));
     let (root, run_dir) = directory.rsplit_once('/').unwrap_or((".", directory));
     let read_error = |source| LoadError::ReadManifest { uri: uri.to_string(), source };
     let store = Store::open(if root.is_empty() { "/" } else { root }, gcs).map_err(read_error)?;
     let bytes = store.get(&format!("{run_dir}/{file}")).await.map_err(read_error)?;
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|source| LoadError::ParseManifest { uri: uri.to_string(), source })?;
-    if manifest.format_version != crate::sink::manifest::FORMAT_VERSION {
+    let (manifest, digest) = Manifest::from_json(&bytes).map_err(|source| LoadError::ParseManifest { uri: uri.to_string(), source })?;
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&manifest.format_version) {
         return Err(LoadError::ManifestVersion {
             uri: uri.into(),
             found: manifest.format_version,
-            expected: crate::sink::manifest::FORMAT_VERSION,
+            oldest: OLDEST_READABLE_VERSION,
+            newest: FORMAT_VERSION,
         });
     }
-    Ok((store, run_dir.to_string(), manifest))
+    if digest == DigestCheck::Absent && manifest.format_version < FORMAT_VERSION {
+        warn!(uri, version = manifest.format_version, "Manifest predates digests: only its totals can be checked");
+    }
+    let problems = manifest.integrity_problems(&digest);
+    Ok(FoundManifest { store, run_dir: run_dir.to_string(), manifest, problems })
+}
+
+/// Reads a manifest and refuses it unless its digest and table totals check out.
+///
+/// # Errors
+/// [`LoadError`] naming the URI when it cannot be read, parsed, has an unknown format version,
+/// or [`LoadError::ManifestInconsistent`] listing every problem.
+pub async fn read_manifest(uri: &str, gcs: &GcsOptions) -> Result<(Store, String, Manifest), LoadError> {
+    let found = find_manifest(uri, gcs).await?;
+    if !found.problems.is_empty() {
+        return Err(LoadError::ManifestInconsistent {
+            uri: uri.into(),
+            problems: found.problems.iter().map(ToString::to_string).collect(),
+        });
+    }
+    Ok((found.store, found.run_dir, found.manifest))
 }
 
 /// Checks every file the manifest lists exists with its recorded size (and CRC32C where the
