@@ -1,8 +1,9 @@
 //! `pg2bq verify`: for audits long after a run. Checks the manifest against its digest and its
 //! table totals against its files' figures, re-reads every file of a snapshot, checks its size
 //! and CRC32C, recomputes the aggregates from the Parquet data and compares them with the
-//! manifest; reports missing, extra and altered files. Needs neither BigQuery nor
-//! Postgres.
+//! manifest; reports missing, extra and altered files. Only an object the store reports as not
+//! found is missing: any other read failure stops verification with its cause. Needs neither
+//! BigQuery nor Postgres.
 
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -11,7 +12,7 @@ use serde::Serialize;
 use super::compare::Check;
 use crate::aggregates::ColumnAccumulator;
 use crate::load::{find_manifest, FoundManifest, LoadError};
-use crate::sink::gcs::GcsOptions;
+use crate::sink::gcs::{GcsError, GcsOptions};
 use crate::sink::manifest::MANIFEST_FILE;
 use crate::sink::store::{crc32c_base64, StoreError};
 
@@ -35,13 +36,29 @@ pub enum VerifyError {
         #[source]
         source: StoreError,
     },
+    #[error("cannot read `{uri}` (a failure other than \"not found\": whether the file is intact is unknown)")]
+    Read {
+        uri: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Whether the store said the object does not exist (as opposed to failing to answer).
+fn is_not_found(error: &StoreError) -> bool {
+    match error {
+        StoreError::Object { source: object_store::Error::NotFound { .. }, .. } => true,
+        StoreError::Gcs(GcsError::Status { status, .. }) => *status == reqwest::StatusCode::NOT_FOUND,
+        _ => false,
+    }
 }
 
 /// Verifies a snapshot against its manifest.
 ///
 /// # Errors
-/// [`VerifyError`] when the manifest or the listing cannot be read; damaged files and an
-/// edited manifest are problems in the report, not errors.
+/// [`VerifyError`] when the manifest, the listing or a file cannot be read (other than a file
+/// that is not found); damaged files and an edited manifest are problems in the report, not
+/// errors.
 pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport, VerifyError> {
     let FoundManifest { store, run_dir, manifest, problems: inconsistencies } = find_manifest(manifest_uri, gcs).await?;
     let listed = store.list(&run_dir).await.map_err(|source| VerifyError::List { uri: store.uri(&run_dir), source })?;
@@ -61,12 +78,13 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
             files_checked += 1;
             let data = match store.get(&path).await {
                 Ok(data) => data,
-                Err(_) => {
+                Err(error) if is_not_found(&error) => {
                     let mut check = Check::new("file_missing", None, "present", "missing", false);
                     check.detail = Some(uri);
                     problems.push(check);
                     continue;
                 }
+                Err(source) => return Err(VerifyError::Read { uri, source }),
             };
             let crc = crc32c_base64(crc32c::crc32c(&data));
             if data.len() as u64 != file.bytes || crc != file.crc32c {
