@@ -4,5 +4,6 @@
 mod cli;
 mod export;
 mod load;
+mod load_state;
 mod support;
 mod validate;
