@@ -75,12 +75,12 @@ async fn an_edited_manifest_fails_verify_and_load_before_any_job() {
     let manifest = s.export(&[db.table("a")], &[]);
     let original = s.download(s.object_name(&manifest)).await;
     let table = format!("{}__a", db.schema);
-    let edits: [(&str, Box<dyn Fn(&mut serde_json::Value)>); 2] = [
-        ("row_count", Box::new(|m| m["tables"][0]["row_count"] = (ROWS + 1).into())),
-        ("columns[v].aggregates.value_count", Box::new(|m| m["tables"][0]["columns"][1]["aggregates"]["value_count"] = (ROWS - 1).into())),
+    let edits = [
+        ("row_count", "/tables/0/row_count", ROWS + 1),
+        ("columns[v].aggregates.value_count", "/tables/0/columns/1/aggregates/value_count", ROWS - 1),
     ];
-    for (field, change) in edits {
-        edit_manifest(&s, &manifest, change).await;
+    for (field, pointer, value) in edits {
+        edit_manifest(&s, &manifest, |m| *m.pointer_mut(pointer).unwrap() = value.into()).await;
         let named = format!("tables[{}].{field}", db.table("a"));
         let verify = pg2bq(&["verify", "--manifest", &manifest]);
         assert_eq!(verify.status.code(), Some(1), "{field}: {}", stderr(&verify));
