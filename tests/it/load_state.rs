@@ -57,6 +57,21 @@ async fn a_run_already_in_a_table_is_never_appended_again() {
         assert!(truncate.status.success(), "{name}: {}", stderr(&truncate));
         assert_eq!(counts(&s, &appended).await, (ROWS, Some(ROWS.to_string())), "{name} after append, append, truncate");
     }
+    // A direct truncate load that crashed before its label: its job is found by id, append refused.
+    let manifest = s.export(&[db.table("a")], &[]);
+    let table = format!("unlabelled_{}__a", db.schema);
+    let truncate = s.load(&manifest, &["--table-prefix", "unlabelled_"]);
+    assert!(truncate.status.success(), "{}", stderr(&truncate));
+    let url = format!("{}/bigquery/v2/projects/{}/datasets/{}/tables/{table}", s.bq_host, s.project, s.dataset);
+    let unlabel =
+        reqwest::Client::new().patch(url).json(&serde_json::json!({ "labels": { "pg2bq_run_run1": null } })).send().await.unwrap();
+    assert!(unlabel.status().is_success(), "{}", unlabel.text().await.unwrap());
+    let labels = s.bigquery().await.table(&s.dataset, &table).await.unwrap().unwrap()["labels"].clone();
+    assert!(labels.get("pg2bq_run_run1").is_none(), "the label is gone: {labels}");
+    let append = s.load(&manifest, &["--mode", "append", "--table-prefix", "unlabelled_"]);
+    assert_eq!(append.status.code(), Some(2), "{}", stderr(&append));
+    assert!(stderr(&append).contains(&format!("was already loaded into table `{table}`")), "{}", stderr(&append));
+    assert_eq!(s.count(&table).await, ROWS, "after an unlabelled truncate, append");
     db.drop().await;
 }
 
