@@ -218,6 +218,47 @@ impl ColumnAccumulator {
         }
     }
 
+    /// The accumulator a recorded [`ColumnAggregates`] stands for (e.g. a file's, from the
+    /// manifest), so recorded figures merge by the same rule as streamed ones. `None` when a
+    /// recorded figure is not a value of the column's type.
+    pub fn from_recorded(column: &ColumnMapping, recorded: &ColumnAggregates) -> Option<Self> {
+        let mut accumulator = Self::for_column(column);
+        let bound = |text: &Option<String>| -> Option<Option<Bound>> {
+            let Some(text) = text else { return Some(None) };
+            let bound = match &accumulator.data_type {
+                DataType::Boolean => Bound::Bool(text.parse().ok()?),
+                DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::Date32 | DataType::Time64(_) | DataType::Timestamp(..) => {
+                    Bound::Int(text.parse().ok()?)
+                }
+                DataType::Float32 | DataType::Float64 => Bound::Float(text.parse().ok()?),
+                DataType::Decimal128(..) | DataType::Decimal256(..) => {
+                    Bound::Decimal(parse_decimal(text, decimal_scale(&accumulator.data_type))?)
+                }
+                DataType::Binary => Bound::Bytes(from_hex(text)?),
+                _ => Bound::Bytes(text.as_bytes().to_vec()),
+            };
+            Some(Some(bound))
+        };
+        let (min, max) = (bound(&recorded.min)?, bound(&recorded.max)?);
+        accumulator.sum = match (&accumulator.sum, &recorded.sum) {
+            (Sum::None, _) => Sum::None,
+            (Sum::Int(_), Some(text)) => Sum::Int(text.parse().ok()?),
+            (Sum::Float(_), Some(text)) => Sum::Float(text.parse().ok()?),
+            (Sum::Decimal(_), Some(text)) => Sum::Decimal(Some(parse_decimal(text, decimal_scale(&accumulator.data_type))?)),
+            (Sum::Decimal(_), None) => Sum::Decimal(None),
+            (_, None) => return None,
+        };
+        accumulator.min = min;
+        accumulator.max = max;
+        accumulator.null_count = recorded.null_count;
+        accumulator.value_count = recorded.value_count;
+        accumulator.nan_count = recorded.nan_count.unwrap_or(0);
+        accumulator.empty_count = recorded.empty_count.unwrap_or(0);
+        accumulator.fingerprint_xor = recorded.fingerprint_xor.parse::<i64>().ok()? as u64;
+        accumulator.fingerprint_sum = recorded.fingerprint_sum.parse().ok()?;
+        Some(accumulator)
+    }
+
     /// The manifest form.
     pub fn finish(&self) -> ColumnAggregates {
         let is_float = matches!(self.data_type, DataType::Float32 | DataType::Float64);
@@ -257,6 +298,22 @@ fn decimal_scale(data_type: &DataType) -> u8 {
         DataType::Decimal128(_, s) | DataType::Decimal256(_, s) => *s as u8,
         _ => 0,
     }
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// The unscaled integer of a decimal text at `scale` (the inverse of `format_decimal`).
+fn parse_decimal(text: &str, scale: u8) -> Option<i256> {
+    let (integer, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > scale as usize || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    i256::from_string(&format!("{integer}{fraction:0<width$}", width = scale as usize))
 }
 
 fn to_hex(bytes: &[u8]) -> String {

@@ -109,7 +109,7 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
     }
     let committing = async {
         let manifest = export_tables(config, &store, &plan, &session, &run_id, progress, started_at).await?;
-        let body = serde_json::to_vec_pretty(&manifest).map_err(ExportError::Manifest)?;
+        let body = manifest.to_json().map_err(ExportError::Manifest)?;
         claim.ensure_held().await?;
         if !store.put_if_absent(&manifest_path, Bytes::from(body)).await? {
             return Err(committed());

@@ -297,7 +297,7 @@ impl BigQuery {
         if reply.status == StatusCode::CONFLICT && reply.attempts > 1 {
             // Our earlier attempt may have created it and lost the answer: ours if the schema is.
             let existing = self.table(dataset, table).await?.unwrap_or_default();
-            if schema_differences(&existing, fields).is_empty() {
+            if schema_differences(&existing, fields) == SchemaComparison::default() {
                 return Ok(());
             }
         }
@@ -600,10 +600,21 @@ pub fn schema_json(fields: &[Field]) -> Value {
     json!({ "fields": fields })
 }
 
-/// The differences between an existing table's schema and the one we would load, one line per
-/// column; empty when compatible. Legacy type names (INTEGER, FLOAT, BOOLEAN) count as their
-/// standard ones; descriptions are not compared.
-pub fn schema_differences(existing: &Value, fields: &[Field]) -> Vec<String> {
+/// How an existing table's schema compares with the one we would load.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemaComparison {
+    /// One line per column that cannot take the snapshot; empty when compatible.
+    pub differences: Vec<String>,
+    /// Columns REQUIRED in the snapshot and NULLABLE in the table: safe (non-NULL values fit a
+    /// NULLABLE column), loaded with the table's mode.
+    pub nullable_in_table: Vec<String>,
+}
+
+/// Compares an existing table's schema with the one we would load. Legacy type names
+/// (INTEGER, FLOAT, BOOLEAN) count as their standard ones; descriptions are not compared. A
+/// NULLABLE table column takes a REQUIRED snapshot column; the other direction (the snapshot
+/// may hold NULLs), REPEATED against not, another type or position is a difference.
+pub fn schema_differences(existing: &Value, fields: &[Field]) -> SchemaComparison {
     let normalise = |t: &str| match t {
         "INTEGER" => "INT64".to_string(),
         "FLOAT" => "FLOAT64".to_string(),
@@ -622,16 +633,20 @@ pub fn schema_differences(existing: &Value, fields: &[Field]) -> Vec<String> {
         })
         .collect();
     let mut differences = Vec::new();
+    let mut nullable_in_table = Vec::new();
     for (i, field) in fields.iter().enumerate() {
         match existing.iter().position(|(name, _, _)| name.eq_ignore_ascii_case(&field.name)) {
             None => differences.push(format!("column `{}` {} {} is missing from the table", field.name, field.mode, field.field_type)),
             Some(j) => {
                 let (_, ty, mode) = &existing[j];
-                if *ty != field.field_type || *mode != field.mode {
+                let relaxed = *ty == field.field_type && mode == "NULLABLE" && field.mode == "REQUIRED";
+                if (*ty != field.field_type || *mode != field.mode) && !relaxed {
                     differences
                         .push(format!("column `{}`: table has {mode} {ty}, snapshot has {} {}", field.name, field.mode, field.field_type));
                 } else if i != j {
                     differences.push(format!("column `{}` is at position {} in the table, {} in the snapshot", field.name, j + 1, i + 1));
+                } else if relaxed {
+                    nullable_in_table.push(field.name.clone());
                 }
             }
         }
@@ -641,7 +656,7 @@ pub fn schema_differences(existing: &Value, fields: &[Field]) -> Vec<String> {
             differences.push(format!("column `{name}` {mode} {ty} is in the table but not in the snapshot"));
         }
     }
-    differences
+    SchemaComparison { differences, nullable_in_table }
 }
 
 #[cfg(test)]
@@ -712,17 +727,50 @@ mod tests {
         ]}});
         let ours = [field("id", "INT64", "REQUIRED"), field("score", "NUMERIC", "NULLABLE"), field("title", "STRING", "NULLABLE")];
         assert_eq!(
-            schema_differences(&existing, &ours),
+            schema_differences(&existing, &ours).differences,
             [
                 "column `score`: table has NULLABLE FLOAT64, snapshot has NULLABLE NUMERIC",
                 "column `title` NULLABLE STRING is missing from the table",
                 "column `extra` NULLABLE STRING is in the table but not in the snapshot",
             ]
         );
-        assert!(schema_differences(
-            &existing,
-            &[field("id", "INT64", "REQUIRED"), field("score", "FLOAT64", "NULLABLE"), field("extra", "STRING", "NULLABLE")]
-        )
-        .is_empty());
+        assert_eq!(
+            schema_differences(
+                &existing,
+                &[field("id", "INT64", "REQUIRED"), field("score", "FLOAT64", "NULLABLE"), field("extra", "STRING", "NULLABLE")]
+            ),
+            SchemaComparison::default()
+        );
+    }
+
+    #[test]
+    fn a_nullable_table_column_takes_a_required_snapshot_column_but_not_the_reverse() {
+        let existing = json!({"schema": {"fields": [
+            {"name": "id", "type": "INTEGER", "mode": "NULLABLE"},
+            {"name": "title", "type": "STRING"},
+            {"name": "at", "type": "TIMESTAMP", "mode": "REQUIRED"},
+            {"name": "tags", "type": "STRING", "mode": "REPEATED"},
+            {"name": "score", "type": "FLOAT", "mode": "NULLABLE"}
+        ]}});
+        let ours = [
+            field("id", "INT64", "REQUIRED"),
+            field("title", "STRING", "REQUIRED"),
+            field("at", "TIMESTAMP", "NULLABLE"),
+            field("tags", "STRING", "NULLABLE"),
+            field("score", "NUMERIC", "REQUIRED"),
+        ];
+        assert_eq!(
+            schema_differences(&existing, &ours),
+            SchemaComparison {
+                differences: vec![
+                    "column `at`: table has REQUIRED TIMESTAMP, snapshot has NULLABLE TIMESTAMP".into(),
+                    "column `tags`: table has REPEATED STRING, snapshot has NULLABLE STRING".into(),
+                    "column `score`: table has NULLABLE FLOAT64, snapshot has REQUIRED NUMERIC".into(),
+                ],
+                nullable_in_table: vec!["id".into(), "title".into()],
+            }
+        );
+        let required = json!({"schema": {"fields": [{"name": "id", "type": "INT64", "mode": "REQUIRED"}]}});
+        assert_eq!(schema_differences(&required, &[field("id", "INT64", "REQUIRED")]), SchemaComparison::default());
     }
 }

@@ -4,7 +4,9 @@
 //! snapshot (truncate) or extended by it (append), and a [`LoadReport`]. It never lists the
 //! bucket to find files, never changes an existing table's schema, and never loads a run twice:
 //! job ids derive from the run, dataset and table, so a re-run attaches to jobs already
-//! submitted, and append refuses a run already recorded in the table's labels.
+//! submitted, and append refuses a run already recorded in the table's labels (in any mode).
+//! It trusts no manifest it has not checked: its digest and its table totals must agree with
+//! its files' figures, and files are read from where the manifest is, not where it was written.
 
 pub mod bigquery;
 pub mod plan;
@@ -17,11 +19,11 @@ use serde_json::{json, Value};
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::sink::gcs::GcsOptions;
-use crate::sink::manifest::{Manifest, TableManifest};
+use crate::sink::manifest::{DigestCheck, Inconsistency, Manifest, TableManifest, FORMAT_VERSION, OLDEST_READABLE_VERSION};
 use crate::sink::store::{Store, StoreError};
 use bigquery::{quote, schema_differences, schema_json, BigQuery, BigQueryError, BigQueryOptions};
+use plan::{keep_nullable_columns, staging_fields, LoadPlanError, JOB_ATTEMPTS};
 pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad};
-use plan::{staging_fields, LoadPlanError};
 
 /// Everything `load` needs.
 #[derive(Debug, Clone)]
@@ -50,8 +52,10 @@ pub enum LoadError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("manifest `{uri}` has format version {found}; this pg2bq reads version {expected}")]
-    ManifestVersion { uri: String, found: u32, expected: u32 },
+    #[error("manifest `{uri}` has format version {found}; this pg2bq reads versions {oldest} to {newest}: use the pg2bq that wrote it")]
+    ManifestVersion { uri: String, found: u32, oldest: u32, newest: u32 },
+    #[error("manifest `{uri}` does not agree with itself or its files' figures; nothing was submitted. Re-export the run, or restore the manifest as written:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    ManifestInconsistent { uri: String, problems: Vec<String> },
     #[error(transparent)]
     Plan(#[from] LoadPlanError),
     #[error("cannot list the snapshot's files under `{uri}`")]
@@ -66,8 +70,8 @@ pub enum LoadError {
     BigQuery(#[from] BigQueryError),
     #[error("table `{table}` exists with a different schema; drop it, load into another dataset, or use --table-prefix:\n{}", differences.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"))]
     SchemaMismatch { table: String, differences: Vec<String> },
-    #[error("run `{run_id}` was already appended to table `{table}` (label `{label}`); appending it again would duplicate its rows")]
-    AlreadyAppended { run_id: String, table: String, label: String },
+    #[error("run `{run_id}` was already {} table `{table}` (label `{label}` = `{mode}`); appending it again would duplicate its rows. Load it with --mode truncate to replace the table with the snapshot, or into another table", if mode == "append" { "appended to" } else { "loaded into" })]
+    AlreadyLoaded { run_id: String, table: String, label: String, mode: String },
     #[error("table `{table}`: load job `{job_id}` failed (files: {files})")]
     Job {
         table: String,
@@ -115,25 +119,57 @@ pub enum LoadOutcome {
     Loaded(LoadReport),
 }
 
-/// Reads and parses a manifest from its URI.
+/// A manifest as found: the store and run directory it lives in, and what is wrong with it.
+pub struct FoundManifest {
+    pub store: Store,
+    /// The run directory, relative to the store's root; file paths are relative to it.
+    pub run_dir: String,
+    pub manifest: Manifest,
+    /// A digest that does not match, and table totals that differ from the files' figures.
+    pub problems: Vec<Inconsistency>,
+}
+
+/// Reads and parses a manifest from its URI and checks it against itself, without refusing:
+/// `verify` reports the problems, everything else refuses them ([`read_manifest`]).
 ///
 /// # Errors
-/// [`LoadError`] naming the URI when it cannot be read, parsed or has another format version.
-pub async fn read_manifest(uri: &str, gcs: &GcsOptions) -> Result<(Store, String, Manifest), LoadError> {
+/// [`LoadError`] naming the URI when it cannot be read, parsed or has an unknown format version.
+pub async fn find_manifest(uri: &str, gcs: &GcsOptions) -> Result<FoundManifest, LoadError> {
     let (directory, file) = uri.rsplit_once('/').unwrap_or((".", uri));
     let (root, run_dir) = directory.rsplit_once('/').unwrap_or((".", directory));
     let read_error = |source| LoadError::ReadManifest { uri: uri.to_string(), source };
     let store = Store::open(if root.is_empty() { "/" } else { root }, gcs).map_err(read_error)?;
     let bytes = store.get(&format!("{run_dir}/{file}")).await.map_err(read_error)?;
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|source| LoadError::ParseManifest { uri: uri.to_string(), source })?;
-    if manifest.format_version != crate::sink::manifest::FORMAT_VERSION {
+    let (manifest, digest) = Manifest::from_json(&bytes).map_err(|source| LoadError::ParseManifest { uri: uri.to_string(), source })?;
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&manifest.format_version) {
         return Err(LoadError::ManifestVersion {
             uri: uri.into(),
             found: manifest.format_version,
-            expected: crate::sink::manifest::FORMAT_VERSION,
+            oldest: OLDEST_READABLE_VERSION,
+            newest: FORMAT_VERSION,
         });
     }
-    Ok((store, run_dir.to_string(), manifest))
+    if digest == DigestCheck::Absent && manifest.format_version < FORMAT_VERSION {
+        warn!(uri, version = manifest.format_version, "Manifest predates digests: only its totals can be checked");
+    }
+    let problems = manifest.integrity_problems(&digest);
+    Ok(FoundManifest { store, run_dir: run_dir.to_string(), manifest, problems })
+}
+
+/// Reads a manifest and refuses it unless its digest and table totals check out.
+///
+/// # Errors
+/// [`LoadError`] naming the URI when it cannot be read, parsed, has an unknown format version,
+/// or [`LoadError::ManifestInconsistent`] listing every problem.
+pub async fn read_manifest(uri: &str, gcs: &GcsOptions) -> Result<(Store, String, Manifest), LoadError> {
+    let found = find_manifest(uri, gcs).await?;
+    if !found.problems.is_empty() {
+        return Err(LoadError::ManifestInconsistent {
+            uri: uri.into(),
+            problems: found.problems.iter().map(ToString::to_string).collect(),
+        });
+    }
+    Ok((found.store, found.run_dir, found.manifest))
 }
 
 /// Checks every file the manifest lists exists with its recorded size (and CRC32C where the
@@ -144,14 +180,21 @@ pub async fn verify_files(store: &Store, run_dir: &str, manifest: &Manifest) -> 
     let mut problems = Vec::new();
     for table in &manifest.tables {
         for file in &table.files {
-            match stored.get(&format!("{run_dir}/{}", file.path)) {
-                None => problems.push(format!("`{}` (table {}) is missing", file.uri, table.name)),
-                Some((bytes, _)) if *bytes != file.bytes => {
-                    problems.push(format!("`{}` (table {}) has {bytes} bytes, the manifest says {}", file.uri, table.name, file.bytes))
-                }
-                Some((_, Some(crc))) if *crc != file.crc32c => {
-                    problems.push(format!("`{}` (table {}) has CRC32C {crc}, the manifest says {}", file.uri, table.name, file.crc32c))
-                }
+            let path = format!("{run_dir}/{}", file.path);
+            match stored.get(&path) {
+                None => problems.push(format!("`{}` (table {}) is missing", store.uri(&path), table.name)),
+                Some((bytes, _)) if *bytes != file.bytes => problems.push(format!(
+                    "`{}` (table {}) has {bytes} bytes, the manifest says {}",
+                    store.uri(&path),
+                    table.name,
+                    file.bytes
+                )),
+                Some((_, Some(crc))) if *crc != file.crc32c => problems.push(format!(
+                    "`{}` (table {}) has CRC32C {crc}, the manifest says {}",
+                    store.uri(&path),
+                    table.name,
+                    file.crc32c
+                )),
                 Some(_) => {}
             }
         }
@@ -170,7 +213,7 @@ pub async fn verify_files(store: &Store, run_dir: &str, manifest: &Manifest) -> 
 /// [`LoadError::TablesFailed`] names the failed ones (each failure is logged with its cause).
 pub async fn load(config: &LoadConfig) -> Result<LoadOutcome, LoadError> {
     let (store, run_dir, manifest) = read_manifest(&config.manifest_uri, &config.gcs).await?;
-    let plan = plan_load(&manifest, &config.target)?;
+    let plan = plan_load(&manifest, &store.uri(&run_dir), &config.target)?;
     verify_files(&store, &run_dir, &manifest).await?;
     if config.dry_run {
         return Ok(LoadOutcome::Planned(plan));
@@ -276,30 +319,61 @@ fn table_reference(project: &str, dataset: &str, table: &str) -> Value {
     json!({ "projectId": project, "datasetId": dataset, "tableId": table })
 }
 
+/// Refuses to append a run the table already holds: its label says so (set by any mode), or
+/// a direct truncate load of it succeeded (that commits before its label is set).
+async fn refuse_loaded_run(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, existing: &Value) -> Result<(), LoadError> {
+    let label_key = &table.run_label.0;
+    let already = |mode: &str| LoadError::AlreadyLoaded {
+        run_id: plan.run_id.clone(),
+        table: table.table_id.clone(),
+        label: label_key.clone(),
+        mode: mode.into(),
+    };
+    if let Some(mode) = existing.pointer(&format!("/labels/{label_key}")).and_then(Value::as_str) {
+        return Err(already(mode));
+    }
+    if let Some(base) = &table.truncate_load_job_id {
+        // The ids `run_job` gives the attempts of one job.
+        for job_id in std::iter::once(base.clone()).chain((2..=JOB_ATTEMPTS).map(|attempt| format!("{base}-r{attempt}"))) {
+            if bq.succeeded_job(&job_id).await? {
+                return Err(already("truncate"));
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_table: &TableManifest) -> Result<TableReport, LoadError> {
     let started = Instant::now();
     let dataset = &plan.dataset;
-    let (label_key, label_value) = &table.run_label;
-    match bq.table(dataset, &table.table_id).await? {
+    let kept;
+    let table = match bq.table(dataset, &table.table_id).await? {
         Some(existing) => {
-            let differences = schema_differences(&existing, &table.fields);
-            if !differences.is_empty() {
-                return Err(LoadError::SchemaMismatch { table: table.table_id.clone(), differences });
+            let comparison = schema_differences(&existing, &table.fields);
+            if !comparison.differences.is_empty() {
+                return Err(LoadError::SchemaMismatch { table: table.table_id.clone(), differences: comparison.differences });
             }
-            let appended = existing.pointer(&format!("/labels/{label_key}")).and_then(Value::as_str) == Some("append");
-            if plan.mode == LoadMode::Append && appended {
-                return Err(LoadError::AlreadyAppended {
-                    run_id: plan.run_id.clone(),
-                    table: table.table_id.clone(),
-                    label: label_key.clone(),
-                });
+            if plan.mode == LoadMode::Append {
+                refuse_loaded_run(bq, plan, table, &existing).await?;
+            }
+            if comparison.nullable_in_table.is_empty() {
+                table
+            } else {
+                info!(
+                    columns = comparison.nullable_in_table.join(","),
+                    "REQUIRED in the snapshot, NULLABLE in the table: loading with the table's modes"
+                );
+                kept = keep_nullable_columns(plan, table, &comparison.nullable_in_table);
+                &kept
             }
         }
         None if table.staging_table_id.is_none() || plan.mode == LoadMode::Append => {
             bq.create_table(dataset, &table.table_id, &table.fields, table.time_partitioning.as_ref(), &table.clustering).await?;
+            table
         }
-        None => {}
-    }
+        None => table,
+    };
+    let (label_key, label_value) = &table.run_label;
 
     let mut job_ids = Vec::new();
     let mut labels = Vec::new();

@@ -1,6 +1,7 @@
-//! The load plan, pure: from a manifest and the load settings to the exact BigQuery jobs,
-//! their deterministic ids, URIs, schema, partitioning and the final atomic step.
-//! `pg2bq load --dry-run` prints it.
+//! The load plan, pure: from a manifest, where it was found and the load settings to the exact
+//! BigQuery jobs, their deterministic ids, URIs, schema, partitioning and the final atomic step.
+//! `pg2bq load --dry-run` prints it. File URIs are the manifest's relative paths resolved
+//! against the run directory the manifest was read from, never the URIs recorded at export.
 
 use std::collections::BTreeMap;
 
@@ -104,6 +105,18 @@ pub struct TableLoad {
     pub finalize: Option<QueryJob>,
     /// Label recording that this run was loaded (`pg2bq_run_<run id>` → mode).
     pub run_label: (String, String),
+    /// Append only: the job that would have loaded this run in truncate mode straight into the
+    /// table. Such a load commits before its label is set, so append refuses the run when this
+    /// job (or a retry of it) succeeded, labelled or not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncate_load_job_id: Option<String>,
+    /// What the plan cannot know before it sees the destination table.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// REQUIRED columns of the snapshot loaded into NULLABLE columns of the existing table,
+    /// with the table's mode kept (set once the table is seen).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_nullable_columns: Vec<String>,
     /// Share of BigQuery's daily load-job quota for the destination table this plan uses.
     pub daily_quota_share: f64,
 }
@@ -127,7 +140,7 @@ pub struct QueryJob {
 /// Why a plan cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadPlanError {
-    #[error("table `{table}` lives at `{uri}`: BigQuery loads from gs:// only; export to a gs:// destination (or copy the run directory to a bucket)")]
+    #[error("table `{table}` would load from `{uri}`: BigQuery loads from gs:// only; export to a gs:// destination (or copy the run directory to a bucket)")]
     NotOnGcs { table: String, uri: String },
     #[error("--partition-by names column `{column}` of table `{table}`, which {reason}")]
     Partition { table: String, column: String, reason: String },
@@ -137,17 +150,19 @@ pub enum LoadPlanError {
     UnknownTable { table: String },
 }
 
-/// Builds the plan. Pure: no network.
+/// Builds the plan; `run_uri` is the run directory the manifest was read from, which the
+/// files' relative paths resolve against. Pure: no network.
 ///
 /// # Errors
 /// [`LoadPlanError`] when the files are not on GCS or an option names a missing table/column.
-pub fn plan_load(manifest: &Manifest, target: &LoadTarget) -> Result<LoadPlan, LoadPlanError> {
+pub fn plan_load(manifest: &Manifest, run_uri: &str, target: &LoadTarget) -> Result<LoadPlan, LoadPlanError> {
     for name in target.partition_by.keys().chain(target.cluster_by.keys()) {
         if !manifest.tables.iter().any(|t| t.is_named(name)) {
             return Err(LoadPlanError::UnknownTable { table: name.clone() });
         }
     }
-    let tables = manifest.tables.iter().map(|t| plan_table(manifest, t, target)).collect::<Result<_, _>>()?;
+    let tables =
+        manifest.tables.iter().map(|t| plan_table(manifest, run_uri.trim_end_matches('/'), t, target)).collect::<Result<_, _>>()?;
     Ok(LoadPlan {
         run_id: manifest.run_id.clone(),
         project: target.project.clone(),
@@ -196,9 +211,10 @@ pub fn label_part(text: &str) -> String {
     out
 }
 
-fn plan_table(manifest: &Manifest, table: &TableManifest, target: &LoadTarget) -> Result<TableLoad, LoadPlanError> {
-    if let Some(file) = table.files.iter().find(|f| !f.uri.starts_with("gs://")) {
-        return Err(LoadPlanError::NotOnGcs { table: table.name.clone(), uri: file.uri.clone() });
+fn plan_table(manifest: &Manifest, run_uri: &str, table: &TableManifest, target: &LoadTarget) -> Result<TableLoad, LoadPlanError> {
+    let file_uri = |file: &crate::sink::manifest::FileManifest| format!("{run_uri}/{}", file.path);
+    if let Some(file) = table.files.first().filter(|_| !run_uri.starts_with("gs://")) {
+        return Err(LoadPlanError::NotOnGcs { table: table.name.clone(), uri: file_uri(file) });
     }
     let table_id = format!("{}{}", target.table_prefix, table.bq_table);
     let fields: Vec<Field> = table
@@ -256,7 +272,8 @@ fn plan_table(manifest: &Manifest, table: &TableManifest, target: &LoadTarget) -
     let has_json = fields.iter().any(|f| f.field_type == "JSON");
     // No files (an empty table): no load job; truncate empties the table with one statement.
     let staged = !table.files.is_empty() && (has_json || batches.len() > 1);
-    let base = job_id_part(&format!("pg2bq_{}_{}_{}_{}", manifest.run_id, target.dataset, table_id, target.mode.as_str()));
+    let base_for = |mode: LoadMode| job_id_part(&format!("pg2bq_{}_{}_{}_{}", manifest.run_id, target.dataset, table_id, mode.as_str()));
+    let base = base_for(target.mode);
     let staging_table_id = staged.then(|| format!("{table_id}__pg2bq_staging_{}", label_part(&manifest.run_id).replace('-', "_")));
     let destination = staging_table_id.clone().unwrap_or_else(|| table_id.clone());
     let load_jobs = batches
@@ -270,7 +287,7 @@ fn plan_table(manifest: &Manifest, table: &TableManifest, target: &LoadTarget) -
                 _ => "WRITE_APPEND",
             }
             .to_string(),
-            uris: files.iter().map(|f| f.uri.clone()).collect(),
+            uris: files.iter().map(|f| file_uri(f)).collect(),
             bytes: files.iter().map(|f| f.bytes).sum(),
             rows: files.iter().map(|f| f.rows).sum(),
         })
@@ -279,7 +296,7 @@ fn plan_table(manifest: &Manifest, table: &TableManifest, target: &LoadTarget) -
     let finalize = match (&staging_table_id, target.mode) {
         (Some(staging), _) => Some(QueryJob {
             job_id: format!("{base}_finalize"),
-            sql: finalize_sql(target, &table_id, staging, &fields, time_partitioning.as_ref(), &clustering, &run_label),
+            sql: finalize_sql(&Scope::of(target), &table_id, staging, &fields, time_partitioning.as_ref(), &clustering, &run_label),
         }),
         (None, LoadMode::Truncate) if table.files.is_empty() => Some(QueryJob {
             job_id: format!("{base}_finalize"),
@@ -287,6 +304,16 @@ fn plan_table(manifest: &Manifest, table: &TableManifest, target: &LoadTarget) -
         }),
         _ => None,
     };
+    let truncate_load_job_id = (target.mode == LoadMode::Append && !staged && !table.files.is_empty())
+        .then(|| format!("{}_load0000", base_for(LoadMode::Truncate)));
+    let notes = fields
+        .iter()
+        .any(|f| f.mode == "REQUIRED")
+        .then(|| {
+            "REQUIRED columns also load into NULLABLE columns of the same type in an existing table; the table keeps its modes".to_string()
+        })
+        .into_iter()
+        .collect();
     Ok(TableLoad {
         source: table.name.clone(),
         rows: table.row_count,
@@ -300,7 +327,47 @@ fn plan_table(manifest: &Manifest, table: &TableManifest, target: &LoadTarget) -
         load_jobs,
         finalize,
         run_label,
+        truncate_load_job_id,
+        notes,
+        kept_nullable_columns: Vec::new(),
     })
+}
+
+/// The table's plan with `columns` (REQUIRED in the snapshot, NULLABLE in the existing table)
+/// kept NULLABLE: in the load jobs' schema and the final statement, so that no job changes the
+/// table's schema. Loading non-NULL values into a NULLABLE column loses nothing.
+pub fn keep_nullable_columns(plan: &LoadPlan, table: &TableLoad, columns: &[String]) -> TableLoad {
+    let mut kept = table.clone();
+    for field in kept.fields.iter_mut().filter(|f| f.mode == "REQUIRED" && columns.contains(&f.name)) {
+        field.mode = "NULLABLE".into();
+    }
+    if let (Some(finalize), Some(staging)) = (kept.finalize.as_mut(), &table.staging_table_id) {
+        let scope = Scope { project: &plan.project, dataset: &plan.dataset, mode: plan.mode };
+        finalize.sql = finalize_sql(
+            &scope,
+            &table.table_id,
+            staging,
+            &kept.fields,
+            kept.time_partitioning.as_ref(),
+            &kept.clustering,
+            &kept.run_label,
+        );
+    }
+    kept.kept_nullable_columns = columns.to_vec();
+    kept
+}
+
+/// Where and how the final statement writes.
+struct Scope<'a> {
+    project: &'a str,
+    dataset: &'a str,
+    mode: LoadMode,
+}
+
+impl<'a> Scope<'a> {
+    fn of(target: &'a LoadTarget) -> Self {
+        Self { project: &target.project, dataset: &target.dataset, mode: target.mode }
+    }
 }
 
 /// Staging columns are the final ones with JSON as STRING.
@@ -319,7 +386,7 @@ fn string_literal(text: &str) -> String {
 /// AS SELECT` (truncate: an atomic replacement with the full schema) or `INSERT … SELECT`
 /// (append). JSON text becomes JSON with `PARSE_JSON`, which fails rather than round a number.
 fn finalize_sql(
-    target: &LoadTarget,
+    target: &Scope,
     table_id: &str,
     staging: &str,
     fields: &[Field],
@@ -439,6 +506,9 @@ mod tests {
         }
     }
 
+    /// Where the tests' manifest was read from: not where its files were written (`gs://b/p/r`).
+    const RUN_URI: &str = "gs://copy/elsewhere/r";
+
     fn target(mode: LoadMode) -> LoadTarget {
         LoadTarget {
             project: "p".into(),
@@ -453,7 +523,7 @@ mod tests {
 
     #[test]
     fn one_job_without_json_loads_straight_into_the_table() {
-        let plan = plan_load(&manifest(3, false), &target(LoadMode::Truncate)).unwrap();
+        let plan = plan_load(&manifest(3, false), RUN_URI, &target(LoadMode::Truncate)).unwrap();
         let t = &plan.tables[0];
         assert!(t.staging_table_id.is_none() && t.finalize.is_none());
         assert_eq!(t.load_jobs.len(), 1);
@@ -465,9 +535,9 @@ mod tests {
 
     #[test]
     fn job_ids_are_deterministic_and_distinct_per_dataset_and_mode() {
-        let a = plan_load(&manifest(1, false), &target(LoadMode::Truncate)).unwrap();
-        let b = plan_load(&manifest(1, false), &target(LoadMode::Truncate)).unwrap();
-        let c = plan_load(&manifest(1, false), &target(LoadMode::Append)).unwrap();
+        let a = plan_load(&manifest(1, false), RUN_URI, &target(LoadMode::Truncate)).unwrap();
+        let b = plan_load(&manifest(1, false), RUN_URI, &target(LoadMode::Truncate)).unwrap();
+        let c = plan_load(&manifest(1, false), RUN_URI, &target(LoadMode::Append)).unwrap();
         assert_eq!(a.tables[0].load_jobs[0].job_id, b.tables[0].load_jobs[0].job_id);
         assert_ne!(a.tables[0].load_jobs[0].job_id, c.tables[0].load_jobs[0].job_id);
         assert_eq!(a.tables[0].load_jobs[0].job_id, "pg2bq_20261124T070000Z-abcd_d_events_truncate_load0000");
@@ -475,14 +545,14 @@ mod tests {
 
     #[test]
     fn json_goes_through_staging_and_one_atomic_statement() {
-        let plan = plan_load(&manifest(2, true), &target(LoadMode::Truncate)).unwrap();
+        let plan = plan_load(&manifest(2, true), RUN_URI, &target(LoadMode::Truncate)).unwrap();
         let t = &plan.tables[0];
         assert_eq!(t.load_jobs[0].destination_table_id, "events__pg2bq_staging_20261124t070000z_abcd");
         let sql = &t.finalize.as_ref().unwrap().sql;
         assert!(sql.starts_with("CREATE OR REPLACE TABLE `p.d.events` (`id` INT64 NOT NULL OPTIONS(description='the id')"), "{sql}");
         assert!(sql.contains("PARSE_JSON(`metadata`) AS `metadata`"), "{sql}");
         assert!(sql.contains("PARTITION BY TIMESTAMP_TRUNC(`mentioned_at`, DAY)"), "{sql}");
-        let append = plan_load(&manifest(2, true), &target(LoadMode::Append)).unwrap();
+        let append = plan_load(&manifest(2, true), RUN_URI, &target(LoadMode::Append)).unwrap();
         assert!(append.tables[0]
             .finalize
             .as_ref()
@@ -493,7 +563,7 @@ mod tests {
 
     #[test]
     fn uri_limit_splits_jobs_and_forces_staging() {
-        let plan = plan_load(&manifest(MAX_URIS_PER_JOB + 1, false), &target(LoadMode::Truncate)).unwrap();
+        let plan = plan_load(&manifest(MAX_URIS_PER_JOB + 1, false), RUN_URI, &target(LoadMode::Truncate)).unwrap();
         let t = &plan.tables[0];
         assert_eq!(t.load_jobs.iter().map(|j| j.uris.len()).collect::<Vec<_>>(), [MAX_URIS_PER_JOB, 1]);
         assert_eq!(
@@ -505,20 +575,50 @@ mod tests {
 
     #[test]
     fn an_empty_table_is_emptied_by_one_statement_not_a_load_job() {
-        let plan = plan_load(&manifest(0, true), &target(LoadMode::Truncate)).unwrap();
+        let plan = plan_load(&manifest(0, true), RUN_URI, &target(LoadMode::Truncate)).unwrap();
         let t = &plan.tables[0];
         assert!(t.load_jobs.is_empty() && t.staging_table_id.is_none());
         assert_eq!(t.finalize.as_ref().unwrap().sql, "DELETE FROM `p.d.events` WHERE TRUE");
-        assert!(plan_load(&manifest(0, true), &target(LoadMode::Append)).unwrap().tables[0].finalize.is_none());
+        assert!(plan_load(&manifest(0, true), RUN_URI, &target(LoadMode::Append)).unwrap().tables[0].finalize.is_none());
     }
 
     #[test]
     fn local_snapshots_and_bad_options_are_refused() {
-        let mut local = manifest(1, false);
-        local.tables[0].files[0].uri = "file:///tmp/x.parquet".into();
-        assert!(matches!(plan_load(&local, &target(LoadMode::Truncate)), Err(LoadPlanError::NotOnGcs { .. })));
+        let local = plan_load(&manifest(1, false), "file:///tmp/r", &target(LoadMode::Truncate));
+        assert!(matches!(local, Err(LoadPlanError::NotOnGcs { uri, .. }) if uri == "file:///tmp/r/public.events/part-00000.parquet"));
         let mut bad = target(LoadMode::Truncate);
         bad.partition_by = [("events".to_string(), ("id".to_string(), PartitionUnit::Day))].into();
-        assert!(matches!(plan_load(&manifest(1, false), &bad), Err(LoadPlanError::Partition { .. })));
+        assert!(matches!(plan_load(&manifest(1, false), RUN_URI, &bad), Err(LoadPlanError::Partition { .. })));
+    }
+
+    #[test]
+    fn files_load_from_where_the_manifest_is_not_where_they_were_written() {
+        let plan = plan_load(&manifest(2, false), "gs://copy/elsewhere/r/", &target(LoadMode::Truncate)).unwrap();
+        assert_eq!(
+            plan.tables[0].load_jobs[0].uris,
+            ["gs://copy/elsewhere/r/public.events/part-00000.parquet", "gs://copy/elsewhere/r/public.events/part-00001.parquet"]
+        );
+    }
+
+    #[test]
+    fn append_knows_the_truncate_job_that_commits_without_a_label() {
+        let append = plan_load(&manifest(1, false), RUN_URI, &target(LoadMode::Append)).unwrap();
+        assert_eq!(append.tables[0].truncate_load_job_id.as_deref(), Some("pg2bq_20261124T070000Z-abcd_d_events_truncate_load0000"));
+        let truncate = plan_load(&manifest(1, false), RUN_URI, &target(LoadMode::Truncate)).unwrap();
+        assert_eq!(truncate.tables[0].truncate_load_job_id, None);
+        // Staged truncate loads set the label in their one final statement.
+        assert_eq!(plan_load(&manifest(1, true), RUN_URI, &target(LoadMode::Append)).unwrap().tables[0].truncate_load_job_id, None);
+    }
+
+    #[test]
+    fn nullable_table_columns_are_kept_in_jobs_and_the_final_statement() {
+        let plan = plan_load(&manifest(2, true), RUN_URI, &target(LoadMode::Truncate)).unwrap();
+        assert_eq!(plan.tables[0].notes.len(), 1, "the plan says REQUIRED columns may load into NULLABLE ones");
+        let kept = keep_nullable_columns(&plan, &plan.tables[0], &["id".to_string()]);
+        let modes: Vec<(&str, &str)> = kept.fields.iter().map(|f| (f.name.as_str(), f.mode.as_str())).collect();
+        assert_eq!(modes, [("id", "NULLABLE"), ("mentioned_at", "REQUIRED"), ("metadata", "NULLABLE")]);
+        let sql = &kept.finalize.as_ref().unwrap().sql;
+        assert!(sql.contains("(`id` INT64 OPTIONS(description='the id'), `mentioned_at` TIMESTAMP NOT NULL"), "{sql}");
+        assert_eq!(kept.kept_nullable_columns, ["id"]);
     }
 }

@@ -1,13 +1,22 @@
 //! The manifest: what a snapshot holds and how to check it. Written last, once, with
-//! create-only semantics: its presence is what makes a run committed.
+//! create-only semantics: its presence is what makes a run committed. It carries a SHA-256
+//! digest of its own content, and its table totals must equal what its files record, so an
+//! edited manifest is caught before anything trusts it.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
-use crate::aggregates::ColumnAggregates;
+use crate::aggregates::{ColumnAccumulator, ColumnAggregates};
 use crate::source::types::ColumnMapping;
 
-/// Bumped on any incompatible change of this format.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped on any incompatible change of this format. Version 2 added [`DIGEST_FIELD`].
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version still read: version 1 manifests have no digest (their totals are still
+/// checked against their files).
+pub const OLDEST_READABLE_VERSION: u32 = 1;
+/// Top-level field holding `sha256:<hex>` of the manifest's canonical content without it.
+pub const DIGEST_FIELD: &str = "digest";
 /// File name of the manifest inside `<dest>/<run-id>/`.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -108,7 +117,8 @@ pub struct PartitionManifest {
 pub struct FileManifest {
     /// Relative to the run directory, e.g. `public.events/part-p0000-s00000.parquet`.
     pub path: String,
-    /// Full URI (what a BigQuery load job reads).
+    /// Full URI at export, for the record. Readers resolve [`Self::path`] against where they
+    /// found the manifest instead, so a run copied elsewhere loads from its new place.
     pub uri: String,
     pub partition: usize,
     pub rows: u64,
@@ -117,4 +127,346 @@ pub struct FileManifest {
     pub crc32c: String,
     /// Per column (by BigQuery name, in column order), for pinning a mismatch to a file.
     pub aggregates: Vec<ColumnAggregates>,
+}
+
+/// SHA-256 of a manifest's canonical content: its JSON value without [`DIGEST_FIELD`],
+/// serialised compactly (key order and whitespace of the file do not matter).
+fn content_digest(value: &Value) -> String {
+    let mut content = value.clone();
+    if let Some(object) = content.as_object_mut() {
+        object.remove(DIGEST_FIELD);
+    }
+    let hash = Sha256::digest(serde_json::to_vec(&content).expect("a JSON value serialises"));
+    format!("sha256:{}", hash.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// What reading a manifest found about its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestCheck {
+    Matches,
+    /// No digest recorded (a version 1 manifest, or one whose digest was removed).
+    Absent,
+    Differs {
+        recorded: String,
+        actual: String,
+    },
+}
+
+/// A recorded figure that disagrees with what it must equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inconsistency {
+    /// Where in the manifest, e.g. `tables[public.events].row_count`.
+    pub field: String,
+    pub recorded: String,
+    /// What the field must hold, and why.
+    pub expected: String,
+}
+
+impl std::fmt::Display for Inconsistency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` is {}, but {}", self.field, self.recorded, self.expected)
+    }
+}
+
+impl Manifest {
+    /// The manifest as written at commit: pretty JSON carrying its digest.
+    ///
+    /// # Errors
+    /// When serialisation fails.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut value = serde_json::to_value(self)?;
+        let digest = content_digest(&value);
+        if let Some(object) = value.as_object_mut() {
+            object.insert(DIGEST_FIELD.into(), Value::String(digest));
+        }
+        serde_json::to_vec_pretty(&value)
+    }
+
+    /// Parses a manifest and checks its recorded digest against its content.
+    ///
+    /// # Errors
+    /// When the bytes are not a manifest.
+    pub fn from_json(bytes: &[u8]) -> Result<(Manifest, DigestCheck), serde_json::Error> {
+        let value: Value = serde_json::from_slice(bytes)?;
+        let check = match value.get(DIGEST_FIELD).and_then(Value::as_str) {
+            None => DigestCheck::Absent,
+            Some(recorded) => {
+                let actual = content_digest(&value);
+                if actual == recorded {
+                    DigestCheck::Matches
+                } else {
+                    DigestCheck::Differs { recorded: recorded.to_string(), actual }
+                }
+            }
+        };
+        Ok((serde_json::from_value(value)?, check))
+    }
+
+    /// Every problem that makes this manifest untrustworthy: a digest that differs from its
+    /// content (or is missing where the format requires one), and every table total that is not
+    /// what its files record (see [`TableManifest::inconsistencies`]).
+    pub fn integrity_problems(&self, digest: &DigestCheck) -> Vec<Inconsistency> {
+        let mut problems = Vec::new();
+        match digest {
+            DigestCheck::Matches => {}
+            DigestCheck::Absent if self.format_version < FORMAT_VERSION => {}
+            DigestCheck::Absent => problems.push(Inconsistency {
+                field: DIGEST_FIELD.into(),
+                recorded: "missing".into(),
+                expected: format!("format version {} manifests record one", self.format_version),
+            }),
+            DigestCheck::Differs { recorded, actual } => problems.push(Inconsistency {
+                field: DIGEST_FIELD.into(),
+                recorded: recorded.clone(),
+                expected: format!("the content hashes to {actual}: the manifest was edited after export"),
+            }),
+        }
+        problems.extend(self.tables.iter().flat_map(TableManifest::inconsistencies));
+        problems
+    }
+}
+
+impl TableManifest {
+    /// Table totals that differ from its files' own figures: `row_count` must be the sum of the
+    /// files' rows, each partition's `rows` the sum of its files' rows, and each column's
+    /// aggregates the merge of its files' aggregates.
+    pub fn inconsistencies(&self) -> Vec<Inconsistency> {
+        let mut problems = Vec::new();
+        let field = |name: &str| format!("tables[{}].{name}", self.name);
+        let file_rows: u64 = self.files.iter().map(|f| f.rows).sum();
+        if self.row_count != file_rows {
+            problems.push(Inconsistency {
+                field: field("row_count"),
+                recorded: self.row_count.to_string(),
+                expected: format!("its {} file(s) hold {file_rows} rows", self.files.len()),
+            });
+        }
+        for partition in &self.partitions {
+            let rows: u64 = self.files.iter().filter(|f| f.partition == partition.index).map(|f| f.rows).sum();
+            if partition.rows != rows {
+                problems.push(Inconsistency {
+                    field: field(&format!("partitions[{}].rows", partition.index)),
+                    recorded: partition.rows.to_string(),
+                    expected: format!("its files hold {rows} rows"),
+                });
+            }
+        }
+        for (position, column) in self.columns.iter().enumerate() {
+            let column_field = field(&format!("columns[{}].aggregates", column.mapping.bq_name));
+            match self.merged_file_aggregates(position, &column.mapping) {
+                Some(merged) => {
+                    problems.extend(measure_differences(&column.aggregates, &merged).map(|(measure, recorded, merged)| Inconsistency {
+                        field: format!("{column_field}.{measure}"),
+                        recorded,
+                        expected: format!("its files' aggregates merge to {merged}"),
+                    }))
+                }
+                None => problems.push(Inconsistency {
+                    field: column_field,
+                    recorded: "not comparable".into(),
+                    expected: "every file records this column's aggregates as values of its type".into(),
+                }),
+            }
+        }
+        problems
+    }
+
+    /// The files' aggregates of one column merged; `None` if a file's cannot be read back.
+    fn merged_file_aggregates(&self, position: usize, mapping: &ColumnMapping) -> Option<ColumnAggregates> {
+        let mut total = ColumnAccumulator::for_column(mapping);
+        for file in &self.files {
+            total.merge(&ColumnAccumulator::from_recorded(mapping, file.aggregates.get(position)?)?);
+        }
+        Some(total.finish())
+    }
+}
+
+/// `(measure, recorded, expected)` for every measure that differs, values as text.
+fn measure_differences(recorded: &ColumnAggregates, expected: &ColumnAggregates) -> impl Iterator<Item = (String, String, String)> {
+    let as_map = |a: &ColumnAggregates| match serde_json::to_value(a) {
+        Ok(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (recorded, expected) = (as_map(recorded), as_map(expected));
+    let text = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => "absent".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let mut measures: Vec<&String> = recorded.keys().chain(expected.keys()).collect();
+    measures.sort();
+    measures.dedup();
+    measures
+        .into_iter()
+        .filter(|m| recorded.get(*m) != expected.get(*m))
+        .map(|m| (m.clone(), text(recorded.get(m)), text(expected.get(m))))
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, StringArray};
+
+    use super::*;
+    use crate::source::types::{map_column, OutOfRange, PgColumn};
+
+    fn mapping(name: &str, type_name: &str, type_modifier: i32) -> ColumnMapping {
+        map_column(&PgColumn::base(name, type_name, type_modifier), None, OutOfRange::Refuse).unwrap()
+    }
+
+    /// Two files of four columns, with table totals merged from the files as export does.
+    fn manifest() -> Manifest {
+        let numeric_10_2 = ((10 << 16) | 2) + 4;
+        let mappings = [
+            mapping("id", "int8", -1),
+            mapping("title", "text", -1),
+            mapping("price", "numeric", numeric_10_2),
+            mapping("data", "bytea", -1),
+        ];
+        let file_values: [[Vec<Option<&str>>; 4]; 2] = [
+            [vec![Some("1"), Some("2")], vec![Some("b"), None], vec![Some("1.50"), Some("-3")], vec![Some("ab"), Some("")]],
+            [vec![Some("-7")], vec![Some("a")], vec![None], vec![Some("zz")]],
+        ];
+        let mut totals: Vec<ColumnAccumulator> = mappings.iter().map(ColumnAccumulator::for_column).collect();
+        let files = file_values
+            .iter()
+            .enumerate()
+            .map(|(index, columns)| {
+                let accumulators: Vec<ColumnAccumulator> = mappings
+                    .iter()
+                    .zip(columns)
+                    .map(|(mapping, values)| {
+                        let text: ArrayRef = Arc::new(StringArray::from(values.clone()));
+                        let mut accumulator = ColumnAccumulator::for_column(mapping);
+                        accumulator.update(&arrow::compute::cast(&text, &mapping.arrow_type).unwrap());
+                        accumulator
+                    })
+                    .collect();
+                for (total, file) in totals.iter_mut().zip(&accumulators) {
+                    total.merge(file);
+                }
+                FileManifest {
+                    path: format!("public.t/part-{index:05}.parquet"),
+                    uri: format!("gs://b/p/r/public.t/part-{index:05}.parquet"),
+                    partition: index,
+                    rows: columns[0].len() as u64,
+                    bytes: 100,
+                    crc32c: String::new(),
+                    aggregates: accumulators.iter().map(ColumnAccumulator::finish).collect(),
+                }
+            })
+            .collect();
+        Manifest {
+            format_version: FORMAT_VERSION,
+            tool: "pg2bq".into(),
+            tool_version: "0".into(),
+            run_id: "r".into(),
+            started_at: String::new(),
+            completed_at: String::new(),
+            source: SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None },
+            destination: "gs://b/p".into(),
+            tables: vec![TableManifest {
+                name: "public.t".into(),
+                bq_table: "t".into(),
+                source_query: String::new(),
+                primary_key: vec![],
+                foreign_keys: vec![],
+                columns: mappings
+                    .iter()
+                    .zip(&totals)
+                    .map(|(mapping, total)| ColumnManifest { mapping: mapping.clone(), adjusted_rows: 0, aggregates: total.finish() })
+                    .collect(),
+                partitions: (0..2)
+                    .map(|index| PartitionManifest {
+                        index,
+                        method: "key_range".into(),
+                        predicate: String::new(),
+                        lower: None,
+                        upper: None,
+                        rows: 2 - index as u64,
+                    })
+                    .collect(),
+                files,
+                row_count: 3,
+            }],
+        }
+    }
+
+    fn reread(manifest: &Manifest) -> (Manifest, DigestCheck) {
+        Manifest::from_json(&manifest.to_json().unwrap()).unwrap()
+    }
+
+    /// Edits the manifest as written (its JSON), as a person or a script would.
+    fn edit(manifest: &Manifest, change: impl FnOnce(&mut Value)) -> Vec<Inconsistency> {
+        let mut value: Value = serde_json::from_slice(&manifest.to_json().unwrap()).unwrap();
+        change(&mut value);
+        let (edited, digest) = Manifest::from_json(&serde_json::to_vec(&value).unwrap()).unwrap();
+        edited.integrity_problems(&digest)
+    }
+
+    #[test]
+    fn a_written_manifest_reads_back_equal_with_its_digest_matching() {
+        let manifest = manifest();
+        let (read, digest) = reread(&manifest);
+        assert_eq!(serde_json::to_value(&read).unwrap(), serde_json::to_value(&manifest).unwrap());
+        assert_eq!(digest, DigestCheck::Matches);
+        assert_eq!(read.integrity_problems(&digest), []);
+    }
+
+    #[test]
+    fn an_edited_row_count_is_named_by_the_digest_and_the_totals() {
+        let problems = edit(&manifest(), |m| m["tables"][0]["row_count"] = 4.into());
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["digest", "tables[public.t].row_count"]);
+        assert_eq!(problems[1].to_string(), "`tables[public.t].row_count` is 4, but its 2 file(s) hold 3 rows");
+    }
+
+    #[test]
+    fn edited_totals_with_a_recomputed_digest_are_still_caught() {
+        let mut manifest = manifest();
+        manifest.tables[0].columns[2].aggregates.sum = Some("100".into());
+        manifest.tables[0].columns[1].aggregates.min = Some("0".into());
+        manifest.tables[0].partitions[1].rows = 2;
+        let (read, digest) = reread(&manifest);
+        assert_eq!(digest, DigestCheck::Matches);
+        let problems: Vec<String> = read.integrity_problems(&digest).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems,
+            [
+                "`tables[public.t].partitions[1].rows` is 2, but its files hold 1 rows",
+                "`tables[public.t].columns[title].aggregates.min` is 0, but its files' aggregates merge to a",
+                "`tables[public.t].columns[price].aggregates.sum` is 100, but its files' aggregates merge to -1.5",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_removed_digest_is_refused_unless_the_manifest_predates_digests() {
+        let problems = edit(&manifest(), |m| {
+            m.as_object_mut().unwrap().remove(DIGEST_FIELD);
+        });
+        assert_eq!(problems.iter().map(|p| p.field.as_str()).collect::<Vec<_>>(), ["digest"]);
+        let old = edit(&manifest(), |m| {
+            m.as_object_mut().unwrap().remove(DIGEST_FIELD);
+            m["format_version"] = 1.into();
+        });
+        assert_eq!(old, []);
+    }
+
+    #[test]
+    fn file_aggregates_merge_back_to_the_table_totals_for_every_type() {
+        let manifest = manifest();
+        let table = &manifest.tables[0];
+        for (position, column) in table.columns.iter().enumerate() {
+            assert_eq!(
+                table.merged_file_aggregates(position, &column.mapping).as_ref(),
+                Some(&column.aggregates),
+                "{}",
+                column.mapping.name
+            );
+        }
+    }
 }

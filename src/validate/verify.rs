@@ -1,6 +1,9 @@
-//! `pg2bq verify`: for audits long after a run. Re-reads every file of a snapshot, checks its
-//! size and CRC32C, recomputes the aggregates from the Parquet data and compares them with the
-//! manifest; reports missing, extra and altered files. Needs neither BigQuery nor Postgres.
+//! `pg2bq verify`: for audits long after a run. Checks the manifest against its digest and its
+//! table totals against its files' figures, re-reads every file of a snapshot, checks its size
+//! and CRC32C, recomputes the aggregates from the Parquet data and compares them with the
+//! manifest; reports missing, extra and altered files. Only an object the store reports as not
+//! found is missing: any other read failure stops verification with its cause. Needs neither
+//! BigQuery nor Postgres.
 
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -8,10 +11,10 @@ use serde::Serialize;
 
 use super::compare::Check;
 use crate::aggregates::ColumnAccumulator;
-use crate::load::{read_manifest, LoadError};
-use crate::sink::gcs::GcsOptions;
+use crate::load::{find_manifest, FoundManifest, LoadError};
+use crate::sink::gcs::{GcsError, GcsOptions};
 use crate::sink::manifest::MANIFEST_FILE;
-use crate::sink::store::crc32c_base64;
+use crate::sink::store::{crc32c_base64, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
@@ -31,32 +34,57 @@ pub enum VerifyError {
     List {
         uri: String,
         #[source]
-        source: crate::sink::store::StoreError,
+        source: StoreError,
     },
+    #[error("cannot read `{uri}` (a failure other than \"not found\": whether the file is intact is unknown)")]
+    Read {
+        uri: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Whether the store said the object does not exist (as opposed to failing to answer).
+fn is_not_found(error: &StoreError) -> bool {
+    match error {
+        StoreError::Object { source: object_store::Error::NotFound { .. }, .. } => true,
+        StoreError::Gcs(GcsError::Status { status, .. }) => *status == reqwest::StatusCode::NOT_FOUND,
+        _ => false,
+    }
 }
 
 /// Verifies a snapshot against its manifest.
 ///
 /// # Errors
-/// [`VerifyError`] when the manifest or the listing cannot be read; damaged files are
-/// problems in the report, not errors.
+/// [`VerifyError`] when the manifest, the listing or a file cannot be read (other than a file
+/// that is not found); damaged files and an edited manifest are problems in the report, not
+/// errors.
 pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport, VerifyError> {
-    let (store, run_dir, manifest) = read_manifest(manifest_uri, gcs).await?;
+    let FoundManifest { store, run_dir, manifest, problems: inconsistencies } = find_manifest(manifest_uri, gcs).await?;
     let listed = store.list(&run_dir).await.map_err(|source| VerifyError::List { uri: store.uri(&run_dir), source })?;
-    let mut problems = Vec::new();
+    let mut problems: Vec<Check> = inconsistencies
+        .into_iter()
+        .map(|problem| {
+            let mut check = Check::new("manifest_inconsistent", None, problem.expected, problem.recorded, false);
+            check.detail = Some(problem.field);
+            check
+        })
+        .collect();
     let mut files_checked = 0;
     for table in &manifest.tables {
         for file in &table.files {
             let path = format!("{run_dir}/{}", file.path);
+            let uri = store.uri(&path);
             files_checked += 1;
             let data = match store.get(&path).await {
                 Ok(data) => data,
-                Err(_) => {
+                Err(error) if is_not_found(&error) => {
                     let mut check = Check::new("file_missing", None, "present", "missing", false);
-                    check.detail = Some(file.uri.clone());
+                    check.detail = Some(uri);
                     problems.push(check);
                     continue;
                 }
+                Err(source) => return Err(VerifyError::Read { uri, source }),
             };
             let crc = crc32c_base64(crc32c::crc32c(&data));
             if data.len() as u64 != file.bytes || crc != file.crc32c {
@@ -67,14 +95,14 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
                     format!("{} bytes, CRC32C {crc}", data.len()),
                     false,
                 );
-                check.detail = Some(file.uri.clone());
+                check.detail = Some(uri.clone());
                 problems.push(check);
             }
             match recompute(data, &table.columns) {
                 Ok((rows, accumulators)) => {
                     if rows != file.rows {
                         let mut check = Check::new("file_rows", None, file.rows, rows, false);
-                        check.detail = Some(file.uri.clone());
+                        check.detail = Some(uri.clone());
                         problems.push(check);
                     }
                     for ((column, accumulator), recorded) in table.columns.iter().zip(&accumulators).zip(&file.aggregates) {
@@ -90,14 +118,14 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
                                 format!("fingerprint {}/{}, {} values", actual.fingerprint_xor, actual.fingerprint_sum, actual.value_count),
                                 false,
                             );
-                            check.detail = Some(file.uri.clone());
+                            check.detail = Some(uri.clone());
                             problems.push(check);
                         }
                     }
                 }
                 Err(error) => {
                     let mut check = Check::new("file_unreadable", None, "a readable Parquet file", error, false);
-                    check.detail = Some(file.uri.clone());
+                    check.detail = Some(uri.clone());
                     problems.push(check);
                 }
             }

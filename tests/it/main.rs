@@ -6,6 +6,7 @@ mod export;
 mod faults;
 mod hostile;
 mod load;
+mod load_state;
 mod runs;
 mod support;
 mod validate;

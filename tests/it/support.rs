@@ -325,3 +325,40 @@ impl FaultProxy {
         reqwest::get(format!("{}/__faults", self.gcs_host)).await.unwrap().json().await.unwrap()
     }
 }
+
+/// Objects on fake-gcs through its JSON API (what a user's `gcloud storage` would do).
+impl Emulators {
+    fn object_url(&self, name: &str) -> String {
+        format!("{}/storage/v1/b/{}/o/{}", self.gcs_host, self.bucket, name.replace('/', "%2F"))
+    }
+
+    /// Names of the objects under `prefix` (no leading `gs://bucket/`).
+    pub async fn object_names(&self, prefix: &str) -> Vec<String> {
+        let url = format!("{}/storage/v1/b/{}/o?prefix={prefix}", self.gcs_host, self.bucket);
+        let listing: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        listing["items"].as_array().into_iter().flatten().map(|i| i["name"].as_str().unwrap().to_string()).collect()
+    }
+
+    pub async fn download(&self, name: &str) -> Vec<u8> {
+        let response = reqwest::get(format!("{}?alt=media", self.object_url(name))).await.unwrap();
+        assert!(response.status().is_success(), "download {name}: {}", response.status());
+        response.bytes().await.unwrap().to_vec()
+    }
+
+    /// Creates or replaces an object.
+    pub async fn upload(&self, name: &str, body: Vec<u8>) {
+        let url = format!("{}/upload/storage/v1/b/{}/o?uploadType=media&name={}", self.gcs_host, self.bucket, name.replace('/', "%2F"));
+        let response = reqwest::Client::new().post(url).body(body).send().await.unwrap();
+        assert!(response.status().is_success(), "upload {name}: {}", response.status());
+    }
+
+    pub async fn delete_object(&self, name: &str) {
+        let response = reqwest::Client::new().delete(self.object_url(name)).send().await.unwrap();
+        assert!(response.status().is_success(), "delete {name}: {}", response.status());
+    }
+
+    /// The object name of a `gs://` URI in the test bucket.
+    pub fn object_name<'a>(&self, uri: &'a str) -> &'a str {
+        uri.strip_prefix(&format!("gs://{}/", self.bucket)).expect("a URI in the test bucket")
+    }
+}
