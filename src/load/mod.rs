@@ -215,7 +215,7 @@ async fn fingerprint_staged_json(
     manifest_table: &TableManifest,
     staging: &str,
 ) -> Result<Vec<(String, String)>, LoadError> {
-    use crate::validate::sql::{fingerprint_items, json_fingerprint_label, list_encoding};
+    use crate::validate::sql::{encoding, fingerprint_items, json_fingerprint_label, list_encoding};
     let columns: Vec<_> = manifest_table.columns.iter().filter(|c| c.mapping.bq_type == crate::source::types::BigQueryType::Json).collect();
     if columns.is_empty() {
         return Ok(Vec::new());
@@ -226,7 +226,7 @@ async fn fingerprint_staged_json(
         let (text, canonical) = if column.mapping.repeated {
             (list_encoding(&name, "e"), list_encoding(&name, "TO_JSON_STRING(PARSE_JSON(e))"))
         } else {
-            (name.clone(), format!("TO_JSON_STRING(PARSE_JSON({name}))"))
+            (name.clone(), encoding(crate::source::types::BigQueryType::Json, &format!("PARSE_JSON({name})")))
         };
         items.extend(fingerprint_items(&text));
         items.extend(fingerprint_items(&canonical));

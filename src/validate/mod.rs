@@ -163,7 +163,8 @@ async fn validate_table(
     let target = qualified(config, table);
     let columns: Vec<&ColumnManifest> = table.columns.iter().collect();
     let (values, layout) = run_aggregates(bq, &target, &columns, None).await?;
-    let mut checks = vec![Check::new("row_count", None, table.row_count, &values[0], values[0] == table.row_count.to_string())];
+    let rows = values[0].as_deref().unwrap_or("NULL");
+    let mut checks = vec![Check::new("row_count", None, table.row_count, rows, rows == table.row_count.to_string())];
     let expected: Vec<crate::aggregates::ColumnAggregates> = columns.iter().map(|c| expected_aggregates(c, &resource)).collect();
     checks.extend(column_checks(&columns, &expected, &layout, &values));
     let failed_columns: Vec<&ColumnManifest> = columns
@@ -201,19 +202,19 @@ async fn validate_table(
     Ok(checks)
 }
 
-/// Runs the aggregate query and returns every value as text (NULL as `None` → kept as "NULL"
-/// only in reports) plus its layout.
+/// Runs the aggregate query and returns every value as text (SQL NULL as `None`, never as the
+/// text "NULL", which a string column's min can be) plus its layout.
 async fn run_aggregates(
     bq: &BigQuery,
     target: &str,
     columns: &[&ColumnManifest],
     filter: Option<&str>,
-) -> Result<(Vec<String>, Vec<(usize, Measure)>), ValidateError> {
+) -> Result<(Vec<Option<String>>, Vec<(usize, Measure)>), ValidateError> {
     let (sql, layout) = aggregate_query(target, columns, filter);
     let Some(row) = bq.query_first_row(&sql).await? else {
         return Err(ValidateError::NoResult { sql });
     };
-    Ok((row.into_iter().map(|v| v.unwrap_or_else(|| "NULL".into())).collect(), layout))
+    Ok((row, layout))
 }
 
 /// The manifest's aggregates, except JSON fingerprints: those come from the table label `load`
@@ -237,9 +238,9 @@ fn column_checks(
     columns: &[&ColumnManifest],
     expected: &[crate::aggregates::ColumnAggregates],
     layout: &[(usize, Measure)],
-    values: &[String],
+    values: &[Option<String>],
 ) -> Vec<Check> {
-    let value = |i: usize| Some(values[i + 1].as_str()).filter(|v| *v != "NULL");
+    let value = |i: usize| values[i + 1].as_deref();
     let mut checks = Vec::new();
     for (i, (index, measure)) in layout.iter().enumerate() {
         let column = columns[*index];
@@ -279,7 +280,7 @@ async fn locate_mismatches(
         let filter = partition.predicate.replace('"', "`");
         let (values, layout) = run_aggregates(bq, target, failed, Some(&filter)).await?;
         let files: Vec<_> = table.files.iter().filter(|f| f.partition == partition.index).collect();
-        let mut differs = values[0] != partition.rows.to_string();
+        let mut differs = values[0] != Some(partition.rows.to_string());
         // The partition's expected counts and fingerprints per failed column, from its files.
         let expected: Vec<(u64, u64, i64, i128)> = failed
             .iter()
@@ -298,12 +299,13 @@ async fn locate_mismatches(
         for (i, (index, measure)) in layout.iter().enumerate() {
             let column = failed[*index];
             let (nulls, count, xor, sum) = expected[*index];
-            let actual = values[i + 1].as_str();
+            // An aggregate over no value is NULL: the empty fingerprint, 0.
+            let actual = values[i + 1].as_deref().unwrap_or("0");
             let column_differs = match measure {
                 Measure::NullCount => actual != nulls.to_string(),
                 Measure::ValueCount => actual != count.to_string(),
-                Measure::FingerprintXor => actual.replace("NULL", "0") != xor.to_string(),
-                Measure::FingerprintSum => actual.replace("NULL", "0") != sum.to_string(),
+                Measure::FingerprintXor => actual != xor.to_string(),
+                Measure::FingerprintSum => actual != sum.to_string(),
                 _ => false,
             };
             if column_differs {

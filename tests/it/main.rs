@@ -6,3 +6,4 @@ mod export;
 mod load;
 mod support;
 mod validate;
+mod validate_nulls;
