@@ -12,13 +12,15 @@ pub mod sql;
 pub mod verify;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tracing::{info, info_span, Instrument};
+use tracing::{debug, info, info_span, trace, Instrument};
 
 use crate::load::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
 use crate::load::{read_manifest, LoadError};
+use crate::progress::{ProgressCounter, ProgressReporter, TableProgress};
 use crate::sink::gcs::GcsOptions;
 use crate::sink::manifest::{ColumnManifest, Manifest, TableManifest};
 use crate::source::types::{quote_ident, BigQueryType};
@@ -107,7 +109,7 @@ pub struct TableValidation {
 /// # Errors
 /// [`ValidateError`] when a check cannot run (missing table, unreadable manifest, BigQuery
 /// error); mismatches are not errors, they are failed checks in the report.
-pub async fn validate(config: &ValidateConfig) -> Result<ValidationReport, ValidateError> {
+pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporter>) -> Result<ValidationReport, ValidateError> {
     let (_, _, manifest) = read_manifest(&config.manifest_uri, &config.gcs).await?;
     let bq = BigQuery::connect(&config.project, config.location.clone(), &config.bigquery).await?;
     for d in &config.denormalized {
@@ -118,7 +120,11 @@ pub async fn validate(config: &ValidateConfig) -> Result<ValidationReport, Valid
     let mut tables = Vec::new();
     for table in &manifest.tables {
         let span = info_span!("validate", table = %table.name, run_id = %manifest.run_id);
-        let checks = validate_table(config, &bq, &manifest, table).instrument(span).await?;
+        let counter = ProgressCounter::default();
+        if let Some(report) = progress {
+            report(&table.name, &counter);
+        }
+        let checks = validate_table(config, &bq, &manifest, table, &counter).instrument(span).await?;
         tables.push(TableValidation {
             table: table.name.clone(),
             bq_table: format!("{}{}", config.table_prefix, table.bq_table),
@@ -154,6 +160,7 @@ async fn validate_table(
     bq: &BigQuery,
     manifest: &Manifest,
     table: &TableManifest,
+    progress: &TableProgress,
 ) -> Result<Vec<Check>, ValidateError> {
     let started = Instant::now();
     let bq_table = format!("{}{}", config.table_prefix, table.bq_table);
@@ -167,6 +174,7 @@ async fn validate_table(
     let mut checks = vec![Check::new("row_count", None, table.row_count, rows, rows == table.row_count.to_string())];
     let expected: Vec<crate::aggregates::ColumnAggregates> = columns.iter().map(|c| expected_aggregates(c, &resource)).collect();
     checks.extend(column_checks(&columns, &expected, &layout, &values));
+    report_checks(progress, &checks);
     let failed_columns: Vec<&ColumnManifest> = columns
         .iter()
         .copied()
@@ -189,9 +197,15 @@ async fn validate_table(
             checks.push(required);
         }
     }
+    report_checks(progress, &checks);
     checks.extend(referential_checks(config, bq, manifest, table).await?);
+    report_checks(progress, &checks);
     if let Some(url) = &config.source_url {
         checks.extend(sample::sample_checks(config, bq, url, table, &target).await?);
+        report_checks(progress, &checks);
+    }
+    for c in &checks {
+        trace!(check = %c.check, column = c.column.as_deref().unwrap_or("-"), expected = %c.expected, actual = %c.actual, passed = c.passed, "Check");
     }
     info!(
         checks = checks.len(),
@@ -200,6 +214,12 @@ async fn validate_table(
         "Validated table"
     );
     Ok(checks)
+}
+
+/// Publishes the checks made so far to the table's progress.
+fn report_checks(progress: &TableProgress, checks: &[Check]) {
+    progress.checks.store(checks.len() as u64, Ordering::Relaxed);
+    progress.failed_checks.store(checks.iter().filter(|c| !c.passed).count() as u64, Ordering::Relaxed);
 }
 
 /// Runs the aggregate query and returns every value as text (SQL NULL as `None`, never as the
@@ -211,6 +231,8 @@ async fn run_aggregates(
     filter: Option<&str>,
 ) -> Result<(Vec<Option<String>>, Vec<(usize, Measure)>), ValidateError> {
     let (sql, layout) = aggregate_query(target, columns, filter);
+    debug!(columns = columns.len(), filter = filter.unwrap_or("none"), "Running aggregate query");
+    trace!(sql = %sql, "Aggregate query");
     let Some(row) = bq.query_first_row(&sql).await? else {
         return Err(ValidateError::NoResult { sql });
     };

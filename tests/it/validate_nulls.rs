@@ -190,3 +190,99 @@ async fn validate_is_clean_on_random_tables_with_all_null_columns() {
         db.drop().await;
     }
 }
+
+/// Runs the pg2bq binary with `args`, RUST_LOG set to `rust_log` or removed; returns stderr.
+fn stderr_of(args: &[&str], rust_log: Option<&str>) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pg2bq"));
+    command.args(args).env("NO_COLOR", "1").env_remove("RUST_LOG");
+    if let Some(filter) = rust_log {
+        command.env("RUST_LOG", filter);
+    }
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "pg2bq {args:?}: {stderr}");
+    stderr
+}
+
+/// Log lines at `level` (`INFO`, `DEBUG`, `TRACE`) from pg2bq itself.
+fn pg2bq_lines(stderr: &str, level: &str) -> usize {
+    stderr.lines().filter(|l| l.split_whitespace().nth(1) == Some(level) && l.contains(" pg2bq::")).count()
+}
+
+/// `-v` adds pg2bq's DEBUG lines (one per batch), `-vv` its TRACE lines, and RUST_LOG still
+/// overrides both.
+#[tokio::test]
+async fn verbose_flags_add_debug_and_trace_lines_and_rust_log_overrides_them() {
+    let pg_url = skip_unless!("PG2BQ_TEST_PG_URL");
+    let db = TestDb::new(&pg_url, "CREATE TABLE v (id int PRIMARY KEY); INSERT INTO v SELECT generate_series(1, 30);").await;
+    let dest = tempfile::tempdir().unwrap();
+    let table = db.table("v");
+    let export = |flags: &[&str], rust_log: Option<&str>| {
+        let mut args = vec!["export", "--source", &pg_url, "--dest", dest.path().to_str().unwrap(), "--table", &table];
+        args.extend(["--batch-rows", "10", "--progress", "off"]);
+        args.extend(flags);
+        stderr_of(&args, rust_log)
+    };
+    let quiet = export(&[], None);
+    assert_eq!((pg2bq_lines(&quiet, "DEBUG"), pg2bq_lines(&quiet, "TRACE")), (0, 0), "{quiet}");
+    assert!(pg2bq_lines(&quiet, "INFO") >= 2, "{quiet}");
+    let verbose = export(&["-v"], None);
+    // One DEBUG line per batch: 30 rows in batches of 10 (and ConnectorX's empty last batch).
+    let batch_rows = |stderr: &str| -> u64 {
+        let batches = stderr.lines().filter(|l| l.contains(" DEBUG pg2bq::export: Wrote batch") && l.contains(&table));
+        batches.map(|l| l.rsplit_once("rows=").expect("a batch line names its rows").1.parse::<u64>().unwrap()).sum()
+    };
+    assert_eq!((batch_rows(&verbose), pg2bq_lines(&verbose, "TRACE")), (30, 0), "{verbose}");
+    let very_verbose = export(&["-vv"], None);
+    assert_eq!(batch_rows(&very_verbose), 30, "{very_verbose}");
+    assert!(very_verbose.lines().any(|l| l.contains(" TRACE ") && l.contains("pg2bq::export: Streaming partition")), "{very_verbose}");
+    let overridden = export(&["-vv"], Some("pg2bq=warn"));
+    assert_eq!(overridden.lines().filter(|l| l.starts_with("20")).count(), 0, "{overridden}");
+    db.drop().await;
+}
+
+/// `--progress on` with stderr not a terminal: plain lines, each on its own line (no `\r`
+/// drawn over a log line), ending with each table's final state, for export, load and validate.
+#[tokio::test]
+async fn progress_on_prints_each_tables_final_state_on_its_own_lines() {
+    let s = emulators!();
+    let db = TestDb::new(
+        &s.pg_url,
+        "CREATE TABLE p (id int PRIMARY KEY, t text); INSERT INTO p SELECT i, md5(i::text) FROM generate_series(1, 3000) i;",
+    )
+    .await;
+    let table = db.table("p");
+    let bq_table = format!("{}__p", db.schema);
+    let dest = format!("gs://{}/progress-{:08x}", s.bucket, rand::random::<u32>());
+    let manifest = format!("{dest}/run1/manifest.json");
+    let (project, dataset) = (s.project.as_str(), s.dataset.as_str());
+    let stages = [
+        (
+            vec!["export", "--source", &s.pg_url, "--dest", &dest, "--run-id", "run1", "--table", &table, "--batch-rows", "500"],
+            format!("{table}: 3000/3000 rows, "),
+        ),
+        (
+            vec!["load", "--manifest", &manifest, "--project", project, "--dataset", dataset, "--create-dataset"],
+            format!("{bq_table}: 3000/3000 rows, 1/1 job(s), "),
+        ),
+        (vec!["validate", "--manifest", &manifest, "--project", project, "--dataset", dataset], format!("{table}: ")),
+    ];
+    for (mut args, final_state) in stages {
+        args.extend(["--progress", "on"]);
+        let stderr = stderr_of(&args, None);
+        assert!(!stderr.contains('\r'), "{stderr}");
+        let done: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&final_state) && l.contains(", done in ")).collect();
+        assert_eq!(done.len(), 1, "{args:?}: one final state `{final_state}… done in …`:\n{stderr}");
+        if args[0] == "validate" {
+            assert!(done[0].contains(" checks, 0 failed, done in "), "{}", done[0]);
+        }
+        // Every line is a log line (timestamp first), a progress line or the validation table.
+        let log_lines = stderr.lines().filter(|l| l.starts_with("20")).count();
+        assert!(log_lines >= 1, "{stderr}");
+        for line in stderr.lines().filter(|l| l.starts_with("20")) {
+            assert_eq!(line.matches(" INFO ").count() + line.matches(" WARN ").count(), 1, "two log lines on one: {line}");
+            assert!(!line.contains(&final_state), "progress glued to a log line: {line}");
+        }
+    }
+    db.drop().await;
+}
