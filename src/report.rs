@@ -88,8 +88,10 @@ impl Bar {
     /// `public.events: 5000/20000 rows, 1.2 MiB read, 2500 rows/s, ETA 6s`.
     fn plain_line(&self, state: &str) -> String {
         let bar = &self.bar;
-        let timing = match state {
-            "running" => format!("ETA {}", HumanDuration(bar.eta())),
+        let timing = match (state, self.stage) {
+            // Validate's number of checks is not known up front: no ETA.
+            ("running", Stage::Validate) => format!("{} so far", HumanDuration(bar.elapsed())),
+            ("running", _) => format!("ETA {}", HumanDuration(bar.eta())),
             _ => format!("{state} in {}", HumanDuration(bar.elapsed())),
         };
         match self.stage {
@@ -404,4 +406,48 @@ pub fn print_error(error: &pg2bq::Error) {
         text.push_str(&format!("  Caused by: {cause}\n"));
     }
     eprint!("{text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pg2bq::progress::TableProgress;
+
+    fn bar(stage: Stage, counter: &ProgressCounter) -> Bar {
+        let bar = ProgressBar::hidden().with_prefix("public.t");
+        bar.set_length(counter.planned_rows);
+        Bar { bar, counter: counter.clone(), stage }
+    }
+
+    #[test]
+    fn plain_lines_show_each_stages_counters() {
+        let counter = Arc::new(TableProgress { planned_rows: 10, planned_jobs: 2, ..TableProgress::default() });
+        counter.rows.store(4, Ordering::Relaxed);
+        counter.jobs.store(1, Ordering::Relaxed);
+        counter.bytes.store(2048, Ordering::Relaxed);
+        let load = bar(Stage::Load, &counter);
+        load.update(false);
+        let line = load.plain_line("running");
+        assert!(line.starts_with("public.t: 4/10 rows, 1/2 job(s), 2.00 KiB, ") && line.contains(" rows/s, ETA "), "{line}");
+        counter.checks.store(7, Ordering::Relaxed);
+        counter.failed_checks.store(1, Ordering::Relaxed);
+        let validate = bar(Stage::Validate, &counter);
+        validate.update(false);
+        let line = validate.plain_line("running");
+        assert!(line.starts_with("public.t: 7 checks, 1 failed, ") && line.ends_with(" so far"), "{line}");
+    }
+
+    #[test]
+    fn an_export_is_done_when_all_its_rows_are() {
+        let counter = Arc::new(TableProgress { planned_rows: 10, ..TableProgress::default() });
+        let export = bar(Stage::Export, &counter);
+        counter.rows.store(9, Ordering::Relaxed);
+        export.update(false);
+        assert!(!export.bar.is_finished());
+        counter.rows.store(10, Ordering::Relaxed);
+        export.update(false);
+        assert!(export.bar.is_finished());
+        let line = export.plain_line("done");
+        assert!(line.starts_with("public.t: 10/10 rows, 0 B read, ") && line.contains(" rows/s, done in "), "{line}");
+    }
 }
