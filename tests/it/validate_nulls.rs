@@ -119,6 +119,22 @@ fn column_types() -> Vec<ColumnType> {
         }),
         column("float8[]", |r| format!("ARRAY[{}]::float8[]", r.gen_range(-1e3..1e3))),
         column("bool[]", |r| format!("ARRAY[{}]", r.gen::<bool>())),
+        column("uuid[]", |r| format!("ARRAY['{:032x}']::uuid[]", r.gen::<u128>())),
+        column("numeric(10,3)[]", |r| format!("ARRAY[{:.3}]::numeric(10,3)[]", r.gen_range(-1e6..1e6))),
+        column("jsonb[]", |r| format!("ARRAY['{{\"k\": {}}}']::jsonb[]", r.gen::<i16>())),
+        column("name", |r| format!("'{}'", WORDS[r.gen_range(0..3)])),
+        column("money", |r| format!("{:.2}", r.gen_range(-1e6..1e6))),
+        column("interval", |r| format!("interval '{} seconds'", r.gen::<i32>())),
+        column("inet", |r| format!("'10.{}.{}.{}'", r.gen::<u8>(), r.gen::<u8>(), r.gen::<u8>())),
+        column("cidr", |r| format!("'10.{}.0.0/16'", r.gen::<u8>())),
+        column("macaddr", |r| format!("'08:00:2b:01:02:{:02x}'", r.gen::<u8>())),
+        column("bit(4)", |r| format!("B'{:04b}'", r.gen_range(0..16))),
+        column("varbit", |r| format!("B'{:b}'", r.gen_range(1..64))),
+        column("timetz", |r| format!("'{:02}:34:56+05:30'", r.gen_range(0..24))),
+        column("xml", |r| format!("'<a>{}</a>'", r.gen::<u16>())),
+        column("tsvector", |r| format!("'cat:{} fat'", r.gen_range(1..9))),
+        column("point", |r| format!("'({},{})'", r.gen::<i16>(), r.gen::<i16>())),
+        column("int4range", |r| format!("int4range({}, {})", r.gen_range(-100..0), r.gen_range(0..100))),
     ]
 }
 
