@@ -155,7 +155,7 @@ impl ProgressBoard {
             bar.update(self.terminal);
             bar.complete(self.terminal, true);
         }
-        let bar = self.multi.add(ProgressBar::new(counter.planned_rows).with_style(style(stage)));
+        let bar = self.multi.add(new_bar(stage, counter).with_style(style(stage)));
         bar.set_prefix(table.to_string());
         if self.terminal {
             bar.enable_steady_tick(Duration::from_millis(200));
@@ -175,6 +175,15 @@ impl ProgressBoard {
             bar.update(self.terminal);
             bar.complete(self.terminal, succeeded);
         }
+    }
+}
+
+/// A bar sized by the rows planned; validate's has no length (finishing a bar moves it to its
+/// length, which would reset the checks counted).
+fn new_bar(stage: Stage, counter: &ProgressCounter) -> ProgressBar {
+    match stage {
+        Stage::Export | Stage::Load => ProgressBar::new(counter.planned_rows),
+        Stage::Validate => ProgressBar::no_length(),
     }
 }
 
@@ -414,8 +423,8 @@ mod tests {
     use pg2bq::progress::TableProgress;
 
     fn bar(stage: Stage, counter: &ProgressCounter) -> Bar {
-        let bar = ProgressBar::hidden().with_prefix("public.t");
-        bar.set_length(counter.planned_rows);
+        let bar = new_bar(stage, counter).with_prefix("public.t");
+        bar.set_draw_target(ProgressDrawTarget::hidden());
         Bar { bar, counter: counter.clone(), stage }
     }
 
@@ -435,6 +444,9 @@ mod tests {
         validate.update(false);
         let line = validate.plain_line("running");
         assert!(line.starts_with("public.t: 7 checks, 1 failed, ") && line.ends_with(" so far"), "{line}");
+        validate.complete(false, true);
+        let line = validate.plain_line("done");
+        assert!(line.starts_with("public.t: 7 checks, 1 failed, done in "), "{line}");
     }
 
     #[test]
