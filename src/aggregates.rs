@@ -459,6 +459,86 @@ mod tests {
         assert_eq!(first.finish(), whole.finish());
     }
 
+    /// Every pinned Arrow type, as the type table produces them.
+    fn pinned_types() -> Vec<DataType> {
+        vec![
+            DataType::Boolean,
+            DataType::Int16,
+            DataType::Int32,
+            DataType::Int64,
+            DataType::Float32,
+            DataType::Float64,
+            DataType::Decimal128(12, 2),
+            DataType::Decimal256(76, 38),
+            DataType::Utf8,
+            DataType::Binary,
+            DataType::Date32,
+            DataType::Time64(TimeUnit::Microsecond),
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            DataType::new_list(DataType::Int32, true),
+        ]
+    }
+
+    /// What an all-NULL (or empty) column of `data_type` must record: no value, no min/max,
+    /// a zero sum for summable types, and the empty fingerprint.
+    fn no_value_aggregates(data_type: &DataType, nulls: u64) -> ColumnAggregates {
+        let summable = matches!(
+            data_type,
+            DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::Float32
+                | DataType::Float64
+                | DataType::Decimal128(..)
+                | DataType::Decimal256(..)
+        );
+        let is_float = matches!(data_type, DataType::Float32 | DataType::Float64);
+        ColumnAggregates {
+            null_count: nulls,
+            value_count: 0,
+            min: None,
+            max: None,
+            sum: summable.then(|| "0".to_string()),
+            nan_count: is_float.then_some(0),
+            empty_count: matches!(data_type, DataType::List(_)).then_some(0),
+            fingerprint_xor: "0".into(),
+            fingerprint_sum: "0".into(),
+        }
+    }
+
+    #[test]
+    fn all_null_columns_of_every_type_record_no_value() {
+        for data_type in pinned_types() {
+            let mut acc = ColumnAccumulator::new(&data_type, !matches!(data_type, DataType::List(_)));
+            acc.update(&arrow::array::new_null_array(&data_type, 3));
+            acc.update(&arrow::array::new_null_array(&data_type, 2));
+            assert_eq!(acc.finish(), no_value_aggregates(&data_type, 5), "{data_type}");
+        }
+    }
+
+    #[test]
+    fn empty_columns_of_every_type_record_no_value() {
+        for data_type in pinned_types() {
+            let mut acc = ColumnAccumulator::new(&data_type, !matches!(data_type, DataType::List(_)));
+            acc.update(&arrow::array::new_empty_array(&data_type));
+            let mut merged = ColumnAccumulator::new(&data_type, true);
+            merged.merge(&acc);
+            assert_eq!(acc.finish(), no_value_aggregates(&data_type, 0), "{data_type}");
+            assert_eq!(merged.finish(), no_value_aggregates(&data_type, 0), "merged {data_type}");
+        }
+    }
+
+    #[test]
+    fn all_nan_floats_count_values_but_sum_nothing() {
+        let array: ArrayRef = Arc::new(Float64Array::from(vec![Some(f64::NAN), None, Some(f64::NAN)]));
+        let mut acc = ColumnAccumulator::new(&DataType::Float64, true);
+        acc.update(&array);
+        let out = acc.finish();
+        assert_eq!((out.null_count, out.value_count, out.nan_count), (1, 2, Some(2)));
+        assert_eq!((out.min, out.max, out.sum.as_deref()), (None, None, Some("0")));
+    }
+
     proptest! {
         /// Aggregates equal a naive oracle, however the rows are split into batches.
         #[test]

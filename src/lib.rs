@@ -10,6 +10,7 @@ pub mod config;
 pub mod export;
 pub mod fingerprint;
 pub mod load;
+pub mod progress;
 pub mod retry;
 pub mod sink;
 pub mod source;

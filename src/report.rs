@@ -1,29 +1,222 @@
 //! What the binary prints: results on stdout (JSON with `--json`), progress and errors on stderr.
 
 use std::io::Write;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use pg2bq::export::ProgressCounter;
+use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use pg2bq::progress::ProgressCounter;
 use pg2bq::{ExportOutcome, LoadOutcome};
 
-/// Prints a table's row count on stderr every second until it is complete.
-pub fn spawn_progress(table: &str, total_rows: u64, counter: &ProgressCounter) {
-    let (table, counter) = (table.to_string(), counter.clone());
-    tokio::spawn(async move {
-        let started = Instant::now();
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let rows = counter.load(Ordering::Relaxed);
-            let rate = rows as f64 / started.elapsed().as_secs_f64();
-            let percent = if total_rows == 0 { 100.0 } else { rows as f64 * 100.0 / total_rows as f64 };
-            eprint!("\r{table}: {rows}/{total_rows} rows ({percent:.0}%), {rate:.0} rows/s   ");
-            if rows >= total_rows {
-                eprintln!();
-                return;
+/// The stage a bar belongs to: what its counters mean.
+#[derive(Debug, Clone, Copy)]
+pub enum Stage {
+    Export,
+    Load,
+    Validate,
+}
+
+/// One progress bar per table on stderr. On a terminal the bars are redrawn in place; otherwise
+/// (`--progress on` into a file or pipe) each running table gets a plain line every
+/// [`PLAIN_EVERY`] and a last one when it is done. Log lines go through [`LogWriter`], which
+/// clears the bars while a line is written.
+pub struct ProgressBoard {
+    multi: MultiProgress,
+    terminal: bool,
+    bars: Arc<Mutex<Vec<Bar>>>,
+    stop: Arc<AtomicBool>,
+    ticker: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// How often a running table's plain line is printed.
+const PLAIN_EVERY: Duration = Duration::from_secs(2);
+
+struct Bar {
+    bar: ProgressBar,
+    counter: ProgressCounter,
+    stage: Stage,
+}
+
+impl Bar {
+    /// Copies the table's counters into the bar; an export is done when all its rows are.
+    fn update(&self, terminal: bool) {
+        if self.bar.is_finished() {
+            return;
+        }
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let counter = &self.counter;
+        match self.stage {
+            Stage::Export => {
+                self.bar.set_position(load(&counter.rows));
+                self.bar.set_message(format!("{} read", HumanBytes(load(&counter.bytes))));
+                if load(&counter.rows) >= counter.planned_rows {
+                    self.complete(terminal, true);
+                }
+            }
+            Stage::Load => {
+                self.bar.set_position(load(&counter.rows));
+                self.bar.set_message(format!(
+                    "{}/{} job(s), {}",
+                    load(&counter.jobs),
+                    counter.planned_jobs,
+                    HumanBytes(load(&counter.bytes))
+                ));
+            }
+            Stage::Validate => {
+                self.bar.set_position(load(&counter.checks));
+                self.bar.set_message(format!("{} failed", load(&counter.failed_checks)));
             }
         }
-    });
+    }
+
+    /// Leaves the bar's final state on screen (finished, or as it stopped), once.
+    fn complete(&self, terminal: bool, succeeded: bool) {
+        if self.bar.is_finished() {
+            return;
+        }
+        if succeeded {
+            self.bar.finish();
+        } else {
+            self.bar.abandon();
+        }
+        if !terminal {
+            eprintln!("{}", self.plain_line(if succeeded { "done" } else { "stopped" }));
+        }
+    }
+
+    /// `public.events: 5000/20000 rows, 1.2 MiB read, 2500 rows/s, ETA 6s`.
+    fn plain_line(&self, state: &str) -> String {
+        let bar = &self.bar;
+        let timing = match (state, self.stage) {
+            // Validate's number of checks is not known up front: no ETA.
+            ("running", Stage::Validate) => format!("{} so far", HumanDuration(bar.elapsed())),
+            ("running", _) => format!("ETA {}", HumanDuration(bar.eta())),
+            _ => format!("{state} in {}", HumanDuration(bar.elapsed())),
+        };
+        match self.stage {
+            Stage::Export | Stage::Load => {
+                let rate = bar.position() as f64 / bar.elapsed().as_secs_f64().max(1e-3);
+                format!(
+                    "{}: {}/{} rows, {}, {rate:.0} rows/s, {timing}",
+                    bar.prefix(),
+                    bar.position(),
+                    bar.length().unwrap_or(0),
+                    bar.message()
+                )
+            }
+            Stage::Validate => format!("{}: {} checks, {}, {timing}", bar.prefix(), bar.position(), bar.message()),
+        }
+    }
+}
+
+impl ProgressBoard {
+    /// Bars on stderr: drawn in place when `terminal`, as plain lines otherwise.
+    pub fn new(terminal: bool) -> Self {
+        let target = if terminal { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let board = Self {
+            multi: MultiProgress::with_draw_target(target),
+            terminal,
+            bars: Arc::default(),
+            stop: Arc::default(),
+            ticker: Mutex::new(None),
+        };
+        let (bars, stop) = (board.bars.clone(), board.stop.clone());
+        *board.ticker.lock().expect("ticker lock") = Some(std::thread::spawn(move || {
+            let tick = Duration::from_millis(100);
+            let mut since_plain = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                since_plain += tick;
+                for bar in bars.lock().expect("bars lock").iter() {
+                    bar.update(terminal);
+                    if !terminal && since_plain >= PLAIN_EVERY && !bar.bar.is_finished() {
+                        eprintln!("{}", bar.plain_line("running"));
+                    }
+                }
+                if since_plain >= PLAIN_EVERY {
+                    since_plain = Duration::ZERO;
+                }
+                std::thread::sleep(tick);
+            }
+        }));
+        board
+    }
+
+    /// The writer for log lines.
+    pub fn log_writer(&self) -> LogWriter {
+        LogWriter { multi: Some(self.multi.clone()) }
+    }
+
+    /// A bar for a table the stage starts; the tables before it are done (stages work through
+    /// tables one at a time).
+    pub fn add(&self, stage: Stage, table: &str, counter: &ProgressCounter) {
+        let mut bars = self.bars.lock().expect("bars lock");
+        for bar in bars.iter() {
+            bar.update(self.terminal);
+            bar.complete(self.terminal, true);
+        }
+        let bar = self.multi.add(new_bar(stage, counter).with_style(style(stage)));
+        bar.set_prefix(table.to_string());
+        if self.terminal {
+            bar.enable_steady_tick(Duration::from_millis(200));
+        }
+        let bar = Bar { bar, counter: counter.clone(), stage };
+        bar.update(self.terminal);
+        bars.push(bar);
+    }
+
+    /// Leaves every bar's final state: done when the stage succeeded, as it stopped if not.
+    pub fn finish(&self, succeeded: bool) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.lock().expect("ticker lock").take() {
+            let _ = ticker.join();
+        }
+        for bar in self.bars.lock().expect("bars lock").iter() {
+            bar.update(self.terminal);
+            bar.complete(self.terminal, succeeded);
+        }
+    }
+}
+
+/// A bar sized by the rows planned; validate's has no length (finishing a bar moves it to its
+/// length, which would reset the checks counted).
+fn new_bar(stage: Stage, counter: &ProgressCounter) -> ProgressBar {
+    match stage {
+        Stage::Export | Stage::Load => ProgressBar::new(counter.planned_rows),
+        Stage::Validate => ProgressBar::no_length(),
+    }
+}
+
+fn style(stage: Stage) -> ProgressStyle {
+    let template = match stage {
+        Stage::Export | Stage::Load => "{prefix:32!} [{bar:24}] {pos}/{len} rows  {msg}  {rate}  ETA {eta}",
+        Stage::Validate => "{prefix:32!} {spinner} {pos} checks, {msg}  {elapsed}",
+    };
+    ProgressStyle::with_template(template).expect("the progress templates are valid").progress_chars("=> ").with_key(
+        "rate",
+        |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+            let _ = write!(out, "{:.0} rows/s", state.per_sec());
+        },
+    )
+}
+
+/// stderr for log lines; with bars on screen, each line is written while they are cleared.
+#[derive(Clone, Default)]
+pub struct LogWriter {
+    multi: Option<MultiProgress>,
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        match &self.multi {
+            Some(multi) => multi.suspend(|| std::io::stderr().write_all(line)).map(|()| line.len()),
+            None => std::io::stderr().write(line),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Pretty JSON on `out` (stdout), for `--json`.
@@ -222,4 +415,51 @@ pub fn print_error(error: &pg2bq::Error) {
         text.push_str(&format!("  Caused by: {cause}\n"));
     }
     eprint!("{text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pg2bq::progress::TableProgress;
+
+    fn bar(stage: Stage, counter: &ProgressCounter) -> Bar {
+        let bar = new_bar(stage, counter).with_prefix("public.t");
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+        Bar { bar, counter: counter.clone(), stage }
+    }
+
+    #[test]
+    fn plain_lines_show_each_stages_counters() {
+        let counter = Arc::new(TableProgress { planned_rows: 10, planned_jobs: 2, ..TableProgress::default() });
+        counter.rows.store(4, Ordering::Relaxed);
+        counter.jobs.store(1, Ordering::Relaxed);
+        counter.bytes.store(2048, Ordering::Relaxed);
+        let load = bar(Stage::Load, &counter);
+        load.update(false);
+        let line = load.plain_line("running");
+        assert!(line.starts_with("public.t: 4/10 rows, 1/2 job(s), 2.00 KiB, ") && line.contains(" rows/s, ETA "), "{line}");
+        counter.checks.store(7, Ordering::Relaxed);
+        counter.failed_checks.store(1, Ordering::Relaxed);
+        let validate = bar(Stage::Validate, &counter);
+        validate.update(false);
+        let line = validate.plain_line("running");
+        assert!(line.starts_with("public.t: 7 checks, 1 failed, ") && line.ends_with(" so far"), "{line}");
+        validate.complete(false, true);
+        let line = validate.plain_line("done");
+        assert!(line.starts_with("public.t: 7 checks, 1 failed, done in "), "{line}");
+    }
+
+    #[test]
+    fn an_export_is_done_when_all_its_rows_are() {
+        let counter = Arc::new(TableProgress { planned_rows: 10, ..TableProgress::default() });
+        let export = bar(Stage::Export, &counter);
+        counter.rows.store(9, Ordering::Relaxed);
+        export.update(false);
+        assert!(!export.bar.is_finished());
+        counter.rows.store(10, Ordering::Relaxed);
+        export.update(false);
+        assert!(export.bar.is_finished());
+        let line = export.plain_line("done");
+        assert!(line.starts_with("public.t: 10/10 rows, 0 B read, ") && line.contains(" rows/s, done in "), "{line}");
+    }
 }

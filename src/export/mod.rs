@@ -8,16 +8,18 @@
 
 pub mod plan;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, trace, warn, Instrument};
 
 use crate::aggregates::ColumnAccumulator;
 use crate::batches::{normalize_batch, pinned_schema, BatchError};
 use crate::config::ExportConfig;
+use crate::progress::TableProgress;
+pub use crate::progress::{ProgressCounter, ProgressReporter};
 use crate::sink::manifest::{ColumnManifest, FileManifest, Manifest, TableManifest, FORMAT_VERSION, MANIFEST_FILE};
 use crate::sink::parquet::{ParquetSinkError, PartitionFiles};
 use crate::sink::run::{ClaimError, Cleanup, RunClaim, RunId};
@@ -70,12 +72,6 @@ pub enum ExportOutcome {
     /// The committed manifest and where it is.
     Committed { manifest: Box<Manifest>, manifest_uri: String },
 }
-
-/// Rows exported so far per table, for progress reporting.
-pub type ProgressCounter = Arc<AtomicU64>;
-
-/// Called once per table as it starts: table name, rows planned, and its live row counter.
-pub type ProgressReporter = dyn Fn(&str, u64, &ProgressCounter) + Sync;
 
 /// Runs an export (or plans it, with `dry_run`).
 ///
@@ -155,9 +151,9 @@ async fn export_tables(
     }
     let mut tables = Vec::new();
     for table in &plan.tables {
-        let counter = ProgressCounter::default();
+        let counter = Arc::new(TableProgress { planned_rows: table.row_count, ..TableProgress::default() });
         if let Some(report) = progress {
-            report(&table.name, table.row_count, &counter);
+            report(&table.name, &counter);
         }
         let span = info_span!("export", table = %table.name, run_id = %run_id);
         tables.push(export_table(config, store, table, &setup, run_id, counter).instrument(span).await?);
@@ -209,6 +205,7 @@ async fn export_table(
             (config.source_url.clone(), table.name.clone(), table.columns.clone(), schema.clone(), setup.to_vec());
         let (index, expected, batch_rows) = (partition.index, partition.rows, config.batch_rows);
         let (cancelled, counter) = (cancelled.clone(), counter.clone());
+        trace!(partition = index, query = %query, "Streaming partition");
         workers.push(tokio::task::spawn_blocking(move || {
             let result = (|| {
                 let rows = stream_query(&url, &name, &query, &setup, batch_rows, |batch| {
@@ -220,7 +217,9 @@ async fn export_table(
                     files
                         .write(&batch)
                         .map_err(|source| Some(Box::new(ExportError::Write { table: name.clone(), partition: index, source })))?;
-                    counter.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    counter.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    counter.bytes.fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+                    debug!(table = %name, partition = index, rows = batch.num_rows(), "Wrote batch");
                     Ok(())
                 })
                 .map_err(|e| match e {

@@ -12,12 +12,15 @@ pub mod bigquery;
 pub mod plan;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 use tracing::{info, info_span, warn, Instrument};
 
+use crate::progress::{ProgressReporter, TableProgress};
 use crate::sink::gcs::GcsOptions;
 use crate::sink::manifest::{DigestCheck, Inconsistency, Manifest, TableManifest, FORMAT_VERSION, OLDEST_READABLE_VERSION};
 use crate::sink::store::{Store, StoreError};
@@ -211,7 +214,7 @@ pub async fn verify_files(store: &Store, run_dir: &str, manifest: &Manifest) -> 
 /// # Errors
 /// [`LoadError`]; when one table fails the others still load, then
 /// [`LoadError::TablesFailed`] names the failed ones (each failure is logged with its cause).
-pub async fn load(config: &LoadConfig) -> Result<LoadOutcome, LoadError> {
+pub async fn load(config: &LoadConfig, progress: Option<&ProgressReporter>) -> Result<LoadOutcome, LoadError> {
     let (store, run_dir, manifest) = read_manifest(&config.manifest_uri, &config.gcs).await?;
     let plan = plan_load(&manifest, &store.uri(&run_dir), &config.target)?;
     verify_files(&store, &run_dir, &manifest).await?;
@@ -225,7 +228,12 @@ pub async fn load(config: &LoadConfig) -> Result<LoadOutcome, LoadError> {
     for table in &plan.tables {
         let span = info_span!("load", table = %table.table_id, run_id = %plan.run_id);
         let manifest_table = manifest.tables.iter().find(|t| t.name == table.source).expect("the plan is made from the manifest");
-        match load_table(&bq, &plan, table, manifest_table).instrument(span).await {
+        let counter =
+            Arc::new(TableProgress { planned_rows: table.rows, planned_jobs: table.load_jobs.len() as u64, ..TableProgress::default() });
+        if let Some(report) = progress {
+            report(&table.table_id, &counter);
+        }
+        match load_table(&bq, &plan, table, manifest_table, &counter).instrument(span).await {
             Ok(report) => reports.push(report),
             Err(error) => {
                 warn!(table = %table.table_id, error = %crate::error_chain(&error).join(": "), "Table failed to load");
@@ -258,7 +266,7 @@ async fn fingerprint_staged_json(
     manifest_table: &TableManifest,
     staging: &str,
 ) -> Result<Vec<(String, String)>, LoadError> {
-    use crate::validate::sql::{fingerprint_items, json_fingerprint_label, list_encoding};
+    use crate::validate::sql::{encoding, fingerprint_items, json_fingerprint_label, list_encoding};
     let columns: Vec<_> = manifest_table.columns.iter().filter(|c| c.mapping.bq_type == crate::source::types::BigQueryType::Json).collect();
     if columns.is_empty() {
         return Ok(Vec::new());
@@ -269,7 +277,7 @@ async fn fingerprint_staged_json(
         let (text, canonical) = if column.mapping.repeated {
             (list_encoding(&name, "e"), list_encoding(&name, "TO_JSON_STRING(PARSE_JSON(e))"))
         } else {
-            (name.clone(), format!("TO_JSON_STRING(PARSE_JSON({name}))"))
+            (name.clone(), encoding(crate::source::types::BigQueryType::Json, &format!("PARSE_JSON({name})")))
         };
         items.extend(fingerprint_items(&text));
         items.extend(fingerprint_items(&canonical));
@@ -343,7 +351,13 @@ async fn refuse_loaded_run(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, ex
     Ok(())
 }
 
-async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_table: &TableManifest) -> Result<TableReport, LoadError> {
+async fn load_table(
+    bq: &BigQuery,
+    plan: &LoadPlan,
+    table: &TableLoad,
+    manifest_table: &TableManifest,
+    progress: &TableProgress,
+) -> Result<TableReport, LoadError> {
     let started = Instant::now();
     let dataset = &plan.dataset;
     let kept;
@@ -428,6 +442,9 @@ async fn load_table(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, manifest_
             });
         }
         info!(job_id = %finished.job_id, rows = loaded, reattached = finished.reattached, "Load job done");
+        progress.rows.fetch_add(loaded, Ordering::Relaxed);
+        progress.bytes.fetch_add(job.bytes, Ordering::Relaxed);
+        progress.jobs.fetch_add(1, Ordering::Relaxed);
         reattached_jobs += usize::from(finished.reattached);
         job_ids.push(finished.job_id);
     }

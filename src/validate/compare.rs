@@ -90,7 +90,8 @@ pub fn compare(
             let want = expected.sum.clone();
             let passed = match (&want, actual) {
                 (None, None) => true,
-                (Some(w), None) => expected.value_count == 0 && (w == "0" || w == "0.0"),
+                // BigQuery's SUM over no value (all NULL, all NaN, no rows) is NULL; the manifest's is 0.
+                (Some(w), None) => expected.value_count == expected.nan_count.unwrap_or(0) && (w == "0" || w == "0.0"),
                 (Some(w), Some(a)) if is_float => match (parse_float(w), parse_float(a)) {
                     (Some(x), Some(y)) if x.is_finite() && y.is_finite() => {
                         (x - y).abs() <= FLOAT_SUM_RELATIVE_TOLERANCE * abs_sum.unwrap_or(0.0).max(1.0)
@@ -156,6 +157,74 @@ mod tests {
         assert!(compare("c", BigQueryType::Int64, Measure::FingerprintSum, &a, Some("17"), None).unwrap().passed);
         assert!(!compare("c", BigQueryType::Int64, Measure::FingerprintXor, &a, None, None).unwrap().passed);
         assert!(compare("c", BigQueryType::Int64, Measure::AbsSum, &a, Some("1"), None).is_none());
+    }
+
+    /// BigQuery's answer to a measure over `nulls` NULLs and no value: COUNTIF counts, every
+    /// other aggregate (MIN, MAX, SUM, BIT_XOR, LOGICAL_AND) is NULL.
+    fn bigquery_over_no_value(measure: Measure, nulls: u64) -> Option<String> {
+        match measure {
+            Measure::NullCount => Some(nulls.to_string()),
+            Measure::ValueCount | Measure::NanCount => Some("0".into()),
+            _ => None,
+        }
+    }
+
+    /// The manifest's aggregates of an all-NULL (or empty) column of every mapped type pass
+    /// against BigQuery's answers over the same column.
+    #[test]
+    fn all_null_and_empty_columns_of_every_type_pass() {
+        use crate::aggregates::ColumnAccumulator;
+        use crate::sink::manifest::ColumnManifest;
+        use crate::source::types::{map_column, OutOfRange, PgColumn};
+        let numeric_12_2 = (12 << 16 | 2) + 4;
+        let types = [
+            ("bool", None, -1),
+            ("int2", None, -1),
+            ("int4", None, -1),
+            ("int8", None, -1),
+            ("float4", None, -1),
+            ("float8", None, -1),
+            ("numeric", None, numeric_12_2),
+            ("text", None, -1),
+            ("bpchar", None, 9),
+            ("uuid", None, -1),
+            ("jsonb", None, -1),
+            ("bytea", None, -1),
+            ("date", None, -1),
+            ("time", None, -1),
+            ("timestamp", None, -1),
+            ("timestamptz", None, -1),
+            ("_int4", Some("int4"), -1),
+            ("_float8", Some("float8"), -1),
+            ("_bool", Some("bool"), -1),
+            ("_text", Some("text"), -1),
+            ("_jsonb", Some("jsonb"), -1),
+        ];
+        for (type_name, element, typmod) in types {
+            let pg = PgColumn { element_type: element.map(str::to_string), ..PgColumn::base("c", type_name, typmod) };
+            let mapping = map_column(&pg, None, OutOfRange::Refuse).unwrap();
+            for nulls in [0, 3] {
+                let mut accumulator = ColumnAccumulator::for_column(&mapping);
+                accumulator.update(&arrow::array::new_null_array(&mapping.arrow_type, nulls as usize));
+                let column = ColumnManifest { mapping: mapping.clone(), adjusted_rows: 0, aggregates: accumulator.finish() };
+                for (measure, _) in crate::validate::sql::column_measures(&column) {
+                    let actual = bigquery_over_no_value(measure, nulls);
+                    if let Some(check) = compare("c", mapping.bq_type, measure, &column.aggregates, actual.as_deref(), None) {
+                        assert!(check.passed, "{type_name} with {nulls} NULLs: {check:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A float column of NaNs only: BigQuery's SUM skips them all and answers NULL.
+    #[test]
+    fn all_nan_float_sum_passes() {
+        let mut a = aggregates();
+        (a.value_count, a.nan_count, a.sum, a.min, a.max) = (2, Some(2), Some("0".into()), None, None);
+        assert!(compare("c", BigQueryType::Float64, Measure::Sum, &a, None, None).unwrap().passed);
+        a.nan_count = Some(1);
+        assert!(!compare("c", BigQueryType::Float64, Measure::Sum, &a, None, None).unwrap().passed);
     }
 
     #[test]

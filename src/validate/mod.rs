@@ -12,13 +12,15 @@ pub mod sql;
 pub mod verify;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tracing::{info, info_span, Instrument};
+use tracing::{debug, info, info_span, trace, Instrument};
 
 use crate::load::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
 use crate::load::{read_manifest, LoadError};
+use crate::progress::{ProgressCounter, ProgressReporter, TableProgress};
 use crate::sink::gcs::GcsOptions;
 use crate::sink::manifest::{ColumnManifest, Manifest, TableManifest};
 use crate::source::types::{quote_ident, BigQueryType};
@@ -105,7 +107,7 @@ pub struct TableValidation {
 /// # Errors
 /// [`ValidateError`] when a check cannot run (missing table, unreadable manifest, BigQuery
 /// error); mismatches are not errors, they are failed checks in the report.
-pub async fn validate(config: &ValidateConfig) -> Result<ValidationReport, ValidateError> {
+pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporter>) -> Result<ValidationReport, ValidateError> {
     let (_, _, manifest) = read_manifest(&config.manifest_uri, &config.gcs).await?;
     let bq = BigQuery::connect(&config.project, config.location.clone(), &config.bigquery).await?;
     for d in &config.denormalized {
@@ -116,7 +118,11 @@ pub async fn validate(config: &ValidateConfig) -> Result<ValidationReport, Valid
     let mut tables = Vec::new();
     for table in &manifest.tables {
         let span = info_span!("validate", table = %table.name, run_id = %manifest.run_id);
-        let checks = validate_table(config, &bq, &manifest, table).instrument(span).await?;
+        let counter = ProgressCounter::default();
+        if let Some(report) = progress {
+            report(&table.name, &counter);
+        }
+        let checks = validate_table(config, &bq, &manifest, table, &counter).instrument(span).await?;
         tables.push(TableValidation {
             table: table.name.clone(),
             bq_table: format!("{}{}", config.table_prefix, table.bq_table),
@@ -152,6 +158,7 @@ async fn validate_table(
     bq: &BigQuery,
     manifest: &Manifest,
     table: &TableManifest,
+    progress: &TableProgress,
 ) -> Result<Vec<Check>, ValidateError> {
     let started = Instant::now();
     let bq_table = format!("{}{}", config.table_prefix, table.bq_table);
@@ -161,9 +168,11 @@ async fn validate_table(
     let target = qualified(config, table);
     let columns: Vec<&ColumnManifest> = table.columns.iter().collect();
     let (values, layout) = run_aggregates(bq, &target, &columns, None).await?;
-    let mut checks = vec![Check::new("row_count", None, table.row_count, &values[0], values[0] == table.row_count.to_string())];
+    let rows = values[0].as_deref().unwrap_or("NULL");
+    let mut checks = vec![Check::new("row_count", None, table.row_count, rows, rows == table.row_count.to_string())];
     let expected: Vec<crate::aggregates::ColumnAggregates> = columns.iter().map(|c| expected_aggregates(c, &resource)).collect();
     checks.extend(column_checks(&columns, &expected, &layout, &values));
+    report_checks(progress, &checks);
     let failed_columns: Vec<&ColumnManifest> = columns
         .iter()
         .copied()
@@ -186,9 +195,15 @@ async fn validate_table(
             checks.push(required);
         }
     }
+    report_checks(progress, &checks);
     checks.extend(referential_checks(config, bq, manifest, table).await?);
+    report_checks(progress, &checks);
     if let Some(url) = &config.source_url {
         checks.extend(sample::sample_checks(config, bq, url, table, &target).await?);
+        report_checks(progress, &checks);
+    }
+    for c in &checks {
+        trace!(check = %c.check, column = c.column.as_deref().unwrap_or("-"), expected = %c.expected, actual = %c.actual, passed = c.passed, "Check");
     }
     info!(
         checks = checks.len(),
@@ -199,17 +214,25 @@ async fn validate_table(
     Ok(checks)
 }
 
-/// Runs the aggregate query and returns every value as text (NULL as `None` → kept as "NULL"
-/// only in reports) plus its layout.
+/// Publishes the checks made so far to the table's progress.
+fn report_checks(progress: &TableProgress, checks: &[Check]) {
+    progress.checks.store(checks.len() as u64, Ordering::Relaxed);
+    progress.failed_checks.store(checks.iter().filter(|c| !c.passed).count() as u64, Ordering::Relaxed);
+}
+
+/// Runs the aggregate query and returns every value as text (SQL NULL as `None`, never as the
+/// text "NULL", which a string column's min can be) plus its layout.
 async fn run_aggregates(
     bq: &BigQuery,
     target: &str,
     columns: &[&ColumnManifest],
     filter: Option<&str>,
-) -> Result<(Vec<String>, Vec<(usize, Measure)>), ValidateError> {
+) -> Result<(Vec<Option<String>>, Vec<(usize, Measure)>), ValidateError> {
     let (sql, layout) = aggregate_query(target, columns, filter);
+    debug!(columns = columns.len(), filter = filter.unwrap_or("none"), "Running aggregate query");
+    trace!(sql = %sql, "Aggregate query");
     let row = bq.query_one_row(&sql).await?;
-    Ok((row.into_iter().map(|v| v.unwrap_or_else(|| "NULL".into())).collect(), layout))
+    Ok((row, layout))
 }
 
 /// The manifest's aggregates, except JSON fingerprints: those come from the table label `load`
@@ -233,9 +256,9 @@ fn column_checks(
     columns: &[&ColumnManifest],
     expected: &[crate::aggregates::ColumnAggregates],
     layout: &[(usize, Measure)],
-    values: &[String],
+    values: &[Option<String>],
 ) -> Vec<Check> {
-    let value = |i: usize| Some(values[i + 1].as_str()).filter(|v| *v != "NULL");
+    let value = |i: usize| values[i + 1].as_deref();
     let mut checks = Vec::new();
     for (i, (index, measure)) in layout.iter().enumerate() {
         let column = columns[*index];
@@ -275,7 +298,7 @@ async fn locate_mismatches(
         let filter = partition.predicate.replace('"', "`");
         let (values, layout) = run_aggregates(bq, target, failed, Some(&filter)).await?;
         let files: Vec<_> = table.files.iter().filter(|f| f.partition == partition.index).collect();
-        let mut differs = values[0] != partition.rows.to_string();
+        let mut differs = values[0] != Some(partition.rows.to_string());
         // The partition's expected counts and fingerprints per failed column, from its files.
         let expected: Vec<(u64, u64, i64, i128)> = failed
             .iter()
@@ -294,12 +317,13 @@ async fn locate_mismatches(
         for (i, (index, measure)) in layout.iter().enumerate() {
             let column = failed[*index];
             let (nulls, count, xor, sum) = expected[*index];
-            let actual = values[i + 1].as_str();
+            // An aggregate over no value is NULL: the empty fingerprint, 0.
+            let actual = values[i + 1].as_deref().unwrap_or("0");
             let column_differs = match measure {
                 Measure::NullCount => actual != nulls.to_string(),
                 Measure::ValueCount => actual != count.to_string(),
-                Measure::FingerprintXor => actual.replace("NULL", "0") != xor.to_string(),
-                Measure::FingerprintSum => actual.replace("NULL", "0") != sum.to_string(),
+                Measure::FingerprintXor => actual != xor.to_string(),
+                Measure::FingerprintSum => actual != sum.to_string(),
                 _ => false,
             };
             if column_differs {

@@ -47,7 +47,7 @@ fn expressions(column: &ColumnManifest) -> (String, String, Compare) {
         BigQueryType::Time => {
             (encoding(BigQueryType::Time, &bq), format!("(EXTRACT(EPOCH FROM {pg}) * 1000000)::int8::text"), Compare::Exact)
         }
-        BigQueryType::Json => (format!("IF({bq} IS NULL, NULL, TO_JSON_STRING({bq}))"), format!("{pg}::text"), Compare::Json),
+        BigQueryType::Json => (encoding(BigQueryType::Json, &bq), format!("{pg}::text"), Compare::Json),
         // concat() keeps char(n) padding, as the export did.
         BigQueryType::String => (bq, format!("CASE WHEN {pg} IS NULL THEN NULL ELSE concat({pg}) END"), Compare::Exact),
         // Temporal select expressions already yield epoch microseconds.

@@ -22,7 +22,9 @@ pub fn encoding(bq_type: BigQueryType, expr: &str) -> String {
         BigQueryType::Float64 => format!("FORMAT('%.17g', {expr})"),
         BigQueryType::Numeric | BigQueryType::Bignumeric => minimal_decimal(expr),
         BigQueryType::String | BigQueryType::Bytes => expr.to_string(),
-        BigQueryType::Json => format!("TO_JSON_STRING({expr})"),
+        // TO_JSON_STRING(NULL) is the text `null`: keep SQL NULL out of the fingerprint, as the
+        // manifest does.
+        BigQueryType::Json => format!("IF({expr} IS NULL, NULL, TO_JSON_STRING({expr}))"),
         BigQueryType::Date => format!("CAST(UNIX_DATE({expr}) AS STRING)"),
         BigQueryType::Time => format!("CAST(TIME_DIFF({expr}, TIME '00:00:00', MICROSECOND) AS STRING)"),
         BigQueryType::Datetime => format!("CAST(UNIX_MICROS(TIMESTAMP({expr})) AS STRING)"),
@@ -91,7 +93,8 @@ pub fn column_measures(column: &ColumnManifest) -> Vec<(Measure, String)> {
     }
     if column.mapping.orderable() {
         let (min, max) = match bq_type {
-            BigQueryType::Bool => (format!("IF(LOGICAL_AND({name}), 'true', 'false')"), format!("IF(LOGICAL_OR({name}), 'true', 'false')")),
+            // LOGICAL_AND/OR of no value is NULL, which must stay NULL (no min/max).
+            BigQueryType::Bool => (encoding(bq_type, &format!("LOGICAL_AND({name})")), encoding(bq_type, &format!("LOGICAL_OR({name})"))),
             BigQueryType::Float64 => {
                 let finite = format!("IF(IS_NAN({name}), NULL, {name})");
                 (encoding(bq_type, &format!("MIN({finite})")), encoding(bq_type, &format!("MAX({finite})")))
@@ -193,6 +196,15 @@ mod tests {
                 Measure::FingerprintSum
             ]
         );
+    }
+
+    /// Aggregates over no value are NULL; the SQL must keep them NULL, as the manifest does.
+    #[test]
+    fn bool_min_max_and_json_fingerprints_keep_null() {
+        let measures = column_measures(&column("bool", None));
+        let min = &measures.iter().find(|(m, _)| *m == Measure::Min).unwrap().1;
+        assert_eq!(min, "CASE WHEN LOGICAL_AND(`c`) THEN 'true' WHEN NOT LOGICAL_AND(`c`) THEN 'false' END");
+        assert_eq!(column_encoding(&column("jsonb", None)), "IF(`c` IS NULL, NULL, TO_JSON_STRING(`c`))");
     }
 
     #[test]

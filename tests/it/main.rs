@@ -10,3 +10,4 @@ mod load_state;
 mod runs;
 mod support;
 mod validate;
+mod validate_nulls;
