@@ -125,10 +125,21 @@ fn claim_path(run_id: &RunId, number: u32) -> String {
     format!("{run_id}/claim-{number:06}.json")
 }
 
+/// The number of a claim, from its file name inside the run directory (`claim-000002.json`).
+fn claim_number(name: &str) -> Option<u32> {
+    name.strip_prefix("claim-")?.strip_suffix(".json")?.parse().ok()
+}
+
+/// Whether `name` (an object's name inside a run directory) is a claim: commit bookkeeping, not
+/// snapshot data. A kill between the manifest's creation and the claim's removal leaves one.
+pub fn is_claim_file(name: &str) -> bool {
+    claim_number(name).is_some()
+}
+
 /// The claim numbers found among the run's objects.
 fn claim_numbers<'a>(run_id: &RunId, paths: impl Iterator<Item = &'a str>) -> Vec<u32> {
-    let prefix = format!("{run_id}/claim-");
-    paths.filter_map(|p| p.strip_prefix(&prefix)?.strip_suffix(".json")?.parse().ok()).collect()
+    let prefix = format!("{run_id}/");
+    paths.filter_map(|p| claim_number(p.strip_prefix(&prefix)?)).collect()
 }
 
 impl RunClaim {

@@ -137,7 +137,8 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
         .flat_map(|t| t.files.iter().map(|f| format!("{run_dir}/{}", f.path)))
         .chain([format!("{run_dir}/{MANIFEST_FILE}")])
         .collect();
-    for object in listed.iter().filter(|o| !known.contains(&o.path)) {
+    let is_claim = |path: &str| path.strip_prefix(&format!("{run_dir}/")).is_some_and(crate::sink::run::is_claim_file);
+    for object in listed.iter().filter(|o| !known.contains(&o.path) && !is_claim(&o.path)) {
         problems.push(Check::new("file_extra", None, "not in the manifest", store.uri(&object.path), false));
     }
     Ok(VerifyReport { run_id: manifest.run_id.clone(), passed: problems.is_empty(), files_checked, problems })

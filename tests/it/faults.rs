@@ -218,13 +218,13 @@ async fn exports_through_failing_uploads_commit_intact_files_or_nothing() {
     let committed = outcomes.iter().filter(|(_, code, ..)| *code == Some(0)).count();
     let injected: u64 =
         outcomes.iter().flat_map(|(_, _, faults, _)| faults.as_object().unwrap().values()).map(|n| n.as_u64().unwrap()).sum();
-    eprintln!(
-        "{} seeds: {committed} committed (CRC32C verified, rows read back by pyarrow), {} failed with exit 2 and no manifest; {injected} faults injected",
+    crate::support::report_line(&format!(
+        "export through upload faults: {} seeds, {committed} committed (CRC32C verified, rows read back by pyarrow), {} failed with exit 2 and no manifest; {injected} faults injected",
         outcomes.len(),
         outcomes.len() - committed
-    );
+    ));
     for (seed, code, faults, requests) in &outcomes {
-        eprintln!("  seed {seed}: exit {code:?}, {requests} GCS requests, faults {faults}");
+        crate::support::report_line(&format!("  seed {seed}: exit {code:?}, {requests} GCS requests, faults {faults}"));
     }
     assert!(injected > 0);
     assert_eq!(committed, outcomes.len(), "retries and resumes should carry every run through");

@@ -421,7 +421,7 @@ async fn hostile_inputs_round_trip_exactly_or_are_refused_clearly() {
         .await
         .unwrap();
     let panics = failures.iter().filter(|f| f.contains("panicked")).count();
-    println!("{} inputs: exact round trip or clear refusal, {panics} panics", cases.len());
+    crate::support::report_line(&format!("{} inputs: exact round trip or clear refusal, {panics} panics", cases.len()));
     assert!(failures.is_empty(), "{} of {} inputs misbehaved:\n{}", failures.len(), cases.len(), failures.join("\n"));
     assert!(cases.len() >= 30);
     db.drop().await;

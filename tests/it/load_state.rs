@@ -330,11 +330,11 @@ async fn killed_loads_rerun_to_exactly_the_snapshot_at_20_seeded_points() {
         }
     }
     let converged = trials.len() - failures.len();
-    println!(
+    crate::support::report_line(&format!(
         "load kill trials: {converged}/{} converged (seed {SEED}; staged and direct, truncate and append; kills at {:?} ms; {reattached} jobs re-attached on re-run, {refused} finished appends refused)",
         trials.len(),
         trials.iter().map(|t| t.delay_ms).collect::<Vec<_>>()
-    );
+    ));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     db.drop().await;
 }

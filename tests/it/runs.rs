@@ -3,7 +3,6 @@
 //! huge values still make files other readers open. Ends with seeded kill -9 trials.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -119,6 +118,27 @@ async fn dry_run_of_a_committed_run_id_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("run `done` is already committed"), "{}", stderr(&out));
     assert_eq!(tree(dest.path()), before);
+    db.drop().await;
+}
+
+/// A kill between the manifest's creation and the claim's removal leaves the claim in a committed
+/// run: verify still finds the snapshot intact, and a rerun still sees the run as committed.
+#[tokio::test]
+async fn a_claim_left_in_a_committed_run_is_not_an_extra_file() {
+    let url = skip_unless!("PG2BQ_TEST_PG_URL");
+    let db = TestDb::new(&url, &wide_table(10)).await;
+    let dest = tempfile::tempdir().unwrap();
+    let args = export_args(&url, dest.path().to_str().unwrap(), &db.table("w"), "left", &[]);
+    assert!(run_export(&args).status.success());
+    std::fs::write(dest.path().join("left/claim-000001.json"), br#"{"attempt":"killed-after-commit"}"#).unwrap();
+    let before = tree(dest.path());
+    let manifest = dest.path().join("left/manifest.json");
+    let verify = pg2bq(&["verify", "--manifest", manifest.to_str().unwrap()]);
+    assert_eq!(verify.status.code(), Some(0), "{}", stderr(&verify));
+    let rerun = run_export(&args);
+    assert_eq!(rerun.status.code(), Some(2), "{}", stderr(&rerun));
+    assert!(stderr(&rerun).contains("run `left` is already committed"), "{}", stderr(&rerun));
+    assert_eq!(tree(dest.path()), before, "the committed run is untouched");
     db.drop().await;
 }
 
@@ -346,12 +366,9 @@ async fn export_kill_trials_converge() {
         }
         assert_committed_exactly(&run_dir, ROWS);
     }
-    // Written to stderr directly, not through `eprintln!`, so the harness shows it without --nocapture.
-    writeln!(
-        std::io::stderr(),
+    crate::support::report_line(&format!(
         "export kill trials: {TRIALS}/{TRIALS} converged ({before_claim} killed before claim, {mid_write} mid-write, {after_commit} after commit; export takes {:.2} s, seed {SEED:#x})",
         duration.as_secs_f64()
-    )
-    .unwrap();
+    ));
     db.drop().await;
 }

@@ -362,3 +362,10 @@ impl Emulators {
         uri.strip_prefix(&format!("gs://{}/", self.bucket)).expect("a URI in the test bucket")
     }
 }
+
+/// Writes a summary line to stderr directly, not through `eprintln!`, so the test harness shows
+/// it without `--nocapture` (the kill trials, the hostile inputs and the fault runs report here).
+pub fn report_line(line: &str) {
+    use std::io::Write;
+    writeln!(std::io::stderr(), "{line}").expect("stderr is writable");
+}
