@@ -27,29 +27,6 @@ fn failing_bigquery(seed: u64) -> Value {
     })
 }
 
-/// `pg2bq validate` against BigQuery at `bq_host`: exit code, JSON report, stderr.
-fn validate(s: &Emulators, manifest: &str, bq_host: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pg2bq"))
-        .args(["validate", "--manifest", manifest, "--project", &s.project, "--dataset", &s.dataset, "--json"])
-        .args(extra)
-        .env("BIGQUERY_EMULATOR_HOST", bq_host)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("no JSON report: {stderr}"));
-    (out.status.code(), report, stderr)
-}
-
-/// `(check, column)` of every failed check.
-fn failures(report: &Value) -> Vec<(String, String)> {
-    let checks = report["tables"].as_array().unwrap().iter().flat_map(|t| t["checks"].as_array().unwrap().iter());
-    checks
-        .filter(|c| c["passed"] == false)
-        .map(|c| (c["check"].as_str().unwrap().to_string(), c["column"].as_str().unwrap_or("-").to_string()))
-        .collect()
-}
-
 #[tokio::test]
 async fn load_and_validate_through_unfinished_paged_and_failing_answers_give_the_direct_verdicts() {
     let s = emulators!();
@@ -63,15 +40,15 @@ async fn load_and_validate_through_unfinished_paged_and_failing_answers_give_the
     assert!(out.status.success(), "load through the proxy: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(s.count(&table).await, 30);
     // Sampling compares 10 rows with Postgres: multi-row answers, 2 rows a page.
-    let (code, report, stderr) = validate(&s, &manifest, &proxy.bq_host, &["--source", &s.pg_url]);
+    let (code, report, stderr) = s.validate_through(&proxy.bq_host, &manifest, &["--source", &s.pg_url]);
     assert_eq!(code, Some(0), "clean run through the proxy: {stderr}\n{report:#}");
 
     s.python_rows(&format!("UPDATE `{}.{}.{table}` SET label = 'changed' WHERE id = 3", s.project, s.dataset));
-    let (direct_code, direct_report, _) = validate(&s, &manifest, &s.bq_host, &[]);
-    let (code, report, stderr) = validate(&s, &manifest, &proxy.bq_host, &[]);
+    let (direct_code, direct_report, _) = s.validate_through(&s.bq_host, &manifest, &[]);
+    let (code, report, stderr) = s.validate_through(&proxy.bq_host, &manifest, &[]);
     assert_eq!((direct_code, code), (Some(1), Some(1)), "{stderr}");
-    assert_eq!(failures(&report), failures(&direct_report));
-    assert!(failures(&report).iter().all(|(_, column)| column == "label") && !failures(&report).is_empty(), "{report:#}");
+    assert_eq!(failed_checks(&report), failed_checks(&direct_report));
+    assert!(failed_checks(&report).iter().all(|(_, column)| column == "label") && !failed_checks(&report).is_empty(), "{report:#}");
 
     let stats = proxy.stats().await;
     assert!(stats["injected"][0].as_u64().unwrap() > 0, "no fault was injected: {stats}");
@@ -89,9 +66,9 @@ async fn validate_waits_for_unfinished_query_answers() {
     let out = s.load(&manifest, &[]);
     assert!(out.status.success(), "load: {}", String::from_utf8_lossy(&out.stderr));
     proxy.set(json!({ "bq_async_polls": 3 })).await;
-    let (code, report, stderr) = validate(&s, &manifest, &proxy.bq_host, &[]);
+    let (code, report, stderr) = s.validate_through(&proxy.bq_host, &manifest, &[]);
     assert_eq!(code, Some(0), "{stderr}\n{report:#}");
-    assert!(failures(&report).is_empty());
+    assert!(failed_checks(&report).is_empty());
     db.drop().await;
 }
 

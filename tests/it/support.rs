@@ -369,3 +369,38 @@ pub fn report_line(line: &str) {
     use std::io::Write;
     writeln!(std::io::stderr(), "{line}").expect("stderr is writable");
 }
+
+impl Emulators {
+    /// `pg2bq validate --json` against the emulator, or against `bq_host` (the fault proxy):
+    /// exit code, JSON report, stderr.
+    pub fn validate_through(&self, bq_host: &str, manifest: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_pg2bq"))
+            .args(["validate", "--manifest", manifest, "--project", &self.project, "--dataset", &self.dataset, "--json"])
+            .args(["--progress", "off"])
+            .args(extra)
+            .env("BIGQUERY_EMULATOR_HOST", bq_host)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("no JSON report: {stderr}"));
+        (out.status.code(), report, stderr)
+    }
+
+    /// [`Self::validate_through`] the emulator itself.
+    pub fn validate(&self, manifest: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+        self.validate_through(&self.bq_host, manifest, extra)
+    }
+}
+
+/// `(check, column)` of every failed check of a validate report.
+pub fn failed_checks(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["checks"].as_array().unwrap().iter())
+        .filter(|c| c["passed"] == false)
+        .map(|c| (c["check"].as_str().unwrap().to_string(), c["column"].as_str().unwrap_or("-").to_string()))
+        .collect()
+}

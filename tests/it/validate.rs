@@ -17,18 +17,6 @@ impl Emulators {
         manifest
     }
 
-    fn validate(&self, manifest: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_pg2bq"))
-            .args(["validate", "--manifest", manifest, "--project", &self.project, "--dataset", &self.dataset, "--json"])
-            .args(extra)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("no JSON report: {stderr}"));
-        (out.status.code(), report, stderr)
-    }
-
     /// Runs SQL on the emulator (DML to corrupt a table).
     fn sql(&self, sql: &str) {
         self.python_rows(sql);
@@ -37,18 +25,6 @@ impl Emulators {
     fn table(&self, name: &str) -> String {
         format!("`{}.{}.{name}`", self.project, self.dataset)
     }
-}
-
-/// `(check, column)` of every failed check of the report.
-fn failures(report: &serde_json::Value) -> Vec<(String, String)> {
-    report["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|t| t["checks"].as_array().unwrap().iter())
-        .filter(|c| c["passed"] == false)
-        .map(|c| (c["check"].as_str().unwrap().to_string(), c["column"].as_str().unwrap_or("-").to_string()))
-        .collect()
 }
 
 #[tokio::test]
@@ -129,7 +105,7 @@ async fn corrupt_and_validate(s: &Emulators, corruption: impl Fn(&Emulators, &st
     let (code, report, stderr) = s.validate(&manifest, &[]);
     assert_eq!(code, Some(1), "{stderr}");
     db.drop().await;
-    (failures(&report), report)
+    (failed_checks(&report), report)
 }
 
 fn columns(failures: &[(String, String)]) -> std::collections::BTreeSet<String> {

@@ -11,24 +11,12 @@ use rand::{Rng, SeedableRng};
 use crate::support::*;
 use crate::{emulators, skip_unless};
 
-/// Runs `pg2bq validate --json`; returns the exit code, the JSON report and stderr.
-fn validate(s: &Emulators, manifest: &str) -> (Option<i32>, serde_json::Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pg2bq"))
-        .args(["validate", "--manifest", manifest, "--project", &s.project, "--dataset", &s.dataset, "--json", "--progress", "off"])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("no JSON report: {stderr}"));
-    (out.status.code(), report, stderr)
-}
-
 /// Exports `tables` to fake-gcs, loads them, validates; returns the exit code, report, stderr.
 fn export_load_validate(s: &Emulators, tables: &[String]) -> (Option<i32>, serde_json::Value, String) {
     let manifest = s.export(tables, &[]);
     let out = s.load(&manifest, &[]);
     assert!(out.status.success(), "load: {}", String::from_utf8_lossy(&out.stderr));
-    validate(s, &manifest)
+    s.validate(&manifest, &[])
 }
 
 /// `(expected, actual, passed)` of one check of the report.
