@@ -77,8 +77,15 @@ pub enum BigQueryError {
         #[source]
         source: reqwest::Error,
     },
-    #[error("BigQuery: failed to {action} (gave up after {attempts} attempt(s); an answer the client library cannot read hides its HTTP status)")]
+    #[error("BigQuery: failed to {action} (gave up after {attempts} attempt(s))")]
     Client {
+        action: String,
+        attempts: u32,
+        #[source]
+        source: BQError,
+    },
+    #[error("BigQuery: {action} got an answer gcp-bigquery-client cannot read, which hides its HTTP status (gave up after {attempts} attempt(s))")]
+    UnreadableAnswer {
         action: String,
         attempts: u32,
         #[source]
@@ -236,6 +243,9 @@ impl BigQuery {
                         attempts,
                         message: error.error.message,
                     },
+                    BQError::RequestError(source) if source.is_decode() => {
+                        BigQueryError::UnreadableAnswer { action: action.into(), attempts, source: BQError::RequestError(source) }
+                    }
                     source => BigQueryError::Client { action: action.into(), attempts, source },
                 });
             }
