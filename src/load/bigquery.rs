@@ -1,13 +1,14 @@
 //! The BigQuery REST calls pg2bq makes: through gcp-bigquery-client where its API and models
-//! fit (datasets get/create, tables delete, jobs.get, jobs.getQueryResults), as raw JSON over the
-//! same HTTP client where they do not: jobs.insert (the `Job` model has no `parquetOptions`),
-//! table create/get/patch (its `FieldType` enum rewrites and lacks BigQuery's type names, and
-//! `Table` would drop fields on a patch) and dry runs (`QueryRequest` has no `location`).
+//! fit (datasets get/create, tables delete, jobs.get, jobs.getQueryResults, dry-run jobs.query),
+//! as raw JSON over the same HTTP client where they do not: jobs.insert (its load configuration
+//! has no `parquetOptions`), table create/get (our schemas keep BigQuery's own type names; its
+//! `FieldType` enum lacks some) and label patches (its `Table` model always sends a schema).
 //!
 //! The client library reads an error answer only as BigQuery's JSON error; any other answer
 //! (an HTML 502 from a front end, a body that does not fit its model) becomes a decode error
-//! that hides the HTTP status. Its calls are all safe to repeat reads or creates, so such an
-//! answer is retried like a 5xx, and the final error says the status was not readable.
+//! that hides the HTTP status. Every call made through it is safe to repeat (reads, a create
+//! whose 409 means "there", a delete whose 404 means "gone"), so such an answer is retried like
+//! a 5xx, and the final error says the status could not be read.
 //!
 //! Jobs are inserted with caller-chosen ids. A 409 means the id exists: we attach to that job
 //! and wait for it instead of loading twice. A DONE job is a success only without `errorResult`.
