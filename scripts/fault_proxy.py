@@ -11,9 +11,11 @@ point back at the proxy), except where the rules set per test say otherwise:
 
 A rule: {"upstream": "gcs"|"bq", "method": "PUT", "path": "<regex on path?query>",
          "fraction": 0.2, "limit": 5,
-         "faults": [{"status": 503}, {"delay_ms": 300}, {"reset": "before"|"after"|"mid_body"}]}
+         "faults": [{"status": 503}, {"status": 502, "html": true}, {"delay_ms": 300},
+                    {"reset": "before"|"after"|"mid_body"}]}
 A matching request fires the rule with probability `fraction` (seeded), at most `limit` times;
-then one of `faults` is picked (seeded): answer that status without forwarding, wait and
+then one of `faults` is picked (seeded): answer that status without forwarding (with a JSON
+error body like BigQuery's, or with `html` an HTML page like Google's front ends), wait and
 forward, or close the connection (RST) before forwarding, after the upstream acted on the
 request (the answer is lost), or halfway through the answer's body.
 
@@ -181,6 +183,9 @@ def make_handler(upstream_name, upstream_url, public_url):
             fault = FAULTS.pick(upstream_name, self.command, self.path)
             if fault and "delay_ms" in fault:
                 time.sleep(fault["delay_ms"] / 1000)
+            elif fault and fault.get("html"):
+                page = b"<html><body><h1>Error %d (Server Error)</h1></body></html>" % fault["status"]
+                return self.respond(fault["status"], [("Content-Type", "text/html; charset=UTF-8")], page)
             elif fault and "status" in fault:
                 error = {"code": fault["status"], "message": "injected by fault_proxy", "errors": [{"reason": "backendError"}]}
                 return self.respond_json(fault["status"], {"error": error})

@@ -1,4 +1,14 @@
-//! The BigQuery REST calls pg2bq makes, as JSON over one HTTP client.
+//! The BigQuery REST calls pg2bq makes: through gcp-bigquery-client where its API and models
+//! fit (datasets get/create, tables delete, jobs.get, jobs.getQueryResults, dry-run jobs.query),
+//! as raw JSON over the same HTTP client where they do not: jobs.insert (its load configuration
+//! has no `parquetOptions`), table create/get (our schemas keep BigQuery's own type names; its
+//! `FieldType` enum lacks some) and label patches (its `Table` model always sends a schema).
+//!
+//! The client library reads an error answer only as BigQuery's JSON error; any other answer
+//! (an HTML 502 from a front end, a body that does not fit its model) becomes a decode error
+//! that hides the HTTP status. Every call made through it is safe to repeat (reads, a create
+//! whose 409 means "there", a delete whose 404 means "gone"), so such an answer is retried like
+//! a 5xx, and the final error says the status could not be read.
 //!
 //! Jobs are inserted with caller-chosen ids. A 409 means the id exists: we attach to that job
 //! and wait for it instead of loading twice. A DONE job is a success only without `errorResult`.
@@ -11,8 +21,17 @@
 //! answer is an error, never an empty or short result.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use gcp_bigquery_client::auth::Authenticator;
+use gcp_bigquery_client::error::BQError;
+use gcp_bigquery_client::model::dataset::Dataset;
+use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
+use gcp_bigquery_client::model::get_query_results_response::GetQueryResultsResponse;
+use gcp_bigquery_client::model::job::Job;
+use gcp_bigquery_client::model::query_request::QueryRequest;
 use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -30,7 +49,7 @@ const QUERY_POLL: RetryPolicy =
 /// Polls of a load or DML job: as queries, for at most 6 hours (BigQuery's own job time limit).
 const JOB_POLL: RetryPolicy = RetryPolicy { total: Duration::from_secs(6 * 3600), ..QUERY_POLL };
 /// How long one `getQueryResults` call may wait server-side for the query to finish.
-const RESULTS_WAIT_MS: u64 = 10_000;
+const RESULTS_WAIT_MS: i32 = 10_000;
 /// One HTTP request, including a `getQueryResults` that waits [`RESULTS_WAIT_MS`].
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,6 +77,20 @@ pub enum BigQueryError {
         attempts: u32,
         #[source]
         source: reqwest::Error,
+    },
+    #[error("BigQuery: failed to {action} (gave up after {attempts} attempt(s))")]
+    Client {
+        action: String,
+        attempts: u32,
+        #[source]
+        source: BQError,
+    },
+    #[error("BigQuery: {action} got an answer gcp-bigquery-client cannot read, which hides its HTTP status (gave up after {attempts} attempt(s))")]
+    UnreadableAnswer {
+        action: String,
+        attempts: u32,
+        #[source]
+        source: BQError,
     },
     #[error("BigQuery: {action} answered HTTP {status} (after {attempts} attempt(s)): {message}")]
     Status { action: String, status: StatusCode, attempts: u32, message: String },
@@ -103,8 +136,18 @@ impl TokenSource {
     }
 }
 
+/// The token source as gcp-bigquery-client asks for it. [`BigQuery::client_call`] fetches the
+/// token first (object_store caches it), so a credential failure surfaces there with its cause.
+#[async_trait]
+impl Authenticator for TokenSource {
+    async fn access_token(&self) -> Result<String, BQError> {
+        self.bearer().await.map(Option::unwrap_or_default).map_err(|_| BQError::NoToken)
+    }
+}
+
 /// A BigQuery project seen through one authenticated client.
 pub struct BigQuery {
+    client: gcp_bigquery_client::Client,
     http: reqwest::Client,
     auth: TokenSource,
     base_url: String,
@@ -167,7 +210,48 @@ impl BigQuery {
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|source| BigQueryError::Http { action: "build an HTTP client".into(), attempts: 0, source })?;
-        Ok(Self { http, auth, base_url, project: project.to_string(), location })
+        let client = gcp_bigquery_client::client_builder::ClientBuilder::new()
+            .with_v2_base_url(base_url.clone())
+            .with_client(http.clone())
+            .build_from_authenticator(Arc::new(auth.clone()))
+            .await
+            .map_err(|source| BigQueryError::Client { action: "build a BigQuery client".into(), attempts: 0, source })?;
+        Ok(Self { client, http, auth, base_url, project: project.to_string(), location })
+    }
+
+    /// Runs one gcp-bigquery-client call, repeating it after transient failures (see
+    /// [`is_transient_client_error`]) with the backoff and deadline of [`Self::call`]. A
+    /// BigQuery error answer becomes [`BigQueryError::Status`], so callers match 404/409 alike.
+    async fn client_call<T, F, Fut>(&self, action: &str, mut request: F) -> Result<T, BigQueryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, BQError>>,
+    {
+        let mut backoff = Backoff::new(RetryPolicy::REQUESTS);
+        loop {
+            self.auth.bearer().await?;
+            let error = match request().await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let attempts = backoff.attempts();
+            let transient = is_transient_client_error(&error);
+            if !transient || !backoff.wait().await {
+                return Err(match error {
+                    BQError::ResponseError { error } => BigQueryError::Status {
+                        action: action.into(),
+                        status: StatusCode::from_u16(u16::try_from(error.error.code).unwrap_or(0)).unwrap_or(StatusCode::BAD_GATEWAY),
+                        attempts,
+                        message: error.error.message,
+                    },
+                    BQError::RequestError(source) if source.is_decode() => {
+                        BigQueryError::UnreadableAnswer { action: action.into(), attempts, source: BQError::RequestError(source) }
+                    }
+                    source => BigQueryError::Client { action: action.into(), attempts, source },
+                });
+            }
+            warn!(action = brief(action), %error, attempt = attempts, "BigQuery request failed; retrying");
+        }
     }
 
     /// Sends one request under `projects/{project}/`, repeating it after transient failures
@@ -234,36 +318,33 @@ impl BigQuery {
         }
     }
 
-    /// `?location=…` for job calls (required outside the US and EU multi-regions).
-    fn location_query(location: Option<&str>) -> String {
-        location.map_or_else(String::new, |l| format!("location={}", encode(l)))
-    }
-
     /// Makes sure the dataset exists, creating it when `create` is set.
     pub async fn ensure_dataset(&self, dataset: &str, create: bool) -> Result<(), BigQueryError> {
         let action = format!("read dataset `{dataset}`");
-        let reply = self.call(Method::GET, &format!("datasets/{dataset}"), None, &action).await?;
-        if reply.status != StatusCode::NOT_FOUND {
-            return Self::success(&action, reply).map(drop);
+        match self.client_call(&action, || self.client.dataset().get(&self.project, dataset)).await {
+            Err(BigQueryError::Status { status: StatusCode::NOT_FOUND, .. }) => {}
+            found => return found.map(drop),
         }
         if !create {
             return Err(BigQueryError::NoDataset { project: self.project.clone(), dataset: dataset.into() });
         }
         let action = format!("create dataset `{dataset}`");
-        let mut resource = json!({ "datasetReference": { "projectId": self.project, "datasetId": dataset } });
-        if let Some(location) = &self.location {
-            resource["location"] = json!(location);
-        }
-        let reply = self.call(Method::POST, "datasets", Some(&resource), &action).await?;
-        // 409: created meanwhile (by a concurrent run, or by our own attempt whose answer was lost).
-        if reply.status != StatusCode::CONFLICT {
-            Self::success(&action, reply)?;
-            info!(dataset, "Created dataset");
+        let resource = Dataset::new(&self.project, dataset);
+        let resource = match &self.location {
+            Some(location) => resource.location(location),
+            None => resource,
+        };
+        match self.client_call(&action, || self.client.dataset().create(resource.clone())).await {
+            Ok(_) => info!(dataset, "Created dataset"),
+            // 409: created meanwhile (by a concurrent run, or by our own attempt whose answer was lost).
+            Err(BigQueryError::Status { status: StatusCode::CONFLICT, .. }) => {}
+            Err(error) => return Err(error),
         }
         Ok(())
     }
 
-    /// A table's resource, `None` when it does not exist.
+    /// A table's resource, `None` when it does not exist. Raw JSON: callers compare schemas by
+    /// BigQuery's own type names, which the client's `FieldType` enum does not all hold.
     pub async fn table(&self, dataset: &str, table: &str) -> Result<Option<Value>, BigQueryError> {
         let action = format!("read table `{dataset}.{table}`");
         let reply = self.call(Method::GET, &format!("datasets/{dataset}/tables/{table}"), None, &action).await?;
@@ -283,6 +364,8 @@ impl BigQuery {
         clustering: &[String],
     ) -> Result<(), BigQueryError> {
         let action = format!("create table `{dataset}.{table}`");
+        // Raw JSON: our schema carries BigQuery's type names; the client's `FieldType` enum would
+        // need a second type table.
         let mut resource = json!({
             "tableReference": { "projectId": self.project, "datasetId": dataset, "tableId": table },
             "schema": schema_json(fields),
@@ -306,16 +389,16 @@ impl BigQuery {
 
     pub async fn delete_table(&self, dataset: &str, table: &str) -> Result<(), BigQueryError> {
         let action = format!("delete table `{dataset}.{table}`");
-        let reply = self.call(Method::DELETE, &format!("datasets/{dataset}/tables/{table}"), None, &action).await?;
-        match reply.status {
-            StatusCode::NOT_FOUND => Ok(()),
-            _ => Self::success(&action, reply).map(drop),
+        match self.client_call(&action, || self.client.table().delete(&self.project, dataset, table)).await {
+            Err(BigQueryError::Status { status: StatusCode::NOT_FOUND, .. }) => Ok(()),
+            deleted => deleted,
         }
     }
 
     /// Adds labels to a table in one request (labels already there are kept).
     pub async fn set_labels(&self, dataset: &str, table: &str, labels: &[(String, String)]) -> Result<(), BigQueryError> {
         let action = format!("label table `{dataset}.{table}`");
+        // Raw JSON: the client's `Table` model always sends a schema, which a labels patch must not.
         let labels: serde_json::Map<String, Value> = labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         let body = json!({ "labels": labels });
         let reply = self.call(Method::PATCH, &format!("datasets/{dataset}/tables/{table}"), Some(&body), &action).await?;
@@ -330,6 +413,7 @@ impl BigQuery {
             reference["location"] = json!(location);
         }
         let action = format!("insert job `{job_id}`");
+        // Raw JSON: the client's `JobConfigurationLoad` has no `parquetOptions`.
         let body = json!({ "jobReference": reference, "configuration": configuration });
         let reply = self.call(Method::POST, "jobs", Some(&body), &action).await?;
         let (existed, job) = match reply.status {
@@ -356,10 +440,11 @@ impl BigQuery {
             }
             match self.wait_for_job(&job_id, inserted.location.as_deref()).await {
                 Ok(job) => {
-                    let count = |pointer: &str| job.pointer(pointer).and_then(Value::as_str).and_then(|v| v.parse().ok());
+                    let statistics = job.statistics.as_ref();
+                    let count = |value: Option<&String>| value.and_then(|v| v.parse().ok());
                     return Ok(FinishedJob {
-                        output_rows: count("/statistics/load/outputRows"),
-                        dml_affected_rows: count("/statistics/query/numDmlAffectedRows"),
+                        output_rows: count(statistics.and_then(|s| s.load.as_ref()).and_then(|l| l.output_rows.as_ref())),
+                        dml_affected_rows: count(statistics.and_then(|s| s.query.as_ref()).and_then(|q| q.num_dml_affected_rows.as_ref())),
                         job_id,
                         reattached,
                     });
@@ -376,13 +461,11 @@ impl BigQuery {
     }
 
     /// A job's resource, `None` when no job has this id.
-    async fn job(&self, job_id: &str, location: Option<&str>) -> Result<Option<Value>, BigQueryError> {
+    async fn job(&self, job_id: &str, location: Option<&str>) -> Result<Option<Job>, BigQueryError> {
         let action = format!("read job `{job_id}`");
-        let path = format!("jobs/{job_id}?{}", Self::location_query(location));
-        let reply = self.call(Method::GET, &path, None, &action).await?;
-        match reply.status {
-            StatusCode::NOT_FOUND => Ok(None),
-            _ => Self::success(&action, reply).map(Some),
+        match self.client_call(&action, || self.client.job().get_job(&self.project, job_id, location)).await {
+            Err(BigQueryError::Status { status: StatusCode::NOT_FOUND, .. }) => Ok(None),
+            found => found.map(Some),
         }
     }
 
@@ -399,7 +482,7 @@ impl BigQuery {
     /// # Errors
     /// [`BigQueryError::JobFailed`] when it ends in error, [`BigQueryError::NotDone`] after
     /// 6 hours.
-    async fn wait_for_job(&self, job_id: &str, location: Option<&str>) -> Result<Value, BigQueryError> {
+    async fn wait_for_job(&self, job_id: &str, location: Option<&str>) -> Result<Job, BigQueryError> {
         let mut backoff = Backoff::new(JOB_POLL);
         loop {
             let action = format!("read job `{job_id}`");
@@ -430,14 +513,15 @@ impl BigQuery {
             }
             other => other,
         })?;
-        let location = Self::location_query(inserted.location.as_deref());
         read_results(&job_id, QUERY_POLL, |page_token| {
-            let mut path = format!("queries/{job_id}?timeoutMs={RESULTS_WAIT_MS}&{location}");
-            if let Some(token) = page_token {
-                path.push_str(&format!("&pageToken={}", encode(&token)));
-            }
-            let action = &action;
-            async move { Self::success(action, self.call(Method::GET, &path, None, action).await?) }
+            let parameters = GetQueryResultsParameters {
+                location: inserted.location.clone(),
+                page_token,
+                timeout_ms: Some(RESULTS_WAIT_MS),
+                ..Default::default()
+            };
+            let (action, job_id) = (&action, &job_id);
+            async move { self.client_call(action, || self.client.job().get_query_results(&self.project, job_id, parameters.clone())).await }
         })
         .await
     }
@@ -487,29 +571,43 @@ impl BigQuery {
     /// created, so repeating it is safe).
     pub async fn dry_run_bytes(&self, sql: &str) -> Result<Option<u64>, BigQueryError> {
         let action = format!("dry-run query `{sql}`");
-        let mut request = json!({ "query": sql, "useLegacySql": false, "dryRun": true });
-        if let Some(location) = &self.location {
-            request["location"] = json!(location);
-        }
-        let body = Self::success(&action, self.call(Method::POST, "queries", Some(&request), &action).await?)?;
-        Ok(body.get("totalBytesProcessed").and_then(Value::as_str).and_then(|b| b.parse().ok()))
+        let mut request = QueryRequest::new(sql);
+        request.dry_run = Some(true);
+        request.location = self.location.clone();
+        let answer = self.client_call(&action, || self.client.job().query(&self.project, request.clone())).await?;
+        Ok(answer.total_bytes_processed.and_then(|b| b.parse().ok()))
     }
 }
 
-fn job_state(job: &Value) -> Option<&str> {
-    job.pointer("/status/state").and_then(Value::as_str)
+fn job_state(job: &Job) -> Option<&str> {
+    job.status.as_ref()?.state.as_deref()
 }
 
 /// BigQuery's reasons when a job ended in error (`status.errorResult` and the first errors).
-fn job_failure(job: &Value) -> Option<String> {
-    let error = job.pointer("/status/errorResult")?;
-    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
-    let mut reasons = vec![format!("{}: {}", error.get("reason").and_then(Value::as_str).unwrap_or("error"), text(error, "message"))];
-    for detail in job.pointer("/status/errors").and_then(Value::as_array).into_iter().flatten().take(5) {
-        let location = detail.get("location").and_then(Value::as_str).unwrap_or("-");
-        reasons.push(format!("{} ({location})", text(detail, "message")));
+fn job_failure(job: &Job) -> Option<String> {
+    let status = job.status.as_ref()?;
+    let error = status.error_result.as_ref()?;
+    let mut reasons = vec![format!("{}: {}", error.reason.as_deref().unwrap_or("error"), error.message.as_deref().unwrap_or(""))];
+    for detail in status.errors.iter().flatten().take(5) {
+        reasons.push(format!("{} ({})", detail.message.as_deref().unwrap_or(""), detail.location.as_deref().unwrap_or("-")));
     }
     Some(reasons.join("; "))
+}
+
+/// Whether a gcp-bigquery-client failure is worth another attempt: a transient HTTP status
+/// ([`is_transient_status`]), a connection failure ([`is_transient_error`]), an answer it could
+/// not read (status hidden: a front end's HTML 502, a body cut mid-way), or a token fetch that
+/// failed (the next attempt fetches it again and reports its cause). Everything else (auth
+/// setup, gRPC, result-set accessors, serialising our request) is permanent.
+fn is_transient_client_error(error: &BQError) -> bool {
+    match error {
+        BQError::ResponseError { error } => {
+            u16::try_from(error.error.code).ok().and_then(|code| StatusCode::from_u16(code).ok()).is_some_and(is_transient_status)
+        }
+        BQError::RequestError(error) => is_transient_error(error) || error.is_decode(),
+        BQError::NoToken => true,
+        _ => false,
+    }
 }
 
 /// Reads a query job's result through `fetch(page_token)` (one `getQueryResults` call):
@@ -522,7 +620,7 @@ fn job_failure(job: &Value) -> Option<String> {
 async fn read_results<F, Fut>(job_id: &str, poll: RetryPolicy, mut fetch: F) -> Result<QueryResults, BigQueryError>
 where
     F: FnMut(Option<String>) -> Fut,
-    Fut: Future<Output = Result<Value, BigQueryError>>,
+    Fut: Future<Output = Result<GetQueryResultsResponse, BigQueryError>>,
 {
     let mut backoff = Backoff::new(poll);
     let mut rows: Vec<Row> = Vec::new();
@@ -530,33 +628,33 @@ where
     let mut bytes_processed = None;
     loop {
         let page = fetch(page_token.clone()).await?;
-        if page.get("jobComplete") != Some(&Value::Bool(true)) {
+        if page.job_complete != Some(true) {
             debug!(job_id, "Query not complete yet");
             if !backoff.wait().await {
                 return Err(BigQueryError::NotDone { job_id: job_id.into(), seconds: poll.total.as_secs() });
             }
             continue;
         }
-        let width = page.pointer("/schema/fields").and_then(Value::as_array).map_or(0, Vec::len);
-        bytes_processed = bytes_processed.or_else(|| page.get("totalBytesProcessed").and_then(Value::as_str).and_then(|b| b.parse().ok()));
-        for row in page.get("rows").and_then(Value::as_array).into_iter().flatten() {
-            let cells = row.get("f").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let width = page.schema.as_ref().map_or(0, |schema| schema.field_count());
+        bytes_processed = bytes_processed.or_else(|| page.total_bytes_processed.as_ref().and_then(|b| b.parse().ok()));
+        for row in page.rows.iter().flatten() {
+            let cells = row.columns.as_deref().unwrap_or_default();
             let index = rows.len();
             let not_scalar = |column: usize, found: String| BigQueryError::NotScalar { job_id: job_id.into(), row: index, column, found };
             if cells.len() != width {
                 return Err(not_scalar(cells.len(), format!("a row of {} cells for {width} columns", cells.len())));
             }
-            let values = cells.iter().enumerate().map(|(column, cell)| match cell.get("v") {
+            let values = cells.iter().enumerate().map(|(column, cell)| match &cell.value {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(text)) => Ok(Some(text.clone())),
                 Some(other) => Err(not_scalar(column, other.to_string())),
             });
             rows.push(values.collect::<Result<_, _>>()?);
         }
-        match page.get("pageToken").and_then(Value::as_str) {
-            Some(token) => page_token = Some(token.to_string()),
+        match page.page_token {
+            Some(token) => page_token = Some(token),
             None => {
-                let total = page.get("totalRows").and_then(Value::as_str);
+                let total = page.total_rows.as_deref();
                 if total.and_then(|t| t.parse::<usize>().ok()) != Some(rows.len()) {
                     return Err(BigQueryError::IncompleteResult {
                         job_id: job_id.into(),
@@ -573,11 +671,6 @@ where
 /// The first 120 characters of an action (a query's SQL can be pages long) for log lines.
 fn brief(action: &str) -> &str {
     action.char_indices().nth(120).map_or(action, |(end, _)| &action[..end])
-}
-
-/// Percent-encodes a URL query value.
-fn encode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// An identifier or path (`project.dataset.table`) back-quoted for BigQuery SQL.
@@ -671,7 +764,7 @@ mod tests {
         let result = read_results("job", poll, |token| {
             asked.push(token);
             let answer = answers.next().expect("no more answers scripted");
-            async move { Ok(answer) }
+            async move { Ok(serde_json::from_value(answer).expect("a getQueryResults answer")) }
         })
         .await;
         (result, asked)
@@ -681,8 +774,7 @@ mod tests {
 
     fn page(values: &[Option<&str>], total: usize, token: Option<&str>) -> Value {
         let rows: Vec<Value> = values.iter().map(|v| json!({ "f": [{ "v": v }] })).collect();
-        let mut page =
-            json!({ "jobComplete": true, "schema": { "fields": [{ "name": "x" }] }, "rows": rows, "totalRows": total.to_string() });
+        let mut page = json!({ "jobComplete": true, "schema": { "fields": [{ "name": "x", "type": "STRING" }] }, "rows": rows, "totalRows": total.to_string() });
         if let Some(token) = token {
             page["pageToken"] = json!(token);
         }
@@ -708,10 +800,22 @@ mod tests {
         assert!(matches!(unfinished, Err(BigQueryError::NotDone { .. })), "{unfinished:?}");
         assert_eq!(asked.len(), 1);
 
-        let nested =
-            json!({ "jobComplete": true, "schema": { "fields": [{}] }, "rows": [{ "f": [{ "v": [{ "v": "1" }] }] }], "totalRows": "1" });
+        let nested = json!({ "jobComplete": true, "schema": { "fields": [{ "name": "x", "type": "STRING" }] }, "rows": [{ "f": [{ "v": [{ "v": "1" }] }] }], "totalRows": "1" });
         let (nested, _) = read_scripted(vec![nested], NO_PAUSE).await;
         assert!(matches!(nested, Err(BigQueryError::NotScalar { row: 0, column: 0, .. })), "{nested:?}");
+    }
+
+    #[test]
+    fn client_errors_are_transient_only_for_rate_limits_server_failures_and_unreadable_answers() {
+        let answered = |code: u16| BQError::ResponseError {
+            error: serde_json::from_value(json!({ "error": { "code": code, "message": "m", "errors": [] } })).unwrap(),
+        };
+        let transient: Vec<u16> = (400..600).filter(|&code| is_transient_client_error(&answered(code))).collect();
+        assert_eq!(transient, [408, 429, 500, 502, 503, 504]);
+        assert!(is_transient_client_error(&BQError::NoToken));
+        let unserialisable = serde_json::from_str::<Value>("{").unwrap_err();
+        assert!(!is_transient_client_error(&BQError::SerializationError(unserialisable)));
+        assert!(!is_transient_client_error(&BQError::InvalidColumnIndex { col_index: 0 }));
     }
 
     fn field(name: &str, field_type: &str, mode: &str) -> Field {

@@ -1,6 +1,7 @@
 //! The one integration test binary: real Postgres, fake-gcs-server and pyarrow, each gated by
 //! an env var that scripts/test.sh sets (so in CI nothing skips).
 
+mod bqclient;
 mod cli;
 mod export;
 mod faults;
