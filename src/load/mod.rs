@@ -75,6 +75,12 @@ pub enum LoadError {
     SchemaMismatch { table: String, differences: Vec<String> },
     #[error("run `{run_id}` was already {} table `{table}` (label `{label}` = `{mode}`); appending it again would duplicate its rows. Load it with --mode truncate to replace the table with the snapshot, or into another table", if mode == "append" { "appended to" } else { "loaded into" })]
     AlreadyLoaded { run_id: String, table: String, label: String, mode: String },
+    #[error("table `{table}` was created by someone else while this load started (another `pg2bq load` of this run?); nothing was loaded. Wait for the other load to finish, then re-run: a re-run attaches to its jobs and never loads a run twice")]
+    CreatedConcurrently {
+        table: String,
+        #[source]
+        source: BigQueryError,
+    },
     #[error("table `{table}`: load job `{job_id}` failed (files: {files})")]
     Job {
         table: String,
@@ -382,7 +388,14 @@ async fn load_table(
             }
         }
         None if table.staging_table_id.is_none() || plan.mode == LoadMode::Append => {
-            bq.create_table(dataset, &table.table_id, &table.fields, table.time_partitioning.as_ref(), &table.clustering).await?;
+            bq.create_table(dataset, &table.table_id, &table.fields, table.time_partitioning.as_ref(), &table.clustering).await.map_err(
+                |source| match source {
+                    BigQueryError::Status { status: reqwest::StatusCode::CONFLICT, .. } => {
+                        LoadError::CreatedConcurrently { table: table.table_id.clone(), source }
+                    }
+                    other => other.into(),
+                },
+            )?;
             table
         }
         None => table,

@@ -338,3 +338,33 @@ async fn killed_loads_rerun_to_exactly_the_snapshot_at_20_seeded_points() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     db.drop().await;
 }
+
+/// Two loads of one run started together: the one whose table was created under it by the other
+/// stops with a clear error before loading anything, and the table holds exactly one copy.
+#[tokio::test]
+async fn a_table_created_under_a_concurrent_load_stops_it_cleanly() {
+    let s = emulators!();
+    let proxy = crate::fault_proxy!();
+    let db = fixture(&s).await;
+    let manifest = s.export(&[db.table("a")], &[]);
+    let table = format!("{}__a", db.schema);
+    // The first load's table creation waits 5 s before reaching BigQuery; the second creates the
+    // table meanwhile.
+    let create = format!("/datasets/{}/tables$", s.dataset);
+    proxy.set(serde_json::json!({ "rules": [{ "upstream": "bq", "method": "POST", "path": create, "fraction": 1.0, "limit": 1, "faults": [{ "delay_ms": 5000 }] }] })).await;
+    let first = s
+        .load_command(&manifest, &["--mode", "append"])
+        .env("BIGQUERY_EMULATOR_HOST", &proxy.bq_host)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let second = s.load(&manifest, &["--mode", "append"]);
+    let first = first.wait_with_output().unwrap();
+    proxy.set(serde_json::json!({})).await;
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(first.status.code(), Some(2), "{}", stderr(&first));
+    assert!(stderr(&first).contains("was created by someone else while this load started"), "{}", stderr(&first));
+    assert_eq!(counts(&s, &table).await, (ROWS, Some(ROWS.to_string())));
+    db.drop().await;
+}
