@@ -253,12 +253,14 @@ impl TableManifest {
         }
         for (position, column) in self.columns.iter().enumerate() {
             let column_field = field(&format!("columns[{}].aggregates", column.mapping.bq_name));
-            match self.merged_file_aggregates(position, &column.mapping) {
+            match self.merged_file_aggregates(position, &column.mapping, |_| true) {
                 Some(merged) => {
-                    problems.extend(measure_differences(&column.aggregates, &merged).map(|(measure, recorded, merged)| Inconsistency {
-                        field: format!("{column_field}.{measure}"),
-                        recorded,
-                        expected: format!("its files' aggregates merge to {merged}"),
+                    problems.extend(measure_differences(&column.aggregates, &merged).into_iter().map(|(measure, recorded, merged)| {
+                        Inconsistency {
+                            field: format!("{column_field}.{measure}"),
+                            recorded,
+                            expected: format!("its files' aggregates merge to {merged}"),
+                        }
                     }))
                 }
                 None => problems.push(Inconsistency {
@@ -271,10 +273,16 @@ impl TableManifest {
         problems
     }
 
-    /// The files' aggregates of one column merged; `None` if a file's cannot be read back.
-    fn merged_file_aggregates(&self, position: usize, mapping: &ColumnMapping) -> Option<ColumnAggregates> {
+    /// The aggregates of the column at `position`, merged over the files `include` selects (all of
+    /// them, or one partition's); `None` if a file's cannot be read back.
+    pub fn merged_file_aggregates(
+        &self,
+        position: usize,
+        mapping: &ColumnMapping,
+        include: impl Fn(&FileManifest) -> bool,
+    ) -> Option<ColumnAggregates> {
         let mut total = ColumnAccumulator::for_column(mapping);
-        for file in &self.files {
+        for file in self.files.iter().filter(|f| include(f)) {
             total.merge(&ColumnAccumulator::from_recorded(mapping, file.aggregates.get(position)?)?);
         }
         Some(total.finish())
@@ -282,7 +290,7 @@ impl TableManifest {
 }
 
 /// `(measure, recorded, expected)` for every measure that differs, values as text.
-fn measure_differences(recorded: &ColumnAggregates, expected: &ColumnAggregates) -> impl Iterator<Item = (String, String, String)> {
+fn measure_differences(recorded: &ColumnAggregates, expected: &ColumnAggregates) -> Vec<(String, String, String)> {
     let as_map = |a: &ColumnAggregates| match serde_json::to_value(a) {
         Ok(Value::Object(map)) => map,
         _ => serde_json::Map::new(),
@@ -300,8 +308,7 @@ fn measure_differences(recorded: &ColumnAggregates, expected: &ColumnAggregates)
         .into_iter()
         .filter(|m| recorded.get(*m) != expected.get(*m))
         .map(|m| (m.clone(), text(recorded.get(m)), text(expected.get(m))))
-        .collect::<Vec<_>>()
-        .into_iter()
+        .collect()
 }
 
 #[cfg(test)]
@@ -462,7 +469,7 @@ mod tests {
         let table = &manifest.tables[0];
         for (position, column) in table.columns.iter().enumerate() {
             assert_eq!(
-                table.merged_file_aggregates(position, &column.mapping).as_ref(),
+                table.merged_file_aggregates(position, &column.mapping, |_| true).as_ref(),
                 Some(&column.aggregates),
                 "{}",
                 column.mapping.name

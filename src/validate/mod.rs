@@ -18,6 +18,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, info_span, trace, Instrument};
 
+use crate::aggregates::ColumnAggregates;
 use crate::load::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
 use crate::load::{read_manifest, LoadError};
 use crate::progress::{ProgressCounter, ProgressReporter, TableProgress};
@@ -170,7 +171,7 @@ async fn validate_table(
     let (values, layout) = run_aggregates(bq, &target, &columns, None).await?;
     let rows = values[0].as_deref().unwrap_or("NULL");
     let mut checks = vec![Check::new("row_count", None, table.row_count, rows, rows == table.row_count.to_string())];
-    let expected: Vec<crate::aggregates::ColumnAggregates> = columns.iter().map(|c| expected_aggregates(c, &resource)).collect();
+    let expected: Vec<ColumnAggregates> = columns.iter().map(|c| expected_aggregates(c, &resource)).collect();
     checks.extend(column_checks(&columns, &expected, &layout, &values));
     report_checks(progress, &checks);
     let failed_columns: Vec<&ColumnManifest> = columns
@@ -237,7 +238,7 @@ async fn run_aggregates(
 
 /// The manifest's aggregates, except JSON fingerprints: those come from the table label `load`
 /// recorded (`<xor>_<sum>` of `TO_JSON_STRING` over the staged snapshot text).
-fn expected_aggregates(column: &ColumnManifest, resource: &serde_json::Value) -> crate::aggregates::ColumnAggregates {
+fn expected_aggregates(column: &ColumnManifest, resource: &serde_json::Value) -> ColumnAggregates {
     let mut aggregates = column.aggregates.clone();
     // No values, nothing staged: the empty fingerprint (0, 0) of the manifest stands.
     if column.mapping.bq_type == BigQueryType::Json && column.aggregates.value_count > 0 {
@@ -254,7 +255,7 @@ fn expected_aggregates(column: &ColumnManifest, resource: &serde_json::Value) ->
 /// One check per measure; `expected` is aligned with `columns`.
 fn column_checks(
     columns: &[&ColumnManifest],
-    expected: &[crate::aggregates::ColumnAggregates],
+    expected: &[ColumnAggregates],
     layout: &[(usize, Measure)],
     values: &[Option<String>],
 ) -> Vec<Check> {
@@ -299,31 +300,26 @@ async fn locate_mismatches(
         let (values, layout) = run_aggregates(bq, target, failed, Some(&filter)).await?;
         let files: Vec<_> = table.files.iter().filter(|f| f.partition == partition.index).collect();
         let mut differs = values[0] != Some(partition.rows.to_string());
-        // The partition's expected counts and fingerprints per failed column, from its files.
-        let expected: Vec<(u64, u64, i64, i128)> = failed
+        // The partition's expected aggregates per failed column, merged from its files.
+        let expected: Vec<Option<ColumnAggregates>> = failed
             .iter()
             .map(|column| {
                 let position = table.columns.iter().position(|c| c.mapping.bq_name == column.mapping.bq_name).unwrap_or(0);
-                files.iter().filter_map(|f| f.aggregates.get(position)).fold((0, 0, 0, 0), |(nulls, count, xor, sum), a| {
-                    (
-                        nulls + a.null_count + a.empty_count.unwrap_or(0),
-                        count + a.value_count,
-                        xor ^ a.fingerprint_xor.parse::<i64>().unwrap_or(0),
-                        sum + a.fingerprint_sum.parse::<i128>().unwrap_or(0),
-                    )
-                })
+                table.merged_file_aggregates(position, &column.mapping, |f| f.partition == partition.index)
             })
             .collect();
         for (i, (index, measure)) in layout.iter().enumerate() {
             let column = failed[*index];
-            let (nulls, count, xor, sum) = expected[*index];
+            // The manifest was checked on reading, so every file's aggregates merge.
+            let Some(expected) = &expected[*index] else { continue };
             // An aggregate over no value is NULL: the empty fingerprint, 0.
             let actual = values[i + 1].as_deref().unwrap_or("0");
             let column_differs = match measure {
-                Measure::NullCount => actual != nulls.to_string(),
-                Measure::ValueCount => actual != count.to_string(),
-                Measure::FingerprintXor => actual != xor.to_string(),
-                Measure::FingerprintSum => actual != sum.to_string(),
+                // BigQuery holds an empty array as NULL.
+                Measure::NullCount => actual != (expected.null_count + expected.empty_count.unwrap_or(0)).to_string(),
+                Measure::ValueCount => actual != expected.value_count.to_string(),
+                Measure::FingerprintXor => actual != expected.fingerprint_xor,
+                Measure::FingerprintSum => actual != expected.fingerprint_sum,
                 _ => false,
             };
             if column_differs {
