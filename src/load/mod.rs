@@ -190,22 +190,13 @@ pub async fn verify_files(store: &Store, run_dir: &str, manifest: &Manifest) -> 
     for table in &manifest.tables {
         for file in &table.files {
             let path = format!("{run_dir}/{}", file.path);
-            match stored.get(&path) {
-                None => problems.push(format!("`{}` (table {}) is missing", store.uri(&path), table.name)),
-                Some((bytes, _)) if *bytes != file.bytes => problems.push(format!(
-                    "`{}` (table {}) has {bytes} bytes, the manifest says {}",
-                    store.uri(&path),
-                    table.name,
-                    file.bytes
-                )),
-                Some((_, Some(crc))) if *crc != file.crc32c => problems.push(format!(
-                    "`{}` (table {}) has CRC32C {crc}, the manifest says {}",
-                    store.uri(&path),
-                    table.name,
-                    file.crc32c
-                )),
-                Some(_) => {}
-            }
+            let problem = match stored.get(&path) {
+                None => "is missing".to_string(),
+                Some((bytes, _)) if *bytes != file.bytes => format!("has {bytes} bytes, the manifest says {}", file.bytes),
+                Some((_, Some(crc))) if *crc != file.crc32c => format!("has CRC32C {crc}, the manifest says {}", file.crc32c),
+                Some(_) => continue,
+            };
+            problems.push(format!("`{}` (table {}) {problem}", store.uri(&path), table.name));
         }
     }
     if problems.is_empty() {

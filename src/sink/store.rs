@@ -47,6 +47,17 @@ pub enum StoreError {
     ChecksumMismatch { uri: String, stored: String, written: String },
 }
 
+impl StoreError {
+    /// Whether the store said the object does not exist (as opposed to failing to answer).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            StoreError::Object { source: object_store::Error::NotFound { .. }, .. } => true,
+            StoreError::Gcs(GcsError::Status { status, .. }) => *status == reqwest::StatusCode::NOT_FOUND,
+            _ => false,
+        }
+    }
+}
+
 /// A part of a file being uploaded, or its end.
 #[derive(Debug)]
 pub enum Chunk {

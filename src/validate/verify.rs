@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::compare::Check;
 use crate::aggregates::ColumnAccumulator;
 use crate::load::{find_manifest, FoundManifest, LoadError};
-use crate::sink::gcs::{GcsError, GcsOptions};
+use crate::sink::gcs::GcsOptions;
 use crate::sink::manifest::MANIFEST_FILE;
 use crate::sink::store::{crc32c_base64, StoreError};
 
@@ -44,15 +44,6 @@ pub enum VerifyError {
     },
 }
 
-/// Whether the store said the object does not exist (as opposed to failing to answer).
-fn is_not_found(error: &StoreError) -> bool {
-    match error {
-        StoreError::Object { source: object_store::Error::NotFound { .. }, .. } => true,
-        StoreError::Gcs(GcsError::Status { status, .. }) => *status == reqwest::StatusCode::NOT_FOUND,
-        _ => false,
-    }
-}
-
 /// Verifies a snapshot against its manifest.
 ///
 /// # Errors
@@ -78,7 +69,7 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
             files_checked += 1;
             let data = match store.get(&path).await {
                 Ok(data) => data,
-                Err(error) if is_not_found(&error) => {
+                Err(error) if error.is_not_found() => {
                     let mut check = Check::new("file_missing", None, "present", "missing", false);
                     check.detail = Some(uri);
                     problems.push(check);
