@@ -162,7 +162,7 @@ impl RunClaim {
                         source,
                     })?,
                     // Released meanwhile: look again.
-                    Err(_) if !store.exists(&path).await? => continue,
+                    Err(error) if error.is_not_found() => continue,
                     Err(error) => return Err(error.into()),
                 };
                 if !take_over {
