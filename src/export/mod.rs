@@ -214,11 +214,11 @@ async fn export_table(
                     }
                     let batch = normalize_batch(&batch, &columns, &schema)
                         .map_err(|source| Some(Box::new(ExportError::Batch { table: name.clone(), partition: index, source })))?;
-                    files
+                    let bytes = files
                         .write(&batch)
                         .map_err(|source| Some(Box::new(ExportError::Write { table: name.clone(), partition: index, source })))?;
                     counter.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                    counter.bytes.fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+                    counter.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
                     debug!(table = %name, partition = index, rows = batch.num_rows(), "Wrote batch");
                     Ok(())
                 })

@@ -168,13 +168,14 @@ impl PartitionFiles {
         Ok(OpenFile { writer, index, upload, rows: 0, row_group_bytes: 0, accumulators: self.fresh_accumulators.clone() })
     }
 
-    /// Appends a batch, flushing row groups and rolling files as the sizes say.
+    /// Appends a batch, flushing row groups and rolling files as the sizes say. Returns the
+    /// batch's Arrow memory size, the measure row groups are cut by.
     ///
     /// # Errors
     /// [`ParquetSinkError`] naming the file when encoding or uploading fails.
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetSinkError> {
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<usize, ParquetSinkError> {
         if batch.num_rows() == 0 {
-            return Ok(());
+            return Ok(0);
         }
         let mut file = match self.open.take() {
             Some(file) => file,
@@ -188,7 +189,8 @@ impl PartitionFiles {
         let encode = |source| ParquetSinkError::Encode { uri: self.store.uri(&self.path(index)), source };
         file.writer.write(batch).map_err(encode)?;
         file.rows += batch.num_rows() as u64;
-        file.row_group_bytes += batch.get_array_memory_size();
+        let batch_bytes = batch.get_array_memory_size();
+        file.row_group_bytes += batch_bytes;
         if file.row_group_bytes >= self.settings.row_group_bytes {
             file.writer.flush().map_err(encode)?;
             file.row_group_bytes = 0;
@@ -198,7 +200,7 @@ impl PartitionFiles {
         } else {
             self.open = Some(file);
         }
-        Ok(())
+        Ok(batch_bytes)
     }
 
     fn close(&mut self, file: OpenFile) -> Result<(), ParquetSinkError> {
