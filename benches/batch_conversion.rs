@@ -12,10 +12,10 @@ use arrow::record_batch::RecordBatch;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use parquet::arrow::ArrowWriter;
 
-use pg2bq::aggregates::ColumnAccumulator;
-use pg2bq::batches::{normalize_batch, pinned_schema};
-use pg2bq::sink::parquet::{writer_properties, ParquetSettings};
-use pg2bq::source::types::{map_column, BigQueryType, ColumnMapping, OutOfRange, PgColumn};
+use pg2bq::export::batches::{normalize_batch, pinned_schema};
+use pg2bq::export::parquet::{writer_properties, ParquetSettings};
+use pg2bq::model::aggregates::ColumnAccumulator;
+use pg2bq::model::types::{map_column, BigQueryType, ColumnMapping, OutOfRange, PgColumn};
 
 const ROWS: usize = 16_384;
 

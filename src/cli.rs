@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::env;
-use crate::load::LoadMode;
-use crate::source::types::OutOfRange;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -119,8 +117,8 @@ pub struct LoadArgs {
     #[arg(long)]
     pub create_dataset: bool,
     /// truncate: the table ends equal to the snapshot; append: the snapshot's rows are added.
-    #[arg(long, value_enum, default_value_t = LoadMode::Truncate)]
-    pub mode: LoadMode,
+    #[arg(long, value_enum, default_value_t = LoadModeArg::Truncate)]
+    pub mode: LoadModeArg,
     /// Time partitioning: TABLE.COLUMN[:DAY|HOUR|MONTH|YEAR] (repeatable).
     #[arg(long = "partition-by", value_name = "TABLE.COLUMN[:UNIT]")]
     pub partition_by: Vec<String>,
@@ -168,7 +166,7 @@ pub struct ExportArgs {
     pub partition_on: Vec<String>,
     /// Dates and timestamps BigQuery cannot hold (±infinity, outside years 1–9999).
     #[arg(long, value_enum, env = env::OUT_OF_RANGE)]
-    pub out_of_range: Option<OutOfRange>,
+    pub out_of_range: Option<OutOfRangeArg>,
     /// Run id (default: UTC time plus a random suffix). Re-using the id of a failed or killed run starts it clean.
     #[arg(long)]
     pub run_id: Option<String>,
@@ -270,4 +268,22 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+/// `--mode`; config turns it into `load::LoadMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadModeArg {
+    Truncate,
+    Append,
+}
+
+/// `--out-of-range`; config turns it into `model::types::OutOfRange`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutOfRangeArg {
+    /// Refuse the table before any data moves (default).
+    Refuse,
+    /// Clamp to the nearest value BigQuery can hold (`infinity` → 9999-12-31 23:59:59.999999).
+    Clamp,
+    /// Export NULL instead.
+    Null,
 }

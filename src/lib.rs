@@ -1,20 +1,24 @@
 //! pg2bq: PostgreSQL → Parquet snapshot (with a manifest that proves it) → BigQuery.
 //!
-//! Stages: [`source`] reads Postgres, [`batches`] pins Arrow types, [`aggregates`] computes
-//! what validation compares, [`sink`] writes Parquet and the manifest, [`export`] runs them.
+//! Layers, each importing only those above it in this list (docs/architecture.md; the
+//! `layers` integration test enforces it):
+//! - [`model`]: the type table, the manifest, aggregates; no I/O.
+//! - [`gcp`]: the BigQuery client, its SQL, retries. [`storage`]: object stores, run claims,
+//!   reading a committed run. [`source`]: Postgres.
+//! - The stages [`export`], [`load`], [`validate`], [`verify`]: none imports another.
+//! - [`config`] resolves flags, environment and file into each stage's config; [`cli`] is the
+//!   only module that knows clap, `report` (in the binary) the only one that knows terminals.
 
-pub mod aggregates;
-pub mod batches;
 pub mod cli;
 pub mod config;
 pub mod export;
-pub mod fingerprint;
+pub mod gcp;
 pub mod load;
-pub mod progress;
-pub mod retry;
-pub mod sink;
+pub mod model;
 pub mod source;
+pub mod storage;
 pub mod validate;
+pub mod verify;
 
 pub use export::{export, ExportOutcome};
 pub use load::{load, LoadOutcome};
@@ -36,5 +40,5 @@ pub enum Error {
     #[error(transparent)]
     Validate(#[from] validate::ValidateError),
     #[error(transparent)]
-    Verify(#[from] validate::verify::VerifyError),
+    Verify(#[from] verify::VerifyError),
 }

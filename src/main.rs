@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pg2bq::cli::{Cli, Command, Progress};
-use pg2bq::config::{env, ConfigFile, ExportConfig};
+use pg2bq::config::{env, ConfigFile};
+use pg2bq::export::config::ExportConfig;
 use pg2bq::load::LoadConfig;
 use pg2bq::validate::ValidateConfig;
 
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(move || log_writer.clone()).with_ansi(terminal).init();
     let reporter = |stage| {
         let board = board.clone()?;
-        Some(move |table: &str, counter: &pg2bq::progress::ProgressCounter| board.add(stage, table, counter))
+        Some(move |table: &str, counter: &pg2bq::model::progress::ProgressCounter| board.add(stage, table, counter))
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     let result = runtime.block_on(async {
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
                 Ok(report.passed)
             }
             Command::Verify(args) => {
-                let report = pg2bq::validate::verify::verify(&args.manifest, &args.gcp.gcs()).await?;
+                let report = pg2bq::verify::verify(&args.manifest, &args.gcp.gcs()).await?;
                 report::print_verification(&report, args.json);
                 Ok(report.passed)
             }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use pg2bq::progress::ProgressCounter;
+use pg2bq::model::progress::ProgressCounter;
 use pg2bq::{ExportOutcome, LoadOutcome};
 
 /// The stage a bar belongs to: what its counters mean.
@@ -396,7 +396,7 @@ pub fn print_validation(report: &pg2bq::validate::ValidationReport, json: bool) 
     }
 }
 
-pub fn print_verification(report: &pg2bq::validate::verify::VerifyReport, json: bool) {
+pub fn print_verification(report: &pg2bq::verify::VerifyReport, json: bool) {
     let mut text = format!("Verification of run {}: {} file(s) checked\n", report.run_id, report.files_checked);
     text.push_str(&check_lines(&report.problems, true));
     text.push_str(if report.passed { "All files intact.\n" } else { "THE SNAPSHOT IS NOT INTACT.\n" });
@@ -420,7 +420,7 @@ pub fn print_error(error: &pg2bq::Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pg2bq::progress::TableProgress;
+    use pg2bq::model::progress::TableProgress;
 
     fn bar(stage: Stage, counter: &ProgressCounter) -> Bar {
         let bar = new_bar(stage, counter).with_prefix("public.t");

@@ -10,15 +10,16 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::cli::{BigQueryTargetArgs, ExportArgs, GcpArgs, LoadArgs, ValidateArgs};
-use crate::load::bigquery::BigQueryOptions;
-use crate::load::plan::PartitionUnit;
-use crate::load::{LoadConfig, LoadTarget};
-use crate::sink::gcs::GcsOptions;
-use crate::sink::parquet::ParquetSettings;
-use crate::sink::run::{InvalidRunId, RunId};
+use crate::cli::{BigQueryTargetArgs, ExportArgs, GcpArgs, LoadArgs, LoadModeArg, OutOfRangeArg, ValidateArgs};
+use crate::export::config::{ExportConfig, ExportTable, TableSource};
+use crate::export::parquet::ParquetSettings;
+use crate::gcp::bigquery::BigQueryOptions;
+use crate::gcp::schema::PartitionUnit;
+use crate::load::{LoadConfig, LoadMode, LoadTarget};
+use crate::model::types::{CastOverride, OutOfRange};
 use crate::source::postgres::with_connection_defaults;
-use crate::source::types::{CastOverride, OutOfRange};
+use crate::storage::gcs::GcsOptions;
+use crate::storage::run::{InvalidRunId, RunId};
 use crate::validate::{Denormalized, Probe, ValidateConfig};
 
 /// Rows per Arrow batch from Postgres unless told otherwise.
@@ -70,23 +71,6 @@ pub enum ConfigError {
     SourceConninfo { shown: String, problem: String },
 }
 
-/// Everything `export` needs.
-#[derive(Debug, Clone)]
-pub struct ExportConfig {
-    /// A `postgresql://` URL with connection defaults (see [`with_connection_defaults`]).
-    pub source_url: String,
-    pub destination: String,
-    /// Every table and query once, with its options resolved.
-    pub tables: Vec<ExportTable>,
-    pub run_id: Option<RunId>,
-    /// Take the run over from an earlier attempt even if pg2bq cannot tell that it is gone.
-    pub take_over: bool,
-    pub dry_run: bool,
-    pub parquet: ParquetSettings,
-    pub batch_rows: usize,
-    pub gcs: GcsOptions,
-}
-
 /// One table or query and its options.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,29 +88,6 @@ pub struct TableSpec {
     pub partition_by: Option<String>,
     /// `load`: clustering columns.
     pub cluster_by: Option<Vec<String>>,
-}
-
-/// One table or query of a run, every option resolved (flags > environment > file > default).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExportTable {
-    /// `schema.table` as the catalog spells it (unquoted), or the query's name.
-    pub name: String,
-    pub source: TableSource,
-    pub casts: BTreeMap<String, CastOverride>,
-    pub partitions: usize,
-    pub partition_on: Option<String>,
-    pub out_of_range: OutOfRange,
-}
-
-/// Where a table's rows come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TableSource {
-    Table {
-        schema: String,
-        table: String,
-    },
-    /// One SELECT, trailing `;` removed.
-    Query(String),
 }
 
 /// The config file: every field optional.
@@ -230,7 +191,7 @@ impl ExportConfig {
                 casts: spec.casts,
                 partitions,
                 partition_on: spec.partition_on,
-                out_of_range: args.out_of_range.or(spec.out_of_range).or(file.out_of_range).unwrap_or_default(),
+                out_of_range: args.out_of_range.map(out_of_range).or(spec.out_of_range).or(file.out_of_range).unwrap_or_default(),
             });
         }
         for cast in &args.casts {
@@ -463,7 +424,10 @@ impl LoadConfig {
                 dataset,
                 location: args.target.location.clone().or(file.location),
                 table_prefix: args.target.table_prefix.clone(),
-                mode: args.mode,
+                mode: match args.mode {
+                    LoadModeArg::Truncate => LoadMode::Truncate,
+                    LoadModeArg::Append => LoadMode::Append,
+                },
                 partition_by,
                 cluster_by,
             },
@@ -537,6 +501,14 @@ impl ValidateConfig {
 }
 
 /// `mentioned_at` or `mentioned_at:MONTH` (default DAY).
+fn out_of_range(arg: OutOfRangeArg) -> OutOfRange {
+    match arg {
+        OutOfRangeArg::Refuse => OutOfRange::Refuse,
+        OutOfRangeArg::Clamp => OutOfRange::Clamp,
+        OutOfRangeArg::Null => OutOfRange::Null,
+    }
+}
+
 fn parse_partitioning(spec: &str) -> Result<(String, PartitionUnit), ConfigError> {
     let (column, unit) = spec.split_once(':').unwrap_or((spec, "DAY"));
     let unit = match unit.to_ascii_uppercase().as_str() {

@@ -3,9 +3,12 @@
 //! Input: an [`ExportConfig`]. Output: `<dest>/<run-id>/<table>/part-pPPPP-sSSSSS.parquet`
 //! and, last, `<dest>/<run-id>/manifest.json`. Every table is read in one exported snapshot;
 //! every partition's rows are checked against the snapshot's count before the manifest is
-//! written. Nothing is written or deleted before the run is claimed (see [`crate::sink::run`]);
+//! written. Nothing is written or deleted before the run is claimed (see [`crate::storage::run`]);
 //! a failed run writes no manifest and removes what it uploaded, never a committed run.
 
+pub mod batches;
+pub mod config;
+pub mod parquet;
 pub mod plan;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,18 +18,18 @@ use std::time::Instant;
 use bytes::Bytes;
 use tracing::{debug, info, info_span, trace, warn, Instrument};
 
-use crate::aggregates::ColumnAccumulator;
-use crate::batches::{normalize_batch, pinned_schema, BatchError};
-use crate::config::ExportConfig;
-use crate::progress::TableProgress;
-pub use crate::progress::{ProgressCounter, ProgressReporter};
-use crate::sink::manifest::{ColumnManifest, FileManifest, Manifest, TableManifest, FORMAT_VERSION, MANIFEST_FILE};
-use crate::sink::parquet::{ParquetSinkError, PartitionFiles};
-use crate::sink::run::{ClaimError, Cleanup, RunClaim, RunId};
-use crate::sink::store::{Store, StoreError};
+use crate::export::batches::{normalize_batch, pinned_schema, BatchError};
+use crate::export::parquet::{ParquetSinkError, PartitionFiles};
+use crate::model::aggregates::ColumnAccumulator;
+use crate::model::manifest::{ColumnManifest, FileManifest, Manifest, TableManifest, FORMAT_VERSION, MANIFEST_FILE};
+use crate::model::progress::TableProgress;
+pub use crate::model::progress::{ProgressCounter, ProgressReporter};
 use crate::source::postgres::SnapshotSession;
 use crate::source::stream::{stream_query, StreamError};
 use crate::source::SourceError;
+use crate::storage::run::{ClaimError, Cleanup, RunClaim, RunId};
+use crate::storage::store::{Store, StoreError};
+use config::ExportConfig;
 pub use plan::{ExportPlan, PlanError, TablePlan};
 
 /// A failed export step, naming the table and object.

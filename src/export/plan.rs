@@ -4,10 +4,10 @@
 
 use serde::Serialize;
 
-use crate::config::{ExportConfig, ExportTable, TableSource};
-use crate::sink::manifest::{ForeignKey, PartitionManifest};
+use crate::export::config::{ExportConfig, ExportTable, TableSource};
+use crate::model::manifest::{ForeignKey, PartitionManifest};
+use crate::model::types::{bigquery_column_names, bigquery_identifier, map_column, quote_ident, ColumnMapping, OutOfRange, PgColumn};
 use crate::source::postgres::SnapshotSession;
-use crate::source::types::{bigquery_column_names, bigquery_identifier, map_column, quote_ident, ColumnMapping, OutOfRange, PgColumn};
 use crate::source::SourceError;
 
 /// What a run will do.
@@ -15,7 +15,7 @@ use crate::source::SourceError;
 pub struct ExportPlan {
     pub run_id: String,
     pub destination: String,
-    pub source: crate::sink::manifest::SourceInfo,
+    pub source: crate::model::manifest::SourceInfo,
     pub tables: Vec<TablePlan>,
     /// `--dry-run` only: what would refuse the run (a real run stops with these instead).
     pub problems: Vec<String>,

@@ -8,10 +8,8 @@
 //! It trusts no manifest it has not checked: its digest and its table totals must agree with
 //! its files' figures, and files are read from where the manifest is, not where it was written.
 
-pub mod bigquery;
 pub mod plan;
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,12 +18,14 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::progress::{ProgressReporter, TableProgress};
-use crate::sink::gcs::GcsOptions;
-use crate::sink::manifest::{DigestCheck, Inconsistency, Manifest, TableManifest, FORMAT_VERSION, OLDEST_READABLE_VERSION};
-use crate::sink::store::{Store, StoreError};
-use bigquery::{quote, schema_differences, schema_json, BigQuery, BigQueryError, BigQueryOptions};
-use plan::{keep_nullable_columns, staging_fields, LoadPlanError, JOB_ATTEMPTS};
+use crate::gcp::bigquery::{BigQuery, BigQueryError, BigQueryOptions, JOB_ATTEMPTS};
+use crate::gcp::schema::{schema_differences, schema_json, Field};
+use crate::gcp::sql::quote;
+use crate::model::manifest::TableManifest;
+use crate::model::progress::{ProgressReporter, TableProgress};
+use crate::storage::gcs::GcsOptions;
+use crate::storage::manifest::{check_listed_files, read_manifest, FoundManifest, ManifestError};
+use plan::{keep_nullable_columns, staging_fields, LoadPlanError};
 pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad};
 
 /// Everything `load` needs.
@@ -43,32 +43,10 @@ pub struct LoadConfig {
 /// A failed load step, naming the table, job and files.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read the manifest `{uri}`")]
-    ReadManifest {
-        uri: String,
-        #[source]
-        source: StoreError,
-    },
-    #[error("`{uri}` is not a pg2bq manifest")]
-    ParseManifest {
-        uri: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("manifest `{uri}` has format version {found}; this pg2bq reads versions {oldest} to {newest}: use the pg2bq that wrote it")]
-    ManifestVersion { uri: String, found: u32, oldest: u32, newest: u32 },
-    #[error("manifest `{uri}` does not agree with itself or its files' figures; nothing was submitted. Re-export the run, or restore the manifest as written:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    ManifestInconsistent { uri: String, problems: Vec<String> },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     #[error(transparent)]
     Plan(#[from] LoadPlanError),
-    #[error("cannot list the snapshot's files under `{uri}`")]
-    ListFiles {
-        uri: String,
-        #[source]
-        source: StoreError,
-    },
-    #[error("the snapshot is not intact, nothing was submitted:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    FilesChanged { problems: Vec<String> },
     #[error(transparent)]
     BigQuery(#[from] BigQueryError),
     #[error("table `{table}` exists with a different schema; drop it, load into another dataset, or use --table-prefix:\n{}", differences.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"))]
@@ -128,93 +106,15 @@ pub enum LoadOutcome {
     Loaded(LoadReport),
 }
 
-/// A manifest as found: the store and run directory it lives in, and what is wrong with it.
-pub struct FoundManifest {
-    pub store: Store,
-    /// The run directory, relative to the store's root; file paths are relative to it.
-    pub run_dir: String,
-    pub manifest: Manifest,
-    /// A digest that does not match, and table totals that differ from the files' figures.
-    pub problems: Vec<Inconsistency>,
-}
-
-/// Reads and parses a manifest from its URI and checks it against itself, without refusing:
-/// `verify` reports the problems, everything else refuses them ([`read_manifest`]).
-///
-/// # Errors
-/// [`LoadError`] naming the URI when it cannot be read, parsed or has an unknown format version.
-pub async fn find_manifest(uri: &str, gcs: &GcsOptions) -> Result<FoundManifest, LoadError> {
-    let (directory, file) = uri.rsplit_once('/').unwrap_or((".", uri));
-    let (root, run_dir) = directory.rsplit_once('/').unwrap_or((".", directory));
-    let read_error = |source| LoadError::ReadManifest { uri: uri.to_string(), source };
-    let store = Store::open(if root.is_empty() { "/" } else { root }, gcs).map_err(read_error)?;
-    let bytes = store.get(&format!("{run_dir}/{file}")).await.map_err(read_error)?;
-    let (manifest, digest) = Manifest::from_json(&bytes).map_err(|source| LoadError::ParseManifest { uri: uri.to_string(), source })?;
-    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&manifest.format_version) {
-        return Err(LoadError::ManifestVersion {
-            uri: uri.into(),
-            found: manifest.format_version,
-            oldest: OLDEST_READABLE_VERSION,
-            newest: FORMAT_VERSION,
-        });
-    }
-    if digest == DigestCheck::Absent && manifest.format_version < FORMAT_VERSION {
-        warn!(uri, version = manifest.format_version, "Manifest predates digests: only its totals can be checked");
-    }
-    let problems = manifest.integrity_problems(&digest);
-    Ok(FoundManifest { store, run_dir: run_dir.to_string(), manifest, problems })
-}
-
-/// Reads a manifest and refuses it unless its digest and table totals check out.
-///
-/// # Errors
-/// [`LoadError`] naming the URI when it cannot be read, parsed, has an unknown format version,
-/// or [`LoadError::ManifestInconsistent`] listing every problem.
-pub async fn read_manifest(uri: &str, gcs: &GcsOptions) -> Result<(Store, String, Manifest), LoadError> {
-    let found = find_manifest(uri, gcs).await?;
-    if !found.problems.is_empty() {
-        return Err(LoadError::ManifestInconsistent {
-            uri: uri.into(),
-            problems: found.problems.iter().map(ToString::to_string).collect(),
-        });
-    }
-    Ok((found.store, found.run_dir, found.manifest))
-}
-
-/// Checks every file the manifest lists exists with its recorded size (and CRC32C where the
-/// store reports one). Lists the run directory once; never looks beyond it.
-pub async fn verify_files(store: &Store, run_dir: &str, manifest: &Manifest) -> Result<(), LoadError> {
-    let listed = store.list(run_dir).await.map_err(|source| LoadError::ListFiles { uri: store.uri(run_dir), source })?;
-    let stored: HashMap<String, (u64, Option<String>)> = listed.into_iter().map(|o| (o.path, (o.bytes, o.crc32c))).collect();
-    let mut problems = Vec::new();
-    for table in &manifest.tables {
-        for file in &table.files {
-            let path = format!("{run_dir}/{}", file.path);
-            let problem = match stored.get(&path) {
-                None => "is missing".to_string(),
-                Some((bytes, _)) if *bytes != file.bytes => format!("has {bytes} bytes, the manifest says {}", file.bytes),
-                Some((_, Some(crc))) if *crc != file.crc32c => format!("has CRC32C {crc}, the manifest says {}", file.crc32c),
-                Some(_) => continue,
-            };
-            problems.push(format!("`{}` (table {}) {problem}", store.uri(&path), table.name));
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(LoadError::FilesChanged { problems })
-    }
-}
-
 /// Loads a snapshot (or plans it, with `dry_run`).
 ///
 /// # Errors
 /// [`LoadError`]; when one table fails the others still load, then
 /// [`LoadError::TablesFailed`] names the failed ones (each failure is logged with its cause).
 pub async fn load(config: &LoadConfig, progress: Option<&ProgressReporter>) -> Result<LoadOutcome, LoadError> {
-    let (store, run_dir, manifest) = read_manifest(&config.manifest_uri, &config.gcs).await?;
+    let FoundManifest { store, run_dir, manifest, .. } = read_manifest(&config.manifest_uri, &config.gcs).await?;
     let plan = plan_load(&manifest, &store.uri(&run_dir), &config.target)?;
-    verify_files(&store, &run_dir, &manifest).await?;
+    check_listed_files(&store, &run_dir, &manifest).await?;
     if config.dry_run {
         return Ok(LoadOutcome::Planned(plan));
     }
@@ -263,8 +163,8 @@ async fn fingerprint_staged_json(
     manifest_table: &TableManifest,
     staging: &str,
 ) -> Result<Vec<(String, String)>, LoadError> {
-    use crate::validate::sql::{encoding, fingerprint_items, json_fingerprint_label, list_encoding};
-    let columns: Vec<_> = manifest_table.columns.iter().filter(|c| c.mapping.bq_type == crate::source::types::BigQueryType::Json).collect();
+    use crate::gcp::sql::{encoding, fingerprint_items, json_fingerprint_label, list_encoding};
+    let columns: Vec<_> = manifest_table.columns.iter().filter(|c| c.mapping.bq_type == crate::model::types::BigQueryType::Json).collect();
     if columns.is_empty() {
         return Ok(Vec::new());
     }
@@ -274,7 +174,7 @@ async fn fingerprint_staged_json(
         let (text, canonical) = if column.mapping.repeated {
             (list_encoding(&name, "e"), list_encoding(&name, "TO_JSON_STRING(PARSE_JSON(e))"))
         } else {
-            (name.clone(), encoding(crate::source::types::BigQueryType::Json, &format!("PARSE_JSON({name})")))
+            (name.clone(), encoding(crate::model::types::BigQueryType::Json, &format!("PARSE_JSON({name})")))
         };
         items.extend(fingerprint_items(&text));
         items.extend(fingerprint_items(&canonical));
@@ -299,7 +199,7 @@ async fn fingerprint_staged_json(
 /// Counts, per JSON column of the staging table, the values `PARSE_JSON` would reject, and
 /// refuses before the final statement runs (so the destination is never touched).
 async fn check_json_representable(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, staging: &str) -> Result<(), LoadError> {
-    let json_fields: Vec<&plan::Field> = table.fields.iter().filter(|f| f.field_type == "JSON").collect();
+    let json_fields: Vec<&Field> = table.fields.iter().filter(|f| f.field_type == "JSON").collect();
     if json_fields.is_empty() {
         return Ok(());
     }

@@ -7,21 +7,13 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::bigquery::quote;
-use crate::sink::manifest::{Manifest, TableManifest};
-use crate::source::types::BigQueryType;
-
-/// BigQuery: at most 10,000 source URIs per load job.
-pub const MAX_URIS_PER_JOB: usize = 10_000;
-/// BigQuery: at most 15 TB per load job.
-pub const MAX_BYTES_PER_JOB: u64 = 15_000_000_000_000;
-/// BigQuery: load jobs per destination table per day (failed ones count).
-pub const DAILY_LOAD_JOBS_PER_TABLE: usize = 1_500;
-/// Retries of a job id whose earlier attempt finished with an error: `<id>`, `<id>-r2`, …
-pub const JOB_ATTEMPTS: usize = 5;
+use crate::gcp::bigquery::{DAILY_LOAD_JOBS_PER_TABLE, MAX_BYTES_PER_JOB, MAX_URIS_PER_JOB};
+use crate::gcp::schema::{Field, PartitionUnit, TimePartitioning};
+use crate::gcp::sql::{label_part, quote};
+use crate::model::manifest::{Manifest, TableManifest};
 
 /// Whether the table ends equal to the snapshot or gains its rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadMode {
     Truncate,
@@ -37,16 +29,6 @@ impl LoadMode {
     }
 }
 
-/// Time-partitioning granularity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum PartitionUnit {
-    Hour,
-    Day,
-    Month,
-    Year,
-}
-
 /// What to load where, resolved from flags and the config file.
 #[derive(Debug, Clone)]
 pub struct LoadTarget {
@@ -59,22 +41,6 @@ pub struct LoadTarget {
     pub partition_by: BTreeMap<String, (String, PartitionUnit)>,
     /// Manifest table name (or its BigQuery name) → columns.
     pub cluster_by: BTreeMap<String, Vec<String>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Field {
-    pub name: String,
-    /// BigQuery standard SQL type name.
-    pub field_type: String,
-    /// NULLABLE, REQUIRED or REPEATED.
-    pub mode: String,
-    pub description: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TimePartitioning {
-    pub field: String,
-    pub unit: PartitionUnit,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -177,42 +143,13 @@ fn option_for<'a, T>(options: &'a BTreeMap<String, T>, table: &TableManifest) ->
     options.iter().find(|(name, _)| table.is_named(name)).map(|(_, v)| v)
 }
 
-/// BigQuery standard SQL name of a manifest type.
-pub fn type_name(bq_type: BigQueryType) -> &'static str {
-    match bq_type {
-        BigQueryType::Bool => "BOOL",
-        BigQueryType::Int64 => "INT64",
-        BigQueryType::Float64 => "FLOAT64",
-        BigQueryType::Numeric => "NUMERIC",
-        BigQueryType::Bignumeric => "BIGNUMERIC",
-        BigQueryType::String => "STRING",
-        BigQueryType::Bytes => "BYTES",
-        BigQueryType::Json => "JSON",
-        BigQueryType::Date => "DATE",
-        BigQueryType::Time => "TIME",
-        BigQueryType::Datetime => "DATETIME",
-        BigQueryType::Timestamp => "TIMESTAMP",
-    }
-}
-
 /// Job ids allow `[A-Za-z0-9_-]`.
 fn job_id_part(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
-/// Label keys and values allow lower-case letters, digits, `_` and `-`, 63 characters.
-pub fn label_part(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .collect();
-    out.truncate(63);
-    out
-}
-
 fn plan_table(manifest: &Manifest, run_uri: &str, table: &TableManifest, target: &LoadTarget) -> Result<TableLoad, LoadPlanError> {
-    let file_uri = |file: &crate::sink::manifest::FileManifest| format!("{run_uri}/{}", file.path);
+    let file_uri = |file: &crate::model::manifest::FileManifest| format!("{run_uri}/{}", file.path);
     if let Some(file) = table.files.first().filter(|_| !run_uri.starts_with("gs://")) {
         return Err(LoadPlanError::NotOnGcs { table: table.name.clone(), uri: file_uri(file) });
     }
@@ -222,7 +159,7 @@ fn plan_table(manifest: &Manifest, run_uri: &str, table: &TableManifest, target:
         .iter()
         .map(|c| Field {
             name: c.mapping.bq_name.clone(),
-            field_type: type_name(c.mapping.bq_type).to_string(),
+            field_type: c.mapping.bq_type.sql_name().to_string(),
             mode: if c.mapping.repeated {
                 "REPEATED"
             } else if c.mapping.nullable {
@@ -258,7 +195,7 @@ fn plan_table(manifest: &Manifest, run_uri: &str, table: &TableManifest, target:
         return Err(LoadPlanError::Cluster { table: table.name.clone(), column: missing.clone() });
     }
 
-    let mut batches: Vec<Vec<&crate::sink::manifest::FileManifest>> = Vec::new();
+    let mut batches: Vec<Vec<&crate::model::manifest::FileManifest>> = Vec::new();
     for file in &table.files {
         match batches.last_mut() {
             Some(batch)
@@ -455,9 +392,9 @@ fn partition_expression(partitioning: &TimePartitioning, fields: &[Field]) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregates::ColumnAggregates;
-    use crate::sink::manifest::{ColumnManifest, FileManifest, SourceInfo};
-    use crate::source::types::{map_column, OutOfRange, PgColumn};
+    use crate::model::aggregates::ColumnAggregates;
+    use crate::model::manifest::{ColumnManifest, FileManifest, SourceInfo};
+    use crate::model::types::{map_column, OutOfRange, PgColumn};
 
     fn column(name: &str, type_name: &str, not_null: bool) -> ColumnManifest {
         let pg = PgColumn { not_null, comment: Some(format!("the {name}")), ..PgColumn::base(name, type_name, -1) };

@@ -1,9 +1,8 @@
 //! Reading Postgres: one snapshot session for the catalog, counts and checks
-//! ([`postgres`]), ConnectorX streams for the rows ([`stream`]), and the type table ([`types`]).
+//! ([`postgres`]) and ConnectorX streams for the rows ([`stream`]).
 
 pub mod postgres;
 pub mod stream;
-pub mod types;
 
 /// A failed read from Postgres, naming what we were reading.
 #[derive(Debug, thiserror::Error)]

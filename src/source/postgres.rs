@@ -6,9 +6,9 @@ use postgres_openssl::MakeTlsConnector;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::types::{quote_ident, PgColumn};
 use super::{redact_url, SourceError};
-use crate::sink::manifest::{ForeignKey, SourceInfo};
+use crate::model::manifest::{ForeignKey, SourceInfo};
+use crate::model::types::{quote_ident, PgColumn};
 
 /// Session settings every connection of a run uses, so text output is deterministic, and so
 /// row-level security raises an error instead of hiding rows (as pg_dump does).

@@ -1,42 +1,13 @@
 //! Manifest aggregate vs BigQuery result, one check at a time. Counts, integer and decimal
 //! sums, min/max and fingerprints must match exactly; float sums within a relative tolerance.
 
-use serde::Serialize;
-
 use super::sql::Measure;
-use crate::aggregates::ColumnAggregates;
-use crate::source::types::BigQueryType;
+use crate::model::aggregates::ColumnAggregates;
+pub use crate::model::check::Check;
+use crate::model::types::BigQueryType;
 
 /// Float sums are compared within this fraction of Σ|x| (summation order differs).
 pub const FLOAT_SUM_RELATIVE_TOLERANCE: f64 = 1e-9;
-
-/// One comparison, for the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    /// `row_count`, `null_count`, `value_count`, `min`, `max`, `sum`, `nan_count`,
-    /// `fingerprint`, `orphans`, `denormalized`, `sample`, `source_drift`, `probe`.
-    pub check: String,
-    pub column: Option<String>,
-    pub expected: String,
-    pub actual: String,
-    pub passed: bool,
-    /// Where a mismatch was narrowed to (partition, file), or what a check means.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-impl Check {
-    pub fn new(check: &str, column: Option<&str>, expected: impl ToString, actual: impl ToString, passed: bool) -> Self {
-        Self {
-            check: check.into(),
-            column: column.map(str::to_string),
-            expected: expected.to_string(),
-            actual: actual.to_string(),
-            passed,
-            detail: None,
-        }
-    }
-}
 
 /// A float from BigQuery's or Postgres' text (`nan`/`NaN`, `inf`/`Infinity`).
 pub fn parse_float(text: &str) -> Option<f64> {
@@ -173,9 +144,9 @@ mod tests {
     /// against BigQuery's answers over the same column.
     #[test]
     fn all_null_and_empty_columns_of_every_type_pass() {
-        use crate::aggregates::ColumnAccumulator;
-        use crate::sink::manifest::ColumnManifest;
-        use crate::source::types::{map_column, OutOfRange, PgColumn};
+        use crate::model::aggregates::ColumnAccumulator;
+        use crate::model::manifest::ColumnManifest;
+        use crate::model::types::{map_column, OutOfRange, PgColumn};
         let numeric_12_2 = (12 << 16 | 2) + 4;
         let types = [
             ("bool", None, -1),

@@ -1,5 +1,5 @@
 //! `pg2bq validate`: proves a BigQuery table equals its snapshot, from the manifest's Arrow
-//! aggregates, without re-scanning the source. `pg2bq verify` ([`verify`]) proves the snapshot
+//! aggregates, without re-scanning the source. `pg2bq verify` ([`crate::verify`]) proves the snapshot
 //! itself is intact, from the files alone.
 //!
 //! Input: a manifest and a loaded dataset (and optionally the source). Output: a
@@ -9,7 +9,6 @@
 pub mod compare;
 pub mod sample;
 pub mod sql;
-pub mod verify;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -18,16 +17,17 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, info_span, trace, Instrument};
 
-use crate::aggregates::ColumnAggregates;
-use crate::load::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
-use crate::load::{read_manifest, LoadError};
-use crate::progress::{ProgressCounter, ProgressReporter, TableProgress};
-use crate::sink::gcs::GcsOptions;
-use crate::sink::manifest::{ColumnManifest, Manifest, TableManifest};
-use crate::source::types::{quote_ident, BigQueryType};
+use crate::gcp::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
+use crate::gcp::sql::quote;
+use crate::model::aggregates::ColumnAggregates;
+pub use crate::model::check::Check;
+use crate::model::manifest::{ColumnManifest, Manifest, TableManifest};
+use crate::model::progress::{ProgressCounter, ProgressReporter, TableProgress};
+use crate::model::types::{quote_ident, BigQueryType};
 use crate::source::SourceError;
-pub use compare::Check;
-use sql::{aggregate_query, quote, Measure};
+use crate::storage::gcs::GcsOptions;
+use crate::storage::manifest::{read_manifest, ManifestError};
+use sql::{aggregate_query, Measure};
 
 /// A denormalized column declared in the config: `table.column` must equal
 /// `references.referenced_column` of the row that `via` points to (through a foreign key).
@@ -74,7 +74,7 @@ pub struct ValidateConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {
     #[error(transparent)]
-    Manifest(#[from] LoadError),
+    Manifest(#[from] ManifestError),
     #[error(transparent)]
     BigQuery(#[from] BigQueryError),
     #[error(transparent)]
@@ -109,7 +109,7 @@ pub struct TableValidation {
 /// [`ValidateError`] when a check cannot run (missing table, unreadable manifest, BigQuery
 /// error); mismatches are not errors, they are failed checks in the report.
 pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporter>) -> Result<ValidationReport, ValidateError> {
-    let (_, _, manifest) = read_manifest(&config.manifest_uri, &config.gcs).await?;
+    let manifest = read_manifest(&config.manifest_uri, &config.gcs).await?.manifest;
     let bq = BigQuery::connect(&config.project, config.location.clone(), &config.bigquery).await?;
     for d in &config.denormalized {
         if find_table(&manifest, &d.table).is_none() {
@@ -242,7 +242,9 @@ fn expected_aggregates(column: &ColumnManifest, resource: &serde_json::Value) ->
     let mut aggregates = column.aggregates.clone();
     // No values, nothing staged: the empty fingerprint (0, 0) of the manifest stands.
     if column.mapping.bq_type == BigQueryType::Json && column.aggregates.value_count > 0 {
-        let label = resource.pointer(&format!("/labels/{}", sql::json_fingerprint_label(&column.mapping.bq_name))).and_then(|v| v.as_str());
+        let label = resource
+            .pointer(&format!("/labels/{}", crate::gcp::sql::json_fingerprint_label(&column.mapping.bq_name)))
+            .and_then(|v| v.as_str());
         let (xor, sum) = label
             .and_then(|l| l.rsplit_once('_'))
             .map_or(("no fingerprint recorded at load", "no fingerprint recorded at load"), |(x, s)| (x, s));

@@ -4,13 +4,13 @@
 use serde_json::Value;
 
 use super::compare::{floats_equal, parse_float, Check};
-use super::sql::{encoding, quote};
 use super::{pg_table, ValidateConfig, ValidateError};
-use crate::load::bigquery::BigQuery;
-use crate::sink::manifest::{ColumnManifest, TableManifest};
+use crate::gcp::bigquery::BigQuery;
+use crate::gcp::sql::{encoding, quote};
+use crate::model::manifest::{ColumnManifest, TableManifest};
+use crate::model::types::{quote_ident, BigQueryType};
 use crate::source::postgres::connect;
 use crate::source::postgres::SESSION_SETTINGS;
-use crate::source::types::{quote_ident, BigQueryType};
 use crate::source::SourceError;
 
 /// How a column's two texts are compared.

@@ -1,36 +1,9 @@
 //! BigQuery SQL that recomputes the manifest's aggregates, with the same value encodings as
 //! `aggregates::encode_value` (see docs/manifest.md). Pure text generation, unit-tested.
 
-pub use crate::load::bigquery::quote;
-use crate::load::plan::type_name;
-use crate::sink::manifest::ColumnManifest;
-use crate::source::types::BigQueryType;
-
-/// Minimal decimal text of a NUMERIC/BIGNUMERIC expression: `1.5`, `2`, `0` (emulators pad
-/// `CAST(… AS STRING)` with zeros; BigQuery does not; this gives the same text on both).
-pub fn minimal_decimal(expr: &str) -> String {
-    let text = format!("CAST({expr} AS STRING)");
-    format!("IF(STRPOS({text}, '.') > 0, RTRIM(RTRIM({text}, '0'), '.'), {text})")
-}
-
-/// The fingerprint encoding of a scalar expression of BigQuery type `bq_type`.
-pub fn encoding(bq_type: BigQueryType, expr: &str) -> String {
-    match bq_type {
-        // CASE keeps NULL as NULL (IF(NULL, …) would take the else branch).
-        BigQueryType::Bool => format!("CASE WHEN {expr} THEN 'true' WHEN NOT {expr} THEN 'false' END"),
-        BigQueryType::Int64 => format!("CAST({expr} AS STRING)"),
-        BigQueryType::Float64 => format!("FORMAT('%.17g', {expr})"),
-        BigQueryType::Numeric | BigQueryType::Bignumeric => minimal_decimal(expr),
-        BigQueryType::String | BigQueryType::Bytes => expr.to_string(),
-        // TO_JSON_STRING(NULL) is the text `null`: keep SQL NULL out of the fingerprint, as the
-        // manifest does.
-        BigQueryType::Json => format!("IF({expr} IS NULL, NULL, TO_JSON_STRING({expr}))"),
-        BigQueryType::Date => format!("CAST(UNIX_DATE({expr}) AS STRING)"),
-        BigQueryType::Time => format!("CAST(TIME_DIFF({expr}, TIME '00:00:00', MICROSECOND) AS STRING)"),
-        BigQueryType::Datetime => format!("CAST(UNIX_MICROS(TIMESTAMP({expr})) AS STRING)"),
-        BigQueryType::Timestamp => format!("CAST(UNIX_MICROS({expr}) AS STRING)"),
-    }
-}
+use crate::gcp::sql::{encoding, fingerprint_items, list_encoding, minimal_decimal, quote};
+use crate::model::manifest::ColumnManifest;
+use crate::model::types::BigQueryType;
 
 /// The encoding of a column value (lists: `<byte length>:<element>` per element, in order;
 /// empty lists are NULL, as in the manifest).
@@ -41,26 +14,6 @@ pub fn column_encoding(column: &ColumnManifest) -> String {
     } else {
         encoding(column.mapping.bq_type, &name)
     }
-}
-
-/// A non-empty array as `<byte length>:<element>` per element (`element` is an expression of
-/// `e`); NULL for an empty array.
-pub fn list_encoding(array: &str, element: &str) -> String {
-    format!(
-        "IF(ARRAY_LENGTH({array}) > 0, ARRAY_TO_STRING(ARRAY(SELECT CONCAT(CAST(BYTE_LENGTH({element}) AS STRING), ':', {element}) FROM UNNEST({array}) AS e WITH OFFSET AS o ORDER BY o), ''), NULL)"
-    )
-}
-
-/// `CAST(BIT_XOR(fp) AS STRING), SUM(fp)` of an encoding, as two SELECT items.
-pub fn fingerprint_items(encoding: &str) -> [String; 2] {
-    let fingerprint = format!("FARM_FINGERPRINT({encoding})");
-    [format!("CAST(BIT_XOR({fingerprint}) AS STRING)"), minimal_decimal(&format!("SUM(CAST({fingerprint} AS NUMERIC))"))]
-}
-
-/// Label holding a JSON column's fingerprint as BigQuery serialises it (`<xor>_<sum>`),
-/// recorded at load from the staged snapshot text and compared by validate.
-pub fn json_fingerprint_label(column: &str) -> String {
-    crate::load::plan::label_part(&format!("pg2bq_json_{column}"))
 }
 
 /// One aggregate the validation compares, in the order of the generated SELECT.
@@ -143,7 +96,7 @@ pub fn aggregate_query(table: &str, columns: &[&ColumnManifest], filter: Option<
 
 /// The BigQuery type name of a column, for reports.
 pub fn display_type(column: &ColumnManifest) -> String {
-    let base = type_name(column.mapping.bq_type);
+    let base = column.mapping.bq_type.sql_name();
     if column.mapping.repeated {
         format!("ARRAY<{base}>")
     } else {
@@ -154,8 +107,8 @@ pub fn display_type(column: &ColumnManifest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregates::ColumnAggregates;
-    use crate::source::types::{map_column, OutOfRange, PgColumn};
+    use crate::model::aggregates::ColumnAggregates;
+    use crate::model::types::{map_column, OutOfRange, PgColumn};
 
     fn column(type_name: &str, element: Option<&str>) -> ColumnManifest {
         let pg = PgColumn { element_type: element.map(str::to_string), ..PgColumn::base("c", type_name, -1) };

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int32Type;
-use pg2bq::sink::manifest::Manifest;
+use pg2bq::model::manifest::Manifest;
 
 use crate::skip_unless;
 use crate::support::*;
@@ -310,7 +310,7 @@ async fn sample_app_exports_in_one_snapshot_with_its_keys() {
     assert_eq!(m.primary_key, ["id"]);
     let events_manifest = manifest.tables.iter().find(|t| t.name == events).unwrap();
     let metadata = events_manifest.columns.iter().find(|c| c.mapping.name == "metadata").unwrap();
-    assert_eq!(metadata.mapping.bq_type, pg2bq::source::types::BigQueryType::Json);
+    assert_eq!(metadata.mapping.bq_type, pg2bq::model::types::BigQueryType::Json);
     assert!(!events_manifest.columns.iter().find(|c| c.mapping.name == "title").unwrap().mapping.nullable);
     db.drop().await;
 }
@@ -422,7 +422,7 @@ async fn gcs_destination_goes_through_the_json_api_and_verifies_checksums() {
     let url = skip_unless!("PG2BQ_TEST_PG_URL");
     let emulator = skip_unless!("STORAGE_EMULATOR_HOST");
     let bucket = skip_unless!("PG2BQ_TEST_GCS_BUCKET");
-    let options = pg2bq::sink::gcs::GcsOptions { emulator_host: Some(emulator), application_credentials: None };
+    let options = pg2bq::storage::gcs::GcsOptions { emulator_host: Some(emulator), application_credentials: None };
     export_to_gcs_and_check(&url, &bucket, &options).await;
 }
 
@@ -434,12 +434,14 @@ async fn real_gcs_destination_when_opted_in() {
         eprintln!("skipped: PG2BQ_TEST_REAL_GCS_BUCKET is not set (real GCP is opt-in)");
         return;
     };
-    let options =
-        pg2bq::sink::gcs::GcsOptions { emulator_host: None, application_credentials: std::env::var("GOOGLE_APPLICATION_CREDENTIALS").ok() };
+    let options = pg2bq::storage::gcs::GcsOptions {
+        emulator_host: None,
+        application_credentials: std::env::var("GOOGLE_APPLICATION_CREDENTIALS").ok(),
+    };
     export_to_gcs_and_check(&url, &bucket, &options).await;
 }
 
-async fn export_to_gcs_and_check(url: &str, bucket: &str, options: &pg2bq::sink::gcs::GcsOptions) {
+async fn export_to_gcs_and_check(url: &str, bucket: &str, options: &pg2bq::storage::gcs::GcsOptions) {
     let db = TestDb::new(url, "CREATE TABLE g (id int PRIMARY KEY, v text); INSERT INTO g SELECT i, (SELECT string_agg(md5(i::text || '-' || k::text), '') FROM generate_series(1, 20) k) FROM generate_series(1, 30000) i;").await;
     let prefix = format!("gs://{bucket}/it-{:08x}", rand::random::<u32>());
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pg2bq"));
@@ -449,7 +451,7 @@ async fn export_to_gcs_and_check(url: &str, bucket: &str, options: &pg2bq::sink:
     }
     let out = command.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let store = pg2bq::sink::store::Store::open(&prefix, options).unwrap();
+    let store = pg2bq::storage::store::Store::open(&prefix, options).unwrap();
     let manifest: Manifest = serde_json::from_slice(&store.get("gcs/manifest.json").await.unwrap()).unwrap();
     let files = &manifest.tables[0].files;
     assert!(files.len() > 1, "file rolling produced {} file(s)", files.len());
@@ -457,7 +459,7 @@ async fn export_to_gcs_and_check(url: &str, bucket: &str, options: &pg2bq::sink:
         assert!(file.uri.starts_with(&format!("{prefix}/gcs/")), "{}", file.uri);
         let data = store.get(&format!("gcs/{}", file.path)).await.unwrap();
         assert_eq!(data.len() as u64, file.bytes);
-        assert_eq!(pg2bq::sink::store::crc32c_base64(crc32c::crc32c(&data)), file.crc32c);
+        assert_eq!(pg2bq::storage::store::crc32c_base64(crc32c::crc32c(&data)), file.crc32c);
     }
     assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 30000);
     // The manifest is the commit point: a second run with the same id is refused.

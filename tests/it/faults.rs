@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use bytes::Bytes;
-use pg2bq::sink::gcs::{GcsClient, GcsOptions};
+use pg2bq::storage::gcs::{GcsClient, GcsOptions};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -131,7 +131,7 @@ async fn resumable_uploads_resume_from_the_persisted_range() {
         let meta = stored.expect("the last chunk returns the object");
         assert_eq!(
             (meta.size, meta.crc32c.as_deref()),
-            (data.len() as u64, Some(pg2bq::sink::store::crc32c_base64(crc32c::crc32c(&data)).as_str()))
+            (data.len() as u64, Some(pg2bq::storage::store::crc32c_base64(crc32c::crc32c(&data)).as_str()))
         );
         assert_eq!(direct.get(&object).await.unwrap().as_ref(), &data[..], "seed {seed}");
         eprintln!("seed {seed}: {stats}");

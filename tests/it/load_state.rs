@@ -207,7 +207,7 @@ async fn nullable_table_columns_take_the_snapshots_required_columns() {
     // A table an application created with NULLABLE columns: loaded, its modes kept.
     let bq = s.bigquery().await;
     let created = format!("app_{table}");
-    let nullable = |name: &str, field_type: &str| pg2bq::load::plan::Field {
+    let nullable = |name: &str, field_type: &str| pg2bq::gcp::schema::Field {
         name: name.into(),
         field_type: field_type.into(),
         mode: "NULLABLE".into(),

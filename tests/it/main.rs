@@ -6,6 +6,7 @@ mod cli;
 mod export;
 mod faults;
 mod hostile;
+mod layers;
 mod load;
 mod load_state;
 mod runs;

@@ -11,7 +11,7 @@ use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
-use pg2bq::sink::manifest::Manifest;
+use pg2bq::model::manifest::Manifest;
 use rand::{Rng, SeedableRng};
 
 use crate::skip_unless;
@@ -78,7 +78,7 @@ fn assert_committed_exactly(run_dir: &Path, rows: u64) {
     assert_eq!(on_disk, expected, "the run directory holds the manifest and its files, nothing else");
     for file in &manifest.tables[0].files {
         let data = std::fs::read(run_dir.join(&file.path)).unwrap();
-        assert_eq!((data.len() as u64, pg2bq::sink::store::crc32c_base64(crc32c::crc32c(&data))), (file.bytes, file.crc32c.clone()));
+        assert_eq!((data.len() as u64, pg2bq::storage::store::crc32c_base64(crc32c::crc32c(&data))), (file.bytes, file.crc32c.clone()));
     }
     assert_eq!(manifest.tables[0].row_count, rows);
     assert_eq!(manifest_ids(run_dir, &manifest), (1..=rows as i64).collect::<Vec<_>>(), "0 duplicated and 0 missing ids");
@@ -192,8 +192,8 @@ async fn two_gcs_exports_of_one_run_id_commit_once_and_verify() {
     let args = export_args(&url, &prefix, &db.table("w"), "twice", &["--partitions", "2", "--file-size", "1MiB"]);
     let (first, second) = race_two_exports(&args);
     assert_one_commits(&first, &second);
-    let options = pg2bq::sink::gcs::GcsOptions { emulator_host: Some(emulator), application_credentials: None };
-    let store = pg2bq::sink::store::Store::open(&prefix, &options).unwrap();
+    let options = pg2bq::storage::gcs::GcsOptions { emulator_host: Some(emulator), application_credentials: None };
+    let store = pg2bq::storage::store::Store::open(&prefix, &options).unwrap();
     let manifest: Manifest = serde_json::from_slice(&store.get("twice/manifest.json").await.unwrap()).unwrap();
     let mut listed: Vec<String> = store.list("twice").await.unwrap().into_iter().map(|o| o.path).collect();
     listed.sort();
@@ -203,7 +203,7 @@ async fn two_gcs_exports_of_one_run_id_commit_once_and_verify() {
     assert_eq!(listed, expected);
     for file in &manifest.tables[0].files {
         let data = store.get(&format!("twice/{}", file.path)).await.unwrap();
-        assert_eq!((data.len() as u64, pg2bq::sink::store::crc32c_base64(crc32c::crc32c(&data))), (file.bytes, file.crc32c.clone()));
+        assert_eq!((data.len() as u64, pg2bq::storage::store::crc32c_base64(crc32c::crc32c(&data))), (file.bytes, file.crc32c.clone()));
     }
     assert_eq!(manifest.tables[0].row_count, 200_000);
     let verify = pg2bq(&["verify", "--manifest", &format!("{prefix}/twice/manifest.json")]);

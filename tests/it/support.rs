@@ -7,7 +7,7 @@ use std::process::Command;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::*;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use pg2bq::load::bigquery::{BigQuery, BigQueryOptions};
+use pg2bq::gcp::bigquery::{BigQuery, BigQueryOptions};
 use tokio_postgres::{Client, NoTls};
 
 /// Returns the variable's value, or prints why the test is skipped and returns from it.

@@ -15,8 +15,8 @@ use arrow::datatypes::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::batches::decimal::format_decimal;
-use crate::source::types::ColumnMapping;
+use crate::model::decimal::format_decimal;
+use crate::model::types::ColumnMapping;
 
 /// Aggregates of one column, as the manifest records them (numbers as exact decimal strings).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -133,7 +133,7 @@ impl ColumnAccumulator {
                     if self.orderable {
                         self.observe_bytes(bytes);
                     }
-                    crate::fingerprint::fingerprint64(bytes)
+                    crate::model::fingerprint::fingerprint64(bytes)
                 }
                 None => {
                     if let Some(bound) = self.bound_of(array, row) {
@@ -141,7 +141,7 @@ impl ColumnAccumulator {
                     }
                     self.scratch.clear();
                     encode_value(array, row, &mut self.scratch);
-                    crate::fingerprint::fingerprint64(&self.scratch)
+                    crate::model::fingerprint::fingerprint64(&self.scratch)
                 }
             };
             self.fingerprint_xor ^= fingerprint;
@@ -555,7 +555,7 @@ mod tests {
             prop_assert_eq!(out.min, present.iter().min().map(|v| v.to_string()));
             prop_assert_eq!(out.max, present.iter().max().map(|v| v.to_string()));
             prop_assert_eq!(out.sum, Some(present.iter().map(|v| *v as i128).sum::<i128>().to_string()));
-            let xor = present.iter().fold(0u64, |x, v| x ^ crate::fingerprint::fingerprint64(v.to_string().as_bytes()));
+            let xor = present.iter().fold(0u64, |x, v| x ^ crate::model::fingerprint::fingerprint64(v.to_string().as_bytes()));
             prop_assert_eq!(out.fingerprint_xor, (xor as i64).to_string());
         }
     }

@@ -6,8 +6,6 @@
 //! bad value into NULL: anything that does not convert exactly is an error naming the column
 //! and value.
 
-pub mod decimal;
-
 use std::sync::Arc;
 
 use arrow::array::{
@@ -18,8 +16,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
-use crate::source::types::ColumnMapping;
-use decimal::{parse_decimal, DecimalError};
+use crate::model::decimal::{parse_decimal, DecimalError};
+use crate::model::types::ColumnMapping;
 
 /// A column that did not convert exactly.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +72,7 @@ pub fn normalize_batch(batch: &RecordBatch, columns: &[ColumnMapping], schema: &
 }
 
 fn normalize_column(array: &ArrayRef, column: &ColumnMapping) -> Result<ArrayRef, BatchError> {
-    use crate::source::types::Conversion;
+    use crate::model::types::Conversion;
     match column.conversion {
         Conversion::Cast => exact_cast(array, &column.arrow_type, &column.name),
         Conversion::EpochMicros => {
@@ -158,7 +156,7 @@ fn decimal_list<O: OffsetSizeTrait>(list: &GenericListArray<O>, item: &Arc<Field
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::types::{map_column, OutOfRange, PgColumn};
+    use crate::model::types::{map_column, OutOfRange, PgColumn};
     use arrow::array::{Int64Array, LargeStringArray};
 
     fn mapping(type_name: &str, typmod: i32) -> ColumnMapping {

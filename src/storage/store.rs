@@ -389,7 +389,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::run::{ClaimError, Cleanup, RunClaim};
+    use crate::storage::run::{ClaimError, Cleanup, RunClaim};
 
     /// The same checks for every backend the tests can reach (GCS in tests/it).
     pub async fn store_conformance(store: &Store) {

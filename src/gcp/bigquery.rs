@@ -13,7 +13,7 @@
 //! Jobs are inserted with caller-chosen ids. A 409 means the id exists: we attach to that job
 //! and wait for it instead of loading twice. A DONE job is a success only without `errorResult`.
 //!
-//! Every call is retried on 429/5xx and connection failures (see [`crate::retry`]); each is
+//! Every call is retried on 429/5xx and connection failures (see [`crate::gcp::retry`]); each is
 //! safe to repeat: reads, inserts under our own job ids (a 409 after a retry is our own earlier
 //! attempt), creates whose 409 means "already there", label patches, deletes. Queries run as
 //! jobs under fresh ids and their results are read with `getQueryResults` until BigQuery says
@@ -37,8 +37,17 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
-use super::plan::{Field, TimePartitioning, JOB_ATTEMPTS};
-use crate::retry::{is_transient_error, is_transient_status, Backoff, RetryPolicy};
+use crate::gcp::retry::{is_transient_error, is_transient_status, Backoff, RetryPolicy};
+use crate::gcp::schema::{schema_differences, schema_json, Field, SchemaComparison, TimePartitioning};
+
+/// BigQuery: at most 10,000 source URIs per load job.
+pub const MAX_URIS_PER_JOB: usize = 10_000;
+/// BigQuery: at most 15 TB per load job.
+pub const MAX_BYTES_PER_JOB: u64 = 15_000_000_000_000;
+/// BigQuery: load jobs per destination table per day (failed ones count).
+pub const DAILY_LOAD_JOBS_PER_TABLE: usize = 1_500;
+/// Retries of a job id whose earlier attempt finished with an error: `<id>`, `<id>-r2`, …
+pub const JOB_ATTEMPTS: usize = 5;
 
 const BIGQUERY_URL: &str = "https://bigquery.googleapis.com/bigquery/v2";
 
@@ -673,85 +682,6 @@ fn brief(action: &str) -> &str {
     action.char_indices().nth(120).map_or(action, |(end, _)| &action[..end])
 }
 
-/// An identifier or path (`project.dataset.table`) back-quoted for BigQuery SQL.
-pub fn quote(name: &str) -> String {
-    format!("`{}`", name.replace('`', "\\`"))
-}
-
-/// `{"fields": [...]}` in BigQuery's JSON form.
-pub fn schema_json(fields: &[Field]) -> Value {
-    let fields: Vec<Value> = fields
-        .iter()
-        .map(|f| {
-            let mut field = json!({ "name": f.name, "type": f.field_type, "mode": f.mode });
-            if let Some(description) = &f.description {
-                field["description"] = json!(description);
-            }
-            field
-        })
-        .collect();
-    json!({ "fields": fields })
-}
-
-/// How an existing table's schema compares with the one we would load.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SchemaComparison {
-    /// One line per column that cannot take the snapshot; empty when compatible.
-    pub differences: Vec<String>,
-    /// Columns REQUIRED in the snapshot and NULLABLE in the table: safe (non-NULL values fit a
-    /// NULLABLE column), loaded with the table's mode.
-    pub nullable_in_table: Vec<String>,
-}
-
-/// Compares an existing table's schema with the one we would load. Legacy type names
-/// (INTEGER, FLOAT, BOOLEAN) count as their standard ones; descriptions are not compared. A
-/// NULLABLE table column takes a REQUIRED snapshot column; the other direction (the snapshot
-/// may hold NULLs), REPEATED against not, another type or position is a difference.
-pub fn schema_differences(existing: &Value, fields: &[Field]) -> SchemaComparison {
-    let normalise = |t: &str| match t {
-        "INTEGER" => "INT64".to_string(),
-        "FLOAT" => "FLOAT64".to_string(),
-        "BOOLEAN" => "BOOL".to_string(),
-        other => other.to_string(),
-    };
-    let existing: Vec<(String, String, String)> = existing
-        .pointer("/schema/fields")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|f| {
-            let text = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            let mode = text("mode");
-            (text("name"), normalise(&text("type")), if mode.is_empty() { "NULLABLE".into() } else { mode })
-        })
-        .collect();
-    let mut differences = Vec::new();
-    let mut nullable_in_table = Vec::new();
-    for (i, field) in fields.iter().enumerate() {
-        match existing.iter().position(|(name, _, _)| name.eq_ignore_ascii_case(&field.name)) {
-            None => differences.push(format!("column `{}` {} {} is missing from the table", field.name, field.mode, field.field_type)),
-            Some(j) => {
-                let (_, ty, mode) = &existing[j];
-                let relaxed = *ty == field.field_type && mode == "NULLABLE" && field.mode == "REQUIRED";
-                if (*ty != field.field_type || *mode != field.mode) && !relaxed {
-                    differences
-                        .push(format!("column `{}`: table has {mode} {ty}, snapshot has {} {}", field.name, field.mode, field.field_type));
-                } else if i != j {
-                    differences.push(format!("column `{}` is at position {} in the table, {} in the snapshot", field.name, j + 1, i + 1));
-                } else if relaxed {
-                    nullable_in_table.push(field.name.clone());
-                }
-            }
-        }
-    }
-    for (name, ty, mode) in &existing {
-        if !fields.iter().any(|f| f.name.eq_ignore_ascii_case(name)) {
-            differences.push(format!("column `{name}` {mode} {ty} is in the table but not in the snapshot"));
-        }
-    }
-    SchemaComparison { differences, nullable_in_table }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -816,65 +746,5 @@ mod tests {
         let unserialisable = serde_json::from_str::<Value>("{").unwrap_err();
         assert!(!is_transient_client_error(&BQError::SerializationError(unserialisable)));
         assert!(!is_transient_client_error(&BQError::InvalidColumnIndex { col_index: 0 }));
-    }
-
-    fn field(name: &str, field_type: &str, mode: &str) -> Field {
-        Field { name: name.into(), field_type: field_type.into(), mode: mode.into(), description: None }
-    }
-
-    #[test]
-    fn schema_differences_name_every_column_that_differs() {
-        let existing = json!({"schema": {"fields": [
-            {"name": "id", "type": "INTEGER", "mode": "REQUIRED"},
-            {"name": "score", "type": "FLOAT"},
-            {"name": "extra", "type": "STRING"}
-        ]}});
-        let ours = [field("id", "INT64", "REQUIRED"), field("score", "NUMERIC", "NULLABLE"), field("title", "STRING", "NULLABLE")];
-        assert_eq!(
-            schema_differences(&existing, &ours).differences,
-            [
-                "column `score`: table has NULLABLE FLOAT64, snapshot has NULLABLE NUMERIC",
-                "column `title` NULLABLE STRING is missing from the table",
-                "column `extra` NULLABLE STRING is in the table but not in the snapshot",
-            ]
-        );
-        assert_eq!(
-            schema_differences(
-                &existing,
-                &[field("id", "INT64", "REQUIRED"), field("score", "FLOAT64", "NULLABLE"), field("extra", "STRING", "NULLABLE")]
-            ),
-            SchemaComparison::default()
-        );
-    }
-
-    #[test]
-    fn a_nullable_table_column_takes_a_required_snapshot_column_but_not_the_reverse() {
-        let existing = json!({"schema": {"fields": [
-            {"name": "id", "type": "INTEGER", "mode": "NULLABLE"},
-            {"name": "title", "type": "STRING"},
-            {"name": "at", "type": "TIMESTAMP", "mode": "REQUIRED"},
-            {"name": "tags", "type": "STRING", "mode": "REPEATED"},
-            {"name": "score", "type": "FLOAT", "mode": "NULLABLE"}
-        ]}});
-        let ours = [
-            field("id", "INT64", "REQUIRED"),
-            field("title", "STRING", "REQUIRED"),
-            field("at", "TIMESTAMP", "NULLABLE"),
-            field("tags", "STRING", "NULLABLE"),
-            field("score", "NUMERIC", "REQUIRED"),
-        ];
-        assert_eq!(
-            schema_differences(&existing, &ours),
-            SchemaComparison {
-                differences: vec![
-                    "column `at`: table has REQUIRED TIMESTAMP, snapshot has NULLABLE TIMESTAMP".into(),
-                    "column `tags`: table has REPEATED STRING, snapshot has NULLABLE STRING".into(),
-                    "column `score`: table has NULLABLE FLOAT64, snapshot has REQUIRED NUMERIC".into(),
-                ],
-                nullable_in_table: vec!["id".into(), "title".into()],
-            }
-        );
-        let required = json!({"schema": {"fields": [{"name": "id", "type": "INT64", "mode": "REQUIRED"}]}});
-        assert_eq!(schema_differences(&required, &[field("id", "INT64", "REQUIRED")]), SchemaComparison::default());
     }
 }

@@ -10,8 +10,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::MANIFEST_FILE;
 use super::store::{Store, StoreError};
+use crate::model::manifest::MANIFEST_FILE;
 
 /// Longest run id: it becomes a directory name and part of BigQuery job ids and labels.
 const MAX_RUN_ID_CHARS: usize = 128;
@@ -299,7 +299,7 @@ fn process_start_ticks(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::gcs::GcsOptions;
+    use crate::storage::gcs::GcsOptions;
 
     #[test]
     fn run_ids_that_could_leave_the_run_are_refused() {

@@ -18,10 +18,10 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::gcs::CHUNK_BYTES;
-use super::manifest::FileManifest;
-use super::store::{Chunk, Store, StoreError, StoredObject};
-use crate::aggregates::ColumnAccumulator;
+use crate::model::aggregates::ColumnAccumulator;
+use crate::model::manifest::FileManifest;
+use crate::storage::gcs::CHUNK_BYTES;
+use crate::storage::store::{Chunk, Store, StoreError, StoredObject};
 
 /// How files are encoded and cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -251,7 +251,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::source::types::UTC;
+    use crate::model::types::UTC;
 
     /// Every pinned Arrow type, written with our writer settings and read back, is unchanged:
     /// NULLs, NaN and -0.0, decimal scale, µs timestamps before 1970 and up to year 9999.

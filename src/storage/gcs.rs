@@ -6,7 +6,7 @@
 //! Credentials come from object_store's GCP credential chain (ADC, service account file,
 //! metadata server); against an emulator no token is sent.
 //!
-//! Requests are retried on 429/5xx and connection failures (see [`crate::retry`]) where that
+//! Requests are retried on 429/5xx and connection failures (see [`crate::gcp::retry`]) where that
 //! is safe: reads, lists, deletes and starting an upload session are simply repeated; a
 //! resumable chunk is resumed from the range the session says it persisted; a create-only
 //! upload that answers 412 after a retry is read back to tell our own lost success from
@@ -21,7 +21,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
 use tracing::warn;
 
-use crate::retry::{is_transient_error, is_transient_status, Backoff, RetryPolicy};
+use crate::gcp::retry::{is_transient_error, is_transient_status, Backoff, RetryPolicy};
 
 /// Resumable upload chunks must be multiples of 256 KiB.
 pub const CHUNK_BYTES: usize = 32 * 256 * 1024;

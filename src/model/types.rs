@@ -53,7 +53,7 @@ impl PgColumn {
 }
 
 /// How out-of-range dates and timestamps (BigQuery holds years 0001–9999) are handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutOfRange {
     /// Refuse the table before any data moves (default).
@@ -81,6 +81,26 @@ pub enum BigQueryType {
     Time,
     Datetime,
     Timestamp,
+}
+
+impl BigQueryType {
+    /// The type's name in BigQuery standard SQL.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            BigQueryType::Bool => "BOOL",
+            BigQueryType::Int64 => "INT64",
+            BigQueryType::Float64 => "FLOAT64",
+            BigQueryType::Numeric => "NUMERIC",
+            BigQueryType::Bignumeric => "BIGNUMERIC",
+            BigQueryType::String => "STRING",
+            BigQueryType::Bytes => "BYTES",
+            BigQueryType::Json => "JSON",
+            BigQueryType::Date => "DATE",
+            BigQueryType::Time => "TIME",
+            BigQueryType::Datetime => "DATETIME",
+            BigQueryType::Timestamp => "TIMESTAMP",
+        }
+    }
 }
 
 /// What we do to ConnectorX's Arrow column to reach the pinned Arrow type.

@@ -9,12 +9,12 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
-use super::compare::Check;
-use crate::aggregates::ColumnAccumulator;
-use crate::load::{find_manifest, FoundManifest, LoadError};
-use crate::sink::gcs::GcsOptions;
-use crate::sink::manifest::MANIFEST_FILE;
-use crate::sink::store::{crc32c_base64, StoreError};
+use crate::model::aggregates::ColumnAccumulator;
+use crate::model::check::Check;
+use crate::model::manifest::{ColumnManifest, MANIFEST_FILE};
+use crate::storage::gcs::GcsOptions;
+use crate::storage::manifest::{file_difference, find_manifest, FoundManifest, ManifestError};
+use crate::storage::store::{crc32c_base64, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
@@ -29,7 +29,7 @@ pub struct VerifyReport {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error(transparent)]
-    Manifest(#[from] LoadError),
+    Manifest(#[from] ManifestError),
     #[error("cannot list `{uri}`")]
     List {
         uri: String,
@@ -78,7 +78,7 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
                 Err(source) => return Err(VerifyError::Read { uri, source }),
             };
             let crc = crc32c_base64(crc32c::crc32c(&data));
-            if data.len() as u64 != file.bytes || crc != file.crc32c {
+            if file_difference(file, Some((data.len() as u64, Some(&crc)))).is_some() {
                 let mut check = Check::new(
                     "file_altered",
                     None,
@@ -128,7 +128,7 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
         .flat_map(|t| t.files.iter().map(|f| format!("{run_dir}/{}", f.path)))
         .chain([format!("{run_dir}/{MANIFEST_FILE}")])
         .collect();
-    let is_claim = |path: &str| path.strip_prefix(&format!("{run_dir}/")).is_some_and(crate::sink::run::is_claim_file);
+    let is_claim = |path: &str| path.strip_prefix(&format!("{run_dir}/")).is_some_and(crate::storage::run::is_claim_file);
     for object in listed.iter().filter(|o| !known.contains(&o.path) && !is_claim(&o.path)) {
         problems.push(Check::new("file_extra", None, "not in the manifest", store.uri(&object.path), false));
     }
@@ -136,7 +136,7 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
 }
 
 /// Reads a Parquet file and recomputes its rows and per-column aggregates.
-fn recompute(data: Bytes, columns: &[crate::sink::manifest::ColumnManifest]) -> Result<(u64, Vec<ColumnAccumulator>), String> {
+fn recompute(data: Bytes, columns: &[ColumnManifest]) -> Result<(u64, Vec<ColumnAccumulator>), String> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| e.to_string())?.build().map_err(|e| e.to_string())?;
     let mut accumulators: Vec<ColumnAccumulator> = columns.iter().map(|c| ColumnAccumulator::for_column(&c.mapping)).collect();
     let mut rows = 0u64;

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::aggregates::{ColumnAccumulator, ColumnAggregates};
-use crate::source::types::ColumnMapping;
+use crate::model::aggregates::{ColumnAccumulator, ColumnAggregates};
+use crate::model::types::ColumnMapping;
 
 /// Bumped on any incompatible change of this format. Version 2 added [`DIGEST_FIELD`].
 pub const FORMAT_VERSION: u32 = 2;
@@ -318,7 +318,7 @@ mod tests {
     use arrow::array::{ArrayRef, StringArray};
 
     use super::*;
-    use crate::source::types::{map_column, OutOfRange, PgColumn};
+    use crate::model::types::{map_column, OutOfRange, PgColumn};
 
     fn mapping(name: &str, type_name: &str, type_modifier: i32) -> ColumnMapping {
         map_column(&PgColumn::base(name, type_name, type_modifier), None, OutOfRange::Refuse).unwrap()

@@ -1,0 +1,48 @@
+//! What `export` is asked to do, every option resolved (by `crate::config`).
+
+use std::collections::BTreeMap;
+
+use crate::export::parquet::ParquetSettings;
+use crate::model::types::{CastOverride, OutOfRange};
+use crate::storage::gcs::GcsOptions;
+use crate::storage::run::RunId;
+
+/// Everything `export` needs.
+#[derive(Debug, Clone)]
+pub struct ExportConfig {
+    /// A `postgresql://` URL with connection defaults (see [`crate::source::postgres::with_connection_defaults`]).
+    pub source_url: String,
+    pub destination: String,
+    /// Every table and query once, with its options resolved.
+    pub tables: Vec<ExportTable>,
+    pub run_id: Option<RunId>,
+    /// Take the run over from an earlier attempt even if pg2bq cannot tell that it is gone.
+    pub take_over: bool,
+    pub dry_run: bool,
+    pub parquet: ParquetSettings,
+    pub batch_rows: usize,
+    pub gcs: GcsOptions,
+}
+
+/// One table or query of a run, every option resolved (flags > environment > file > default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportTable {
+    /// `schema.table` as the catalog spells it (unquoted), or the query's name.
+    pub name: String,
+    pub source: TableSource,
+    pub casts: BTreeMap<String, CastOverride>,
+    pub partitions: usize,
+    pub partition_on: Option<String>,
+    pub out_of_range: OutOfRange,
+}
+
+/// Where a table's rows come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableSource {
+    Table {
+        schema: String,
+        table: String,
+    },
+    /// One SELECT, trailing `;` removed.
+    Query(String),
+}

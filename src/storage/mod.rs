@@ -1,0 +1,10 @@
+//! Where snapshots live: a [`store`] (local, memory, or GCS through its JSON API in [`gcs`]),
+//! the run directory's claim ([`run`], the only place that deletes), and reading and checking
+//! a committed run ([`manifest`]).
+//!
+//! Imports only [`crate::model`] and [`crate::gcp`].
+
+pub mod gcs;
+pub mod manifest;
+pub mod run;
+pub mod store;
