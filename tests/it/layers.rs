@@ -125,7 +125,11 @@ fn functions(text: &str) -> Vec<(String, usize, usize)> {
     for (index, (number, line)) in lines.iter().enumerate() {
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
-        let signature = trimmed.trim_start_matches("pub ").trim_start_matches("pub(crate) ").trim_start_matches("async ");
+        let visible = match trimmed.strip_prefix("pub(") {
+            Some(scoped) => scoped.split_once(") ").map_or(trimmed, |(_, rest)| rest),
+            None => trimmed.trim_start_matches("pub "),
+        };
+        let signature = visible.trim_start_matches("const ").trim_start_matches("async ").trim_start_matches("unsafe ");
         let Some(rest) = signature.strip_prefix("fn ") else { continue };
         let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
         let end = lines[index..].iter().find(|(_, l)| {
@@ -158,8 +162,8 @@ fn functions_fit_on_a_screen() {
 #[test]
 fn the_checks_see_what_they_look_for() {
     assert_eq!(imported_modules("use crate::load::plan::{x}; pg2bq::validate::Check"), ["load", "validate"].map(String::from).into());
-    let text = "pub async fn f(\n    a: u8,\n) -> u8 {\n    a\n}\n\nfn g();\n";
-    assert_eq!(functions(text), vec![("f".to_string(), 1, 5)]);
+    let text = "pub async fn f(\n    a: u8,\n) -> u8 {\n    a\n}\n\nfn g();\n    pub(super) fn h() {\n    }\n";
+    assert_eq!(functions(text), vec![("f".to_string(), 1, 5), ("h".to_string(), 8, 2)]);
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/model/types.rs");
     assert_eq!(module_of(&file), "model");
 }
