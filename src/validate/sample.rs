@@ -130,7 +130,7 @@ pub(super) async fn sample_checks(
     let sql = format!("SELECT CAST({key_bq} AS STRING) FROM {target} ORDER BY RAND() LIMIT {}", config.sample_rows);
     let keys: Vec<String> = bq.query_rows(&sql).await?.into_iter().filter_map(|row| row.into_iter().next().flatten()).collect();
     if !keys.is_empty() {
-        checks.extend(compare_sample(bq, &client, table, target, (key, &key_bq), &keys).await?);
+        checks.extend(compare_sample(bq, &client, table, target, key, &key_bq, &keys).await?);
     }
     Ok(checks)
 }
@@ -149,14 +149,15 @@ async fn drift_check(client: &Client, table: &TableManifest) -> Result<Check, Va
 }
 
 /// Fetches the rows of `keys` from both sides and compares them field by field: one failed
-/// check per differing field, then a summary. `key` is the Postgres name and the quoted
-/// BigQuery name of the primary key.
+/// check per differing field, then a summary. `key` is the primary key's Postgres name,
+/// `key_bq` its quoted BigQuery name.
 async fn compare_sample(
     bq: &BigQuery,
     client: &Client,
     table: &TableManifest,
     target: &str,
-    (key, key_bq): (&str, &str),
+    key: &str,
+    key_bq: &str,
     keys: &[String],
 ) -> Result<Vec<Check>, ValidateError> {
     // Keys are integers or strings from our own table; quote them as literals on both sides.
