@@ -4,9 +4,10 @@
 //! For every column: null count, min and max, an exact sum for integers and decimals (floats:
 //! an f64 sum plus a NaN count), and an order-independent fingerprint: the XOR *and* the
 //! exact sum of `FARM_FINGERPRINT(encoding(value))` over non-null values. XOR alone cancels a
-//! duplicated value; the sum does not. The encoding per type is in `docs/fingerprint.md` and
-//! in [`encode_value`]; it uses integers for temporal types so that BigQuery can reproduce it
-//! with `UNIX_MICROS`, `UNIX_DATE` and `TIME_DIFF` instead of locale-dependent formatting.
+//! duplicated value; the sum does not. The encoding per type is in docs/manifest.md ("The
+//! fingerprint") and in [`encode_value`]; it uses integers for temporal types so that BigQuery
+//! can reproduce it with `UNIX_MICROS`, `UNIX_DATE` and `TIME_DIFF` instead of locale-dependent
+//! formatting.
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{

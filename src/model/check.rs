@@ -1,13 +1,86 @@
 //! One comparison of an expected and an actual value, as validate and verify report it.
 
-use serde::Serialize;
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// What a [`Check`] compared; serialised (and displayed) in snake_case, e.g. `null_count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    // validate: a table against its manifest
+    RowCount,
+    NullCount,
+    ValueCount,
+    Min,
+    Max,
+    Sum,
+    NanCount,
+    FingerprintXor,
+    FingerprintSum,
+    /// NULLs in a column that is NOT NULL in Postgres.
+    Required,
+    Orphans,
+    Denormalized,
+    Sample,
+    SourceDrift,
+    Probe,
+    // verify: the snapshot's files against their manifest
+    ManifestInconsistent,
+    FileMissing,
+    FileAltered,
+    FileRows,
+    FileAggregates,
+    FileUnreadable,
+    FileExtra,
+}
+
+impl CheckKind {
+    /// The name reports and `--json` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RowCount => "row_count",
+            Self::NullCount => "null_count",
+            Self::ValueCount => "value_count",
+            Self::Min => "min",
+            Self::Max => "max",
+            Self::Sum => "sum",
+            Self::NanCount => "nan_count",
+            Self::FingerprintXor => "fingerprint_xor",
+            Self::FingerprintSum => "fingerprint_sum",
+            Self::Required => "required",
+            Self::Orphans => "orphans",
+            Self::Denormalized => "denormalized",
+            Self::Sample => "sample",
+            Self::SourceDrift => "source_drift",
+            Self::Probe => "probe",
+            Self::ManifestInconsistent => "manifest_inconsistent",
+            Self::FileMissing => "file_missing",
+            Self::FileAltered => "file_altered",
+            Self::FileRows => "file_rows",
+            Self::FileAggregates => "file_aggregates",
+            Self::FileUnreadable => "file_unreadable",
+            Self::FileExtra => "file_extra",
+        }
+    }
+}
+
+/// Honours width and alignment (`{:<16}`), as report columns need.
+impl fmt::Display for CheckKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Serialize for CheckKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
 
 /// One comparison, for the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// `row_count`, `null_count`, `value_count`, `min`, `max`, `sum`, `nan_count`,
-    /// `fingerprint`, `orphans`, `denormalized`, `sample`, `source_drift`, `probe`.
-    pub check: String,
+    pub check: CheckKind,
     pub column: Option<String>,
     pub expected: String,
     pub actual: String,
@@ -18,14 +91,42 @@ pub struct Check {
 }
 
 impl Check {
-    pub fn new(check: &str, column: Option<&str>, expected: impl ToString, actual: impl ToString, passed: bool) -> Self {
-        Self {
-            check: check.into(),
-            column: column.map(str::to_string),
-            expected: expected.to_string(),
-            actual: actual.to_string(),
-            passed,
-            detail: None,
+    pub fn new(check: CheckKind, column: Option<&str>, expected: impl ToString, actual: impl ToString, passed: bool) -> Self {
+        Self { check, column: column.map(str::to_string), expected: expected.to_string(), actual: actual.to_string(), passed, detail: None }
+    }
+
+    /// The check with `detail` set.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reports, `--json` and the tests that read them know the kinds by these names.
+    #[test]
+    fn kinds_keep_their_report_names() {
+        let named = [
+            (CheckKind::RowCount, "row_count"),
+            (CheckKind::FingerprintXor, "fingerprint_xor"),
+            (CheckKind::SourceDrift, "source_drift"),
+            (CheckKind::ManifestInconsistent, "manifest_inconsistent"),
+            (CheckKind::FileUnreadable, "file_unreadable"),
+        ];
+        for (kind, name) in named {
+            assert_eq!(kind.to_string(), name);
+            assert_eq!(serde_json::to_value(kind).unwrap(), name);
         }
+    }
+
+    #[test]
+    fn a_check_serialises_its_kind_as_a_string_and_pads_in_reports() {
+        let check = Check::new(CheckKind::NullCount, Some("c"), 0, 1, false);
+        let json = serde_json::to_string(&check).unwrap();
+        assert_eq!(json, r#"{"check":"null_count","column":"c","expected":"0","actual":"1","passed":false}"#);
+        assert_eq!(format!("[{:<12}]", CheckKind::Sum), "[sum         ]");
     }
 }

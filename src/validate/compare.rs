@@ -4,6 +4,7 @@
 use super::sql::Measure;
 use crate::model::aggregates::ColumnAggregates;
 pub use crate::model::check::Check;
+use crate::model::check::CheckKind;
 use crate::model::types::BigQueryType;
 
 /// Float sums are compared within this fraction of Σ|x| (summation order differs).
@@ -28,7 +29,8 @@ pub fn floats_equal(a: &str, b: &str) -> bool {
 }
 
 /// Compares one measure of one column. `actual` is BigQuery's text (NULL → `None`);
-/// `abs_sum` is BigQuery's Σ|x| for float sums.
+/// `abs_sum` is BigQuery's Σ|x| for float sums. None for [`Measure::AbsSum`], which is not
+/// compared itself.
 pub fn compare(
     column: &str,
     bq_type: BigQueryType,
@@ -37,62 +39,65 @@ pub fn compare(
     actual: Option<&str>,
     abs_sum: Option<f64>,
 ) -> Option<Check> {
-    let actual_text = actual.unwrap_or("NULL").to_string();
+    let kind = measure.check_kind()?;
     let is_float = bq_type == BigQueryType::Float64;
-    let (name, want, passed): (&str, String, bool) = match measure {
-        Measure::NullCount => {
-            // BigQuery loads NULL and empty arrays alike as empty arrays.
-            let want = expected.null_count + expected.empty_count.unwrap_or(0);
-            ("null_count", want.to_string(), actual == Some(want.to_string().as_str()))
-        }
-        Measure::ValueCount => ("value_count", expected.value_count.to_string(), actual == Some(expected.value_count.to_string().as_str())),
-        Measure::Min | Measure::Max => {
-            let want = if measure == Measure::Min { &expected.min } else { &expected.max };
-            let name = if measure == Measure::Min { "min" } else { "max" };
-            let passed = match (want, actual) {
-                (None, None) => true,
-                (Some(w), Some(a)) if is_float => floats_equal(w, a),
-                (Some(w), Some(a)) => w == a,
-                _ => false,
-            };
-            (name, want.clone().unwrap_or_else(|| "NULL".into()), passed)
-        }
-        Measure::Sum => {
-            let want = expected.sum.clone();
-            let passed = match (&want, actual) {
-                (None, None) => true,
-                // BigQuery's SUM over no value (all NULL, all NaN, no rows) is NULL; the manifest's is 0.
-                (Some(w), None) => expected.value_count == expected.nan_count.unwrap_or(0) && (w == "0" || w == "0.0"),
-                (Some(w), Some(a)) if is_float => match (parse_float(w), parse_float(a)) {
-                    (Some(x), Some(y)) if x.is_finite() && y.is_finite() => {
-                        (x - y).abs() <= FLOAT_SUM_RELATIVE_TOLERANCE * abs_sum.unwrap_or(0.0).max(1.0)
-                    }
-                    _ => floats_equal(w, a),
-                },
-                (Some(w), Some(a)) => w == a,
-                (None, Some(_)) => false,
-            };
-            ("sum", want.unwrap_or_else(|| "NULL".into()), passed)
-        }
-        Measure::NanCount => {
-            let want = expected.nan_count.unwrap_or(0).to_string();
-            ("nan_count", want.clone(), actual == Some(want.as_str()))
-        }
-        Measure::FingerprintXor => {
-            let passed = actual.unwrap_or("0") == expected.fingerprint_xor;
-            ("fingerprint_xor", expected.fingerprint_xor.clone(), passed)
-        }
-        Measure::FingerprintSum => {
-            let passed = actual.unwrap_or("0") == expected.fingerprint_sum;
-            ("fingerprint_sum", expected.fingerprint_sum.clone(), passed)
-        }
+    let (want, passed) = match measure {
+        // BigQuery loads NULL and empty arrays alike as empty arrays.
+        Measure::NullCount => count_matches(expected.null_count + expected.empty_count.unwrap_or(0), actual),
+        Measure::ValueCount => count_matches(expected.value_count, actual),
+        Measure::NanCount => count_matches(expected.nan_count.unwrap_or(0), actual),
+        Measure::Min => (or_null(&expected.min), extreme_matches(expected.min.as_deref(), actual, is_float)),
+        Measure::Max => (or_null(&expected.max), extreme_matches(expected.max.as_deref(), actual, is_float)),
+        Measure::Sum => (or_null(&expected.sum), sum_matches(expected, actual, is_float, abs_sum)),
+        // An aggregate over no value is NULL: the empty fingerprint, 0.
+        Measure::FingerprintXor => (expected.fingerprint_xor.clone(), actual.unwrap_or("0") == expected.fingerprint_xor),
+        Measure::FingerprintSum => (expected.fingerprint_sum.clone(), actual.unwrap_or("0") == expected.fingerprint_sum),
         Measure::AbsSum => return None,
     };
-    let mut check = Check::new(name, Some(column), want, actual_text, passed);
-    if name == "sum" && is_float {
-        check.detail = Some(format!("float sum, relative tolerance {FLOAT_SUM_RELATIVE_TOLERANCE} of Σ|x|"));
+    let check = Check::new(kind, Some(column), want, actual.unwrap_or("NULL"), passed);
+    Some(if kind == CheckKind::Sum && is_float {
+        check.with_detail(format!("float sum, relative tolerance {FLOAT_SUM_RELATIVE_TOLERANCE} of Σ|x|"))
+    } else {
+        check
+    })
+}
+
+fn or_null(value: &Option<String>) -> String {
+    value.clone().unwrap_or_else(|| "NULL".into())
+}
+
+/// A count must be there and equal, as text.
+fn count_matches(want: u64, actual: Option<&str>) -> (String, bool) {
+    let want = want.to_string();
+    let passed = actual == Some(want.as_str());
+    (want, passed)
+}
+
+/// Min or max: both absent, or equal (floats by value).
+fn extreme_matches(want: Option<&str>, actual: Option<&str>, is_float: bool) -> bool {
+    match (want, actual) {
+        (None, None) => true,
+        (Some(w), Some(a)) if is_float => floats_equal(w, a),
+        (Some(w), Some(a)) => w == a,
+        _ => false,
     }
-    Some(check)
+}
+
+/// Exact sums are equal as text; float sums within the tolerance of Σ|x|.
+fn sum_matches(expected: &ColumnAggregates, actual: Option<&str>, is_float: bool, abs_sum: Option<f64>) -> bool {
+    match (expected.sum.as_deref(), actual) {
+        (None, None) => true,
+        // BigQuery's SUM over no value (all NULL, all NaN, no rows) is NULL; the manifest's is 0.
+        (Some(w), None) => expected.value_count == expected.nan_count.unwrap_or(0) && (w == "0" || w == "0.0"),
+        (Some(w), Some(a)) if is_float => match (parse_float(w), parse_float(a)) {
+            (Some(x), Some(y)) if x.is_finite() && y.is_finite() => {
+                (x - y).abs() <= FLOAT_SUM_RELATIVE_TOLERANCE * abs_sum.unwrap_or(0.0).max(1.0)
+            }
+            _ => floats_equal(w, a),
+        },
+        (Some(w), Some(a)) => w == a,
+        (None, Some(_)) => false,
+    }
 }
 
 #[cfg(test)]

@@ -21,12 +21,14 @@ use crate::gcp::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
 use crate::gcp::sql::quote;
 use crate::model::aggregates::ColumnAggregates;
 pub use crate::model::check::Check;
-use crate::model::manifest::{ColumnManifest, Manifest, TableManifest};
+use crate::model::check::CheckKind;
+use crate::model::manifest::{ColumnManifest, ForeignKey, Manifest, PartitionManifest, TableManifest};
 use crate::model::progress::{ProgressCounter, ProgressReporter, TableProgress};
 use crate::model::types::{quote_ident, BigQueryType};
 use crate::source::SourceError;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{read_manifest, ManifestError};
+use compare::parse_float;
 use sql::{aggregate_query, Measure};
 
 /// A denormalized column declared in the config: `table.column` must equal
@@ -83,6 +85,20 @@ pub enum ValidateError {
     MissingTable { table: String, dataset: String },
     #[error("config names `{what}`, which the manifest does not hold")]
     UnknownName { what: String },
+    #[error(transparent)]
+    NotANumber(#[from] NotANumber),
+}
+
+/// BigQuery answered something other than a number where validate reads one (a count, a float
+/// sum's scale): an error, never read as 0.
+#[derive(Debug, thiserror::Error)]
+#[error("BigQuery answered `{text}` for {what} of table {table}, which is not a number")]
+pub struct NotANumber {
+    /// The table as the query names it: `` `project.dataset.table` ``.
+    pub table: String,
+    /// What was read, e.g. `COUNT(*) of partition 2`.
+    pub what: String,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -169,10 +185,10 @@ async fn validate_table(
     let target = qualified(config, table);
     let columns: Vec<&ColumnManifest> = table.columns.iter().collect();
     let (values, layout) = run_aggregates(bq, &target, &columns, None).await?;
-    let rows = values[0].as_deref().unwrap_or("NULL");
-    let mut checks = vec![Check::new("row_count", None, table.row_count, rows, rows == table.row_count.to_string())];
+    let rows = parse_count(values[0].as_deref(), &target, || "COUNT(*)".into())?;
+    let mut checks = vec![Check::new(CheckKind::RowCount, None, table.row_count, rows, rows == table.row_count)];
     let expected: Vec<ColumnAggregates> = columns.iter().map(|c| expected_aggregates(c, &resource)).collect();
-    checks.extend(column_checks(&columns, &expected, &layout, &values));
+    checks.extend(column_checks(&target, &columns, &expected, &layout, &values)?);
     report_checks(progress, &checks);
     let failed_columns: Vec<&ColumnManifest> = columns
         .iter()
@@ -182,20 +198,7 @@ async fn validate_table(
     if !failed_columns.is_empty() || !checks[0].passed {
         locate_mismatches(bq, table, &target, &failed_columns, &mut checks).await?;
     }
-    for column in table.columns.iter().filter(|c| !c.mapping.nullable && !c.mapping.repeated) {
-        let nulls = checks.iter().find(|k| k.check == "null_count" && k.column.as_deref() == Some(column.mapping.bq_name.as_str()));
-        if let Some(nulls) = nulls {
-            let mut required = Check::new(
-                "required",
-                Some(&column.mapping.bq_name),
-                "0 NULLs (NOT NULL in Postgres)",
-                format!("{} NULLs", nulls.actual),
-                nulls.actual == "0",
-            );
-            required.detail = Some("REQUIRED column".into());
-            checks.push(required);
-        }
-    }
+    checks.extend(required_checks(table, &checks));
     report_checks(progress, &checks);
     checks.extend(referential_checks(config, bq, manifest, table).await?);
     report_checks(progress, &checks);
@@ -213,6 +216,32 @@ async fn validate_table(
         "Validated table"
     );
     Ok(checks)
+}
+
+/// Reads a count BigQuery answered as text; `what` names it in the error. A count that is
+/// absent or not an integer is an error, never a zero.
+fn parse_count(text: Option<&str>, table: &str, what: impl FnOnce() -> String) -> Result<u64, NotANumber> {
+    text.and_then(|t| t.parse().ok()).ok_or_else(|| NotANumber { table: table.into(), what: what(), text: text.unwrap_or("NULL").into() })
+}
+
+/// One `required` check per NOT NULL column: its `null_count` must be 0.
+fn required_checks(table: &TableManifest, checks: &[Check]) -> Vec<Check> {
+    let mut required = Vec::new();
+    for column in table.columns.iter().filter(|c| !c.mapping.nullable && !c.mapping.repeated) {
+        let name = column.mapping.bq_name.as_str();
+        let nulls = checks.iter().find(|k| k.check == CheckKind::NullCount && k.column.as_deref() == Some(name));
+        if let Some(nulls) = nulls {
+            let check = Check::new(
+                CheckKind::Required,
+                Some(name),
+                "0 NULLs (NOT NULL in Postgres)",
+                format!("{} NULLs", nulls.actual),
+                nulls.actual == "0",
+            );
+            required.push(check.with_detail("REQUIRED column"));
+        }
+    }
+    required
 }
 
 /// Publishes the checks made so far to the table's progress.
@@ -255,28 +284,41 @@ fn expected_aggregates(column: &ColumnManifest, resource: &serde_json::Value) ->
 }
 
 /// One check per measure; `expected` is aligned with `columns`.
+///
+/// # Errors
+/// [`NotANumber`] when a float column's Σ|x| is not a number.
 fn column_checks(
+    target: &str,
     columns: &[&ColumnManifest],
     expected: &[ColumnAggregates],
     layout: &[(usize, Measure)],
     values: &[Option<String>],
-) -> Vec<Check> {
+) -> Result<Vec<Check>, NotANumber> {
     let value = |i: usize| values[i + 1].as_deref();
     let mut checks = Vec::new();
     for (i, (index, measure)) in layout.iter().enumerate() {
         let column = columns[*index];
-        let abs_sum =
-            layout.iter().position(|(j, m)| j == index && *m == Measure::AbsSum).and_then(value).and_then(|v| v.parse::<f64>().ok());
-        if let Some(mut check) =
-            compare::compare(&column.mapping.bq_name, column.mapping.bq_type, *measure, &expected[*index], value(i), abs_sum)
-        {
+        let abs_sum = match layout.iter().position(|(j, m)| j == index && *m == Measure::AbsSum).and_then(value) {
+            Some(text) => Some(parse_float(text).ok_or_else(|| NotANumber {
+                table: target.into(),
+                what: format!("the sum of absolute values of `{}`", column.mapping.bq_name),
+                text: text.into(),
+            })?),
+            None => None,
+        };
+        let Some(check) = compare::compare(&column.mapping.bq_name, column.mapping.bq_type, *measure, &expected[*index], value(i), abs_sum)
+        else {
+            continue;
+        };
+        checks.push(
             if column.mapping.bq_type == BigQueryType::Json && matches!(measure, Measure::FingerprintXor | Measure::FingerprintSum) {
-                check.detail = Some("JSON as BigQuery serialises it, fingerprinted at load from the staged snapshot text".into());
-            }
-            checks.push(check);
-        }
+                check.with_detail("JSON as BigQuery serialises it, fingerprinted at load from the staged snapshot text")
+            } else {
+                check
+            },
+        );
     }
-    checks
+    Ok(checks)
 }
 
 /// Narrows failed columns down to partitions (key ranges translate to BigQuery SQL) and names
@@ -294,49 +336,10 @@ async fn locate_mismatches(
     }
     // Per-file fingerprints of JSON columns are of the Postgres text, not comparable here.
     let failed: Vec<&ColumnManifest> = failed.iter().copied().filter(|c| c.mapping.bq_type != BigQueryType::Json).collect();
-    let failed = failed.as_slice();
     let mut located: HashMap<String, Vec<String>> = HashMap::new();
     for partition in key_partitions {
-        // Postgres `"id" >= 10` reads the same in BigQuery once identifiers are back-quoted.
-        let filter = partition.predicate.replace('"', "`");
-        let (values, layout) = run_aggregates(bq, target, failed, Some(&filter)).await?;
-        let files: Vec<_> = table.files.iter().filter(|f| f.partition == partition.index).collect();
-        let mut differs = values[0] != Some(partition.rows.to_string());
-        // The partition's expected aggregates per failed column, merged from its files.
-        let expected: Vec<Option<ColumnAggregates>> = failed
-            .iter()
-            .map(|column| {
-                let position = table.columns.iter().position(|c| c.mapping.bq_name == column.mapping.bq_name).unwrap_or(0);
-                table.merged_file_aggregates(position, &column.mapping, |f| f.partition == partition.index)
-            })
-            .collect();
-        for (i, (index, measure)) in layout.iter().enumerate() {
-            let column = failed[*index];
-            // The manifest was checked on reading, so every file's aggregates merge.
-            let Some(expected) = &expected[*index] else { continue };
-            // An aggregate over no value is NULL: the empty fingerprint, 0.
-            let actual = values[i + 1].as_deref().unwrap_or("0");
-            let column_differs = match measure {
-                // BigQuery holds an empty array as NULL.
-                Measure::NullCount => actual != (expected.null_count + expected.empty_count.unwrap_or(0)).to_string(),
-                Measure::ValueCount => actual != expected.value_count.to_string(),
-                Measure::FingerprintXor => actual != expected.fingerprint_xor,
-                Measure::FingerprintSum => actual != expected.fingerprint_sum,
-                _ => false,
-            };
-            if column_differs {
-                let where_ = format!(
-                    "partition {} ({}): {}",
-                    partition.index,
-                    partition.predicate,
-                    files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", ")
-                );
-                located.entry(column.mapping.bq_name.clone()).or_default().push(where_);
-            }
-            differs |= column_differs;
-        }
-        if differs && failed.is_empty() {
-            located.entry(String::new()).or_default().push(format!("partition {} ({})", partition.index, partition.predicate));
+        for (column, place) in locate_in_partition(bq, table, target, &failed, partition).await? {
+            located.entry(column).or_default().push(place);
         }
     }
     for check in checks.iter_mut().filter(|c| !c.passed) {
@@ -350,6 +353,73 @@ async fn locate_mismatches(
     Ok(())
 }
 
+/// The partition's predicate as BigQuery SQL.
+fn partition_filter(partition: &PartitionManifest) -> String {
+    // Postgres `"id" >= 10` reads the same in BigQuery once identifiers are back-quoted.
+    partition.predicate.replace('"', "`")
+}
+
+/// Re-runs the failed columns' counts and fingerprints over one partition and compares them
+/// with its files' aggregates; returns `(column, where)` for each column that differs there,
+/// and `("", where)` if only the row count does (no column failed).
+async fn locate_in_partition(
+    bq: &BigQuery,
+    table: &TableManifest,
+    target: &str,
+    failed: &[&ColumnManifest],
+    partition: &PartitionManifest,
+) -> Result<Vec<(String, String)>, ValidateError> {
+    let (values, layout) = run_aggregates(bq, target, failed, Some(&partition_filter(partition))).await?;
+    let rows = parse_count(values[0].as_deref(), target, || format!("COUNT(*) of partition {}", partition.index))?;
+    let files: Vec<&str> = table.files.iter().filter(|f| f.partition == partition.index).map(|f| f.path.as_str()).collect();
+    let place = format!("partition {} ({}): {}", partition.index, partition.predicate, files.join(", "));
+    // The partition's expected aggregates per failed column, merged from its files.
+    let expected: Vec<Option<ColumnAggregates>> = failed
+        .iter()
+        .map(|column| {
+            let position = table.columns.iter().position(|c| c.mapping.bq_name == column.mapping.bq_name).unwrap_or(0);
+            table.merged_file_aggregates(position, &column.mapping, |f| f.partition == partition.index)
+        })
+        .collect();
+    let mut differing = Vec::new();
+    for (i, (index, measure)) in layout.iter().enumerate() {
+        let column = failed[*index];
+        // The manifest was checked on reading, so every file's aggregates merge.
+        let Some(expected) = &expected[*index] else { continue };
+        let actual = values[i + 1].as_deref();
+        let count = || {
+            let kind = measure.check_kind().map_or("", CheckKind::as_str);
+            parse_count(actual, target, || format!("{kind} of `{}` in partition {}", column.mapping.bq_name, partition.index))
+        };
+        if measure_differs(*measure, expected, actual, count)? {
+            differing.push((column.mapping.bq_name.clone(), place.clone()));
+        }
+    }
+    if failed.is_empty() && rows != partition.rows {
+        differing.push((String::new(), format!("partition {} ({})", partition.index, partition.predicate)));
+    }
+    Ok(differing)
+}
+
+/// Whether a partition's count or fingerprint differs from its files' aggregates; `count`
+/// reads BigQuery's count (counts are never NULL). Other measures are not compared per partition.
+fn measure_differs(
+    measure: Measure,
+    expected: &ColumnAggregates,
+    actual: Option<&str>,
+    count: impl FnOnce() -> Result<u64, NotANumber>,
+) -> Result<bool, NotANumber> {
+    Ok(match measure {
+        // BigQuery holds an empty array as NULL.
+        Measure::NullCount => count()? != expected.null_count + expected.empty_count.unwrap_or(0),
+        Measure::ValueCount => count()? != expected.value_count,
+        // An aggregate over no value is NULL: the empty fingerprint, 0.
+        Measure::FingerprintXor => actual.unwrap_or("0") != expected.fingerprint_xor,
+        Measure::FingerprintSum => actual.unwrap_or("0") != expected.fingerprint_sum,
+        _ => false,
+    })
+}
+
 /// Orphans for every foreign key between exported tables, and mismatches of declared
 /// denormalized columns.
 async fn referential_checks(
@@ -358,58 +428,86 @@ async fn referential_checks(
     manifest: &Manifest,
     table: &TableManifest,
 ) -> Result<Vec<Check>, ValidateError> {
-    let bq_name = |t: &TableManifest, pg: &str| {
-        t.columns.iter().find(|c| c.mapping.name == pg).map(|c| c.mapping.bq_name.clone()).unwrap_or_else(|| pg.to_string())
-    };
     let mut checks = Vec::new();
     for fk in &table.foreign_keys {
         let Some(parent) = manifest.tables.iter().find(|t| t.name == fk.references_table) else { continue };
-        let on: Vec<String> = fk
-            .columns
-            .iter()
-            .zip(&fk.references_columns)
-            .map(|(c, p)| format!("c.{} = p.{}", quote(&bq_name(table, c)), quote(&bq_name(parent, p))))
-            .collect();
-        let present: Vec<String> = fk.columns.iter().map(|c| format!("c.{} IS NOT NULL", quote(&bq_name(table, c)))).collect();
-        let first_parent = quote(&bq_name(parent, &fk.references_columns[0]));
-        let sql = format!(
-            "SELECT CAST(COUNT(*) AS STRING) FROM {} AS c LEFT JOIN {} AS p ON {} WHERE {} AND p.{first_parent} IS NULL",
-            qualified(config, table),
-            qualified(config, parent),
-            on.join(" AND "),
-            present.join(" AND ")
-        );
-        let orphans = single_value(bq, &sql).await?;
-        let mut check = Check::new("orphans", Some(&fk.columns.join(",")), "0", &orphans, orphans == "0");
-        check.detail = Some(format!("foreign key {} → {}({})", fk.name, fk.references_table, fk.references_columns.join(",")));
-        checks.push(check);
+        checks.push(orphan_check(config, bq, table, parent, fk).await?);
     }
     for d in config.denormalized.iter().filter(|d| find_table(manifest, &d.table).map(|t| t.name.as_str()) == Some(table.name.as_str())) {
-        let (parent_name, parent_column) =
-            d.references.rsplit_once('.').ok_or_else(|| ValidateError::UnknownName { what: d.references.clone() })?;
-        let parent = find_table(manifest, parent_name).ok_or_else(|| ValidateError::UnknownName { what: parent_name.into() })?;
-        let fk = table.foreign_keys.iter().find(|f| f.columns == [d.via.clone()] && f.references_table == parent.name);
-        let parent_key =
-            fk.map(|f| f.references_columns[0].clone()).or_else(|| parent.primary_key.first().cloned()).unwrap_or_else(|| "id".into());
-        let (child_col, parent_col) = (quote(&bq_name(table, &d.column)), quote(&bq_name(parent, parent_column)));
-        let sql = format!(
-            "SELECT CAST(COUNTIF(c.{child_col} IS DISTINCT FROM p.{parent_col}) AS STRING) FROM {} AS c JOIN {} AS p ON c.{} = p.{}",
-            qualified(config, table),
-            qualified(config, parent),
-            quote(&bq_name(table, &d.via)),
-            quote(&bq_name(parent, &parent_key)),
-        );
-        let mismatches = single_value(bq, &sql).await?;
-        let mut check = Check::new("denormalized", Some(&d.column), "0", &mismatches, mismatches == "0");
-        check.detail = Some(format!("{}.{} = {} via {}", table.name, d.column, d.references, d.via));
-        checks.push(check);
+        checks.push(denormalized_check(config, bq, manifest, table, d).await?);
     }
     Ok(checks)
 }
 
-async fn single_value(bq: &BigQuery, sql: &str) -> Result<String, ValidateError> {
-    let row = bq.query_one_row(sql).await?;
-    Ok(row.into_iter().next().flatten().unwrap_or_else(|| "NULL".into()))
+/// The BigQuery name of a table's Postgres column (the name itself if it is not exported).
+fn bq_column(table: &TableManifest, pg: &str) -> String {
+    table.columns.iter().find(|c| c.mapping.name == pg).map(|c| c.mapping.bq_name.clone()).unwrap_or_else(|| pg.to_string())
+}
+
+/// Child rows of `fk` whose key has no row in `parent`: 0 expected.
+async fn orphan_check(
+    config: &ValidateConfig,
+    bq: &BigQuery,
+    table: &TableManifest,
+    parent: &TableManifest,
+    fk: &ForeignKey,
+) -> Result<Check, ValidateError> {
+    let on: Vec<String> = fk
+        .columns
+        .iter()
+        .zip(&fk.references_columns)
+        .map(|(c, p)| format!("c.{} = p.{}", quote(&bq_column(table, c)), quote(&bq_column(parent, p))))
+        .collect();
+    let present: Vec<String> = fk.columns.iter().map(|c| format!("c.{} IS NOT NULL", quote(&bq_column(table, c)))).collect();
+    let first_parent = quote(&bq_column(parent, &fk.references_columns[0]));
+    let sql = format!(
+        "SELECT CAST(COUNT(*) AS STRING) FROM {} AS c LEFT JOIN {} AS p ON {} WHERE {} AND p.{first_parent} IS NULL",
+        qualified(config, table),
+        qualified(config, parent),
+        on.join(" AND "),
+        present.join(" AND ")
+    );
+    let orphans = single_count(bq, &sql).await?;
+    Ok(Check::new(CheckKind::Orphans, Some(&fk.columns.join(",")), 0, orphans, orphans == 0).with_detail(format!(
+        "foreign key {} → {}({})",
+        fk.name,
+        fk.references_table,
+        fk.references_columns.join(",")
+    )))
+}
+
+/// Rows where a declared denormalized column differs from the column it copies: 0 expected.
+async fn denormalized_check(
+    config: &ValidateConfig,
+    bq: &BigQuery,
+    manifest: &Manifest,
+    table: &TableManifest,
+    d: &Denormalized,
+) -> Result<Check, ValidateError> {
+    let (parent_name, parent_column) =
+        d.references.rsplit_once('.').ok_or_else(|| ValidateError::UnknownName { what: d.references.clone() })?;
+    let parent = find_table(manifest, parent_name).ok_or_else(|| ValidateError::UnknownName { what: parent_name.into() })?;
+    let fk = table.foreign_keys.iter().find(|f| f.columns == [d.via.clone()] && f.references_table == parent.name);
+    let parent_key =
+        fk.map(|f| f.references_columns[0].clone()).or_else(|| parent.primary_key.first().cloned()).unwrap_or_else(|| "id".into());
+    let (child_col, parent_col) = (quote(&bq_column(table, &d.column)), quote(&bq_column(parent, parent_column)));
+    let sql = format!(
+        "SELECT CAST(COUNTIF(c.{child_col} IS DISTINCT FROM p.{parent_col}) AS STRING) FROM {} AS c JOIN {} AS p ON c.{} = p.{}",
+        qualified(config, table),
+        qualified(config, parent),
+        quote(&bq_column(table, &d.via)),
+        quote(&bq_column(parent, &parent_key)),
+    );
+    let mismatches = single_count(bq, &sql).await?;
+    Ok(Check::new(CheckKind::Denormalized, Some(&d.column), 0, mismatches, mismatches == 0)
+        .with_detail(format!("{}.{} = {} via {}", table.name, d.column, d.references, d.via)))
+}
+
+/// The one count a query answers; NULL or a non-integer is an error naming the query.
+async fn single_count(bq: &BigQuery, sql: &str) -> Result<u64, ValidateError> {
+    let counts = bq.query_counts(sql).await?;
+    let count = counts.first().copied();
+    Ok(count.ok_or_else(|| BigQueryError::NotACount { sql: sql.into(), column: 0, value: "no value".into() })?)
 }
 
 async fn run_probe(config: &ValidateConfig, bq: &BigQuery, probe: &Probe) -> Result<Check, ValidateError> {
@@ -419,16 +517,15 @@ async fn run_probe(config: &ValidateConfig, bq: &BigQuery, probe: &Probe) -> Res
     let started = Instant::now();
     let processed = bq.query_bytes(&sql).await?;
     let seconds = started.elapsed().as_secs_f64();
-    let mut check = Check::new(
-        "probe",
+    let check = Check::new(
+        CheckKind::Probe,
         Some(&probe.name),
         format!("≤ {:.2} s", probe.max_seconds),
         format!("{seconds:.2} s"),
         seconds <= probe.max_seconds,
     );
     let bytes = |b: Option<u64>| b.map_or("unknown".to_string(), |b| b.to_string());
-    check.detail = Some(format!("bytes processed {}, dry-run estimate {}", bytes(processed), bytes(estimated)));
-    Ok(check)
+    Ok(check.with_detail(format!("bytes processed {}, dry-run estimate {}", bytes(processed), bytes(estimated))))
 }
 
 /// A Postgres table name from the manifest, quoted.
@@ -436,5 +533,43 @@ pub fn pg_table(name: &str) -> String {
     match name.split_once('.') {
         Some((schema, table)) => format!("{}.{}", quote_ident(schema), quote_ident(table)),
         None => quote_ident(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_that_is_not_an_integer_is_an_error_naming_it_never_zero() {
+        assert_eq!(parse_count(Some("12"), "`p.d.t`", || "COUNT(*)".into()).unwrap(), 12);
+        for text in [None, Some(""), Some("1.5"), Some("-1")] {
+            let error = parse_count(text, "`p.d.t`", || "COUNT(*) of partition 2".into()).unwrap_err();
+            let expected = format!("`{}` for COUNT(*) of partition 2 of table `p.d.t`", text.unwrap_or("NULL"));
+            assert!(error.to_string().contains(&expected), "{error}");
+        }
+    }
+
+    #[test]
+    fn partition_counts_are_read_fingerprints_default_to_empty() {
+        let expected = ColumnAggregates { null_count: 2, fingerprint_xor: "0".into(), ..ColumnAggregates::default() };
+        let unparsable = || parse_count(Some("two"), "`t`", || "null_count".into());
+        assert!(measure_differs(Measure::NullCount, &expected, Some("two"), unparsable).is_err());
+        assert!(!measure_differs(Measure::NullCount, &expected, Some("2"), || Ok(2)).unwrap());
+        assert!(measure_differs(Measure::ValueCount, &expected, Some("1"), || Ok(1)).unwrap());
+        assert!(!measure_differs(Measure::FingerprintXor, &expected, None, unparsable).unwrap());
+    }
+
+    #[test]
+    fn a_partition_filter_back_quotes_identifiers() {
+        let partition = PartitionManifest {
+            index: 0,
+            method: "key_range".into(),
+            predicate: r#""id" >= 10 AND "id" < 20"#.into(),
+            lower: None,
+            upper: None,
+            rows: 0,
+        };
+        assert_eq!(partition_filter(&partition), "`id` >= 10 AND `id` < 20");
     }
 }

@@ -1,12 +1,16 @@
 //! With `--source`: random rows fetched by primary key from BigQuery and Postgres and compared
 //! field by field (after the type mapping), and the source's drift since the snapshot.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
+use tokio_postgres::Client;
 
 use super::compare::{floats_equal, parse_float, Check};
 use super::{pg_table, ValidateConfig, ValidateError};
 use crate::gcp::bigquery::BigQuery;
 use crate::gcp::sql::{encoding, quote};
+use crate::model::check::CheckKind;
 use crate::model::manifest::{ColumnManifest, TableManifest};
 use crate::model::types::{quote_ident, BigQueryType};
 use crate::source::postgres::connect;
@@ -73,29 +77,38 @@ fn minimal(text: &str) -> String {
     }
 }
 
-/// A JSON array of element texts; a NULL array counts as empty (as BigQuery loads it).
-fn list_items(text: Option<&str>) -> Vec<Option<String>> {
-    text.and_then(|t| serde_json::from_str::<Vec<Option<String>>>(t).ok()).unwrap_or_default()
+/// A JSON array of element texts; a NULL array counts as empty (as BigQuery loads it). None
+/// if the text is not such an array: it then equals nothing.
+fn list_items(text: Option<&str>) -> Option<Vec<Option<String>>> {
+    text.map_or(Some(Vec::new()), |t| serde_json::from_str(t).ok())
 }
 
+/// Whether two texts hold the same value; a text that does not parse (float, JSON) differs.
 fn same(how: Compare, bq: Option<&str>, pg: Option<&str>) -> bool {
     match (how, bq, pg) {
-        (Compare::List(element), b, p) => {
-            let (b, p) = (list_items(b), list_items(p));
-            b.len() == p.len() && b.iter().zip(&p).all(|(x, y)| same(*element, x.as_deref(), y.as_deref()))
-        }
+        (Compare::List(element), b, p) => match (list_items(b), list_items(p)) {
+            (Some(b), Some(p)) => b.len() == p.len() && b.iter().zip(&p).all(|(x, y)| same(*element, x.as_deref(), y.as_deref())),
+            _ => false,
+        },
         (_, None, None) => true,
         (_, Some(b), Some(p)) => match how {
             Compare::Exact => b == p,
             Compare::Decimal => minimal(b) == minimal(p),
             Compare::Float => parse_float(b).is_some() && floats_equal(b, p),
-            Compare::Json => serde_json::from_str::<Value>(b).ok() == serde_json::from_str::<Value>(p).ok(),
+            Compare::Json => matches!((serde_json::from_str::<Value>(b), serde_json::from_str::<Value>(p)), (Ok(x), Ok(y)) if x == y),
             Compare::List(_) => unreachable!("handled above"),
         },
         _ => false,
     }
 }
 
+/// A failed Postgres query, named by what it was for.
+fn query_failed(action: String) -> impl FnOnce(tokio_postgres::Error) -> ValidateError {
+    move |source| ValidateError::Source(SourceError::Query { action, source })
+}
+
+/// The source's drift since the snapshot, then random rows by primary key compared field by
+/// field (skipped without a single-column primary key).
 pub(super) async fn sample_checks(
     config: &ValidateConfig,
     bq: &BigQuery,
@@ -104,33 +117,49 @@ pub(super) async fn sample_checks(
     target: &str,
 ) -> Result<Vec<Check>, ValidateError> {
     let client = connect(url).await?;
-    let source_error = |action: String| move |source| ValidateError::Source(SourceError::Query { action, source });
     let settings = SESSION_SETTINGS.map(|s| s.replace("SET LOCAL", "SET")).join("; ");
-    client.batch_execute(&settings).await.map_err(source_error("set session settings".into()))?;
-    let mut checks = Vec::new();
-    let now: i64 = client
-        .query_one(&format!("SELECT count(*) FROM {}", pg_table(&table.name)), &[])
-        .await
-        .map_err(source_error(format!("count rows of {}", table.name)))?
-        .get(0);
-    let mut drift = Check::new("source_drift", None, table.row_count, now, true);
-    drift.detail =
-        Some(format!("rows in the source now vs the snapshot ({:+}); informational: the source moves on", now - table.row_count as i64));
-    checks.push(drift);
-
+    client.batch_execute(&settings).await.map_err(query_failed("set session settings".into()))?;
+    let mut checks = vec![drift_check(&client, table).await?];
     let [key] = table.primary_key.as_slice() else {
-        let mut skipped = Check::new("sample", None, "rows by primary key", "skipped", true);
-        skipped.detail = Some("no single-column primary key".into());
-        checks.push(skipped);
+        let skipped = Check::new(CheckKind::Sample, None, "rows by primary key", "skipped", true);
+        checks.push(skipped.with_detail("no single-column primary key"));
         return Ok(checks);
     };
     let Some(key_column) = table.columns.iter().find(|c| &c.mapping.name == key) else { return Ok(checks) };
     let key_bq = quote(&key_column.mapping.bq_name);
     let sql = format!("SELECT CAST({key_bq} AS STRING) FROM {target} ORDER BY RAND() LIMIT {}", config.sample_rows);
     let keys: Vec<String> = bq.query_rows(&sql).await?.into_iter().filter_map(|row| row.into_iter().next().flatten()).collect();
-    if keys.is_empty() {
-        return Ok(checks);
+    if !keys.is_empty() {
+        checks.extend(compare_sample(bq, &client, table, target, key, &key_bq, &keys).await?);
     }
+    Ok(checks)
+}
+
+/// Rows in the source now vs the snapshot: informational, never fails.
+async fn drift_check(client: &Client, table: &TableManifest) -> Result<Check, ValidateError> {
+    let now: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {}", pg_table(&table.name)), &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(query_failed(format!("count rows of {}", table.name)))?;
+    Ok(Check::new(CheckKind::SourceDrift, None, table.row_count, now, true).with_detail(format!(
+        "rows in the source now vs the snapshot ({:+}); informational: the source moves on",
+        now - table.row_count as i64
+    )))
+}
+
+/// Fetches the rows of `keys` from both sides and compares them field by field: one failed
+/// check per differing field, then a summary. `key` is the primary key's Postgres name,
+/// `key_bq` its quoted BigQuery name.
+async fn compare_sample(
+    bq: &BigQuery,
+    client: &Client,
+    table: &TableManifest,
+    target: &str,
+    key: &str,
+    key_bq: &str,
+    keys: &[String],
+) -> Result<Vec<Check>, ValidateError> {
     // Keys are integers or strings from our own table; quote them as literals on both sides.
     let literal = |k: &str| format!("'{}'", k.replace('\'', "''"));
     let key_list = keys.iter().map(|k| literal(k)).collect::<Vec<_>>().join(", ");
@@ -147,29 +176,45 @@ pub(super) async fn sample_checks(
         pg_table(&table.name),
         quote_ident(key),
     );
-    let bq_rows: std::collections::HashMap<String, Vec<Option<String>>> =
+    let bq_rows: HashMap<String, Vec<Option<String>>> =
         bq.query_rows(&bq_sql).await?.into_iter().map(|row| (row[0].clone().unwrap_or_default(), row)).collect();
-    let pg_rows = client.query(&pg_sql, &[]).await.map_err(source_error(format!("fetch sample rows of {}", table.name)))?;
+    let fetch_failed = || query_failed(format!("fetch sample rows of {}", table.name));
+    let pg_rows = client.query(&pg_sql, &[]).await.map_err(fetch_failed())?;
+    let mut checks = Vec::new();
     let mut compared = 0;
     for pg_row in &pg_rows {
-        let pg: Vec<Option<String>> = (0..=expressions.len()).map(|i| pg_row.get::<_, Option<String>>(i)).collect();
-        let key = pg[0].clone().unwrap_or_default();
-        let Some(bq_row) = bq_rows.get(&key) else { continue };
+        let pg: Vec<Option<String>> =
+            (0..=expressions.len()).map(|i| pg_row.try_get(i)).collect::<Result<_, _>>().map_err(fetch_failed())?;
+        let key_value = pg[0].clone().unwrap_or_default();
+        let Some(bq_row) = bq_rows.get(&key_value) else { continue };
         compared += 1;
         for (i, (column, (_, _, how))) in table.columns.iter().zip(&expressions).enumerate() {
             let (b, p) = (bq_row[i + 1].as_deref(), pg[i + 1].as_deref());
             if !same(*how, b, p) {
                 let clip = |v: Option<&str>| v.map_or("NULL".to_string(), |t| t.chars().take(80).collect());
-                let mut check = Check::new("sample", Some(&column.mapping.bq_name), clip(p), clip(b), false);
-                check.detail = Some(format!(
-                    "{key_bq} = {key}: Postgres (expected) vs BigQuery (actual); the source may have changed since the snapshot"
-                ));
-                checks.push(check);
+                checks.push(Check::new(CheckKind::Sample, Some(&column.mapping.bq_name), clip(p), clip(b), false).with_detail(format!(
+                    "{key_bq} = {key_value}: Postgres (expected) vs BigQuery (actual); the source may have changed since the snapshot"
+                )));
             }
         }
     }
-    let mut summary = Check::new("sample", None, format!("{} rows equal", keys.len()), format!("{compared} rows compared"), compared > 0);
-    summary.detail = Some(format!("random rows by {key}; missing in Postgres: {}", keys.len() - compared));
-    checks.push(summary);
+    let summary =
+        Check::new(CheckKind::Sample, None, format!("{} rows equal", keys.len()), format!("{compared} rows compared"), compared > 0);
+    checks.push(summary.with_detail(format!("random rows by {key}; missing in Postgres: {}", keys.len() - compared)));
     Ok(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_that_do_not_parse_never_compare_equal() {
+        assert!(same(Compare::Json, Some(r#"{"a": 1}"#), Some(r#"{"a":1}"#)));
+        assert!(!same(Compare::Json, Some("{"), Some("{")));
+        let list = Compare::List(&Compare::Exact);
+        assert!(same(list, None, Some("[]")));
+        assert!(!same(list, Some("not a list"), Some("not a list")));
+        assert!(!same(list, Some("not a list"), None));
+    }
 }

@@ -2,6 +2,7 @@
 //! `aggregates::encode_value` (see docs/manifest.md). Pure text generation, unit-tested.
 
 use crate::gcp::sql::{encoding, fingerprint_items, list_encoding, minimal_decimal, quote};
+use crate::model::check::CheckKind;
 use crate::model::manifest::ColumnManifest;
 use crate::model::types::BigQueryType;
 
@@ -29,6 +30,24 @@ pub enum Measure {
     NanCount,
     FingerprintXor,
     FingerprintSum,
+}
+
+impl Measure {
+    /// The check that compares this measure; none for [`Measure::AbsSum`], which only scales
+    /// the float sum's tolerance.
+    pub fn check_kind(self) -> Option<CheckKind> {
+        Some(match self {
+            Self::NullCount => CheckKind::NullCount,
+            Self::ValueCount => CheckKind::ValueCount,
+            Self::Min => CheckKind::Min,
+            Self::Max => CheckKind::Max,
+            Self::Sum => CheckKind::Sum,
+            Self::AbsSum => return None,
+            Self::NanCount => CheckKind::NanCount,
+            Self::FingerprintXor => CheckKind::FingerprintXor,
+            Self::FingerprintSum => CheckKind::FingerprintSum,
+        })
+    }
 }
 
 /// `(measure, SQL)` pairs for one column.

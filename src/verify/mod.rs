@@ -5,16 +5,20 @@
 //! found is missing: any other read failure stops verification with its cause. Needs neither
 //! BigQuery nor Postgres.
 
+use std::collections::HashSet;
+
+use arrow::error::ArrowError;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::errors::ParquetError;
 use serde::Serialize;
 
-use crate::model::aggregates::ColumnAccumulator;
-use crate::model::check::Check;
-use crate::model::manifest::{ColumnManifest, MANIFEST_FILE};
+use crate::model::aggregates::{ColumnAccumulator, ColumnAggregates};
+use crate::model::check::{Check, CheckKind};
+use crate::model::manifest::{ColumnManifest, FileManifest, Manifest, MANIFEST_FILE};
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{file_difference, find_manifest, FoundManifest, ManifestError};
-use crate::storage::store::{crc32c_base64, StoreError};
+use crate::storage::store::{crc32c_base64, ListedObject, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
@@ -44,6 +48,15 @@ pub enum VerifyError {
     },
 }
 
+/// Why a file's Parquet data could not be read back; reported as a `file_unreadable` check.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadBackError {
+    #[error("cannot open it as Parquet")]
+    Open(#[source] ParquetError),
+    #[error("cannot decode a record batch")]
+    Decode(#[source] ArrowError),
+}
+
 /// Verifies a snapshot against its manifest.
 ///
 /// # Errors
@@ -56,96 +69,115 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
     let mut problems: Vec<Check> = inconsistencies
         .into_iter()
         .map(|problem| {
-            let mut check = Check::new("manifest_inconsistent", None, problem.expected, problem.recorded, false);
-            check.detail = Some(problem.field);
-            check
+            Check::new(CheckKind::ManifestInconsistent, None, problem.expected, problem.recorded, false).with_detail(problem.field)
         })
         .collect();
     let mut files_checked = 0;
     for table in &manifest.tables {
         for file in &table.files {
-            let path = format!("{run_dir}/{}", file.path);
-            let uri = store.uri(&path);
             files_checked += 1;
-            let data = match store.get(&path).await {
-                Ok(data) => data,
-                Err(error) if error.is_not_found() => {
-                    let mut check = Check::new("file_missing", None, "present", "missing", false);
-                    check.detail = Some(uri);
-                    problems.push(check);
-                    continue;
-                }
-                Err(source) => return Err(VerifyError::Read { uri, source }),
-            };
-            let crc = crc32c_base64(crc32c::crc32c(&data));
-            if file_difference(file, Some((data.len() as u64, Some(&crc)))).is_some() {
-                let mut check = Check::new(
-                    "file_altered",
-                    None,
-                    format!("{} bytes, CRC32C {}", file.bytes, file.crc32c),
-                    format!("{} bytes, CRC32C {crc}", data.len()),
-                    false,
-                );
-                check.detail = Some(uri.clone());
-                problems.push(check);
-            }
-            match recompute(data, &table.columns) {
-                Ok((rows, accumulators)) => {
-                    if rows != file.rows {
-                        let mut check = Check::new("file_rows", None, file.rows, rows, false);
-                        check.detail = Some(uri.clone());
-                        problems.push(check);
-                    }
-                    for ((column, accumulator), recorded) in table.columns.iter().zip(&accumulators).zip(&file.aggregates) {
-                        let actual = accumulator.finish();
-                        if actual != *recorded {
-                            let mut check = Check::new(
-                                "file_aggregates",
-                                Some(&column.mapping.bq_name),
-                                format!(
-                                    "fingerprint {}/{}, {} values",
-                                    recorded.fingerprint_xor, recorded.fingerprint_sum, recorded.value_count
-                                ),
-                                format!("fingerprint {}/{}, {} values", actual.fingerprint_xor, actual.fingerprint_sum, actual.value_count),
-                                false,
-                            );
-                            check.detail = Some(uri.clone());
-                            problems.push(check);
-                        }
-                    }
-                }
-                Err(error) => {
-                    let mut check = Check::new("file_unreadable", None, "a readable Parquet file", error, false);
-                    check.detail = Some(uri.clone());
-                    problems.push(check);
-                }
-            }
+            problems.extend(verify_file(&store, &run_dir, &table.columns, file).await?);
         }
     }
-    let known: std::collections::HashSet<String> = manifest
+    problems.extend(extra_files(&store, &run_dir, &manifest, &listed));
+    Ok(VerifyReport { run_id: manifest.run_id.clone(), passed: problems.is_empty(), files_checked, problems })
+}
+
+/// Reads one file back: missing, altered (size or CRC32C), unreadable, or with other rows or
+/// aggregates than the manifest records.
+async fn verify_file(store: &Store, run_dir: &str, columns: &[ColumnManifest], file: &FileManifest) -> Result<Vec<Check>, VerifyError> {
+    let path = format!("{run_dir}/{}", file.path);
+    let uri = store.uri(&path);
+    let data = match store.get(&path).await {
+        Ok(data) => data,
+        Err(error) if error.is_not_found() => {
+            return Ok(vec![Check::new(CheckKind::FileMissing, None, "present", "missing", false).with_detail(uri)]);
+        }
+        Err(source) => return Err(VerifyError::Read { uri, source }),
+    };
+    let mut problems = Vec::new();
+    let crc = crc32c_base64(crc32c::crc32c(&data));
+    if file_difference(file, Some((data.len() as u64, Some(&crc)))).is_some() {
+        let check = Check::new(
+            CheckKind::FileAltered,
+            None,
+            format!("{} bytes, CRC32C {}", file.bytes, file.crc32c),
+            format!("{} bytes, CRC32C {crc}", data.len()),
+            false,
+        );
+        problems.push(check.with_detail(uri.clone()));
+    }
+    match recompute(data, columns) {
+        Ok((rows, accumulators)) => {
+            if rows != file.rows {
+                problems.push(Check::new(CheckKind::FileRows, None, file.rows, rows, false).with_detail(uri.clone()));
+            }
+            problems.extend(aggregate_checks(columns, &accumulators, file, &uri));
+        }
+        Err(error) => {
+            let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
+            let check = Check::new(CheckKind::FileUnreadable, None, "a readable Parquet file", format!("{error}: {cause}"), false);
+            problems.push(check.with_detail(uri));
+        }
+    }
+    Ok(problems)
+}
+
+/// One `file_aggregates` check per column whose recomputed aggregates differ from the recorded.
+fn aggregate_checks(columns: &[ColumnManifest], accumulators: &[ColumnAccumulator], file: &FileManifest, uri: &str) -> Vec<Check> {
+    let summary = |a: &ColumnAggregates| format!("fingerprint {}/{}, {} values", a.fingerprint_xor, a.fingerprint_sum, a.value_count);
+    let mut problems = Vec::new();
+    for ((column, accumulator), recorded) in columns.iter().zip(accumulators).zip(&file.aggregates) {
+        let actual = accumulator.finish();
+        if actual != *recorded {
+            let check = Check::new(CheckKind::FileAggregates, Some(&column.mapping.bq_name), summary(recorded), summary(&actual), false);
+            problems.push(check.with_detail(uri));
+        }
+    }
+    problems
+}
+
+/// A `file_extra` check per object of the run directory that is neither listed in the manifest,
+/// nor the manifest, nor a run claim.
+fn extra_files(store: &Store, run_dir: &str, manifest: &Manifest, listed: &[ListedObject]) -> Vec<Check> {
+    let known: HashSet<String> = manifest
         .tables
         .iter()
         .flat_map(|t| t.files.iter().map(|f| format!("{run_dir}/{}", f.path)))
         .chain([format!("{run_dir}/{MANIFEST_FILE}")])
         .collect();
     let is_claim = |path: &str| path.strip_prefix(&format!("{run_dir}/")).is_some_and(crate::storage::run::is_claim_file);
-    for object in listed.iter().filter(|o| !known.contains(&o.path) && !is_claim(&o.path)) {
-        problems.push(Check::new("file_extra", None, "not in the manifest", store.uri(&object.path), false));
-    }
-    Ok(VerifyReport { run_id: manifest.run_id.clone(), passed: problems.is_empty(), files_checked, problems })
+    listed
+        .iter()
+        .filter(|o| !known.contains(&o.path) && !is_claim(&o.path))
+        .map(|object| Check::new(CheckKind::FileExtra, None, "not in the manifest", store.uri(&object.path), false))
+        .collect()
 }
 
 /// Reads a Parquet file and recomputes its rows and per-column aggregates.
-fn recompute(data: Bytes, columns: &[ColumnManifest]) -> Result<(u64, Vec<ColumnAccumulator>), String> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| e.to_string())?.build().map_err(|e| e.to_string())?;
+fn recompute(data: Bytes, columns: &[ColumnManifest]) -> Result<(u64, Vec<ColumnAccumulator>), ReadBackError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(data).and_then(|builder| builder.build()).map_err(ReadBackError::Open)?;
     let mut accumulators: Vec<ColumnAccumulator> = columns.iter().map(|c| ColumnAccumulator::for_column(&c.mapping)).collect();
     let mut rows = 0u64;
     for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
+        let batch = batch.map_err(ReadBackError::Decode)?;
         rows += batch.num_rows() as u64;
         for (accumulator, array) in accumulators.iter_mut().zip(batch.columns()) {
             accumulator.update(array);
         }
     }
     Ok((rows, accumulators))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn bytes_that_are_not_parquet_keep_the_parquet_error_as_cause() {
+        let error = recompute(Bytes::from_static(b"not parquet"), &[]).unwrap_err();
+        assert!(matches!(error, ReadBackError::Open(_)), "{error:?}");
+        assert!(error.source().is_some_and(|cause| cause.is::<ParquetError>()));
+    }
 }
