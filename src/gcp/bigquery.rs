@@ -12,6 +12,8 @@
 //!
 //! Jobs are inserted with caller-chosen ids. A 409 means the id exists: we attach to that job
 //! and wait for it instead of loading twice. A DONE job is a success only without `errorResult`.
+//! These rules sit in [`BigQueryApi::run_job`], above the calls `load` makes, so they are tested
+//! against an in-memory fake as well as the emulator.
 //!
 //! Every call is retried on 429/5xx and connection failures (see [`crate::gcp::retry`]); each is
 //! safe to repeat: reads, inserts under our own job ids (a 409 after a retry is our own earlier
@@ -826,5 +828,36 @@ mod tests {
         let unserialisable = serde_json::from_str::<Value>("{").unwrap_err();
         assert!(!is_transient_client_error(&BQError::SerializationError(unserialisable)));
         assert!(!is_transient_client_error(&BQError::InvalidColumnIndex { col_index: 0 }));
+    }
+
+    #[test]
+    fn an_error_answer_keeps_its_text_when_it_is_not_bigquerys_json_error() {
+        let message = |body: Value| match BigQuery::status_error("read table", StatusCode::BAD_GATEWAY, 3, &body) {
+            BigQueryError::Status { message, .. } => message,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(message(json!({ "error": { "code": 502, "message": "backend down" } })), "backend down");
+        assert_eq!(message(json!("<html>502 Bad Gateway</html>")), "<html>502 Bad Gateway</html>");
+        assert_eq!(message(json!({ "status": "unavailable" })), r#"{"status":"unavailable"}"#);
+        assert_eq!(message(Value::Null), "(empty answer)");
+    }
+
+    #[test]
+    fn job_statistics_that_are_not_counts_are_errors_not_zero() {
+        let job = |statistics: Value| serde_json::from_value::<Job>(json!({ "statistics": statistics })).unwrap();
+        let counted = job_counts("j", &job(json!({ "load": { "outputRows": "12" }, "query": { "numDmlAffectedRows": "3" } })));
+        assert_eq!(counted.unwrap(), JobCounts { output_rows: Some(12), dml_affected_rows: Some(3) });
+        assert_eq!(job_counts("j", &job(json!({}))).unwrap(), JobCounts::default());
+        let garbled = job_counts("j", &job(json!({ "load": { "outputRows": "twelve" } })));
+        assert!(
+            matches!(&garbled, Err(BigQueryError::StatisticNotACount { job_id, statistic: "outputRows", value }) if job_id == "j" && value == "twelve"),
+            "{garbled:?}"
+        );
+        assert!(matches!(counts("SELECT 1", vec![Some("x".into())]), Err(BigQueryError::NotACount { column: 0, .. })));
+    }
+
+    #[test]
+    fn attempts_of_a_job_have_the_retry_suffixes() {
+        assert_eq!(job_attempt_ids("j").collect::<Vec<_>>(), ["j", "j-r2", "j-r3", "j-r4", "j-r5"]);
     }
 }

@@ -244,9 +244,12 @@ async fn load_table(
     if !finished_before {
         jobs = run_load_jobs(bq, table, progress).await?;
         if let Some(staging) = staging {
-            labels = check_staged_json(bq, plan, table, manifest_table, staging).await?;
+            // The staged JSON, checked before the final statement: every value fits BigQuery's
+            // JSON type, and the text is the snapshot's.
+            check_json_representable(bq, plan, table, staging).await?;
+            labels = fingerprint_staged_json(bq, plan, table, manifest_table, staging).await?;
         }
-        jobs.extend(finalize(bq, plan, table, staging).await?);
+        jobs.extend(finalize(bq, plan, table).await?);
     }
     if plan.mode == LoadMode::Truncate {
         count_rows(bq, plan, table).await?;
@@ -378,30 +381,13 @@ async fn run_load_job(bq: &dyn BigQueryApi, table: &TableLoad, job: &LoadJob) ->
     Ok(finished)
 }
 
-/// Checks the staged JSON before the final statement: every value fits BigQuery's JSON type,
-/// and the text is the snapshot's. Returns the labels `validate` reads.
-async fn check_staged_json(
-    bq: &dyn BigQueryApi,
-    plan: &LoadPlan,
-    table: &TableLoad,
-    manifest_table: &TableManifest,
-    staging: &str,
-) -> Result<Vec<(String, String)>, LoadError> {
-    check_json_representable(bq, plan, table, staging).await?;
-    fingerprint_staged_json(bq, plan, table, manifest_table, staging).await
-}
-
 /// Runs the final statement, if any: moves staged rows into the table (append: checking the
 /// rows it inserted), or empties the table of an empty snapshot.
-async fn finalize(
-    bq: &dyn BigQueryApi,
-    plan: &LoadPlan,
-    table: &TableLoad,
-    staging: Option<&str>,
-) -> Result<Option<FinishedJob>, LoadError> {
+async fn finalize(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoad) -> Result<Option<FinishedJob>, LoadError> {
     let Some(finalize) = &table.finalize else {
         return Ok(None);
     };
+    let staging = table.staging_table_id.as_deref();
     let finished = bq.run_job(&finalize.job_id, &finalize.configuration).await.map_err(|source| LoadError::Job {
         table: table.table_id.clone(),
         job_id: finalize.job_id.clone(),
