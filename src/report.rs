@@ -315,7 +315,7 @@ pub fn print_load(outcome: &LoadOutcome, json: bool) {
                     table.daily_quota_share * 100.0
                 ));
                 for field in &table.fields {
-                    text.push_str(&format!("  {:<24} {:<10} {}\n", field.name, field.field_type, field.mode));
+                    text.push_str(&format!("  {:<24} {:<10} {}\n", field.name, field.field_type.sql_name(), field.mode));
                 }
                 if let Some(p) = &table.time_partitioning {
                     text.push_str(&format!("  partitioned by {} ({:?})\n", p.field, p.unit));

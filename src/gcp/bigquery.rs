@@ -12,6 +12,8 @@
 //!
 //! Jobs are inserted with caller-chosen ids. A 409 means the id exists: we attach to that job
 //! and wait for it instead of loading twice. A DONE job is a success only without `errorResult`.
+//! These rules sit in [`BigQueryApi::run_job`], above the calls `load` makes, so they are tested
+//! against an in-memory fake as well as the emulator.
 //!
 //! Every call is retried on 429/5xx and connection failures (see [`crate::gcp::retry`]); each is
 //! safe to repeat: reads, inserts under our own job ids (a 409 after a retry is our own earlier
@@ -38,7 +40,7 @@ use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
 use crate::gcp::retry::{is_transient_error, is_transient_status, Backoff, RetryPolicy};
-use crate::gcp::schema::{schema_differences, schema_json, Field, SchemaComparison, TimePartitioning};
+use crate::gcp::schema::table_columns;
 
 /// BigQuery: at most 10,000 source URIs per load job.
 pub const MAX_URIS_PER_JOB: usize = 10_000;
@@ -126,6 +128,83 @@ pub enum BigQueryError {
     NotOneRow { sql: String, rows: usize },
     #[error("BigQuery query `{sql}`: column {column} is `{value}`, not a count")]
     NotACount { sql: String, column: usize, value: String },
+    #[error("BigQuery job `{job_id}` reports {statistic} `{value}`, not a count")]
+    StatisticNotACount { job_id: String, statistic: &'static str, value: String },
+}
+
+/// The BigQuery calls `load` makes, so that its idempotency rules (a 409 on insert attaches to
+/// the job, a failed attempt retries under the next id) are written once, above the client, and
+/// tested without BigQuery. [`BigQuery`] is the real one.
+#[async_trait]
+pub trait BigQueryApi: Send + Sync {
+    /// A table's resource, `None` when it does not exist.
+    async fn table(&self, dataset: &str, table: &str) -> Result<Option<Value>, BigQueryError>;
+    /// Creates a table from its resource (BigQuery's JSON); [`BigQueryError::Status`] 409 when
+    /// it exists.
+    async fn create_table(&self, dataset: &str, table: &str, resource: &Value) -> Result<(), BigQueryError>;
+    /// Deletes a table; one that does not exist is deleted.
+    async fn delete_table(&self, dataset: &str, table: &str) -> Result<(), BigQueryError>;
+    /// Adds labels to a table (labels already there are kept).
+    async fn set_labels(&self, dataset: &str, table: &str, labels: &[(String, String)]) -> Result<(), BigQueryError>;
+    /// Inserts a job under `job_id`; `existed` when a job with this id already was there (409).
+    async fn insert_job(&self, job_id: &str, configuration: &Value) -> Result<InsertedJob, BigQueryError>;
+    /// Waits until a job is DONE; its counts on success, [`BigQueryError::JobFailed`] on error.
+    async fn wait_for_job(&self, job_id: &str, location: Option<&str>) -> Result<JobCounts, BigQueryError>;
+    /// Whether a job with this id exists, is DONE and succeeded.
+    async fn succeeded_job(&self, job_id: &str) -> Result<bool, BigQueryError>;
+    /// The one row of a query that always returns exactly one (an aggregate without GROUP BY).
+    async fn query_one_row(&self, sql: &str) -> Result<Row, BigQueryError>;
+
+    /// The one row of a query of counts (`COUNT(*)`, `COUNTIF(…)`), as numbers.
+    ///
+    /// # Errors
+    /// [`BigQueryError::NotACount`] for a NULL or non-integer value, and as [`Self::query_one_row`].
+    async fn query_counts(&self, sql: &str) -> Result<Vec<u64>, BigQueryError> {
+        counts(sql, self.query_one_row(sql).await?)
+    }
+
+    /// Runs a job to completion under id `base_id` (or `base_id-rN` when earlier attempts
+    /// with the lower ids finished with errors). An id that already exists is attached to.
+    ///
+    /// # Errors
+    /// [`BigQueryError::JobFailed`] with BigQuery's reasons when the job ends in error,
+    /// [`BigQueryError::AttemptsExhausted`] when all [`JOB_ATTEMPTS`] ids are spent.
+    async fn run_job(&self, base_id: &str, configuration: &Value) -> Result<FinishedJob, BigQueryError> {
+        let mut last_failure = String::new();
+        for job_id in job_attempt_ids(base_id) {
+            let inserted = self.insert_job(&job_id, configuration).await?;
+            let reattached = inserted.existed;
+            if reattached {
+                info!(job_id, "Job already exists: attaching to it instead of submitting again");
+            }
+            match self.wait_for_job(&job_id, inserted.location.as_deref()).await {
+                Ok(counts) => return Ok(FinishedJob { job_id, counts, reattached }),
+                Err(BigQueryError::JobFailed { reasons, .. }) if reattached => {
+                    // An earlier attempt failed; its id is spent. Try the next one.
+                    info!(job_id, reasons, "Earlier attempt of this job failed; retrying under a new id");
+                    last_failure = reasons;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(BigQueryError::AttemptsExhausted { job_id: base_id.into(), reasons: last_failure })
+    }
+}
+
+/// The ids [`BigQueryApi::run_job`] gives the attempts of one job: `<id>`, `<id>-r2` … `<id>-r5`.
+pub fn job_attempt_ids(base_id: &str) -> impl Iterator<Item = String> + '_ {
+    std::iter::once(base_id.to_string()).chain((2..=JOB_ATTEMPTS).map(move |attempt| format!("{base_id}-r{attempt}")))
+}
+
+/// A query's one row as counts.
+fn counts(sql: &str, row: Row) -> Result<Vec<u64>, BigQueryError> {
+    row.into_iter()
+        .enumerate()
+        .map(|(column, value)| {
+            let value = value.unwrap_or_else(|| "NULL".into());
+            value.parse().map_err(|_| BigQueryError::NotACount { sql: sql.into(), column, value })
+        })
+        .collect()
 }
 
 /// Tokens from object_store's Google credential chain (service account file, gcloud ADC,
@@ -164,20 +243,27 @@ pub struct BigQuery {
     pub location: Option<String>,
 }
 
-/// Rows loaded or affected, as the finished job reports them.
+/// Rows loaded or affected, as a DONE job reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct JobCounts {
+    pub output_rows: Option<u64>,
+    pub dml_affected_rows: Option<u64>,
+}
+
+/// A job run to success under `job_id` (the base id or a retry's).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FinishedJob {
     pub job_id: String,
-    pub output_rows: Option<u64>,
-    pub dml_affected_rows: Option<u64>,
+    pub counts: JobCounts,
     /// The job already existed (an earlier run submitted it); we attached to it.
     pub reattached: bool,
 }
 
 /// A job as inserted: whether it already existed, and where it runs (for later calls).
-struct InsertedJob {
-    existed: bool,
-    location: Option<String>,
+#[derive(Debug, Clone, Default)]
+pub struct InsertedJob {
+    pub existed: bool,
+    pub location: Option<String>,
 }
 
 /// One query result row, every value as text (BigQuery's REST form), NULL as `None`.
@@ -313,10 +399,15 @@ impl BigQuery {
         }
     }
 
+    /// An error answer as [`BigQueryError::Status`]: BigQuery's `error.message`, else the
+    /// answer as it came (text that is not JSON, or JSON of another shape).
     fn status_error(action: &str, status: StatusCode, attempts: u32, body: &Value) -> BigQueryError {
-        let message =
-            body.pointer("/error/message").or(Some(body).filter(|b| b.is_string())).and_then(Value::as_str).unwrap_or("(no message)");
-        BigQueryError::Status { action: action.into(), status, attempts, message: message.to_string() }
+        let message = match body {
+            Value::Null => "(empty answer)".to_string(),
+            Value::String(text) => text.clone(),
+            other => other.pointer("/error/message").and_then(Value::as_str).map_or_else(|| other.to_string(), str::to_string),
+        };
+        BigQueryError::Status { action: action.into(), status, attempts, message }
     }
 
     /// The reply when it is a success, else its status as an error.
@@ -363,39 +454,24 @@ impl BigQuery {
         }
     }
 
-    /// Creates a table with the given schema, partitioning and clustering.
-    pub async fn create_table(
-        &self,
-        dataset: &str,
-        table: &str,
-        fields: &[Field],
-        partitioning: Option<&TimePartitioning>,
-        clustering: &[String],
-    ) -> Result<(), BigQueryError> {
+    /// Creates a table from its resource (BigQuery's JSON, see
+    /// [`crate::gcp::schema::table_resource`]).
+    pub async fn create_table(&self, dataset: &str, table: &str, resource: &Value) -> Result<(), BigQueryError> {
         let action = format!("create table `{dataset}.{table}`");
         // Raw JSON: our schema carries BigQuery's type names; the client's `FieldType` enum would
         // need a second type table.
-        let mut resource = json!({
-            "tableReference": { "projectId": self.project, "datasetId": dataset, "tableId": table },
-            "schema": schema_json(fields),
-        });
-        if let Some(p) = partitioning {
-            resource["timePartitioning"] = json!({ "type": p.unit, "field": p.field });
-        }
-        if !clustering.is_empty() {
-            resource["clustering"] = json!({ "fields": clustering });
-        }
-        let reply = self.call(Method::POST, &format!("datasets/{dataset}/tables"), Some(&resource), &action).await?;
+        let reply = self.call(Method::POST, &format!("datasets/{dataset}/tables"), Some(resource), &action).await?;
         if reply.status == StatusCode::CONFLICT && reply.attempts > 1 {
             // Our earlier attempt may have created it and lost the answer: ours if the schema is.
             let existing = self.table(dataset, table).await?.unwrap_or_default();
-            if schema_differences(&existing, fields) == SchemaComparison::default() {
+            if table_columns(&existing) == table_columns(resource) {
                 return Ok(());
             }
         }
         Self::success(&action, reply).map(drop)
     }
 
+    /// Deletes a table; one that does not exist is deleted.
     pub async fn delete_table(&self, dataset: &str, table: &str) -> Result<(), BigQueryError> {
         let action = format!("delete table `{dataset}.{table}`");
         match self.client_call(&action, || self.client.table().delete(&self.project, dataset, table)).await {
@@ -416,7 +492,7 @@ impl BigQuery {
 
     /// Inserts a job under `job_id`. A 409 means it already existed: after a retried insert,
     /// our own first attempt; otherwise an earlier run's.
-    async fn insert_job(&self, job_id: &str, configuration: &Value) -> Result<InsertedJob, BigQueryError> {
+    pub async fn insert_job(&self, job_id: &str, configuration: &Value) -> Result<InsertedJob, BigQueryError> {
         let mut reference = json!({ "projectId": self.project, "jobId": job_id });
         if let Some(location) = &self.location {
             reference["location"] = json!(location);
@@ -431,42 +507,6 @@ impl BigQuery {
         };
         let location = job.pointer("/jobReference/location").and_then(Value::as_str).map(str::to_string).or_else(|| self.location.clone());
         Ok(InsertedJob { existed, location })
-    }
-
-    /// Runs a job to completion under id `base_id` (or `base_id-rN` when earlier attempts
-    /// with the lower ids finished with errors). An id that already exists is attached to.
-    ///
-    /// # Errors
-    /// [`BigQueryError::JobFailed`] with BigQuery's reasons when the job ends in error.
-    pub async fn run_job(&self, base_id: &str, configuration: Value) -> Result<FinishedJob, BigQueryError> {
-        let mut last_failure = String::new();
-        for attempt in 1..=JOB_ATTEMPTS {
-            let job_id = if attempt == 1 { base_id.to_string() } else { format!("{base_id}-r{attempt}") };
-            let inserted = self.insert_job(&job_id, &configuration).await?;
-            let reattached = inserted.existed;
-            if reattached {
-                info!(job_id, "Job already exists: attaching to it instead of submitting again");
-            }
-            match self.wait_for_job(&job_id, inserted.location.as_deref()).await {
-                Ok(job) => {
-                    let statistics = job.statistics.as_ref();
-                    let count = |value: Option<&String>| value.and_then(|v| v.parse().ok());
-                    return Ok(FinishedJob {
-                        output_rows: count(statistics.and_then(|s| s.load.as_ref()).and_then(|l| l.output_rows.as_ref())),
-                        dml_affected_rows: count(statistics.and_then(|s| s.query.as_ref()).and_then(|q| q.num_dml_affected_rows.as_ref())),
-                        job_id,
-                        reattached,
-                    });
-                }
-                Err(BigQueryError::JobFailed { reasons, .. }) if reattached => {
-                    // An earlier attempt failed; its id is spent. Try the next one.
-                    info!(job_id, reasons, "Earlier attempt of this job failed; retrying under a new id");
-                    last_failure = reasons;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Err(BigQueryError::AttemptsExhausted { job_id: base_id.into(), reasons: last_failure })
     }
 
     /// A job's resource, `None` when no job has this id.
@@ -486,21 +526,23 @@ impl BigQuery {
             .is_some_and(|job| job_state(&job) == Some("DONE") && job_failure(&job).is_none()))
     }
 
-    /// Polls a job (0.2 s doubling to 5 s, jittered) until DONE; its resource on success.
+    /// Polls a job (0.2 s doubling to 5 s, jittered) until DONE; its counts on success.
     ///
     /// # Errors
     /// [`BigQueryError::JobFailed`] when it ends in error, [`BigQueryError::NotDone`] after
-    /// 6 hours.
-    async fn wait_for_job(&self, job_id: &str, location: Option<&str>) -> Result<Job, BigQueryError> {
+    /// 6 hours, [`BigQueryError::StatisticNotACount`] for a count that is not a number.
+    pub async fn wait_for_job(&self, job_id: &str, location: Option<&str>) -> Result<JobCounts, BigQueryError> {
         let mut backoff = Backoff::new(JOB_POLL);
         loop {
             let action = format!("read job `{job_id}`");
-            let job =
-                self.job(job_id, location).await?.ok_or_else(|| Self::status_error(&action, StatusCode::NOT_FOUND, 1, &Value::Null))?;
+            let job = self
+                .job(job_id, location)
+                .await?
+                .ok_or_else(|| Self::status_error(&action, StatusCode::NOT_FOUND, 1, &json!("no job has this id")))?;
             if job_state(&job) == Some("DONE") {
                 return match job_failure(&job) {
                     Some(reasons) => Err(BigQueryError::JobFailed { job_id: job_id.into(), reasons }),
-                    None => Ok(job),
+                    None => job_counts(job_id, &job),
                 };
             }
             debug!(job_id, "Job not done yet");
@@ -561,14 +603,7 @@ impl BigQuery {
     /// # Errors
     /// [`BigQueryError::NotACount`] for a NULL or non-integer value, and as [`Self::query_one_row`].
     pub async fn query_counts(&self, sql: &str) -> Result<Vec<u64>, BigQueryError> {
-        let row = self.query_one_row(sql).await?;
-        row.into_iter()
-            .enumerate()
-            .map(|(column, value)| {
-                let value = value.unwrap_or_else(|| "NULL".into());
-                value.parse().map_err(|_| BigQueryError::NotACount { sql: sql.into(), column, value })
-            })
-            .collect()
+        counts(sql, self.query_one_row(sql).await?)
     }
 
     /// Runs a query for its cost: the bytes it processed.
@@ -586,6 +621,53 @@ impl BigQuery {
         let answer = self.client_call(&action, || self.client.job().query(&self.project, request.clone())).await?;
         Ok(answer.total_bytes_processed.and_then(|b| b.parse().ok()))
     }
+}
+
+#[async_trait]
+impl BigQueryApi for BigQuery {
+    async fn table(&self, dataset: &str, table: &str) -> Result<Option<Value>, BigQueryError> {
+        BigQuery::table(self, dataset, table).await
+    }
+    async fn create_table(&self, dataset: &str, table: &str, resource: &Value) -> Result<(), BigQueryError> {
+        BigQuery::create_table(self, dataset, table, resource).await
+    }
+    async fn delete_table(&self, dataset: &str, table: &str) -> Result<(), BigQueryError> {
+        BigQuery::delete_table(self, dataset, table).await
+    }
+    async fn set_labels(&self, dataset: &str, table: &str, labels: &[(String, String)]) -> Result<(), BigQueryError> {
+        BigQuery::set_labels(self, dataset, table, labels).await
+    }
+    async fn insert_job(&self, job_id: &str, configuration: &Value) -> Result<InsertedJob, BigQueryError> {
+        BigQuery::insert_job(self, job_id, configuration).await
+    }
+    async fn wait_for_job(&self, job_id: &str, location: Option<&str>) -> Result<JobCounts, BigQueryError> {
+        BigQuery::wait_for_job(self, job_id, location).await
+    }
+    async fn succeeded_job(&self, job_id: &str) -> Result<bool, BigQueryError> {
+        BigQuery::succeeded_job(self, job_id).await
+    }
+    async fn query_one_row(&self, sql: &str) -> Result<Row, BigQueryError> {
+        BigQuery::query_one_row(self, sql).await
+    }
+}
+
+/// The rows a DONE job loaded or changed, as its statistics report them.
+fn job_counts(job_id: &str, job: &Job) -> Result<JobCounts, BigQueryError> {
+    let statistics = job.statistics.as_ref();
+    let count = |statistic: &'static str, value: Option<&String>| {
+        value
+            .map(|value| {
+                value.parse().map_err(|_| BigQueryError::StatisticNotACount { job_id: job_id.into(), statistic, value: value.clone() })
+            })
+            .transpose()
+    };
+    Ok(JobCounts {
+        output_rows: count("outputRows", statistics.and_then(|s| s.load.as_ref()).and_then(|l| l.output_rows.as_ref()))?,
+        dml_affected_rows: count(
+            "numDmlAffectedRows",
+            statistics.and_then(|s| s.query.as_ref()).and_then(|q| q.num_dml_affected_rows.as_ref()),
+        )?,
+    })
 }
 
 fn job_state(job: &Job) -> Option<&str> {
@@ -746,5 +828,36 @@ mod tests {
         let unserialisable = serde_json::from_str::<Value>("{").unwrap_err();
         assert!(!is_transient_client_error(&BQError::SerializationError(unserialisable)));
         assert!(!is_transient_client_error(&BQError::InvalidColumnIndex { col_index: 0 }));
+    }
+
+    #[test]
+    fn an_error_answer_keeps_its_text_when_it_is_not_bigquerys_json_error() {
+        let message = |body: Value| match BigQuery::status_error("read table", StatusCode::BAD_GATEWAY, 3, &body) {
+            BigQueryError::Status { message, .. } => message,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(message(json!({ "error": { "code": 502, "message": "backend down" } })), "backend down");
+        assert_eq!(message(json!("<html>502 Bad Gateway</html>")), "<html>502 Bad Gateway</html>");
+        assert_eq!(message(json!({ "status": "unavailable" })), r#"{"status":"unavailable"}"#);
+        assert_eq!(message(Value::Null), "(empty answer)");
+    }
+
+    #[test]
+    fn job_statistics_that_are_not_counts_are_errors_not_zero() {
+        let job = |statistics: Value| serde_json::from_value::<Job>(json!({ "statistics": statistics })).unwrap();
+        let counted = job_counts("j", &job(json!({ "load": { "outputRows": "12" }, "query": { "numDmlAffectedRows": "3" } })));
+        assert_eq!(counted.unwrap(), JobCounts { output_rows: Some(12), dml_affected_rows: Some(3) });
+        assert_eq!(job_counts("j", &job(json!({}))).unwrap(), JobCounts::default());
+        let garbled = job_counts("j", &job(json!({ "load": { "outputRows": "twelve" } })));
+        assert!(
+            matches!(&garbled, Err(BigQueryError::StatisticNotACount { job_id, statistic: "outputRows", value }) if job_id == "j" && value == "twelve"),
+            "{garbled:?}"
+        );
+        assert!(matches!(counts("SELECT 1", vec![Some("x".into())]), Err(BigQueryError::NotACount { column: 0, .. })));
+    }
+
+    #[test]
+    fn attempts_of_a_job_have_the_retry_suffixes() {
+        assert_eq!(job_attempt_ids("j").collect::<Vec<_>>(), ["j", "j-r2", "j-r3", "j-r4", "j-r5"]);
     }
 }

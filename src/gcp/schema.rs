@@ -4,6 +4,8 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::model::types::BigQueryType;
+
 /// Time-partitioning granularity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -14,13 +16,47 @@ pub enum PartitionUnit {
     Year,
 }
 
+/// A column's mode, serialised as BigQuery names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FieldMode {
+    Nullable,
+    Required,
+    Repeated,
+}
+
+impl FieldMode {
+    /// BigQuery's name of the mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldMode::Nullable => "NULLABLE",
+            FieldMode::Required => "REQUIRED",
+            FieldMode::Repeated => "REPEATED",
+        }
+    }
+
+    /// The mode of a table resource's field; BigQuery leaves out NULLABLE.
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "" | "NULLABLE" => Some(FieldMode::Nullable),
+            "REQUIRED" => Some(FieldMode::Required),
+            "REPEATED" => Some(FieldMode::Repeated),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for FieldMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Field {
     pub name: String,
-    /// BigQuery standard SQL type name.
-    pub field_type: String,
-    /// NULLABLE, REQUIRED or REPEATED.
-    pub mode: String,
+    pub field_type: BigQueryType,
+    pub mode: FieldMode,
     pub description: Option<String>,
 }
 
@@ -45,6 +81,81 @@ pub fn schema_json(fields: &[Field]) -> Value {
     json!({ "fields": fields })
 }
 
+/// A table resource as `tables.insert` takes it: reference, schema, partitioning, clustering.
+pub fn table_resource(
+    project: &str,
+    dataset: &str,
+    table_id: &str,
+    fields: &[Field],
+    partitioning: Option<&TimePartitioning>,
+    clustering: &[String],
+) -> Value {
+    let mut resource = json!({ "tableReference": table_reference(project, dataset, table_id), "schema": schema_json(fields) });
+    set_layout(&mut resource, partitioning, clustering);
+    resource
+}
+
+/// `{projectId, datasetId, tableId}`, as table resources and load jobs name a table.
+pub fn table_reference(project: &str, dataset: &str, table_id: &str) -> Value {
+    json!({ "projectId": project, "datasetId": dataset, "tableId": table_id })
+}
+
+/// Sets `timePartitioning` and `clustering` of a table resource or load job configuration.
+pub fn set_layout(resource: &mut Value, partitioning: Option<&TimePartitioning>, clustering: &[String]) {
+    if let Some(p) = partitioning {
+        resource["timePartitioning"] = json!({ "type": p.unit, "field": p.field });
+    }
+    if !clustering.is_empty() {
+        resource["clustering"] = json!({ "fields": clustering });
+    }
+}
+
+/// The type of a table resource's field: legacy names (INTEGER, FLOAT, BOOLEAN) as their
+/// standard ones; `None` for a type pg2bq never loads (RECORD, GEOGRAPHY …).
+fn parse_type(name: &str) -> Option<BigQueryType> {
+    let standard = match name {
+        "INTEGER" => "INT64",
+        "FLOAT" => "FLOAT64",
+        "BOOLEAN" => "BOOL",
+        other => other,
+    };
+    serde_json::from_value(json!(standard)).ok()
+}
+
+/// A column of a table resource, its type and mode parsed; what cannot be parsed stays as
+/// BigQuery's text, and differs from every field we load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableColumn {
+    pub name: String,
+    pub field_type: Result<BigQueryType, String>,
+    pub mode: Result<FieldMode, String>,
+}
+
+impl TableColumn {
+    fn describe(&self) -> String {
+        let mode = self.mode.as_ref().map_or_else(|text| text.as_str(), |mode| mode.name());
+        let field_type = self.field_type.as_ref().map_or_else(|text| text.as_str(), |t| t.sql_name());
+        format!("{mode} {field_type}")
+    }
+}
+
+/// The columns of a table resource (`schema.fields`), in order.
+pub fn table_columns(resource: &Value) -> Vec<TableColumn> {
+    let fields = resource.pointer("/schema/fields").and_then(Value::as_array);
+    fields
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            let text = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            let (field_type, mode) = (text("type"), text("mode"));
+            TableColumn {
+                name: text("name"),
+                field_type: parse_type(&field_type).ok_or(field_type),
+                mode: FieldMode::parse(&mode).ok_or(mode),
+            }
+        })
+        .collect()
+}
 /// How an existing table's schema compares with the one we would load.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SchemaComparison {
@@ -60,34 +171,19 @@ pub struct SchemaComparison {
 /// NULLABLE table column takes a REQUIRED snapshot column; the other direction (the snapshot
 /// may hold NULLs), REPEATED against not, another type or position is a difference.
 pub fn schema_differences(existing: &Value, fields: &[Field]) -> SchemaComparison {
-    let normalise = |t: &str| match t {
-        "INTEGER" => "INT64".to_string(),
-        "FLOAT" => "FLOAT64".to_string(),
-        "BOOLEAN" => "BOOL".to_string(),
-        other => other.to_string(),
-    };
-    let existing: Vec<(String, String, String)> = existing
-        .pointer("/schema/fields")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|f| {
-            let text = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            let mode = text("mode");
-            (text("name"), normalise(&text("type")), if mode.is_empty() { "NULLABLE".into() } else { mode })
-        })
-        .collect();
+    let existing = table_columns(existing);
     let mut differences = Vec::new();
     let mut nullable_in_table = Vec::new();
     for (i, field) in fields.iter().enumerate() {
-        match existing.iter().position(|(name, _, _)| name.eq_ignore_ascii_case(&field.name)) {
-            None => differences.push(format!("column `{}` {} {} is missing from the table", field.name, field.mode, field.field_type)),
+        let ours = format!("{} {}", field.mode, field.field_type.sql_name());
+        match existing.iter().position(|column| column.name.eq_ignore_ascii_case(&field.name)) {
+            None => differences.push(format!("column `{}` {ours} is missing from the table", field.name)),
             Some(j) => {
-                let (_, ty, mode) = &existing[j];
-                let relaxed = *ty == field.field_type && mode == "NULLABLE" && field.mode == "REQUIRED";
-                if (*ty != field.field_type || *mode != field.mode) && !relaxed {
-                    differences
-                        .push(format!("column `{}`: table has {mode} {ty}, snapshot has {} {}", field.name, field.mode, field.field_type));
+                let column = &existing[j];
+                let same_type = column.field_type == Ok(field.field_type);
+                let relaxed = same_type && column.mode == Ok(FieldMode::Nullable) && field.mode == FieldMode::Required;
+                if (!same_type || column.mode != Ok(field.mode)) && !relaxed {
+                    differences.push(format!("column `{}`: table has {}, snapshot has {ours}", field.name, column.describe()));
                 } else if i != j {
                     differences.push(format!("column `{}` is at position {} in the table, {} in the snapshot", field.name, j + 1, i + 1));
                 } else if relaxed {
@@ -96,9 +192,9 @@ pub fn schema_differences(existing: &Value, fields: &[Field]) -> SchemaCompariso
             }
         }
     }
-    for (name, ty, mode) in &existing {
-        if !fields.iter().any(|f| f.name.eq_ignore_ascii_case(name)) {
-            differences.push(format!("column `{name}` {mode} {ty} is in the table but not in the snapshot"));
+    for column in &existing {
+        if !fields.iter().any(|f| f.name.eq_ignore_ascii_case(&column.name)) {
+            differences.push(format!("column `{}` {} is in the table but not in the snapshot", column.name, column.describe()));
         }
     }
     SchemaComparison { differences, nullable_in_table }
@@ -109,7 +205,7 @@ mod tests {
     use super::*;
 
     fn field(name: &str, field_type: &str, mode: &str) -> Field {
-        Field { name: name.into(), field_type: field_type.into(), mode: mode.into(), description: None }
+        Field { name: name.into(), field_type: parse_type(field_type).unwrap(), mode: FieldMode::parse(mode).unwrap(), description: None }
     }
 
     #[test]
@@ -166,5 +262,34 @@ mod tests {
         );
         let required = json!({"schema": {"fields": [{"name": "id", "type": "INT64", "mode": "REQUIRED"}]}});
         assert_eq!(schema_differences(&required, &[field("id", "INT64", "REQUIRED")]), SchemaComparison::default());
+    }
+
+    #[test]
+    fn types_pg2bq_never_loads_and_unknown_modes_are_differences_named_as_bigquery_names_them() {
+        let existing = json!({"schema": {"fields": [
+            {"name": "place", "type": "GEOGRAPHY"},
+            {"name": "flag", "type": "BOOLEAN", "mode": "SOMETIMES"},
+            {"name": "n", "type": "BIGNUMERIC", "mode": "REQUIRED"}
+        ]}});
+        let ours = [field("place", "STRING", "NULLABLE"), field("flag", "BOOL", "NULLABLE"), field("n", "BIGNUMERIC", "REQUIRED")];
+        assert_eq!(
+            schema_differences(&existing, &ours).differences,
+            [
+                "column `place`: table has NULLABLE GEOGRAPHY, snapshot has NULLABLE STRING",
+                "column `flag`: table has SOMETIMES BOOL, snapshot has NULLABLE BOOL",
+            ]
+        );
+    }
+
+    #[test]
+    fn modes_and_partitioning_have_bigquerys_json_form() {
+        assert_eq!(serde_json::to_value(FieldMode::Repeated).unwrap(), json!("REPEATED"));
+        let schema = schema_json(&[field("id", "INTEGER", "REQUIRED")]);
+        assert_eq!(schema, json!({ "fields": [{ "name": "id", "type": "INT64", "mode": "REQUIRED" }] }));
+        let partitioning = TimePartitioning { field: "at".into(), unit: PartitionUnit::Month };
+        let resource = table_resource("p", "d", "t", &[], Some(&partitioning), &["at".to_string()]);
+        assert_eq!(resource["timePartitioning"], json!({ "type": "MONTH", "field": "at" }));
+        assert_eq!(resource["clustering"], json!({ "fields": ["at"] }));
+        assert_eq!(resource["tableReference"], json!({ "projectId": "p", "datasetId": "d", "tableId": "t" }));
     }
 }

@@ -9,24 +9,28 @@
 //! its files' figures, and files are read from where the manifest is, not where it was written.
 
 pub mod plan;
+#[cfg(test)]
+mod tests;
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::gcp::bigquery::{BigQuery, BigQueryError, BigQueryOptions, JOB_ATTEMPTS};
-use crate::gcp::schema::{schema_differences, schema_json, Field};
+use crate::gcp::bigquery::{job_attempt_ids, BigQuery, BigQueryApi, BigQueryError, BigQueryOptions, FinishedJob};
+use crate::gcp::schema::{schema_differences, Field, FieldMode};
 use crate::gcp::sql::quote;
-use crate::model::manifest::TableManifest;
+use crate::model::manifest::{Manifest, TableManifest};
 use crate::model::progress::{ProgressReporter, TableProgress};
+use crate::model::types::BigQueryType;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{check_listed_files, read_manifest, FoundManifest, ManifestError};
-use plan::{keep_nullable_columns, staging_fields, LoadPlanError};
-pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad};
+use plan::{keep_nullable_columns, LoadJob, LoadPlanError};
+pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad, WriteDisposition};
 
 /// Everything `load` needs.
 #[derive(Debug, Clone)]
@@ -40,6 +44,32 @@ pub struct LoadConfig {
     pub gcs: GcsOptions,
 }
 
+/// The BigQuery call of a load step other than its jobs, for [`LoadError::Step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadStep {
+    ReadTable,
+    CreateTable,
+    CheckEarlierJobs,
+    CheckStagedJson,
+    CountRows,
+    LabelTable,
+    DropStaging,
+}
+
+impl std::fmt::Display for LoadStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LoadStep::ReadTable => "read the destination table",
+            LoadStep::CreateTable => "create the destination table",
+            LoadStep::CheckEarlierJobs => "check the jobs of earlier runs",
+            LoadStep::CheckStagedJson => "check the staged JSON",
+            LoadStep::CountRows => "count the loaded rows",
+            LoadStep::LabelTable => "label the table with the run",
+            LoadStep::DropStaging => "drop the staging table",
+        })
+    }
+}
+
 /// A failed load step, naming the table, job and files.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -49,6 +79,13 @@ pub enum LoadError {
     Plan(#[from] LoadPlanError),
     #[error(transparent)]
     BigQuery(#[from] BigQueryError),
+    #[error("table `{table}`: failed to {step}")]
+    Step {
+        table: String,
+        step: LoadStep,
+        #[source]
+        source: BigQueryError,
+    },
     #[error("table `{table}` exists with a different schema; drop it, load into another dataset, or use --table-prefix:\n{}", differences.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"))]
     SchemaMismatch { table: String, differences: Vec<String> },
     #[error("run `{run_id}` was already {} table `{table}` (label `{label}` = `{mode}`); appending it again would duplicate its rows. Load it with --mode truncate to replace the table with the snapshot, or into another table", if mode == "append" { "appended to" } else { "loaded into" })]
@@ -75,9 +112,34 @@ pub enum LoadError {
     StagingMismatch { table: String, column: String },
     #[error("table `{table}`: {what} reports {actual} rows, the manifest {expected}")]
     RowCount { table: String, what: String, expected: u64, actual: u64 },
-    #[error("{} of {} tables failed to load: {}", failed.len(), total, failed.join(", "))]
-    TablesFailed { failed: Vec<String>, total: usize },
+    #[error("{} of {} tables failed to load: {}", failed.0.len(), total, failed.names())]
+    TablesFailed {
+        #[source]
+        failed: TableFailures,
+        total: usize,
+    },
 }
+
+/// The tables that failed to load, each with its error; shown one table a line, each with
+/// its causes.
+#[derive(Debug)]
+pub struct TableFailures(pub Vec<(String, LoadError)>);
+
+impl TableFailures {
+    fn names(&self) -> String {
+        self.0.iter().map(|(table, _)| table.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl std::fmt::Display for TableFailures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> =
+            self.0.iter().map(|(table, error)| format!("`{table}`: {}", crate::error_chain(error).join(": "))).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl std::error::Error for TableFailures {}
 
 /// What `load` did, per table.
 #[derive(Debug, Clone, Serialize)]
@@ -110,7 +172,7 @@ pub enum LoadOutcome {
 ///
 /// # Errors
 /// [`LoadError`]; when one table fails the others still load, then
-/// [`LoadError::TablesFailed`] names the failed ones (each failure is logged with its cause).
+/// [`LoadError::TablesFailed`] names the failed ones, each with its error.
 pub async fn load(config: &LoadConfig, progress: Option<&ProgressReporter>) -> Result<LoadOutcome, LoadError> {
     let FoundManifest { store, run_dir, manifest, .. } = read_manifest(&config.manifest_uri, &config.gcs).await?;
     let plan = plan_load(&manifest, &store.uri(&run_dir), &config.target)?;
@@ -120,6 +182,22 @@ pub async fn load(config: &LoadConfig, progress: Option<&ProgressReporter>) -> R
     }
     let bq = BigQuery::connect(&config.target.project, config.target.location.clone(), &config.bigquery).await?;
     bq.ensure_dataset(&config.target.dataset, config.create_dataset).await?;
+    let tables = load_tables(&bq, &plan, &manifest, progress).await?;
+    Ok(LoadOutcome::Loaded(LoadReport {
+        run_id: plan.run_id.clone(),
+        project: plan.project.clone(),
+        dataset: plan.dataset.clone(),
+        tables,
+    }))
+}
+
+/// Loads each table of the plan; a failed table does not stop the others.
+async fn load_tables(
+    bq: &dyn BigQueryApi,
+    plan: &LoadPlan,
+    manifest: &Manifest,
+    progress: Option<&ProgressReporter>,
+) -> Result<Vec<TableReport>, LoadError> {
     let mut reports = Vec::new();
     let mut failed = Vec::new();
     for table in &plan.tables {
@@ -130,26 +208,235 @@ pub async fn load(config: &LoadConfig, progress: Option<&ProgressReporter>) -> R
         if let Some(report) = progress {
             report(&table.table_id, &counter);
         }
-        match load_table(&bq, &plan, table, manifest_table, &counter).instrument(span).await {
+        match load_table(bq, plan, table, manifest_table, &counter).instrument(span).await {
             Ok(report) => reports.push(report),
             Err(error) => {
                 warn!(table = %table.table_id, error = %crate::error_chain(&error).join(": "), "Table failed to load");
                 if plan.tables.len() == 1 {
                     return Err(error);
                 }
-                failed.push(table.table_id.clone());
+                failed.push((table.table_id.clone(), error));
             }
         }
     }
     if !failed.is_empty() {
-        return Err(LoadError::TablesFailed { failed, total: plan.tables.len() });
+        return Err(LoadError::TablesFailed { failed: TableFailures(failed), total: plan.tables.len() });
     }
-    Ok(LoadOutcome::Loaded(LoadReport {
+    Ok(reports)
+}
+
+/// A table's steps: prepare the destination, stage (or load) the files, check staged JSON,
+/// finalize, count, label, drop the staging table.
+async fn load_table(
+    bq: &dyn BigQueryApi,
+    plan: &LoadPlan,
+    table: &TableLoad,
+    manifest_table: &TableManifest,
+    progress: &TableProgress,
+) -> Result<TableReport, LoadError> {
+    let started = Instant::now();
+    let table = prepare_destination(bq, plan, table).await?;
+    let table = table.as_ref();
+    let finished_before = finished_before(bq, plan, table).await?;
+    let mut jobs = Vec::new();
+    let mut labels = Vec::new();
+    let staging = table.staging_table_id.as_deref().filter(|_| !finished_before);
+    if !finished_before {
+        jobs = run_load_jobs(bq, table, progress).await?;
+        if let Some(staging) = staging {
+            // The staged JSON, checked before the final statement: every value fits BigQuery's
+            // JSON type, and the text is the snapshot's.
+            check_json_representable(bq, plan, table, staging).await?;
+            labels = fingerprint_staged_json(bq, plan, table, manifest_table, staging).await?;
+        }
+        jobs.extend(finalize(bq, plan, table).await?);
+    }
+    if plan.mode == LoadMode::Truncate {
+        count_rows(bq, plan, table).await?;
+    }
+    labels.push(table.run_label.clone());
+    label_table(bq, plan, table, &labels, staging).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    info!(rows = table.rows, jobs = jobs.len(), seconds = format!("{seconds:.2}"), "Loaded table");
+    Ok(TableReport {
+        table_id: table.table_id.clone(),
+        rows: table.rows,
+        bytes: table.bytes,
+        reattached_jobs: jobs.iter().filter(|job| job.reattached).count(),
+        job_ids: jobs.into_iter().map(|job| job.job_id).collect(),
+        seconds,
+    })
+}
+
+fn step_error(table: &TableLoad, step: LoadStep) -> impl FnOnce(BigQueryError) -> LoadError + '_ {
+    move |source| LoadError::Step { table: table.table_id.clone(), step, source }
+}
+
+/// Checks an existing destination (its schema takes the snapshot; append: the run is not in
+/// it yet) or creates it. Returns the plan to load with: the table's NULLABLE modes kept.
+async fn prepare_destination<'a>(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &'a TableLoad) -> Result<Cow<'a, TableLoad>, LoadError> {
+    let dataset = &plan.dataset;
+    match bq.table(dataset, &table.table_id).await.map_err(step_error(table, LoadStep::ReadTable))? {
+        Some(existing) => {
+            let comparison = schema_differences(&existing, &table.fields);
+            if !comparison.differences.is_empty() {
+                return Err(LoadError::SchemaMismatch { table: table.table_id.clone(), differences: comparison.differences });
+            }
+            if plan.mode == LoadMode::Append {
+                refuse_loaded_run(bq, plan, table, &existing).await?;
+            }
+            if comparison.nullable_in_table.is_empty() {
+                return Ok(Cow::Borrowed(table));
+            }
+            let columns = comparison.nullable_in_table;
+            info!(columns = columns.join(","), "REQUIRED in the snapshot, NULLABLE in the table: loading with the table's modes");
+            Ok(Cow::Owned(keep_nullable_columns(plan, table, &columns)))
+        }
+        None if table.staging_table_id.is_none() || plan.mode == LoadMode::Append => {
+            bq.create_table(dataset, &table.table_id, &table.table_resource).await.map_err(|source| match source {
+                BigQueryError::Status { status: reqwest::StatusCode::CONFLICT, .. } => {
+                    LoadError::CreatedConcurrently { table: table.table_id.clone(), source }
+                }
+                other => step_error(table, LoadStep::CreateTable)(other),
+            })?;
+            Ok(Cow::Borrowed(table))
+        }
+        // Created by the final statement, with the full schema.
+        None => Ok(Cow::Borrowed(table)),
+    }
+}
+
+/// Refuses to append a run the table already holds: its label says so (set by any mode), or
+/// a direct truncate load of it succeeded (that commits before its label is set).
+async fn refuse_loaded_run(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoad, existing: &Value) -> Result<(), LoadError> {
+    let label_key = &table.run_label.0;
+    let already = |mode: &str| LoadError::AlreadyLoaded {
         run_id: plan.run_id.clone(),
-        project: plan.project.clone(),
-        dataset: plan.dataset.clone(),
-        tables: reports,
-    }))
+        table: table.table_id.clone(),
+        label: label_key.clone(),
+        mode: mode.into(),
+    };
+    if let Some(mode) = existing.pointer(&format!("/labels/{label_key}")).and_then(Value::as_str) {
+        return Err(already(mode));
+    }
+    for job_id in table.truncate_load_job_id.iter().flat_map(|base| job_attempt_ids(base)) {
+        if bq.succeeded_job(&job_id).await.map_err(step_error(table, LoadStep::CheckEarlierJobs))? {
+            return Err(already("truncate"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether an earlier run crashed after its final statement and its labels, while dropping the
+/// staging table: then the run is complete and only the checks remain.
+async fn finished_before(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoad) -> Result<bool, LoadError> {
+    let (Some(finalize), Some(staging)) = (&table.finalize, &table.staging_table_id) else {
+        return Ok(false);
+    };
+    let check = step_error(table, LoadStep::CheckEarlierJobs);
+    let done = match bq.table(&plan.dataset, staging).await.map_err(step_error(table, LoadStep::ReadTable))? {
+        None => bq.succeeded_job(&finalize.job_id).await.map_err(check)?,
+        Some(_) => false,
+    };
+    if done {
+        info!("Final statement already done by an earlier run; checking only");
+    }
+    Ok(done)
+}
+
+/// Runs the table's load jobs in order (into the table, or into staging) and checks each job's
+/// row count against the manifest's.
+async fn run_load_jobs(bq: &dyn BigQueryApi, table: &TableLoad, progress: &TableProgress) -> Result<Vec<FinishedJob>, LoadError> {
+    let mut finished_jobs = Vec::new();
+    for job in &table.load_jobs {
+        let finished = run_load_job(bq, table, job).await?;
+        let loaded = finished.counts.output_rows.unwrap_or(0);
+        info!(job_id = %finished.job_id, rows = loaded, reattached = finished.reattached, "Load job done");
+        progress.rows.fetch_add(loaded, Ordering::Relaxed);
+        progress.bytes.fetch_add(job.bytes, Ordering::Relaxed);
+        progress.jobs.fetch_add(1, Ordering::Relaxed);
+        finished_jobs.push(finished);
+    }
+    Ok(finished_jobs)
+}
+
+/// One load job, run to success (attached to when an earlier run submitted it), with the rows
+/// it loaded checked against the manifest's.
+async fn run_load_job(bq: &dyn BigQueryApi, table: &TableLoad, job: &LoadJob) -> Result<FinishedJob, LoadError> {
+    let finished = bq.run_job(&job.job_id, &job.configuration).await.map_err(|source| LoadError::Job {
+        table: table.table_id.clone(),
+        job_id: job.job_id.clone(),
+        files: job.files(),
+        source,
+    })?;
+    let loaded = finished.counts.output_rows.unwrap_or(0);
+    if loaded != job.rows {
+        return Err(LoadError::RowCount {
+            table: table.table_id.clone(),
+            what: format!("load job `{}` ({})", finished.job_id, job.files()),
+            expected: job.rows,
+            actual: loaded,
+        });
+    }
+    Ok(finished)
+}
+
+/// Runs the final statement, if any: moves staged rows into the table (append: checking the
+/// rows it inserted), or empties the table of an empty snapshot.
+async fn finalize(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoad) -> Result<Option<FinishedJob>, LoadError> {
+    let Some(finalize) = &table.finalize else {
+        return Ok(None);
+    };
+    let staging = table.staging_table_id.as_deref();
+    let finished = bq.run_job(&finalize.job_id, &finalize.configuration).await.map_err(|source| LoadError::Job {
+        table: table.table_id.clone(),
+        job_id: finalize.job_id.clone(),
+        files: staging.map_or_else(|| "none".to_string(), |s| format!("staging table {s}")),
+        source,
+    })?;
+    if plan.mode == LoadMode::Append && staging.is_some() {
+        let affected = finished.counts.dml_affected_rows.unwrap_or(0);
+        if affected != table.rows {
+            return Err(LoadError::RowCount {
+                table: table.table_id.clone(),
+                what: format!("INSERT job `{}`", finished.job_id),
+                expected: table.rows,
+                actual: affected,
+            });
+        }
+    }
+    Ok(Some(finished))
+}
+
+/// Truncate: the table holds exactly the manifest's rows.
+async fn count_rows(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoad) -> Result<(), LoadError> {
+    let sql = format!("SELECT COUNT(*) FROM {}", quote(&format!("{}.{}.{}", plan.project, plan.dataset, table.table_id)));
+    let count = bq.query_counts(&sql).await.map_err(step_error(table, LoadStep::CountRows))?[0];
+    if count != table.rows {
+        return Err(LoadError::RowCount {
+            table: table.table_id.clone(),
+            what: "COUNT(*) after the load".into(),
+            expected: table.rows,
+            actual: count,
+        });
+    }
+    Ok(())
+}
+
+/// Records the run (and the staged JSON's fingerprints) in the table's labels, then drops the
+/// staging table: until the labels are set, a re-run needs the staged rows.
+async fn label_table(
+    bq: &dyn BigQueryApi,
+    plan: &LoadPlan,
+    table: &TableLoad,
+    labels: &[(String, String)],
+    staging: Option<&str>,
+) -> Result<(), LoadError> {
+    bq.set_labels(&plan.dataset, &table.table_id, labels).await.map_err(step_error(table, LoadStep::LabelTable))?;
+    if let Some(staging) = staging {
+        bq.delete_table(&plan.dataset, staging).await.map_err(step_error(table, LoadStep::DropStaging))?;
+    }
+    Ok(())
 }
 
 /// For each JSON column of the staging table: checks the staged text's fingerprint equals the
@@ -157,14 +444,14 @@ pub async fn load(config: &LoadConfig, progress: Option<&ProgressReporter>) -> R
 /// same values as BigQuery will serialise them (`TO_JSON_STRING(PARSE_JSON(text))`), as labels
 /// for `validate`: JSON serialisation differs between Postgres, BigQuery and emulators.
 async fn fingerprint_staged_json(
-    bq: &BigQuery,
+    bq: &dyn BigQueryApi,
     plan: &LoadPlan,
     table: &TableLoad,
     manifest_table: &TableManifest,
     staging: &str,
 ) -> Result<Vec<(String, String)>, LoadError> {
     use crate::gcp::sql::{encoding, fingerprint_items, json_fingerprint_label, list_encoding};
-    let columns: Vec<_> = manifest_table.columns.iter().filter(|c| c.mapping.bq_type == crate::model::types::BigQueryType::Json).collect();
+    let columns: Vec<_> = manifest_table.columns.iter().filter(|c| c.mapping.bq_type == BigQueryType::Json).collect();
     if columns.is_empty() {
         return Ok(Vec::new());
     }
@@ -174,13 +461,13 @@ async fn fingerprint_staged_json(
         let (text, canonical) = if column.mapping.repeated {
             (list_encoding(&name, "e"), list_encoding(&name, "TO_JSON_STRING(PARSE_JSON(e))"))
         } else {
-            (name.clone(), encoding(crate::model::types::BigQueryType::Json, &format!("PARSE_JSON({name})")))
+            (name.clone(), encoding(BigQueryType::Json, &format!("PARSE_JSON({name})")))
         };
         items.extend(fingerprint_items(&text));
         items.extend(fingerprint_items(&canonical));
     }
     let sql = format!("SELECT {} FROM {}", items.join(", "), quote(&format!("{}.{}.{staging}", plan.project, plan.dataset)));
-    let row = bq.query_one_row(&sql).await?;
+    let row = bq.query_one_row(&sql).await.map_err(step_error(table, LoadStep::CheckStagedJson))?;
     // An aggregate over no values is NULL: the empty fingerprint, 0.
     let value = |i: usize| row.get(i).cloned().flatten().unwrap_or_else(|| "0".into());
     let mut labels = Vec::new();
@@ -198,207 +485,26 @@ async fn fingerprint_staged_json(
 
 /// Counts, per JSON column of the staging table, the values `PARSE_JSON` would reject, and
 /// refuses before the final statement runs (so the destination is never touched).
-async fn check_json_representable(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, staging: &str) -> Result<(), LoadError> {
-    let json_fields: Vec<&Field> = table.fields.iter().filter(|f| f.field_type == "JSON").collect();
+async fn check_json_representable(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoad, staging: &str) -> Result<(), LoadError> {
+    let json_fields: Vec<&Field> = table.fields.iter().filter(|f| f.field_type == BigQueryType::Json).collect();
     if json_fields.is_empty() {
         return Ok(());
     }
     let counts: Vec<String> = json_fields
         .iter()
-        .map(|f| match f.mode.as_str() {
-            "REPEATED" => format!("COUNTIF(EXISTS(SELECT 1 FROM UNNEST({0}) AS e WHERE SAFE.PARSE_JSON(e) IS NULL))", quote(&f.name)),
+        .map(|f| match f.mode {
+            FieldMode::Repeated => {
+                format!("COUNTIF(EXISTS(SELECT 1 FROM UNNEST({0}) AS e WHERE SAFE.PARSE_JSON(e) IS NULL))", quote(&f.name))
+            }
             _ => format!("COUNTIF({0} IS NOT NULL AND SAFE.PARSE_JSON({0}) IS NULL)", quote(&f.name)),
         })
         .collect();
     let sql = format!("SELECT {} FROM {}", counts.join(", "), quote(&format!("{}.{}.{staging}", plan.project, plan.dataset)));
-    let counts = bq.query_counts(&sql).await?;
+    let counts = bq.query_counts(&sql).await.map_err(step_error(table, LoadStep::CheckStagedJson))?;
     for (field, &rows) in json_fields.iter().zip(&counts) {
         if rows > 0 {
             return Err(LoadError::JsonNotRepresentable { table: table.table_id.clone(), column: field.name.clone(), rows });
         }
     }
     Ok(())
-}
-
-fn table_reference(project: &str, dataset: &str, table: &str) -> Value {
-    json!({ "projectId": project, "datasetId": dataset, "tableId": table })
-}
-
-/// Refuses to append a run the table already holds: its label says so (set by any mode), or
-/// a direct truncate load of it succeeded (that commits before its label is set).
-async fn refuse_loaded_run(bq: &BigQuery, plan: &LoadPlan, table: &TableLoad, existing: &Value) -> Result<(), LoadError> {
-    let label_key = &table.run_label.0;
-    let already = |mode: &str| LoadError::AlreadyLoaded {
-        run_id: plan.run_id.clone(),
-        table: table.table_id.clone(),
-        label: label_key.clone(),
-        mode: mode.into(),
-    };
-    if let Some(mode) = existing.pointer(&format!("/labels/{label_key}")).and_then(Value::as_str) {
-        return Err(already(mode));
-    }
-    if let Some(base) = &table.truncate_load_job_id {
-        // The ids `run_job` gives the attempts of one job.
-        for job_id in std::iter::once(base.clone()).chain((2..=JOB_ATTEMPTS).map(|attempt| format!("{base}-r{attempt}"))) {
-            if bq.succeeded_job(&job_id).await? {
-                return Err(already("truncate"));
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn load_table(
-    bq: &BigQuery,
-    plan: &LoadPlan,
-    table: &TableLoad,
-    manifest_table: &TableManifest,
-    progress: &TableProgress,
-) -> Result<TableReport, LoadError> {
-    let started = Instant::now();
-    let dataset = &plan.dataset;
-    let kept;
-    let table = match bq.table(dataset, &table.table_id).await? {
-        Some(existing) => {
-            let comparison = schema_differences(&existing, &table.fields);
-            if !comparison.differences.is_empty() {
-                return Err(LoadError::SchemaMismatch { table: table.table_id.clone(), differences: comparison.differences });
-            }
-            if plan.mode == LoadMode::Append {
-                refuse_loaded_run(bq, plan, table, &existing).await?;
-            }
-            if comparison.nullable_in_table.is_empty() {
-                table
-            } else {
-                info!(
-                    columns = comparison.nullable_in_table.join(","),
-                    "REQUIRED in the snapshot, NULLABLE in the table: loading with the table's modes"
-                );
-                kept = keep_nullable_columns(plan, table, &comparison.nullable_in_table);
-                &kept
-            }
-        }
-        None if table.staging_table_id.is_none() || plan.mode == LoadMode::Append => {
-            bq.create_table(dataset, &table.table_id, &table.fields, table.time_partitioning.as_ref(), &table.clustering).await.map_err(
-                |source| match source {
-                    BigQueryError::Status { status: reqwest::StatusCode::CONFLICT, .. } => {
-                        LoadError::CreatedConcurrently { table: table.table_id.clone(), source }
-                    }
-                    other => other.into(),
-                },
-            )?;
-            table
-        }
-        None => table,
-    };
-    let (label_key, label_value) = &table.run_label;
-
-    let mut job_ids = Vec::new();
-    let mut labels = Vec::new();
-    let mut reattached_jobs = 0;
-    // A run that crashed after its final statement and its labels, while dropping the staging
-    // table, is complete: only the checks below remain.
-    let finished_before = match (&table.finalize, &table.staging_table_id) {
-        (Some(finalize), Some(staging)) if bq.table(dataset, staging).await?.is_none() => bq.succeeded_job(&finalize.job_id).await?,
-        _ => false,
-    };
-    if finished_before {
-        info!("Final statement already done by an earlier run; checking only");
-    }
-    for job in table.load_jobs.iter().filter(|_| !finished_before) {
-        let staged = table.staging_table_id.is_some();
-        let fields = if staged { staging_fields(&table.fields) } else { table.fields.clone() };
-        let mut load = json!({
-            "sourceUris": job.uris,
-            "sourceFormat": "PARQUET",
-            "destinationTable": table_reference(&plan.project, dataset, &job.destination_table_id),
-            "writeDisposition": job.write_disposition,
-            "createDisposition": "CREATE_IF_NEEDED",
-            "schema": schema_json(&fields),
-            "parquetOptions": { "enableListInference": true },
-            "decimalTargetTypes": ["NUMERIC", "BIGNUMERIC"],
-        });
-        if !staged {
-            if let Some(p) = &table.time_partitioning {
-                load["timePartitioning"] = json!({ "type": p.unit, "field": p.field });
-            }
-            if !table.clustering.is_empty() {
-                load["clustering"] = json!({ "fields": table.clustering });
-            }
-        }
-        let files = match job.uris.as_slice() {
-            [one] => one.clone(),
-            many => format!("{} … {} ({} files)", many[0], many[many.len() - 1], many.len()),
-        };
-        let finished = bq.run_job(&job.job_id, json!({ "load": load })).await.map_err(|source| LoadError::Job {
-            table: table.table_id.clone(),
-            job_id: job.job_id.clone(),
-            files: files.clone(),
-            source,
-        })?;
-        let loaded = finished.output_rows.unwrap_or(0);
-        if loaded != job.rows {
-            return Err(LoadError::RowCount {
-                table: table.table_id.clone(),
-                what: format!("load job `{}` ({files})", finished.job_id),
-                expected: job.rows,
-                actual: loaded,
-            });
-        }
-        info!(job_id = %finished.job_id, rows = loaded, reattached = finished.reattached, "Load job done");
-        progress.rows.fetch_add(loaded, Ordering::Relaxed);
-        progress.bytes.fetch_add(job.bytes, Ordering::Relaxed);
-        progress.jobs.fetch_add(1, Ordering::Relaxed);
-        reattached_jobs += usize::from(finished.reattached);
-        job_ids.push(finished.job_id);
-    }
-
-    let staging = table.staging_table_id.as_ref().filter(|_| !finished_before);
-    if let Some(staging) = staging {
-        check_json_representable(bq, plan, table, staging).await?;
-        labels = fingerprint_staged_json(bq, plan, table, manifest_table, staging).await?;
-    }
-    if let Some(finalize) = table.finalize.as_ref().filter(|_| !finished_before) {
-        let query = json!({ "query": { "query": finalize.sql, "useLegacySql": false } });
-        let finished = bq.run_job(&finalize.job_id, query).await.map_err(|source| LoadError::Job {
-            table: table.table_id.clone(),
-            job_id: finalize.job_id.clone(),
-            files: staging.map_or_else(|| "none".to_string(), |s| format!("staging table {s}")),
-            source,
-        })?;
-        if plan.mode == LoadMode::Append && staging.is_some() {
-            let affected = finished.dml_affected_rows.unwrap_or(0);
-            if affected != table.rows {
-                return Err(LoadError::RowCount {
-                    table: table.table_id.clone(),
-                    what: format!("INSERT job `{}`", finished.job_id),
-                    expected: table.rows,
-                    actual: affected,
-                });
-            }
-        }
-        reattached_jobs += usize::from(finished.reattached);
-        job_ids.push(finished.job_id);
-    }
-    if plan.mode == LoadMode::Truncate {
-        let sql = format!("SELECT COUNT(*) FROM {}", quote(&format!("{}.{dataset}.{}", plan.project, table.table_id)));
-        let count = bq.query_counts(&sql).await?[0];
-        if count != table.rows {
-            return Err(LoadError::RowCount {
-                table: table.table_id.clone(),
-                what: "COUNT(*) after the load".into(),
-                expected: table.rows,
-                actual: count,
-            });
-        }
-    }
-    labels.push((label_key.clone(), label_value.clone()));
-    bq.set_labels(dataset, &table.table_id, &labels).await?;
-    // Dropped last: until the labels are set, a re-run needs the staged rows.
-    if let Some(staging) = staging {
-        bq.delete_table(dataset, staging).await?;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    info!(rows = table.rows, jobs = job_ids.len(), seconds = format!("{seconds:.2}"), "Loaded table");
-    Ok(TableReport { table_id: table.table_id.clone(), rows: table.rows, bytes: table.bytes, job_ids, reattached_jobs, seconds })
 }

@@ -1,16 +1,19 @@
 //! The load plan, pure: from a manifest, where it was found and the load settings to the exact
-//! BigQuery jobs, their deterministic ids, URIs, schema, partitioning and the final atomic step.
-//! `pg2bq load --dry-run` prints it. File URIs are the manifest's relative paths resolved
-//! against the run directory the manifest was read from, never the URIs recorded at export.
+//! BigQuery jobs, their deterministic ids, URIs, schema, partitioning and the final atomic step,
+//! down to the JSON each job and the table are created with. `pg2bq load --dry-run` prints it.
+//! File URIs are the manifest's relative paths resolved against the run directory the manifest
+//! was read from, never the URIs recorded at export.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use serde_json::{json, Value};
 
 use crate::gcp::bigquery::{DAILY_LOAD_JOBS_PER_TABLE, MAX_BYTES_PER_JOB, MAX_URIS_PER_JOB};
-use crate::gcp::schema::{Field, PartitionUnit, TimePartitioning};
+use crate::gcp::schema::{schema_json, set_layout, table_reference, table_resource, Field, FieldMode, PartitionUnit, TimePartitioning};
 use crate::gcp::sql::{label_part, quote};
-use crate::model::manifest::{Manifest, TableManifest};
+use crate::model::manifest::{FileManifest, Manifest, TableManifest};
+use crate::model::types::BigQueryType;
 
 /// Whether the table ends equal to the snapshot or gains its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,6 +29,25 @@ impl LoadMode {
             LoadMode::Truncate => "truncate",
             LoadMode::Append => "append",
         }
+    }
+}
+
+/// What a load job does to rows already in its destination, serialised as BigQuery names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WriteDisposition {
+    WriteTruncate,
+    WriteAppend,
+    WriteEmpty,
+}
+
+impl std::fmt::Display for WriteDisposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriteDisposition::WriteTruncate => "WRITE_TRUNCATE",
+            WriteDisposition::WriteAppend => "WRITE_APPEND",
+            WriteDisposition::WriteEmpty => "WRITE_EMPTY",
+        })
     }
 }
 
@@ -64,6 +86,8 @@ pub struct TableLoad {
     pub fields: Vec<Field>,
     pub time_partitioning: Option<TimePartitioning>,
     pub clustering: Vec<String>,
+    /// The table as `tables.insert` creates it when it does not exist (BigQuery's JSON).
+    pub table_resource: Value,
     /// Set when files go to a staging table first (JSON columns, several jobs, or append of
     /// JSON); the final step then moves them in one atomic statement.
     pub staging_table_id: Option<String>,
@@ -91,16 +115,37 @@ pub struct TableLoad {
 pub struct LoadJob {
     pub job_id: String,
     pub destination_table_id: String,
-    pub write_disposition: String,
+    pub write_disposition: WriteDisposition,
     pub uris: Vec<String>,
     pub bytes: u64,
     pub rows: u64,
+    /// The job's `configuration` as `jobs.insert` takes it.
+    pub configuration: Value,
+}
+
+impl LoadJob {
+    /// The job's files for messages: the one URI, or the first and last of several.
+    pub fn files(&self) -> String {
+        match self.uris.as_slice() {
+            [one] => one.clone(),
+            many => format!("{} … {} ({} files)", many[0], many[many.len() - 1], many.len()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct QueryJob {
     pub job_id: String,
     pub sql: String,
+    /// The job's `configuration` as `jobs.insert` takes it.
+    pub configuration: Value,
+}
+
+impl QueryJob {
+    fn new(job_id: String, sql: String) -> Self {
+        let configuration = json!({ "query": { "query": sql, "useLegacySql": false } });
+        Self { job_id, sql, configuration }
+    }
 }
 
 /// Why a plan cannot be made.
@@ -127,8 +172,9 @@ pub fn plan_load(manifest: &Manifest, run_uri: &str, target: &LoadTarget) -> Res
             return Err(LoadPlanError::UnknownTable { table: name.clone() });
         }
     }
-    let tables =
-        manifest.tables.iter().map(|t| plan_table(manifest, run_uri.trim_end_matches('/'), t, target)).collect::<Result<_, _>>()?;
+    let scope = Scope { project: &target.project, dataset: &target.dataset, run_id: &manifest.run_id, mode: target.mode };
+    let run_uri = run_uri.trim_end_matches('/');
+    let tables = manifest.tables.iter().map(|t| plan_table(&scope, run_uri, t, target)).collect::<Result<_, _>>()?;
     Ok(LoadPlan {
         run_id: manifest.run_id.clone(),
         project: target.project.clone(),
@@ -148,54 +194,70 @@ fn job_id_part(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
-fn plan_table(manifest: &Manifest, run_uri: &str, table: &TableManifest, target: &LoadTarget) -> Result<TableLoad, LoadPlanError> {
-    let file_uri = |file: &crate::model::manifest::FileManifest| format!("{run_uri}/{}", file.path);
-    if let Some(file) = table.files.first().filter(|_| !run_uri.starts_with("gs://")) {
-        return Err(LoadPlanError::NotOnGcs { table: table.name.clone(), uri: file_uri(file) });
-    }
-    let table_id = format!("{}{}", target.table_prefix, table.bq_table);
-    let fields: Vec<Field> = table
-        .columns
-        .iter()
-        .map(|c| Field {
-            name: c.mapping.bq_name.clone(),
-            field_type: c.mapping.bq_type.sql_name().to_string(),
-            mode: if c.mapping.repeated {
-                "REPEATED"
-            } else if c.mapping.nullable {
-                "NULLABLE"
-            } else {
-                "REQUIRED"
-            }
-            .to_string(),
-            description: c.mapping.comment.clone(),
-        })
-        .collect();
-    let has_column = |name: &str| fields.iter().find(|f| f.name == name);
-    let time_partitioning = match option_for(&target.partition_by, table) {
-        None => None,
-        Some((column, unit)) => {
-            let field = has_column(column).ok_or_else(|| LoadPlanError::Partition {
-                table: table.name.clone(),
-                column: column.clone(),
-                reason: "it does not have".into(),
-            })?;
-            if !matches!(field.field_type.as_str(), "DATE" | "TIMESTAMP" | "DATETIME") || field.mode == "REPEATED" {
-                return Err(LoadPlanError::Partition {
-                    table: table.name.clone(),
-                    column: column.clone(),
-                    reason: format!("is {} {}, not a DATE, TIMESTAMP or DATETIME", field.mode, field.field_type),
-                });
-            }
-            Some(TimePartitioning { field: column.clone(), unit: *unit })
-        }
-    };
-    let clustering = option_for(&target.cluster_by, table).cloned().unwrap_or_default();
-    if let Some(missing) = clustering.iter().find(|c| has_column(c).is_none()) {
-        return Err(LoadPlanError::Cluster { table: table.name.clone(), column: missing.clone() });
+/// Where the plan writes: the dataset, the run and the mode every job id and statement derives from.
+struct Scope<'a> {
+    project: &'a str,
+    dataset: &'a str,
+    run_id: &'a str,
+    mode: LoadMode,
+}
+
+impl Scope<'_> {
+    /// The prefix of a table's job ids in `mode`: `pg2bq_<run>_<dataset>_<table>_<mode>`.
+    fn job_base(&self, table_id: &str, mode: LoadMode) -> String {
+        job_id_part(&format!("pg2bq_{}_{}_{table_id}_{}", self.run_id, self.dataset, mode.as_str()))
     }
 
-    let mut batches: Vec<Vec<&crate::model::manifest::FileManifest>> = Vec::new();
+    /// `project.dataset.table`, quoted.
+    fn qualified(&self, table_id: &str) -> String {
+        quote(&format!("{}.{}.{table_id}", self.project, self.dataset))
+    }
+}
+
+/// The snapshot's columns as BigQuery fields.
+fn table_fields(table: &TableManifest) -> Vec<Field> {
+    let mode = |repeated, nullable| match (repeated, nullable) {
+        (true, _) => FieldMode::Repeated,
+        (false, true) => FieldMode::Nullable,
+        (false, false) => FieldMode::Required,
+    };
+    let fields = table.columns.iter().map(|c| &c.mapping);
+    fields
+        .map(|c| Field {
+            name: c.bq_name.clone(),
+            field_type: c.bq_type,
+            mode: mode(c.repeated, c.nullable),
+            description: c.comment.clone(),
+        })
+        .collect()
+}
+
+/// The `--partition-by` of this table, checked against its columns.
+fn time_partitioning(table: &TableManifest, target: &LoadTarget, fields: &[Field]) -> Result<Option<TimePartitioning>, LoadPlanError> {
+    let Some((column, unit)) = option_for(&target.partition_by, table) else {
+        return Ok(None);
+    };
+    let refused = |reason: String| LoadPlanError::Partition { table: table.name.clone(), column: column.clone(), reason };
+    let field = fields.iter().find(|f| &f.name == column).ok_or_else(|| refused("it does not have".into()))?;
+    let time_type = matches!(field.field_type, BigQueryType::Date | BigQueryType::Timestamp | BigQueryType::Datetime);
+    if !time_type || field.mode == FieldMode::Repeated {
+        return Err(refused(format!("is {} {}, not a DATE, TIMESTAMP or DATETIME", field.mode, field.field_type.sql_name())));
+    }
+    Ok(Some(TimePartitioning { field: column.clone(), unit: *unit }))
+}
+
+/// The `--cluster-by` columns of this table, checked against its columns.
+fn clustering(table: &TableManifest, target: &LoadTarget, fields: &[Field]) -> Result<Vec<String>, LoadPlanError> {
+    let clustering = option_for(&target.cluster_by, table).cloned().unwrap_or_default();
+    match clustering.iter().find(|c| !fields.iter().any(|f| &f.name == *c)) {
+        Some(missing) => Err(LoadPlanError::Cluster { table: table.name.clone(), column: missing.clone() }),
+        None => Ok(clustering),
+    }
+}
+
+/// The table's files in load jobs' batches, in order, each within BigQuery's per-job limits.
+fn file_batches(table: &TableManifest) -> Vec<Vec<&FileManifest>> {
+    let mut batches: Vec<Vec<&FileManifest>> = Vec::new();
     for file in &table.files {
         match batches.last_mut() {
             Some(batch)
@@ -206,12 +268,24 @@ fn plan_table(manifest: &Manifest, run_uri: &str, table: &TableManifest, target:
             _ => batches.push(vec![file]),
         }
     }
-    let has_json = fields.iter().any(|f| f.field_type == "JSON");
+    batches
+}
+
+fn plan_table(scope: &Scope, run_uri: &str, table: &TableManifest, target: &LoadTarget) -> Result<TableLoad, LoadPlanError> {
+    let file_uri = |file: &FileManifest| format!("{run_uri}/{}", file.path);
+    if let Some(file) = table.files.first().filter(|_| !run_uri.starts_with("gs://")) {
+        return Err(LoadPlanError::NotOnGcs { table: table.name.clone(), uri: file_uri(file) });
+    }
+    let table_id = format!("{}{}", target.table_prefix, table.bq_table);
+    let fields = table_fields(table);
+    let time_partitioning = time_partitioning(table, target, &fields)?;
+    let clustering = clustering(table, target, &fields)?;
+    let batches = file_batches(table);
+    let has_json = fields.iter().any(|f| f.field_type == BigQueryType::Json);
     // No files (an empty table): no load job; truncate empties the table with one statement.
     let staged = !table.files.is_empty() && (has_json || batches.len() > 1);
-    let base_for = |mode: LoadMode| job_id_part(&format!("pg2bq_{}_{}_{}_{}", manifest.run_id, target.dataset, table_id, mode.as_str()));
-    let base = base_for(target.mode);
-    let staging_table_id = staged.then(|| format!("{table_id}__pg2bq_staging_{}", label_part(&manifest.run_id).replace('-', "_")));
+    let base = scope.job_base(&table_id, scope.mode);
+    let staging_table_id = staged.then(|| format!("{table_id}__pg2bq_staging_{}", label_part(scope.run_id).replace('-', "_")));
     let destination = staging_table_id.clone().unwrap_or_else(|| table_id.clone());
     let load_jobs = batches
         .iter()
@@ -219,55 +293,80 @@ fn plan_table(manifest: &Manifest, run_uri: &str, table: &TableManifest, target:
         .map(|(index, files)| LoadJob {
             job_id: format!("{base}_load{index:04}"),
             destination_table_id: destination.clone(),
-            write_disposition: match (staged, index, target.mode) {
-                (true, 0, _) | (false, _, LoadMode::Truncate) => "WRITE_TRUNCATE",
-                _ => "WRITE_APPEND",
-            }
-            .to_string(),
+            write_disposition: match (staged, index, scope.mode) {
+                (true, 0, _) | (false, _, LoadMode::Truncate) => WriteDisposition::WriteTruncate,
+                _ => WriteDisposition::WriteAppend,
+            },
             uris: files.iter().map(|f| file_uri(f)).collect(),
             bytes: files.iter().map(|f| f.bytes).sum(),
             rows: files.iter().map(|f| f.rows).sum(),
+            configuration: Value::Null,
         })
         .collect::<Vec<_>>();
-    let run_label = (label_part(&format!("pg2bq_run_{}", manifest.run_id)), target.mode.as_str().to_string());
-    let finalize = match (&staging_table_id, target.mode) {
-        (Some(staging), _) => Some(QueryJob {
-            job_id: format!("{base}_finalize"),
-            sql: finalize_sql(&Scope::of(target), &table_id, staging, &fields, time_partitioning.as_ref(), &clustering, &run_label),
-        }),
-        (None, LoadMode::Truncate) if table.files.is_empty() => Some(QueryJob {
-            job_id: format!("{base}_finalize"),
-            sql: format!("DELETE FROM {} WHERE TRUE", quote(&format!("{}.{}.{table_id}", target.project, target.dataset))),
-        }),
-        _ => None,
-    };
-    let truncate_load_job_id = (target.mode == LoadMode::Append && !staged && !table.files.is_empty())
-        .then(|| format!("{}_load0000", base_for(LoadMode::Truncate)));
-    let notes = fields
-        .iter()
-        .any(|f| f.mode == "REQUIRED")
-        .then(|| {
-            "REQUIRED columns also load into NULLABLE columns of the same type in an existing table; the table keeps its modes".to_string()
-        })
-        .into_iter()
-        .collect();
-    Ok(TableLoad {
+    let emptied = (scope.mode == LoadMode::Truncate && table.files.is_empty())
+        .then(|| QueryJob::new(format!("{base}_finalize"), format!("DELETE FROM {} WHERE TRUE", scope.qualified(&table_id))));
+    let truncate_load_job_id = (scope.mode == LoadMode::Append && !staged && !table.files.is_empty())
+        .then(|| format!("{}_load0000", scope.job_base(&table_id, LoadMode::Truncate)));
+    let notes = fields.iter().any(|f| f.mode == FieldMode::Required).then(|| {
+        "REQUIRED columns also load into NULLABLE columns of the same type in an existing table; the table keeps its modes".to_string()
+    });
+    let mut planned = TableLoad {
         source: table.name.clone(),
         rows: table.row_count,
         bytes: table.files.iter().map(|f| f.bytes).sum(),
         daily_quota_share: load_jobs.len() as f64 / DAILY_LOAD_JOBS_PER_TABLE as f64,
+        run_label: (label_part(&format!("pg2bq_run_{}", scope.run_id)), scope.mode.as_str().to_string()),
         table_id,
         fields,
         time_partitioning,
         clustering,
+        table_resource: Value::Null,
         staging_table_id,
         load_jobs,
-        finalize,
-        run_label,
+        finalize: emptied,
         truncate_load_job_id,
-        notes,
+        notes: notes.into_iter().collect(),
         kept_nullable_columns: Vec::new(),
-    })
+    };
+    configure(scope, &mut planned);
+    Ok(planned)
+}
+
+/// Fills in what derives from the table's fields: its resource, each load job's configuration
+/// and, when staged, the final statement. The one place these are built, for the plan and for
+/// [`keep_nullable_columns`].
+fn configure(scope: &Scope, table: &mut TableLoad) {
+    let (id, partitioning) = (&table.table_id, table.time_partitioning.as_ref());
+    table.table_resource = table_resource(scope.project, scope.dataset, id, &table.fields, partitioning, &table.clustering);
+    let configurations: Vec<Value> = table.load_jobs.iter().map(|job| load_configuration(scope, table, job)).collect();
+    for (job, configuration) in table.load_jobs.iter_mut().zip(configurations) {
+        job.configuration = configuration;
+    }
+    if let Some(staging) = &table.staging_table_id {
+        let sql = finalize_sql(scope, table, staging);
+        table.finalize = Some(QueryJob::new(format!("{}_finalize", scope.job_base(&table.table_id, scope.mode)), sql));
+    }
+}
+
+/// A load job's configuration: Parquet with list inference, into its destination with the
+/// table's schema (JSON as STRING into staging), partitioning and clustering when direct.
+fn load_configuration(scope: &Scope, table: &TableLoad, job: &LoadJob) -> Value {
+    let staged = table.staging_table_id.is_some();
+    let fields = if staged { staging_fields(&table.fields) } else { table.fields.clone() };
+    let mut load = json!({
+        "sourceUris": job.uris,
+        "sourceFormat": "PARQUET",
+        "destinationTable": table_reference(scope.project, scope.dataset, &job.destination_table_id),
+        "writeDisposition": job.write_disposition,
+        "createDisposition": "CREATE_IF_NEEDED",
+        "schema": schema_json(&fields),
+        "parquetOptions": { "enableListInference": true },
+        "decimalTargetTypes": ["NUMERIC", "BIGNUMERIC"],
+    });
+    if !staged {
+        set_layout(&mut load, table.time_partitioning.as_ref(), &table.clustering);
+    }
+    json!({ "load": load })
 }
 
 /// The table's plan with `columns` (REQUIRED in the snapshot, NULLABLE in the existing table)
@@ -275,44 +374,19 @@ fn plan_table(manifest: &Manifest, run_uri: &str, table: &TableManifest, target:
 /// table's schema. Loading non-NULL values into a NULLABLE column loses nothing.
 pub fn keep_nullable_columns(plan: &LoadPlan, table: &TableLoad, columns: &[String]) -> TableLoad {
     let mut kept = table.clone();
-    for field in kept.fields.iter_mut().filter(|f| f.mode == "REQUIRED" && columns.contains(&f.name)) {
-        field.mode = "NULLABLE".into();
+    for field in kept.fields.iter_mut().filter(|f| f.mode == FieldMode::Required && columns.contains(&f.name)) {
+        field.mode = FieldMode::Nullable;
     }
-    if let (Some(finalize), Some(staging)) = (kept.finalize.as_mut(), &table.staging_table_id) {
-        let scope = Scope { project: &plan.project, dataset: &plan.dataset, mode: plan.mode };
-        finalize.sql = finalize_sql(
-            &scope,
-            &table.table_id,
-            staging,
-            &kept.fields,
-            kept.time_partitioning.as_ref(),
-            &kept.clustering,
-            &kept.run_label,
-        );
-    }
+    let scope = Scope { project: &plan.project, dataset: &plan.dataset, run_id: &plan.run_id, mode: plan.mode };
+    configure(&scope, &mut kept);
     kept.kept_nullable_columns = columns.to_vec();
     kept
 }
 
-/// Where and how the final statement writes.
-struct Scope<'a> {
-    project: &'a str,
-    dataset: &'a str,
-    mode: LoadMode,
-}
-
-impl<'a> Scope<'a> {
-    fn of(target: &'a LoadTarget) -> Self {
-        Self { project: &target.project, dataset: &target.dataset, mode: target.mode }
-    }
-}
-
 /// Staging columns are the final ones with JSON as STRING.
 pub fn staging_fields(fields: &[Field]) -> Vec<Field> {
-    fields
-        .iter()
-        .map(|f| Field { field_type: if f.field_type == "JSON" { "STRING".into() } else { f.field_type.clone() }, ..f.clone() })
-        .collect()
+    let staged = |t| if t == BigQueryType::Json { BigQueryType::String } else { t };
+    fields.iter().map(|f| Field { field_type: staged(f.field_type), ..f.clone() }).collect()
 }
 
 fn string_literal(text: &str) -> String {
@@ -322,69 +396,68 @@ fn string_literal(text: &str) -> String {
 /// The one statement that moves staged rows into the destination: `CREATE OR REPLACE TABLE …
 /// AS SELECT` (truncate: an atomic replacement with the full schema) or `INSERT … SELECT`
 /// (append). JSON text becomes JSON with `PARSE_JSON`, which fails rather than round a number.
-fn finalize_sql(
-    target: &Scope,
-    table_id: &str,
-    staging: &str,
-    fields: &[Field],
-    partitioning: Option<&TimePartitioning>,
-    clustering: &[String],
-    run_label: &(String, String),
-) -> String {
-    let qualified = |t: &str| quote(&format!("{}.{}.{t}", target.project, target.dataset));
-    let select: Vec<String> = fields
+fn finalize_sql(scope: &Scope, table: &TableLoad, staging: &str) -> String {
+    let select: Vec<String> = table
+        .fields
         .iter()
         .map(|f| {
             let column = quote(&f.name);
-            match (f.field_type.as_str(), f.mode.as_str()) {
-                ("JSON", "REPEATED") => {
+            match (f.field_type, f.mode) {
+                (BigQueryType::Json, FieldMode::Repeated) => {
                     format!("ARRAY(SELECT PARSE_JSON(e) FROM UNNEST({column}) AS e WITH OFFSET AS o ORDER BY o) AS {column}")
                 }
-                ("JSON", _) => format!("PARSE_JSON({column}) AS {column}"),
+                (BigQueryType::Json, _) => format!("PARSE_JSON({column}) AS {column}"),
                 _ => column,
             }
         })
         .collect();
-    let from = format!("SELECT {} FROM {}", select.join(", "), qualified(staging));
-    let names: Vec<String> = fields.iter().map(|f| quote(&f.name)).collect();
-    match target.mode {
-        LoadMode::Append => format!("INSERT INTO {} ({}) {from}", qualified(table_id), names.join(", ")),
-        LoadMode::Truncate => {
-            let columns: Vec<String> = fields
-                .iter()
-                .map(|f| {
-                    let data_type = if f.mode == "REPEATED" { format!("ARRAY<{}>", f.field_type) } else { f.field_type.clone() };
-                    let not_null = if f.mode == "REQUIRED" { " NOT NULL" } else { "" };
-                    let description =
-                        f.description.as_deref().map(|d| format!(" OPTIONS(description={})", string_literal(d))).unwrap_or_default();
-                    format!("{} {data_type}{not_null}{description}", quote(&f.name))
-                })
-                .collect();
-            let partition = partitioning.map(|p| format!(" PARTITION BY {}", partition_expression(p, fields))).unwrap_or_default();
-            let cluster = if clustering.is_empty() {
-                String::new()
-            } else {
-                format!(" CLUSTER BY {}", clustering.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "))
-            };
-            format!(
-                "CREATE OR REPLACE TABLE {} ({}){partition}{cluster} OPTIONS(labels=[({}, {})]) AS {from}",
-                qualified(table_id),
-                columns.join(", "),
-                string_literal(&run_label.0),
-                string_literal(&run_label.1),
-            )
+    let from = format!("SELECT {} FROM {}", select.join(", "), scope.qualified(staging));
+    match scope.mode {
+        LoadMode::Append => {
+            let names: Vec<String> = table.fields.iter().map(|f| quote(&f.name)).collect();
+            format!("INSERT INTO {} ({}) {from}", scope.qualified(&table.table_id), names.join(", "))
         }
+        LoadMode::Truncate => format!("{} AS {from}", create_or_replace(scope, table)),
     }
+}
+
+/// `CREATE OR REPLACE TABLE` with the table's columns, partitioning, clustering and run label.
+fn create_or_replace(scope: &Scope, table: &TableLoad) -> String {
+    let columns: Vec<String> = table
+        .fields
+        .iter()
+        .map(|f| {
+            let name = f.field_type.sql_name();
+            let data_type = if f.mode == FieldMode::Repeated { format!("ARRAY<{name}>") } else { name.to_string() };
+            let not_null = if f.mode == FieldMode::Required { " NOT NULL" } else { "" };
+            let description = f.description.as_deref().map(|d| format!(" OPTIONS(description={})", string_literal(d))).unwrap_or_default();
+            format!("{} {data_type}{not_null}{description}", quote(&f.name))
+        })
+        .collect();
+    let partition =
+        table.time_partitioning.as_ref().map(|p| format!(" PARTITION BY {}", partition_expression(p, &table.fields))).unwrap_or_default();
+    let cluster = match table.clustering.as_slice() {
+        [] => String::new(),
+        columns => format!(" CLUSTER BY {}", columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")),
+    };
+    let (label_key, label_value) = &table.run_label;
+    format!(
+        "CREATE OR REPLACE TABLE {} ({}){partition}{cluster} OPTIONS(labels=[({}, {})])",
+        scope.qualified(&table.table_id),
+        columns.join(", "),
+        string_literal(label_key),
+        string_literal(label_value),
+    )
 }
 
 fn partition_expression(partitioning: &TimePartitioning, fields: &[Field]) -> String {
     let column = quote(&partitioning.field);
     let unit = serde_json::to_value(partitioning.unit).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-    let field_type = fields.iter().find(|f| f.name == partitioning.field).map(|f| f.field_type.as_str()).unwrap_or("TIMESTAMP");
+    let field_type = fields.iter().find(|f| f.name == partitioning.field).map_or(BigQueryType::Timestamp, |f| f.field_type);
     match (field_type, partitioning.unit) {
-        ("DATE", PartitionUnit::Day) => column,
-        ("DATE", _) => format!("DATE_TRUNC({column}, {unit})"),
-        ("DATETIME", _) => format!("DATETIME_TRUNC({column}, {unit})"),
+        (BigQueryType::Date, PartitionUnit::Day) => column,
+        (BigQueryType::Date, _) => format!("DATE_TRUNC({column}, {unit})"),
+        (BigQueryType::Datetime, _) => format!("DATETIME_TRUNC({column}, {unit})"),
         _ => format!("TIMESTAMP_TRUNC({column}, {unit})"),
     }
 }
@@ -464,9 +537,9 @@ mod tests {
         let t = &plan.tables[0];
         assert!(t.staging_table_id.is_none() && t.finalize.is_none());
         assert_eq!(t.load_jobs.len(), 1);
-        assert_eq!(t.load_jobs[0].write_disposition, "WRITE_TRUNCATE");
+        assert_eq!(t.load_jobs[0].write_disposition, WriteDisposition::WriteTruncate);
         assert_eq!(t.load_jobs[0].uris.len(), 3);
-        assert_eq!(t.fields[0].mode, "REQUIRED");
+        assert_eq!(t.fields[0].mode, FieldMode::Required);
         assert_eq!(t.time_partitioning, Some(TimePartitioning { field: "mentioned_at".into(), unit: PartitionUnit::Day }));
     }
 
@@ -504,8 +577,8 @@ mod tests {
         let t = &plan.tables[0];
         assert_eq!(t.load_jobs.iter().map(|j| j.uris.len()).collect::<Vec<_>>(), [MAX_URIS_PER_JOB, 1]);
         assert_eq!(
-            (t.load_jobs[0].write_disposition.as_str(), t.load_jobs[1].write_disposition.as_str()),
-            ("WRITE_TRUNCATE", "WRITE_APPEND")
+            (t.load_jobs[0].write_disposition, t.load_jobs[1].write_disposition),
+            (WriteDisposition::WriteTruncate, WriteDisposition::WriteAppend)
         );
         assert!(t.finalize.is_some());
     }
@@ -552,10 +625,41 @@ mod tests {
         let plan = plan_load(&manifest(2, true), RUN_URI, &target(LoadMode::Truncate)).unwrap();
         assert_eq!(plan.tables[0].notes.len(), 1, "the plan says REQUIRED columns may load into NULLABLE ones");
         let kept = keep_nullable_columns(&plan, &plan.tables[0], &["id".to_string()]);
-        let modes: Vec<(&str, &str)> = kept.fields.iter().map(|f| (f.name.as_str(), f.mode.as_str())).collect();
-        assert_eq!(modes, [("id", "NULLABLE"), ("mentioned_at", "REQUIRED"), ("metadata", "NULLABLE")]);
+        let modes: Vec<(&str, FieldMode)> = kept.fields.iter().map(|f| (f.name.as_str(), f.mode)).collect();
+        assert_eq!(modes, [("id", FieldMode::Nullable), ("mentioned_at", FieldMode::Required), ("metadata", FieldMode::Nullable)]);
         let sql = &kept.finalize.as_ref().unwrap().sql;
         assert!(sql.contains("(`id` INT64 OPTIONS(description='the id'), `mentioned_at` TIMESTAMP NOT NULL"), "{sql}");
         assert_eq!(kept.kept_nullable_columns, ["id"]);
+        let staged_schema = &kept.load_jobs[0].configuration["load"]["schema"]["fields"];
+        assert_eq!(staged_schema[0]["mode"], "NULLABLE", "the load jobs take the kept modes too");
+        assert_eq!(staged_schema[2]["type"], "STRING", "JSON is staged as text");
+        assert_eq!(kept.table_resource["schema"]["fields"][0]["mode"], "NULLABLE");
+    }
+
+    #[test]
+    fn job_configurations_and_the_table_resource_are_in_the_plan() {
+        let mut clustered = target(LoadMode::Truncate);
+        clustered.cluster_by = [("events".to_string(), vec!["id".to_string()])].into();
+        let plan = plan_load(&manifest(2, false), RUN_URI, &clustered).unwrap();
+        let t = &plan.tables[0];
+        let partitioning = serde_json::json!({ "type": "DAY", "field": "mentioned_at" });
+        assert_eq!(t.table_resource["timePartitioning"], partitioning);
+        assert_eq!(t.table_resource["clustering"]["fields"], serde_json::json!(["id"]));
+        let load = &t.load_jobs[0].configuration["load"];
+        assert_eq!(load["writeDisposition"], "WRITE_TRUNCATE");
+        assert_eq!(load["destinationTable"]["tableId"], "events");
+        assert_eq!(load["sourceUris"].as_array().unwrap().len(), 2);
+        assert_eq!(load["timePartitioning"], partitioning, "a direct load sets the table's partitioning");
+        let dry_run = serde_json::to_value(&plan).unwrap();
+        assert_eq!(
+            dry_run["tables"][0]["fields"][0],
+            serde_json::json!({ "name": "id", "field_type": "INT64", "mode": "REQUIRED", "description": "the id" })
+        );
+        assert_eq!(dry_run["tables"][0]["load_jobs"][0]["write_disposition"], "WRITE_TRUNCATE");
+
+        let staged = plan_load(&manifest(2, true), RUN_URI, &target(LoadMode::Append)).unwrap();
+        let finalize = staged.tables[0].finalize.as_ref().unwrap();
+        assert_eq!(finalize.configuration["query"]["query"], finalize.sql.as_str());
+        assert!(staged.tables[0].load_jobs[0].configuration["load"].get("timePartitioning").is_none(), "staging is not partitioned");
     }
 }

@@ -223,8 +223,10 @@ async fn a_changed_snapshot_or_table_is_refused_before_any_job() {
     // An existing table with another schema: the difference is shown, nothing changes.
     let bq = s.bigquery().await;
     bq.ensure_dataset(&s.dataset, true).await.unwrap();
-    let other = [pg2bq::gcp::schema::Field { name: "id".into(), field_type: "STRING".into(), mode: "NULLABLE".into(), description: None }];
-    bq.create_table(&s.dataset, &table, &other, None, &[]).await.unwrap();
+    use pg2bq::gcp::schema::{table_resource, Field, FieldMode};
+    let other =
+        [Field { name: "id".into(), field_type: pg2bq::model::types::BigQueryType::String, mode: FieldMode::Nullable, description: None }];
+    bq.create_table(&s.dataset, &table, &table_resource(&s.project, &s.dataset, &table, &other, None, &[])).await.unwrap();
     let out = s.load(&manifest, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");

@@ -207,13 +207,11 @@ async fn nullable_table_columns_take_the_snapshots_required_columns() {
     // A table an application created with NULLABLE columns: loaded, its modes kept.
     let bq = s.bigquery().await;
     let created = format!("app_{table}");
-    let nullable = |name: &str, field_type: &str| pg2bq::gcp::schema::Field {
-        name: name.into(),
-        field_type: field_type.into(),
-        mode: "NULLABLE".into(),
-        description: None,
-    };
-    bq.create_table(&s.dataset, &created, &[nullable("id", "INT64"), nullable("v", "STRING")], None, &[]).await.unwrap();
+    use pg2bq::gcp::schema::{table_resource, Field, FieldMode};
+    use pg2bq::model::types::BigQueryType;
+    let nullable = |name: &str, field_type| Field { name: name.into(), field_type, mode: FieldMode::Nullable, description: None };
+    let fields = [nullable("id", BigQueryType::Int64), nullable("v", BigQueryType::String)];
+    bq.create_table(&s.dataset, &created, &table_resource(&s.project, &s.dataset, &created, &fields, None, &[])).await.unwrap();
     for attempt in 1..=2 {
         let out = s.load(&manifest, &["--table-prefix", "app_"]);
         assert!(out.status.success(), "load {attempt} into a NULLABLE table: {}", stderr(&out));

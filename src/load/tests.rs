@@ -1,0 +1,285 @@
+//! `load`'s idempotency rules against an in-memory BigQuery: attaching to jobs an earlier run
+//! submitted, retrying failed attempts under new ids, refusing to append a run twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::gcp::bigquery::{InsertedJob, JobCounts, Row, JOB_ATTEMPTS};
+use crate::model::aggregates::ColumnAggregates;
+use crate::model::manifest::{ColumnManifest, FileManifest, SourceInfo};
+use crate::model::types::{map_column, OutOfRange, PgColumn};
+
+/// Rows in each file of the tests' manifests.
+const FILE_ROWS: u64 = 10;
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+enum FakeJob {
+    Succeeded(JobCounts),
+    Failed(String),
+}
+
+/// Tables (resource with labels, rows) and jobs by id. A new load job loads [`FILE_ROWS`] per
+/// URI; a query job is only recorded; a job id in `failing` fails when submitted.
+#[derive(Default)]
+struct FakeBigQuery {
+    tables: Mutex<BTreeMap<String, (Value, u64)>>,
+    jobs: Mutex<BTreeMap<String, FakeJob>>,
+    failing: BTreeSet<String>,
+    /// Job ids submitted (not attached to), in order.
+    submitted: Mutex<Vec<String>>,
+}
+
+impl FakeBigQuery {
+    fn with_table(self, table_id: &str, labels: Value, rows: u64) -> Self {
+        let resource = json!({ "schema": { "fields": [
+            { "name": "id", "type": "INTEGER", "mode": "REQUIRED" },
+            { "name": "v", "type": "STRING" },
+        ] }, "labels": labels });
+        self.tables.lock().unwrap().insert(table_id.into(), (resource, rows));
+        self
+    }
+
+    fn with_job(self, job_id: &str, job: FakeJob) -> Self {
+        self.jobs.lock().unwrap().insert(job_id.into(), job);
+        self
+    }
+
+    fn submitted(&self) -> Vec<String> {
+        self.submitted.lock().unwrap().clone()
+    }
+
+    fn labels(&self, table_id: &str) -> Value {
+        self.tables.lock().unwrap()[table_id].0["labels"].clone()
+    }
+
+    /// A new load job's effect on its destination.
+    fn load(&self, load: &Value) -> u64 {
+        let rows = FILE_ROWS * load["sourceUris"].as_array().map_or(0, Vec::len) as u64;
+        let destination = load["destinationTable"]["tableId"].as_str().unwrap().to_string();
+        let mut tables = self.tables.lock().unwrap();
+        let entry = tables.entry(destination).or_insert_with(|| (json!({}), 0));
+        entry.1 = if load["writeDisposition"] == "WRITE_APPEND" { entry.1 + rows } else { rows };
+        rows
+    }
+}
+
+fn not_found(action: &str) -> BigQueryError {
+    BigQueryError::Status { action: action.into(), status: reqwest::StatusCode::NOT_FOUND, attempts: 1, message: "missing".into() }
+}
+
+#[async_trait]
+impl BigQueryApi for FakeBigQuery {
+    async fn table(&self, _dataset: &str, table: &str) -> Result<Option<Value>, BigQueryError> {
+        Ok(self.tables.lock().unwrap().get(table).map(|(resource, _)| resource.clone()))
+    }
+    async fn create_table(&self, _dataset: &str, table: &str, resource: &Value) -> Result<(), BigQueryError> {
+        self.tables.lock().unwrap().insert(table.into(), (resource.clone(), 0));
+        Ok(())
+    }
+    async fn delete_table(&self, _dataset: &str, table: &str) -> Result<(), BigQueryError> {
+        self.tables.lock().unwrap().remove(table);
+        Ok(())
+    }
+    async fn set_labels(&self, _dataset: &str, table: &str, labels: &[(String, String)]) -> Result<(), BigQueryError> {
+        let mut tables = self.tables.lock().unwrap();
+        let (resource, _) = tables.get_mut(table).ok_or_else(|| not_found("label"))?;
+        for (key, value) in labels {
+            resource["labels"][key] = json!(value);
+        }
+        Ok(())
+    }
+    async fn insert_job(&self, job_id: &str, configuration: &Value) -> Result<InsertedJob, BigQueryError> {
+        if self.jobs.lock().unwrap().contains_key(job_id) {
+            return Ok(InsertedJob { existed: true, location: None });
+        }
+        self.submitted.lock().unwrap().push(job_id.into());
+        let job = match configuration.get("load") {
+            _ if self.failing.contains(job_id) => FakeJob::Failed("invalid: boom".into()),
+            Some(load) => FakeJob::Succeeded(JobCounts { output_rows: Some(self.load(load)), dml_affected_rows: None }),
+            None => FakeJob::Succeeded(JobCounts::default()),
+        };
+        self.jobs.lock().unwrap().insert(job_id.into(), job);
+        Ok(InsertedJob { existed: false, location: None })
+    }
+    async fn wait_for_job(&self, job_id: &str, _location: Option<&str>) -> Result<JobCounts, BigQueryError> {
+        match self.jobs.lock().unwrap().get(job_id).cloned().ok_or_else(|| not_found(job_id))? {
+            FakeJob::Succeeded(counts) => Ok(counts),
+            FakeJob::Failed(reasons) => Err(BigQueryError::JobFailed { job_id: job_id.into(), reasons }),
+        }
+    }
+    async fn succeeded_job(&self, job_id: &str) -> Result<bool, BigQueryError> {
+        Ok(matches!(self.jobs.lock().unwrap().get(job_id), Some(FakeJob::Succeeded(_))))
+    }
+    /// `SELECT COUNT(*) FROM `p.d.<table>``: the table's rows.
+    async fn query_one_row(&self, sql: &str) -> Result<Row, BigQueryError> {
+        let table = sql.trim_end_matches('`').rsplit('.').next().unwrap();
+        let rows = self.tables.lock().unwrap().get(table).map_or(0, |(_, rows)| *rows);
+        Ok(vec![Some(rows.to_string())])
+    }
+}
+
+fn manifest(tables: &[&str], files: usize) -> Manifest {
+    let column = |name: &str, type_name: &str, not_null: bool| {
+        let pg = PgColumn { not_null, ..PgColumn::base(name, type_name, -1) };
+        let mapping = map_column(&pg, None, OutOfRange::Refuse).unwrap();
+        ColumnManifest { mapping, adjusted_rows: 0, aggregates: ColumnAggregates::default() }
+    };
+    let table = |name: &&str| TableManifest {
+        name: format!("public.{name}"),
+        bq_table: name.to_string(),
+        source_query: String::new(),
+        primary_key: vec![],
+        foreign_keys: vec![],
+        columns: vec![column("id", "int8", true), column("v", "text", false)],
+        partitions: vec![],
+        files: (0..files)
+            .map(|i| FileManifest {
+                path: format!("public.{name}/part-{i:05}.parquet"),
+                uri: String::new(),
+                partition: 0,
+                rows: FILE_ROWS,
+                bytes: 100,
+                crc32c: String::new(),
+                aggregates: vec![],
+            })
+            .collect(),
+        row_count: FILE_ROWS * files as u64,
+    };
+    Manifest {
+        format_version: 1,
+        tool: "pg2bq".into(),
+        tool_version: "0".into(),
+        run_id: "r1".into(),
+        started_at: String::new(),
+        completed_at: String::new(),
+        source: SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None },
+        destination: "gs://b/p".into(),
+        tables: tables.iter().map(table).collect(),
+    }
+}
+
+fn planned(tables: &[&str], mode: LoadMode) -> (Manifest, LoadPlan) {
+    let manifest = manifest(tables, 2);
+    let target = LoadTarget {
+        project: "p".into(),
+        dataset: "d".into(),
+        location: None,
+        table_prefix: String::new(),
+        mode,
+        partition_by: BTreeMap::new(),
+        cluster_by: BTreeMap::new(),
+    };
+    let plan = plan_load(&manifest, "gs://b/p/r1", &target).unwrap();
+    (manifest, plan)
+}
+
+async fn run(bq: &FakeBigQuery, tables: &[&str], mode: LoadMode) -> Result<Vec<TableReport>, LoadError> {
+    let (manifest, plan) = planned(tables, mode);
+    load_tables(bq, &plan, &manifest, None).await
+}
+
+const TRUNCATE_JOB: &str = "pg2bq_r1_d_t_truncate_load0000";
+const APPEND_JOB: &str = "pg2bq_r1_d_t_append_load0000";
+
+#[tokio::test]
+async fn a_fresh_load_submits_its_job_counts_and_labels_the_table() {
+    let bq = FakeBigQuery::default();
+    let reports = run(&bq, &["t"], LoadMode::Truncate).await.unwrap();
+    assert_eq!(bq.submitted(), [TRUNCATE_JOB]);
+    assert_eq!((reports[0].rows, reports[0].reattached_jobs), (20, 0));
+    assert_eq!(bq.labels("t"), json!({ "pg2bq_run_r1": "truncate" }));
+}
+
+#[tokio::test]
+async fn truncate_attaches_to_its_succeeded_job_instead_of_loading_again() {
+    let counts = JobCounts { output_rows: Some(20), dml_affected_rows: None };
+    let bq = FakeBigQuery::default().with_table("t", json!({}), 20).with_job(TRUNCATE_JOB, FakeJob::Succeeded(counts));
+    let reports = run(&bq, &["t"], LoadMode::Truncate).await.unwrap();
+    assert!(bq.submitted().is_empty(), "nothing is submitted again: {:?}", bq.submitted());
+    assert_eq!((reports[0].job_ids.as_slice(), reports[0].reattached_jobs), ([TRUNCATE_JOB.to_string()].as_slice(), 1));
+    assert_eq!(bq.labels("t")["pg2bq_run_r1"], "truncate");
+}
+
+#[tokio::test]
+async fn a_job_id_whose_attempt_failed_retries_under_the_next_id() {
+    let failed = || FakeJob::Failed("backendError: gone".into());
+    let bq = FakeBigQuery::default().with_job(TRUNCATE_JOB, failed()).with_job(&format!("{TRUNCATE_JOB}-r2"), failed());
+    let reports = run(&bq, &["t"], LoadMode::Truncate).await.unwrap();
+    assert_eq!(bq.submitted(), [format!("{TRUNCATE_JOB}-r3")]);
+    assert_eq!(reports[0].job_ids, [format!("{TRUNCATE_JOB}-r3")]);
+}
+
+#[tokio::test]
+async fn after_every_attempt_failed_the_load_stops_with_the_last_reasons() {
+    let mut bq = FakeBigQuery::default();
+    for job_id in job_attempt_ids(TRUNCATE_JOB).take(JOB_ATTEMPTS - 1) {
+        bq = bq.with_job(&job_id, FakeJob::Failed(format!("earlier: {job_id}")));
+    }
+    bq.failing.insert(format!("{TRUNCATE_JOB}-r{JOB_ATTEMPTS}"));
+    let error = run(&bq, &["t"], LoadMode::Truncate).await.unwrap_err();
+    assert!(
+        matches!(&error, LoadError::Job { source: BigQueryError::JobFailed { job_id, .. }, .. } if job_id.ends_with("-r5")),
+        "{error:?}"
+    );
+    assert_eq!(bq.submitted(), [format!("{TRUNCATE_JOB}-r5")]);
+    let exhausted = FakeBigQuery::default().with_job(TRUNCATE_JOB, FakeJob::Failed("earlier".into()));
+    let exhausted =
+        (2..=JOB_ATTEMPTS).fold(exhausted, |bq, n| bq.with_job(&format!("{TRUNCATE_JOB}-r{n}"), FakeJob::Failed(format!("last {n}"))));
+    let error = run(&exhausted, &["t"], LoadMode::Truncate).await.unwrap_err();
+    assert!(
+        matches!(&error, LoadError::Job { source: BigQueryError::AttemptsExhausted { reasons, .. }, .. } if reasons == "last 5"),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn append_refuses_a_run_recorded_in_the_tables_labels_in_any_mode() {
+    for mode in ["truncate", "append"] {
+        let bq = FakeBigQuery::default().with_table("t", json!({ "pg2bq_run_r1": mode }), 20);
+        let error = run(&bq, &["t"], LoadMode::Append).await.unwrap_err();
+        assert!(matches!(&error, LoadError::AlreadyLoaded { mode: m, .. } if m == mode), "{error:?}");
+        assert!(bq.submitted().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn append_refuses_a_run_whose_unlabelled_truncate_load_succeeded() {
+    let counts = JobCounts { output_rows: Some(20), dml_affected_rows: None };
+    let retried = format!("{TRUNCATE_JOB}-r3");
+    let bq = FakeBigQuery::default().with_table("t", json!({}), 20).with_job(&retried, FakeJob::Succeeded(counts));
+    let error = run(&bq, &["t"], LoadMode::Append).await.unwrap_err();
+    assert!(matches!(&error, LoadError::AlreadyLoaded { mode, .. } if mode == "truncate"), "{error:?}");
+    assert!(bq.submitted().is_empty());
+    // Without that job, the run appends.
+    let bq = FakeBigQuery::default().with_table("t", json!({}), 20);
+    run(&bq, &["t"], LoadMode::Append).await.unwrap();
+    assert_eq!(bq.submitted(), [APPEND_JOB]);
+    assert_eq!(bq.labels("t")["pg2bq_run_r1"], "append");
+}
+
+#[tokio::test]
+async fn each_failed_table_keeps_its_cause_and_the_others_load() {
+    let mut bq = FakeBigQuery::default();
+    bq.failing.insert("pg2bq_r1_d_bad_truncate_load0000".into());
+    let error = run(&bq, &["t", "bad"], LoadMode::Truncate).await.unwrap_err();
+    assert_eq!(error.to_string(), "1 of 2 tables failed to load: bad");
+    let chain = crate::error_chain(&error);
+    assert!(chain[1].starts_with("`bad`: table `bad`: load job `pg2bq_r1_d_bad_truncate_load0000` failed"), "{chain:?}");
+    assert!(chain[1].ends_with("BigQuery job `pg2bq_r1_d_bad_truncate_load0000` failed: invalid: boom"), "{chain:?}");
+    assert_eq!(bq.labels("t")["pg2bq_run_r1"], "truncate", "the other table loaded");
+}
+
+#[tokio::test]
+async fn a_short_count_after_the_load_is_an_error_naming_both_counts() {
+    // The earlier run's job reports 20 rows, but the table holds 5 (changed since).
+    let counts = JobCounts { output_rows: Some(20), dml_affected_rows: None };
+    let bq = FakeBigQuery::default().with_table("t", json!({}), 5).with_job(TRUNCATE_JOB, FakeJob::Succeeded(counts));
+    let error = run(&bq, &["t"], LoadMode::Truncate).await.unwrap_err();
+    assert!(matches!(error, LoadError::RowCount { expected: 20, actual: 5, .. }), "{error:?}");
+    assert_eq!(bq.labels("t"), json!({}), "an unchecked load is not labelled");
+}
