@@ -38,7 +38,6 @@ impl LoadMode {
 pub enum WriteDisposition {
     WriteTruncate,
     WriteAppend,
-    WriteEmpty,
 }
 
 impl std::fmt::Display for WriteDisposition {
@@ -46,7 +45,6 @@ impl std::fmt::Display for WriteDisposition {
         f.write_str(match self {
             WriteDisposition::WriteTruncate => "WRITE_TRUNCATE",
             WriteDisposition::WriteAppend => "WRITE_APPEND",
-            WriteDisposition::WriteEmpty => "WRITE_EMPTY",
         })
     }
 }
