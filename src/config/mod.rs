@@ -118,6 +118,15 @@ impl ConfigFile {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile { path: path.display().to_string(), source })?;
         toml::from_str(&text).map_err(|source| ConfigError::ParseFile { path: path.display().to_string(), source })
     }
+
+    /// The file at `path`, or an empty one (every setting from flags, environment or defaults)
+    /// when no file is named.
+    ///
+    /// # Errors
+    /// As [`ConfigFile::load`].
+    pub fn load_or_default(path: Option<&Path>) -> Result<Self, ConfigError> {
+        path.map_or_else(|| Ok(Self::default()), Self::load)
+    }
 }
 
 impl ExportConfig {
