@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use pg2bq::model::progress::ProgressCounter;
 use pg2bq::export::plan::{ExportPlan, TablePlan};
 use pg2bq::model::manifest::Manifest;
+use pg2bq::model::progress::ProgressCounter;
 use pg2bq::{ExportOutcome, LoadOutcome};
 
 /// The stage a bar belongs to: what its counters mean.
@@ -292,7 +292,10 @@ fn table_plan_text(table: &TablePlan) -> String {
         ));
     }
     for partition in &table.partitions {
-        text.push_str(&format!("  partition {} [{}] {}: {} rows\n", partition.index, partition.method, partition.predicate, partition.rows));
+        text.push_str(&format!(
+            "  partition {} [{}] {}: {} rows\n",
+            partition.index, partition.method, partition.predicate, partition.rows
+        ));
     }
     for n in &table.numeric_in_use {
         let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
