@@ -32,11 +32,11 @@ use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsPar
 use gcp_bigquery_client::model::get_query_results_response::GetQueryResultsResponse;
 use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::query_request::QueryRequest;
-use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
+use crate::gcp::credentials::{CredentialsError, TokenSource};
 use crate::gcp::retry::{is_transient_error, is_transient_status, Backoff, RetryPolicy};
 use crate::gcp::schema::{schema_differences, schema_json, Field, SchemaComparison, TimePartitioning};
 
@@ -78,7 +78,7 @@ pub enum BigQueryError {
     #[error("cannot obtain Google credentials for BigQuery")]
     Credentials {
         #[source]
-        source: object_store::Error,
+        source: CredentialsError,
     },
     #[error("BigQuery: failed to {action} (gave up after {attempts} attempt(s))")]
     Http {
@@ -126,23 +126,6 @@ pub enum BigQueryError {
     NotOneRow { sql: String, rows: usize },
     #[error("BigQuery query `{sql}`: column {column} is `{value}`, not a count")]
     NotACount { sql: String, column: usize, value: String },
-}
-
-/// Tokens from object_store's Google credential chain (service account file, gcloud ADC,
-/// metadata server), scope cloud-platform; none for an emulator.
-#[derive(Clone)]
-struct TokenSource(Option<GcpCredentialProvider>);
-
-impl TokenSource {
-    async fn bearer(&self) -> Result<Option<String>, BigQueryError> {
-        match &self.0 {
-            None => Ok(None),
-            Some(provider) => {
-                let credential = provider.get_credential().await.map_err(|source| BigQueryError::Credentials { source })?;
-                Ok(Some(credential.bearer.clone()))
-            }
-        }
-    }
 }
 
 /// The token source as gcp-bigquery-client asks for it. [`BigQuery::client_call`] fetches the
@@ -203,15 +186,11 @@ impl BigQuery {
     /// [`BigQueryError::Credentials`] when no Google credentials can be found for real BigQuery.
     pub async fn connect(project: &str, location: Option<String>, options: &BigQueryOptions) -> Result<Self, BigQueryError> {
         let (base_url, auth) = match &options.emulator_host {
-            Some(host) => (format!("{}/bigquery/v2", host.trim_end_matches('/')), TokenSource(None)),
+            Some(host) => (format!("{}/bigquery/v2", host.trim_end_matches('/')), TokenSource::none()),
             None => {
-                // object_store's builder needs a bucket name; the credential chain does not use it.
-                let mut builder = GoogleCloudStorageBuilder::new().with_bucket_name("pg2bq-credentials");
-                if let Some(path) = &options.application_credentials {
-                    builder = builder.with_application_credentials(path);
-                }
-                let store = builder.build().map_err(|source| BigQueryError::Credentials { source })?;
-                (BIGQUERY_URL.to_string(), TokenSource(Some(store.credentials().clone())))
+                let auth = TokenSource::google(options.application_credentials.as_deref())
+                    .map_err(|source| BigQueryError::Credentials { source })?;
+                (BIGQUERY_URL.to_string(), auth)
             }
         };
         let http = reqwest::Client::builder()
@@ -238,7 +217,7 @@ impl BigQuery {
     {
         let mut backoff = Backoff::new(RetryPolicy::REQUESTS);
         loop {
-            self.auth.bearer().await?;
+            self.auth.bearer().await.map_err(|source| BigQueryError::Credentials { source })?;
             let error = match request().await {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
@@ -271,7 +250,7 @@ impl BigQuery {
         let mut backoff = Backoff::new(RetryPolicy::REQUESTS);
         loop {
             let mut request = self.http.request(method.clone(), &url);
-            if let Some(token) = self.auth.bearer().await? {
+            if let Some(token) = self.auth.bearer().await.map_err(|source| BigQueryError::Credentials { source })? {
                 request = request.bearer_auth(token);
             }
             if let Some(body) = body {

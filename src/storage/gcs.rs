@@ -3,8 +3,8 @@
 //!
 //! object_store's GCS backend writes through the XML API, which fake-gcs-server does not
 //! implement; the JSON API works on both, so production and tests share this one write path.
-//! Credentials come from object_store's GCP credential chain (ADC, service account file,
-//! metadata server); against an emulator no token is sent.
+//! Tokens come from [`crate::gcp::credentials`] (service account file, ADC, metadata server);
+//! against an emulator no token is sent.
 //!
 //! Requests are retried on 429/5xx and connection failures (see [`crate::gcp::retry`]) where that
 //! is safe: reads, lists, deletes and starting an upload session are simply repeated; a
@@ -15,12 +15,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
 use tracing::warn;
 
+use crate::gcp::credentials::{CredentialsError, TokenSource};
 use crate::gcp::retry::{is_transient_error, is_transient_status, Backoff, RetryPolicy};
 
 /// Resumable upload chunks must be multiples of 256 KiB.
@@ -57,7 +57,7 @@ pub enum GcsError {
     #[error("GCS credentials could not be obtained")]
     Credentials {
         #[source]
-        source: object_store::Error,
+        source: CredentialsError,
     },
     #[error("GCS resumable upload of `gs://{bucket}/{object}` returned no session location")]
     NoSession { bucket: String, object: String },
@@ -77,7 +77,7 @@ pub struct GcsClient {
     http: reqwest::Client,
     base_url: String,
     pub bucket: String,
-    credentials: Option<GcpCredentialProvider>,
+    credentials: TokenSource,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,14 +121,11 @@ impl GcsClient {
     /// [`GcsError::Credentials`] when no credential chain can be built for real GCS.
     pub fn new(bucket: &str, options: &GcsOptions) -> Result<Self, GcsError> {
         let (base_url, credentials) = match &options.emulator_host {
-            Some(host) => (host.trim_end_matches('/').to_string(), None),
+            Some(host) => (host.trim_end_matches('/').to_string(), TokenSource::none()),
             None => {
-                let mut builder = GoogleCloudStorageBuilder::new().with_bucket_name(bucket);
-                if let Some(path) = &options.application_credentials {
-                    builder = builder.with_application_credentials(path);
-                }
-                let store = builder.build().map_err(|source| GcsError::Credentials { source })?;
-                ("https://storage.googleapis.com".to_string(), Some(store.credentials().clone()))
+                let credentials =
+                    TokenSource::google(options.application_credentials.as_deref()).map_err(|source| GcsError::Credentials { source })?;
+                ("https://storage.googleapis.com".to_string(), credentials)
             }
         };
         let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).connect_timeout(CONNECT_TIMEOUT).build().map_err(|source| {
@@ -139,12 +136,9 @@ impl GcsClient {
 
     async fn request(&self, method: Method, url: String) -> Result<RequestBuilder, GcsError> {
         let builder = self.http.request(method, url);
-        match &self.credentials {
+        match self.credentials.bearer().await.map_err(|source| GcsError::Credentials { source })? {
             None => Ok(builder),
-            Some(provider) => {
-                let token = provider.get_credential().await.map_err(|source| GcsError::Credentials { source })?;
-                Ok(builder.bearer_auth(&token.bearer))
-            }
+            Some(token) => Ok(builder.bearer_auth(token)),
         }
     }
 
