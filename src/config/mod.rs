@@ -16,7 +16,7 @@ use crate::export::parquet::ParquetSettings;
 use crate::gcp::bigquery::BigQueryOptions;
 use crate::gcp::schema::PartitionUnit;
 use crate::load::{LoadConfig, LoadMode, LoadTarget};
-use crate::model::types::{CastOverride, OutOfRange};
+use crate::model::types::{CastOverride, NameAlphabet, OutOfRange};
 use crate::source::postgres::with_connection_defaults;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::run::{InvalidRunId, RunId};
@@ -272,9 +272,7 @@ fn default_partitions() -> usize {
 /// for a query (which may hold only letters, digits, `_` and `-`).
 fn spec_key(spec: &TableSpec) -> Result<String, ConfigError> {
     match spec.query {
-        Some(_) if spec.name.is_empty() || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) => {
-            Err(ConfigError::QueryName { name: spec.name.clone() })
-        }
+        Some(_) if !NameAlphabet::ID.spells(&spec.name) => Err(ConfigError::QueryName { name: spec.name.clone() }),
         Some(_) => Ok(spec.name.clone()),
         None => table_key(&spec.name),
     }

@@ -11,6 +11,7 @@ use crate::gcp::bigquery::{DAILY_LOAD_JOBS_PER_TABLE, MAX_BYTES_PER_JOB, MAX_URI
 use crate::gcp::schema::{Field, PartitionUnit, TimePartitioning};
 use crate::gcp::sql::{label_part, quote};
 use crate::model::manifest::{Manifest, TableManifest};
+use crate::model::types::NameAlphabet;
 
 /// Whether the table ends equal to the snapshot or gains its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -143,11 +144,6 @@ fn option_for<'a, T>(options: &'a BTreeMap<String, T>, table: &TableManifest) ->
     options.iter().find(|(name, _)| table.is_named(name)).map(|(_, v)| v)
 }
 
-/// Job ids allow `[A-Za-z0-9_-]`.
-fn job_id_part(text: &str) -> String {
-    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
-}
-
 fn plan_table(manifest: &Manifest, run_uri: &str, table: &TableManifest, target: &LoadTarget) -> Result<TableLoad, LoadPlanError> {
     let file_uri = |file: &crate::model::manifest::FileManifest| format!("{run_uri}/{}", file.path);
     if let Some(file) = table.files.first().filter(|_| !run_uri.starts_with("gs://")) {
@@ -209,7 +205,9 @@ fn plan_table(manifest: &Manifest, run_uri: &str, table: &TableManifest, target:
     let has_json = fields.iter().any(|f| f.field_type == "JSON");
     // No files (an empty table): no load job; truncate empties the table with one statement.
     let staged = !table.files.is_empty() && (has_json || batches.len() > 1);
-    let base_for = |mode: LoadMode| job_id_part(&format!("pg2bq_{}_{}_{}_{}", manifest.run_id, target.dataset, table_id, mode.as_str()));
+    let base_for = |mode: LoadMode| {
+        NameAlphabet::ID.sanitize(&format!("pg2bq_{}_{}_{}_{}", manifest.run_id, target.dataset, table_id, mode.as_str()), usize::MAX)
+    };
     let base = base_for(target.mode);
     let staging_table_id = staged.then(|| format!("{table_id}__pg2bq_staging_{}", label_part(&manifest.run_id).replace('-', "_")));
     let destination = staging_table_id.clone().unwrap_or_else(|| table_id.clone());

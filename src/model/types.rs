@@ -461,10 +461,38 @@ pub fn bigquery_column_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Ve
     }))
 }
 
+/// The characters a kind of name may hold: ASCII letters, digits and a few more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameAlphabet {
+    /// Allowed besides ASCII letters and digits.
+    extra: &'static str,
+}
+
+impl NameAlphabet {
+    /// BigQuery column and table names: `[A-Za-z0-9_]`.
+    pub const IDENTIFIER: Self = Self { extra: "_" };
+    /// BigQuery job ids and label parts, and our query names: `[A-Za-z0-9_-]`.
+    pub const ID: Self = Self { extra: "_-" };
+
+    pub fn allows(self, c: char) -> bool {
+        c.is_ascii_alphanumeric() || self.extra.contains(c)
+    }
+
+    /// Whether `text` is non-empty and holds only characters of the alphabet.
+    pub fn spells(self, text: &str) -> bool {
+        !text.is_empty() && text.chars().all(|c| self.allows(c))
+    }
+
+    /// `text` with every character outside the alphabet as `_`, cut to `max_chars`.
+    pub fn sanitize(self, text: &str, max_chars: usize) -> String {
+        text.chars().map(|c| if self.allows(c) { c } else { '_' }).take(max_chars).collect()
+    }
+}
+
 /// `name` with characters outside `[A-Za-z0-9_]` as `_` and a `_` before a leading digit
 /// (the rule BigQuery column and table names share).
 pub fn bigquery_identifier(name: &str) -> String {
-    let mut clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut clean = NameAlphabet::IDENTIFIER.sanitize(name, usize::MAX);
     if clean.is_empty() || clean.starts_with(|c: char| c.is_ascii_digit()) {
         clean.insert(0, '_');
     }
@@ -525,6 +553,15 @@ mod arrow_type_serde {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_alphabets_replace_what_they_do_not_spell() {
+        assert_eq!(NameAlphabet::IDENTIFIER.sanitize("a-b.c_1é", usize::MAX), "a_b_c_1_");
+        assert_eq!(NameAlphabet::ID.sanitize("a-b.c_1é", 5), "a-b_c");
+        assert!(NameAlphabet::ID.spells("daily-2024_x"));
+        assert!(!NameAlphabet::ID.spells("daily 2024") && !NameAlphabet::ID.spells(""));
+        assert!(!NameAlphabet::IDENTIFIER.spells("a-b"));
+    }
 
     fn column(type_name: &str, typmod: i32) -> PgColumn {
         PgColumn::base("c", type_name, typmod)
