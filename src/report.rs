@@ -404,20 +404,22 @@ pub fn print_validation(report: &pg2bq::validate::ValidationReport, json: bool) 
         text.push_str(&check_lines(&report.probes, false));
     }
     text.push_str(if report.passed { "\nAll checks passed.\n" } else { "\nSOME CHECKS FAILED.\n" });
-    eprint!("{text}");
-    if json {
-        let mut out = std::io::stdout().lock();
-        let _ = write_json(&mut out, report).and_then(|()| writeln!(out));
-    }
+    print_checked(&text, json.then_some(report));
 }
 
 pub fn print_verification(report: &pg2bq::verify::VerifyReport, json: bool) {
     let mut text = format!("Verification of run {}: {} file(s) checked\n", report.run_id, report.files_checked);
     text.push_str(&check_lines(&report.problems, true));
     text.push_str(if report.passed { "All files intact.\n" } else { "THE SNAPSHOT IS NOT INTACT.\n" });
+    print_checked(&text, json.then_some(report));
+}
+
+/// A report of checks: its text on stderr, and with `--json` the report on stdout.
+fn print_checked(text: &str, json: Option<&impl serde::Serialize>) {
     eprint!("{text}");
-    if json {
+    if let Some(report) = json {
         let mut out = std::io::stdout().lock();
+        // A closed stdout (e.g. `| head`) is not an error.
         let _ = write_json(&mut out, report).and_then(|()| writeln!(out));
     }
 }
