@@ -195,6 +195,16 @@ impl CallFailure {
                 BigQuery::status_error(action, status, attempts, &body)
             }
             Self::Http(source) => BigQueryError::Http { action: action.into(), attempts, source },
+            // A BigQuery error answer becomes `Status`, as from `call`, so callers match 404/409 alike.
+            Self::Client(BQError::ResponseError { error }) => BigQueryError::Status {
+                action: action.into(),
+                status: StatusCode::from_u16(u16::try_from(error.error.code).unwrap_or(0)).unwrap_or(StatusCode::BAD_GATEWAY),
+                attempts,
+                message: error.error.message,
+            },
+            Self::Client(BQError::RequestError(source)) if source.is_decode() => {
+                BigQueryError::UnreadableAnswer { action: action.into(), attempts, source: BQError::RequestError(source) }
+            }
             Self::Client(source) => BigQueryError::Client { action: action.into(), attempts, source },
             Self::Fatal(error) => error,
         }
@@ -266,23 +276,8 @@ impl BigQuery {
                 }
             }
         };
-        let Failed { error, attempts } = match retry(RetryPolicy::REQUESTS, &format!("BigQuery: {}", brief(action)), attempt).await {
-            Ok(value) => return Ok(value),
-            Err(failed) => failed,
-        };
-        Err(match error {
-            CallFailure::Client(BQError::ResponseError { error }) => BigQueryError::Status {
-                action: action.into(),
-                status: StatusCode::from_u16(u16::try_from(error.error.code).unwrap_or(0)).unwrap_or(StatusCode::BAD_GATEWAY),
-                attempts,
-                message: error.error.message,
-            },
-            CallFailure::Client(BQError::RequestError(source)) if source.is_decode() => {
-                BigQueryError::UnreadableAnswer { action: action.into(), attempts, source: BQError::RequestError(source) }
-            }
-            CallFailure::Client(source) => BigQueryError::Client { action: action.into(), attempts, source },
-            failure => failure.into_error(action, attempts),
-        })
+        let what = format!("BigQuery: {}", brief(action));
+        retry(RetryPolicy::REQUESTS, &what, attempt).await.map_err(|Failed { error, attempts }| error.into_error(action, attempts))
     }
 
     /// Sends one request under `projects/{project}/`, repeating it after transient failures
