@@ -69,6 +69,13 @@ pub struct GcpArgs {
     /// BigQuery emulator endpoint.
     #[arg(long, env = env::BIGQUERY_EMULATOR_HOST, hide = true)]
     pub bigquery_emulator_host: Option<String>,
+    #[command(flatten)]
+    pub storage: GcsArgs,
+}
+
+/// The GCS emulator endpoint and the credentials file (export, and GCP's share of the others).
+#[derive(Debug, Args)]
+pub struct GcsArgs {
     /// GCS emulator endpoint.
     #[arg(long, env = env::STORAGE_EMULATOR_HOST, hide = true)]
     pub storage_emulator_host: Option<String>,
@@ -191,12 +198,8 @@ pub struct ExportArgs {
     /// Print the result (manifest summary or plan) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// GCS emulator endpoint (the variable other GCS tools read).
-    #[arg(long, env = env::STORAGE_EMULATOR_HOST, hide = true)]
-    pub storage_emulator_host: Option<String>,
-    /// Credentials file for real GCS.
-    #[arg(long, env = env::GOOGLE_APPLICATION_CREDENTIALS, hide = true)]
-    pub google_application_credentials: Option<String>,
+    #[command(flatten)]
+    pub gcs: GcsArgs,
 }
 
 /// `256MiB`, `1GiB`, `64MB`, `1048576`.

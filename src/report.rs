@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use pg2bq::export::plan::{ExportPlan, TablePlan};
+use pg2bq::model::manifest::Manifest;
 use pg2bq::model::progress::ProgressCounter;
 use pg2bq::{ExportOutcome, LoadOutcome};
 
@@ -228,73 +230,86 @@ pub fn print_export(outcome: &ExportOutcome, json: bool) {
     let mut out = std::io::stdout().lock();
     let written = match (outcome, json) {
         (ExportOutcome::Planned(plan), true) => write_json(&mut out, plan),
-        (ExportOutcome::Committed { manifest, manifest_uri }, true) => {
-            let summary = serde_json::json!({
-                "run_id": manifest.run_id,
-                "manifest": manifest_uri,
-                "tables": manifest.tables.iter().map(|t| serde_json::json!({
-                    "name": t.name,
-                    "rows": t.row_count,
-                    "files": t.files.len(),
-                    "bytes": t.files.iter().map(|f| f.bytes).sum::<u64>(),
-                })).collect::<Vec<_>>(),
-            });
-            write_json(&mut out, &summary)
-        }
-        (ExportOutcome::Planned(plan), false) => {
-            let mut text = format!("Plan for run {} → {}\n", plan.run_id, plan.destination);
-            for table in &plan.tables {
-                text.push_str(&format!(
-                    "\n{} → BigQuery table `{}`: {} rows, {} partition(s), ≥ {} file(s)\n",
-                    table.name,
-                    table.bq_table,
-                    table.row_count,
-                    table.partitions.len(),
-                    table.min_files
-                ));
-                for column in &table.columns {
-                    let repeated = if column.repeated { " REPEATED" } else { "" };
-                    let note = column.note.as_deref().map(|n| format!("  ({n})")).unwrap_or_default();
-                    text.push_str(&format!(
-                        "  {:<24} {:<28} → {:<40} → {:?}{repeated}{note}\n",
-                        column.bq_name,
-                        column.pg_type,
-                        column.arrow_type.to_string(),
-                        column.bq_type
-                    ));
-                }
-                for partition in &table.partitions {
-                    text.push_str(&format!(
-                        "  partition {} [{}] {}: {} rows\n",
-                        partition.index, partition.method, partition.predicate, partition.rows
-                    ));
-                }
-                for n in &table.numeric_in_use {
-                    let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
-                    text.push_str(&format!(
-                        "  numeric `{}` in use: up to {} integer digits, scale up to {}\n",
-                        n.column,
-                        show(n.max_integer_digits),
-                        show(n.max_scale)
-                    ));
-                }
-                for (column, rows) in &table.adjusted_rows {
-                    text.push_str(&format!("  note: {rows} row(s) of `{column}` will be adjusted by --out-of-range\n"));
-                }
-            }
-            out.write_all(text.as_bytes())
-        }
-        (ExportOutcome::Committed { manifest, manifest_uri }, false) => {
-            let mut text = format!("Committed run {} ({manifest_uri})\n", manifest.run_id);
-            for t in &manifest.tables {
-                let bytes: u64 = t.files.iter().map(|f| f.bytes).sum();
-                text.push_str(&format!("  {:<32} {:>12} rows  {:>4} file(s)  {:>14} bytes\n", t.name, t.row_count, t.files.len(), bytes));
-            }
-            out.write_all(text.as_bytes())
-        }
+        (ExportOutcome::Committed { manifest, manifest_uri }, true) => write_json(&mut out, &committed_json(manifest, manifest_uri)),
+        (ExportOutcome::Planned(plan), false) => out.write_all(plan_text(plan).as_bytes()),
+        (ExportOutcome::Committed { manifest, manifest_uri }, false) => out.write_all(committed_text(manifest, manifest_uri).as_bytes()),
     };
     // A closed stdout (e.g. `| head`) is not an error.
     let _ = written.and_then(|()| writeln!(out));
+}
+
+/// `--json` after a committed export: the run, its manifest and each table's totals.
+fn committed_json(manifest: &Manifest, manifest_uri: &str) -> serde_json::Value {
+    serde_json::json!({
+        "run_id": manifest.run_id,
+        "manifest": manifest_uri,
+        "tables": manifest.tables.iter().map(|t| serde_json::json!({
+            "name": t.name,
+            "rows": t.row_count,
+            "files": t.files.len(),
+            "bytes": t.files.iter().map(|f| f.bytes).sum::<u64>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A committed export: one line per table.
+fn committed_text(manifest: &Manifest, manifest_uri: &str) -> String {
+    let mut text = format!("Committed run {} ({manifest_uri})\n", manifest.run_id);
+    for t in &manifest.tables {
+        let bytes: u64 = t.files.iter().map(|f| f.bytes).sum();
+        text.push_str(&format!("  {:<32} {:>12} rows  {:>4} file(s)  {:>14} bytes\n", t.name, t.row_count, t.files.len(), bytes));
+    }
+    text
+}
+
+/// `--dry-run`: the destination, then each table's columns, partitions and notes.
+fn plan_text(plan: &ExportPlan) -> String {
+    let mut text = format!("Plan for run {} → {}\n", plan.run_id, plan.destination);
+    for table in &plan.tables {
+        text.push_str(&table_plan_text(table));
+    }
+    text
+}
+
+fn table_plan_text(table: &TablePlan) -> String {
+    let mut text = format!(
+        "\n{} → BigQuery table `{}`: {} rows, {} partition(s), ≥ {} file(s)\n",
+        table.name,
+        table.bq_table,
+        table.row_count,
+        table.partitions.len(),
+        table.min_files
+    );
+    for column in &table.columns {
+        let repeated = if column.repeated { " REPEATED" } else { "" };
+        let note = column.note.as_deref().map(|n| format!("  ({n})")).unwrap_or_default();
+        text.push_str(&format!(
+            "  {:<24} {:<28} → {:<40} → {:?}{repeated}{note}\n",
+            column.bq_name,
+            column.pg_type,
+            column.arrow_type.to_string(),
+            column.bq_type
+        ));
+    }
+    for partition in &table.partitions {
+        text.push_str(&format!(
+            "  partition {} [{}] {}: {} rows\n",
+            partition.index, partition.method, partition.predicate, partition.rows
+        ));
+    }
+    for n in &table.numeric_in_use {
+        let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+        text.push_str(&format!(
+            "  numeric `{}` in use: up to {} integer digits, scale up to {}\n",
+            n.column,
+            show(n.max_integer_digits),
+            show(n.max_scale)
+        ));
+    }
+    for (column, rows) in &table.adjusted_rows {
+        text.push_str(&format!("  note: {rows} row(s) of `{column}` will be adjusted by --out-of-range\n"));
+    }
+    text
 }
 
 pub fn print_load(outcome: &LoadOutcome, json: bool) {
@@ -389,20 +404,22 @@ pub fn print_validation(report: &pg2bq::validate::ValidationReport, json: bool) 
         text.push_str(&check_lines(&report.probes, false));
     }
     text.push_str(if report.passed { "\nAll checks passed.\n" } else { "\nSOME CHECKS FAILED.\n" });
-    eprint!("{text}");
-    if json {
-        let mut out = std::io::stdout().lock();
-        let _ = write_json(&mut out, report).and_then(|()| writeln!(out));
-    }
+    print_checked(&text, json.then_some(report));
 }
 
 pub fn print_verification(report: &pg2bq::verify::VerifyReport, json: bool) {
     let mut text = format!("Verification of run {}: {} file(s) checked\n", report.run_id, report.files_checked);
     text.push_str(&check_lines(&report.problems, true));
     text.push_str(if report.passed { "All files intact.\n" } else { "THE SNAPSHOT IS NOT INTACT.\n" });
+    print_checked(&text, json.then_some(report));
+}
+
+/// A report of checks: its text on stderr, and with `--json` the report on stdout.
+fn print_checked(text: &str, json: Option<&impl serde::Serialize>) {
     eprint!("{text}");
-    if json {
+    if let Some(report) = json {
         let mut out = std::io::stdout().lock();
+        // A closed stdout (e.g. `| head`) is not an error.
         let _ = write_json(&mut out, report).and_then(|()| writeln!(out));
     }
 }

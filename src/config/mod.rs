@@ -10,13 +10,13 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::cli::{BigQueryTargetArgs, ExportArgs, GcpArgs, LoadArgs, LoadModeArg, OutOfRangeArg, ValidateArgs};
+use crate::cli::{BigQueryTargetArgs, ExportArgs, GcpArgs, GcsArgs, LoadArgs, LoadModeArg, OutOfRangeArg, ValidateArgs};
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
 use crate::export::parquet::ParquetSettings;
 use crate::gcp::bigquery::BigQueryOptions;
 use crate::gcp::schema::PartitionUnit;
 use crate::load::{LoadConfig, LoadMode, LoadTarget};
-use crate::model::types::{CastOverride, OutOfRange};
+use crate::model::types::{CastOverride, NameAlphabet, OutOfRange};
 use crate::source::postgres::with_connection_defaults;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::run::{InvalidRunId, RunId};
@@ -118,6 +118,15 @@ impl ConfigFile {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile { path: path.display().to_string(), source })?;
         toml::from_str(&text).map_err(|source| ConfigError::ParseFile { path: path.display().to_string(), source })
     }
+
+    /// The file at `path`, or an empty one (every setting from flags, environment or defaults)
+    /// when no file is named.
+    ///
+    /// # Errors
+    /// As [`ConfigFile::load`].
+    pub fn load_or_default(path: Option<&Path>) -> Result<Self, ConfigError> {
+        path.map_or_else(|| Ok(Self::default()), Self::load)
+    }
 }
 
 impl ExportConfig {
@@ -132,91 +141,18 @@ impl ExportConfig {
         let source = args.source.clone().or(database_url).or(file.source).ok_or(ConfigError::MissingSource)?;
         let source_url = postgres_url(&source)?;
         let destination = args.dest.clone().or(file.dest).ok_or(ConfigError::MissingDestination)?;
-        let mut file_tables = Vec::new();
-        for spec in file.tables {
-            let key = spec_key(&spec)?;
-            if let Some((_, first)) = file_tables.iter().find(|(k, _): &&(String, TableSpec)| *k == key) {
-                return Err(ConfigError::DuplicateTable { first: first.name.clone(), second: spec.name, canonical: key });
-            }
-            file_tables.push((key, spec));
-        }
-        let specs: Vec<(String, TableSpec)> = if args.tables.is_empty() && args.queries.is_empty() {
-            file_tables
-        } else {
-            let mut specs: Vec<(String, TableSpec)> = Vec::new();
-            let mut add = |key: String, spec: TableSpec| match specs.iter().find(|(k, _)| *k == key) {
-                Some((_, first)) => {
-                    Err(ConfigError::DuplicateTable { first: first.name.clone(), second: spec.name.clone(), canonical: key })
-                }
-                None => {
-                    specs.push((key, spec));
-                    Ok(())
-                }
-            };
-            for name in &args.tables {
-                let key = table_key(name)?;
-                let from_file = file_tables.iter().find(|(k, t)| *k == key && t.query.is_none()).map(|(_, t)| t.clone());
-                add(key, TableSpec { name: name.clone(), query: None, ..from_file.unwrap_or_default() })?;
-            }
-            for query in &args.queries {
-                let (name, sql) = query.split_once('=').ok_or_else(|| ConfigError::Malformed {
-                    flag: "--query",
-                    value: query.clone(),
-                    expected: "NAME=SQL",
-                })?;
-                let spec = TableSpec { name: name.trim().to_string(), query: Some(sql.to_string()), ..Default::default() };
-                add(spec_key(&spec)?, spec)?;
-            }
-            specs
+        let file_tables = keyed_specs(file.tables)?;
+        let specs = match args.tables.is_empty() && args.queries.is_empty() {
+            true => file_tables,
+            false => specs_from_flags(args, &file_tables)?,
         };
-        let mut tables = Vec::new();
-        for (key, spec) in specs {
-            let partitions = match (args.partitions, spec.partitions) {
-                (Some(n), _) => n,
-                (None, Some(0)) => return Err(ConfigError::ZeroPartitions { table: spec.name }),
-                (None, Some(n)) => n,
-                (None, None) => default_partitions(),
-            };
-            let source = match spec.query {
-                Some(sql) => TableSource::Query(query_sql(&spec.name, &sql)?),
-                None => {
-                    let (schema, table) =
-                        key.split_once('.').map(|(s, t)| (s.to_string(), t.to_string())).expect("table keys are qualified");
-                    TableSource::Table { schema, table }
-                }
-            };
-            tables.push(ExportTable {
-                name: if matches!(source, TableSource::Query(_)) { spec.name } else { key },
-                source,
-                casts: spec.casts,
-                partitions,
-                partition_on: spec.partition_on,
-                out_of_range: args.out_of_range.map(out_of_range).or(spec.out_of_range).or(file.out_of_range).unwrap_or_default(),
-            });
-        }
-        for cast in &args.casts {
-            let (target, kind) = cast.split_once('=').ok_or_else(|| ConfigError::Malformed {
-                flag: "--cast",
-                value: cast.clone(),
-                expected: "[TABLE.]COLUMN=text",
-            })?;
-            if kind != "text" {
-                return Err(ConfigError::Malformed { flag: "--cast", value: cast.clone(), expected: "[TABLE.]COLUMN=text" });
-            }
-            for (table, column) in targets(&mut tables, "--cast", target)? {
-                table.casts.insert(column, CastOverride::Text);
-            }
-        }
-        for key in &args.partition_on {
-            for (table, column) in targets(&mut tables, "--partition-on", key)? {
-                table.partition_on = Some(column);
-            }
-        }
+        let mut tables =
+            specs.into_iter().map(|(key, spec)| export_table(args, key, spec, file.out_of_range)).collect::<Result<Vec<_>, _>>()?;
+        apply_table_flags(args, &mut tables)?;
         let run_id = args.run_id.as_deref().map(RunId::parse).transpose()?;
         if destination.starts_with("memory://") {
             return Err(ConfigError::MemoryDestination { url: destination });
         }
-        let defaults = ParquetSettings::default();
         Ok(Self {
             source_url,
             destination,
@@ -224,17 +160,105 @@ impl ExportConfig {
             run_id,
             take_over: args.take_over,
             dry_run: args.dry_run,
-            parquet: ParquetSettings {
-                zstd_level: args.zstd_level.unwrap_or(defaults.zstd_level),
-                row_group_bytes: args.row_group_size.map_or(defaults.row_group_bytes, |b| b as usize),
-                file_bytes: args.file_size.unwrap_or(defaults.file_bytes),
-            },
+            parquet: parquet_settings(args),
             batch_rows: args.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
-            gcs: GcsOptions {
-                emulator_host: args.storage_emulator_host.clone(),
-                application_credentials: args.google_application_credentials.clone(),
-            },
+            gcs: args.gcs.options(),
         })
+    }
+}
+
+/// The file's tables under their [`spec_key`], refusing two entries for one table.
+fn keyed_specs(specs: Vec<TableSpec>) -> Result<Vec<(String, TableSpec)>, ConfigError> {
+    let mut keyed: Vec<(String, TableSpec)> = Vec::new();
+    for spec in specs {
+        add_spec(&mut keyed, spec_key(&spec)?, spec)?;
+    }
+    Ok(keyed)
+}
+
+/// Adds `spec` under `key` unless an earlier entry names the same table.
+fn add_spec(specs: &mut Vec<(String, TableSpec)>, key: String, spec: TableSpec) -> Result<(), ConfigError> {
+    if let Some((_, first)) = specs.iter().find(|(k, _)| *k == key) {
+        return Err(ConfigError::DuplicateTable { first: first.name.clone(), second: spec.name, canonical: key });
+    }
+    specs.push((key, spec));
+    Ok(())
+}
+
+/// `--table` and `--query` entries; a flagged table keeps the file's options for it.
+fn specs_from_flags(args: &ExportArgs, file_tables: &[(String, TableSpec)]) -> Result<Vec<(String, TableSpec)>, ConfigError> {
+    let mut specs = Vec::new();
+    for name in &args.tables {
+        let key = table_key(name)?;
+        let from_file = file_tables.iter().find(|(k, t)| *k == key && t.query.is_none()).map(|(_, t)| t.clone());
+        add_spec(&mut specs, key, TableSpec { name: name.clone(), query: None, ..from_file.unwrap_or_default() })?;
+    }
+    for query in &args.queries {
+        let (name, sql) =
+            query.split_once('=').ok_or_else(|| ConfigError::Malformed { flag: "--query", value: query.clone(), expected: "NAME=SQL" })?;
+        let spec = TableSpec { name: name.trim().to_string(), query: Some(sql.to_string()), ..Default::default() };
+        add_spec(&mut specs, spec_key(&spec)?, spec)?;
+    }
+    Ok(specs)
+}
+
+/// One table's settings: flags over the file's per-table values over its global ones over defaults.
+fn export_table(
+    args: &ExportArgs,
+    key: String,
+    spec: TableSpec,
+    file_out_of_range: Option<OutOfRange>,
+) -> Result<ExportTable, ConfigError> {
+    let partitions = match (args.partitions, spec.partitions) {
+        (Some(n), _) => n,
+        (None, Some(0)) => return Err(ConfigError::ZeroPartitions { table: spec.name }),
+        (None, Some(n)) => n,
+        (None, None) => default_partitions(),
+    };
+    let source = match spec.query {
+        Some(sql) => TableSource::Query(query_sql(&spec.name, &sql)?),
+        None => {
+            let (schema, table) = key.split_once('.').map(|(s, t)| (s.to_string(), t.to_string())).expect("table keys are qualified");
+            TableSource::Table { schema, table }
+        }
+    };
+    Ok(ExportTable {
+        name: if matches!(source, TableSource::Query(_)) { spec.name } else { key },
+        source,
+        casts: spec.casts,
+        partitions,
+        partition_on: spec.partition_on,
+        out_of_range: args.out_of_range.map(out_of_range).or(spec.out_of_range).or(file_out_of_range).unwrap_or_default(),
+    })
+}
+
+/// `--cast` and `--partition-on`, applied to the tables they name.
+fn apply_table_flags(args: &ExportArgs, tables: &mut [ExportTable]) -> Result<(), ConfigError> {
+    for cast in &args.casts {
+        let malformed = || ConfigError::Malformed { flag: "--cast", value: cast.clone(), expected: "[TABLE.]COLUMN=text" };
+        let (target, kind) = cast.split_once('=').ok_or_else(malformed)?;
+        if kind != "text" {
+            return Err(malformed());
+        }
+        for (table, column) in targets(tables, "--cast", target)? {
+            table.casts.insert(column, CastOverride::Text);
+        }
+    }
+    for key in &args.partition_on {
+        for (table, column) in targets(tables, "--partition-on", key)? {
+            table.partition_on = Some(column);
+        }
+    }
+    Ok(())
+}
+
+/// Parquet file settings: flags over [`ParquetSettings::default`].
+fn parquet_settings(args: &ExportArgs) -> ParquetSettings {
+    let defaults = ParquetSettings::default();
+    ParquetSettings {
+        zstd_level: args.zstd_level.unwrap_or(defaults.zstd_level),
+        row_group_bytes: args.row_group_size.map_or(defaults.row_group_bytes, |b| b as usize),
+        file_bytes: args.file_size.unwrap_or(defaults.file_bytes),
     }
 }
 
@@ -248,9 +272,7 @@ fn default_partitions() -> usize {
 /// for a query (which may hold only letters, digits, `_` and `-`).
 fn spec_key(spec: &TableSpec) -> Result<String, ConfigError> {
     match spec.query {
-        Some(_) if spec.name.is_empty() || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) => {
-            Err(ConfigError::QueryName { name: spec.name.clone() })
-        }
+        Some(_) if !NameAlphabet::ID.spells(&spec.name) => Err(ConfigError::QueryName { name: spec.name.clone() }),
         Some(_) => Ok(spec.name.clone()),
         None => table_key(&spec.name),
     }
@@ -315,18 +337,27 @@ pub fn postgres_url(source: &str) -> Result<String, ConfigError> {
         return Ok(with_connection_defaults(source));
     }
     let shown = crate::source::redact_conninfo(source);
-    let problem = |problem: &str| ConfigError::SourceConninfo { shown: shown.clone(), problem: problem.to_string() };
+    let problem = |problem: String| ConfigError::SourceConninfo { shown: shown.clone(), problem };
+    let pairs = conninfo_pairs(source).map_err(problem)?;
+    if pairs.is_empty() {
+        return Err(problem("it is empty".to_string()));
+    }
+    conninfo_url(pairs).map(|url| with_connection_defaults(&url)).map_err(problem)
+}
+
+/// The `key=value` pairs of a libpq string, or what is wrong with it.
+fn conninfo_pairs(source: &str) -> Result<Vec<(String, String)>, String> {
     let mut pairs = Vec::new();
     let mut chars = source.chars().peekable();
     loop {
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.peek().is_none() {
-            break;
+            return Ok(pairs);
         }
         let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
-            return Err(problem(&format!("`{key}` has no `=value` (use a postgresql:// URL or key=value pairs)")));
+            return Err(format!("`{key}` has no `=value` (use a postgresql:// URL or key=value pairs)"));
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         let mut value = String::new();
@@ -336,31 +367,32 @@ pub fn postgres_url(source: &str) -> Result<String, ConfigError> {
                     Some('\\') => value.extend(chars.next()),
                     Some('\'') => break,
                     Some(c) => value.push(c),
-                    None => return Err(problem(&format!("the quoted value of `{key}` is not closed"))),
+                    None => return Err(format!("the quoted value of `{key}` is not closed")),
                 }
             }
         } else {
             while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
-                if c == '\\' {
-                    value.extend(chars.next());
-                } else {
-                    value.push(c);
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    c => value.push(c),
                 }
             }
         }
         pairs.push((key, value));
     }
-    if pairs.is_empty() {
-        return Err(problem("it is empty"));
-    }
+}
+
+/// A `postgresql://` URL holding the pairs: host, port, user, password and dbname in their
+/// places, every other key as a query parameter.
+fn conninfo_url(pairs: Vec<(String, String)>) -> Result<String, String> {
     let mut url = url::Url::parse("postgresql://localhost").expect("a constant URL parses");
     let mut query = Vec::new();
     for (key, value) in pairs {
-        let bad = |_| problem(&format!("`{key}` cannot go into a URL"));
+        let bad = |_| format!("`{key}` cannot go into a URL");
         match key.as_str() {
-            "host" if !value.contains(['/', ',']) => url.set_host(Some(&value)).map_err(|_| problem("`host` is not a host name"))?,
+            "host" if !value.contains(['/', ',']) => url.set_host(Some(&value)).map_err(|_| "`host` is not a host name".to_string())?,
             "port" if !value.contains(',') => {
-                url.set_port(Some(value.parse().map_err(|_| problem("`port` is not a number"))?)).map_err(bad)?
+                url.set_port(Some(value.parse().map_err(|_| "`port` is not a number".to_string())?)).map_err(bad)?
             }
             "user" => url.set_username(&value).map_err(bad)?,
             "password" => url.set_password(Some(&value)).map_err(bad)?,
@@ -371,7 +403,7 @@ pub fn postgres_url(source: &str) -> Result<String, ConfigError> {
     if !query.is_empty() {
         url.query_pairs_mut().extend_pairs(query);
     }
-    Ok(with_connection_defaults(url.as_str()))
+    Ok(url.into())
 }
 
 impl LoadConfig {
@@ -465,11 +497,17 @@ impl GcpArgs {
     pub fn bigquery(&self) -> BigQueryOptions {
         BigQueryOptions {
             emulator_host: self.bigquery_emulator_host.clone(),
-            application_credentials: self.google_application_credentials.clone(),
+            application_credentials: self.storage.google_application_credentials.clone(),
         }
     }
 
     pub fn gcs(&self) -> GcsOptions {
+        self.storage.options()
+    }
+}
+
+impl GcsArgs {
+    pub fn options(&self) -> GcsOptions {
         GcsOptions {
             emulator_host: self.storage_emulator_host.clone(),
             application_credentials: self.google_application_credentials.clone(),

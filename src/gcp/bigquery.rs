@@ -34,12 +34,12 @@ use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsPar
 use gcp_bigquery_client::model::get_query_results_response::GetQueryResultsResponse;
 use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::query_request::QueryRequest;
-use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use crate::gcp::retry::{is_transient_error, is_transient_status, Backoff, RetryPolicy};
+use crate::gcp::credentials::{CredentialsError, TokenSource};
+use crate::gcp::retry::{is_transient_error, is_transient_status, retry, Attempt, Backoff, Failed, RetryPolicy};
 use crate::gcp::schema::table_columns;
 
 /// BigQuery: at most 10,000 source URIs per load job.
@@ -80,7 +80,7 @@ pub enum BigQueryError {
     #[error("cannot obtain Google credentials for BigQuery")]
     Credentials {
         #[source]
-        source: object_store::Error,
+        source: CredentialsError,
     },
     #[error("BigQuery: failed to {action} (gave up after {attempts} attempt(s))")]
     Http {
@@ -207,23 +207,6 @@ fn counts(sql: &str, row: Row) -> Result<Vec<u64>, BigQueryError> {
         .collect()
 }
 
-/// Tokens from object_store's Google credential chain (service account file, gcloud ADC,
-/// metadata server), scope cloud-platform; none for an emulator.
-#[derive(Clone)]
-struct TokenSource(Option<GcpCredentialProvider>);
-
-impl TokenSource {
-    async fn bearer(&self) -> Result<Option<String>, BigQueryError> {
-        match &self.0 {
-            None => Ok(None),
-            Some(provider) => {
-                let credential = provider.get_credential().await.map_err(|source| BigQueryError::Credentials { source })?;
-                Ok(Some(credential.bearer.clone()))
-            }
-        }
-    }
-}
-
 /// The token source as gcp-bigquery-client asks for it. [`BigQuery::client_call`] fetches the
 /// token first (object_store caches it), so a credential failure surfaces there with its cause.
 #[async_trait]
@@ -277,6 +260,54 @@ struct Reply {
     attempts: u32,
 }
 
+/// Why an attempt of a call gave no answer to return.
+enum CallFailure {
+    /// A transient HTTP status and its body.
+    Status(StatusCode, bytes::Bytes),
+    /// The request or its answer failed on the way.
+    Http(reqwest::Error),
+    /// gcp-bigquery-client's call failed.
+    Client(BQError),
+    /// A failure no repetition changes (credentials, a success that is not JSON).
+    Fatal(BigQueryError),
+}
+
+impl CallFailure {
+    /// The error a call ends with after `attempts` attempts.
+    fn into_error(self, action: &str, attempts: u32) -> BigQueryError {
+        match self {
+            Self::Status(status, bytes) => {
+                let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+                BigQuery::status_error(action, status, attempts, &body)
+            }
+            Self::Http(source) => BigQueryError::Http { action: action.into(), attempts, source },
+            // A BigQuery error answer becomes `Status`, as from `call`, so callers match 404/409 alike.
+            Self::Client(BQError::ResponseError { error }) => BigQueryError::Status {
+                action: action.into(),
+                status: StatusCode::from_u16(u16::try_from(error.error.code).unwrap_or(0)).unwrap_or(StatusCode::BAD_GATEWAY),
+                attempts,
+                message: error.error.message,
+            },
+            Self::Client(BQError::RequestError(source)) if source.is_decode() => {
+                BigQueryError::UnreadableAnswer { action: action.into(), attempts, source: BQError::RequestError(source) }
+            }
+            Self::Client(source) => BigQueryError::Client { action: action.into(), attempts, source },
+            Self::Fatal(error) => error,
+        }
+    }
+}
+
+impl std::fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Status(status, _) => write!(f, "HTTP {status}"),
+            Self::Http(source) => write!(f, "{source}"),
+            Self::Client(source) => write!(f, "{source}"),
+            Self::Fatal(error) => write!(f, "{error}"),
+        }
+    }
+}
+
 /// Every row of a finished query and what it cost.
 #[derive(Debug, PartialEq)]
 struct QueryResults {
@@ -289,15 +320,11 @@ impl BigQuery {
     /// [`BigQueryError::Credentials`] when no Google credentials can be found for real BigQuery.
     pub async fn connect(project: &str, location: Option<String>, options: &BigQueryOptions) -> Result<Self, BigQueryError> {
         let (base_url, auth) = match &options.emulator_host {
-            Some(host) => (format!("{}/bigquery/v2", host.trim_end_matches('/')), TokenSource(None)),
+            Some(host) => (format!("{}/bigquery/v2", host.trim_end_matches('/')), TokenSource::none()),
             None => {
-                // object_store's builder needs a bucket name; the credential chain does not use it.
-                let mut builder = GoogleCloudStorageBuilder::new().with_bucket_name("pg2bq-credentials");
-                if let Some(path) = &options.application_credentials {
-                    builder = builder.with_application_credentials(path);
-                }
-                let store = builder.build().map_err(|source| BigQueryError::Credentials { source })?;
-                (BIGQUERY_URL.to_string(), TokenSource(Some(store.credentials().clone())))
+                let auth = TokenSource::google(options.application_credentials.as_deref())
+                    .map_err(|source| BigQueryError::Credentials { source })?;
+                (BIGQUERY_URL.to_string(), auth)
             }
         };
         let http = reqwest::Client::builder()
@@ -322,31 +349,21 @@ impl BigQuery {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, BQError>>,
     {
-        let mut backoff = Backoff::new(RetryPolicy::REQUESTS);
-        loop {
-            self.auth.bearer().await?;
-            let error = match request().await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            let attempts = backoff.attempts();
-            let transient = is_transient_client_error(&error);
-            if !transient || !backoff.wait().await {
-                return Err(match error {
-                    BQError::ResponseError { error } => BigQueryError::Status {
-                        action: action.into(),
-                        status: StatusCode::from_u16(u16::try_from(error.error.code).unwrap_or(0)).unwrap_or(StatusCode::BAD_GATEWAY),
-                        attempts,
-                        message: error.error.message,
-                    },
-                    BQError::RequestError(source) if source.is_decode() => {
-                        BigQueryError::UnreadableAnswer { action: action.into(), attempts, source: BQError::RequestError(source) }
-                    }
-                    source => BigQueryError::Client { action: action.into(), attempts, source },
-                });
+        let attempt = |_| {
+            let request = request();
+            async move {
+                if let Err(source) = self.auth.bearer().await {
+                    return Attempt::Permanent(CallFailure::Fatal(BigQueryError::Credentials { source }));
+                }
+                match request.await {
+                    Ok(value) => Attempt::Done(value),
+                    Err(error) if is_transient_client_error(&error) => Attempt::Transient(CallFailure::Client(error)),
+                    Err(error) => Attempt::Permanent(CallFailure::Client(error)),
+                }
             }
-            warn!(action = brief(action), %error, attempt = attempts, "BigQuery request failed; retrying");
-        }
+        };
+        let what = format!("BigQuery: {}", brief(action));
+        retry(RetryPolicy::REQUESTS, &what, attempt).await.map_err(|Failed { error, attempts }| error.into_error(action, attempts))
     }
 
     /// Sends one request under `projects/{project}/`, repeating it after transient failures
@@ -354,10 +371,14 @@ impl BigQuery {
     /// are safe to repeat, which every caller in this module is.
     async fn call(&self, method: Method, path: &str, body: Option<&Value>, action: &str) -> Result<Reply, BigQueryError> {
         let url = format!("{}/projects/{}/{path}", self.base_url, self.project);
-        let mut backoff = Backoff::new(RetryPolicy::REQUESTS);
-        loop {
-            let mut request = self.http.request(method.clone(), &url);
-            if let Some(token) = self.auth.bearer().await? {
+        let (method, url) = (&method, url.as_str());
+        let attempt = |attempts| async move {
+            let token = match self.auth.bearer().await {
+                Ok(token) => token,
+                Err(source) => return Attempt::Permanent(CallFailure::Fatal(BigQueryError::Credentials { source })),
+            };
+            let mut request = self.http.request(method.clone(), url);
+            if let Some(token) = token {
                 request = request.bearer_auth(token);
             }
             if let Some(body) = body {
@@ -370,33 +391,23 @@ impl BigQuery {
                 }
                 Err(error) => Err(error),
             };
-            let attempts = backoff.attempts();
             match answer {
-                Ok((status, bytes)) if !is_transient_status(status) => {
-                    let body = match serde_json::from_slice(&bytes) {
-                        _ if bytes.is_empty() => Value::Null,
-                        Ok(body) => body,
-                        Err(_) if !status.is_success() => Value::String(String::from_utf8_lossy(&bytes).chars().take(500).collect()),
-                        Err(source) => return Err(BigQueryError::Body { action: action.into(), status, source }),
-                    };
-                    return Ok(Reply { status, body, attempts });
-                }
-                Ok((status, bytes)) => {
-                    if !backoff.wait().await {
-                        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-                        return Err(Self::status_error(action, status, attempts, &body));
+                Ok((status, bytes)) if !is_transient_status(status) => match serde_json::from_slice(&bytes) {
+                    _ if bytes.is_empty() => Attempt::Done(Reply { status, body: Value::Null, attempts }),
+                    Ok(body) => Attempt::Done(Reply { status, body, attempts }),
+                    Err(_) if !status.is_success() => {
+                        let body = Value::String(String::from_utf8_lossy(&bytes).chars().take(500).collect());
+                        Attempt::Done(Reply { status, body, attempts })
                     }
-                    warn!(action = brief(action), %status, attempt = attempts, "BigQuery answered a transient error; retrying");
-                }
-                Err(source) if is_transient_error(&source) => {
-                    if !backoff.wait().await {
-                        return Err(BigQueryError::Http { action: action.into(), attempts, source });
-                    }
-                    warn!(action = brief(action), error = %source, attempt = attempts, "BigQuery request failed; retrying");
-                }
-                Err(source) => return Err(BigQueryError::Http { action: action.into(), attempts, source }),
+                    Err(source) => Attempt::Permanent(CallFailure::Fatal(BigQueryError::Body { action: action.into(), status, source })),
+                },
+                Ok((status, bytes)) => Attempt::Transient(CallFailure::Status(status, bytes)),
+                Err(source) if is_transient_error(&source) => Attempt::Transient(CallFailure::Http(source)),
+                Err(source) => Attempt::Permanent(CallFailure::Http(source)),
             }
-        }
+        };
+        let what = format!("BigQuery: {}", brief(action));
+        retry(RetryPolicy::REQUESTS, &what, attempt).await.map_err(|Failed { error, attempts }| error.into_error(action, attempts))
     }
 
     /// An error answer as [`BigQueryError::Status`]: BigQuery's `error.message`, else the

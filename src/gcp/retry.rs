@@ -1,14 +1,18 @@
 //! When and how long to wait before repeating a request that failed transiently.
 //!
 //! Input: a [`RetryPolicy`]. Output: the pauses between attempts (exponential, with full
-//! jitter) until the policy's total time is spent. It never decides whether a request is safe
-//! to repeat: callers retry only requests that are (GETs, inserts under our own ids, resumable
-//! uploads resumed from the range the server persisted).
+//! jitter) until the policy's total time is spent, and [`retry`], the one loop every repeated
+//! request runs in. It never decides whether a request is safe to repeat: callers retry only
+//! requests that are (GETs, inserts under our own ids, resumable uploads resumed from the range
+//! the server persisted), and say after each attempt whether it is worth another.
 
+use std::fmt::Display;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use reqwest::StatusCode;
+use tracing::warn;
 
 /// How long to keep retrying, and how fast the pauses grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +74,50 @@ impl Backoff {
     }
 }
 
+/// What one attempt came to, as its caller judges it.
+#[derive(Debug)]
+pub enum Attempt<T, E> {
+    /// The answer: no further attempt.
+    Done(T),
+    /// A failure another attempt may not meet (rate limit, 5xx, lost connection).
+    Transient(E),
+    /// A failure every attempt would meet.
+    Permanent(E),
+}
+
+/// The last failure of an action and how many attempts were made (the first counts).
+#[derive(Debug, PartialEq)]
+pub struct Failed<E> {
+    pub error: E,
+    pub attempts: u32,
+}
+
+/// Runs `attempt` (given the attempt's number, from 1) until it is [`Attempt::Done`] or
+/// [`Attempt::Permanent`], or a [`Attempt::Transient`] failure comes when the policy's time is
+/// spent; between attempts it sleeps as [`Backoff`] says and logs the failure as a warning
+/// naming `what`.
+///
+/// # Errors
+/// [`Failed`] with the permanent failure, or the last transient one.
+pub async fn retry<T, E, F, Fut>(policy: RetryPolicy, what: &str, mut attempt: F) -> Result<T, Failed<E>>
+where
+    E: Display,
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Attempt<T, E>>,
+{
+    let mut backoff = Backoff::new(policy);
+    loop {
+        let attempts = backoff.attempts();
+        match attempt(attempts).await {
+            Attempt::Done(value) => return Ok(value),
+            Attempt::Transient(error) if backoff.wait().await => {
+                warn!(action = what, %error, attempt = attempts, "Request failed transiently; retrying");
+            }
+            Attempt::Transient(error) | Attempt::Permanent(error) => return Err(Failed { error, attempts }),
+        }
+    }
+}
+
 /// Statuses that mean "try again later": rate limits and server-side failures.
 pub fn is_transient_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
@@ -118,6 +166,45 @@ mod tests {
         // A zero pause would still fit; a jittered one of up to 1 s almost never does.
         while spent.next_delay() == Some(Duration::ZERO) {}
         assert_eq!(spent.next_delay(), None);
+    }
+
+    /// No pauses and an hour to spend: every transient failure is repeated.
+    const AT_ONCE: RetryPolicy = RetryPolicy { first_delay: Duration::ZERO, max_delay: Duration::ZERO, total: Duration::from_secs(3600) };
+
+    /// Runs [`retry`] over scripted attempts, returning its result and the attempt numbers seen.
+    async fn scripted(
+        policy: RetryPolicy,
+        script: Vec<Attempt<&'static str, &'static str>>,
+    ) -> (Result<&'static str, Failed<&'static str>>, Vec<u32>) {
+        let mut script = script.into_iter();
+        let mut seen = Vec::new();
+        let result = retry(policy, "scripted", |attempt| {
+            seen.push(attempt);
+            let next = script.next().expect("no attempt after the last scripted one");
+            async move { next }
+        })
+        .await;
+        (result, seen)
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_repeated_until_an_answer() {
+        let script = vec![Attempt::Transient("503"), Attempt::Transient("reset"), Attempt::Done("answer")];
+        assert_eq!(scripted(AT_ONCE, script).await, (Ok("answer"), vec![1, 2, 3]));
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_ends_at_once_with_its_attempt_count() {
+        let script = vec![Attempt::Transient("503"), Attempt::Permanent("404"), Attempt::Done("never")];
+        assert_eq!(scripted(AT_ONCE, script).await, (Err(Failed { error: "404", attempts: 2 }), vec![1, 2]));
+    }
+
+    #[tokio::test]
+    async fn once_the_time_is_spent_the_last_transient_failure_is_returned() {
+        // No time at all, and a jittered pause of up to an hour that is never zero in practice.
+        let spent = RetryPolicy { first_delay: Duration::from_secs(3600), max_delay: Duration::from_secs(3600), total: Duration::ZERO };
+        let script = vec![Attempt::Transient("503"), Attempt::Done("never")];
+        assert_eq!(scripted(spent, script).await, (Err(Failed { error: "503", attempts: 1 }), vec![1]));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! fingerprints must equal the manifest's (`aggregates::encode_value`, docs/manifest.md).
 //! Pure text generation, used by load (JSON fingerprints) and validate.
 
-use crate::model::types::BigQueryType;
+use crate::model::types::{BigQueryType, NameAlphabet};
 
 /// An identifier or path (`project.dataset.table`) back-quoted for BigQuery SQL.
 pub fn quote(name: &str) -> String {
@@ -11,13 +11,7 @@ pub fn quote(name: &str) -> String {
 
 /// Label keys and values allow lower-case letters, digits, `_` and `-`, 63 characters.
 pub fn label_part(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .collect();
-    out.truncate(63);
-    out
+    NameAlphabet::ID.sanitize(&text.to_ascii_lowercase(), 63)
 }
 
 /// Minimal decimal text of a NUMERIC/BIGNUMERIC expression: `1.5`, `2`, `0` (emulators pad

@@ -13,7 +13,7 @@ use crate::gcp::bigquery::{DAILY_LOAD_JOBS_PER_TABLE, MAX_BYTES_PER_JOB, MAX_URI
 use crate::gcp::schema::{schema_json, set_layout, table_reference, table_resource, Field, FieldMode, PartitionUnit, TimePartitioning};
 use crate::gcp::sql::{label_part, quote};
 use crate::model::manifest::{FileManifest, Manifest, TableManifest};
-use crate::model::types::BigQueryType;
+use crate::model::types::{BigQueryType, NameAlphabet};
 
 /// Whether the table ends equal to the snapshot or gains its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -187,11 +187,6 @@ fn option_for<'a, T>(options: &'a BTreeMap<String, T>, table: &TableManifest) ->
     options.iter().find(|(name, _)| table.is_named(name)).map(|(_, v)| v)
 }
 
-/// Job ids allow `[A-Za-z0-9_-]`.
-fn job_id_part(text: &str) -> String {
-    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
-}
-
 /// Where the plan writes: the dataset, the run and the mode every job id and statement derives from.
 struct Scope<'a> {
     project: &'a str,
@@ -203,7 +198,7 @@ struct Scope<'a> {
 impl Scope<'_> {
     /// The prefix of a table's job ids in `mode`: `pg2bq_<run>_<dataset>_<table>_<mode>`.
     fn job_base(&self, table_id: &str, mode: LoadMode) -> String {
-        job_id_part(&format!("pg2bq_{}_{}_{table_id}_{}", self.run_id, self.dataset, mode.as_str()))
+        NameAlphabet::ID.sanitize(&format!("pg2bq_{}_{}_{table_id}_{}", self.run_id, self.dataset, mode.as_str()), usize::MAX)
     }
 
     /// `project.dataset.table`, quoted.

@@ -16,7 +16,7 @@ use arrow::datatypes::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::model::decimal::format_decimal;
+use crate::model::decimal::{format_decimal, trim_fraction};
 use crate::model::types::ColumnMapping;
 
 /// Aggregates of one column, as the manifest records them (numbers as exact decimal strings).
@@ -383,13 +383,7 @@ pub fn format_g17(v: f64) -> String {
     let scientific = format!("{v:.16e}");
     let (mantissa, exponent) = scientific.split_once('e').expect("{:e} always has an exponent");
     let exponent: i32 = exponent.parse().expect("{:e} exponent is an integer");
-    let trim = |s: &str| -> String {
-        if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            s.to_string()
-        }
-    };
+    let trim = |s: &str| trim_fraction(s).to_string();
     if (-4..17).contains(&exponent) {
         let decimals = (16 - exponent).max(0) as usize;
         trim(&format!("{v:.decimals$}"))

@@ -61,29 +61,35 @@ pub fn parse_decimal(text: &str, precision: u8, scale: u8) -> Result<i256, Decim
 /// Formats a scaled integer as BigQuery's `CAST(numeric AS STRING)` does: no trailing
 /// zeros after the point, no point for integers, `0` for zero.
 pub fn format_decimal(value: i256, scale: u8) -> String {
-    let negative = value < i256::ZERO;
+    let sign = if value < i256::ZERO { "-" } else { "" };
     let digits = value.wrapping_abs().to_string();
     let digits = digits.trim_start_matches('-');
     let scale = scale as usize;
     let padded = if digits.len() <= scale { format!("{}{digits}", "0".repeat(scale + 1 - digits.len())) } else { digits.to_string() };
     let (integer, fraction) = padded.split_at(padded.len() - scale);
-    let fraction = fraction.trim_end_matches('0');
-    let mut out = String::with_capacity(padded.len() + 2);
-    if negative {
-        out.push('-');
+    trim_fraction(&format!("{sign}{integer}.{fraction}")).to_string()
+}
+
+/// Decimal text in its shortest form: trailing zeros after the point dropped, and the point
+/// with them when nothing follows it (`1.50` → `1.5`, `2.0` → `2`, `2.` → `2`). Text without a
+/// point is returned as it is (`100` stays `100`).
+pub fn trim_fraction(text: &str) -> &str {
+    match text.contains('.') {
+        true => text.trim_end_matches('0').trim_end_matches('.'),
+        false => text,
     }
-    out.push_str(integer);
-    if !fraction.is_empty() {
-        out.push('.');
-        out.push_str(fraction);
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn trimmed_fractions_keep_integer_zeros() {
+        let trimmed = ["1.50", "2.0", "2.", "100", "0.000", "-0.10", "1e+20"].map(trim_fraction);
+        assert_eq!(trimmed, ["1.5", "2", "2", "100", "0", "-0.1", "1e+20"]);
+    }
 
     #[test]
     fn parses_and_scales() {

@@ -144,6 +144,40 @@ pub struct ColumnMapping {
 }
 
 impl ColumnMapping {
+    /// `column` as `arrow_type` / `bq_type`, selected by `select_expr`: a scalar, nullable as
+    /// in Postgres, under its Postgres name, with no note and no check.
+    pub fn new(column: &PgColumn, arrow_type: DataType, bq_type: BigQueryType, select_expr: String, conversion: Conversion) -> Self {
+        Self {
+            name: column.name.clone(),
+            bq_name: column.name.clone(),
+            pg_type: column.type_display.clone(),
+            arrow_type,
+            bq_type,
+            repeated: false,
+            nullable: !column.not_null,
+            select_expr,
+            conversion,
+            note: None,
+            check: None,
+            comment: column.comment.clone(),
+        }
+    }
+
+    /// With why the column is selected this way.
+    pub fn with_note(self, note: impl Into<String>) -> Self {
+        Self { note: Some(note.into()), ..self }
+    }
+
+    /// With the plan-time check of its values.
+    pub fn with_check(self, check: ValueCheck) -> Self {
+        Self { check: Some(check), ..self }
+    }
+
+    /// REPEATED in BigQuery.
+    pub fn repeated(self) -> Self {
+        Self { repeated: true, ..self }
+    }
+
     /// Whether min/max are recorded and compared: BigQuery cannot order JSON or arrays.
     pub fn orderable(&self) -> bool {
         !self.repeated && self.bq_type != BigQueryType::Json
@@ -182,24 +216,10 @@ pub enum CastOverride {
 /// Returns a [`Refusal`] for types without an exact route; the reason names the way out.
 pub fn map_column(column: &PgColumn, cast: Option<CastOverride>, out_of_range: OutOfRange) -> Result<ColumnMapping, Refusal> {
     let quoted = quote_ident(&column.name);
-    let base = |arrow_type: DataType, bq_type: BigQueryType, select_expr: String, conversion| ColumnMapping {
-        name: column.name.clone(),
-        bq_name: column.name.clone(),
-        pg_type: column.type_display.clone(),
-        arrow_type,
-        bq_type,
-        repeated: false,
-        nullable: !column.not_null,
-        select_expr,
-        conversion,
-        note: None,
-        check: None,
-        comment: column.comment.clone(),
-    };
+    let base = |arrow_type, bq_type, select_expr, conversion| ColumnMapping::new(column, arrow_type, bq_type, select_expr, conversion);
     if cast == Some(CastOverride::Text) {
-        let mut m = base(DataType::Utf8, BigQueryType::String, format!("{quoted}::text"), Conversion::Cast);
-        m.note = Some("cast to text by the operator".into());
-        return Ok(m);
+        return Ok(base(DataType::Utf8, BigQueryType::String, format!("{quoted}::text"), Conversion::Cast)
+            .with_note("cast to text by the operator"));
     }
     let refuse = |reason: String| Refusal { column: column.name.clone(), pg_type: column.type_display.clone(), reason };
     if let Some(element) = &column.element_type {
@@ -214,7 +234,7 @@ pub fn map_column(column: &PgColumn, cast: Option<CastOverride>, out_of_range: O
     let mapping = match (column.type_kind, column.type_name.as_str()) {
         ('e', _) => base(DataType::Utf8, BigQueryType::String, quoted.clone(), Conversion::Cast),
         ('r' | 'm', _) => {
-            with_note(base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast), "range as Postgres text, e.g. [1,5)")
+            base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast).with_note("range as Postgres text, e.g. [1,5)")
         }
         (_, "bool") => base(DataType::Boolean, BigQueryType::Bool, quoted.clone(), Conversion::Cast),
         (_, "int2") => base(DataType::Int16, BigQueryType::Int64, quoted.clone(), Conversion::Cast),
@@ -222,39 +242,31 @@ pub fn map_column(column: &PgColumn, cast: Option<CastOverride>, out_of_range: O
         (_, "int8") => base(DataType::Int64, BigQueryType::Int64, quoted.clone(), Conversion::Cast),
         (_, "oid" | "xid" | "cid") => base(DataType::Int64, BigQueryType::Int64, format!("{quoted}::text::int8"), Conversion::Cast),
         (_, "float4") => {
-            with_note(base(DataType::Float32, BigQueryType::Float64, quoted.clone(), Conversion::Cast), "float4 widens exactly to FLOAT64")
+            base(DataType::Float32, BigQueryType::Float64, quoted.clone(), Conversion::Cast).with_note("float4 widens exactly to FLOAT64")
         }
         (_, "float8") => base(DataType::Float64, BigQueryType::Float64, quoted.clone(), Conversion::Cast),
         (_, "numeric") => map_numeric(column, &quoted, numeric_typmod(column.type_modifier)),
-        (_, "money") => with_note(
-            base(decimal_type(19, 2), BigQueryType::Numeric, format!("{quoted}::numeric::text"), Conversion::ParseDecimal),
-            "money as numeric with 2 decimals (lc_monetary with other fractional digits is refused at export)",
-        ),
+        (_, "money") => base(decimal_type(19, 2), BigQueryType::Numeric, format!("{quoted}::numeric::text"), Conversion::ParseDecimal)
+            .with_note("money as numeric with 2 decimals (lc_monetary with other fractional digits is refused at export)"),
         (_, "text" | "varchar" | "bpchar" | "name") => base(DataType::Utf8, BigQueryType::String, quoted.clone(), Conversion::Cast),
         (
             _,
             "citext" | "char" | "xml" | "tsvector" | "tsquery" | "cidr" | "macaddr" | "macaddr8" | "bit" | "varbit" | "pg_lsn" | "point"
             | "line" | "lseg" | "box" | "path" | "polygon" | "circle" | "txid_snapshot" | "pg_snapshot",
-        ) => with_note(base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast), "Postgres text output"),
+        ) => base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast).with_note("Postgres text output"),
         // `inet::text` always appends the netmask (`10.0.1.1/32`); `abbrev(inet)` is the output function's text.
-        (_, "inet") => with_note(
-            base(DataType::Utf8, BigQueryType::String, format!("abbrev({quoted})"), Conversion::Cast),
-            "Postgres text output (`abbrev`, as Postgres prints it: no /32 on a host address)",
-        ),
+        (_, "inet") => base(DataType::Utf8, BigQueryType::String, format!("abbrev({quoted})"), Conversion::Cast)
+            .with_note("Postgres text output (`abbrev`, as Postgres prints it: no /32 on a host address)"),
         (_, "uuid") => {
-            with_note(base(DataType::Utf8, BigQueryType::String, quoted.clone(), Conversion::Cast), "canonical lower-case hyphenated")
+            base(DataType::Utf8, BigQueryType::String, quoted.clone(), Conversion::Cast).with_note("canonical lower-case hyphenated")
         }
-        (_, "json") => with_note(base(DataType::Utf8, BigQueryType::Json, text_expr, Conversion::Cast), "json text byte for byte"),
-        (_, "jsonb") => with_note(base(DataType::Utf8, BigQueryType::Json, text_expr, Conversion::Cast), "jsonb as Postgres prints it"),
+        (_, "json") => base(DataType::Utf8, BigQueryType::Json, text_expr, Conversion::Cast).with_note("json text byte for byte"),
+        (_, "jsonb") => base(DataType::Utf8, BigQueryType::Json, text_expr, Conversion::Cast).with_note("jsonb as Postgres prints it"),
         (_, "bytea") => base(DataType::Binary, BigQueryType::Bytes, quoted.clone(), Conversion::Cast),
-        (_, "interval") => with_note(
-            base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast),
-            "ISO 8601 duration (intervalstyle iso_8601): months, days and microseconds kept apart",
-        ),
-        (_, "timetz") => with_note(
-            base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast),
-            "time with its UTC offset as Postgres prints it; BigQuery has no TIME WITH TIME ZONE",
-        ),
+        (_, "interval") => base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast)
+            .with_note("ISO 8601 duration (intervalstyle iso_8601): months, days and microseconds kept apart"),
+        (_, "timetz") => base(DataType::Utf8, BigQueryType::String, text_expr, Conversion::Cast)
+            .with_note("time with its UTC offset as Postgres prints it; BigQuery has no TIME WITH TIME ZONE"),
         (_, "date") => map_temporal(column, &quoted, out_of_range, Temporal::Date),
         (_, "time") => map_temporal(column, &quoted, out_of_range, Temporal::Time),
         (_, "timestamp") => map_temporal(column, &quoted, out_of_range, Temporal::Timestamp),
@@ -267,11 +279,6 @@ pub fn map_column(column: &PgColumn, cast: Option<CastOverride>, out_of_range: O
         }
     };
     Ok(mapping)
-}
-
-fn with_note(mut mapping: ColumnMapping, note: &str) -> ColumnMapping {
-    mapping.note = Some(note.to_string());
-    mapping
 }
 
 /// `DECIMAL(p, s)` as Arrow: 128-bit up to 38 digits, 256-bit beyond.
@@ -329,20 +336,9 @@ fn map_numeric(column: &PgColumn, quoted: &str, typmod: Option<(u32, u32)>) -> C
             },
         ),
     };
-    ColumnMapping {
-        name: column.name.clone(),
-        bq_name: column.name.clone(),
-        pg_type: column.type_display.clone(),
-        arrow_type,
-        bq_type,
-        repeated: false,
-        nullable: !column.not_null,
-        select_expr: text,
-        conversion: Conversion::ParseDecimal,
-        note: Some("selected as text and parsed exactly (ConnectorX rounds numerics to 28 digits)".into()),
-        check: Some(check),
-        comment: column.comment.clone(),
-    }
+    ColumnMapping::new(column, arrow_type, bq_type, text, Conversion::ParseDecimal)
+        .with_note("selected as text and parsed exactly (ConnectorX rounds numerics to 28 digits)")
+        .with_check(check)
 }
 
 #[derive(Clone, Copy)]
@@ -385,24 +381,12 @@ fn map_temporal(column: &PgColumn, quoted: &str, out_of_range: OutOfRange, kind:
             Some("UTC, as microseconds since 1970 (exact over years 1–9999)".to_string()),
         ),
     };
-    ColumnMapping {
-        name: column.name.clone(),
-        bq_name: column.name.clone(),
-        pg_type: column.type_display.clone(),
-        arrow_type,
-        bq_type,
-        repeated: false,
-        nullable: !column.not_null,
-        select_expr,
-        conversion,
-        note,
-        check: Some(ValueCheck {
-            predicate,
-            problem: format!("values outside BigQuery's range {low} to {high} (or ±infinity)"),
-            range_adjustable: true,
-        }),
-        comment: column.comment.clone(),
-    }
+    let check = ValueCheck {
+        predicate,
+        problem: format!("values outside BigQuery's range {low} to {high} (or ±infinity)"),
+        range_adjustable: true,
+    };
+    ColumnMapping { note, ..ColumnMapping::new(column, arrow_type, bq_type, select_expr, conversion) }.with_check(check)
 }
 
 fn map_array(column: &PgColumn, element: &str, quoted: &str) -> Option<ColumnMapping> {
@@ -435,24 +419,13 @@ fn map_array(column: &PgColumn, element: &str, quoted: &str) -> Option<ColumnMap
         }
         _ => return None,
     };
-    Some(ColumnMapping {
-        name: column.name.clone(),
-        bq_name: column.name.clone(),
-        pg_type: column.type_display.clone(),
-        arrow_type: item(element_type),
-        bq_type,
-        repeated: true,
-        nullable: !column.not_null,
-        select_expr,
-        conversion,
-        note: note.map(str::to_string),
-        check: Some(ValueCheck {
-            predicate: format!("CASE WHEN array_ndims({quoted}) > 1 THEN true ELSE array_position({quoted}, NULL) IS NOT NULL END"),
-            problem: "NULL elements or multi-dimensional arrays (BigQuery arrays cannot hold NULL and are one-dimensional)".into(),
-            range_adjustable: false,
-        }),
-        comment: column.comment.clone(),
-    })
+    let check = ValueCheck {
+        predicate: format!("CASE WHEN array_ndims({quoted}) > 1 THEN true ELSE array_position({quoted}, NULL) IS NOT NULL END"),
+        problem: "NULL elements or multi-dimensional arrays (BigQuery arrays cannot hold NULL and are one-dimensional)".into(),
+        range_adjustable: false,
+    };
+    let mapping = ColumnMapping::new(column, item(element_type), bq_type, select_expr, conversion).repeated().with_check(check);
+    Some(ColumnMapping { note: note.map(str::to_string), ..mapping })
 }
 
 /// Quotes an identifier for Postgres SQL.
@@ -488,10 +461,38 @@ pub fn bigquery_column_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Ve
     }))
 }
 
+/// The characters a kind of name may hold: ASCII letters, digits and a few more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameAlphabet {
+    /// Allowed besides ASCII letters and digits.
+    extra: &'static str,
+}
+
+impl NameAlphabet {
+    /// BigQuery column and table names: `[A-Za-z0-9_]`.
+    pub const IDENTIFIER: Self = Self { extra: "_" };
+    /// BigQuery job ids and label parts, and our query names: `[A-Za-z0-9_-]`.
+    pub const ID: Self = Self { extra: "_-" };
+
+    pub fn allows(self, c: char) -> bool {
+        c.is_ascii_alphanumeric() || self.extra.contains(c)
+    }
+
+    /// Whether `text` is non-empty and holds only characters of the alphabet.
+    pub fn spells(self, text: &str) -> bool {
+        !text.is_empty() && text.chars().all(|c| self.allows(c))
+    }
+
+    /// `text` with every character outside the alphabet as `_`, cut to `max_chars`.
+    pub fn sanitize(self, text: &str, max_chars: usize) -> String {
+        text.chars().map(|c| if self.allows(c) { c } else { '_' }).take(max_chars).collect()
+    }
+}
+
 /// `name` with characters outside `[A-Za-z0-9_]` as `_` and a `_` before a leading digit
 /// (the rule BigQuery column and table names share).
 pub fn bigquery_identifier(name: &str) -> String {
-    let mut clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut clean = NameAlphabet::IDENTIFIER.sanitize(name, usize::MAX);
     if clean.is_empty() || clean.starts_with(|c: char| c.is_ascii_digit()) {
         clean.insert(0, '_');
     }
@@ -552,6 +553,15 @@ mod arrow_type_serde {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_alphabets_replace_what_they_do_not_spell() {
+        assert_eq!(NameAlphabet::IDENTIFIER.sanitize("a-b.c_1é", usize::MAX), "a_b_c_1_");
+        assert_eq!(NameAlphabet::ID.sanitize("a-b.c_1é", 5), "a-b_c");
+        assert!(NameAlphabet::ID.spells("daily-2024_x"));
+        assert!(!NameAlphabet::ID.spells("daily 2024") && !NameAlphabet::ID.spells(""));
+        assert!(!NameAlphabet::IDENTIFIER.spells("a-b"));
+    }
 
     fn column(type_name: &str, typmod: i32) -> PgColumn {
         PgColumn::base("c", type_name, typmod)

@@ -3,8 +3,8 @@
 //!
 //! object_store's GCS backend writes through the XML API, which fake-gcs-server does not
 //! implement; the JSON API works on both, so production and tests share this one write path.
-//! Credentials come from object_store's GCP credential chain (ADC, service account file,
-//! metadata server); against an emulator no token is sent.
+//! Tokens come from [`crate::gcp::credentials`] (service account file, ADC, metadata server);
+//! against an emulator no token is sent.
 //!
 //! Requests are retried on 429/5xx and connection failures (see [`crate::gcp::retry`]) where that
 //! is safe: reads, lists, deletes and starting an upload session are simply repeated; a
@@ -12,16 +12,17 @@
 //! upload that answers 412 after a retry is read back to tell our own lost success from
 //! another writer's object.
 
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
-use tracing::warn;
 
-use crate::gcp::retry::{is_transient_error, is_transient_status, Backoff, RetryPolicy};
+use crate::gcp::credentials::{CredentialsError, TokenSource};
+use crate::gcp::retry::{is_transient_error, is_transient_status, retry, Attempt, Failed, RetryPolicy};
 
 /// Resumable upload chunks must be multiples of 256 KiB.
 pub const CHUNK_BYTES: usize = 32 * 256 * 1024;
@@ -57,7 +58,7 @@ pub enum GcsError {
     #[error("GCS credentials could not be obtained")]
     Credentials {
         #[source]
-        source: object_store::Error,
+        source: CredentialsError,
     },
     #[error("GCS resumable upload of `gs://{bucket}/{object}` returned no session location")]
     NoSession { bucket: String, object: String },
@@ -77,7 +78,7 @@ pub struct GcsClient {
     http: reqwest::Client,
     base_url: String,
     pub bucket: String,
-    credentials: Option<GcpCredentialProvider>,
+    credentials: TokenSource,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,14 +122,11 @@ impl GcsClient {
     /// [`GcsError::Credentials`] when no credential chain can be built for real GCS.
     pub fn new(bucket: &str, options: &GcsOptions) -> Result<Self, GcsError> {
         let (base_url, credentials) = match &options.emulator_host {
-            Some(host) => (host.trim_end_matches('/').to_string(), None),
+            Some(host) => (host.trim_end_matches('/').to_string(), TokenSource::none()),
             None => {
-                let mut builder = GoogleCloudStorageBuilder::new().with_bucket_name(bucket);
-                if let Some(path) = &options.application_credentials {
-                    builder = builder.with_application_credentials(path);
-                }
-                let store = builder.build().map_err(|source| GcsError::Credentials { source })?;
-                ("https://storage.googleapis.com".to_string(), Some(store.credentials().clone()))
+                let credentials =
+                    TokenSource::google(options.application_credentials.as_deref()).map_err(|source| GcsError::Credentials { source })?;
+                ("https://storage.googleapis.com".to_string(), credentials)
             }
         };
         let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).connect_timeout(CONNECT_TIMEOUT).build().map_err(|source| {
@@ -139,12 +137,9 @@ impl GcsClient {
 
     async fn request(&self, method: Method, url: String) -> Result<RequestBuilder, GcsError> {
         let builder = self.http.request(method, url);
-        match &self.credentials {
+        match self.credentials.bearer().await.map_err(|source| GcsError::Credentials { source })? {
             None => Ok(builder),
-            Some(provider) => {
-                let token = provider.get_credential().await.map_err(|source| GcsError::Credentials { source })?;
-                Ok(builder.bearer_auth(&token.bearer))
-            }
+            Some(token) => Ok(builder.bearer_auth(token)),
         }
     }
 
@@ -164,7 +159,8 @@ impl GcsClient {
     }
 
     /// Sends a request that is safe to repeat, repeating it after transient failures (429,
-    /// 5xx, connection errors) with jittered exponential backoff.
+    /// 5xx, connection errors) with jittered exponential backoff. A transient status that
+    /// comes when the time is spent is returned as the answer, for the caller to report.
     async fn send(
         &self,
         action: &'static str,
@@ -173,19 +169,33 @@ impl GcsClient {
         url: &str,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Answer, GcsError> {
-        let mut backoff = Backoff::new(RetryPolicy::REQUESTS);
-        loop {
-            let attempts = backoff.attempts();
-            match self.send_once(&method, url, &build).await? {
-                Ok((status, headers, body)) if !is_transient_status(status) || !backoff.wait().await => {
-                    return Ok(Answer { status, headers, body, attempts });
+        let (method, build) = (&method, &build);
+        let what = format!("GCS {action} `gs://{}/{object}`", self.bucket);
+        let attempt = |attempts| async move {
+            match self.send_once(method, url, build).await {
+                Err(error) => Attempt::Permanent(Failure::Gcs(error)),
+                Ok(Ok((status, headers, body))) if is_transient_status(status) => {
+                    Attempt::Transient(Failure::Status(Answer { status, headers, body, attempts }))
                 }
-                Ok((status, ..)) => warn!(action, object, %status, attempt = attempts, "GCS answered a transient error; retrying"),
-                Err(source) if is_transient_error(&source) && backoff.wait().await => {
-                    warn!(action, object, error = %source.without_url(), attempt = attempts, "GCS request failed; retrying");
-                }
-                Err(source) => return Err(self.request_error(action, object, attempts, source)),
+                Ok(Ok((status, headers, body))) => Attempt::Done(Answer { status, headers, body, attempts }),
+                Ok(Err(source)) => Failure::request(source),
             }
+        };
+        match retry(RetryPolicy::REQUESTS, &what, attempt).await {
+            Ok(answer) | Err(Failed { error: Failure::Status(answer), .. }) => Ok(answer),
+            Err(failed) => Err(self.failure_error(action, object, failed)),
+        }
+    }
+
+    /// The error a request ends with after its last attempt.
+    fn failure_error(&self, action: &'static str, object: &str, Failed { error, attempts }: Failed<Failure>) -> GcsError {
+        match error {
+            Failure::Status(answer) => self.status_error(action, object, &answer),
+            Failure::Request(source) => self.request_error(action, object, attempts, source),
+            Failure::Stalled(persisted) => {
+                GcsError::UploadStalled { bucket: self.bucket.clone(), object: object.to_string(), persisted, attempts }
+            }
+            Failure::Gcs(error) => error,
         }
     }
 
@@ -262,55 +272,94 @@ impl GcsClient {
         total: Option<u64>,
     ) -> Result<Option<ObjectMeta>, GcsError> {
         let end = offset + chunk.len() as u64;
-        let mut backoff = Backoff::new(RetryPolicy::REQUESTS);
-        let mut from = offset;
+        let upload =
+            ChunkUpload { session, object, offset, end, chunk, total, from: AtomicU64::new(offset), ask_first: AtomicBool::new(false) };
+        let what = format!("GCS upload of a chunk of `gs://{}/{object}`", self.bucket);
+        let upload = &upload;
+        retry(RetryPolicy::REQUESTS, &what, |attempts| self.upload_attempt(upload, attempts))
+            .await
+            .map_err(|failed| self.failure_error("upload", object, failed))
+    }
+
+    /// One attempt of [`Self::upload_chunk`]: after a failure, asks the session what it holds;
+    /// then sends the rest of the chunk for as long as the session keeps more of it.
+    async fn upload_attempt(&self, upload: &ChunkUpload<'_>, attempts: u32) -> Attempt<Option<ObjectMeta>, Failure> {
+        let mut state = None;
+        if upload.ask_first.swap(false, Ordering::Relaxed) {
+            match self.upload_status(upload.session, upload.object, upload.total).await {
+                Ok(known) => state = Some(known),
+                Err(error) => return Attempt::Permanent(Failure::Gcs(error)),
+            }
+        }
         loop {
-            let part = chunk.slice((from - offset) as usize..);
-            let range = match (part.is_empty(), total) {
-                (true, Some(total)) => format!("bytes */{total}"),
-                (_, total) => format!("bytes {from}-{}/{}", end - 1, total.map_or("*".to_string(), |t| t.to_string())),
+            let state = match state.take() {
+                Some(state) => state,
+                None => match self.send_chunk(upload, attempts).await {
+                    Ok(state) => state,
+                    Err(failed) => return failed,
+                },
             };
-            let attempts = backoff.attempts();
-            let build = |b: RequestBuilder| b.header(reqwest::header::CONTENT_RANGE, range.as_str()).body(part.clone());
-            let state = match self.send_once(&Method::PUT, session, &build).await? {
-                Ok((status, headers, body)) => {
-                    let answer = Answer { status, headers, body, attempts };
-                    match upload_state(&answer) {
-                        Some(state) => state,
-                        None if is_transient_status(status) && backoff.wait().await => {
-                            warn!(object, %status, attempt = attempts, "GCS upload chunk failed; resuming from what the session holds");
-                            self.upload_status(session, object, total).await?
-                        }
-                        None => return Err(self.status_error("upload", object, &answer)),
-                    }
-                }
-                Err(source) if is_transient_error(&source) && backoff.wait().await => {
-                    warn!(object, error = %source.without_url(), attempt = attempts, "GCS upload chunk failed; resuming from what the session holds");
-                    self.upload_status(session, object, total).await?
-                }
-                Err(source) => return Err(self.request_error("upload", object, attempts, source)),
-            };
-            let persisted = match state {
-                UploadState::Complete(answer) if total.is_some() => return self.decode("upload", object, &answer).map(Some),
-                UploadState::Complete(answer) => return Err(self.status_error("upload (session already complete)", object, &answer)),
-                UploadState::Persisted(persisted) => persisted,
-            };
-            if persisted < offset {
-                return Err(GcsError::UploadLost { bucket: self.bucket.clone(), object: object.to_string(), persisted, sent: offset });
+            if let ControlFlow::Break(outcome) = self.after_chunk(upload, state) {
+                return outcome;
             }
-            if persisted >= end && total.is_none() {
-                return Ok(None);
+        }
+    }
+
+    /// Sends the chunk from the first byte the session may lack; a transient failure makes the
+    /// next attempt ask the session first.
+    async fn send_chunk(&self, upload: &ChunkUpload<'_>, attempts: u32) -> Result<UploadState, Attempt<Option<ObjectMeta>, Failure>> {
+        let from = upload.from.load(Ordering::Relaxed);
+        let part = upload.chunk.slice((from - upload.offset) as usize..);
+        let range = match (part.is_empty(), upload.total) {
+            (true, Some(total)) => format!("bytes */{total}"),
+            (_, total) => format!("bytes {from}-{}/{}", upload.end - 1, total.map_or("*".to_string(), |t| t.to_string())),
+        };
+        let build = |b: RequestBuilder| b.header(reqwest::header::CONTENT_RANGE, range.as_str()).body(part.clone());
+        let failed = match self.send_once(&Method::PUT, upload.session, &build).await {
+            Err(error) => Attempt::Permanent(Failure::Gcs(error)),
+            Ok(Ok((status, headers, body))) => {
+                let answer = Answer { status, headers, body, attempts };
+                match upload_state(&answer) {
+                    Some(state) => return Ok(state),
+                    None if is_transient_status(status) => Attempt::Transient(Failure::Status(answer)),
+                    None => Attempt::Permanent(Failure::Status(answer)),
+                }
             }
-            // A session that keeps none of what we send would loop forever: that counts as a failure.
-            if persisted <= from && !part.is_empty() && !backoff.wait().await {
-                return Err(GcsError::UploadStalled {
-                    bucket: self.bucket.clone(),
-                    object: object.to_string(),
-                    persisted,
-                    attempts: backoff.attempts(),
+            Ok(Err(source)) => Failure::request(source),
+        };
+        upload.ask_first.store(matches!(failed, Attempt::Transient(_)), Ordering::Relaxed);
+        Err(failed)
+    }
+
+    /// What the session's state means for the chunk: finished, failed, stalled (no byte more
+    /// than before: worth a pause), or sent on from where the session stands.
+    fn after_chunk(&self, upload: &ChunkUpload<'_>, state: UploadState) -> ControlFlow<Attempt<Option<ObjectMeta>, Failure>> {
+        let persisted = match state {
+            UploadState::Complete(answer) if upload.total.is_some() => {
+                return ControlFlow::Break(match self.decode("upload", upload.object, &answer) {
+                    Ok(meta) => Attempt::Done(Some(meta)),
+                    Err(error) => Attempt::Permanent(Failure::Gcs(error)),
                 });
             }
-            from = persisted.min(end);
+            UploadState::Complete(answer) => {
+                let error = self.status_error("upload (session already complete)", upload.object, &answer);
+                return ControlFlow::Break(Attempt::Permanent(Failure::Gcs(error)));
+            }
+            UploadState::Persisted(persisted) => persisted,
+        };
+        if persisted < upload.offset {
+            let lost =
+                GcsError::UploadLost { bucket: self.bucket.clone(), object: upload.object.to_string(), persisted, sent: upload.offset };
+            return ControlFlow::Break(Attempt::Permanent(Failure::Gcs(lost)));
+        }
+        if persisted >= upload.end && upload.total.is_none() {
+            return ControlFlow::Break(Attempt::Done(None));
+        }
+        let from = upload.from.swap(persisted.min(upload.end), Ordering::Relaxed);
+        // A session that keeps none of what we send would loop forever: that counts as a failure.
+        match persisted <= from && from < upload.end {
+            true => ControlFlow::Break(Attempt::Transient(Failure::Stalled(persisted))),
+            false => ControlFlow::Continue(()),
         }
     }
 
@@ -404,6 +453,55 @@ impl GcsClient {
             _ => Err(self.status_error("delete", object, &answer)),
         }
     }
+}
+
+/// Why an attempt of a request gave no answer to return.
+enum Failure {
+    /// An HTTP status; a transient one that comes when the time is spent is the answer.
+    Status(Answer),
+    /// The request or its answer failed on the way (the error holds no URL: a session URL is
+    /// a credential).
+    Request(reqwest::Error),
+    /// The upload session kept no byte more than it held before (it holds this many).
+    Stalled(u64),
+    /// A failure no repetition changes (credentials, an unreadable answer, a lost session).
+    Gcs(GcsError),
+}
+
+impl Failure {
+    /// A failed request: transient when the connection failed, not the request.
+    fn request<T>(source: reqwest::Error) -> Attempt<T, Self> {
+        match is_transient_error(&source) {
+            true => Attempt::Transient(Self::Request(source.without_url())),
+            false => Attempt::Permanent(Self::Request(source.without_url())),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Status(answer) => write!(f, "HTTP {}", answer.status),
+            Self::Request(source) => write!(f, "{source}"),
+            Self::Stalled(persisted) => write!(f, "the upload session stays at {persisted} bytes"),
+            Self::Gcs(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+/// One chunk of a resumable upload, and how far the session has it (atomics only so that the
+/// upload's future is `Send`; one attempt runs at a time).
+struct ChunkUpload<'a> {
+    session: &'a str,
+    object: &'a str,
+    offset: u64,
+    end: u64,
+    chunk: Bytes,
+    total: Option<u64>,
+    /// The first byte the session may not hold.
+    from: AtomicU64,
+    /// The last attempt failed: ask the session what it holds before sending.
+    ask_first: AtomicBool,
 }
 
 /// What a resumable session answered: the bytes it holds, or the finished object.

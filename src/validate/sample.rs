@@ -69,7 +69,7 @@ fn element_compare(bq_type: BigQueryType) -> &'static Compare {
 }
 
 fn minimal(text: &str) -> String {
-    let trimmed = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { text };
+    let trimmed = crate::model::decimal::trim_fraction(text);
     if trimmed == "-0" {
         "0".into()
     } else {
