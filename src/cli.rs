@@ -1,10 +1,10 @@
 //! Every command-line flag. No other file knows a flag's name.
 
+pub mod env;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::config::env;
 
 #[derive(Debug, Parser)]
 #[command(

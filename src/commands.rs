@@ -4,8 +4,9 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
+use pg2bq::cli::env;
 use pg2bq::cli::{Command, ExportArgs, LoadArgs, Progress, ValidateArgs, VerifyArgs};
-use pg2bq::config::{env, ConfigFile};
+use pg2bq::config::ConfigFile;
 use pg2bq::export::config::ExportConfig;
 use pg2bq::export::{ExportError, PlanError};
 use pg2bq::load::LoadConfig;

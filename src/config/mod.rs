@@ -3,13 +3,12 @@
 //! The file says what moves (tables, options per table, destination); runtime knobs come from
 //! flags and the environment. `resolve` is the only place the sources are combined.
 
-pub mod env;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::cli::env;
 use crate::cli::{BigQueryTargetArgs, ExportArgs, GcpArgs, GcsArgs, LoadArgs, LoadModeArg, OutOfRangeArg, ValidateArgs};
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
 use crate::export::parquet::ParquetSettings;

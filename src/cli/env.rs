@@ -1,4 +1,5 @@
-//! Every environment variable pg2bq reads, in one place. Only `config` reads them.
+//! Every environment variable pg2bq reads, in one place: clap folds them into the flags, and
+//! the binary reads `DATABASE_URL` for `config`.
 
 /// Postgres URL of the source (also `DATABASE_URL`).
 pub const SOURCE: &str = "PG2BQ_SOURCE";
