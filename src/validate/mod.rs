@@ -288,7 +288,7 @@ async fn locate_mismatches(
     failed: &[&ColumnManifest],
     checks: &mut [Check],
 ) -> Result<(), ValidateError> {
-    let key_partitions: Vec<_> = table.partitions.iter().filter(|p| p.method == "key_range" || p.method == "key_null").collect();
+    let key_partitions: Vec<_> = table.partitions.iter().filter_map(|p| Some((p, p.bigquery_predicate()?))).collect();
     if key_partitions.is_empty() || key_partitions.len() != table.partitions.len() {
         return Ok(());
     }
@@ -296,9 +296,7 @@ async fn locate_mismatches(
     let failed: Vec<&ColumnManifest> = failed.iter().copied().filter(|c| c.mapping.bq_type != BigQueryType::Json).collect();
     let failed = failed.as_slice();
     let mut located: HashMap<String, Vec<String>> = HashMap::new();
-    for partition in key_partitions {
-        // Postgres `"id" >= 10` reads the same in BigQuery once identifiers are back-quoted.
-        let filter = partition.predicate.replace('"', "`");
+    for (partition, filter) in key_partitions {
         let (values, layout) = run_aggregates(bq, target, failed, Some(&filter)).await?;
         let files: Vec<_> = table.files.iter().filter(|f| f.partition == partition.index).collect();
         let mut differs = values[0] != Some(partition.rows.to_string());
