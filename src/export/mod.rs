@@ -472,6 +472,20 @@ mod tests {
         assert_eq!(serde_json::from_str::<ExportUnit>(&json).unwrap(), unit);
     }
 
+    #[tokio::test]
+    async fn a_worker_that_panicked_fails_its_table_with_the_panic_message() {
+        let table = table(&[2, 1]);
+        let done = file(&table, 0, vec![1, 2]);
+        let workers = vec![
+            (0, tokio::task::spawn_blocking(move || PartitionOutcome::Done(vec![done]))),
+            (1, tokio::task::spawn_blocking(|| -> PartitionOutcome { panic!("connection reset in the middle of a row") })),
+        ];
+        let error = join_partitions("public.t", workers).await.unwrap_err();
+        assert!(matches!(error, ExportError::Worker { partition: 1, .. }), "{error:?}");
+        let cause = std::error::Error::source(&error).expect("a cause").to_string();
+        assert!(cause.contains("connection reset in the middle of a row"), "{cause}");
+    }
+
     #[test]
     fn partitions_merge_into_the_table_in_file_order() {
         let table = table(&[2, 1]);
