@@ -182,7 +182,7 @@ async fn export_tables(
 }
 
 /// One partition's work, a plain value: the rows to read, what they must number, and where
-/// their files go. Everything a worker needs besides its machine's [`PartitionExporter`].
+/// their files go: all a worker needs besides the snapshot, the store and the encoding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportUnit {
     pub table: String,
@@ -241,7 +241,7 @@ impl From<ExportError> for Interrupted {
 
 /// What the partitions of one table share on this machine: the source snapshot, the store,
 /// the encoding, progress, and the flag that stops them all once one fails.
-pub struct PartitionExporter {
+struct PartitionExporter {
     source_url: String,
     /// Statements that put a partition's connection into the run's snapshot.
     setup: Vec<String>,
@@ -256,7 +256,7 @@ pub struct PartitionExporter {
 impl PartitionExporter {
     /// Reads `unit`'s rows from the snapshot into Parquet files in the store. Blocks: run it
     /// on a blocking thread. A failure stops the table's other partitions at their next batch.
-    pub fn export_partition(&self, unit: &ExportUnit) -> PartitionOutcome {
+    fn export_partition(&self, unit: &ExportUnit) -> PartitionOutcome {
         match self.write_partition(unit) {
             Ok(files) => PartitionOutcome::Done(files),
             Err(Interrupted::Cancelled) => PartitionOutcome::Cancelled,

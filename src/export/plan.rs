@@ -100,7 +100,7 @@ struct SourceShape {
 }
 
 impl SourceShape {
-    /// `table `s.t`` or `query `name``, as problems name it.
+    /// How problems name it: table \`s.t\` or query \`name\`.
     fn what(&self) -> String {
         match self.oid {
             Some(_) => format!("table `{}`", self.name),
