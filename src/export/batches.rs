@@ -39,6 +39,11 @@ pub enum BatchError {
         #[source]
         source: DecimalError,
     },
+    #[error("the converted columns do not form a batch of the pinned schema")]
+    Assemble {
+        #[source]
+        source: ArrowError,
+    },
     #[error("column `{column}`: ConnectorX delivered {actual}, expected {expected}")]
     UnexpectedType { column: String, expected: &'static str, actual: DataType },
 }
@@ -63,12 +68,7 @@ pub fn normalize_batch(batch: &RecordBatch, columns: &[ColumnMapping], schema: &
     }
     let arrays =
         batch.columns().iter().zip(columns).map(|(array, column)| normalize_column(array, column)).collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema.clone(), arrays).map_err(|source| BatchError::Cast {
-        column: columns.first().map(|c| c.name.clone()).unwrap_or_default(),
-        from: DataType::Null,
-        to: DataType::Null,
-        source,
-    })
+    RecordBatch::try_new(schema.clone(), arrays).map_err(|source| BatchError::Assemble { source })
 }
 
 fn normalize_column(array: &ArrayRef, column: &ColumnMapping) -> Result<ArrayRef, BatchError> {
@@ -185,6 +185,17 @@ mod tests {
         assert_eq!(decimals.value(0), 123456789012);
         let err = run(Arc::new(LargeStringArray::from(vec!["NaN"])), &m).unwrap_err();
         assert!(err.to_string().contains("--cast c=text"), "{err}");
+    }
+
+    #[test]
+    fn a_batch_the_schema_refuses_keeps_arrows_reason() {
+        let m = mapping("int2", -1);
+        let strict = Arc::new(Schema::new(vec![Field::new("c", DataType::Int16, false)]));
+        let input = RecordBatch::try_from_iter([("c", Arc::new(Int64Array::from(vec![None, Some(1)])) as ArrayRef)]).unwrap();
+        let err = normalize_batch(&input, std::slice::from_ref(&m), &strict).unwrap_err();
+        assert!(matches!(err, BatchError::Assemble { .. }), "{err:?}");
+        let cause = std::error::Error::source(&err).expect("a cause").to_string();
+        assert!(cause.contains("non-nullable"), "{cause}");
     }
 
     #[test]

@@ -16,14 +16,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use tracing::{debug, info, info_span, trace, warn, Instrument};
 
 use crate::export::batches::{normalize_batch, pinned_schema, BatchError};
-use crate::export::parquet::{ParquetSinkError, PartitionFiles};
+use crate::export::parquet::{ParquetSettings, ParquetSinkError, PartitionFiles, WrittenFile};
 use crate::model::aggregates::ColumnAccumulator;
-use crate::model::manifest::{ColumnManifest, FileManifest, Manifest, TableManifest, FORMAT_VERSION, MANIFEST_FILE};
+use crate::model::manifest::{ColumnManifest, FileManifest, Manifest, PartitionManifest, TableManifest, FORMAT_VERSION, MANIFEST_FILE};
 use crate::model::progress::TableProgress;
 pub use crate::model::progress::{ProgressCounter, ProgressReporter};
+use crate::model::types::ColumnMapping;
 use crate::source::postgres::SnapshotSession;
 use crate::source::stream::{stream_query, StreamError};
 use crate::source::SourceError;
@@ -60,7 +62,12 @@ pub enum ExportError {
     #[error("table `{table}`: the snapshot has {expected} rows but {actual} were written; nothing was committed")]
     RowCountMismatch { table: String, expected: u64, actual: u64 },
     #[error("table `{table}`, partition {partition}: its worker stopped unexpectedly")]
-    Worker { table: String, partition: usize },
+    Worker {
+        table: String,
+        partition: usize,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error(transparent)]
     Claim(#[from] ClaimError),
     #[error("cannot serialise the manifest")]
@@ -174,6 +181,130 @@ async fn export_tables(
     })
 }
 
+/// One partition's work, a plain value: the rows to read, what they must number, and where
+/// their files go: all a worker needs besides the snapshot, the store and the encoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportUnit {
+    pub table: String,
+    pub partition: usize,
+    /// The table's SELECT narrowed by the partition's predicate.
+    pub query: String,
+    /// Rows the snapshot holds in this partition, counted when planning.
+    pub expected_rows: u64,
+    pub columns: Vec<ColumnMapping>,
+    /// `<run-id>/<table>`: the table's directory under the run (its name, `schema.table` or
+    /// the query name).
+    pub directory: String,
+}
+
+impl ExportUnit {
+    /// The work of `partition` of `table` in run `run_id`.
+    pub fn new(table: &TablePlan, partition: &PartitionManifest, run_id: &RunId) -> Self {
+        // The predicate was rendered from the partition's bounds when planning.
+        let query = if partition.predicate.is_empty() {
+            table.source_query.clone()
+        } else {
+            format!("{} WHERE {}", table.source_query, partition.predicate)
+        };
+        Self {
+            table: table.name.clone(),
+            partition: partition.index,
+            query,
+            expected_rows: partition.rows,
+            columns: table.columns.clone(),
+            directory: format!("{run_id}/{}", table.name),
+        }
+    }
+}
+
+/// How one partition's export ended.
+#[derive(Debug)]
+pub enum PartitionOutcome {
+    /// Every row written and counted: the partition's files.
+    Done(Vec<WrittenFile>),
+    /// Stopped early because another partition of the table failed.
+    Cancelled,
+    Failed(ExportError),
+}
+
+/// Why a partition stopped before its last batch.
+enum Interrupted {
+    Cancelled,
+    Failed(Box<ExportError>),
+}
+
+impl From<ExportError> for Interrupted {
+    fn from(error: ExportError) -> Self {
+        Interrupted::Failed(Box::new(error))
+    }
+}
+
+/// What the partitions of one table share on this machine: the source snapshot, the store,
+/// the encoding, progress, and the flag that stops them all once one fails.
+struct PartitionExporter {
+    source_url: String,
+    /// Statements that put a partition's connection into the run's snapshot.
+    setup: Vec<String>,
+    store: Store,
+    runtime: tokio::runtime::Handle,
+    parquet: ParquetSettings,
+    batch_rows: usize,
+    counter: ProgressCounter,
+    cancelled: AtomicBool,
+}
+
+impl PartitionExporter {
+    /// Reads `unit`'s rows from the snapshot into Parquet files in the store. Blocks: run it
+    /// on a blocking thread. A failure stops the table's other partitions at their next batch.
+    fn export_partition(&self, unit: &ExportUnit) -> PartitionOutcome {
+        match self.write_partition(unit) {
+            Ok(files) => PartitionOutcome::Done(files),
+            Err(Interrupted::Cancelled) => PartitionOutcome::Cancelled,
+            Err(Interrupted::Failed(error)) => {
+                self.cancelled.store(true, Ordering::Relaxed);
+                PartitionOutcome::Failed(*error)
+            }
+        }
+    }
+
+    fn write_partition(&self, unit: &ExportUnit) -> Result<Vec<WrittenFile>, Interrupted> {
+        let (table, partition) = (&unit.table, unit.partition);
+        let written = |source| Interrupted::from(ExportError::Write { table: table.clone(), partition, source });
+        let schema = pinned_schema(&unit.columns);
+        let accumulators = unit.columns.iter().map(ColumnAccumulator::for_column).collect();
+        let mut files = PartitionFiles::new(
+            self.store.clone(),
+            self.runtime.clone(),
+            schema.clone(),
+            accumulators,
+            self.parquet,
+            unit.directory.clone(),
+            partition,
+        );
+        let rows = stream_query(&self.source_url, table, &unit.query, &self.setup, self.batch_rows, |batch| {
+            if self.cancelled.load(Ordering::Relaxed) {
+                return Err(Interrupted::Cancelled);
+            }
+            let batch = normalize_batch(&batch, &unit.columns, &schema)
+                .map_err(|source| Interrupted::from(ExportError::Batch { table: table.clone(), partition, source }))?;
+            let bytes = files.write(&batch).map_err(written)?;
+            self.counter.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+            self.counter.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            debug!(table = %table, partition, rows = batch.num_rows(), "Wrote batch");
+            Ok(())
+        })
+        .map_err(|error| match error {
+            StreamError::Source(source) => Interrupted::from(ExportError::Source(source)),
+            StreamError::Sink(interrupted) => interrupted,
+        })?;
+        if rows != unit.expected_rows {
+            let short = SourceError::ShortStream { table: table.clone(), partition, expected: unit.expected_rows, actual: rows };
+            return Err(Interrupted::from(ExportError::Source(short)));
+        }
+        files.finish().map_err(written)
+    }
+}
+
 async fn export_table(
     config: &ExportConfig,
     store: &Store,
@@ -183,106 +314,78 @@ async fn export_table(
     counter: ProgressCounter,
 ) -> Result<TableManifest, ExportError> {
     let started = Instant::now();
-    let schema = pinned_schema(&table.columns);
-    let fresh_accumulators: Vec<ColumnAccumulator> = table.columns.iter().map(ColumnAccumulator::for_column).collect();
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let runtime = tokio::runtime::Handle::current();
+    let exporter = Arc::new(PartitionExporter {
+        source_url: config.source_url.clone(),
+        setup: setup.to_vec(),
+        store: store.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        parquet: config.parquet,
+        batch_rows: config.batch_rows,
+        counter,
+        cancelled: AtomicBool::new(false),
+    });
     let mut workers = Vec::new();
     for partition in &table.partitions {
-        let query = if partition.predicate.is_empty() {
-            table.source_query.clone()
-        } else {
-            format!("{} WHERE {}", table.source_query, partition.predicate)
-        };
-        let mut files = PartitionFiles::new(
-            store.clone(),
-            runtime.clone(),
-            schema.clone(),
-            fresh_accumulators.clone(),
-            config.parquet,
-            // The table's directory under the run is its name (`schema.table` or the query name).
-            format!("{run_id}/{}", table.name),
-            partition.index,
-        );
-        let (url, name, columns, schema, setup) =
-            (config.source_url.clone(), table.name.clone(), table.columns.clone(), schema.clone(), setup.to_vec());
-        let (index, expected, batch_rows) = (partition.index, partition.rows, config.batch_rows);
-        let (cancelled, counter) = (cancelled.clone(), counter.clone());
-        trace!(partition = index, query = %query, "Streaming partition");
-        workers.push(tokio::task::spawn_blocking(move || {
-            let result = (|| {
-                let rows = stream_query(&url, &name, &query, &setup, batch_rows, |batch| {
-                    if cancelled.load(Ordering::Relaxed) {
-                        return Err(None);
-                    }
-                    let batch = normalize_batch(&batch, &columns, &schema)
-                        .map_err(|source| Some(Box::new(ExportError::Batch { table: name.clone(), partition: index, source })))?;
-                    let bytes = files
-                        .write(&batch)
-                        .map_err(|source| Some(Box::new(ExportError::Write { table: name.clone(), partition: index, source })))?;
-                    counter.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                    counter.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-                    debug!(table = %name, partition = index, rows = batch.num_rows(), "Wrote batch");
-                    Ok(())
-                })
-                .map_err(|e| match e {
-                    StreamError::Source(source) => Some(Box::new(ExportError::Source(source))),
-                    StreamError::Sink(sink) => sink,
-                })?;
-                if rows != expected {
-                    return Err(Some(Box::new(ExportError::Source(SourceError::ShortStream {
-                        table: name.clone(),
-                        partition: index,
-                        expected,
-                        actual: rows,
-                    }))));
-                }
-                files.finish().map_err(|source| Some(Box::new(ExportError::Write { table: name.clone(), partition: index, source })))
-            })();
-            if result.is_err() {
-                cancelled.store(true, Ordering::Relaxed);
-            }
-            result
-        }));
+        let unit = ExportUnit::new(table, partition, run_id);
+        trace!(partition = unit.partition, query = %unit.query, "Streaming partition");
+        let exporter = exporter.clone();
+        workers.push((partition.index, tokio::task::spawn_blocking(move || exporter.export_partition(&unit))));
     }
-    let mut first_error = None;
-    let mut written: Vec<(FileManifest, Vec<ColumnAccumulator>)> = Vec::new();
-    for (partition, worker) in table.partitions.iter().zip(workers) {
-        match worker.await {
-            Ok(Ok(files)) => written.extend(files),
-            Ok(Err(Some(error))) => {
-                first_error.get_or_insert(*error);
-            }
-            Ok(Err(None)) => {}
-            Err(_) => {
-                first_error.get_or_insert(ExportError::Worker { table: table.name.clone(), partition: partition.index });
-            }
-        }
-    }
-    if let Some(error) = first_error {
-        return Err(error);
-    }
-    written.sort_by(|a, b| a.0.path.cmp(&b.0.path));
-    let mut totals = fresh_accumulators;
-    for (_, accumulators) in &written {
-        for (total, file) in totals.iter_mut().zip(accumulators) {
-            total.merge(file);
-        }
-    }
-    let files: Vec<FileManifest> = written.into_iter().map(|(file, _)| file).collect();
-    let row_count: u64 = files.iter().map(|f| f.rows).sum();
-    if row_count != table.row_count {
-        return Err(ExportError::RowCountMismatch { table: table.name.clone(), expected: table.row_count, actual: row_count });
+    let written = join_partitions(&table.name, workers).await?;
+    let manifest = table_manifest(table, written);
+    if manifest.row_count != table.row_count {
+        return Err(ExportError::RowCountMismatch { table: table.name.clone(), expected: table.row_count, actual: manifest.row_count });
     }
     let seconds = started.elapsed().as_secs_f64();
     info!(
-        rows = row_count,
-        files = files.len(),
-        bytes = files.iter().map(|f| f.bytes).sum::<u64>(),
+        rows = manifest.row_count,
+        files = manifest.files.len(),
+        bytes = manifest.files.iter().map(|f| f.bytes).sum::<u64>(),
         seconds = format!("{seconds:.2}"),
-        rows_per_s = (row_count as f64 / seconds.max(1e-9)) as u64,
+        rows_per_s = (manifest.row_count as f64 / seconds.max(1e-9)) as u64,
         "Exported table"
     );
+    Ok(manifest)
+}
+
+/// Waits for every partition of `table` and gathers their files, or returns the first
+/// failure in partition order (a worker that panicked fails with its panic message).
+async fn join_partitions(
+    table: &str,
+    workers: Vec<(usize, tokio::task::JoinHandle<PartitionOutcome>)>,
+) -> Result<Vec<WrittenFile>, ExportError> {
+    let mut first_error = None;
+    let mut written = Vec::new();
+    for (partition, worker) in workers {
+        match worker.await {
+            Ok(PartitionOutcome::Done(files)) => written.extend(files),
+            Ok(PartitionOutcome::Cancelled) => {}
+            Ok(PartitionOutcome::Failed(error)) => {
+                first_error.get_or_insert(error);
+            }
+            Err(source) => {
+                first_error.get_or_insert(ExportError::Worker { table: table.to_string(), partition, source });
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(written),
+    }
+}
+
+/// The table's manifest from the files of all its partitions, their aggregates merged per
+/// column (its rows are not checked here).
+fn table_manifest(table: &TablePlan, mut written: Vec<WrittenFile>) -> TableManifest {
+    written.sort_by(|a, b| a.manifest.path.cmp(&b.manifest.path));
+    let mut totals: Vec<ColumnAccumulator> = table.columns.iter().map(ColumnAccumulator::for_column).collect();
+    for file in &written {
+        for (total, column) in totals.iter_mut().zip(&file.accumulators) {
+            total.merge(column);
+        }
+    }
+    let files: Vec<FileManifest> = written.into_iter().map(|file| file.manifest).collect();
+    let row_count: u64 = files.iter().map(|f| f.rows).sum();
     let columns = table
         .columns
         .iter()
@@ -293,7 +396,7 @@ async fn export_table(
             aggregates: total.finish(),
         })
         .collect();
-    Ok(TableManifest {
+    TableManifest {
         name: table.name.clone(),
         bq_table: table.bq_table.clone(),
         source_query: table.source_query.clone(),
@@ -303,5 +406,94 @@ async fn export_table(
         partitions: table.partitions.clone(),
         files,
         row_count,
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array};
+
+    use super::*;
+    use crate::model::partition::{KeyColumn, PartitionBounds};
+    use crate::model::types::{map_column, OutOfRange, PgColumn};
+
+    fn table(rows: &[u64]) -> TablePlan {
+        let key = KeyColumn { postgres: "id".into(), bigquery: "id".into() };
+        let last = rows.len() - 1;
+        let partitions = rows
+            .iter()
+            .enumerate()
+            .map(|(index, &count)| {
+                let (from, to) = ((index > 0).then_some(index as i64 * 10), (index < last).then_some((index as i64 + 1) * 10));
+                PartitionManifest { rows: count, ..PartitionManifest::new(index, PartitionBounds::KeyRange { key: key.clone(), from, to }) }
+            })
+            .collect();
+        TablePlan {
+            name: "public.t".into(),
+            bq_table: "t".into(),
+            source_query: r#"SELECT "id" AS "id" FROM "public"."t""#.into(),
+            columns: vec![map_column(&PgColumn::base("id", "int8", -1), None, OutOfRange::Refuse).unwrap()],
+            primary_key: vec!["id".into()],
+            foreign_keys: Vec::new(),
+            partitions,
+            row_count: rows.iter().sum(),
+            adjusted_rows: Vec::new(),
+            numeric_in_use: Vec::new(),
+            min_files: rows.len(),
+        }
+    }
+
+    /// A file of partition `partition` holding `values`, with its accumulators.
+    fn file(table: &TablePlan, partition: usize, values: Vec<i64>) -> WrittenFile {
+        let mut accumulators: Vec<ColumnAccumulator> = table.columns.iter().map(ColumnAccumulator::for_column).collect();
+        accumulators[0].update(&(Arc::new(Int64Array::from(values.clone())) as ArrayRef));
+        let manifest = FileManifest {
+            path: format!("public.t/part-p{partition:04}-s00000.parquet"),
+            uri: String::new(),
+            partition,
+            rows: values.len() as u64,
+            bytes: 1,
+            crc32c: String::new(),
+            aggregates: accumulators.iter().map(ColumnAccumulator::finish).collect(),
+        };
+        WrittenFile { manifest, accumulators }
+    }
+
+    #[test]
+    fn a_unit_reads_its_partition_and_travels_as_json() {
+        let table = table(&[2, 1]);
+        let run_id = RunId::parse("r1").unwrap();
+        let unit = ExportUnit::new(&table, &table.partitions[1], &run_id);
+        assert_eq!(unit.query, r#"SELECT "id" AS "id" FROM "public"."t" WHERE "id" >= 10"#);
+        assert_eq!((unit.partition, unit.expected_rows, unit.directory.as_str()), (1, 1, "r1/public.t"));
+        let json = serde_json::to_string(&unit).unwrap();
+        assert_eq!(serde_json::from_str::<ExportUnit>(&json).unwrap(), unit);
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_panicked_fails_its_table_with_the_panic_message() {
+        let table = table(&[2, 1]);
+        let done = file(&table, 0, vec![1, 2]);
+        let workers = vec![
+            (0, tokio::task::spawn_blocking(move || PartitionOutcome::Done(vec![done]))),
+            (1, tokio::task::spawn_blocking(|| -> PartitionOutcome { panic!("connection reset in the middle of a row") })),
+        ];
+        let error = join_partitions("public.t", workers).await.unwrap_err();
+        assert!(matches!(error, ExportError::Worker { partition: 1, .. }), "{error:?}");
+        let cause = std::error::Error::source(&error).expect("a cause").to_string();
+        assert!(cause.contains("connection reset in the middle of a row"), "{cause}");
+    }
+
+    #[test]
+    fn partitions_merge_into_the_table_in_file_order() {
+        let table = table(&[2, 1]);
+        let written = vec![file(&table, 1, vec![30]), file(&table, 0, vec![1, 2])];
+        let manifest = table_manifest(&table, written);
+        assert_eq!(manifest.files.iter().map(|f| f.partition).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(manifest.columns[0].aggregates.sum.as_deref(), Some("33"));
+        assert_eq!(manifest.columns[0].aggregates.value_count, 3);
+        assert_eq!(manifest.row_count, 3);
+    }
 }

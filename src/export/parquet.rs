@@ -77,7 +77,20 @@ pub enum ParquetSinkError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("upload task of `{uri}` stopped unexpectedly")]
-    UploadTask { uri: String },
+    UploadTask {
+        uri: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    #[error("upload of `{uri}` stopped taking data before the file was complete")]
+    UploadStopped { uri: String },
+}
+
+/// A file written, with its columns' accumulators for merging into the table's totals.
+#[derive(Debug, Clone)]
+pub struct WrittenFile {
+    pub manifest: FileManifest,
+    pub accumulators: Vec<ColumnAccumulator>,
 }
 
 /// Streams encoded bytes to an upload task in fixed-size chunks.
@@ -130,7 +143,7 @@ pub struct PartitionFiles {
     /// Sequence number of the partition's next file.
     next_file: usize,
     open: Option<OpenFile>,
-    finished: Vec<(FileManifest, Vec<ColumnAccumulator>)>,
+    finished: Vec<WrittenFile>,
 }
 
 impl PartitionFiles {
@@ -211,9 +224,9 @@ impl PartitionFiles {
         let rest = sink.buffer.split().freeze();
         let sent = (rest.is_empty() || sink.send(rest).is_ok()) && sink.sender.blocking_send(Chunk::Finish).is_ok();
         drop(sink);
-        let stored = self.runtime.block_on(file.upload).map_err(|_| ParquetSinkError::UploadTask { uri: uri.clone() })??;
+        let stored = self.runtime.block_on(file.upload).map_err(|source| ParquetSinkError::UploadTask { uri: uri.clone(), source })??;
         if !sent {
-            return Err(ParquetSinkError::UploadTask { uri });
+            return Err(ParquetSinkError::UploadStopped { uri });
         }
         let manifest = FileManifest {
             path: path.split_once('/').map(|(_, rel)| rel.to_string()).unwrap_or(path.clone()),
@@ -225,7 +238,7 @@ impl PartitionFiles {
             aggregates: file.accumulators.iter().map(ColumnAccumulator::finish).collect(),
         };
         tracing::info!(path = %manifest.path, rows = manifest.rows, bytes = manifest.bytes, partition = self.partition, "Wrote file");
-        self.finished.push((manifest, file.accumulators));
+        self.finished.push(WrittenFile { manifest, accumulators: file.accumulators });
         Ok(())
     }
 
@@ -233,7 +246,7 @@ impl PartitionFiles {
     ///
     /// # Errors
     /// [`ParquetSinkError`] when the last file cannot be finished.
-    pub fn finish(mut self) -> Result<Vec<(FileManifest, Vec<ColumnAccumulator>)>, ParquetSinkError> {
+    pub fn finish(mut self) -> Result<Vec<WrittenFile>, ParquetSinkError> {
         if let Some(file) = self.open.take() {
             self.close(file)?;
         }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
 use crate::model::manifest::{ForeignKey, PartitionManifest};
+use crate::model::partition::{KeyColumn, PartitionBounds};
 use crate::model::types::{bigquery_column_names, bigquery_identifier, map_column, quote_ident, ColumnMapping, OutOfRange, PgColumn};
 use crate::source::postgres::SnapshotSession;
 use crate::source::SourceError;
@@ -85,17 +86,82 @@ pub async fn plan_export(config: &ExportConfig, session: &SnapshotSession, run_i
     Ok(ExportPlan { run_id: run_id.to_string(), destination: config.destination.clone(), source: session.info.clone(), tables, problems })
 }
 
-async fn plan_table(
-    config: &ExportConfig,
-    spec: &ExportTable,
-    session: &SnapshotSession,
-) -> Result<Result<TablePlan, Vec<String>>, PlanError> {
-    let (name, from, columns, primary_key, foreign_keys, oid) = match &spec.source {
-        TableSource::Query(sql) => {
-            let columns = session.query_columns(sql, &spec.name).await?;
-            // A newline ends a trailing `-- comment` before the closing parenthesis.
-            (spec.name.clone(), format!("({sql}\n) AS {}", quote_ident("q")), columns, Vec::new(), Vec::new(), None)
+/// A table or query as the source describes it, before any column is mapped.
+struct SourceShape {
+    /// `schema.table`, or the query's name.
+    name: String,
+    /// What the SELECT reads: the quoted table, or the query as a subquery.
+    from: String,
+    columns: Vec<PgColumn>,
+    primary_key: Vec<String>,
+    foreign_keys: Vec<ForeignKey>,
+    /// The table's oid; `None` for a query.
+    oid: Option<u32>,
+}
+
+impl SourceShape {
+    /// How problems name it: table \`s.t\` or query \`name\`.
+    fn what(&self) -> String {
+        match self.oid {
+            Some(_) => format!("table `{}`", self.name),
+            None => format!("query `{}`", self.name),
         }
+    }
+}
+
+/// One table's plan, or the problems that keep it from being exported.
+type Planned = Result<TablePlan, Vec<String>>;
+
+async fn plan_table(config: &ExportConfig, spec: &ExportTable, session: &SnapshotSession) -> Result<Planned, PlanError> {
+    let shape = match read_shape(spec, session).await? {
+        Ok(shape) => shape,
+        Err(problems) => return Ok(Err(problems)),
+    };
+    let what = shape.what();
+    let mappings = match map_columns(config, spec, &shape) {
+        Ok(mappings) => mappings,
+        Err(problems) => return Ok(Err(problems)),
+    };
+    let select_list: Vec<String> = mappings.iter().map(|m| format!("{} AS {}", m.select_expr, quote_ident(&m.bq_name))).collect();
+    let source_query = format!("SELECT {} FROM {}", select_list.join(", "), shape.from);
+    session.probe(&source_query, &what).await?;
+    let several = config.tables.len() > 1;
+    let basis = split_basis(spec, session, &shape, &mappings, several).await?;
+    let partitions = partitions_for(&basis, spec.partitions.max(1));
+    let counted = count_rows(spec, session, &shape, &mappings, partitions).await?;
+    let adjusted_rows = match out_of_range_rows(spec.out_of_range, &what, &mappings, &counted.offending) {
+        Ok(adjusted_rows) => adjusted_rows,
+        Err(problems) => return Ok(Err(problems)),
+    };
+    let SourceShape { name, primary_key, foreign_keys, .. } = shape;
+    Ok(Ok(TablePlan {
+        bq_table: bigquery_table_name(&name),
+        name,
+        source_query,
+        columns: mappings,
+        primary_key,
+        foreign_keys,
+        row_count: counted.row_count,
+        adjusted_rows,
+        numeric_in_use: counted.numeric_in_use,
+        min_files: counted.partitions.iter().filter(|p| p.rows > 0).count(),
+        partitions: counted.partitions,
+    }))
+}
+
+/// Reads what the table or query is made of; a table this role cannot read whole gives
+/// its access problems instead.
+async fn read_shape(spec: &ExportTable, session: &SnapshotSession) -> Result<Result<SourceShape, Vec<String>>, PlanError> {
+    match &spec.source {
+        TableSource::Query(sql) => Ok(Ok(SourceShape {
+            name: spec.name.clone(),
+            // A newline ends a trailing `-- comment` before the closing parenthesis.
+            from: format!("({sql}\n) AS {}", quote_ident("q")),
+            columns: session.query_columns(sql, &spec.name).await?,
+            primary_key: Vec::new(),
+            foreign_keys: Vec::new(),
+            oid: None,
+        })),
         TableSource::Table { schema, table } => {
             let table = session.resolve_table(schema, table).await?;
             let name = format!("{}.{}", table.schema, table.name);
@@ -104,19 +170,24 @@ async fn plan_table(
             if !access.is_empty() {
                 return Ok(Err(access));
             }
-            let from = format!("{}.{}", quote_ident(&table.schema), quote_ident(&table.name));
-            let pk = session.primary_key(table.oid).await?;
-            let fks = session.foreign_keys(table.oid).await?;
-            (name, from, columns, pk, fks, Some(table.oid))
+            Ok(Ok(SourceShape {
+                name,
+                from: format!("{}.{}", quote_ident(&table.schema), quote_ident(&table.name)),
+                columns,
+                primary_key: session.primary_key(table.oid).await?,
+                foreign_keys: session.foreign_keys(table.oid).await?,
+                oid: Some(table.oid),
+            }))
         }
-    };
-    let what = match spec.source {
-        TableSource::Query(_) => format!("query `{name}`"),
-        TableSource::Table { .. } => format!("table `{name}`"),
-    };
-    let out_of_range = spec.out_of_range;
+    }
+}
+
+/// Maps every column to its route under a BigQuery-safe name, or lists every column that
+/// cannot go as it is (unnamed, unmappable, absent but cast), with the way out.
+fn map_columns(config: &ExportConfig, spec: &ExportTable, shape: &SourceShape) -> Result<Vec<ColumnMapping>, Vec<String>> {
+    let (what, columns) = (shape.what(), &shape.columns);
     let mut problems = Vec::new();
-    let unnamed = |c: &&PgColumn| matches!(spec.source, TableSource::Query(_)) && c.name == "?column?";
+    let unnamed = |c: &&PgColumn| shape.oid.is_none() && c.name == "?column?";
     for (position, _) in columns.iter().enumerate().filter(|(_, c)| unnamed(c)) {
         problems.push(format!(
             "{what}: column {} has no name (`?column?`); give every expression an alias, e.g. `SELECT a + b AS total`",
@@ -124,8 +195,8 @@ async fn plan_table(
         ));
     }
     let mut mappings = Vec::new();
-    for column in &columns {
-        match map_column(column, spec.casts.get(&column.name).copied(), out_of_range) {
+    for column in columns {
+        match map_column(column, spec.casts.get(&column.name).copied(), spec.out_of_range) {
             Ok(mapping) => mappings.push(mapping),
             Err(refusal) => problems.push(format!("{what}, column `{}` ({}): {}", refusal.column, refusal.pg_type, refusal.reason)),
         }
@@ -133,9 +204,8 @@ async fn plan_table(
     if columns.is_empty() {
         problems.push(format!("{what} has no columns; a BigQuery table needs at least one, leave it out of the run"));
     }
-    let several = config.tables.len() > 1;
     for unknown in spec.casts.keys().filter(|c| !columns.iter().any(|col| &col.name == *c)) {
-        let hint = if several {
+        let hint = if config.tables.len() > 1 {
             format!("; to cast it in one table only, qualify it: `--cast schema.table.{unknown}=text`")
         } else {
             String::new()
@@ -143,30 +213,47 @@ async fn plan_table(
         problems.push(format!("{what}: --cast names column `{unknown}`, which it does not have{hint}"));
     }
     if !problems.is_empty() {
-        return Ok(Err(problems));
+        return Err(problems);
     }
     for (mapping, bq_name) in mappings.iter_mut().zip(bigquery_column_names(columns.iter().map(|c| c.name.as_str()))) {
         mapping.bq_name = bq_name;
     }
-    let select_list: Vec<String> = mappings.iter().map(|m| format!("{} AS {}", m.select_expr, quote_ident(&m.bq_name))).collect();
-    let source_query = format!("SELECT {} FROM {from}", select_list.join(", "));
-    session.probe(&source_query, &what).await?;
+    Ok(mappings)
+}
 
-    let basis = split_basis(spec, session, &name, &from, &columns, &primary_key, oid, several).await?;
-    let mut partitions = partitions_for(&basis, spec.partitions.max(1));
-    let checks: Vec<(&ColumnMapping, String)> =
-        mappings.iter().filter_map(|m| m.check.as_ref().map(|c| (m, format!("({})", c.predicate)))).collect();
+/// What one scan of the table counted: rows in all and per partition, rows failing each
+/// column's value check, and the numeric columns' scales in use.
+struct Counted {
+    row_count: u64,
+    partitions: Vec<PartitionManifest>,
+    /// Per column with a value check, in column order: the rows that fail it.
+    offending: Vec<u64>,
+    numeric_in_use: Vec<NumericInUse>,
+}
+
+/// Counts, in one scan of the snapshot, every partition's rows, the rows each value check
+/// catches, and what the numeric columns' values need.
+async fn count_rows(
+    spec: &ExportTable,
+    session: &SnapshotSession,
+    shape: &SourceShape,
+    mappings: &[ColumnMapping],
+    mut partitions: Vec<PartitionManifest>,
+) -> Result<Counted, PlanError> {
     let mut filters: Vec<String> = partitions.iter().filter(|p| !p.predicate.is_empty()).map(|p| p.predicate.clone()).collect();
     let partition_filters = filters.len();
-    filters.extend(checks.iter().map(|(_, predicate)| predicate.clone()));
-    let numeric: Vec<&PgColumn> =
-        columns.iter().filter(|c| c.type_name == "numeric" && c.element_type.is_none() && !spec.casts.contains_key(&c.name)).collect();
+    filters.extend(mappings.iter().filter_map(|m| m.check.as_ref().map(|c| format!("({})", c.predicate))));
+    let numeric: Vec<&PgColumn> = shape
+        .columns
+        .iter()
+        .filter(|c| c.type_name == "numeric" && c.element_type.is_none() && !spec.casts.contains_key(&c.name))
+        .collect();
     let finite = |c: &PgColumn| format!("CASE WHEN {0} IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE {0} END", quote_ident(&c.name));
     let stats: Vec<String> = numeric
         .iter()
         .flat_map(|c| [format!("max(scale({}))", finite(c)), format!("max(length(trunc(abs({}))::text))", finite(c))])
         .collect();
-    let (counts, stats) = session.counts(&from, &filters, &stats, &format!("table `{name}`")).await?;
+    let (counts, stats) = session.counts(&shape.from, &filters, &stats, &format!("table `{}`", shape.name)).await?;
     let numeric_in_use = numeric
         .iter()
         .zip(stats.chunks(2))
@@ -180,14 +267,23 @@ async fn plan_table(
             p.rows = *rows;
         }
     }
+    Ok(Counted { row_count, partitions, offending: counts[1 + partition_filters..].to_vec(), numeric_in_use })
+}
+
+/// The rows `--out-of-range clamp|null` will change, per column; or, for values it cannot or
+/// may not adjust, a problem per column with the way out.
+fn out_of_range_rows(
+    out_of_range: OutOfRange,
+    what: &str,
+    mappings: &[ColumnMapping],
+    offending: &[u64],
+) -> Result<Vec<(String, u64)>, Vec<String>> {
+    let checked = mappings.iter().filter_map(|m| m.check.as_ref().map(|check| (m, check)));
     let mut adjusted_rows = Vec::new();
-    for ((mapping, _), offending) in checks.iter().zip(&counts[1 + partition_filters..]) {
-        if *offending == 0 {
-            continue;
-        }
-        let check = mapping.check.as_ref().expect("checks come from mappings with a check");
+    let mut problems = Vec::new();
+    for ((mapping, check), &offending) in checked.zip(offending).filter(|(_, &n)| n > 0) {
         if check.range_adjustable && out_of_range != OutOfRange::Refuse {
-            adjusted_rows.push((mapping.name.clone(), *offending));
+            adjusted_rows.push((mapping.name.clone(), offending));
             continue;
         }
         let way_out = if check.range_adjustable {
@@ -198,23 +294,11 @@ async fn plan_table(
         problems
             .push(format!("{what}, column `{}` ({}): {offending} row(s) hold {}; {way_out}", mapping.name, mapping.pg_type, check.problem));
     }
-    if !problems.is_empty() {
-        return Ok(Err(problems));
+    if problems.is_empty() {
+        Ok(adjusted_rows)
+    } else {
+        Err(problems)
     }
-    let bq_table = bigquery_table_name(&name);
-    Ok(Ok(TablePlan {
-        name,
-        bq_table,
-        source_query,
-        columns: mappings,
-        primary_key,
-        foreign_keys,
-        row_count,
-        adjusted_rows,
-        numeric_in_use,
-        min_files: partitions.iter().filter(|p| p.rows > 0).count(),
-        partitions,
-    }))
 }
 
 /// `public.events` → `events`; `audit.events` → `audit__events`; then BigQuery-safe.
@@ -248,126 +332,87 @@ fn bigquery_name_collisions(tables: &[TablePlan]) -> Vec<String> {
 enum Basis {
     /// No integer key and no heap to split (queries, tiny tables).
     Whole,
-    /// An integer column: `min`..=`max` (quoted name); NULL keys get their own partition.
-    Key { quoted: String, min: i64, max: i64, nullable: bool },
+    /// An integer column: `min`..=`max`; NULL keys get their own partition.
+    Key { key: KeyColumn, min: i64, max: i64, nullable: bool },
     /// Heap blocks `0..blocks` by ctid (the last range is open, so rows in later blocks count).
     Blocks { blocks: i64 },
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn split_basis(
     spec: &ExportTable,
     session: &SnapshotSession,
-    name: &str,
-    from: &str,
-    columns: &[PgColumn],
-    primary_key: &[String],
-    oid: Option<u32>,
+    shape: &SourceShape,
+    mappings: &[ColumnMapping],
     several: bool,
 ) -> Result<Basis, PlanError> {
-    let is_integer = |c: &&PgColumn| matches!(c.type_name.as_str(), "int2" | "int4" | "int8") && c.element_type.is_none();
-    let key = match &spec.partition_on {
-        Some(column) => {
-            let found = columns.iter().find(|c| &c.name == column).ok_or_else(|| PlanError::PartitionKey {
-                table: name.to_string(),
-                column: column.clone(),
-                reason: if several {
-                    format!("does not exist; to split one table only, qualify it: `--partition-on schema.table.{column}`")
-                } else {
-                    "does not exist".into()
-                },
-            })?;
-            if !is_integer(&found) {
-                return Err(PlanError::PartitionKey {
-                    table: name.to_string(),
-                    column: column.clone(),
-                    reason: format!("is {}, not an integer; omit --partition-on to split by heap blocks", found.type_display),
-                });
-            }
-            Some(found)
-        }
-        None if primary_key.len() == 1 => columns.iter().find(|c| c.name == primary_key[0]).filter(is_integer),
-        None => None,
-    };
-    if let Some(key) = key {
-        let quoted = quote_ident(&key.name);
-        return Ok(match session.key_range(from, &quoted, &format!("table `{name}`")).await? {
-            Some((min, max)) => Basis::Key { quoted, min, max, nullable: !key.not_null },
+    let what = format!("table `{}`", shape.name);
+    if let Some(position) = key_column(spec, shape, several)? {
+        let column = &shape.columns[position];
+        let key = KeyColumn { postgres: column.name.clone(), bigquery: mappings[position].bq_name.clone() };
+        return Ok(match session.key_range(&shape.from, &quote_ident(&key.postgres), &what).await? {
+            Some((min, max)) => Basis::Key { key, min, max, nullable: !column.not_null },
             None => Basis::Whole,
         });
     }
-    match oid {
+    match shape.oid {
         Some(oid) => {
-            let blocks = session.block_count(oid, &format!("table `{name}`")).await?;
+            let blocks = session.block_count(oid, &what).await?;
             Ok(if blocks > 1 { Basis::Blocks { blocks } } else { Basis::Whole })
         }
         None => Ok(Basis::Whole),
     }
 }
 
-/// `"id" >= 10 AND "id" < 20`; open ends are left out.
-fn key_predicate(quoted: &str, lower: Option<i64>, upper: Option<i64>) -> String {
-    match (lower, upper) {
-        (None, None) => format!("{quoted} IS NOT NULL"),
-        (Some(a), None) => format!("{quoted} >= {a}"),
-        (None, Some(b)) => format!("{quoted} < {b}"),
-        (Some(a), Some(b)) => format!("{quoted} >= {a} AND {quoted} < {b}"),
+/// The position of the integer column to split on: `--partition-on`, else a one-column
+/// integer primary key.
+fn key_column(spec: &ExportTable, shape: &SourceShape, several: bool) -> Result<Option<usize>, PlanError> {
+    let is_integer = |c: &PgColumn| matches!(c.type_name.as_str(), "int2" | "int4" | "int8") && c.element_type.is_none();
+    let position = |name: &str| shape.columns.iter().position(|c| c.name == name);
+    let Some(column) = &spec.partition_on else {
+        return Ok(match shape.primary_key.as_slice() {
+            [key] => position(key).filter(|&p| is_integer(&shape.columns[p])),
+            _ => None,
+        });
+    };
+    let refused = |reason: String| PlanError::PartitionKey { table: shape.name.clone(), column: column.clone(), reason };
+    let found = position(column).ok_or_else(|| {
+        refused(if several {
+            format!("does not exist; to split one table only, qualify it: `--partition-on schema.table.{column}`")
+        } else {
+            "does not exist".into()
+        })
+    })?;
+    if !is_integer(&shape.columns[found]) {
+        let shown = &shape.columns[found].type_display;
+        return Err(refused(format!("is {shown}, not an integer; omit --partition-on to split by heap blocks")));
     }
-}
-
-/// `ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid`; open ends are left out.
-fn block_predicate(lower: Option<i64>, upper: Option<i64>) -> String {
-    let low = lower.map(|a| format!("ctid >= '({a},0)'::tid"));
-    let high = upper.map(|b| format!("ctid < '({b},0)'::tid"));
-    match (low, high) {
-        (None, None) => "true".into(),
-        (Some(l), None) => l,
-        (None, Some(h)) => h,
-        (Some(l), Some(h)) => format!("{l} AND {h}"),
-    }
+    Ok(Some(found))
 }
 
 /// Splits `[first, last]` into `count` ranges; each is `(lower, upper)` with open outer ends.
-fn ranges(first: i64, last: i64, count: usize, lower: Option<i64>, upper: Option<i64>) -> Vec<(Option<i64>, Option<i64>)> {
+fn ranges(first: i64, last: i64, count: usize) -> Vec<(Option<i64>, Option<i64>)> {
     let bounds = split_range(first, last, count);
     let n = bounds.len() - 1;
-    (0..n).map(|i| (if i == 0 { lower } else { Some(bounds[i]) }, if i == n - 1 { upper } else { Some(bounds[i + 1]) })).collect()
+    (0..n).map(|i| ((i > 0).then(|| bounds[i]), (i < n - 1).then(|| bounds[i + 1]))).collect()
 }
 
-/// The partitions of a table with their predicates (row counts are filled in later).
+/// The partitions of a table with their bounds (row counts are filled in later).
 fn partitions_for(basis: &Basis, count: usize) -> Vec<PartitionManifest> {
-    let partition = |index, method: &str, predicate: String, lower: Option<i64>, upper: Option<i64>| PartitionManifest {
-        index,
-        method: method.into(),
-        predicate,
-        lower: lower.map(|v| v.to_string()),
-        upper: upper.map(|v| v.to_string()),
-        rows: 0,
-    };
-    match basis {
-        Basis::Whole => vec![partition(0, "whole", String::new(), None, None)],
-        Basis::Key { quoted, min, max, nullable } => {
-            let mut out: Vec<PartitionManifest> = ranges(*min, *max, count, None, None)
-                .into_iter()
-                .enumerate()
-                .map(|(i, (lower, upper))| partition(i, "key_range", key_predicate(quoted, lower, upper), lower, upper))
-                .collect();
+    let bounds: Vec<PartitionBounds> = match basis {
+        Basis::Whole => vec![PartitionBounds::Whole],
+        Basis::Key { key, min, max, nullable } => {
+            let ranges = ranges(*min, *max, count).into_iter();
+            let mut bounds: Vec<_> = ranges.map(|(from, to)| PartitionBounds::KeyRange { key: key.clone(), from, to }).collect();
             if *nullable {
-                out.push(partition(out.len(), "key_null", format!("{quoted} IS NULL"), None, None));
+                bounds.push(PartitionBounds::KeyNull { key: key.clone() });
             }
-            out
+            bounds
         }
-        Basis::Blocks { blocks } => ranges(0, *blocks, count, None, None)
-            .into_iter()
-            .enumerate()
-            .map(|(i, (lower, upper))| {
-                let mut p = partition(i, "block_range", block_predicate(lower, upper), None, None);
-                p.lower = lower.map(|b| format!("({b},0)"));
-                p.upper = upper.map(|b| format!("({b},0)"));
-                p
-            })
-            .collect(),
-    }
+        Basis::Blocks { blocks } => {
+            ranges(0, *blocks, count).into_iter().map(|(from, to)| PartitionBounds::BlockRange { from, to }).collect()
+        }
+    };
+    bounds.into_iter().enumerate().map(|(index, bounds)| PartitionManifest::new(index, bounds)).collect()
 }
 
 /// `count + 1` increasing bounds from `min` to `max`, splitting the range evenly.
@@ -385,9 +430,10 @@ mod tests {
 
     #[test]
     fn partitions_have_open_outer_ends_and_a_null_partition() {
-        let basis = Basis::Key { quoted: "k".into(), min: 0, max: 99, nullable: true };
+        let key = KeyColumn { postgres: "k".into(), bigquery: "k".into() };
+        let basis = Basis::Key { key, min: 0, max: 99, nullable: true };
         let predicates: Vec<String> = partitions_for(&basis, 2).into_iter().map(|p| p.predicate).collect();
-        assert_eq!(predicates, ["k < 50", "k >= 50", "k IS NULL"]);
+        assert_eq!(predicates, [r#""k" < 50"#, r#""k" >= 50"#, r#""k" IS NULL"#]);
         let blocks: Vec<String> = partitions_for(&Basis::Blocks { blocks: 10 }, 2).into_iter().map(|p| p.predicate).collect();
         assert_eq!(blocks, ["ctid < '(5,0)'::tid", "ctid >= '(5,0)'::tid"]);
     }

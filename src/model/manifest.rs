@@ -8,6 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::model::aggregates::{ColumnAccumulator, ColumnAggregates};
+use crate::model::partition::PartitionBounds;
 use crate::model::types::ColumnMapping;
 
 /// Bumped on any incompatible change of this format. Version 2 added [`DIGEST_FIELD`].
@@ -99,10 +100,12 @@ pub struct ForeignKey {
     pub references_columns: Vec<String>,
 }
 
+/// One partition of a table: which rows it read and how many. `method`, `predicate`, `lower`
+/// and `upper` are the audit record, rendered from [`Self::bounds`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartitionManifest {
     pub index: usize,
-    /// `whole`, `key_range` or `block_range`.
+    /// `whole`, `key_range`, `key_null` or `block_range`.
     pub method: String,
     /// SQL predicate the partition's query added (empty for `whole`).
     pub predicate: String,
@@ -111,6 +114,28 @@ pub struct PartitionManifest {
     /// Exclusive upper bound, when the method has one.
     pub upper: Option<String>,
     pub rows: u64,
+    /// The bounds typed; absent from manifests written before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounds: Option<PartitionBounds>,
+}
+
+impl PartitionManifest {
+    /// Partition `index` over `bounds`, its rows not counted yet.
+    pub fn new(index: usize, bounds: PartitionBounds) -> Self {
+        let (lower, upper) = bounds.recorded_ends();
+        Self { index, method: bounds.method().into(), predicate: bounds.postgres_predicate(), lower, upper, rows: 0, bounds: Some(bounds) }
+    }
+
+    /// The partition's rows in the loaded BigQuery table, when a predicate can select them
+    /// there (see [`PartitionBounds::bigquery_predicate`]).
+    pub fn bigquery_predicate(&self) -> Option<String> {
+        match &self.bounds {
+            Some(bounds) => bounds.bigquery_predicate(),
+            // Written before `bounds` was recorded: a key predicate compares one double-quoted
+            // column with numbers, which reads the same in BigQuery once back-quoted.
+            None => matches!(self.method.as_str(), "key_range" | "key_null").then(|| self.predicate.replace('"', "`")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -324,6 +349,22 @@ mod tests {
         map_column(&PgColumn::base(name, type_name, type_modifier), None, OutOfRange::Refuse).unwrap()
     }
 
+    #[test]
+    fn partitions_recorded_before_their_bounds_still_narrow_in_bigquery() {
+        let recorded = |method: &str, predicate: &str| PartitionManifest {
+            index: 0,
+            method: method.into(),
+            predicate: predicate.into(),
+            lower: None,
+            upper: None,
+            rows: 0,
+            bounds: None,
+        };
+        assert_eq!(recorded("key_range", r#""id" >= 10 AND "id" < 20"#).bigquery_predicate().as_deref(), Some("`id` >= 10 AND `id` < 20"));
+        assert_eq!(recorded("key_null", r#""id" IS NULL"#).bigquery_predicate().as_deref(), Some("`id` IS NULL"));
+        assert_eq!(recorded("block_range", "ctid >= '(0,0)'::tid").bigquery_predicate(), None);
+    }
+
     /// Two files of four columns, with table totals merged from the files as export does.
     fn manifest() -> Manifest {
         let numeric_10_2 = ((10 << 16) | 2) + 4;
@@ -394,6 +435,7 @@ mod tests {
                         lower: None,
                         upper: None,
                         rows: 2 - index as u64,
+                        bounds: None,
                     })
                     .collect(),
                 files,

@@ -1,6 +1,6 @@
 //! The vocabulary every layer shares, with no I/O: the type table ([`types`]), exact decimals
 //! ([`decimal`]), the manifest ([`manifest`]), the aggregates validation compares
-//! ([`aggregates`], [`fingerprint`]) and the [`check`]s it reports and the progress counters stages update ([`progress`]).
+//! ([`aggregates`], [`fingerprint`]), the bounds of a table's partitions ([`partition`]) and the [`check`]s it reports and the progress counters stages update ([`progress`]).
 //!
 //! Nothing here imports another pg2bq module.
 
@@ -9,5 +9,6 @@ pub mod check;
 pub mod decimal;
 pub mod fingerprint;
 pub mod manifest;
+pub mod partition;
 pub mod progress;
 pub mod types;

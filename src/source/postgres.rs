@@ -71,7 +71,7 @@ pub async fn connect(url: &str) -> Result<Client, SourceError> {
     if config.get_ssl_mode() == SslMode::Disable {
         let (client, connection) =
             tokio::time::timeout(timeout, config.connect(NoTls)).await.map_err(|_| timed_out())?.map_err(connect_error)?;
-        tokio::spawn(connection);
+        drive(connection, redacted);
         return Ok(client);
     }
     let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
@@ -81,8 +81,21 @@ pub async fn connect(url: &str) -> Result<Client, SourceError> {
         .await
         .map_err(|_| timed_out())?
         .map_err(connect_error)?;
-    tokio::spawn(connection);
+    drive(connection, redacted);
     Ok(client)
+}
+
+/// Runs a connection's I/O in the background. Its queries fail with "connection closed" when
+/// it breaks; the reason is only here, so it is logged.
+fn drive<C>(connection: C, url: String)
+where
+    C: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(url = %url, error = %error, "Postgres connection broke");
+        }
+    });
 }
 
 fn query_error(action: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> SourceError {

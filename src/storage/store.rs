@@ -100,6 +100,24 @@ pub struct Store {
     display_root: String,
 }
 
+/// The size and running CRC32C of what an upload has received so far.
+#[derive(Debug, Default)]
+struct Written {
+    bytes: u64,
+    crc: u32,
+}
+
+impl Written {
+    fn add(&mut self, data: &[u8]) {
+        self.crc = crc32c::crc32c_append(self.crc, data);
+        self.bytes += data.len() as u64;
+    }
+
+    fn stored(&self) -> StoredObject {
+        StoredObject { bytes: self.bytes, crc32c: crc32c_base64(self.crc) }
+    }
+}
+
 /// Base64 of the big-endian CRC32C of `bytes`.
 pub fn crc32c_base64(crc: u32) -> String {
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
@@ -170,86 +188,83 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] naming the object when a write fails or GCS reports another checksum.
-    pub async fn upload(&self, path: &str, mut chunks: mpsc::Receiver<Chunk>) -> Result<StoredObject, StoreError> {
-        let uri = self.uri(path);
-        let mut crc = 0u32;
-        let mut bytes = 0u64;
+    pub async fn upload(&self, path: &str, chunks: mpsc::Receiver<Chunk>) -> Result<StoredObject, StoreError> {
         match &self.backend {
-            Backend::Objects(store, _) => {
-                // Written under a name of its own, then moved into place only if nothing is there.
-                let object = Path::from(self.key(path));
-                let staging = Path::from(format!("{}.{:016x}.partial", self.key(path), rand::random::<u64>()));
-                let upload = store.put_multipart(&staging).await.map_err(|source| StoreError::Object {
-                    action: "start upload of",
-                    uri: uri.clone(),
-                    source,
-                })?;
-                let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK_BYTES);
-                while let Some(chunk) = chunks.recv().await {
-                    match chunk {
-                        Chunk::Data(data) => {
-                            crc = crc32c::crc32c_append(crc, &data);
-                            bytes += data.len() as u64;
-                            writer.wait_for_capacity(2).await.map_err(|source| StoreError::Object {
-                                action: "upload",
-                                uri: uri.clone(),
-                                source,
-                            })?;
-                            writer.put(data);
-                        }
-                        Chunk::Finish => {
-                            writer.finish().await.map_err(|source| StoreError::Object {
-                                action: "finish upload of",
-                                uri: uri.clone(),
-                                source,
-                            })?;
-                            return match store.rename_if_not_exists(&staging, &object).await {
-                                Ok(()) => Ok(StoredObject { bytes, crc32c: crc32c_base64(crc) }),
-                                Err(object_store::Error::AlreadyExists { .. }) => {
-                                    let _ = store.delete(&staging).await;
-                                    Err(StoreError::Exists { uri })
-                                }
-                                Err(source) => Err(StoreError::Object { action: "move into place", uri, source }),
-                            };
-                        }
+            Backend::Objects(store, _) => self.upload_object(store.as_ref(), path, chunks).await,
+            Backend::Gcs(gcs) => self.upload_to_gcs(gcs, path, chunks).await,
+        }
+    }
+
+    /// Memory or a local directory: written under a name of its own, then moved into place
+    /// only if nothing is there.
+    async fn upload_object(
+        &self,
+        store: &dyn ObjectStore,
+        path: &str,
+        mut chunks: mpsc::Receiver<Chunk>,
+    ) -> Result<StoredObject, StoreError> {
+        let uri = self.uri(path);
+        let failed = |action: &'static str| {
+            let uri = uri.clone();
+            move |source| StoreError::Object { action, uri, source }
+        };
+        let object = Path::from(self.key(path));
+        let staging = Path::from(format!("{}.{:016x}.partial", self.key(path), rand::random::<u64>()));
+        let upload = store.put_multipart(&staging).await.map_err(failed("start upload of"))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK_BYTES);
+        let mut written = Written::default();
+        while let Some(chunk) = chunks.recv().await {
+            let Chunk::Data(data) = chunk else {
+                writer.finish().await.map_err(failed("finish upload of"))?;
+                return match store.rename_if_not_exists(&staging, &object).await {
+                    Ok(()) => Ok(written.stored()),
+                    Err(object_store::Error::AlreadyExists { .. }) => {
+                        // Best effort: the refusal is the error worth reporting.
+                        let _ = store.delete(&staging).await;
+                        Err(StoreError::Exists { uri })
+                    }
+                    Err(source) => Err(StoreError::Object { action: "move into place", uri, source }),
+                };
+            };
+            written.add(&data);
+            writer.wait_for_capacity(2).await.map_err(failed("upload"))?;
+            writer.put(data);
+        }
+        // Best effort: abandoning is the error worth reporting.
+        let _ = writer.abort().await;
+        Err(StoreError::Abandoned { uri })
+    }
+
+    /// GCS: a resumable upload whose last chunk says so, checked against the CRC32C GCS
+    /// reports.
+    async fn upload_to_gcs(&self, gcs: &GcsClient, path: &str, mut chunks: mpsc::Receiver<Chunk>) -> Result<StoredObject, StoreError> {
+        let uri = self.uri(path);
+        let object = self.key(path);
+        let session = gcs.start_upload(&object).await?;
+        // GCS needs to know which chunk is the last: hold one back.
+        let mut pending: Option<Bytes> = None;
+        let mut offset = 0u64;
+        let mut written = Written::default();
+        while let Some(chunk) = chunks.recv().await {
+            let Chunk::Data(data) = chunk else {
+                let last = pending.take().unwrap_or_default();
+                let meta = gcs.upload_chunk(&session, &object, offset, last, Some(written.bytes)).await?;
+                let stored = written.stored();
+                if let Some(gcs_crc32c) = meta.and_then(|m| m.crc32c) {
+                    if gcs_crc32c != stored.crc32c {
+                        return Err(StoreError::ChecksumMismatch { uri, stored: gcs_crc32c, written: stored.crc32c });
                     }
                 }
-                let _ = writer.abort().await;
-                Err(StoreError::Abandoned { uri })
-            }
-            Backend::Gcs(gcs) => {
-                let object = self.key(path);
-                let session = gcs.start_upload(&object).await?;
-                // GCS needs to know which chunk is the last: hold one back.
-                let mut pending: Option<Bytes> = None;
-                let mut offset = 0u64;
-                while let Some(chunk) = chunks.recv().await {
-                    match chunk {
-                        Chunk::Data(data) => {
-                            crc = crc32c::crc32c_append(crc, &data);
-                            bytes += data.len() as u64;
-                            if let Some(previous) = pending.replace(data) {
-                                let len = previous.len() as u64;
-                                gcs.upload_chunk(&session, &object, offset, previous, None).await?;
-                                offset += len;
-                            }
-                        }
-                        Chunk::Finish => {
-                            let last = pending.take().unwrap_or_default();
-                            let meta = gcs.upload_chunk(&session, &object, offset, last, Some(bytes)).await?;
-                            let written = crc32c_base64(crc);
-                            if let Some(stored) = meta.and_then(|m| m.crc32c) {
-                                if stored != written {
-                                    return Err(StoreError::ChecksumMismatch { uri, stored, written });
-                                }
-                            }
-                            return Ok(StoredObject { bytes, crc32c: written });
-                        }
-                    }
-                }
-                Err(StoreError::Abandoned { uri })
+                return Ok(stored);
+            };
+            written.add(&data);
+            if let Some(previous) = pending.replace(data) {
+                let len = previous.len() as u64;
+                gcs.upload_chunk(&session, &object, offset, previous, None).await?;
+                offset += len;
             }
         }
+        Err(StoreError::Abandoned { uri })
     }
 
     /// Writes `data` at `path` only if nothing is there. Returns `false` if something was.
