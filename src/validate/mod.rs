@@ -353,8 +353,6 @@ async fn locate_mismatches(
     Ok(())
 }
 
-/// The partition's predicate as BigQuery SQL.
-
 /// Re-runs the failed columns' counts and fingerprints over one partition and compares them
 /// with its files' aggregates; returns `(column, where)` for each column that differs there,
 /// and `("", where)` if only the row count does (no column failed).
