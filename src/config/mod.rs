@@ -15,10 +15,10 @@ use crate::export::parquet::ParquetSettings;
 use crate::gcp::bigquery::BigQueryOptions;
 use crate::gcp::schema::PartitionUnit;
 use crate::load::{LoadConfig, LoadMode, LoadTarget};
+use crate::model::run_id::{InvalidRunId, RunId};
 use crate::model::types::{CastOverride, NameAlphabet, OutOfRange};
 use crate::source::postgres::with_connection_defaults;
 use crate::storage::gcs::GcsOptions;
-use crate::storage::run::{InvalidRunId, RunId};
 use crate::validate::{Denormalized, Probe, ValidateConfig};
 
 /// Rows per Arrow batch from Postgres unless told otherwise.

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use crate::export::parquet::ParquetSettings;
+use crate::model::run_id::RunId;
 use crate::model::types::{CastOverride, OutOfRange};
 use crate::storage::gcs::GcsOptions;
-use crate::storage::run::RunId;
 
 /// Everything `export` needs.
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use super::gcs::{GcsClient, GcsError, GcsOptions, CHUNK_BYTES};
-use super::run::RunId;
+use crate::model::run_id::RunId;
 
 /// A failed storage action, naming the object.
 #[derive(Debug, thiserror::Error)]
