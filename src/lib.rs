@@ -23,11 +23,6 @@ pub mod verify;
 pub use export::{export, ExportOutcome};
 pub use load::{load, LoadOutcome};
 
-/// The messages of an error and of each of its sources, outermost first.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
-    std::iter::successors(Some(error), |e| e.source()).map(|e| e.to_string()).collect()
-}
-
 /// Every error pg2bq reports, by the stage that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -426,7 +426,7 @@ fn print_checked(text: &str, json: Option<&impl serde::Serialize>) {
 
 /// `error: …` then one `Caused by:` line per source.
 pub fn print_error(error: &pg2bq::Error) {
-    let chain = pg2bq::error_chain(error);
+    let chain = pg2bq::model::error_chain(error);
     let mut text = format!("error: {}\n", chain[0]);
     for cause in &chain[1..] {
         text.push_str(&format!("  Caused by: {cause}\n"));

@@ -134,7 +134,7 @@ impl TableFailures {
 impl std::fmt::Display for TableFailures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let lines: Vec<String> =
-            self.0.iter().map(|(table, error)| format!("`{table}`: {}", crate::error_chain(error).join(": "))).collect();
+            self.0.iter().map(|(table, error)| format!("`{table}`: {}", crate::model::error_chain(error).join(": "))).collect();
         f.write_str(&lines.join("\n"))
     }
 }
@@ -211,7 +211,7 @@ async fn load_tables(
         match load_table(bq, plan, table, manifest_table, &counter).instrument(span).await {
             Ok(report) => reports.push(report),
             Err(error) => {
-                warn!(table = %table.table_id, error = %crate::error_chain(&error).join(": "), "Table failed to load");
+                warn!(table = %table.table_id, error = %crate::model::error_chain(&error).join(": "), "Table failed to load");
                 if plan.tables.len() == 1 {
                     return Err(error);
                 }
