@@ -1,67 +1,16 @@
 //! One function per command: read the config file, resolve the settings, run the stage, print
 //! its result. Each returns whether the checks passed (`false` → exit code 1).
 
-use std::io::IsTerminal;
-use std::sync::Arc;
-
 use pg2bq::cli::env;
-use pg2bq::cli::{Command, ExportArgs, LoadArgs, Progress, ValidateArgs, VerifyArgs};
+use pg2bq::cli::{Command, ExportArgs, LoadArgs, ValidateArgs, VerifyArgs};
 use pg2bq::config::ConfigFile;
 use pg2bq::export::config::ExportConfig;
 use pg2bq::export::{ExportError, PlanError};
 use pg2bq::load::LoadConfig;
-use pg2bq::model::progress::{ProgressCounter, ProgressReporter};
 use pg2bq::validate::ValidateConfig;
 use pg2bq::{Error, ExportOutcome};
 
-use crate::report::{self, ProgressBoard, Stage};
-
-/// Where logs and progress go: the bars (when shown) and the log subscriber writing around them.
-pub struct Output {
-    board: Option<Arc<ProgressBoard>>,
-}
-
-impl Output {
-    /// Installs the log subscriber on stderr, drawing bars unless `progress` says otherwise.
-    pub fn start(progress: Progress, verbose: u8) -> Self {
-        let terminal = std::io::stderr().is_terminal();
-        let board = match progress {
-            Progress::On => true,
-            Progress::Off => false,
-            Progress::Auto => terminal,
-        }
-        .then(|| Arc::new(ProgressBoard::new(terminal)));
-        let log_writer = board.as_ref().map(|board| board.log_writer()).unwrap_or_default();
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_filter(verbose)));
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(move || log_writer.clone()).with_ansi(terminal).init();
-        Self { board }
-    }
-
-    /// A bar per table of `stage`, when bars are shown.
-    fn reporter(&self, stage: Stage) -> Option<Box<ProgressReporter>> {
-        let board = self.board.clone()?;
-        Some(Box::new(move |table: &str, counter: &ProgressCounter| board.add(stage, table, counter)))
-    }
-
-    /// Draws the bars' final state before anything else is printed.
-    fn finish(&self, succeeded: bool) {
-        if let Some(board) = &self.board {
-            board.finish(succeeded);
-        }
-    }
-}
-
-/// Without RUST_LOG: INFO from pg2bq and warnings from its dependencies; `-v` adds pg2bq's
-/// DEBUG lines (per batch, per query) and the dependencies' INFO; `-vv` pg2bq's TRACE (SQL,
-/// every check) and the dependencies' DEBUG.
-fn default_log_filter(verbose: u8) -> &'static str {
-    match verbose {
-        0 => "pg2bq=info,warn",
-        1 => "pg2bq=debug,info",
-        _ => "pg2bq=trace,debug",
-    }
-}
+use crate::report::{self, Output, Stage};
 
 /// Runs one command.
 ///

@@ -10,7 +10,7 @@ mod report;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let output = commands::Output::start(cli.progress, cli.verbose);
+    let output = report::Output::start(cli.progress, cli.verbose);
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     let result = runtime.block_on(commands::run(cli.command, &output));
     match result {

@@ -1,14 +1,16 @@
-//! What the binary prints: results on stdout (JSON with `--json`), progress and errors on stderr.
+//! What the binary prints: results on stdout (JSON with `--json`), progress and errors on stderr,
+//! and the log subscriber that writes around the progress bars.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use pg2bq::cli::Progress;
 use pg2bq::export::plan::{ExportPlan, TablePlan};
 use pg2bq::model::manifest::Manifest;
-use pg2bq::model::progress::ProgressCounter;
+use pg2bq::model::progress::{ProgressCounter, ProgressReporter};
 use pg2bq::{ExportOutcome, LoadOutcome};
 
 /// The stage a bar belongs to: what its counters mean.
@@ -432,6 +434,53 @@ pub fn print_error(error: &pg2bq::Error) {
         text.push_str(&format!("  Caused by: {cause}\n"));
     }
     eprint!("{text}");
+}
+
+/// Where logs and progress go: the bars (when shown) and the log subscriber writing around them.
+pub struct Output {
+    board: Option<Arc<ProgressBoard>>,
+}
+
+impl Output {
+    /// Installs the log subscriber on stderr, drawing bars unless `progress` says otherwise.
+    pub fn start(progress: Progress, verbose: u8) -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        let board = match progress {
+            Progress::On => true,
+            Progress::Off => false,
+            Progress::Auto => terminal,
+        }
+        .then(|| Arc::new(ProgressBoard::new(terminal)));
+        let log_writer = board.as_ref().map(|board| board.log_writer()).unwrap_or_default();
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_filter(verbose)));
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(move || log_writer.clone()).with_ansi(terminal).init();
+        Self { board }
+    }
+
+    /// A bar per table of `stage`, when bars are shown.
+    pub fn reporter(&self, stage: Stage) -> Option<Box<ProgressReporter>> {
+        let board = self.board.clone()?;
+        Some(Box::new(move |table: &str, counter: &ProgressCounter| board.add(stage, table, counter)))
+    }
+
+    /// Draws the bars' final state before anything else is printed.
+    pub fn finish(&self, succeeded: bool) {
+        if let Some(board) = &self.board {
+            board.finish(succeeded);
+        }
+    }
+}
+
+/// Without RUST_LOG: INFO from pg2bq and warnings from its dependencies; `-v` adds pg2bq's
+/// DEBUG lines (per batch, per query) and the dependencies' INFO; `-vv` pg2bq's TRACE (SQL,
+/// every check) and the dependencies' DEBUG.
+fn default_log_filter(verbose: u8) -> &'static str {
+    match verbose {
+        0 => "pg2bq=info,warn",
+        1 => "pg2bq=debug,info",
+        _ => "pg2bq=trace,debug",
+    }
 }
 
 #[cfg(test)]
