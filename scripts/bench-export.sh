@@ -3,7 +3,9 @@
 # count, a fresh events-like table (scripts/bench_events.sql), then
 #   pg2bq export (release build; default partitions, and 1 partition) to a local directory,
 #   COPY … TO STDOUT (FORMAT binary) into /dev/null (the server's floor),
-#   connectorx-python + pyarrow writing zstd Parquet (1 and 2 partitions).
+#   connectorx-python + pyarrow writing zstd Parquet (1 and 2 partitions),
+#   adbc-driver-postgresql streaming into pyarrow's ParquetWriter (zstd),
+#   DuckDB's postgres extension: COPY (SELECT …) TO parquet (zstd)   (scripts/bench-peers.sh).
 # Wall time and peak RSS come from GNU time (client process only, not the Postgres server).
 # Usage: scripts/bench-export.sh [ROWS ...]      (default: 1000000)
 # stdout: a Markdown table (docs/benchmarks.md holds the last one published).
@@ -14,10 +16,10 @@ cd "$REPO"
 (($#)) || set -- 1000000
 
 "$REPO/scripts/system-deps.sh"
-"$REPO/scripts/tools-install.sh" >&2
+"$REPO/scripts/bench-tools-install.sh" >&2
 log "building pg2bq (release)"
 cargo build --release --locked --quiet
-PG2BQ=$REPO/target/release/pg2bq
+PG2BQ=${CARGO_TARGET_DIR:-$REPO/target}/release/pg2bq
 
 cleanup() { "$REPO/scripts/pg-down.sh" || true; rm -rf "$WORK"; }
 WORK=$(mktemp -d)

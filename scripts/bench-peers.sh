@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Peer baselines for one table: the server's COPY BINARY floor, and connectorx-python +
-# pyarrow Parquet (1 and 2 partitions), each timed with GNU time.
+# Peer baselines for one table, each timed with GNU time: the server's COPY BINARY floor,
+# connectorx-python + pyarrow Parquet (1 and 2 partitions), adbc-driver-postgresql streaming into
+# pyarrow's ParquetWriter, and DuckDB's postgres extension COPY … TO parquet (all zstd). The adbc
+# and DuckDB packages come from requirements-bench.txt (scripts/bench-tools-install.sh).
 # Usage: eval "$(scripts/pg-up.sh)"; scripts/bench-peers.sh TABLE OUT_DIR
 # stdout: one JSON line per tool: {"tool","rows","seconds","rows_per_s","peak_rss_mb"}.
 # peak_rss_mb is the client process only (psql / python), not the Postgres server.
@@ -17,7 +19,7 @@ if [[ ! -x /usr/bin/time ]]; then
   log "installing GNU time"
   apt-get install -y -qq time >&2 || { apt-get update -qq >&2 && apt-get install -y -qq time >&2; }
 fi
-"$REPO/scripts/tools-install.sh" >&2
+"$REPO/scripts/bench-tools-install.sh" >&2
 mkdir -p "$OUT"
 
 # measure TOOL ROWS CMD...: run CMD (stdout to $OUT/TOOL.out) under `time -v`, print JSON.
@@ -45,3 +47,7 @@ rm -f "$OUT/copy_binary_psql.out" # the COPY stream itself is not kept
 py=("$VENV/bin/python" "$REPO/scripts/bench_connectorx_pyarrow.py" --url "$URL" --table "$TABLE" --out-dir "$OUT")
 measure connectorx_pyarrow from-json "${py[@]}"
 measure connectorx_pyarrow_p2 from-json "${py[@]}" --partitions 2
+measure adbc_pyarrow from-json \
+  "$VENV/bin/python" "$REPO/scripts/bench_adbc_pyarrow.py" --url "$URL" --table "$TABLE" --out-dir "$OUT"
+measure duckdb_postgres from-json \
+  "$VENV/bin/python" "$REPO/scripts/bench_duckdb_postgres.py" --url "$URL" --table "$TABLE" --out-dir "$OUT"
