@@ -8,16 +8,5 @@ set -euo pipefail
 
 "$REPO/scripts/tools-install.sh"
 
-REQ=$REPO/scripts/requirements-bench.txt
-MARKER=$VENV/.requirements-bench.sha256
-
-want=$(sha256sum "$REQ" | cut -d' ' -f1)
-if [[ -f $MARKER && $(cat "$MARKER") == "$want" ]]; then
-  log "bench tools up to date in $VENV"
-  exit 0
-fi
-
-log "installing $REQ"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ" >&2
-echo "$want" >"$MARKER"
+pip_sync "$VENV" "$REPO/scripts/requirements-bench.txt" .requirements-bench.sha256
 log "done"

@@ -7,9 +7,6 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-REQ=$REPO/scripts/requirements-bq.txt
-MARKER=$BQ_VENV/.requirements.sha256
-
 if [[ ! -x $BQ_VENV/bin/python ]]; then
   PYTHON=${PG2BQ_BQ_PYTHON:-}
   if [[ -z $PYTHON ]] && command -v pyenv >/dev/null; then
@@ -21,14 +18,8 @@ if [[ ! -x $BQ_VENV/bin/python ]]; then
   "$PYTHON" -m venv "$BQ_VENV"
 fi
 
-want=$(sha256sum "$REQ" | cut -d' ' -f1)
-if [[ -f $MARKER && $(cat "$MARKER") == "$want" ]]; then
-  log "BigQuery emulator up to date in $BQ_VENV"
-else
-  log "installing $REQ (--no-deps: it is a complete lock)"
-  "$BQ_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$REQ" >&2
-  echo "$want" >"$MARKER"
-fi
+# --no-deps: requirements-bq.txt is a complete lock.
+pip_sync "$BQ_VENV" "$REPO/scripts/requirements-bq.txt" .requirements.sha256 --no-deps
 
 EXT=$("$BQ_VENV/bin/python" -c 'import duckdb_ext; print(list(duckdb_ext.__path__)[0])')/extensions # namespace package
 [[ -d $EXT ]] || die "DuckDB extensions not found: $EXT"

@@ -17,6 +17,21 @@ export OPENSSL_NO_VENDOR=1
 log() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# pip_sync VENV_DIR REQUIREMENTS MARKER [PIP_ARGS...]: install REQUIREMENTS into VENV_DIR unless
+# VENV_DIR/MARKER records their hash already (so a re-run skips pip), then record it.
+pip_sync() {
+  local venv=$1 requirements=$2 marker=$1/$3 want
+  shift 3
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [[ -f $marker && $(cat "$marker") == "$want" ]]; then
+    log "up to date in $venv: ${requirements##*/}"
+    return
+  fi
+  log "installing $requirements"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" -r "$requirements" >&2
+  echo "$want" >"$marker"
+}
+
 # A TCP port that is free right now on 127.0.0.1.
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
