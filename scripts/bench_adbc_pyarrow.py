@@ -3,27 +3,18 @@
 Usage: bench_adbc_pyarrow.py --table T --out-dir DIR [--url URL]
 Prints one JSON line: {"tool", "rows", "seconds", "parquet_bytes", "path"}.
 """
-import argparse
-import json
-import os
 import time
 
 import adbc_driver_postgresql.dbapi as pg
 import pyarrow.parquet as pq
 
+from bench_peer import parquet_path, parse_args, report
+
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--url", default=os.environ.get("PG2BQ_TEST_PG_URL"))
-    ap.add_argument("--table", required=True)
-    ap.add_argument("--out-dir", required=True)
-    args = ap.parse_args()
-    if not args.url:
-        ap.error("--url or PG2BQ_TEST_PG_URL is required")
-
+    args = parse_args(__doc__)
     tool = "adbc_pyarrow"
-    os.makedirs(args.out_dir, exist_ok=True)
-    path = os.path.join(args.out_dir, f"{args.table}.{tool}.parquet")
+    path = parquet_path(args, tool)
     rows = 0
     start = time.perf_counter()
     with pg.connect(args.url) as conn, conn.cursor() as cur:
@@ -36,8 +27,7 @@ def main():
                 rows += batch.num_rows
     seconds = time.perf_counter() - start
 
-    print(json.dumps({"tool": tool, "rows": rows, "seconds": round(seconds, 3),
-                      "parquet_bytes": os.path.getsize(path), "path": path}))
+    report(tool, rows, seconds, path)
 
 
 if __name__ == "__main__":

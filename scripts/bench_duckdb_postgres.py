@@ -7,14 +7,14 @@ threads as cores, parallel ctid-range scans).
 Usage: bench_duckdb_postgres.py --table T --out-dir DIR [--url URL]
 Prints one JSON line: {"tool", "rows", "seconds", "parquet_bytes", "path"}.
 """
-import argparse
 import importlib.util
-import json
 import os
 import time
 
 import duckdb
 import pyarrow.parquet as pq
+
+from bench_peer import parquet_path, parse_args, report
 
 
 def extension_directory():
@@ -31,19 +31,11 @@ def sql_literal(text):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--url", default=os.environ.get("PG2BQ_TEST_PG_URL"))
-    ap.add_argument("--table", required=True, help="schema-qualified, or bare for public")
-    ap.add_argument("--out-dir", required=True)
-    args = ap.parse_args()
-    if not args.url:
-        ap.error("--url or PG2BQ_TEST_PG_URL is required")
-
+    args = parse_args(__doc__)
     tool = "duckdb_postgres"
     schema, _, name = args.table.rpartition(".")
     schema = schema or "public"
-    os.makedirs(args.out_dir, exist_ok=True)
-    path = os.path.join(args.out_dir, f"{args.table}.{tool}.parquet")
+    path = parquet_path(args, tool)
     start = time.perf_counter()
     con = duckdb.connect()
     con.execute(f"SET extension_directory = {sql_literal(extension_directory())}")
@@ -57,8 +49,7 @@ def main():
     seconds = time.perf_counter() - start
 
     rows = pq.read_metadata(path).num_rows  # the footer only, after the clock stopped
-    print(json.dumps({"tool": tool, "rows": rows, "seconds": round(seconds, 3),
-                      "parquet_bytes": os.path.getsize(path), "path": path}))
+    report(tool, rows, seconds, path)
 
 
 if __name__ == "__main__":
