@@ -147,7 +147,6 @@ pub struct PartitionFiles {
 }
 
 impl PartitionFiles {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         runtime: tokio::runtime::Handle,
