@@ -16,9 +16,8 @@ pub enum PartitionUnit {
     Year,
 }
 
-/// A column's mode, serialised as BigQuery names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
+/// A column's mode, displayed and serialised as BigQuery names it ([`FieldMode::name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldMode {
     Nullable,
     Required,
@@ -49,6 +48,12 @@ impl FieldMode {
 impl std::fmt::Display for FieldMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl Serialize for FieldMode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 

@@ -32,9 +32,9 @@ impl LoadMode {
     }
 }
 
-/// What a load job does to rows already in its destination, serialised as BigQuery names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// What a load job does to rows already in its destination, displayed and serialised as
+/// BigQuery names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteDisposition {
     WriteTruncate,
     WriteAppend,
@@ -46,6 +46,12 @@ impl std::fmt::Display for WriteDisposition {
             WriteDisposition::WriteTruncate => "WRITE_TRUNCATE",
             WriteDisposition::WriteAppend => "WRITE_APPEND",
         })
+    }
+}
+
+impl Serialize for WriteDisposition {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
