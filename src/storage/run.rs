@@ -253,6 +253,7 @@ fn process_start_ticks(pid: u32) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::storage::gcs::GcsOptions;
+    use crate::storage::store::tests::memory_and_local;
 
     #[test]
     fn this_process_is_alive_and_a_dead_pid_is_gone() {
@@ -269,10 +270,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_rerunners_take_over_once() {
         let dir = tempfile::tempdir().unwrap();
-        for store in [
-            Store::open("memory://", &GcsOptions::default()).unwrap(),
-            Store::open(dir.path().to_str().unwrap(), &GcsOptions::default()).unwrap(),
-        ] {
+        for store in memory_and_local(dir.path()) {
             let run = RunId::parse("r").unwrap();
             let me = ClaimRecord::for_this_process();
             let dead = ClaimRecord { process_start_ticks: me.process_start_ticks.map(|t| t + 1), ..me };

@@ -402,9 +402,15 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::storage::run::{ClaimError, Cleanup, RunClaim};
+
+    /// An in-memory store and one on local disk under `dir`: the backends that enforce
+    /// create-only writes without a service.
+    pub(crate) fn memory_and_local(dir: &std::path::Path) -> [Store; 2] {
+        [Store::open("memory://", &GcsOptions::default()).unwrap(), Store::open(dir.to_str().unwrap(), &GcsOptions::default()).unwrap()]
+    }
 
     /// The same checks for every backend the tests can reach (GCS in tests/it).
     pub async fn store_conformance(store: &Store) {
@@ -455,10 +461,7 @@ mod tests {
     #[tokio::test]
     async fn data_files_are_written_once() {
         let dir = tempfile::tempdir().unwrap();
-        for store in [
-            Store::open("memory://", &GcsOptions::default()).unwrap(),
-            Store::open(dir.path().to_str().unwrap(), &GcsOptions::default()).unwrap(),
-        ] {
+        for store in memory_and_local(dir.path()) {
             upload_bytes(&store, "r/t/f.parquet", b"first").await.unwrap();
             assert!(matches!(upload_bytes(&store, "r/t/f.parquet", b"second").await, Err(StoreError::Exists { .. })));
             assert_eq!(store.get("r/t/f.parquet").await.unwrap().as_ref(), b"first");
