@@ -9,6 +9,11 @@ pub fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "\\`"))
 }
 
+/// A table as BigQuery SQL names it: `` `project.dataset.table` ``.
+pub fn table_path(project: &str, dataset: &str, table: &str) -> String {
+    quote(&format!("{project}.{dataset}.{table}"))
+}
+
 /// Label keys and values allow lower-case letters, digits, `_` and `-`, 63 characters.
 pub fn label_part(text: &str) -> String {
     NameAlphabet::ID.sanitize(&text.to_ascii_lowercase(), 63)

@@ -23,7 +23,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::gcp::bigquery::{job_attempt_ids, BigQuery, BigQueryApi, BigQueryError, BigQueryOptions, FinishedJob};
 use crate::gcp::schema::{schema_differences, Field, FieldMode};
-use crate::gcp::sql::quote;
+use crate::gcp::sql::{quote, table_path};
 use crate::model::manifest::{Manifest, TableManifest};
 use crate::model::progress::{ProgressReporter, TableProgress};
 use crate::model::types::BigQueryType;
@@ -410,7 +410,7 @@ async fn finalize(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoad) -> R
 
 /// Truncate: the table holds exactly the manifest's rows.
 async fn count_rows(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoad) -> Result<(), LoadError> {
-    let sql = format!("SELECT COUNT(*) FROM {}", quote(&format!("{}.{}.{}", plan.project, plan.dataset, table.table_id)));
+    let sql = format!("SELECT COUNT(*) FROM {}", table_path(&plan.project, &plan.dataset, &table.table_id));
     let count = bq.query_counts(&sql).await.map_err(step_error(table, LoadStep::CountRows))?[0];
     if count != table.rows {
         return Err(LoadError::RowCount {
@@ -466,7 +466,7 @@ async fn fingerprint_staged_json(
         items.extend(fingerprint_items(&text));
         items.extend(fingerprint_items(&canonical));
     }
-    let sql = format!("SELECT {} FROM {}", items.join(", "), quote(&format!("{}.{}.{staging}", plan.project, plan.dataset)));
+    let sql = format!("SELECT {} FROM {}", items.join(", "), table_path(&plan.project, &plan.dataset, staging));
     let row = bq.query_one_row(&sql).await.map_err(step_error(table, LoadStep::CheckStagedJson))?;
     // An aggregate over no values is NULL: the empty fingerprint, 0.
     let value = |i: usize| row.get(i).cloned().flatten().unwrap_or_else(|| "0".into());
@@ -499,7 +499,7 @@ async fn check_json_representable(bq: &dyn BigQueryApi, plan: &LoadPlan, table: 
             _ => format!("COUNTIF({0} IS NOT NULL AND SAFE.PARSE_JSON({0}) IS NULL)", quote(&f.name)),
         })
         .collect();
-    let sql = format!("SELECT {} FROM {}", counts.join(", "), quote(&format!("{}.{}.{staging}", plan.project, plan.dataset)));
+    let sql = format!("SELECT {} FROM {}", counts.join(", "), table_path(&plan.project, &plan.dataset, staging));
     let counts = bq.query_counts(&sql).await.map_err(step_error(table, LoadStep::CheckStagedJson))?;
     for (field, &rows) in json_fields.iter().zip(&counts) {
         if rows > 0 {

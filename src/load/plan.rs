@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::gcp::bigquery::{DAILY_LOAD_JOBS_PER_TABLE, MAX_BYTES_PER_JOB, MAX_URIS_PER_JOB};
 use crate::gcp::schema::{schema_json, set_layout, table_reference, table_resource, Field, FieldMode, PartitionUnit, TimePartitioning};
-use crate::gcp::sql::{label_part, quote};
+use crate::gcp::sql::{label_part, quote, table_path};
 use crate::model::manifest::{FileManifest, Manifest, TableManifest};
 use crate::model::types::{BigQueryType, NameAlphabet};
 
@@ -209,7 +209,7 @@ impl Scope<'_> {
 
     /// `project.dataset.table`, quoted.
     fn qualified(&self, table_id: &str) -> String {
-        quote(&format!("{}.{}.{table_id}", self.project, self.dataset))
+        table_path(self.project, self.dataset, table_id)
     }
 }
 

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, info_span, trace, Instrument};
 
 use crate::gcp::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
-use crate::gcp::sql::quote;
+use crate::gcp::sql::{quote, table_path};
 use crate::model::aggregates::ColumnAggregates;
 pub use crate::model::check::Check;
 use crate::model::check::CheckKind;
@@ -167,7 +167,7 @@ fn find_table<'a>(manifest: &'a Manifest, name: &str) -> Option<&'a TableManifes
 }
 
 fn qualified(config: &ValidateConfig, table: &TableManifest) -> String {
-    quote(&format!("{}.{}.{}{}", config.project, config.dataset, config.table_prefix, table.bq_table))
+    table_path(&config.project, &config.dataset, &format!("{}{}", config.table_prefix, table.bq_table))
 }
 
 async fn validate_table(
