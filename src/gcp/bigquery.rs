@@ -319,13 +319,11 @@ impl BigQuery {
     /// # Errors
     /// [`BigQueryError::Credentials`] when no Google credentials can be found for real BigQuery.
     pub async fn connect(project: &str, location: Option<String>, options: &BigQueryOptions) -> Result<Self, BigQueryError> {
-        let (base_url, auth) = match &options.emulator_host {
-            Some(host) => (format!("{}/bigquery/v2", host.trim_end_matches('/')), TokenSource::none()),
-            None => {
-                let auth = TokenSource::google(options.application_credentials.as_deref())
-                    .map_err(|source| BigQueryError::Credentials { source })?;
-                (BIGQUERY_URL.to_string(), auth)
-            }
+        let auth = TokenSource::for_service(options.emulator_host.as_deref(), options.application_credentials.as_deref())
+            .map_err(|source| BigQueryError::Credentials { source })?;
+        let base_url = match &options.emulator_host {
+            Some(host) => format!("{}/bigquery/v2", host.trim_end_matches('/')),
+            None => BIGQUERY_URL.to_string(),
         };
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)

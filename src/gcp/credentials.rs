@@ -28,13 +28,25 @@ pub enum CredentialsError {
 }
 
 /// Where bearer tokens come from: Google's credential chain, or nowhere (emulators).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct TokenSource(Option<GcpCredentialProvider>);
 
 impl TokenSource {
     /// No tokens: requests to an emulator go unauthenticated.
     pub fn none() -> Self {
         Self(None)
+    }
+
+    /// What a client of a Google service uses: no tokens when it talks to an emulator at
+    /// `emulator_host`, else Google's chain ([`Self::google`]).
+    ///
+    /// # Errors
+    /// As [`Self::google`].
+    pub fn for_service(emulator_host: Option<&str>, application_credentials: Option<&str>) -> Result<Self, CredentialsError> {
+        match emulator_host {
+            Some(_) => Ok(Self::none()),
+            None => Self::google(application_credentials),
+        }
     }
 
     /// Google's chain, starting with `application_credentials` when given.
@@ -75,6 +87,9 @@ mod tests {
     async fn without_credentials_no_token_is_sent() {
         assert_eq!(TokenSource::none().bearer().await.unwrap(), None);
         assert_eq!(format!("{:?}", TokenSource::none()), "TokenSource(none)");
+        // An emulator gets no token, even with a credentials file named (it is not read).
+        let emulator = TokenSource::for_service(Some("http://127.0.0.1:1"), Some("/nonexistent/pg2bq-credentials.json")).unwrap();
+        assert_eq!(format!("{emulator:?}"), "TokenSource(none)");
     }
 
     #[test]

@@ -121,13 +121,11 @@ impl GcsClient {
     /// # Errors
     /// [`GcsError::Credentials`] when no credential chain can be built for real GCS.
     pub fn new(bucket: &str, options: &GcsOptions) -> Result<Self, GcsError> {
-        let (base_url, credentials) = match &options.emulator_host {
-            Some(host) => (host.trim_end_matches('/').to_string(), TokenSource::none()),
-            None => {
-                let credentials =
-                    TokenSource::google(options.application_credentials.as_deref()).map_err(|source| GcsError::Credentials { source })?;
-                ("https://storage.googleapis.com".to_string(), credentials)
-            }
+        let credentials = TokenSource::for_service(options.emulator_host.as_deref(), options.application_credentials.as_deref())
+            .map_err(|source| GcsError::Credentials { source })?;
+        let base_url = match &options.emulator_host {
+            Some(host) => host.trim_end_matches('/').to_string(),
+            None => "https://storage.googleapis.com".to_string(),
         };
         let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).connect_timeout(CONNECT_TIMEOUT).build().map_err(|source| {
             GcsError::Request { action: "build an HTTP client for", bucket: bucket.to_string(), object: String::new(), attempts: 0, source }
