@@ -100,14 +100,19 @@ pub struct ForeignKey {
     pub references_columns: Vec<String>,
 }
 
-/// One partition of a table: which rows it read and how many. `method`, `predicate`, `lower`
-/// and `upper` are the audit record, rendered from [`Self::bounds`].
+/// One partition (unit) of a table: which rows it read and how many. `method`, `relation`,
+/// `predicate`, `lower` and `upper` are the audit record, rendered from [`Self::bounds`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartitionManifest {
     pub index: usize,
-    /// `whole`, `key_range`, `key_null` or `block_range`.
+    /// `whole`, `key_range`, `key_null`, `block_range`, `child`, `child_block_range` or
+    /// `chunk_range` (see [`PartitionBounds::method`]).
     pub method: String,
-    /// SQL predicate the partition's query added (empty for `whole`).
+    /// `schema.name` of the child relation (partition, inheritance child, chunk, or the
+    /// parent's own rows) whose rows the partition read; absent for the table's own splits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relation: Option<String>,
+    /// SQL predicate the partition's query added (empty for `whole` and `child`).
     pub predicate: String,
     /// Inclusive lower bound, when the method has one.
     pub lower: Option<String>,
@@ -123,7 +128,16 @@ impl PartitionManifest {
     /// Partition `index` over `bounds`, its rows not counted yet.
     pub fn new(index: usize, bounds: PartitionBounds) -> Self {
         let (lower, upper) = bounds.recorded_ends();
-        Self { index, method: bounds.method().into(), predicate: bounds.postgres_predicate(), lower, upper, rows: 0, bounds: Some(bounds) }
+        Self {
+            index,
+            method: bounds.method().into(),
+            relation: bounds.relation().map(ToString::to_string),
+            predicate: bounds.postgres_predicate(),
+            lower,
+            upper,
+            rows: 0,
+            bounds: Some(bounds),
+        }
     }
 
     /// The partition's rows in the loaded BigQuery table, when a predicate can select them
@@ -354,6 +368,7 @@ mod tests {
         let recorded = |method: &str, predicate: &str| PartitionManifest {
             index: 0,
             method: method.into(),
+            relation: None,
             predicate: predicate.into(),
             lower: None,
             upper: None,
@@ -363,6 +378,21 @@ mod tests {
         assert_eq!(recorded("key_range", r#""id" >= 10 AND "id" < 20"#).bigquery_predicate().as_deref(), Some("`id` >= 10 AND `id` < 20"));
         assert_eq!(recorded("key_null", r#""id" IS NULL"#).bigquery_predicate().as_deref(), Some("`id` IS NULL"));
         assert_eq!(recorded("block_range", "ctid >= '(0,0)'::tid").bigquery_predicate(), None);
+    }
+
+    #[test]
+    fn partitions_record_their_child_and_older_ones_still_read() {
+        use crate::model::partition::Relation;
+        let relation = Relation { schema: "public".into(), name: "events_2024_01".into() };
+        let child = PartitionManifest::new(3, PartitionBounds::Child { relation, blocks: None });
+        let json = serde_json::to_value(&child).unwrap();
+        assert_eq!((json["method"].as_str(), json["relation"].as_str()), (Some("child"), Some("public.events_2024_01")));
+        assert_eq!(serde_json::from_value::<PartitionManifest>(json).unwrap(), child);
+        let older = r#"{"index":0,"method":"block_range","predicate":"ctid < '(5,0)'::tid","lower":null,"upper":"(5,0)","rows":7}"#;
+        let older: PartitionManifest = serde_json::from_str(older).unwrap();
+        assert_eq!((older.relation, older.bounds, older.rows), (None, None, 7));
+        let keyed = serde_json::to_value(PartitionManifest::new(0, PartitionBounds::Whole)).unwrap();
+        assert!(keyed.get("relation").is_none(), "{keyed}");
     }
 
     /// Two files of four columns, with table totals merged from the files as export does.
@@ -431,6 +461,7 @@ mod tests {
                     .map(|index| PartitionManifest {
                         index,
                         method: "key_range".into(),
+                        relation: None,
                         predicate: String::new(),
                         lower: None,
                         upper: None,

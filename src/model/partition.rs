@@ -1,5 +1,6 @@
-//! Which rows of a table one partition holds, typed, so that the Postgres predicate export
-//! reads with and the BigQuery predicate validate narrows a mismatch with come from one value.
+//! Which rows of a table one partition (a unit of work) holds, typed, so that the relation and
+//! Postgres predicate export reads with, the filter the plan counts with, and the BigQuery
+//! predicate validate narrows a mismatch with all come from one value.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,41 @@ pub enum PartitionBounds {
     KeyNull { key: KeyColumn },
     /// Rows in heap blocks `[from, to)`, by `ctid`: a Postgres notion with no BigQuery form.
     BlockRange { from: Option<i64>, to: Option<i64> },
+    /// The rows stored in one relation of the table's tree (a partition, an inheritance child
+    /// such as a TimescaleDB chunk, or the parent's own rows), read `FROM ONLY` it; `blocks`
+    /// narrows them to heap blocks `[from, to)` of that relation.
+    Child { relation: Relation, blocks: Option<BlockSpan> },
+    /// A compressed TimescaleDB chunk: read through the table (the hypertable) with the chunk's
+    /// dimension constraints as the predicate, so TimescaleDB decompresses its rows.
+    ChunkRange { relation: Relation, predicate: String },
+}
+
+/// Heap blocks `[from, to)` of one relation; open ends (`None`) are unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockSpan {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// A relation as the catalog spells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relation {
+    pub schema: String,
+    pub name: String,
+}
+
+impl Relation {
+    /// `"schema"."name"`, for SQL.
+    pub fn quoted(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+}
+
+impl std::fmt::Display for Relation {
+    /// `schema.name`, as the manifest and messages name it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
 }
 
 /// The integer column a table is split on, under its name on each side.
@@ -29,32 +65,65 @@ pub struct KeyColumn {
 }
 
 impl PartitionBounds {
-    /// The manifest's name of the split: `whole`, `key_range`, `key_null` or `block_range`.
+    /// The manifest's name of the split: `whole`, `key_range`, `key_null`, `block_range`,
+    /// `child`, `child_block_range` or `chunk_range`.
     pub fn method(&self) -> &'static str {
         match self {
             PartitionBounds::Whole => "whole",
             PartitionBounds::KeyRange { .. } => "key_range",
             PartitionBounds::KeyNull { .. } => "key_null",
             PartitionBounds::BlockRange { .. } => "block_range",
+            PartitionBounds::Child { blocks: None, .. } => "child",
+            PartitionBounds::Child { blocks: Some(_), .. } => "child_block_range",
+            PartitionBounds::ChunkRange { .. } => "chunk_range",
         }
     }
 
-    /// The WHERE condition selecting these rows in Postgres (empty for [`Self::Whole`]):
+    /// The relation read `FROM ONLY` instead of the table, for [`Self::Child`].
+    pub fn only_relation(&self) -> Option<&Relation> {
+        match self {
+            PartitionBounds::Child { relation, .. } => Some(relation),
+            _ => None,
+        }
+    }
+
+    /// The child relation these rows are stored in, for the manifest's record.
+    pub fn relation(&self) -> Option<&Relation> {
+        match self {
+            PartitionBounds::Child { relation, .. } | PartitionBounds::ChunkRange { relation, .. } => Some(relation),
+            _ => None,
+        }
+    }
+
+    /// The WHERE condition selecting these rows in what the unit reads (the table, or the
+    /// relation of [`Self::only_relation`]); empty when it reads all of it:
     /// `"id" >= 10 AND "id" < 20`, `"id" IS NULL`, `ctid >= '(10,0)'::tid`.
     pub fn postgres_predicate(&self) -> String {
         match self {
-            PartitionBounds::Whole => String::new(),
+            PartitionBounds::Whole | PartitionBounds::Child { blocks: None, .. } => String::new(),
             PartitionBounds::KeyRange { key, from, to } => key_range(&quote_ident(&key.postgres), *from, *to),
             PartitionBounds::KeyNull { key } => format!("{} IS NULL", quote_ident(&key.postgres)),
-            PartitionBounds::BlockRange { from, to } => {
-                let block = |op: &str, b: i64| format!("ctid {op} '({b},0)'::tid");
-                match (from.map(|a| block(">=", a)), to.map(|b| block("<", b))) {
-                    (None, None) => "true".into(),
-                    (Some(low), None) => low,
-                    (None, Some(high)) => high,
-                    (Some(low), Some(high)) => format!("{low} AND {high}"),
-                }
+            PartitionBounds::BlockRange { from, to } => block_range(*from, *to),
+            PartitionBounds::Child { blocks: Some(span), .. } => block_range(span.from, span.to),
+            PartitionBounds::ChunkRange { predicate, .. } => predicate.clone(),
+        }
+    }
+
+    /// The condition selecting these rows in one scan of the whole table (its children
+    /// included), for counting every partition at once; `None` for [`Self::Whole`]. A child's
+    /// rows are told apart by `tableoid`, as block numbers belong to one relation.
+    pub fn scan_filter(&self) -> Option<String> {
+        match self {
+            PartitionBounds::Whole => None,
+            PartitionBounds::Child { relation, blocks } => {
+                let literal = format!("'{}'", relation.quoted().replace('\'', "''"));
+                let own = format!("tableoid = {literal}::regclass");
+                Some(match blocks {
+                    None => own,
+                    Some(span) => format!("{own} AND {}", block_range(span.from, span.to)),
+                })
             }
+            _ => Some(self.postgres_predicate()),
         }
     }
 
@@ -66,18 +135,34 @@ impl PartitionBounds {
         match self {
             PartitionBounds::KeyRange { key, from, to } => Some(key_range(&format!("`{}`", key.bigquery), *from, *to)),
             PartitionBounds::KeyNull { key } => Some(format!("`{}` IS NULL", key.bigquery)),
-            PartitionBounds::Whole | PartitionBounds::BlockRange { .. } => None,
+            PartitionBounds::Whole
+            | PartitionBounds::BlockRange { .. }
+            | PartitionBounds::Child { .. }
+            | PartitionBounds::ChunkRange { .. } => None,
         }
     }
 
     /// The inclusive lower and exclusive upper bound as the manifest records them: key values,
     /// or `(block,0)` tuple ids.
     pub fn recorded_ends(&self) -> (Option<String>, Option<String>) {
+        let tid = |block: Option<i64>| block.map(|b| format!("({b},0)"));
         match self {
-            PartitionBounds::Whole | PartitionBounds::KeyNull { .. } => (None, None),
             PartitionBounds::KeyRange { from, to, .. } => (from.map(|v| v.to_string()), to.map(|v| v.to_string())),
-            PartitionBounds::BlockRange { from, to } => (from.map(|b| format!("({b},0)")), to.map(|b| format!("({b},0)"))),
+            PartitionBounds::BlockRange { from, to } => (tid(*from), tid(*to)),
+            PartitionBounds::Child { blocks: Some(span), .. } => (tid(span.from), tid(span.to)),
+            _ => (None, None),
         }
+    }
+}
+
+/// `ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid`; open ends are left out.
+fn block_range(from: Option<i64>, to: Option<i64>) -> String {
+    let block = |op: &str, b: i64| format!("ctid {op} '({b},0)'::tid");
+    match (from.map(|a| block(">=", a)), to.map(|b| block("<", b))) {
+        (None, None) => "true".into(),
+        (Some(low), None) => low,
+        (None, Some(high)) => high,
+        (Some(low), Some(high)) => format!("{low} AND {high}"),
     }
 }
 
@@ -122,6 +207,36 @@ mod tests {
         assert_eq!(PartitionBounds::Whole.bigquery_predicate(), None);
     }
 
+    fn chunk() -> Relation {
+        Relation { schema: "_timescaledb_internal".into(), name: "_hyper_1_2_chunk's".into() }
+    }
+
+    #[test]
+    fn children_are_read_alone_and_counted_by_tableoid() {
+        let whole = PartitionBounds::Child { relation: chunk(), blocks: None };
+        assert_eq!((whole.method(), whole.postgres_predicate()), ("child", String::new()));
+        assert_eq!(whole.only_relation(), Some(&chunk()));
+        assert_eq!(whole.scan_filter().as_deref(), Some(r#"tableoid = '"_timescaledb_internal"."_hyper_1_2_chunk''s"'::regclass"#));
+        let span = BlockSpan { from: Some(4), to: None };
+        let blocks = PartitionBounds::Child { relation: chunk(), blocks: Some(span) };
+        assert_eq!((blocks.method(), blocks.postgres_predicate().as_str()), ("child_block_range", "ctid >= '(4,0)'::tid"));
+        assert!(blocks.scan_filter().unwrap().ends_with("::regclass AND ctid >= '(4,0)'::tid"));
+        assert_eq!(blocks.recorded_ends(), (Some("(4,0)".into()), None));
+        assert_eq!((whole.bigquery_predicate(), blocks.bigquery_predicate()), (None, None));
+        assert_eq!(chunk().to_string(), "_timescaledb_internal._hyper_1_2_chunk's");
+    }
+
+    #[test]
+    fn compressed_chunks_are_read_through_the_table_by_their_range() {
+        let predicate =
+            "((t >= '2024-01-01 00:00:00+00'::timestamp with time zone) AND (t < '2024-02-01 00:00:00+00'::timestamp with time zone))";
+        let range = PartitionBounds::ChunkRange { relation: chunk(), predicate: predicate.into() };
+        assert_eq!((range.method(), range.only_relation(), range.relation()), ("chunk_range", None, Some(&chunk())));
+        assert_eq!(range.postgres_predicate(), predicate);
+        assert_eq!(range.scan_filter().as_deref(), Some(predicate));
+        assert_eq!(range.bigquery_predicate(), None);
+    }
+
     #[test]
     fn bounds_serialise_tagged_by_kind() {
         let range = PartitionBounds::KeyRange { key: key(), from: Some(1), to: None };
@@ -129,5 +244,12 @@ mod tests {
         assert_eq!(json["kind"], "key_range");
         assert_eq!(json["key"]["postgres"], "Order Id");
         assert_eq!(serde_json::from_value::<PartitionBounds>(json).unwrap(), range);
+        let child = PartitionBounds::Child { relation: chunk(), blocks: Some(BlockSpan { from: None, to: Some(9) }) };
+        let json = serde_json::to_value(&child).unwrap();
+        assert_eq!(
+            (json["kind"].as_str(), json["relation"]["name"].as_str(), json["blocks"]["to"].as_i64()),
+            (Some("child"), Some("_hyper_1_2_chunk's"), Some(9))
+        );
+        assert_eq!(serde_json::from_value::<PartitionBounds>(json).unwrap(), child);
     }
 }
