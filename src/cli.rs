@@ -165,7 +165,7 @@ pub struct ExportArgs {
     /// Export a column as Postgres text: [schema.table.]column=text (repeatable).
     #[arg(long = "cast", value_name = "[TABLE.]COLUMN=text")]
     pub casts: Vec<String>,
-    /// Parallel partitions per table (integer key ranges, else heap block ranges; default: half the cores, at most 4).
+    /// Ranges per table, or per child of a partitioned table (integer key, else heap block ranges; default: by size).
     #[arg(long, env = env::PARTITIONS, value_parser = parse_at_least_one)]
     pub partitions: Option<usize>,
     /// Integer column to split partitions on: [schema.table.]column (default: the primary key).

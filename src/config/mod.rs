@@ -23,9 +23,6 @@ use crate::validate::{Denormalized, Probe, ValidateConfig};
 
 /// Rows per Arrow batch from Postgres unless told otherwise.
 pub const DEFAULT_BATCH_ROWS: usize = 16_384;
-/// Most partitions used per table by default. Each partition keeps about two threads busy
-/// (ConnectorX decoding, our conversion and encoding), so the default is half the cores.
-pub const MAX_DEFAULT_PARTITIONS: usize = 4;
 
 /// A bad setting, naming it.
 #[derive(Debug, thiserror::Error)]
@@ -209,10 +206,9 @@ fn export_table(
     file_out_of_range: Option<OutOfRange>,
 ) -> Result<ExportTable, ConfigError> {
     let partitions = match (args.partitions, spec.partitions) {
-        (Some(n), _) => n,
+        (Some(n), _) => Some(n),
         (None, Some(0)) => return Err(ConfigError::ZeroPartitions { table: spec.name }),
-        (None, Some(n)) => n,
-        (None, None) => default_partitions(),
+        (None, file) => file,
     };
     let source = match spec.query {
         Some(sql) => TableSource::Query(query_sql(&spec.name, &sql)?),
@@ -259,12 +255,6 @@ fn parquet_settings(args: &ExportArgs) -> ParquetSettings {
         row_group_bytes: args.row_group_size.map_or(defaults.row_group_bytes, |b| b as usize),
         file_bytes: args.file_size.unwrap_or(defaults.file_bytes),
     }
-}
-
-/// Half the cores, at most [`MAX_DEFAULT_PARTITIONS`].
-fn default_partitions() -> usize {
-    let parallelism = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    (parallelism / 2).clamp(1, MAX_DEFAULT_PARTITIONS)
 }
 
 /// The name one table or query goes by in a run: `schema.table` for a table, the name itself
@@ -624,7 +614,7 @@ mod tests {
     #[test]
     fn repeated_flag_last_wins() {
         let a = args(&["--partitions", "2", "--partitions", "7", "--source", "postgresql://h/db", "--dest", "d", "--table", "t"]);
-        assert_eq!(ExportConfig::resolve(&a, ConfigFile::default(), None).unwrap().tables[0].partitions, 7);
+        assert_eq!(ExportConfig::resolve(&a, ConfigFile::default(), None).unwrap().tables[0].partitions, Some(7));
         let a =
             args(&["--source", "postgresql://h/db", "--dest", "d", "--table", "t", "--out-of-range", "clamp", "--out-of-range", "null"]);
         assert_eq!(ExportConfig::resolve(&a, ConfigFile::default(), None).unwrap().tables[0].out_of_range, OutOfRange::Null);
@@ -642,7 +632,7 @@ mod tests {
     #[test]
     fn per_table_flag_beats_file_value() {
         let t = resolved(&["--partitions", "5", "--out-of-range", "refuse", "--partition-on", "events.other"], PER_TABLE);
-        assert_eq!((t.partitions, t.out_of_range, t.partition_on.as_deref()), (5, OutOfRange::Refuse, Some("other")));
+        assert_eq!((t.partitions, t.out_of_range, t.partition_on.as_deref()), (Some(5), OutOfRange::Refuse, Some("other")));
     }
 
     #[test]
@@ -658,23 +648,23 @@ mod tests {
             parsed
         };
         let t = ExportConfig::resolve(&parsed, file(PER_TABLE), None).unwrap().tables.remove(0);
-        assert_eq!((t.partitions, t.out_of_range), (6, OutOfRange::Refuse));
+        assert_eq!((t.partitions, t.out_of_range), (Some(6), OutOfRange::Refuse));
     }
 
     #[test]
     fn per_table_file_value_beats_file_global_beats_default() {
         let t = resolved(&[], PER_TABLE);
-        assert_eq!((t.partitions, t.out_of_range, t.partition_on.as_deref()), (3, OutOfRange::Clamp, Some("id")));
+        assert_eq!((t.partitions, t.out_of_range, t.partition_on.as_deref()), (Some(3), OutOfRange::Clamp, Some("id")));
         let t = resolved(&[], "out_of_range = 'null'\n[[tables]]\nname = 'events'\n");
-        assert_eq!((t.partitions, t.out_of_range), (default_partitions(), OutOfRange::Null));
+        assert_eq!((t.partitions, t.out_of_range), (None, OutOfRange::Null));
         let t = resolved(&["--table", "x"], "");
-        assert_eq!((t.partitions, t.out_of_range, t.partition_on), (default_partitions(), OutOfRange::Refuse, None));
+        assert_eq!((t.partitions, t.out_of_range, t.partition_on), (None, OutOfRange::Refuse, None));
     }
 
     #[test]
     fn file_options_apply_to_a_table_however_it_is_spelt() {
         let t = resolved(&["--table", "EVENTS"], PER_TABLE);
-        assert_eq!((t.name.as_str(), t.partitions), ("public.events", 3));
+        assert_eq!((t.name.as_str(), t.partitions), ("public.events", Some(3)));
         assert_eq!(t.source, TableSource::Table { schema: "public".into(), table: "events".into() });
     }
 

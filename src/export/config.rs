@@ -31,7 +31,9 @@ pub struct ExportTable {
     pub name: String,
     pub source: TableSource,
     pub casts: BTreeMap<String, CastOverride>,
-    pub partitions: usize,
+    /// `--partitions N`: ranges per relation read; `None` sizes units automatically
+    /// (see [`crate::export::plan`]).
+    pub partitions: Option<usize>,
     pub partition_on: Option<String>,
     pub out_of_range: OutOfRange,
 }

@@ -23,6 +23,7 @@ use crate::export::batches::{normalize_batch, pinned_schema, BatchError};
 use crate::export::parquet::{ParquetSettings, ParquetSinkError, PartitionFiles, WrittenFile};
 use crate::model::aggregates::ColumnAccumulator;
 use crate::model::manifest::{ColumnManifest, FileManifest, Manifest, PartitionManifest, TableManifest, FORMAT_VERSION, MANIFEST_FILE};
+use crate::model::partition::PartitionBounds;
 use crate::model::progress::TableProgress;
 pub use crate::model::progress::{ProgressCounter, ProgressReporter};
 use crate::model::run_id::RunId;
@@ -199,14 +200,15 @@ pub struct ExportUnit {
 }
 
 impl ExportUnit {
-    /// The work of `partition` of `table` in run `run_id`.
+    /// The work of `partition` of `table` in run `run_id`: the table's SELECT, or the same
+    /// columns `FROM ONLY` the child relation the partition reads, narrowed by its predicate.
     pub fn new(table: &TablePlan, partition: &PartitionManifest, run_id: &RunId) -> Self {
-        // The predicate was rendered from the partition's bounds when planning.
-        let query = if partition.predicate.is_empty() {
-            table.source_query.clone()
-        } else {
-            format!("{} WHERE {}", table.source_query, partition.predicate)
+        let select = match partition.bounds.as_ref().and_then(PartitionBounds::only_relation) {
+            Some(relation) => format!("SELECT {} FROM ONLY {}", plan::select_list(&table.columns), relation.quoted()),
+            None => table.source_query.clone(),
         };
+        // The predicate was rendered from the partition's bounds when planning.
+        let query = if partition.predicate.is_empty() { select } else { format!("{select} WHERE {}", partition.predicate) };
         Self {
             table: table.name.clone(),
             partition: partition.index,
@@ -417,7 +419,7 @@ mod tests {
     use arrow::array::{ArrayRef, Int64Array};
 
     use super::*;
-    use crate::model::partition::{KeyColumn, PartitionBounds};
+    use crate::model::partition::{BlockSpan, KeyColumn, Relation};
     use crate::model::types::{map_column, OutOfRange, PgColumn};
 
     fn table(rows: &[u64]) -> TablePlan {
@@ -471,6 +473,19 @@ mod tests {
         assert_eq!((unit.partition, unit.expected_rows, unit.directory.as_str()), (1, 1, "r1/public.t"));
         let json = serde_json::to_string(&unit).unwrap();
         assert_eq!(serde_json::from_str::<ExportUnit>(&json).unwrap(), unit);
+    }
+
+    #[test]
+    fn a_child_unit_reads_only_its_relation() {
+        let table = table(&[3]);
+        let relation = Relation { schema: "public".into(), name: "t_2024".into() };
+        let span = BlockSpan { from: Some(8), to: None };
+        let partition = PartitionManifest::new(0, PartitionBounds::Child { relation: relation.clone(), blocks: Some(span) });
+        let unit = ExportUnit::new(&table, &partition, &RunId::parse("r1").unwrap());
+        assert_eq!(unit.query, r#"SELECT "id" AS "id" FROM ONLY "public"."t_2024" WHERE ctid >= '(8,0)'::tid"#);
+        let chunk = PartitionManifest::new(1, PartitionBounds::ChunkRange { relation, predicate: "(id < 5)".into() });
+        let unit = ExportUnit::new(&table, &chunk, &RunId::parse("r1").unwrap());
+        assert_eq!(unit.query, r#"SELECT "id" AS "id" FROM "public"."t" WHERE (id < 5)"#);
     }
 
     #[tokio::test]

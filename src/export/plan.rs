@@ -1,15 +1,48 @@
 //! The export plan: for every table, the columns with their mappings, the SELECT, the
-//! partitions with bounds and exact row counts, and the data checks, all read inside the
-//! snapshot. Nothing is written while planning; `--dry-run` prints this plan.
+//! partitions (units of work) with bounds and exact row counts, and the data checks, all read
+//! inside the snapshot. Nothing is written while planning; `--dry-run` prints this plan.
+//!
+//! # How a table is cut into units
+//! - **A table with children** (declarative partitions at any depth, a default partition,
+//!   inheritance children such as TimescaleDB chunks) is read child by child, `FROM ONLY` each
+//!   relation that stores rows, the parent's own rows included (an inheritance parent may
+//!   hold some). Partitioned parents store nothing; a foreign child, or one being detached
+//!   concurrently, is refused with the way out. `--partition-on` reads the table through the
+//!   parent by key ranges instead.
+//! - **A TimescaleDB hypertable**: uncompressed chunks are children as above; a compressed
+//!   chunk is one unit read through the hypertable with the chunk's dimension constraints, so
+//!   TimescaleDB decompresses it (its heap holds only part of its rows: never cut by `ctid`).
+//! - **A plain table** is cut by its integer key (`--partition-on`, else a one-column integer
+//!   primary key) into ranges plus a NULL-key unit, else by heap blocks (`ctid` ranges: text,
+//!   uuid, composite or no key). A query is one unit, or key ranges with `--partition-on`.
+//! - **How many**: each relation read (the table, or each child) is cut into
+//!   `ceil(its size / target)` ranges, where `target` is the table's size shared among the
+//!   workers, kept within [`MIN_UNIT_BYTES`]..=[`MAX_UNIT_BYTES`]: a small table is one unit, a
+//!   large one gives every worker work and never a unit above the maximum. `--partitions N`
+//!   overrides it: every relation read is cut into `N` ranges (a query with `--partition-on`
+//!   takes one range per worker unless told).
+//! - `ctid` ranges inside a relation need TID range scans (PostgreSQL 14+); on older servers a
+//!   child is one unit and a keyless table one unit, so no unit scans the whole relation.
+//! - Every unit's rows are counted in one scan of the table (a child's rows by `tableoid`) and
+//!   must add up to the table's count.
 
 use serde::Serialize;
 
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
 use crate::model::manifest::{ForeignKey, PartitionManifest};
-use crate::model::partition::{KeyColumn, PartitionBounds};
+use crate::model::partition::{BlockSpan, KeyColumn, PartitionBounds, Relation};
 use crate::model::types::{bigquery_column_names, bigquery_identifier, map_column, quote_ident, ColumnMapping, OutOfRange, PgColumn};
-use crate::source::postgres::SnapshotSession;
+use crate::source::postgres::{CompressedChunk, SnapshotSession, TreeRelation};
 use crate::source::SourceError;
+
+/// Units are not cut smaller than this: below it a unit's own cost (a connection joining the
+/// snapshot, a file) outweighs the parallelism it adds.
+pub const MIN_UNIT_BYTES: u64 = 64 << 20;
+/// Units are not larger than this, so a retry or a resumed run repeats little and a table
+/// of any size is shared among the workers.
+pub const MAX_UNIT_BYTES: u64 = 1 << 30;
+/// Heap block size assumed for sizing (PostgreSQL's default build).
+const BLOCK_BYTES: u64 = 8192;
 
 /// What a run will do.
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +93,8 @@ pub enum PlanError {
     Refused { problems: Vec<String> },
     #[error("table `{table}`: --partition-on column `{column}` {reason}")]
     PartitionKey { table: String, column: String, reason: String },
+    #[error("table `{table}`: its {units} units hold {unit_rows} rows but the snapshot holds {table_rows}; a relation under it was not read (report this), nothing was exported")]
+    UnitsMissRows { table: String, units: usize, unit_rows: u64, table_rows: u64 },
 }
 
 /// Builds the plan inside `session`'s snapshot.
@@ -71,10 +106,12 @@ pub async fn plan_export(config: &ExportConfig, session: &SnapshotSession, run_i
     if config.tables.is_empty() {
         return Err(PlanError::NothingToExport);
     }
+    let workers = unit_workers();
     let mut tables = Vec::new();
     let mut problems = Vec::new();
     for spec in &config.tables {
-        match plan_table(config, spec, session).await? {
+        let sizing = UnitSizing { workers, explicit: spec.partitions };
+        match plan_table(config, spec, session, sizing).await? {
             Ok(table) => tables.push(table),
             Err(mut table_problems) => problems.append(&mut table_problems),
         }
@@ -112,7 +149,12 @@ impl SourceShape {
 /// One table's plan, or the problems that keep it from being exported.
 type Planned = Result<TablePlan, Vec<String>>;
 
-async fn plan_table(config: &ExportConfig, spec: &ExportTable, session: &SnapshotSession) -> Result<Planned, PlanError> {
+async fn plan_table(
+    config: &ExportConfig,
+    spec: &ExportTable,
+    session: &SnapshotSession,
+    sizing: UnitSizing,
+) -> Result<Planned, PlanError> {
     let shape = match read_shape(spec, session).await? {
         Ok(shape) => shape,
         Err(problems) => return Ok(Err(problems)),
@@ -122,13 +164,14 @@ async fn plan_table(config: &ExportConfig, spec: &ExportTable, session: &Snapsho
         Ok(mappings) => mappings,
         Err(problems) => return Ok(Err(problems)),
     };
-    let select_list: Vec<String> = mappings.iter().map(|m| format!("{} AS {}", m.select_expr, quote_ident(&m.bq_name))).collect();
-    let source_query = format!("SELECT {} FROM {}", select_list.join(", "), shape.from);
+    let source_query = format!("SELECT {} FROM {}", select_list(&mappings), shape.from);
     session.probe(&source_query, &what).await?;
     let several = config.tables.len() > 1;
-    let basis = split_basis(spec, session, &shape, &mappings, several).await?;
-    let partitions = partitions_for(&basis, spec.partitions.max(1));
-    let counted = count_rows(spec, session, &shape, &mappings, partitions).await?;
+    let units = match plan_units(spec, session, &shape, &mappings, several, sizing).await? {
+        Ok(units) => units,
+        Err(problems) => return Ok(Err(problems)),
+    };
+    let counted = count_rows(spec, session, &shape, &mappings, units).await?;
     let adjusted_rows = match out_of_range_rows(spec.out_of_range, &what, &mappings, &counted.offending) {
         Ok(adjusted_rows) => adjusted_rows,
         Err(problems) => return Ok(Err(problems)),
@@ -147,6 +190,12 @@ async fn plan_table(config: &ExportConfig, spec: &ExportTable, session: &Snapsho
         min_files: counted.partitions.iter().filter(|p| p.rows > 0).count(),
         partitions: counted.partitions,
     }))
+}
+
+/// The select list every unit of a table reads: each column's expression under its BigQuery name.
+pub fn select_list(mappings: &[ColumnMapping]) -> String {
+    let columns: Vec<String> = mappings.iter().map(|m| format!("{} AS {}", m.select_expr, quote_ident(&m.bq_name))).collect();
+    columns.join(", ")
 }
 
 /// Reads what the table or query is made of; a table this role cannot read whole gives
@@ -231,17 +280,17 @@ struct Counted {
     numeric_in_use: Vec<NumericInUse>,
 }
 
-/// Counts, in one scan of the snapshot, every partition's rows, the rows each value check
-/// catches, and what the numeric columns' values need.
+/// Counts, in one scan of the snapshot, every unit's rows, the rows each value check catches,
+/// and what the numeric columns' values need; the units' rows must add up to the table's.
 async fn count_rows(
     spec: &ExportTable,
     session: &SnapshotSession,
     shape: &SourceShape,
     mappings: &[ColumnMapping],
-    mut partitions: Vec<PartitionManifest>,
+    units: Vec<PartitionBounds>,
 ) -> Result<Counted, PlanError> {
-    let mut filters: Vec<String> = partitions.iter().filter(|p| !p.predicate.is_empty()).map(|p| p.predicate.clone()).collect();
-    let partition_filters = filters.len();
+    let mut filters: Vec<String> = units.iter().filter_map(PartitionBounds::scan_filter).collect();
+    let unit_filters = filters.len();
     filters.extend(mappings.iter().filter_map(|m| m.check.as_ref().map(|c| format!("({})", c.predicate))));
     let numeric: Vec<&PgColumn> = shape
         .columns
@@ -260,14 +309,24 @@ async fn count_rows(
         .map(|(c, s)| NumericInUse { column: c.name.clone(), max_scale: s[0], max_integer_digits: s[1] })
         .collect();
     let row_count = counts[0];
-    if partition_filters == 0 {
-        partitions[0].rows = row_count;
-    } else {
-        for (p, rows) in partitions.iter_mut().zip(&counts[1..=partition_filters]) {
-            p.rows = *rows;
-        }
+    // Only a whole-table unit has no filter, and it is then the only one.
+    let unit_rows = if unit_filters == 0 { &counts[..1] } else { &counts[1..=unit_filters] };
+    let partitions: Vec<PartitionManifest> = units
+        .into_iter()
+        .zip(unit_rows)
+        .enumerate()
+        .map(|(index, (bounds, &rows))| PartitionManifest { rows, ..PartitionManifest::new(index, bounds) })
+        .collect();
+    let covered: u64 = partitions.iter().map(|p| p.rows).sum();
+    if covered != row_count {
+        return Err(PlanError::UnitsMissRows {
+            table: shape.name.clone(),
+            units: partitions.len(),
+            unit_rows: covered,
+            table_rows: row_count,
+        });
     }
-    Ok(Counted { row_count, partitions, offending: counts[1 + partition_filters..].to_vec(), numeric_in_use })
+    Ok(Counted { row_count, partitions, offending: counts[1 + unit_filters..].to_vec(), numeric_in_use })
 }
 
 /// The rows `--out-of-range clamp|null` will change, per column; or, for values it cannot or
@@ -338,12 +397,152 @@ enum Basis {
     Blocks { blocks: i64 },
 }
 
+/// How many ranges each relation of a table is cut into (the rule is in the module docs).
+#[derive(Debug, Clone, Copy)]
+struct UnitSizing {
+    /// Workers sharing the units.
+    workers: usize,
+    /// `--partitions N`: exactly `N` ranges per relation.
+    explicit: Option<usize>,
+}
+
+impl UnitSizing {
+    /// Ranges for a relation of `blocks` heap blocks in a table of `table_blocks` in all.
+    fn ranges_for(&self, blocks: i64, table_blocks: i64) -> usize {
+        if let Some(count) = self.explicit {
+            return count.max(1);
+        }
+        let bytes = |blocks: i64| blocks.max(0) as u64 * BLOCK_BYTES;
+        let target = (bytes(table_blocks) / self.workers.max(1) as u64).clamp(MIN_UNIT_BYTES, MAX_UNIT_BYTES);
+        bytes(blocks).div_ceil(target).max(1) as usize
+    }
+}
+
+/// The workers the units are sized for: the cores, as many as export runs at once by default.
+fn unit_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// The units of a table or query (rows not counted yet), or the problems that keep a child
+/// from being read.
+async fn plan_units(
+    spec: &ExportTable,
+    session: &SnapshotSession,
+    shape: &SourceShape,
+    mappings: &[ColumnMapping],
+    several: bool,
+    sizing: UnitSizing,
+) -> Result<Result<Vec<PartitionBounds>, Vec<String>>, PlanError> {
+    let what = shape.what();
+    let tree = match shape.oid {
+        Some(oid) => session.relation_tree(oid, &what).await?,
+        None => Vec::new(),
+    };
+    if tree.len() > 1 && spec.partition_on.is_none() {
+        return child_units(session, shape, &tree, sizing).await;
+    }
+    let table_blocks: i64 = tree.iter().filter_map(|r| r.blocks).sum();
+    let basis = split_basis(spec, session, shape, mappings, several, table_blocks).await?;
+    let count = match (&basis, shape.oid) {
+        (Basis::Key { .. }, None) => sizing.explicit.unwrap_or(sizing.workers),
+        _ => sizing.ranges_for(table_blocks, table_blocks),
+    };
+    Ok(Ok(partitions_for(&basis, count)))
+}
+
+/// The units of a table with children, after checking that this role can read each child
+/// directly and that none is foreign, being detached, or a compressed chunk without range.
+async fn child_units(
+    session: &SnapshotSession,
+    shape: &SourceShape,
+    tree: &[TreeRelation],
+    sizing: UnitSizing,
+) -> Result<Result<Vec<PartitionBounds>, Vec<String>>, PlanError> {
+    let what = shape.what();
+    let compressed = session.compressed_chunks(&tree[0].schema, &tree[0].name, &what).await?;
+    let mut problems = tree_problems(&what, tree, &compressed);
+    let read_alone = tree.iter().filter(|r| r.level > 0 && r.kind == 'r' && !is_compressed(r, &compressed));
+    for child in read_alone {
+        let name = format!("{}.{}", child.schema, child.name);
+        problems.extend(session.access_problems(child.oid, &name, shape.columns.len()).await?);
+    }
+    if !problems.is_empty() {
+        return Ok(Err(problems));
+    }
+    Ok(Ok(tree_units(tree, &compressed, sizing, session.tid_range_scans())))
+}
+
+fn is_compressed(relation: &TreeRelation, compressed: &[CompressedChunk]) -> bool {
+    compressed.iter().any(|c| c.schema == relation.schema && c.name == relation.name)
+}
+
+/// What keeps the relations of a table's tree from being read one by one, with the way out.
+fn tree_problems(what: &str, tree: &[TreeRelation], compressed: &[CompressedChunk]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for relation in tree {
+        let child = format!("{}.{}", relation.schema, relation.name);
+        if relation.kind == 'f' {
+            problems.push(format!(
+                "{what}: child `{child}` is a foreign table, whose rows are not in the run's snapshot; detach it \
+                 (ALTER TABLE … DETACH PARTITION, or ALTER TABLE {child} NO INHERIT …) or copy its rows into a local table, then export again"
+            ));
+        }
+        if relation.detach_pending {
+            problems.push(format!(
+                "{what}: partition `{child}` is being detached concurrently; let the detach finish (or complete it with \
+                 ALTER TABLE … DETACH PARTITION {child} FINALIZE), then export again"
+            ));
+        }
+    }
+    for chunk in compressed.iter().filter(|c| c.predicate.is_empty()) {
+        problems.push(format!(
+            "{what}: compressed TimescaleDB chunk `{}.{}` has no dimension constraint (`constraint_<n>`) to read it through the \
+             hypertable by; decompress it (SELECT decompress_chunk('{}.{}')), then export again",
+            chunk.schema, chunk.name, chunk.schema, chunk.name
+        ));
+    }
+    problems
+}
+
+/// The units of a table with children, in tree order: each relation that stores rows read
+/// `FROM ONLY` it (cut into block ranges when large and the server has TID range scans),
+/// each compressed chunk through the table by its range; one whole unit when nothing stores rows.
+fn tree_units(tree: &[TreeRelation], compressed: &[CompressedChunk], sizing: UnitSizing, tid_ranges: bool) -> Vec<PartitionBounds> {
+    let table_blocks: i64 = tree.iter().filter_map(|r| r.blocks).sum();
+    // The counting scan runs every unit's filter over the compressed chunks too, and
+    // TimescaleDB's decompression refuses system columns other than `tableoid`.
+    let tid_ranges = tid_ranges && compressed.is_empty();
+    let mut units = Vec::new();
+    for stored in tree {
+        let relation = Relation { schema: stored.schema.clone(), name: stored.name.clone() };
+        if let Some(chunk) = compressed.iter().find(|c| c.schema == stored.schema && c.name == stored.name) {
+            units.push(PartitionBounds::ChunkRange { relation, predicate: chunk.predicate.clone() });
+            continue;
+        }
+        let blocks = stored.blocks.unwrap_or(0);
+        let count = if tid_ranges { sizing.ranges_for(blocks, table_blocks) } else { 1 };
+        if blocks == 0 {
+            // No block holds a row of the snapshot (a partitioned parent stores nothing).
+        } else if count <= 1 {
+            units.push(PartitionBounds::Child { relation, blocks: None });
+        } else {
+            let spans = ranges(0, blocks, count).into_iter().map(|(from, to)| BlockSpan { from, to });
+            units.extend(spans.map(|span| PartitionBounds::Child { relation: relation.clone(), blocks: Some(span) }));
+        }
+    }
+    if units.is_empty() {
+        units.push(PartitionBounds::Whole);
+    }
+    units
+}
+
 async fn split_basis(
     spec: &ExportTable,
     session: &SnapshotSession,
     shape: &SourceShape,
     mappings: &[ColumnMapping],
     several: bool,
+    table_blocks: i64,
 ) -> Result<Basis, PlanError> {
     let what = format!("table `{}`", shape.name);
     if let Some(position) = key_column(spec, shape, several)? {
@@ -354,13 +553,9 @@ async fn split_basis(
             None => Basis::Whole,
         });
     }
-    match shape.oid {
-        Some(oid) => {
-            let blocks = session.block_count(oid, &what).await?;
-            Ok(if blocks > 1 { Basis::Blocks { blocks } } else { Basis::Whole })
-        }
-        None => Ok(Basis::Whole),
-    }
+    // Before TID range scans, every block range would read the whole table.
+    let blocks_usable = shape.oid.is_some() && session.tid_range_scans() && table_blocks > 1;
+    Ok(if blocks_usable { Basis::Blocks { blocks: table_blocks } } else { Basis::Whole })
 }
 
 /// The position of the integer column to split on: `--partition-on`, else a one-column
@@ -396,9 +591,9 @@ fn ranges(first: i64, last: i64, count: usize) -> Vec<(Option<i64>, Option<i64>)
     (0..n).map(|i| ((i > 0).then(|| bounds[i]), (i < n - 1).then(|| bounds[i + 1]))).collect()
 }
 
-/// The partitions of a table with their bounds (row counts are filled in later).
-fn partitions_for(basis: &Basis, count: usize) -> Vec<PartitionManifest> {
-    let bounds: Vec<PartitionBounds> = match basis {
+/// The units of a table by its split basis.
+fn partitions_for(basis: &Basis, count: usize) -> Vec<PartitionBounds> {
+    match basis {
         Basis::Whole => vec![PartitionBounds::Whole],
         Basis::Key { key, min, max, nullable } => {
             let ranges = ranges(*min, *max, count).into_iter();
@@ -411,8 +606,7 @@ fn partitions_for(basis: &Basis, count: usize) -> Vec<PartitionManifest> {
         Basis::Blocks { blocks } => {
             ranges(0, *blocks, count).into_iter().map(|(from, to)| PartitionBounds::BlockRange { from, to }).collect()
         }
-    };
-    bounds.into_iter().enumerate().map(|(index, bounds)| PartitionManifest::new(index, bounds)).collect()
+    }
 }
 
 /// `count + 1` increasing bounds from `min` to `max`, splitting the range evenly.
@@ -432,10 +626,121 @@ mod tests {
     fn partitions_have_open_outer_ends_and_a_null_partition() {
         let key = KeyColumn { postgres: "k".into(), bigquery: "k".into() };
         let basis = Basis::Key { key, min: 0, max: 99, nullable: true };
-        let predicates: Vec<String> = partitions_for(&basis, 2).into_iter().map(|p| p.predicate).collect();
+        let predicates: Vec<String> = partitions_for(&basis, 2).iter().map(PartitionBounds::postgres_predicate).collect();
         assert_eq!(predicates, [r#""k" < 50"#, r#""k" >= 50"#, r#""k" IS NULL"#]);
-        let blocks: Vec<String> = partitions_for(&Basis::Blocks { blocks: 10 }, 2).into_iter().map(|p| p.predicate).collect();
+        let blocks: Vec<String> =
+            partitions_for(&Basis::Blocks { blocks: 10 }, 2).iter().map(PartitionBounds::postgres_predicate).collect();
         assert_eq!(blocks, ["ctid < '(5,0)'::tid", "ctid >= '(5,0)'::tid"]);
+    }
+
+    const MIB_BLOCKS: i64 = (1 << 20) / BLOCK_BYTES as i64;
+
+    fn automatic(workers: usize) -> UnitSizing {
+        UnitSizing { workers, explicit: None }
+    }
+
+    #[test]
+    fn small_tables_are_one_unit_and_large_ones_feed_every_worker_within_the_maximum() {
+        let one = |mib: i64, workers: usize| automatic(workers).ranges_for(mib * MIB_BLOCKS, mib * MIB_BLOCKS);
+        assert_eq!((one(0, 4), one(10, 4), one(64, 4)), (1, 1, 1));
+        assert_eq!((one(200, 2), one(200, 8)), (2, 4), "split among the workers, units of at least 64 MiB");
+        assert_eq!(
+            (one(100 << 10, 2), one(100 << 10, 256), one(100 << 10, 4096)),
+            (100, 256, 1600),
+            "at most 1 GiB a unit, at least 64 MiB"
+        );
+        let explicit = UnitSizing { workers: 2, explicit: Some(3) };
+        assert_eq!((explicit.ranges_for(0, 0), explicit.ranges_for(MIB_BLOCKS << 20, 0)), (3, 3), "--partitions N overrides");
+        // A child is sized against the whole table's target: 24 × 512 MiB on 2 workers gives
+        // one unit per child, one 3 GiB child of a 4 GiB table three.
+        assert_eq!(automatic(2).ranges_for(512 * MIB_BLOCKS, 24 * 512 * MIB_BLOCKS), 1);
+        assert_eq!(automatic(2).ranges_for((3 << 10) * MIB_BLOCKS, (4 << 10) * MIB_BLOCKS), 3);
+    }
+
+    fn relation(name: &str, level: i32, kind: char, blocks: Option<i64>) -> TreeRelation {
+        TreeRelation { oid: 1, schema: "s".into(), name: name.into(), level, kind, blocks, detach_pending: false }
+    }
+
+    /// A declaratively partitioned table: a partitioned parent, a nested partitioned month with
+    /// two leaves, an empty leaf and a default partition holding `default_blocks`.
+    fn declarative(default_blocks: i64) -> Vec<TreeRelation> {
+        vec![
+            relation("t", 0, 'p', None),
+            relation("t_2024", 1, 'p', None),
+            relation("t_default", 1, 'r', Some(default_blocks)),
+            relation("t_empty", 1, 'r', Some(0)),
+            relation("t_2024_a", 2, 'r', Some(3)),
+            relation("t_2024_b", 2, 'r', Some(5)),
+        ]
+    }
+
+    fn described(units: &[PartitionBounds]) -> Vec<String> {
+        units
+            .iter()
+            .map(|u| format!("{} {} {}", u.method(), u.relation().map_or("-".into(), ToString::to_string), u.postgres_predicate()))
+            .collect()
+    }
+
+    #[test]
+    fn every_relation_that_stores_rows_is_a_unit_read_on_its_own() {
+        let units = tree_units(&declarative(2), &[], automatic(2), true);
+        assert_eq!(described(&units), ["child s.t_default ", "child s.t_2024_a ", "child s.t_2024_b "]);
+        // An inheritance parent holding rows is read FROM ONLY itself, beside its children.
+        let inherited = [relation("p", 0, 'r', Some(4)), relation("p_child", 1, 'r', Some(1))];
+        assert_eq!(described(&tree_units(&inherited, &[], automatic(2), true)), ["child s.p ", "child s.p_child "]);
+        // Nothing stored anywhere: the table is one whole unit (of no rows).
+        let empty = [relation("e", 0, 'p', None), relation("e_1", 1, 'r', Some(0))];
+        assert_eq!(tree_units(&empty, &[], automatic(2), true), [PartitionBounds::Whole]);
+    }
+
+    #[test]
+    fn large_children_are_cut_into_block_ranges_only_with_tid_range_scans() {
+        let big = 1 << 18; // 2 GiB
+        let units = tree_units(&declarative(big), &[], automatic(2), true);
+        assert_eq!(
+            described(&units[..2]),
+            [
+                format!("child_block_range s.t_default ctid < '({},0)'::tid", big / 2),
+                format!("child_block_range s.t_default ctid >= '({},0)'::tid", big / 2)
+            ]
+        );
+        assert_eq!(units[0].scan_filter().unwrap(), format!(r#"tableoid = '"s"."t_default"'::regclass AND ctid < '({},0)'::tid"#, big / 2));
+        assert_eq!(units.len(), 4, "{units:?}");
+        let explicit = UnitSizing { workers: 2, explicit: Some(2) };
+        assert_eq!(tree_units(&declarative(2), &[], explicit, true).len(), 6, "--partitions 2 cuts every stored child in two");
+        assert_eq!(
+            described(&tree_units(&declarative(big), &[], explicit, false))[0],
+            "child s.t_default ",
+            "PostgreSQL 13: one unit per child"
+        );
+    }
+
+    #[test]
+    fn compressed_chunks_are_read_through_the_hypertable_and_never_by_blocks() {
+        let tree = [
+            relation("events", 0, 'r', Some(0)),
+            relation("_hyper_1_1_chunk", 1, 'r', Some(0)),
+            relation("_hyper_1_2_chunk", 1, 'r', Some(1 << 18)),
+        ];
+        let predicate =
+            "((t >= '2024-01-01 00:00:00+00'::timestamp with time zone) AND (t < '2024-02-01 00:00:00+00'::timestamp with time zone))";
+        let compressed = [CompressedChunk { schema: "s".into(), name: "_hyper_1_1_chunk".into(), predicate: predicate.into() }];
+        let units = tree_units(&tree, &compressed, automatic(2), true);
+        assert_eq!(described(&units), [format!("chunk_range s._hyper_1_1_chunk {predicate}"), "child s._hyper_1_2_chunk ".to_string()]);
+        assert_eq!(units[0].scan_filter().as_deref(), Some(predicate));
+    }
+
+    #[test]
+    fn foreign_children_detaching_partitions_and_rangeless_chunks_are_refused_by_name() {
+        let mut tree = declarative(2);
+        tree.push(relation("t_remote", 1, 'f', None));
+        tree[4].detach_pending = true;
+        let chunk = CompressedChunk { schema: "s".into(), name: "_hyper_9_9_chunk".into(), predicate: String::new() };
+        let problems = tree_problems("table `s.t`", &tree, &[chunk]);
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(problems[0].contains("`s.t_2024_a` is being detached") && problems[0].contains("FINALIZE"), "{}", problems[0]);
+        assert!(problems[1].contains("child `s.t_remote` is a foreign table") && problems[1].contains("NO INHERIT"), "{}", problems[1]);
+        assert!(problems[2].contains("`s._hyper_9_9_chunk`") && problems[2].contains("decompress_chunk"), "{}", problems[2]);
     }
 
     #[test]

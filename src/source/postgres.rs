@@ -34,6 +34,38 @@ pub struct SnapshotSession {
     /// `pg_export_snapshot()`: partitions `SET TRANSACTION SNAPSHOT` to it.
     pub snapshot_id: String,
     pub info: SourceInfo,
+    /// `server_version_num`, e.g. 150004.
+    pub server_version_num: i32,
+}
+
+/// The first `server_version_num` with TID range scans: a `ctid` range reads only its blocks.
+const TID_RANGE_SCANS_SINCE: i32 = 140_000;
+
+/// One relation of a table's inheritance tree (the table itself at level 0, declarative
+/// partitions at any depth, inheritance children such as TimescaleDB chunks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeRelation {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    /// 0 for the table itself, 1 for its children, and so on.
+    pub level: i32,
+    /// `pg_class.relkind`: `r` table, `p` partitioned table (no storage), `f` foreign table.
+    pub kind: char,
+    /// Heap blocks now (`None` without storage).
+    pub blocks: Option<i64>,
+    /// A `DETACH PARTITION … CONCURRENTLY` of this relation is under way (PostgreSQL 14+).
+    pub detach_pending: bool,
+}
+
+/// A compressed TimescaleDB chunk: its relation and its dimension constraints as one predicate
+/// over the hypertable's columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressedChunk {
+    pub schema: String,
+    pub name: String,
+    /// `(t >= '…') AND (t < '…')`, from the chunk's `constraint_<slice id>` CHECKs.
+    pub predicate: String,
 }
 
 /// A table as the catalog names it.
@@ -116,13 +148,78 @@ impl SnapshotSession {
             .query_one(
                 "SELECT pg_export_snapshot(), txid_current_snapshot()::text, \
                  (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, \
-                 current_setting('server_version'), current_user::text",
+                 current_setting('server_version'), current_user::text, current_setting('server_version_num')::int4",
                 &[],
             )
             .await
             .map_err(query_error("export a snapshot"))?;
         let info = SourceInfo { url: redact_url(url), server_version: row.get(3), txid_snapshot: row.get(1), wal_lsn: row.get(2) };
-        Ok(Self { client, url: url.to_string(), role: row.get(4), snapshot_id: row.get(0), info })
+        Ok(Self { client, url: url.to_string(), role: row.get(4), snapshot_id: row.get(0), info, server_version_num: row.get(5) })
+    }
+
+    /// Whether a `ctid` range reads only its blocks (PostgreSQL 14+); before, every block range
+    /// would scan the whole relation.
+    pub fn tid_range_scans(&self) -> bool {
+        self.server_version_num >= TID_RANGE_SCANS_SINCE
+    }
+
+    /// The table and every relation under it (recursive `pg_inherits`), parents before
+    /// children, with their kind and size now.
+    pub async fn relation_tree(&self, oid: u32, what: &str) -> Result<Vec<TreeRelation>, SourceError> {
+        // `inhdetachpending` exists from PostgreSQL 14 on.
+        let detach_pending = if self.tid_range_scans() { "i.inhdetachpending" } else { "false" };
+        let sql = format!(
+            "WITH RECURSIVE tree(relid, level, detach_pending) AS ( \
+               SELECT $1::oid, 0, false \
+               UNION ALL SELECT i.inhrelid, t.level + 1, {detach_pending} FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid) \
+             SELECT c.oid, n.nspname::text, c.relname::text, t.level, c.relkind::text, \
+               CASE WHEN c.relkind IN ('r', 'm', 't') THEN (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8 END, \
+               t.detach_pending \
+             FROM tree t JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             ORDER BY t.level, n.nspname, c.relname"
+        );
+        let rows = self.client.query(&sql, &[&oid]).await.map_err(query_error(format!("read the partitions and children of {what}")))?;
+        Ok(rows
+            .iter()
+            .map(|r| TreeRelation {
+                oid: r.get(0),
+                schema: r.get(1),
+                name: r.get(2),
+                level: r.get(3),
+                kind: r.get::<_, String>(4).chars().next().unwrap_or('r'),
+                blocks: r.get(5),
+                detach_pending: r.get(6),
+            })
+            .collect())
+    }
+
+    /// The compressed chunks of `schema`.`table` when it is a TimescaleDB hypertable (through
+    /// the `timescaledb_information` views, stable across TimescaleDB 2.x catalog changes);
+    /// empty when TimescaleDB is not installed or the table is not a hypertable.
+    pub async fn compressed_chunks(&self, schema: &str, table: &str, what: &str) -> Result<Vec<CompressedChunk>, SourceError> {
+        let action = || query_error(format!("read the TimescaleDB chunks of {what}"));
+        let installed = self.client.query_opt("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'", &[]).await.map_err(action())?;
+        if installed.is_none() {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client
+            .query(
+                "SELECT c.chunk_schema::text, c.chunk_name::text, \
+                   (SELECT string_agg('(' || pg_get_expr(k.conbin, k.conrelid) || ')', ' AND ' ORDER BY k.conname) \
+                    FROM pg_constraint k WHERE k.conrelid = format('%I.%I', c.chunk_schema, c.chunk_name)::regclass \
+                      AND k.contype = 'c' AND k.conislocal AND k.conname ~ '^constraint_[0-9]+$') \
+                 FROM timescaledb_information.chunks c \
+                 WHERE c.hypertable_schema = $1 AND c.hypertable_name = $2 AND c.is_compressed \
+                 ORDER BY c.range_start NULLS LAST, c.range_start_integer",
+                &[&schema, &table],
+            )
+            .await
+            .map_err(action())?;
+        Ok(rows
+            .iter()
+            .map(|r| CompressedChunk { schema: r.get(0), name: r.get(1), predicate: r.get::<_, Option<String>>(2).unwrap_or_default() })
+            .collect())
     }
 
     /// The statements a partition connection runs before its query to join this snapshot.
@@ -211,16 +308,6 @@ impl SnapshotSession {
         let sql = format!("SELECT min({key})::int8, max({key})::int8 FROM {from}");
         let row = self.client.query_one(&sql, &[]).await.map_err(query_error(format!("read the key range of {what}")))?;
         Ok(row.get::<_, Option<i64>>(0).zip(row.get::<_, Option<i64>>(1)))
-    }
-
-    /// Number of heap blocks of a table now (rows of the snapshot lie in these).
-    pub async fn block_count(&self, oid: u32, what: &str) -> Result<i64, SourceError> {
-        let row = self
-            .client
-            .query_one("SELECT (pg_relation_size($1::oid) / current_setting('block_size')::int8)::int8", &[&oid])
-            .await
-            .map_err(query_error(format!("read the size of {what}")))?;
-        Ok(row.get(0))
     }
 
     /// What keeps this session's role from reading every row of a table: missing SELECT
