@@ -9,6 +9,7 @@ mod hostile;
 mod layers;
 mod load;
 mod load_state;
+mod partitioned;
 mod runs;
 mod support;
 mod validate;
