@@ -2,29 +2,9 @@
 //! partitions (units of work) with bounds and exact row counts, and the data checks, all read
 //! inside the snapshot. Nothing is written while planning; `--dry-run` prints this plan.
 //!
-//! # How a table is cut into units
-//! - **A table with children** (declarative partitions at any depth, a default partition,
-//!   inheritance children such as TimescaleDB chunks) is read child by child, `FROM ONLY` each
-//!   relation that stores rows, the parent's own rows included (an inheritance parent may
-//!   hold some). Partitioned parents store nothing; a foreign child, or one being detached
-//!   concurrently, is refused with the way out. `--partition-on` reads the table through the
-//!   parent by key ranges instead.
-//! - **A TimescaleDB hypertable**: uncompressed chunks are children as above; a compressed
-//!   chunk is one unit read through the hypertable with the chunk's dimension constraints, so
-//!   TimescaleDB decompresses it (its heap holds only part of its rows: never cut by `ctid`).
-//! - **A plain table** is cut by its integer key (`--partition-on`, else a one-column integer
-//!   primary key) into ranges plus a NULL-key unit, else by heap blocks (`ctid` ranges: text,
-//!   uuid, composite or no key). A query is one unit, or key ranges with `--partition-on`.
-//! - **How many**: each relation read (the table, or each child) is cut into
-//!   `ceil(its size / target)` ranges, where `target` is the table's size shared among the
-//!   workers, kept within [`MIN_UNIT_BYTES`]..=[`MAX_UNIT_BYTES`]: a small table is one unit, a
-//!   large one gives every worker work and never a unit above the maximum. `--partitions N`
-//!   overrides it: every relation read is cut into `N` ranges (a query with `--partition-on`
-//!   takes one range per worker unless told).
-//! - `ctid` ranges inside a relation need TID range scans (PostgreSQL 14+); on older servers a
-//!   child is one unit and a keyless table one unit, so no unit scans the whole relation.
-//! - Every unit's rows are counted in one scan of the table (a child's rows by `tableoid`) and
-//!   must add up to the table's count.
+//! How a table is cut into units (child relations, key ranges, block ranges, and how many) is
+//! described once, for users, in docs/architecture.md ("Units"); `plan_units` and
+//! `tree_units` apply it, `UnitSizing` sizes it.
 
 use serde::Serialize;
 
