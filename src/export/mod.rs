@@ -189,7 +189,8 @@ async fn export_tables(
 pub struct ExportUnit {
     pub table: String,
     pub partition: usize,
-    /// The table's SELECT narrowed by the partition's predicate.
+    /// The table's SELECT (or its columns `FROM ONLY` the partition's child relation),
+    /// narrowed by the partition's predicate.
     pub query: String,
     /// Rows the snapshot holds in this partition, counted when planning.
     pub expected_rows: u64,

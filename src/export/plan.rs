@@ -444,7 +444,10 @@ async fn child_units(
     let read_alone = tree.iter().filter(|r| r.level > 0 && r.kind == 'r' && !is_compressed(r, &compressed));
     for child in read_alone {
         let name = format!("{}.{}", child.schema, child.name);
-        problems.extend(session.access_problems(child.oid, &name, shape.columns.len()).await?);
+        let denied = session.access_problems(child.oid, &name, shape.columns.len()).await?;
+        let through_parent =
+            format!(" (each child is read on its own; or pass --partition-on <integer column> to read {what} through its parent)");
+        problems.extend(denied.into_iter().map(|problem| problem + &through_parent));
     }
     if !problems.is_empty() {
         return Ok(Err(problems));

@@ -46,6 +46,16 @@ INSERT INTO orders SELECT g, (ARRAY['eu', 'us', 'apac'])[1 + g % 3], DATE '2022-
 ";
 
 /// A parent holding rows itself, a child with a column of its own, and a grandchild.
+/// A real hypertable of weekly chunks, the first compressed.
+const HYPERTABLE: &str = "
+CREATE EXTENSION IF NOT EXISTS timescaledb;
+CREATE TABLE ticks (id int8 NOT NULL, at timestamptz NOT NULL, price float8, PRIMARY KEY (id, at));
+SELECT create_hypertable('ticks', 'at', chunk_time_interval => interval '7 days');
+INSERT INTO ticks SELECT g, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute', g / 3.0 FROM generate_series(1, 60000) g;
+ALTER TABLE ticks SET (timescaledb.compress);
+SELECT compress_chunk(c) FROM show_chunks('ticks') c ORDER BY c LIMIT 1;
+";
+
 fn declarative(rows: u32) -> String {
     DECLARATIVE.replace("{rows}", &rows.to_string())
 }
@@ -58,6 +68,14 @@ INSERT INTO logs SELECT g, 'live ' || g FROM generate_series(1, 5000) g;
 INSERT INTO logs_archive SELECT -g, 'archived ' || g, 'cron' FROM generate_series(1, 3000) g;
 INSERT INTO logs_archive_old SELECT -g, 'old ' || g, NULL FROM generate_series(3001, 4000) g;
 ";
+
+/// A fresh schema loaded with `fixture`, and its `table` exported to a fresh directory.
+async fn exported(url: &str, fixture: &str, table: &str, extra: &[&str]) -> (TestDb, tempfile::TempDir, Manifest) {
+    let db = TestDb::new(url, fixture).await;
+    let dest = tempfile::tempdir().unwrap();
+    let manifest = export(url, dest.path(), &db.table(table), extra);
+    (db, dest, manifest)
+}
 
 fn export(url: &str, dest: &Path, table: &str, extra: &[&str]) -> Manifest {
     let dest_text = dest.to_str().unwrap();
@@ -107,9 +125,7 @@ async fn postgres_ids(db: &TestDb, table: &str) -> (u64, i128) {
 async fn hypertable_shaped_table_exports_chunk_by_chunk_with_exact_rows() {
     let url = skip_unless!("PG2BQ_TEST_PG_URL");
     let python = skip_unless!("PG2BQ_TEST_PYTHON");
-    let db = TestDb::new(&url, HYPERTABLE_SHAPED).await;
-    let dest = tempfile::tempdir().unwrap();
-    let manifest = export(&url, dest.path(), &db.table("mentions"), &[]);
+    let (db, dest, manifest) = exported(&url, HYPERTABLE_SHAPED, "mentions", &[]).await;
     let table = &manifest.tables[0];
     assert_eq!(table.row_count, 1_000_000);
     let per_child = assert_rows_per_child(&db, table).await;
@@ -155,9 +171,7 @@ async fn declarative_partitions_nested_and_default_export_leaf_by_leaf() {
 #[tokio::test]
 async fn an_inheritance_parent_s_own_rows_and_its_children_are_each_exported_once() {
     let url = skip_unless!("PG2BQ_TEST_PG_URL");
-    let db = TestDb::new(&url, INHERITED).await;
-    let dest = tempfile::tempdir().unwrap();
-    let manifest = export(&url, dest.path(), &db.table("logs"), &[]);
+    let (db, dest, manifest) = exported(&url, INHERITED, "logs", &[]).await;
     let table = &manifest.tables[0];
     assert_eq!(table.row_count, 9_000);
     let per_child = assert_rows_per_child(&db, table).await;
@@ -198,18 +212,7 @@ async fn timescaledb_compressed_chunks_are_read_through_the_hypertable() {
         eprintln!("skipped: PG2BQ_TEST_TIMESCALEDB_URL is not set (a Postgres with TimescaleDB)");
         return;
     };
-    let db = TestDb::new(
-        &url,
-        "CREATE EXTENSION IF NOT EXISTS timescaledb;
-         CREATE TABLE ticks (id int8 NOT NULL, at timestamptz NOT NULL, price float8, PRIMARY KEY (id, at));
-         SELECT create_hypertable('ticks', 'at', chunk_time_interval => interval '7 days');
-         INSERT INTO ticks SELECT g, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute', g / 3.0 FROM generate_series(1, 60000) g;
-         ALTER TABLE ticks SET (timescaledb.compress);
-         SELECT compress_chunk(c) FROM show_chunks('ticks') c ORDER BY c LIMIT 1;",
-    )
-    .await;
-    let dest = tempfile::tempdir().unwrap();
-    let manifest = export(&url, dest.path(), &db.table("ticks"), &[]);
+    let (db, _dest, manifest) = exported(&url, HYPERTABLE, "ticks", &[]).await;
     let table = &manifest.tables[0];
     assert_eq!(table.row_count, 60_000);
     let methods: Vec<&str> = table.partitions.iter().map(|p| p.method.as_str()).collect();
@@ -220,4 +223,33 @@ async fn timescaledb_compressed_chunks_are_read_through_the_hypertable() {
     let (_, pg_sum) = postgres_ids(&db, &db.table("ticks")).await;
     assert_eq!(id.aggregates.sum.as_deref(), Some(pg_sum.to_string().as_str()));
     db.drop().await;
+}
+
+#[tokio::test]
+async fn a_child_the_role_may_not_read_is_refused_by_name_with_the_ways_out() {
+    let url = skip_unless!("PG2BQ_TEST_PG_URL");
+    let db = TestDb::new(&url, &declarative(3_000)).await;
+    let s = db.schema.clone();
+    let role = format!("{s}_reader");
+    // Partitions do not inherit the parent's grants: through the parent this role reads everything.
+    let grants = format!("CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA {s} TO {role}; GRANT SELECT ON {s}.orders TO {role};");
+    db.client.batch_execute(&grants).await.unwrap();
+    let mut role_url = url::Url::parse(&url).unwrap();
+    role_url.set_username(&role).unwrap();
+    role_url.set_password(None).unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let args = ["export", "--source", role_url.as_str(), "--dest", dest.path().to_str().unwrap(), "--table", &db.table("orders")];
+    let refused = pg2bq(&args);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    for leaf in ["orders_2023", "orders_2024_eu", "orders_2024_other", "orders_default"] {
+        assert!(stderr.contains(&format!("GRANT SELECT ON {s}.{leaf} TO {role}")), "{leaf}: {stderr}");
+    }
+    assert!(stderr.contains("--partition-on"), "{stderr}");
+    let through_parent = pg2bq(&[&args[..], &["--partition-on", "id", "--run-id", "p"]].concat());
+    assert!(through_parent.status.success(), "{}", String::from_utf8_lossy(&through_parent.stderr));
+    let manifest: Manifest = serde_json::from_slice(&std::fs::read(dest.path().join("p/manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest.tables[0].row_count, 3_000);
+    assert!(manifest.tables[0].partitions.iter().all(|p| p.method.starts_with("key_")), "{:?}", manifest.tables[0].partitions);
+    db.client.batch_execute(&format!("DROP SCHEMA {s} CASCADE; DROP ROLE {role}")).await.unwrap();
 }
