@@ -282,21 +282,25 @@ async fn count_rows(
         .iter()
         .flat_map(|c| [format!("max(scale({}))", finite(c)), format!("max(length(trunc(abs({}))::text))", finite(c))])
         .collect();
-    let (counts, stats) = session.counts(&shape.from, &filters, &stats, &format!("table `{}`", shape.name)).await?;
+    let scan = session.counts(&shape.from, shape.oid.is_some(), &filters, &stats, &format!("table `{}`", shape.name)).await?;
     let numeric_in_use = numeric
         .iter()
-        .zip(stats.chunks(2))
+        .zip(scan.stats.chunks(2))
         .map(|(c, s)| NumericInUse { column: c.name.clone(), max_scale: s[0], max_integer_digits: s[1] })
         .collect();
-    let row_count = counts[0];
-    // Only a whole-table unit has no filter, and it is then the only one.
-    let unit_rows = if unit_filters == 0 { &counts[..1] } else { &counts[1..=unit_filters] };
-    let partitions: Vec<PartitionManifest> = units
-        .into_iter()
-        .zip(unit_rows)
-        .enumerate()
-        .map(|(index, (bounds, &rows))| PartitionManifest { rows, ..PartitionManifest::new(index, bounds) })
-        .collect();
+    let row_count = scan.counts[0];
+    let mut filtered = scan.counts[1..=unit_filters].iter();
+    let mut partitions = Vec::new();
+    for (index, bounds) in units.into_iter().enumerate() {
+        let rows = match (bounds.scan_filter(), bounds.relation()) {
+            (Some(_), _) => *filtered.next().expect("one count per unit filter"),
+            (None, Some(relation)) => {
+                scan.per_relation.iter().find(|(s, n, _)| *s == relation.schema && *n == relation.name).map_or(0, |r| r.2)
+            }
+            (None, None) => row_count,
+        };
+        partitions.push(PartitionManifest { rows, ..PartitionManifest::new(index, bounds) });
+    }
     let covered: u64 = partitions.iter().map(|p| p.rows).sum();
     if covered != row_count {
         return Err(PlanError::UnitsMissRows {
@@ -306,7 +310,7 @@ async fn count_rows(
             table_rows: row_count,
         });
     }
-    Ok(Counted { row_count, partitions, offending: counts[1 + unit_filters..].to_vec(), numeric_in_use })
+    Ok(Counted { row_count, partitions, offending: scan.counts[1 + unit_filters..].to_vec(), numeric_in_use })
 }
 
 /// The rows `--out-of-range clamp|null` will change, per column; or, for values it cannot or

@@ -110,18 +110,15 @@ impl PartitionBounds {
     }
 
     /// The condition selecting these rows in one scan of the whole table (its children
-    /// included), for counting every partition at once; `None` for [`Self::Whole`]. A child's
-    /// rows are told apart by `tableoid`, as block numbers belong to one relation.
+    /// included), for counting every partition at once. `None` for [`Self::Whole`] (all rows)
+    /// and for a whole child, whose rows the scan counts per relation (`tableoid`). Block
+    /// ranges of a child name the child by `tableoid`, as block numbers belong to one relation.
     pub fn scan_filter(&self) -> Option<String> {
         match self {
-            PartitionBounds::Whole => None,
-            PartitionBounds::Child { relation, blocks } => {
+            PartitionBounds::Whole | PartitionBounds::Child { blocks: None, .. } => None,
+            PartitionBounds::Child { relation, blocks: Some(span) } => {
                 let literal = format!("'{}'", relation.quoted().replace('\'', "''"));
-                let own = format!("tableoid = {literal}::regclass");
-                Some(match blocks {
-                    None => own,
-                    Some(span) => format!("{own} AND {}", block_range(span.from, span.to)),
-                })
+                Some(format!("tableoid = {literal}::regclass AND {}", block_range(span.from, span.to)))
             }
             _ => Some(self.postgres_predicate()),
         }
@@ -212,15 +209,16 @@ mod tests {
     }
 
     #[test]
-    fn children_are_read_alone_and_counted_by_tableoid() {
+    fn children_are_read_alone_and_their_block_ranges_counted_by_tableoid() {
         let whole = PartitionBounds::Child { relation: chunk(), blocks: None };
         assert_eq!((whole.method(), whole.postgres_predicate()), ("child", String::new()));
         assert_eq!(whole.only_relation(), Some(&chunk()));
-        assert_eq!(whole.scan_filter().as_deref(), Some(r#"tableoid = '"_timescaledb_internal"."_hyper_1_2_chunk''s"'::regclass"#));
+        assert_eq!(whole.scan_filter(), None, "counted per relation");
         let span = BlockSpan { from: Some(4), to: None };
         let blocks = PartitionBounds::Child { relation: chunk(), blocks: Some(span) };
         assert_eq!((blocks.method(), blocks.postgres_predicate().as_str()), ("child_block_range", "ctid >= '(4,0)'::tid"));
-        assert!(blocks.scan_filter().unwrap().ends_with("::regclass AND ctid >= '(4,0)'::tid"));
+        let filter = r#"tableoid = '"_timescaledb_internal"."_hyper_1_2_chunk''s"'::regclass AND ctid >= '(4,0)'::tid"#;
+        assert_eq!(blocks.scan_filter().as_deref(), Some(filter));
         assert_eq!(blocks.recorded_ends(), (Some("(4,0)".into()), None));
         assert_eq!((whole.bigquery_predicate(), blocks.bigquery_predicate()), (None, None));
         assert_eq!(chunk().to_string(), "_timescaledb_internal._hyper_1_2_chunk's");

@@ -58,6 +58,17 @@ pub struct TreeRelation {
     pub detach_pending: bool,
 }
 
+/// What one counting scan found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanCounts {
+    /// Rows in all, then the rows passing each filter.
+    pub counts: Vec<u64>,
+    /// Each statistic's maximum (`None` when no row had a value).
+    pub stats: Vec<Option<i64>>,
+    /// `(schema, name, rows)` per relation holding rows, when the scan was grouped by relation.
+    pub per_relation: Vec<(String, String, u64)>,
+}
+
 /// A compressed TimescaleDB chunk: its relation and its dimension constraints as one predicate
 /// over the hypertable's columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,22 +296,41 @@ impl SnapshotSession {
     }
 
     /// Runs one scan, `SELECT count(*), count(*) FILTER (…), …, <stats>`, and returns every
-    /// count and every statistic (int8 expressions, NULL on an empty table).
+    /// count and every statistic (int8 maxima, NULL on an empty table). With `per_relation`
+    /// (tables only) the scan is grouped by `tableoid`, which also gives the rows stored in
+    /// each relation of the table's tree, at no cost per relation.
     pub async fn counts(
         &self,
         from: &str,
+        per_relation: bool,
         filters: &[String],
         stats: &[String],
         what: &str,
-    ) -> Result<(Vec<u64>, Vec<Option<i64>>), SourceError> {
+    ) -> Result<ScanCounts, SourceError> {
         let mut select = vec!["count(*)".to_string()];
         select.extend(filters.iter().map(|f| format!("count(*) FILTER (WHERE {f})")));
         select.extend(stats.iter().map(|s| format!("({s})::int8")));
-        let sql = format!("SELECT {} FROM {from}", select.join(", "));
-        let row = self.client.query_one(&sql, &[]).await.map_err(query_error(format!("count rows and check values of {what}")))?;
-        let counts = (0..=filters.len()).map(|i| row.get::<_, i64>(i) as u64).collect();
-        let stats = (filters.len() + 1..select.len()).map(|i| row.get::<_, Option<i64>>(i)).collect();
-        Ok((counts, stats))
+        let sql = if per_relation {
+            let name = "(SELECT ARRAY[n.nspname::text, c.relname::text] FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tableoid)";
+            format!("SELECT {}, {name} FROM {from} GROUP BY tableoid", select.join(", "))
+        } else {
+            format!("SELECT {} FROM {from}", select.join(", "))
+        };
+        let rows = self.client.query(&sql, &[]).await.map_err(query_error(format!("count rows and check values of {what}")))?;
+        let mut scan = ScanCounts { counts: vec![0; filters.len() + 1], stats: vec![None; stats.len()], per_relation: Vec::new() };
+        for row in &rows {
+            for (i, total) in scan.counts.iter_mut().enumerate() {
+                *total += row.get::<_, i64>(i) as u64;
+            }
+            for (i, max) in scan.stats.iter_mut().enumerate() {
+                *max = (*max).max(row.get::<_, Option<i64>>(filters.len() + 1 + i));
+            }
+            if per_relation {
+                let name: Vec<String> = row.get(select.len());
+                scan.per_relation.push((name[0].clone(), name[1].clone(), row.get::<_, i64>(0) as u64));
+            }
+        }
+        Ok(scan)
     }
 
     /// `min(key)`, `max(key)` as int8, `None` for an empty table.
