@@ -145,12 +145,13 @@ async fn plan_table(
         Err(problems) => return Ok(Err(problems)),
     };
     let source_query = format!("SELECT {} FROM {}", select_list(&mappings), shape.from);
-    session.probe(&source_query, &what).await?;
     let several = config.tables.len() > 1;
+    // Before the probe: a foreign child would fail it with the remote server's error.
     let units = match plan_units(spec, session, &shape, &mappings, several, sizing).await? {
         Ok(units) => units,
         Err(problems) => return Ok(Err(problems)),
     };
+    session.probe(&source_query, &what).await?;
     let counted = count_rows(spec, session, &shape, &mappings, units).await?;
     let adjusted_rows = match out_of_range_rows(spec.out_of_range, &what, &mappings, &counted.offending) {
         Ok(adjusted_rows) => adjusted_rows,

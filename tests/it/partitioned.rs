@@ -253,3 +253,28 @@ async fn a_child_the_role_may_not_read_is_refused_by_name_with_the_ways_out() {
     assert!(manifest.tables[0].partitions.iter().all(|p| p.method.starts_with("key_")), "{:?}", manifest.tables[0].partitions);
     db.client.batch_execute(&format!("DROP SCHEMA {s} CASCADE; DROP ROLE {role}")).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_foreign_partition_is_refused_by_name_before_anything_is_read() {
+    let url = skip_unless!("PG2BQ_TEST_PG_URL");
+    let db = TestDb::new(&url, "CREATE TABLE p (id int8 NOT NULL, v text) PARTITION BY RANGE (id);").await;
+    let s = db.schema.clone();
+    // A server nothing listens on: reading the foreign partition would fail with its error.
+    db.client
+        .batch_execute(&format!(
+            "CREATE EXTENSION IF NOT EXISTS postgres_fdw;
+             CREATE SERVER {s}_nowhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', port '1', dbname 'x');
+             CREATE TABLE {s}.p_local PARTITION OF {s}.p FOR VALUES FROM (0) TO (100);
+             CREATE FOREIGN TABLE {s}.p_remote PARTITION OF {s}.p FOR VALUES FROM (100) TO (200) SERVER {s}_nowhere;"
+        ))
+        .await
+        .unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let out = pg2bq(&["export", "--source", &url, "--dest", dest.path().to_str().unwrap(), "--table", &db.table("p")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("table `{s}.p`: child `{s}.p_remote` is a foreign table")), "{stderr}");
+    assert!(stderr.contains("DETACH PARTITION") && !stderr.contains("could not connect"), "{stderr}");
+    assert!(walk(dest.path()).is_empty(), "nothing written");
+    db.client.batch_execute(&format!("DROP SERVER {s}_nowhere CASCADE; DROP SCHEMA {s} CASCADE")).await.unwrap();
+}
