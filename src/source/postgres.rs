@@ -325,9 +325,8 @@ impl SnapshotSession {
             for (i, max) in scan.stats.iter_mut().enumerate() {
                 *max = (*max).max(row.get::<_, Option<i64>>(filters.len() + 1 + i));
             }
-            if per_relation {
-                let name: Vec<String> = row.get(select.len());
-                scan.per_relation.push((name[0].clone(), name[1].clone(), row.get::<_, i64>(0) as u64));
+            if let Some([schema, name]) = per_relation.then(|| row.get::<_, Option<Vec<String>>>(select.len())).flatten().as_deref() {
+                scan.per_relation.push((schema.clone(), name.clone(), row.get::<_, i64>(0) as u64));
             }
         }
         Ok(scan)
