@@ -81,6 +81,14 @@ pub enum ExportError {
     Claim(#[from] ClaimError),
     #[error("cannot serialise the manifest")]
     Manifest(#[source] serde_json::Error),
+    #[error("table `{table}`, unit {partition}: failed in each of its {attempts} attempts (a stream that ends short after the same rows twice is not a lost connection)")]
+    Attempts {
+        table: String,
+        partition: usize,
+        attempts: u32,
+        #[source]
+        source: Box<ExportError>,
+    },
     #[error(transparent)]
     UnitRecord(#[from] UnitRecordError),
     #[error("cannot resume run `{run_id}`: table `{table}`, unit {partition} was recorded with {what} than the new plan has; the source changed under the run, so rerun it without --resume (it starts clean) or under another --run-id")]
@@ -183,9 +191,9 @@ impl RunAttempt<'_> {
     }
 
     /// The run's manifest; `unit_snapshots` (a resumed run's) make it mixed when they name
-    /// more than one snapshot.
+    /// more than one exported snapshot, even if no transaction committed between them.
     fn manifest(&self, tables: Vec<TableManifest>, unit_snapshots: Vec<UnitSnapshot>) -> Manifest {
-        let distinct: BTreeSet<&str> = unit_snapshots.iter().map(|s| s.txid_snapshot.as_str()).collect();
+        let distinct: BTreeSet<&str> = unit_snapshots.iter().map(|s| s.snapshot_id.as_str()).collect();
         Manifest {
             format_version: FORMAT_VERSION,
             tool: "pg2bq".into(),
@@ -285,9 +293,9 @@ fn worker_settings(config: &ExportConfig) -> (ParquetSettings, usize) {
     (config.parquet, config.batch_rows)
 }
 
-/// Exports every unit of the plan not in `recorded` and returns the manifest to commit with a
-/// report line per unit.
 impl RunAttempt<'_> {
+    /// Exports every unit of the plan not in `recorded`; returns the tables' manifests, a
+    /// report line per unit and the snapshot each unit was read in.
     async fn export_tables(
         &self,
         recorded: Vec<UnitRecord>,
@@ -297,6 +305,7 @@ impl RunAttempt<'_> {
         let snapshot = UnitSnapshot {
             table: String::new(),
             partition: 0,
+            snapshot_id: session.snapshot_id.clone(),
             txid_snapshot: session.info.txid_snapshot.clone(),
             wal_lsn: session.info.wal_lsn.clone(),
         };
@@ -646,16 +655,28 @@ mod tests {
             columns: unit.columns.clone(),
             rows: 3,
             files: vec![kept.manifest.clone()],
-            snapshot: UnitSnapshot { table: unit.table, partition: 0, txid_snapshot: "old".into(), wal_lsn: None },
+            snapshot: UnitSnapshot {
+                table: unit.table,
+                partition: 0,
+                snapshot_id: "old".into(),
+                txid_snapshot: "1:1:".into(),
+                wal_lsn: None,
+            },
             attempts: 1,
             seconds: 0.5,
         };
-        let now = UnitSnapshot { table: String::new(), partition: 0, txid_snapshot: "new".into(), wal_lsn: Some("0/1".into()) };
+        let now = UnitSnapshot {
+            table: String::new(),
+            partition: 0,
+            snapshot_id: "new".into(),
+            txid_snapshot: "1:1:".into(),
+            wal_lsn: Some("0/1".into()),
+        };
         let resumed = resume_table(&table, vec![record], &run_id, &now).unwrap();
         assert_eq!(resumed.assembly.plan.row_count, 4, "3 recorded rows and the 1 planned now");
         assert_eq!(resumed.assembly.pending, 1);
         assert_eq!(resumed.queued.iter().map(|(u, n)| (u.partition, *n)).collect::<Vec<_>>(), [(1, 2)]);
-        assert_eq!(resumed.snapshots.iter().map(|s| (s.partition, s.txid_snapshot.as_str())).collect::<Vec<_>>(), [(0, "old"), (1, "new")]);
+        assert_eq!(resumed.snapshots.iter().map(|s| (s.partition, s.snapshot_id.as_str())).collect::<Vec<_>>(), [(0, "old"), (1, "new")]);
         assert_eq!(resumed.assembly.files[0].accumulators[0].finish().sum.as_deref(), Some("8"));
         assert!(resumed.reports[0].resumed);
         assert_eq!(resumed.counter.rows.load(Ordering::Relaxed), 3);

@@ -59,8 +59,15 @@ const TRANSIENT_SOURCE_MARKERS: &[&str] = &[
 /// Whether another attempt of the unit in the same snapshot may succeed: a lost Postgres
 /// connection or a terminated backend, or GCS failing on its side (5xx, 429, reset, a lost
 /// upload session). Everything else, a refused value, a permission, a type, is permanent.
-pub fn is_transient(error: &ExportError) -> bool {
+///
+/// ConnectorX's stream drops its reader's errors, so a terminated backend and a value the
+/// server refuses (division by zero, say) both arrive as a stream that ended short, cause
+/// unknown. Such a unit is tried again unless its previous attempt ended short after the same
+/// number of rows (`previous_short_rows`): a refusal stops where it stopped before, a lost
+/// connection does not.
+pub fn is_transient(error: &ExportError, previous_short_rows: Option<u64>) -> bool {
     match error {
+        ExportError::Source(SourceError::ShortStream { actual, .. }) => previous_short_rows != Some(*actual),
         ExportError::Source(SourceError::ConnectorX { message, .. }) => {
             let message = message.to_ascii_lowercase();
             TRANSIENT_SOURCE_MARKERS.iter().any(|marker| message.contains(marker))
@@ -211,6 +218,7 @@ impl Scheduler<'_> {
     async fn export_unit(&self, queued: QueuedUnit) -> Option<Result<FinishedUnit, ExportError>> {
         let started = Instant::now();
         let mut backoff = Backoff::new(UNIT_RETRY);
+        let mut short_rows = None;
         loop {
             let attempt = backoff.attempts();
             let (exporter, unit, counter) = (self.exporter.clone(), queued.unit.clone(), queued.counter.clone());
@@ -221,17 +229,20 @@ impl Scheduler<'_> {
                 Ok(Err(error)) => error,
                 Err(source) => ExportError::Worker { table: queued.unit.table.clone(), partition: queued.unit.partition, source },
             };
-            if !is_transient(&error) || attempt >= MAX_UNIT_ATTEMPTS || self.exporter.cancelled.load(Ordering::Relaxed) {
-                return Some(Err(error));
+            if !is_transient(&error, short_rows) || attempt >= MAX_UNIT_ATTEMPTS || self.exporter.cancelled.load(Ordering::Relaxed) {
+                return Some(Err(after_attempts(&queued.unit, attempt, error)));
+            }
+            if let ExportError::Source(SourceError::ShortStream { actual, .. }) = &error {
+                short_rows = Some(*actual);
             }
             let unit = &queued.unit;
-            warn!(table = %unit.table, unit = unit.partition, attempt, error = %crate::model::error_chain(&error).join(": "), "Unit failed transiently; retrying");
+            warn!(table = %unit.table, unit = unit.partition, attempt, error = %crate::model::error_chain(&error).join(": "), "Unit failed, maybe transiently; retrying it in the same snapshot");
             if let Err(cleanup) = self.claim.delete_unit_files(&unit.directory, unit.partition).await {
                 return Some(Err(cleanup.into()));
             }
             queued.counter.retries.fetch_add(1, Ordering::Relaxed);
             if !backoff.wait().await {
-                return Some(Err(error));
+                return Some(Err(after_attempts(&queued.unit, attempt, error)));
             }
         }
     }
@@ -275,6 +286,14 @@ impl Scheduler<'_> {
     }
 }
 
+/// The error a unit stopped with, saying how many attempts it had when it had more than one.
+fn after_attempts(unit: &ExportUnit, attempts: u32, error: ExportError) -> ExportError {
+    match attempts {
+        1 => error,
+        _ => ExportError::Attempts { table: unit.table.clone(), partition: unit.partition, attempts, source: Box::new(error) },
+    }
+}
+
 /// A recorded unit's report line.
 pub fn unit_report(record: &UnitRecord, resumed: bool) -> UnitReport {
     UnitReport {
@@ -284,7 +303,7 @@ pub fn unit_report(record: &UnitRecord, resumed: bool) -> UnitReport {
         bytes: record.files.iter().map(|f| f.bytes).sum(),
         seconds: record.seconds,
         attempts: record.attempts,
-        snapshot: record.snapshot.txid_snapshot.clone(),
+        snapshot: record.snapshot.snapshot_id.clone(),
         resumed,
     }
 }
@@ -331,7 +350,7 @@ mod tests {
             "connection reset by peer (os error 104)",
             "connection closed",
         ] {
-            assert!(is_transient(&connectorx(message)), "{message}");
+            assert!(is_transient(&connectorx(message), None), "{message}");
         }
         for message in [
             "db error: ERROR: permission denied for table t",
@@ -339,16 +358,18 @@ mod tests {
             "not implemented: interval",
             "db error: ERROR: invalid snapshot identifier: \"00000003-0000001B-1\"",
         ] {
-            assert!(!is_transient(&connectorx(message)), "{message}");
+            assert!(!is_transient(&connectorx(message), None), "{message}");
         }
-        let short = ExportError::Source(SourceError::ShortStream { table: "t".into(), partition: 0, expected: 2, actual: 1 });
-        assert!(!is_transient(&short));
+        let short = ExportError::Source(SourceError::ShortStream { table: "t".into(), partition: 0, expected: 9, actual: 4 });
+        assert!(is_transient(&short, None), "the first short stream is tried again");
+        assert!(is_transient(&short, Some(7)), "a lost connection ends elsewhere each time");
+        assert!(!is_transient(&short, Some(4)), "a refusal ends where it ended before");
         let batch = ExportError::Batch {
             table: "t".into(),
             partition: 0,
             source: Box::new(BatchError::ColumnCount { column: "c".into(), expected: 1, actual: 2 }),
         };
-        assert!(!is_transient(&batch));
+        assert!(!is_transient(&batch, None));
     }
 
     #[test]
@@ -365,7 +386,7 @@ mod tests {
                 body: String::new(),
             }))),
         };
-        assert!(is_transient(&status(503)));
-        assert!(!is_transient(&status(403)));
+        assert!(is_transient(&status(503), None));
+        assert!(!is_transient(&status(403), None));
     }
 }

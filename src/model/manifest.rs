@@ -47,6 +47,8 @@ pub struct Manifest {
 pub struct UnitSnapshot {
     pub table: String,
     pub partition: usize,
+    /// `pg_export_snapshot()` of the session the unit was read in: one per export attempt.
+    pub snapshot_id: String,
     /// `txid_current_snapshot()` of the exporting transaction.
     pub txid_snapshot: String,
     /// WAL position when the snapshot was taken (replay position on a standby).

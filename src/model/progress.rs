@@ -50,7 +50,7 @@ pub struct UnitReport {
     pub seconds: f64,
     /// Attempts the unit took (1 unless it was retried).
     pub attempts: u32,
-    /// `txid_current_snapshot()` of the snapshot the unit was read in.
+    /// `pg_export_snapshot()` of the snapshot the unit was read in (one per export attempt).
     pub snapshot: String,
     /// Recorded by an earlier attempt of the run and kept by `--resume`, not read again.
     pub resumed: bool,

@@ -68,6 +68,7 @@ mod tests {
             snapshot: UnitSnapshot {
                 table: "public.t".into(),
                 partition: 3,
+                snapshot_id: "00000003-00000002-1".into(),
                 txid_snapshot: "10:12:".into(),
                 wal_lsn: Some("0/16B3748".into()),
             },

@@ -77,7 +77,7 @@ mod tests {
             columns: Vec::new(),
             rows: 0,
             files: Vec::new(),
-            snapshot: UnitSnapshot { table: table.into(), partition, txid_snapshot: "1:1:".into(), wal_lsn: None },
+            snapshot: UnitSnapshot { table: table.into(), partition, snapshot_id: "s".into(), txid_snapshot: "1:1:".into(), wal_lsn: None },
             attempts: 1,
             seconds: 0.0,
         }
