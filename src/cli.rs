@@ -177,7 +177,7 @@ pub struct ExportArgs {
     /// Run id (default: UTC time plus a random suffix). Re-using the id of a failed or killed run starts it clean (see --resume).
     #[arg(long)]
     pub run_id: Option<String>,
-    /// Continue the killed or failed run --run-id: keep the units it recorded, export only the rest (in a new snapshot).
+    /// Continue run --run-id after a crash: keep the units it recorded, export only the rest (in a new snapshot).
     #[arg(long, requires = "run_id")]
     pub resume: bool,
     /// Workers exporting units at once, across all tables (default: the number of cores).
@@ -274,6 +274,14 @@ mod tests {
             let err = Cli::try_parse_from(["pg2bq", "export", flag, "0"]).unwrap_err().to_string();
             assert!(err.contains("zero"), "{flag}: {err}");
         }
+    }
+
+    #[test]
+    fn resume_needs_the_run_id_it_resumes() {
+        use clap::Parser;
+        let err = Cli::try_parse_from(["pg2bq", "export", "--resume"]).unwrap_err().to_string();
+        assert!(err.contains("--run-id"), "{err}");
+        assert!(Cli::try_parse_from(["pg2bq", "export", "--resume", "--run-id", "r1"]).is_ok());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub const UNITS_DIR: &str = "_units";
 /// and to check that a new plan cuts the table the same way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnitRecord {
+    /// `schema.table` or the query's name.
     pub table: String,
     /// The unit's index within its table (its partition).
     pub partition: usize,
@@ -21,12 +22,17 @@ pub struct UnitRecord {
     pub units_in_table: usize,
     /// The query the unit ran (the table's SELECT and the unit's predicate).
     pub query: String,
+    /// The columns it read, with their routes.
     pub columns: Vec<ColumnMapping>,
     /// Rows read, equal to the count of the snapshot it was read in.
     pub rows: u64,
+    /// The files it wrote, as the table's manifest lists them.
     pub files: Vec<FileManifest>,
+    /// The snapshot it was read in.
     pub snapshot: UnitSnapshot,
+    /// Attempts it took (1 unless it was retried).
     pub attempts: u32,
+    /// Wall time of its attempts and pauses.
     pub seconds: f64,
 }
 
