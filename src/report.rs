@@ -58,9 +58,10 @@ impl Bar {
                     n => format!(", {n} retried"),
                 };
                 self.bar.set_message(format!(
-                    "{}/{} unit(s){retries}, {} read",
+                    "{}/{} unit(s), {} running{retries}, {} read",
                     load(&counter.units),
                     counter.planned_units,
+                    load(&counter.running_units),
                     HumanBytes(load(&counter.bytes))
                 ));
                 if load(&counter.units) >= counter.planned_units {
@@ -523,6 +524,29 @@ mod tests {
     }
 
     #[test]
+    fn an_export_line_counts_units_done_running_and_retried_and_is_done_with_its_last_unit() {
+        let counter = Arc::new(TableProgress { planned_rows: 10, planned_units: 3, ..TableProgress::default() });
+        counter.rows.store(10, Ordering::Relaxed);
+        counter.units.store(1, Ordering::Relaxed);
+        counter.running_units.store(2, Ordering::Relaxed);
+        counter.retries.store(1, Ordering::Relaxed);
+        let export = bar(Stage::Export, &counter);
+        export.update(false);
+        let line = export.plain_line("running");
+        assert!(line.starts_with("public.t: 10/10 rows, 1/3 unit(s), 2 running, 1 retried, 0 B read, "), "{line}");
+        assert!(!export.bar.is_finished(), "all rows counted, but two units are not in yet");
+        counter.units.store(3, Ordering::Relaxed);
+        counter.running_units.store(0, Ordering::Relaxed);
+        export.update(false);
+        assert!(export.bar.is_finished());
+        let line = export.plain_line("done");
+        assert!(
+            line.starts_with("public.t: 10/10 rows, 3/3 unit(s), 0 running, 1 retried, 0 B read, ") && line.contains(" rows/s, done in "),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn plain_lines_show_each_stages_counters() {
         let counter = Arc::new(TableProgress { planned_rows: 10, planned_jobs: 2, ..TableProgress::default() });
         counter.rows.store(4, Ordering::Relaxed);
@@ -541,19 +565,5 @@ mod tests {
         validate.complete(false, true);
         let line = validate.plain_line("done");
         assert!(line.starts_with("public.t: 7 checks, 1 failed, done in "), "{line}");
-    }
-
-    #[test]
-    fn an_export_is_done_when_all_its_rows_are() {
-        let counter = Arc::new(TableProgress { planned_rows: 10, ..TableProgress::default() });
-        let export = bar(Stage::Export, &counter);
-        counter.rows.store(9, Ordering::Relaxed);
-        export.update(false);
-        assert!(!export.bar.is_finished());
-        counter.rows.store(10, Ordering::Relaxed);
-        export.update(false);
-        assert!(export.bar.is_finished());
-        let line = export.plain_line("done");
-        assert!(line.starts_with("public.t: 10/10 rows, 0 B read, ") && line.contains(" rows/s, done in "), "{line}");
     }
 }

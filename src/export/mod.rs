@@ -91,8 +91,8 @@ pub enum ExportError {
     },
     #[error(transparent)]
     UnitRecord(#[from] UnitRecordError),
-    #[error("cannot resume run `{run_id}`: table `{table}`, unit {partition} was recorded with {what} than the new plan has; the source changed under the run, so rerun it without --resume (it starts clean) or under another --run-id")]
-    ResumeMismatch { run_id: String, table: String, partition: usize, what: String },
+    #[error("cannot resume run `{run_id}`: table `{table}`, unit {partition}: {difference}; the table or the options changed since it was recorded, so rerun without --resume (it starts clean) or under another --run-id")]
+    ResumeMismatch { run_id: String, table: String, partition: usize, difference: String },
     #[error("table `{table}`, unit {partition}: its record lists aggregates of column `{column}` that cannot be read back; rerun without --resume")]
     RecordedAggregates { table: String, partition: usize, column: String },
 }
@@ -266,23 +266,26 @@ async fn prepare_attempt(
 /// Refuses a recorded unit the new plan does not cut the same way: same table, unit count,
 /// query (columns and bounds) and columns.
 fn check_record(plan: &ExportPlan, run_id: &RunId, record: &UnitRecord) -> Result<(), ExportError> {
-    let mismatch = |what: &str| ExportError::ResumeMismatch {
+    let mismatch = |difference: String| ExportError::ResumeMismatch {
         run_id: run_id.to_string(),
         table: record.table.clone(),
         partition: record.partition,
-        what: what.to_string(),
+        difference,
     };
-    let table = plan.tables.iter().find(|t| t.name == record.table).ok_or_else(|| mismatch("a table"))?;
+    let table =
+        plan.tables.iter().find(|t| t.name == record.table).ok_or_else(|| mismatch("the new plan does not export the table".into()))?;
     if table.partitions.len() != record.units_in_table {
-        return Err(mismatch(&format!("{} units in its table, not {}", record.units_in_table, table.partitions.len())));
+        let (recorded, planned) = (record.units_in_table, table.partitions.len());
+        return Err(mismatch(format!("recorded as one of {recorded} units, but the new plan cuts the table into {planned}")));
     }
-    let partition = table.partitions.iter().find(|p| p.index == record.partition).ok_or_else(|| mismatch("a unit index"))?;
+    let partition =
+        table.partitions.iter().find(|p| p.index == record.partition).ok_or_else(|| mismatch("the new plan has no such unit".into()))?;
     let unit = ExportUnit::new(table, partition, run_id);
     if unit.query != record.query {
-        return Err(mismatch(&format!("other bounds or columns (`{}`)", record.query)));
+        return Err(mismatch(format!("recorded with the query `{}`, but the new plan's is `{}`", record.query, unit.query)));
     }
     if unit.columns != record.columns {
-        return Err(mismatch("other column types"));
+        return Err(mismatch("its columns' types differ from the new plan's".into()));
     }
     Ok(())
 }
@@ -583,6 +586,7 @@ mod tests {
     use arrow::array::{ArrayRef, Int64Array};
 
     use super::*;
+    use crate::model::manifest::SourceInfo;
     use crate::model::partition::{KeyColumn, PartitionBounds};
     use crate::model::types::{map_column, OutOfRange, PgColumn};
 
@@ -680,6 +684,42 @@ mod tests {
         assert_eq!(resumed.assembly.files[0].accumulators[0].finish().sum.as_deref(), Some("8"));
         assert!(resumed.reports[0].resumed);
         assert_eq!(resumed.counter.rows.load(Ordering::Relaxed), 3);
+    }
+
+    /// A record is kept only where the new plan cuts its table the same way.
+    #[test]
+    fn a_record_of_a_unit_cut_otherwise_is_refused() {
+        let run_id = RunId::parse("r1").unwrap();
+        let planned = table(&[2, 1]);
+        let source = SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None };
+        let plan =
+            ExportPlan { run_id: "r1".into(), destination: String::new(), source, tables: vec![planned.clone()], problems: Vec::new() };
+        let unit = ExportUnit::new(&planned, &planned.partitions[1], &run_id);
+        let snapshot =
+            UnitSnapshot { table: unit.table.clone(), partition: 1, snapshot_id: "s".into(), txid_snapshot: String::new(), wal_lsn: None };
+        let record = UnitRecord {
+            table: unit.table.clone(),
+            partition: 1,
+            units_in_table: 2,
+            query: unit.query.clone(),
+            columns: unit.columns.clone(),
+            rows: 1,
+            files: Vec::new(),
+            snapshot,
+            attempts: 1,
+            seconds: 0.0,
+        };
+        assert!(check_record(&plan, &run_id, &record).is_ok());
+        let moved = UnitRecord { query: format!("{} WHERE \"id\" >= 20", planned.source_query), ..record.clone() };
+        let error = check_record(&plan, &run_id, &moved).unwrap_err().to_string();
+        assert!(error.contains("unit 1: recorded with the query") && error.contains("rerun without --resume"), "{error}");
+        let recut = UnitRecord { units_in_table: 3, ..record.clone() };
+        assert!(check_record(&plan, &run_id, &recut)
+            .unwrap_err()
+            .to_string()
+            .contains("one of 3 units, but the new plan cuts the table into 2"));
+        let other = UnitRecord { table: "public.gone".into(), ..record };
+        assert!(check_record(&plan, &run_id, &other).unwrap_err().to_string().contains("does not export the table"));
     }
 
     #[test]

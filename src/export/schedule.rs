@@ -222,7 +222,9 @@ impl Scheduler<'_> {
         loop {
             let attempt = backoff.attempts();
             let (exporter, unit, counter) = (self.exporter.clone(), queued.unit.clone(), queued.counter.clone());
+            queued.counter.running_units.fetch_add(1, Ordering::Relaxed);
             let outcome = tokio::task::spawn_blocking(move || exporter.export_unit(&unit, &counter)).await;
+            queued.counter.running_units.fetch_sub(1, Ordering::Relaxed);
             let error = match outcome {
                 Ok(Ok(Some(files))) => return Some(self.record(&queued, files, attempt, started).await),
                 Ok(Ok(None)) => return None,

@@ -25,6 +25,8 @@ pub struct TableProgress {
     pub jobs: AtomicU64,
     /// Units done, recorded ones of a resumed run included (export).
     pub units: AtomicU64,
+    /// Units a worker is reading now (export).
+    pub running_units: AtomicU64,
     /// Unit attempts that failed transiently and were retried (export).
     pub retries: AtomicU64,
     /// Checks run and failed so far (validate).

@@ -255,6 +255,15 @@ async fn a_resumed_run_is_a_mixed_snapshot_that_validate_reports() {
     assert!(stderr.contains("unit 1: failed in each of its 2 attempts"), "{stderr}");
     assert_eq!(unit_records(&s, &dest, "mixed").await.iter().map(|(unit, _)| *unit).collect::<Vec<_>>(), [0], "unit 0 stays recorded");
 
+    let recut: Vec<&str> = args.iter().map(|a| if *a == "2" { "3" } else { a }).collect();
+    let (out, stderr) = finished(&mut export_command(&s, &dest, "mixed", &[], &recut));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot resume run `mixed`: table `q`, unit 0: recorded as one of 3 units, but the new plan cuts the table into 4"),
+        "a plan cut otherwise is refused: {stderr}"
+    );
+    assert_eq!(unit_records(&s, &dest, "mixed").await.len(), 1, "the refusal touched nothing");
+
     db.client.batch_execute(&format!("UPDATE {} SET v = 1 WHERE id = 150", db.table("m"))).await.unwrap();
     let (out, stderr) = finished(&mut export_command(&s, &dest, "mixed", &[], &args));
     let report = report(&out, &stderr);
