@@ -208,6 +208,59 @@ impl RunAttempt<'_> {
             unit_snapshots,
         }
     }
+
+    /// Exports every unit of the plan not in `recorded`; returns the tables' manifests, a
+    /// report line per unit and the snapshot each unit was read in.
+    async fn export_tables(
+        &self,
+        recorded: Vec<UnitRecord>,
+        progress: Option<&ProgressReporter>,
+    ) -> Result<(Vec<TableManifest>, Vec<UnitReport>, Vec<UnitSnapshot>), ExportError> {
+        let (config, store, plan, session, claim) = (self.config, self.store, self.plan, self.session, self.claim);
+        let snapshot = UnitSnapshot {
+            table: String::new(),
+            partition: 0,
+            snapshot_id: session.snapshot_id.clone(),
+            txid_snapshot: session.info.txid_snapshot.clone(),
+            wal_lsn: session.info.wal_lsn.clone(),
+        };
+        let mut records: BTreeMap<(String, usize), UnitRecord> =
+            recorded.into_iter().map(|r| ((r.table.clone(), r.partition), r)).collect();
+        let (mut assemblies, mut queues, mut reports, mut snapshots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for table in &plan.tables {
+            let kept = take_records(table, &mut records);
+            let resumed = resume_table(table, kept, claim.run_id(), &snapshot)?;
+            if let Some(report) = progress {
+                report(&table.name, &resumed.counter);
+            }
+            let counter = resumed.counter;
+            queues.push((
+                resumed.assembly.plan.row_count,
+                resumed
+                    .queued
+                    .into_iter()
+                    .map(|(unit, units_in_table)| QueuedUnit { unit, units_in_table, counter: counter.clone() })
+                    .collect(),
+            ));
+            assemblies.push(resumed.assembly);
+            reports.extend(resumed.reports);
+            snapshots.extend(resumed.snapshots);
+        }
+        let (parquet, batch_rows) = worker_settings(config);
+        let exporter = Arc::new(UnitExporter {
+            source_url: config.source_url.clone(),
+            setup: session.partition_setup(),
+            store: store.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            parquet,
+            batch_rows,
+            cancelled: AtomicBool::new(false),
+        });
+        let scheduler = Scheduler { exporter, claim, run_id: claim.run_id(), snapshot, queue: Mutex::new(queue_order(queues)) };
+        let (tables, now) = scheduler.run(config.jobs, &mut assemblies).await?;
+        reports.extend(now);
+        Ok((tables, reports, snapshots))
+    }
 }
 
 /// After a failure: removes everything the run wrote, or with `--resume` only what no unit
@@ -294,61 +347,6 @@ fn check_record(plan: &ExportPlan, run_id: &RunId, record: &UnitRecord) -> Resul
 /// number of units, as memory grows with the workers running at once.
 fn worker_settings(config: &ExportConfig) -> (ParquetSettings, usize) {
     (config.parquet, config.batch_rows)
-}
-
-impl RunAttempt<'_> {
-    /// Exports every unit of the plan not in `recorded`; returns the tables' manifests, a
-    /// report line per unit and the snapshot each unit was read in.
-    async fn export_tables(
-        &self,
-        recorded: Vec<UnitRecord>,
-        progress: Option<&ProgressReporter>,
-    ) -> Result<(Vec<TableManifest>, Vec<UnitReport>, Vec<UnitSnapshot>), ExportError> {
-        let (config, store, plan, session, claim) = (self.config, self.store, self.plan, self.session, self.claim);
-        let snapshot = UnitSnapshot {
-            table: String::new(),
-            partition: 0,
-            snapshot_id: session.snapshot_id.clone(),
-            txid_snapshot: session.info.txid_snapshot.clone(),
-            wal_lsn: session.info.wal_lsn.clone(),
-        };
-        let mut records: BTreeMap<(String, usize), UnitRecord> =
-            recorded.into_iter().map(|r| ((r.table.clone(), r.partition), r)).collect();
-        let (mut assemblies, mut queues, mut reports, mut snapshots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for table in &plan.tables {
-            let kept = take_records(table, &mut records);
-            let resumed = resume_table(table, kept, claim.run_id(), &snapshot)?;
-            if let Some(report) = progress {
-                report(&table.name, &resumed.counter);
-            }
-            let counter = resumed.counter;
-            queues.push((
-                resumed.assembly.plan.row_count,
-                resumed
-                    .queued
-                    .into_iter()
-                    .map(|(unit, units_in_table)| QueuedUnit { unit, units_in_table, counter: counter.clone() })
-                    .collect(),
-            ));
-            assemblies.push(resumed.assembly);
-            reports.extend(resumed.reports);
-            snapshots.extend(resumed.snapshots);
-        }
-        let (parquet, batch_rows) = worker_settings(config);
-        let exporter = Arc::new(UnitExporter {
-            source_url: config.source_url.clone(),
-            setup: session.partition_setup(),
-            store: store.clone(),
-            runtime: tokio::runtime::Handle::current(),
-            parquet,
-            batch_rows,
-            cancelled: AtomicBool::new(false),
-        });
-        let scheduler = Scheduler { exporter, claim, run_id: claim.run_id(), snapshot, queue: Mutex::new(queue_order(queues)) };
-        let (tables, now) = scheduler.run(config.jobs, &mut assemblies).await?;
-        reports.extend(now);
-        Ok((tables, reports, snapshots))
-    }
 }
 
 /// The records of `table`'s units, taken out of `records`.
@@ -491,7 +489,7 @@ impl UnitExporter {
     /// The unit's [`ExportError`].
     fn export_unit(&self, unit: &ExportUnit, counter: &TableProgress) -> Result<Option<Vec<WrittenFile>>, ExportError> {
         let mut counted = (0, 0);
-        trace!(table = %unit.table, unit = unit.partition, query = %unit.query, "Streaming unit");
+        trace!(table = %unit.table, partition = unit.partition, query = %unit.query, "Streaming partition");
         let outcome = self.write_unit(unit, counter, &mut counted);
         if outcome.is_err() {
             counter.rows.fetch_sub(counted.0, Ordering::Relaxed);
