@@ -525,11 +525,9 @@ mod tests {
 
     #[test]
     fn an_export_line_counts_units_done_running_and_retried_and_is_done_with_its_last_unit() {
-        let counter = Arc::new(TableProgress { planned_rows: 10, planned_units: 3, ..TableProgress::default() });
-        counter.rows.store(10, Ordering::Relaxed);
-        counter.units.store(1, Ordering::Relaxed);
-        counter.running_units.store(2, Ordering::Relaxed);
-        counter.retries.store(1, Ordering::Relaxed);
+        let (rows, units, running_units, retries) = (10.into(), 1.into(), 2.into(), 1.into());
+        let counter =
+            Arc::new(TableProgress { planned_rows: 10, planned_units: 3, rows, units, running_units, retries, ..TableProgress::default() });
         let export = bar(Stage::Export, &counter);
         export.update(false);
         let line = export.plain_line("running");
