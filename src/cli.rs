@@ -174,9 +174,15 @@ pub struct ExportArgs {
     /// Dates and timestamps BigQuery cannot hold (±infinity, outside years 1–9999).
     #[arg(long, value_enum, env = env::OUT_OF_RANGE)]
     pub out_of_range: Option<OutOfRangeArg>,
-    /// Run id (default: UTC time plus a random suffix). Re-using the id of a failed or killed run starts it clean.
+    /// Run id (default: UTC time plus a random suffix). Re-using the id of a failed or killed run starts it clean (see --resume).
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Continue run --run-id after a crash: keep the units it recorded, export only the rest (in a new snapshot).
+    #[arg(long, requires = "run_id")]
+    pub resume: bool,
+    /// Workers exporting units at once, across all tables (default: the number of cores).
+    #[arg(long, env = env::JOBS, value_parser = parse_at_least_one)]
+    pub jobs: Option<usize>,
     /// Take the run over from an earlier attempt pg2bq cannot prove gone (another host claimed it).
     #[arg(long)]
     pub take_over: bool,
@@ -254,9 +260,13 @@ mod tests {
     #[test]
     fn counts_and_levels_outside_their_range_are_refused_with_the_range() {
         use clap::Parser;
-        for (flag, value, range) in
-            [("--partitions", "0", "1.."), ("--batch-rows", "0", "1.."), ("--zstd-level", "30", "1..=22"), ("--zstd-level", "0", "1..=22")]
-        {
+        for (flag, value, range) in [
+            ("--partitions", "0", "1.."),
+            ("--jobs", "0", "1.."),
+            ("--batch-rows", "0", "1.."),
+            ("--zstd-level", "30", "1..=22"),
+            ("--zstd-level", "0", "1..=22"),
+        ] {
             let err = Cli::try_parse_from(["pg2bq", "export", flag, value]).unwrap_err().to_string();
             assert!(err.contains(range) && err.contains(flag), "{flag} {value}: {err}");
         }
@@ -264,6 +274,14 @@ mod tests {
             let err = Cli::try_parse_from(["pg2bq", "export", flag, "0"]).unwrap_err().to_string();
             assert!(err.contains("zero"), "{flag}: {err}");
         }
+    }
+
+    #[test]
+    fn resume_needs_the_run_id_it_resumes() {
+        use clap::Parser;
+        let err = Cli::try_parse_from(["pg2bq", "export", "--resume"]).unwrap_err().to_string();
+        assert!(err.contains("--run-id"), "{err}");
+        assert!(Cli::try_parse_from(["pg2bq", "export", "--resume", "--run-id", "r1"]).is_ok());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressD
 use pg2bq::cli::Progress;
 use pg2bq::export::plan::{ExportPlan, TablePlan};
 use pg2bq::model::manifest::Manifest;
-use pg2bq::model::progress::{ProgressCounter, ProgressReporter};
+use pg2bq::model::progress::{ProgressCounter, ProgressReporter, UnitReport};
 use pg2bq::{ExportOutcome, LoadOutcome};
 
 /// The stage a bar belongs to: what its counters mean.
@@ -53,8 +53,18 @@ impl Bar {
         match self.stage {
             Stage::Export => {
                 self.bar.set_position(load(&counter.rows));
-                self.bar.set_message(format!("{} read", HumanBytes(load(&counter.bytes))));
-                if load(&counter.rows) >= counter.planned_rows {
+                let retries = match load(&counter.retries) {
+                    0 => String::new(),
+                    n => format!(", {n} retried"),
+                };
+                self.bar.set_message(format!(
+                    "{}/{} unit(s), {} running{retries}, {} read",
+                    load(&counter.units),
+                    counter.planned_units,
+                    load(&counter.running_units),
+                    HumanBytes(load(&counter.bytes))
+                ));
+                if load(&counter.units) >= counter.planned_units {
                     self.complete(terminal, true);
                 }
             }
@@ -151,11 +161,12 @@ impl ProgressBoard {
         LogWriter { multi: Some(self.multi.clone()) }
     }
 
-    /// A bar for a table the stage starts; the tables before it are done (stages work through
-    /// tables one at a time).
+    /// A bar for a table the stage starts. Load and validate work through tables one at a time,
+    /// so for them the tables before it are done; export runs its tables at once, and a table's
+    /// bar is done when all its units are.
     pub fn add(&self, stage: Stage, table: &str, counter: &ProgressCounter) {
         let mut bars = self.bars.lock().expect("bars lock");
-        for bar in bars.iter() {
+        for bar in bars.iter().filter(|b| !matches!(b.stage, Stage::Export)) {
             bar.update(self.terminal);
             bar.complete(self.terminal, true);
         }
@@ -232,19 +243,27 @@ pub fn print_export(outcome: &ExportOutcome, json: bool) {
     let mut out = std::io::stdout().lock();
     let written = match (outcome, json) {
         (ExportOutcome::Planned(plan), true) => write_json(&mut out, plan),
-        (ExportOutcome::Committed { manifest, manifest_uri }, true) => write_json(&mut out, &committed_json(manifest, manifest_uri)),
+        (ExportOutcome::Committed { manifest, manifest_uri, units }, true) => {
+            write_json(&mut out, &committed_json(manifest, manifest_uri, units))
+        }
         (ExportOutcome::Planned(plan), false) => out.write_all(plan_text(plan).as_bytes()),
-        (ExportOutcome::Committed { manifest, manifest_uri }, false) => out.write_all(committed_text(manifest, manifest_uri).as_bytes()),
+        (ExportOutcome::Committed { manifest, manifest_uri, .. }, false) => {
+            out.write_all(committed_text(manifest, manifest_uri).as_bytes())
+        }
     };
     // A closed stdout (e.g. `| head`) is not an error.
     let _ = written.and_then(|()| writeln!(out));
 }
 
-/// `--json` after a committed export: the run, its manifest and each table's totals.
-fn committed_json(manifest: &Manifest, manifest_uri: &str) -> serde_json::Value {
+/// `--json` after a committed export: the run, its manifest, each table's totals and a line
+/// per unit (rows, bytes, seconds, attempts, snapshot; `resumed` when an earlier attempt of
+/// the run recorded it).
+fn committed_json(manifest: &Manifest, manifest_uri: &str, units: &[UnitReport]) -> serde_json::Value {
     serde_json::json!({
         "run_id": manifest.run_id,
         "manifest": manifest_uri,
+        "mixed_snapshot": manifest.mixed_snapshot,
+        "units": units,
         "tables": manifest.tables.iter().map(|t| serde_json::json!({
             "name": t.name,
             "rows": t.row_count,
@@ -254,9 +273,16 @@ fn committed_json(manifest: &Manifest, manifest_uri: &str) -> serde_json::Value 
     })
 }
 
+/// Said wherever a mixed-snapshot run is reported.
+const MIXED_SNAPSHOT_WARNING: &str = "warning: mixed snapshot: this run was resumed, so its units were read in more than one snapshot \
+     (see the manifest's unit_snapshots); it is consistent only if the source did not change between them";
+
 /// A committed export: one line per table.
 fn committed_text(manifest: &Manifest, manifest_uri: &str) -> String {
     let mut text = format!("Committed run {} ({manifest_uri})\n", manifest.run_id);
+    if manifest.mixed_snapshot {
+        text.push_str(&format!("  {MIXED_SNAPSHOT_WARNING}\n"));
+    }
     for t in &manifest.tables {
         let bytes: u64 = t.files.iter().map(|f| f.bytes).sum();
         text.push_str(&format!("  {:<32} {:>12} rows  {:>4} file(s)  {:>14} bytes\n", t.name, t.row_count, t.files.len(), bytes));
@@ -396,6 +422,9 @@ fn check_lines(checks: &[pg2bq::validate::Check], failed_only: bool) -> String {
 /// The table per table and check on stderr; JSON on stdout with `--json`.
 pub fn print_validation(report: &pg2bq::validate::ValidationReport, json: bool) {
     let mut text = format!("Validation of run {} in {}.{}\n", report.run_id, report.project, report.dataset);
+    if report.mixed_snapshot {
+        text.push_str(&format!("{MIXED_SNAPSHOT_WARNING}\n"));
+    }
     for table in &report.tables {
         let failed = table.checks.iter().filter(|c| !c.passed).count();
         text.push_str(&format!("\n{} → {}: {} checks, {failed} failed\n", table.table, table.bq_table, table.checks.len()));
@@ -495,6 +524,27 @@ mod tests {
     }
 
     #[test]
+    fn an_export_line_counts_units_done_running_and_retried_and_is_done_with_its_last_unit() {
+        let (rows, units, running_units, retries) = (10.into(), 1.into(), 2.into(), 1.into());
+        let counter =
+            Arc::new(TableProgress { planned_rows: 10, planned_units: 3, rows, units, running_units, retries, ..TableProgress::default() });
+        let export = bar(Stage::Export, &counter);
+        export.update(false);
+        let line = export.plain_line("running");
+        assert!(line.starts_with("public.t: 10/10 rows, 1/3 unit(s), 2 running, 1 retried, 0 B read, "), "{line}");
+        assert!(!export.bar.is_finished(), "all rows counted, but two units are not in yet");
+        counter.units.store(3, Ordering::Relaxed);
+        counter.running_units.store(0, Ordering::Relaxed);
+        export.update(false);
+        assert!(export.bar.is_finished());
+        let line = export.plain_line("done");
+        assert!(
+            line.starts_with("public.t: 10/10 rows, 3/3 unit(s), 0 running, 1 retried, 0 B read, ") && line.contains(" rows/s, done in "),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn plain_lines_show_each_stages_counters() {
         let counter = Arc::new(TableProgress { planned_rows: 10, planned_jobs: 2, ..TableProgress::default() });
         counter.rows.store(4, Ordering::Relaxed);
@@ -513,19 +563,5 @@ mod tests {
         validate.complete(false, true);
         let line = validate.plain_line("done");
         assert!(line.starts_with("public.t: 7 checks, 1 failed, done in "), "{line}");
-    }
-
-    #[test]
-    fn an_export_is_done_when_all_its_rows_are() {
-        let counter = Arc::new(TableProgress { planned_rows: 10, ..TableProgress::default() });
-        let export = bar(Stage::Export, &counter);
-        counter.rows.store(9, Ordering::Relaxed);
-        export.update(false);
-        assert!(!export.bar.is_finished());
-        counter.rows.store(10, Ordering::Relaxed);
-        export.update(false);
-        assert!(export.bar.is_finished());
-        let line = export.plain_line("done");
-        assert!(line.starts_with("public.t: 10/10 rows, 0 B read, ") && line.contains(" rows/s, done in "), "{line}");
     }
 }

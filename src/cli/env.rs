@@ -11,6 +11,8 @@ pub const DEST: &str = "PG2BQ_DEST";
 pub const CONFIG: &str = "PG2BQ_CONFIG";
 /// Default partitions per table.
 pub const PARTITIONS: &str = "PG2BQ_PARTITIONS";
+/// Workers exporting units at once (`--jobs`).
+pub const JOBS: &str = "PG2BQ_JOBS";
 /// `--out-of-range` default: refuse, clamp or null.
 pub const OUT_OF_RANGE: &str = "PG2BQ_OUT_OF_RANGE";
 /// `http://host:port` of a GCS emulator (the name other GCS tools use).

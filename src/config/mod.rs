@@ -63,6 +63,8 @@ pub enum ConfigError {
     EmptyQuery { name: String },
     #[error("table `{table}`: `partitions = 0` in the config file; use 1 or more")]
     ZeroPartitions { table: String },
+    #[error("`jobs = 0` in the config file; use 1 or more")]
+    ZeroJobs,
     #[error("source `{shown}` is not a Postgres URL or a libpq `key=value` string: {problem}")]
     SourceConninfo { shown: String, problem: String },
 }
@@ -93,6 +95,8 @@ pub struct ConfigFile {
     pub source: Option<String>,
     pub dest: Option<String>,
     pub out_of_range: Option<OutOfRange>,
+    /// `export`: workers exporting units at once (`--jobs`).
+    pub jobs: Option<usize>,
     /// `load`: BigQuery project, dataset and location.
     pub project: Option<String>,
     pub dataset: Option<String>,
@@ -149,12 +153,19 @@ impl ExportConfig {
         if destination.starts_with("memory://") {
             return Err(ConfigError::MemoryDestination { url: destination });
         }
+        let jobs = match args.jobs.or(file.jobs) {
+            Some(0) => return Err(ConfigError::ZeroJobs),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
         Ok(Self {
             source_url,
             destination,
             tables,
             run_id,
             take_over: args.take_over,
+            resume: args.resume,
+            jobs,
             dry_run: args.dry_run,
             parquet: parquet_settings(args),
             batch_rows: args.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
@@ -618,6 +629,28 @@ mod tests {
         let a =
             args(&["--source", "postgresql://h/db", "--dest", "d", "--table", "t", "--out-of-range", "clamp", "--out-of-range", "null"]);
         assert_eq!(ExportConfig::resolve(&a, ConfigFile::default(), None).unwrap().tables[0].out_of_range, OutOfRange::Null);
+    }
+
+    #[test]
+    fn jobs_come_from_the_flag_then_the_environment_then_the_file() {
+        let jobs = |flag: &[&str], environment: Option<&str>, text: &str| {
+            let parsed = {
+                let _environment = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(value) = environment {
+                    std::env::set_var(env::JOBS, value);
+                }
+                let parsed = parse_export(&[&["--source", "postgresql://h/db", "--dest", "d", "--table", "t"], flag].concat());
+                std::env::remove_var(env::JOBS);
+                parsed
+            };
+            ExportConfig::resolve(&parsed, file(text), None).map(|c| c.jobs)
+        };
+        assert_eq!(jobs(&["--jobs", "3"], Some("5"), "jobs = 7").unwrap(), 3);
+        assert_eq!(jobs(&[], Some("5"), "jobs = 7").unwrap(), 5);
+        assert_eq!(jobs(&[], None, "jobs = 7").unwrap(), 7);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(jobs(&[], None, "").unwrap(), cores);
+        assert!(matches!(jobs(&[], None, "jobs = 0"), Err(ConfigError::ZeroJobs)));
     }
 
     fn resolved(argv: &[&str], text: &str) -> ExportTable {

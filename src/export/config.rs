@@ -18,6 +18,10 @@ pub struct ExportConfig {
     pub run_id: Option<RunId>,
     /// Take the run over from an earlier attempt even if pg2bq cannot tell that it is gone.
     pub take_over: bool,
+    /// Keep the units an earlier attempt of `run_id` recorded and export only the rest.
+    pub resume: bool,
+    /// Workers exporting units at once, across all tables.
+    pub jobs: usize,
     pub dry_run: bool,
     pub parquet: ParquetSettings,
     pub batch_rows: usize,

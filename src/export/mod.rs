@@ -1,40 +1,48 @@
 //! `pg2bq export`: Postgres → Arrow → Parquet snapshot + manifest.
 //!
 //! Input: an [`ExportConfig`]. Output: `<dest>/<run-id>/<table>/part-pPPPP-sSSSSS.parquet`
-//! and, last, `<dest>/<run-id>/manifest.json`. Every table is read in one exported snapshot;
-//! every partition's rows are checked against the snapshot's count before the manifest is
-//! written. Nothing is written or deleted before the run is claimed (see [`crate::storage::run`]);
-//! a failed run writes no manifest and removes what it uploaded, never a committed run.
+//! and, last, `<dest>/<run-id>/manifest.json`. Every table is cut into units (its partitions),
+//! which `--jobs` workers read in one exported snapshot ([`schedule`]); every unit's rows are
+//! checked against the snapshot's count and recorded under the run as it finishes. Nothing is
+//! written or deleted before the run is claimed (see [`crate::storage::run`]); a failed run
+//! writes no manifest and removes what it uploaded, never a committed run. `--resume` keeps
+//! the units an earlier attempt recorded and reads only the rest, in a new snapshot.
 
 pub mod batches;
 pub mod config;
 pub mod parquet;
 pub mod plan;
+pub mod schedule;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info, info_span, trace, warn, Instrument};
+use tracing::{debug, info, trace, warn};
 
 use crate::export::batches::{normalize_batch, pinned_schema, BatchError};
 use crate::export::parquet::{ParquetSettings, ParquetSinkError, PartitionFiles, WrittenFile};
 use crate::model::aggregates::ColumnAccumulator;
-use crate::model::manifest::{ColumnManifest, FileManifest, Manifest, PartitionManifest, TableManifest, FORMAT_VERSION, MANIFEST_FILE};
+use crate::model::manifest::{
+    ColumnManifest, FileManifest, Manifest, PartitionManifest, TableManifest, UnitSnapshot, FORMAT_VERSION, MANIFEST_FILE,
+};
 use crate::model::partition::PartitionBounds;
-use crate::model::progress::TableProgress;
 pub use crate::model::progress::{ProgressCounter, ProgressReporter};
+use crate::model::progress::{TableProgress, UnitReport};
 use crate::model::run_id::RunId;
 use crate::model::types::ColumnMapping;
+use crate::model::unit_record::UnitRecord;
 use crate::source::postgres::SnapshotSession;
 use crate::source::stream::{stream_query, StreamError};
 use crate::source::SourceError;
 use crate::storage::run::{ClaimError, Cleanup, RunClaim};
 use crate::storage::store::{Store, StoreError};
+use crate::storage::units::{read_unit_records, UnitRecordError};
 use config::ExportConfig;
 pub use plan::{ExportPlan, PlanError, TablePlan};
+use schedule::{queue_order, unit_report, QueuedUnit, Scheduler, TableAssembly};
 
 /// A failed export step, naming the table and object.
 #[derive(Debug, thiserror::Error)]
@@ -50,14 +58,14 @@ pub enum ExportError {
         table: String,
         partition: usize,
         #[source]
-        source: BatchError,
+        source: Box<BatchError>,
     },
     #[error("table `{table}`, partition {partition}: writing Parquet failed")]
     Write {
         table: String,
         partition: usize,
         #[source]
-        source: ParquetSinkError,
+        source: Box<ParquetSinkError>,
     },
     #[error("run `{run_id}` is already committed (`{uri}` exists); pick another --run-id")]
     RunCommitted { run_id: String, uri: String },
@@ -74,6 +82,20 @@ pub enum ExportError {
     Claim(#[from] ClaimError),
     #[error("cannot serialise the manifest")]
     Manifest(#[source] serde_json::Error),
+    #[error("table `{table}`, unit {partition}: failed in each of its {attempts} attempts (a stream that ends short after the same rows twice is not a lost connection)")]
+    Attempts {
+        table: String,
+        partition: usize,
+        attempts: u32,
+        #[source]
+        source: Box<ExportError>,
+    },
+    #[error(transparent)]
+    UnitRecord(#[from] UnitRecordError),
+    #[error("cannot resume run `{run_id}`: table `{table}`, unit {partition}: {difference}; the table or the options changed since it was recorded, so rerun without --resume (it starts clean) or under another --run-id")]
+    ResumeMismatch { run_id: String, table: String, partition: usize, difference: String },
+    #[error("table `{table}`, unit {partition}: its record lists aggregates of column `{column}` that cannot be read back; rerun without --resume")]
+    RecordedAggregates { table: String, partition: usize, column: String },
 }
 
 /// What `export` produced.
@@ -81,8 +103,9 @@ pub enum ExportError {
 pub enum ExportOutcome {
     /// `--dry-run`: the plan, nothing written.
     Planned(ExportPlan),
-    /// The committed manifest and where it is.
-    Committed { manifest: Box<Manifest>, manifest_uri: String },
+    /// The committed manifest, where it is, and how each unit went (recorded ones of a
+    /// resumed run included).
+    Committed { manifest: Box<Manifest>, manifest_uri: String, units: Vec<UnitReport> },
 }
 
 /// Runs an export (or plans it, with `dry_run`).
@@ -111,76 +134,290 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
         claim.delete_run_objects(Cleanup::ClaimOnly).await?;
         return Err(committed());
     }
-    let leftovers = claim.delete_run_objects(Cleanup::EarlierAttempts).await?;
-    if leftovers > 0 {
-        warn!(run_id = %run_id, objects = leftovers, "Removed files of an earlier uncommitted attempt");
-    }
-    let committing = async {
-        let manifest = export_tables(config, &store, &plan, &session, &run_id, progress, started_at).await?;
-        let body = manifest.to_json().map_err(ExportError::Manifest)?;
-        claim.ensure_held().await?;
-        if !store.put_if_absent(&manifest_path, Bytes::from(body)).await? {
-            return Err(committed());
-        }
-        Ok(manifest)
-    };
-    match committing.await {
-        Ok(manifest) => {
-            drop(session);
-            info!(run_id = %manifest.run_id, uri = %manifest_uri, "Committed manifest");
-            // The manifest commits the run; the claim has done its job.
-            if let Err(error) = claim.delete_run_objects(Cleanup::ClaimOnly).await {
-                warn!(run_id = %run_id, error = %error, "Could not remove the claim of the committed run");
+    let recorded = match prepare_attempt(config, &store, &claim, &plan).await {
+        Ok(recorded) => recorded,
+        Err(error) => {
+            // Nothing of the earlier attempt is touched when its units cannot be kept.
+            if let Err(release) = claim.delete_run_objects(Cleanup::ClaimOnly).await {
+                warn!(run_id = %run_id, error = %release, "Could not release the claim");
             }
-            Ok(ExportOutcome::Committed { manifest: Box::new(manifest), manifest_uri })
+            return Err(error);
+        }
+    };
+    let attempt = RunAttempt { config, store: &store, plan: &plan, session: &session, claim: &claim, started_at };
+    match attempt.commit(recorded, progress).await {
+        Ok((manifest, units)) => {
+            drop(session);
+            info!(run_id = %manifest.run_id, uri = %manifest_uri, mixed_snapshot = manifest.mixed_snapshot, "Committed manifest");
+            // The manifest commits the run; the claim and the unit records have done their job.
+            if let Err(error) = claim.delete_run_objects(Cleanup::Bookkeeping).await {
+                warn!(run_id = %run_id, error = %error, "Could not remove the claim and unit records of the committed run");
+            }
+            Ok(ExportOutcome::Committed { manifest: Box::new(manifest), manifest_uri, units })
         }
         Err(error) => {
-            // Only a run still held and not committed is cleaned; the claim checks both.
-            if let Err(cleanup) = claim.delete_run_objects(Cleanup::Everything).await {
-                warn!(run_id = %run_id, error = %cleanup, "Left the failed run's files in place");
-            }
+            clean_failed_run(&store, &claim, config.resume).await;
             Err(error)
         }
     }
 }
 
-/// Exports every table of the plan and returns the manifest to commit.
-async fn export_tables(
+/// One attempt of a claimed run: everything it reads and writes through.
+struct RunAttempt<'a> {
+    config: &'a ExportConfig,
+    store: &'a Store,
+    plan: &'a ExportPlan,
+    session: &'a SnapshotSession,
+    claim: &'a RunClaim,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl RunAttempt<'_> {
+    /// Exports the units not in `recorded` and commits the manifest, create-only.
+    async fn commit(
+        &self,
+        recorded: Vec<UnitRecord>,
+        progress: Option<&ProgressReporter>,
+    ) -> Result<(Manifest, Vec<UnitReport>), ExportError> {
+        let resumed = !recorded.is_empty();
+        let (tables, units, snapshots) = self.export_tables(recorded, progress).await?;
+        let manifest = self.manifest(tables, if resumed { snapshots } else { Vec::new() });
+        let body = manifest.to_json().map_err(ExportError::Manifest)?;
+        self.claim.ensure_held().await?;
+        let path = format!("{}/{MANIFEST_FILE}", self.claim.run_id());
+        if !self.store.put_if_absent(&path, Bytes::from(body)).await? {
+            return Err(ExportError::RunCommitted { run_id: self.claim.run_id().to_string(), uri: self.store.uri(&path) });
+        }
+        Ok((manifest, units))
+    }
+
+    /// The run's manifest; `unit_snapshots` (a resumed run's) make it mixed when they name
+    /// more than one exported snapshot, even if no transaction committed between them.
+    fn manifest(&self, tables: Vec<TableManifest>, unit_snapshots: Vec<UnitSnapshot>) -> Manifest {
+        let distinct: BTreeSet<&str> = unit_snapshots.iter().map(|s| s.snapshot_id.as_str()).collect();
+        Manifest {
+            format_version: FORMAT_VERSION,
+            tool: "pg2bq".into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            run_id: self.claim.run_id().to_string(),
+            started_at: self.started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            completed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            source: self.plan.source.clone(),
+            destination: self.store.uri("").trim_end_matches('/').to_string(),
+            tables,
+            mixed_snapshot: distinct.len() > 1,
+            unit_snapshots,
+        }
+    }
+
+    /// Exports every unit of the plan not in `recorded`; returns the tables' manifests, a
+    /// report line per unit and the snapshot each unit was read in.
+    async fn export_tables(
+        &self,
+        recorded: Vec<UnitRecord>,
+        progress: Option<&ProgressReporter>,
+    ) -> Result<(Vec<TableManifest>, Vec<UnitReport>, Vec<UnitSnapshot>), ExportError> {
+        let (config, store, plan, session, claim) = (self.config, self.store, self.plan, self.session, self.claim);
+        let snapshot = UnitSnapshot {
+            table: String::new(),
+            partition: 0,
+            snapshot_id: session.snapshot_id.clone(),
+            txid_snapshot: session.info.txid_snapshot.clone(),
+            wal_lsn: session.info.wal_lsn.clone(),
+        };
+        let mut records: BTreeMap<(String, usize), UnitRecord> =
+            recorded.into_iter().map(|r| ((r.table.clone(), r.partition), r)).collect();
+        let (mut assemblies, mut queues, mut reports, mut snapshots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for table in &plan.tables {
+            let kept = take_records(table, &mut records);
+            let resumed = resume_table(table, kept, claim.run_id(), &snapshot)?;
+            if let Some(report) = progress {
+                report(&table.name, &resumed.counter);
+            }
+            let counter = resumed.counter;
+            queues.push((
+                resumed.assembly.plan.row_count,
+                resumed
+                    .queued
+                    .into_iter()
+                    .map(|(unit, units_in_table)| QueuedUnit { unit, units_in_table, counter: counter.clone() })
+                    .collect(),
+            ));
+            assemblies.push(resumed.assembly);
+            reports.extend(resumed.reports);
+            snapshots.extend(resumed.snapshots);
+        }
+        let (parquet, batch_rows) = worker_settings(config);
+        let exporter = Arc::new(UnitExporter {
+            source_url: config.source_url.clone(),
+            setup: session.partition_setup(),
+            store: store.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            parquet,
+            batch_rows,
+            cancelled: AtomicBool::new(false),
+        });
+        let scheduler = Scheduler { exporter, claim, run_id: claim.run_id(), snapshot, queue: Mutex::new(queue_order(queues)) };
+        let (tables, now) = scheduler.run(config.jobs, &mut assemblies).await?;
+        reports.extend(now);
+        Ok((tables, reports, snapshots))
+    }
+}
+
+/// After a failure: removes everything the run wrote, or with `--resume` only what no unit
+/// record keeps, so the run can be resumed again. Only a run still held and not committed is
+/// cleaned; the claim checks both.
+async fn clean_failed_run(store: &Store, claim: &RunClaim, resume: bool) {
+    let cleaned = match resume {
+        false => claim.delete_run_objects(Cleanup::Everything).await.map_err(ExportError::from),
+        true => match delete_unrecorded(store, claim).await {
+            Ok(_) => claim.delete_run_objects(Cleanup::ClaimOnly).await.map_err(ExportError::from),
+            Err(error) => Err(error),
+        },
+    };
+    if let Err(cleanup) = cleaned {
+        warn!(run_id = %claim.run_id(), error = %cleanup, "Left the failed run's files in place");
+    }
+}
+
+/// Deletes what the run holds besides its unit records, the files they list and the claim.
+/// Returns the records.
+async fn delete_unrecorded(store: &Store, claim: &RunClaim) -> Result<Vec<UnitRecord>, ExportError> {
+    let run_id = claim.run_id();
+    let records = read_unit_records(store, run_id).await?;
+    let keep: BTreeSet<String> = records.iter().flat_map(|r| r.files.iter().map(|f| format!("{run_id}/{}", f.path))).collect();
+    let deleted = claim.delete_unrecorded(&keep).await?;
+    if deleted > 0 {
+        warn!(run_id = %run_id, objects = deleted, "Removed files no unit record lists");
+    }
+    Ok(records)
+}
+
+/// Readies the claimed run: without `--resume` it starts clean; with it, the recorded units
+/// are checked against `plan` and kept, and everything else goes. Returns the kept records.
+async fn prepare_attempt(
     config: &ExportConfig,
     store: &Store,
+    claim: &RunClaim,
     plan: &ExportPlan,
-    session: &SnapshotSession,
-    run_id: &RunId,
-    progress: Option<&ProgressReporter>,
-    started_at: chrono::DateTime<chrono::Utc>,
-) -> Result<Manifest, ExportError> {
-    let setup = session.partition_setup();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    if let Some(table) = plan.tables.iter().find(|t| t.partitions.len() * 2 > cores.max(2)) {
-        // Each partition keeps two threads busy; ConnectorX's workers then outrun the encoders
-        // and its unbounded channel grows (docs/benchmarks.md).
-        warn!(table = %table.name, partitions = table.partitions.len(), cores, "More partitions than half the cores: expect little speedup and memory that grows with the table");
-    }
-    let mut tables = Vec::new();
-    for table in &plan.tables {
-        let counter = Arc::new(TableProgress { planned_rows: table.row_count, ..TableProgress::default() });
-        if let Some(report) = progress {
-            report(&table.name, &counter);
+) -> Result<Vec<UnitRecord>, ExportError> {
+    let run_id = claim.run_id();
+    if !config.resume {
+        let leftovers = claim.delete_run_objects(Cleanup::EarlierAttempts).await?;
+        if leftovers > 0 {
+            warn!(run_id = %run_id, objects = leftovers, "Removed files of an earlier uncommitted attempt");
         }
-        let span = info_span!("export", table = %table.name, run_id = %run_id);
-        tables.push(export_table(config, store, table, &setup, run_id, counter).instrument(span).await?);
+        return Ok(Vec::new());
     }
-    Ok(Manifest {
-        format_version: FORMAT_VERSION,
-        tool: "pg2bq".into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
+    for record in &read_unit_records(store, run_id).await? {
+        check_record(plan, run_id, record)?;
+    }
+    let records = delete_unrecorded(store, claim).await?;
+    info!(run_id = %run_id, kept_units = records.len(), "Resuming run");
+    Ok(records)
+}
+
+/// Refuses a recorded unit the new plan does not cut the same way: same table, unit count,
+/// query (columns and bounds) and columns.
+fn check_record(plan: &ExportPlan, run_id: &RunId, record: &UnitRecord) -> Result<(), ExportError> {
+    let mismatch = |difference: String| ExportError::ResumeMismatch {
         run_id: run_id.to_string(),
-        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        completed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        source: plan.source.clone(),
-        destination: store.uri("").trim_end_matches('/').to_string(),
-        tables,
-    })
+        table: record.table.clone(),
+        partition: record.partition,
+        difference,
+    };
+    let table =
+        plan.tables.iter().find(|t| t.name == record.table).ok_or_else(|| mismatch("the new plan does not export the table".into()))?;
+    if table.partitions.len() != record.units_in_table {
+        let (recorded, planned) = (record.units_in_table, table.partitions.len());
+        return Err(mismatch(format!("recorded as one of {recorded} units, but the new plan cuts the table into {planned}")));
+    }
+    let partition =
+        table.partitions.iter().find(|p| p.index == record.partition).ok_or_else(|| mismatch("the new plan has no such unit".into()))?;
+    let unit = ExportUnit::new(table, partition, run_id);
+    if unit.query != record.query {
+        return Err(mismatch(format!("recorded with the query `{}`, but the new plan's is `{}`", record.query, unit.query)));
+    }
+    if unit.columns != record.columns {
+        return Err(mismatch("its columns' types differ from the new plan's".into()));
+    }
+    Ok(())
+}
+
+/// The encoding each worker uses: a function of the worker count (`--jobs`), never of the
+/// number of units, as memory grows with the workers running at once.
+fn worker_settings(config: &ExportConfig) -> (ParquetSettings, usize) {
+    (config.parquet, config.batch_rows)
+}
+
+/// The records of `table`'s units, taken out of `records`.
+fn take_records(table: &TablePlan, records: &mut BTreeMap<(String, usize), UnitRecord>) -> Vec<UnitRecord> {
+    table.partitions.iter().filter_map(|p| records.remove(&(table.name.clone(), p.index))).collect()
+}
+
+/// A table at the start of an attempt: its recorded units merged in, the rest to export.
+struct ResumedTable {
+    assembly: TableAssembly,
+    /// Units to export, with the table's unit count.
+    queued: Vec<(ExportUnit, usize)>,
+    counter: ProgressCounter,
+    reports: Vec<UnitReport>,
+    snapshots: Vec<UnitSnapshot>,
+}
+
+/// `table` with the units of `kept` taken as recorded (their rows as counted in the snapshot
+/// they were read in) and the others queued to be read in `snapshot`.
+fn resume_table(table: &TablePlan, kept: Vec<UnitRecord>, run_id: &RunId, snapshot: &UnitSnapshot) -> Result<ResumedTable, ExportError> {
+    let mut plan = table.clone();
+    let (mut files, mut queued, mut reports, mut snapshots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for partition in &mut plan.partitions {
+        match kept.iter().find(|r| r.partition == partition.index) {
+            Some(record) => {
+                partition.rows = record.rows;
+                files.extend(recorded_files(&table.columns, record)?);
+                reports.push(unit_report(record, true));
+                snapshots.push(record.snapshot.clone());
+            }
+            None => {
+                queued.push((ExportUnit::new(table, partition, run_id), table.partitions.len()));
+                snapshots.push(UnitSnapshot { table: table.name.clone(), partition: partition.index, ..snapshot.clone() });
+            }
+        }
+    }
+    plan.row_count = plan.partitions.iter().map(|p| p.rows).sum();
+    let counter = Arc::new(TableProgress {
+        planned_rows: plan.row_count,
+        planned_units: plan.partitions.len() as u64,
+        rows: kept.iter().map(|r| r.rows).sum::<u64>().into(),
+        units: (kept.len() as u64).into(),
+        ..TableProgress::default()
+    });
+    let pending = queued.len();
+    Ok(ResumedTable { assembly: TableAssembly { plan, files, pending }, queued, counter, reports, snapshots })
+}
+
+/// A recorded unit's files with their columns' accumulators rebuilt from the record.
+fn recorded_files(columns: &[ColumnMapping], record: &UnitRecord) -> Result<Vec<WrittenFile>, ExportError> {
+    record
+        .files
+        .iter()
+        .map(|file| {
+            let accumulators = columns
+                .iter()
+                .enumerate()
+                .map(|(position, mapping)| {
+                    file.aggregates.get(position).and_then(|recorded| ColumnAccumulator::from_recorded(mapping, recorded)).ok_or_else(
+                        || ExportError::RecordedAggregates {
+                            table: record.table.clone(),
+                            partition: record.partition,
+                            column: mapping.bq_name.clone(),
+                        },
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(WrittenFile { manifest: file.clone(), accumulators })
+        })
+        .collect()
 }
 
 /// One partition's work, a plain value: the rows to read, what they must number, and where
@@ -221,17 +458,7 @@ impl ExportUnit {
     }
 }
 
-/// How one partition's export ended.
-#[derive(Debug)]
-pub enum PartitionOutcome {
-    /// Every row written and counted: the partition's files.
-    Done(Vec<WrittenFile>),
-    /// Stopped early because another partition of the table failed.
-    Cancelled,
-    Failed(ExportError),
-}
-
-/// Why a partition stopped before its last batch.
+/// Why a unit stopped before its last batch.
 enum Interrupted {
     Cancelled,
     Failed(Box<ExportError>),
@@ -243,37 +470,44 @@ impl From<ExportError> for Interrupted {
     }
 }
 
-/// What the partitions of one table share on this machine: the source snapshot, the store,
-/// the encoding, progress, and the flag that stops them all once one fails.
-struct PartitionExporter {
+/// What the workers of a run share on this machine: the source snapshot, the store, the
+/// encoding, and the flag that stops them all once one unit fails.
+pub struct UnitExporter {
     source_url: String,
-    /// Statements that put a partition's connection into the run's snapshot.
+    /// Statements that put a worker's connection into the run's snapshot.
     setup: Vec<String>,
     store: Store,
     runtime: tokio::runtime::Handle,
     parquet: ParquetSettings,
     batch_rows: usize,
-    counter: ProgressCounter,
     cancelled: AtomicBool,
 }
 
-impl PartitionExporter {
-    /// Reads `unit`'s rows from the snapshot into Parquet files in the store. Blocks: run it
-    /// on a blocking thread. A failure stops the table's other partitions at their next batch.
-    fn export_partition(&self, unit: &ExportUnit) -> PartitionOutcome {
-        match self.write_partition(unit) {
-            Ok(files) => PartitionOutcome::Done(files),
-            Err(Interrupted::Cancelled) => PartitionOutcome::Cancelled,
-            Err(Interrupted::Failed(error)) => {
-                self.cancelled.store(true, Ordering::Relaxed);
-                PartitionOutcome::Failed(*error)
-            }
+impl UnitExporter {
+    /// Reads `unit`'s rows from the snapshot into Parquet files in the store, counting them in
+    /// `counter` (and taking them back out if the attempt fails). Blocks: run it on a blocking
+    /// thread. `None` when the run was cancelled meanwhile.
+    ///
+    /// # Errors
+    /// The unit's [`ExportError`].
+    fn export_unit(&self, unit: &ExportUnit, counter: &TableProgress) -> Result<Option<Vec<WrittenFile>>, ExportError> {
+        let mut counted = (0, 0);
+        trace!(table = %unit.table, partition = unit.partition, query = %unit.query, "Streaming partition");
+        let outcome = self.write_unit(unit, counter, &mut counted);
+        if outcome.is_err() {
+            counter.rows.fetch_sub(counted.0, Ordering::Relaxed);
+            counter.bytes.fetch_sub(counted.1, Ordering::Relaxed);
+        }
+        match outcome {
+            Ok(files) => Ok(Some(files)),
+            Err(Interrupted::Cancelled) => Ok(None),
+            Err(Interrupted::Failed(error)) => Err(*error),
         }
     }
 
-    fn write_partition(&self, unit: &ExportUnit) -> Result<Vec<WrittenFile>, Interrupted> {
+    fn write_unit(&self, unit: &ExportUnit, counter: &TableProgress, counted: &mut (u64, u64)) -> Result<Vec<WrittenFile>, Interrupted> {
         let (table, partition) = (&unit.table, unit.partition);
-        let written = |source| Interrupted::from(ExportError::Write { table: table.clone(), partition, source });
+        let written = |source| Interrupted::from(ExportError::Write { table: table.clone(), partition, source: Box::new(source) });
         let schema = pinned_schema(&unit.columns);
         let accumulators = unit.columns.iter().map(ColumnAccumulator::for_column).collect();
         let mut files = PartitionFiles::new(
@@ -290,11 +524,13 @@ impl PartitionExporter {
                 return Err(Interrupted::Cancelled);
             }
             let batch = normalize_batch(&batch, &unit.columns, &schema)
-                .map_err(|source| Interrupted::from(ExportError::Batch { table: table.clone(), partition, source }))?;
-            let bytes = files.write(&batch).map_err(written)?;
-            self.counter.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-            self.counter.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-            debug!(table = %table, partition, rows = batch.num_rows(), "Wrote batch");
+                .map_err(|source| Interrupted::from(ExportError::Batch { table: table.clone(), partition, source: Box::new(source) }))?;
+            let bytes = files.write(&batch).map_err(written)? as u64;
+            let rows = batch.num_rows() as u64;
+            counter.rows.fetch_add(rows, Ordering::Relaxed);
+            counter.bytes.fetch_add(bytes, Ordering::Relaxed);
+            *counted = (counted.0 + rows, counted.1 + bytes);
+            debug!(table = %table, partition, rows, "Wrote batch");
             Ok(())
         })
         .map_err(|error| match error {
@@ -306,75 +542,6 @@ impl PartitionExporter {
             return Err(Interrupted::from(ExportError::Source(short)));
         }
         files.finish().map_err(written)
-    }
-}
-
-async fn export_table(
-    config: &ExportConfig,
-    store: &Store,
-    table: &TablePlan,
-    setup: &[String],
-    run_id: &RunId,
-    counter: ProgressCounter,
-) -> Result<TableManifest, ExportError> {
-    let started = Instant::now();
-    let exporter = Arc::new(PartitionExporter {
-        source_url: config.source_url.clone(),
-        setup: setup.to_vec(),
-        store: store.clone(),
-        runtime: tokio::runtime::Handle::current(),
-        parquet: config.parquet,
-        batch_rows: config.batch_rows,
-        counter,
-        cancelled: AtomicBool::new(false),
-    });
-    let mut workers = Vec::new();
-    for partition in &table.partitions {
-        let unit = ExportUnit::new(table, partition, run_id);
-        trace!(partition = unit.partition, query = %unit.query, "Streaming partition");
-        let exporter = exporter.clone();
-        workers.push((partition.index, tokio::task::spawn_blocking(move || exporter.export_partition(&unit))));
-    }
-    let written = join_partitions(&table.name, workers).await?;
-    let manifest = table_manifest(table, written);
-    if manifest.row_count != table.row_count {
-        return Err(ExportError::RowCountMismatch { table: table.name.clone(), expected: table.row_count, actual: manifest.row_count });
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    info!(
-        rows = manifest.row_count,
-        files = manifest.files.len(),
-        bytes = manifest.files.iter().map(|f| f.bytes).sum::<u64>(),
-        seconds = format!("{seconds:.2}"),
-        rows_per_s = (manifest.row_count as f64 / seconds.max(1e-9)) as u64,
-        "Exported table"
-    );
-    Ok(manifest)
-}
-
-/// Waits for every partition of `table` and gathers their files, or returns the first
-/// failure in partition order (a worker that panicked fails with its panic message).
-async fn join_partitions(
-    table: &str,
-    workers: Vec<(usize, tokio::task::JoinHandle<PartitionOutcome>)>,
-) -> Result<Vec<WrittenFile>, ExportError> {
-    let mut first_error = None;
-    let mut written = Vec::new();
-    for (partition, worker) in workers {
-        match worker.await {
-            Ok(PartitionOutcome::Done(files)) => written.extend(files),
-            Ok(PartitionOutcome::Cancelled) => {}
-            Ok(PartitionOutcome::Failed(error)) => {
-                first_error.get_or_insert(error);
-            }
-            Err(source) => {
-                first_error.get_or_insert(ExportError::Worker { table: table.to_string(), partition, source });
-            }
-        }
-    }
-    match first_error {
-        Some(error) => Err(error),
-        None => Ok(written),
     }
 }
 
@@ -420,6 +587,7 @@ mod tests {
     use arrow::array::{ArrayRef, Int64Array};
 
     use super::*;
+    use crate::model::manifest::SourceInfo;
     use crate::model::partition::{BlockSpan, KeyColumn, Relation};
     use crate::model::types::{map_column, OutOfRange, PgColumn};
 
@@ -489,18 +657,83 @@ mod tests {
         assert_eq!(unit.query, r#"SELECT "id" AS "id" FROM "public"."t" WHERE (id < 5)"#);
     }
 
-    #[tokio::test]
-    async fn a_worker_that_panicked_fails_its_table_with_the_panic_message() {
+    /// A resumed table keeps its recorded unit (rows as its snapshot counted them, files and
+    /// aggregates as recorded) and queues only the other.
+    #[test]
+    fn a_resumed_table_keeps_recorded_units_and_queues_the_rest() {
         let table = table(&[2, 1]);
-        let done = file(&table, 0, vec![1, 2]);
-        let workers = vec![
-            (0, tokio::task::spawn_blocking(move || PartitionOutcome::Done(vec![done]))),
-            (1, tokio::task::spawn_blocking(|| -> PartitionOutcome { panic!("connection reset in the middle of a row") })),
-        ];
-        let error = join_partitions("public.t", workers).await.unwrap_err();
-        assert!(matches!(error, ExportError::Worker { partition: 1, .. }), "{error:?}");
-        let cause = std::error::Error::source(&error).expect("a cause").to_string();
-        assert!(cause.contains("connection reset in the middle of a row"), "{cause}");
+        let run_id = RunId::parse("r1").unwrap();
+        let kept = file(&table, 0, vec![1, 2, 5]);
+        let unit = ExportUnit::new(&table, &table.partitions[0], &run_id);
+        let record = UnitRecord {
+            table: unit.table.clone(),
+            partition: 0,
+            units_in_table: 2,
+            query: unit.query.clone(),
+            columns: unit.columns.clone(),
+            rows: 3,
+            files: vec![kept.manifest.clone()],
+            snapshot: UnitSnapshot {
+                table: unit.table,
+                partition: 0,
+                snapshot_id: "old".into(),
+                txid_snapshot: "1:1:".into(),
+                wal_lsn: None,
+            },
+            attempts: 1,
+            seconds: 0.5,
+        };
+        let now = UnitSnapshot {
+            table: String::new(),
+            partition: 0,
+            snapshot_id: "new".into(),
+            txid_snapshot: "1:1:".into(),
+            wal_lsn: Some("0/1".into()),
+        };
+        let resumed = resume_table(&table, vec![record], &run_id, &now).unwrap();
+        assert_eq!(resumed.assembly.plan.row_count, 4, "3 recorded rows and the 1 planned now");
+        assert_eq!(resumed.assembly.pending, 1);
+        assert_eq!(resumed.queued.iter().map(|(u, n)| (u.partition, *n)).collect::<Vec<_>>(), [(1, 2)]);
+        assert_eq!(resumed.snapshots.iter().map(|s| (s.partition, s.snapshot_id.as_str())).collect::<Vec<_>>(), [(0, "old"), (1, "new")]);
+        assert_eq!(resumed.assembly.files[0].accumulators[0].finish().sum.as_deref(), Some("8"));
+        assert!(resumed.reports[0].resumed);
+        assert_eq!(resumed.counter.rows.load(Ordering::Relaxed), 3);
+    }
+
+    /// A record is kept only where the new plan cuts its table the same way.
+    #[test]
+    fn a_record_of_a_unit_cut_otherwise_is_refused() {
+        let run_id = RunId::parse("r1").unwrap();
+        let planned = table(&[2, 1]);
+        let source = SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None };
+        let plan =
+            ExportPlan { run_id: "r1".into(), destination: String::new(), source, tables: vec![planned.clone()], problems: Vec::new() };
+        let unit = ExportUnit::new(&planned, &planned.partitions[1], &run_id);
+        let snapshot =
+            UnitSnapshot { table: unit.table.clone(), partition: 1, snapshot_id: "s".into(), txid_snapshot: String::new(), wal_lsn: None };
+        let record = UnitRecord {
+            table: unit.table.clone(),
+            partition: 1,
+            units_in_table: 2,
+            query: unit.query.clone(),
+            columns: unit.columns.clone(),
+            rows: 1,
+            files: Vec::new(),
+            snapshot,
+            attempts: 1,
+            seconds: 0.0,
+        };
+        assert!(check_record(&plan, &run_id, &record).is_ok());
+        let moved = UnitRecord { query: format!("{} WHERE \"id\" >= 20", planned.source_query), ..record.clone() };
+        let error = check_record(&plan, &run_id, &moved).unwrap_err().to_string();
+        assert!(error.contains("unit 1: recorded with the query") && error.contains("rerun without --resume"), "{error}");
+        let recut = UnitRecord { units_in_table: 3, ..record.clone() };
+        assert!(check_record(&plan, &run_id, &recut)
+            .unwrap_err()
+            .to_string()
+            .contains("one of 3 units, but the new plan cuts the table into 2"));
+        let other = UnitRecord { table: "public.gone".into(), ..record };
+        assert!(check_record(&plan, &run_id, &other).unwrap_err().to_string().contains("does not export the table"));
     }
 
     #[test]

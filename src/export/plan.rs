@@ -86,7 +86,7 @@ pub async fn plan_export(config: &ExportConfig, session: &SnapshotSession, run_i
     if config.tables.is_empty() {
         return Err(PlanError::NothingToExport);
     }
-    let workers = unit_workers();
+    let workers = config.jobs;
     let mut tables = Vec::new();
     let mut problems = Vec::new();
     for spec in &config.tables {
@@ -401,11 +401,6 @@ impl UnitSizing {
         let target = (bytes(table_blocks) / self.workers.max(1) as u64).clamp(MIN_UNIT_BYTES, MAX_UNIT_BYTES);
         bytes(blocks).div_ceil(target).max(1) as usize
     }
-}
-
-/// The workers the units are sized for: the cores, as many as export runs at once by default.
-fn unit_workers() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// The units of a table or query (rows not counted yet), or the problems that keep a child

@@ -491,6 +491,8 @@ mod tests {
             completed_at: String::new(),
             source: SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None },
             destination: "gs://b/p".into(),
+            mixed_snapshot: false,
+            unit_snapshots: Vec::new(),
             tables: vec![TableManifest {
                 name: "public.events".into(),
                 bq_table: "events".into(),

@@ -159,6 +159,8 @@ fn manifest(tables: &[&str], files: usize) -> Manifest {
         completed_at: String::new(),
         source: SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None },
         destination: "gs://b/p".into(),
+        mixed_snapshot: false,
+        unit_snapshots: Vec::new(),
         tables: tables.iter().map(table).collect(),
     }
 }

@@ -33,6 +33,26 @@ pub struct Manifest {
     /// The destination root the paths below are relative to (the run directory's parent).
     pub destination: String,
     pub tables: Vec<TableManifest>,
+    /// Whether units were read in more than one snapshot (a resumed run); absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mixed_snapshot: bool,
+    /// For a mixed-snapshot run, the snapshot each unit was read in; absent otherwise (every
+    /// unit was read in [`Self::source`]'s).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unit_snapshots: Vec<UnitSnapshot>,
+}
+
+/// The snapshot one unit (partition) of a table was read in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitSnapshot {
+    pub table: String,
+    pub partition: usize,
+    /// `pg_export_snapshot()` of the session the unit was read in: one per export attempt.
+    pub snapshot_id: String,
+    /// `txid_current_snapshot()` of the exporting transaction.
+    pub txid_snapshot: String,
+    /// WAL position when the snapshot was taken (replay position on a standby).
+    pub wal_lsn: Option<String>,
 }
 
 /// The source and the consistent snapshot every table was read in.
@@ -446,6 +466,8 @@ mod tests {
             completed_at: String::new(),
             source: SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None },
             destination: "gs://b/p".into(),
+            mixed_snapshot: false,
+            unit_snapshots: Vec::new(),
             tables: vec![TableManifest {
                 name: "public.t".into(),
                 bq_table: "t".into(),

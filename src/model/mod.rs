@@ -1,7 +1,8 @@
 //! The vocabulary every layer shares, with no I/O: the type table ([`types`]), exact decimals
 //! ([`decimal`]), the manifest ([`manifest`]) with its [`run_id`] and its partitions' bounds
 //! ([`partition`]), the aggregates validation compares ([`aggregates`], [`fingerprint`]), the
-//! [`check`]s it reports, the progress counters stages update ([`progress`]), and
+//! [`check`]s it reports, the progress counters stages update ([`progress`]), the record of a finished export unit
+//! ([`unit_record`]), and
 //! [`error_chain`], how every error is told with its causes.
 //!
 //! Nothing here imports another pg2bq module.
@@ -15,6 +16,7 @@ pub mod partition;
 pub mod progress;
 pub mod run_id;
 pub mod types;
+pub mod unit_record;
 
 /// The messages of an error and of each of its sources, outermost first.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {

@@ -1,6 +1,6 @@
 //! Where snapshots live: a [`store`] (local, memory, or GCS through its JSON API in [`gcs`]),
-//! the run directory's claim ([`run`], the only place that deletes), and reading and checking
-//! a committed run ([`manifest`]).
+//! the run directory's claim ([`run`], the only place that deletes), the records of finished
+//! export units ([`units`]), and reading and checking a committed run ([`manifest`]).
 //!
 //! Imports only [`crate::model`] and [`crate::gcp`].
 
@@ -8,3 +8,4 @@ pub mod gcs;
 pub mod manifest;
 pub mod run;
 pub mod store;
+pub mod units;

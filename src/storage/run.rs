@@ -3,14 +3,17 @@
 //!
 //! A claim is `<run-id>/claim-NNNNNN.json`, created create-only. The highest number holds the
 //! run; taking over a dead attempt means creating the next number, so two rerunners cannot both
-//! win. Nothing here deletes outside `<run-id>/`, or anything beside the claim once the run's
-//! manifest exists.
+//! win. Nothing here deletes outside `<run-id>/`, or anything beside the claim and the unit
+//! records (bookkeeping, see [`is_bookkeeping_file`]) once the run's manifest exists.
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
 use super::store::{Store, StoreError};
 use crate::model::manifest::MANIFEST_FILE;
 use crate::model::run_id::RunId;
+use crate::model::unit_record::UnitRecord;
 
 /// Claim attempts before giving up when other exporters keep taking the next number.
 const MAX_CLAIM_ROUNDS: usize = 5;
@@ -61,8 +64,11 @@ pub enum Cleanup {
     EarlierAttempts,
     /// Everything, the claim last (a failed run).
     Everything,
-    /// Only the claim (after the commit, or when the run turned out to be committed).
+    /// Only the claim (when the run turned out to be committed by another export).
     ClaimOnly,
+    /// The claim and the unit records: the bookkeeping a run no longer needs once this
+    /// export committed it.
+    Bookkeeping,
 }
 
 /// A run this process holds: proof required by the only function that deletes.
@@ -85,8 +91,14 @@ fn claim_number(name: &str) -> Option<u32> {
 
 /// Whether `name` (an object's name inside a run directory) is a claim: commit bookkeeping, not
 /// snapshot data. A kill between the manifest's creation and the claim's removal leaves one.
-pub fn is_claim_file(name: &str) -> bool {
+fn is_claim_file(name: &str) -> bool {
     claim_number(name).is_some()
+}
+
+/// Whether `name` (an object's name inside a run directory) is commit bookkeeping: a claim or a
+/// unit record. A kill between the manifest's creation and their removal leaves them.
+pub fn is_bookkeeping_file(name: &str) -> bool {
+    is_claim_file(name) || UnitRecord::is_record(name)
 }
 
 /// The claim numbers found among the run's objects.
@@ -161,31 +173,73 @@ impl RunClaim {
     }
 
     /// The only delete of an export: objects under `<run-id>/` (local staging files included),
-    /// only while this claim is the highest, and nothing but the claim once the manifest exists.
-    /// Returns how many objects went.
+    /// only while this claim is the highest, and nothing but bookkeeping once the manifest
+    /// exists. Returns how many objects went.
     ///
     /// # Errors
     /// [`ClaimError::Lost`] or [`ClaimError::Committed`] before anything is deleted;
     /// [`ClaimError::Store`] when a delete fails.
     pub async fn delete_run_objects(&self, cleanup: Cleanup) -> Result<usize, ClaimError> {
         let own = claim_path(&self.run_id, self.number);
-        if cleanup == Cleanup::ClaimOnly {
-            self.store.delete_in_run(&self.run_id, &own).await?;
-            return Ok(1);
+        let prefix = format!("{}/", self.run_id);
+        match cleanup {
+            Cleanup::ClaimOnly => self.store.delete_in_run(&self.run_id, &own).await.map(|()| 1).map_err(Into::into),
+            Cleanup::Bookkeeping => {
+                let objects = self.store.list_run_with_staging(&self.run_id).await?;
+                let records = objects.iter().filter(|p| p.strip_prefix(&prefix).is_some_and(UnitRecord::is_record));
+                let deleted = self.delete_each(records).await?;
+                self.store.delete_in_run(&self.run_id, &own).await?;
+                Ok(deleted + 1)
+            }
+            Cleanup::EarlierAttempts => self.delete_uncommitted(|path| path != own).await,
+            Cleanup::Everything => {
+                let deleted = self.delete_uncommitted(|path| path != own).await?;
+                self.store.delete_in_run(&self.run_id, &own).await?;
+                Ok(deleted)
+            }
         }
+    }
+
+    /// Deletes what an earlier attempt left except the unit records and the files they list
+    /// (`keep`, paths relative to the root), for `export --resume`. Returns how many went.
+    ///
+    /// # Errors
+    /// As [`Self::delete_run_objects`].
+    pub async fn delete_unrecorded(&self, keep: &BTreeSet<String>) -> Result<usize, ClaimError> {
+        let own = claim_path(&self.run_id, self.number);
+        let prefix = format!("{}/", self.run_id);
+        self.delete_uncommitted(|path| {
+            path != own && !keep.contains(path) && !path.strip_prefix(&prefix).is_some_and(UnitRecord::is_record)
+        })
+        .await
+    }
+
+    /// Deletes the files one unit wrote in this run (`<directory>/part-pPPPP-…`, staging files
+    /// included) before it is tried again. Returns how many went.
+    ///
+    /// # Errors
+    /// As [`Self::delete_run_objects`].
+    pub async fn delete_unit_files(&self, directory: &str, partition: usize) -> Result<usize, ClaimError> {
+        let unit_prefix = format!("{directory}/part-p{partition:04}-");
+        self.delete_uncommitted(|path| path.starts_with(&unit_prefix)).await
+    }
+
+    /// Deletes the run's objects `select` picks, while this claim holds and no manifest exists.
+    async fn delete_uncommitted(&self, select: impl Fn(&str) -> bool) -> Result<usize, ClaimError> {
         let objects = self.store.list_run_with_staging(&self.run_id).await?;
         self.ensure_highest(objects.iter().map(String::as_str))?;
         let manifest = format!("{}/{MANIFEST_FILE}", self.run_id);
         if objects.contains(&manifest) {
             return Err(ClaimError::Committed { run_id: self.run_id.to_string(), uri: self.store.uri(&manifest) });
         }
+        self.delete_each(objects.iter().filter(|p| select(p))).await
+    }
+
+    async fn delete_each<'a>(&self, paths: impl Iterator<Item = &'a String>) -> Result<usize, ClaimError> {
         let mut deleted = 0;
-        for path in objects.iter().filter(|p| **p != own) {
+        for path in paths {
             self.store.delete_in_run(&self.run_id, path).await?;
             deleted += 1;
-        }
-        if cleanup == Cleanup::Everything {
-            self.store.delete_in_run(&self.run_id, &own).await?;
         }
         Ok(deleted)
     }

@@ -107,6 +107,9 @@ pub struct ValidationReport {
     pub project: String,
     pub dataset: String,
     pub passed: bool,
+    /// The run was resumed and its units read in more than one snapshot (a warning, not a
+    /// failure: see the manifest's `unit_snapshots`).
+    pub mixed_snapshot: bool,
     pub tables: Vec<TableValidation>,
     pub probes: Vec<Check>,
 }
@@ -157,6 +160,7 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
         project: config.project.clone(),
         dataset: config.dataset.clone(),
         passed,
+        mixed_snapshot: manifest.mixed_snapshot,
         tables,
         probes,
     })

@@ -11,6 +11,7 @@ mod load;
 mod load_state;
 mod partitioned;
 mod runs;
+mod scheduler;
 mod support;
 mod validate;
 mod validate_nulls;

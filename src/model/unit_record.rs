@@ -1,0 +1,91 @@
+//! A finished unit of an export, recorded under its run as it finishes
+//! (`<run-id>/_units/<table>/<unit>.json`, create-only) so `export --resume` keeps it: what it
+//! read, the files it wrote, and the snapshot it read them in.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::manifest::{FileManifest, UnitSnapshot};
+use crate::model::types::ColumnMapping;
+
+/// Directory of the unit records inside a run directory.
+pub const UNITS_DIR: &str = "_units";
+
+/// One finished unit: enough to merge it into its table's manifest without reading it again,
+/// and to check that a new plan cuts the table the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitRecord {
+    /// `schema.table` or the query's name.
+    pub table: String,
+    /// The unit's index within its table (its partition).
+    pub partition: usize,
+    /// How many units the plan cut the table into.
+    pub units_in_table: usize,
+    /// The query the unit ran (the table's SELECT and the unit's predicate).
+    pub query: String,
+    /// The columns it read, with their routes.
+    pub columns: Vec<ColumnMapping>,
+    /// Rows read, equal to the count of the snapshot it was read in.
+    pub rows: u64,
+    /// The files it wrote, as the table's manifest lists them.
+    pub files: Vec<FileManifest>,
+    /// The snapshot it was read in.
+    pub snapshot: UnitSnapshot,
+    /// Attempts it took (1 unless it was retried).
+    pub attempts: u32,
+    /// Wall time of its attempts and pauses.
+    pub seconds: f64,
+}
+
+impl UnitRecord {
+    /// Where the record of `partition` of `table` lives inside the run directory.
+    pub fn path(run_id: &str, table: &str, partition: usize) -> String {
+        format!("{run_id}/{UNITS_DIR}/{table}/unit-{partition:05}.json")
+    }
+
+    /// Whether `name` (an object's path inside a run directory) is a unit record.
+    pub fn is_record(name: &str) -> bool {
+        name.strip_prefix(UNITS_DIR).is_some_and(|rest| rest.starts_with('/') && rest.ends_with(".json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::aggregates::ColumnAggregates;
+
+    #[test]
+    fn a_record_round_trips_and_names_its_path() {
+        let record = UnitRecord {
+            table: "public.t".into(),
+            partition: 3,
+            units_in_table: 4,
+            query: "SELECT 1".into(),
+            columns: Vec::new(),
+            rows: 7,
+            files: vec![FileManifest {
+                path: "public.t/part-p0003-s00000.parquet".into(),
+                uri: "gs://b/r/public.t/part-p0003-s00000.parquet".into(),
+                partition: 3,
+                rows: 7,
+                bytes: 99,
+                crc32c: "AAAAAA==".into(),
+                aggregates: vec![ColumnAggregates::default()],
+            }],
+            snapshot: UnitSnapshot {
+                table: "public.t".into(),
+                partition: 3,
+                snapshot_id: "00000003-00000002-1".into(),
+                txid_snapshot: "10:12:".into(),
+                wal_lsn: Some("0/16B3748".into()),
+            },
+            attempts: 2,
+            seconds: 1.5,
+        };
+        let json = serde_json::to_vec(&record).unwrap();
+        assert_eq!(serde_json::from_slice::<UnitRecord>(&json).unwrap(), record);
+        let path = UnitRecord::path("r1", "public.t", 3);
+        assert_eq!(path, "r1/_units/public.t/unit-00003.json");
+        assert!(UnitRecord::is_record(path.strip_prefix("r1/").unwrap()));
+        assert!(!UnitRecord::is_record("public.t/part-p0003-s00000.parquet"));
+    }
+}
