@@ -10,6 +10,7 @@ mod layers;
 mod load;
 mod load_state;
 mod runs;
+mod stream;
 mod support;
 mod validate;
 mod validate_nulls;

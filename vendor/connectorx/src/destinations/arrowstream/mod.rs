@@ -20,26 +20,35 @@ use itertools::Itertools;
 use std::{
     any::Any,
     sync::{
-        mpsc::{channel, Receiver, Sender},
-        Arc,
+        mpsc::{sync_channel, Receiver, SyncSender},
+        Arc, Mutex,
     },
 };
 
 type Builder = Box<dyn Any + Send>;
 type Builders = Vec<Builder>;
 
+/// Finished batches that may wait for the consumer. A full channel blocks the producer, so a
+/// stream holds at most the batch being built, this many queued and the one being consumed,
+/// whatever the consumer's speed. (pg2bq patch: the channel was unbounded.)
+pub const STREAM_BUFFERED_BATCHES: usize = 1;
+
+/// Where the producer leaves the error that ended it, read once the stream is closed.
+pub type ProducerError = Arc<Mutex<Option<String>>>;
+
 pub struct ArrowDestination {
     schema: Vec<ArrowTypeSystem>,
     names: Vec<String>,
     arrow_schema: Arc<Schema>,
     batch_size: usize,
-    sender: Option<Sender<RecordBatch>>,
+    sender: Option<SyncSender<RecordBatch>>,
     receiver: Receiver<RecordBatch>,
+    producer_error: ProducerError,
 }
 
 impl Default for ArrowDestination {
     fn default() -> Self {
-        let (tx, rx) = channel();
+        let (tx, rx) = sync_channel(STREAM_BUFFERED_BATCHES);
         ArrowDestination {
             schema: vec![],
             names: vec![],
@@ -47,6 +56,7 @@ impl Default for ArrowDestination {
             batch_size: RECORD_BATCH_SIZE,
             sender: Some(tx),
             receiver: rx,
+            producer_error: ProducerError::default(),
         }
     }
 }
@@ -57,7 +67,7 @@ impl ArrowDestination {
     }
 
     pub fn new_with_batch_size(batch_size: usize) -> Self {
-        let (tx, rx) = channel();
+        let (tx, rx) = sync_channel(STREAM_BUFFERED_BATCHES);
         ArrowDestination {
             schema: vec![],
             names: vec![],
@@ -65,6 +75,7 @@ impl ArrowDestination {
             batch_size,
             sender: Some(tx),
             receiver: rx,
+            producer_error: ProducerError::default(),
         }
     }
 }
@@ -109,7 +120,13 @@ impl Destination for ArrowDestination {
     #[throws(ArrowDestinationError)]
     fn partition(&mut self, counts: usize) -> Vec<Self::Partition<'_>> {
         let mut partitions = vec![];
-        let sender = self.sender.take().unwrap();
+        // The destination keeps its own sender until the producer takes it
+        // (`take_sender`), so the stream cannot look finished before a failed producer
+        // has left its error.
+        let sender = self
+            .sender
+            .clone()
+            .ok_or_else(|| anyhow!("the stream's partitions were already made"))?;
         for _ in 0..counts {
             partitions.push(ArrowPartitionWriter::new(
                 self.schema.clone(),
@@ -119,7 +136,6 @@ impl Destination for ArrowDestination {
             )?);
         }
         partitions
-        // self.sender should be freed
     }
 
     fn schema(&self) -> &[ArrowTypeSystem] {
@@ -145,12 +161,28 @@ impl ArrowDestination {
         data
     }
 
+    /// The next batch, `None` once every producer finished, or the error that stopped one.
     #[throws(ArrowDestinationError)]
     pub fn record_batch(&mut self) -> Option<RecordBatch> {
         match self.receiver.recv() {
             Ok(rb) => Some(rb),
-            Err(_) => None,
+            Err(_) => match self.producer_error.lock().map(|mut e| e.take()) {
+                Ok(None) => None,
+                Ok(Some(message)) => throw!(anyhow!(message)),
+                Err(_) => throw!(anyhow!("the stream's producer panicked")),
+            },
         }
+    }
+
+    /// The destination's own sender, for the producer to hold (and drop) after it has
+    /// recorded its outcome in [`Self::producer_error`].
+    pub fn take_sender(&mut self) -> Option<SyncSender<RecordBatch>> {
+        self.sender.take()
+    }
+
+    /// Where the producer records the error that stopped it.
+    pub fn producer_error(&self) -> ProducerError {
+        Arc::clone(&self.producer_error)
     }
 
     pub fn empty_batch(&self) -> RecordBatch {
@@ -173,7 +205,7 @@ pub struct ArrowPartitionWriter {
     current_col: usize,
     arrow_schema: Arc<Schema>,
     batch_size: usize,
-    sender: Option<Sender<RecordBatch>>,
+    sender: Option<SyncSender<RecordBatch>>,
 }
 
 // unsafe impl Sync for ArrowPartitionWriter {}
@@ -184,7 +216,7 @@ impl ArrowPartitionWriter {
         schema: Vec<ArrowTypeSystem>,
         arrow_schema: Arc<Schema>,
         batch_size: usize,
-        sender: Sender<RecordBatch>,
+        sender: SyncSender<RecordBatch>,
     ) -> Self {
         let mut pw = ArrowPartitionWriter {
             schema,
@@ -221,7 +253,13 @@ impl ArrowPartitionWriter {
             .map(|(builder, &dt)| Realize::<FFinishBuilder>::realize(dt)?(builder))
             .collect::<std::result::Result<Vec<_>, crate::errors::ConnectorXError>>()?;
         let rb = RecordBatch::try_new(Arc::clone(&self.arrow_schema), columns)?;
-        self.sender.as_ref().and_then(|s| s.send(rb).ok());
+        if let Some(sender) = self.sender.as_ref() {
+            // A gone receiver means the consumer stopped: stop reading instead of parsing
+            // the rest of the query for nobody.
+            sender
+                .send(rb)
+                .map_err(|_| anyhow!("the record batch receiver was dropped"))?;
+        }
 
         self.current_row = 0;
         self.current_col = 0;
