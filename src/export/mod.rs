@@ -8,6 +8,7 @@
 
 pub mod batches;
 pub mod config;
+pub mod memory;
 pub mod parquet;
 pub mod plan;
 
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, info_span, trace, warn, Instrument};
 
 use crate::export::batches::{normalize_batch, pinned_schema, BatchError};
+use crate::export::memory::{estimated_row_bytes, WorkerMemory, DEFAULT_MEMORY_BUDGET_BYTES};
 use crate::export::parquet::{ParquetSettings, ParquetSinkError, PartitionFiles, WrittenFile};
 use crate::model::aggregates::ColumnAccumulator;
 use crate::model::manifest::{ColumnManifest, FileManifest, Manifest, PartitionManifest, TableManifest, FORMAT_VERSION, MANIFEST_FILE};
@@ -315,13 +317,17 @@ async fn export_table(
     counter: ProgressCounter,
 ) -> Result<TableManifest, ExportError> {
     let started = Instant::now();
+    // Every partition of the table runs at once: each gets its share of the memory budget.
+    let row_bytes = estimated_row_bytes(&pinned_schema(&table.columns));
+    let memory = WorkerMemory::split(DEFAULT_MEMORY_BUDGET_BYTES, table.partitions.len(), row_bytes, &config.parquet, config.batch_rows);
+    debug!(table = %table.name, ?memory, row_bytes, "Memory per partition");
     let exporter = Arc::new(PartitionExporter {
         source_url: config.source_url.clone(),
         setup: setup.to_vec(),
         store: store.clone(),
         runtime: tokio::runtime::Handle::current(),
-        parquet: config.parquet,
-        batch_rows: config.batch_rows,
+        parquet: memory.parquet(config.parquet),
+        batch_rows: memory.batch_rows,
         counter,
         cancelled: AtomicBool::new(false),
     });
