@@ -110,9 +110,57 @@ impl ColumnAccumulator {
         }
     }
 
-    /// Folds one array (of this accumulator's type) in.
+    /// Folds one array (of this accumulator's type) in: one typed loop per array for text,
+    /// bytes and integer-like columns, value by value for the rest.
     pub fn update(&mut self, array: &ArrayRef) {
         self.null_count += array.null_count() as u64;
+        match array.data_type() {
+            DataType::Utf8 => self.update_bytes(array.as_string::<i32>().iter().flatten().map(str::as_bytes)),
+            DataType::Binary => self.update_bytes(array.as_binary::<i32>().iter().flatten()),
+            DataType::Int16 => self.update_integers(array.as_primitive::<Int16Type>().iter().flatten().map(i64::from)),
+            DataType::Int32 => self.update_integers(array.as_primitive::<Int32Type>().iter().flatten().map(i64::from)),
+            DataType::Int64 => self.update_integers(array.as_primitive::<Int64Type>().iter().flatten()),
+            DataType::Date32 => self.update_integers(array.as_primitive::<Date32Type>().iter().flatten().map(i64::from)),
+            DataType::Time64(TimeUnit::Microsecond) => self.update_integers(array.as_primitive::<Time64MicrosecondType>().iter().flatten()),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                self.update_integers(array.as_primitive::<TimestampMicrosecondType>().iter().flatten())
+            }
+            _ => self.update_rows(array),
+        }
+    }
+
+    /// Text or bytes: fingerprinted as they are, min/max compared in place.
+    fn update_bytes<'a>(&mut self, values: impl Iterator<Item = &'a [u8]>) {
+        for bytes in values {
+            self.value_count += 1;
+            if self.orderable {
+                self.observe_bytes(bytes);
+            }
+            self.add_fingerprint(crate::model::fingerprint::fingerprint64(bytes));
+        }
+    }
+
+    /// Integers, dates, times and timestamps: all encoded as their decimal integer.
+    fn update_integers(&mut self, values: impl Iterator<Item = i64>) {
+        let mut digits = [0u8; 20];
+        for value in values {
+            self.value_count += 1;
+            if let Sum::Int(sum) = &mut self.sum {
+                *sum += value as i128;
+            }
+            if self.min.as_ref().is_none_or(|min| Bound::Int(value) < *min) {
+                self.min = Some(Bound::Int(value));
+            }
+            if self.max.as_ref().is_none_or(|max| Bound::Int(value) > *max) {
+                self.max = Some(Bound::Int(value));
+            }
+            self.add_fingerprint(crate::model::fingerprint::fingerprint64(decimal_digits(value, &mut digits)));
+        }
+    }
+
+    /// Any pinned type, value by value: booleans, floats, decimals and lists (and, as the
+    /// reference the typed loops are tested against, the others).
+    fn update_rows(&mut self, array: &ArrayRef) {
         for row in 0..array.len() {
             if array.is_null(row) {
                 continue;
@@ -124,30 +172,23 @@ impl ColumnAccumulator {
                 }
             }
             self.value_count += 1;
-            let bytes = match array.data_type() {
-                DataType::Utf8 => Some(array.as_string::<i32>().value(row).as_bytes()),
-                DataType::Binary => Some(array.as_binary::<i32>().value(row)),
-                _ => None,
-            };
-            let fingerprint = match bytes {
-                Some(bytes) => {
-                    if self.orderable {
-                        self.observe_bytes(bytes);
-                    }
-                    crate::model::fingerprint::fingerprint64(bytes)
-                }
-                None => {
-                    if let Some(bound) = self.bound_of(array, row) {
-                        self.observe(bound);
-                    }
-                    self.scratch.clear();
-                    encode_value(array, row, &mut self.scratch);
-                    crate::model::fingerprint::fingerprint64(&self.scratch)
-                }
-            };
-            self.fingerprint_xor ^= fingerprint;
-            self.fingerprint_sum += fingerprint as i64 as i128;
+            if let Some(bound) = self.bound_of(array, row) {
+                self.observe(bound);
+            }
+            self.scratch.clear();
+            encode_value(array, row, &mut self.scratch);
+            if self.orderable && matches!(array.data_type(), DataType::Utf8 | DataType::Binary) {
+                let bytes = std::mem::take(&mut self.scratch);
+                self.observe_bytes(&bytes);
+                self.scratch = bytes;
+            }
+            self.add_fingerprint(crate::model::fingerprint::fingerprint64(&self.scratch));
         }
+    }
+
+    fn add_fingerprint(&mut self, fingerprint: u64) {
+        self.fingerprint_xor ^= fingerprint;
+        self.fingerprint_sum += fingerprint as i64 as i128;
     }
 
     /// Min/max for strings and bytes without copying every value.
@@ -315,6 +356,26 @@ fn parse_decimal(text: &str, scale: u8) -> Option<i256> {
         return None;
     }
     i256::from_string(&format!("{integer}{fraction:0<width$}", width = scale as usize))
+}
+
+/// `value` in decimal, written into the end of `buffer` (no allocation): the text of
+/// `value.to_string()`.
+fn decimal_digits(value: i64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut rest = value.unsigned_abs();
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        start -= 1;
+        buffer[start] = b'-';
+    }
+    &buffer[start..]
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -532,6 +593,46 @@ mod tests {
         let out = acc.finish();
         assert_eq!((out.null_count, out.value_count, out.nan_count), (1, 2, Some(2)));
         assert_eq!((out.min, out.max, out.sum.as_deref()), (None, None, Some("0")));
+    }
+
+    /// Every column the typed loops take, as arrays of the same values with NULLs.
+    fn typed_loop_arrays(values: &[Option<i64>], texts: &[Option<String>]) -> Vec<ArrayRef> {
+        use arrow::array::*;
+        let narrow = |f: fn(i64) -> Option<i64>| values.iter().map(|v| v.and_then(f)).collect::<Vec<_>>();
+        let small = narrow(|v| i16::try_from(v % 30_000).ok().map(i64::from));
+        let mid = narrow(|v| i32::try_from(v % 2_000_000_000).ok().map(i64::from));
+        vec![
+            Arc::new(Int16Array::from(small.iter().map(|v| v.map(|v| v as i16)).collect::<Vec<_>>())),
+            Arc::new(Int32Array::from(mid.iter().map(|v| v.map(|v| v as i32)).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(values.to_vec())),
+            Arc::new(Date32Array::from(mid.iter().map(|v| v.map(|v| v as i32)).collect::<Vec<_>>())),
+            Arc::new(Time64MicrosecondArray::from(narrow(|v| Some(v.rem_euclid(86_400_000_000))))),
+            Arc::new(TimestampMicrosecondArray::from(values.to_vec()).with_timezone(crate::model::types::UTC)),
+            Arc::new(TimestampMicrosecondArray::from(values.to_vec())),
+            Arc::new(StringArray::from(texts.to_vec())),
+            Arc::new(BinaryArray::from(texts.iter().map(|t| t.as_deref().map(str::as_bytes)).collect::<Vec<_>>())),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn typed_loops_agree_with_the_value_by_value_path(
+            values in proptest::collection::vec(proptest::option::of(prop_oneof![any::<i64>(), Just(i64::MIN), -5i64..5]), 0..60),
+            texts in proptest::collection::vec(proptest::option::of(".{0,20}"), 0..60),
+        ) {
+            let n = values.len().min(texts.len());
+            for array in typed_loop_arrays(&values[..n], &texts[..n]) {
+                for orderable in [true, false] {
+                    let mut typed = ColumnAccumulator::new(array.data_type(), orderable);
+                    typed.update(&array);
+                    let mut by_value = ColumnAccumulator::new(array.data_type(), orderable);
+                    by_value.null_count += array.null_count() as u64;
+                    by_value.update_rows(&array);
+                    prop_assert_eq!(typed.finish(), by_value.finish(), "{}", array.data_type());
+                }
+            }
+        }
     }
 
     proptest! {
