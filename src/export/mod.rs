@@ -321,6 +321,9 @@ async fn export_table(
     let row_bytes = estimated_row_bytes(&pinned_schema(&table.columns));
     let memory = WorkerMemory::split(DEFAULT_MEMORY_BUDGET_BYTES, table.partitions.len(), row_bytes, &config.parquet, config.batch_rows);
     debug!(table = %table.name, ?memory, row_bytes, "Memory per partition");
+    if table.partitions.len() > WorkerMemory::max_workers(DEFAULT_MEMORY_BUDGET_BYTES) {
+        warn!(table = %table.name, partitions = table.partitions.len(), budget_mb = DEFAULT_MEMORY_BUDGET_BYTES >> 20, "More partitions at once than the memory budget holds: peak memory may exceed it");
+    }
     let exporter = Arc::new(PartitionExporter {
         source_url: config.source_url.clone(),
         setup: setup.to_vec(),
