@@ -91,6 +91,7 @@ pub enum ExportOutcome {
 /// # Errors
 /// [`ExportError`] naming the table, column and object; nothing is committed on error.
 pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) -> Result<ExportOutcome, ExportError> {
+    crate::export::memory::map_large_buffers();
     let run_id = config.run_id.clone().unwrap_or_else(RunId::generate);
     let started_at = chrono::Utc::now();
     let store = Store::open(&config.destination, &config.gcs)?;
