@@ -1,13 +1,14 @@
 //! Batch conversion throughput without a database: ConnectorX-shaped batches → our pinned
-//! types (`normalize_batch`), → Parquet (zstd, into `io::sink()`), and → manifest aggregates.
-//! One group per schema shape; throughput is the input batch's Arrow bytes.
+//! types (`normalize_batch`), → Parquet (zstd, into `io::sink()`), and → manifest aggregates
+//! (typed loops for text, bytes and integer-like columns; value by value for floats, decimals,
+//! booleans and lists). One group per schema shape; throughput is the input batch's Arrow bytes.
 //!
 //! `cargo bench --bench batch_conversion`; `cargo test --benches` runs each once (CI).
 
 use std::hint::black_box;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, LargeStringArray};
+use arrow::array::{ArrayRef, Date32Array, Float64Array, Int64Array, LargeStringArray};
 use arrow::record_batch::RecordBatch;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use parquet::arrow::ArrowWriter;
@@ -53,6 +54,9 @@ fn shapes() -> Vec<(&'static str, RecordBatch, Vec<ColumnMapping>)> {
     );
     let micros: ArrayRef =
         Arc::new(sequence(5).take(ROWS).map(|v| Some((v % 4_000_000_000_000_000) as i64 - 1_000_000_000_000_000)).collect::<Int64Array>());
+    // Values a float4 holds exactly, so the narrowing cast is exact.
+    let floats: ArrayRef = Arc::new(sequence(6).take(ROWS).map(|v| Some((v % 1_000_000) as f32 as f64 / 64.0)).collect::<Float64Array>());
+    let days: ArrayRef = Arc::new(sequence(8).take(ROWS).map(|v| Some((v % 80_000) as i32 - 20_000)).collect::<Date32Array>());
     let batch = |columns: Vec<(&str, ArrayRef)>| RecordBatch::try_from_iter(columns).expect("columns have equal length");
     let json_text = |mut m: ColumnMapping| {
         m.bq_type = BigQueryType::Json;
@@ -71,6 +75,12 @@ fn shapes() -> Vec<(&'static str, RecordBatch, Vec<ColumnMapping>)> {
         ),
         ("numeric", batch(vec![("amount", numerics)]), vec![mapping("amount", "numeric", ((38 << 16) | 9) + 4)]),
         ("timestamps", batch(vec![("at", micros)]), vec![mapping("at", "timestamptz", -1)]),
+        (
+            // Widened by ConnectorX (int2/int4 as Int64, float4 as Float64): normalize narrows them.
+            "narrow_numbers_and_dates",
+            batch(vec![("small", ints(4, false, 49)), ("mid", ints(5, false, 33)), ("ratio", floats), ("day", days)]),
+            vec![mapping("small", "int2", -1), mapping("mid", "int4", -1), mapping("ratio", "float4", -1), mapping("day", "date", -1)],
+        ),
         (
             "ints_10pct_nulls",
             batch(vec![("a", ints(1, true, 8)), ("b", ints(2, true, 8))]),

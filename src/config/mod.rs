@@ -265,6 +265,7 @@ fn parquet_settings(args: &ExportArgs) -> ParquetSettings {
         zstd_level: args.zstd_level.unwrap_or(defaults.zstd_level),
         row_group_bytes: args.row_group_size.map_or(defaults.row_group_bytes, |b| b as usize),
         file_bytes: args.file_size.unwrap_or(defaults.file_bytes),
+        ..defaults
     }
 }
 

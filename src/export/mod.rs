@@ -10,6 +10,7 @@
 
 pub mod batches;
 pub mod config;
+pub mod memory;
 pub mod parquet;
 pub mod plan;
 pub mod schedule;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, trace, warn};
 
 use crate::export::batches::{normalize_batch, pinned_schema, BatchError};
+use crate::export::memory::{estimated_row_bytes, WorkerMemory, DEFAULT_MEMORY_BUDGET_BYTES};
 use crate::export::parquet::{ParquetSettings, ParquetSinkError, PartitionFiles, WrittenFile};
 use crate::model::aggregates::ColumnAccumulator;
 use crate::model::manifest::{
@@ -113,6 +115,7 @@ pub enum ExportOutcome {
 /// # Errors
 /// [`ExportError`] naming the table, column and object; nothing is committed on error.
 pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) -> Result<ExportOutcome, ExportError> {
+    crate::export::memory::map_large_buffers();
     let run_id = config.run_id.clone().unwrap_or_else(RunId::generate);
     let started_at = chrono::Utc::now();
     let store = Store::open(&config.destination, &config.gcs)?;
@@ -247,14 +250,15 @@ impl RunAttempt<'_> {
             reports.extend(resumed.reports);
             snapshots.extend(resumed.snapshots);
         }
-        let (parquet, batch_rows) = worker_settings(config);
+        let jobs = jobs_within_budget(config.jobs);
         let exporter = Arc::new(UnitExporter {
             source_url: config.source_url.clone(),
             setup: session.partition_setup(),
             store: store.clone(),
             runtime: tokio::runtime::Handle::current(),
-            parquet,
-            batch_rows,
+            parquet: config.parquet,
+            batch_rows: config.batch_rows,
+            workers: jobs,
             cancelled: AtomicBool::new(false),
         });
         let scheduler = Scheduler { exporter, claim, run_id: claim.run_id(), snapshot, queue: Mutex::new(queue_order(queues)) };
@@ -344,10 +348,19 @@ fn check_record(plan: &ExportPlan, run_id: &RunId, record: &UnitRecord) -> Resul
     Ok(())
 }
 
-/// The encoding each worker uses: a function of the worker count (`--jobs`), never of the
-/// number of units, as memory grows with the workers running at once.
-fn worker_settings(config: &ExportConfig) -> (ParquetSettings, usize) {
-    (config.parquet, config.batch_rows)
+/// The workers that run at once: `--jobs`, but no more than the memory budget holds (each
+/// worker's share of it is set where a unit starts, see [`WorkerMemory::split`]).
+fn jobs_within_budget(jobs: usize) -> usize {
+    let most = WorkerMemory::max_workers(DEFAULT_MEMORY_BUDGET_BYTES);
+    if jobs > most {
+        warn!(
+            jobs,
+            running = most,
+            budget_mb = DEFAULT_MEMORY_BUDGET_BYTES >> 20,
+            "More --jobs than the memory budget holds: running fewer units at once"
+        );
+    }
+    jobs.clamp(1, most)
 }
 
 /// The records of `table`'s units, taken out of `records`.
@@ -478,8 +491,12 @@ pub struct UnitExporter {
     setup: Vec<String>,
     store: Store,
     runtime: tokio::runtime::Handle,
+    /// The encoding's limits; each unit gets its worker's share of the memory budget.
     parquet: ParquetSettings,
+    /// Rows per batch at most.
     batch_rows: usize,
+    /// Workers running at once, sharing the memory budget.
+    workers: usize,
     cancelled: AtomicBool,
 }
 
@@ -509,17 +526,20 @@ impl UnitExporter {
         let (table, partition) = (&unit.table, unit.partition);
         let written = |source| Interrupted::from(ExportError::Write { table: table.clone(), partition, source: Box::new(source) });
         let schema = pinned_schema(&unit.columns);
+        let row_bytes = estimated_row_bytes(&schema);
+        let memory = WorkerMemory::split(DEFAULT_MEMORY_BUDGET_BYTES, self.workers, row_bytes, &self.parquet, self.batch_rows);
+        trace!(table = %table, partition, ?memory, row_bytes, "Memory of the unit's worker");
         let accumulators = unit.columns.iter().map(ColumnAccumulator::for_column).collect();
         let mut files = PartitionFiles::new(
             self.store.clone(),
             self.runtime.clone(),
             schema.clone(),
             accumulators,
-            self.parquet,
+            memory.parquet(self.parquet),
             unit.directory.clone(),
             partition,
         );
-        let rows = stream_query(&self.source_url, table, &unit.query, &self.setup, self.batch_rows, |batch| {
+        let rows = stream_query(&self.source_url, table, &unit.query, &self.setup, memory.batch_rows, |batch| {
             if self.cancelled.load(Ordering::Relaxed) {
                 return Err(Interrupted::Cancelled);
             }

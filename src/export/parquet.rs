@@ -32,11 +32,15 @@ pub struct ParquetSettings {
     pub row_group_bytes: usize,
     /// Compressed bytes after which a file is closed and the next one started.
     pub file_bytes: u64,
+    /// Upload chunks queued between the encoder and the upload task (set per worker by
+    /// [`crate::export::memory::WorkerMemory`]).
+    #[serde(skip)]
+    pub upload_chunks: usize,
 }
 
 impl Default for ParquetSettings {
     fn default() -> Self {
-        Self { zstd_level: 1, row_group_bytes: 64 << 20, file_bytes: 256 << 20 }
+        Self { zstd_level: 1, row_group_bytes: 64 << 20, file_bytes: 256 << 20, upload_chunks: 2 }
     }
 }
 
@@ -168,7 +172,7 @@ impl PartitionFiles {
         let index = self.next_file;
         self.next_file += 1;
         let path = self.path(index);
-        let (sender, receiver) = mpsc::channel(2);
+        let (sender, receiver) = mpsc::channel(self.settings.upload_chunks.max(1));
         let store = self.store.clone();
         let upload_path = path.clone();
         let upload = self.runtime.spawn(async move { store.upload(&upload_path, receiver).await });

@@ -16,7 +16,7 @@ use arrow::datatypes::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::model::decimal::{format_decimal, trim_fraction};
+use crate::model::decimal::format_decimal;
 use crate::model::types::ColumnMapping;
 
 /// Aggregates of one column, as the manifest records them (numbers as exact decimal strings).
@@ -110,9 +110,77 @@ impl ColumnAccumulator {
         }
     }
 
-    /// Folds one array (of this accumulator's type) in.
+    /// Folds one array (of this accumulator's type) in: one typed loop per array for text,
+    /// bytes, floats and integer-like columns, value by value for the rest.
     pub fn update(&mut self, array: &ArrayRef) {
         self.null_count += array.null_count() as u64;
+        match array.data_type() {
+            DataType::Utf8 => self.update_bytes(array.as_string::<i32>().iter().flatten().map(str::as_bytes)),
+            DataType::Binary => self.update_bytes(array.as_binary::<i32>().iter().flatten()),
+            DataType::Int16 => self.update_integers(array.as_primitive::<Int16Type>().iter().flatten().map(i64::from)),
+            DataType::Int32 => self.update_integers(array.as_primitive::<Int32Type>().iter().flatten().map(i64::from)),
+            DataType::Int64 => self.update_integers(array.as_primitive::<Int64Type>().iter().flatten()),
+            DataType::Date32 => self.update_integers(array.as_primitive::<Date32Type>().iter().flatten().map(i64::from)),
+            DataType::Time64(TimeUnit::Microsecond) => self.update_integers(array.as_primitive::<Time64MicrosecondType>().iter().flatten()),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                self.update_integers(array.as_primitive::<TimestampMicrosecondType>().iter().flatten())
+            }
+            DataType::Float32 => self.update_floats(array.as_primitive::<Float32Type>().iter().flatten().map(f64::from)),
+            DataType::Float64 => self.update_floats(array.as_primitive::<Float64Type>().iter().flatten()),
+            _ => self.update_rows(array),
+        }
+    }
+
+    /// Floats: NaN counted and left out of min, max and sum; encoded as `%.17g`.
+    fn update_floats(&mut self, values: impl Iterator<Item = f64>) {
+        for value in values {
+            self.value_count += 1;
+            if value.is_nan() {
+                self.nan_count += 1;
+            } else {
+                if let Sum::Float(sum) = &mut self.sum {
+                    *sum += value;
+                }
+                self.observe(Bound::Float(value));
+            }
+            self.scratch.clear();
+            write_g17(value, &mut self.scratch);
+            self.add_fingerprint(crate::model::fingerprint::fingerprint64(&self.scratch));
+        }
+    }
+
+    /// Text or bytes: fingerprinted as they are, min/max compared in place.
+    fn update_bytes<'a>(&mut self, values: impl Iterator<Item = &'a [u8]>) {
+        for bytes in values {
+            self.value_count += 1;
+            if self.orderable {
+                self.observe_bytes(bytes);
+            }
+            self.add_fingerprint(crate::model::fingerprint::fingerprint64(bytes));
+        }
+    }
+
+    /// Integers, dates, times and timestamps: all encoded as their decimal integer.
+    fn update_integers(&mut self, values: impl Iterator<Item = i64>) {
+        let mut digits = [0u8; 20];
+        for value in values {
+            self.value_count += 1;
+            if let Sum::Int(sum) = &mut self.sum {
+                *sum += value as i128;
+            }
+            if self.min.as_ref().is_none_or(|min| Bound::Int(value) < *min) {
+                self.min = Some(Bound::Int(value));
+            }
+            if self.max.as_ref().is_none_or(|max| Bound::Int(value) > *max) {
+                self.max = Some(Bound::Int(value));
+            }
+            self.add_fingerprint(crate::model::fingerprint::fingerprint64(decimal_digits(value, &mut digits)));
+        }
+    }
+
+    /// Any pinned type, value by value: booleans, decimals and lists (and, as the
+    /// reference the typed loops are tested against, the others).
+    fn update_rows(&mut self, array: &ArrayRef) {
         for row in 0..array.len() {
             if array.is_null(row) {
                 continue;
@@ -124,30 +192,23 @@ impl ColumnAccumulator {
                 }
             }
             self.value_count += 1;
-            let bytes = match array.data_type() {
-                DataType::Utf8 => Some(array.as_string::<i32>().value(row).as_bytes()),
-                DataType::Binary => Some(array.as_binary::<i32>().value(row)),
-                _ => None,
-            };
-            let fingerprint = match bytes {
-                Some(bytes) => {
-                    if self.orderable {
-                        self.observe_bytes(bytes);
-                    }
-                    crate::model::fingerprint::fingerprint64(bytes)
-                }
-                None => {
-                    if let Some(bound) = self.bound_of(array, row) {
-                        self.observe(bound);
-                    }
-                    self.scratch.clear();
-                    encode_value(array, row, &mut self.scratch);
-                    crate::model::fingerprint::fingerprint64(&self.scratch)
-                }
-            };
-            self.fingerprint_xor ^= fingerprint;
-            self.fingerprint_sum += fingerprint as i64 as i128;
+            if let Some(bound) = self.bound_of(array, row) {
+                self.observe(bound);
+            }
+            self.scratch.clear();
+            encode_value(array, row, &mut self.scratch);
+            if self.orderable && matches!(array.data_type(), DataType::Utf8 | DataType::Binary) {
+                let bytes = std::mem::take(&mut self.scratch);
+                self.observe_bytes(&bytes);
+                self.scratch = bytes;
+            }
+            self.add_fingerprint(crate::model::fingerprint::fingerprint64(&self.scratch));
         }
+    }
+
+    fn add_fingerprint(&mut self, fingerprint: u64) {
+        self.fingerprint_xor ^= fingerprint;
+        self.fingerprint_sum += fingerprint as i64 as i128;
     }
 
     /// Min/max for strings and bytes without copying every value.
@@ -317,6 +378,26 @@ fn parse_decimal(text: &str, scale: u8) -> Option<i256> {
     i256::from_string(&format!("{integer}{fraction:0<width$}", width = scale as usize))
 }
 
+/// `value` in decimal, written into the end of `buffer` (no allocation): the text of
+/// `value.to_string()`.
+fn decimal_digits(value: i64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut rest = value.unsigned_abs();
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        start -= 1;
+        buffer[start] = b'-';
+    }
+    &buffer[start..]
+}
+
 fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -342,8 +423,14 @@ pub fn encode_value(array: &ArrayRef, row: usize, out: &mut Vec<u8>) {
         DataType::Int16 => write!(out, "{}", array.as_primitive::<Int16Type>().value(row)),
         DataType::Int32 => write!(out, "{}", array.as_primitive::<Int32Type>().value(row)),
         DataType::Int64 => write!(out, "{}", array.as_primitive::<Int64Type>().value(row)),
-        DataType::Float32 => write!(out, "{}", format_g17(array.as_primitive::<Float32Type>().value(row) as f64)),
-        DataType::Float64 => write!(out, "{}", format_g17(array.as_primitive::<Float64Type>().value(row))),
+        DataType::Float32 => {
+            write_g17(array.as_primitive::<Float32Type>().value(row) as f64, out);
+            Ok(())
+        }
+        DataType::Float64 => {
+            write_g17(array.as_primitive::<Float64Type>().value(row), out);
+            Ok(())
+        }
         DataType::Decimal128(_, s) => {
             let v = i256::from_i128(array.as_primitive::<Decimal128Type>().value(row));
             write!(out, "{}", format_decimal(v, *s as u8))
@@ -374,22 +461,75 @@ pub fn encode_value(array: &ArrayRef, row: usize, out: &mut Vec<u8>) {
 /// Formats like C's `printf("%.17g")`: 17 significant digits, trailing zeros removed,
 /// exponent form below 1e-4 or from 1e17; `nan`, `inf`, `-inf`.
 pub fn format_g17(v: f64) -> String {
-    if v.is_nan() {
-        return "nan".into();
+    let mut out = Vec::with_capacity(24);
+    write_g17(v, &mut out);
+    String::from_utf8(out).expect("g17 text is ASCII")
+}
+
+/// Appends [`format_g17`]'s text of `v` to `out`. One exact formatting (`{:.16e}`, correctly
+/// rounded like C's) gives the 17 significant digits and the exponent; `%g` only places the
+/// point, which is done here on the digits instead of formatting a second time.
+pub fn write_g17(v: f64, out: &mut Vec<u8>) {
+    use std::io::Write;
+    if v.is_nan() || v.is_infinite() {
+        out.extend_from_slice(if v.is_nan() {
+            b"nan"
+        } else if v > 0.0 {
+            b"inf"
+        } else {
+            b"-inf"
+        });
+        return;
     }
-    if v.is_infinite() {
-        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    // At most "-d.dddddddddddddddde-308": 24 bytes.
+    let mut buffer = [0u8; 32];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    write!(cursor, "{v:.16e}").expect("{:.16e} fits in 32 bytes");
+    let written = cursor.position() as usize;
+    let text = &buffer[..written];
+    let (sign, text) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let e_at = text.iter().position(|&b| b == b'e').expect("{:e} always has an exponent");
+    let exponent: i32 = std::str::from_utf8(&text[e_at + 1..]).ok().and_then(|e| e.parse().ok()).expect("{:e} exponent is an integer");
+    let mut digits = [0u8; 17];
+    digits[0] = text[0];
+    digits[1..].copy_from_slice(&text[2..e_at]);
+    let significant = digits.iter().rposition(|&d| d != b'0').map_or(1, |last| last + 1);
+    if sign {
+        out.push(b'-');
     }
-    let scientific = format!("{v:.16e}");
-    let (mantissa, exponent) = scientific.split_once('e').expect("{:e} always has an exponent");
-    let exponent: i32 = exponent.parse().expect("{:e} exponent is an integer");
-    let trim = |s: &str| trim_fraction(s).to_string();
-    if (-4..17).contains(&exponent) {
-        let decimals = (16 - exponent).max(0) as usize;
-        trim(&format!("{v:.decimals$}"))
-    } else {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{}e{sign}{:02}", trim(mantissa), exponent.abs())
+    place_point(&digits[..significant], exponent, out);
+}
+
+/// Writes significant `digits` (d.ddd × 10^exponent) the way `%g` does.
+fn place_point(digits: &[u8], exponent: i32, out: &mut Vec<u8>) {
+    match exponent {
+        0..17 => {
+            let integer = exponent as usize + 1;
+            if digits.len() <= integer {
+                out.extend_from_slice(digits);
+                out.resize(out.len() + integer - digits.len(), b'0');
+            } else {
+                out.extend_from_slice(&digits[..integer]);
+                out.push(b'.');
+                out.extend_from_slice(&digits[integer..]);
+            }
+        }
+        -4..0 => {
+            out.extend_from_slice(b"0.");
+            out.resize(out.len() + (-exponent - 1) as usize, b'0');
+            out.extend_from_slice(digits);
+        }
+        _ => {
+            out.push(digits[0]);
+            if digits.len() > 1 {
+                out.push(b'.');
+                out.extend_from_slice(&digits[1..]);
+            }
+            let _ = std::io::Write::write_fmt(out, format_args!("e{}{:02}", if exponent < 0 { '-' } else { '+' }, exponent.abs()));
+        }
     }
 }
 
@@ -399,6 +539,42 @@ mod tests {
     use arrow::array::{Float64Array, Int64Array, StringArray};
     use proptest::prelude::*;
     use std::sync::Arc;
+
+    /// The formatting `write_g17` replaced (two exact formattings), kept as its oracle.
+    fn g17_by_formatting_twice(v: f64) -> String {
+        use crate::model::decimal::trim_fraction;
+        if v.is_nan() {
+            return "nan".into();
+        }
+        if v.is_infinite() {
+            return if v > 0.0 { "inf".into() } else { "-inf".into() };
+        }
+        let scientific = format!("{v:.16e}");
+        let (mantissa, exponent) = scientific.split_once('e').unwrap();
+        let exponent: i32 = exponent.parse().unwrap();
+        let trim = |s: &str| trim_fraction(s).to_string();
+        if (-4..17).contains(&exponent) {
+            let decimals = (16 - exponent).max(0) as usize;
+            trim(&format!("{v:.decimals$}"))
+        } else {
+            let sign = if exponent < 0 { '-' } else { '+' };
+            format!("{}e{sign}{:02}", trim(mantissa), exponent.abs())
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn g17_places_the_point_as_formatting_twice_did(
+            bits in any::<u64>(),
+            decimal in -1_000_000_000i64..1_000_000_000,
+            scale in 0i32..25,
+        ) {
+            for v in [f64::from_bits(bits), decimal as f64 / 10f64.powi(scale), decimal as f64 * 10f64.powi(scale)] {
+                prop_assert_eq!(format_g17(v), g17_by_formatting_twice(v), "{:e}", v);
+            }
+        }
+    }
 
     #[test]
     fn g17_matches_c_printf() {
@@ -532,6 +708,48 @@ mod tests {
         let out = acc.finish();
         assert_eq!((out.null_count, out.value_count, out.nan_count), (1, 2, Some(2)));
         assert_eq!((out.min, out.max, out.sum.as_deref()), (None, None, Some("0")));
+    }
+
+    /// Every column the typed loops take, as arrays of the same values with NULLs.
+    fn typed_loop_arrays(values: &[Option<i64>], texts: &[Option<String>]) -> Vec<ArrayRef> {
+        use arrow::array::*;
+        let narrow = |f: fn(i64) -> Option<i64>| values.iter().map(|v| v.and_then(f)).collect::<Vec<_>>();
+        let small = narrow(|v| i16::try_from(v % 30_000).ok().map(i64::from));
+        let mid = narrow(|v| i32::try_from(v % 2_000_000_000).ok().map(i64::from));
+        vec![
+            Arc::new(Int16Array::from(small.iter().map(|v| v.map(|v| v as i16)).collect::<Vec<_>>())),
+            Arc::new(Int32Array::from(mid.iter().map(|v| v.map(|v| v as i32)).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(values.to_vec())),
+            Arc::new(Date32Array::from(mid.iter().map(|v| v.map(|v| v as i32)).collect::<Vec<_>>())),
+            Arc::new(Time64MicrosecondArray::from(narrow(|v| Some(v.rem_euclid(86_400_000_000))))),
+            Arc::new(TimestampMicrosecondArray::from(values.to_vec()).with_timezone(crate::model::types::UTC)),
+            Arc::new(TimestampMicrosecondArray::from(values.to_vec())),
+            Arc::new(Float64Array::from(values.iter().map(|v| v.map(|v| f64::from_bits(v as u64))).collect::<Vec<_>>())),
+            Arc::new(Float32Array::from(values.iter().map(|v| v.map(|v| f32::from_bits(v as u32))).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(texts.to_vec())),
+            Arc::new(BinaryArray::from(texts.iter().map(|t| t.as_deref().map(str::as_bytes)).collect::<Vec<_>>())),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn typed_loops_agree_with_the_value_by_value_path(
+            values in proptest::collection::vec(proptest::option::of(prop_oneof![any::<i64>(), Just(i64::MIN), -5i64..5]), 0..60),
+            texts in proptest::collection::vec(proptest::option::of(".{0,20}"), 0..60),
+        ) {
+            let n = values.len().min(texts.len());
+            for array in typed_loop_arrays(&values[..n], &texts[..n]) {
+                for orderable in [true, false] {
+                    let mut typed = ColumnAccumulator::new(array.data_type(), orderable);
+                    typed.update(&array);
+                    let mut by_value = ColumnAccumulator::new(array.data_type(), orderable);
+                    by_value.null_count += array.null_count() as u64;
+                    by_value.update_rows(&array);
+                    prop_assert_eq!(typed.finish(), by_value.finish(), "{}", array.data_type());
+                }
+            }
+        }
     }
 
     proptest! {

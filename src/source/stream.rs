@@ -1,9 +1,12 @@
 //! Rows from Postgres as Arrow batches, through ConnectorX's streaming iterator.
 //!
 //! ConnectorX uses the blocking Postgres client, so this runs on a plain thread (never on a
-//! tokio worker). Its known flaws are guarded here: a panic (unsupported type, writer failure)
-//! becomes [`SourceError::ConnectorX`] naming the table, and because its worker's errors can
-//! end the stream silently, callers compare the rows received with the snapshot's count.
+//! tokio worker, never on a rayon worker: the producer blocks while our batch is consumed).
+//! The vendored ConnectorX (vendor/connectorx/PATCHES.md) hands batches over a bounded
+//! channel, so memory stays bounded whatever the sink's speed, and reports the error that
+//! stopped its producer. A panic (unsupported type, writer failure) or such an error becomes
+//! [`SourceError::ConnectorX`] naming the table; callers still compare the rows received with
+//! the snapshot's count.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -37,7 +40,7 @@ pub fn stream_query<E>(
     .map_err(connectorx_error)?;
     let mut rows = 0u64;
     loop {
-        let next = guarded(|| batches.next_batch()).map_err(connectorx_error)?;
+        let next = guarded(|| batches.try_next_batch()).map_err(&connectorx_error)?.map_err(&connectorx_error)?;
         let Some(batch) = next else { return Ok(rows) };
         rows += batch.num_rows() as u64;
         on_batch(batch).map_err(StreamError::Sink)?;

@@ -12,6 +12,7 @@ mod load_state;
 mod partitioned;
 mod runs;
 mod scheduler;
+mod stream;
 mod support;
 mod validate;
 mod validate_nulls;
