@@ -60,11 +60,10 @@ const TRANSIENT_SOURCE_MARKERS: &[&str] = &[
 /// connection or a terminated backend, or GCS failing on its side (5xx, 429, reset, a lost
 /// upload session). Everything else, a refused value, a permission, a type, is permanent.
 ///
-/// ConnectorX's stream drops its reader's errors, so a terminated backend and a value the
-/// server refuses (division by zero, say) both arrive as a stream that ended short, cause
-/// unknown. Such a unit is tried again unless its previous attempt ended short after the same
-/// number of rows (`previous_short_rows`): a refusal stops where it stopped before, a lost
-/// connection does not.
+/// The vendored ConnectorX reports its reader's error, so the server's message decides. A
+/// stream that still ends short with no error, cause unknown, is tried again unless its
+/// previous attempt ended short after the same number of rows (`previous_short_rows`): a
+/// refusal stops where it stopped before, a lost connection does not.
 pub fn is_transient(error: &ExportError, previous_short_rows: Option<u64>) -> bool {
     match error {
         ExportError::Source(SourceError::ShortStream { actual, .. }) => previous_short_rows != Some(*actual),
