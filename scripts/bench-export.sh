@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Whole-run export benchmark against peers, all on this machine in one run: for each row
 # count, a fresh events-like table (scripts/bench_events.sql), then
-#   pg2bq export (release build; default partitions, and 1 partition) to a local directory,
+#   pg2bq export (release build; defaults: units sized for --jobs = cores; and --jobs 1 with one
+#   unit) to a local directory,
 #   COPY … TO STDOUT (FORMAT binary) into /dev/null (the server's floor),
 #   connectorx-python + pyarrow writing zstd Parquet (1 and 2 partitions),
 #   adbc-driver-postgresql streaming into pyarrow's ParquetWriter (zstd),
@@ -47,11 +48,12 @@ for rows in "$@"; do
   psql -X -q "$URL" -c "VACUUM ANALYZE bench_events" >&2
   # Warm the cache so every tool reads from memory.
   psql -X -q "$URL" -c "SELECT count(*) FROM bench_events" >/dev/null
-  for partitions in 2 1; do
-    rm -rf "$WORK/out"
-    measure "pg2bq_p$partitions" "$rows" "$PG2BQ" export --source "$URL" --dest "$WORK/out" \
-      --table public.bench_events --partitions "$partitions" --progress off | tee -a "$results"
-  done
+  rm -rf "$WORK/out"
+  measure pg2bq_defaults "$rows" "$PG2BQ" export --source "$URL" --dest "$WORK/out" \
+    --table public.bench_events --progress off | tee -a "$results"
+  rm -rf "$WORK/out"
+  measure pg2bq_jobs1_p1 "$rows" "$PG2BQ" export --source "$URL" --dest "$WORK/out" \
+    --table public.bench_events --jobs 1 --partitions 1 --progress off | tee -a "$results"
   rm -rf "$WORK/out"
   "$REPO/scripts/bench-peers.sh" bench_events "$WORK/peers" | tee -a "$results"
   rm -rf "$WORK/peers"

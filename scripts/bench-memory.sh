@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Memory bound of `pg2bq export` (release build): peak RSS must stay within 256 MB whatever the
 # speed of the sink. For each row count (a fresh scripts/bench_events.sql table) and each
-# --partitions value, three runs:
+# --partitions N (run with --jobs N, so N units at once), three runs:
 #   quiet       to a local directory, nothing else running;
 #   contended   the same with two busy loops (`sh -c 'while :; do :; done'`) on the CPU;
 #   throttled   to gs:// on fake-gcs-server through scripts/fault_proxy.py, every upload PUT
@@ -73,7 +73,7 @@ run() {
   log "export $rows rows, --partitions $partitions, $mode"
   rm -rf "$WORK/out"
   if ! env "${env[@]}" /usr/bin/time -v -o "$WORK/time" "$PG2BQ" export --source "$URL" --dest "$dest" \
-    --table public.bench_events --partitions "$partitions" --run-id "r$rows-$partitions-$mode" --progress off \
+    --table public.bench_events --partitions "$partitions" --jobs "$partitions" --run-id "r$rows-$partitions-$mode" --progress off \
     >/dev/null 2>"$WORK/stderr"; then
     stop_busy
     cat "$WORK/stderr" >&2
