@@ -105,7 +105,8 @@ async fn assert_rows_per_child(db: &TestDb, table: &TableManifest) -> BTreeMap<S
     per_child
 }
 
-/// `count(*)`, `count(DISTINCT id)` and `sum(id)` of every Parquet file of the run, read by DuckDB.
+/// `count(*)`, `count(DISTINCT id)` and `sum(id)` of every Parquet file of the run, read by DuckDB
+/// (the BigQuery emulator's environment has it: `PG2BQ_TEST_BQ_PYTHON`).
 fn read_back(python: &str, run_dir: &Path) -> (u64, u64, i128) {
     let pattern = format!("{}/**/*.parquet", run_dir.display());
     let script = "import duckdb, sys\nrow = duckdb.sql(\"SELECT count(*), count(DISTINCT id), sum(id) FROM read_parquet(?)\", params=[sys.argv[1]]).fetchone()\nprint(*row)";
@@ -124,7 +125,7 @@ async fn postgres_ids(db: &TestDb, table: &str) -> (u64, i128) {
 #[tokio::test]
 async fn hypertable_shaped_table_exports_chunk_by_chunk_with_exact_rows() {
     let url = skip_unless!("PG2BQ_TEST_PG_URL");
-    let python = skip_unless!("PG2BQ_TEST_PYTHON");
+    let python = skip_unless!("PG2BQ_TEST_BQ_PYTHON");
     let (db, dest, manifest) = exported(&url, HYPERTABLE_SHAPED, "mentions", &[]).await;
     let table = &manifest.tables[0];
     assert_eq!(table.row_count, 1_000_000);
@@ -145,7 +146,7 @@ async fn hypertable_shaped_table_exports_chunk_by_chunk_with_exact_rows() {
 #[tokio::test]
 async fn declarative_partitions_nested_and_default_export_leaf_by_leaf() {
     let url = skip_unless!("PG2BQ_TEST_PG_URL");
-    let python = skip_unless!("PG2BQ_TEST_PYTHON");
+    let python = skip_unless!("PG2BQ_TEST_BQ_PYTHON");
     let db = TestDb::new(&url, &declarative(60_000)).await;
     let leaves = ["orders_2023", "orders_2024_eu", "orders_2024_other", "orders_default"].map(|l| format!("{}.{l}", db.schema));
     for (extra, method, units) in [(&[][..], "child", 4), (&["--partitions", "2"][..], "child_block_range", 8)] {
