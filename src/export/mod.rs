@@ -250,7 +250,6 @@ impl RunAttempt<'_> {
             reports.extend(resumed.reports);
             snapshots.extend(resumed.snapshots);
         }
-        let jobs = jobs_within_budget(config.jobs);
         let exporter = Arc::new(UnitExporter {
             source_url: config.source_url.clone(),
             setup: session.partition_setup(),
@@ -258,11 +257,11 @@ impl RunAttempt<'_> {
             runtime: tokio::runtime::Handle::current(),
             parquet: config.parquet,
             batch_rows: config.batch_rows,
-            workers: jobs,
+            workers: jobs_within_budget(config.jobs),
             cancelled: AtomicBool::new(false),
         });
         let scheduler = Scheduler { exporter, claim, run_id: claim.run_id(), snapshot, queue: Mutex::new(queue_order(queues)) };
-        let (tables, now) = scheduler.run(config.jobs, &mut assemblies).await?;
+        let (tables, now) = scheduler.run(&mut assemblies).await?;
         reports.extend(now);
         Ok((tables, reports, snapshots))
     }
@@ -272,29 +271,29 @@ impl RunAttempt<'_> {
 /// record keeps, so the run can be resumed again. Only a run still held and not committed is
 /// cleaned; the claim checks both.
 async fn clean_failed_run(store: &Store, claim: &RunClaim, resume: bool) {
-    let cleaned = match resume {
-        false => claim.delete_run_objects(Cleanup::Everything).await.map_err(ExportError::from),
-        true => match delete_unrecorded(store, claim).await {
-            Ok(_) => claim.delete_run_objects(Cleanup::ClaimOnly).await.map_err(ExportError::from),
-            Err(error) => Err(error),
-        },
+    let cleaned = async {
+        if resume {
+            delete_unrecorded(claim, &read_unit_records(store, claim.run_id()).await?).await?;
+            claim.delete_run_objects(Cleanup::ClaimOnly).await?;
+        } else {
+            claim.delete_run_objects(Cleanup::Everything).await?;
+        }
+        Ok::<(), ExportError>(())
     };
-    if let Err(cleanup) = cleaned {
+    if let Err(cleanup) = cleaned.await {
         warn!(run_id = %claim.run_id(), error = %cleanup, "Left the failed run's files in place");
     }
 }
 
-/// Deletes what the run holds besides its unit records, the files they list and the claim.
-/// Returns the records.
-async fn delete_unrecorded(store: &Store, claim: &RunClaim) -> Result<Vec<UnitRecord>, ExportError> {
+/// Deletes what the run holds besides its unit `records`, the files they list and the claim.
+async fn delete_unrecorded(claim: &RunClaim, records: &[UnitRecord]) -> Result<(), ExportError> {
     let run_id = claim.run_id();
-    let records = read_unit_records(store, run_id).await?;
     let keep: BTreeSet<String> = records.iter().flat_map(|r| r.files.iter().map(|f| format!("{run_id}/{}", f.path))).collect();
     let deleted = claim.delete_unrecorded(&keep).await?;
     if deleted > 0 {
         warn!(run_id = %run_id, objects = deleted, "Removed files no unit record lists");
     }
-    Ok(records)
+    Ok(())
 }
 
 /// Readies the claimed run: without `--resume` it starts clean; with it, the recorded units
@@ -313,10 +312,11 @@ async fn prepare_attempt(
         }
         return Ok(Vec::new());
     }
-    for record in &read_unit_records(store, run_id).await? {
+    let records = read_unit_records(store, run_id).await?;
+    for record in &records {
         check_record(plan, run_id, record)?;
     }
-    let records = delete_unrecorded(store, claim).await?;
+    delete_unrecorded(claim, &records).await?;
     info!(run_id = %run_id, kept_units = records.len(), "Resuming run");
     Ok(records)
 }
@@ -495,7 +495,7 @@ pub struct UnitExporter {
     parquet: ParquetSettings,
     /// Rows per batch at most.
     batch_rows: usize,
-    /// Workers running at once, sharing the memory budget.
+    /// Workers running at once (at least 1), sharing the memory budget.
     workers: usize,
     cancelled: AtomicBool,
 }

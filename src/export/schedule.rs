@@ -154,15 +154,15 @@ pub struct Scheduler<'a> {
 }
 
 impl Scheduler<'_> {
-    /// Runs `jobs` workers until the queue is empty or a unit failed, merging every table of
+    /// Runs the exporter's workers until the queue is empty or a unit failed, merging every table of
     /// `tables` as its last unit comes in. Returns the tables' manifests (in `tables` order)
     /// and a report line per unit exported now.
     ///
     /// # Errors
     /// The first unit's or table's failure; the other workers stop at their next batch.
-    pub async fn run(&self, jobs: usize, tables: &mut [TableAssembly]) -> Result<(Vec<TableManifest>, Vec<UnitReport>), ExportError> {
+    pub async fn run(&self, tables: &mut [TableAssembly]) -> Result<(Vec<TableManifest>, Vec<UnitReport>), ExportError> {
         let (sender, mut finished) = mpsc::unbounded_channel();
-        let workers = futures::future::join_all((0..jobs.max(1)).map(|_| self.work(sender.clone())));
+        let workers = futures::future::join_all((0..self.exporter.workers).map(|_| self.work(sender.clone())));
         drop(sender);
         let mut manifests: Vec<Option<TableManifest>> = tables.iter().map(|_| None).collect();
         for (table, slot) in tables.iter_mut().zip(&mut manifests) {
