@@ -84,7 +84,7 @@ pub enum ExportError {
     Claim(#[from] ClaimError),
     #[error("cannot serialise the manifest")]
     Manifest(#[source] serde_json::Error),
-    #[error("table `{table}`, unit {partition}: failed in each of its {attempts} attempts (a stream that ends short after the same rows twice is not a lost connection)")]
+    #[error("table `{table}`, unit {partition}: failed in each of its {attempts} attempts")]
     Attempts {
         table: String,
         partition: usize,
