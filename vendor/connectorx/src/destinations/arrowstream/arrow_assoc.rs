@@ -20,6 +20,11 @@ pub trait ArrowAssoc {
     type Builder: ArrayBuilder + Send;
 
     fn builder(nrows: usize) -> Self::Builder;
+    /// A builder for `nrows` values whose variable-length data is expected to take about
+    /// `value_bytes` bytes (the previous batch's total); fixed-width types ignore it.
+    fn builder_sized(nrows: usize, _value_bytes: usize) -> Self::Builder {
+        Self::builder(nrows)
+    }
     fn append(builder: &mut Self::Builder, value: Self) -> Result<()>;
     fn field(header: &str) -> Field;
 }
@@ -119,6 +124,10 @@ impl ArrowAssoc for &str {
         StringBuilder::with_capacity(1024, nrows)
     }
 
+    fn builder_sized(nrows: usize, value_bytes: usize) -> Self::Builder {
+        StringBuilder::with_capacity(nrows, value_bytes.max(nrows))
+    }
+
     #[throws(ArrowDestinationError)]
     fn append(builder: &mut Self::Builder, value: Self) {
         builder.append_value(value);
@@ -134,6 +143,10 @@ impl ArrowAssoc for Option<&str> {
 
     fn builder(nrows: usize) -> Self::Builder {
         StringBuilder::with_capacity(1024, nrows)
+    }
+
+    fn builder_sized(nrows: usize, value_bytes: usize) -> Self::Builder {
+        StringBuilder::with_capacity(nrows, value_bytes.max(nrows))
     }
 
     #[throws(ArrowDestinationError)]
@@ -156,6 +169,10 @@ impl ArrowAssoc for String {
         StringBuilder::with_capacity(1024, nrows)
     }
 
+    fn builder_sized(nrows: usize, value_bytes: usize) -> Self::Builder {
+        StringBuilder::with_capacity(nrows, value_bytes.max(nrows))
+    }
+
     #[throws(ArrowDestinationError)]
     fn append(builder: &mut Self::Builder, value: String) {
         builder.append_value(value.as_str());
@@ -171,6 +188,10 @@ impl ArrowAssoc for Option<String> {
 
     fn builder(nrows: usize) -> Self::Builder {
         StringBuilder::with_capacity(1024, nrows)
+    }
+
+    fn builder_sized(nrows: usize, value_bytes: usize) -> Self::Builder {
+        StringBuilder::with_capacity(nrows, value_bytes.max(nrows))
     }
 
     #[throws(ArrowDestinationError)]
@@ -497,6 +518,10 @@ impl ArrowAssoc for Option<Vec<u8>> {
         LargeBinaryBuilder::with_capacity(1024, nrows)
     }
 
+    fn builder_sized(nrows: usize, value_bytes: usize) -> Self::Builder {
+        LargeBinaryBuilder::with_capacity(nrows, value_bytes.max(nrows))
+    }
+
     fn append(builder: &mut Self::Builder, value: Self) -> Result<()> {
         match value {
             Some(v) => builder.append_value(v),
@@ -515,6 +540,10 @@ impl ArrowAssoc for Vec<u8> {
 
     fn builder(nrows: usize) -> Self::Builder {
         LargeBinaryBuilder::with_capacity(1024, nrows)
+    }
+
+    fn builder_sized(nrows: usize, value_bytes: usize) -> Self::Builder {
+        LargeBinaryBuilder::with_capacity(nrows, value_bytes.max(nrows))
     }
 
     fn append(builder: &mut Self::Builder, value: Self) -> Result<()> {

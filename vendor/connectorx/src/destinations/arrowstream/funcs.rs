@@ -9,7 +9,7 @@ use arrow::datatypes::Field;
 pub struct FNewBuilder;
 
 impl ParameterizedFunc for FNewBuilder {
-    type Function = fn(nrows: usize) -> Builder;
+    type Function = fn(nrows: usize, value_bytes: usize) -> Builder;
 }
 
 impl<T> ParameterizedOn<T> for FNewBuilder
@@ -17,11 +17,11 @@ where
     T: ArrowAssoc,
 {
     fn parameterize() -> Self::Function {
-        fn imp<T>(nrows: usize) -> Builder
+        fn imp<T>(nrows: usize, value_bytes: usize) -> Builder
         where
             T: ArrowAssoc,
         {
-            Box::new(T::builder(nrows)) as Builder
+            Box::new(T::builder_sized(nrows, value_bytes)) as Builder
         }
         imp::<T>
     }

@@ -206,6 +206,10 @@ pub struct ArrowPartitionWriter {
     arrow_schema: Arc<Schema>,
     batch_size: usize,
     sender: Option<SyncSender<RecordBatch>>,
+    /// Variable-length bytes per column in the last batch, so the next batch's string and
+    /// binary builders start at that size instead of growing by reallocation from `nrows`
+    /// bytes. (pg2bq patch.)
+    value_bytes: Vec<usize>,
 }
 
 // unsafe impl Sync for ArrowPartitionWriter {}
@@ -219,6 +223,7 @@ impl ArrowPartitionWriter {
         sender: SyncSender<RecordBatch>,
     ) -> Self {
         let mut pw = ArrowPartitionWriter {
+            value_bytes: vec![0; schema.len()],
             schema,
             builders: None,
             current_row: 0,
@@ -236,7 +241,13 @@ impl ArrowPartitionWriter {
         let builders = self
             .schema
             .iter()
-            .map(|dt| Ok(Realize::<FNewBuilder>::realize(*dt)?(self.batch_size)))
+            .zip(&self.value_bytes)
+            .map(|(dt, &bytes)| {
+                Ok(Realize::<FNewBuilder>::realize(*dt)?(
+                    self.batch_size,
+                    bytes,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         self.builders.replace(builders);
     }
@@ -252,6 +263,7 @@ impl ArrowPartitionWriter {
             .zip(self.schema.iter())
             .map(|(builder, &dt)| Realize::<FFinishBuilder>::realize(dt)?(builder))
             .collect::<std::result::Result<Vec<_>, crate::errors::ConnectorXError>>()?;
+        self.value_bytes = columns.iter().map(|column| value_bytes(column)).collect();
         let rb = RecordBatch::try_new(Arc::clone(&self.arrow_schema), columns)?;
         if let Some(sender) = self.sender.as_ref() {
             // A gone receiver means the consumer stopped: stop reading instead of parsing
@@ -263,6 +275,23 @@ impl ArrowPartitionWriter {
 
         self.current_row = 0;
         self.current_col = 0;
+    }
+}
+
+/// Bytes of a string or binary column's values with an eighth more, so a slightly larger
+/// next batch does not double its buffer; 0 for other types. (pg2bq patch.)
+fn value_bytes(column: &arrow::array::ArrayRef) -> usize {
+    use arrow::datatypes::DataType;
+    match column.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary => {
+            let values = column
+                .to_data()
+                .buffers()
+                .get(1)
+                .map_or(0, |buffer| buffer.len());
+            values + values / 8
+        }
+        _ => 0,
     }
 }
 
