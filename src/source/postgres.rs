@@ -311,8 +311,15 @@ impl SnapshotSession {
         select.extend(filters.iter().map(|f| format!("count(*) FILTER (WHERE {f})")));
         select.extend(stats.iter().map(|s| format!("({s})::int8")));
         let sql = if per_relation {
-            let name = "(SELECT ARRAY[n.nspname::text, c.relname::text] FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tableoid)";
-            format!("SELECT {}, {name} FROM {from} GROUP BY tableoid", select.join(", "))
+            // The names are looked up outside the scan: a sub-select beside the aggregates
+            // is parallel-restricted and would keep Postgres from scanning in parallel.
+            let columns = (0..select.len()).map(|i| format!("s.c{i}")).collect::<Vec<_>>().join(", ");
+            let aggregates = select.iter().enumerate().map(|(i, a)| format!("{a} AS c{i}")).collect::<Vec<_>>().join(", ");
+            format!(
+                "SELECT {columns}, (SELECT ARRAY[n.nspname::text, c.relname::text] FROM pg_class c \
+                   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = s.relation) \
+                 FROM (SELECT tableoid AS relation, {aggregates} FROM {from} GROUP BY tableoid) s"
+            )
         } else {
             format!("SELECT {} FROM {from}", select.join(", "))
         };
