@@ -459,17 +459,8 @@ impl<'a> PartitionParser<'a> for PostgresBinarySourcePartitionParser<'a> {
         if !self.rowbuf.is_empty() {
             self.rowbuf.drain(..);
         }
-        for _ in 0..DB_BUFFER_SIZE {
-            match self.iter.next()? {
-                Some(row) => {
-                    self.rowbuf.push(row);
-                }
-                None => {
-                    self.is_finished = true;
-                    break;
-                }
-            }
-        }
+        // pg2bq: one pass of the connection's runtime per buffer, not per row.
+        self.is_finished = !self.iter.next_chunk(&mut self.rowbuf, DB_BUFFER_SIZE)?;
 
         // reset current cursor positions
         self.current_row = 0;
