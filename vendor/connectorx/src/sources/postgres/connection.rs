@@ -5,6 +5,7 @@ use postgres_openssl::MakeTlsConnector;
 use std::collections::HashMap;
 use std::convert::TryFrom;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use url::Url;
 
 #[derive(Clone, Debug)]
@@ -88,6 +89,27 @@ fn strip_bad_opts(url: &Url) -> Url {
     url2
 }
 
+/// pg2bq: one connector per TLS settings for the whole process. Building one loads the
+/// system's CA bundle (tens of milliseconds), which every source, one per exported unit,
+/// otherwise paid again. The lock is held while building, so sources started together build
+/// it once.
+fn shared_tls_connector(tls_config: TlsConfig) -> Result<MakeTlsConnector, PostgresSourceError> {
+    static CONNECTORS: Mutex<Vec<(String, MakeTlsConnector)>> = Mutex::new(Vec::new());
+    let key = format!(
+        "{:?} {:?} {:?}",
+        tls_config.pg_config.get_ssl_mode(),
+        tls_config.root_cert,
+        tls_config.client_cert
+    );
+    let mut connectors = CONNECTORS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, connector)) = connectors.iter().find(|(known, _)| *known == key) {
+        return Ok(connector.clone());
+    }
+    let connector = MakeTlsConnector::try_from(tls_config)?;
+    connectors.push((key, connector.clone()));
+    Ok(connector)
+}
+
 pub fn rewrite_tls_args(
     conn: &Url,
 ) -> Result<(Config, Option<MakeTlsConnector>), PostgresSourceError> {
@@ -118,7 +140,7 @@ pub fn rewrite_tls_args(
 
     let tls_connector = match pg_config.get_ssl_mode() {
         SslMode::Disable => None,
-        _ => Some(MakeTlsConnector::try_from(tls_config)?),
+        _ => Some(shared_tls_connector(tls_config)?),
     };
 
     Ok((pg_config, tls_connector))
