@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{table_manifest, ExportError, ExportUnit, TablePlan, UnitExporter};
 use crate::export::parquet::{ParquetSinkError, WrittenFile};
@@ -222,6 +222,7 @@ impl Scheduler<'_> {
             let attempt = backoff.attempts();
             let (exporter, unit, counter) = (self.exporter.clone(), queued.unit.clone(), queued.counter.clone());
             queued.counter.running_units.fetch_add(1, Ordering::Relaxed);
+            debug!(table = %unit.table, unit = unit.partition, attempt, "Started unit");
             let outcome = tokio::task::spawn_blocking(move || exporter.export_unit(&unit, &counter)).await;
             queued.counter.running_units.fetch_sub(1, Ordering::Relaxed);
             let error = match outcome {

@@ -104,6 +104,32 @@ async fn tables_run_concurrently_and_a_small_one_finishes_before_a_big_one() {
     db.drop().await;
 }
 
+/// Units of `log` (a `-v` export's stderr) running at once when the first one finished: how
+/// many workers the scheduler started, since every worker takes its first unit at once.
+fn started_before_first_finished(log: &str) -> usize {
+    log.lines().take_while(|l| !l.contains("Exported unit")).filter(|l| l.contains("Started unit")).count()
+}
+
+#[tokio::test]
+async fn jobs_start_that_many_workers_up_to_what_the_memory_budget_holds() {
+    let s = emulators!();
+    let db = TestDb::new(&s.pg_url, &narrow_table("t", 80_000)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().to_str().unwrap();
+    let mut started = Vec::new();
+    for (run, jobs) in [("two", "2"), ("eight", "8")] {
+        let mut command = export_command(&s, dest, run, &[db.table("t")], &["--jobs", jobs, "--partitions", "8", "-v"]);
+        let (out, stderr) = finished(command.env_remove("RUST_LOG"));
+        let report = report(&out, &stderr);
+        assert_eq!(unit_lines(&report).len(), 8, "{stderr}");
+        let capped = stderr.contains("More --jobs than the memory budget holds");
+        started.push((jobs, started_before_first_finished(&stderr), capped));
+    }
+    // The 256 MB budget holds 4 workers (export::memory): --jobs 8 starts 4, and says so.
+    assert_eq!(started, [("2", 2, false), ("8", 4, true)]);
+    db.drop().await;
+}
+
 /// The backend of a worker's query, once it has streamed for a while, or `None` if the export
 /// ended first.
 async fn streaming_backend(db: &TestDb, export: &mut Child) -> Option<i32> {
