@@ -8,13 +8,17 @@
 #   adbc-driver-postgresql streaming into pyarrow's ParquetWriter (zstd),
 #   DuckDB's postgres extension: COPY (SELECT …) TO parquet (zstd)   (scripts/bench-peers.sh).
 # Wall time and peak RSS come from GNU time (client process only, not the Postgres server).
-# Usage: scripts/bench-export.sh [ROWS ...]      (default: 1000000)
+# Every tool runs PG2BQ_BENCH_ROUNDS times (default 3), the tools taking turns round by round so
+# a drift of the machine's speed touches them alike; the table gives each tool's median wall
+# time with the fastest and slowest round, and its largest peak RSS.
+# Usage: [PG2BQ_BENCH_ROUNDS=N] scripts/bench-export.sh [ROWS ...]      (default: 1000000)
 # stdout: a Markdown table (docs/benchmarks.md holds the last one published).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
 (($#)) || set -- 1000000
+ROUNDS=${PG2BQ_BENCH_ROUNDS:-3}
 
 "$REPO/scripts/system-deps.sh"
 "$REPO/scripts/bench-tools-install.sh" >&2
@@ -48,26 +52,34 @@ for rows in "$@"; do
   psql -X -q "$URL" -c "VACUUM ANALYZE bench_events" >&2
   # Warm the cache so every tool reads from memory.
   psql -X -q "$URL" -c "SELECT count(*) FROM bench_events" >/dev/null
-  rm -rf "$WORK/out"
-  measure pg2bq_defaults "$rows" "$PG2BQ" export --source "$URL" --dest "$WORK/out" \
-    --table public.bench_events --progress off | tee -a "$results"
-  rm -rf "$WORK/out"
-  measure pg2bq_jobs1_p1 "$rows" "$PG2BQ" export --source "$URL" --dest "$WORK/out" \
-    --table public.bench_events --jobs 1 --partitions 1 --progress off | tee -a "$results"
-  rm -rf "$WORK/out"
-  "$REPO/scripts/bench-peers.sh" bench_events "$WORK/peers" | tee -a "$results"
-  rm -rf "$WORK/peers"
+  for ((round = 1; round <= ROUNDS; round++)); do
+    log "round $round of $ROUNDS"
+    rm -rf "$WORK/out"
+    measure pg2bq_defaults "$rows" "$PG2BQ" export --source "$URL" --dest "$WORK/out" \
+      --table public.bench_events --progress off | tee -a "$results"
+    rm -rf "$WORK/out"
+    measure pg2bq_jobs1_p1 "$rows" "$PG2BQ" export --source "$URL" --dest "$WORK/out" \
+      --table public.bench_events --jobs 1 --partitions 1 --progress off | tee -a "$results"
+    rm -rf "$WORK/out"
+    "$REPO/scripts/bench-peers.sh" bench_events "$WORK/peers" | tee -a "$results"
+    rm -rf "$WORK/peers"
+  done
 done
 
 "$VENV/bin/python" - "$results" <<'PY'
-import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-print("| rows | tool | seconds | rows/s | peak RSS (MB) | vs COPY floor | vs connectorx+pyarrow |")
+import json, statistics, sys
+runs = [json.loads(line) for line in open(sys.argv[1])]
+tools = {}
+for r in runs:
+    tools.setdefault((r["rows"], r["tool"]), []).append(r)
+def median(rows, tool):
+    return statistics.median(r["seconds"] for r in tools[(rows, tool)])
+print("| rows | tool | median s (min–max) | rows/s | peak RSS (MB) | vs COPY floor | vs adbc + pyarrow |")
 print("|---:|---|---:|---:|---:|---:|---:|")
-for r in rows:
-    same = [x for x in rows if x["rows"] == r["rows"]]
-    copy = next(x for x in same if x["tool"] == "copy_binary_psql")
-    cx = next(x for x in same if x["tool"] == "connectorx_pyarrow")
-    print(f"| {r['rows']:,} | {r['tool']} | {r['seconds']:.2f} | {r['rows_per_s']:,} | {r['peak_rss_mb']:.0f} "
-          f"| {r['seconds'] / copy['seconds']:.2f}× time | {r['rows_per_s'] / cx['rows_per_s']:.2f}× rows/s |")
+for (rows, tool), same in tools.items():
+    seconds = median(rows, tool)
+    spread = f"{min(r['seconds'] for r in same):.2f}–{max(r['seconds'] for r in same):.2f}"
+    rss = max(r["peak_rss_mb"] for r in same)
+    print(f"| {rows:,} | {tool} | {seconds:.2f} ({spread}) | {int(rows / seconds):,} | {rss:.0f} "
+          f"| {seconds / median(rows, 'copy_binary_psql'):.2f}× | {seconds / median(rows, 'adbc_pyarrow'):.2f}× |")
 PY

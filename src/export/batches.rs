@@ -9,10 +9,10 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Builder, Decimal256Builder, GenericListArray, ListArray, OffsetSizeTrait, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, Decimal128Builder, Decimal256Builder, GenericListArray, ListArray, OffsetSizeTrait,
 };
 use arrow::compute::{cast_with_options, CastOptions};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
@@ -75,16 +75,6 @@ fn normalize_column(array: &ArrayRef, column: &ColumnMapping) -> Result<ArrayRef
     use crate::model::types::Conversion;
     match column.conversion {
         Conversion::Cast => exact_cast(array, &column.arrow_type, &column.name),
-        Conversion::EpochMicros => {
-            let DataType::Timestamp(TimeUnit::Microsecond, zone) = &column.arrow_type else {
-                unreachable!("EpochMicros is only planned for microsecond timestamps")
-            };
-            let micros = exact_cast(array, &DataType::Int64, &column.name)?;
-            let micros = micros.as_primitive::<arrow::datatypes::Int64Type>();
-            let timestamps =
-                TimestampMicrosecondArray::new(micros.values().clone(), micros.nulls().cloned()).with_timezone_opt(zone.clone());
-            Ok(Arc::new(timestamps) as ArrayRef)
-        }
         Conversion::ParseDecimal => {
             let text = exact_cast(array, &DataType::Utf8, &column.name)?;
             parse_decimals(text.as_string::<i32>().iter(), text.len(), &column.arrow_type, &column.name)
@@ -157,7 +147,8 @@ fn decimal_list<O: OffsetSizeTrait>(list: &GenericListArray<O>, item: &Arc<Field
 mod tests {
     use super::*;
     use crate::model::types::{map_column, OutOfRange, PgColumn};
-    use arrow::array::{Int64Array, LargeStringArray};
+    use arrow::array::{Int64Array, LargeStringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::TimeUnit;
 
     fn mapping(type_name: &str, typmod: i32) -> ColumnMapping {
         map_column(&PgColumn::base("c", type_name, typmod), None, OutOfRange::Refuse).unwrap()
@@ -199,11 +190,13 @@ mod tests {
     }
 
     #[test]
-    fn epoch_micros_become_timestamps_over_years_1_to_9999() {
-        let m = mapping("timestamp", -1);
-        let input = Int64Array::from(vec![Some(-62135596800000000), None, Some(253402300799999999)]);
+    fn timestamps_over_years_1_to_9999_pass_exactly() {
+        let m = mapping("timestamptz", -1);
+        let micros = vec![Some(-62135596800000000), None, Some(253402300799999999)];
+        let input = TimestampMicrosecondArray::from(micros.clone()).with_timezone("+00:00");
         let out = run(Arc::new(input), &m).unwrap();
-        assert_eq!(out.column(0).data_type(), &DataType::Timestamp(TimeUnit::Microsecond, None));
-        assert_eq!(out.column(0).as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(0), -62135596800000000);
+        assert_eq!(out.column(0).data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())));
+        let values: Vec<Option<i64>> = out.column(0).as_primitive::<arrow::datatypes::TimestampMicrosecondType>().iter().collect();
+        assert_eq!(values, micros);
     }
 }

@@ -107,15 +107,14 @@ impl BigQueryType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Conversion {
-    /// An exact Arrow cast (widening undone, large → small offsets, ns → µs).
+    /// An exact Arrow cast (widening undone, large → small offsets, ns → µs). Manifests
+    /// written before timestamps were read natively say `epoch_micros` for them.
+    #[serde(alias = "epoch_micros")]
     Cast,
     /// Text holding a decimal, parsed exactly into the pinned Decimal type.
     ParseDecimal,
     /// A list of decimal texts, parsed element by element.
     ParseDecimalList,
-    /// Microseconds since the epoch as int8 (ConnectorX's nanosecond timestamps cannot hold
-    /// years before 1677 or after 2262), reinterpreted as the pinned timestamp type.
-    EpochMicros,
 }
 
 /// One column's complete route from Postgres to BigQuery.
@@ -369,16 +368,16 @@ fn map_temporal(column: &PgColumn, quoted: &str, out_of_range: OutOfRange, kind:
         Temporal::Timestamp => (
             DataType::Timestamp(TimeUnit::Microsecond, None),
             BigQueryType::Datetime,
-            format!("(EXTRACT(EPOCH FROM {adjusted}) * 1000000)::int8"),
-            Conversion::EpochMicros,
-            Some("naive, as microseconds since 1970 (exact over years 1–9999)".to_string()),
+            adjusted,
+            Conversion::Cast,
+            Some("naive, in microseconds (exact over years 1–9999)".to_string()),
         ),
         Temporal::TimestampTz => (
             DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
             BigQueryType::Timestamp,
-            format!("(EXTRACT(EPOCH FROM {adjusted}) * 1000000)::int8"),
-            Conversion::EpochMicros,
-            Some("UTC, as microseconds since 1970 (exact over years 1–9999)".to_string()),
+            adjusted,
+            Conversion::Cast,
+            Some("UTC, in microseconds (exact over years 1–9999)".to_string()),
         ),
     };
     let check = ValueCheck {

@@ -54,8 +54,20 @@ fn expressions(column: &ColumnManifest) -> (String, String, Compare) {
         BigQueryType::Json => (encoding(BigQueryType::Json, &bq), format!("{pg}::text"), Compare::Json),
         // concat() keeps char(n) padding, as the export did.
         BigQueryType::String => (bq, format!("CASE WHEN {pg} IS NULL THEN NULL ELSE concat({pg}) END"), Compare::Exact),
-        // Temporal select expressions already yield epoch microseconds.
+        BigQueryType::Timestamp | BigQueryType::Datetime => {
+            (encoding(column.mapping.bq_type, &bq), epoch_micros_text(&column.mapping.select_expr), Compare::Exact)
+        }
         other => (encoding(other, &bq), format!("{pg}::text"), *element_compare(other)),
+    }
+}
+
+/// A timestamp's microseconds since 1970 as text, as BigQuery's side gives them. Manifests
+/// written before timestamps were read natively selected them as these microseconds already.
+fn epoch_micros_text(select_expr: &str) -> String {
+    if select_expr.starts_with("(EXTRACT(EPOCH FROM ") {
+        format!("({select_expr})::text")
+    } else {
+        format!("(EXTRACT(EPOCH FROM ({select_expr})) * 1000000)::int8::text")
     }
 }
 

@@ -1,7 +1,7 @@
 //! Transport from Postgres Source to Arrow Destination.
 
 use crate::destinations::arrowstream::{
-    typesystem::ArrowTypeSystem, ArrowDestination, ArrowDestinationError,
+    typesystem::{ArrowTypeSystem, DateTimeWrapperMicro, NaiveDateTimeWrapperMicro}, ArrowDestination, ArrowDestinationError,
 };
 use crate::sources::postgres::{
     BinaryProtocol, CSVProtocol, CursorProtocol, PostgresSource, PostgresSourceError,
@@ -55,10 +55,10 @@ macro_rules! impl_postgres_transport {
                 { VarChar[&'r str]                   => LargeUtf8[String]                  | conversion none   }
                 { Name[&'r str]                      => LargeUtf8[String]                  | conversion none   }
                 { Enum[&'r str]                      => LargeUtf8[String]                  | conversion none   }
-                { Timestamp[NaiveDateTime]           => Date64[NaiveDateTime]              | conversion auto   }
+                { Timestamp[NaiveDateTime]           => Date64Micro[NaiveDateTimeWrapperMicro] | conversion option }
                 { Date[NaiveDate]                    => Date32[NaiveDate]                  | conversion auto   }
                 { Time[NaiveTime]                    => Time64[NaiveTime]                  | conversion auto   }
-                { TimestampTz[DateTime<Utc>]         => DateTimeTz[DateTime<Utc>]          | conversion auto   }
+                { TimestampTz[DateTime<Utc>]         => DateTimeTzMicro[DateTimeWrapperMicro]  | conversion option }
                 { UUID[Uuid]                         => LargeUtf8[String]                  | conversion option }
                 { Char[&'r str]                      => LargeUtf8[String]                  | conversion none   }
                 { ByteA[Vec<u8>]                     => LargeBinary[Vec<u8>]               | conversion auto   }
@@ -91,6 +91,20 @@ impl_postgres_transport!(CursorProtocol, NoTls);
 impl_postgres_transport!(CursorProtocol, MakeTlsConnector);
 impl_postgres_transport!(SimpleProtocol, NoTls);
 impl_postgres_transport!(SimpleProtocol, MakeTlsConnector);
+
+// pg2bq: timestamps arrive in microseconds, Postgres's own precision, over Postgres's whole
+// range; in nanoseconds (upstream) any value outside 1677–2262 panicked.
+impl<P, C> TypeConversion<NaiveDateTime, NaiveDateTimeWrapperMicro> for PostgresArrowTransport<P, C> {
+    fn convert(val: NaiveDateTime) -> NaiveDateTimeWrapperMicro {
+        NaiveDateTimeWrapperMicro(val)
+    }
+}
+
+impl<P, C> TypeConversion<DateTime<Utc>, DateTimeWrapperMicro> for PostgresArrowTransport<P, C> {
+    fn convert(val: DateTime<Utc>) -> DateTimeWrapperMicro {
+        DateTimeWrapperMicro(val)
+    }
+}
 
 impl<P, C> TypeConversion<IpInet, String> for PostgresArrowTransport<P, C> {
     fn convert(val: IpInet) -> String {
