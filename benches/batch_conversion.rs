@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Date32Array, Float64Array, Int64Array, LargeStringArray};
+use arrow::array::{ArrayRef, Date32Array, Float64Array, Int64Array, LargeStringArray, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use parquet::arrow::ArrowWriter;
@@ -52,8 +52,14 @@ fn shapes() -> Vec<(&'static str, RecordBatch, Vec<ColumnMapping>)> {
     let numerics: ArrayRef = Arc::new(
         sequence(3).take(ROWS).map(|v| Some(format!("{}.{:09}", v % 10_000_000_000, v % 1_000_000_000))).collect::<LargeStringArray>(),
     );
-    let micros: ArrayRef =
-        Arc::new(sequence(5).take(ROWS).map(|v| Some((v % 4_000_000_000_000_000) as i64 - 1_000_000_000_000_000)).collect::<Int64Array>());
+    // As ConnectorX hands timestamptz over: microseconds, UTC.
+    let micros: ArrayRef = Arc::new(
+        sequence(5)
+            .take(ROWS)
+            .map(|v| Some((v % 4_000_000_000_000_000) as i64 - 1_000_000_000_000_000))
+            .collect::<TimestampMicrosecondArray>()
+            .with_timezone("+00:00"),
+    );
     // Values a float4 holds exactly, so the narrowing cast is exact.
     let floats: ArrayRef = Arc::new(sequence(6).take(ROWS).map(|v| Some((v % 1_000_000) as f32 as f64 / 64.0)).collect::<Float64Array>());
     let days: ArrayRef = Arc::new(sequence(8).take(ROWS).map(|v| Some((v % 80_000) as i32 - 20_000)).collect::<Date32Array>());
