@@ -3,6 +3,7 @@
 //! huge values still make files other readers open. Ends with seeded kill -9 trials.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -153,12 +154,35 @@ async fn memory_destination_is_refused_by_the_binary() {
     db.drop().await;
 }
 
-/// Two exports of one run id, the second started 1 s after the first: exactly one commits.
+/// Rows of the raced table: enough that the first export is still writing when the second,
+/// started at the first's claim, reaches its own (a fixed 1 s head start stopped overlapping
+/// once exports got faster).
+const RACE_ROWS: u64 = 1_000_000;
+
+/// Two exports of one run id, the second started as soon as the first has claimed the run.
 fn race_two_exports(args: &[String]) -> (Output, Output) {
-    let first = spawn_export(args);
-    std::thread::sleep(Duration::from_secs(1));
+    let mut first = spawn_export(args);
+    let mut lines = BufReader::new(first.stderr.take().expect("stderr is piped")).lines();
+    let mut log = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("Claimed run") {
+            break;
+        }
+    }
     let second = spawn_export(args);
-    (first.wait_with_output().unwrap(), second.wait_with_output().unwrap())
+    let rest = std::thread::spawn(move || {
+        for line in lines {
+            log.push_str(&line.unwrap());
+            log.push('\n');
+        }
+        log
+    });
+    let second = second.wait_with_output().unwrap();
+    let status = first.wait().unwrap();
+    (Output { status, stdout: Vec::new(), stderr: rest.join().unwrap().into_bytes() }, second)
 }
 
 fn assert_one_commits(first: &Output, second: &Output) {
@@ -171,13 +195,13 @@ fn assert_one_commits(first: &Output, second: &Output) {
 #[tokio::test]
 async fn two_local_exports_of_one_run_id_commit_once_and_verify() {
     let url = skip_unless!("PG2BQ_TEST_PG_URL");
-    let db = TestDb::new(&url, &wide_table(200_000)).await;
+    let db = TestDb::new(&url, &wide_table(RACE_ROWS)).await;
     let dest = tempfile::tempdir().unwrap();
     let args = export_args(&url, dest.path().to_str().unwrap(), &db.table("w"), "twice", &["--partitions", "2", "--file-size", "1MiB"]);
     let (first, second) = race_two_exports(&args);
     assert_one_commits(&first, &second);
     let run_dir = dest.path().join("twice");
-    assert_committed_exactly(&run_dir, 200_000);
+    assert_committed_exactly(&run_dir, RACE_ROWS);
     let verify = pg2bq(&["verify", "--manifest", run_dir.join("manifest.json").to_str().unwrap()]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     db.drop().await;
@@ -188,7 +212,7 @@ async fn two_gcs_exports_of_one_run_id_commit_once_and_verify() {
     let url = skip_unless!("PG2BQ_TEST_PG_URL");
     let emulator = skip_unless!("STORAGE_EMULATOR_HOST");
     let bucket = skip_unless!("PG2BQ_TEST_GCS_BUCKET");
-    let db = TestDb::new(&url, &wide_table(200_000)).await;
+    let db = TestDb::new(&url, &wide_table(RACE_ROWS)).await;
     let prefix = format!("gs://{bucket}/runs-{:08x}", rand::random::<u32>());
     let args = export_args(&url, &prefix, &db.table("w"), "twice", &["--partitions", "2", "--file-size", "1MiB"]);
     let (first, second) = race_two_exports(&args);
@@ -206,7 +230,7 @@ async fn two_gcs_exports_of_one_run_id_commit_once_and_verify() {
         let data = store.get(&format!("twice/{}", file.path)).await.unwrap();
         assert_eq!((data.len() as u64, pg2bq::storage::store::crc32c_base64(crc32c::crc32c(&data))), (file.bytes, file.crc32c.clone()));
     }
-    assert_eq!(manifest.tables[0].row_count, 200_000);
+    assert_eq!(manifest.tables[0].row_count, RACE_ROWS);
     let verify = pg2bq(&["verify", "--manifest", &format!("{prefix}/twice/manifest.json")]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     db.drop().await;
