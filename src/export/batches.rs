@@ -8,9 +8,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Builder, Decimal256Builder, GenericListArray, ListArray, OffsetSizeTrait,
-};
+use arrow::array::{Array, ArrayRef, AsArray, Decimal128Builder, Decimal256Builder, GenericListArray, ListArray, OffsetSizeTrait};
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
