@@ -32,17 +32,13 @@ trap cleanup EXIT
 eval "$("$REPO/scripts/pg-up.sh")"
 URL=$PG2BQ_TEST_PG_URL
 
-# measure TOOL ROWS CMD...: JSON line with wall seconds and peak RSS of CMD.
+# measure TOOL ROWS CMD...: JSON line with the wall seconds, CPU seconds and peak RSS of CMD.
 measure() {
   local tool=$1 rows=$2
   shift 2
   log "running $tool ($rows rows)"
   /usr/bin/time -v -o "$WORK/time" "$@" >/dev/null 2>"$WORK/stderr" || { cat "$WORK/stderr" >&2; die "$tool failed"; }
-  awk -v tool="$tool" -v rows="$rows" '
-    /Elapsed \(wall clock\)/ { n = split($NF, t, ":"); secs = 0; for (i = 1; i <= n; i++) secs = secs * 60 + t[i] }
-    /Maximum resident set size/ { rss = $NF / 1024 }
-    END { printf "{\"tool\":\"%s\",\"rows\":%d,\"seconds\":%.2f,\"rows_per_s\":%d,\"peak_rss_mb\":%.1f}\n",
-                 tool, rows, secs, (secs > 0 ? rows / secs : 0), rss }' "$WORK/time"
+  printf '{"tool":"%s","rows":%d,%s}\n' "$tool" "$rows" "$(time_figures "$WORK/time" "$rows")"
 }
 
 results=$WORK/results.jsonl

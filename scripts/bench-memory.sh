@@ -80,12 +80,7 @@ run() {
     die "export failed ($rows rows, --partitions $partitions, $mode)"
   fi
   stop_busy
-  awk -v rows="$rows" -v partitions="$partitions" -v mode="$mode" '
-    /Elapsed \(wall clock\)/ { n = split($NF, t, ":"); secs = 0; for (i = 1; i <= n; i++) secs = secs * 60 + t[i] }
-    /User time/ { user = $NF } /System time/ { sys = $NF }
-    /Maximum resident set size/ { rss = $NF / 1024 }
-    END { printf "{\"rows\":%d,\"partitions\":%d,\"mode\":\"%s\",\"seconds\":%.2f,\"cpu_seconds\":%.2f,\"peak_rss_mb\":%.1f}\n",
-                 rows, partitions, mode, secs, user + sys, rss }' "$WORK/time"
+  printf '{"rows":%d,"partitions":%d,"mode":"%s",%s}\n' "$rows" "$partitions" "$mode" "$(time_figures "$WORK/time" "$rows")"
 }
 
 results=$WORK/results.jsonl

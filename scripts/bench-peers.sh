@@ -4,7 +4,7 @@
 # pyarrow's ParquetWriter, and DuckDB's postgres extension COPY … TO parquet (all zstd). The adbc
 # and DuckDB packages come from requirements-bench.txt (scripts/bench-tools-install.sh).
 # Usage: eval "$(scripts/pg-up.sh)"; scripts/bench-peers.sh TABLE OUT_DIR
-# stdout: one JSON line per tool: {"tool","rows","seconds","rows_per_s","peak_rss_mb"}.
+# stdout: one JSON line per tool: {"tool","rows","seconds","rows_per_s","cpu_seconds","peak_rss_mb"}.
 # peak_rss_mb is the client process only (psql / python), not the Postgres server.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -31,11 +31,7 @@ measure() {
   if [[ $rows == from-json ]]; then
     rows=$("$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["rows"])' "$OUT/$tool.out")
   fi
-  awk -v tool="$tool" -v rows="$rows" '
-    /Elapsed \(wall clock\)/ { n = split($NF, t, ":"); secs = 0; for (i = 1; i <= n; i++) secs = secs * 60 + t[i] }
-    /Maximum resident set size/ { rss = $NF / 1024 }
-    END { printf "{\"tool\":\"%s\",\"rows\":%d,\"seconds\":%.2f,\"rows_per_s\":%d,\"peak_rss_mb\":%.1f}\n",
-                 tool, rows, secs, (secs > 0 ? rows / secs : 0), rss }' "$OUT/$tool.time"
+  printf '{"tool":"%s","rows":%d,%s}\n' "$tool" "$rows" "$(time_figures "$OUT/$tool.time" "$rows")"
 }
 
 count=$(psql -X -At -v ON_ERROR_STOP=1 "$URL" -c "SELECT count(*) FROM $TABLE")

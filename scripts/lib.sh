@@ -32,6 +32,17 @@ pip_sync() {
   echo "$want" >"$marker"
 }
 
+# time_figures FILE ROWS: what `/usr/bin/time -v -o FILE` recorded for a run over ROWS rows, as
+# JSON members: "seconds" (wall), "rows_per_s", "cpu_seconds" (user + system), "peak_rss_mb".
+time_figures() {
+  awk -v rows="$2" '
+    /Elapsed \(wall clock\)/ { n = split($NF, t, ":"); secs = 0; for (i = 1; i <= n; i++) secs = secs * 60 + t[i] }
+    /User time/ { user = $NF } /System time/ { sys = $NF }
+    /Maximum resident set size/ { rss = $NF / 1024 }
+    END { printf "\"seconds\":%.2f,\"rows_per_s\":%d,\"cpu_seconds\":%.2f,\"peak_rss_mb\":%.1f",
+                 secs, (secs > 0 ? rows / secs : 0), user + sys, rss }' "$1"
+}
+
 # A TCP port that is free right now on 127.0.0.1.
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
