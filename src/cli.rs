@@ -61,6 +61,17 @@ pub struct BigQueryTargetArgs {
     /// Prefix of every table name in the dataset.
     #[arg(long, default_value = "")]
     pub table_prefix: String,
+    /// The BigQuery table a snapshot table goes to (an app's existing table): TABLE=TARGET
+    /// (repeatable; TOML `target`). Without it: the recorded name after --table-prefix.
+    #[arg(long = "table-map", value_name = "TABLE=TARGET")]
+    pub table_map: Vec<String>,
+    /// A snapshot column's column in an existing table: TABLE.SOURCE=TARGET (repeatable;
+    /// TOML `column_map`).
+    #[arg(long = "column-map", value_name = "TABLE.SOURCE=TARGET")]
+    pub column_map: Vec<String>,
+    /// Allow DATE columns into an existing table's TIMESTAMP/DATETIME columns (midnight).
+    #[arg(long)]
+    pub date_to_timestamp: bool,
 }
 
 /// Emulator endpoints and credentials, from the variables Google's own tools read.
@@ -123,9 +134,17 @@ pub struct LoadArgs {
     /// Create the dataset if it does not exist.
     #[arg(long)]
     pub create_dataset: bool,
-    /// truncate: the table ends equal to the snapshot; append: the snapshot's rows are added.
+    /// truncate: the table ends equal to the snapshot; append: the snapshot's rows are added;
+    /// merge: rows whose key the table lacks are added, the others left alone.
     #[arg(long, value_enum, default_value_t = LoadModeArg::Truncate)]
     pub mode: LoadModeArg,
+    /// Merge key: TABLE.COLUMN[,COLUMN…] (repeatable; TOML `merge_key`). Default: the
+    /// primary key recorded in the manifest.
+    #[arg(long = "key", value_name = "TABLE.COLUMN[,COLUMN]")]
+    pub merge_key: Vec<String>,
+    /// Merge: also update rows whose key exists and whose values differ from the snapshot's.
+    #[arg(long)]
+    pub overwrite_existing: bool,
     /// Time partitioning: TABLE.COLUMN[:DAY|HOUR|MONTH|YEAR] (repeatable).
     #[arg(long = "partition-by", value_name = "TABLE.COLUMN[:UNIT]")]
     pub partition_by: Vec<String>,
@@ -296,6 +315,7 @@ mod tests {
 pub enum LoadModeArg {
     Truncate,
     Append,
+    Merge,
 }
 
 /// `--out-of-range`; config turns it into `model::types::OutOfRange`.

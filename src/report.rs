@@ -9,6 +9,7 @@ use std::time::Duration;
 use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use pg2bq::cli::Progress;
 use pg2bq::export::plan::{ExportPlan, TablePlan};
+use pg2bq::load::{LoadMode, TableLoad};
 use pg2bq::model::manifest::Manifest;
 use pg2bq::model::progress::{ProgressCounter, ProgressReporter, UnitReport};
 use pg2bq::{ExportOutcome, LoadOutcome};
@@ -348,45 +349,18 @@ pub fn print_load(outcome: &LoadOutcome, json: bool) {
         (LoadOutcome::Planned(plan), false) => {
             let mut text = format!("Load plan for run {} → {}.{} ({:?})\n", plan.run_id, plan.project, plan.dataset, plan.mode);
             for table in &plan.tables {
-                text.push_str(&format!(
-                    "\n{} → {}: {} rows, {} bytes, {} load job(s) ({:.2}% of the daily per-table quota)\n",
-                    table.source,
-                    table.table_id,
-                    table.rows,
-                    table.bytes,
-                    table.load_jobs.len(),
-                    table.daily_quota_share * 100.0
-                ));
-                for field in &table.fields {
-                    text.push_str(&format!("  {:<24} {:<10} {}\n", field.name, field.field_type.sql_name(), field.mode));
-                }
-                if let Some(p) = &table.time_partitioning {
-                    text.push_str(&format!("  partitioned by {} ({:?})\n", p.field, p.unit));
-                }
-                if !table.clustering.is_empty() {
-                    text.push_str(&format!("  clustered by {}\n", table.clustering.join(", ")));
-                }
-                for job in &table.load_jobs {
-                    text.push_str(&format!(
-                        "  job {} → {} {}: {} file(s), {} bytes, {} rows\n",
-                        job.job_id,
-                        job.destination_table_id,
-                        job.write_disposition,
-                        job.uris.len(),
-                        job.bytes,
-                        job.rows
-                    ));
-                }
-                if let Some(finalize) = &table.finalize {
-                    text.push_str(&format!("  job {}: {}\n", finalize.job_id, finalize.sql));
-                }
+                text.push_str(&table_load_text(table, plan.mode));
             }
             out.write_all(text.as_bytes())
         }
         (LoadOutcome::Loaded(report), false) => {
             let mut text = format!("Loaded run {} into {}.{}\n", report.run_id, report.project, report.dataset);
             for t in &report.tables {
-                let again = if t.reattached_jobs > 0 { format!(" ({} job(s) re-attached)", t.reattached_jobs) } else { String::new() };
+                let again = match (t.done_before, t.reattached_jobs) {
+                    (true, _) => " (done by an earlier run: checked only, nothing changed)".to_string(),
+                    (false, 0) => String::new(),
+                    (false, n) => format!(" ({n} job(s) re-attached)"),
+                };
                 text.push_str(&format!(
                     "  {:<32} {:>12} rows  {:>6.1} s  {} job(s){again}\n",
                     t.table_id,
@@ -394,11 +368,70 @@ pub fn print_load(outcome: &LoadOutcome, json: bool) {
                     t.seconds,
                     t.job_ids.len()
                 ));
+                if let Some(m) = &t.merged {
+                    text.push_str(&format!(
+                        "  {:<32} merged: {} inserted, {} already present ({} updated)\n",
+                        "", m.inserted, m.already_present, m.updated
+                    ));
+                }
             }
             out.write_all(text.as_bytes())
         }
     };
     let _ = written.and_then(|()| writeln!(out));
+}
+
+/// One table of a load plan: its columns (or, into an existing table or by merge, each
+/// column's route), key, notes, layout, jobs and final statement.
+fn table_load_text(table: &TableLoad, mode: LoadMode) -> String {
+    let mut text = format!(
+        "\n{} → {}: {} rows, {} bytes, {} load job(s) ({:.2}% of the daily per-table quota)\n",
+        table.source,
+        table.table_id,
+        table.rows,
+        table.bytes,
+        table.load_jobs.len(),
+        table.daily_quota_share * 100.0
+    );
+    if table.into_existing || mode == LoadMode::Merge {
+        for route in &table.routes {
+            match &route.source {
+                Some(source) => text.push_str(&format!("  {} ← {source}: {}\n", route.target, route.conversion)),
+                None => text.push_str(&format!("  {}: {}\n", route.target, route.conversion)),
+            }
+        }
+    } else {
+        for field in &table.fields {
+            text.push_str(&format!("  {:<24} {:<10} {}\n", field.name, field.field_type.sql_name(), field.mode));
+        }
+    }
+    if !table.merge_key.is_empty() {
+        text.push_str(&format!("  merge key: {}\n", table.merge_key.join(", ")));
+    }
+    for note in &table.notes {
+        text.push_str(&format!("  note: {note}\n"));
+    }
+    if let Some(p) = &table.time_partitioning {
+        text.push_str(&format!("  partitioned by {} ({:?})\n", p.field, p.unit));
+    }
+    if !table.clustering.is_empty() {
+        text.push_str(&format!("  clustered by {}\n", table.clustering.join(", ")));
+    }
+    for job in &table.load_jobs {
+        text.push_str(&format!(
+            "  job {} → {} {}: {} file(s), {} bytes, {} rows\n",
+            job.job_id,
+            job.destination_table_id,
+            job.write_disposition,
+            job.uris.len(),
+            job.bytes,
+            job.rows
+        ));
+    }
+    for job in table.finalize.iter().chain(&table.keep_keys) {
+        text.push_str(&format!("  job {}: {}\n", job.job_id, job.sql));
+    }
+    text
 }
 
 /// One line per check: PASS/FAIL, check, column, expected, actual, detail.

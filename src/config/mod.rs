@@ -13,8 +13,10 @@ use crate::cli::{BigQueryTargetArgs, ExportArgs, GcpArgs, GcsArgs, LoadArgs, Loa
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
 use crate::export::parquet::ParquetSettings;
 use crate::gcp::bigquery::BigQueryOptions;
+use crate::gcp::routes::Routing;
 use crate::gcp::schema::PartitionUnit;
 use crate::load::{LoadConfig, LoadMode, LoadTarget};
+use crate::model::manifest::TableNames;
 use crate::model::run_id::{InvalidRunId, RunId};
 use crate::model::types::{CastOverride, NameAlphabet, OutOfRange};
 use crate::source::postgres::with_connection_defaults;
@@ -86,6 +88,13 @@ pub struct TableSpec {
     pub partition_by: Option<String>,
     /// `load`: clustering columns.
     pub cluster_by: Option<Vec<String>>,
+    /// `load`/`validate`: the BigQuery table it goes to (an app's existing table).
+    pub target: Option<String>,
+    /// `load`: snapshot column → the existing table's column.
+    #[serde(default)]
+    pub column_map: BTreeMap<String, String>,
+    /// `load --mode merge`: the key columns (default: the primary key).
+    pub merge_key: Option<Vec<String>>,
 }
 
 /// The config file: every field optional.
@@ -415,22 +424,7 @@ impl LoadConfig {
     /// [`ConfigError`] for a missing project or dataset or a malformed option.
     pub fn resolve(args: &LoadArgs, file: ConfigFile) -> Result<Self, ConfigError> {
         let (project, dataset) = project_and_dataset(&args.target, &file)?;
-        let mut partition_by = BTreeMap::new();
-        let mut cluster_by = BTreeMap::new();
-        let mut seen: Vec<(String, &str)> = Vec::new();
-        for table in &file.tables {
-            let key = load_key(&table.name)?;
-            if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
-                return Err(ConfigError::DuplicateTable { first: first.to_string(), second: table.name.clone(), canonical: key });
-            }
-            seen.push((key.clone(), &table.name));
-            if let Some(spec) = &table.partition_by {
-                partition_by.insert(key.clone(), parse_partitioning(spec)?);
-            }
-            if let Some(columns) = &table.cluster_by {
-                cluster_by.insert(key, columns.clone());
-            }
-        }
+        let FileLoadOptions { mut partition_by, mut cluster_by, mut merge_keys } = FileLoadOptions::of(&file)?;
         // Flags come last, so they replace the file's value for the same table however it is spelt.
         for value in &args.partition_by {
             let (table, spec) = value.rsplit_once('.').filter(|(t, _)| !t.is_empty()).ok_or_else(|| ConfigError::Malformed {
@@ -441,28 +435,37 @@ impl LoadConfig {
             partition_by.insert(load_key(table)?, parse_partitioning(spec)?);
         }
         for value in &args.cluster_by {
-            let (table, columns) =
-                value.split_once(',').map_or(value.as_str(), |(first, _)| first).rsplit_once('.').ok_or_else(|| {
-                    ConfigError::Malformed { flag: "--cluster-by", value: value.clone(), expected: "TABLE.COLUMN[,COLUMN]" }
-                })?;
-            let rest = value.split_once(',').map(|(_, rest)| rest).unwrap_or("");
-            let mut list = vec![columns.to_string()];
-            list.extend(rest.split(',').filter(|c| !c.is_empty()).map(str::to_string));
-            cluster_by.insert(load_key(table)?, list);
+            let (table, columns) = table_and_columns("--cluster-by", value)?;
+            cluster_by.insert(table, columns);
+        }
+        for value in &args.merge_key {
+            let (table, columns) = table_and_columns("--key", value)?;
+            merge_keys.insert(table, columns);
+        }
+        if args.overwrite_existing && args.mode != LoadModeArg::Merge {
+            return Err(ConfigError::Malformed {
+                flag: "--overwrite-existing",
+                value: "set".into(),
+                expected: "--mode merge (truncate already replaces every row; append never updates)",
+            });
         }
         Ok(Self {
             manifest_uri: args.target.manifest.clone(),
             target: LoadTarget {
                 project,
                 dataset,
-                location: args.target.location.clone().or(file.location),
-                table_prefix: args.target.table_prefix.clone(),
+                location: args.target.location.clone().or(file.location.clone()),
+                names: table_names(&args.target, &file)?,
                 mode: match args.mode {
                     LoadModeArg::Truncate => LoadMode::Truncate,
                     LoadModeArg::Append => LoadMode::Append,
+                    LoadModeArg::Merge => LoadMode::Merge,
                 },
                 partition_by,
                 cluster_by,
+                routing: routing(&args.target, &file)?,
+                merge_keys,
+                overwrite_existing: args.overwrite_existing,
             },
             create_dataset: args.create_dataset,
             dry_run: args.dry_run,
@@ -472,11 +475,85 @@ impl LoadConfig {
     }
 }
 
+/// The config file's per-table load options, by load key.
+struct FileLoadOptions {
+    partition_by: BTreeMap<String, (String, PartitionUnit)>,
+    cluster_by: BTreeMap<String, Vec<String>>,
+    merge_keys: BTreeMap<String, Vec<String>>,
+}
+
+impl FileLoadOptions {
+    fn of(file: &ConfigFile) -> Result<Self, ConfigError> {
+        let mut options = Self { partition_by: BTreeMap::new(), cluster_by: BTreeMap::new(), merge_keys: BTreeMap::new() };
+        let mut seen: Vec<(String, &str)> = Vec::new();
+        for table in &file.tables {
+            let key = load_key(&table.name)?;
+            if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                return Err(ConfigError::DuplicateTable { first: first.to_string(), second: table.name.clone(), canonical: key });
+            }
+            seen.push((key.clone(), &table.name));
+            if let Some(spec) = &table.partition_by {
+                options.partition_by.insert(key.clone(), parse_partitioning(spec)?);
+            }
+            if let Some(columns) = &table.cluster_by {
+                options.cluster_by.insert(key.clone(), columns.clone());
+            }
+            if let Some(columns) = &table.merge_key {
+                options.merge_keys.insert(key, columns.clone());
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// `TABLE.COLUMN[,COLUMN…]` (`--cluster-by`, `--key`): the table's load key and the columns.
+fn table_and_columns(flag: &'static str, value: &str) -> Result<(String, Vec<String>), ConfigError> {
+    let malformed = || ConfigError::Malformed { flag, value: value.into(), expected: "TABLE.COLUMN[,COLUMN]" };
+    let (first, rest) = value.split_once(',').unwrap_or((value, ""));
+    let (table, column) = first.rsplit_once('.').filter(|(t, c)| !t.is_empty() && !c.is_empty()).ok_or_else(malformed)?;
+    let mut columns = vec![column.to_string()];
+    columns.extend(rest.split(',').filter(|c| !c.is_empty()).map(str::to_string));
+    Ok((load_key(table)?, columns))
+}
+
 /// The key of a table's load options: its [`table_key`] with `public.` left out, as the
 /// manifest's names match it (`events` names `public.events` and a query named `events`).
 fn load_key(name: &str) -> Result<String, ConfigError> {
     let key = table_key(name)?;
     Ok(key.strip_prefix("public.").map_or(key.clone(), str::to_string))
+}
+
+/// Where each snapshot table goes: `--table-map` over the file's `target`, else the prefix.
+fn table_names(target: &BigQueryTargetArgs, file: &ConfigFile) -> Result<TableNames, ConfigError> {
+    let mut map = BTreeMap::new();
+    for table in &file.tables {
+        if let Some(id) = &table.target {
+            map.insert(load_key(&table.name)?, id.clone());
+        }
+    }
+    for value in &target.table_map {
+        let (table, id) = value
+            .split_once('=')
+            .filter(|(t, id)| !t.is_empty() && !id.is_empty())
+            .ok_or_else(|| ConfigError::Malformed { flag: "--table-map", value: value.clone(), expected: "TABLE=TARGET" })?;
+        map.insert(load_key(table)?, id.to_string());
+    }
+    Ok(TableNames { prefix: target.table_prefix.clone(), map })
+}
+
+/// How snapshot columns go into existing tables: `--column-map` over the file's `column_map`.
+fn routing(target: &BigQueryTargetArgs, file: &ConfigFile) -> Result<Routing, ConfigError> {
+    let mut column_maps: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for table in file.tables.iter().filter(|t| !t.column_map.is_empty()) {
+        column_maps.insert(load_key(&table.name)?, table.column_map.clone());
+    }
+    for value in &target.column_map {
+        let malformed = || ConfigError::Malformed { flag: "--column-map", value: value.clone(), expected: "TABLE.SOURCE=TARGET" };
+        let (column, to) = value.split_once('=').filter(|(_, t)| !t.is_empty()).ok_or_else(malformed)?;
+        let (table, from) = column.rsplit_once('.').filter(|(t, f)| !t.is_empty() && !f.is_empty()).ok_or_else(malformed)?;
+        column_maps.entry(load_key(table)?).or_default().insert(from.to_string(), to.to_string());
+    }
+    Ok(Routing { column_maps, date_to_timestamp: target.date_to_timestamp })
 }
 
 /// Project and dataset: flags (and their environment variables) over the config file.
@@ -527,8 +604,9 @@ impl ValidateConfig {
             manifest_uri: args.target.manifest.clone(),
             project,
             dataset,
-            location: args.target.location.clone().or(file.location),
-            table_prefix: args.target.table_prefix.clone(),
+            location: args.target.location.clone().or(file.location.clone()),
+            names: table_names(&args.target, &file)?,
+            routing: routing(&args.target, &file)?,
             source_url: args.source.as_deref().map(postgres_url).transpose()?,
             sample_rows: args.sample,
             denormalized: file.denormalized,

@@ -32,7 +32,6 @@ use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::dataset::Dataset;
 use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
 use gcp_bigquery_client::model::get_query_results_response::GetQueryResultsResponse;
-use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::query_request::QueryRequest;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -231,6 +230,9 @@ pub struct BigQuery {
 pub struct JobCounts {
     pub output_rows: Option<u64>,
     pub dml_affected_rows: Option<u64>,
+    /// A MERGE's `dmlStats`: rows it inserted and updated.
+    pub inserted_rows: Option<u64>,
+    pub updated_rows: Option<u64>,
 }
 
 /// A job run to success under `job_id` (the base id or a retry's).
@@ -518,12 +520,18 @@ impl BigQuery {
         Ok(InsertedJob { existed, location })
     }
 
-    /// A job's resource, `None` when no job has this id.
-    async fn job(&self, job_id: &str, location: Option<&str>) -> Result<Option<Job>, BigQueryError> {
+    /// A job's resource as BigQuery's JSON (the client's model drops `dmlStats`), `None` when
+    /// no job has this id.
+    async fn job(&self, job_id: &str, location: Option<&str>) -> Result<Option<Value>, BigQueryError> {
         let action = format!("read job `{job_id}`");
-        match self.client_call(&action, || self.client.job().get_job(&self.project, job_id, location)).await {
-            Err(BigQueryError::Status { status: StatusCode::NOT_FOUND, .. }) => Ok(None),
-            found => found.map(Some),
+        let path = match location {
+            Some(location) => format!("jobs/{job_id}?location={location}"),
+            None => format!("jobs/{job_id}"),
+        };
+        let reply = self.call(Method::GET, &path, None, &action).await?;
+        match reply.status {
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Self::success(&action, reply).map(Some),
         }
     }
 
@@ -661,35 +669,34 @@ impl BigQueryApi for BigQuery {
 }
 
 /// The rows a DONE job loaded or changed, as its statistics report them.
-fn job_counts(job_id: &str, job: &Job) -> Result<JobCounts, BigQueryError> {
-    let statistics = job.statistics.as_ref();
-    let count = |statistic: &'static str, value: Option<&String>| {
-        value
+fn job_counts(job_id: &str, job: &Value) -> Result<JobCounts, BigQueryError> {
+    let count = |statistic: &'static str, pointer: &str| {
+        job.pointer(pointer)
             .map(|value| {
-                value.parse().map_err(|_| BigQueryError::StatisticNotACount { job_id: job_id.into(), statistic, value: value.clone() })
+                let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+                text.parse().map_err(|_| BigQueryError::StatisticNotACount { job_id: job_id.into(), statistic, value: text.clone() })
             })
             .transpose()
     };
     Ok(JobCounts {
-        output_rows: count("outputRows", statistics.and_then(|s| s.load.as_ref()).and_then(|l| l.output_rows.as_ref()))?,
-        dml_affected_rows: count(
-            "numDmlAffectedRows",
-            statistics.and_then(|s| s.query.as_ref()).and_then(|q| q.num_dml_affected_rows.as_ref()),
-        )?,
+        output_rows: count("outputRows", "/statistics/load/outputRows")?,
+        dml_affected_rows: count("numDmlAffectedRows", "/statistics/query/numDmlAffectedRows")?,
+        inserted_rows: count("insertedRowCount", "/statistics/query/dmlStats/insertedRowCount")?,
+        updated_rows: count("updatedRowCount", "/statistics/query/dmlStats/updatedRowCount")?,
     })
 }
 
-fn job_state(job: &Job) -> Option<&str> {
-    job.status.as_ref()?.state.as_deref()
+fn job_state(job: &Value) -> Option<&str> {
+    job.pointer("/status/state")?.as_str()
 }
 
 /// BigQuery's reasons when a job ended in error (`status.errorResult` and the first errors).
-fn job_failure(job: &Job) -> Option<String> {
-    let status = job.status.as_ref()?;
-    let error = status.error_result.as_ref()?;
-    let mut reasons = vec![format!("{}: {}", error.reason.as_deref().unwrap_or("error"), error.message.as_deref().unwrap_or(""))];
-    for detail in status.errors.iter().flatten().take(5) {
-        reasons.push(format!("{} ({})", detail.message.as_deref().unwrap_or(""), detail.location.as_deref().unwrap_or("-")));
+fn job_failure(job: &Value) -> Option<String> {
+    let error = job.pointer("/status/errorResult").filter(|e| !e.is_null())?;
+    let text = |value: &Value, key: &str, default: &'static str| value.get(key).and_then(Value::as_str).unwrap_or(default).to_string();
+    let mut reasons = vec![format!("{}: {}", text(error, "reason", "error"), text(error, "message", ""))];
+    for detail in job.pointer("/status/errors").and_then(Value::as_array).into_iter().flatten().take(5) {
+        reasons.push(format!("{} ({})", text(detail, "message", ""), text(detail, "location", "-")));
     }
     Some(reasons.join("; "))
 }
@@ -853,9 +860,11 @@ mod tests {
 
     #[test]
     fn job_statistics_that_are_not_counts_are_errors_not_zero() {
-        let job = |statistics: Value| serde_json::from_value::<Job>(json!({ "statistics": statistics })).unwrap();
+        let job = |statistics: Value| json!({ "statistics": statistics });
         let counted = job_counts("j", &job(json!({ "load": { "outputRows": "12" }, "query": { "numDmlAffectedRows": "3" } })));
-        assert_eq!(counted.unwrap(), JobCounts { output_rows: Some(12), dml_affected_rows: Some(3) });
+        assert_eq!(counted.unwrap(), JobCounts { output_rows: Some(12), dml_affected_rows: Some(3), ..JobCounts::default() });
+        let merged = job_counts("j", &job(json!({ "query": { "dmlStats": { "insertedRowCount": "5", "updatedRowCount": "2" } } })));
+        assert_eq!((merged.as_ref().unwrap().inserted_rows, merged.unwrap().updated_rows), (Some(5), Some(2)));
         assert_eq!(job_counts("j", &job(json!({}))).unwrap(), JobCounts::default());
         let garbled = job_counts("j", &job(json!({ "load": { "outputRows": "twelve" } })));
         assert!(

@@ -137,7 +137,8 @@ pub struct TableColumn {
 }
 
 impl TableColumn {
-    fn describe(&self) -> String {
+    /// `MODE TYPE`, as BigQuery names them (or the text it answered when unknown).
+    pub fn describe(&self) -> String {
         let mode = self.mode.as_ref().map_or_else(|text| text.as_str(), |mode| mode.name());
         let field_type = self.field_type.as_ref().map_or_else(|text| text.as_str(), |t| t.sql_name());
         format!("{mode} {field_type}")

@@ -19,6 +19,21 @@ pub fn label_part(text: &str) -> String {
     NameAlphabet::ID.sanitize(&text.to_ascii_lowercase(), 63)
 }
 
+/// The staging table of a table's load: the snapshot's files, JSON as text.
+pub fn staging_table_id(table_id: &str, run_id: &str) -> String {
+    format!("{table_id}__pg2bq_staging_{}", label_part(run_id).replace('-', "_"))
+}
+
+/// The table of a merged run's keys, kept next to the table for `validate`.
+pub fn keys_table_id(table_id: &str, run_id: &str) -> String {
+    format!("{table_id}__pg2bq_keys_{}", label_part(run_id).replace('-', "_"))
+}
+
+/// The label recording a merge's counts: `<inserted>_<already present>_<updated>_<keep|overwrite>`.
+pub fn merged_label(run_id: &str) -> String {
+    label_part(&format!("pg2bq_merged_{run_id}"))
+}
+
 /// Minimal decimal text of a NUMERIC/BIGNUMERIC expression: `1.5`, `2`, `0` (emulators pad
 /// `CAST(… AS STRING)` with zeros; BigQuery does not; this gives the same text on both).
 pub fn minimal_decimal(expr: &str) -> String {

@@ -1,13 +1,17 @@
 //! `pg2bq load`: BigQuery load jobs (never streaming inserts) from the files a manifest lists.
 //!
 //! Input: a committed manifest. Output: one BigQuery table per snapshot table, equal to the
-//! snapshot (truncate) or extended by it (append), and a [`LoadReport`]. It never lists the
-//! bucket to find files, never changes an existing table's schema, and never loads a run twice:
-//! job ids derive from the run, dataset and table, so a re-run attaches to jobs already
-//! submitted, and append refuses a run already recorded in the table's labels (in any mode).
+//! snapshot (truncate), extended by it (append) or by its rows whose key it lacks (merge,
+//! optionally updating the rows that differ), and a [`LoadReport`]. An existing table with
+//! other columns (an app's: string ids, JSON, extra columns) is fed through lossless
+//! conversions by DML, which keeps its schema and layout. It never lists the bucket to find
+//! files, never changes an existing table's schema, and never loads a run twice: job ids
+//! derive from the run, dataset and table, so a re-run attaches to jobs already submitted, and
+//! append refuses a run already recorded in the table's labels (in any mode).
 //! It trusts no manifest it has not checked: its digest and its table totals must agree with
 //! its files' figures, and files are read from where the manifest is, not where it was written.
 
+pub mod merge;
 pub mod plan;
 #[cfg(test)]
 mod tests;
@@ -21,15 +25,16 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::gcp::bigquery::{job_attempt_ids, BigQuery, BigQueryApi, BigQueryError, BigQueryOptions, FinishedJob};
-use crate::gcp::schema::{schema_differences, Field, FieldMode};
+use crate::gcp::bigquery::{job_attempt_ids, BigQuery, BigQueryApi, BigQueryError, BigQueryOptions, FinishedJob, JobCounts};
+use crate::gcp::schema::{schema_differences, table_columns, Field, FieldMode};
+use crate::gcp::sql::merged_label;
 use crate::gcp::sql::{quote, table_path};
 use crate::model::manifest::{Manifest, TableManifest};
 use crate::model::progress::{ProgressReporter, TableProgress};
 use crate::model::types::BigQueryType;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{check_listed_files, read_manifest, FoundManifest, ManifestError};
-use plan::{keep_nullable_columns, LoadJob, LoadPlanError};
+use plan::{keep_nullable_columns, plan_into_existing, LoadJob, LoadPlanError};
 pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad, WriteDisposition};
 
 /// Everything `load` needs.
@@ -51,6 +56,7 @@ pub enum LoadStep {
     CreateTable,
     CheckEarlierJobs,
     CheckStagedJson,
+    CheckKeys,
     CountRows,
     LabelTable,
     DropStaging,
@@ -63,6 +69,7 @@ impl std::fmt::Display for LoadStep {
             LoadStep::CreateTable => "create the destination table",
             LoadStep::CheckEarlierJobs => "check the jobs of earlier runs",
             LoadStep::CheckStagedJson => "check the staged JSON",
+            LoadStep::CheckKeys => "check the merge key is unique in the snapshot",
             LoadStep::CountRows => "count the loaded rows",
             LoadStep::LabelTable => "label the table with the run",
             LoadStep::DropStaging => "drop the staging table",
@@ -86,8 +93,6 @@ pub enum LoadError {
         #[source]
         source: BigQueryError,
     },
-    #[error("table `{table}` exists with a different schema; drop it, load into another dataset, or use --table-prefix:\n{}", differences.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"))]
-    SchemaMismatch { table: String, differences: Vec<String> },
     #[error("run `{run_id}` was already {} table `{table}` (label `{label}` = `{mode}`); appending it again would duplicate its rows. Load it with --mode truncate to replace the table with the snapshot, or into another table", if mode == "append" { "appended to" } else { "loaded into" })]
     AlreadyLoaded { run_id: String, table: String, label: String, mode: String },
     #[error("table `{table}` was created by someone else while this load started (another `pg2bq load` of this run?); nothing was loaded. Wait for the other load to finish, then re-run: a re-run attaches to its jobs and never loads a run twice")]
@@ -110,6 +115,8 @@ pub enum LoadError {
         "table `{table}`, column `{column}`: the staged JSON text differs from the snapshot's (fingerprint); the table was not touched"
     )]
     StagingMismatch { table: String, column: String },
+    #[error("table `{table}`: the merge key ({key}) is not unique in the snapshot: {rows} row(s) repeat a key; the table was not touched. Merge by a unique key with --key {snapshot_table}.<column>[,<column>]")]
+    DuplicateKeys { table: String, snapshot_table: String, key: String, rows: u64 },
     #[error("table `{table}`: {what} reports {actual} rows, the manifest {expected}")]
     RowCount { table: String, what: String, expected: u64, actual: u64 },
     #[error("{} of {} tables failed to load: {}", failed.0.len(), total, failed.names())]
@@ -158,7 +165,23 @@ pub struct TableReport {
     pub job_ids: Vec<String>,
     /// Jobs an earlier run had already submitted, attached to instead of resubmitted.
     pub reattached_jobs: usize,
+    /// An earlier run had finished this table's load: it was only checked and labelled now
+    /// (and a merge's counts are that run's).
+    pub done_before: bool,
+    /// Merge: what the `MERGE` did with the snapshot's rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged: Option<MergeCounts>,
     pub seconds: f64,
+}
+
+/// A merge's outcome: of the snapshot's rows, `inserted` were new to the table and
+/// `already_present` had their key there; `updated` of those were overwritten
+/// (`--overwrite-existing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MergeCounts {
+    pub inserted: u64,
+    pub already_present: u64,
+    pub updated: u64,
 }
 
 /// `load`'s result.
@@ -178,11 +201,11 @@ pub async fn load(config: &LoadConfig, progress: Option<&ProgressReporter>) -> R
     let plan = plan_load(&manifest, &store.uri(&run_dir), &config.target)?;
     check_listed_files(&store, &run_dir, &manifest).await?;
     if config.dry_run {
-        return Ok(LoadOutcome::Planned(plan));
+        return Ok(LoadOutcome::Planned(plan_with_destinations(plan, &manifest, config).await?));
     }
     let bq = BigQuery::connect(&config.target.project, config.target.location.clone(), &config.bigquery).await?;
     bq.ensure_dataset(&config.target.dataset, config.create_dataset).await?;
-    let tables = load_tables(&bq, &plan, &manifest, progress).await?;
+    let tables = load_tables(&bq, &plan, &config.target, &manifest, progress).await?;
     Ok(LoadOutcome::Loaded(LoadReport {
         run_id: plan.run_id.clone(),
         project: plan.project.clone(),
@@ -191,10 +214,33 @@ pub async fn load(config: &LoadConfig, progress: Option<&ProgressReporter>) -> R
     }))
 }
 
+/// `--dry-run`: the plan as it will run against the destination tables as they are now (read
+/// with `tables.get`, which runs no job): existing tables with other columns show their
+/// conversions. When BigQuery cannot be reached, the plan says so and assumes new tables.
+async fn plan_with_destinations(mut plan: LoadPlan, manifest: &Manifest, config: &LoadConfig) -> Result<LoadPlan, LoadError> {
+    let bq = match BigQuery::connect(&config.target.project, config.target.location.clone(), &config.bigquery).await {
+        Ok(bq) => bq,
+        Err(error) => {
+            let note = format!("destination not read ({error}): planned as if the table did not exist");
+            plan.tables.iter_mut().for_each(|t| t.notes.push(note.clone()));
+            return Ok(plan);
+        }
+    };
+    let mut tables = Vec::new();
+    for table in &plan.tables {
+        let manifest_table = manifest.tables.iter().find(|t| t.name == table.source).expect("the plan is made from the manifest");
+        let (planned, _) = plan_for_destination(&bq, &plan, &config.target, table, manifest_table).await?;
+        tables.push(planned.into_owned());
+    }
+    plan.tables = tables;
+    Ok(plan)
+}
+
 /// Loads each table of the plan; a failed table does not stop the others.
 async fn load_tables(
     bq: &dyn BigQueryApi,
     plan: &LoadPlan,
+    target: &LoadTarget,
     manifest: &Manifest,
     progress: Option<&ProgressReporter>,
 ) -> Result<Vec<TableReport>, LoadError> {
@@ -208,7 +254,7 @@ async fn load_tables(
         if let Some(report) = progress {
             report(&table.table_id, &counter);
         }
-        match load_table(bq, plan, table, manifest_table, &counter).instrument(span).await {
+        match load_table(bq, plan, target, table, manifest_table, &counter).instrument(span).await {
             Ok(report) => reports.push(report),
             Err(error) => {
                 warn!(table = %table.table_id, error = %crate::model::error_chain(&error).join(": "), "Table failed to load");
@@ -225,17 +271,18 @@ async fn load_tables(
     Ok(reports)
 }
 
-/// A table's steps: prepare the destination, stage (or load) the files, check staged JSON,
-/// finalize, count, label, drop the staging table.
+/// A table's steps: prepare the destination, stage (or load) the files, check staged JSON
+/// (and, to merge, the key's uniqueness), finalize, count, label, drop the staging table.
 async fn load_table(
     bq: &dyn BigQueryApi,
     plan: &LoadPlan,
+    target: &LoadTarget,
     table: &TableLoad,
     manifest_table: &TableManifest,
     progress: &TableProgress,
 ) -> Result<TableReport, LoadError> {
     let started = Instant::now();
-    let table = prepare_destination(bq, plan, table).await?;
+    let table = prepare_destination(bq, plan, target, table, manifest_table).await?;
     let table = table.as_ref();
     let finished_before = finished_before(bq, plan, table).await?;
     let mut jobs = Vec::new();
@@ -244,12 +291,39 @@ async fn load_table(
     if !finished_before {
         jobs = run_load_jobs(bq, table, progress).await?;
         if let Some(staging) = staging {
-            // The staged JSON, checked before the final statement: every value fits BigQuery's
-            // JSON type, and the text is the snapshot's.
+            // The staged rows, checked before the final statement: every JSON value fits
+            // BigQuery's JSON type, its text is the snapshot's, and a merge key is unique.
             check_json_representable(bq, plan, table, staging).await?;
             labels = fingerprint_staged_json(bq, plan, table, manifest_table, staging).await?;
+            check_unique_key(bq, plan, table, staging).await?;
         }
-        jobs.extend(finalize(bq, plan, table).await?);
+    }
+    // After an earlier run finished, this attaches to its final job (for a merge, its counts).
+    let finalized = finalize(bq, plan, table).await?;
+    let merged = match finalized.as_ref().filter(|_| plan.mode == LoadMode::Merge) {
+        None => None,
+        Some(job) => Some(merge_counts(table, &job.counts).ok_or_else(|| LoadError::RowCount {
+            table: table.table_id.clone(),
+            what: format!("MERGE job `{}` (its dmlStats' inserted + updated rows)", job.job_id),
+            expected: table.rows,
+            actual: job.counts.inserted_rows.unwrap_or(0) + job.counts.updated_rows.unwrap_or(0),
+        })?),
+    };
+    if !finished_before {
+        jobs.extend(finalized);
+        if let Some(keep_keys) = &table.keep_keys {
+            let kept = bq.run_job(&keep_keys.job_id, &keep_keys.configuration).await.map_err(|source| LoadError::Job {
+                table: table.table_id.clone(),
+                job_id: keep_keys.job_id.clone(),
+                files: staging.map_or_else(|| "none".to_string(), |s| format!("staging table {s}")),
+                source,
+            })?;
+            jobs.push(kept);
+        }
+    }
+    if let Some(m) = &merged {
+        let way = if plan.overwrite_existing { "overwrite" } else { "keep" };
+        labels.push((merged_label(&plan.run_id), format!("{}_{}_{}_{way}", m.inserted, m.already_present, m.updated)));
     }
     if plan.mode == LoadMode::Truncate {
         count_rows(bq, plan, table).await?;
@@ -264,45 +338,100 @@ async fn load_table(
         bytes: table.bytes,
         reattached_jobs: jobs.iter().filter(|job| job.reattached).count(),
         job_ids: jobs.into_iter().map(|job| job.job_id).collect(),
+        done_before: finished_before,
+        merged,
         seconds,
     })
+}
+
+/// A `MERGE` job's counts from its `dmlStats`; `None` when it reported none, or counts that do
+/// not fit the snapshot's rows.
+fn merge_counts(table: &TableLoad, counts: &JobCounts) -> Option<MergeCounts> {
+    let inserted = counts.inserted_rows?;
+    let updated = counts.updated_rows.unwrap_or(0);
+    let already_present = table.rows.checked_sub(inserted).filter(|&present| updated <= present)?;
+    Some(MergeCounts { inserted, already_present, updated })
+}
+
+/// Merge: refuses a snapshot whose key repeats (the `MERGE` would fail, or insert both rows).
+async fn check_unique_key(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoad, staging: &str) -> Result<(), LoadError> {
+    if plan.mode != LoadMode::Merge {
+        return Ok(());
+    }
+    let sources: Vec<String> =
+        table.merge_key.iter().filter_map(|key| table.routes.iter().find(|r| &r.target == key).and_then(|r| r.source.clone())).collect();
+    let sql = merge::duplicate_keys_sql(&table_path(&plan.project, &plan.dataset, staging), &sources);
+    let repeated = bq.query_counts(&sql).await.map_err(step_error(table, LoadStep::CheckKeys))?[0];
+    if repeated > 0 {
+        return Err(LoadError::DuplicateKeys {
+            table: table.table_id.clone(),
+            snapshot_table: table.source.clone(),
+            key: sources.join(", "),
+            rows: repeated,
+        });
+    }
+    Ok(())
 }
 
 fn step_error(table: &TableLoad, step: LoadStep) -> impl FnOnce(BigQueryError) -> LoadError + '_ {
     move |source| LoadError::Step { table: table.table_id.clone(), step, source }
 }
 
-/// Checks an existing destination (its schema takes the snapshot; append: the run is not in
-/// it yet) or creates it. Returns the plan to load with: the table's NULLABLE modes kept.
-async fn prepare_destination<'a>(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &'a TableLoad) -> Result<Cow<'a, TableLoad>, LoadError> {
+/// The table's plan against its destination as it is, and the destination's resource when it
+/// exists: a table with the snapshot's columns takes the plan as is (with its NULLABLE modes
+/// kept); an existing table with other columns, a `--column-map`, or any merge target is fed
+/// through routes ([`plan_into_existing`]).
+async fn plan_for_destination<'a>(
+    bq: &dyn BigQueryApi,
+    plan: &LoadPlan,
+    target: &LoadTarget,
+    table: &'a TableLoad,
+    manifest_table: &TableManifest,
+) -> Result<(Cow<'a, TableLoad>, Option<Value>), LoadError> {
+    let Some(existing) = bq.table(&plan.dataset, &table.table_id).await.map_err(step_error(table, LoadStep::ReadTable))? else {
+        return Ok((Cow::Borrowed(table), None));
+    };
+    let comparison = schema_differences(&existing, &table.fields);
+    if plan.mode == LoadMode::Merge || target.routing.maps_columns_of(manifest_table) || !comparison.differences.is_empty() {
+        let routed = plan_into_existing(plan, manifest_table, target, &table_columns(&existing))?;
+        return Ok((Cow::Owned(routed), Some(existing)));
+    }
+    if comparison.nullable_in_table.is_empty() {
+        return Ok((Cow::Borrowed(table), Some(existing)));
+    }
+    let columns = comparison.nullable_in_table;
+    info!(columns = columns.join(","), "REQUIRED in the snapshot, NULLABLE in the table: loading with the table's modes");
+    Ok((Cow::Owned(keep_nullable_columns(plan, table, &columns)), Some(existing)))
+}
+
+/// Checks an existing destination (it takes the snapshot; append: the run is not in it yet) or
+/// creates it. Returns the plan to load with.
+async fn prepare_destination<'a>(
+    bq: &dyn BigQueryApi,
+    plan: &LoadPlan,
+    target: &LoadTarget,
+    table: &'a TableLoad,
+    manifest_table: &TableManifest,
+) -> Result<Cow<'a, TableLoad>, LoadError> {
     let dataset = &plan.dataset;
-    match bq.table(dataset, &table.table_id).await.map_err(step_error(table, LoadStep::ReadTable))? {
-        Some(existing) => {
-            let comparison = schema_differences(&existing, &table.fields);
-            if !comparison.differences.is_empty() {
-                return Err(LoadError::SchemaMismatch { table: table.table_id.clone(), differences: comparison.differences });
-            }
+    match plan_for_destination(bq, plan, target, table, manifest_table).await? {
+        (planned, Some(existing)) => {
             if plan.mode == LoadMode::Append {
-                refuse_loaded_run(bq, plan, table, &existing).await?;
+                refuse_loaded_run(bq, plan, &planned, &existing).await?;
             }
-            if comparison.nullable_in_table.is_empty() {
-                return Ok(Cow::Borrowed(table));
-            }
-            let columns = comparison.nullable_in_table;
-            info!(columns = columns.join(","), "REQUIRED in the snapshot, NULLABLE in the table: loading with the table's modes");
-            Ok(Cow::Owned(keep_nullable_columns(plan, table, &columns)))
+            Ok(planned)
         }
-        None if table.staging_table_id.is_none() || plan.mode == LoadMode::Append => {
+        (planned, None) if table.staging_table_id.is_none() || plan.mode != LoadMode::Truncate => {
             bq.create_table(dataset, &table.table_id, &table.table_resource).await.map_err(|source| match source {
                 BigQueryError::Status { status: reqwest::StatusCode::CONFLICT, .. } => {
                     LoadError::CreatedConcurrently { table: table.table_id.clone(), source }
                 }
                 other => step_error(table, LoadStep::CreateTable)(other),
             })?;
-            Ok(Cow::Borrowed(table))
+            Ok(planned)
         }
         // Created by the final statement, with the full schema.
-        None => Ok(Cow::Borrowed(table)),
+        (planned, None) => Ok(planned),
     }
 }
 

@@ -10,24 +10,32 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::gcp::bigquery::{DAILY_LOAD_JOBS_PER_TABLE, MAX_BYTES_PER_JOB, MAX_URIS_PER_JOB};
-use crate::gcp::schema::{schema_json, set_layout, table_reference, table_resource, Field, FieldMode, PartitionUnit, TimePartitioning};
-use crate::gcp::sql::{label_part, quote, table_path};
-use crate::model::manifest::{FileManifest, Manifest, TableManifest};
+use crate::gcp::routes::{route_columns, snapshot_columns, ColumnRoute, Routing, TargetOptions};
+use crate::gcp::schema::{
+    schema_json, set_layout, table_reference, table_resource, Field, FieldMode, PartitionUnit, TableColumn, TimePartitioning,
+};
+use crate::gcp::sql::{keys_table_id, label_part, quote, staging_table_id, table_path};
+use crate::load::merge::{merge_sql, MergeSpec};
+use crate::model::manifest::{FileManifest, Manifest, TableManifest, TableNames};
 use crate::model::types::{BigQueryType, NameAlphabet};
 
-/// Whether the table ends equal to the snapshot or gains its rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Whether the table ends equal to the snapshot, gains its rows, or gains the rows whose key
+/// it does not hold yet (merge).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadMode {
+    #[default]
     Truncate,
     Append,
+    Merge,
 }
 
 impl LoadMode {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             LoadMode::Truncate => "truncate",
             LoadMode::Append => "append",
+            LoadMode::Merge => "merge",
         }
     }
 }
@@ -56,13 +64,19 @@ impl Serialize for WriteDisposition {
 }
 
 /// What to load where, resolved from flags and the config file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadTarget {
     pub project: String,
     pub dataset: String,
     pub location: Option<String>,
-    pub table_prefix: String,
+    pub names: TableNames,
     pub mode: LoadMode,
+    /// How snapshot columns go into an existing table's columns.
+    pub routing: Routing,
+    /// Merge: manifest table name → key columns (BigQuery names); default the primary key.
+    pub merge_keys: BTreeMap<String, Vec<String>>,
+    /// Merge: also update rows whose key exists and whose values differ.
+    pub overwrite_existing: bool,
     /// Manifest table name (or its BigQuery name) → (column, unit).
     pub partition_by: BTreeMap<String, (String, PartitionUnit)>,
     /// Manifest table name (or its BigQuery name) → columns.
@@ -72,10 +86,13 @@ pub struct LoadTarget {
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadPlan {
     pub run_id: String,
+    /// The run directory the manifest was read from; the files' URIs resolve against it.
+    pub run_uri: String,
     pub project: String,
     pub dataset: String,
     pub location: Option<String>,
     pub mode: LoadMode,
+    pub overwrite_existing: bool,
     pub tables: Vec<TableLoad>,
 }
 
@@ -92,11 +109,26 @@ pub struct TableLoad {
     pub clustering: Vec<String>,
     /// The table as `tables.insert` creates it when it does not exist (BigQuery's JSON).
     pub table_resource: Value,
-    /// Set when files go to a staging table first (JSON columns, several jobs, or append of
-    /// JSON); the final step then moves them in one atomic statement.
+    /// Set when files go to a staging table first (JSON columns, several jobs, merge, or an
+    /// existing table with other columns); the final step then moves them in one atomic
+    /// statement.
     pub staging_table_id: Option<String>,
+    /// How each column of the table is fed from the staging table, with its conversion.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<ColumnRoute>,
+    /// Merge: the table's columns that identify a row.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merge_key: Vec<String>,
+    /// The table already exists with columns other than the snapshot's: rows go in by DML
+    /// through [`Self::routes`], which keeps its schema, partitioning, clustering,
+    /// descriptions and constraints.
+    pub into_existing: bool,
     pub load_jobs: Vec<LoadJob>,
     pub finalize: Option<QueryJob>,
+    /// Merge: keeps the snapshot's keys (as the table holds them) in
+    /// [`keys_table_id`], for `validate` to compare exactly the snapshot's rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_keys: Option<QueryJob>,
     /// Label recording that this run was loaded (`pg2bq_run_<run id>` → mode).
     pub run_label: (String, String),
     /// Append only: the job that would have loaded this run in truncate mode straight into the
@@ -161,8 +193,12 @@ pub enum LoadPlanError {
     Partition { table: String, column: String, reason: String },
     #[error("--cluster-by names column `{column}`, which table `{table}` does not have")]
     Cluster { table: String, column: String },
-    #[error("--partition-by/--cluster-by name table `{table}`, which the manifest does not hold")]
+    #[error("--partition-by/--cluster-by/--table-map/--column-map/--key name table `{table}`, which the manifest does not hold")]
     UnknownTable { table: String },
+    #[error("table `{table}` cannot be loaded into the existing table `{table_id}`; nothing was loaded:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Routing { table: String, table_id: String, problems: Vec<String> },
+    #[error("table `{table}`: cannot merge by key ({key}): {reason}")]
+    MergeKey { table: String, key: String, reason: String },
 }
 
 /// Builds the plan; `run_uri` is the run directory the manifest was read from, which the
@@ -171,22 +207,41 @@ pub enum LoadPlanError {
 /// # Errors
 /// [`LoadPlanError`] when the files are not on GCS or an option names a missing table/column.
 pub fn plan_load(manifest: &Manifest, run_uri: &str, target: &LoadTarget) -> Result<LoadPlan, LoadPlanError> {
-    for name in target.partition_by.keys().chain(target.cluster_by.keys()) {
+    let named = target.partition_by.keys().chain(target.cluster_by.keys()).chain(target.names.map.keys());
+    for name in named.chain(target.routing.column_maps.keys()).chain(target.merge_keys.keys()) {
         if !manifest.tables.iter().any(|t| t.is_named(name)) {
             return Err(LoadPlanError::UnknownTable { table: name.clone() });
         }
     }
-    let scope = Scope { project: &target.project, dataset: &target.dataset, run_id: &manifest.run_id, mode: target.mode };
-    let run_uri = run_uri.trim_end_matches('/');
-    let tables = manifest.tables.iter().map(|t| plan_table(&scope, run_uri, t, target)).collect::<Result<_, _>>()?;
-    Ok(LoadPlan {
+    let mut plan = LoadPlan {
         run_id: manifest.run_id.clone(),
+        run_uri: run_uri.trim_end_matches('/').to_string(),
         project: target.project.clone(),
         dataset: target.dataset.clone(),
         location: target.location.clone(),
         mode: target.mode,
-        tables,
-    })
+        overwrite_existing: target.overwrite_existing,
+        tables: Vec::new(),
+    };
+    let scope = Scope::of(&plan);
+    let tables = manifest.tables.iter().map(|t| plan_table(&scope, t, target, None)).collect::<Result<_, _>>()?;
+    plan.tables = tables;
+    Ok(plan)
+}
+
+/// The table's plan for loading into the existing table with `columns`: staged, then fed by
+/// DML through each column's route (truncate: one transaction deleting and inserting; append:
+/// `INSERT`; merge: `MERGE`), so the table keeps its schema and layout.
+///
+/// # Errors
+/// [`LoadPlanError::Routing`] with every column that cannot go in.
+pub fn plan_into_existing(
+    plan: &LoadPlan,
+    table: &TableManifest,
+    target: &LoadTarget,
+    columns: &[TableColumn],
+) -> Result<TableLoad, LoadPlanError> {
+    plan_table(&Scope::of(plan), table, target, Some(columns))
 }
 
 fn option_for<'a, T>(options: &'a BTreeMap<String, T>, table: &TableManifest) -> Option<&'a T> {
@@ -198,13 +253,34 @@ struct Scope<'a> {
     project: &'a str,
     dataset: &'a str,
     run_id: &'a str,
+    run_uri: &'a str,
     mode: LoadMode,
+    overwrite_existing: bool,
 }
 
-impl Scope<'_> {
-    /// The prefix of a table's job ids in `mode`: `pg2bq_<run>_<dataset>_<table>_<mode>`.
-    fn job_base(&self, table_id: &str, mode: LoadMode) -> String {
-        NameAlphabet::ID.sanitize(&format!("pg2bq_{}_{}_{table_id}_{}", self.run_id, self.dataset, mode.as_str()), usize::MAX)
+impl<'a> Scope<'a> {
+    fn of(plan: &'a LoadPlan) -> Self {
+        Scope {
+            project: &plan.project,
+            dataset: &plan.dataset,
+            run_id: &plan.run_id,
+            run_uri: &plan.run_uri,
+            mode: plan.mode,
+            overwrite_existing: plan.overwrite_existing,
+        }
+    }
+
+    /// The prefix of a table's job ids in `mode`: `pg2bq_<run>_<dataset>_<table>_<way>`, where
+    /// the way is the mode, `merge_overwrite`, or `<mode>_routed` into an existing table with
+    /// other columns (a merge's ids do not depend on whether the table existed: a re-run
+    /// attaches to them).
+    fn job_base(&self, table_id: &str, mode: LoadMode, into_existing: bool) -> String {
+        let way = match (mode, into_existing) {
+            (LoadMode::Merge, _) if self.overwrite_existing => "merge_overwrite".to_string(),
+            (LoadMode::Merge, _) | (_, false) => mode.as_str().to_string(),
+            (_, true) => format!("{}_routed", mode.as_str()),
+        };
+        NameAlphabet::ID.sanitize(&format!("pg2bq_{}_{}_{table_id}_{way}", self.run_id, self.dataset), usize::MAX)
     }
 
     /// `project.dataset.table`, quoted.
@@ -270,45 +346,40 @@ fn file_batches(table: &TableManifest) -> Vec<Vec<&FileManifest>> {
     batches
 }
 
-fn plan_table(scope: &Scope, run_uri: &str, table: &TableManifest, target: &LoadTarget) -> Result<TableLoad, LoadPlanError> {
-    let file_uri = |file: &FileManifest| format!("{run_uri}/{}", file.path);
-    if let Some(file) = table.files.first().filter(|_| !run_uri.starts_with("gs://")) {
-        return Err(LoadPlanError::NotOnGcs { table: table.name.clone(), uri: file_uri(file) });
+/// The table's plan: into a table with the snapshot's columns (created when missing), or,
+/// with `existing`, into an existing table with those columns.
+fn plan_table(
+    scope: &Scope,
+    table: &TableManifest,
+    target: &LoadTarget,
+    existing: Option<&[TableColumn]>,
+) -> Result<TableLoad, LoadPlanError> {
+    if let Some(file) = table.files.first().filter(|_| !scope.run_uri.starts_with("gs://")) {
+        return Err(LoadPlanError::NotOnGcs { table: table.name.clone(), uri: format!("{}/{}", scope.run_uri, file.path) });
     }
-    let table_id = format!("{}{}", target.table_prefix, table.bq_table);
+    let table_id = target.names.table_id(table);
     let fields = table_fields(table);
     let time_partitioning = time_partitioning(table, target, &fields)?;
     let clustering = clustering(table, target, &fields)?;
+    let into_existing = existing.is_some();
+    let routes = table_routes(table, target, existing, &table_id)?;
+    let merge_key = match scope.mode {
+        LoadMode::Merge => merge_key(table, target, &routes)?,
+        _ => Vec::new(),
+    };
     let batches = file_batches(table);
     let has_json = fields.iter().any(|f| f.field_type == BigQueryType::Json);
     // No files (an empty table): no load job; truncate empties the table with one statement.
-    let staged = !table.files.is_empty() && (has_json || batches.len() > 1);
-    let base = scope.job_base(&table_id, scope.mode);
-    let staging_table_id = staged.then(|| format!("{table_id}__pg2bq_staging_{}", label_part(scope.run_id).replace('-', "_")));
+    let staged = !table.files.is_empty() && (has_json || batches.len() > 1 || into_existing || scope.mode == LoadMode::Merge);
+    let base = scope.job_base(&table_id, scope.mode, into_existing);
+    let staging_table_id = staged.then(|| staging_table_id(&table_id, scope.run_id));
     let destination = staging_table_id.clone().unwrap_or_else(|| table_id.clone());
-    let load_jobs = batches
-        .iter()
-        .enumerate()
-        .map(|(index, files)| LoadJob {
-            job_id: format!("{base}_load{index:04}"),
-            destination_table_id: destination.clone(),
-            write_disposition: match (staged, index, scope.mode) {
-                (true, 0, _) | (false, _, LoadMode::Truncate) => WriteDisposition::WriteTruncate,
-                _ => WriteDisposition::WriteAppend,
-            },
-            uris: files.iter().map(|f| file_uri(f)).collect(),
-            bytes: files.iter().map(|f| f.bytes).sum(),
-            rows: files.iter().map(|f| f.rows).sum(),
-            configuration: Value::Null,
-        })
-        .collect::<Vec<_>>();
+    let load_jobs = load_jobs(scope, &batches, &base, &destination, staged);
     let emptied = (scope.mode == LoadMode::Truncate && table.files.is_empty())
         .then(|| QueryJob::new(format!("{base}_finalize"), format!("DELETE FROM {} WHERE TRUE", scope.qualified(&table_id))));
     let truncate_load_job_id = (scope.mode == LoadMode::Append && !staged && !table.files.is_empty())
-        .then(|| format!("{}_load0000", scope.job_base(&table_id, LoadMode::Truncate)));
-    let notes = fields.iter().any(|f| f.mode == FieldMode::Required).then(|| {
-        "REQUIRED columns also load into NULLABLE columns of the same type in an existing table; the table keeps its modes".to_string()
-    });
+        .then(|| format!("{}_load0000", scope.job_base(&table_id, LoadMode::Truncate, false)));
+    let notes = plan_notes(&fields, &table_id, into_existing);
     let mut planned = TableLoad {
         source: table.name.clone(),
         rows: table.row_count,
@@ -321,14 +392,95 @@ fn plan_table(scope: &Scope, run_uri: &str, table: &TableManifest, target: &Load
         clustering,
         table_resource: Value::Null,
         staging_table_id,
+        routes,
+        merge_key,
+        into_existing,
         load_jobs,
         finalize: emptied,
+        keep_keys: None,
         truncate_load_job_id,
-        notes: notes.into_iter().collect(),
+        notes,
         kept_nullable_columns: Vec::new(),
     };
     configure(scope, &mut planned);
     Ok(planned)
+}
+
+/// How each of the table's columns is fed. Into a table with the snapshot's own columns every
+/// column goes as is; only a manifest contradicting itself (NULLs counted in a NOT NULL
+/// column) is refused there.
+fn table_routes(
+    table: &TableManifest,
+    target: &LoadTarget,
+    existing: Option<&[TableColumn]>,
+    table_id: &str,
+) -> Result<Vec<ColumnRoute>, LoadPlanError> {
+    match existing {
+        Some(columns) => route_columns(&table.name, &table.columns, columns, &target.routing.options_for(table)),
+        None => route_columns(&table.name, &table.columns, &snapshot_columns(&table.columns), &TargetOptions::default()),
+    }
+    .map_err(|problems| LoadPlanError::Routing { table: table.name.clone(), table_id: table_id.into(), problems })
+}
+
+/// What the plan cannot show by itself: how an existing table is treated.
+fn plan_notes(fields: &[Field], table_id: &str, into_existing: bool) -> Vec<String> {
+    if into_existing {
+        vec![format!(
+            "into the existing table `{table_id}` by DML: its schema, partitioning, clustering, descriptions and constraints stay"
+        )]
+    } else if fields.iter().any(|f| f.mode == FieldMode::Required) {
+        vec!["REQUIRED columns also load into NULLABLE columns of the same type in an existing table; the table keeps its modes".into()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The load jobs of a table's file batches (configured later by [`configure`]): into staging
+/// (the first truncates it) or straight into the table in the plan's mode.
+fn load_jobs(scope: &Scope, batches: &[Vec<&FileManifest>], base: &str, destination: &str, staged: bool) -> Vec<LoadJob> {
+    let jobs = batches.iter().enumerate().map(|(index, files)| LoadJob {
+        job_id: format!("{base}_load{index:04}"),
+        destination_table_id: destination.to_string(),
+        write_disposition: match (staged, index, scope.mode) {
+            (true, 0, _) | (false, _, LoadMode::Truncate) => WriteDisposition::WriteTruncate,
+            _ => WriteDisposition::WriteAppend,
+        },
+        uris: files.iter().map(|f| format!("{}/{}", scope.run_uri, f.path)).collect(),
+        bytes: files.iter().map(|f| f.bytes).sum(),
+        rows: files.iter().map(|f| f.rows).sum(),
+        configuration: Value::Null,
+    });
+    jobs.collect()
+}
+
+/// The merge key as the table's column names: `--key`, else the manifest's primary key. Its
+/// snapshot columns must hold no NULL (a NULL key never matches, so a re-run would insert the
+/// row again) and be comparable (not JSON, not an array).
+fn merge_key(table: &TableManifest, target: &LoadTarget, routes: &[ColumnRoute]) -> Result<Vec<String>, LoadPlanError> {
+    let key = option_for(&target.merge_keys, table).cloned().unwrap_or_else(|| table.primary_key.clone());
+    let refused = |reason: String| LoadPlanError::MergeKey { table: table.name.clone(), key: key.join(", "), reason };
+    if key.is_empty() {
+        return Err(LoadPlanError::MergeKey {
+            table: table.name.clone(),
+            key: "none".into(),
+            reason: format!("the table has no primary key; name its key columns with --key {}.<column>[,<column>]", table.name),
+        });
+    }
+    let mut target_key = Vec::new();
+    for name in &key {
+        let column = table.columns.iter().find(|c| &c.mapping.bq_name == name || &c.mapping.name == name);
+        let column = column.ok_or_else(|| refused(format!("the snapshot has no column `{name}`")))?;
+        let mapping = &column.mapping;
+        if mapping.repeated || mapping.bq_type == BigQueryType::Json {
+            return Err(refused(format!("column `{name}` is {}, which BigQuery cannot compare", mapping.bq_type.sql_name())));
+        }
+        if column.aggregates.null_count > 0 {
+            return Err(refused(format!("column `{name}` holds {} NULL(s), and a NULL key never matches", column.aggregates.null_count)));
+        }
+        let route = routes.iter().find(|r| r.source.as_deref() == Some(mapping.bq_name.as_str())).expect("every snapshot column is routed");
+        target_key.push(route.target.clone());
+    }
+    Ok(target_key)
 }
 
 /// Fills in what derives from the table's fields: its resource, each load job's configuration
@@ -343,7 +495,23 @@ fn configure(scope: &Scope, table: &mut TableLoad) {
     }
     if let Some(staging) = &table.staging_table_id {
         let sql = finalize_sql(scope, table, staging);
-        table.finalize = Some(QueryJob::new(format!("{}_finalize", scope.job_base(&table.table_id, scope.mode)), sql));
+        let base = scope.job_base(&table.table_id, scope.mode, table.into_existing);
+        table.finalize = Some(QueryJob::new(format!("{base}_finalize"), sql));
+        if scope.mode == LoadMode::Merge {
+            let keys: Vec<String> = table
+                .routes
+                .iter()
+                .filter(|r| table.merge_key.contains(&r.target))
+                .map(|r| format!("{} AS {}", r.expr, quote(&r.target)))
+                .collect();
+            let sql = format!(
+                "CREATE OR REPLACE TABLE {} AS SELECT DISTINCT {} FROM {} s",
+                scope.qualified(&keys_table_id(&table.table_id, scope.run_id)),
+                keys.join(", "),
+                scope.qualified(staging)
+            );
+            table.keep_keys = Some(QueryJob::new(format!("{base}_keys"), sql));
+        }
     }
 }
 
@@ -376,8 +544,7 @@ pub fn keep_nullable_columns(plan: &LoadPlan, table: &TableLoad, columns: &[Stri
     for field in kept.fields.iter_mut().filter(|f| f.mode == FieldMode::Required && columns.contains(&f.name)) {
         field.mode = FieldMode::Nullable;
     }
-    let scope = Scope { project: &plan.project, dataset: &plan.dataset, run_id: &plan.run_id, mode: plan.mode };
-    configure(&scope, &mut kept);
+    configure(&Scope::of(plan), &mut kept);
     kept.kept_nullable_columns = columns.to_vec();
     kept
 }
@@ -392,31 +559,31 @@ fn string_literal(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'").replace('\n', "\\n"))
 }
 
-/// The one statement that moves staged rows into the destination: `CREATE OR REPLACE TABLE …
-/// AS SELECT` (truncate: an atomic replacement with the full schema) or `INSERT … SELECT`
-/// (append). JSON text becomes JSON with `PARSE_JSON`, which fails rather than round a number.
+/// The one statement that moves staged rows into the destination through the columns' routes:
+/// `CREATE OR REPLACE TABLE … AS SELECT` (truncate of a table with the snapshot's columns: an
+/// atomic replacement with the full schema), a transaction deleting and inserting (truncate of
+/// an existing table with other columns: its schema and layout stay), `INSERT … SELECT`
+/// (append) or `MERGE` (merge). JSON text becomes JSON with `PARSE_JSON`, which fails rather
+/// than round a number.
 fn finalize_sql(scope: &Scope, table: &TableLoad, staging: &str) -> String {
-    let select: Vec<String> = table
-        .fields
-        .iter()
-        .map(|f| {
-            let column = quote(&f.name);
-            match (f.field_type, f.mode) {
-                (BigQueryType::Json, FieldMode::Repeated) => {
-                    format!("ARRAY(SELECT PARSE_JSON(e) FROM UNNEST({column}) AS e WITH OFFSET AS o ORDER BY o) AS {column}")
-                }
-                (BigQueryType::Json, _) => format!("PARSE_JSON({column}) AS {column}"),
-                _ => column,
-            }
-        })
-        .collect();
-    let from = format!("SELECT {} FROM {}", select.join(", "), scope.qualified(staging));
-    match scope.mode {
-        LoadMode::Append => {
-            let names: Vec<String> = table.fields.iter().map(|f| quote(&f.name)).collect();
-            format!("INSERT INTO {} ({}) {from}", scope.qualified(&table.table_id), names.join(", "))
+    let (target, staged) = (scope.qualified(&table.table_id), scope.qualified(staging));
+    let fed: Vec<&ColumnRoute> = table.routes.iter().filter(|r| r.source.is_some()).collect();
+    let select = fed.iter().map(|r| format!("{} AS {}", r.expr, quote(&r.target))).collect::<Vec<_>>().join(", ");
+    let columns = fed.iter().map(|r| quote(&r.target)).collect::<Vec<_>>().join(", ");
+    let from = format!("SELECT {select} FROM {staged} s");
+    match (scope.mode, table.into_existing) {
+        (LoadMode::Merge, _) => merge_sql(&MergeSpec {
+            target: &target,
+            staging: &staged,
+            key: &table.merge_key,
+            routes: &table.routes,
+            overwrite_existing: scope.overwrite_existing,
+        }),
+        (LoadMode::Append, _) => format!("INSERT INTO {target} ({columns}) {from}"),
+        (LoadMode::Truncate, true) => {
+            format!("BEGIN TRANSACTION; DELETE FROM {target} WHERE TRUE; INSERT INTO {target} ({columns}) {from}; COMMIT TRANSACTION;")
         }
-        LoadMode::Truncate => format!("{} AS {from}", create_or_replace(scope, table)),
+        (LoadMode::Truncate, false) => format!("{} AS {from}", create_or_replace(scope, table)),
     }
 }
 
@@ -525,10 +692,9 @@ mod tests {
             project: "p".into(),
             dataset: "d".into(),
             location: None,
-            table_prefix: String::new(),
             mode,
             partition_by: [("events".to_string(), ("mentioned_at".to_string(), PartitionUnit::Day))].into(),
-            cluster_by: BTreeMap::new(),
+            ..LoadTarget::default()
         }
     }
 
@@ -561,7 +727,11 @@ mod tests {
         assert_eq!(t.load_jobs[0].destination_table_id, "events__pg2bq_staging_20261124t070000z_abcd");
         let sql = &t.finalize.as_ref().unwrap().sql;
         assert!(sql.starts_with("CREATE OR REPLACE TABLE `p.d.events` (`id` INT64 NOT NULL OPTIONS(description='the id')"), "{sql}");
-        assert!(sql.contains("PARSE_JSON(`metadata`) AS `metadata`"), "{sql}");
+        assert!(
+            sql.contains("PARSE_JSON(s.`metadata`) AS `metadata`")
+                && sql.ends_with(" FROM `p.d.events__pg2bq_staging_20261124t070000z_abcd` s"),
+            "{sql}"
+        );
         assert!(sql.contains("PARTITION BY TIMESTAMP_TRUNC(`mentioned_at`, DAY)"), "{sql}");
         let append = plan_load(&manifest(2, true), RUN_URI, &target(LoadMode::Append)).unwrap();
         assert!(append.tables[0]
@@ -662,5 +832,56 @@ mod tests {
         let finalize = staged.tables[0].finalize.as_ref().unwrap();
         assert_eq!(finalize.configuration["query"]["query"], finalize.sql.as_str());
         assert!(staged.tables[0].load_jobs[0].configuration["load"].get("timePartitioning").is_none(), "staging is not partitioned");
+    }
+
+    /// The app's table: string ids, JSON, a column the snapshot lacks.
+    fn app_columns() -> Vec<TableColumn> {
+        let column = |name: &str, t: BigQueryType, mode: FieldMode| TableColumn { name: name.into(), field_type: Ok(t), mode: Ok(mode) };
+        vec![
+            column("id", BigQueryType::String, FieldMode::Required),
+            column("mentioned_at", BigQueryType::Timestamp, FieldMode::Required),
+            column("metadata", BigQueryType::Json, FieldMode::Nullable),
+            column("ingested_by", BigQueryType::String, FieldMode::Nullable),
+        ]
+    }
+
+    #[test]
+    fn into_an_existing_table_rows_go_by_dml_through_the_conversions() {
+        let manifest = manifest(1, true);
+        let sql = |mode: LoadMode| {
+            let plan = plan_load(&manifest, RUN_URI, &target(mode)).unwrap();
+            let table = plan_into_existing(&plan, &manifest.tables[0], &target(mode), &app_columns()).unwrap();
+            assert!(table.into_existing && table.load_jobs[0].job_id.ends_with(&format!("_{}_routed_load0000", mode.as_str())));
+            table.finalize.unwrap().sql
+        };
+        let select = "SELECT CAST(s.`id` AS STRING) AS `id`, s.`mentioned_at` AS `mentioned_at`, PARSE_JSON(s.`metadata`) AS `metadata` \
+                      FROM `p.d.events__pg2bq_staging_20261124t070000z_abcd` s";
+        let columns = "(`id`, `mentioned_at`, `metadata`)";
+        assert_eq!(sql(LoadMode::Append), format!("INSERT INTO `p.d.events` {columns} {select}"));
+        assert_eq!(
+            sql(LoadMode::Truncate),
+            format!(
+                "BEGIN TRANSACTION; DELETE FROM `p.d.events` WHERE TRUE; INSERT INTO `p.d.events` {columns} {select}; COMMIT TRANSACTION;"
+            )
+        );
+    }
+
+    #[test]
+    fn merge_stages_every_table_and_needs_a_key_without_nulls() {
+        let mut manifest = manifest(1, false);
+        let plan = plan_load(&manifest, RUN_URI, &target(LoadMode::Merge)).unwrap();
+        let table = &plan.tables[0];
+        assert_eq!((table.merge_key.as_slice(), table.staging_table_id.is_some()), (["id".to_string()].as_slice(), true));
+        assert!(table.finalize.as_ref().unwrap().sql.starts_with("MERGE `p.d.events` T USING"), "{:?}", table.finalize);
+        let overwrite = LoadTarget { overwrite_existing: true, ..target(LoadMode::Merge) };
+        assert!(plan_load(&manifest, RUN_URI, &overwrite).unwrap().tables[0].load_jobs[0].job_id.ends_with("_merge_overwrite_load0000"));
+
+        manifest.tables[0].columns[0].mapping.nullable = true;
+        manifest.tables[0].columns[0].aggregates.null_count = 2;
+        let error = plan_load(&manifest, RUN_URI, &target(LoadMode::Merge)).unwrap_err().to_string();
+        assert!(error.contains("cannot merge by key (id): column `id` holds 2 NULL(s)"), "{error}");
+        manifest.tables[0].primary_key.clear();
+        let error = plan_load(&manifest, RUN_URI, &target(LoadMode::Merge)).unwrap_err().to_string();
+        assert!(error.contains("no primary key") && error.contains("--key public.events.<column>"), "{error}");
     }
 }

@@ -1,5 +1,6 @@
 //! `load`'s idempotency rules against an in-memory BigQuery: attaching to jobs an earlier run
-//! submitted, retrying failed attempts under new ids, refusing to append a run twice.
+//! submitted, retrying failed attempts under new ids, refusing to append a run twice, a merge
+//! that crashed converging without merging twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -24,7 +25,8 @@ enum FakeJob {
 }
 
 /// Tables (resource with labels, rows) and jobs by id. A new load job loads [`FILE_ROWS`] per
-/// URI; a query job is only recorded; a job id in `failing` fails when submitted.
+/// URI; a `MERGE` reports every staged row inserted; another query job is only recorded; a
+/// job id in `failing` fails when submitted.
 #[derive(Default)]
 struct FakeBigQuery {
     tables: Mutex<BTreeMap<String, (Value, u64)>>,
@@ -100,7 +102,13 @@ impl BigQueryApi for FakeBigQuery {
         self.submitted.lock().unwrap().push(job_id.into());
         let job = match configuration.get("load") {
             _ if self.failing.contains(job_id) => FakeJob::Failed("invalid: boom".into()),
-            Some(load) => FakeJob::Succeeded(JobCounts { output_rows: Some(self.load(load)), dml_affected_rows: None }),
+            Some(load) => {
+                FakeJob::Succeeded(JobCounts { output_rows: Some(self.load(load)), dml_affected_rows: None, ..JobCounts::default() })
+            }
+            None if configuration["query"]["query"].as_str().is_some_and(|q| q.starts_with("MERGE")) => {
+                let staged = self.tables.lock().unwrap().iter().filter(|(id, _)| id.contains("staging")).map(|(_, (_, rows))| *rows).sum();
+                FakeJob::Succeeded(JobCounts { inserted_rows: Some(staged), updated_rows: Some(0), ..JobCounts::default() })
+            }
             None => FakeJob::Succeeded(JobCounts::default()),
         };
         self.jobs.lock().unwrap().insert(job_id.into(), job);
@@ -115,8 +123,11 @@ impl BigQueryApi for FakeBigQuery {
     async fn succeeded_job(&self, job_id: &str) -> Result<bool, BigQueryError> {
         Ok(matches!(self.jobs.lock().unwrap().get(job_id), Some(FakeJob::Succeeded(_))))
     }
-    /// `SELECT COUNT(*) FROM `p.d.<table>``: the table's rows.
+    /// `SELECT COUNT(*) FROM `p.d.<table>``: the table's rows; the duplicate-key check: none.
     async fn query_one_row(&self, sql: &str) -> Result<Row, BigQueryError> {
+        if sql.starts_with("SELECT COUNT(*) - COUNT(DISTINCT") {
+            return Ok(vec![Some("0".into())]);
+        }
         let table = sql.trim_end_matches('`').rsplit('.').next().unwrap();
         let rows = self.tables.lock().unwrap().get(table).map_or(0, |(_, rows)| *rows);
         Ok(vec![Some(rows.to_string())])
@@ -165,24 +176,19 @@ fn manifest(tables: &[&str], files: usize) -> Manifest {
     }
 }
 
+fn target(mode: LoadMode) -> LoadTarget {
+    LoadTarget { project: "p".into(), dataset: "d".into(), mode, ..LoadTarget::default() }
+}
+
 fn planned(tables: &[&str], mode: LoadMode) -> (Manifest, LoadPlan) {
     let manifest = manifest(tables, 2);
-    let target = LoadTarget {
-        project: "p".into(),
-        dataset: "d".into(),
-        location: None,
-        table_prefix: String::new(),
-        mode,
-        partition_by: BTreeMap::new(),
-        cluster_by: BTreeMap::new(),
-    };
-    let plan = plan_load(&manifest, "gs://b/p/r1", &target).unwrap();
+    let plan = plan_load(&manifest, "gs://b/p/r1", &target(mode)).unwrap();
     (manifest, plan)
 }
 
 async fn run(bq: &FakeBigQuery, tables: &[&str], mode: LoadMode) -> Result<Vec<TableReport>, LoadError> {
     let (manifest, plan) = planned(tables, mode);
-    load_tables(bq, &plan, &manifest, None).await
+    load_tables(bq, &plan, &target(mode), &manifest, None).await
 }
 
 const TRUNCATE_JOB: &str = "pg2bq_r1_d_t_truncate_load0000";
@@ -199,7 +205,7 @@ async fn a_fresh_load_submits_its_job_counts_and_labels_the_table() {
 
 #[tokio::test]
 async fn truncate_attaches_to_its_succeeded_job_instead_of_loading_again() {
-    let counts = JobCounts { output_rows: Some(20), dml_affected_rows: None };
+    let counts = JobCounts { output_rows: Some(20), dml_affected_rows: None, ..JobCounts::default() };
     let bq = FakeBigQuery::default().with_table("t", json!({}), 20).with_job(TRUNCATE_JOB, FakeJob::Succeeded(counts));
     let reports = run(&bq, &["t"], LoadMode::Truncate).await.unwrap();
     assert!(bq.submitted().is_empty(), "nothing is submitted again: {:?}", bq.submitted());
@@ -251,7 +257,7 @@ async fn append_refuses_a_run_recorded_in_the_tables_labels_in_any_mode() {
 
 #[tokio::test]
 async fn append_refuses_a_run_whose_unlabelled_truncate_load_succeeded() {
-    let counts = JobCounts { output_rows: Some(20), dml_affected_rows: None };
+    let counts = JobCounts { output_rows: Some(20), dml_affected_rows: None, ..JobCounts::default() };
     let retried = format!("{TRUNCATE_JOB}-r3");
     let bq = FakeBigQuery::default().with_table("t", json!({}), 20).with_job(&retried, FakeJob::Succeeded(counts));
     let error = run(&bq, &["t"], LoadMode::Append).await.unwrap_err();
@@ -279,9 +285,44 @@ async fn each_failed_table_keeps_its_cause_and_the_others_load() {
 #[tokio::test]
 async fn a_short_count_after_the_load_is_an_error_naming_both_counts() {
     // The earlier run's job reports 20 rows, but the table holds 5 (changed since).
-    let counts = JobCounts { output_rows: Some(20), dml_affected_rows: None };
+    let counts = JobCounts { output_rows: Some(20), dml_affected_rows: None, ..JobCounts::default() };
     let bq = FakeBigQuery::default().with_table("t", json!({}), 5).with_job(TRUNCATE_JOB, FakeJob::Succeeded(counts));
     let error = run(&bq, &["t"], LoadMode::Truncate).await.unwrap_err();
     assert!(matches!(error, LoadError::RowCount { expected: 20, actual: 5, .. }), "{error:?}");
     assert_eq!(bq.labels("t"), json!({}), "an unchecked load is not labelled");
+}
+
+#[tokio::test]
+async fn a_merge_that_crashed_before_its_labels_converges_on_rerun_without_merging_twice() {
+    const LOAD: &str = "pg2bq_r1_d_t_merge_load0000";
+    const MERGE: &str = "pg2bq_r1_d_t_merge_finalize";
+    const KEYS: &str = "pg2bq_r1_d_t_merge_keys";
+    let manifest = manifest(&["t"], 2);
+    let target = LoadTarget { merge_keys: [("t".to_string(), vec!["id".to_string()])].into(), ..target(LoadMode::Merge) };
+    let plan = plan_load(&manifest, "gs://b/p/r1", &target).unwrap();
+    let (plan, target, manifest) = (&plan, &target, &manifest);
+    let merge = |bq: FakeBigQuery| async move {
+        let reports = load_tables(&bq, plan, target, manifest, None).await.unwrap();
+        (bq, reports)
+    };
+    let (fresh, reports) = merge(FakeBigQuery::default().with_table("t", json!({}), 5)).await;
+    assert_eq!(fresh.submitted(), [LOAD, MERGE, KEYS]);
+    assert_eq!(reports[0].merged, Some(MergeCounts { inserted: 20, already_present: 0, updated: 0 }));
+    assert!(!fresh.tables.lock().unwrap().contains_key("t__pg2bq_staging_r1"), "staging dropped");
+    assert_eq!(fresh.labels("t")["pg2bq_run_r1"], "merge");
+
+    // Crashed after the MERGE, before the labels: the staging table is still there.
+    let merged = JobCounts { inserted_rows: Some(20), updated_rows: Some(0), ..JobCounts::default() };
+    let crashed = FakeBigQuery::default()
+        .with_table("t", json!({}), 25)
+        .with_table("t__pg2bq_staging_r1", json!({}), 20)
+        .with_job(LOAD, FakeJob::Succeeded(JobCounts { output_rows: Some(20), ..JobCounts::default() }))
+        .with_job(MERGE, FakeJob::Succeeded(merged))
+        .with_job(KEYS, FakeJob::Succeeded(JobCounts::default()));
+    let (rerun, reports) = merge(crashed).await;
+    assert!(rerun.submitted().is_empty(), "nothing merged twice: {:?}", rerun.submitted());
+    assert_eq!(reports[0].merged, Some(MergeCounts { inserted: 20, already_present: 0, updated: 0 }));
+    assert!(!rerun.tables.lock().unwrap().contains_key("t__pg2bq_staging_r1"), "staging dropped");
+    assert_eq!(rerun.labels("t")["pg2bq_run_r1"], "merge");
+    assert_eq!(rerun.labels("t")["pg2bq_merged_r1"], "20_0_0_keep");
 }

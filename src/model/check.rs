@@ -24,6 +24,8 @@ pub enum CheckKind {
     Sample,
     SourceDrift,
     Probe,
+    /// Rows of a merged table outside the snapshot (the app's own): reported, never compared.
+    OutsideSnapshot,
     // verify: the snapshot's files against their manifest
     ManifestInconsistent,
     FileMissing,
@@ -53,6 +55,7 @@ impl CheckKind {
             Self::Sample => "sample",
             Self::SourceDrift => "source_drift",
             Self::Probe => "probe",
+            Self::OutsideSnapshot => "outside_snapshot",
             Self::ManifestInconsistent => "manifest_inconsistent",
             Self::FileMissing => "file_missing",
             Self::FileAltered => "file_altered",

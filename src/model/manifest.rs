@@ -3,6 +3,8 @@
 //! digest of its own content, and its table totals must equal what its files record, so an
 //! edited manifest is caught before anything trusts it.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -93,6 +95,24 @@ impl TableManifest {
     /// Whether `name` designates this table: `schema.table`, the bare table, or its BigQuery name.
     pub fn is_named(&self, name: &str) -> bool {
         self.bq_table == name || names_table(&self.name, name)
+    }
+}
+
+/// Which BigQuery table holds each snapshot table (shared by `load` and `validate`): the one
+/// `--table-map` names, else the recorded BigQuery name after `--table-prefix`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableNames {
+    pub prefix: String,
+    /// Table name as options name it (see [`TableManifest::is_named`]) → BigQuery table id.
+    pub map: BTreeMap<String, String>,
+}
+
+impl TableNames {
+    pub fn table_id(&self, table: &TableManifest) -> String {
+        match self.map.iter().find(|(name, _)| table.is_named(name)) {
+            Some((_, id)) => id.clone(),
+            None => format!("{}{}", self.prefix, table.bq_table),
+        }
     }
 }
 

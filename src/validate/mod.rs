@@ -18,11 +18,14 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, info_span, trace, Instrument};
 
 use crate::gcp::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
+use crate::gcp::routes::{route_columns, Routing};
+use crate::gcp::schema::table_columns;
+use crate::gcp::sql::{keys_table_id, label_part, merged_label};
 use crate::gcp::sql::{quote, table_path};
 use crate::model::aggregates::ColumnAggregates;
 pub use crate::model::check::Check;
 use crate::model::check::CheckKind;
-use crate::model::manifest::{ColumnManifest, ForeignKey, Manifest, PartitionManifest, TableManifest};
+use crate::model::manifest::{ColumnManifest, ForeignKey, Manifest, PartitionManifest, TableManifest, TableNames};
 use crate::model::progress::{ProgressCounter, ProgressReporter, TableProgress};
 use crate::model::types::{quote_ident, BigQueryType};
 use crate::source::SourceError;
@@ -62,7 +65,9 @@ pub struct ValidateConfig {
     pub project: String,
     pub dataset: String,
     pub location: Option<String>,
-    pub table_prefix: String,
+    pub names: TableNames,
+    /// How a merged table's columns map to the snapshot's (as `load` routed them).
+    pub routing: Routing,
     /// Postgres URL: enables the random-row sample and the drift report.
     pub source_url: Option<String>,
     pub sample_rows: usize,
@@ -83,6 +88,10 @@ pub enum ValidateError {
     Source(#[from] SourceError),
     #[error("table `{table}` is not in BigQuery dataset `{dataset}`; load the snapshot first")]
     MissingTable { table: String, dataset: String },
+    #[error("table `{table}` holds run `{run_id}` by merge, but the keys table `{keys}` that load keeps for validate is missing; re-run the same `pg2bq load --mode merge` (it recreates nothing else)")]
+    MissingKeys { table: String, run_id: String, keys: String },
+    #[error("table `{table}` cannot be read as the snapshot through its columns' routes (pass validate the load's --column-map/--date-to-timestamp):\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Routing { table: String, problems: Vec<String> },
     #[error("config names `{what}`, which the manifest does not hold")]
     UnknownName { what: String },
     #[error(transparent)]
@@ -145,7 +154,7 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
         let checks = validate_table(config, &bq, &manifest, table, &counter).instrument(span).await?;
         tables.push(TableValidation {
             table: table.name.clone(),
-            bq_table: format!("{}{}", config.table_prefix, table.bq_table),
+            bq_table: config.names.table_id(table),
             passed: checks.iter().all(|c| c.passed),
             checks,
         });
@@ -166,12 +175,64 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
     })
 }
 
+/// A table that holds the run by merge (its label says `merge`): the snapshot's rows in it,
+/// read back as the snapshot's columns, and the count of the rows outside the snapshot.
+struct MergedSubset {
+    /// `(SELECT <columns as the snapshot's> FROM table JOIN keys …)`, for `FROM`.
+    rows: String,
+    outside_check: Check,
+    /// Rows the merge found already there and left (recorded by load), when not overwritten.
+    kept_table_values: Option<u64>,
+}
+
+/// The merged subset of a table, or `None` when the table holds the run by truncate or append
+/// (it is then compared whole). The rows are those whose key is in the keys table `load` kept,
+/// each column read back through the inverse of its route (`load::target`), so the manifest's
+/// aggregates apply unchanged; rows outside the snapshot are counted, never compared.
+async fn merged_subset(
+    config: &ValidateConfig,
+    bq: &BigQuery,
+    table: &TableManifest,
+    resource: &serde_json::Value,
+    bq_table: &str,
+    run_id: &str,
+) -> Result<Option<MergedSubset>, ValidateError> {
+    let label = |key: &str| resource.pointer(&format!("/labels/{key}")).and_then(|v| v.as_str()).map(str::to_string);
+    if label(&label_part(&format!("pg2bq_run_{run_id}"))).as_deref() != Some("merge") {
+        return Ok(None);
+    }
+    let keys_id = keys_table_id(bq_table, run_id);
+    let missing = || ValidateError::MissingKeys { table: bq_table.into(), run_id: run_id.into(), keys: keys_id.clone() };
+    let keys_resource = bq.table(&config.dataset, &keys_id).await?.ok_or_else(missing)?;
+    let key: Vec<String> = table_columns(&keys_resource).into_iter().map(|c| c.name).collect();
+    let routes = route_columns(&table.name, &table.columns, &table_columns(resource), &config.routing.options_for(table))
+        .map_err(|problems| ValidateError::Routing { table: bq_table.into(), problems })?;
+    let select: Vec<String> = table
+        .columns
+        .iter()
+        .filter_map(|c| routes.iter().find(|r| r.source.as_deref() == Some(c.mapping.bq_name.as_str())))
+        .map(|r| format!("{} AS {}", r.inverse, quote(r.source.as_deref().unwrap_or_default())))
+        .collect();
+    let on: Vec<String> = key.iter().map(|k| format!("t.{0} = k.{0}", quote(k))).collect();
+    let (whole, keys) = (qualified(config, table), table_path(&config.project, &config.dataset, &keys_id));
+    let rows = format!("(SELECT {} FROM {whole} t JOIN {keys} k ON {})", select.join(", "), on.join(" AND "));
+    let counts = bq.query_counts(&format!("SELECT COUNT(*), (SELECT COUNT(*) FROM {rows}) FROM {whole}")).await?;
+    let outside = counts[0].saturating_sub(counts[1]);
+    let outside_check = Check::new(CheckKind::OutsideSnapshot, None, "not compared", format!("{outside} rows"), true)
+        .with_detail("rows of the table whose key is not in the snapshot (the app's own): reported, never a mismatch");
+    let kept_table_values = label(&merged_label(run_id))
+        .filter(|v| v.ends_with("_keep"))
+        .and_then(|v| v.split('_').nth(1).and_then(|present| present.parse().ok()))
+        .filter(|&present: &u64| present > 0);
+    Ok(Some(MergedSubset { rows, outside_check, kept_table_values }))
+}
+
 fn find_table<'a>(manifest: &'a Manifest, name: &str) -> Option<&'a TableManifest> {
     manifest.tables.iter().find(|t| t.is_named(name))
 }
 
 fn qualified(config: &ValidateConfig, table: &TableManifest) -> String {
-    table_path(&config.project, &config.dataset, &format!("{}{}", config.table_prefix, table.bq_table))
+    table_path(&config.project, &config.dataset, &config.names.table_id(table))
 }
 
 async fn validate_table(
@@ -182,15 +243,24 @@ async fn validate_table(
     progress: &TableProgress,
 ) -> Result<Vec<Check>, ValidateError> {
     let started = Instant::now();
-    let bq_table = format!("{}{}", config.table_prefix, table.bq_table);
+    let bq_table = config.names.table_id(table);
     let Some(resource) = bq.table(&config.dataset, &bq_table).await? else {
         return Err(ValidateError::MissingTable { table: bq_table, dataset: config.dataset.clone() });
     };
-    let target = qualified(config, table);
+    let merged = merged_subset(config, bq, table, &resource, &bq_table, &manifest.run_id).await?;
+    let target = merged.as_ref().map_or_else(|| qualified(config, table), |m| m.rows.clone());
     let columns: Vec<&ColumnManifest> = table.columns.iter().collect();
     let (values, layout) = run_aggregates(bq, &target, &columns, None).await?;
     let rows = parse_count(values[0].as_deref(), &target, || "COUNT(*)".into())?;
     let mut checks = vec![Check::new(CheckKind::RowCount, None, table.row_count, rows, rows == table.row_count)];
+    if let Some(merged) = merged {
+        if let Some(kept) = merged.kept_table_values {
+            checks[0] = checks[0].clone().with_detail(format!(
+                "the snapshot's rows with keys in the table; {kept} of them were already there and kept the table's values (merged without --overwrite-existing)"
+            ));
+        }
+        checks.push(merged.outside_check);
+    }
     let expected: Vec<ColumnAggregates> = columns.iter().map(|c| expected_aggregates(c, &resource)).collect();
     checks.extend(column_checks(&target, &columns, &expected, &layout, &values)?);
     report_checks(progress, &checks);
@@ -511,7 +581,7 @@ async fn single_count(bq: &BigQuery, sql: &str) -> Result<u64, ValidateError> {
 
 async fn run_probe(config: &ValidateConfig, bq: &BigQuery, probe: &Probe) -> Result<Check, ValidateError> {
     let sql =
-        probe.sql.replace("{project}", &config.project).replace("{dataset}", &config.dataset).replace("{prefix}", &config.table_prefix);
+        probe.sql.replace("{project}", &config.project).replace("{dataset}", &config.dataset).replace("{prefix}", &config.names.prefix);
     let estimated = bq.dry_run_bytes(&sql).await?;
     let started = Instant::now();
     let processed = bq.query_bytes(&sql).await?;

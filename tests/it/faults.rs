@@ -17,7 +17,7 @@ const TABLE: &str = "CREATE TABLE f (id int PRIMARY KEY, label text, n numeric(1
 /// Every query answers `jobComplete: false` 3 times, then 2 rows a page; 15% of BigQuery calls
 /// meet a fault: rate limit, server error, a 0.2 s delay, a connection reset before the emulator
 /// sees the request, or after it acted on it (the answer is lost).
-fn failing_bigquery(seed: u64) -> Value {
+pub(crate) fn failing_bigquery(seed: u64) -> Value {
     json!({
         "seed": seed,
         "bq_async_polls": 3,

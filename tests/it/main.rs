@@ -3,6 +3,7 @@
 
 mod bqclient;
 mod cli;
+mod cutover;
 mod export;
 mod faults;
 mod hostile;

@@ -1,0 +1,206 @@
+//! Cutover into an app's live table: the app created it (string ids, JSON metadata, a column
+//! Postgres lacks, partitioned and clustered) and already writes to it. `load --mode merge`
+//! through the fault proxy adds exactly the snapshot's new rows, leaves the live ones alone,
+//! changes nothing when run again, and with `--overwrite-existing` takes the snapshot's values
+//! for the overlapping ids; the table keeps its schema and layout; `validate` compares exactly
+//! the snapshot's rows; bad pairings and repeated keys are refused with nothing loaded.
+
+use serde_json::{json, Value};
+
+use crate::faults::failing_bigquery;
+use crate::support::*;
+use crate::{emulators, fault_proxy, skip_unless};
+
+/// Postgres: 300 mentions, ids 1–300.
+const SOURCE: &str = "CREATE TABLE entity_mentions (id bigint PRIMARY KEY, entity_id int NOT NULL, metadata jsonb,
+        mentioned_at timestamptz NOT NULL, note text);
+    INSERT INTO entity_mentions SELECT i, i % 7, jsonb_build_object('i', i, 'tags', jsonb_build_array('a', i)),
+        timestamptz '2024-01-01 00:00:00+00' + i * interval '1 hour', 'pg ' || i FROM generate_series(1, 300) i;";
+
+/// The app's table, as its own schema file creates it.
+fn app_table(project: &str, dataset: &str) -> Value {
+    json!({
+        "tableReference": { "projectId": project, "datasetId": dataset, "tableId": "mentions" },
+        "schema": { "fields": [
+            { "name": "id", "type": "STRING", "mode": "REQUIRED", "description": "the app's id" },
+            { "name": "entity_id", "type": "INTEGER", "mode": "REQUIRED" },
+            { "name": "metadata", "type": "JSON", "mode": "NULLABLE" },
+            { "name": "mentioned_at", "type": "TIMESTAMP", "mode": "REQUIRED" },
+            { "name": "note", "type": "STRING", "mode": "NULLABLE" },
+            { "name": "ingested_by", "type": "STRING", "mode": "NULLABLE" },
+        ]},
+        "timePartitioning": { "type": "DAY", "field": "mentioned_at" },
+        "clustering": { "fields": ["entity_id"] },
+    })
+}
+
+/// The app's live rows: ids 251–350, 50 of them inside the snapshot, with the app's values.
+fn insert_live_rows(s: &Emulators) {
+    s.python_rows(&format!(
+        "INSERT INTO `{}.{}.mentions` (id, entity_id, metadata, mentioned_at, note, ingested_by) \
+         SELECT CAST(i AS STRING), 100 + i, PARSE_JSON(FORMAT('{{\"live\": %d}}', i)), \
+         TIMESTAMP_ADD(TIMESTAMP '2025-01-01 00:00:00+00', INTERVAL i HOUR), CONCAT('live ', CAST(i AS STRING)), 'app' \
+         FROM UNNEST(GENERATE_ARRAY(251, 350)) AS i",
+        s.project, s.dataset
+    ));
+}
+
+/// One row as text: id, entity_id, metadata (parsed), mentioned_at (epoch µs), note, ingested_by.
+type Row = (String, String, Option<Value>, String, Option<String>, Option<String>);
+
+fn pg_row(i: i64) -> Row {
+    let micros = (1_704_067_200 + i * 3600) * 1_000_000;
+    (i.to_string(), (i % 7).to_string(), Some(json!({ "i": i, "tags": ["a", i] })), micros.to_string(), Some(format!("pg {i}")), None)
+}
+
+fn live_row(i: i64) -> Row {
+    let micros = (1_735_689_600 + i * 3600) * 1_000_000;
+    (i.to_string(), (100 + i).to_string(), Some(json!({ "live": i })), micros.to_string(), Some(format!("live {i}")), Some("app".into()))
+}
+
+fn table_rows(s: &Emulators) -> Vec<Row> {
+    let rows = s.python_rows(&format!(
+        "SELECT id, CAST(entity_id AS STRING), TO_JSON_STRING(metadata), CAST(UNIX_MICROS(mentioned_at) AS STRING), note, ingested_by \
+         FROM `{}.{}.mentions` ORDER BY CAST(id AS INT64)",
+        s.project, s.dataset
+    ));
+    let json = |v: &Option<String>| v.as_deref().map(|t| serde_json::from_str::<Value>(t).unwrap()).filter(|v| !v.is_null());
+    rows.iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap(), json(&r[2]), r[3].clone().unwrap(), r[4].clone(), r[5].clone()))
+        .collect()
+}
+
+fn merged(out: &std::process::Output) -> Value {
+    assert!(out.status.success(), "merge: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["tables"][0]["merged"].clone()
+}
+
+#[tokio::test]
+async fn merge_into_the_apps_live_table_adds_only_new_keys_is_idempotent_and_overwrites_on_request() {
+    let s = emulators!();
+    let proxy = fault_proxy!();
+    let db = TestDb::new(&s.pg_url, SOURCE).await;
+    let manifest = s.export(&[db.table("entity_mentions")], &[]);
+    let bq = s.bigquery().await;
+    bq.ensure_dataset(&s.dataset, true).await.unwrap();
+    bq.create_table(&s.dataset, "mentions", &app_table(&s.project, &s.dataset)).await.unwrap();
+    insert_live_rows(&s);
+    let table_map = "entity_mentions=mentions";
+
+    // The dry run shows the conversions into the app's columns and submits nothing.
+    let out = s.load(&manifest, &["--mode", "merge", "--table-map", table_map, "--dry-run"]);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(plan.contains("id ← id: INT64 → STRING") && plan.contains("ingested_by: left NULL"), "{plan}");
+    assert!(plan.contains("MERGE `"), "{plan}");
+    assert_eq!(table_rows(&s).len(), 100);
+
+    proxy.set(failing_bigquery(7)).await;
+    let merge = |extra: &[&str]| {
+        let mut args = vec!["--mode", "merge", "--table-map", table_map, "--json"];
+        args.extend_from_slice(extra);
+        s.load_command(&manifest, &args).env("BIGQUERY_EMULATOR_HOST", &proxy.bq_host).output().unwrap()
+    };
+    let counts = merged(&merge(&[]));
+    assert_eq!(counts, json!({ "inserted": 250, "already_present": 50, "updated": 0 }));
+    let expected: Vec<Row> = (1..=250).map(pg_row).chain((251..=350).map(live_row)).collect();
+    assert_eq!(table_rows(&s), expected, "snapshot ∪ live rows, the live ones untouched");
+    assert!(proxy.stats().await["injected"][0].as_u64().unwrap() > 0, "no fault was injected");
+
+    // The 50 rows already there kept the app's values: validate says so and fails on them.
+    let (code, report, _) = s.validate_through(&s.bq_host, &manifest, &["--table-map", table_map]);
+    assert_eq!(code, Some(1), "{report:#}");
+    let row_count = &report["tables"][0]["checks"][0];
+    assert_eq!((row_count["check"].as_str(), row_count["passed"].as_bool()), (Some("row_count"), Some(true)));
+    assert!(row_count["detail"].as_str().unwrap().contains("50 of them were already there and kept the table's values"), "{row_count}");
+
+    // Run again: nothing changes; the report says so and gives the first merge's counts.
+    let again = merge(&[]);
+    assert_eq!(merged(&again), counts);
+    let report: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(report["tables"][0]["done_before"], true);
+    assert_eq!(table_rows(&s), expected);
+
+    // Overwrite: the 50 overlapping ids take the snapshot's values; the app's own column stays.
+    let counts = merged(&merge(&["--overwrite-existing"]));
+    assert_eq!(counts, json!({ "inserted": 0, "already_present": 300, "updated": 50 }));
+    let overwritten: Vec<Row> = (1..=300)
+        .map(|i| {
+            let mut row = pg_row(i);
+            row.5 = (i > 250).then(|| "app".to_string());
+            row
+        })
+        .chain((301..=350).map(live_row))
+        .collect();
+    assert_eq!(table_rows(&s), overwritten);
+
+    // Subset validation: exactly the snapshot's rows, read back through the conversions; the
+    // app's 50 own rows are counted apart. One changed cell in a snapshot row fails it, naming
+    // the column; changes to the app's own rows do not.
+    let validate = || s.validate_through(&proxy.bq_host, &manifest, &["--table-map", table_map, "--source", &s.pg_url]);
+    let (code, report, stderr) = validate();
+    assert_eq!(code, Some(0), "{stderr}\n{report:#}");
+    let checks = report["tables"][0]["checks"].as_array().unwrap();
+    let outside = checks.iter().find(|c| c["check"] == "outside_snapshot").unwrap();
+    assert_eq!((outside["actual"].as_str(), outside["passed"].as_bool()), (Some("50 rows"), Some(true)));
+    s.python_rows(&format!("UPDATE `{}.{}.mentions` SET note = 'changed' WHERE id = '7'", s.project, s.dataset));
+    s.python_rows(&format!("UPDATE `{}.{}.mentions` SET note = 'app edit' WHERE id = '340'", s.project, s.dataset));
+    let (code, report, _) = validate();
+    assert_eq!(code, Some(1), "{report:#}");
+    let failed = failed_checks(&report);
+    assert!(!failed.is_empty() && failed.iter().all(|(_, column)| column == "note"), "{failed:?}");
+
+    // The app's table kept its schema, descriptions and layout; no staging table is left.
+    let table = bq.table(&s.dataset, "mentions").await.unwrap().unwrap();
+    assert_eq!(table["schema"], app_table(&s.project, &s.dataset)["schema"], "schema kept");
+    assert_eq!(
+        (table["timePartitioning"]["field"].as_str(), table["clustering"]["fields"][0].as_str()),
+        (Some("mentioned_at"), Some("entity_id"))
+    );
+    let staging = s.python_rows(&format!("SELECT table_name FROM `{}.{}.INFORMATION_SCHEMA.TABLES`", s.project, s.dataset));
+    assert_eq!(
+        staging,
+        [[Some("mentions".to_string())], [Some("mentions__pg2bq_keys_run1".to_string())]],
+        "only the app's table and the keys kept for validate remain"
+    );
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn pairings_that_lose_data_and_repeated_keys_are_refused_before_the_table_changes() {
+    let s = emulators!();
+    let db = TestDb::new(
+        &s.pg_url,
+        "CREATE TABLE m (id bigint, entity_id int NOT NULL, metadata jsonb, mentioned_at timestamptz NOT NULL, note text);
+         INSERT INTO m VALUES (1, 1, NULL, now(), 'a'), (1, 2, NULL, now(), 'b'), (2, 3, NULL, now(), NULL);",
+    )
+    .await;
+    let manifest = s.export(&[db.table("m")], &[]);
+    let bq = s.bigquery().await;
+    bq.ensure_dataset(&s.dataset, true).await.unwrap();
+    bq.create_table(&s.dataset, "mentions", &app_table(&s.project, &s.dataset)).await.unwrap();
+    insert_live_rows(&s);
+
+    // No primary key: the merge needs --key.
+    let out = s.load(&manifest, &["--mode", "merge", "--table-map", "m=mentions"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("has no primary key") && stderr.contains("--key"), "{stderr}");
+    // The key repeats in the snapshot: refused after staging, before the MERGE.
+    let out = s.load(&manifest, &["--mode", "merge", "--table-map", "m=mentions", "--key", "m.id"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("merge key (id) is not unique") && stderr.contains("1 row(s)"), "{stderr}");
+    // A text column into the app's INT64: refused with table, column and both types.
+    let column_map = ["--column-map", "m.note=entity_id", "--column-map", "m.entity_id=ingested_by", "--column-map", "m.mentioned_at=note"];
+    let out = s.load(&manifest, &[&["--mode", "append", "--table-map", "m=mentions"][..], &column_map].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("column `note` (STRING, Postgres text) cannot go into target column `entity_id` (REQUIRED INT64)"), "{stderr}");
+    assert!(
+        stderr.contains("column `mentioned_at` (TIMESTAMP, Postgres timestamp with time zone) cannot go into target column `note`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("target column `mentioned_at` is REQUIRED and no snapshot column feeds it"), "{stderr}");
+    assert_eq!(table_rows(&s), (251..=350).map(live_row).collect::<Vec<_>>(), "the live table is untouched");
+    db.drop().await;
+}
