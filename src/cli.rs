@@ -190,6 +190,15 @@ pub struct ExportArgs {
     /// Integer column to split partitions on: [schema.table.]column (default: the primary key).
     #[arg(long = "partition-on", value_name = "[TABLE.]COLUMN")]
     pub partition_on: Vec<String>,
+    /// Export only the rows added since an earlier run (a tail): its manifest URI. Each table's
+    /// rows above that run's highest watermark value are read, after checking that the rows at
+    /// or below it are still exactly those the earlier runs hold.
+    #[arg(long, value_name = "MANIFEST")]
+    pub since: Option<String>,
+    /// The column a tail continues by, one that only grows (created_at): [TABLE.]COLUMN
+    /// (repeatable; TOML `watermark`). Default: a single-column integer primary key.
+    #[arg(long, value_name = "[TABLE.]COLUMN", requires = "since")]
+    pub watermark: Vec<String>,
     /// Dates and timestamps BigQuery cannot hold (±infinity, outside years 1–9999).
     #[arg(long, value_enum, env = env::OUT_OF_RANGE)]
     pub out_of_range: Option<OutOfRangeArg>,

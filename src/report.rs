@@ -320,6 +320,14 @@ fn table_plan_text(table: &TablePlan) -> String {
             column.bq_type
         ));
     }
+    if let Some(tail) = &table.tail {
+        text.push_str(&format!(
+            "  tail of run {}: rows where {} (the {} rows at or below it checked unchanged)\n",
+            tail.parent_run,
+            tail.row_filter(),
+            tail.rows_through
+        ));
+    }
     for partition in &table.partitions {
         text.push_str(&format!(
             "  partition {} [{}] {}: {} rows\n",

@@ -84,6 +84,8 @@ pub struct TableSpec {
     pub partitions: Option<usize>,
     pub partition_on: Option<String>,
     pub out_of_range: Option<OutOfRange>,
+    /// `export --since`: the column a tail continues by.
+    pub watermark: Option<String>,
     /// `load`: time partitioning, `column[:DAY|HOUR|MONTH|YEAR]`.
     pub partition_by: Option<String>,
     /// `load`: clustering columns.
@@ -175,6 +177,7 @@ impl ExportConfig {
             take_over: args.take_over,
             resume: args.resume,
             jobs,
+            since: args.since.clone(),
             dry_run: args.dry_run,
             parquet: parquet_settings(args),
             batch_rows: args.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
@@ -243,6 +246,7 @@ fn export_table(
         casts: spec.casts,
         partitions,
         partition_on: spec.partition_on,
+        watermark: spec.watermark,
         out_of_range: args.out_of_range.map(out_of_range).or(spec.out_of_range).or(file_out_of_range).unwrap_or_default(),
     })
 }
@@ -262,6 +266,11 @@ fn apply_table_flags(args: &ExportArgs, tables: &mut [ExportTable]) -> Result<()
     for key in &args.partition_on {
         for (table, column) in targets(tables, "--partition-on", key)? {
             table.partition_on = Some(column);
+        }
+    }
+    for key in &args.watermark {
+        for (table, column) in targets(tables, "--watermark", key)? {
+            table.watermark = Some(column);
         }
     }
     Ok(())

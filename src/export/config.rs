@@ -22,6 +22,8 @@ pub struct ExportConfig {
     pub resume: bool,
     /// Workers exporting units at once, across all tables.
     pub jobs: usize,
+    /// `--since`: the manifest of the earlier run this one continues (a tail export).
+    pub since: Option<String>,
     pub dry_run: bool,
     pub parquet: ParquetSettings,
     pub batch_rows: usize,
@@ -40,6 +42,8 @@ pub struct ExportTable {
     pub partitions: Option<usize>,
     pub partition_on: Option<String>,
     pub out_of_range: OutOfRange,
+    /// `--watermark`: the column a tail export continues by (default: an integer primary key).
+    pub watermark: Option<String>,
 }
 
 /// Where a table's rows come from.

@@ -34,11 +34,13 @@ use crate::model::partition::PartitionBounds;
 pub use crate::model::progress::{ProgressCounter, ProgressReporter};
 use crate::model::progress::{TableProgress, UnitReport};
 use crate::model::run_id::RunId;
+use crate::model::tail::Tail;
 use crate::model::types::ColumnMapping;
 use crate::model::unit_record::UnitRecord;
 use crate::source::postgres::SnapshotSession;
 use crate::source::stream::{stream_query, StreamError};
 use crate::source::SourceError;
+use crate::storage::manifest::{read_manifest, ManifestError};
 use crate::storage::run::{ClaimError, Cleanup, RunClaim};
 use crate::storage::store::{Store, StoreError};
 use crate::storage::units::{read_unit_records, UnitRecordError};
@@ -49,6 +51,8 @@ use schedule::{queue_order, unit_report, QueuedUnit, Scheduler, TableAssembly};
 /// A failed export step, naming the table and object.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    #[error("--since: cannot read the earlier run's manifest")]
+    Since(#[source] Box<ManifestError>),
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
@@ -126,7 +130,11 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
         return Err(committed());
     }
     let session = SnapshotSession::open(&config.source_url).await?;
-    let plan = plan::plan_export(config, &session, run_id.as_str()).await?;
+    let parent = match &config.since {
+        Some(uri) => Some(read_manifest(uri, &config.gcs).await.map_err(|e| ExportError::Since(Box::new(e)))?.manifest),
+        None => None,
+    };
+    let plan = plan::plan_export(config, &session, run_id.as_str(), parent.as_ref()).await?;
     if config.dry_run {
         return Ok(ExportOutcome::Planned(plan));
     }
@@ -458,8 +466,15 @@ impl ExportUnit {
             Some(relation) => format!("SELECT {} FROM ONLY {}", plan::select_list(&table.columns), relation.quoted()),
             None => table.source_query.clone(),
         };
-        // The predicate was rendered from the partition's bounds when planning.
-        let query = if partition.predicate.is_empty() { select } else { format!("{select} WHERE {}", partition.predicate) };
+        // The predicate was rendered from the partition's bounds when planning; a tail's
+        // filter narrows every unit.
+        let filters: Vec<String> =
+            table.tail.iter().map(Tail::row_filter).chain(Some(partition.predicate.clone()).filter(|p| !p.is_empty())).collect();
+        let query = match filters.as_slice() {
+            [] => select,
+            [one] => format!("{select} WHERE {one}"),
+            several => format!("{select} WHERE ({})", several.join(") AND (")),
+        };
         Self {
             table: table.name.clone(),
             partition: partition.index,
@@ -597,6 +612,7 @@ fn table_manifest(table: &TablePlan, mut written: Vec<WrittenFile>) -> TableMani
         partitions: table.partitions.clone(),
         files,
         row_count,
+        tail: table.tail.clone(),
     }
 }
 
@@ -631,6 +647,7 @@ mod tests {
             foreign_keys: Vec::new(),
             partitions,
             row_count: rows.iter().sum(),
+            tail: None,
             adjusted_rows: Vec::new(),
             numeric_in_use: Vec::new(),
             min_files: rows.len(),

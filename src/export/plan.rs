@@ -9,8 +9,9 @@
 use serde::Serialize;
 
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
-use crate::model::manifest::{ForeignKey, PartitionManifest};
+use crate::model::manifest::{ForeignKey, Manifest, PartitionManifest};
 use crate::model::partition::{BlockSpan, KeyColumn, PartitionBounds, Relation};
+use crate::model::tail::Tail;
 use crate::model::types::{bigquery_column_names, bigquery_identifier, map_column, quote_ident, ColumnMapping, OutOfRange, PgColumn};
 use crate::source::postgres::{CompressedChunk, SnapshotSession, TreeRelation};
 use crate::source::SourceError;
@@ -46,6 +47,8 @@ pub struct TablePlan {
     pub foreign_keys: Vec<ForeignKey>,
     pub partitions: Vec<PartitionManifest>,
     pub row_count: u64,
+    /// A tail export (`--since`): every unit reads only the rows above the earlier run's.
+    pub tail: Option<Tail>,
     /// Rows per column that `--out-of-range clamp|null` will change.
     pub adjusted_rows: Vec<(String, u64)>,
     /// Per numeric column, the largest scale and integer-digit count its values use.
@@ -82,7 +85,13 @@ pub enum PlanError {
 /// # Errors
 /// [`PlanError::Refused`] lists every column that cannot be exported as is, with the way out
 /// (with `dry_run`, they are returned in the plan instead, next to the tables that can go).
-pub async fn plan_export(config: &ExportConfig, session: &SnapshotSession, run_id: &str) -> Result<ExportPlan, PlanError> {
+/// With `parent` (`--since`), each table is a tail of the parent run's ([`crate::model::tail`]).
+pub async fn plan_export(
+    config: &ExportConfig,
+    session: &SnapshotSession,
+    run_id: &str,
+    parent: Option<&Manifest>,
+) -> Result<ExportPlan, PlanError> {
     if config.tables.is_empty() {
         return Err(PlanError::NothingToExport);
     }
@@ -91,7 +100,7 @@ pub async fn plan_export(config: &ExportConfig, session: &SnapshotSession, run_i
     let mut problems = Vec::new();
     for spec in &config.tables {
         let sizing = UnitSizing { workers, explicit: spec.partitions };
-        match plan_table(config, spec, session, sizing).await? {
+        match plan_table(config, spec, session, sizing, parent).await? {
             Ok(table) => tables.push(table),
             Err(mut table_problems) => problems.append(&mut table_problems),
         }
@@ -101,6 +110,46 @@ pub async fn plan_export(config: &ExportConfig, session: &SnapshotSession, run_i
         return Err(PlanError::Refused { problems });
     }
     Ok(ExportPlan { run_id: run_id.to_string(), destination: config.destination.clone(), source: session.info.clone(), tables, problems })
+}
+
+/// A tail's bound for the table (`--since`), checked: the rows at or below it (or without a
+/// watermark) in this snapshot must be exactly those the earlier runs hold. The watermark is
+/// `--watermark`, else a single-column integer primary key (an append-only table's).
+async fn plan_tail(
+    spec: &ExportTable,
+    session: &SnapshotSession,
+    shape: &SourceShape,
+    mappings: &[ColumnMapping],
+    parent: Option<&Manifest>,
+) -> Result<Result<Option<Tail>, Vec<String>>, PlanError> {
+    let Some(parent) = parent else { return Ok(Ok(None)) };
+    let refuse = |why: String| Ok(Err(vec![format!("{}: {why}", shape.what())]));
+    let Some(earlier) = parent.tables.iter().find(|t| t.name == shape.name) else {
+        return refuse(format!("run `{}` did not export it; export it whole (without --since)", parent.run_id));
+    };
+    let column = match (&spec.watermark, shape.primary_key.as_slice()) {
+        (Some(column), _) => column.clone(),
+        (None, [key]) => key.clone(),
+        (None, _) => return refuse(format!("a tail needs a watermark column that only grows: pass --watermark {}.<column>", shape.name)),
+    };
+    let Some(mapping) = mappings.iter().find(|m| m.name == column) else {
+        return refuse(format!("it has no column `{column}` to be the watermark"));
+    };
+    let tail = match Tail::after_run(&parent.run_id, earlier, mapping) {
+        Ok(tail) => tail,
+        Err(problem) => return Ok(Err(vec![problem])),
+    };
+    let what = format!("rows at or below the watermark of {}", shape.what());
+    let earlier_rows = session.counts(&shape.from, false, &[], &[], Some(&tail.earlier_rows_filter()), &what).await?.counts[0];
+    if earlier_rows != tail.rows_through {
+        return refuse(format!(
+            "{earlier_rows} rows are at or below the watermark `{column}` of run `{}` (or have none) now, where the runs up to it hold {}: \
+             rows were added below the watermark, changed or deleted since, and a tail would miss them. Export the table whole \
+             and load it with --mode merge (rows already loaded are skipped)",
+            parent.run_id, tail.rows_through
+        ));
+    }
+    Ok(Ok(Some(tail)))
 }
 
 /// A table or query as the source describes it, before any column is mapped.
@@ -134,6 +183,7 @@ async fn plan_table(
     spec: &ExportTable,
     session: &SnapshotSession,
     sizing: UnitSizing,
+    parent: Option<&Manifest>,
 ) -> Result<Planned, PlanError> {
     let shape = match read_shape(spec, session).await? {
         Ok(shape) => shape,
@@ -152,7 +202,11 @@ async fn plan_table(
         Err(problems) => return Ok(Err(problems)),
     };
     session.probe(&source_query, &what).await?;
-    let counted = count_rows(spec, session, &shape, &mappings, units).await?;
+    let tail = match plan_tail(spec, session, &shape, &mappings, parent).await? {
+        Ok(tail) => tail,
+        Err(problems) => return Ok(Err(problems)),
+    };
+    let counted = count_rows(spec, session, &shape, &mappings, units, tail.as_ref()).await?;
     let adjusted_rows = match out_of_range_rows(spec.out_of_range, &what, &mappings, &counted.offending) {
         Ok(adjusted_rows) => adjusted_rows,
         Err(problems) => return Ok(Err(problems)),
@@ -166,6 +220,7 @@ async fn plan_table(
         primary_key,
         foreign_keys,
         row_count: counted.row_count,
+        tail,
         adjusted_rows,
         numeric_in_use: counted.numeric_in_use,
         min_files: counted.partitions.iter().filter(|p| p.rows > 0).count(),
@@ -269,6 +324,7 @@ async fn count_rows(
     shape: &SourceShape,
     mappings: &[ColumnMapping],
     units: Vec<PartitionBounds>,
+    tail: Option<&Tail>,
 ) -> Result<Counted, PlanError> {
     let mut filters: Vec<String> = units.iter().filter_map(PartitionBounds::scan_filter).collect();
     let unit_filters = filters.len();
@@ -283,7 +339,9 @@ async fn count_rows(
         .iter()
         .flat_map(|c| [format!("max(scale({}))", finite(c)), format!("max(length(trunc(abs({}))::text))", finite(c))])
         .collect();
-    let scan = session.counts(&shape.from, shape.oid.is_some(), &filters, &stats, &format!("table `{}`", shape.name)).await?;
+    let row_filter = tail.map(Tail::row_filter);
+    let what = format!("table `{}`", shape.name);
+    let scan = session.counts(&shape.from, shape.oid.is_some(), &filters, &stats, row_filter.as_deref(), &what).await?;
     let numeric_in_use = numeric
         .iter()
         .zip(scan.stats.chunks(2))

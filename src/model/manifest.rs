@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::aggregates::{ColumnAccumulator, ColumnAggregates};
 use crate::model::partition::PartitionBounds;
+use crate::model::tail::Tail;
 use crate::model::types::ColumnMapping;
 
 /// Bumped on any incompatible change of this format. Version 2 added [`DIGEST_FIELD`].
@@ -83,6 +84,9 @@ pub struct TableManifest {
     pub partitions: Vec<PartitionManifest>,
     pub files: Vec<FileManifest>,
     pub row_count: u64,
+    /// A tail export (`--since`): the earlier run it continues and the rows it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<Tail>,
 }
 
 /// Whether `name` designates the table `full_name` (`schema.table`): in full, or by its bare
@@ -513,6 +517,7 @@ mod tests {
                     .collect(),
                 files,
                 row_count: 3,
+                tail: None,
             }],
         }
     }

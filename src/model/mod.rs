@@ -1,7 +1,7 @@
 //! The vocabulary every layer shares, with no I/O: the type table ([`types`]), exact decimals
 //! ([`decimal`]), the manifest ([`manifest`]) with its [`run_id`] and its partitions' bounds
 //! ([`partition`]), the aggregates validation compares ([`aggregates`], [`fingerprint`]), the
-//! [`check`]s it reports, the progress counters stages update ([`progress`]), the record of a finished export unit
+//! [`check`]s it reports, a tail export's bound ([`tail`]), the progress counters stages update ([`progress`]), the record of a finished export unit
 //! ([`unit_record`]), and
 //! [`error_chain`], how every error is told with its causes.
 //!
@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod partition;
 pub mod progress;
 pub mod run_id;
+pub mod tail;
 pub mod types;
 pub mod unit_record;
 

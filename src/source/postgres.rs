@@ -295,8 +295,8 @@ impl SnapshotSession {
             .collect())
     }
 
-    /// Runs one scan, `SELECT count(*), count(*) FILTER (…), …, <stats>`, and returns every
-    /// count and every statistic (int8 maxima, NULL on an empty table). With `per_relation`
+    /// Runs one scan, `SELECT count(*), count(*) FILTER (…), …, <stats> [WHERE row_filter]`,
+    /// and returns every count and every statistic (int8 maxima, NULL on an empty table). With `per_relation`
     /// (tables only) the scan is grouped by `tableoid`, which also gives the rows stored in
     /// each relation of the table's tree, at no cost per relation.
     pub async fn counts(
@@ -305,8 +305,13 @@ impl SnapshotSession {
         per_relation: bool,
         filters: &[String],
         stats: &[String],
+        row_filter: Option<&str>,
         what: &str,
     ) -> Result<ScanCounts, SourceError> {
+        let from = match row_filter {
+            Some(filter) => format!("{from} WHERE {filter}"),
+            None => from.to_string(),
+        };
         let mut select = vec!["count(*)".to_string()];
         select.extend(filters.iter().map(|f| format!("count(*) FILTER (WHERE {f})")));
         select.extend(stats.iter().map(|s| format!("({s})::int8")));

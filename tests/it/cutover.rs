@@ -204,3 +204,59 @@ async fn pairings_that_lose_data_and_repeated_keys_are_refused_before_the_table_
     assert_eq!(table_rows(&s), (251..=350).map(live_row).collect::<Vec<_>>(), "the live table is untouched");
     db.drop().await;
 }
+
+#[tokio::test]
+async fn a_tail_export_after_200_inserts_merges_to_the_right_total_and_refuses_rows_added_below_its_watermark() {
+    let s = emulators!();
+    let db = TestDb::new(&s.pg_url, SOURCE).await;
+    let table = db.table("entity_mentions");
+    let dest = format!("gs://{}/tail-{:08x}", s.bucket, rand::random::<u32>());
+    let export = |run_id: &str, extra: &[&str]| {
+        let mut args = vec!["export", "--source", &s.pg_url, "--dest", &dest, "--run-id", run_id, "--progress", "off", "--table", &table];
+        args.extend_from_slice(extra);
+        pg2bq(&args)
+    };
+    let exported = |out: std::process::Output, run_id: &str| {
+        assert!(out.status.success(), "export {run_id}: {}", String::from_utf8_lossy(&out.stderr));
+        format!("{dest}/{run_id}/manifest.json")
+    };
+    let backfill = exported(export("backfill", &[]), "backfill");
+    let bq = s.bigquery().await;
+    bq.ensure_dataset(&s.dataset, true).await.unwrap();
+    bq.create_table(&s.dataset, "mentions", &app_table(&s.project, &s.dataset)).await.unwrap();
+    insert_live_rows(&s);
+    let merge = |manifest: &str| merged(&s.load(manifest, &["--mode", "merge", "--table-map", "entity_mentions=mentions", "--json"]));
+    assert_eq!(merge(&backfill), json!({ "inserted": 250, "already_present": 50, "updated": 0 }));
+
+    // 200 more rows in Postgres (ids 301–500; the app already wrote 301–350 to BigQuery).
+    db.client
+        .batch_execute(&format!(
+            "INSERT INTO {table} SELECT i, i % 7, jsonb_build_object('i', i, 'tags', jsonb_build_array('a', i)), \
+             timestamptz '2024-01-01 00:00:00+00' + i * interval '1 hour', 'pg ' || i FROM generate_series(301, 500) i"
+        ))
+        .await
+        .unwrap();
+    let tail = exported(export("tail1", &["--since", &backfill, "--watermark", "mentioned_at"]), "tail1");
+    let manifest: Value = serde_json::from_slice(&s.download(s.object_name(&tail)).await).unwrap();
+    let recorded = &manifest["tables"][0];
+    assert_eq!(recorded["row_count"], 200);
+    assert_eq!((recorded["tail"]["parent_run"].as_str(), recorded["tail"]["rows_through"].as_u64()), (Some("backfill"), Some(300)));
+    assert_eq!(merge(&tail), json!({ "inserted": 150, "already_present": 50, "updated": 0 }));
+    let rows = s.python_rows(&format!("SELECT COUNT(*), COUNT(DISTINCT id) FROM `{}.{}.mentions`", s.project, s.dataset));
+    assert_eq!(rows, [[Some("500".to_string()), Some("500".to_string())]], "ids 1–500 once each");
+
+    // A tail of the tail with nothing new is empty; a row deleted below the watermark is refused.
+    let empty = exported(export("tail2", &["--since", &tail, "--watermark", "mentioned_at"]), "tail2");
+    let manifest: Value = serde_json::from_slice(&s.download(s.object_name(&empty)).await).unwrap();
+    assert_eq!((manifest["tables"][0]["row_count"].as_u64(), manifest["tables"][0]["tail"]["rows_through"].as_u64()), (Some(0), Some(500)));
+    db.client.batch_execute(&format!("DELETE FROM {table} WHERE id = 5")).await.unwrap();
+    let out = export("tail3", &["--since", &empty, "--watermark", "mentioned_at"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("499 rows are at or below the watermark `mentioned_at` of run `tail2`") && stderr.contains("hold 500"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--mode merge"), "{stderr}");
+    db.drop().await;
+}

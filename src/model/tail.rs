@@ -1,0 +1,167 @@
+//! Tail exports (`export --since <manifest>`): only the rows added after an earlier run, by a
+//! watermark column that only grows (`created_at`, or an append-only table's integer key).
+//!
+//! A tail's bound is the highest watermark value the earlier run (and the runs it continued)
+//! holds; the tail reads the rows above it. Before any data moves, the rows at or below the
+//! bound (or with no watermark) are counted in the new snapshot: they must be exactly the rows
+//! the chain of runs holds, else rows were added below the bound, changed or deleted, and a tail
+//! would miss them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::manifest::TableManifest;
+use crate::model::types::{quote_ident, ColumnMapping};
+
+/// One table's tail: which earlier run it continues and from where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tail {
+    /// The run this one continues.
+    pub parent_run: String,
+    /// The watermark column (Postgres name) and its Postgres type.
+    pub column: String,
+    pub pg_type: String,
+    /// The highest watermark value the runs up to the parent hold, in the manifest's form (the
+    /// integer, or days / microseconds since 1970-01-01); `None` when they hold no row with one.
+    pub after: Option<String>,
+    /// The rows the runs up to the parent hold: those at or below `after`, or without a value.
+    pub rows_through: u64,
+}
+
+impl Tail {
+    /// The tail of `column` after `parent`, the earlier run's manifest of the same table.
+    ///
+    /// # Errors
+    /// Why the column cannot be a watermark, naming table, column and type.
+    pub fn after_run(parent_run: &str, parent: &TableManifest, column: &ColumnMapping) -> Result<Self, String> {
+        let refuse = |why: String| format!("table `{}`: column `{}` cannot be the watermark of a tail: {why}", parent.name, column.name);
+        if literal(&column.pg_type, "0").is_none() || column.repeated {
+            return Err(refuse(format!("it is {}; a watermark is an integer, date or timestamp that only grows", column.pg_type)));
+        }
+        let Some(earlier) = parent.columns.iter().find(|c| c.mapping.name == column.name) else {
+            return Err(refuse(format!("run `{parent_run}` did not export it")));
+        };
+        if earlier.mapping.pg_type != column.pg_type {
+            return Err(refuse(format!("run `{parent_run}` exported it as {}, it is now {}", earlier.mapping.pg_type, column.pg_type)));
+        }
+        let (after, rows_before) = match &parent.tail {
+            Some(tail) => (earlier.aggregates.max.clone().or(tail.after.clone()), tail.rows_through),
+            None => (earlier.aggregates.max.clone(), 0),
+        };
+        Ok(Self {
+            parent_run: parent_run.to_string(),
+            column: column.name.clone(),
+            pg_type: column.pg_type.clone(),
+            after,
+            rows_through: rows_before + parent.row_count,
+        })
+    }
+
+    /// The rows of the tail: `"column" > <after>`, or every row with a value when the earlier
+    /// runs hold none.
+    pub fn row_filter(&self) -> String {
+        let column = quote_ident(&self.column);
+        match self.after.as_deref().and_then(|after| literal(&self.pg_type, after)) {
+            Some(after) => format!("{column} > {after}"),
+            None => format!("{column} IS NOT NULL"),
+        }
+    }
+
+    /// The rows the earlier runs hold: the others (at or below the bound, or without a value).
+    pub fn earlier_rows_filter(&self) -> String {
+        format!("NOT COALESCE({}, false)", self.row_filter())
+    }
+}
+
+/// A watermark value of the manifest's form as a Postgres literal of `pg_type` (as
+/// `format_type` names it); `None` for a type that cannot be a watermark. Temporal values go through an interval of whole days or
+/// microseconds, which Postgres parses exactly.
+fn literal(pg_type: &str, value: &str) -> Option<String> {
+    let value: i64 = value.parse().ok()?;
+    match pg_type {
+        "smallint" | "integer" | "bigint" => Some(value.to_string()),
+        "date" => Some(format!("(date '1970-01-01' + {value})")),
+        "timestamp without time zone" => Some(format!("(timestamp '1970-01-01 00:00:00' + interval '{value} microseconds')")),
+        "timestamp with time zone" => Some(format!("(timestamptz '1970-01-01 00:00:00+00' + interval '{value} microseconds')")),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::aggregates::ColumnAggregates;
+    use crate::model::manifest::ColumnManifest;
+    use crate::model::types::{map_column, OutOfRange, PgColumn};
+
+    /// A column as the catalog describes it: `pg_type` is `format_type`'s name.
+    fn mapping(name: &str, pg_type: &str) -> ColumnMapping {
+        let type_name = match pg_type {
+            "bigint" => "int8",
+            "timestamp with time zone" => "timestamptz",
+            other => other,
+        };
+        let column = PgColumn { type_display: pg_type.into(), ..PgColumn::base(name, type_name, -1) };
+        map_column(&column, None, OutOfRange::Refuse).unwrap()
+    }
+
+    fn table(columns: Vec<(ColumnMapping, Option<&str>)>, rows: u64, tail: Option<Tail>) -> TableManifest {
+        let columns = columns
+            .into_iter()
+            .map(|(mapping, max)| ColumnManifest {
+                mapping,
+                adjusted_rows: 0,
+                aggregates: ColumnAggregates { max: max.map(str::to_string), ..ColumnAggregates::default() },
+            })
+            .collect();
+        TableManifest {
+            name: "public.events".into(),
+            bq_table: "events".into(),
+            source_query: String::new(),
+            primary_key: vec![],
+            foreign_keys: vec![],
+            columns,
+            partitions: vec![],
+            files: vec![],
+            row_count: rows,
+            tail,
+        }
+    }
+
+    #[test]
+    fn the_bound_is_the_earlier_runs_maximum_and_the_chain_counts_its_rows() {
+        let at = mapping("created_at", "timestamp with time zone");
+        let full = table(vec![(at.clone(), Some("1704067200000001"))], 300, None);
+        let tail = Tail::after_run("r1", &full, &at).unwrap();
+        assert_eq!((tail.after.as_deref(), tail.rows_through), (Some("1704067200000001"), 300));
+        assert_eq!(
+            tail.row_filter(),
+            r#""created_at" > (timestamptz '1970-01-01 00:00:00+00' + interval '1704067200000001 microseconds')"#
+        );
+        // A tail with no rows keeps its bound; the next one continues from it.
+        let empty = table(vec![(at.clone(), None)], 0, Some(tail.clone()));
+        let next = Tail::after_run("r2", &empty, &at).unwrap();
+        assert_eq!((next.after, next.rows_through, next.parent_run.as_str()), (tail.after.clone(), 300, "r2"));
+        let grown = table(vec![(at.clone(), Some("1704067300000000"))], 200, Some(tail));
+        assert_eq!(Tail::after_run("r3", &grown, &at).unwrap().rows_through, 500);
+    }
+
+    #[test]
+    fn integer_and_date_watermarks_and_refusals() {
+        let id = mapping("id", "bigint");
+        let tail = Tail::after_run("r1", &table(vec![(id.clone(), Some("300"))], 300, None), &id).unwrap();
+        assert_eq!(tail.row_filter(), r#""id" > 300"#);
+        assert_eq!(tail.earlier_rows_filter(), r#"NOT COALESCE("id" > 300, false)"#);
+        let day = mapping("day", "date");
+        let tail = Tail::after_run("r1", &table(vec![(day.clone(), Some("19723"))], 1, None), &day).unwrap();
+        assert_eq!(tail.row_filter(), r#""day" > (date '1970-01-01' + 19723)"#);
+        // The earlier run held no value: every row with one is new; rows without one are old.
+        let nothing = Tail::after_run("r1", &table(vec![(id.clone(), None)], 0, None), &id).unwrap();
+        assert_eq!(nothing.earlier_rows_filter(), r#"NOT COALESCE("id" IS NOT NULL, false)"#);
+
+        let note = mapping("note", "text");
+        let error = Tail::after_run("r1", &table(vec![(note.clone(), None)], 0, None), &note).unwrap_err();
+        assert!(error.contains("column `note` cannot be the watermark") && error.contains("it is text"), "{error}");
+        let error = Tail::after_run("r1", &table(vec![], 0, None), &id).unwrap_err();
+        assert!(error.contains("run `r1` did not export it"), "{error}");
+    }
+}
