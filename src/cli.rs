@@ -202,6 +202,11 @@ pub struct ExportArgs {
     /// Dates and timestamps BigQuery cannot hold (±infinity, outside years 1–9999).
     #[arg(long, value_enum, env = env::OUT_OF_RANGE)]
     pub out_of_range: Option<OutOfRangeArg>,
+    /// Rows holding a value BigQuery cannot hold (beyond --out-of-range): refuse the table before
+    /// any data moves (default), or quarantine them, as Postgres prints them with their key and
+    /// reason, to <run>/<table>/_rejected/ and export the rest (TOML `on_bad_value`).
+    #[arg(long, value_enum)]
+    pub on_bad_value: Option<OnBadValueArg>,
     /// Run id (default: UTC time plus a random suffix). Re-using the id of a failed or killed run starts it clean (see --resume).
     #[arg(long)]
     pub run_id: Option<String>,
@@ -325,6 +330,13 @@ pub enum LoadModeArg {
     Truncate,
     Append,
     Merge,
+}
+
+/// `--on-bad-value`; config turns it into `model::types::OnBadValue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnBadValueArg {
+    Refuse,
+    Quarantine,
 }
 
 /// `--out-of-range`; config turns it into `model::types::OutOfRange`.

@@ -1,7 +1,8 @@
 """Independent reader for the type-matrix test: prints every value of the Parquet files in
 a directory as canonical text (the same forms tests/it/support.rs produces), as JSON.
 
-Usage: python tests/read_parquet.py DIR  →  {"column": ["text or null", ...], ...} sorted by id.
+Usage: python tests/read_parquet.py DIR  →  {"column": ["text or null", ...], ...} sorted by id
+(or by the first column when there is none).
 Forms: bool true/false; ints decimal; floats the IEEE bits as decimal (NaN: "NaN");
 decimals minimal text; strings as is; bytes hex; date days since epoch; time and timestamp
 microseconds; lists a JSON array of element forms.
@@ -56,7 +57,8 @@ def raw_integers(column):
 
 def main():
     files = sorted(pathlib.Path(sys.argv[1]).glob("**/*.parquet"))
-    table = pa.concat_tables([pq.read_table(f) for f in files]).sort_by("id")
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    table = table.sort_by("id" if "id" in table.column_names else table.column_names[0])
     out = {}
     for name in table.column_names:
         values, dtype = raw_integers(table.column(name).combine_chunks())

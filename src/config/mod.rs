@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::cli::env;
-use crate::cli::{BigQueryTargetArgs, ExportArgs, GcpArgs, GcsArgs, LoadArgs, LoadModeArg, OutOfRangeArg, ValidateArgs};
+use crate::cli::{BigQueryTargetArgs, ExportArgs, GcpArgs, GcsArgs, LoadArgs, LoadModeArg, OnBadValueArg, OutOfRangeArg, ValidateArgs};
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
 use crate::export::parquet::ParquetSettings;
 use crate::gcp::bigquery::BigQueryOptions;
@@ -18,7 +18,7 @@ use crate::gcp::schema::PartitionUnit;
 use crate::load::{LoadConfig, LoadMode, LoadTarget};
 use crate::model::manifest::TableNames;
 use crate::model::run_id::{InvalidRunId, RunId};
-use crate::model::types::{CastOverride, NameAlphabet, OutOfRange};
+use crate::model::types::{CastOverride, NameAlphabet, OnBadValue, OutOfRange};
 use crate::source::postgres::with_connection_defaults;
 use crate::storage::gcs::GcsOptions;
 use crate::validate::{Denormalized, Probe, ValidateConfig};
@@ -84,6 +84,7 @@ pub struct TableSpec {
     pub partitions: Option<usize>,
     pub partition_on: Option<String>,
     pub out_of_range: Option<OutOfRange>,
+    pub on_bad_value: Option<OnBadValue>,
     /// `export --since`: the column a tail continues by.
     pub watermark: Option<String>,
     /// `load`: time partitioning, `column[:DAY|HOUR|MONTH|YEAR]`.
@@ -106,6 +107,7 @@ pub struct ConfigFile {
     pub source: Option<String>,
     pub dest: Option<String>,
     pub out_of_range: Option<OutOfRange>,
+    pub on_bad_value: Option<OnBadValue>,
     /// `export`: workers exporting units at once (`--jobs`).
     pub jobs: Option<usize>,
     /// `load`: BigQuery project, dataset and location.
@@ -152,13 +154,14 @@ impl ExportConfig {
         let source = args.source.clone().or(database_url).or(file.source).ok_or(ConfigError::MissingSource)?;
         let source_url = postgres_url(&source)?;
         let destination = args.dest.clone().or(file.dest).ok_or(ConfigError::MissingDestination)?;
+        let file_defaults = FileDefaults { out_of_range: file.out_of_range, on_bad_value: file.on_bad_value };
         let file_tables = keyed_specs(file.tables)?;
         let specs = match args.tables.is_empty() && args.queries.is_empty() {
             true => file_tables,
             false => specs_from_flags(args, &file_tables)?,
         };
         let mut tables =
-            specs.into_iter().map(|(key, spec)| export_table(args, key, spec, file.out_of_range)).collect::<Result<Vec<_>, _>>()?;
+            specs.into_iter().map(|(key, spec)| export_table(args, key, spec, &file_defaults)).collect::<Result<Vec<_>, _>>()?;
         apply_table_flags(args, &mut tables)?;
         let run_id = args.run_id.as_deref().map(RunId::parse).transpose()?;
         if destination.starts_with("memory://") {
@@ -184,6 +187,12 @@ impl ExportConfig {
             gcs: args.gcs.options(),
         })
     }
+}
+
+/// The file's global values of per-table export options.
+struct FileDefaults {
+    out_of_range: Option<OutOfRange>,
+    on_bad_value: Option<OnBadValue>,
 }
 
 /// The file's tables under their [`spec_key`], refusing two entries for one table.
@@ -222,12 +231,7 @@ fn specs_from_flags(args: &ExportArgs, file_tables: &[(String, TableSpec)]) -> R
 }
 
 /// One table's settings: flags over the file's per-table values over its global ones over defaults.
-fn export_table(
-    args: &ExportArgs,
-    key: String,
-    spec: TableSpec,
-    file_out_of_range: Option<OutOfRange>,
-) -> Result<ExportTable, ConfigError> {
+fn export_table(args: &ExportArgs, key: String, spec: TableSpec, file: &FileDefaults) -> Result<ExportTable, ConfigError> {
     let partitions = match (args.partitions, spec.partitions) {
         (Some(n), _) => Some(n),
         (None, Some(0)) => return Err(ConfigError::ZeroPartitions { table: spec.name }),
@@ -247,7 +251,8 @@ fn export_table(
         partitions,
         partition_on: spec.partition_on,
         watermark: spec.watermark,
-        out_of_range: args.out_of_range.map(out_of_range).or(spec.out_of_range).or(file_out_of_range).unwrap_or_default(),
+        out_of_range: args.out_of_range.map(out_of_range).or(spec.out_of_range).or(file.out_of_range).unwrap_or_default(),
+        on_bad_value: args.on_bad_value.map(on_bad_value).or(spec.on_bad_value).or(file.on_bad_value).unwrap_or_default(),
     })
 }
 
@@ -627,6 +632,13 @@ impl ValidateConfig {
 }
 
 /// `mentioned_at` or `mentioned_at:MONTH` (default DAY).
+fn on_bad_value(arg: OnBadValueArg) -> OnBadValue {
+    match arg {
+        OnBadValueArg::Refuse => OnBadValue::Refuse,
+        OnBadValueArg::Quarantine => OnBadValue::Quarantine,
+    }
+}
+
 fn out_of_range(arg: OutOfRangeArg) -> OutOfRange {
     match arg {
         OutOfRangeArg::Refuse => OutOfRange::Refuse,

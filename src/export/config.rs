@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::export::parquet::ParquetSettings;
 use crate::model::run_id::RunId;
-use crate::model::types::{CastOverride, OutOfRange};
+use crate::model::types::{CastOverride, OnBadValue, OutOfRange};
 use crate::storage::gcs::GcsOptions;
 
 /// Everything `export` needs.
@@ -42,6 +42,8 @@ pub struct ExportTable {
     pub partitions: Option<usize>,
     pub partition_on: Option<String>,
     pub out_of_range: OutOfRange,
+    /// `--on-bad-value`: refuse the table, or quarantine the rows BigQuery cannot hold.
+    pub on_bad_value: OnBadValue,
     /// `--watermark`: the column a tail export continues by (default: an integer primary key).
     pub watermark: Option<String>,
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod memory;
 pub mod parquet;
 pub mod plan;
+pub mod rejected;
 pub mod schedule;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,7 +35,6 @@ use crate::model::partition::PartitionBounds;
 pub use crate::model::progress::{ProgressCounter, ProgressReporter};
 use crate::model::progress::{TableProgress, UnitReport};
 use crate::model::run_id::RunId;
-use crate::model::tail::Tail;
 use crate::model::types::ColumnMapping;
 use crate::model::unit_record::UnitRecord;
 use crate::source::postgres::SnapshotSession;
@@ -51,6 +51,12 @@ use schedule::{queue_order, unit_report, QueuedUnit, Scheduler, TableAssembly};
 /// A failed export step, naming the table and object.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    #[error("table `{table}`: the rows set aside by --on-bad-value quarantine could not be written")]
+    Rejected {
+        table: String,
+        #[source]
+        source: ::parquet::errors::ParquetError,
+    },
     #[error("--since: cannot read the earlier run's manifest")]
     Since(#[source] Box<ManifestError>),
     #[error(transparent)]
@@ -191,7 +197,15 @@ impl RunAttempt<'_> {
         progress: Option<&ProgressReporter>,
     ) -> Result<(Manifest, Vec<UnitReport>), ExportError> {
         let resumed = !recorded.is_empty();
-        let (tables, units, snapshots) = self.export_tables(recorded, progress).await?;
+        let (mut tables, units, snapshots) = self.export_tables(recorded, progress).await?;
+        for manifest in &mut tables {
+            let planned = self.plan.tables.iter().find(|t| t.name == manifest.name).expect("a manifest table is planned");
+            if let Some(quarantine) = &planned.quarantine {
+                let run_id = self.claim.run_id().to_string();
+                let settings = &self.config.parquet;
+                manifest.rejected = Some(rejected::write_rejected(self.session, self.store, &run_id, planned, quarantine, settings).await?);
+            }
+        }
         let manifest = self.manifest(tables, if resumed { snapshots } else { Vec::new() });
         let body = manifest.to_json().map_err(ExportError::Manifest)?;
         self.claim.ensure_held().await?;
@@ -466,14 +480,13 @@ impl ExportUnit {
             Some(relation) => format!("SELECT {} FROM ONLY {}", plan::select_list(&table.columns), relation.quoted()),
             None => table.source_query.clone(),
         };
-        // The predicate was rendered from the partition's bounds when planning; a tail's
-        // filter narrows every unit.
-        let filters: Vec<String> =
-            table.tail.iter().map(Tail::row_filter).chain(Some(partition.predicate.clone()).filter(|p| !p.is_empty())).collect();
-        let query = match filters.as_slice() {
-            [] => select,
-            [one] => format!("{select} WHERE {one}"),
-            several => format!("{select} WHERE ({})", several.join(") AND (")),
+        // The predicate was rendered from the partition's bounds when planning; a tail's and
+        // a quarantine's filters narrow every unit.
+        let mut filters = table.row_filters();
+        filters.extend(Some(partition.predicate.clone()).filter(|p| !p.is_empty()));
+        let query = match plan::and_all(&filters) {
+            Some(filter) => format!("{select} WHERE {filter}"),
+            None => select,
         };
         Self {
             table: table.name.clone(),
@@ -613,6 +626,7 @@ fn table_manifest(table: &TablePlan, mut written: Vec<WrittenFile>) -> TableMani
         files,
         row_count,
         tail: table.tail.clone(),
+        rejected: None,
     }
 }
 
@@ -642,12 +656,14 @@ mod tests {
             name: "public.t".into(),
             bq_table: "t".into(),
             source_query: r#"SELECT "id" AS "id" FROM "public"."t""#.into(),
+            from: r#""public"."t""#.into(),
             columns: vec![map_column(&PgColumn::base("id", "int8", -1), None, OutOfRange::Refuse).unwrap()],
             primary_key: vec!["id".into()],
             foreign_keys: Vec::new(),
             partitions,
             row_count: rows.iter().sum(),
             tail: None,
+            quarantine: None,
             adjusted_rows: Vec::new(),
             numeric_in_use: Vec::new(),
             min_files: rows.len(),

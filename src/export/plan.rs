@@ -12,7 +12,9 @@ use crate::export::config::{ExportConfig, ExportTable, TableSource};
 use crate::model::manifest::{ForeignKey, Manifest, PartitionManifest};
 use crate::model::partition::{BlockSpan, KeyColumn, PartitionBounds, Relation};
 use crate::model::tail::Tail;
-use crate::model::types::{bigquery_column_names, bigquery_identifier, map_column, quote_ident, ColumnMapping, OutOfRange, PgColumn};
+use crate::model::types::{
+    bigquery_column_names, bigquery_identifier, map_column, quote_ident, ColumnMapping, OnBadValue, OutOfRange, PgColumn,
+};
 use crate::source::postgres::{CompressedChunk, SnapshotSession, TreeRelation};
 use crate::source::SourceError;
 
@@ -42,6 +44,8 @@ pub struct TablePlan {
     pub name: String,
     pub bq_table: String,
     pub source_query: String,
+    /// What the SELECT reads: the quoted table, or the query as a subquery.
+    pub from: String,
     pub columns: Vec<ColumnMapping>,
     pub primary_key: Vec<String>,
     pub foreign_keys: Vec<ForeignKey>,
@@ -49,6 +53,8 @@ pub struct TablePlan {
     pub row_count: u64,
     /// A tail export (`--since`): every unit reads only the rows above the earlier run's.
     pub tail: Option<Tail>,
+    /// `--on-bad-value quarantine`: the rows set aside instead of exported.
+    pub quarantine: Option<Quarantine>,
     /// Rows per column that `--out-of-range clamp|null` will change.
     pub adjusted_rows: Vec<(String, u64)>,
     /// Per numeric column, the largest scale and integer-digit count its values use.
@@ -206,26 +212,61 @@ async fn plan_table(
         Ok(tail) => tail,
         Err(problems) => return Ok(Err(problems)),
     };
-    let counted = count_rows(spec, session, &shape, &mappings, units, tail.as_ref()).await?;
-    let adjusted_rows = match out_of_range_rows(spec.out_of_range, &what, &mappings, &counted.offending) {
-        Ok(adjusted_rows) => adjusted_rows,
+    let (counted, adjusted_rows, quarantine) = match count_checked_rows(spec, session, &shape, &mappings, units, tail.as_ref()).await? {
+        Ok(checked) => checked,
         Err(problems) => return Ok(Err(problems)),
     };
-    let SourceShape { name, primary_key, foreign_keys, .. } = shape;
+    let SourceShape { name, from, primary_key, foreign_keys, .. } = shape;
     Ok(Ok(TablePlan {
         bq_table: bigquery_table_name(&name),
         name,
         source_query,
+        from,
         columns: mappings,
         primary_key,
         foreign_keys,
         row_count: counted.row_count,
         tail,
+        quarantine,
         adjusted_rows,
         numeric_in_use: counted.numeric_in_use,
         min_files: counted.partitions.iter().filter(|p| p.rows > 0).count(),
         partitions: counted.partitions,
     }))
+}
+
+/// Counts the rows (of a tail: above its bound) and applies the value checks' findings: rows
+/// adjusted by `--out-of-range`, or set aside by quarantine (the units then read the other
+/// rows, counted again without the bad ones), or the problems refusing the table.
+async fn count_checked_rows(
+    spec: &ExportTable,
+    session: &SnapshotSession,
+    shape: &SourceShape,
+    mappings: &[ColumnMapping],
+    units: Vec<PartitionBounds>,
+    tail: Option<&Tail>,
+) -> Result<Result<(Counted, Vec<(String, u64)>, Option<Quarantine>), Vec<String>>, PlanError> {
+    let tail_filter: Vec<String> = tail.iter().map(|t| t.row_filter()).collect();
+    let counted = count_rows(spec, session, shape, mappings, units.clone(), &tail_filter).await?;
+    let BadValues { adjusted_rows, quarantined } = match bad_values(spec, &shape.what(), mappings, &counted.offending) {
+        Ok(found) => found,
+        Err(problems) => return Ok(Err(problems)),
+    };
+    let Some(mut quarantine) = Quarantine::of(quarantined, counted.row_count) else {
+        return Ok(Ok((counted, adjusted_rows, None)));
+    };
+    let filters = [tail_filter, vec![quarantine.good_rows_filter()]].concat();
+    let good = count_rows(spec, session, shape, mappings, units, &filters).await?;
+    quarantine.rows -= good.row_count;
+    Ok(Ok((good, adjusted_rows, Some(quarantine))))
+}
+
+impl TablePlan {
+    /// The filters every unit of the table reads under: a tail's rows, a quarantine's good rows.
+    pub fn row_filters(&self) -> Vec<String> {
+        let tail = self.tail.iter().map(Tail::row_filter);
+        tail.chain(self.quarantine.iter().map(Quarantine::good_rows_filter)).collect()
+    }
 }
 
 /// The select list every unit of a table reads: each column's expression under its BigQuery name.
@@ -324,7 +365,7 @@ async fn count_rows(
     shape: &SourceShape,
     mappings: &[ColumnMapping],
     units: Vec<PartitionBounds>,
-    tail: Option<&Tail>,
+    row_filters: &[String],
 ) -> Result<Counted, PlanError> {
     let mut filters: Vec<String> = units.iter().filter_map(PartitionBounds::scan_filter).collect();
     let unit_filters = filters.len();
@@ -339,7 +380,7 @@ async fn count_rows(
         .iter()
         .flat_map(|c| [format!("max(scale({}))", finite(c)), format!("max(length(trunc(abs({}))::text))", finite(c))])
         .collect();
-    let row_filter = tail.map(Tail::row_filter);
+    let row_filter = and_all(row_filters);
     let what = format!("table `{}`", shape.name);
     let scan = session.counts(&shape.from, shape.oid.is_some(), &filters, &stats, row_filter.as_deref(), &what).await?;
     let numeric_in_use = numeric
@@ -372,20 +413,74 @@ async fn count_rows(
     Ok(Counted { row_count, partitions, offending: scan.counts[1 + unit_filters..].to_vec(), numeric_in_use })
 }
 
-/// The rows `--out-of-range clamp|null` will change, per column; or, for values it cannot or
-/// may not adjust, a problem per column with the way out.
-fn out_of_range_rows(
-    out_of_range: OutOfRange,
-    what: &str,
-    mappings: &[ColumnMapping],
-    offending: &[u64],
-) -> Result<Vec<(String, u64)>, Vec<String>> {
+/// A value check's offending rows the export sets aside (`--on-bad-value quarantine`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BadValue {
+    /// `column: problem`, as the rejected rows' `reason` says it.
+    pub reason: String,
+    pub predicate: String,
+    pub rows: u64,
+}
+
+/// The rows of a table set aside by `--on-bad-value quarantine`: those failing any of its
+/// reasons' checks, written as Postgres prints them with their key and reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Quarantine {
+    pub reasons: Vec<BadValue>,
+    /// Rows failing at least one check (a row can fail several).
+    pub rows: u64,
+}
+
+impl Quarantine {
+    /// The quarantine of `bad` (none when nothing is bad); `rows` starts at the table's rows
+    /// and becomes the bad ones once the good ones are counted.
+    fn of(bad: Vec<BadValue>, table_rows: u64) -> Option<Self> {
+        (!bad.is_empty()).then_some(Self { reasons: bad, rows: table_rows })
+    }
+
+    /// Rows failing any check (a NULL check result is not a failure).
+    pub fn bad_rows_filter(&self) -> String {
+        let any: Vec<String> = self.reasons.iter().map(|r| format!("({})", r.predicate)).collect();
+        format!("COALESCE({}, false)", any.join(" OR "))
+    }
+
+    /// The rows the units export.
+    pub fn good_rows_filter(&self) -> String {
+        format!("NOT {}", self.bad_rows_filter())
+    }
+}
+
+/// Filters joined by `AND`, each in parentheses; `None` for none.
+pub fn and_all(filters: &[String]) -> Option<String> {
+    match filters {
+        [] => None,
+        [one] => Some(one.clone()),
+        several => Some(format!("({})", several.join(") AND ("))),
+    }
+}
+
+/// What the value checks found in a table the export takes.
+struct BadValues {
+    /// Rows `--out-of-range clamp|null` adjusts, per column.
+    adjusted_rows: Vec<(String, u64)>,
+    /// Rows `--on-bad-value quarantine` sets aside, per check.
+    quarantined: Vec<BadValue>,
+}
+
+/// What the value checks found, or the problems that refuse the table.
+fn bad_values(spec: &ExportTable, what: &str, mappings: &[ColumnMapping], offending: &[u64]) -> Result<BadValues, Vec<String>> {
     let checked = mappings.iter().filter_map(|m| m.check.as_ref().map(|check| (m, check)));
     let mut adjusted_rows = Vec::new();
+    let mut quarantined = Vec::new();
     let mut problems = Vec::new();
     for ((mapping, check), &offending) in checked.zip(offending).filter(|(_, &n)| n > 0) {
-        if check.range_adjustable && out_of_range != OutOfRange::Refuse {
+        if check.range_adjustable && spec.out_of_range != OutOfRange::Refuse {
             adjusted_rows.push((mapping.name.clone(), offending));
+            continue;
+        }
+        if spec.on_bad_value == OnBadValue::Quarantine {
+            let reason = format!("{}: {}", mapping.name, check.problem);
+            quarantined.push(BadValue { reason, predicate: check.predicate.clone(), rows: offending });
             continue;
         }
         let way_out = if check.range_adjustable {
@@ -393,11 +488,14 @@ fn out_of_range_rows(
         } else {
             format!("export the column as text with `--cast {}=text`", mapping.name)
         };
-        problems
-            .push(format!("{what}, column `{}` ({}): {offending} row(s) hold {}; {way_out}", mapping.name, mapping.pg_type, check.problem));
+        let quarantine = "or `--on-bad-value quarantine` to set the rows aside";
+        problems.push(format!(
+            "{what}, column `{}` ({}): {offending} row(s) hold {}; {way_out}, {quarantine}",
+            mapping.name, mapping.pg_type, check.problem
+        ));
     }
     if problems.is_empty() {
-        Ok(adjusted_rows)
+        Ok(BadValues { adjusted_rows, quarantined })
     } else {
         Err(problems)
     }

@@ -681,6 +681,7 @@ mod tests {
                     .collect(),
                 row_count: 10 * files as u64,
                 tail: None,
+                rejected: None,
             }],
         }
     }

@@ -161,6 +161,7 @@ fn manifest(tables: &[&str], files: usize) -> Manifest {
             .collect(),
         row_count: FILE_ROWS * files as u64,
         tail: None,
+        rejected: None,
     };
     Manifest {
         format_version: 1,

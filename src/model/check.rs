@@ -26,6 +26,8 @@ pub enum CheckKind {
     Probe,
     /// Rows of a merged table outside the snapshot (the app's own): reported, never compared.
     OutsideSnapshot,
+    /// Rows of the snapshot set aside by `--on-bad-value quarantine`: listed, never loaded.
+    Rejected,
     // verify: the snapshot's files against their manifest
     ManifestInconsistent,
     FileMissing,
@@ -56,6 +58,7 @@ impl CheckKind {
             Self::SourceDrift => "source_drift",
             Self::Probe => "probe",
             Self::OutsideSnapshot => "outside_snapshot",
+            Self::Rejected => "rejected",
             Self::ManifestInconsistent => "manifest_inconsistent",
             Self::FileMissing => "file_missing",
             Self::FileAltered => "file_altered",

@@ -87,6 +87,18 @@ pub struct TableManifest {
     /// A tail export (`--since`): the earlier run it continues and the rows it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tail: Option<Tail>,
+    /// Rows set aside by `--on-bad-value quarantine`, not in [`Self::files`] nor `row_count`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<RejectedRows>,
+}
+
+/// Rows of the snapshot BigQuery cannot hold, set aside for retry: one Parquet file of
+/// `key` (the primary key as JSON), `row` (the row as Postgres prints it, `row_to_json`) and
+/// `reason` per row, and the rows per reason (a row with two bad columns counts in both).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectedRows {
+    pub file: FileManifest,
+    pub reasons: BTreeMap<String, u64>,
 }
 
 /// Whether `name` designates the table `full_name` (`schema.table`): in full, or by its bare
@@ -96,6 +108,13 @@ pub fn names_table(full_name: &str, name: &str) -> bool {
 }
 
 impl TableManifest {
+    /// The table's rows in the snapshot: those in the files, those set aside by quarantine,
+    /// and, for a tail, those the earlier runs hold.
+    pub fn snapshot_rows(&self) -> u64 {
+        let rejected = self.rejected.as_ref().map_or(0, |r| r.file.rows);
+        self.row_count + rejected + self.tail.as_ref().map_or(0, |t| t.rows_through)
+    }
+
     /// Whether `name` designates this table: `schema.table`, the bare table, or its BigQuery name.
     pub fn is_named(&self, name: &str) -> bool {
         self.bq_table == name || names_table(&self.name, name)
@@ -316,6 +335,16 @@ impl TableManifest {
     pub fn inconsistencies(&self) -> Vec<Inconsistency> {
         let mut problems = Vec::new();
         let field = |name: &str| format!("tables[{}].{name}", self.name);
+        if let Some(rejected) = &self.rejected {
+            let (rows, most) = (rejected.file.rows, rejected.reasons.values().copied().max().unwrap_or(0));
+            if rows < most || rows > rejected.reasons.values().sum() {
+                problems.push(Inconsistency {
+                    field: field("rejected.file.rows"),
+                    recorded: rows.to_string(),
+                    expected: format!("between the largest and the sum of its reasons' rows {:?}", rejected.reasons),
+                });
+            }
+        }
         let file_rows: u64 = self.files.iter().map(|f| f.rows).sum();
         if self.row_count != file_rows {
             problems.push(Inconsistency {
@@ -518,6 +547,7 @@ mod tests {
                 files,
                 row_count: 3,
                 tail: None,
+                rejected: None,
             }],
         }
     }

@@ -124,6 +124,7 @@ mod tests {
             files: vec![],
             row_count: rows,
             tail,
+            rejected: None,
         }
     }
 

@@ -65,6 +65,17 @@ pub enum OutOfRange {
     Null,
 }
 
+/// What happens to rows holding a value BigQuery cannot hold (beyond what `OutOfRange`
+/// adjusts): refuse the table before any data moves, or set the rows aside with their reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBadValue {
+    #[default]
+    Refuse,
+    /// Write them, as Postgres prints them, to `<run>/<table>/_rejected/` and export the rest.
+    Quarantine,
+}
+
 /// The BigQuery type a column loads as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

@@ -404,6 +404,12 @@ impl SnapshotSession {
 
     /// Runs `select` with `LIMIT 0` inside the snapshot: privileges, row-level security and
     /// every expression are checked before any data moves.
+    /// Every row of `sql`, in the snapshot, each value as text (`sql` selects text).
+    pub async fn text_rows(&self, sql: &str, what: &str) -> Result<Vec<Vec<Option<String>>>, SourceError> {
+        let rows = self.client.query(sql, &[]).await.map_err(query_error(what))?;
+        Ok(rows.iter().map(|row| (0..row.len()).map(|i| row.get::<_, Option<String>>(i)).collect()).collect())
+    }
+
     pub async fn probe(&self, select: &str, what: &str) -> Result<(), SourceError> {
         self.client.query(&format!("SELECT * FROM ({select}\n) AS probe LIMIT 0"), &[]).await.map_err(|source| {
             let hint = if source.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {

@@ -54,12 +54,31 @@ pub fn compare(
         Measure::FingerprintSum => (expected.fingerprint_sum.clone(), actual.unwrap_or("0") == expected.fingerprint_sum),
         Measure::AbsSum => return None,
     };
-    let check = Check::new(kind, Some(column), want, actual.unwrap_or("NULL"), passed);
-    Some(if kind == CheckKind::Sum && is_float {
-        check.with_detail(format!("float sum, relative tolerance {FLOAT_SUM_RELATIVE_TOLERANCE} of Σ|x|"))
-    } else {
-        check
+    let check = Check::new(kind, Some(column), &want, actual.unwrap_or("NULL"), passed);
+    let date_range = matches!(kind, CheckKind::Min | CheckKind::Max).then(|| readable_time(bq_type, &want)).flatten();
+    Some(match date_range {
+        _ if kind == CheckKind::Sum && is_float => {
+            check.with_detail(format!("float sum, relative tolerance {FLOAT_SUM_RELATIVE_TOLERANCE} of Σ|x|"))
+        }
+        Some(when) => check.with_detail(when),
+        None => check,
     })
+}
+
+/// A date or timestamp extreme in the manifest's integer form (days or µs since 1970-01-01)
+/// as a reader writes it, for the report's date ranges: `2024-01-01`, `2024-01-01 00:13:07.123456 UTC`.
+fn readable_time(bq_type: BigQueryType, value: &str) -> Option<String> {
+    let value: i64 = value.parse().ok()?;
+    let micros = || chrono::DateTime::from_timestamp_micros(value);
+    match bq_type {
+        BigQueryType::Date => {
+            let day = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::TimeDelta::try_days(value)?)?;
+            Some(day.to_string())
+        }
+        BigQueryType::Timestamp => Some(micros()?.format("%Y-%m-%d %H:%M:%S%.f UTC").to_string()),
+        BigQueryType::Datetime => Some(micros()?.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string()),
+        _ => None,
+    }
 }
 
 fn or_null(value: &Option<String>) -> String {
@@ -208,5 +227,16 @@ mod tests {
         let mut a = aggregates();
         a.empty_count = Some(2);
         assert!(compare("c", BigQueryType::Int64, Measure::NullCount, &a, Some("3"), None).unwrap().passed);
+    }
+
+    #[test]
+    fn date_and_timestamp_extremes_read_as_dates() {
+        assert_eq!(readable_time(BigQueryType::Timestamp, "1704067987123456").as_deref(), Some("2024-01-01 00:13:07.123456 UTC"));
+        assert_eq!(readable_time(BigQueryType::Datetime, "0").as_deref(), Some("1970-01-01 00:00:00"));
+        assert_eq!(readable_time(BigQueryType::Date, "19723").as_deref(), Some("2024-01-01"));
+        assert_eq!(readable_time(BigQueryType::Int64, "19723"), None);
+        let expected = ColumnAggregates { min: Some("19723".into()), ..ColumnAggregates::default() };
+        let check = compare("day", BigQueryType::Date, Measure::Min, &expected, Some("19723"), None).unwrap();
+        assert_eq!((check.passed, check.detail.as_deref()), (true, Some("2024-01-01")));
     }
 }

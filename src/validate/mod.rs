@@ -227,6 +227,22 @@ async fn merged_subset(
     Ok(Some(MergedSubset { rows, outside_check, kept_table_values }))
 }
 
+/// The rows quarantine set aside (not loaded, so not in `row_count`): listed with their
+/// reasons and file; the snapshot's rows are the loaded ones plus these.
+fn rejected_check(table: &TableManifest) -> Option<Check> {
+    let rejected = table.rejected.as_ref()?;
+    let reasons: Vec<String> = rejected.reasons.iter().map(|(reason, rows)| format!("{reason} ({rows})")).collect();
+    let actual = format!("{} rows", rejected.file.rows);
+    let check = Check::new(CheckKind::Rejected, None, "set aside, not loaded", actual, true);
+    Some(check.with_detail(format!(
+        "snapshot rows = {} loaded + {} rejected; reasons: {}; rows, keys and reasons in {}",
+        table.row_count,
+        rejected.file.rows,
+        reasons.join(", "),
+        rejected.file.path
+    )))
+}
+
 fn find_table<'a>(manifest: &'a Manifest, name: &str) -> Option<&'a TableManifest> {
     manifest.tables.iter().find(|t| t.is_named(name))
 }
@@ -253,6 +269,7 @@ async fn validate_table(
     let (values, layout) = run_aggregates(bq, &target, &columns, None).await?;
     let rows = parse_count(values[0].as_deref(), &target, || "COUNT(*)".into())?;
     let mut checks = vec![Check::new(CheckKind::RowCount, None, table.row_count, rows, rows == table.row_count)];
+    checks.extend(rejected_check(table));
     if let Some(merged) = merged {
         if let Some(kept) = merged.kept_table_values {
             checks[0] = checks[0].clone().with_detail(format!(

@@ -154,9 +154,11 @@ async fn drift_check(client: &Client, table: &TableManifest) -> Result<Check, Va
         .await
         .and_then(|row| row.try_get(0))
         .map_err(query_failed(format!("count rows of {}", table.name)))?;
-    Ok(Check::new(CheckKind::SourceDrift, None, table.row_count, now, true).with_detail(format!(
-        "rows in the source now vs the snapshot ({:+}); informational: the source moves on",
-        now - table.row_count as i64
+    let snapshot = table.snapshot_rows();
+    Ok(Check::new(CheckKind::SourceDrift, None, snapshot, now, true).with_detail(format!(
+        "rows in the source now vs the snapshot ({:+}; the snapshot's rows count those set aside and, for a tail, \
+         those of the earlier runs); informational: the source moves on",
+        now - snapshot as i64
     )))
 }
 

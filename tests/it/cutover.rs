@@ -260,3 +260,66 @@ async fn a_tail_export_after_200_inserts_merges_to_the_right_total_and_refuses_r
     assert!(stderr.contains("--mode merge"), "{stderr}");
     db.drop().await;
 }
+
+#[tokio::test]
+async fn rows_bigquery_cannot_hold_are_quarantined_counted_skipped_by_load_and_listed_by_validate() {
+    let s = emulators!();
+    let python = skip_unless!("PG2BQ_TEST_PYTHON");
+    let db = TestDb::new(
+        &s.pg_url,
+        "CREATE TABLE q (id bigint PRIMARY KEY, happened_at timestamptz NOT NULL, note text);
+         INSERT INTO q SELECT i, timestamptz '2024-01-01 00:00:00+00' + i * interval '1 day', 'row ' || i FROM generate_series(1, 20) i;
+         UPDATE q SET happened_at = timestamptz '12000-01-01 00:00:00+00' WHERE id = 7;
+         UPDATE q SET happened_at = 'infinity' WHERE id = 9;",
+    )
+    .await;
+    let table = db.table("q");
+
+    // The default refuses before any data moves and names the way out.
+    let dest = format!("gs://{}/quarantine-{:08x}", s.bucket, rand::random::<u32>());
+    let refused = pg2bq(&["export", "--source", &s.pg_url, "--dest", &dest, "--table", &table, "--progress", "off"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("column `happened_at`") && stderr.contains("2 row(s)") && stderr.contains("--on-bad-value quarantine"),
+        "{stderr}"
+    );
+
+    let manifest_uri = s.export(std::slice::from_ref(&table), &["--on-bad-value", "quarantine"]);
+    let manifest: Value = serde_json::from_slice(&s.download(s.object_name(&manifest_uri)).await).unwrap();
+    let recorded = &manifest["tables"][0];
+    assert_eq!(recorded["row_count"], 18);
+    let rejected = &recorded["rejected"];
+    assert_eq!(rejected["file"]["rows"], 2);
+    let reasons = rejected["reasons"].as_object().unwrap();
+    assert_eq!((reasons.len(), reasons.values().next().and_then(Value::as_u64)), (1, Some(2)), "{reasons:?}");
+    assert!(reasons.keys().next().unwrap().starts_with("happened_at: "), "{reasons:?}");
+
+    // An independent reader sees the two rows as Postgres prints them, with key and reason.
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = manifest_uri.trim_end_matches("manifest.json");
+    let object = s.object_name(&format!("{run_dir}{}", rejected["file"]["path"].as_str().unwrap())).to_string();
+    std::fs::write(dir.path().join("rows.parquet"), s.download(&object).await).unwrap();
+    let read = read_with_pyarrow(&python, dir.path());
+    let keys: Vec<&str> = read["key"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(keys, [r#"{"id" : 7}"#, r#"{"id" : 9}"#]);
+    let rows: Vec<Value> = read["row"].as_array().unwrap().iter().map(|v| serde_json::from_str(v.as_str().unwrap()).unwrap()).collect();
+    assert_eq!((rows[0]["happened_at"].as_str(), rows[1]["happened_at"].as_str()), (Some("12000-01-01T00:00:00+00:00"), Some("infinity")));
+    assert!(read["reason"].as_array().unwrap().iter().all(|r| r.as_str().unwrap().starts_with("happened_at: ")));
+
+    // Load skips them; verify checks the file; validate lists them and passes.
+    let out = s.load(&manifest_uri, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(s.count(&format!("{}__q", db.schema)).await, 18);
+    let verify = pg2bq(&["verify", "--manifest", &manifest_uri]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    let (code, report, stderr) = s.validate(&manifest_uri, &["--source", &s.pg_url]);
+    assert_eq!(code, Some(0), "{stderr}\n{report:#}");
+    let checks = report["tables"][0]["checks"].as_array().unwrap();
+    let listed = checks.iter().find(|c| c["check"] == "rejected").unwrap();
+    assert_eq!(listed["actual"], "2 rows");
+    assert!(listed["detail"].as_str().unwrap().starts_with("snapshot rows = 18 loaded + 2 rejected"), "{listed}");
+    let drift = checks.iter().find(|c| c["check"] == "source_drift").unwrap();
+    assert_eq!((drift["expected"].as_str(), drift["actual"].as_str()), (Some("20"), Some("20")));
+    db.drop().await;
+}

@@ -1,0 +1,96 @@
+//! `--on-bad-value quarantine`: the rows of a table BigQuery cannot hold, read in the snapshot
+//! as Postgres prints them and written create-only to `<run>/<table>/_rejected/rows.parquet`
+//! (zstd): `key` (the primary key as JSON), `row` (`row_to_json` of the whole row) and `reason`
+//! (every check the row fails). Load never reads it; the manifest lists it apart from the data.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+
+use crate::export::parquet::{writer_properties, ParquetSettings};
+use crate::export::plan::{and_all, Quarantine, TablePlan};
+use crate::export::ExportError;
+use crate::model::manifest::{FileManifest, RejectedRows};
+use crate::model::tail::Tail;
+use crate::model::types::quote_ident;
+use crate::source::postgres::SnapshotSession;
+use crate::storage::store::{crc32c_base64, Store};
+
+/// The file's name under the table's directory.
+pub const REJECTED_FILE: &str = "_rejected/rows.parquet";
+
+/// Reads the table's bad rows in `session`'s snapshot and writes them; a file already there
+/// (an earlier attempt of the run wrote it) is kept and described as it is.
+///
+/// # Errors
+/// [`ExportError`] when the rows cannot be read, encoded or stored.
+pub async fn write_rejected(
+    session: &SnapshotSession,
+    store: &Store,
+    run_id: &str,
+    table: &TablePlan,
+    quarantine: &Quarantine,
+    settings: &ParquetSettings,
+) -> Result<RejectedRows, ExportError> {
+    let rows =
+        session.text_rows(&rejected_rows_sql(table, quarantine), &format!("read the rejected rows of table `{}`", table.name)).await?;
+    let data = match encode(&rows, settings) {
+        Ok(data) => data,
+        Err(source) => return Err(ExportError::Rejected { table: table.name.clone(), source }),
+    };
+    let relative = format!("{}/{REJECTED_FILE}", table.name);
+    let path = format!("{run_id}/{relative}");
+    let data = match store.put_if_absent(&path, data.clone()).await? {
+        true => data,
+        false => store.get(&path).await?,
+    };
+    let file = FileManifest {
+        path: relative,
+        uri: store.uri(&path),
+        partition: 0,
+        rows: rows.len() as u64,
+        bytes: data.len() as u64,
+        crc32c: crc32c_base64(crc32c::crc32c(&data)),
+        aggregates: Vec::new(),
+    };
+    let reasons = quarantine.reasons.iter().map(|r| (r.reason.clone(), r.rows)).collect();
+    Ok(RejectedRows { file, reasons })
+}
+
+/// `SELECT key, row, reason` of the rows failing any check (and, in a tail, above its bound).
+fn rejected_rows_sql(table: &TablePlan, quarantine: &Quarantine) -> String {
+    let key = match table.primary_key.as_slice() {
+        [] => "NULL::text".to_string(),
+        key => {
+            let pairs: Vec<String> = key.iter().map(|c| format!("'{}', r.{}", c.replace('\'', "''"), quote_ident(c))).collect();
+            format!("json_build_object({})::text", pairs.join(", "))
+        }
+    };
+    let reasons: Vec<String> = quarantine
+        .reasons
+        .iter()
+        .map(|r| format!("CASE WHEN COALESCE(({}), false) THEN '{}' END", r.predicate, r.reason.replace('\'', "''")))
+        .collect();
+    let filters: Vec<String> = table.tail.iter().map(Tail::row_filter).chain([quarantine.bad_rows_filter()]).collect();
+    format!(
+        "SELECT {key}, row_to_json(r)::text, concat_ws('; ', {}) FROM (SELECT * FROM {} WHERE {}) r",
+        reasons.join(", "),
+        table.from,
+        and_all(&filters).unwrap_or_default()
+    )
+}
+
+/// The rows as one zstd Parquet file of three text columns.
+fn encode(rows: &[Vec<Option<String>>], settings: &ParquetSettings) -> Result<Bytes, parquet::errors::ParquetError> {
+    let schema = Arc::new(Schema::new(["key", "row", "reason"].map(|name| Field::new(name, DataType::Utf8, name == "key")).to_vec()));
+    let column = |i: usize| -> ArrayRef { Arc::new(rows.iter().map(|r| r[i].clone()).collect::<StringArray>()) };
+    let batch = RecordBatch::try_new(schema.clone(), vec![column(0), column(1), column(2)])?;
+    let mut data = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut data, schema.clone(), Some(writer_properties(settings, &schema)?))?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(Bytes::from(data))
+}
