@@ -105,6 +105,10 @@ pub struct ValidateArgs {
     /// Random rows per table to compare with the source.
     #[arg(long, default_value_t = 10)]
     pub sample: usize,
+    /// Compare nothing: print the bytes BigQuery estimates each table's comparison query (and
+    /// each probe) scans, from dry runs, which are free.
+    #[arg(long)]
+    pub dry_run: bool,
     /// TOML file with `[[denormalized]]` columns and `[[probes]]` (named SQL with a time budget).
     #[arg(long, env = env::CONFIG)]
     pub config: Option<PathBuf>,

@@ -475,7 +475,11 @@ pub fn print_validation(report: &pg2bq::validate::ValidationReport, json: bool) 
         text.push_str("\nQuery probes\n");
         text.push_str(&check_lines(&report.probes, false));
     }
-    text.push_str(if report.passed { "\nAll checks passed.\n" } else { "\nSOME CHECKS FAILED.\n" });
+    text.push_str(match (report.dry_run, report.passed) {
+        (true, _) => "\nDry run: BigQuery's estimates only; nothing was compared.\n",
+        (false, true) => "\nAll checks passed.\n",
+        (false, false) => "\nSOME CHECKS FAILED.\n",
+    });
     print_checked(&text, json.then_some(report));
 }
 

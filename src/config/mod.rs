@@ -623,6 +623,7 @@ impl ValidateConfig {
             routing: routing(&args.target, &file)?,
             source_url: args.source.as_deref().map(postgres_url).transpose()?,
             sample_rows: args.sample,
+            dry_run: args.dry_run,
             denormalized: file.denormalized,
             probes: file.probes,
             bigquery: args.gcp.bigquery(),

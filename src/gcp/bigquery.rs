@@ -113,6 +113,8 @@ pub enum BigQueryError {
     },
     #[error("BigQuery job `{job_id}` failed: {reasons}")]
     JobFailed { job_id: String, reasons: String },
+    #[error("BigQuery job `{job_id}` exists for other work ({difference}): another run with the same run id was loaded into this dataset. Nothing was attached to; load into another dataset, or re-export under another --run-id")]
+    OtherRunsJob { job_id: String, difference: String },
     #[error("BigQuery job `{job_id}` failed in all {JOB_ATTEMPTS} attempts; the last: {reasons}")]
     AttemptsExhausted { job_id: String, reasons: String },
     #[error("dataset `{project}.{dataset}` does not exist; create it or pass --create-dataset")]
@@ -151,6 +153,8 @@ pub trait BigQueryApi: Send + Sync {
     async fn wait_for_job(&self, job_id: &str, location: Option<&str>) -> Result<JobCounts, BigQueryError>;
     /// Whether a job with this id exists, is DONE and succeeded.
     async fn succeeded_job(&self, job_id: &str) -> Result<bool, BigQueryError>;
+    /// The `configuration` a job with this id was submitted with, `None` when there is none.
+    async fn job_configuration(&self, job_id: &str) -> Result<Option<Value>, BigQueryError>;
     /// The one row of a query that always returns exactly one (an aggregate without GROUP BY).
     async fn query_one_row(&self, sql: &str) -> Result<Row, BigQueryError>;
 
@@ -174,6 +178,11 @@ pub trait BigQueryApi: Send + Sync {
             let inserted = self.insert_job(&job_id, configuration).await?;
             let reattached = inserted.existed;
             if reattached {
+                // Job ids derive from the run id, which another run (from another destination)
+                // may share: attach only to a job doing this run's work.
+                if let Some(difference) = self.job_configuration(&job_id).await?.and_then(|theirs| other_work(&theirs, configuration)) {
+                    return Err(BigQueryError::OtherRunsJob { job_id, difference });
+                }
                 info!(job_id, "Job already exists: attaching to it instead of submitting again");
             }
             match self.wait_for_job(&job_id, inserted.location.as_deref()).await {
@@ -188,6 +197,18 @@ pub trait BigQueryApi: Send + Sync {
         }
         Err(BigQueryError::AttemptsExhausted { job_id: base_id.into(), reasons: last_failure })
     }
+}
+
+/// How the work of an existing job (`theirs`, its configuration) differs from `ours`: other
+/// files or destination for a load job, another statement for a query job; `None` when same.
+pub fn other_work(theirs: &Value, ours: &Value) -> Option<String> {
+    let field = |value: &Value, pointer: &str| value.pointer(pointer).cloned().unwrap_or(Value::Null);
+    let compared =
+        [("/load/sourceUris", "its files"), ("/load/destinationTable/tableId", "its destination"), ("/query/query", "its statement")];
+    compared.iter().find(|(pointer, _)| field(theirs, pointer) != field(ours, pointer)).map(|(pointer, what)| {
+        let theirs = field(theirs, pointer).to_string();
+        format!("{what}: {}", theirs.chars().take(200).collect::<String>())
+    })
 }
 
 /// The ids [`BigQueryApi::run_job`] gives the attempts of one job: `<id>`, `<id>-r2` … `<id>-r5`.
@@ -535,6 +556,11 @@ impl BigQuery {
         }
     }
 
+    /// The `configuration` of the job with this id, `None` when there is none.
+    pub async fn job_configuration(&self, job_id: &str) -> Result<Option<Value>, BigQueryError> {
+        Ok(self.job(job_id, self.location.as_deref()).await?.and_then(|job| job.get("configuration").cloned()))
+    }
+
     /// Whether a job with this id exists, is DONE and succeeded.
     pub async fn succeeded_job(&self, job_id: &str) -> Result<bool, BigQueryError> {
         Ok(self
@@ -659,6 +685,9 @@ impl BigQueryApi for BigQuery {
     }
     async fn wait_for_job(&self, job_id: &str, location: Option<&str>) -> Result<JobCounts, BigQueryError> {
         BigQuery::wait_for_job(self, job_id, location).await
+    }
+    async fn job_configuration(&self, job_id: &str) -> Result<Option<Value>, BigQueryError> {
+        BigQuery::job_configuration(self, job_id).await
     }
     async fn succeeded_job(&self, job_id: &str) -> Result<bool, BigQueryError> {
         BigQuery::succeeded_job(self, job_id).await

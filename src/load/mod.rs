@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::gcp::bigquery::{job_attempt_ids, BigQuery, BigQueryApi, BigQueryError, BigQueryOptions, FinishedJob, JobCounts};
+use crate::gcp::bigquery::{job_attempt_ids, other_work, BigQuery, BigQueryApi, BigQueryError, BigQueryOptions, FinishedJob, JobCounts};
 use crate::gcp::schema::{schema_differences, table_columns, Field, FieldMode};
 use crate::gcp::sql::merged_label;
 use crate::gcp::sql::{quote, table_path};
@@ -462,12 +462,19 @@ async fn finished_before(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoa
     let (Some(finalize), Some(staging)) = (&table.finalize, &table.staging_table_id) else {
         return Ok(false);
     };
-    let check = step_error(table, LoadStep::CheckEarlierJobs);
     let done = match bq.table(&plan.dataset, staging).await.map_err(step_error(table, LoadStep::ReadTable))? {
-        None => bq.succeeded_job(&finalize.job_id).await.map_err(check)?,
+        None => bq.succeeded_job(&finalize.job_id).await.map_err(step_error(table, LoadStep::CheckEarlierJobs))?,
         Some(_) => false,
     };
     if done {
+        // The final statement's text does not name the files: its first load job's does.
+        if let Some(first) = table.load_jobs.first() {
+            let theirs = bq.job_configuration(&first.job_id).await.map_err(step_error(table, LoadStep::CheckEarlierJobs))?;
+            if let Some(difference) = theirs.and_then(|theirs| other_work(&theirs, &first.configuration)) {
+                let source = BigQueryError::OtherRunsJob { job_id: first.job_id.clone(), difference };
+                return Err(LoadError::Job { table: table.table_id.clone(), job_id: first.job_id.clone(), files: first.files(), source });
+            }
+        }
         info!("Final statement already done by an earlier run; checking only");
     }
     Ok(done)

@@ -34,6 +34,8 @@ struct FakeBigQuery {
     failing: BTreeSet<String>,
     /// Job ids submitted (not attached to), in order.
     submitted: Mutex<Vec<String>>,
+    /// Configurations of jobs by id (of those submitted here, or given).
+    configurations: Mutex<BTreeMap<String, Value>>,
 }
 
 impl FakeBigQuery {
@@ -100,6 +102,7 @@ impl BigQueryApi for FakeBigQuery {
             return Ok(InsertedJob { existed: true, location: None });
         }
         self.submitted.lock().unwrap().push(job_id.into());
+        self.configurations.lock().unwrap().insert(job_id.into(), configuration.clone());
         let job = match configuration.get("load") {
             _ if self.failing.contains(job_id) => FakeJob::Failed("invalid: boom".into()),
             Some(load) => {
@@ -119,6 +122,9 @@ impl BigQueryApi for FakeBigQuery {
             FakeJob::Succeeded(counts) => Ok(counts),
             FakeJob::Failed(reasons) => Err(BigQueryError::JobFailed { job_id: job_id.into(), reasons }),
         }
+    }
+    async fn job_configuration(&self, job_id: &str) -> Result<Option<Value>, BigQueryError> {
+        Ok(self.configurations.lock().unwrap().get(job_id).cloned())
     }
     async fn succeeded_job(&self, job_id: &str) -> Result<bool, BigQueryError> {
         Ok(matches!(self.jobs.lock().unwrap().get(job_id), Some(FakeJob::Succeeded(_))))
@@ -327,4 +333,21 @@ async fn a_merge_that_crashed_before_its_labels_converges_on_rerun_without_mergi
     assert!(!rerun.tables.lock().unwrap().contains_key("t__pg2bq_staging_r1"), "staging dropped");
     assert_eq!(rerun.labels("t")["pg2bq_run_r1"], "merge");
     assert_eq!(rerun.labels("t")["pg2bq_merged_r1"], "20_0_0_keep");
+}
+
+#[tokio::test]
+async fn a_job_of_another_run_with_the_same_id_is_never_attached_to() {
+    let counts = JobCounts { output_rows: Some(20), ..JobCounts::default() };
+    let other_files = json!({ "load": { "sourceUris": ["gs://elsewhere/r1/public.t/part-00000.parquet"] } });
+    let bq = FakeBigQuery::default().with_job(TRUNCATE_JOB, FakeJob::Succeeded(counts));
+    bq.configurations.lock().unwrap().insert(TRUNCATE_JOB.into(), other_files);
+    let error = run(&bq, &["t"], LoadMode::Truncate).await.unwrap_err();
+    let chain = crate::model::error_chain(&error).join(": ");
+    assert!(chain.contains("exists for other work (its files: [\"gs://elsewhere/r1/public.t/part-00000.parquet\"])"), "{chain}");
+    assert!(chain.contains("another run with the same run id"), "{chain}");
+    assert!(bq.submitted().is_empty(), "nothing submitted");
+    assert!(
+        !bq.tables.lock().unwrap().get("t").is_some_and(|(resource, _)| resource["labels"]["pg2bq_run_r1"].is_string()),
+        "not labelled"
+    );
 }

@@ -28,6 +28,8 @@ pub enum CheckKind {
     OutsideSnapshot,
     /// Rows of the snapshot set aside by `--on-bad-value quarantine`: listed, never loaded.
     Rejected,
+    /// `validate --dry-run`: the bytes a query would scan, estimated by BigQuery.
+    Estimate,
     // verify: the snapshot's files against their manifest
     ManifestInconsistent,
     FileMissing,
@@ -59,6 +61,7 @@ impl CheckKind {
             Self::Probe => "probe",
             Self::OutsideSnapshot => "outside_snapshot",
             Self::Rejected => "rejected",
+            Self::Estimate => "estimate",
             Self::ManifestInconsistent => "manifest_inconsistent",
             Self::FileMissing => "file_missing",
             Self::FileAltered => "file_altered",

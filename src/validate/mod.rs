@@ -71,6 +71,8 @@ pub struct ValidateConfig {
     /// Postgres URL: enables the random-row sample and the drift report.
     pub source_url: Option<String>,
     pub sample_rows: usize,
+    /// Estimate the queries' bytes instead of running them.
+    pub dry_run: bool,
     pub denormalized: Vec<Denormalized>,
     pub probes: Vec<Probe>,
     pub bigquery: BigQueryOptions,
@@ -116,6 +118,8 @@ pub struct ValidationReport {
     pub project: String,
     pub dataset: String,
     pub passed: bool,
+    /// `--dry-run`: the checks are estimates; nothing was compared.
+    pub dry_run: bool,
     /// The run was resumed and its units read in more than one snapshot (a warning, not a
     /// failure: see the manifest's `unit_snapshots`).
     pub mixed_snapshot: bool,
@@ -151,7 +155,10 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
         if let Some(report) = progress {
             report(&table.name, &counter);
         }
-        let checks = validate_table(config, &bq, &manifest, table, &counter).instrument(span).await?;
+        let checks = match config.dry_run {
+            true => estimate_table(config, &bq, &manifest, table).instrument(span).await?,
+            false => validate_table(config, &bq, &manifest, table, &counter).instrument(span).await?,
+        };
         tables.push(TableValidation {
             table: table.name.clone(),
             bq_table: config.names.table_id(table),
@@ -161,7 +168,10 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
     }
     let mut probes = Vec::new();
     for probe in &config.probes {
-        probes.push(run_probe(config, &bq, probe).await?);
+        probes.push(match config.dry_run {
+            true => estimate(&bq, &probe_sql(config, probe), &format!("probe `{}`", probe.name)).await?,
+            false => run_probe(config, &bq, probe).await?,
+        });
     }
     let passed = tables.iter().all(|t| t.passed) && probes.iter().all(|p| p.passed);
     Ok(ValidationReport {
@@ -169,6 +179,7 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
         project: config.project.clone(),
         dataset: config.dataset.clone(),
         passed,
+        dry_run: config.dry_run,
         mixed_snapshot: manifest.mixed_snapshot,
         tables,
         probes,
@@ -186,9 +197,7 @@ struct MergedSubset {
 }
 
 /// The merged subset of a table, or `None` when the table holds the run by truncate or append
-/// (it is then compared whole). The rows are those whose key is in the keys table `load` kept,
-/// each column read back through the inverse of its route (`load::target`), so the manifest's
-/// aggregates apply unchanged; rows outside the snapshot are counted, never compared.
+/// (it is then compared whole), with the count of the rows outside the snapshot.
 async fn merged_subset(
     config: &ValidateConfig,
     bq: &BigQuery,
@@ -197,8 +206,36 @@ async fn merged_subset(
     bq_table: &str,
     run_id: &str,
 ) -> Result<Option<MergedSubset>, ValidateError> {
-    let label = |key: &str| resource.pointer(&format!("/labels/{key}")).and_then(|v| v.as_str()).map(str::to_string);
-    if label(&label_part(&format!("pg2bq_run_{run_id}"))).as_deref() != Some("merge") {
+    let Some(rows) = merged_rows(config, bq, table, resource, bq_table, run_id).await? else {
+        return Ok(None);
+    };
+    let whole = qualified(config, table);
+    let counts = bq.query_counts(&format!("SELECT COUNT(*), (SELECT COUNT(*) FROM {rows}) FROM {whole}")).await?;
+    let outside = counts[0].saturating_sub(counts[1]);
+    let outside_check = Check::new(CheckKind::OutsideSnapshot, None, "not compared", format!("{outside} rows"), true)
+        .with_detail("rows of the table whose key is not in the snapshot (the app's own): reported, never a mismatch");
+    let label = resource.pointer(&format!("/labels/{}", merged_label(run_id))).and_then(|v| v.as_str());
+    let kept_table_values = label
+        .filter(|v| v.ends_with("_keep"))
+        .and_then(|v| v.split('_').nth(1).and_then(|present| present.parse().ok()))
+        .filter(|&present: &u64| present > 0);
+    Ok(Some(MergedSubset { rows, outside_check, kept_table_values }))
+}
+
+/// A table that holds the run by merge (its label says `merge`): its rows whose key is in the
+/// keys table `load` kept, each column read back through the inverse of its route
+/// (`gcp::routes`), so the manifest's aggregates apply unchanged; `None` otherwise. Reads only
+/// metadata.
+async fn merged_rows(
+    config: &ValidateConfig,
+    bq: &BigQuery,
+    table: &TableManifest,
+    resource: &serde_json::Value,
+    bq_table: &str,
+    run_id: &str,
+) -> Result<Option<String>, ValidateError> {
+    let run_label = resource.pointer(&format!("/labels/{}", label_part(&format!("pg2bq_run_{run_id}")))).and_then(|v| v.as_str());
+    if run_label != Some("merge") {
         return Ok(None);
     }
     let keys_id = keys_table_id(bq_table, run_id);
@@ -215,16 +252,7 @@ async fn merged_subset(
         .collect();
     let on: Vec<String> = key.iter().map(|k| format!("t.{0} = k.{0}", quote(k))).collect();
     let (whole, keys) = (qualified(config, table), table_path(&config.project, &config.dataset, &keys_id));
-    let rows = format!("(SELECT {} FROM {whole} t JOIN {keys} k ON {})", select.join(", "), on.join(" AND "));
-    let counts = bq.query_counts(&format!("SELECT COUNT(*), (SELECT COUNT(*) FROM {rows}) FROM {whole}")).await?;
-    let outside = counts[0].saturating_sub(counts[1]);
-    let outside_check = Check::new(CheckKind::OutsideSnapshot, None, "not compared", format!("{outside} rows"), true)
-        .with_detail("rows of the table whose key is not in the snapshot (the app's own): reported, never a mismatch");
-    let kept_table_values = label(&merged_label(run_id))
-        .filter(|v| v.ends_with("_keep"))
-        .and_then(|v| v.split('_').nth(1).and_then(|present| present.parse().ok()))
-        .filter(|&present: &u64| present > 0);
-    Ok(Some(MergedSubset { rows, outside_check, kept_table_values }))
+    Ok(Some(format!("(SELECT {} FROM {whole} t JOIN {keys} k ON {})", select.join(", "), on.join(" AND "))))
 }
 
 /// The rows quarantine set aside (not loaded, so not in `row_count`): listed with their
@@ -596,9 +624,41 @@ async fn single_count(bq: &BigQuery, sql: &str) -> Result<u64, ValidateError> {
     Ok(count.ok_or_else(|| BigQueryError::NotACount { sql: sql.into(), column: 0, value: "no value".into() })?)
 }
 
+/// A probe's SQL with the run's project, dataset and table prefix filled in.
+fn probe_sql(config: &ValidateConfig, probe: &Probe) -> String {
+    probe.sql.replace("{project}", &config.project).replace("{dataset}", &config.dataset).replace("{prefix}", &config.names.prefix)
+}
+
+/// `--dry-run`: the bytes BigQuery estimates `sql` scans.
+async fn estimate(bq: &BigQuery, sql: &str, what: &str) -> Result<Check, ValidateError> {
+    let bytes = bq.dry_run_bytes(sql).await?.map_or_else(|| "unknown".to_string(), |b| format!("{b} bytes"));
+    Ok(Check::new(CheckKind::Estimate, None, what, bytes, true).with_detail("BigQuery's dry-run estimate; nothing was compared"))
+}
+
+/// `--dry-run` of one table: the estimate of its comparison query (the rows `validate_table`
+/// aggregates: the whole table, or a merged table's snapshot rows). Sampling reads a few rows by
+/// key; locating a mismatch adds one query per failed column.
+async fn estimate_table(
+    config: &ValidateConfig,
+    bq: &BigQuery,
+    manifest: &Manifest,
+    table: &TableManifest,
+) -> Result<Vec<Check>, ValidateError> {
+    let bq_table = config.names.table_id(table);
+    let Some(resource) = bq.table(&config.dataset, &bq_table).await? else {
+        return Err(ValidateError::MissingTable { table: bq_table, dataset: config.dataset.clone() });
+    };
+    let target = match merged_rows(config, bq, table, &resource, &bq_table, &manifest.run_id).await? {
+        Some(rows) => rows,
+        None => qualified(config, table),
+    };
+    let columns: Vec<&ColumnManifest> = table.columns.iter().collect();
+    let (sql, _) = aggregate_query(&target, &columns, None);
+    Ok(vec![estimate(bq, &sql, "the aggregate query").await?])
+}
+
 async fn run_probe(config: &ValidateConfig, bq: &BigQuery, probe: &Probe) -> Result<Check, ValidateError> {
-    let sql =
-        probe.sql.replace("{project}", &config.project).replace("{dataset}", &config.dataset).replace("{prefix}", &config.names.prefix);
+    let sql = probe_sql(config, probe);
     let estimated = bq.dry_run_bytes(&sql).await?;
     let started = Instant::now();
     let processed = bq.query_bytes(&sql).await?;

@@ -144,6 +144,12 @@ async fn merge_into_the_apps_live_table_adds_only_new_keys_is_idempotent_and_ove
     let checks = report["tables"][0]["checks"].as_array().unwrap();
     let outside = checks.iter().find(|c| c["check"] == "outside_snapshot").unwrap();
     assert_eq!((outside["actual"].as_str(), outside["passed"].as_bool()), (Some("50 rows"), Some(true)));
+    // The dry run estimates the same query (free dry runs) and compares nothing.
+    let (code, report, stderr) = s.validate(&manifest, &["--table-map", table_map, "--dry-run"]);
+    assert_eq!((code, report["dry_run"].as_bool()), (Some(0), Some(true)), "{stderr}");
+    let estimate = &report["tables"][0]["checks"][0];
+    assert_eq!((estimate["check"].as_str(), estimate["expected"].as_str()), (Some("estimate"), Some("the aggregate query")));
+    assert!(estimate["actual"].as_str().unwrap().ends_with(" bytes") || estimate["actual"] == "unknown", "{estimate}");
     s.python_rows(&format!("UPDATE `{}.{}.mentions` SET note = 'changed' WHERE id = '7'", s.project, s.dataset));
     s.python_rows(&format!("UPDATE `{}.{}.mentions` SET note = 'app edit' WHERE id = '340'", s.project, s.dataset));
     let (code, report, _) = validate();
@@ -321,5 +327,36 @@ async fn rows_bigquery_cannot_hold_are_quarantined_counted_skipped_by_load_and_l
     assert!(listed["detail"].as_str().unwrap().starts_with("snapshot rows = 18 loaded + 2 rejected"), "{listed}");
     let drift = checks.iter().find(|c| c["check"] == "source_drift").unwrap();
     assert_eq!((drift["expected"].as_str(), drift["actual"].as_str()), (Some("20"), Some("20")));
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_second_run_under_the_same_run_id_is_refused_not_mistaken_for_the_first() {
+    let s = emulators!();
+    let db = TestDb::new(
+        &s.pg_url,
+        "CREATE TABLE plain (id int PRIMARY KEY, v text); INSERT INTO plain SELECT i, 'v' || i FROM generate_series(1, 10) i;
+         CREATE TABLE doc (id int PRIMARY KEY, d jsonb); INSERT INTO doc SELECT i, jsonb_build_object('i', i) FROM generate_series(1, 10) i;",
+    )
+    .await;
+    let tables = [db.table("plain"), db.table("doc")];
+    // Two destinations, one run id each time ("run1"): their job ids and staging names coincide.
+    let first = s.export(&tables, &[]);
+    let out = s.load(&first, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    db.client.batch_execute("INSERT INTO plain VALUES (11, 'new'); INSERT INTO doc VALUES (11, '{}')").await.unwrap();
+    let second = s.export(&tables, &[]);
+    let out = s.load(&second, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("2 of 2 tables failed to load"), "{stderr}");
+    for name in ["plain", "doc"] {
+        let named = format!("exists for other work (its files: [\"{}", first.trim_end_matches("manifest.json"));
+        assert!(stderr.contains(&format!("__{name}_truncate_load0000` {named}")), "{name}: {stderr}");
+    }
+    assert!(stderr.contains("another run with the same run id was loaded into this dataset"), "{stderr}");
+    for name in ["plain", "doc"] {
+        assert_eq!(s.count(&format!("{}__{name}", db.schema)).await, 10, "{name}: the first run's rows stay");
+    }
     db.drop().await;
 }
