@@ -13,7 +13,7 @@ use crate::model::manifest::{ForeignKey, Manifest, PartitionManifest};
 use crate::model::partition::{BlockSpan, KeyColumn, PartitionBounds, Relation};
 use crate::model::tail::Tail;
 use crate::model::types::{
-    bigquery_column_names, bigquery_identifier, map_column, quote_ident, ColumnMapping, OnBadValue, OutOfRange, PgColumn,
+    bigquery_column_names, bigquery_identifier, json_number_check, map_column, quote_ident, ColumnMapping, OnBadValue, OutOfRange, PgColumn,
 };
 use crate::source::postgres::{CompressedChunk, SnapshotSession, TreeRelation};
 use crate::source::SourceError;
@@ -323,6 +323,10 @@ fn map_columns(config: &ExportConfig, spec: &ExportTable, shape: &SourceShape) -
     let mut mappings = Vec::new();
     for column in columns {
         match map_column(column, spec.casts.get(&column.name).copied(), spec.out_of_range) {
+            Ok(mapping) if spec.on_bad_value == OnBadValue::Quarantine && mapping.check.is_none() => match json_number_check(&mapping) {
+                Some(check) => mappings.push(mapping.with_check(check)),
+                None => mappings.push(mapping),
+            },
             Ok(mapping) => mappings.push(mapping),
             Err(refusal) => problems.push(format!("{what}, column `{}` ({}): {}", refusal.column, refusal.pg_type, refusal.reason)),
         }

@@ -34,7 +34,7 @@ use crate::model::progress::{ProgressReporter, TableProgress};
 use crate::model::types::BigQueryType;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{check_listed_files, read_manifest, FoundManifest, ManifestError};
-use plan::{keep_nullable_columns, plan_into_existing, LoadJob, LoadPlanError};
+use plan::{keep_nullable_columns, plan_into_existing, LoadJob, LoadPlanError, QueryJob};
 pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad, WriteDisposition};
 
 /// Everything `load` needs.
@@ -312,13 +312,7 @@ async fn load_table(
     if !finished_before {
         jobs.extend(finalized);
         if let Some(keep_keys) = &table.keep_keys {
-            let kept = bq.run_job(&keep_keys.job_id, &keep_keys.configuration).await.map_err(|source| LoadError::Job {
-                table: table.table_id.clone(),
-                job_id: keep_keys.job_id.clone(),
-                files: staging.map_or_else(|| "none".to_string(), |s| format!("staging table {s}")),
-                source,
-            })?;
-            jobs.push(kept);
+            jobs.push(run_statement(bq, table, keep_keys).await?);
         }
     }
     if let Some(m) = &merged {
@@ -523,14 +517,8 @@ async fn finalize(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoad) -> R
     let Some(finalize) = &table.finalize else {
         return Ok(None);
     };
-    let staging = table.staging_table_id.as_deref();
-    let finished = bq.run_job(&finalize.job_id, &finalize.configuration).await.map_err(|source| LoadError::Job {
-        table: table.table_id.clone(),
-        job_id: finalize.job_id.clone(),
-        files: staging.map_or_else(|| "none".to_string(), |s| format!("staging table {s}")),
-        source,
-    })?;
-    if plan.mode == LoadMode::Append && staging.is_some() {
+    let finished = run_statement(bq, table, finalize).await?;
+    if plan.mode == LoadMode::Append && table.staging_table_id.is_some() {
         let affected = finished.counts.dml_affected_rows.unwrap_or(0);
         if affected != table.rows {
             return Err(LoadError::RowCount {
@@ -542,6 +530,17 @@ async fn finalize(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoad) -> R
         }
     }
     Ok(Some(finished))
+}
+
+/// Runs one of the table's statements (the final one, keeping the keys) to success, attached
+/// to when an earlier run submitted it; a failure names the staging table it reads.
+async fn run_statement(bq: &dyn BigQueryApi, table: &TableLoad, job: &QueryJob) -> Result<FinishedJob, LoadError> {
+    bq.run_job(&job.job_id, &job.configuration).await.map_err(|source| LoadError::Job {
+        table: table.table_id.clone(),
+        job_id: job.job_id.clone(),
+        files: table.staging_table_id.as_deref().map_or_else(|| "none".to_string(), |s| format!("staging table {s}")),
+        source,
+    })
 }
 
 /// Truncate: the table holds exactly the manifest's rows.

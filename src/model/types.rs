@@ -204,6 +204,26 @@ pub struct ValueCheck {
     pub range_adjustable: bool,
 }
 
+/// Rows of a `json`/`jsonb` column holding a number BigQuery's JSON type cannot store exactly
+/// (`PARSE_JSON`'s default `wide_number_mode => 'exact'` takes an INT64, a UINT64, or a FLOAT64
+/// that prints back as the same number). Only `--on-bad-value quarantine` checks it at export
+/// (it parses every value); otherwise load finds such values in staging and refuses.
+pub fn json_number_check(mapping: &ColumnMapping) -> Option<ValueCheck> {
+    if mapping.bq_type != BigQueryType::Json || mapping.repeated {
+        return None;
+    }
+    let n = "(x #>> '{}')::numeric";
+    let integer = format!("({n} = trunc({n}) AND {n} BETWEEN -9223372036854775808 AND 18446744073709551615)");
+    let double = format!(
+        "(abs({n}) <= 1.7976931348623157e308 AND ({n} = 0 OR abs({n}) >= 2.2250738585072014e-308) AND {n}::float8::text::numeric = {n})"
+    );
+    let predicate = format!(
+        "EXISTS (SELECT 1 FROM jsonb_path_query({}::jsonb, 'strict $.**') AS v(x) WHERE jsonb_typeof(x) = 'number' AND NOT ({integer} OR {double}))",
+        quote_ident(&mapping.name)
+    );
+    Some(ValueCheck { predicate, problem: "JSON numbers BigQuery's JSON type cannot hold exactly".into(), range_adjustable: false })
+}
+
 /// A column we will not export as it is, with the way out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {

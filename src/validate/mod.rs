@@ -196,20 +196,15 @@ struct MergedSubset {
     kept_table_values: Option<u64>,
 }
 
-/// The merged subset of a table, or `None` when the table holds the run by truncate or append
-/// (it is then compared whole), with the count of the rows outside the snapshot.
+/// The merged subset of a table from its snapshot `rows` ([`merged_rows`]), with the count of
+/// the table's rows outside the snapshot.
 async fn merged_subset(
-    config: &ValidateConfig,
     bq: &BigQuery,
-    table: &TableManifest,
+    whole: &str,
     resource: &serde_json::Value,
-    bq_table: &str,
     run_id: &str,
-) -> Result<Option<MergedSubset>, ValidateError> {
-    let Some(rows) = merged_rows(config, bq, table, resource, bq_table, run_id).await? else {
-        return Ok(None);
-    };
-    let whole = qualified(config, table);
+    rows: String,
+) -> Result<MergedSubset, ValidateError> {
     let counts = bq.query_counts(&format!("SELECT COUNT(*), (SELECT COUNT(*) FROM {rows}) FROM {whole}")).await?;
     let outside = counts[0].saturating_sub(counts[1]);
     let outside_check = Check::new(CheckKind::OutsideSnapshot, None, "not compared", format!("{outside} rows"), true)
@@ -219,7 +214,7 @@ async fn merged_subset(
         .filter(|v| v.ends_with("_keep"))
         .and_then(|v| v.split('_').nth(1).and_then(|present| present.parse().ok()))
         .filter(|&present: &u64| present > 0);
-    Ok(Some(MergedSubset { rows, outside_check, kept_table_values }))
+    Ok(MergedSubset { rows, outside_check, kept_table_values })
 }
 
 /// A table that holds the run by merge (its label says `merge`): its rows whose key is in the
@@ -291,7 +286,10 @@ async fn validate_table(
     let Some(resource) = bq.table(&config.dataset, &bq_table).await? else {
         return Err(ValidateError::MissingTable { table: bq_table, dataset: config.dataset.clone() });
     };
-    let merged = merged_subset(config, bq, table, &resource, &bq_table, &manifest.run_id).await?;
+    let merged = match merged_rows(config, bq, table, &resource, &bq_table, &manifest.run_id).await? {
+        Some(rows) => Some(merged_subset(bq, &qualified(config, table), &resource, &manifest.run_id, rows).await?),
+        None => None,
+    };
     let target = merged.as_ref().map_or_else(|| qualified(config, table), |m| m.rows.clone());
     let columns: Vec<&ColumnManifest> = table.columns.iter().collect();
     let (values, layout) = run_aggregates(bq, &target, &columns, None).await?;

@@ -273,10 +273,15 @@ async fn rows_bigquery_cannot_hold_are_quarantined_counted_skipped_by_load_and_l
     let python = skip_unless!("PG2BQ_TEST_PYTHON");
     let db = TestDb::new(
         &s.pg_url,
-        "CREATE TABLE q (id bigint PRIMARY KEY, happened_at timestamptz NOT NULL, note text);
-         INSERT INTO q SELECT i, timestamptz '2024-01-01 00:00:00+00' + i * interval '1 day', 'row ' || i FROM generate_series(1, 20) i;
+        "CREATE TABLE q (id bigint PRIMARY KEY, happened_at timestamptz NOT NULL, note text, doc jsonb);
+         INSERT INTO q SELECT i, timestamptz '2024-01-01 00:00:00+00' + i * interval '1 day', 'row ' || i, jsonb_build_object('i', i)
+           FROM generate_series(1, 20) i;
          UPDATE q SET happened_at = timestamptz '12000-01-01 00:00:00+00' WHERE id = 7;
-         UPDATE q SET happened_at = 'infinity' WHERE id = 9;",
+         UPDATE q SET happened_at = 'infinity' WHERE id = 9;
+         -- JSON numbers: beyond every BigQuery number (id 12), and two it holds exactly (13, 14).
+         UPDATE q SET doc = '{\"n\": [1, {\"deep\": 12345678901234567890123}]}' WHERE id = 12;
+         UPDATE q SET doc = '{\"f\": 0.30000000000000004, \"u\": 18446744073709551615}' WHERE id = 13;
+         UPDATE q SET doc = '{\"big\": 9007199254740993, \"g\": -2.5e-5}' WHERE id = 14;",
     )
     .await;
     let table = db.table("q");
@@ -294,12 +299,14 @@ async fn rows_bigquery_cannot_hold_are_quarantined_counted_skipped_by_load_and_l
     let manifest_uri = s.export(std::slice::from_ref(&table), &["--on-bad-value", "quarantine"]);
     let manifest: Value = serde_json::from_slice(&s.download(s.object_name(&manifest_uri)).await).unwrap();
     let recorded = &manifest["tables"][0];
-    assert_eq!(recorded["row_count"], 18);
+    assert_eq!(recorded["row_count"], 17);
     let rejected = &recorded["rejected"];
-    assert_eq!(rejected["file"]["rows"], 2);
-    let reasons = rejected["reasons"].as_object().unwrap();
-    assert_eq!((reasons.len(), reasons.values().next().and_then(Value::as_u64)), (1, Some(2)), "{reasons:?}");
-    assert!(reasons.keys().next().unwrap().starts_with("happened_at: "), "{reasons:?}");
+    assert_eq!(rejected["file"]["rows"], 3);
+    let reasons: Vec<(&str, u64)> =
+        rejected["reasons"].as_object().unwrap().iter().map(|(reason, rows)| (reason.as_str(), rows.as_u64().unwrap())).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons[0], ("doc: JSON numbers BigQuery's JSON type cannot hold exactly", 1));
+    assert!(reasons[1].0.starts_with("happened_at: ") && reasons[1].1 == 2, "{reasons:?}");
 
     // An independent reader sees the two rows as Postgres prints them, with key and reason.
     let dir = tempfile::tempdir().unwrap();
@@ -308,23 +315,26 @@ async fn rows_bigquery_cannot_hold_are_quarantined_counted_skipped_by_load_and_l
     std::fs::write(dir.path().join("rows.parquet"), s.download(&object).await).unwrap();
     let read = read_with_pyarrow(&python, dir.path());
     let keys: Vec<&str> = read["key"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert_eq!(keys, [r#"{"id" : 7}"#, r#"{"id" : 9}"#]);
-    let rows: Vec<Value> = read["row"].as_array().unwrap().iter().map(|v| serde_json::from_str(v.as_str().unwrap()).unwrap()).collect();
-    assert_eq!((rows[0]["happened_at"].as_str(), rows[1]["happened_at"].as_str()), (Some("12000-01-01T00:00:00+00:00"), Some("infinity")));
-    assert!(read["reason"].as_array().unwrap().iter().all(|r| r.as_str().unwrap().starts_with("happened_at: ")));
+    assert_eq!(keys, [r#"{"id" : 12}"#, r#"{"id" : 7}"#, r#"{"id" : 9}"#]);
+    let rows: Vec<String> = read["row"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert!(rows[0].contains("12345678901234567890123"), "{rows:?}");
+    let rows: Vec<Value> = rows.iter().map(|r| serde_json::from_str(r).unwrap()).collect();
+    assert_eq!((rows[1]["happened_at"].as_str(), rows[2]["happened_at"].as_str()), (Some("12000-01-01T00:00:00+00:00"), Some("infinity")));
+    let reasons: Vec<&str> = read["reason"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert!(reasons[0].starts_with("doc: ") && reasons[1..].iter().all(|r| r.starts_with("happened_at: ")), "{reasons:?}");
 
     // Load skips them; verify checks the file; validate lists them and passes.
     let out = s.load(&manifest_uri, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(s.count(&format!("{}__q", db.schema)).await, 18);
+    assert_eq!(s.count(&format!("{}__q", db.schema)).await, 17);
     let verify = pg2bq(&["verify", "--manifest", &manifest_uri]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     let (code, report, stderr) = s.validate(&manifest_uri, &["--source", &s.pg_url]);
     assert_eq!(code, Some(0), "{stderr}\n{report:#}");
     let checks = report["tables"][0]["checks"].as_array().unwrap();
     let listed = checks.iter().find(|c| c["check"] == "rejected").unwrap();
-    assert_eq!(listed["actual"], "2 rows");
-    assert!(listed["detail"].as_str().unwrap().starts_with("snapshot rows = 18 loaded + 2 rejected"), "{listed}");
+    assert_eq!(listed["actual"], "3 rows");
+    assert!(listed["detail"].as_str().unwrap().starts_with("snapshot rows = 17 loaded + 3 rejected"), "{listed}");
     let drift = checks.iter().find(|c| c["check"] == "source_drift").unwrap();
     assert_eq!((drift["expected"].as_str(), drift["actual"].as_str()), (Some("20"), Some("20")));
     db.drop().await;
