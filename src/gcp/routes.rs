@@ -94,7 +94,8 @@ pub fn route_columns(
     for column in snapshot {
         let name = column.mapping.bq_name.as_str();
         let wanted = options.column_map.get(name).map_or(name, String::as_str);
-        match target.iter().find(|t| t.name == wanted) {
+        // BigQuery column names are case-insensitive: `ID` is the column `id`.
+        match target.iter().find(|t| t.name.eq_ignore_ascii_case(wanted)) {
             Some(t) => {
                 fed.insert(t.name.as_str(), column);
             }
@@ -278,6 +279,14 @@ mod tests {
         let routes = route_columns("entity_mentions", &columns, &app_table(), &options).unwrap();
         assert_eq!(routes[2].expr, "TIMESTAMP(s.`happened_on`)");
         assert_eq!(routes[2].source.as_deref(), Some("happened_on"));
+    }
+
+    #[test]
+    fn target_columns_match_whatever_their_case_as_in_bigquery() {
+        let columns = [snapshot("id", "int8", 0)];
+        let routes =
+            route_columns("t", &columns, &[target("ID", BigQueryType::String, FieldMode::Required)], &TargetOptions::default()).unwrap();
+        assert_eq!((routes[0].target.as_str(), routes[0].source.as_deref()), ("ID", Some("id")));
     }
 
     #[test]
