@@ -198,11 +198,10 @@ impl RunAttempt<'_> {
     ) -> Result<(Manifest, Vec<UnitReport>), ExportError> {
         let resumed = !recorded.is_empty();
         let (mut tables, units, snapshots) = self.export_tables(recorded, progress).await?;
+        let (run_id, settings) = (self.claim.run_id().to_string(), &self.config.parquet);
         for manifest in &mut tables {
             let planned = self.plan.tables.iter().find(|t| t.name == manifest.name).expect("a manifest table is planned");
             if let Some(quarantine) = &planned.quarantine {
-                let run_id = self.claim.run_id().to_string();
-                let settings = &self.config.parquet;
                 manifest.rejected = Some(rejected::write_rejected(self.session, self.store, &run_id, planned, quarantine, settings).await?);
             }
         }

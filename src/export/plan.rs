@@ -252,12 +252,13 @@ async fn count_checked_rows(
         Ok(found) => found,
         Err(problems) => return Ok(Err(problems)),
     };
-    let Some(mut quarantine) = Quarantine::of(quarantined, counted.row_count) else {
+    if quarantined.is_empty() {
         return Ok(Ok((counted, adjusted_rows, None)));
-    };
-    let filters = [tail_filter, vec![quarantine.good_rows_filter()]].concat();
+    }
+    let bad = Quarantine { reasons: quarantined, rows: 0 };
+    let filters = [tail_filter, vec![bad.good_rows_filter()]].concat();
     let good = count_rows(spec, session, shape, mappings, units, &filters).await?;
-    quarantine.rows -= good.row_count;
+    let quarantine = Quarantine { rows: counted.row_count - good.row_count, ..bad };
     Ok(Ok((good, adjusted_rows, Some(quarantine))))
 }
 
@@ -436,12 +437,6 @@ pub struct Quarantine {
 }
 
 impl Quarantine {
-    /// The quarantine of `bad` (none when nothing is bad); `rows` starts at the table's rows
-    /// and becomes the bad ones once the good ones are counted.
-    fn of(bad: Vec<BadValue>, table_rows: u64) -> Option<Self> {
-        (!bad.is_empty()).then_some(Self { reasons: bad, rows: table_rows })
-    }
-
     /// Rows failing any check (a NULL check result is not a failure).
     pub fn bad_rows_filter(&self) -> String {
         let any: Vec<String> = self.reasons.iter().map(|r| format!("({})", r.predicate)).collect();

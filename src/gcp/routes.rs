@@ -69,12 +69,8 @@ pub struct ColumnRoute {
 
 /// The columns of a table pg2bq creates from the snapshot: each fed as is.
 pub fn snapshot_columns(snapshot: &[ColumnManifest]) -> Vec<TableColumn> {
-    let mode = |c: &ColumnManifest| match (c.mapping.repeated, c.mapping.nullable) {
-        (true, _) => FieldMode::Repeated,
-        (false, true) => FieldMode::Nullable,
-        (false, false) => FieldMode::Required,
-    };
-    snapshot.iter().map(|c| TableColumn { name: c.mapping.bq_name.clone(), field_type: Ok(c.mapping.bq_type), mode: Ok(mode(c)) }).collect()
+    let column = |c: &ColumnMapping| TableColumn { name: c.bq_name.clone(), field_type: Ok(c.bq_type), mode: Ok(FieldMode::of(c)) };
+    snapshot.iter().map(|c| column(&c.mapping)).collect()
 }
 
 /// Routes every target column, or lists every refusal.

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::model::types::BigQueryType;
+use crate::model::types::{BigQueryType, ColumnMapping};
 
 /// Time-partitioning granularity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,6 +25,15 @@ pub enum FieldMode {
 }
 
 impl FieldMode {
+    /// The mode a snapshot column loads with: REPEATED for an array, REQUIRED for NOT NULL.
+    pub fn of(column: &ColumnMapping) -> Self {
+        match (column.repeated, column.nullable) {
+            (true, _) => FieldMode::Repeated,
+            (false, true) => FieldMode::Nullable,
+            (false, false) => FieldMode::Required,
+        }
+    }
+
     /// BigQuery's name of the mode.
     pub fn name(self) -> &'static str {
         match self {

@@ -291,19 +291,9 @@ impl<'a> Scope<'a> {
 
 /// The snapshot's columns as BigQuery fields.
 fn table_fields(table: &TableManifest) -> Vec<Field> {
-    let mode = |repeated, nullable| match (repeated, nullable) {
-        (true, _) => FieldMode::Repeated,
-        (false, true) => FieldMode::Nullable,
-        (false, false) => FieldMode::Required,
-    };
     let fields = table.columns.iter().map(|c| &c.mapping);
     fields
-        .map(|c| Field {
-            name: c.bq_name.clone(),
-            field_type: c.bq_type,
-            mode: mode(c.repeated, c.nullable),
-            description: c.comment.clone(),
-        })
+        .map(|c| Field { name: c.bq_name.clone(), field_type: c.bq_type, mode: FieldMode::of(c), description: c.comment.clone() })
         .collect()
 }
 
