@@ -798,4 +798,18 @@ mod tests {
         assert_eq!(manifest.columns[0].aggregates.value_count, 3);
         assert_eq!(manifest.row_count, 3);
     }
+
+    /// Workers on other machines get the plan as a file: a table's plan (its units, their
+    /// queries and counts) survives JSON unchanged, and so does every unit built from it.
+    #[test]
+    fn a_plan_travels_as_json_and_builds_the_same_units() {
+        let planned = table(&[10, 0, 5]);
+        let travelled: TablePlan = serde_json::from_str(&serde_json::to_string(&planned).unwrap()).unwrap();
+        let run_id = RunId::parse("r1").unwrap();
+        let units = |t: &TablePlan| {
+            t.partitions.iter().map(|p| ExportUnit::new(t, p, &run_id)).map(|u| (u.query, u.expected_rows)).collect::<Vec<_>>()
+        };
+        assert_eq!(units(&travelled), units(&planned));
+        assert_eq!(serde_json::to_value(&travelled).unwrap(), serde_json::to_value(&planned).unwrap());
+    }
 }

@@ -6,7 +6,7 @@
 //! described once, for users, in docs/architecture.md ("Units"); `plan_units` and
 //! `tree_units` apply it, `UnitSizing` sizes it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
 use crate::model::manifest::{ForeignKey, Manifest, PartitionManifest};
@@ -28,7 +28,7 @@ pub const MAX_UNIT_BYTES: u64 = 1 << 30;
 const BLOCK_BYTES: u64 = 8192;
 
 /// What a run will do.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExportPlan {
     pub run_id: String,
     pub destination: String,
@@ -39,7 +39,7 @@ pub struct ExportPlan {
 }
 
 /// One table or query.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TablePlan {
     pub name: String,
     pub bq_table: String,
@@ -64,7 +64,7 @@ pub struct TablePlan {
 }
 
 /// What a numeric column's values need, found while counting (dry-run information).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NumericInUse {
     pub column: String,
     pub max_scale: Option<i64>,
@@ -419,7 +419,7 @@ async fn count_rows(
 }
 
 /// A value check's offending rows the export sets aside (`--on-bad-value quarantine`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BadValue {
     /// `column: problem`, as the rejected rows' `reason` says it.
     pub reason: String,
@@ -429,7 +429,7 @@ pub struct BadValue {
 
 /// The rows of a table set aside by `--on-bad-value quarantine`: those failing any of its
 /// reasons' checks, written as Postgres prints them with their key and reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quarantine {
     pub reasons: Vec<BadValue>,
     /// Rows failing at least one check (a row can fail several).

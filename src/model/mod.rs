@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod partition;
 pub mod progress;
 pub mod run_id;
+pub mod shard;
 pub mod tail;
 pub mod types;
 pub mod unit_record;
