@@ -27,6 +27,12 @@ pub enum SourceError {
         #[source]
         source: openssl::error::ErrorStack,
     },
+    #[error("snapshot {snapshot_id} no longer exists (the coordinator's transaction ended): restart the run")]
+    SnapshotGone {
+        snapshot_id: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("failed to {action}")]
     Query {
         action: String,

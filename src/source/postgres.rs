@@ -168,6 +168,24 @@ impl SnapshotSession {
         Ok(Self { client, url: url.to_string(), role: row.get(4), snapshot_id: row.get(0), info, server_version_num: row.get(5) })
     }
 
+    /// A worker's session inside a coordinator's exported snapshot (`SET TRANSACTION SNAPSHOT`),
+    /// never a newer one: a snapshot that no longer exists is [`SourceError::SnapshotGone`].
+    pub async fn import(url: &str, snapshot_id: &str) -> Result<Client, SourceError> {
+        let client = connect(url).await?;
+        let join = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'; {};",
+            snapshot_id.replace('\'', "''"),
+            SESSION_SETTINGS.join("; ")
+        );
+        client.batch_execute(&join).await.map_err(|source| match source.code() {
+            Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE) => {
+                SourceError::SnapshotGone { snapshot_id: snapshot_id.to_string(), source }
+            }
+            _ => SourceError::Query { action: format!("join snapshot {snapshot_id}"), source },
+        })?;
+        Ok(client)
+    }
+
     /// Whether a `ctid` range reads only its blocks (PostgreSQL 14+); before, every block range
     /// would scan the whole relation.
     pub fn tid_range_scans(&self) -> bool {

@@ -13,6 +13,7 @@ mod load_state;
 mod partitioned;
 mod runs;
 mod scheduler;
+mod shard;
 mod stream;
 mod support;
 mod validate;
