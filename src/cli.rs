@@ -41,6 +41,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Prove the snapshot's files are intact: sizes, CRC32C and aggregates (exit 1 if not).
     Verify(VerifyArgs),
+    /// Run one worker's share of a sharded export (`export --coordinate`), in its snapshot.
+    Work(WorkArgs),
 }
 
 /// Where the loaded tables are (shared by `load` and `validate`).
@@ -239,6 +241,40 @@ pub struct ExportArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Print the result (manifest summary or plan) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Shard the run across machines: hold the snapshot, write <dest>/<run-id>/plan.json, wait
+    /// while `pg2bq work` tasks export its units, then commit the manifest (docs/distributed.md).
+    #[arg(long, requires = "workers", conflicts_with = "resume")]
+    pub coordinate: bool,
+    /// Workers of a sharded run; --jobs is then each worker's units at once.
+    #[arg(long, requires = "coordinate", value_parser = parse_at_least_one)]
+    pub workers: Option<usize>,
+    /// Give a sharded run up, removing its files, when its units are not all in by then (e.g.
+    /// 90m, 6h; default 24h).
+    #[arg(long, requires = "coordinate", value_parser = humantime::parse_duration)]
+    pub deadline: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub gcs: GcsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// The run's plan, written by `export --coordinate`: gs://bucket/prefix/<run-id>/plan.json.
+    #[arg(long)]
+    pub plan: String,
+    /// Postgres URL (the plan holds none, credentials least of all).
+    #[arg(long, env = env::SOURCE, hide_env_values = true)]
+    pub source: Option<String>,
+    /// This worker's index from 0 (default: CLOUD_RUN_TASK_INDEX, JOB_COMPLETION_INDEX or
+    /// BATCH_TASK_INDEX, as the engine sets it).
+    #[arg(long)]
+    pub worker_index: Option<usize>,
+    /// Workers in the run (default: CLOUD_RUN_TASK_COUNT or BATCH_TASK_COUNT; Kubernetes
+    /// Indexed Jobs set none, so pass it there).
+    #[arg(long, value_parser = parse_at_least_one)]
+    pub workers: Option<usize>,
+    /// Print what the worker did as JSON on stdout.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

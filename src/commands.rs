@@ -2,9 +2,9 @@
 //! its result. Each returns whether the checks passed (`false` → exit code 1).
 
 use pg2bq::cli::env;
-use pg2bq::cli::{Command, ExportArgs, LoadArgs, ValidateArgs, VerifyArgs};
+use pg2bq::cli::{Command, ExportArgs, LoadArgs, ValidateArgs, VerifyArgs, WorkArgs};
 use pg2bq::config::ConfigFile;
-use pg2bq::export::config::ExportConfig;
+use pg2bq::export::config::{ExportConfig, WorkConfig};
 use pg2bq::export::{ExportError, PlanError};
 use pg2bq::load::LoadConfig;
 use pg2bq::validate::ValidateConfig;
@@ -22,6 +22,7 @@ pub async fn run(command: Command, output: &Output) -> Result<bool, Error> {
         Command::Load(args) => load(&args, output).await,
         Command::Validate(args) => validate(&args, output).await,
         Command::Verify(args) => verify(&args).await,
+        Command::Work(args) => work(&args).await,
     }
 }
 
@@ -68,4 +69,11 @@ async fn verify(args: &VerifyArgs) -> Result<bool, Error> {
     let report = pg2bq::verify::verify(&args.manifest, &args.gcp.gcs()).await?;
     report::print_verification(&report, args.json);
     Ok(report.passed)
+}
+
+async fn work(args: &WorkArgs) -> Result<bool, Error> {
+    let config = WorkConfig::resolve(args, |name| std::env::var(name).ok())?;
+    let outcome = pg2bq::export::sharded::worker::work(&config).await?;
+    report::print_work(&outcome, args.json);
+    Ok(true)
 }

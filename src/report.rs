@@ -490,6 +490,21 @@ pub fn print_verification(report: &pg2bq::verify::VerifyReport, json: bool) {
     print_checked(&text, json.then_some(report));
 }
 
+/// `pg2bq work`: what this worker did, on stderr; with `--json` the outcome on stdout.
+pub fn print_work(outcome: &pg2bq::export::sharded::worker::WorkOutcome, json: bool) {
+    let mut text = format!(
+        "Worker {} of {} (attempt {}), run {}: {} unit(s) exported now, {} recorded before, of {} in its share\n",
+        outcome.worker, outcome.workers, outcome.attempt, outcome.run_id, outcome.units.len(), outcome.recorded_before, outcome.share
+    );
+    if outcome.removed_files > 0 {
+        text.push_str(&format!("  removed {} file(s) an earlier attempt left for units it had not recorded\n", outcome.removed_files));
+    }
+    for unit in &outcome.units {
+        text.push_str(&format!("  {:<32} unit {:>4} {:>12} rows {:>14} bytes\n", unit.table, unit.unit, unit.rows, unit.bytes));
+    }
+    print_checked(&text, json.then_some(outcome));
+}
+
 /// A report of checks: its text on stderr, and with `--json` the report on stdout.
 fn print_checked(text: &str, json: Option<&impl serde::Serialize>) {
     eprint!("{text}");

@@ -9,8 +9,10 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::cli::env;
-use crate::cli::{BigQueryTargetArgs, ExportArgs, GcpArgs, GcsArgs, LoadArgs, LoadModeArg, OnBadValueArg, OutOfRangeArg, ValidateArgs};
-use crate::export::config::{ExportConfig, ExportTable, TableSource};
+use crate::cli::{
+    BigQueryTargetArgs, ExportArgs, GcpArgs, GcsArgs, LoadArgs, LoadModeArg, OnBadValueArg, OutOfRangeArg, ValidateArgs, WorkArgs,
+};
+use crate::export::config::{Coordination, ExportConfig, ExportTable, TableSource, WorkConfig};
 use crate::export::parquet::ParquetSettings;
 use crate::gcp::bigquery::BigQueryOptions;
 use crate::gcp::routes::Routing;
@@ -18,10 +20,14 @@ use crate::gcp::schema::PartitionUnit;
 use crate::load::{LoadConfig, LoadMode, LoadTarget};
 use crate::model::manifest::TableNames;
 use crate::model::run_id::{InvalidRunId, RunId};
+use crate::model::shard::WorkerIdentity;
 use crate::model::types::{CastOverride, NameAlphabet, OnBadValue, OutOfRange};
 use crate::source::postgres::with_connection_defaults;
 use crate::storage::gcs::GcsOptions;
 use crate::validate::{Denormalized, Probe, ValidateConfig};
+
+/// How long a sharded run's coordinator waits for its workers unless told otherwise.
+pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Rows per Arrow batch from Postgres unless told otherwise.
 pub const DEFAULT_BATCH_ROWS: usize = 16_384;
@@ -43,6 +49,8 @@ pub enum ConfigError {
     },
     #[error("no source: pass --source, set PG2BQ_SOURCE or DATABASE_URL, or put `source` in the config file")]
     MissingSource,
+    #[error("worker identity: {0}")]
+    WorkerIdentity(String),
     #[error("no destination: pass --dest, set PG2BQ_DEST, or put `dest` in the config file")]
     MissingDestination,
     #[error("`{value}` for {flag} is not of the form {expected}")]
@@ -185,7 +193,25 @@ impl ExportConfig {
             parquet: parquet_settings(args),
             batch_rows: args.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
             gcs: args.gcs.options(),
+            coordinate: args.workers.filter(|_| args.coordinate).map(|workers| Coordination {
+                workers,
+                deadline: args.deadline.unwrap_or(DEFAULT_DEADLINE),
+            }),
         })
+    }
+}
+
+impl WorkConfig {
+    /// The worker's flags, else the batch engine's variables read through `env`, else
+    /// `DATABASE_URL` for the source.
+    ///
+    /// # Errors
+    /// [`ConfigError::MissingSource`], or [`ConfigError::WorkerIdentity`] naming the flag or
+    /// variable that is missing or malformed.
+    pub fn resolve(args: &WorkArgs, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let source = args.source.clone().or_else(|| env(env::DATABASE_URL)).ok_or(ConfigError::MissingSource)?;
+        let identity = WorkerIdentity::resolve(args.worker_index, args.workers, env).map_err(ConfigError::WorkerIdentity)?;
+        Ok(Self { plan_uri: args.plan.clone(), source_url: postgres_url(&source)?, identity, gcs: args.gcs.options() })
     }
 }
 

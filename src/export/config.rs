@@ -1,9 +1,11 @@
 //! What `export` is asked to do, every option resolved (by `crate::config`).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::export::parquet::ParquetSettings;
 use crate::model::run_id::RunId;
+use crate::model::shard::WorkerIdentity;
 use crate::model::types::{CastOverride, OnBadValue, OutOfRange};
 use crate::storage::gcs::GcsOptions;
 
@@ -27,6 +29,28 @@ pub struct ExportConfig {
     pub dry_run: bool,
     pub parquet: ParquetSettings,
     pub batch_rows: usize,
+    pub gcs: GcsOptions,
+    /// `--coordinate`: hand the units to workers on other machines instead of running them.
+    pub coordinate: Option<Coordination>,
+}
+
+/// `export --coordinate`: how many workers run the units, and how long they may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coordination {
+    pub workers: usize,
+    /// The run is given up (and its files removed) when the workers have not recorded every
+    /// unit by then, so no snapshot is held open forever.
+    pub deadline: Duration,
+}
+
+/// `pg2bq work`: one worker of a sharded run.
+#[derive(Debug, Clone)]
+pub struct WorkConfig {
+    /// `<dest>/<run-id>/plan.json`, written by the coordinator.
+    pub plan_uri: String,
+    /// The source's URL with its credentials, which the plan never holds.
+    pub source_url: String,
+    pub identity: WorkerIdentity,
     pub gcs: GcsOptions,
 }
 

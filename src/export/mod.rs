@@ -15,6 +15,7 @@ pub mod parquet;
 pub mod plan;
 pub mod rejected;
 pub mod schedule;
+pub mod sharded;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,7 +47,7 @@ use crate::storage::store::{Store, StoreError};
 use crate::storage::units::{read_unit_records, UnitRecordError};
 use config::ExportConfig;
 pub use plan::{ExportPlan, PlanError, TablePlan};
-use schedule::{queue_order, unit_report, QueuedUnit, Scheduler, TableAssembly};
+use schedule::{queue_order, unit_report, QueuedUnit, Scheduler, TableAssembly, UnitOwner};
 
 /// A failed export step, naming the table and object.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +109,40 @@ pub enum ExportError {
     ResumeMismatch { run_id: String, table: String, partition: usize, difference: String },
     #[error("table `{table}`, unit {partition}: its record lists aggregates of column `{column}` that cannot be read back; rerun without --resume")]
     RecordedAggregates { table: String, partition: usize, column: String },
+    #[error("--coordinate: {0}")]
+    ConnectionBudget(String),
+    #[error("run `{run_id}`: the deadline ({deadline}) passed with {recorded} of {units} units recorded, worker(s) {waiting} still owing units; nothing was committed and the run's files are removed: restart the run with a later --deadline or more workers")]
+    Deadline { run_id: String, deadline: String, recorded: usize, units: usize, waiting: String },
+    #[error("run `{run_id}`: the connection holding the run's snapshot broke, so no worker can join it any more; nothing was committed: restart the run")]
+    SnapshotConnection {
+        run_id: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error("run `{run_id}`: a worker recorded table `{table}`, unit {partition} unlike the plan: {difference}; run the workers with the coordinator's pg2bq version and restart the run")]
+    WorkerMismatch { run_id: String, table: String, partition: usize, difference: String },
+    #[error("run `{run_id}`: table `{table}`, unit {partition} was recorded in snapshot {found}, not the coordinator's {expected}: another export wrote into this run; restart it under another --run-id")]
+    ForeignSnapshot { run_id: String, table: String, partition: usize, found: String, expected: String },
+    #[error("plan `{uri}` cannot be read; start the worker with the --plan the coordinator printed")]
+    PlanRead {
+        uri: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("plan `{uri}` is not a plan this pg2bq reads (format {found:?}, this one reads {supported}); run workers of the coordinator's version")]
+    PlanFormat { uri: String, found: Option<u64>, supported: u32 },
+    #[error("plan `{uri}` is unreadable")]
+    PlanParse {
+        uri: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("plan `{uri}` is run `{run_id}`'s, but it is not in that run's directory; pass the plan where the coordinator wrote it")]
+    PlanMoved { uri: String, run_id: String },
+    #[error("run `{run_id}`: `{uri}` exists already, written by another coordinator; nothing more was written")]
+    PlanExists { run_id: String, uri: String },
+    #[error("plan `{uri}` shards the run across {planned} workers, but this task is worker {index} of {count}: run the job with {planned} tasks (or --workers {planned})")]
+    WorkerCount { uri: String, planned: usize, index: usize, count: usize },
 }
 
 /// What `export` produced.
@@ -141,6 +176,9 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
         None => None,
     };
     let plan = plan::plan_export(config, &session, run_id.as_str(), parent.as_ref()).await?;
+    if let Some(coordination) = &config.coordinate {
+        sharded::coordinator::check_connection_budget(&session, coordination.workers, config.jobs).await?;
+    }
     if config.dry_run {
         return Ok(ExportOutcome::Planned(plan));
     }
@@ -162,7 +200,11 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
         }
     };
     let attempt = RunAttempt { config, store: &store, plan: &plan, session: &session, claim: &claim, started_at };
-    match attempt.commit(recorded, progress).await {
+    let outcome = match &config.coordinate {
+        Some(coordination) => sharded::coordinator::coordinate(&attempt, coordination, progress).await,
+        None => attempt.commit(recorded, progress).await,
+    };
+    match outcome {
         Ok((manifest, units)) => {
             drop(session);
             info!(run_id = %manifest.run_id, uri = %manifest_uri, mixed_snapshot = manifest.mixed_snapshot, "Committed manifest");
@@ -196,7 +238,6 @@ impl RunAttempt<'_> {
         recorded: Vec<UnitRecord>,
         progress: Option<&ProgressReporter>,
     ) -> Result<(Manifest, Vec<UnitReport>), ExportError> {
-        let resumed = !recorded.is_empty();
         let (mut tables, units, snapshots) = self.export_tables(recorded, progress).await?;
         let (run_id, settings) = (self.claim.run_id().to_string(), &self.config.parquet);
         for manifest in &mut tables {
@@ -205,7 +246,7 @@ impl RunAttempt<'_> {
                 manifest.rejected = Some(rejected::write_rejected(self.session, self.store, &run_id, planned, quarantine, settings).await?);
             }
         }
-        let manifest = self.manifest(tables, if resumed { snapshots } else { Vec::new() });
+        let manifest = self.manifest(tables, snapshots);
         let body = manifest.to_json().map_err(ExportError::Manifest)?;
         self.claim.ensure_held().await?;
         let path = format!("{}/{MANIFEST_FILE}", self.claim.run_id());
@@ -215,9 +256,12 @@ impl RunAttempt<'_> {
         Ok((manifest, units))
     }
 
-    /// The run's manifest; `unit_snapshots` (a resumed run's) make it mixed when they name
-    /// more than one exported snapshot, even if no transaction committed between them.
+    /// The run's manifest. The units' snapshots are listed when one is not this attempt's (a
+    /// resumed run), and make it mixed when they name more than one exported snapshot, even if
+    /// no transaction committed between them.
     fn manifest(&self, tables: Vec<TableManifest>, unit_snapshots: Vec<UnitSnapshot>) -> Manifest {
+        let ours = |s: &UnitSnapshot| s.snapshot_id == self.session.snapshot_id;
+        let unit_snapshots = if unit_snapshots.iter().all(ours) { Vec::new() } else { unit_snapshots };
         let distinct: BTreeSet<&str> = unit_snapshots.iter().map(|s| s.snapshot_id.as_str()).collect();
         Manifest {
             format_version: FORMAT_VERSION,
@@ -254,7 +298,7 @@ impl RunAttempt<'_> {
         let (mut assemblies, mut queues, mut reports, mut snapshots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for table in &plan.tables {
             let kept = take_records(table, &mut records);
-            let resumed = resume_table(table, kept, claim.run_id(), &snapshot)?;
+            let resumed = resume_table(table, kept, claim.run_id(), &snapshot, config.coordinate.is_none())?;
             if let Some(report) = progress {
                 report(&table.name, &resumed.counter);
             }
@@ -281,7 +325,8 @@ impl RunAttempt<'_> {
             workers: jobs_within_budget(config.jobs),
             cancelled: AtomicBool::new(false),
         });
-        let scheduler = Scheduler { exporter, claim, run_id: claim.run_id(), snapshot, queue: Mutex::new(queue_order(queues)) };
+        let scheduler =
+            Scheduler { exporter, owner: UnitOwner::Run(claim), run_id: claim.run_id(), snapshot, queue: Mutex::new(queue_order(queues)) };
         let (tables, now) = scheduler.run(&mut assemblies).await?;
         reports.extend(now);
         Ok((tables, reports, snapshots))
@@ -363,7 +408,7 @@ fn check_record(plan: &ExportPlan, run_id: &RunId, record: &UnitRecord) -> Resul
     if unit.query != record.query {
         return Err(mismatch(format!("recorded with the query `{}`, but the new plan's is `{}`", record.query, unit.query)));
     }
-    if unit.columns != record.columns {
+    if unit.columns.len() != record.columns.len() || !unit.columns.iter().zip(&record.columns).all(|(a, b)| a.same_route(b)) {
         return Err(mismatch("its columns' types differ from the new plan's".into()));
     }
     Ok(())
@@ -400,8 +445,15 @@ struct ResumedTable {
 }
 
 /// `table` with the units of `kept` taken as recorded (their rows as counted in the snapshot
-/// they were read in) and the others queued to be read in `snapshot`.
-fn resume_table(table: &TablePlan, kept: Vec<UnitRecord>, run_id: &RunId, snapshot: &UnitSnapshot) -> Result<ResumedTable, ExportError> {
+/// they were read in) and the others queued to be read in `snapshot`. `earlier_attempt`: the
+/// records are an earlier attempt's (a resumed run), not this run's workers'.
+fn resume_table(
+    table: &TablePlan,
+    kept: Vec<UnitRecord>,
+    run_id: &RunId,
+    snapshot: &UnitSnapshot,
+    earlier_attempt: bool,
+) -> Result<ResumedTable, ExportError> {
     let mut plan = table.clone();
     let (mut files, mut queued, mut reports, mut snapshots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for partition in &mut plan.partitions {
@@ -409,7 +461,7 @@ fn resume_table(table: &TablePlan, kept: Vec<UnitRecord>, run_id: &RunId, snapsh
             Some(record) => {
                 partition.rows = record.rows;
                 files.extend(recorded_files(&table.columns, record)?);
-                reports.push(unit_report(record, true));
+                reports.push(unit_report(record, earlier_attempt));
                 snapshots.push(record.snapshot.clone());
             }
             None => {
@@ -742,7 +794,7 @@ mod tests {
             txid_snapshot: "1:1:".into(),
             wal_lsn: Some("0/1".into()),
         };
-        let resumed = resume_table(&table, vec![record], &run_id, &now).unwrap();
+        let resumed = resume_table(&table, vec![record], &run_id, &now, true).unwrap();
         assert_eq!(resumed.assembly.plan.row_count, 4, "3 recorded rows and the 1 planned now");
         assert_eq!(resumed.assembly.pending, 1);
         assert_eq!(resumed.queued.iter().map(|(u, n)| (u.partition, *n)).collect::<Vec<_>>(), [(1, 2)]);
@@ -786,6 +838,38 @@ mod tests {
             .contains("one of 3 units, but the new plan cuts the table into 2"));
         let other = UnitRecord { table: "public.gone".into(), ..record };
         assert!(check_record(&plan, &run_id, &other).unwrap_err().to_string().contains("does not export the table"));
+    }
+
+    /// Unit records (and a sharded run's plan) are read from JSON, which does not keep a
+    /// column's plan-time check: the unit is still the one planned.
+    #[test]
+    fn a_record_read_back_from_json_matches_a_plan_with_value_checks() {
+        let run_id = RunId::parse("r1").unwrap();
+        let mut planned = table(&[3]);
+        let check = crate::model::types::ValueCheck { predicate: "\"id\" < 0".into(), problem: "negative".into(), range_adjustable: false };
+        planned.columns[0] = planned.columns[0].clone().with_check(check);
+        let source = SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None };
+        let plan =
+            ExportPlan { run_id: "r1".into(), destination: String::new(), source, tables: vec![planned.clone()], problems: Vec::new() };
+        let unit = ExportUnit::new(&planned, &planned.partitions[0], &run_id);
+        let snapshot = UnitSnapshot { table: unit.table.clone(), partition: 0, snapshot_id: "s".into(), txid_snapshot: String::new(), wal_lsn: None };
+        let record = UnitRecord {
+            table: unit.table.clone(),
+            partition: 0,
+            units_in_table: 1,
+            query: unit.query.clone(),
+            columns: unit.columns.clone(),
+            rows: 3,
+            files: Vec::new(),
+            snapshot,
+            attempts: 1,
+            seconds: 0.0,
+        };
+        let read_back: UnitRecord = serde_json::from_slice(&serde_json::to_vec(&record).unwrap()).unwrap();
+        assert!(read_back.columns[0].check.is_none());
+        assert!(check_record(&plan, &run_id, &read_back).is_ok());
+        let retyped = UnitRecord { columns: vec![ColumnMapping { pg_type: "int4".into(), ..read_back.columns[0].clone() }], ..read_back };
+        assert!(check_record(&plan, &run_id, &retyped).unwrap_err().to_string().contains("columns' types differ"));
     }
 
     #[test]

@@ -20,11 +20,12 @@ use tokio::task::JoinHandle;
 
 use crate::model::aggregates::ColumnAccumulator;
 use crate::model::manifest::FileManifest;
+use crate::model::unit_record::unit_file_prefix;
 use crate::storage::gcs::CHUNK_BYTES;
 use crate::storage::store::{Chunk, Store, StoreError, StoredObject};
 
 /// How files are encoded and cut.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ParquetSettings {
     pub zstd_level: i32,
     /// Uncompressed Arrow bytes per row group. The writer holds about this much per open file,
@@ -165,7 +166,7 @@ impl PartitionFiles {
 
     /// `<run-id>/<table>/part-p0002-s00001.parquet`: partition 2's second file.
     fn path(&self, index: usize) -> String {
-        format!("{}/part-p{:04}-s{index:05}.parquet", self.directory, self.partition)
+        format!("{}s{index:05}.parquet", unit_file_prefix(&self.directory, self.partition))
     }
 
     fn start_file(&mut self) -> Result<OpenFile, ParquetSinkError> {

@@ -24,7 +24,7 @@ use crate::model::run_id::RunId;
 use crate::model::unit_record::UnitRecord;
 use crate::source::SourceError;
 use crate::storage::gcs::GcsError;
-use crate::storage::run::RunClaim;
+use crate::storage::run::{ClaimError, RunClaim, WorkerLease};
 use crate::storage::store::StoreError;
 use crate::storage::units::record_unit;
 
@@ -143,10 +143,34 @@ struct FinishedUnit {
     report: UnitReport,
 }
 
+/// Who removes a unit's files before it is tried again, and may still record it: the run's
+/// claim (a run on one machine), or a worker's lease on its share (a sharded run).
+pub enum UnitOwner<'a> {
+    Run(&'a RunClaim),
+    Worker(&'a WorkerLease),
+}
+
+impl UnitOwner<'_> {
+    async fn delete_unit_files(&self, directory: &str, partition: usize) -> Result<usize, ClaimError> {
+        match self {
+            Self::Run(claim) => claim.delete_unit_files(directory, partition).await,
+            Self::Worker(lease) => lease.delete_unit_files(&[(directory.to_string(), partition)]).await,
+        }
+    }
+
+    /// A worker records nothing once the run is committed or its coordinator gave it up.
+    async fn before_record(&self) -> Result<(), ClaimError> {
+        match self {
+            Self::Run(_) => Ok(()),
+            Self::Worker(lease) => lease.ensure_open().await,
+        }
+    }
+}
+
 /// What the workers of a run share.
 pub struct Scheduler<'a> {
     pub exporter: Arc<UnitExporter>,
-    pub claim: &'a RunClaim,
+    pub owner: UnitOwner<'a>,
     pub run_id: &'a RunId,
     /// The snapshot this attempt reads in (`table` and `partition` are filled per unit).
     pub snapshot: UnitSnapshot,
@@ -239,7 +263,7 @@ impl Scheduler<'_> {
             }
             let unit = &queued.unit;
             warn!(table = %unit.table, unit = unit.partition, attempt, error = %crate::model::error_chain(&error).join(": "), "Unit failed, maybe transiently; retrying it in the same snapshot");
-            if let Err(cleanup) = self.claim.delete_unit_files(&unit.directory, unit.partition).await {
+            if let Err(cleanup) = self.owner.delete_unit_files(&unit.directory, unit.partition).await {
                 return Some(Err(cleanup.into()));
             }
             queued.counter.retries.fetch_add(1, Ordering::Relaxed);
@@ -271,6 +295,7 @@ impl Scheduler<'_> {
             attempts,
             seconds,
         };
+        self.owner.before_record().await?;
         record_unit(&self.exporter.store, self.run_id, &record).await?;
         queued.counter.units.fetch_add(1, Ordering::Relaxed);
         let report = unit_report(&record, false);

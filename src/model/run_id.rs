@@ -2,14 +2,28 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Longest run id: it becomes a directory name and part of BigQuery job ids and labels.
 const MAX_RUN_ID_CHARS: usize = 128;
 /// A run id: `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`, so never `.`, `..` or a path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct RunId(String);
+
+impl From<RunId> for String {
+    fn from(run_id: RunId) -> String {
+        run_id.0
+    }
+}
+
+impl TryFrom<String> for RunId {
+    type Error = InvalidRunId;
+
+    fn try_from(text: String) -> Result<Self, InvalidRunId> {
+        Self::parse(&text)
+    }
+}
 
 /// A run id that could name a path outside the run.
 #[derive(Debug, thiserror::Error)]

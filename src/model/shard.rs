@@ -1,10 +1,14 @@
-//! Sharded export (issue 11, groundwork): which worker a process is, which units of a plan it
+//! Sharded export: which worker a process is, which units of a plan it
 //! runs, and whether the source can take that many connections. Pure: the engines' variables
 //! come in as a lookup function, so the rules are tested without touching the environment.
 //!
 //! Every worker computes the same shares from the same plan, so no scheduler hands units out:
 //! units go largest first to the worker with the fewest rows so far (ties: the lower index),
 //! in an order that depends only on the plan.
+
+/// `<run-id>/plan.json`: a sharded run's plan, written create-only by its coordinator; every
+/// worker reads it. Its absence before the manifest exists means the coordinator gave up.
+pub const PLAN_FILE: &str = "plan.json";
 
 /// One worker of a sharded run: its index among `count`, and which attempt of its task this is
 /// (a retried task skips the units already recorded and removes only its own unrecorded files).

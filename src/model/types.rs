@@ -183,6 +183,12 @@ impl ColumnMapping {
         Self { check: Some(check), ..self }
     }
 
+    /// Whether `other` reads and routes the column the same way. The plan-time check is left
+    /// out: unit records and plans read from JSON do not keep it.
+    pub fn same_route(&self, other: &ColumnMapping) -> bool {
+        Self { check: None, ..self.clone() } == Self { check: None, ..other.clone() }
+    }
+
     /// REPEATED in BigQuery.
     pub fn repeated(self) -> Self {
         Self { repeated: true, ..self }

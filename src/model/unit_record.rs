@@ -10,6 +10,12 @@ use crate::model::types::ColumnMapping;
 /// Directory of the unit records inside a run directory.
 pub const UNITS_DIR: &str = "_units";
 
+/// The start of every file name unit `partition` writes into its table's `directory`
+/// (`<dir>/part-p0002-` for `part-p0002-s00001.parquet`): the files a retry removes.
+pub fn unit_file_prefix(directory: &str, partition: usize) -> String {
+    format!("{directory}/part-p{partition:04}-")
+}
+
 /// One finished unit: enough to merge it into its table's manifest without reading it again,
 /// and to check that a new plan cuts the table the same way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

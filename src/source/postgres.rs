@@ -8,6 +8,7 @@ use tokio_postgres::{Client, Config, NoTls};
 
 use super::{redact_url, SourceError};
 use crate::model::manifest::{ForeignKey, SourceInfo};
+use crate::model::shard::ConnectionBudget;
 use crate::model::types::{quote_ident, PgColumn};
 
 /// Session settings every connection of a run uses, so text output is deterministic, and so
@@ -24,6 +25,17 @@ pub const DEFAULT_CONNECT_TIMEOUT_S: u64 = 30;
 /// Idle seconds before TCP keepalive probes start when the URL sets no `keepalives_idle`, so a
 /// long stream over a dropped link fails instead of waiting forever.
 pub const DEFAULT_KEEPALIVES_IDLE_S: u64 = 60;
+
+/// The statements a connection runs to join exported snapshot `snapshot_id` (a unit's
+/// connection, on this machine or a worker's).
+pub fn snapshot_setup(snapshot_id: &str) -> Vec<String> {
+    let mut setup = vec![
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_string(),
+        format!("SET TRANSACTION SNAPSHOT '{}'", snapshot_id.replace('\'', "''")),
+    ];
+    setup.extend(SESSION_SETTINGS.iter().map(|s| s.to_string()));
+    setup
+}
 
 /// An open snapshot.
 pub struct SnapshotSession {
@@ -153,7 +165,12 @@ impl SnapshotSession {
     /// [`SourceError`] when the server cannot be reached or refuses the transaction.
     pub async fn open(url: &str) -> Result<Self, SourceError> {
         let client = connect(url).await?;
-        let begin = format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {};", SESSION_SETTINGS.join("; "));
+        // The transaction holds the snapshot for the whole run, idle between catalog queries
+        // (for hours, as a sharded run's coordinator): a server-wide idle timeout must not end it.
+        let begin = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL idle_in_transaction_session_timeout = 0; {};",
+            SESSION_SETTINGS.join("; ")
+        );
         client.batch_execute(&begin).await.map_err(query_error("open a REPEATABLE READ transaction"))?;
         let row = client
             .query_one(
@@ -172,11 +189,7 @@ impl SnapshotSession {
     /// never a newer one: a snapshot that no longer exists is [`SourceError::SnapshotGone`].
     pub async fn import(url: &str, snapshot_id: &str) -> Result<Client, SourceError> {
         let client = connect(url).await?;
-        let join = format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'; {};",
-            snapshot_id.replace('\'', "''"),
-            SESSION_SETTINGS.join("; ")
-        );
+        let join = format!("{};", snapshot_setup(snapshot_id).join("; "));
         client.batch_execute(&join).await.map_err(|source| match source.code() {
             Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE) => {
                 SourceError::SnapshotGone { snapshot_id: snapshot_id.to_string(), source }
@@ -253,10 +266,31 @@ impl SnapshotSession {
 
     /// The statements a partition connection runs before its query to join this snapshot.
     pub fn partition_setup(&self) -> Vec<String> {
-        let mut setup =
-            vec!["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_string(), format!("SET TRANSACTION SNAPSHOT '{}'", self.snapshot_id)];
-        setup.extend(SESSION_SETTINGS.iter().map(|s| s.to_string()));
-        setup
+        snapshot_setup(&self.snapshot_id)
+    }
+
+    /// Checks the session's connection still answers: its transaction holds the snapshot every
+    /// worker of a sharded run joins.
+    ///
+    /// # Errors
+    /// [`SourceError::Query`] when the connection broke.
+    pub async fn ping(&self) -> Result<(), SourceError> {
+        self.client.batch_execute("SELECT 1").await.map_err(query_error("keep the snapshot's connection alive"))
+    }
+
+    /// `max_connections`, `superuser_reserved_connections` and the client connections open now.
+    pub async fn connection_budget(&self) -> Result<ConnectionBudget, SourceError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT current_setting('max_connections')::int4, current_setting('superuser_reserved_connections')::int4, \
+                 (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int4",
+                &[],
+            )
+            .await
+            .map_err(query_error("read max_connections and the connections in use"))?;
+        let number = |i: usize| u32::try_from(row.get::<_, i32>(i)).unwrap_or(0);
+        Ok(ConnectionBudget { max_connections: number(0), superuser_reserved: number(1), in_use: number(2) })
     }
 
     /// Finds `schema`.`table` (both as the catalog spells them) in the catalog.

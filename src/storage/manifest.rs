@@ -56,10 +56,8 @@ pub struct FoundManifest {
 /// [`ManifestError`] naming the URI when it cannot be read, parsed or has an unknown format
 /// version.
 pub async fn find_manifest(uri: &str, gcs: &GcsOptions) -> Result<FoundManifest, ManifestError> {
-    let (directory, file) = uri.rsplit_once('/').unwrap_or((".", uri));
-    let (root, run_dir) = directory.rsplit_once('/').unwrap_or((".", directory));
     let read_error = |source| ManifestError::Read { uri: uri.to_string(), source };
-    let store = Store::open(if root.is_empty() { "/" } else { root }, gcs).map_err(read_error)?;
+    let (store, run_dir, file) = Store::open_run_file(uri, gcs).map_err(read_error)?;
     let bytes = store.get(&format!("{run_dir}/{file}")).await.map_err(read_error)?;
     let (manifest, digest) = Manifest::from_json(&bytes).map_err(|source| ManifestError::Parse { uri: uri.to_string(), source })?;
     if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&manifest.format_version) {

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::store::{Store, StoreError};
 use crate::model::manifest::MANIFEST_FILE;
 use crate::model::run_id::RunId;
-use crate::model::unit_record::UnitRecord;
+use crate::model::shard::PLAN_FILE;
+use crate::model::unit_record::{unit_file_prefix, UnitRecord};
 
 /// Claim attempts before giving up when other exporters keep taking the next number.
 const MAX_CLAIM_ROUNDS: usize = 5;
@@ -53,6 +54,12 @@ pub enum ClaimError {
     Lost { run_id: String, uri: String, by: String },
     #[error("run `{run_id}` is committed (`{uri}` exists): its files are never deleted")]
     Committed { run_id: String, uri: String },
+    #[error("run `{run_id}`: its plan `{uri}` is gone, so its coordinator gave the run up; this worker stops (restart the run with a new coordinator)")]
+    PlanGone { run_id: String, uri: String },
+    #[error("run `{run_id}` was restarted: its plan `{uri}` now names snapshot {now}, not this worker's {ours}; this worker stops")]
+    PlanReplaced { run_id: String, uri: String, now: String, ours: String },
+    #[error("run `{run_id}`: table `{directory}`, unit {partition} is not in this worker's share; it deletes only its own units' files")]
+    NotInShare { run_id: String, directory: String, partition: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -95,10 +102,11 @@ fn is_claim_file(name: &str) -> bool {
     claim_number(name).is_some()
 }
 
-/// Whether `name` (an object's name inside a run directory) is commit bookkeeping: a claim or a
-/// unit record. A kill between the manifest's creation and their removal leaves them.
+/// Whether `name` (an object's name inside a run directory) is commit bookkeeping: a claim, a
+/// unit record, or a sharded run's plan. A kill between the manifest's creation and their
+/// removal leaves the first two; the plan stays as the record of how the run was sharded.
 pub fn is_bookkeeping_file(name: &str) -> bool {
-    is_claim_file(name) || UnitRecord::is_record(name)
+    is_claim_file(name) || UnitRecord::is_record(name) || name == PLAN_FILE
 }
 
 /// The claim numbers found among the run's objects.
@@ -193,7 +201,10 @@ impl RunClaim {
             }
             Cleanup::EarlierAttempts => self.delete_uncommitted(|path| path != own).await,
             Cleanup::Everything => {
-                let deleted = self.delete_uncommitted(|path| path != own).await?;
+                // A sharded run's workers stop once its plan is gone: it goes first.
+                let plan = format!("{prefix}{PLAN_FILE}");
+                let deleted = self.delete_uncommitted(|path| path == plan).await?;
+                let deleted = deleted + self.delete_uncommitted(|path| path != own).await?;
                 self.store.delete_in_run(&self.run_id, &own).await?;
                 Ok(deleted)
             }
@@ -220,7 +231,7 @@ impl RunClaim {
     /// # Errors
     /// As [`Self::delete_run_objects`].
     pub async fn delete_unit_files(&self, directory: &str, partition: usize) -> Result<usize, ClaimError> {
-        let unit_prefix = format!("{directory}/part-p{partition:04}-");
+        let unit_prefix = unit_file_prefix(directory, partition);
         self.delete_uncommitted(|path| path.starts_with(&unit_prefix)).await
     }
 
@@ -246,6 +257,79 @@ impl RunClaim {
 
     pub fn record(&self) -> &ClaimRecord {
         &self.record
+    }
+}
+
+/// What a worker of a sharded run may delete: the files of its own share's units, and only
+/// while the run is neither committed nor given up by its coordinator (its plan gone or
+/// replaced by a restarted run's). The coordinator holds the run's claim; a worker never
+/// deletes anything else.
+#[derive(Debug)]
+pub struct WorkerLease {
+    store: Store,
+    run_id: RunId,
+    /// The snapshot the plan this worker read names.
+    snapshot_id: String,
+    /// `(<run-id>/<table>, unit)` of every unit in the worker's share.
+    share: BTreeSet<(String, usize)>,
+}
+
+impl WorkerLease {
+    pub fn new(store: &Store, run_id: &RunId, snapshot_id: &str, share: BTreeSet<(String, usize)>) -> Self {
+        Self { store: store.clone(), run_id: run_id.clone(), snapshot_id: snapshot_id.to_string(), share }
+    }
+
+    pub fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+
+    /// Fails once the run is committed, or its coordinator gave it up (the plan is gone) or
+    /// restarted it (the plan names another snapshot).
+    ///
+    /// # Errors
+    /// [`ClaimError::Committed`], [`ClaimError::PlanGone`], [`ClaimError::PlanReplaced`], or
+    /// the store's error.
+    pub async fn ensure_open(&self) -> Result<(), ClaimError> {
+        let manifest = format!("{}/{MANIFEST_FILE}", self.run_id);
+        if self.store.exists(&manifest).await? {
+            return Err(ClaimError::Committed { run_id: self.run_id.to_string(), uri: self.store.uri(&manifest) });
+        }
+        let path = format!("{}/{PLAN_FILE}", self.run_id);
+        let (run_id, uri) = (self.run_id.to_string(), self.store.uri(&path));
+        let plan = match self.store.get(&path).await {
+            Err(error) if error.is_not_found() => return Err(ClaimError::PlanGone { run_id, uri }),
+            plan => plan?,
+        };
+        let now = serde_json::from_slice::<serde_json::Value>(&plan)
+            .ok()
+            .and_then(|plan| plan.get("snapshot_id").and_then(|s| s.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        if now != self.snapshot_id {
+            return Err(ClaimError::PlanReplaced { run_id, uri, now, ours: self.snapshot_id.clone() });
+        }
+        Ok(())
+    }
+
+    /// Deletes the files `units` of this worker's share wrote (an earlier attempt's, or a
+    /// failed try's before the next), listing the run once. Returns how many went.
+    ///
+    /// # Errors
+    /// [`ClaimError::NotInShare`] before anything is deleted, as [`Self::ensure_open`], or the
+    /// store's error.
+    pub async fn delete_unit_files(&self, units: &[(String, usize)]) -> Result<usize, ClaimError> {
+        if let Some((directory, partition)) = units.iter().find(|unit| !self.share.contains(unit)) {
+            return Err(ClaimError::NotInShare { run_id: self.run_id.to_string(), directory: directory.clone(), partition: *partition });
+        }
+        self.ensure_open().await?;
+        let prefixes: Vec<String> = units.iter().map(|(directory, partition)| unit_file_prefix(directory, *partition)).collect();
+        let mut deleted = 0;
+        for path in self.store.list_run_with_staging(&self.run_id).await? {
+            if prefixes.iter().any(|prefix| path.starts_with(prefix)) {
+                self.store.delete_in_run(&self.run_id, &path).await?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 }
 

@@ -179,6 +179,17 @@ impl Store {
     }
 
     /// Full URI of `path`, as recorded in the manifest.
+    /// The store a run file's URI (`<dest>/<run-id>/<file>`) lives in, rooted at `<dest>`,
+    /// with the run directory and the file's name.
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn open_run_file(uri: &str, gcs: &GcsOptions) -> Result<(Self, String, String), StoreError> {
+        let (directory, file) = uri.rsplit_once('/').unwrap_or((".", uri));
+        let (root, run_dir) = directory.rsplit_once('/').unwrap_or((".", directory));
+        Ok((Self::open(if root.is_empty() { "/" } else { root }, gcs)?, run_dir.to_string(), file.to_string()))
+    }
+
     pub fn uri(&self, path: &str) -> String {
         format!("{}/{path}", self.display_root)
     }

@@ -2,6 +2,8 @@
 //! create-only as each unit finishes, read back by `export --resume`. Deleting them is the
 //! run claim's business ([`super::run`]).
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 
 use super::store::{Store, StoreError};
@@ -50,16 +52,32 @@ pub async fn record_unit(store: &Store, run_id: &RunId, record: &UnitRecord) -> 
 /// # Errors
 /// [`UnitRecordError::Unreadable`] naming the record; [`UnitRecordError::Store`].
 pub async fn read_unit_records(store: &Store, run_id: &RunId) -> Result<Vec<UnitRecord>, UnitRecordError> {
-    let mut listed: Vec<String> = store.list(&format!("{run_id}/{UNITS_DIR}")).await?.into_iter().map(|o| o.path).collect();
-    listed.sort();
+    let mut records = BTreeMap::new();
+    read_new_unit_records(store, run_id, &mut records).await?;
+    Ok(records.into_values().collect())
+}
+
+/// Adds to `known` (by path) the units recorded under the run since it was last read: one
+/// listing, and a read of each new record only (a coordinator polls this for hours).
+///
+/// # Errors
+/// As [`read_unit_records`].
+pub async fn read_new_unit_records(
+    store: &Store,
+    run_id: &RunId,
+    known: &mut BTreeMap<String, UnitRecord>,
+) -> Result<(), UnitRecordError> {
+    let listed = store.list(&format!("{run_id}/{UNITS_DIR}")).await?;
     let prefix = format!("{run_id}/");
-    let mut records = Vec::new();
-    for path in listed.iter().filter(|p| p.strip_prefix(&prefix).is_some_and(UnitRecord::is_record)) {
-        let body = store.get(path).await?;
-        let record = serde_json::from_slice(&body).map_err(|source| UnitRecordError::Unreadable { uri: store.uri(path), source })?;
-        records.push(record);
+    for path in listed.into_iter().map(|o| o.path).filter(|p| p.strip_prefix(&prefix).is_some_and(UnitRecord::is_record)) {
+        if known.contains_key(&path) {
+            continue;
+        }
+        let body = store.get(&path).await?;
+        let record = serde_json::from_slice(&body).map_err(|source| UnitRecordError::Unreadable { uri: store.uri(&path), source })?;
+        known.insert(path, record);
     }
-    Ok(records)
+    Ok(())
 }
 
 #[cfg(test)]
