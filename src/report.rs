@@ -494,7 +494,13 @@ pub fn print_verification(report: &pg2bq::verify::VerifyReport, json: bool) {
 pub fn print_work(outcome: &pg2bq::export::sharded::worker::WorkOutcome, json: bool) {
     let mut text = format!(
         "Worker {} of {} (attempt {}), run {}: {} unit(s) exported now, {} recorded before, of {} in its share\n",
-        outcome.worker, outcome.workers, outcome.attempt, outcome.run_id, outcome.units.len(), outcome.recorded_before, outcome.share
+        outcome.worker,
+        outcome.workers,
+        outcome.attempt,
+        outcome.run_id,
+        outcome.units.len(),
+        outcome.recorded_before,
+        outcome.share
     );
     if outcome.removed_files > 0 {
         text.push_str(&format!("  removed {} file(s) an earlier attempt left for units it had not recorded\n", outcome.removed_files));

@@ -193,10 +193,10 @@ impl ExportConfig {
             parquet: parquet_settings(args),
             batch_rows: args.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
             gcs: args.gcs.options(),
-            coordinate: args.workers.filter(|_| args.coordinate).map(|workers| Coordination {
-                workers,
-                deadline: args.deadline.unwrap_or(DEFAULT_DEADLINE),
-            }),
+            coordinate: args
+                .workers
+                .filter(|_| args.coordinate)
+                .map(|workers| Coordination { workers, deadline: args.deadline.unwrap_or(DEFAULT_DEADLINE) }),
         })
     }
 }

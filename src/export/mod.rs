@@ -117,7 +117,7 @@ pub enum ExportError {
     SnapshotConnection {
         run_id: String,
         #[source]
-        source: SourceError,
+        source: Box<SourceError>,
     },
     #[error("run `{run_id}`: a worker recorded table `{table}`, unit {partition} unlike the plan: {difference}; run the workers with the coordinator's pg2bq version and restart the run")]
     WorkerMismatch { run_id: String, table: String, partition: usize, difference: String },
@@ -127,7 +127,7 @@ pub enum ExportError {
     PlanRead {
         uri: String,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("plan `{uri}` is not a plan this pg2bq reads (format {found:?}, this one reads {supported}); run workers of the coordinator's version")]
     PlanFormat { uri: String, found: Option<u64>, supported: u32 },
@@ -171,10 +171,7 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
         return Err(committed());
     }
     let session = SnapshotSession::open(&config.source_url).await?;
-    let parent = match &config.since {
-        Some(uri) => Some(read_manifest(uri, &config.gcs).await.map_err(|e| ExportError::Since(Box::new(e)))?.manifest),
-        None => None,
-    };
+    let parent = since_manifest(config).await?;
     let plan = plan::plan_export(config, &session, run_id.as_str(), parent.as_ref()).await?;
     if let Some(coordination) = &config.coordinate {
         sharded::coordinator::check_connection_budget(&session, coordination.workers, config.jobs).await?;
@@ -218,6 +215,14 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
             clean_failed_run(&store, &claim, config.resume).await;
             Err(error)
         }
+    }
+}
+
+/// `--since`: the manifest of the run this tail continues.
+async fn since_manifest(config: &ExportConfig) -> Result<Option<Manifest>, ExportError> {
+    match &config.since {
+        Some(uri) => Ok(Some(read_manifest(uri, &config.gcs).await.map_err(|e| ExportError::Since(Box::new(e)))?.manifest)),
+        None => Ok(None),
     }
 }
 
@@ -852,7 +857,8 @@ mod tests {
         let plan =
             ExportPlan { run_id: "r1".into(), destination: String::new(), source, tables: vec![planned.clone()], problems: Vec::new() };
         let unit = ExportUnit::new(&planned, &planned.partitions[0], &run_id);
-        let snapshot = UnitSnapshot { table: unit.table.clone(), partition: 0, snapshot_id: "s".into(), txid_snapshot: String::new(), wal_lsn: None };
+        let snapshot =
+            UnitSnapshot { table: unit.table.clone(), partition: 0, snapshot_id: "s".into(), txid_snapshot: String::new(), wal_lsn: None };
         let record = UnitRecord {
             table: unit.table.clone(),
             partition: 0,

@@ -62,11 +62,7 @@ pub async fn read_unit_records(store: &Store, run_id: &RunId) -> Result<Vec<Unit
 ///
 /// # Errors
 /// As [`read_unit_records`].
-pub async fn read_new_unit_records(
-    store: &Store,
-    run_id: &RunId,
-    known: &mut BTreeMap<String, UnitRecord>,
-) -> Result<(), UnitRecordError> {
+pub async fn read_new_unit_records(store: &Store, run_id: &RunId, known: &mut BTreeMap<String, UnitRecord>) -> Result<(), UnitRecordError> {
     let listed = store.list(&format!("{run_id}/{UNITS_DIR}")).await?;
     let prefix = format!("{run_id}/");
     for path in listed.into_iter().map(|o| o.path).filter(|p| p.strip_prefix(&prefix).is_some_and(UnitRecord::is_record)) {

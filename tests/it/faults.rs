@@ -95,7 +95,7 @@ async fn json_pre_check_refuses_unrepresentable_json_when_answers_are_unfinished
 
 /// 5xx and connection resets (before the request reaches GCS, after GCS acted on it, and
 /// halfway through its answer) on `fraction` of the requests matching `path`.
-fn failing_uploads(seed: u64, path: &str, fraction: f64) -> Value {
+pub(crate) fn failing_uploads(seed: u64, path: &str, fraction: f64) -> Value {
     json!({
         "seed": seed,
         "rules": [{ "upstream": "gcs", "path": path, "fraction": fraction,

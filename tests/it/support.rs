@@ -334,9 +334,18 @@ impl Emulators {
 
     /// Names of the objects under `prefix` (no leading `gs://bucket/`).
     pub async fn object_names(&self, prefix: &str) -> Vec<String> {
+        self.objects(prefix).await.into_iter().map(|(name, _)| name).collect()
+    }
+
+    /// The objects under `prefix` with their sizes, in name order.
+    pub async fn objects(&self, prefix: &str) -> Vec<(String, u64)> {
         let url = format!("{}/storage/v1/b/{}/o?prefix={prefix}", self.gcs_host, self.bucket);
         let listing: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
-        listing["items"].as_array().into_iter().flatten().map(|i| i["name"].as_str().unwrap().to_string()).collect()
+        let items = listing["items"].as_array().into_iter().flatten();
+        let mut objects: Vec<(String, u64)> =
+            items.map(|o| (o["name"].as_str().unwrap().to_string(), o["size"].as_str().unwrap().parse().unwrap())).collect();
+        objects.sort();
+        objects
     }
 
     pub async fn download(&self, name: &str) -> Vec<u8> {

@@ -105,7 +105,11 @@ async fn wait_for_units(attempt: &RunAttempt<'_>, plan: &ShardPlan, deadline: Du
                 waiting: waiting.join(", "),
             });
         }
-        attempt.session.ping().await.map_err(|source| ExportError::SnapshotConnection { run_id: plan.run_id.to_string(), source })?;
+        attempt
+            .session
+            .ping()
+            .await
+            .map_err(|source| ExportError::SnapshotConnection { run_id: plan.run_id.to_string(), source: Box::new(source) })?;
         attempt.claim.ensure_held().await?;
         tokio::time::sleep(POLL).await;
     }

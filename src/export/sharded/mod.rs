@@ -103,7 +103,7 @@ impl ShardPlan {
     /// Reads the plan at `uri`; returns it with the store of its run (rooted at the run's
     /// destination).
     pub async fn read(uri: &str, gcs: &GcsOptions) -> Result<(Self, Store), ExportError> {
-        let read_error = |source| ExportError::PlanRead { uri: uri.to_string(), source };
+        let read_error = |source| ExportError::PlanRead { uri: uri.to_string(), source: Box::new(source) };
         let (store, run_dir, file) = Store::open_run_file(uri, gcs).map_err(read_error)?;
         let body = store.get(&format!("{run_dir}/{file}")).await.map_err(read_error)?;
         let value: serde_json::Value =

@@ -65,7 +65,12 @@ pub async fn work(config: &WorkConfig) -> Result<WorkOutcome, ExportError> {
     let leftovers: Vec<(String, usize)> = pending.iter().map(|(u, _)| (u.directory.clone(), u.partition)).collect();
     let removed_files = lease.delete_unit_files(&leftovers).await?;
     if removed_files > 0 {
-        warn!(worker = identity.index, attempt = identity.attempt, files = removed_files, "Removed files an earlier attempt left for units it had not recorded");
+        warn!(
+            worker = identity.index,
+            attempt = identity.attempt,
+            files = removed_files,
+            "Removed files an earlier attempt left for units it had not recorded"
+        );
     }
     info!(run_id = %plan.run_id, worker = identity.index, workers = plan.workers, attempt = identity.attempt, units = pending.len(), recorded_before = done.len(), "Running this worker's share");
     let units = match run_share(config, &plan, &store, &lease, pending).await {
