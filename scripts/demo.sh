@@ -4,7 +4,8 @@
 # gs://pg2bq-test/demo, prints the manifest summary, loads it into BigQuery with load jobs,
 # prints the row counts BigQuery sees, validate's report (every check, against the manifest and a
 # sample of the source), and ends with the cutover: a merge of entity_mentions into a table the
-# app created (string ids, an extra column, partitioned) that already holds live rows.
+# app created (string ids, an extra column, partitioned) that already holds live rows, then a
+# sharded export: a coordinator and three workers started as Cloud Run Jobs starts tasks.
 # Everything is stopped on exit.
 # Usage: scripts/demo.sh [scale]   (default 0.1 = 200 entities, 2k events, 5k mentions; the
 # emulator's FARM_FINGERPRINT runs at ~0.3 ms per value, so larger scales validate slowly)
@@ -16,8 +17,10 @@ SCALE=${1:-0.1}
 
 "$REPO/scripts/system-deps.sh"
 VALIDATE_CONFIG=$(mktemp)
+SHARD_LOG=$(mktemp)
 cleanup() {
-  rm -f "$VALIDATE_CONFIG"
+  rm -f "$VALIDATE_CONFIG" "$SHARD_LOG"
+  jobs -p | xargs -r kill 2>/dev/null || true
   "$REPO/scripts/bq-down.sh" || true
   "$REPO/scripts/gcs-down.sh" || true
   "$REPO/scripts/pg-down.sh" || true
@@ -92,3 +95,24 @@ log "merging again: nothing changes"
 "$PG2BQ" load "${MERGE_ARGS[@]}"
 bq "SELECT COUNT(*), COUNT(DISTINCT id), COUNTIF(ingested_by = 'app') FROM demo.app_mentions" |
   "$VENV/bin/python" -c 'import json, sys; [print(f"  app_mentions: {n} rows, {d} distinct ids, {a} written by the app") for n, d, a in json.load(sys.stdin)]'
+
+log "sharded export (docs/distributed.md): a coordinator holds one snapshot, 3 workers started as Cloud Run Jobs tasks export its units"
+SHARD_RUN=$RUN_ID-sharded
+PG2BQ_SOURCE=$PG2BQ_TEST_PG_URL "$PG2BQ" export --dest "$DEST" --run-id "$SHARD_RUN" \
+  --table public.events --table public.entity_mentions \
+  --partitions 3 --coordinate --workers 3 --jobs 1 --deadline 10m 2>"$SHARD_LOG" &
+COORDINATOR=$!
+until grep -q "Wrote the run's plan" "$SHARD_LOG"; do
+  kill -0 "$COORDINATOR" 2>/dev/null || { cat "$SHARD_LOG" >&2; die "the coordinator stopped before writing its plan"; }
+  sleep 1
+done
+WORKERS=()
+for i in 0 1 2; do
+  CLOUD_RUN_TASK_INDEX=$i CLOUD_RUN_TASK_COUNT=3 CLOUD_RUN_TASK_ATTEMPT=0 PG2BQ_SOURCE=$PG2BQ_TEST_PG_URL RUST_LOG=warn \
+    "$PG2BQ" work --plan "$DEST/$SHARD_RUN/plan.json" &
+  WORKERS+=($!)
+done
+for pid in "${WORKERS[@]}"; do wait "$pid"; done
+wait "$COORDINATOR" || { cat "$SHARD_LOG" >&2; die "the coordinator failed"; }
+grep -E "Worker progress|Committed manifest" "$SHARD_LOG" | sed -E 's/^[^ ]+ +INFO [^ ]+ /  /'
+"$PG2BQ" verify --manifest "$DEST/$SHARD_RUN/manifest.json"

@@ -9,6 +9,7 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
+use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::export::parquet::{writer_properties, ParquetSettings};
 use crate::export::plan::{and_all, Quarantine, TablePlan};
@@ -23,7 +24,8 @@ use crate::storage::store::{crc32c_base64, Store};
 pub const REJECTED_FILE: &str = "_rejected/rows.parquet";
 
 /// Reads the table's bad rows in `session`'s snapshot and writes them; a file already there
-/// (an earlier attempt of the run wrote it) is kept and described as it is.
+/// (written between the attempt's start, which removes an earlier attempt's, and its commit) is
+/// kept and described as it is, its rows read from its own metadata.
 ///
 /// # Errors
 /// [`ExportError`] when the rows cannot be read, encoded or stored.
@@ -43,15 +45,22 @@ pub async fn write_rejected(
     };
     let relative = format!("{}/{REJECTED_FILE}", table.name);
     let path = format!("{run_id}/{relative}");
-    let data = match store.put_if_absent(&path, data.clone()).await? {
-        true => data,
-        false => store.get(&path).await?,
+    // A file already there is described by its own rows, not by the rows read now.
+    let (data, file_rows) = match store.put_if_absent(&path, data.clone()).await? {
+        true => (data, rows.len() as u64),
+        false => {
+            let kept = store.get(&path).await?;
+            let rows = SerializedFileReader::new(kept.clone())
+                .map(|reader| reader.metadata().file_metadata().num_rows().unsigned_abs())
+                .map_err(|source| ExportError::Rejected { table: table.name.clone(), source })?;
+            (kept, rows)
+        }
     };
     let file = FileManifest {
         path: relative,
         uri: store.uri(&path),
         partition: 0,
-        rows: rows.len() as u64,
+        rows: file_rows,
         bytes: data.len() as u64,
         crc32c: crc32c_base64(crc32c::crc32c(&data)),
         aggregates: Vec::new(),
