@@ -889,6 +889,37 @@ mod tests {
         assert_eq!(manifest.row_count, 3);
     }
 
+    /// `plan.json` read back gives every worker the same share, and the shares cover every
+    /// unit once.
+    #[test]
+    fn a_shard_plan_read_back_splits_the_same_units_among_its_workers() {
+        let source = SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: "1:1:".into(), wal_lsn: None };
+        let tables = vec![table(&[10, 0, 5]), TablePlan { name: "public.u".into(), ..table(&[7, 7]) }];
+        let plan = sharded::ShardPlan {
+            format_version: sharded::PLAN_FORMAT_VERSION,
+            run_id: RunId::parse("r1").unwrap(),
+            snapshot_id: "00000003-0000000A-1".into(),
+            workers: 2,
+            jobs: 1,
+            batch_rows: 100,
+            parquet: ParquetSettings::default(),
+            coordinator: "pid 1 on h".into(),
+            created_at: String::new(),
+            deadline_at: String::new(),
+            plan: ExportPlan { run_id: "r1".into(), destination: String::new(), source, tables, problems: Vec::new() },
+        };
+        let read: sharded::ShardPlan = serde_json::from_slice(&serde_json::to_vec(&plan).unwrap()).unwrap();
+        let units =
+            |p: &sharded::ShardPlan, worker| p.share(worker).into_iter().map(|(u, n)| (u.table, u.partition, n)).collect::<Vec<_>>();
+        assert_eq!((units(&read, 0), units(&read, 1)), (units(&plan, 0), units(&plan, 1)));
+        let mut all: Vec<_> = units(&read, 0).into_iter().chain(units(&read, 1)).collect();
+        all.sort();
+        let t = |table: &str, partition, n| (table.to_string(), partition, n);
+        assert_eq!(all, [t("public.t", 0, 3), t("public.t", 1, 3), t("public.t", 2, 3), t("public.u", 0, 2), t("public.u", 1, 2)]);
+        assert_eq!(read.unit_snapshot().snapshot_id, "00000003-0000000A-1");
+        assert!(serde_json::from_str::<sharded::ShardPlan>(&serde_json::to_string(&plan).unwrap().replace("\"r1\"", "\"../x\"")).is_err());
+    }
+
     /// Workers on other machines get the plan as a file: a table's plan (its units, their
     /// queries and counts) survives JSON unchanged, and so does every unit built from it.
     #[test]

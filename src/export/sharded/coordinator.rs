@@ -19,6 +19,8 @@ use crate::storage::units::read_new_unit_records;
 
 /// How often the coordinator looks for new unit records and checks its connection.
 const POLL: Duration = Duration::from_secs(2);
+/// How long the coordinator stays silent when no worker records a unit.
+const QUIET: Duration = Duration::from_secs(60);
 
 /// Refuses `workers` × `jobs` unit connections plus the coordinator's when the source cannot
 /// hold them, before anything is written.
@@ -83,27 +85,31 @@ fn announce(plan: &ShardPlan, uri: &str) {
 async fn wait_for_units(attempt: &RunAttempt<'_>, plan: &ShardPlan, deadline: Duration) -> Result<Vec<UnitRecord>, ExportError> {
     let owners = plan.owners();
     let give_up = Instant::now().checked_add(deadline);
-    let (mut known, mut shown) = (BTreeMap::new(), Vec::new());
+    let (mut known, mut shown, mut said) = (BTreeMap::new(), Vec::new(), Instant::now());
     loop {
         read_new_unit_records(attempt.store, &plan.run_id, &mut known).await?;
         for record in known.values() {
             check_worker_record(attempt, plan, record)?;
         }
-        let progress = worker_progress(plan, &owners, known.values());
-        report_changes(&progress, &mut shown);
+        let progress = worker_progress(plan.workers, &owners, known.values());
+        if report_changes(&progress, &mut shown) {
+            said = Instant::now();
+        }
         if known.len() == owners.len() {
             return Ok(known.into_values().collect());
         }
         if give_up.is_some_and(|at| Instant::now() >= at) {
-            let waiting: Vec<String> =
-                progress.iter().enumerate().filter(|(_, p)| p.recorded < p.units).map(|(worker, _)| worker.to_string()).collect();
             return Err(ExportError::Deadline {
                 run_id: plan.run_id.to_string(),
                 deadline: humantime::format_duration(deadline).to_string(),
                 recorded: known.len(),
                 units: owners.len(),
-                waiting: waiting.join(", "),
+                waiting: owing(&progress),
             });
+        }
+        if said.elapsed() >= QUIET {
+            info!(recorded = known.len(), units = owners.len(), owing = %owing(&progress), "Waiting for workers");
+            said = Instant::now();
         }
         attempt
             .session
@@ -144,12 +150,13 @@ struct WorkerProgress {
     bytes: u64,
 }
 
+/// Each of `workers`' units, and those of them recorded with their rows and bytes.
 fn worker_progress<'a>(
-    plan: &ShardPlan,
+    workers: usize,
     owners: &BTreeMap<(String, usize), usize>,
     records: impl Iterator<Item = &'a UnitRecord>,
 ) -> Vec<WorkerProgress> {
-    let mut progress = vec![WorkerProgress::default(); plan.workers];
+    let mut progress = vec![WorkerProgress::default(); workers];
     for &worker in owners.values() {
         progress[worker].units += 1;
     }
@@ -164,12 +171,68 @@ fn worker_progress<'a>(
     progress
 }
 
-/// Logs each worker whose figures changed since `shown`.
-fn report_changes(progress: &[WorkerProgress], shown: &mut Vec<WorkerProgress>) {
+/// Logs each worker whose figures changed since `shown`; returns whether one did.
+fn report_changes(progress: &[WorkerProgress], shown: &mut Vec<WorkerProgress>) -> bool {
+    let mut changed = false;
     for (worker, now) in progress.iter().enumerate() {
         if shown.get(worker) != Some(now) {
             info!(worker, units = %format!("{}/{}", now.recorded, now.units), rows = now.rows, bytes = now.bytes, "Worker progress");
+            changed = true;
         }
     }
     *shown = progress.to_vec();
+    changed
+}
+
+/// The workers with units not yet recorded: `0, 3`.
+fn owing(progress: &[WorkerProgress]) -> String {
+    let workers: Vec<String> = progress.iter().enumerate().filter(|(_, p)| p.recorded < p.units).map(|(w, _)| w.to_string()).collect();
+    workers.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::manifest::{FileManifest, UnitSnapshot};
+
+    fn record(partition: usize, rows: u64, bytes: u64) -> UnitRecord {
+        let file = FileManifest {
+            path: format!("t/part-p{partition:04}-s00000.parquet"),
+            uri: String::new(),
+            partition,
+            rows,
+            bytes,
+            crc32c: String::new(),
+            aggregates: Vec::new(),
+        };
+        UnitRecord {
+            table: "t".into(),
+            partition,
+            units_in_table: 3,
+            query: String::new(),
+            columns: Vec::new(),
+            rows,
+            files: vec![file],
+            snapshot: UnitSnapshot { table: "t".into(), partition, snapshot_id: "s".into(), txid_snapshot: String::new(), wal_lsn: None },
+            attempts: 1,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn progress_counts_each_workers_units_and_names_those_still_owing() {
+        let owners: BTreeMap<(String, usize), usize> = [(0, 0), (1, 1), (2, 1)].map(|(p, w)| (("t".to_string(), p), w)).into();
+        let records = [record(0, 10, 100), record(2, 5, 50)];
+        let progress = worker_progress(3, &owners, records.iter());
+        let expected = [
+            WorkerProgress { units: 1, recorded: 1, rows: 10, bytes: 100 },
+            WorkerProgress { units: 2, recorded: 1, rows: 5, bytes: 50 },
+            WorkerProgress::default(),
+        ];
+        assert_eq!(progress, expected);
+        assert_eq!(owing(&progress), "1", "worker 2 has no units, worker 0 recorded its one");
+        let mut shown = Vec::new();
+        assert!(report_changes(&progress, &mut shown));
+        assert!(!report_changes(&progress, &mut shown), "nothing changed since");
+    }
 }
