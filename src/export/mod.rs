@@ -41,7 +41,7 @@ use crate::model::unit_record::UnitRecord;
 use crate::source::postgres::SnapshotSession;
 use crate::source::stream::{stream_query, StreamError};
 use crate::source::SourceError;
-use crate::storage::manifest::{read_manifest, ManifestError};
+use crate::storage::manifest::{check_listed_files, read_manifest, ManifestError};
 use crate::storage::run::{ClaimError, Cleanup, RunClaim};
 use crate::storage::store::{Store, StoreError};
 use crate::storage::units::{read_unit_records, UnitRecordError};
@@ -109,6 +109,12 @@ pub enum ExportError {
     ResumeMismatch { run_id: String, table: String, partition: usize, difference: String },
     #[error("table `{table}`, unit {partition}: its record lists aggregates of column `{column}` that cannot be read back; rerun without --resume")]
     RecordedAggregates { table: String, partition: usize, column: String },
+    #[error("run `{run_id}`: the files its units recorded are not all in the store as recorded, so nothing was committed; restart the run (under another --run-id if another export writes this one)")]
+    FilesNotAsRecorded {
+        run_id: String,
+        #[source]
+        source: Box<ManifestError>,
+    },
     #[error("--coordinate: {0}")]
     ConnectionBudget(String),
     #[error("run `{run_id}`: the deadline ({deadline}) passed with {recorded} of {units} units recorded, worker(s) {waiting} still owing units; nothing was committed and the run's files are removed: restart the run with a later --deadline or more workers")]
@@ -253,6 +259,10 @@ impl RunAttempt<'_> {
         }
         let manifest = self.manifest(tables, snapshots);
         let body = manifest.to_json().map_err(ExportError::Manifest)?;
+        // Files written elsewhere (a sharded run's workers, an earlier attempt) or removed since.
+        check_listed_files(self.store, &run_id, &manifest)
+            .await
+            .map_err(|source| ExportError::FilesNotAsRecorded { run_id: run_id.clone(), source: Box::new(source) })?;
         self.claim.ensure_held().await?;
         let path = format!("{}/{MANIFEST_FILE}", self.claim.run_id());
         if !self.store.put_if_absent(&path, Bytes::from(body)).await? {
@@ -484,7 +494,7 @@ fn resume_table(
         ..TableProgress::default()
     });
     let pending = queued.len();
-    Ok(ResumedTable { assembly: TableAssembly { plan, files, pending }, queued, counter, reports, snapshots })
+    Ok(ResumedTable { assembly: TableAssembly { plan, files, pending, share: false }, queued, counter, reports, snapshots })
 }
 
 /// A recorded unit's files with their columns' accumulators rebuilt from the record.

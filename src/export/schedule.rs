@@ -117,6 +117,8 @@ pub struct TableAssembly {
     pub plan: TablePlan,
     pub files: Vec<WrittenFile>,
     pub pending: usize,
+    /// The units of one worker's share of a sharded run, not the whole table.
+    pub share: bool,
 }
 
 impl TableAssembly {
@@ -131,7 +133,8 @@ impl TableAssembly {
                 actual: manifest.row_count,
             });
         }
-        info!(table = %manifest.name, rows = manifest.row_count, files = manifest.files.len(), "Exported table");
+        let what = if self.share { "Exported this worker's units of the table" } else { "Exported table" };
+        info!(table = %manifest.name, rows = manifest.row_count, files = manifest.files.len(), "{what}");
         Ok(manifest)
     }
 }

@@ -321,3 +321,37 @@ async fn a_coordinator_refuses_an_exhausting_plan_and_gives_up_at_its_deadline()
     assert!(s.object_names(s.object_name(&dest)).await.is_empty(), "the given-up run left objects");
     db.drop().await;
 }
+
+/// A file a worker recorded that is gone by the commit (removed by hand, or by a second task
+/// started with the same index) stops the commit, naming the file: no manifest lists a file
+/// that is not there. Workers here take their identity from flags, as on a VM.
+#[tokio::test]
+async fn a_recorded_file_gone_before_the_commit_stops_it() {
+    let s = emulators!();
+    let db = TestDb::new(&s.pg_url, "CREATE TABLE f (id int8 PRIMARY KEY); INSERT INTO f SELECT generate_series(1, 1000);").await;
+    let dest = format!("gs://{}/shard-{:08x}", s.bucket, rand::random::<u32>());
+    let mut args = coordinator_args(&s, &dest, &[db.table("f")], &["--partitions", "2", "--jobs", "1"]);
+    let workers = args.iter().position(|a| a == "--workers").unwrap() + 1;
+    args[workers] = "2".into();
+    let (mut coordinator, log) = start_coordinator(&args, &s.gcs_host);
+    let (plan, run_dir) = (format!("{dest}/run1/plan.json"), format!("{}/run1/", s.object_name(&dest)));
+    let by_flags = |index: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pg2bq"));
+        command.args(["work", "--plan", &plan, "--worker-index", index, "--workers", "2"]);
+        command.env("PG2BQ_SOURCE", &s.pg_url).env("STORAGE_EMULATOR_HOST", &s.gcs_host).output().unwrap()
+    };
+    let first = by_flags("0");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let recorded: Vec<String> = s.object_names(&run_dir).await.into_iter().filter(|n| n.ends_with(".parquet")).collect();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    s.delete_object(&recorded[0]).await;
+    let second = by_flags("1");
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    let status = coordinator.wait().unwrap();
+    let log = log.join().unwrap();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains("not all in the store as recorded") && log.contains(&format!("{}` (table ", recorded[0])), "{log}");
+    assert!(log.contains("is missing"), "{log}");
+    assert!(s.object_names(&run_dir).await.is_empty(), "the stopped run left objects");
+    db.drop().await;
+}

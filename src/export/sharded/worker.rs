@@ -123,7 +123,7 @@ async fn run_share(
         let pending = units.len();
         let queued = units.into_iter().map(|(unit, units_in_table)| QueuedUnit { unit, units_in_table, counter: counter.clone() });
         queues.push((share.row_count, queued.collect()));
-        assemblies.push(TableAssembly { plan: share, files: Vec::new(), pending });
+        assemblies.push(TableAssembly { plan: share, files: Vec::new(), pending, share: true });
     }
     let scheduler = Scheduler {
         exporter,
