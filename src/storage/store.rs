@@ -330,10 +330,12 @@ impl Store {
                     .try_collect()
                     .await
                     .map_err(|source| StoreError::Object { action: "list", uri: self.uri(prefix), source })?;
-                Ok(listed
-                    .into_iter()
-                    .map(|m| ListedObject { path: strip(m.location.as_ref()), bytes: m.size as u64, crc32c: None })
-                    .collect())
+                // object_store percent-encodes what a path part may not hold (quotes, non-ASCII):
+                // listed paths are given back as they were written.
+                let decoded = |m: &object_store::ObjectMeta| {
+                    percent_encoding::percent_decode_str(m.location.as_ref()).decode_utf8_lossy().into_owned()
+                };
+                Ok(listed.iter().map(|m| ListedObject { path: strip(&decoded(m)), bytes: m.size as u64, crc32c: None }).collect())
             }
             Backend::Gcs(gcs) => {
                 let key = format!("{}/", self.key(prefix));
@@ -458,6 +460,13 @@ pub(crate) mod tests {
         assert_eq!(claim.delete_run_objects(Cleanup::Everything).await.unwrap(), 1);
         assert!(store.list("rerun").await.unwrap().is_empty());
         assert_eq!(store.list("run").await.unwrap().len(), 2);
+
+        // Odd table names (quotes, spaces, non-ASCII, a percent sign) list back as written.
+        let odd = "odd/t.Odd \"Quoted\" Tablé 100%/part-p0000-s00000.parquet";
+        assert!(store.put_if_absent(odd, Bytes::from_static(b"y")).await.unwrap());
+        let listed: Vec<String> = store.list("odd").await.unwrap().into_iter().map(|o| o.path).collect();
+        assert_eq!(listed, [odd]);
+        assert_eq!(store.get(&listed[0]).await.unwrap().as_ref(), b"y");
     }
 
     async fn upload_bytes(store: &Store, path: &str, data: &'static [u8]) -> Result<StoredObject, StoreError> {
