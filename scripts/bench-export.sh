@@ -22,9 +22,7 @@ ROUNDS=${PG2BQ_BENCH_ROUNDS:-3}
 
 "$REPO/scripts/system-deps.sh"
 "$REPO/scripts/bench-tools-install.sh" >&2
-log "building pg2bq (release)"
-cargo build --release --locked --quiet
-PG2BQ=${CARGO_TARGET_DIR:-$REPO/target}/release/pg2bq
+PG2BQ=$(release_pg2bq)
 
 cleanup() { "$REPO/scripts/pg-down.sh" || true; rm -rf "$WORK"; }
 WORK=$(mktemp -d)

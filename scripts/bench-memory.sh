@@ -23,9 +23,7 @@ DELAY_MS=${PG2BQ_BENCH_UPLOAD_DELAY_MS:-400}
 LIMIT_MB=256
 
 "$REPO/scripts/system-deps.sh"
-log "building pg2bq (release)"
-cargo build --release --locked --quiet
-PG2BQ=${CARGO_TARGET_DIR:-$REPO/target}/release/pg2bq
+PG2BQ=$(release_pg2bq)
 
 WORK=$(mktemp -d)
 export PG2BQ_STATE_DIR=$WORK/state

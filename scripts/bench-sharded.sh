@@ -16,9 +16,7 @@ ROWS=${1:-1000000}
 ROUNDS=${PG2BQ_BENCH_ROUNDS:-3}
 
 "$REPO/scripts/system-deps.sh"
-log "building pg2bq (release)"
-cargo build --release --locked --quiet
-PG2BQ=${CARGO_TARGET_DIR:-$REPO/target}/release/pg2bq
+PG2BQ=$(release_pg2bq)
 
 cleanup() { "$REPO/scripts/pg-down.sh" || true; rm -rf "$WORK"; }
 WORK=$(mktemp -d)
@@ -45,10 +43,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   /usr/bin/time -v -o "$WORK/coordinator.time" "$PG2BQ" "${EXPORT[@]}" --dest "$WORK/out" --run-id sharded \
     --coordinate --workers 2 --jobs 1 --deadline 30m >/dev/null 2>"$WORK/coordinator.log" &
   coordinator=$!
-  until grep -q "Wrote the run's plan" "$WORK/coordinator.log"; do
-    kill -0 "$coordinator" 2>/dev/null || { cat "$WORK/coordinator.log" >&2; die "the coordinator stopped"; }
-    sleep 0.1
-  done
+  wait_for_plan "$WORK/coordinator.log" "$coordinator"
   workers=()
   for i in 0 1; do
     CLOUD_RUN_TASK_INDEX=$i CLOUD_RUN_TASK_COUNT=2 /usr/bin/time -v -o "$WORK/worker$i.time" \

@@ -102,10 +102,7 @@ PG2BQ_SOURCE=$PG2BQ_TEST_PG_URL "$PG2BQ" export --dest "$DEST" --run-id "$SHARD_
   --table public.events --table public.entity_mentions \
   --partitions 3 --coordinate --workers 3 --jobs 1 --deadline 10m 2>"$SHARD_LOG" &
 COORDINATOR=$!
-until grep -q "Wrote the run's plan" "$SHARD_LOG"; do
-  kill -0 "$COORDINATOR" 2>/dev/null || { cat "$SHARD_LOG" >&2; die "the coordinator stopped before writing its plan"; }
-  sleep 1
-done
+wait_for_plan "$SHARD_LOG" "$COORDINATOR"
 WORKERS=()
 for i in 0 1 2; do
   CLOUD_RUN_TASK_INDEX=$i CLOUD_RUN_TASK_COUNT=3 CLOUD_RUN_TASK_ATTEMPT=0 PG2BQ_SOURCE=$PG2BQ_TEST_PG_URL RUST_LOG=warn \

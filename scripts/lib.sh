@@ -103,3 +103,19 @@ stop_service() {
   rm -rf "$dir"
   rmdir "$STATE_DIR" 2>/dev/null || true
 }
+
+# release_pg2bq: builds the release binary (logs on stderr) and prints its path.
+release_pg2bq() {
+  log "building pg2bq (release)"
+  cargo build --release --locked --quiet
+  echo "${CARGO_TARGET_DIR:-$REPO/target}/release/pg2bq"
+}
+
+# wait_for_plan LOG PID: returns once the coordinator PID, logging to LOG, has written its
+# plan (docs/distributed.md); stops the script with that log if the coordinator ends first.
+wait_for_plan() {
+  until grep -q "Wrote the run's plan" "$1"; do
+    kill -0 "$2" 2>/dev/null || { cat "$1" >&2; die "the coordinator stopped before writing its plan"; }
+    sleep 0.1
+  done
+}
