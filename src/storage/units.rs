@@ -58,22 +58,29 @@ pub async fn read_unit_records(store: &Store, run_id: &RunId) -> Result<Vec<Unit
 }
 
 /// Adds to `known` (by path) the units recorded under the run since it was last read: one
-/// listing, and a read of each new record only (a coordinator polls this for hours).
+/// listing, and a read of each new record only (a coordinator polls this for hours). Returns
+/// the new records' paths.
 ///
 /// # Errors
 /// As [`read_unit_records`].
-pub async fn read_new_unit_records(store: &Store, run_id: &RunId, known: &mut BTreeMap<String, UnitRecord>) -> Result<(), UnitRecordError> {
+pub async fn read_new_unit_records(
+    store: &Store,
+    run_id: &RunId,
+    known: &mut BTreeMap<String, UnitRecord>,
+) -> Result<Vec<String>, UnitRecordError> {
     let listed = store.list(&format!("{run_id}/{UNITS_DIR}")).await?;
     let prefix = format!("{run_id}/");
+    let mut new = Vec::new();
     for path in listed.into_iter().map(|o| o.path).filter(|p| p.strip_prefix(&prefix).is_some_and(UnitRecord::is_record)) {
         if known.contains_key(&path) {
             continue;
         }
         let body = store.get(&path).await?;
         let record = serde_json::from_slice(&body).map_err(|source| UnitRecordError::Unreadable { uri: store.uri(&path), source })?;
-        known.insert(path, record);
+        known.insert(path.clone(), record);
+        new.push(path);
     }
-    Ok(())
+    Ok(new)
 }
 
 #[cfg(test)]

@@ -87,9 +87,9 @@ async fn wait_for_units(attempt: &RunAttempt<'_>, plan: &ShardPlan, deadline: Du
     let give_up = Instant::now().checked_add(deadline);
     let (mut known, mut shown, mut said) = (BTreeMap::new(), Vec::new(), Instant::now());
     loop {
-        read_new_unit_records(attempt.store, &plan.run_id, &mut known).await?;
-        for record in known.values() {
-            check_worker_record(attempt, plan, record)?;
+        // Each record is checked once, as it comes in.
+        for path in read_new_unit_records(attempt.store, &plan.run_id, &mut known).await? {
+            check_worker_record(attempt, plan, &known[&path])?;
         }
         let progress = worker_progress(plan.workers, &owners, known.values());
         if report_changes(&progress, &mut shown) {

@@ -59,13 +59,21 @@ impl ShardPlan {
             .collect()
     }
 
-    /// The worker of each unit, by `(table, unit)`: the same on every machine reading this plan.
-    pub fn owners(&self) -> BTreeMap<(String, usize), usize> {
+    /// Every unit, and the indices into it each worker runs: the same on every machine
+    /// reading this plan.
+    fn assignment(&self) -> (Vec<PlannedUnit>, Vec<Vec<usize>>) {
         let units = self.units();
         let weights: Vec<UnitWeight> =
             units.iter().map(|(u, _)| UnitWeight { table: u.table.clone(), partition: u.partition, rows: u.expected_rows }).collect();
+        let shares = shares(&weights, self.workers);
+        (units, shares)
+    }
+
+    /// The worker of each unit, by `(table, unit)`.
+    pub fn owners(&self) -> BTreeMap<(String, usize), usize> {
+        let (units, shares) = self.assignment();
         let mut owners = BTreeMap::new();
-        for (worker, share) in shares(&weights, self.workers).into_iter().enumerate() {
+        for (worker, share) in shares.into_iter().enumerate() {
             for index in share {
                 owners.insert((units[index].0.table.clone(), units[index].0.partition), worker);
             }
@@ -73,10 +81,12 @@ impl ShardPlan {
         owners
     }
 
-    /// The units worker `index` runs.
+    /// The units worker `index` runs, in the plan's order.
     pub fn share(&self, index: usize) -> Vec<PlannedUnit> {
-        let owners = self.owners();
-        self.units().into_iter().filter(|(u, _)| owners.get(&(u.table.clone(), u.partition)) == Some(&index)).collect()
+        let (units, mut shares) = self.assignment();
+        let Some(share) = shares.get_mut(index) else { return Vec::new() };
+        share.sort_unstable();
+        share.iter().map(|&i| units[i].clone()).collect()
     }
 
     /// The snapshot every unit of the run is read in, as its record names it.
