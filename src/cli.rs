@@ -67,6 +67,12 @@ pub struct BigQueryTargetArgs {
     /// (repeatable; TOML `target`). Without it: the recorded name after --table-prefix.
     #[arg(long = "table-map", value_name = "TABLE=TARGET")]
     pub table_map: Vec<String>,
+}
+
+/// How snapshot columns go into an existing table's columns (`load`; validate reads what the
+/// load recorded).
+#[derive(Debug, Args)]
+pub struct RoutingArgs {
     /// A snapshot column's column in an existing table: TABLE.SOURCE=TARGET (repeatable;
     /// TOML `column_map`).
     #[arg(long = "column-map", value_name = "TABLE.SOURCE=TARGET")]
@@ -74,6 +80,22 @@ pub struct BigQueryTargetArgs {
     /// Allow DATE columns into an existing table's TIMESTAMP/DATETIME columns (midnight).
     #[arg(long)]
     pub date_to_timestamp: bool,
+    /// Leave a snapshot column out of the load: TABLE.COLUMN (repeatable; TOML `exclude_columns`).
+    /// validate skips its checks and says so.
+    #[arg(long = "exclude-column", value_name = "TABLE.COLUMN")]
+    pub exclude_column: Vec<String>,
+    /// Fill a target column the snapshot lacks with a constant: TABLE.COLUMN=VALUE, e.g.
+    /// events.migrated_from=postgres (repeatable; TOML `set`).
+    #[arg(long = "set", value_name = "TABLE.COLUMN=VALUE")]
+    pub set: Vec<String>,
+    /// Replace a snapshot column's NULLs with a value, e.g. events.metadata={} for a NOT NULL
+    /// target (repeatable; TOML `default`). The report counts them; validate accounts for them.
+    #[arg(long = "default", value_name = "TABLE.COLUMN=VALUE")]
+    pub default: Vec<String>,
+    /// Allow a lossy conversion, one column at a time: TABLE.COLUMN=FLOAT64 (NUMERIC or INT64
+    /// into FLOAT64; repeatable; TOML `allow_lossy`).
+    #[arg(long = "allow-lossy", value_name = "TABLE.COLUMN=FLOAT64")]
+    pub allow_lossy: Vec<String>,
 }
 
 /// Emulator endpoints and credentials, from the variables Google's own tools read.
@@ -140,10 +162,19 @@ pub struct LoadArgs {
     /// Create the dataset if it does not exist.
     #[arg(long)]
     pub create_dataset: bool,
-    /// truncate: the table ends equal to the snapshot; append: the snapshot's rows are added;
-    /// merge: rows whose key the table lacks are added, the others left alone.
-    #[arg(long, value_enum, default_value_t = LoadModeArg::Truncate)]
-    pub mode: LoadModeArg,
+    #[command(flatten)]
+    pub routing: RoutingArgs,
+    /// truncate (default): the table ends equal to the snapshot; append: the snapshot's rows are
+    /// added; merge: rows whose key the table lacks are added, the others left alone. A table
+    /// pg2bq did not create is never truncated without --replace-existing-rows.
+    #[arg(long, value_enum)]
+    pub mode: Option<LoadModeArg>,
+    /// Truncate also a table pg2bq did not create, deleting the rows a person or an app wrote.
+    #[arg(long)]
+    pub replace_existing_rows: bool,
+    /// Create a --table-map target that is not in the dataset (else refused, as a likely typo).
+    #[arg(long)]
+    pub create_missing: bool,
     /// Merge key: TABLE.COLUMN[,COLUMN…] (repeatable; TOML `merge_key`). Default: the
     /// primary key recorded in the manifest.
     #[arg(long = "key", value_name = "TABLE.COLUMN[,COLUMN]")]

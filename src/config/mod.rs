@@ -10,18 +10,19 @@ use serde::Deserialize;
 
 use crate::cli::env;
 use crate::cli::{
-    BigQueryTargetArgs, ExportArgs, GcpArgs, GcsArgs, LoadArgs, LoadModeArg, OnBadValueArg, OutOfRangeArg, ValidateArgs, WorkArgs,
+    BigQueryTargetArgs, ExportArgs, GcpArgs, GcsArgs, LoadArgs, LoadModeArg, OnBadValueArg, OutOfRangeArg, RoutingArgs, ValidateArgs,
+    WorkArgs,
 };
 use crate::export::config::{Coordination, ExportConfig, ExportTable, TableSource, WorkConfig};
 use crate::export::parquet::ParquetSettings;
 use crate::gcp::bigquery::BigQueryOptions;
-use crate::gcp::routes::Routing;
+use crate::gcp::routes::{Routing, TargetOptions};
 use crate::gcp::schema::PartitionUnit;
 use crate::load::{LoadConfig, LoadMode, LoadTarget};
 use crate::model::manifest::TableNames;
 use crate::model::run_id::{InvalidRunId, RunId};
 use crate::model::shard::WorkerIdentity;
-use crate::model::types::{CastOverride, NameAlphabet, OnBadValue, OutOfRange};
+use crate::model::types::{BigQueryType, CastOverride, NameAlphabet, OnBadValue, OutOfRange};
 use crate::source::postgres::with_connection_defaults;
 use crate::storage::gcs::GcsOptions;
 use crate::validate::{Denormalized, Probe, ValidateConfig};
@@ -104,6 +105,18 @@ pub struct TableSpec {
     /// `load`: snapshot column → the existing table's column.
     #[serde(default)]
     pub column_map: BTreeMap<String, String>,
+    /// `load`: snapshot columns left out.
+    #[serde(default)]
+    pub exclude_columns: Vec<String>,
+    /// `load`: target column → the constant it is filled with.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// `load`: snapshot column → the value its NULLs become.
+    #[serde(default)]
+    pub default: BTreeMap<String, String>,
+    /// `load`: snapshot column → the lossy type allowed (`FLOAT64`).
+    #[serde(default)]
+    pub allow_lossy: BTreeMap<String, String>,
     /// `load --mode merge`: the key columns (default: the primary key).
     pub merge_key: Option<Vec<String>>,
 }
@@ -482,11 +495,19 @@ impl LoadConfig {
             let (table, columns) = table_and_columns("--key", value)?;
             merge_keys.insert(table, columns);
         }
-        if args.overwrite_existing && args.mode != LoadModeArg::Merge {
+        let mode = args.mode.unwrap_or(LoadModeArg::Truncate);
+        if args.overwrite_existing && mode != LoadModeArg::Merge {
             return Err(ConfigError::Malformed {
                 flag: "--overwrite-existing",
                 value: "set".into(),
                 expected: "--mode merge (truncate already replaces every row; append never updates)",
+            });
+        }
+        if args.replace_existing_rows && mode != LoadModeArg::Truncate {
+            return Err(ConfigError::Malformed {
+                flag: "--replace-existing-rows",
+                value: "set".into(),
+                expected: "--mode truncate (append and merge delete no row)",
             });
         }
         Ok(Self {
@@ -496,16 +517,18 @@ impl LoadConfig {
                 dataset,
                 location: args.target.location.clone().or(file.location.clone()),
                 names: table_names(&args.target, &file)?,
-                mode: match args.mode {
+                mode: match mode {
                     LoadModeArg::Truncate => LoadMode::Truncate,
                     LoadModeArg::Append => LoadMode::Append,
                     LoadModeArg::Merge => LoadMode::Merge,
                 },
                 partition_by,
                 cluster_by,
-                routing: routing(&args.target, &file)?,
+                routing: routing(&args.routing, &file)?,
                 merge_keys,
                 overwrite_existing: args.overwrite_existing,
+                replace_existing_rows: args.replace_existing_rows,
+                create_missing: args.create_missing,
             },
             create_dataset: args.create_dataset,
             dry_run: args.dry_run,
@@ -581,19 +604,72 @@ fn table_names(target: &BigQueryTargetArgs, file: &ConfigFile) -> Result<TableNa
     Ok(TableNames { prefix: target.table_prefix.clone(), map })
 }
 
-/// How snapshot columns go into existing tables: `--column-map` over the file's `column_map`.
-fn routing(target: &BigQueryTargetArgs, file: &ConfigFile) -> Result<Routing, ConfigError> {
-    let mut column_maps: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for table in file.tables.iter().filter(|t| !t.column_map.is_empty()) {
-        column_maps.insert(load_key(&table.name)?, table.column_map.clone());
+/// How snapshot columns go into existing tables: each flag over the file's key for the same
+/// table and column (`--column-map` over `column_map`, `--exclude-column` over
+/// `exclude_columns`, `--set` over `set`, `--default` over `default`, `--allow-lossy` over
+/// `allow_lossy`).
+fn routing(args: &RoutingArgs, file: &ConfigFile) -> Result<Routing, ConfigError> {
+    let mut tables: BTreeMap<String, TargetOptions> = BTreeMap::new();
+    for spec in &file.tables {
+        let options = tables.entry(load_key(&spec.name)?).or_default();
+        options.column_map.extend(spec.column_map.clone());
+        options.excluded.extend(spec.exclude_columns.iter().cloned());
+        options.set.extend(spec.set.clone());
+        options.defaults.extend(spec.default.clone());
+        for (column, lossy) in &spec.allow_lossy {
+            options.lossy.insert(column.clone(), lossy_type("allow_lossy", &format!("{}.{column}={lossy}", spec.name), lossy)?);
+        }
     }
-    for value in &target.column_map {
-        let malformed = || ConfigError::Malformed { flag: "--column-map", value: value.clone(), expected: "TABLE.SOURCE=TARGET" };
-        let (column, to) = value.split_once('=').filter(|(_, t)| !t.is_empty()).ok_or_else(malformed)?;
-        let (table, from) = column.rsplit_once('.').filter(|(t, f)| !t.is_empty() && !f.is_empty()).ok_or_else(malformed)?;
-        column_maps.entry(load_key(table)?).or_default().insert(from.to_string(), to.to_string());
+    for value in &args.column_map {
+        let (table, from, to) = column_assignment("--column-map", value, "TABLE.SOURCE=TARGET")?;
+        tables.entry(table).or_default().column_map.insert(from, to);
     }
-    Ok(Routing { column_maps, date_to_timestamp: target.date_to_timestamp })
+    for value in &args.exclude_column {
+        let (table, column) = table_column("--exclude-column", value, "TABLE.COLUMN")?;
+        tables.entry(table).or_default().excluded.insert(column);
+    }
+    for value in &args.set {
+        let (table, column, constant) = column_assignment("--set", value, "TABLE.COLUMN=VALUE")?;
+        tables.entry(table).or_default().set.insert(column, unquoted(&constant));
+    }
+    for value in &args.default {
+        let (table, column, constant) = column_assignment("--default", value, "TABLE.COLUMN=VALUE")?;
+        tables.entry(table).or_default().defaults.insert(column, unquoted(&constant));
+    }
+    for value in &args.allow_lossy {
+        let (table, column, lossy) = column_assignment("--allow-lossy", value, "TABLE.COLUMN=FLOAT64")?;
+        tables.entry(table).or_default().lossy.insert(column, lossy_type("--allow-lossy", value, &lossy)?);
+    }
+    tables.retain(|_, options| *options != TargetOptions::default());
+    Ok(Routing { tables, date_to_timestamp: args.date_to_timestamp })
+}
+
+/// `TABLE.COLUMN`: the table's load key and the column.
+fn table_column(flag: &'static str, value: &str, expected: &'static str) -> Result<(String, String), ConfigError> {
+    let malformed = || ConfigError::Malformed { flag, value: value.to_string(), expected };
+    let (table, column) = value.rsplit_once('.').filter(|(t, c)| !t.is_empty() && !c.is_empty()).ok_or_else(malformed)?;
+    Ok((load_key(table)?, column.to_string()))
+}
+
+/// `TABLE.COLUMN=VALUE` (the value may be empty, and hold `=` and `.`).
+fn column_assignment(flag: &'static str, value: &str, expected: &'static str) -> Result<(String, String, String), ConfigError> {
+    let (column, assigned) =
+        value.split_once('=').ok_or_else(|| ConfigError::Malformed { flag, value: value.to_string(), expected })?;
+    let (table, column) = table_column(flag, column, expected).map_err(|_| ConfigError::Malformed { flag, value: value.into(), expected })?;
+    Ok((table, column, assigned.to_string()))
+}
+
+/// A constant as the shell leaves it: `'postgres'` and `postgres` are one value.
+fn unquoted(text: &str) -> String {
+    text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')).unwrap_or(text).to_string()
+}
+
+/// The type an `--allow-lossy` allows: only FLOAT64.
+fn lossy_type(flag: &'static str, value: &str, lossy: &str) -> Result<BigQueryType, ConfigError> {
+    match lossy.to_ascii_uppercase().as_str() {
+        "FLOAT64" | "FLOAT" => Ok(BigQueryType::Float64),
+        _ => Err(ConfigError::Malformed { flag, value: value.to_string(), expected: "TABLE.COLUMN=FLOAT64 (the one lossy conversion pg2bq makes)" }),
+    }
 }
 
 /// Project and dataset: flags (and their environment variables) over the config file.
@@ -646,7 +722,6 @@ impl ValidateConfig {
             dataset,
             location: args.target.location.clone().or(file.location.clone()),
             names: table_names(&args.target, &file)?,
-            routing: routing(&args.target, &file)?,
             source_url: args.source.as_deref().map(postgres_url).transpose()?,
             sample_rows: args.sample,
             dry_run: args.dry_run,

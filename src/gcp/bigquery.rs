@@ -145,6 +145,8 @@ pub trait BigQueryApi: Send + Sync {
     async fn create_table(&self, dataset: &str, table: &str, resource: &Value) -> Result<(), BigQueryError>;
     /// Deletes a table; one that does not exist is deleted.
     async fn delete_table(&self, dataset: &str, table: &str) -> Result<(), BigQueryError>;
+    /// The ids of the dataset's tables, every page read.
+    async fn list_tables(&self, dataset: &str) -> Result<Vec<String>, BigQueryError>;
     /// Adds labels to a table (labels already there are kept).
     async fn set_labels(&self, dataset: &str, table: &str, labels: &[(String, String)]) -> Result<(), BigQueryError>;
     /// Inserts a job under `job_id`; `existed` when a job with this id already was there (409).
@@ -512,6 +514,24 @@ impl BigQuery {
         }
     }
 
+    /// The ids of the dataset's tables (`tables.list`, every page read).
+    pub async fn list_tables(&self, dataset: &str) -> Result<Vec<String>, BigQueryError> {
+        let action = format!("list the tables of dataset `{dataset}`");
+        let mut ids = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let query = page_token.as_deref().map(|t| format!("&pageToken={}", url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()));
+            let path = format!("datasets/{dataset}/tables?maxResults=1000{}", query.unwrap_or_default());
+            let page = Self::success(&action, self.call(Method::GET, &path, None, &action).await?)?;
+            let tables = page.get("tables").and_then(Value::as_array).into_iter().flatten();
+            ids.extend(tables.filter_map(|t| t.pointer("/tableReference/tableId").and_then(Value::as_str).map(str::to_string)));
+            match page.get("nextPageToken").and_then(Value::as_str) {
+                Some(token) if !token.is_empty() => page_token = Some(token.to_string()),
+                _ => return Ok(ids),
+            }
+        }
+    }
+
     /// Adds labels to a table in one request (labels already there are kept).
     pub async fn set_labels(&self, dataset: &str, table: &str, labels: &[(String, String)]) -> Result<(), BigQueryError> {
         let action = format!("label table `{dataset}.{table}`");
@@ -676,6 +696,9 @@ impl BigQueryApi for BigQuery {
     }
     async fn delete_table(&self, dataset: &str, table: &str) -> Result<(), BigQueryError> {
         BigQuery::delete_table(self, dataset, table).await
+    }
+    async fn list_tables(&self, dataset: &str) -> Result<Vec<String>, BigQueryError> {
+        BigQuery::list_tables(self, dataset).await
     }
     async fn set_labels(&self, dataset: &str, table: &str, labels: &[(String, String)]) -> Result<(), BigQueryError> {
         BigQuery::set_labels(self, dataset, table, labels).await

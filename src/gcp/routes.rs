@@ -7,42 +7,53 @@
 //! resource), the operator's column map and opt-ins. Output: one [`ColumnRoute`] per target
 //! column, or every refusal at once, each naming the table, the column and both types.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::gcp::schema::{FieldMode, TableColumn};
-use crate::gcp::sql::quote;
+use crate::gcp::sql::{quote, string_literal};
 use crate::model::manifest::{ColumnManifest, TableManifest};
 use crate::model::types::{BigQueryType, ColumnMapping};
 
-/// What the operator allows beyond the lossless conversions.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the operator asks of one table beyond the lossless conversions, by snapshot column
+/// (BigQuery name) unless said otherwise. `load` records it per run; `validate` reads the table
+/// back through the routes it gives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TargetOptions {
-    /// Snapshot column (BigQuery name) → target column, from `--column-map table.source=target`.
+    /// Snapshot column → target column (`--column-map table.source=target`).
     pub column_map: BTreeMap<String, String>,
     /// `DATE` into `TIMESTAMP`/`DATETIME` (midnight UTC): only when asked for.
     pub date_to_timestamp: bool,
+    /// Snapshot columns left out of the load (`--exclude-column`).
+    pub excluded: BTreeSet<String>,
+    /// Target column the snapshot does not feed → the constant it is filled with (`--set`).
+    pub set: BTreeMap<String, String>,
+    /// Snapshot column → the value its NULLs become (`--default`).
+    pub defaults: BTreeMap<String, String>,
+    /// Snapshot column → the target type a lossy conversion into it is allowed (`--allow-lossy`).
+    pub lossy: BTreeMap<String, BigQueryType>,
 }
 
-/// The operator's routing options for every table: `--column-map` (TOML `column_map`) and
-/// `--date-to-timestamp`; `load` and `validate` read a table through the same routes.
+/// The operator's routing options for every table (`--column-map`, `--exclude-column`, `--set`,
+/// `--default`, `--allow-lossy` and their TOML keys), by table name as options name it, and
+/// `--date-to-timestamp` for all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Routing {
-    /// Table name (as options name it) → snapshot column → target column.
-    pub column_maps: BTreeMap<String, BTreeMap<String, String>>,
+    pub tables: BTreeMap<String, TargetOptions>,
     pub date_to_timestamp: bool,
 }
 
 impl Routing {
     pub fn options_for(&self, table: &TableManifest) -> TargetOptions {
-        let column_map = self.column_maps.iter().find(|(name, _)| table.is_named(name)).map(|(_, map)| map.clone());
-        TargetOptions { column_map: column_map.unwrap_or_default(), date_to_timestamp: self.date_to_timestamp }
+        let options = self.tables.iter().find(|(name, _)| table.is_named(name)).map(|(_, options)| options.clone());
+        TargetOptions { date_to_timestamp: self.date_to_timestamp, ..options.unwrap_or_default() }
     }
 
-    /// Whether a `--column-map` names this table.
-    pub fn maps_columns_of(&self, table: &TableManifest) -> bool {
-        self.column_maps.keys().any(|name| table.is_named(name))
+    /// Whether an option names this table (it then loads through routes, like an app's table).
+    pub fn routes_columns_of(&self, table: &TableManifest) -> bool {
+        self.tables.keys().any(|name| table.is_named(name))
     }
 }
 
@@ -52,9 +63,9 @@ pub struct ColumnRoute {
     /// The target column.
     pub target: String,
     /// The snapshot column feeding it; `None` leaves it NULL (a NULLABLE column the snapshot
-    /// does not have).
+    /// does not have) or fills it with a constant (`--set`).
     pub source: Option<String>,
-    /// The SQL over the staging table's column (`s.<source>`), or `NULL`.
+    /// The SQL over the staging table's column (`s.<source>`), a constant, or `NULL`.
     pub expr: String,
     /// What the expression does, for `--dry-run`: `as is`, `INT64 → STRING`, `left NULL`, …
     pub conversion: String,
@@ -65,62 +76,108 @@ pub struct ColumnRoute {
     /// for `validate`: a value that no longer converts back becomes NULL (and fails its check).
     #[serde(skip)]
     pub inverse: String,
+    /// The values read back are not the snapshot's own (JSON as BigQuery serialises it, NULLs
+    /// replaced, a lossy type): `load` measures them over the staged rows and records what
+    /// `validate` is to expect, in this type.
+    #[serde(skip)]
+    pub measured_as: Option<BigQueryType>,
 }
 
-/// The columns of a table pg2bq creates from the snapshot: each fed as is.
-pub fn snapshot_columns(snapshot: &[ColumnManifest]) -> Vec<TableColumn> {
+impl ColumnRoute {
+    /// The snapshot column as `validate` measures it through this route: the snapshot's, or
+    /// the lossy target type's.
+    pub fn measured_column(&self, column: &ColumnManifest) -> ColumnManifest {
+        let mut measured = column.clone();
+        if let Some(bq_type) = self.measured_as {
+            measured.mapping.bq_type = bq_type;
+        }
+        measured
+    }
+}
+
+/// The columns of a table pg2bq creates from the snapshot, without the excluded ones: each fed as is.
+pub fn snapshot_columns(snapshot: &[ColumnManifest], options: &TargetOptions) -> Vec<TableColumn> {
     let column = |c: &ColumnMapping| TableColumn { name: c.bq_name.clone(), field_type: Ok(c.bq_type), mode: Ok(FieldMode::of(c)) };
-    snapshot.iter().map(|c| column(&c.mapping)).collect()
+    snapshot.iter().filter(|c| !options.excluded.contains(&c.mapping.bq_name)).map(|c| column(&c.mapping)).collect()
 }
 
 /// Routes every target column, or lists every refusal.
 ///
 /// # Errors
-/// One line per problem: a snapshot column with no target column, a lossy or unknown type
-/// pairing, a REQUIRED target column that would receive NULLs (with their count) or that the
-/// snapshot does not feed, a repeated column paired with a single one.
+/// One line per problem: an option naming a column the snapshot (or the target) lacks, two
+/// snapshot columns or a constant into one target column, a snapshot column with no target
+/// column, a lossy or unknown type pairing, a REQUIRED target column that would receive NULLs
+/// (with their count) or that nothing feeds, a repeated column paired with a single one.
 pub fn route_columns(
     table: &str,
     snapshot: &[ColumnManifest],
     target: &[TableColumn],
     options: &TargetOptions,
 ) -> Result<Vec<ColumnRoute>, Vec<String>> {
-    let mut problems = Vec::new();
-    let mut fed: BTreeMap<&str, &ColumnManifest> = BTreeMap::new();
-    for column in snapshot {
-        let name = column.mapping.bq_name.as_str();
-        let wanted = options.column_map.get(name).map_or(name, String::as_str);
-        // BigQuery column names are case-insensitive: `ID` is the column `id`.
-        match target.iter().find(|t| t.name.eq_ignore_ascii_case(wanted)) {
-            Some(t) => {
-                fed.insert(t.name.as_str(), column);
-            }
-            None => problems.push(format!(
-                "table `{table}`: snapshot column `{name}` has no column `{wanted}` in the target; \
-                 map it with --column-map {table}.{name}=<target column>"
-            )),
-        }
-    }
+    let (fed, mut problems) = feed(table, snapshot, target, options);
     let mut routes = Vec::new();
     for column in target {
-        match fed.get(column.name.as_str()) {
-            Some(source) => match route(table, source, column, options) {
+        let set = options.set.iter().find(|(name, _)| name.eq_ignore_ascii_case(&column.name)).map(|(_, value)| value);
+        match (fed.get(column.name.as_str()), set) {
+            (Some(source), None) => match route(table, source, column, options) {
                 Ok(route) => routes.push(route),
                 Err(problem) => problems.push(problem),
             },
-            None if column.mode == Ok(FieldMode::Required) => problems.push(format!(
-                "table `{table}`: target column `{}` is REQUIRED and no snapshot column feeds it; \
-                 map one with --column-map or make the column NULLABLE",
-                column.name
+            (Some(source), Some(_)) => problems.push(format!(
+                "table `{table}`: --set {table}.{0}=… fills target column `{0}`, which snapshot column `{1}` already feeds; \
+                 leave `{1}` out with --exclude-column {table}.{1} or drop the --set",
+                column.name, source.mapping.bq_name
             )),
-            None => routes.push(ColumnRoute {
+            (None, Some(value)) => match constant_route(column, value) {
+                Ok(route) => routes.push(route),
+                Err(why) => problems.push(format!("table `{table}`: --set {table}.{}={value}: {why}", column.name)),
+            },
+            (None, None) if column.mode == Ok(FieldMode::Required) => problems.push(format!(
+                "table `{table}`: target column `{}` is REQUIRED and no snapshot column feeds it; \
+                 map one with --column-map, fill it with --set {table}.{}=<value>, or make the column NULLABLE",
+                column.name, column.name
+            )),
+            (None, None) => routes.push(ColumnRoute {
                 target: column.name.clone(),
                 source: None,
                 expr: "NULL".into(),
                 conversion: "left NULL (not in the snapshot)".into(),
                 compare_as_text: false,
                 inverse: String::new(),
+                measured_as: None,
             }),
+        }
+    }
+    for name in options.set.keys().filter(|name| !target.iter().any(|t| t.name.eq_ignore_ascii_case(name))) {
+        problems.push(format!("table `{table}`: --set names column `{name}`, which the target table does not have"));
+    }
+    if problems.is_empty() {
+        Ok(routes)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The routes reading each snapshot column back from a loaded table (validate): as
+/// [`route_columns`], but target columns nothing fed (the app's own, or added since) are left
+/// out instead of refused.
+///
+/// # Errors
+/// As [`route_columns`], for the snapshot's columns.
+pub fn read_back_routes(
+    table: &str,
+    snapshot: &[ColumnManifest],
+    target: &[TableColumn],
+    options: &TargetOptions,
+) -> Result<Vec<ColumnRoute>, Vec<String>> {
+    let (fed, mut problems) = feed(table, snapshot, target, options);
+    let mut routes = Vec::new();
+    for column in target {
+        if let Some(source) = fed.get(column.name.as_str()) {
+            match route(table, source, column, options) {
+                Ok(route) => routes.push(route),
+                Err(problem) => problems.push(problem),
+            }
         }
     }
     if problems.is_empty() {
@@ -128,6 +185,56 @@ pub fn route_columns(
     } else {
         Err(problems)
     }
+}
+
+/// Which snapshot column feeds each target column (by the target's name), and every problem
+/// with the options as a whole: names the snapshot lacks, a target column fed twice, a snapshot
+/// column with no target column.
+fn feed<'a>(
+    table: &str,
+    snapshot: &'a [ColumnManifest],
+    target: &'a [TableColumn],
+    options: &TargetOptions,
+) -> (BTreeMap<&'a str, &'a ColumnManifest>, Vec<String>) {
+    let mut problems = Vec::new();
+    let named = |flag: &str, names: Vec<&String>, problems: &mut Vec<String>| {
+        for name in names.into_iter().filter(|name| !snapshot.iter().any(|c| &c.mapping.bq_name == *name)) {
+            problems.push(format!("table `{table}`: {flag} names column `{name}`, which the snapshot does not have"));
+        }
+    };
+    named("--column-map", options.column_map.keys().collect(), &mut problems);
+    named("--exclude-column", options.excluded.iter().collect(), &mut problems);
+    named("--default", options.defaults.keys().collect(), &mut problems);
+    named("--allow-lossy", options.lossy.keys().collect(), &mut problems);
+    let mut fed: BTreeMap<&str, &ColumnManifest> = BTreeMap::new();
+    let mut feeders: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for column in snapshot.iter().filter(|c| !options.excluded.contains(&c.mapping.bq_name)) {
+        let name = column.mapping.bq_name.as_str();
+        let wanted = options.column_map.get(name).map_or(name, String::as_str);
+        // BigQuery column names are case-insensitive: `ID` is the column `id`.
+        match target.iter().find(|t| t.name.eq_ignore_ascii_case(wanted)) {
+            Some(t) => {
+                fed.insert(t.name.as_str(), column);
+                feeders.entry(t.name.as_str()).or_default().push(name);
+            }
+            None => problems.push(format!(
+                "table `{table}`: snapshot column `{name}` has no column `{wanted}` in the target; \
+                 map it with --column-map {table}.{name}=<target column> or leave it out with --exclude-column {table}.{name}"
+            )),
+        }
+    }
+    for (target_column, sources) in feeders.iter().filter(|(_, sources)| sources.len() > 1) {
+        problems.push(format!(
+            "table `{table}`: target column `{target_column}` would be fed by {} snapshot columns ({}); \
+             map each to a column of its own or leave the others out with --exclude-column",
+            sources.len(),
+            sources.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    for name in options.excluded.iter().filter(|name| options.defaults.contains_key(*name) || options.column_map.contains_key(*name)) {
+        problems.push(format!("table `{table}`: column `{name}` is left out with --exclude-column and also mapped or given a --default"));
+    }
+    (fed, problems)
 }
 
 /// One snapshot column into one target column.
@@ -149,13 +256,71 @@ fn route(table: &str, source: &ColumnManifest, target: &TableColumn, options: &T
     if mapping.repeated != (*mode == FieldMode::Repeated) {
         return Err(refuse("a repeated column pairs only with a repeated one"));
     }
-    let Conversion { expr, conversion, inverse } = convert(mapping, *target_type, &target.name, options).map_err(|why| refuse(&why))?;
+    let Conversion { mut expr, mut conversion, inverse, lossy } =
+        convert(mapping, *target_type, &target.name, options).map_err(|why| refuse(&why))?;
+    let default = options.defaults.get(&mapping.bq_name);
     let nulls = source.aggregates.null_count;
-    if *mode == FieldMode::Required && nulls > 0 {
-        return Err(refuse(&format!("the target is REQUIRED and the snapshot holds {nulls} NULL(s) in it")));
+    if let Some(value) = default {
+        let constant = constant(*target_type, !mapping.repeated, value).map_err(|why| refuse(&format!("--default {value}: {why}")))?;
+        expr = format!("IFNULL({expr}, {constant})");
+        conversion = format!("{conversion}; NULL → {value} (--default, {nulls} NULL(s) in the snapshot)");
+    } else if *mode == FieldMode::Required && nulls > 0 {
+        return Err(refuse(&format!(
+            "the target is REQUIRED and the snapshot holds {nulls} NULL(s) in it; give them a value with --default {table}.{}=<value>",
+            mapping.bq_name
+        )));
     }
     let compare_as_text = *mode == FieldMode::Repeated || *target_type == BigQueryType::Json;
-    Ok(ColumnRoute { target: target.name.clone(), source: Some(mapping.bq_name.clone()), expr, conversion, compare_as_text, inverse })
+    let measured = lossy || default.is_some() || *target_type == BigQueryType::Json;
+    let measured_as = measured.then_some(if lossy { *target_type } else { mapping.bq_type });
+    Ok(ColumnRoute {
+        target: target.name.clone(),
+        source: Some(mapping.bq_name.clone()),
+        expr,
+        conversion,
+        compare_as_text,
+        inverse,
+        measured_as,
+    })
+}
+
+/// A target column the snapshot does not feed, filled with a constant (`--set`).
+fn constant_route(target: &TableColumn, value: &str) -> Result<ColumnRoute, String> {
+    let (Ok(mode), Ok(target_type)) = (&target.mode, &target.field_type) else {
+        return Err(format!("the target column is {}, which pg2bq does not fill", target.describe()));
+    };
+    let expr = constant(*target_type, *mode != FieldMode::Repeated, value)?;
+    Ok(ColumnRoute {
+        target: target.name.clone(),
+        source: None,
+        expr,
+        conversion: format!("set to {value} (--set)"),
+        compare_as_text: *target_type == BigQueryType::Json,
+        inverse: String::new(),
+        measured_as: None,
+    })
+}
+
+/// A constant of the target's type from the operator's text (`--set`, `--default`): the text
+/// as a string literal, cast (JSON parsed); numbers and booleans are checked here, other types
+/// by BigQuery when the statement runs (before the table changes).
+fn constant(to: BigQueryType, scalar: bool, value: &str) -> Result<String, String> {
+    let literal = string_literal(value);
+    let parses = match to {
+        BigQueryType::Int64 => value.parse::<i64>().is_ok(),
+        BigQueryType::Float64 => value.parse::<f64>().is_ok(),
+        BigQueryType::Bool => matches!(value.to_ascii_lowercase().as_str(), "true" | "false"),
+        BigQueryType::Numeric | BigQueryType::Bignumeric => crate::model::decimal::parse_decimal(value, 76, 38).is_ok(),
+        BigQueryType::Json => serde_json::from_str::<serde_json::Value>(value).is_ok(),
+        _ => true,
+    };
+    match to {
+        _ if !scalar => Err("a repeated column takes no constant".into()),
+        _ if !parses => Err(format!("`{value}` is not a {} value", to.sql_name())),
+        BigQueryType::String => Ok(literal),
+        BigQueryType::Json => Ok(format!("PARSE_JSON({literal})")),
+        other => Ok(format!("CAST({literal} AS {})", other.sql_name())),
+    }
 }
 
 /// The SQL of one route, both ways.
@@ -163,6 +328,8 @@ struct Conversion {
     expr: String,
     conversion: String,
     inverse: String,
+    /// Allowed only by `--allow-lossy`: validate compares it as the target's type.
+    lossy: bool,
 }
 
 /// A snapshot column's value, read from the staging table (`s`), as the target's type, and the
@@ -173,7 +340,8 @@ fn convert(mapping: &ColumnMapping, to: BigQueryType, target: &str, options: &Ta
     let column = format!("s.{}", quote(&mapping.bq_name));
     let held = format!("t.{}", quote(target));
     let (from, scalar) = (mapping.bq_type, !mapping.repeated);
-    let done = |expr: String, conversion: String, inverse: String| Ok(Conversion { expr, conversion, inverse });
+    let done = |expr: String, conversion: String, inverse: String| Ok(Conversion { expr, conversion, inverse, lossy: false });
+    let allowed_lossy = options.lossy.get(&mapping.bq_name) == Some(&to);
     match (from, to) {
         (BigQueryType::Json, BigQueryType::Json) if !scalar => {
             done(format!("ARRAY(SELECT PARSE_JSON(e) FROM UNNEST({column}) AS e WITH OFFSET AS o ORDER BY o)"), "as is".into(), held)
@@ -198,6 +366,14 @@ fn convert(mapping: &ColumnMapping, to: BigQueryType, target: &str, options: &Ta
         (BigQueryType::String, BigQueryType::Json) if scalar && matches!(mapping.pg_type.as_str(), "json" | "jsonb") => {
             done(format!("PARSE_JSON({column})"), "STRING(json) → JSON".into(), format!("TO_JSON_STRING({held})"))
         }
+        (BigQueryType::Int64 | BigQueryType::Numeric | BigQueryType::Bignumeric, BigQueryType::Float64) if scalar && allowed_lossy => {
+            let conversion = format!("{} → FLOAT64 (lossy: 15–17 significant digits, by --allow-lossy)", from.sql_name());
+            Ok(Conversion { expr: format!("CAST({column} AS FLOAT64)"), conversion, inverse: held, lossy: true })
+        }
+        (BigQueryType::Int64 | BigQueryType::Numeric | BigQueryType::Bignumeric, BigQueryType::Float64) if scalar => Err(format!(
+            "FLOAT64 keeps 15–17 significant digits; allow the rounding with --allow-lossy <table>.{}=FLOAT64",
+            mapping.bq_name
+        )),
         _ => Err("no lossless conversion between these types".into()),
     }
 }
@@ -271,6 +447,7 @@ mod tests {
         let options = TargetOptions {
             column_map: BTreeMap::from([("happened_on".to_string(), "mentioned_at".to_string())]),
             date_to_timestamp: true,
+            ..TargetOptions::default()
         };
         let routes = route_columns("entity_mentions", &columns, &app_table(), &options).unwrap();
         assert_eq!(routes[2].expr, "TIMESTAMP(s.`happened_on`)");
@@ -285,13 +462,72 @@ mod tests {
         assert_eq!((routes[0].target.as_str(), routes[0].source.as_deref()), ("ID", Some("id")));
     }
 
+    /// Issue 19: `--column-map t.subtitle=title` while the snapshot has `title` too used to
+    /// overwrite the first route and drop the snapshot's own `title`.
+    #[test]
+    fn options_are_checked_as_a_whole_and_every_conflict_is_listed() {
+        let columns = [snapshot("id", "int8", 0), snapshot("note", "text", 0), snapshot("subtitle", "text", 0)];
+        let mut table = app_table();
+        table[2] = target("note", BigQueryType::String, FieldMode::Nullable);
+        let options = TargetOptions {
+            column_map: BTreeMap::from([("subtitle".to_string(), "note".to_string()), ("nope".to_string(), "note".to_string())]),
+            excluded: ["gone".to_string()].into(),
+            set: BTreeMap::from([("id".to_string(), "1".to_string()), ("absent".to_string(), "x".to_string())]),
+            ..TargetOptions::default()
+        };
+        let problems = route_columns("m", &columns, &table, &options).unwrap_err();
+        let has = |text: &str| problems.iter().any(|p| p.contains(text));
+        assert!(has("--column-map names column `nope`, which the snapshot does not have"), "{problems:#?}");
+        assert!(has("--exclude-column names column `gone`"), "{problems:#?}");
+        assert!(has("target column `note` would be fed by 2 snapshot columns (`note`, `subtitle`)"), "{problems:#?}");
+        assert!(has("--set m.id=… fills target column `id`, which snapshot column `id` already feeds"), "{problems:#?}");
+        assert!(has("--set names column `absent`, which the target table does not have"), "{problems:#?}");
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+    }
+
+    #[test]
+    fn excluded_columns_set_constants_and_defaults_fill_an_apps_table() {
+        let columns = [snapshot("id", "int8", 0), snapshot("metadata", "jsonb", 4), snapshot("mentioned_at", "timestamptz", 0), snapshot("legacy", "text", 0)];
+        let mut table = app_table();
+        table[1] = target("metadata", BigQueryType::Json, FieldMode::Required);
+        let refused = route_columns("m", &columns, &table, &TargetOptions::default()).unwrap_err();
+        assert!(refused.iter().any(|p| p.contains("holds 4 NULL(s)") && p.contains("--default m.metadata=<value>")), "{refused:#?}");
+        assert!(refused.iter().any(|p| p.contains("--exclude-column m.legacy")), "{refused:#?}");
+        let options = TargetOptions {
+            excluded: ["legacy".to_string()].into(),
+            set: BTreeMap::from([("ingested_by".to_string(), "postgres".to_string())]),
+            defaults: BTreeMap::from([("metadata".to_string(), "{}".to_string())]),
+            ..TargetOptions::default()
+        };
+        let routes = route_columns("m", &columns, &table, &options).unwrap();
+        assert_eq!(routes[1].expr, "IFNULL(PARSE_JSON(s.`metadata`), PARSE_JSON('{}'))");
+        assert_eq!(routes[1].measured_as, Some(BigQueryType::Json));
+        assert!(routes[1].conversion.contains("NULL → {} (--default, 4 NULL(s) in the snapshot)"), "{}", routes[1].conversion);
+        assert_eq!((routes[3].source.as_deref(), routes[3].expr.as_str()), (None, "'postgres'"));
+        let bad = TargetOptions { set: BTreeMap::from([("entity".to_string(), "x".to_string())]), ..options.clone() };
+        let mut with_int = table.clone();
+        with_int.push(target("entity", BigQueryType::Int64, FieldMode::Nullable));
+        let problems = route_columns("m", &columns, &with_int, &bad).unwrap_err();
+        assert!(problems[0].contains("`x` is not a INT64 value"), "{problems:#?}");
+    }
+
+    #[test]
+    fn numeric_into_float64_needs_its_column_named_in_allow_lossy() {
+        let columns = [snapshot("amount", "numeric", 0)];
+        let table = [target("amount", BigQueryType::Float64, FieldMode::Nullable)];
+        let refused = route_columns("t", &columns, &table, &TargetOptions::default()).unwrap_err();
+        assert!(refused[0].contains("--allow-lossy <table>.amount=FLOAT64"), "{refused:?}");
+        let options = TargetOptions { lossy: BTreeMap::from([("amount".to_string(), BigQueryType::Float64)]), ..TargetOptions::default() };
+        let routes = route_columns("t", &columns, &table, &options).unwrap();
+        assert_eq!((routes[0].expr.as_str(), routes[0].measured_as), ("CAST(s.`amount` AS FLOAT64)", Some(BigQueryType::Float64)));
+    }
+
     #[test]
     fn lossy_pairings_are_refused_with_both_types() {
         for (pg_type, into) in [
             ("float8", BigQueryType::Int64),
             ("text", BigQueryType::Int64),
             ("numeric", BigQueryType::Int64),
-            ("int8", BigQueryType::Float64),
         ] {
             let problems =
                 route_columns("t", &[snapshot("c", pg_type, 0)], &[target("c", into, FieldMode::Nullable)], &TargetOptions::default())

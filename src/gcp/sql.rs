@@ -14,6 +14,11 @@ pub fn table_path(project: &str, dataset: &str, table: &str) -> String {
     quote(&format!("{project}.{dataset}.{table}"))
 }
 
+/// A string literal: `'it\'s'`.
+pub fn string_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'").replace('\n', "\\n"))
+}
+
 /// Label keys and values allow lower-case letters, digits, `_` and `-`, 63 characters.
 pub fn label_part(text: &str) -> String {
     NameAlphabet::ID.sanitize(&text.to_ascii_lowercase(), 63)

@@ -68,6 +68,7 @@ mod tests {
             conversion: String::new(),
             compare_as_text,
             inverse: String::new(),
+            measured_as: None,
         }
     }
 

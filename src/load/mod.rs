@@ -11,12 +11,13 @@
 //! It trusts no manifest it has not checked: its digest and its table totals must agree with
 //! its files' figures, and files are read from where the manifest is, not where it was written.
 
+mod destination;
 pub mod merge;
 pub mod plan;
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,15 +27,19 @@ use serde_json::Value;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::gcp::bigquery::{job_attempt_ids, other_work, BigQuery, BigQueryApi, BigQueryError, BigQueryOptions, FinishedJob, JobCounts};
-use crate::gcp::schema::{schema_differences, table_columns, Field, FieldMode};
-use crate::gcp::sql::merged_label;
-use crate::gcp::sql::{quote, table_path};
+use crate::gcp::measures::{aggregate_query, aggregates_from_measures, column_encoding};
+use crate::gcp::runs::{record_sql, recorded_count_sql, runs_table_resource, LoadRecord, CREATED_LABEL, RUNS_TABLE};
+pub use crate::gcp::runs::MergeCounts;
+use crate::gcp::schema::{Field, FieldMode};
+use crate::gcp::sql::{fingerprint_items, keys_table_id, list_encoding, quote, table_path};
+use crate::model::aggregates::ColumnAggregates;
 use crate::model::manifest::{Manifest, TableManifest};
 use crate::model::progress::{ProgressReporter, TableProgress};
-use crate::model::types::BigQueryType;
+use crate::model::manifest::ColumnManifest;
+use crate::model::types::{BigQueryType, NameAlphabet};
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{check_listed_files, read_manifest, FoundManifest, ManifestError};
-use plan::{keep_nullable_columns, plan_into_existing, LoadJob, LoadPlanError, QueryJob};
+use plan::{LoadJob, LoadPlanError, QueryJob};
 pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad, WriteDisposition};
 
 /// Everything `load` needs.
@@ -59,6 +64,8 @@ pub enum LoadStep {
     CheckKeys,
     CountRows,
     LabelTable,
+    RecordRun,
+    ListTables,
     DropStaging,
 }
 
@@ -71,7 +78,9 @@ impl std::fmt::Display for LoadStep {
             LoadStep::CheckStagedJson => "check the staged JSON",
             LoadStep::CheckKeys => "check the merge key is unique in the snapshot",
             LoadStep::CountRows => "count the loaded rows",
-            LoadStep::LabelTable => "label the table with the run",
+            LoadStep::LabelTable => "label the table as pg2bq's own",
+            LoadStep::RecordRun => "record the run in the dataset's _pg2bq_runs table",
+            LoadStep::ListTables => "list the dataset's tables",
             LoadStep::DropStaging => "drop the staging table",
         })
     }
@@ -93,8 +102,10 @@ pub enum LoadError {
         #[source]
         source: BigQueryError,
     },
-    #[error("run `{run_id}` was already {} table `{table}` (label `{label}` = `{mode}`); appending it again would duplicate its rows. Load it with --mode truncate to replace the table with the snapshot, or into another table", if mode == "append" { "appended to" } else { "loaded into" })]
-    AlreadyLoaded { run_id: String, table: String, label: String, mode: String },
+    #[error("run `{run_id}` was already loaded into table `{table}` ({how}); appending it again would duplicate its rows. Load it with --mode truncate to replace the table with the snapshot, or into another table")]
+    AlreadyLoaded { run_id: String, table: String, how: String },
+    #[error("nothing was loaded:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Refused { problems: Vec<String> },
     #[error("table `{table}` was created by someone else while this load started (another `pg2bq load` of this run?); nothing was loaded. Wait for the other load to finish, then re-run: a re-run attaches to its jobs and never loads a run twice")]
     CreatedConcurrently {
         table: String,
@@ -111,19 +122,18 @@ pub enum LoadError {
     },
     #[error("table `{table}`, column `{column}`: {rows} row(s) hold JSON that BigQuery's JSON type cannot store exactly (e.g. a number beyond 64-bit precision); the table was not touched. Re-export with `--cast {column}=text` to keep it as text")]
     JsonNotRepresentable { table: String, column: String, rows: u64 },
-    #[error(
-        "table `{table}`, column `{column}`: the staged JSON text differs from the snapshot's (fingerprint); the table was not touched"
-    )]
-    StagingMismatch { table: String, column: String },
+    #[error("table `{table}`, column `{column}`: the staged values differ from the snapshot's ({what}); the table was not touched")]
+    StagingMismatch { table: String, column: String, what: String },
     #[error("table `{table}`: the merge key ({key}) is not unique in the snapshot: {rows} row(s) repeat a key; the table was not touched. Merge by a unique key with --key {snapshot_table}.<column>[,<column>]")]
     DuplicateKeys { table: String, snapshot_table: String, key: String, rows: u64 },
     #[error("table `{table}`: {what} reports {actual} rows, the manifest {expected}")]
     RowCount { table: String, what: String, expected: u64, actual: u64 },
-    #[error("{} of {} tables failed to load: {}", failed.0.len(), total, failed.names())]
+    #[error("{} of {} tables failed to load: {}; loaded: {}", failed.0.len(), total, failed.names(), if loaded.is_empty() { "none".to_string() } else { loaded.join(", ") })]
     TablesFailed {
         #[source]
         failed: TableFailures,
         total: usize,
+        loaded: Vec<String>,
     },
 }
 
@@ -171,17 +181,27 @@ pub struct TableReport {
     /// Merge: what the `MERGE` did with the snapshot's rows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged: Option<MergeCounts>,
+    /// What the load did to the table, in words.
+    pub effect: String,
+    /// Snapshot columns left out (`--exclude-column`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub excluded_columns: Vec<String>,
+    /// Target columns filled with a constant (`--set`): column → value.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub set_columns: BTreeMap<String, String>,
+    /// Snapshot columns whose NULLs got a value (`--default`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub defaults: Vec<DefaultedColumn>,
     pub seconds: f64,
 }
 
-/// A merge's outcome: of the snapshot's rows, `inserted` were new to the table and
-/// `already_present` had their key there; `updated` of those were overwritten
-/// (`--overwrite-existing`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct MergeCounts {
-    pub inserted: u64,
-    pub already_present: u64,
-    pub updated: u64,
+/// A `--default`: the snapshot column, the value its NULLs became, and how many NULLs the
+/// staged snapshot held (in a merge, only the inserted or updated rows take it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DefaultedColumn {
+    pub column: String,
+    pub value: String,
+    pub replaced_nulls: u64,
 }
 
 /// `load`'s result.
@@ -194,8 +214,9 @@ pub enum LoadOutcome {
 /// Loads a snapshot (or plans it, with `dry_run`).
 ///
 /// # Errors
-/// [`LoadError`]; when one table fails the others still load, then
-/// [`LoadError::TablesFailed`] names the failed ones, each with its error.
+/// [`LoadError`]; [`LoadError::Refused`] before any job when a destination would lose rows an
+/// app wrote, or a mapped target is missing; when one table fails the others still load, then
+/// [`LoadError::TablesFailed`] names the failed ones, each with its error, and the loaded ones.
 pub async fn load(config: &LoadConfig, progress: Option<&ProgressReporter>) -> Result<LoadOutcome, LoadError> {
     let FoundManifest { store, run_dir, manifest, .. } = read_manifest(&config.manifest_uri, &config.gcs).await?;
     let plan = plan_load(&manifest, &store.uri(&run_dir), &config.target)?;
@@ -215,8 +236,9 @@ pub async fn load(config: &LoadConfig, progress: Option<&ProgressReporter>) -> R
 }
 
 /// `--dry-run`: the plan as it will run against the destination tables as they are now (read
-/// with `tables.get`, which runs no job): existing tables with other columns show their
-/// conversions. When BigQuery cannot be reached, the plan says so and assumes new tables.
+/// with `tables.get`, which runs no job): what it does to each table in words, the conversions
+/// into existing tables with other columns, and every refusal. When BigQuery cannot be reached,
+/// the plan says so and assumes new tables.
 async fn plan_with_destinations(mut plan: LoadPlan, manifest: &Manifest, config: &LoadConfig) -> Result<LoadPlan, LoadError> {
     let bq = match BigQuery::connect(&config.target.project, config.target.location.clone(), &config.bigquery).await {
         Ok(bq) => bq,
@@ -226,17 +248,14 @@ async fn plan_with_destinations(mut plan: LoadPlan, manifest: &Manifest, config:
             return Ok(plan);
         }
     };
-    let mut tables = Vec::new();
-    for table in &plan.tables {
-        let manifest_table = manifest.tables.iter().find(|t| t.name == table.source).expect("the plan is made from the manifest");
-        let (planned, _) = plan_for_destination(&bq, &plan, &config.target, table, manifest_table).await?;
-        tables.push(planned.into_owned());
-    }
-    plan.tables = tables;
+    let (destinations, problems) = destination::read_all(&bq, &plan, &config.target, manifest).await?;
+    plan.tables = destinations.into_iter().map(|d| d.table).collect();
+    plan.problems = problems;
     Ok(plan)
 }
 
-/// Loads each table of the plan; a failed table does not stop the others.
+/// Reads every destination and refuses before any job when one would lose rows or is missing;
+/// then loads each table of the plan, a failed table not stopping the others.
 async fn load_tables(
     bq: &dyn BigQueryApi,
     plan: &LoadPlan,
@@ -244,9 +263,15 @@ async fn load_tables(
     manifest: &Manifest,
     progress: Option<&ProgressReporter>,
 ) -> Result<Vec<TableReport>, LoadError> {
+    let (destinations, problems) = destination::read_all(bq, plan, target, manifest).await?;
+    if !problems.is_empty() {
+        return Err(LoadError::Refused { problems });
+    }
+    ensure_runs_table(bq, plan).await?;
     let mut reports = Vec::new();
     let mut failed = Vec::new();
-    for table in &plan.tables {
+    for destination in &destinations {
+        let table = &destination.table;
         let span = info_span!("load", table = %table.table_id, run_id = %plan.run_id);
         let manifest_table = manifest.tables.iter().find(|t| t.name == table.source).expect("the plan is made from the manifest");
         let counter =
@@ -254,7 +279,7 @@ async fn load_tables(
         if let Some(report) = progress {
             report(&table.table_id, &counter);
         }
-        match load_table(bq, plan, target, table, manifest_table, &counter).instrument(span).await {
+        match load_table(bq, plan, destination, manifest_table, &counter).instrument(span).await {
             Ok(report) => reports.push(report),
             Err(error) => {
                 warn!(table = %table.table_id, error = %crate::model::error_chain(&error).join(": "), "Table failed to load");
@@ -266,35 +291,49 @@ async fn load_tables(
         }
     }
     if !failed.is_empty() {
-        return Err(LoadError::TablesFailed { failed: TableFailures(failed), total: plan.tables.len() });
+        let loaded = reports.iter().map(|r| r.table_id.clone()).collect();
+        return Err(LoadError::TablesFailed { failed: TableFailures(failed), total: plan.tables.len(), loaded });
     }
     Ok(reports)
 }
 
-/// A table's steps: prepare the destination, stage (or load) the files, check staged JSON
-/// (and, to merge, the key's uniqueness), finalize, count, label, drop the staging table.
+/// Creates the dataset's `_pg2bq_runs` table unless it is there.
+async fn ensure_runs_table(bq: &dyn BigQueryApi, plan: &LoadPlan) -> Result<(), LoadError> {
+    let step = |source| LoadError::Step { table: RUNS_TABLE.into(), step: LoadStep::CreateTable, source };
+    if bq.table(&plan.dataset, RUNS_TABLE).await.map_err(step)?.is_some() {
+        return Ok(());
+    }
+    match bq.create_table(&plan.dataset, RUNS_TABLE, &runs_table_resource(&plan.project, &plan.dataset)).await {
+        Err(BigQueryError::Status { status: reqwest::StatusCode::CONFLICT, .. }) | Ok(()) => Ok(()),
+        Err(error) => Err(step(error)),
+    }
+}
+
+/// A table's steps: prepare the destination, stage (or load) the files, check the staged rows
+/// (JSON, the converted columns, a merge key's uniqueness), finalize, count, record the run for
+/// validate, drop the staging table.
 async fn load_table(
     bq: &dyn BigQueryApi,
     plan: &LoadPlan,
-    target: &LoadTarget,
-    table: &TableLoad,
+    destination: &destination::Destination,
     manifest_table: &TableManifest,
     progress: &TableProgress,
 ) -> Result<TableReport, LoadError> {
     let started = Instant::now();
-    let table = prepare_destination(bq, plan, target, table, manifest_table).await?;
-    let table = table.as_ref();
+    let table = &destination.table;
+    prepare_destination(bq, plan, destination).await?;
     let finished_before = finished_before(bq, plan, table).await?;
     let mut jobs = Vec::new();
-    let mut labels = Vec::new();
+    let mut expected = BTreeMap::new();
     let staging = table.staging_table_id.as_deref().filter(|_| !finished_before);
     if !finished_before {
         jobs = run_load_jobs(bq, table, progress).await?;
         if let Some(staging) = staging {
             // The staged rows, checked before the final statement: every JSON value fits
-            // BigQuery's JSON type, its text is the snapshot's, and a merge key is unique.
+            // BigQuery's JSON type, the converted columns hold the snapshot's values (and are
+            // measured as the table will hold them), and a merge key is unique.
             check_json_representable(bq, plan, table, staging).await?;
-            labels = fingerprint_staged_json(bq, plan, table, manifest_table, staging).await?;
+            expected = measure_staged_columns(bq, plan, table, manifest_table, staging).await?;
             check_unique_key(bq, plan, table, staging).await?;
         }
     }
@@ -315,15 +354,21 @@ async fn load_table(
             jobs.push(run_statement(bq, table, keep_keys).await?);
         }
     }
-    if let Some(m) = &merged {
-        let way = if plan.overwrite_existing { "overwrite" } else { "keep" };
-        labels.push((merged_label(&plan.run_id), format!("{}_{}_{}_{way}", m.inserted, m.already_present, m.updated)));
-    }
     if plan.mode == LoadMode::Truncate {
         count_rows(bq, plan, table).await?;
     }
-    labels.push(table.run_label.clone());
-    label_table(bq, plan, table, &labels, staging).await?;
+    if !finished_before {
+        // Written before the staging table is dropped: a crash in between re-runs the checks
+        // (attaching to the jobs) and records the same again.
+        jobs.push(record_run(bq, plan, table, merged, expected).await?);
+    }
+    if destination.pg2bq_owned() {
+        let label = [(CREATED_LABEL.0.to_string(), CREATED_LABEL.1.to_string())];
+        bq.set_labels(&plan.dataset, &table.table_id, &label).await.map_err(step_error(table, LoadStep::LabelTable))?;
+    }
+    if let Some(staging) = staging {
+        bq.delete_table(&plan.dataset, staging).await.map_err(step_error(table, LoadStep::DropStaging))?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     info!(rows = table.rows, jobs = jobs.len(), seconds = format!("{seconds:.2}"), "Loaded table");
     Ok(TableReport {
@@ -334,7 +379,48 @@ async fn load_table(
         job_ids: jobs.into_iter().map(|job| job.job_id).collect(),
         done_before: finished_before,
         merged,
+        effect: table.effect.clone(),
+        excluded_columns: table.options.excluded.iter().cloned().collect(),
+        set_columns: table.options.set.clone(),
+        defaults: defaulted_columns(table, manifest_table),
         seconds,
+    })
+}
+
+/// The `--default`s of a table with the NULLs the snapshot held in each column (the staged
+/// rows were checked to hold exactly as many).
+fn defaulted_columns(table: &TableLoad, manifest_table: &TableManifest) -> Vec<DefaultedColumn> {
+    let nulls = |column: &str| manifest_table.columns.iter().find(|c| c.mapping.bq_name == column).map_or(0, |c| c.aggregates.null_count);
+    let defaults = table.options.defaults.iter();
+    defaults.map(|(column, value)| DefaultedColumn { column: column.clone(), value: value.clone(), replaced_nulls: nulls(column) }).collect()
+}
+
+/// Records what validate needs of this load in `_pg2bq_runs`, by a statement whose id derives
+/// from the record: a re-run recording the same attaches to it.
+async fn record_run(
+    bq: &dyn BigQueryApi,
+    plan: &LoadPlan,
+    table: &TableLoad,
+    merged: Option<MergeCounts>,
+    expected: BTreeMap<String, ColumnAggregates>,
+) -> Result<FinishedJob, LoadError> {
+    let record = LoadRecord {
+        run_id: plan.run_id.clone(),
+        source_table: table.source.clone(),
+        table_id: table.table_id.clone(),
+        mode: plan.mode,
+        overwrite_existing: plan.overwrite_existing,
+        routed: table.into_existing,
+        options: table.options.clone(),
+        merged,
+        keys_table: table.keep_keys.as_ref().map(|_| keys_table_id(&table.table_id, &plan.run_id)),
+        expected,
+    };
+    let job_id = NameAlphabet::ID.sanitize(&format!("pg2bq_{}_{}_{}_record_{}", plan.run_id, plan.dataset, table.job_name, record.digest()), usize::MAX);
+    let job = QueryJob::new(job_id, record_sql(&plan.project, &plan.dataset, &record));
+    run_statement(bq, table, &job).await.map_err(|error| match error {
+        LoadError::Job { source, .. } => step_error(table, LoadStep::RecordRun)(source),
+        other => other,
     })
 }
 
@@ -371,80 +457,39 @@ fn step_error(table: &TableLoad, step: LoadStep) -> impl FnOnce(BigQueryError) -
     move |source| LoadError::Step { table: table.table_id.clone(), step, source }
 }
 
-/// The table's plan against its destination as it is, and the destination's resource when it
-/// exists: a table with the snapshot's columns takes the plan as is (with its NULLABLE modes
-/// kept); an existing table with other columns, a `--column-map`, or any merge target is fed
-/// through routes ([`plan_into_existing`]).
-async fn plan_for_destination<'a>(
-    bq: &dyn BigQueryApi,
-    plan: &LoadPlan,
-    target: &LoadTarget,
-    table: &'a TableLoad,
-    manifest_table: &TableManifest,
-) -> Result<(Cow<'a, TableLoad>, Option<Value>), LoadError> {
-    let Some(existing) = bq.table(&plan.dataset, &table.table_id).await.map_err(step_error(table, LoadStep::ReadTable))? else {
-        return Ok((Cow::Borrowed(table), None));
-    };
-    let comparison = schema_differences(&existing, &table.fields);
-    if plan.mode == LoadMode::Merge || target.routing.maps_columns_of(manifest_table) || !comparison.differences.is_empty() {
-        let routed = plan_into_existing(plan, manifest_table, target, &table_columns(&existing))?;
-        return Ok((Cow::Owned(routed), Some(existing)));
-    }
-    if comparison.nullable_in_table.is_empty() {
-        return Ok((Cow::Borrowed(table), Some(existing)));
-    }
-    let columns = comparison.nullable_in_table;
-    info!(columns = columns.join(","), "REQUIRED in the snapshot, NULLABLE in the table: loading with the table's modes");
-    Ok((Cow::Owned(keep_nullable_columns(plan, table, &columns)), Some(existing)))
-}
-
-/// Checks an existing destination (it takes the snapshot; append: the run is not in it yet) or
-/// creates it. Returns the plan to load with.
-async fn prepare_destination<'a>(
-    bq: &dyn BigQueryApi,
-    plan: &LoadPlan,
-    target: &LoadTarget,
-    table: &'a TableLoad,
-    manifest_table: &TableManifest,
-) -> Result<Cow<'a, TableLoad>, LoadError> {
-    let dataset = &plan.dataset;
-    match plan_for_destination(bq, plan, target, table, manifest_table).await? {
-        (planned, Some(existing)) => {
-            if plan.mode == LoadMode::Append {
-                refuse_loaded_run(bq, plan, &planned, &existing).await?;
-            }
-            Ok(planned)
-        }
-        (planned, None) if table.staging_table_id.is_none() || plan.mode != LoadMode::Truncate => {
-            bq.create_table(dataset, &table.table_id, &table.table_resource).await.map_err(|source| match source {
-                BigQueryError::Status { status: reqwest::StatusCode::CONFLICT, .. } => {
-                    LoadError::CreatedConcurrently { table: table.table_id.clone(), source }
-                }
-                other => step_error(table, LoadStep::CreateTable)(other),
-            })?;
-            Ok(planned)
-        }
+/// Checks an existing destination (append: the run is not in it yet) or creates it.
+async fn prepare_destination(bq: &dyn BigQueryApi, plan: &LoadPlan, destination: &destination::Destination) -> Result<(), LoadError> {
+    let table = &destination.table;
+    match &destination.existing {
+        Some(existing) if plan.mode == LoadMode::Append => refuse_loaded_run(bq, plan, table, existing).await,
+        Some(_) => Ok(()),
         // Created by the final statement, with the full schema.
-        (planned, None) => Ok(planned),
+        None if table.staging_table_id.is_some() && plan.mode == LoadMode::Truncate => Ok(()),
+        None => bq.create_table(&plan.dataset, &table.table_id, &table.table_resource).await.map_err(|source| match source {
+            BigQueryError::Status { status: reqwest::StatusCode::CONFLICT, .. } => {
+                LoadError::CreatedConcurrently { table: table.table_id.clone(), source }
+            }
+            other => step_error(table, LoadStep::CreateTable)(other),
+        }),
     }
 }
 
-/// Refuses to append a run the table already holds: its label says so (set by any mode), or
-/// a direct truncate load of it succeeded (that commits before its label is set).
+/// Refuses to append a run the table already holds: `_pg2bq_runs` records it (any mode), an
+/// older pg2bq's label says so, or a direct truncate load of it succeeded (that commits before
+/// the run is recorded).
 async fn refuse_loaded_run(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoad, existing: &Value) -> Result<(), LoadError> {
-    let label_key = &table.run_label.0;
-    let already = |mode: &str| LoadError::AlreadyLoaded {
-        run_id: plan.run_id.clone(),
-        table: table.table_id.clone(),
-        label: label_key.clone(),
-        mode: mode.into(),
-    };
-    if let Some(mode) = existing.pointer(&format!("/labels/{label_key}")).and_then(Value::as_str) {
-        return Err(already(mode));
+    let already = |how: String| LoadError::AlreadyLoaded { run_id: plan.run_id.clone(), table: table.table_id.clone(), how };
+    let sql = recorded_count_sql(&plan.project, &plan.dataset, &plan.run_id, &table.table_id, &table.source);
+    if bq.query_counts(&sql).await.map_err(step_error(table, LoadStep::CheckEarlierJobs))?[0] > 0 {
+        return Err(already(format!("recorded in `{}`", RUNS_TABLE)));
+    }
+    let legacy = crate::gcp::sql::label_part(&format!("pg2bq_run_{}", plan.run_id));
+    if let Some(mode) = existing.pointer(&format!("/labels/{legacy}")).and_then(Value::as_str) {
+        return Err(already(format!("label `{legacy}` = `{mode}`")));
     }
     for job_id in table.truncate_load_job_id.iter().flat_map(|base| job_attempt_ids(base)) {
         if bq.succeeded_job(&job_id).await.map_err(step_error(table, LoadStep::CheckEarlierJobs))? {
-            return Err(already("truncate"));
+            return Err(already(format!("its truncate load job `{job_id}` succeeded")));
         }
     }
     Ok(())
@@ -558,64 +603,80 @@ async fn count_rows(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoad) ->
     Ok(())
 }
 
-/// Records the run (and the staged JSON's fingerprints) in the table's labels, then drops the
-/// staging table: until the labels are set, a re-run needs the staged rows.
-async fn label_table(
-    bq: &dyn BigQueryApi,
-    plan: &LoadPlan,
-    table: &TableLoad,
-    labels: &[(String, String)],
-    staging: Option<&str>,
-) -> Result<(), LoadError> {
-    bq.set_labels(&plan.dataset, &table.table_id, labels).await.map_err(step_error(table, LoadStep::LabelTable))?;
-    if let Some(staging) = staging {
-        bq.delete_table(&plan.dataset, staging).await.map_err(step_error(table, LoadStep::DropStaging))?;
-    }
-    Ok(())
-}
-
-/// For each JSON column of the staging table: checks the staged text's fingerprint equals the
-/// manifest's (the staging table holds exactly the snapshot), and returns the fingerprint of the
-/// same values as BigQuery will serialise them (`TO_JSON_STRING(PARSE_JSON(text))`), as labels
-/// for `validate`: JSON serialisation differs between Postgres, BigQuery and emulators.
-async fn fingerprint_staged_json(
+/// For each column whose values the table does not hold as the snapshot's (JSON as BigQuery
+/// serialises it, NULLs given a `--default`, a lossy type): checks the staged values are the
+/// snapshot's (fingerprints and NULLs as the manifest's), then measures them through the route
+/// and back, as validate will read them from the table. Returns snapshot column → what validate
+/// is to expect.
+async fn measure_staged_columns(
     bq: &dyn BigQueryApi,
     plan: &LoadPlan,
     table: &TableLoad,
     manifest_table: &TableManifest,
     staging: &str,
-) -> Result<Vec<(String, String)>, LoadError> {
-    use crate::gcp::sql::{encoding, fingerprint_items, json_fingerprint_label, list_encoding};
-    let columns: Vec<_> = manifest_table.columns.iter().filter(|c| c.mapping.bq_type == BigQueryType::Json).collect();
-    if columns.is_empty() {
-        return Ok(Vec::new());
+) -> Result<BTreeMap<String, ColumnAggregates>, LoadError> {
+    let measured: Vec<(&ColumnManifest, &crate::gcp::routes::ColumnRoute)> = table
+        .routes
+        .iter()
+        .filter(|r| r.measured_as.is_some())
+        .filter_map(|r| Some((manifest_table.columns.iter().find(|c| Some(&c.mapping.bq_name) == r.source.as_ref())?, r)))
+        .collect();
+    if measured.is_empty() {
+        return Ok(BTreeMap::new());
     }
+    let staged = table_path(&plan.project, &plan.dataset, staging);
+    check_staged_values(bq, table, &measured, &staged).await?;
+    let forward: Vec<String> = measured.iter().map(|(_, r)| format!("{} AS {}", r.expr, quote(&r.target))).collect();
+    let back: Vec<String> = measured.iter().map(|(c, r)| format!("{} AS {}", r.inverse, quote(&c.mapping.bq_name))).collect();
+    let relation = format!("(SELECT {} FROM (SELECT {} FROM {staged} s) t)", back.join(", "), forward.join(", "));
+    let columns: Vec<ColumnManifest> = measured.iter().map(|(c, r)| r.measured_column(c)).collect();
+    let (sql, layout) = aggregate_query(&relation, &columns.iter().collect::<Vec<_>>(), None);
+    let row = bq.query_one_row(&sql).await.map_err(step_error(table, LoadStep::CheckStagedJson))?;
+    let aggregates = aggregates_from_measures(columns.len(), &layout, row.get(1..).unwrap_or_default()).ok_or_else(|| {
+        step_error(table, LoadStep::CheckStagedJson)(BigQueryError::NotACount { sql: sql.clone(), column: 0, value: format!("{row:?}") })
+    })?;
+    Ok(columns.iter().map(|c| c.mapping.bq_name.clone()).zip(aggregates).collect())
+}
+
+/// The staged values of the measured columns are the snapshot's: their fingerprints (of the
+/// Postgres text for JSON, staged as text) and NULL counts equal the manifest's.
+async fn check_staged_values(
+    bq: &dyn BigQueryApi,
+    table: &TableLoad,
+    measured: &[(&ColumnManifest, &crate::gcp::routes::ColumnRoute)],
+    staged: &str,
+) -> Result<(), LoadError> {
     let mut items = Vec::new();
-    for column in &columns {
+    for (column, _) in measured {
         let name = quote(&column.mapping.bq_name);
-        let (text, canonical) = if column.mapping.repeated {
-            (list_encoding(&name, "e"), list_encoding(&name, "TO_JSON_STRING(PARSE_JSON(e))"))
-        } else {
-            (name.clone(), encoding(BigQueryType::Json, &format!("PARSE_JSON({name})")))
+        let encoding = match (column.mapping.bq_type, column.mapping.repeated) {
+            (BigQueryType::Json, true) => list_encoding(&name, "e"),
+            (BigQueryType::Json, false) => name.clone(),
+            _ => column_encoding(column),
         };
-        items.extend(fingerprint_items(&text));
-        items.extend(fingerprint_items(&canonical));
+        items.extend(fingerprint_items(&encoding));
+        items.push(format!("CAST(COUNTIF({name} IS NULL) AS STRING)"));
     }
-    let sql = format!("SELECT {} FROM {}", items.join(", "), table_path(&plan.project, &plan.dataset, staging));
+    let sql = format!("SELECT {} FROM {staged}", items.join(", "));
     let row = bq.query_one_row(&sql).await.map_err(step_error(table, LoadStep::CheckStagedJson))?;
     // An aggregate over no values is NULL: the empty fingerprint, 0.
     let value = |i: usize| row.get(i).cloned().flatten().unwrap_or_else(|| "0".into());
-    let mut labels = Vec::new();
-    for (index, column) in columns.iter().enumerate() {
-        let (text_xor, text_sum) = (value(4 * index), value(4 * index + 1));
+    for (index, (column, _)) in measured.iter().enumerate() {
         let aggregates = &column.aggregates;
-        if text_xor != aggregates.fingerprint_xor || text_sum != aggregates.fingerprint_sum {
-            return Err(LoadError::StagingMismatch { table: table.table_id.clone(), column: column.mapping.bq_name.clone() });
+        let mismatch = |what: &str| LoadError::StagingMismatch {
+            table: table.table_id.clone(),
+            column: column.mapping.bq_name.clone(),
+            what: what.to_string(),
+        };
+        if value(3 * index) != aggregates.fingerprint_xor || value(3 * index + 1) != aggregates.fingerprint_sum {
+            return Err(mismatch("fingerprint"));
         }
-        let canonical = format!("{}_{}", value(4 * index + 2), value(4 * index + 3));
-        labels.push((json_fingerprint_label(&column.mapping.bq_name), canonical));
+        // BigQuery loads a NULL array as empty: only scalar NULLs are counted.
+        if !column.mapping.repeated && value(3 * index + 2) != aggregates.null_count.to_string() {
+            return Err(mismatch("NULL count"));
+        }
     }
-    Ok(labels)
+    Ok(())
 }
 
 /// Counts, per JSON column of the staging table, the values `PARSE_JSON` would reject, and

@@ -11,34 +11,15 @@ use serde_json::{json, Value};
 
 use crate::gcp::bigquery::{DAILY_LOAD_JOBS_PER_TABLE, MAX_BYTES_PER_JOB, MAX_URIS_PER_JOB};
 use crate::gcp::routes::{route_columns, snapshot_columns, ColumnRoute, Routing, TargetOptions};
+pub use crate::gcp::runs::LoadMode;
+use crate::gcp::runs::CREATED_LABEL;
 use crate::gcp::schema::{
     schema_json, set_layout, table_reference, table_resource, Field, FieldMode, PartitionUnit, TableColumn, TimePartitioning,
 };
-use crate::gcp::sql::{keys_table_id, label_part, quote, staging_table_id, table_path};
+use crate::gcp::sql::{keys_table_id, quote, staging_table_id, string_literal, table_path};
 use crate::load::merge::{merge_sql, MergeSpec};
 use crate::model::manifest::{FileManifest, Manifest, TableManifest, TableNames};
 use crate::model::types::{BigQueryType, NameAlphabet};
-
-/// Whether the table ends equal to the snapshot, gains its rows, or gains the rows whose key
-/// it does not hold yet (merge).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LoadMode {
-    #[default]
-    Truncate,
-    Append,
-    Merge,
-}
-
-impl LoadMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LoadMode::Truncate => "truncate",
-            LoadMode::Append => "append",
-            LoadMode::Merge => "merge",
-        }
-    }
-}
 
 /// What a load job does to rows already in its destination, displayed and serialised as
 /// BigQuery names it.
@@ -77,6 +58,10 @@ pub struct LoadTarget {
     pub merge_keys: BTreeMap<String, Vec<String>>,
     /// Merge: also update rows whose key exists and whose values differ.
     pub overwrite_existing: bool,
+    /// Truncate: also replace the rows of a table pg2bq did not create (an app's).
+    pub replace_existing_rows: bool,
+    /// Create a `--table-map` target that is not in the dataset (else refused: a typo).
+    pub create_missing: bool,
     /// Manifest table name (or its BigQuery name) → (column, unit).
     pub partition_by: BTreeMap<String, (String, PartitionUnit)>,
     /// Manifest table name (or its BigQuery name) → columns.
@@ -94,6 +79,9 @@ pub struct LoadPlan {
     pub mode: LoadMode,
     pub overwrite_existing: bool,
     pub tables: Vec<TableLoad>,
+    /// Why the load would be refused against the destination as it is (`--dry-run`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// One table's jobs.
@@ -129,8 +117,15 @@ pub struct TableLoad {
     /// [`keys_table_id`], for `validate` to compare exactly the snapshot's rows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_keys: Option<QueryJob>,
-    /// Label recording that this run was loaded (`pg2bq_run_<run id>` → mode).
-    pub run_label: (String, String),
+    /// The name its job ids and staging table derive from: the table's, and the snapshot
+    /// table's when it goes to a table of another name (so two snapshot tables appended into
+    /// one table never share a job).
+    pub job_name: String,
+    /// The routing options it was planned with (recorded for `validate`).
+    pub options: TargetOptions,
+    /// What the load does to the destination, in words (set once the table is seen).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub effect: String,
     /// Append only: the job that would have loaded this run in truncate mode straight into the
     /// table. Such a load commits before its label is set, so append refuses the run when this
     /// job (or a retry of it) succeeded, labelled or not.
@@ -145,6 +140,13 @@ pub struct TableLoad {
     pub kept_nullable_columns: Vec<String>,
     /// Share of BigQuery's daily load-job quota for the destination table this plan uses.
     pub daily_quota_share: f64,
+}
+
+impl TableLoad {
+    /// The fields of the table as pg2bq creates it: the snapshot's, without those left out.
+    pub fn created_fields(&self) -> Vec<Field> {
+        self.fields.iter().filter(|f| !self.options.excluded.contains(&f.name)).cloned().collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -178,7 +180,7 @@ pub struct QueryJob {
 }
 
 impl QueryJob {
-    fn new(job_id: String, sql: String) -> Self {
+    pub fn new(job_id: String, sql: String) -> Self {
         let configuration = json!({ "query": { "query": sql, "useLegacySql": false } });
         Self { job_id, sql, configuration }
     }
@@ -199,6 +201,8 @@ pub enum LoadPlanError {
     Routing { table: String, table_id: String, problems: Vec<String> },
     #[error("table `{table}`: cannot merge by key ({key}): {reason}")]
     MergeKey { table: String, key: String, reason: String },
+    #[error("snapshot tables {} would all go to table `{table_id}`: in {} mode each would {}; nothing was loaded. Map each to a table of its own (--table-map), or append them with --mode append", sources.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "), mode.as_str(), if *mode == LoadMode::Truncate { "replace the rows of the one before" } else { "merge into the rows of the other by key, and validate could not tell their rows apart" })]
+    FanIn { table_id: String, sources: Vec<String>, mode: LoadMode },
 }
 
 /// Builds the plan; `run_uri` is the run directory the manifest was read from, which the
@@ -208,7 +212,7 @@ pub enum LoadPlanError {
 /// [`LoadPlanError`] when the files are not on GCS or an option names a missing table/column.
 pub fn plan_load(manifest: &Manifest, run_uri: &str, target: &LoadTarget) -> Result<LoadPlan, LoadPlanError> {
     let named = target.partition_by.keys().chain(target.cluster_by.keys()).chain(target.names.map.keys());
-    for name in named.chain(target.routing.column_maps.keys()).chain(target.merge_keys.keys()) {
+    for name in named.chain(target.routing.tables.keys()).chain(target.merge_keys.keys()) {
         if !manifest.tables.iter().any(|t| t.is_named(name)) {
             return Err(LoadPlanError::UnknownTable { table: name.clone() });
         }
@@ -222,9 +226,18 @@ pub fn plan_load(manifest: &Manifest, run_uri: &str, target: &LoadTarget) -> Res
         mode: target.mode,
         overwrite_existing: target.overwrite_existing,
         tables: Vec::new(),
+        problems: Vec::new(),
     };
     let scope = Scope::of(&plan);
-    let tables = manifest.tables.iter().map(|t| plan_table(&scope, t, target, None)).collect::<Result<_, _>>()?;
+    let tables: Vec<TableLoad> = manifest.tables.iter().map(|t| plan_table(&scope, t, target, None)).collect::<Result<_, _>>()?;
+    if target.mode != LoadMode::Append {
+        for table in &tables {
+            let sources: Vec<String> = tables.iter().filter(|t| t.table_id == table.table_id).map(|t| t.source.clone()).collect();
+            if sources.len() > 1 {
+                return Err(LoadPlanError::FanIn { table_id: table.table_id.clone(), sources, mode: target.mode });
+            }
+        }
+    }
     plan.tables = tables;
     Ok(plan)
 }
@@ -270,17 +283,17 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// The prefix of a table's job ids in `mode`: `pg2bq_<run>_<dataset>_<table>_<way>`, where
+    /// The prefix of a table's job ids in `mode`: `pg2bq_<run>_<dataset>_<job name>_<way>`, where
     /// the way is the mode, `merge_overwrite`, or `<mode>_routed` into an existing table with
     /// other columns (a merge's ids do not depend on whether the table existed: a re-run
     /// attaches to them).
-    fn job_base(&self, table_id: &str, mode: LoadMode, into_existing: bool) -> String {
+    fn job_base(&self, job_name: &str, mode: LoadMode, into_existing: bool) -> String {
         let way = match (mode, into_existing) {
             (LoadMode::Merge, _) if self.overwrite_existing => "merge_overwrite".to_string(),
             (LoadMode::Merge, _) | (_, false) => mode.as_str().to_string(),
             (_, true) => format!("{}_routed", mode.as_str()),
         };
-        NameAlphabet::ID.sanitize(&format!("pg2bq_{}_{}_{table_id}_{way}", self.run_id, self.dataset), usize::MAX)
+        NameAlphabet::ID.sanitize(&format!("pg2bq_{}_{}_{job_name}_{way}", self.run_id, self.dataset), usize::MAX)
     }
 
     /// `project.dataset.table`, quoted.
@@ -289,9 +302,9 @@ impl<'a> Scope<'a> {
     }
 }
 
-/// The snapshot's columns as BigQuery fields.
-fn table_fields(table: &TableManifest) -> Vec<Field> {
-    let fields = table.columns.iter().map(|c| &c.mapping);
+/// The snapshot's columns as BigQuery fields, without those left out of the load.
+fn table_fields(table: &TableManifest, options: &TargetOptions) -> Vec<Field> {
+    let fields = table.columns.iter().map(|c| &c.mapping).filter(|c| !options.excluded.contains(&c.bq_name));
     fields
         .map(|c| Field { name: c.bq_name.clone(), field_type: c.bq_type, mode: FieldMode::of(c), description: c.comment.clone() })
         .collect()
@@ -348,35 +361,43 @@ fn plan_table(
         return Err(LoadPlanError::NotOnGcs { table: table.name.clone(), uri: format!("{}/{}", scope.run_uri, file.path) });
     }
     let table_id = target.names.table_id(table);
-    let fields = table_fields(table);
-    let time_partitioning = time_partitioning(table, target, &fields)?;
-    let clustering = clustering(table, target, &fields)?;
+    let job_name = match table_id == target.names.own_id(table) {
+        true => table_id.clone(),
+        false => format!("{table_id}_from_{}", table.bq_table),
+    };
+    let options = target.routing.options_for(table);
+    let fields = table_fields(table, &TargetOptions::default());
+    let created_fields = table_fields(table, &options);
+    let time_partitioning = time_partitioning(table, target, &created_fields)?;
+    let clustering = clustering(table, target, &created_fields)?;
     let into_existing = existing.is_some();
-    let routes = table_routes(table, target, existing, &table_id)?;
+    let routes = table_routes(table, &options, existing, &table_id)?;
     let merge_key = match scope.mode {
         LoadMode::Merge => merge_key(table, target, &routes)?,
         _ => Vec::new(),
     };
     let batches = file_batches(table);
-    let has_json = fields.iter().any(|f| f.field_type == BigQueryType::Json);
+    let converted = routes.iter().any(|r| r.measured_as.is_some()) || !options.excluded.is_empty();
     // No files (an empty table): no load job; truncate empties the table with one statement.
-    let staged = !table.files.is_empty() && (has_json || batches.len() > 1 || into_existing || scope.mode == LoadMode::Merge);
-    let base = scope.job_base(&table_id, scope.mode, into_existing);
-    let staging_table_id = staged.then(|| staging_table_id(&table_id, scope.run_id));
+    let staged = !table.files.is_empty() && (converted || batches.len() > 1 || into_existing || scope.mode == LoadMode::Merge);
+    let base = scope.job_base(&job_name, scope.mode, into_existing);
+    let staging_table_id = staged.then(|| staging_table_id(&job_name, scope.run_id));
     let destination = staging_table_id.clone().unwrap_or_else(|| table_id.clone());
     let load_jobs = load_jobs(scope, &batches, &base, &destination, staged);
     let emptied = (scope.mode == LoadMode::Truncate && table.files.is_empty())
         .then(|| QueryJob::new(format!("{base}_finalize"), format!("DELETE FROM {} WHERE TRUE", scope.qualified(&table_id))));
     let truncate_load_job_id = (scope.mode == LoadMode::Append && !staged && !table.files.is_empty())
-        .then(|| format!("{}_load0000", scope.job_base(&table_id, LoadMode::Truncate, false)));
+        .then(|| format!("{}_load0000", scope.job_base(&job_name, LoadMode::Truncate, false)));
     let notes = plan_notes(&fields, &table_id, into_existing);
     let mut planned = TableLoad {
         source: table.name.clone(),
         rows: table.row_count,
         bytes: table.files.iter().map(|f| f.bytes).sum(),
         daily_quota_share: load_jobs.len() as f64 / DAILY_LOAD_JOBS_PER_TABLE as f64,
-        run_label: (label_part(&format!("pg2bq_run_{}", scope.run_id)), scope.mode.as_str().to_string()),
         table_id,
+        job_name,
+        options,
+        effect: String::new(),
         fields,
         time_partitioning,
         clustering,
@@ -401,13 +422,18 @@ fn plan_table(
 /// column) is refused there.
 fn table_routes(
     table: &TableManifest,
-    target: &LoadTarget,
+    options: &TargetOptions,
     existing: Option<&[TableColumn]>,
     table_id: &str,
 ) -> Result<Vec<ColumnRoute>, LoadPlanError> {
     match existing {
-        Some(columns) => route_columns(&table.name, &table.columns, columns, &target.routing.options_for(table)),
-        None => route_columns(&table.name, &table.columns, &snapshot_columns(&table.columns), &TargetOptions::default()),
+        Some(columns) => route_columns(&table.name, &table.columns, columns, options),
+        // A table pg2bq creates has the snapshot's columns: maps and constants have nothing to
+        // go into (a missing target with them is refused when the destination is read).
+        None => {
+            let options = TargetOptions { column_map: Default::default(), set: Default::default(), ..options.clone() };
+            route_columns(&table.name, &table.columns, &snapshot_columns(&table.columns, &options), &options)
+        }
     }
     .map_err(|problems| LoadPlanError::Routing { table: table.name.clone(), table_id: table_id.into(), problems })
 }
@@ -467,7 +493,8 @@ fn merge_key(table: &TableManifest, target: &LoadTarget, routes: &[ColumnRoute])
         if column.aggregates.null_count > 0 {
             return Err(refused(format!("column `{name}` holds {} NULL(s), and a NULL key never matches", column.aggregates.null_count)));
         }
-        let route = routes.iter().find(|r| r.source.as_deref() == Some(mapping.bq_name.as_str())).expect("every snapshot column is routed");
+        let route = routes.iter().find(|r| r.source.as_deref() == Some(mapping.bq_name.as_str()));
+        let route = route.ok_or_else(|| refused(format!("column `{name}` is left out of the load (--exclude-column)")))?;
         target_key.push(route.target.clone());
     }
     Ok(target_key)
@@ -478,14 +505,16 @@ fn merge_key(table: &TableManifest, target: &LoadTarget, routes: &[ColumnRoute])
 /// [`keep_nullable_columns`].
 fn configure(scope: &Scope, table: &mut TableLoad) {
     let (id, partitioning) = (&table.table_id, table.time_partitioning.as_ref());
-    table.table_resource = table_resource(scope.project, scope.dataset, id, &table.fields, partitioning, &table.clustering);
+    let mut resource = table_resource(scope.project, scope.dataset, id, &table.created_fields(), partitioning, &table.clustering);
+    resource["labels"] = json!({ CREATED_LABEL.0: CREATED_LABEL.1 });
+    table.table_resource = resource;
     let configurations: Vec<Value> = table.load_jobs.iter().map(|job| load_configuration(scope, table, job)).collect();
     for (job, configuration) in table.load_jobs.iter_mut().zip(configurations) {
         job.configuration = configuration;
     }
     if let Some(staging) = &table.staging_table_id {
         let sql = finalize_sql(scope, table, staging);
-        let base = scope.job_base(&table.table_id, scope.mode, table.into_existing);
+        let base = scope.job_base(&table.job_name, scope.mode, table.into_existing);
         table.finalize = Some(QueryJob::new(format!("{base}_finalize"), sql));
         if scope.mode == LoadMode::Merge {
             let keys: Vec<String> = table
@@ -545,10 +574,6 @@ pub fn staging_fields(fields: &[Field]) -> Vec<Field> {
     fields.iter().map(|f| Field { field_type: staged(f.field_type), ..f.clone() }).collect()
 }
 
-fn string_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'").replace('\n', "\\n"))
-}
-
 /// The one statement that moves staged rows into the destination through the columns' routes:
 /// `CREATE OR REPLACE TABLE … AS SELECT` (truncate of a table with the snapshot's columns: an
 /// atomic replacement with the full schema), a transaction deleting and inserting (truncate of
@@ -580,7 +605,7 @@ fn finalize_sql(scope: &Scope, table: &TableLoad, staging: &str) -> String {
 /// `CREATE OR REPLACE TABLE` with the table's columns, partitioning, clustering and run label.
 fn create_or_replace(scope: &Scope, table: &TableLoad) -> String {
     let columns: Vec<String> = table
-        .fields
+        .created_fields()
         .iter()
         .map(|f| {
             let name = f.field_type.sql_name();
@@ -596,7 +621,7 @@ fn create_or_replace(scope: &Scope, table: &TableLoad) -> String {
         [] => String::new(),
         columns => format!(" CLUSTER BY {}", columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")),
     };
-    let (label_key, label_value) = &table.run_label;
+    let (label_key, label_value) = CREATED_LABEL;
     format!(
         "CREATE OR REPLACE TABLE {} ({}){partition}{cluster} OPTIONS(labels=[({}, {})])",
         scope.qualified(&table.table_id),

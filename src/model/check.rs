@@ -30,6 +30,10 @@ pub enum CheckKind {
     Rejected,
     /// `validate --dry-run`: the bytes a query would scan, estimated by BigQuery.
     Estimate,
+    /// A snapshot column left out of the load (`--exclude-column`): not compared.
+    Excluded,
+    /// Rows holding a `--set` column's constant.
+    SetValue,
     // verify: the snapshot's files against their manifest
     ManifestInconsistent,
     FileMissing,
@@ -62,6 +66,8 @@ impl CheckKind {
             Self::OutsideSnapshot => "outside_snapshot",
             Self::Rejected => "rejected",
             Self::Estimate => "estimate",
+            Self::Excluded => "excluded",
+            Self::SetValue => "set_value",
             Self::ManifestInconsistent => "manifest_inconsistent",
             Self::FileMissing => "file_missing",
             Self::FileAltered => "file_altered",

@@ -134,8 +134,18 @@ impl TableNames {
     pub fn table_id(&self, table: &TableManifest) -> String {
         match self.map.iter().find(|(name, _)| table.is_named(name)) {
             Some((_, id)) => id.clone(),
-            None => format!("{}{}", self.prefix, table.bq_table),
+            None => self.own_id(table),
         }
+    }
+
+    /// The table's own name in BigQuery: its recorded name after the prefix.
+    pub fn own_id(&self, table: &TableManifest) -> String {
+        format!("{}{}", self.prefix, table.bq_table)
+    }
+
+    /// Whether `--table-map` (or the file's `target`) names where this table goes.
+    pub fn is_mapped(&self, table: &TableManifest) -> bool {
+        self.map.keys().any(|name| table.is_named(name))
     }
 }
 

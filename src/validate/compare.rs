@@ -1,7 +1,7 @@
 //! Manifest aggregate vs BigQuery result, one check at a time. Counts, integer and decimal
 //! sums, min/max and fingerprints must match exactly; float sums within a relative tolerance.
 
-use super::sql::Measure;
+use crate::gcp::measures::Measure;
 use crate::model::aggregates::ColumnAggregates;
 pub use crate::model::check::Check;
 use crate::model::check::CheckKind;
@@ -202,7 +202,7 @@ mod tests {
                 let mut accumulator = ColumnAccumulator::for_column(&mapping);
                 accumulator.update(&arrow::array::new_null_array(&mapping.arrow_type, nulls as usize));
                 let column = ColumnManifest { mapping: mapping.clone(), adjusted_rows: 0, aggregates: accumulator.finish() };
-                for (measure, _) in crate::validate::sql::column_measures(&column) {
+                for (measure, _) in crate::gcp::measures::column_measures(&column) {
                     let actual = bigquery_over_no_value(measure, nulls);
                     if let Some(check) = compare("c", mapping.bq_type, measure, &column.aggregates, actual.as_deref(), None) {
                         assert!(check.passed, "{type_name} with {nulls} NULLs: {check:?}");

@@ -8,7 +8,6 @@
 
 pub mod compare;
 pub mod sample;
-pub mod sql;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -18,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, info_span, trace, Instrument};
 
 use crate::gcp::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
-use crate::gcp::routes::{route_columns, Routing};
+use crate::gcp::routes::{read_back_routes, route_columns, ColumnRoute};
+use crate::gcp::runs::{records_sql, LoadMode, LoadRecord, RUNS_TABLE};
 use crate::gcp::schema::table_columns;
-use crate::gcp::sql::{keys_table_id, label_part, merged_label};
 use crate::gcp::sql::{quote, table_path};
 use crate::model::aggregates::ColumnAggregates;
 pub use crate::model::check::Check;
@@ -32,7 +31,7 @@ use crate::source::SourceError;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{read_manifest, ManifestError};
 use compare::parse_float;
-use sql::{aggregate_query, Measure};
+use crate::gcp::measures::{aggregate_query, Measure};
 
 /// A denormalized column declared in the config: `table.column` must equal
 /// `references.referenced_column` of the row that `via` points to (through a foreign key).
@@ -65,9 +64,8 @@ pub struct ValidateConfig {
     pub project: String,
     pub dataset: String,
     pub location: Option<String>,
+    /// Which table each snapshot table was loaded into, where the run was loaded into several.
     pub names: TableNames,
-    /// How a merged table's columns map to the snapshot's (as `load` routed them).
-    pub routing: Routing,
     /// Postgres URL: enables the random-row sample and the drift report.
     pub source_url: Option<String>,
     pub sample_rows: usize,
@@ -90,10 +88,19 @@ pub enum ValidateError {
     Source(#[from] SourceError),
     #[error("table `{table}` is not in BigQuery dataset `{dataset}`; load the snapshot first")]
     MissingTable { table: String, dataset: String },
-    #[error("table `{table}` holds run `{run_id}` by merge, but the keys table `{keys}` that load keeps for validate is missing; re-run the same `pg2bq load --mode merge` (it recreates nothing else)")]
+    #[error("table `{table}` holds run `{run_id}` by merge, but the keys table `{keys}` that load keeps for validate is missing; re-run the same `pg2bq load --mode merge`")]
     MissingKeys { table: String, run_id: String, keys: String },
-    #[error("table `{table}` cannot be read as the snapshot through its columns' routes (pass validate the load's --column-map/--date-to-timestamp):\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    #[error("table `{table}` cannot be read as the snapshot through the routes its load recorded (its columns changed since?):\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Routing { table: String, problems: Vec<String> },
+    #[error("no load of run `{run_id}`'s table `{table}` is recorded in dataset `{dataset}`: {hint}")]
+    NotRecorded { run_id: String, table: String, dataset: String, hint: String },
+    #[error("the record of run `{run_id}` in table `{table}` (in `_pg2bq_runs`) is not one this pg2bq reads")]
+    BadRecord {
+        table: String,
+        run_id: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("config names `{what}`, which the manifest does not hold")]
     UnknownName { what: String },
     #[error(transparent)]
@@ -155,13 +162,13 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
         if let Some(report) = progress {
             report(&table.name, &counter);
         }
-        let checks = match config.dry_run {
+        let (bq_table, checks) = match config.dry_run {
             true => estimate_table(config, &bq, &manifest, table).instrument(span).await?,
             false => validate_table(config, &bq, &manifest, table, &counter).instrument(span).await?,
         };
         tables.push(TableValidation {
             table: table.name.clone(),
-            bq_table: config.names.table_id(table),
+            bq_table,
             passed: checks.iter().all(|c| c.passed),
             checks,
         });
@@ -186,68 +193,123 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
     })
 }
 
-/// A table that holds the run by merge (its label says `merge`): the snapshot's rows in it,
-/// read back as the snapshot's columns, and the count of the rows outside the snapshot.
-struct MergedSubset {
-    /// `(SELECT <columns as the snapshot's> FROM table JOIN keys …)`, for `FROM`.
+/// One snapshot table as loaded: the table, what its load recorded, and the rows compared.
+struct Loaded {
+    table_id: String,
+    record: LoadRecord,
+    /// `(SELECT <each snapshot column read back through its route> FROM table t [JOIN keys])`:
+    /// the whole table, or a merged table's rows whose key is in the snapshot.
     rows: String,
-    outside_check: Check,
-    /// Rows the merge found already there and left (recorded by load), when not overwritten.
-    kept_table_values: Option<u64>,
+    /// `table t [JOIN keys k ON …]`: the rows compared, with the table's own columns as `t.…`.
+    from: String,
+    /// The route of each snapshot column that was loaded.
+    routes: Vec<ColumnRoute>,
 }
 
-/// The merged subset of a table from its snapshot `rows` ([`merged_rows`]), with the count of
-/// the table's rows outside the snapshot.
-async fn merged_subset(
-    bq: &BigQuery,
-    whole: &str,
-    resource: &serde_json::Value,
-    run_id: &str,
-    rows: String,
-) -> Result<MergedSubset, ValidateError> {
-    let counts = bq.query_counts(&format!("SELECT COUNT(*), (SELECT COUNT(*) FROM {rows}) FROM {whole}")).await?;
-    let outside = counts[0].saturating_sub(counts[1]);
-    let outside_check = Check::new(CheckKind::OutsideSnapshot, None, "not compared", format!("{outside} rows"), true)
-        .with_detail("rows of the table whose key is not in the snapshot (the app's own): reported, never a mismatch");
-    let label = resource.pointer(&format!("/labels/{}", merged_label(run_id))).and_then(|v| v.as_str());
-    let kept_table_values = label
-        .filter(|v| v.ends_with("_keep"))
-        .and_then(|v| v.split('_').nth(1).and_then(|present| present.parse().ok()))
-        .filter(|&present: &u64| present > 0);
-    Ok(MergedSubset { rows, outside_check, kept_table_values })
-}
-
-/// A table that holds the run by merge (its label says `merge`): its rows whose key is in the
-/// keys table `load` kept, each column read back through the inverse of its route
-/// (`gcp::routes`), so the manifest's aggregates apply unchanged; `None` otherwise. Reads only
-/// metadata.
-async fn merged_rows(
-    config: &ValidateConfig,
-    bq: &BigQuery,
-    table: &TableManifest,
-    resource: &serde_json::Value,
-    bq_table: &str,
-    run_id: &str,
-) -> Result<Option<String>, ValidateError> {
-    let run_label = resource.pointer(&format!("/labels/{}", label_part(&format!("pg2bq_run_{run_id}")))).and_then(|v| v.as_str());
-    if run_label != Some("merge") {
-        return Ok(None);
+impl Loaded {
+    /// The route feeding a snapshot column; `None` when it was left out of the load.
+    fn route(&self, column: &ColumnManifest) -> Option<&ColumnRoute> {
+        self.routes.iter().find(|r| r.source.as_deref() == Some(column.mapping.bq_name.as_str()))
     }
-    let keys_id = keys_table_id(bq_table, run_id);
-    let missing = || ValidateError::MissingKeys { table: bq_table.into(), run_id: run_id.into(), keys: keys_id.clone() };
-    let keys_resource = bq.table(&config.dataset, &keys_id).await?.ok_or_else(missing)?;
-    let key: Vec<String> = table_columns(&keys_resource).into_iter().map(|c| c.name).collect();
-    let routes = route_columns(&table.name, &table.columns, &table_columns(resource), &config.routing.options_for(table))
-        .map_err(|problems| ValidateError::Routing { table: bq_table.into(), problems })?;
+}
+
+/// The record of the snapshot table's load in `_pg2bq_runs`: into the table `--table-map` (or
+/// the prefix) names.
+async fn read_record(config: &ValidateConfig, bq: &BigQuery, run_id: &str, table: &TableManifest) -> Result<LoadRecord, ValidateError> {
+    let wanted = config.names.table_id(table);
+    let not_recorded = |hint: String| ValidateError::NotRecorded {
+        run_id: run_id.into(),
+        table: table.name.clone(),
+        dataset: config.dataset.clone(),
+        hint,
+    };
+    if bq.table(&config.dataset, RUNS_TABLE).await?.is_none() {
+        return Err(not_recorded(format!("the dataset has no `{RUNS_TABLE}` table: load the run first (a re-run of a finished load attaches to its jobs and records it)")));
+    }
+    let rows = bq.query_rows(&records_sql(&config.project, &config.dataset, run_id, &table.name)).await?;
+    let mut loaded_into = Vec::new();
+    for row in rows {
+        let (Some(Some(table_id)), Some(Some(text))) = (row.first(), row.get(1)) else { continue };
+        if *table_id == wanted {
+            return LoadRecord::parse(text).map_err(|source| ValidateError::BadRecord { table: table_id.clone(), run_id: run_id.into(), source });
+        }
+        loaded_into.push(format!("`{table_id}`"));
+    }
+    Err(not_recorded(match loaded_into.is_empty() {
+        true => "load the run first (a re-run of a finished load attaches to its jobs and records it)".into(),
+        false => format!("it was loaded into {}: name it with --table-map {}=<table>", loaded_into.join(", "), table.bq_table),
+    }))
+}
+
+/// The snapshot table as loaded: its record, and its rows read back as the snapshot's columns
+/// through the routes it was loaded with (joined with the keys table after a merge).
+async fn loaded_table(config: &ValidateConfig, bq: &BigQuery, run_id: &str, table: &TableManifest) -> Result<(Loaded, serde_json::Value), ValidateError> {
+    let record = read_record(config, bq, run_id, table).await?;
+    let table_id = record.table_id.clone();
+    let Some(resource) = bq.table(&config.dataset, &table_id).await? else {
+        return Err(ValidateError::MissingTable { table: table_id, dataset: config.dataset.clone() });
+    };
+    let routes = read_back_routes(&table.name, &table.columns, &table_columns(&resource), &record.options)
+        .map_err(|problems| ValidateError::Routing { table: table_id.clone(), problems })?;
     let select: Vec<String> = table
         .columns
         .iter()
         .filter_map(|c| routes.iter().find(|r| r.source.as_deref() == Some(c.mapping.bq_name.as_str())))
         .map(|r| format!("{} AS {}", r.inverse, quote(r.source.as_deref().unwrap_or_default())))
         .collect();
-    let on: Vec<String> = key.iter().map(|k| format!("t.{0} = k.{0}", quote(k))).collect();
-    let (whole, keys) = (qualified(config, table), table_path(&config.project, &config.dataset, &keys_id));
-    Ok(Some(format!("(SELECT {} FROM {whole} t JOIN {keys} k ON {})", select.join(", "), on.join(" AND "))))
+    let whole = table_path(&config.project, &config.dataset, &table_id);
+    let from = match (&record.mode, &record.keys_table) {
+        (LoadMode::Merge, Some(keys_id)) => {
+            let missing = || ValidateError::MissingKeys { table: table_id.clone(), run_id: run_id.into(), keys: keys_id.clone() };
+            let keys_resource = bq.table(&config.dataset, keys_id).await?.ok_or_else(missing)?;
+            let on: Vec<String> = table_columns(&keys_resource).iter().map(|k| format!("t.{0} = k.{0}", quote(&k.name))).collect();
+            format!("{whole} t JOIN {} k ON {}", table_path(&config.project, &config.dataset, keys_id), on.join(" AND "))
+        }
+        _ => format!("{whole} t"),
+    };
+    let rows = format!("(SELECT {} FROM {from})", select.join(", "));
+    Ok((Loaded { table_id, record, rows, from, routes }, resource))
+}
+
+/// A merged table: the count of its rows outside the snapshot (the app's own), and what the
+/// row count's detail says of the rows the merge found already there.
+async fn merged_checks(bq: &BigQuery, loaded: &Loaded, whole: &str, checks: &mut Vec<Check>) -> Result<(), ValidateError> {
+    let counts = bq.query_counts(&format!("SELECT COUNT(*), (SELECT COUNT(*) FROM {}) FROM {whole}", loaded.rows)).await?;
+    let outside = counts[0].saturating_sub(counts[1]);
+    let outside_check = Check::new(CheckKind::OutsideSnapshot, None, "not compared", format!("{outside} rows"), true)
+        .with_detail("rows of the table whose key is not in the snapshot (the app's own): reported, never a mismatch");
+    let kept = loaded.record.merged.filter(|_| !loaded.record.overwrite_existing).map_or(0, |m| m.already_present);
+    if kept > 0 {
+        checks[0] = checks[0].clone().with_detail(format!(
+            "the snapshot's rows with keys in the table; {kept} of them were already there and kept the table's values (merged without --overwrite-existing)"
+        ));
+    }
+    checks.push(outside_check);
+    Ok(())
+}
+
+/// One check per `--set` column: the rows the load wrote hold its constant (a merge wrote the
+/// rows it inserted; the others kept the table's values).
+async fn set_checks(config: &ValidateConfig, bq: &BigQuery, loaded: &Loaded, resource: &serde_json::Value, table: &TableManifest) -> Result<Vec<Check>, ValidateError> {
+    let mut checks = Vec::new();
+    let routes = route_columns(&table.name, &table.columns, &table_columns(resource), &loaded.record.options).unwrap_or_default();
+    for route in routes.iter().filter(|r| r.source.is_none() && r.expr != "NULL") {
+        let column = format!("t.{}", quote(&route.target));
+        let holds = match route.compare_as_text {
+            true => format!("TO_JSON_STRING({column}) = TO_JSON_STRING({})", route.expr),
+            false => format!("{column} = {}", route.expr),
+        };
+        let sql = format!("SELECT CAST(COUNTIF({holds}) AS STRING) FROM {}", loaded.from);
+        let held = single_count(bq, &sql).await?;
+        let (expected, passed) = match loaded.record.merged {
+            Some(m) if !loaded.record.overwrite_existing => (format!("{}–{}", m.inserted, m.inserted + m.already_present), (m.inserted..=m.inserted + m.already_present).contains(&held)),
+            Some(m) => (format!("≥ {}", m.inserted), held >= m.inserted),
+            None => (table.row_count.to_string(), held == table.row_count),
+        };
+        let check = Check::new(CheckKind::SetValue, Some(&route.target), expected, held, passed);
+        checks.push(check.with_detail(format!("rows of the snapshot holding {} (--set; {} in `{}`)", route.conversion, config.dataset, loaded.table_id)));
+    }
+    Ok(checks)
 }
 
 /// The rows quarantine set aside (not loaded, so not in `row_count`): listed with their
@@ -280,47 +342,48 @@ async fn validate_table(
     manifest: &Manifest,
     table: &TableManifest,
     progress: &TableProgress,
-) -> Result<Vec<Check>, ValidateError> {
+) -> Result<(String, Vec<Check>), ValidateError> {
     let started = Instant::now();
-    let bq_table = config.names.table_id(table);
-    let Some(resource) = bq.table(&config.dataset, &bq_table).await? else {
-        return Err(ValidateError::MissingTable { table: bq_table, dataset: config.dataset.clone() });
-    };
-    let merged = match merged_rows(config, bq, table, &resource, &bq_table, &manifest.run_id).await? {
-        Some(rows) => Some(merged_subset(bq, &qualified(config, table), &resource, &manifest.run_id, rows).await?),
-        None => None,
-    };
-    let target = merged.as_ref().map_or_else(|| qualified(config, table), |m| m.rows.clone());
-    let columns: Vec<&ColumnManifest> = table.columns.iter().collect();
+    let (loaded, resource) = loaded_table(config, bq, &manifest.run_id, table).await?;
+    let target = loaded.rows.clone();
+    let measured: Vec<(ColumnManifest, ColumnAggregates)> = table
+        .columns
+        .iter()
+        .filter_map(|c| loaded.route(c).map(|r| (r.measured_column(c), expected_aggregates(c, r, &loaded.record))))
+        .collect();
+    let columns: Vec<&ColumnManifest> = measured.iter().map(|(c, _)| c).collect();
     let (values, layout) = run_aggregates(bq, &target, &columns, None).await?;
     let rows = parse_count(values[0].as_deref(), &target, || "COUNT(*)".into())?;
     let mut checks = vec![Check::new(CheckKind::RowCount, None, table.row_count, rows, rows == table.row_count)];
     checks.extend(rejected_check(table));
-    if let Some(merged) = merged {
-        if let Some(kept) = merged.kept_table_values {
-            checks[0] = checks[0].clone().with_detail(format!(
-                "the snapshot's rows with keys in the table; {kept} of them were already there and kept the table's values (merged without --overwrite-existing)"
-            ));
-        }
-        checks.push(merged.outside_check);
+    if loaded.record.mode == LoadMode::Merge {
+        merged_checks(bq, &loaded, &table_path(&config.project, &config.dataset, &loaded.table_id), &mut checks).await?;
     }
-    let expected: Vec<ColumnAggregates> = columns.iter().map(|c| expected_aggregates(c, &resource)).collect();
-    checks.extend(column_checks(&target, &columns, &expected, &layout, &values)?);
+    checks.extend(excluded_checks(table, &loaded));
+    let expected: Vec<ColumnAggregates> = measured.iter().map(|(_, e)| e.clone()).collect();
+    checks.extend(column_checks(&target, &columns, &expected, &layout, &values, &loaded)?);
     report_checks(progress, &checks);
     let failed_columns: Vec<&ColumnManifest> = columns
         .iter()
         .copied()
+        .filter(|c| loaded.route(c).is_some_and(|r| r.measured_as.is_none()))
         .filter(|c| checks.iter().any(|k| !k.passed && k.column.as_deref() == Some(c.mapping.bq_name.as_str())))
         .collect();
     if !failed_columns.is_empty() || !checks[0].passed {
         locate_mismatches(bq, table, &target, &failed_columns, &mut checks).await?;
     }
     checks.extend(required_checks(table, &checks));
+    checks.extend(set_checks(config, bq, &loaded, &resource, table).await?);
     report_checks(progress, &checks);
     checks.extend(referential_checks(config, bq, manifest, table).await?);
     report_checks(progress, &checks);
     if let Some(url) = &config.source_url {
-        checks.extend(sample::sample_checks(config, bq, url, table, &target).await?);
+        // Values the load changed on purpose (NULLs given a default, a lossy type) are not the source's.
+        let compared = TableManifest {
+            columns: table.columns.iter().filter(|c| loaded.route(c).is_some_and(|r| r.measured_as.is_none() || r.measured_as == Some(BigQueryType::Json) || c.mapping.bq_type == BigQueryType::Json) && !loaded.record.options.defaults.contains_key(&c.mapping.bq_name)).cloned().collect(),
+            ..table.clone()
+        };
+        checks.extend(sample::sample_checks(config, bq, url, &compared, &target).await?);
         report_checks(progress, &checks);
     }
     for c in &checks {
@@ -332,7 +395,18 @@ async fn validate_table(
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
         "Validated table"
     );
-    Ok(checks)
+    Ok((loaded.table_id, checks))
+}
+
+/// One check per snapshot column left out of the load: not compared, and said so.
+fn excluded_checks(table: &TableManifest, loaded: &Loaded) -> Vec<Check> {
+    let excluded = table.columns.iter().filter(|c| loaded.record.options.excluded.contains(&c.mapping.bq_name));
+    excluded
+        .map(|c| {
+            Check::new(CheckKind::Excluded, Some(&c.mapping.bq_name), "not loaded", "not compared", true)
+                .with_detail("left out of the load by --exclude-column")
+        })
+        .collect()
 }
 
 /// Reads a count BigQuery answered as text; `what` names it in the error. A count that is
@@ -382,22 +456,20 @@ async fn run_aggregates(
     Ok((row, layout))
 }
 
-/// The manifest's aggregates, except JSON fingerprints: those come from the table label `load`
-/// recorded (`<xor>_<sum>` of `TO_JSON_STRING` over the staged snapshot text).
-fn expected_aggregates(column: &ColumnManifest, resource: &serde_json::Value) -> ColumnAggregates {
-    let mut aggregates = column.aggregates.clone();
-    // No values, nothing staged: the empty fingerprint (0, 0) of the manifest stands.
-    if column.mapping.bq_type == BigQueryType::Json && column.aggregates.value_count > 0 {
-        let label = resource
-            .pointer(&format!("/labels/{}", crate::gcp::sql::json_fingerprint_label(&column.mapping.bq_name)))
-            .and_then(|v| v.as_str());
-        let (xor, sum) = label
-            .and_then(|l| l.rsplit_once('_'))
-            .map_or(("no fingerprint recorded at load", "no fingerprint recorded at load"), |(x, s)| (x, s));
-        aggregates.fingerprint_xor = xor.to_string();
-        aggregates.fingerprint_sum = sum.to_string();
+/// The manifest's aggregates; for a column whose values the table does not hold as the
+/// snapshot's (JSON as BigQuery serialises it, NULLs given a `--default`, a lossy type), what
+/// `load` measured over the staged snapshot rows through the same route and recorded.
+fn expected_aggregates(column: &ColumnManifest, route: &ColumnRoute, record: &LoadRecord) -> ColumnAggregates {
+    match route.measured_as {
+        // No values, nothing staged: the empty fingerprint (0, 0) of the manifest stands.
+        Some(_) if column.aggregates.value_count == 0 && column.aggregates.null_count == 0 => column.aggregates.clone(),
+        Some(_) => record.expected.get(&column.mapping.bq_name).cloned().unwrap_or_else(|| ColumnAggregates {
+            fingerprint_xor: "nothing recorded at load".into(),
+            fingerprint_sum: "nothing recorded at load".into(),
+            ..column.aggregates.clone()
+        }),
+        None => column.aggregates.clone(),
     }
-    aggregates
 }
 
 /// One check per measure; `expected` is aligned with `columns`.
@@ -410,6 +482,7 @@ fn column_checks(
     expected: &[ColumnAggregates],
     layout: &[(usize, Measure)],
     values: &[Option<String>],
+    loaded: &Loaded,
 ) -> Result<Vec<Check>, NotANumber> {
     let value = |i: usize| values[i + 1].as_deref();
     let mut checks = Vec::new();
@@ -427,13 +500,19 @@ fn column_checks(
         else {
             continue;
         };
-        checks.push(
-            if column.mapping.bq_type == BigQueryType::Json && matches!(measure, Measure::FingerprintXor | Measure::FingerprintSum) {
+        let default = loaded.record.options.defaults.get(&column.mapping.bq_name);
+        let lossy = loaded.record.options.lossy.contains_key(&column.mapping.bq_name);
+        checks.push(match (default, lossy) {
+            (Some(value), _) => check.with_detail(format!(
+                "{} NULL(s) of the snapshot replaced by {value} (--default); expected as measured at load over the staged rows",
+                column.aggregates.null_count
+            )),
+            (None, true) => check.with_detail("as FLOAT64 (--allow-lossy); expected as measured at load over the staged rows"),
+            _ if column.mapping.bq_type == BigQueryType::Json && matches!(measure, Measure::FingerprintXor | Measure::FingerprintSum) => {
                 check.with_detail("JSON as BigQuery serialises it, fingerprinted at load from the staged snapshot text")
-            } else {
-                check
-            },
-        );
+            }
+            _ => check,
+        });
     }
     Ok(checks)
 }
@@ -641,18 +720,11 @@ async fn estimate_table(
     bq: &BigQuery,
     manifest: &Manifest,
     table: &TableManifest,
-) -> Result<Vec<Check>, ValidateError> {
-    let bq_table = config.names.table_id(table);
-    let Some(resource) = bq.table(&config.dataset, &bq_table).await? else {
-        return Err(ValidateError::MissingTable { table: bq_table, dataset: config.dataset.clone() });
-    };
-    let target = match merged_rows(config, bq, table, &resource, &bq_table, &manifest.run_id).await? {
-        Some(rows) => rows,
-        None => qualified(config, table),
-    };
-    let columns: Vec<&ColumnManifest> = table.columns.iter().collect();
-    let (sql, _) = aggregate_query(&target, &columns, None);
-    Ok(vec![estimate(bq, &sql, "the aggregate query").await?])
+) -> Result<(String, Vec<Check>), ValidateError> {
+    let (loaded, _) = loaded_table(config, bq, &manifest.run_id, table).await?;
+    let measured: Vec<ColumnManifest> = table.columns.iter().filter_map(|c| loaded.route(c).map(|r| r.measured_column(c))).collect();
+    let (sql, _) = aggregate_query(&loaded.rows, &measured.iter().collect::<Vec<_>>(), None);
+    Ok((loaded.table_id, vec![estimate(bq, &sql, "the aggregate query").await?]))
 }
 
 async fn run_probe(config: &ValidateConfig, bq: &BigQuery, probe: &Probe) -> Result<Check, ValidateError> {

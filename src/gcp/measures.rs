@@ -1,7 +1,9 @@
 //! BigQuery SQL that recomputes the manifest's aggregates, with the same value encodings as
-//! `aggregates::encode_value` (see docs/manifest.md). Pure text generation, unit-tested.
+//! `aggregates::encode_value` (see docs/manifest.md): validate runs it over a loaded table, load
+//! over its staged rows (for the columns it converts). Pure text generation, unit-tested.
 
 use crate::gcp::sql::{encoding, fingerprint_items, list_encoding, minimal_decimal, quote};
+use crate::model::aggregates::ColumnAggregates;
 use crate::model::check::CheckKind;
 use crate::model::manifest::ColumnManifest;
 use crate::model::types::BigQueryType;
@@ -113,20 +115,33 @@ pub fn aggregate_query(table: &str, columns: &[&ColumnManifest], filter: Option<
     (format!("SELECT {} FROM {table}{filter}", select.join(", ")), layout)
 }
 
-/// The BigQuery type name of a column, for reports.
-pub fn display_type(column: &ColumnManifest) -> String {
-    let base = column.mapping.bq_type.sql_name();
-    if column.mapping.repeated {
-        format!("ARRAY<{base}>")
-    } else {
-        base.to_string()
+/// The aggregates a query of [`aggregate_query`] answered, one per column (its `layout` and
+/// its values after `COUNT(*)`, SQL NULL as `None`): what `load` records of a converted column
+/// for `validate` to expect. `None` when a count is not a number.
+pub fn aggregates_from_measures(columns: usize, layout: &[(usize, Measure)], values: &[Option<String>]) -> Option<Vec<ColumnAggregates>> {
+    let mut aggregates = vec![ColumnAggregates { fingerprint_xor: "0".into(), fingerprint_sum: "0".into(), ..Default::default() }; columns];
+    for ((index, measure), value) in layout.iter().zip(values) {
+        let column = &mut aggregates[*index];
+        let count = || value.as_deref().and_then(|v| v.parse::<u64>().ok());
+        match measure {
+            Measure::NullCount => column.null_count = count()?,
+            Measure::ValueCount => column.value_count = count()?,
+            Measure::NanCount => column.nan_count = Some(count()?),
+            Measure::Min => column.min = value.clone(),
+            Measure::Max => column.max = value.clone(),
+            Measure::Sum => column.sum = value.clone(),
+            Measure::AbsSum => {}
+            // An aggregate over no value is NULL: the empty fingerprint, 0.
+            Measure::FingerprintXor => column.fingerprint_xor = value.clone().unwrap_or_else(|| "0".into()),
+            Measure::FingerprintSum => column.fingerprint_sum = value.clone().unwrap_or_else(|| "0".into()),
+        }
     }
+    Some(aggregates)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::aggregates::ColumnAggregates;
     use crate::model::types::{map_column, OutOfRange, PgColumn};
 
     fn column(type_name: &str, element: Option<&str>) -> ColumnManifest {
