@@ -10,14 +10,18 @@ point back at the proxy), except where the rules set per test say otherwise:
   GET  /__faults   {"requests": {"gcs": n, "bq": n}, "injected": [per rule], "faults": {kind: n}}
 
 A rule: {"upstream": "gcs"|"bq", "method": "PUT", "path": "<regex on path?query>",
-         "fraction": 0.2, "limit": 5,
+         "body": "<regex on the request body>", "fraction": 0.2, "limit": 5,
          "faults": [{"status": 503}, {"status": 502, "html": true}, {"delay_ms": 300},
-                    {"reset": "before"|"after"|"mid_body"}]}
+                    {"reset": "before"|"after"|"mid_body"},
+                    {"job_error": {"reason": "invalidQuery", "message": "..."}}]}
 A matching request fires the rule with probability `fraction` (seeded), at most `limit` times;
 then one of `faults` is picked (seeded): answer that status without forwarding (with a JSON
 error body like BigQuery's, or with `html` an HTML page like Google's front ends), wait and
 forward, or close the connection (RST) before forwarding, after the upstream acted on the
-request (the answer is lost), or halfway through the answer's body.
+request (the answer is lost), or halfway through the answer's body. A `job_error` answers a
+BigQuery jobs.insert without forwarding it, with the job DONE and failed for that reason (as
+BigQuery refuses DML over rows in a table's streaming buffer), and answers that job's
+jobs.get the same way.
 
 BigQuery answers like the real service when asked: with `bq_async_polls` N, a query's first N
 answers (jobs.query or getQueryResults) say `jobComplete: false`; with `bq_page_rows` K, the
@@ -68,13 +72,14 @@ class Faults:
             self.requests = {"gcs": 0, "bq": 0}
             self.kinds = {}
             self.queries = {}  # BigQuery job id -> {"base", "rows", "polls_left"}
+            self.failed_jobs = {}  # BigQuery job id -> the failed job resource served for it
             self.sessions = {}  # resumable upload id -> {"persisted", "final": (status, headers, body) | None}
 
     def stats(self):
         with self.lock:
             return {"requests": dict(self.requests), "injected": list(self.injected), "faults": dict(self.kinds)}
 
-    def pick(self, upstream, method, target):
+    def pick(self, upstream, method, target, body):
         """The fault to inject into this request, or None."""
         with self.lock:
             self.requests[upstream] += 1
@@ -83,13 +88,20 @@ class Faults:
                     continue
                 if not rule["_path"].search(target):
                     continue
+                if "body" in rule and not re.search(rule["body"], (body or b"").decode("utf-8", "replace")):
+                    continue
                 if "limit" in rule and self.injected[index] >= rule["limit"]:
                     continue
                 if self.rng.random() >= rule.get("fraction", 1.0):
                     continue
                 self.injected[index] += 1
                 fault = self.rng.choice(rule["faults"])
-                kind = "status %s" % fault["status"] if "status" in fault else "reset %s" % fault["reset"] if "reset" in fault else "delay"
+                kind = (
+                    "status %s" % fault["status"] if "status" in fault
+                    else "reset %s" % fault["reset"] if "reset" in fault
+                    else "job_error" if "job_error" in fault
+                    else "delay"
+                )
                 self.kinds[kind] = self.kinds.get(kind, 0) + 1
                 return fault
             return None
@@ -180,7 +192,12 @@ def make_handler(upstream_name, upstream_url, public_url):
                 if self.command == "POST":
                     FAULTS.configure(json.loads(body or b"{}"))
                 return self.respond_json(200, FAULTS.stats())
-            fault = FAULTS.pick(upstream_name, self.command, self.path)
+            failed = upstream_name == "bq" and self.command == "GET" and self.failed_job()
+            if failed:
+                return self.respond_json(200, failed)
+            fault = FAULTS.pick(upstream_name, self.command, self.path, body)
+            if fault and "job_error" in fault:
+                return self.respond_json(200, self.fail_job(body, fault["job_error"]))
             if fault and "delay_ms" in fault:
                 time.sleep(fault["delay_ms"] / 1000)
             elif fault and fault.get("html"):
@@ -200,6 +217,28 @@ def make_handler(upstream_name, upstream_url, public_url):
             self.respond(*self.forward(self.command, self.path, body), fault)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
+
+        # -- BigQuery: jobs that fail on the proxy's word ------------------------------------
+        def fail_job(self, body, error):
+            """A jobs.insert answered as a DONE job with `error`, remembered for its jobs.get."""
+            request = json.loads(body or b"{}")
+            reference = request.get("jobReference", {})
+            job = {
+                "kind": "bigquery#job",
+                "jobReference": reference,
+                "configuration": request.get("configuration", {}),
+                "status": {"state": "DONE", "errorResult": error, "errors": [error]},
+                "statistics": {},
+            }
+            with FAULTS.lock:
+                FAULTS.failed_jobs[reference.get("jobId")] = job
+            return job
+
+        def failed_job(self):
+            """The failed job a jobs.get asks for, if the proxy failed it."""
+            match = re.search(r"/jobs/([^/?]+)", self.path)
+            with FAULTS.lock:
+                return FAULTS.failed_jobs.get(urllib.parse.unquote(match.group(1))) if match else None
 
         # -- BigQuery: unfinished and paged query answers ------------------------------------
         def bigquery_query(self, body):

@@ -175,6 +175,10 @@ pub struct LoadArgs {
     /// Create a --table-map target that is not in the dataset (else refused, as a likely typo).
     #[arg(long)]
     pub create_missing: bool,
+    /// The first wait before a statement BigQuery refused over rows in the table's streaming
+    /// buffer is tried again (then doubling, 4 retries; default 2m: 30 minutes in all).
+    #[arg(long, env = env::STREAMING_BUFFER_WAIT, value_parser = humantime::parse_duration)]
+    pub streaming_buffer_wait: Option<std::time::Duration>,
     /// Merge key: TABLE.COLUMN[,COLUMN…] (repeatable; TOML `merge_key`). Default: the
     /// primary key recorded in the manifest.
     #[arg(long = "key", value_name = "TABLE.COLUMN[,COLUMN]")]

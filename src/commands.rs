@@ -6,9 +6,9 @@ use pg2bq::cli::{Command, ExportArgs, LoadArgs, ValidateArgs, VerifyArgs, WorkAr
 use pg2bq::config::ConfigFile;
 use pg2bq::export::config::{ExportConfig, WorkConfig};
 use pg2bq::export::{ExportError, PlanError};
-use pg2bq::load::LoadConfig;
+use pg2bq::load::{LoadConfig, LoadError};
 use pg2bq::validate::ValidateConfig;
-use pg2bq::{Error, ExportOutcome};
+use pg2bq::{Error, ExportOutcome, LoadOutcome};
 
 use crate::report::{self, Output, Stage};
 
@@ -50,7 +50,14 @@ async fn load(args: &LoadArgs, output: &Output) -> Result<bool, Error> {
     let progress = output.reporter(Stage::Load);
     let outcome = pg2bq::load(&config, progress.as_deref()).await;
     output.finish(outcome.is_ok());
-    report::print_load(&outcome?, args.json);
+    let outcome = outcome?;
+    report::print_load(&outcome, args.json);
+    if let LoadOutcome::Planned(plan) = &outcome {
+        if !plan.problems.is_empty() {
+            // The plan is printed; the load it describes would be refused.
+            return Err(LoadError::Refused { problems: plan.problems.clone() }.into());
+        }
+    }
     Ok(true)
 }
 

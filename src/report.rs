@@ -359,6 +359,9 @@ pub fn print_load(outcome: &LoadOutcome, json: bool) {
             for table in &plan.tables {
                 text.push_str(&table_load_text(table, plan.mode));
             }
+            for problem in &plan.problems {
+                text.push_str(&format!("\nrefused: {problem}\n"));
+            }
             out.write_all(text.as_bytes())
         }
         (LoadOutcome::Loaded(report), false) => {
@@ -376,11 +379,18 @@ pub fn print_load(outcome: &LoadOutcome, json: bool) {
                     t.seconds,
                     t.job_ids.len()
                 ));
+                text.push_str(&format!("  {:<32} {}\n", "", t.effect));
                 if let Some(m) = &t.merged {
                     text.push_str(&format!(
                         "  {:<32} merged: {} inserted, {} already present ({} updated)\n",
                         "", m.inserted, m.already_present, m.updated
                     ));
+                }
+                for d in &t.defaults {
+                    text.push_str(&format!("  {:<32} {}: {} NULL(s) replaced by {} (--default)\n", "", d.column, d.replaced_nulls, d.value));
+                }
+                if !t.excluded_columns.is_empty() {
+                    text.push_str(&format!("  {:<32} left out: {} (--exclude-column)\n", "", t.excluded_columns.join(", ")));
                 }
             }
             out.write_all(text.as_bytes())
@@ -401,6 +411,9 @@ fn table_load_text(table: &TableLoad, mode: LoadMode) -> String {
         table.load_jobs.len(),
         table.daily_quota_share * 100.0
     );
+    if !table.effect.is_empty() {
+        text.push_str(&format!("  {}\n", table.effect));
+    }
     if table.into_existing || mode == LoadMode::Merge {
         for route in &table.routes {
             match &route.source {

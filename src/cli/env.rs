@@ -13,6 +13,8 @@ pub const CONFIG: &str = "PG2BQ_CONFIG";
 pub const PARTITIONS: &str = "PG2BQ_PARTITIONS";
 /// Workers exporting units at once (`--jobs`).
 pub const JOBS: &str = "PG2BQ_JOBS";
+/// `load --streaming-buffer-wait`: the first wait when BigQuery refuses DML over its streaming buffer.
+pub const STREAMING_BUFFER_WAIT: &str = "PG2BQ_STREAMING_BUFFER_WAIT";
 /// `--out-of-range` default: refuse, clamp or null.
 pub const OUT_OF_RANGE: &str = "PG2BQ_OUT_OF_RANGE";
 /// `http://host:port` of a GCS emulator (the name other GCS tools use).

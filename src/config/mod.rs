@@ -495,21 +495,7 @@ impl LoadConfig {
             let (table, columns) = table_and_columns("--key", value)?;
             merge_keys.insert(table, columns);
         }
-        let mode = args.mode.unwrap_or(LoadModeArg::Truncate);
-        if args.overwrite_existing && mode != LoadModeArg::Merge {
-            return Err(ConfigError::Malformed {
-                flag: "--overwrite-existing",
-                value: "set".into(),
-                expected: "--mode merge (truncate already replaces every row; append never updates)",
-            });
-        }
-        if args.replace_existing_rows && mode != LoadModeArg::Truncate {
-            return Err(ConfigError::Malformed {
-                flag: "--replace-existing-rows",
-                value: "set".into(),
-                expected: "--mode truncate (append and merge delete no row)",
-            });
-        }
+        let mode = load_mode(args)?;
         Ok(Self {
             manifest_uri: args.target.manifest.clone(),
             target: LoadTarget {
@@ -517,11 +503,7 @@ impl LoadConfig {
                 dataset,
                 location: args.target.location.clone().or(file.location.clone()),
                 names: table_names(&args.target, &file)?,
-                mode: match mode {
-                    LoadModeArg::Truncate => LoadMode::Truncate,
-                    LoadModeArg::Append => LoadMode::Append,
-                    LoadModeArg::Merge => LoadMode::Merge,
-                },
+                mode,
                 partition_by,
                 cluster_by,
                 routing: routing(&args.routing, &file)?,
@@ -532,10 +514,30 @@ impl LoadConfig {
             },
             create_dataset: args.create_dataset,
             dry_run: args.dry_run,
-            bigquery: args.gcp.bigquery(),
+            bigquery: BigQueryOptions { streaming_buffer_wait: args.streaming_buffer_wait, ..args.gcp.bigquery() },
             gcs: args.gcp.gcs(),
         })
     }
+}
+
+/// `--mode` (default truncate), with the flags that only one mode takes.
+fn load_mode(args: &LoadArgs) -> Result<LoadMode, ConfigError> {
+    let mode = match args.mode.unwrap_or(LoadModeArg::Truncate) {
+        LoadModeArg::Truncate => LoadMode::Truncate,
+        LoadModeArg::Append => LoadMode::Append,
+        LoadModeArg::Merge => LoadMode::Merge,
+    };
+    let only = |flag: &'static str, wanted: LoadMode, expected: &'static str| match mode == wanted {
+        true => Ok(()),
+        false => Err(ConfigError::Malformed { flag, value: "set".into(), expected }),
+    };
+    if args.overwrite_existing {
+        only("--overwrite-existing", LoadMode::Merge, "--mode merge (truncate already replaces every row; append never updates)")?;
+    }
+    if args.replace_existing_rows {
+        only("--replace-existing-rows", LoadMode::Truncate, "--mode truncate (append and merge delete no row)")?;
+    }
+    Ok(mode)
 }
 
 /// The config file's per-table load options, by load key.
@@ -692,6 +694,7 @@ impl GcpArgs {
         BigQueryOptions {
             emulator_host: self.bigquery_emulator_host.clone(),
             application_credentials: self.storage.google_application_credentials.clone(),
+            streaming_buffer_wait: None,
         }
     }
 

@@ -35,7 +35,7 @@ use gcp_bigquery_client::model::get_query_results_response::GetQueryResultsRespo
 use gcp_bigquery_client::model::query_request::QueryRequest;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::gcp::credentials::{CredentialsError, TokenSource};
 use crate::gcp::retry::{is_transient_error, is_transient_status, retry, Attempt, Backoff, Failed, RetryPolicy};
@@ -71,7 +71,14 @@ pub struct BigQueryOptions {
     pub emulator_host: Option<String>,
     /// Service-account or ADC JSON (GOOGLE_APPLICATION_CREDENTIALS).
     pub application_credentials: Option<String>,
+    /// The first wait before a statement refused over the streaming buffer is tried again
+    /// (then doubling); `None`: [`STREAMING_BUFFER_WAIT`].
+    pub streaming_buffer_wait: Option<Duration>,
 }
+
+/// The first wait after BigQuery refused a statement over rows in the streaming buffer: 2, 4,
+/// 8 and 16 minutes follow, 30 minutes in all.
+pub const STREAMING_BUFFER_WAIT: Duration = Duration::from_secs(120);
 
 /// A failed BigQuery call, naming what we were doing.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +122,8 @@ pub enum BigQueryError {
     JobFailed { job_id: String, reasons: String },
     #[error("BigQuery job `{job_id}` exists for other work ({difference}): another run with the same run id was loaded into this dataset. Nothing was attached to; load into another dataset, or re-export under another --run-id")]
     OtherRunsJob { job_id: String, difference: String },
+    #[error("BigQuery job `{job_id}` was refused because rows of its table are still in BigQuery's streaming buffer (an app writing with insertAll; rows stay there up to about 90 minutes), after waiting {waited_s} s in all: {reasons}. Nothing was changed by it; re-run later (the load resumes where it stopped), or wait longer with --streaming-buffer-wait")]
+    StreamingBuffer { job_id: String, waited_s: u64, reasons: String },
     #[error("BigQuery job `{job_id}` failed in all {JOB_ATTEMPTS} attempts; the last: {reasons}")]
     AttemptsExhausted { job_id: String, reasons: String },
     #[error("dataset `{project}.{dataset}` does not exist; create it or pass --create-dataset")]
@@ -159,6 +168,9 @@ pub trait BigQueryApi: Send + Sync {
     async fn job_configuration(&self, job_id: &str) -> Result<Option<Value>, BigQueryError>;
     /// The one row of a query that always returns exactly one (an aggregate without GROUP BY).
     async fn query_one_row(&self, sql: &str) -> Result<Row, BigQueryError>;
+    /// How long to wait before the `attempt`-th retry (1, 2, …) of a statement BigQuery refused
+    /// over rows in the table's streaming buffer.
+    fn streaming_buffer_wait(&self, attempt: u32) -> Duration;
 
     /// The one row of a query of counts (`COUNT(*)`, `COUNTIF(…)`), as numbers.
     ///
@@ -169,13 +181,18 @@ pub trait BigQueryApi: Send + Sync {
     }
 
     /// Runs a job to completion under id `base_id` (or `base_id-rN` when earlier attempts
-    /// with the lower ids finished with errors). An id that already exists is attached to.
+    /// with the lower ids finished with errors). An id that already exists is attached to. A
+    /// statement BigQuery refuses because rows of its table are in the streaming buffer (an
+    /// app writing with `insertAll`; it clears within about 90 minutes) is submitted again under
+    /// the next id after [`Self::streaming_buffer_wait`].
     ///
     /// # Errors
     /// [`BigQueryError::JobFailed`] with BigQuery's reasons when the job ends in error,
+    /// [`BigQueryError::StreamingBuffer`] when the buffer did not clear over every attempt,
     /// [`BigQueryError::AttemptsExhausted`] when all [`JOB_ATTEMPTS`] ids are spent.
     async fn run_job(&self, base_id: &str, configuration: &Value) -> Result<FinishedJob, BigQueryError> {
         let mut last_failure = String::new();
+        let mut buffer_waits = 0;
         for job_id in job_attempt_ids(base_id) {
             let inserted = self.insert_job(&job_id, configuration).await?;
             let reattached = inserted.existed;
@@ -193,6 +210,17 @@ pub trait BigQueryApi: Send + Sync {
                     // An earlier attempt failed; its id is spent. Try the next one.
                     info!(job_id, reasons, "Earlier attempt of this job failed; retrying under a new id");
                     last_failure = reasons;
+                }
+                Err(BigQueryError::JobFailed { reasons, .. }) if is_streaming_buffer(&reasons) && (buffer_waits as usize) < JOB_ATTEMPTS - 1 => {
+                    buffer_waits += 1;
+                    let wait = self.streaming_buffer_wait(buffer_waits);
+                    warn!(job_id, wait_s = wait.as_secs(), "Rows of the table are in BigQuery's streaming buffer, which refuses DML; waiting, then trying again");
+                    tokio::time::sleep(wait).await;
+                    last_failure = reasons;
+                }
+                Err(BigQueryError::JobFailed { reasons, .. }) if is_streaming_buffer(&reasons) => {
+                    let waited: u64 = (1..=buffer_waits).map(|n| self.streaming_buffer_wait(n).as_secs()).sum();
+                    return Err(BigQueryError::StreamingBuffer { job_id, waited_s: waited, reasons });
                 }
                 Err(error) => return Err(error),
             }
@@ -216,6 +244,11 @@ pub fn other_work(theirs: &Value, ours: &Value) -> Option<String> {
 /// The ids [`BigQueryApi::run_job`] gives the attempts of one job: `<id>`, `<id>-r2` … `<id>-r5`.
 pub fn job_attempt_ids(base_id: &str) -> impl Iterator<Item = String> + '_ {
     std::iter::once(base_id.to_string()).chain((2..=JOB_ATTEMPTS).map(move |attempt| format!("{base_id}-r{attempt}")))
+}
+
+/// Whether a job's failure is BigQuery refusing DML over rows in the table's streaming buffer.
+pub fn is_streaming_buffer(reasons: &str) -> bool {
+    reasons.contains("streaming buffer")
 }
 
 /// A query's one row as counts.
@@ -246,6 +279,7 @@ pub struct BigQuery {
     base_url: String,
     pub project: String,
     pub location: Option<String>,
+    streaming_buffer_wait: Duration,
 }
 
 /// Rows loaded or affected, as a DONE job reports them.
@@ -361,7 +395,8 @@ impl BigQuery {
             .build_from_authenticator(Arc::new(auth.clone()))
             .await
             .map_err(|source| BigQueryError::Client { action: "build a BigQuery client".into(), attempts: 0, source })?;
-        Ok(Self { client, http, auth, base_url, project: project.to_string(), location })
+        let streaming_buffer_wait = options.streaming_buffer_wait.unwrap_or(STREAMING_BUFFER_WAIT);
+        Ok(Self { client, http, auth, base_url, project: project.to_string(), location, streaming_buffer_wait })
     }
 
     /// Runs one gcp-bigquery-client call, repeating it after transient failures (see
@@ -717,6 +752,9 @@ impl BigQueryApi for BigQuery {
     }
     async fn query_one_row(&self, sql: &str) -> Result<Row, BigQueryError> {
         BigQuery::query_one_row(self, sql).await
+    }
+    fn streaming_buffer_wait(&self, attempt: u32) -> Duration {
+        self.streaming_buffer_wait * 2u32.pow(attempt.saturating_sub(1))
     }
 }
 

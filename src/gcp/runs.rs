@@ -70,6 +70,9 @@ pub struct LoadRecord {
     pub source_table: String,
     pub table_id: String,
     pub mode: LoadMode,
+    /// The prefix of the ids of the jobs that loaded it: a re-run with the same prefix attaches
+    /// to those jobs instead of loading again.
+    pub jobs: String,
     pub overwrite_existing: bool,
     /// Loaded through routes into a table with columns of its own (an app's), by DML.
     pub routed: bool,
@@ -115,6 +118,8 @@ pub fn runs_table_resource(project: &str, dataset: &str) -> Value {
             field("run_id", "STRING", "REQUIRED"),
             field("table_id", "STRING", "REQUIRED"),
             field("source_table", "STRING", "REQUIRED"),
+            field("mode", "STRING", "REQUIRED"),
+            field("jobs", "STRING", "REQUIRED"),
             field("loaded_at", "TIMESTAMP", "NULLABLE"),
             field("record", "STRING", "REQUIRED"),
         ]},
@@ -126,12 +131,13 @@ pub fn runs_table_resource(project: &str, dataset: &str) -> Value {
 /// recorded into the same table before.
 pub fn record_sql(project: &str, dataset: &str, record: &LoadRecord) -> String {
     let (run, table, source) = (string_literal(&record.run_id), string_literal(&record.table_id), string_literal(&record.source_table));
+    let (mode, jobs) = (string_literal(record.mode.as_str()), string_literal(&record.jobs));
     format!(
-        "MERGE {} T USING (SELECT {run} AS run_id, {table} AS table_id, {source} AS source_table, {} AS record) S \
-         ON T.run_id = S.run_id AND T.table_id = S.table_id AND T.source_table = S.source_table \
-         WHEN MATCHED THEN UPDATE SET record = S.record, loaded_at = CURRENT_TIMESTAMP() \
-         WHEN NOT MATCHED THEN INSERT (run_id, table_id, source_table, loaded_at, record) \
-         VALUES (S.run_id, S.table_id, S.source_table, CURRENT_TIMESTAMP(), S.record)",
+        "MERGE {} T USING (SELECT {run} AS run_id, {table} AS table_id, {source} AS source_table, {mode} AS mode, {jobs} AS jobs, \
+         {} AS record) S ON T.run_id = S.run_id AND T.table_id = S.table_id AND T.source_table = S.source_table \
+         WHEN MATCHED THEN UPDATE SET mode = S.mode, jobs = S.jobs, record = S.record, loaded_at = CURRENT_TIMESTAMP() \
+         WHEN NOT MATCHED THEN INSERT (run_id, table_id, source_table, mode, jobs, loaded_at, record) \
+         VALUES (S.run_id, S.table_id, S.source_table, S.mode, S.jobs, CURRENT_TIMESTAMP(), S.record)",
         table_path(project, dataset, RUNS_TABLE),
         string_literal(&record.encode())
     )
@@ -147,14 +153,16 @@ pub fn records_sql(project: &str, dataset: &str, run_id: &str, source_table: &st
     )
 }
 
-/// `SELECT COUNT(*)` of the records of `run_id` loaded from `source_table` into `table_id`.
-pub fn recorded_count_sql(project: &str, dataset: &str, run_id: &str, table_id: &str, source_table: &str) -> String {
+/// `SELECT COUNT(*)` of the loads of `run_id`'s `source_table` into `table_id` recorded by
+/// other jobs than an append under the prefix `jobs` (a re-run of which attaches to them).
+pub fn other_loads_sql(project: &str, dataset: &str, run_id: &str, table_id: &str, source_table: &str, jobs: &str) -> String {
     format!(
-        "SELECT COUNT(*) FROM {} WHERE run_id = {} AND table_id = {} AND source_table = {}",
+        "SELECT COUNT(*) FROM {} WHERE run_id = {} AND table_id = {} AND source_table = {} AND NOT (mode = 'append' AND jobs = {})",
         table_path(project, dataset, RUNS_TABLE),
         string_literal(run_id),
         string_literal(table_id),
-        string_literal(source_table)
+        string_literal(source_table),
+        string_literal(jobs)
     )
 }
 
@@ -168,6 +176,7 @@ mod tests {
             source_table: "public.events".into(),
             table_id: "events".into(),
             mode: LoadMode::Merge,
+            jobs: "pg2bq_backfill_app_events_merge".into(),
             overwrite_existing: false,
             routed: true,
             options: TargetOptions { defaults: [("metadata".to_string(), "{}".to_string())].into(), ..TargetOptions::default() },
@@ -182,7 +191,7 @@ mod tests {
         let record = record();
         assert_eq!(LoadRecord::parse(&record.encode()).unwrap(), record);
         let sql = record_sql("p", "d", &record);
-        assert!(sql.starts_with("MERGE `p.d._pg2bq_runs` T USING (SELECT 'backfill' AS run_id, 'events' AS table_id"), "{sql}");
+        assert!(sql.starts_with("MERGE `p.d._pg2bq_runs` T USING (SELECT 'backfill' AS run_id, 'events' AS table_id, 'public.events' AS source_table, 'merge' AS mode"), "{sql}");
         assert!(sql.contains(r#""defaults":{"metadata":"{}"}"#), "{sql}");
         assert!(LoadRecord::parse(r#"{"run_id": "r", "unknown": 1}"#).is_err());
     }

@@ -43,7 +43,12 @@ pub(super) async fn read_all(
     let mut dataset_tables: Option<Vec<String>> = None;
     for table in &plan.tables {
         let manifest_table = manifest.tables.iter().find(|t| t.name == table.source).expect("the plan is made from the manifest");
-        let existing = bq.table(&plan.dataset, &table.table_id).await.map_err(step_error(table, LoadStep::ReadTable))?;
+        // Two snapshot tables appended into one missing table: the first creates it.
+        let created_before = destinations.iter().find(|d: &&Destination| d.table.table_id == table.table_id && d.existing.is_none());
+        let existing = match created_before {
+            Some(first) => Some(first.table.table_resource.clone()),
+            None => bq.table(&plan.dataset, &table.table_id).await.map_err(step_error(table, LoadStep::ReadTable))?,
+        };
         let mut planned = match &existing {
             Some(resource) => match plan_for_existing(plan, target, table, manifest_table, resource) {
                 Ok(planned) => planned,

@@ -28,7 +28,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::gcp::bigquery::{job_attempt_ids, other_work, BigQuery, BigQueryApi, BigQueryError, BigQueryOptions, FinishedJob, JobCounts};
 use crate::gcp::measures::{aggregate_query, aggregates_from_measures, column_encoding};
-use crate::gcp::runs::{record_sql, recorded_count_sql, runs_table_resource, LoadRecord, CREATED_LABEL, RUNS_TABLE};
+use crate::gcp::runs::{other_loads_sql, record_sql, runs_table_resource, LoadRecord, CREATED_LABEL, RUNS_TABLE};
 pub use crate::gcp::runs::MergeCounts;
 use crate::gcp::schema::{Field, FieldMode};
 use crate::gcp::sql::{fingerprint_items, keys_table_id, list_encoding, quote, table_path};
@@ -36,7 +36,7 @@ use crate::model::aggregates::ColumnAggregates;
 use crate::model::manifest::{Manifest, TableManifest};
 use crate::model::progress::{ProgressReporter, TableProgress};
 use crate::model::manifest::ColumnManifest;
-use crate::model::types::{BigQueryType, NameAlphabet};
+use crate::model::types::BigQueryType;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{check_listed_files, read_manifest, FoundManifest, ManifestError};
 use plan::{LoadJob, LoadPlanError, QueryJob};
@@ -409,6 +409,7 @@ async fn record_run(
         source_table: table.source.clone(),
         table_id: table.table_id.clone(),
         mode: plan.mode,
+        jobs: table.job_base.clone(),
         overwrite_existing: plan.overwrite_existing,
         routed: table.into_existing,
         options: table.options.clone(),
@@ -416,8 +417,7 @@ async fn record_run(
         keys_table: table.keep_keys.as_ref().map(|_| keys_table_id(&table.table_id, &plan.run_id)),
         expected,
     };
-    let job_id = NameAlphabet::ID.sanitize(&format!("pg2bq_{}_{}_{}_record_{}", plan.run_id, plan.dataset, table.job_name, record.digest()), usize::MAX);
-    let job = QueryJob::new(job_id, record_sql(&plan.project, &plan.dataset, &record));
+    let job = QueryJob::new(format!("{}_record_{}", table.job_base, record.digest()), record_sql(&plan.project, &plan.dataset, &record));
     run_statement(bq, table, &job).await.map_err(|error| match error {
         LoadError::Job { source, .. } => step_error(table, LoadStep::RecordRun)(source),
         other => other,
@@ -474,12 +474,13 @@ async fn prepare_destination(bq: &dyn BigQueryApi, plan: &LoadPlan, destination:
     }
 }
 
-/// Refuses to append a run the table already holds: `_pg2bq_runs` records it (any mode), an
-/// older pg2bq's label says so, or a direct truncate load of it succeeded (that commits before
-/// the run is recorded).
+/// Refuses to append a run the table already holds by other jobs than this append's (a re-run
+/// attaches to its own and loads nothing twice): `_pg2bq_runs` records it in another mode or
+/// by other jobs, an older pg2bq's label says so, or a direct truncate load of it succeeded
+/// (that commits before the run is recorded).
 async fn refuse_loaded_run(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableLoad, existing: &Value) -> Result<(), LoadError> {
     let already = |how: String| LoadError::AlreadyLoaded { run_id: plan.run_id.clone(), table: table.table_id.clone(), how };
-    let sql = recorded_count_sql(&plan.project, &plan.dataset, &plan.run_id, &table.table_id, &table.source);
+    let sql = other_loads_sql(&plan.project, &plan.dataset, &plan.run_id, &table.table_id, &table.source, &table.job_base);
     if bq.query_counts(&sql).await.map_err(step_error(table, LoadStep::CheckEarlierJobs))?[0] > 0 {
         return Err(already(format!("recorded in `{}`", RUNS_TABLE)));
     }

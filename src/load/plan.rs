@@ -121,6 +121,8 @@ pub struct TableLoad {
     /// table's when it goes to a table of another name (so two snapshot tables appended into
     /// one table never share a job).
     pub job_name: String,
+    /// The prefix of its job ids (see [`Scope::job_base`]).
+    pub job_base: String,
     /// The routing options it was planned with (recorded for `validate`).
     pub options: TargetOptions,
     /// What the load does to the destination, in words (set once the table is seen).
@@ -310,6 +312,11 @@ fn table_fields(table: &TableManifest, options: &TargetOptions) -> Vec<Field> {
         .collect()
 }
 
+/// The table's `--partition-by` and `--cluster-by`, checked against the columns it is created with.
+fn layout(table: &TableManifest, target: &LoadTarget, fields: &[Field]) -> Result<(Option<TimePartitioning>, Vec<String>), LoadPlanError> {
+    Ok((time_partitioning(table, target, fields)?, clustering(table, target, fields)?))
+}
+
 /// The `--partition-by` of this table, checked against its columns.
 fn time_partitioning(table: &TableManifest, target: &LoadTarget, fields: &[Field]) -> Result<Option<TimePartitioning>, LoadPlanError> {
     let Some((column, unit)) = option_for(&target.partition_by, table) else {
@@ -357,19 +364,12 @@ fn plan_table(
     target: &LoadTarget,
     existing: Option<&[TableColumn]>,
 ) -> Result<TableLoad, LoadPlanError> {
-    if let Some(file) = table.files.first().filter(|_| !scope.run_uri.starts_with("gs://")) {
-        return Err(LoadPlanError::NotOnGcs { table: table.name.clone(), uri: format!("{}/{}", scope.run_uri, file.path) });
-    }
+    refuse_local_files(scope, table)?;
     let table_id = target.names.table_id(table);
-    let job_name = match table_id == target.names.own_id(table) {
-        true => table_id.clone(),
-        false => format!("{table_id}_from_{}", table.bq_table),
-    };
+    let job_name = job_name(table, target, &table_id);
     let options = target.routing.options_for(table);
     let fields = table_fields(table, &TargetOptions::default());
-    let created_fields = table_fields(table, &options);
-    let time_partitioning = time_partitioning(table, target, &created_fields)?;
-    let clustering = clustering(table, target, &created_fields)?;
+    let (time_partitioning, clustering) = layout(table, target, &table_fields(table, &options))?;
     let into_existing = existing.is_some();
     let routes = table_routes(table, &options, existing, &table_id)?;
     let merge_key = match scope.mode {
@@ -396,6 +396,7 @@ fn plan_table(
         daily_quota_share: load_jobs.len() as f64 / DAILY_LOAD_JOBS_PER_TABLE as f64,
         table_id,
         job_name,
+        job_base: base,
         options,
         effect: String::new(),
         fields,
@@ -415,6 +416,23 @@ fn plan_table(
     };
     configure(scope, &mut planned);
     Ok(planned)
+}
+
+/// BigQuery loads from gs:// only.
+fn refuse_local_files(scope: &Scope, table: &TableManifest) -> Result<(), LoadPlanError> {
+    match table.files.first().filter(|_| !scope.run_uri.starts_with("gs://")) {
+        Some(file) => Err(LoadPlanError::NotOnGcs { table: table.name.clone(), uri: format!("{}/{}", scope.run_uri, file.path) }),
+        None => Ok(()),
+    }
+}
+
+/// The name a table's job ids and staging table derive from: the target's, and the snapshot
+/// table's too when it goes to a table of another name.
+fn job_name(table: &TableManifest, target: &LoadTarget, table_id: &str) -> String {
+    match table_id == target.names.own_id(table) {
+        true => table_id.to_string(),
+        false => format!("{table_id}_from_{}", table.bq_table),
+    }
 }
 
 /// How each of the table's columns is fed. Into a table with the snapshot's own columns every
@@ -514,7 +532,7 @@ fn configure(scope: &Scope, table: &mut TableLoad) {
     }
     if let Some(staging) = &table.staging_table_id {
         let sql = finalize_sql(scope, table, staging);
-        let base = scope.job_base(&table.job_name, scope.mode, table.into_existing);
+        let base = &table.job_base;
         table.finalize = Some(QueryJob::new(format!("{base}_finalize"), sql));
         if scope.mode == LoadMode::Merge {
             let keys: Vec<String> = table

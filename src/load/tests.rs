@@ -32,6 +32,8 @@ struct FakeBigQuery {
     tables: Mutex<BTreeMap<String, (Value, u64)>>,
     jobs: Mutex<BTreeMap<String, FakeJob>>,
     failing: BTreeSet<String>,
+    /// Job ids refused as DML over rows in the streaming buffer when submitted.
+    buffered: BTreeSet<String>,
     /// Job ids submitted (not attached to), in order.
     submitted: Mutex<Vec<String>>,
     /// Configurations of jobs by id (of those submitted here, or given).
@@ -68,7 +70,7 @@ impl FakeBigQuery {
         let records = statements.filter(|sql| sql.starts_with("MERGE `p.d._pg2bq_runs`"));
         records
             .map(|sql| {
-                let text = sql.split(" AS source_table, '").nth(1).unwrap().split("' AS record)").next().unwrap();
+                let text = sql.split(" AS jobs, '").nth(1).unwrap().split("' AS record)").next().unwrap();
                 LoadRecord::parse(&text.replace("\\'", "'").replace("\\\\", "\\")).unwrap()
             })
             .collect()
@@ -121,6 +123,9 @@ impl BigQueryApi for FakeBigQuery {
         self.configurations.lock().unwrap().insert(job_id.into(), configuration.clone());
         let job = match configuration.get("load") {
             _ if self.failing.contains(job_id) => FakeJob::Failed("invalid: boom".into()),
+            _ if self.buffered.contains(job_id) => FakeJob::Failed(format!(
+                "invalidQuery: UPDATE or DELETE statement over table p.d.t would affect rows in the streaming buffer, which is not supported ({job_id})"
+            )),
             Some(load) => {
                 FakeJob::Succeeded(JobCounts { output_rows: Some(self.load(load)), dml_affected_rows: None, ..JobCounts::default() })
             }
@@ -145,6 +150,9 @@ impl BigQueryApi for FakeBigQuery {
     async fn succeeded_job(&self, job_id: &str) -> Result<bool, BigQueryError> {
         Ok(matches!(self.jobs.lock().unwrap().get(job_id), Some(FakeJob::Succeeded(_))))
     }
+    fn streaming_buffer_wait(&self, _attempt: u32) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// `SELECT COUNT(*) FROM `p.d.<table>``: the table's rows; the duplicate-key check: none;
     /// the records of a run in `_pg2bq_runs`: those written.
     async fn query_one_row(&self, sql: &str) -> Result<Row, BigQueryError> {
@@ -152,7 +160,12 @@ impl BigQueryApi for FakeBigQuery {
             return Ok(vec![Some("0".into())]);
         }
         if sql.starts_with("SELECT COUNT(*) FROM `p.d._pg2bq_runs`") {
-            let recorded = self.records().iter().filter(|r| sql.contains(&format!("run_id = '{}' AND table_id = '{}'", r.run_id, r.table_id))).count();
+            let other = |r: &LoadRecord| !(r.mode == LoadMode::Append && sql.contains(&format!("jobs = '{}'", r.jobs)));
+            let recorded = self
+                .records()
+                .iter()
+                .filter(|r| sql.contains(&format!("run_id = '{}' AND table_id = '{}'", r.run_id, r.table_id)) && other(r))
+                .count();
             return Ok(vec![Some(recorded.to_string())]);
         }
         let table = sql.trim_end_matches('`').rsplit('.').next().unwrap();
@@ -234,7 +247,7 @@ async fn a_fresh_load_submits_its_job_counts_marks_the_table_as_pg2bqs_and_recor
     let reports = run(&bq, &["t"], LoadMode::Truncate).await.unwrap();
     let record = bq.records();
     assert_eq!(bq.submitted()[0], TRUNCATE_JOB);
-    assert!(bq.submitted()[1].starts_with("pg2bq_r1_d_t_record_"), "{:?}", bq.submitted());
+    assert!(bq.submitted()[1].starts_with("pg2bq_r1_d_t_truncate_record_"), "{:?}", bq.submitted());
     assert_eq!((reports[0].rows, reports[0].reattached_jobs), (20, 0));
     assert_eq!(bq.labels("t"), ours(), "the creation label only; the run goes to _pg2bq_runs");
     assert_eq!((record.len(), record[0].run_id.as_str(), record[0].mode, record[0].routed), (1, "r1", LoadMode::Truncate, false));
@@ -332,6 +345,12 @@ async fn append_refuses_a_run_recorded_in_any_mode_or_labelled_by_an_older_pg2bq
     run(&bq, &["t"], LoadMode::Truncate).await.unwrap();
     let error = run(&bq, &["t"], LoadMode::Append).await.unwrap_err();
     assert!(matches!(&error, LoadError::AlreadyLoaded { how, .. } if how == "recorded in `_pg2bq_runs`"), "{error:?}");
+    // The same append again (e.g. after a crash once it was recorded) attaches to its own jobs.
+    let bq = FakeBigQuery::default();
+    run(&bq, &["t"], LoadMode::Append).await.unwrap();
+    let submitted = bq.submitted().len();
+    let again = run(&bq, &["t"], LoadMode::Append).await.unwrap();
+    assert_eq!((bq.submitted().len(), again[0].reattached_jobs), (submitted, 2), "nothing submitted twice");
 }
 
 #[tokio::test]
@@ -418,4 +437,26 @@ async fn a_job_of_another_run_with_the_same_id_is_never_attached_to() {
     assert!(chain.contains("exists for other work (its files: [\"gs://elsewhere/r1/public.t/part-00000.parquet\"])"), "{chain}");
     assert!(chain.contains("another run with the same run id"), "{chain}");
     assert!(bq.submitted().is_empty(), "nothing submitted, nothing recorded");
+}
+
+/// BigQuery refuses DML over rows an app streamed in the last ~90 minutes: the merge waits and
+/// tries again under the next id, and says so when the buffer does not clear.
+#[tokio::test]
+async fn a_merge_refused_over_the_streaming_buffer_is_tried_again_and_named_when_it_stays() {
+    const MERGE: &str = "pg2bq_r1_d_t_merge_finalize";
+    let manifest = manifest(&["t"], 2);
+    let target = LoadTarget { merge_keys: [("t".to_string(), vec!["id".to_string()])].into(), ..target(LoadMode::Merge) };
+    let plan = plan_load(&manifest, "gs://b/p/r1", &target).unwrap();
+    let mut bq = FakeBigQuery::default().with_table("t", json!({}), 5);
+    bq.buffered = [MERGE.to_string(), format!("{MERGE}-r2")].into();
+    let reports = load_tables(&bq, &plan, &target, &manifest, None).await.unwrap();
+    assert!(reports[0].job_ids.contains(&format!("{MERGE}-r3")), "{:?}", reports[0].job_ids);
+    assert_eq!(reports[0].merged, Some(MergeCounts { inserted: 20, already_present: 0, updated: 0 }));
+
+    let mut bq = FakeBigQuery::default().with_table("t", json!({}), 5);
+    bq.buffered = job_attempt_ids(MERGE).collect();
+    let error = load_tables(&bq, &plan, &target, &manifest, None).await.unwrap_err();
+    let chain = crate::model::error_chain(&error).join(": ");
+    assert!(chain.contains("still in BigQuery's streaming buffer") && chain.contains("--streaming-buffer-wait"), "{chain}");
+    assert!(bq.records().is_empty(), "nothing recorded");
 }

@@ -12,13 +12,13 @@ use crate::support::*;
 use crate::{emulators, fault_proxy, skip_unless};
 
 /// Postgres: 300 mentions, ids 1–300.
-const SOURCE: &str = "CREATE TABLE entity_mentions (id bigint PRIMARY KEY, entity_id int NOT NULL, metadata jsonb,
+pub(crate) const SOURCE: &str = "CREATE TABLE entity_mentions (id bigint PRIMARY KEY, entity_id int NOT NULL, metadata jsonb,
         mentioned_at timestamptz NOT NULL, note text);
     INSERT INTO entity_mentions SELECT i, i % 7, jsonb_build_object('i', i, 'tags', jsonb_build_array('a', i)),
         timestamptz '2024-01-01 00:00:00+00' + i * interval '1 hour', 'pg ' || i FROM generate_series(1, 300) i;";
 
 /// The app's table, as its own schema file creates it.
-fn app_table(project: &str, dataset: &str) -> Value {
+pub(crate) fn app_table(project: &str, dataset: &str) -> Value {
     json!({
         "tableReference": { "projectId": project, "datasetId": dataset, "tableId": "mentions" },
         "schema": { "fields": [
@@ -35,7 +35,7 @@ fn app_table(project: &str, dataset: &str) -> Value {
 }
 
 /// The app's live rows: ids 251–350, 50 of them inside the snapshot, with the app's values.
-fn insert_live_rows(s: &Emulators) {
+pub(crate) fn insert_live_rows(s: &Emulators) {
     s.python_rows(&format!(
         "INSERT INTO `{}.{}.mentions` (id, entity_id, metadata, mentioned_at, note, ingested_by) \
          SELECT CAST(i AS STRING), 100 + i, PARSE_JSON(FORMAT('{{\"live\": %d}}', i)), \
@@ -46,19 +46,19 @@ fn insert_live_rows(s: &Emulators) {
 }
 
 /// One row as text: id, entity_id, metadata (parsed), mentioned_at (epoch µs), note, ingested_by.
-type Row = (String, String, Option<Value>, String, Option<String>, Option<String>);
+pub(crate) type Row = (String, String, Option<Value>, String, Option<String>, Option<String>);
 
-fn pg_row(i: i64) -> Row {
+pub(crate) fn pg_row(i: i64) -> Row {
     let micros = (1_704_067_200 + i * 3600) * 1_000_000;
     (i.to_string(), (i % 7).to_string(), Some(json!({ "i": i, "tags": ["a", i] })), micros.to_string(), Some(format!("pg {i}")), None)
 }
 
-fn live_row(i: i64) -> Row {
+pub(crate) fn live_row(i: i64) -> Row {
     let micros = (1_735_689_600 + i * 3600) * 1_000_000;
     (i.to_string(), (100 + i).to_string(), Some(json!({ "live": i })), micros.to_string(), Some(format!("live {i}")), Some("app".into()))
 }
 
-fn table_rows(s: &Emulators) -> Vec<Row> {
+pub(crate) fn table_rows(s: &Emulators) -> Vec<Row> {
     let rows = s.python_rows(&format!(
         "SELECT id, CAST(entity_id AS STRING), TO_JSON_STRING(metadata), CAST(UNIX_MICROS(mentioned_at) AS STRING), note, ingested_by \
          FROM `{}.{}.mentions` ORDER BY CAST(id AS INT64)",
@@ -70,7 +70,7 @@ fn table_rows(s: &Emulators) -> Vec<Row> {
         .collect()
 }
 
-fn merged(out: &std::process::Output) -> Value {
+pub(crate) fn merged(out: &std::process::Output) -> Value {
     assert!(out.status.success(), "merge: {}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     report["tables"][0]["merged"].clone()
@@ -164,12 +164,15 @@ async fn merge_into_the_apps_live_table_adds_only_new_keys_is_idempotent_and_ove
         (table["timePartitioning"]["field"].as_str(), table["clustering"]["fields"][0].as_str()),
         (Some("mentioned_at"), Some("entity_id"))
     );
-    let staging = s.python_rows(&format!("SELECT table_name FROM `{}.{}.INFORMATION_SCHEMA.TABLES`", s.project, s.dataset));
+    let staging =
+        s.python_rows(&format!("SELECT table_name FROM `{}.{}.INFORMATION_SCHEMA.TABLES` ORDER BY table_name", s.project, s.dataset));
     assert_eq!(
         staging,
-        [[Some("mentions".to_string())], [Some("mentions__pg2bq_keys_run1".to_string())]],
-        "only the app's table and the keys kept for validate remain"
+        [[Some("_pg2bq_runs".to_string())], [Some("mentions".to_string())], [Some("mentions__pg2bq_keys_run1".to_string())]],
+        "only the app's table, the runs recorded for validate and the keys they name remain"
     );
+    let labels = &table["labels"];
+    assert!(labels.is_null() || labels.as_object().is_some_and(|l| l.is_empty()), "the app's table has no label: {labels}");
     db.drop().await;
 }
 

@@ -4,6 +4,7 @@
 mod bqclient;
 mod cli;
 mod cutover;
+mod cutover_mistakes;
 mod export;
 mod faults;
 mod hostile;

@@ -236,7 +236,7 @@ macro_rules! emulators {
 
 impl Emulators {
     pub async fn bigquery(&self) -> BigQuery {
-        let options = BigQueryOptions { emulator_host: Some(self.bq_host.clone()), application_credentials: None };
+        let options = BigQueryOptions { emulator_host: Some(self.bq_host.clone()), ..BigQueryOptions::default() };
         BigQuery::connect(&self.project, None, &options).await.unwrap()
     }
 
