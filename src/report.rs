@@ -387,7 +387,10 @@ pub fn print_load(outcome: &LoadOutcome, json: bool) {
                     ));
                 }
                 for d in &t.defaults {
-                    text.push_str(&format!("  {:<32} {}: {} NULL(s) replaced by {} (--default)\n", "", d.column, d.replaced_nulls, d.value));
+                    text.push_str(&format!(
+                        "  {:<32} {}: {} NULL(s) replaced by {} (--default)\n",
+                        "", d.column, d.replaced_nulls, d.value
+                    ));
                 }
                 if !t.excluded_columns.is_empty() {
                     text.push_str(&format!("  {:<32} left out: {} (--exclude-column)\n", "", t.excluded_columns.join(", ")));

@@ -655,9 +655,9 @@ fn table_column(flag: &'static str, value: &str, expected: &'static str) -> Resu
 
 /// `TABLE.COLUMN=VALUE` (the value may be empty, and hold `=` and `.`).
 fn column_assignment(flag: &'static str, value: &str, expected: &'static str) -> Result<(String, String, String), ConfigError> {
-    let (column, assigned) =
-        value.split_once('=').ok_or_else(|| ConfigError::Malformed { flag, value: value.to_string(), expected })?;
-    let (table, column) = table_column(flag, column, expected).map_err(|_| ConfigError::Malformed { flag, value: value.into(), expected })?;
+    let (column, assigned) = value.split_once('=').ok_or_else(|| ConfigError::Malformed { flag, value: value.to_string(), expected })?;
+    let (table, column) =
+        table_column(flag, column, expected).map_err(|_| ConfigError::Malformed { flag, value: value.into(), expected })?;
     Ok((table, column, assigned.to_string()))
 }
 
@@ -670,7 +670,11 @@ fn unquoted(text: &str) -> String {
 fn lossy_type(flag: &'static str, value: &str, lossy: &str) -> Result<BigQueryType, ConfigError> {
     match lossy.to_ascii_uppercase().as_str() {
         "FLOAT64" | "FLOAT" => Ok(BigQueryType::Float64),
-        _ => Err(ConfigError::Malformed { flag, value: value.to_string(), expected: "TABLE.COLUMN=FLOAT64 (the one lossy conversion pg2bq makes)" }),
+        _ => Err(ConfigError::Malformed {
+            flag,
+            value: value.to_string(),
+            expected: "TABLE.COLUMN=FLOAT64 (the one lossy conversion pg2bq makes)",
+        }),
     }
 }
 

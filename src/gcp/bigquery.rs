@@ -211,10 +211,16 @@ pub trait BigQueryApi: Send + Sync {
                     info!(job_id, reasons, "Earlier attempt of this job failed; retrying under a new id");
                     last_failure = reasons;
                 }
-                Err(BigQueryError::JobFailed { reasons, .. }) if is_streaming_buffer(&reasons) && (buffer_waits as usize) < JOB_ATTEMPTS - 1 => {
+                Err(BigQueryError::JobFailed { reasons, .. })
+                    if is_streaming_buffer(&reasons) && (buffer_waits as usize) < JOB_ATTEMPTS - 1 =>
+                {
                     buffer_waits += 1;
                     let wait = self.streaming_buffer_wait(buffer_waits);
-                    warn!(job_id, wait_s = wait.as_secs(), "Rows of the table are in BigQuery's streaming buffer, which refuses DML; waiting, then trying again");
+                    warn!(
+                        job_id,
+                        wait_s = wait.as_secs(),
+                        "Rows of the table are in BigQuery's streaming buffer, which refuses DML; waiting, then trying again"
+                    );
                     tokio::time::sleep(wait).await;
                     last_failure = reasons;
                 }
@@ -555,7 +561,9 @@ impl BigQuery {
         let mut ids = Vec::new();
         let mut page_token: Option<String> = None;
         loop {
-            let query = page_token.as_deref().map(|t| format!("&pageToken={}", url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()));
+            let query = page_token
+                .as_deref()
+                .map(|t| format!("&pageToken={}", url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()));
             let path = format!("datasets/{dataset}/tables?maxResults=1000{}", query.unwrap_or_default());
             let page = Self::success(&action, self.call(Method::GET, &path, None, &action).await?)?;
             let tables = page.get("tables").and_then(Value::as_array).into_iter().flatten();

@@ -84,6 +84,12 @@ pub struct ColumnRoute {
 }
 
 impl ColumnRoute {
+    /// Whether the load writes the column: from the snapshot or with a `--set` constant (not
+    /// a column left NULL).
+    pub fn is_written(&self) -> bool {
+        self.source.is_some() || self.expr != "NULL"
+    }
+
     /// The snapshot column as `validate` measures it through this route: the snapshot's, or
     /// the lossy target type's.
     pub fn measured_column(&self, column: &ColumnManifest) -> ColumnManifest {
@@ -257,7 +263,7 @@ fn route(table: &str, source: &ColumnManifest, target: &TableColumn, options: &T
         return Err(refuse("a repeated column pairs only with a repeated one"));
     }
     let Conversion { mut expr, mut conversion, inverse, lossy } =
-        convert(mapping, *target_type, &target.name, options).map_err(|why| refuse(&why))?;
+        convert(table, mapping, *target_type, &target.name, options).map_err(|why| refuse(&why))?;
     let default = options.defaults.get(&mapping.bq_name);
     let nulls = source.aggregates.null_count;
     if let Some(value) = default {
@@ -334,7 +340,7 @@ struct Conversion {
 
 /// A snapshot column's value, read from the staging table (`s`), as the target's type, and the
 /// target's value (`t`) read back as the snapshot's; or why no lossless conversion exists.
-fn convert(mapping: &ColumnMapping, to: BigQueryType, target: &str, options: &TargetOptions) -> Result<Conversion, String> {
+fn convert(table: &str, mapping: &ColumnMapping, to: BigQueryType, target: &str, options: &TargetOptions) -> Result<Conversion, String> {
     // JSON is staged as text and parsed here; PARSE_JSON's wide_number_mode defaults to
     // 'exact': a number JSON cannot hold is an error.
     let column = format!("s.{}", quote(&mapping.bq_name));
@@ -371,7 +377,7 @@ fn convert(mapping: &ColumnMapping, to: BigQueryType, target: &str, options: &Ta
             Ok(Conversion { expr: format!("CAST({column} AS FLOAT64)"), conversion, inverse: held, lossy: true })
         }
         (BigQueryType::Int64 | BigQueryType::Numeric | BigQueryType::Bignumeric, BigQueryType::Float64) if scalar => Err(format!(
-            "FLOAT64 keeps 15–17 significant digits; allow the rounding with --allow-lossy <table>.{}=FLOAT64",
+            "FLOAT64 keeps 15–17 significant digits; allow the rounding with --allow-lossy {table}.{}=FLOAT64",
             mapping.bq_name
         )),
         _ => Err("no lossless conversion between these types".into()),
@@ -487,7 +493,12 @@ mod tests {
 
     #[test]
     fn excluded_columns_set_constants_and_defaults_fill_an_apps_table() {
-        let columns = [snapshot("id", "int8", 0), snapshot("metadata", "jsonb", 4), snapshot("mentioned_at", "timestamptz", 0), snapshot("legacy", "text", 0)];
+        let columns = [
+            snapshot("id", "int8", 0),
+            snapshot("metadata", "jsonb", 4),
+            snapshot("mentioned_at", "timestamptz", 0),
+            snapshot("legacy", "text", 0),
+        ];
         let mut table = app_table();
         table[1] = target("metadata", BigQueryType::Json, FieldMode::Required);
         let refused = route_columns("m", &columns, &table, &TargetOptions::default()).unwrap_err();
@@ -516,7 +527,7 @@ mod tests {
         let columns = [snapshot("amount", "numeric", 0)];
         let table = [target("amount", BigQueryType::Float64, FieldMode::Nullable)];
         let refused = route_columns("t", &columns, &table, &TargetOptions::default()).unwrap_err();
-        assert!(refused[0].contains("--allow-lossy <table>.amount=FLOAT64"), "{refused:?}");
+        assert!(refused[0].contains("--allow-lossy t.amount=FLOAT64"), "{refused:?}");
         let options = TargetOptions { lossy: BTreeMap::from([("amount".to_string(), BigQueryType::Float64)]), ..TargetOptions::default() };
         let routes = route_columns("t", &columns, &table, &options).unwrap();
         assert_eq!((routes[0].expr.as_str(), routes[0].measured_as), ("CAST(s.`amount` AS FLOAT64)", Some(BigQueryType::Float64)));
@@ -524,11 +535,7 @@ mod tests {
 
     #[test]
     fn lossy_pairings_are_refused_with_both_types() {
-        for (pg_type, into) in [
-            ("float8", BigQueryType::Int64),
-            ("text", BigQueryType::Int64),
-            ("numeric", BigQueryType::Int64),
-        ] {
+        for (pg_type, into) in [("float8", BigQueryType::Int64), ("text", BigQueryType::Int64), ("numeric", BigQueryType::Int64)] {
             let problems =
                 route_columns("t", &[snapshot("c", pg_type, 0)], &[target("c", into, FieldMode::Nullable)], &TargetOptions::default())
                     .unwrap_err();

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::plan::{keep_nullable_columns, plan_into_existing};
+use super::plan::{keep_nullable_columns, plan_into_existing, LoadPlanError};
 use super::{step_error, LoadError, LoadMode, LoadPlan, LoadStep, LoadTarget, TableLoad};
 use crate::gcp::bigquery::BigQueryApi;
 use crate::gcp::runs::created_by_pg2bq;
@@ -52,8 +52,8 @@ pub(super) async fn read_all(
         let mut planned = match &existing {
             Some(resource) => match plan_for_existing(plan, target, table, manifest_table, resource) {
                 Ok(planned) => planned,
-                Err(problem) => {
-                    problems.push(problem);
+                Err(refused) => {
+                    problems.extend(refused);
                     table.clone()
                 }
             },
@@ -84,17 +84,20 @@ pub(super) async fn read_all(
 
 /// The plan against an existing table: one with the snapshot's columns takes it as is (with
 /// its NULLABLE modes kept); one with other columns, routing options, or any merge target is
-/// fed through routes. Why it cannot be, as one problem.
+/// fed through routes. Why it cannot be, one line per problem.
 fn plan_for_existing(
     plan: &LoadPlan,
     target: &LoadTarget,
     table: &TableLoad,
     manifest_table: &TableManifest,
     resource: &Value,
-) -> Result<TableLoad, String> {
+) -> Result<TableLoad, Vec<String>> {
     let comparison = schema_differences(resource, &table.fields);
     if plan.mode == LoadMode::Merge || target.routing.routes_columns_of(manifest_table) || !comparison.differences.is_empty() {
-        return plan_into_existing(plan, manifest_table, target, &table_columns(resource)).map_err(|error| error.to_string());
+        return plan_into_existing(plan, manifest_table, target, &table_columns(resource)).map_err(|error| match error {
+            LoadPlanError::Routing { problems, .. } => problems,
+            other => vec![other.to_string()],
+        });
     }
     if comparison.nullable_in_table.is_empty() {
         return Ok(table.clone());

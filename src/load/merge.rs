@@ -25,7 +25,7 @@ pub fn duplicate_keys_sql(staging: &str, key_sources: &[String]) -> String {
 
 /// The `MERGE` statement.
 pub fn merge_sql(spec: &MergeSpec) -> String {
-    let fed: Vec<&ColumnRoute> = spec.routes.iter().filter(|r| r.source.is_some()).collect();
+    let fed: Vec<&ColumnRoute> = spec.routes.iter().filter(|r| r.is_written()).collect();
     let source_list = fed.iter().map(|r| format!("{} AS {}", r.expr, quote(&r.target))).collect::<Vec<_>>().join(", ");
     let on = spec.key.iter().map(|k| format!("T.{0} = S.{0}", quote(k))).collect::<Vec<_>>().join(" AND ");
     let columns = fed.iter().map(|r| quote(&r.target)).collect::<Vec<_>>().join(", ");
@@ -35,7 +35,8 @@ pub fn merge_sql(spec: &MergeSpec) -> String {
         spec.target, spec.staging
     );
     if spec.overwrite_existing {
-        let updated: Vec<&&ColumnRoute> = fed.iter().filter(|r| !spec.key.contains(&r.target)).collect();
+        // Columns the snapshot does not have (a `--set` constant included) keep the table's values.
+        let updated: Vec<&&ColumnRoute> = fed.iter().filter(|r| r.source.is_some() && !spec.key.contains(&r.target)).collect();
         if !updated.is_empty() {
             let differs = updated.iter().map(|r| differs(r)).collect::<Vec<_>>().join(" OR ");
             let set = updated.iter().map(|r| format!("{0} = S.{0}", quote(&r.target))).collect::<Vec<_>>().join(", ");

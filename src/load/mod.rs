@@ -28,19 +28,19 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::gcp::bigquery::{job_attempt_ids, other_work, BigQuery, BigQueryApi, BigQueryError, BigQueryOptions, FinishedJob, JobCounts};
 use crate::gcp::measures::{aggregate_query, aggregates_from_measures, column_encoding};
-use crate::gcp::runs::{other_loads_sql, record_sql, runs_table_resource, LoadRecord, CREATED_LABEL, RUNS_TABLE};
 pub use crate::gcp::runs::MergeCounts;
+use crate::gcp::runs::{other_loads_sql, record_sql, runs_table_resource, LoadRecord, CREATED_LABEL, RUNS_TABLE};
 use crate::gcp::schema::{Field, FieldMode};
 use crate::gcp::sql::{fingerprint_items, keys_table_id, list_encoding, quote, table_path};
 use crate::model::aggregates::ColumnAggregates;
+use crate::model::manifest::ColumnManifest;
 use crate::model::manifest::{Manifest, TableManifest};
 use crate::model::progress::{ProgressReporter, TableProgress};
-use crate::model::manifest::ColumnManifest;
 use crate::model::types::BigQueryType;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{check_listed_files, read_manifest, FoundManifest, ManifestError};
-use plan::{LoadJob, LoadPlanError, QueryJob};
 pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad, WriteDisposition};
+use plan::{LoadJob, LoadPlanError, QueryJob};
 
 /// Everything `load` needs.
 #[derive(Debug, Clone)]
@@ -392,7 +392,9 @@ async fn load_table(
 fn defaulted_columns(table: &TableLoad, manifest_table: &TableManifest) -> Vec<DefaultedColumn> {
     let nulls = |column: &str| manifest_table.columns.iter().find(|c| c.mapping.bq_name == column).map_or(0, |c| c.aggregates.null_count);
     let defaults = table.options.defaults.iter();
-    defaults.map(|(column, value)| DefaultedColumn { column: column.clone(), value: value.clone(), replaced_nulls: nulls(column) }).collect()
+    defaults
+        .map(|(column, value)| DefaultedColumn { column: column.clone(), value: value.clone(), replaced_nulls: nulls(column) })
+        .collect()
 }
 
 /// Records what validate needs of this load in `_pg2bq_runs`, by a statement whose id derives

@@ -600,7 +600,7 @@ pub fn staging_fields(fields: &[Field]) -> Vec<Field> {
 /// than round a number.
 fn finalize_sql(scope: &Scope, table: &TableLoad, staging: &str) -> String {
     let (target, staged) = (scope.qualified(&table.table_id), scope.qualified(staging));
-    let fed: Vec<&ColumnRoute> = table.routes.iter().filter(|r| r.source.is_some()).collect();
+    let fed: Vec<&ColumnRoute> = table.routes.iter().filter(|r| r.is_written()).collect();
     let select = fed.iter().map(|r| format!("{} AS {}", r.expr, quote(&r.target))).collect::<Vec<_>>().join(", ");
     let columns = fed.iter().map(|r| quote(&r.target)).collect::<Vec<_>>().join(", ");
     let from = format!("SELECT {select} FROM {staged} s");

@@ -66,7 +66,8 @@ impl FakeBigQuery {
     /// The records written to `_pg2bq_runs`, in order (each job's record, as the statement holds it).
     fn records(&self) -> Vec<LoadRecord> {
         let configurations = self.configurations.lock().unwrap();
-        let statements = self.submitted().into_iter().filter_map(|id| configurations.get(&id)?["query"]["query"].as_str().map(str::to_string));
+        let statements =
+            self.submitted().into_iter().filter_map(|id| configurations.get(&id)?["query"]["query"].as_str().map(str::to_string));
         let records = statements.filter(|sql| sql.starts_with("MERGE `p.d._pg2bq_runs`"));
         records
             .map(|sql| {
@@ -285,7 +286,10 @@ async fn a_mapped_target_that_is_not_there_is_refused_with_the_closest_names_unl
     let keyed = |t: LoadTarget| LoadTarget { merge_keys: [("m".to_string(), vec!["id".to_string()])].into(), ..t };
     let plan = plan_load(&manifest, "gs://b/p/r1", &keyed(mapped(false))).unwrap();
     let error = load_tables(&bq, &plan, &keyed(mapped(false)), &manifest, None).await.unwrap_err().to_string();
-    assert!(error.contains("--table-map sends `public.m` to table `entity_mentionz`, which is not in dataset `d` (closest: `entity_mentions`"), "{error}");
+    assert!(
+        error.contains("--table-map sends `public.m` to table `entity_mentionz`, which is not in dataset `d` (closest: `entity_mentions`"),
+        "{error}"
+    );
     assert!(error.contains("--create-missing"), "{error}");
     assert!(bq.submitted().is_empty() && !bq.tables.lock().unwrap().contains_key("entity_mentionz"));
     load_tables(&bq, &plan, &keyed(mapped(true)), &manifest, None).await.unwrap();

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, info_span, trace, Instrument};
 
 use crate::gcp::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
+use crate::gcp::measures::{aggregate_query, Measure};
 use crate::gcp::routes::{read_back_routes, route_columns, ColumnRoute};
 use crate::gcp::runs::{records_sql, LoadMode, LoadRecord, RUNS_TABLE};
 use crate::gcp::schema::table_columns;
@@ -31,7 +32,6 @@ use crate::source::SourceError;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{read_manifest, ManifestError};
 use compare::parse_float;
-use crate::gcp::measures::{aggregate_query, Measure};
 
 /// A denormalized column declared in the config: `table.column` must equal
 /// `references.referenced_column` of the row that `via` points to (through a foreign key).
@@ -166,12 +166,7 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
             true => estimate_table(config, &bq, &manifest, table).instrument(span).await?,
             false => validate_table(config, &bq, &manifest, table, &counter).instrument(span).await?,
         };
-        tables.push(TableValidation {
-            table: table.name.clone(),
-            bq_table,
-            passed: checks.iter().all(|c| c.passed),
-            checks,
-        });
+        tables.push(TableValidation { table: table.name.clone(), bq_table, passed: checks.iter().all(|c| c.passed), checks });
     }
     let mut probes = Vec::new();
     for probe in &config.probes {
@@ -224,14 +219,20 @@ async fn read_record(config: &ValidateConfig, bq: &BigQuery, run_id: &str, table
         hint,
     };
     if bq.table(&config.dataset, RUNS_TABLE).await?.is_none() {
-        return Err(not_recorded(format!("the dataset has no `{RUNS_TABLE}` table: load the run first (a re-run of a finished load attaches to its jobs and records it)")));
+        return Err(not_recorded(format!(
+            "the dataset has no `{RUNS_TABLE}` table: load the run first (a re-run of a finished load attaches to its jobs and records it)"
+        )));
     }
     let rows = bq.query_rows(&records_sql(&config.project, &config.dataset, run_id, &table.name)).await?;
     let mut loaded_into = Vec::new();
     for row in rows {
         let (Some(Some(table_id)), Some(Some(text))) = (row.first(), row.get(1)) else { continue };
         if *table_id == wanted {
-            return LoadRecord::parse(text).map_err(|source| ValidateError::BadRecord { table: table_id.clone(), run_id: run_id.into(), source });
+            return LoadRecord::parse(text).map_err(|source| ValidateError::BadRecord {
+                table: table_id.clone(),
+                run_id: run_id.into(),
+                source,
+            });
         }
         loaded_into.push(format!("`{table_id}`"));
     }
@@ -243,7 +244,12 @@ async fn read_record(config: &ValidateConfig, bq: &BigQuery, run_id: &str, table
 
 /// The snapshot table as loaded: its record, and its rows read back as the snapshot's columns
 /// through the routes it was loaded with (joined with the keys table after a merge).
-async fn loaded_table(config: &ValidateConfig, bq: &BigQuery, run_id: &str, table: &TableManifest) -> Result<(Loaded, serde_json::Value), ValidateError> {
+async fn loaded_table(
+    config: &ValidateConfig,
+    bq: &BigQuery,
+    run_id: &str,
+    table: &TableManifest,
+) -> Result<(Loaded, serde_json::Value), ValidateError> {
     let record = read_record(config, bq, run_id, table).await?;
     let table_id = record.table_id.clone();
     let Some(resource) = bq.table(&config.dataset, &table_id).await? else {
@@ -290,7 +296,13 @@ async fn merged_checks(bq: &BigQuery, loaded: &Loaded, whole: &str, checks: &mut
 
 /// One check per `--set` column: the rows the load wrote hold its constant (a merge wrote the
 /// rows it inserted; the others kept the table's values).
-async fn set_checks(config: &ValidateConfig, bq: &BigQuery, loaded: &Loaded, resource: &serde_json::Value, table: &TableManifest) -> Result<Vec<Check>, ValidateError> {
+async fn set_checks(
+    config: &ValidateConfig,
+    bq: &BigQuery,
+    loaded: &Loaded,
+    resource: &serde_json::Value,
+    table: &TableManifest,
+) -> Result<Vec<Check>, ValidateError> {
     let mut checks = Vec::new();
     let routes = route_columns(&table.name, &table.columns, &table_columns(resource), &loaded.record.options).unwrap_or_default();
     for route in routes.iter().filter(|r| r.source.is_none() && r.expr != "NULL") {
@@ -302,12 +314,18 @@ async fn set_checks(config: &ValidateConfig, bq: &BigQuery, loaded: &Loaded, res
         let sql = format!("SELECT CAST(COUNTIF({holds}) AS STRING) FROM {}", loaded.from);
         let held = single_count(bq, &sql).await?;
         let (expected, passed) = match loaded.record.merged {
-            Some(m) if !loaded.record.overwrite_existing => (format!("{}–{}", m.inserted, m.inserted + m.already_present), (m.inserted..=m.inserted + m.already_present).contains(&held)),
+            Some(m) if !loaded.record.overwrite_existing => (
+                format!("{}–{}", m.inserted, m.inserted + m.already_present),
+                (m.inserted..=m.inserted + m.already_present).contains(&held),
+            ),
             Some(m) => (format!("≥ {}", m.inserted), held >= m.inserted),
             None => (table.row_count.to_string(), held == table.row_count),
         };
         let check = Check::new(CheckKind::SetValue, Some(&route.target), expected, held, passed);
-        checks.push(check.with_detail(format!("rows of the snapshot holding {} (--set; {} in `{}`)", route.conversion, config.dataset, loaded.table_id)));
+        checks.push(check.with_detail(format!(
+            "rows of the snapshot holding {} (--set; {} in `{}`)",
+            route.conversion, config.dataset, loaded.table_id
+        )));
     }
     Ok(checks)
 }

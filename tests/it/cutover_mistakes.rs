@@ -21,7 +21,8 @@ fn stdout(out: &std::process::Output) -> String {
 
 /// The dataset's tables, by name.
 fn dataset_tables(s: &Emulators) -> Vec<String> {
-    let rows = s.python_rows(&format!("SELECT table_name FROM `{}.{}.INFORMATION_SCHEMA.TABLES` ORDER BY table_name", s.project, s.dataset));
+    let rows =
+        s.python_rows(&format!("SELECT table_name FROM `{}.{}.INFORMATION_SCHEMA.TABLES` ORDER BY table_name", s.project, s.dataset));
     rows.into_iter().map(|r| r[0].clone().unwrap()).collect()
 }
 
@@ -83,7 +84,10 @@ async fn a_mistyped_table_map_target_is_refused_with_the_closest_names_and_creat
         let out = s.load(&manifest, &args);
         let text = format!("{}{}", stdout(&out), stderr(&out));
         assert_eq!(out.status.code(), Some(2), "{text}");
-        assert!(text.contains(&format!("sends `{}` to table `mentionz`, which is not in dataset `{}`", db.table("entity_mentions"), s.dataset)), "{text}");
+        assert!(
+            text.contains(&format!("sends `{}` to table `mentionz`, which is not in dataset `{}`", db.table("entity_mentions"), s.dataset)),
+            "{text}"
+        );
         assert!(text.contains("(closest: `mentions`)") && text.contains("--create-missing"), "{text}");
     }
     assert_eq!(dataset_tables(&s), ["mentions"], "nothing created");
@@ -123,7 +127,7 @@ async fn column_maps_are_checked_as_a_whole_and_a_column_the_app_lacks_can_be_le
     assert!(error.contains("target column `title` would be fed by 2 snapshot columns (`title`, `subtitle`)"), "{error}");
     assert!(error.contains("--column-map names column `headline`, which the snapshot does not have"), "{error}");
     assert!(error.contains("snapshot column `legacy_flags` has no column `legacy_flags` in the target"), "{error}");
-    assert!(error.contains("--exclude-column posts.legacy_flags"), "{error}");
+    assert!(error.contains(&format!("--exclude-column {}.legacy_flags", db.table("posts"))), "{error}");
     assert_eq!(s.count("app_posts").await, 0, "nothing loaded");
 
     // The way out: leave the column out. The report says so, validate skips it and says so.
@@ -159,7 +163,8 @@ async fn two_snapshot_tables_into_one_target_are_refused_unless_appended_and_the
     let out = s.load(&manifest, &[&maps[..], &["--mode", "append", "--json"]].concat());
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let jobs: Vec<&str> = report["tables"].as_array().unwrap().iter().flat_map(|t| t["job_ids"].as_array().unwrap()).map(|j| j.as_str().unwrap()).collect();
+    let jobs: Vec<&str> =
+        report["tables"].as_array().unwrap().iter().flat_map(|t| t["job_ids"].as_array().unwrap()).map(|j| j.as_str().unwrap()).collect();
     let distinct: std::collections::BTreeSet<&&str> = jobs.iter().collect();
     assert_eq!(distinct.len(), jobs.len(), "{jobs:?}");
     assert!(jobs.iter().any(|j| j.contains("_ab_from_") && j.contains("__a_")), "{jobs:?}");
@@ -196,12 +201,20 @@ async fn defaults_constants_and_a_lossy_column_fill_an_apps_not_null_columns_and
     let out = s.load(&manifest, &base);
     let error = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{error}");
-    assert!(error.contains("holds 15 NULL(s) in it; give them a value with --default events.metadata=<value>"), "{error}");
-    assert!(error.contains("holds 12 NULL(s)") && error.contains("--allow-lossy <table>.amount=FLOAT64"), "{error}");
+    let events = db.table("events");
+    assert!(error.contains(&format!("holds 15 NULL(s) in it; give them a value with --default {events}.metadata=<value>")), "{error}");
+    assert!(error.contains("holds 12 NULL(s)") && error.contains(&format!("--allow-lossy {events}.amount=FLOAT64")), "{error}");
 
     let options = [
-        "--default", "events.metadata={}", "--default", "events.context=''", "--set", "events.migrated_from='postgres'",
-        "--allow-lossy", "events.amount=FLOAT64", "--json",
+        "--default",
+        "events.metadata={}",
+        "--default",
+        "events.context=''",
+        "--set",
+        "events.migrated_from='postgres'",
+        "--allow-lossy",
+        "events.amount=FLOAT64",
+        "--json",
     ];
     let out = s.load(&manifest, &[&base[..], &options].concat());
     assert!(out.status.success(), "{}", stderr(&out));
@@ -254,8 +267,21 @@ async fn each_runs_validation_state_survives_later_runs_merged_into_the_same_tab
         .unwrap();
     let dest = backfill.trim_end_matches("/run1/manifest.json");
     let out = pg2bq(&[
-        "export", "--source", &s.pg_url, "--dest", dest, "--run-id", "tail1", "--progress", "off", "--table", &table, "--since", &backfill,
-        "--watermark", "mentioned_at",
+        "export",
+        "--source",
+        &s.pg_url,
+        "--dest",
+        dest,
+        "--run-id",
+        "tail1",
+        "--progress",
+        "off",
+        "--table",
+        &table,
+        "--since",
+        &backfill,
+        "--watermark",
+        "mentioned_at",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let tail = format!("{dest}/tail1/manifest.json");
