@@ -117,7 +117,12 @@ pub struct ValidationReport {
     pub run_id: String,
     pub project: String,
     pub dataset: String,
+    /// No check failed (and, with `validate --strict`, none was skipped).
     pub passed: bool,
+    /// Checks that ran and found a difference, across tables and probes.
+    pub failed: usize,
+    /// Checks that could not run (status `skip`, with the reason), across tables and probes.
+    pub skipped: usize,
     /// `--dry-run`: the checks are estimates; nothing was compared.
     pub dry_run: bool,
     /// The run was resumed and its units read in more than one snapshot (a warning, not a
@@ -131,7 +136,10 @@ pub struct ValidationReport {
 pub struct TableValidation {
     pub table: String,
     pub bq_table: String,
+    /// No check of the table failed.
     pub passed: bool,
+    /// Its checks that could not run.
+    pub skipped: usize,
     pub checks: Vec<Check>,
 }
 
@@ -162,7 +170,8 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
         tables.push(TableValidation {
             table: table.name.clone(),
             bq_table: config.names.table_id(table),
-            passed: checks.iter().all(|c| c.passed),
+            passed: !checks.iter().any(Check::failed),
+            skipped: checks.iter().filter(|c| c.is_skipped()).count(),
             checks,
         });
     }
@@ -173,12 +182,15 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
             false => run_probe(config, &bq, probe).await?,
         });
     }
-    let passed = tables.iter().all(|t| t.passed) && probes.iter().all(|p| p.passed);
+    let all = || tables.iter().flat_map(|t| &t.checks).chain(&probes);
+    let (failed, skipped) = (all().filter(|c| c.failed()).count(), all().filter(|c| c.is_skipped()).count());
     Ok(ValidationReport {
         run_id: manifest.run_id.clone(),
         project: config.project.clone(),
         dataset: config.dataset.clone(),
-        passed,
+        passed: failed == 0,
+        failed,
+        skipped,
         dry_run: config.dry_run,
         mixed_snapshot: manifest.mixed_snapshot,
         tables,
@@ -310,9 +322,9 @@ async fn validate_table(
     let failed_columns: Vec<&ColumnManifest> = columns
         .iter()
         .copied()
-        .filter(|c| checks.iter().any(|k| !k.passed && k.column.as_deref() == Some(c.mapping.bq_name.as_str())))
+        .filter(|c| checks.iter().any(|k| k.failed() && k.column.as_deref() == Some(c.mapping.bq_name.as_str())))
         .collect();
-    if !failed_columns.is_empty() || !checks[0].passed {
+    if !failed_columns.is_empty() || checks[0].failed() {
         locate_mismatches(bq, table, &target, &failed_columns, &mut checks).await?;
     }
     checks.extend(required_checks(table, &checks));
@@ -324,11 +336,12 @@ async fn validate_table(
         report_checks(progress, &checks);
     }
     for c in &checks {
-        trace!(check = %c.check, column = c.column.as_deref().unwrap_or("-"), expected = %c.expected, actual = %c.actual, passed = c.passed, "Check");
+        trace!(check = %c.check, column = c.column.as_deref().unwrap_or("-"), expected = %c.expected, actual = %c.actual, status = c.status.label(), "Check");
     }
     info!(
         checks = checks.len(),
-        failed = checks.iter().filter(|c| !c.passed).count(),
+        failed = checks.iter().filter(|c| c.failed()).count(),
+        skipped = checks.iter().filter(|c| c.is_skipped()).count(),
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
         "Validated table"
     );
@@ -364,7 +377,7 @@ fn required_checks(table: &TableManifest, checks: &[Check]) -> Vec<Check> {
 /// Publishes the checks made so far to the table's progress.
 fn report_checks(progress: &TableProgress, checks: &[Check]) {
     progress.checks.store(checks.len() as u64, Ordering::Relaxed);
-    progress.failed_checks.store(checks.iter().filter(|c| !c.passed).count() as u64, Ordering::Relaxed);
+    progress.failed_checks.store(checks.iter().filter(|c| c.failed()).count() as u64, Ordering::Relaxed);
 }
 
 /// Runs the aggregate query and returns every value as text (SQL NULL as `None`, never as the
@@ -459,7 +472,7 @@ async fn locate_mismatches(
             located.entry(column).or_default().push(place);
         }
     }
-    for check in checks.iter_mut().filter(|c| !c.passed) {
+    for check in checks.iter_mut().filter(|c| c.failed()) {
         let key = check.column.clone().unwrap_or_default();
         if let Some(places) = located.get(&key) {
             let mut unique = places.clone();
@@ -542,7 +555,11 @@ async fn referential_checks(
 ) -> Result<Vec<Check>, ValidateError> {
     let mut checks = Vec::new();
     for fk in &table.foreign_keys {
-        let Some(parent) = manifest.tables.iter().find(|t| t.name == fk.references_table) else { continue };
+        let Some(parent) = manifest.tables.iter().find(|t| t.name == fk.references_table) else {
+            let reason = format!("foreign key {} → {}: the referenced table is not in this run", fk.name, fk.references_table);
+            checks.push(Check::skipped(CheckKind::Orphans, Some(&fk.columns.join(",")), 0, reason));
+            continue;
+        };
         checks.push(orphan_check(config, bq, table, parent, fk).await?);
     }
     for d in config.denormalized.iter().filter(|d| find_table(manifest, &d.table).map(|t| t.name.as_str()) == Some(table.name.as_str())) {
