@@ -119,11 +119,13 @@ pub enum LoadError {
     DuplicateKeys { table: String, snapshot_table: String, key: String, rows: u64 },
     #[error("table `{table}`: {what} reports {actual} rows, the manifest {expected}")]
     RowCount { table: String, what: String, expected: u64, actual: u64 },
-    #[error("{} of {} tables failed to load: {}", failed.0.len(), total, failed.names())]
+    #[error("{} of {} tables failed to load: {}; loaded: {}", failed.0.len(), total, failed.names(), if loaded.is_empty() { "none".to_string() } else { loaded.join(", ") })]
     TablesFailed {
         #[source]
         failed: TableFailures,
         total: usize,
+        /// The tables that loaded before or after the failures.
+        loaded: Vec<String>,
     },
 }
 
@@ -266,7 +268,8 @@ async fn load_tables(
         }
     }
     if !failed.is_empty() {
-        return Err(LoadError::TablesFailed { failed: TableFailures(failed), total: plan.tables.len() });
+        let loaded = reports.iter().map(|r: &TableReport| r.table_id.clone()).collect();
+        return Err(LoadError::TablesFailed { failed: TableFailures(failed), total: plan.tables.len(), loaded });
     }
     Ok(reports)
 }

@@ -283,7 +283,7 @@ async fn each_failed_table_keeps_its_cause_and_the_others_load() {
     let mut bq = FakeBigQuery::default();
     bq.failing.insert("pg2bq_r1_d_bad_truncate_load0000".into());
     let error = run(&bq, &["t", "bad"], LoadMode::Truncate).await.unwrap_err();
-    assert_eq!(error.to_string(), "1 of 2 tables failed to load: bad");
+    assert_eq!(error.to_string(), "1 of 2 tables failed to load: bad; loaded: t");
     let chain = crate::model::error_chain(&error);
     assert!(chain[1].starts_with("`bad`: table `bad`: load job `pg2bq_r1_d_bad_truncate_load0000` failed"), "{chain:?}");
     assert!(chain[1].ends_with("BigQuery job `pg2bq_r1_d_bad_truncate_load0000` failed: invalid: boom"), "{chain:?}");
