@@ -387,10 +387,11 @@ mod tests {
     #[test]
     fn json_is_format_json_and_the_last_of_the_two_wins() {
         use clap::Parser;
-        let format = |argv: &[&str]| match Cli::try_parse_from([&["pg2bq", "verify", "--manifest", "m"][..], argv].concat()).unwrap().command {
-            Command::Verify(args) => args.output.format(),
-            other => panic!("{other:?}"),
-        };
+        let format =
+            |argv: &[&str]| match Cli::try_parse_from([&["pg2bq", "verify", "--manifest", "m"][..], argv].concat()).unwrap().command {
+                Command::Verify(args) => args.output.format(),
+                other => panic!("{other:?}"),
+            };
         assert_eq!(format(&[]), Format::Text);
         assert_eq!(format(&["--json"]), Format::Json);
         assert_eq!(format(&["--format", "json"]), Format::Json);

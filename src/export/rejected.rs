@@ -108,9 +108,7 @@ pub fn rejected_keys(data: Bytes) -> Result<Vec<Option<String>>, parquet::errors
     let mut keys = Vec::new();
     for batch in reader {
         let batch = batch?;
-        let column = batch
-            .column_by_name("key")
-            .ok_or_else(|| parquet::errors::ParquetError::General("no `key` column".into()))?;
+        let column = batch.column_by_name("key").ok_or_else(|| parquet::errors::ParquetError::General("no `key` column".into()))?;
         let Some(strings) = column.as_string_opt::<i32>() else {
             return Err(parquet::errors::ParquetError::General("the `key` column is not text".into()));
         };

@@ -472,7 +472,10 @@ async fn tails_after_a_quarantine_read_exactly_the_new_rows_along_a_chain() {
     let out = export_run(&s, &dest, &table, "tail4", &args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("26 rows are at or below the watermark `happened_at` of run `tail2`") && stderr.contains("hold 27"), "{stderr}");
+    assert!(
+        stderr.contains("26 rows are at or below the watermark `happened_at` of run `tail2`") && stderr.contains("hold 27"),
+        "{stderr}"
+    );
     db.drop().await;
 }
 

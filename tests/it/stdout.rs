@@ -12,7 +12,10 @@ use crate::support::*;
 fn only_logs(command: &str, out: &std::process::Output) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-        assert!([" INFO ", " WARN ", " DEBUG "].iter().any(|level| line.contains(level)), "{command}: not a log line on stderr: {line}\n{stderr}");
+        assert!(
+            [" INFO ", " WARN ", " DEBUG "].iter().any(|level| line.contains(level)),
+            "{command}: not a log line on stderr: {line}\n{stderr}"
+        );
     }
 }
 

@@ -369,8 +369,19 @@ async fn a_composite_key_is_sampled_by_its_whole_value_and_a_sample_that_cannot_
 
     // The human report says SKIP with the reason and counts it apart.
     let text = pg2bq(&[
-        "validate", "--manifest", &manifest, "--project", &s.project, "--dataset", &s.dataset, "--progress", "off",
-        "--source", &s.pg_url, "--sample", "30",
+        "validate",
+        "--manifest",
+        &manifest,
+        "--project",
+        &s.project,
+        "--dataset",
+        &s.dataset,
+        "--progress",
+        "off",
+        "--source",
+        &s.pg_url,
+        "--sample",
+        "30",
     ]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains(&format!("{} → {}__loose: ", db.table("loose"), db.schema)) && text.contains(" failed, 1 skipped\n"), "{text}");
@@ -385,7 +396,10 @@ async fn a_composite_key_is_sampled_by_its_whole_value_and_a_sample_that_cannot_
 
     // One row of id 1 changes in the source: found by its whole key, the other five id-1 rows equal.
     db.client
-        .batch_execute(&format!("UPDATE {} SET note = 'changed' WHERE id = 1 AND mentioned_at = '2024-01-01 01:00:00+00'", db.table("mentions")))
+        .batch_execute(&format!(
+            "UPDATE {} SET note = 'changed' WHERE id = 1 AND mentioned_at = '2024-01-01 01:00:00+00'",
+            db.table("mentions")
+        ))
         .await
         .unwrap();
     let (code, report, stderr) = s.validate(&manifest, &["--source", &s.pg_url, "--sample", "30"]);
