@@ -335,7 +335,13 @@ async fn validate_table(
         checks.extend(sample::sample_checks(config, bq, url, table, &target).await?);
         report_checks(progress, &checks);
     }
-    for c in &checks {
+    log_checks(&checks, started);
+    Ok(checks)
+}
+
+/// Each check at TRACE, then the table's totals at INFO.
+fn log_checks(checks: &[Check], started: Instant) {
+    for c in checks {
         trace!(check = %c.check, column = c.column.as_deref().unwrap_or("-"), expected = %c.expected, actual = %c.actual, status = c.status.label(), "Check");
     }
     info!(
@@ -345,7 +351,6 @@ async fn validate_table(
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
         "Validated table"
     );
-    Ok(checks)
 }
 
 /// Reads a count BigQuery answered as text; `what` names it in the error. A count that is

@@ -106,3 +106,44 @@ async fn a_partial_load_failure_names_the_tables_loaded_and_the_failed_ones() {
     assert_eq!(s.count(&format!("{}__a", db.schema)).await, 10);
     db.drop().await;
 }
+
+/// An export of two tables where one fails while reading (after the other finished): the error
+/// names the table that finished and the one that did not, and says nothing was committed.
+#[tokio::test]
+async fn a_partial_export_failure_names_the_tables_finished_and_not() {
+    let pg_url = skip_unless!("PG2BQ_TEST_PG_URL");
+    let db = TestDb::new(&pg_url, "CREATE TABLE small (id int PRIMARY KEY); INSERT INTO small SELECT generate_series(1, 3);").await;
+    let dest = tempfile::tempdir().unwrap();
+    let small = db.table("small");
+    // Its last row divides by zero, 2 s into the read: the small table is done by then.
+    let bad = "bad=SELECT i, 1 / (i - 10) AS v FROM generate_series(1, 10) i WHERE i < 10 OR pg_sleep(2) IS NOT NULL";
+    let out = pg2bq(&[
+        "export",
+        "--source",
+        &pg_url,
+        "--dest",
+        dest.path().to_str().unwrap(),
+        "--run-id",
+        "r1",
+        "--progress",
+        "off",
+        "--jobs",
+        "2",
+        "--table",
+        &small,
+        "--query",
+        bad,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(2), ""), "{stderr}");
+    let error: Vec<&str> = stderr.lines().skip_while(|l| !l.starts_with("error: ")).collect();
+    assert_eq!(
+        error,
+        [
+            format!("error: 1 of 2 tables had finished when the run stopped (nothing is committed: a run commits all its tables or none): finished: {small}; not finished: bad").as_str(),
+            "  Caused by: table `bad`: ConnectorX failed: db error: ERROR: division by zero",
+        ],
+        "{stderr}"
+    );
+    db.drop().await;
+}
