@@ -45,6 +45,35 @@ pub enum Command {
     Work(WorkArgs),
 }
 
+/// How a command prints its result on stdout (logs and progress go to stderr).
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print the result as JSON on stdout: the same as --format json.
+    #[arg(long, overrides_with = "format")]
+    pub json: bool,
+    /// The result on stdout: text (the report) or json [default: text].
+    #[arg(long, value_enum, value_name = "FORMAT", overrides_with = "json")]
+    pub format: Option<Format>,
+}
+
+impl OutputArgs {
+    /// The format asked for: the last of `--json` and `--format` wins.
+    pub fn format(&self) -> Format {
+        match (self.format, self.json) {
+            (Some(format), _) => format,
+            (None, true) => Format::Json,
+            (None, false) => Format::Text,
+        }
+    }
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
 /// Where the loaded tables are (shared by `load` and `validate`).
 #[derive(Debug, Args)]
 pub struct BigQueryTargetArgs {
@@ -133,12 +162,14 @@ pub struct ValidateArgs {
     /// each probe) scans, from dry runs, which are free.
     #[arg(long)]
     pub dry_run: bool,
+    /// Exit 1 when a check could not run (SKIP), as when one fails.
+    #[arg(long)]
+    pub strict: bool,
     /// TOML file with `[[denormalized]]` columns and `[[probes]]` (named SQL with a time budget).
     #[arg(long, env = env::CONFIG)]
     pub config: Option<PathBuf>,
-    /// Print the report as JSON on stdout (the table goes to stderr either way).
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub gcp: GcpArgs,
 }
@@ -148,9 +179,8 @@ pub struct VerifyArgs {
     /// The snapshot's manifest (gs://, file:// or a path).
     #[arg(long)]
     pub manifest: String,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub gcp: GcpArgs,
 }
@@ -198,9 +228,8 @@ pub struct LoadArgs {
     /// Print the jobs that would run (ids, URIs, bytes, schema, quota share); submit nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print the report (or plan) as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub gcp: GcpArgs,
 }
@@ -275,9 +304,8 @@ pub struct ExportArgs {
     /// Plan only: read the catalog, counts and checks, print the plan, write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print the result (manifest summary or plan) as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Shard the run across machines: hold the snapshot, write <dest>/<run-id>/plan.json, wait
     /// while `pg2bq work` tasks export its units, then commit the manifest (docs/distributed.md).
     #[arg(long, requires = "workers", conflicts_with = "resume")]
@@ -309,9 +337,8 @@ pub struct WorkArgs {
     /// Indexed Jobs set none, so pass it there).
     #[arg(long, value_parser = parse_at_least_one)]
     pub workers: Option<usize>,
-    /// Print what the worker did as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub gcs: GcsArgs,
 }
@@ -390,6 +417,23 @@ mod tests {
         let err = Cli::try_parse_from(["pg2bq", "export", "--resume"]).unwrap_err().to_string();
         assert!(err.contains("--run-id"), "{err}");
         assert!(Cli::try_parse_from(["pg2bq", "export", "--resume", "--run-id", "r1"]).is_ok());
+    }
+
+    #[test]
+    fn json_is_format_json_and_the_last_of_the_two_wins() {
+        use clap::Parser;
+        let format =
+            |argv: &[&str]| match Cli::try_parse_from([&["pg2bq", "verify", "--manifest", "m"][..], argv].concat()).unwrap().command {
+                Command::Verify(args) => args.output.format(),
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(format(&[]), Format::Text);
+        assert_eq!(format(&["--json"]), Format::Json);
+        assert_eq!(format(&["--format", "json"]), Format::Json);
+        assert_eq!(format(&["--format", "text"]), Format::Text);
+        assert_eq!(format(&["--json", "--format", "text"]), Format::Text);
+        assert_eq!(format(&["--format", "text", "--json"]), Format::Json);
+        assert!(Cli::try_parse_from(["pg2bq", "verify", "--manifest", "m", "--format", "yaml"]).is_err());
     }
 
     #[test]

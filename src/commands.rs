@@ -1,8 +1,8 @@
 //! One function per command: read the config file, resolve the settings, run the stage, print
-//! its result. Each returns whether the checks passed (`false` → exit code 1).
+//! its result on stdout. Each returns whether the checks passed (`false` → exit code 1).
 
 use pg2bq::cli::env;
-use pg2bq::cli::{Command, ExportArgs, LoadArgs, ValidateArgs, VerifyArgs, WorkArgs};
+use pg2bq::cli::{Command, ExportArgs, Format, LoadArgs, OutputArgs, ValidateArgs, VerifyArgs, WorkArgs};
 use pg2bq::config::ConfigFile;
 use pg2bq::export::config::{ExportConfig, WorkConfig};
 use pg2bq::export::{ExportError, PlanError};
@@ -33,7 +33,7 @@ async fn export(args: &ExportArgs, output: &Output) -> Result<bool, Error> {
     let outcome = pg2bq::export(&config, progress.as_deref()).await;
     output.finish(outcome.is_ok());
     let outcome = outcome?;
-    report::print_export(&outcome, args.json);
+    report::print_export(&outcome, json(&args.output));
     if let ExportOutcome::Planned(plan) = &outcome {
         if !plan.problems.is_empty() {
             // The plan is printed; the run it describes would be refused.
@@ -51,7 +51,7 @@ async fn load(args: &LoadArgs, output: &Output) -> Result<bool, Error> {
     let outcome = pg2bq::load(&config, progress.as_deref()).await;
     output.finish(outcome.is_ok());
     let outcome = outcome?;
-    report::print_load(&outcome, args.json);
+    report::print_load(&outcome, json(&args.output));
     if let LoadOutcome::Planned(plan) = &outcome {
         if !plan.problems.is_empty() {
             // The plan is printed; the load it describes would be refused.
@@ -67,20 +67,29 @@ async fn validate(args: &ValidateArgs, output: &Output) -> Result<bool, Error> {
     let progress = output.reporter(Stage::Validate);
     let report = pg2bq::validate::validate(&config, progress.as_deref()).await;
     output.finish(report.is_ok());
-    let report = report?;
-    report::print_validation(&report, args.json);
+    let mut report = report?;
+    if args.strict && report.skipped > 0 {
+        // --strict: a check that could not run fails the run as a difference would.
+        report.passed = false;
+    }
+    report::print_validation(&report, json(&args.output));
     Ok(report.passed)
 }
 
 async fn verify(args: &VerifyArgs) -> Result<bool, Error> {
     let report = pg2bq::verify::verify(&args.manifest, &args.gcp.gcs()).await?;
-    report::print_verification(&report, args.json);
+    report::print_verification(&report, json(&args.output));
     Ok(report.passed)
 }
 
 async fn work(args: &WorkArgs) -> Result<bool, Error> {
     let config = WorkConfig::resolve(args, |name| std::env::var(name).ok())?;
     let outcome = pg2bq::export::sharded::worker::work(&config).await?;
-    report::print_work(&outcome, args.json);
+    report::print_work(&outcome, json(&args.output));
     Ok(true)
+}
+
+/// Whether the result goes out as JSON (`--json`, `--format json`).
+fn json(output: &OutputArgs) -> bool {
+    output.format() == Format::Json
 }

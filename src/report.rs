@@ -1,4 +1,5 @@
-//! What the binary prints: results on stdout (JSON with `--json`), progress and errors on stderr,
+//! What the binary prints: results on stdout (the report, or JSON with `--json`/`--format json`),
+//! progress, logs and errors on stderr,
 //! and the log subscriber that writes around the progress bars.
 
 use std::io::{IsTerminal, Write};
@@ -458,15 +459,15 @@ fn table_load_text(table: &TableLoad, mode: LoadMode) -> String {
     text
 }
 
-/// One line per check: PASS/FAIL, check, column, expected, actual, detail.
-fn check_lines(checks: &[pg2bq::validate::Check], failed_only: bool) -> String {
+/// One line per check: PASS/FAIL/SKIP, check, column, expected, actual, detail.
+fn check_lines(checks: &[pg2bq::validate::Check], problems_only: bool) -> String {
     let clip = |t: &str| if t.chars().count() > 40 { format!("{}…", t.chars().take(39).collect::<String>()) } else { t.to_string() };
     let mut text = String::new();
-    for c in checks.iter().filter(|c| !failed_only || !c.passed) {
-        let status = if c.passed { "PASS" } else { "FAIL" };
+    for c in checks.iter().filter(|c| !problems_only || !c.passed) {
         let detail = c.detail.as_deref().map(|d| format!("  ({d})")).unwrap_or_default();
         text.push_str(&format!(
-            "  {status}  {:<16} {:<20} expected {:<42} actual {}{detail}\n",
+            "  {}  {:<16} {:<20} expected {:<42} actual {}{detail}\n",
+            c.status.label(),
             c.check,
             c.column.as_deref().unwrap_or("-"),
             clip(&c.expected),
@@ -476,27 +477,43 @@ fn check_lines(checks: &[pg2bq::validate::Check], failed_only: bool) -> String {
     text
 }
 
-/// The table per table and check on stderr; JSON on stdout with `--json`.
+/// The report per table and check; with `json`, the report as JSON instead. On stdout.
 pub fn print_validation(report: &pg2bq::validate::ValidationReport, json: bool) {
+    print_checked(&validation_text(report), json.then_some(report));
+}
+
+/// The human report: each table's checks, then the summary (with `validate --strict`, a
+/// skipped check makes the report not passed).
+fn validation_text(report: &pg2bq::validate::ValidationReport) -> String {
     let mut text = format!("Validation of run {} in {}.{}\n", report.run_id, report.project, report.dataset);
     if report.mixed_snapshot {
         text.push_str(&format!("{MIXED_SNAPSHOT_WARNING}\n"));
     }
     for table in &report.tables {
-        let failed = table.checks.iter().filter(|c| !c.passed).count();
-        text.push_str(&format!("\n{} → {}: {} checks, {failed} failed\n", table.table, table.bq_table, table.checks.len()));
+        let failed = table.checks.iter().filter(|c| c.failed()).count();
+        let skipped = match table.skipped {
+            0 => String::new(),
+            n => format!(", {n} skipped"),
+        };
+        text.push_str(&format!("\n{} → {}: {} checks, {failed} failed{skipped}\n", table.table, table.bq_table, table.checks.len()));
         text.push_str(&check_lines(&table.checks, false));
     }
     if !report.probes.is_empty() {
         text.push_str("\nQuery probes\n");
         text.push_str(&check_lines(&report.probes, false));
     }
-    text.push_str(match (report.dry_run, report.passed) {
-        (true, _) => "\nDry run: BigQuery's estimates only; nothing was compared.\n",
-        (false, true) => "\nAll checks passed.\n",
-        (false, false) => "\nSOME CHECKS FAILED.\n",
+    let skipped = match report.skipped {
+        0 => String::new(),
+        n => format!(" {n} check(s) could not run (SKIP above, with the reason)."),
+    };
+    text.push_str(&match (report.dry_run, report.failed, report.skipped, report.passed) {
+        (true, _, _, _) => "\nDry run: BigQuery's estimates only; nothing was compared.\n".to_string(),
+        (false, 0, 0, _) => "\nAll checks passed.\n".to_string(),
+        (false, 0, _, true) => format!("\nNo check failed.{skipped}\n"),
+        (false, 0, _, false) => format!("\nNO CHECK FAILED, BUT WITH --strict A SKIPPED CHECK FAILS THE RUN:{skipped}\n"),
+        (false, failed, _, _) => format!("\nSOME CHECKS FAILED: {failed} failed.{skipped}\n"),
     });
-    print_checked(&text, json.then_some(report));
+    text
 }
 
 pub fn print_verification(report: &pg2bq::verify::VerifyReport, json: bool) {
@@ -506,7 +523,7 @@ pub fn print_verification(report: &pg2bq::verify::VerifyReport, json: bool) {
     print_checked(&text, json.then_some(report));
 }
 
-/// `pg2bq work`: what this worker did, on stderr; with `--json` the outcome on stdout.
+/// `pg2bq work`: what this worker did; with `--json` the outcome as JSON. On stdout.
 pub fn print_work(outcome: &pg2bq::export::sharded::worker::WorkOutcome, json: bool) {
     let mut text = format!(
         "Worker {} of {} (attempt {}), run {}: {} unit(s) exported now, {} recorded before, of {} in its share\n",
@@ -527,14 +544,14 @@ pub fn print_work(outcome: &pg2bq::export::sharded::worker::WorkOutcome, json: b
     print_checked(&text, json.then_some(outcome));
 }
 
-/// A report of checks: its text on stderr, and with `--json` the report on stdout.
+/// A report on stdout: its text, or with `json` the report as JSON.
 fn print_checked(text: &str, json: Option<&impl serde::Serialize>) {
-    eprint!("{text}");
-    if let Some(report) = json {
-        let mut out = std::io::stdout().lock();
-        // A closed stdout (e.g. `| head`) is not an error.
-        let _ = write_json(&mut out, report).and_then(|()| writeln!(out));
-    }
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (e.g. `| head`) is not an error.
+    let _ = match json {
+        Some(report) => write_json(&mut out, report).and_then(|()| writeln!(out)),
+        None => out.write_all(text.as_bytes()),
+    };
 }
 
 /// `error: …` then one `Caused by:` line per source.

@@ -60,6 +60,21 @@ pub enum ExportError {
     },
     #[error("--since: cannot read the earlier run's manifest")]
     Since(#[source] Box<ManifestError>),
+    #[error("{} of {} tables had finished when the run stopped (nothing is committed: a run commits all its tables or none): finished: {}; not finished: {}", finished.len(), finished.len() + unfinished.len(), names(finished), names(unfinished))]
+    TablesUnfinished {
+        finished: Vec<String>,
+        unfinished: Vec<String>,
+        #[source]
+        source: Box<ExportError>,
+    },
+    #[error("--since: cannot read the rows run `{run_id}` set aside from table `{table}` (`{uri}`)")]
+    SinceRejected {
+        run_id: String,
+        table: String,
+        uri: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
@@ -224,12 +239,38 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
     }
 }
 
-/// `--since`: the manifest of the run this tail continues.
-async fn since_manifest(config: &ExportConfig) -> Result<Option<Manifest>, ExportError> {
-    match &config.since {
-        Some(uri) => Ok(Some(read_manifest(uri, &config.gcs).await.map_err(|e| ExportError::Since(Box::new(e)))?.manifest)),
-        None => Ok(None),
+/// Tables named in an error, `a, b`, or `none`.
+fn names(tables: &[String]) -> String {
+    match tables {
+        [] => "none".into(),
+        tables => tables.join(", "),
     }
+}
+
+/// `--since`: the run this tail continues: its manifest and the keys of the rows it set aside,
+/// read from its `_rejected` files beside the manifest (checked against their size and CRC32C).
+async fn since_manifest(config: &ExportConfig) -> Result<Option<plan::Parent>, ExportError> {
+    let Some(uri) = &config.since else { return Ok(None) };
+    let found = read_manifest(uri, &config.gcs).await.map_err(|e| ExportError::Since(Box::new(e)))?;
+    let mut set_aside = std::collections::BTreeMap::new();
+    for table in &found.manifest.tables {
+        let Some(rejected) = &table.rejected else { continue };
+        let path = format!("{}/{}", found.run_dir, rejected.file.path);
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| ExportError::SinceRejected {
+            run_id: found.manifest.run_id.clone(),
+            table: table.name.clone(),
+            uri: found.store.uri(&path),
+            source,
+        };
+        let data = found.store.get(&path).await.map_err(|e| failed(Box::new(e)))?;
+        let crc = crate::storage::store::crc32c_base64(crc32c::crc32c(&data));
+        if let Some(difference) = crate::storage::manifest::file_difference(&rejected.file, Some((data.len() as u64, Some(&crc)))) {
+            return Err(failed(format!("it differs from the manifest's record: {difference}").into()));
+        }
+        let keys = rejected::rejected_keys(data).map_err(|e| failed(Box::new(e)))?;
+        set_aside.insert(table.name.clone(), keys.into_iter().flatten().collect::<Vec<_>>());
+    }
+    Ok(Some(plan::Parent { manifest: found.manifest, set_aside }))
 }
 
 /// One attempt of a claimed run: everything it reads and writes through.

@@ -6,6 +6,8 @@
 //! described once, for users, in docs/architecture.md ("Units"); `plan_units` and
 //! `tree_units` apply it, `UnitSizing` sizes it.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
@@ -86,6 +88,14 @@ pub enum PlanError {
     UnitsMissRows { table: String, units: usize, unit_rows: u64, table_rows: u64 },
 }
 
+/// The run a tail continues (`--since`): its manifest, and per table the keys of the rows it
+/// set aside (from its `_rejected` files; NULL keys, of a table without one, left out).
+#[derive(Debug, Clone)]
+pub struct Parent {
+    pub manifest: Manifest,
+    pub set_aside: BTreeMap<String, Vec<String>>,
+}
+
 /// Builds the plan inside `session`'s snapshot.
 ///
 /// # Errors
@@ -96,7 +106,7 @@ pub async fn plan_export(
     config: &ExportConfig,
     session: &SnapshotSession,
     run_id: &str,
-    parent: Option<&Manifest>,
+    parent: Option<&Parent>,
 ) -> Result<ExportPlan, PlanError> {
     if config.tables.is_empty() {
         return Err(PlanError::NothingToExport);
@@ -126,9 +136,9 @@ async fn plan_tail(
     session: &SnapshotSession,
     shape: &SourceShape,
     mappings: &[ColumnMapping],
-    parent: Option<&Manifest>,
+    parent: Option<&Parent>,
 ) -> Result<Result<Option<Tail>, Vec<String>>, PlanError> {
-    let Some(parent) = parent else { return Ok(Ok(None)) };
+    let Some(Parent { manifest: parent, set_aside }) = parent else { return Ok(Ok(None)) };
     let refuse = |why: String| Ok(Err(vec![format!("{}: {why}", shape.what())]));
     let Some(earlier) = parent.tables.iter().find(|t| t.name == shape.name) else {
         return refuse(format!("run `{}` did not export it; export it whole (without --since)", parent.run_id));
@@ -141,7 +151,8 @@ async fn plan_tail(
     let Some(mapping) = mappings.iter().find(|m| m.name == column) else {
         return refuse(format!("it has no column `{column}` to be the watermark"));
     };
-    let tail = match Tail::after_run(&parent.run_id, earlier, mapping) {
+    let set_aside = set_aside.get(&earlier.name).map_or(&[][..], Vec::as_slice);
+    let tail = match Tail::after_run(&parent.run_id, earlier, mapping, &shape.primary_key, set_aside) {
         Ok(tail) => tail,
         Err(problem) => return Ok(Err(vec![problem])),
     };
@@ -149,10 +160,17 @@ async fn plan_tail(
     let earlier_rows = session.counts(&shape.from, false, &[], &[], Some(&tail.earlier_rows_filter()), &what).await?.counts[0];
     if earlier_rows != tail.rows_through {
         return refuse(format!(
-            "{earlier_rows} rows are at or below the watermark `{column}` of run `{}` (or have none) now, where the runs up to it hold {}: \
-             rows were added below the watermark, changed or deleted since, and a tail would miss them. Export the table whole \
-             and load it with --mode merge (rows already loaded are skipped)",
-            parent.run_id, tail.rows_through
+            "{earlier_rows} rows are at or below the watermark `{column}` of run `{}` (or have none{}) now, where the runs up to it hold {} \
+             (those they set aside included): rows were added below the watermark, changed or deleted since, and a tail would \
+             miss them{}. Export the table whole and load it with --mode merge (rows already loaded are skipped)",
+            parent.run_id,
+            if tail.set_aside.is_empty() { "" } else { ", or are rows they set aside" },
+            tail.rows_through,
+            if shape.primary_key.is_empty() && parent.tables.iter().any(|t| t.name == earlier.name && t.rejected.is_some()) {
+                "; or a row set aside lies above the watermark, which a table without a primary key cannot tell apart"
+            } else {
+                ""
+            },
         ));
     }
     Ok(Ok(Some(tail)))
@@ -189,7 +207,7 @@ async fn plan_table(
     spec: &ExportTable,
     session: &SnapshotSession,
     sizing: UnitSizing,
-    parent: Option<&Manifest>,
+    parent: Option<&Parent>,
 ) -> Result<Planned, PlanError> {
     let shape = match read_shape(spec, session).await? {
         Ok(shape) => shape,

@@ -15,8 +15,7 @@ use crate::export::parquet::{writer_properties, ParquetSettings};
 use crate::export::plan::{and_all, Quarantine, TablePlan};
 use crate::export::ExportError;
 use crate::model::manifest::{FileManifest, RejectedRows};
-use crate::model::tail::Tail;
-use crate::model::types::quote_ident;
+use crate::model::tail::{key_json, Tail};
 use crate::source::postgres::SnapshotSession;
 use crate::storage::store::{crc32c_base64, Store};
 
@@ -71,13 +70,8 @@ pub async fn write_rejected(
 
 /// `SELECT key, row, reason` of the rows failing any check (and, in a tail, above its bound).
 fn rejected_rows_sql(table: &TablePlan, quarantine: &Quarantine) -> String {
-    let key = match table.primary_key.as_slice() {
-        [] => "NULL::text".to_string(),
-        key => {
-            let pairs: Vec<String> = key.iter().map(|c| format!("'{}', r.{}", c.replace('\'', "''"), quote_ident(c))).collect();
-            format!("json_build_object({})::text", pairs.join(", "))
-        }
-    };
+    // A later tail leaves these rows out by this very text (`model::tail`).
+    let key = key_json(&table.primary_key).unwrap_or_else(|| "NULL::text".to_string());
     let reasons: Vec<String> = quarantine
         .reasons
         .iter()
@@ -102,4 +96,38 @@ fn encode(rows: &[Vec<Option<String>>], settings: &ParquetSettings) -> Result<By
     writer.write(&batch)?;
     writer.close()?;
     Ok(Bytes::from(data))
+}
+
+/// The `key` of every row in a `_rejected/rows.parquet` file (NULL without a primary key).
+///
+/// # Errors
+/// The file is not such a Parquet file.
+pub fn rejected_keys(data: Bytes) -> Result<Vec<Option<String>>, parquet::errors::ParquetError> {
+    use arrow::array::AsArray;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data)?.build()?;
+    let mut keys = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        let column = batch.column_by_name("key").ok_or_else(|| parquet::errors::ParquetError::General("no `key` column".into()))?;
+        let Some(strings) = column.as_string_opt::<i32>() else {
+            return Err(parquet::errors::ParquetError::General("the `key` column is not text".into()));
+        };
+        keys.extend(strings.iter().map(|k| k.map(str::to_string)));
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keys_written_are_the_keys_read_back() {
+        let rows = vec![
+            vec![Some(r#"{"id" : 7}"#.to_string()), Some("{}".into()), Some("r".into())],
+            vec![None, Some("{}".into()), Some("r".into())],
+        ];
+        let data = encode(&rows, &ParquetSettings::default()).unwrap();
+        assert_eq!(rejected_keys(data).unwrap(), [Some(r#"{"id" : 7}"#.to_string()), None]);
+    }
 }

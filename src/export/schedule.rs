@@ -220,6 +220,11 @@ impl Scheduler<'_> {
         };
         futures::future::join(workers, collect).await;
         match first_error {
+            Some(error) if tables.len() > 1 => {
+                let (done, not_done): (Vec<_>, Vec<_>) = tables.iter().zip(&manifests).partition(|(_, m)| m.is_some());
+                let names = |tables: Vec<(&TableAssembly, _)>| tables.into_iter().map(|(t, _)| t.plan.name.clone()).collect();
+                Err(ExportError::TablesUnfinished { finished: names(done), unfinished: names(not_done), source: Box::new(error) })
+            }
             Some(error) => Err(error),
             None => Ok((manifests.into_iter().map(|m| m.expect("every table finished")).collect(), reports)),
         }

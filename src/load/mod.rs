@@ -133,6 +133,7 @@ pub enum LoadError {
         #[source]
         failed: TableFailures,
         total: usize,
+        /// The tables that loaded before or after the failures.
         loaded: Vec<String>,
     },
 }

@@ -92,7 +92,30 @@ impl Serialize for CheckKind {
     }
 }
 
-/// One comparison, for the report.
+/// How a [`Check`] came out: it ran and matched, ran and differed, or could not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// The check could not run (its `detail` says why): neither a pass nor a failure, counted
+    /// apart; `validate --strict` fails on it.
+    Skip,
+}
+
+impl Status {
+    /// `PASS`, `FAIL`, `SKIP`, as reports print it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pass => "PASS",
+            Self::Fail => "FAIL",
+            Self::Skip => "SKIP",
+        }
+    }
+}
+
+/// One comparison, for the report. `passed` is true only for a check that ran and matched
+/// (kept for readers of earlier JSON); `status` also tells a failure from a skip.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub check: CheckKind,
@@ -100,20 +123,47 @@ pub struct Check {
     pub expected: String,
     pub actual: String,
     pub passed: bool,
-    /// Where a mismatch was narrowed to (partition, file), or what a check means.
+    pub status: Status,
+    /// Where a mismatch was narrowed to (partition, file), what a check means, or why it was
+    /// skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
 impl Check {
     pub fn new(check: CheckKind, column: Option<&str>, expected: impl ToString, actual: impl ToString, passed: bool) -> Self {
-        Self { check, column: column.map(str::to_string), expected: expected.to_string(), actual: actual.to_string(), passed, detail: None }
+        Self {
+            check,
+            column: column.map(str::to_string),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+            passed,
+            status: if passed { Status::Pass } else { Status::Fail },
+            detail: None,
+        }
+    }
+
+    /// A check that could not run: `expected` says what it would have compared, `reason` why
+    /// it did not.
+    pub fn skipped(check: CheckKind, column: Option<&str>, expected: impl ToString, reason: impl Into<String>) -> Self {
+        let skipped = Self { status: Status::Skip, ..Self::new(check, column, expected, "not run", false) };
+        skipped.with_detail(reason)
     }
 
     /// The check with `detail` set.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
+    }
+
+    /// It ran and found a difference.
+    pub fn failed(&self) -> bool {
+        self.status == Status::Fail
+    }
+
+    /// It could not run.
+    pub fn is_skipped(&self) -> bool {
+        self.status == Status::Skip
     }
 }
 
@@ -141,7 +191,21 @@ mod tests {
     fn a_check_serialises_its_kind_as_a_string_and_pads_in_reports() {
         let check = Check::new(CheckKind::NullCount, Some("c"), 0, 1, false);
         let json = serde_json::to_string(&check).unwrap();
-        assert_eq!(json, r#"{"check":"null_count","column":"c","expected":"0","actual":"1","passed":false}"#);
+        assert_eq!(json, r#"{"check":"null_count","column":"c","expected":"0","actual":"1","passed":false,"status":"fail"}"#);
         assert_eq!(format!("[{:<12}]", CheckKind::Sum), "[sum         ]");
+    }
+
+    /// A check that could not run is neither passed nor failed, and says why.
+    #[test]
+    fn a_skipped_check_is_not_passed_and_not_failed() {
+        let check = Check::skipped(CheckKind::Sample, None, "rows by primary key", "no primary key");
+        assert_eq!((check.passed, check.failed(), check.is_skipped(), check.status.label()), (false, false, true, "SKIP"));
+        let json = serde_json::to_string(&check).unwrap();
+        assert_eq!(
+            json,
+            r#"{"check":"sample","column":null,"expected":"rows by primary key","actual":"not run","passed":false,"status":"skip","detail":"no primary key"}"#
+        );
+        let passing = Check::new(CheckKind::RowCount, None, 1, 1, true);
+        assert_eq!((passing.status, passing.failed(), passing.is_skipped()), (Status::Pass, false, false));
     }
 }

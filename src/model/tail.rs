@@ -6,6 +6,12 @@
 //! bound (or with no watermark) are counted in the new snapshot: they must be exactly the rows
 //! the chain of runs holds, else rows were added below the bound, changed or deleted, and a tail
 //! would miss them.
+//!
+//! Rows an earlier run set aside (`--on-bad-value quarantine`) are held by the chain too: they
+//! count in `rows_through`, and since a set-aside row's watermark may lie above the bound (its
+//! watermark may be the very value BigQuery cannot hold, year 12000), the tail leaves out the
+//! rows whose primary key is one of theirs. Without a primary key such rows cannot be told
+//! apart: the check counts them below the bound, and refuses the tail if one is above it.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,16 +29,32 @@ pub struct Tail {
     /// The highest watermark value the runs up to the parent hold, in the manifest's form (the
     /// integer, or days / microseconds since 1970-01-01); `None` when they hold no row with one.
     pub after: Option<String>,
-    /// The rows the runs up to the parent hold: those at or below `after`, or without a value.
+    /// The rows the runs up to the parent hold: those at or below `after`, or without a value,
+    /// and those they set aside.
     pub rows_through: u64,
+    /// The primary key that tells set-aside rows apart (empty without one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
+    /// The keys (as [`key_json`] prints them) of the rows the runs up to the parent set aside:
+    /// held by the chain wherever their watermark is, so never read again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_aside: Vec<String>,
 }
 
 impl Tail {
-    /// The tail of `column` after `parent`, the earlier run's manifest of the same table.
+    /// The tail of `column` after `parent`, the earlier run's manifest of the same table;
+    /// `key` is the table's primary key now and `set_aside` the keys of the rows the parent
+    /// set aside (read from its `_rejected` file; none without a key).
     ///
     /// # Errors
     /// Why the column cannot be a watermark, naming table, column and type.
-    pub fn after_run(parent_run: &str, parent: &TableManifest, column: &ColumnMapping) -> Result<Self, String> {
+    pub fn after_run(
+        parent_run: &str,
+        parent: &TableManifest,
+        column: &ColumnMapping,
+        key: &[String],
+        set_aside: &[String],
+    ) -> Result<Self, String> {
         let refuse = |why: String| format!("table `{}`: column `{}` cannot be the watermark of a tail: {why}", parent.name, column.name);
         if literal(&column.pg_type, "0").is_none() || column.repeated {
             return Err(refuse(format!("it is {}; a watermark is an integer, date or timestamp that only grows", column.pg_type)));
@@ -43,26 +65,43 @@ impl Tail {
         if earlier.mapping.pg_type != column.pg_type {
             return Err(refuse(format!("run `{parent_run}` exported it as {}, it is now {}", earlier.mapping.pg_type, column.pg_type)));
         }
-        let (after, rows_before) = match &parent.tail {
-            Some(tail) => (earlier.aggregates.max.clone().or(tail.after.clone()), tail.rows_through),
-            None => (earlier.aggregates.max.clone(), 0),
+        let (after, rows_before, mut held_apart) = match &parent.tail {
+            Some(tail) => (earlier.aggregates.max.clone().or(tail.after.clone()), tail.rows_through, tail.set_aside.clone()),
+            None => (earlier.aggregates.max.clone(), 0, Vec::new()),
         };
+        let rejected = parent.rejected.as_ref().map_or(0, |r| r.file.rows);
+        if !key.is_empty() {
+            held_apart.extend(set_aside.iter().cloned());
+            held_apart.sort();
+            held_apart.dedup();
+        } else {
+            held_apart.clear();
+        }
         Ok(Self {
             parent_run: parent_run.to_string(),
             column: column.name.clone(),
             pg_type: column.pg_type.clone(),
             after,
-            rows_through: rows_before + parent.row_count,
+            rows_through: rows_before + parent.row_count + rejected,
+            key: if held_apart.is_empty() { Vec::new() } else { key.to_vec() },
+            set_aside: held_apart,
         })
     }
 
     /// The rows of the tail: `"column" > <after>`, or every row with a value when the earlier
-    /// runs hold none.
+    /// runs hold none; in both cases without the rows the earlier runs set aside.
     pub fn row_filter(&self) -> String {
         let column = quote_ident(&self.column);
-        match self.after.as_deref().and_then(|after| literal(&self.pg_type, after)) {
+        let above = match self.after.as_deref().and_then(|after| literal(&self.pg_type, after)) {
             Some(after) => format!("{column} > {after}"),
             None => format!("{column} IS NOT NULL"),
+        };
+        match key_json(&self.key) {
+            Some(key) if !self.set_aside.is_empty() => {
+                let keys: Vec<String> = self.set_aside.iter().map(|k| format!("'{}'", k.replace('\'', "''"))).collect();
+                format!("{above} AND {key} <> ALL (ARRAY[{}]::text[])", keys.join(", "))
+            }
+            _ => above,
         }
     }
 
@@ -70,6 +109,17 @@ impl Tail {
     pub fn earlier_rows_filter(&self) -> String {
         format!("NOT COALESCE({}, false)", self.row_filter())
     }
+}
+
+/// A row's primary key as JSON text, `json_build_object('id', "id")::text` (`{"id" : 7}`):
+/// what the `_rejected` file records as `key`, and how a tail leaves those rows out. `None`
+/// without a key.
+pub fn key_json(key: &[String]) -> Option<String> {
+    if key.is_empty() {
+        return None;
+    }
+    let pairs: Vec<String> = key.iter().map(|c| format!("'{}', {}", c.replace('\'', "''"), quote_ident(c))).collect();
+    Some(format!("json_build_object({})::text", pairs.join(", ")))
 }
 
 /// A watermark value of the manifest's form as a Postgres literal of `pg_type` (as
@@ -90,7 +140,7 @@ fn literal(pg_type: &str, value: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::model::aggregates::ColumnAggregates;
-    use crate::model::manifest::ColumnManifest;
+    use crate::model::manifest::{ColumnManifest, FileManifest, RejectedRows};
     use crate::model::types::{map_column, OutOfRange, PgColumn};
 
     /// A column as the catalog describes it: `pg_type` is `format_type`'s name.
@@ -128,11 +178,56 @@ mod tests {
         }
     }
 
+    fn with_rejected(mut table: TableManifest, rows: u64) -> TableManifest {
+        let file = FileManifest {
+            path: "public.events/_rejected/rows.parquet".into(),
+            uri: String::new(),
+            partition: 0,
+            rows,
+            bytes: 0,
+            crc32c: String::new(),
+            aggregates: vec![],
+        };
+        table.rejected = Some(RejectedRows { file, reasons: Default::default() });
+        table
+    }
+
+    /// A backfill of 17 kept rows that set 3 aside (their watermarks may be anywhere, even the
+    /// year 12000): its tail's check counts all 20, and the tail leaves the 3 out by key; the
+    /// tail of that tail (which set 1 more aside) carries them on.
+    #[test]
+    fn rows_set_aside_count_in_the_chain_and_are_left_out_of_every_later_tail_by_key() {
+        let at = mapping("happened_at", "timestamp with time zone");
+        let key = ["id".to_string()];
+        let backfill = with_rejected(table(vec![(at.clone(), Some("1704067200000000"))], 17, None), 3);
+        let set_aside = [r#"{"id" : 12}"#.to_string(), r#"{"id" : 7}"#.to_string(), r#"{"id" : 9}"#.to_string()];
+        let tail = Tail::after_run("backfill", &backfill, &at, &key, &set_aside).unwrap();
+        assert_eq!((tail.rows_through, tail.set_aside.len(), tail.key.as_slice()), (20, 3, &key[..]));
+        assert_eq!(
+            tail.row_filter(),
+            r#""happened_at" > (timestamptz '1970-01-01 00:00:00+00' + interval '1704067200000000 microseconds') AND json_build_object('id', "id")::text <> ALL (ARRAY['{"id" : 12}', '{"id" : 7}', '{"id" : 9}']::text[])"#
+        );
+        assert!(tail.earlier_rows_filter().starts_with("NOT COALESCE(\"happened_at\" > "), "{}", tail.earlier_rows_filter());
+
+        let first = with_rejected(table(vec![(at.clone(), Some("1704153600000000"))], 5, Some(tail)), 1);
+        let next = Tail::after_run("tail1", &first, &at, &key, &[r#"{"id" : 23}"#.to_string()]).unwrap();
+        assert_eq!(next.rows_through, 26);
+        assert_eq!(next.set_aside, [r#"{"id" : 12}"#, r#"{"id" : 23}"#, r#"{"id" : 7}"#, r#"{"id" : 9}"#]);
+        // A key's quote is doubled in the literal.
+        let odd = Tail::after_run("tail1", &first, &at, &key, &[r#"{"id" : "o'k"}"#.to_string()]).unwrap();
+        assert!(odd.row_filter().contains(r#"'{"id" : "o''k"}'"#), "{}", odd.row_filter());
+        // Without a key nothing is left out: the check counts the set-aside rows below the bound.
+        let keyless = Tail::after_run("backfill", &backfill, &at, &[], &[]).unwrap();
+        assert_eq!((keyless.rows_through, keyless.set_aside.len()), (20, 0));
+        assert!(!keyless.row_filter().contains("ALL"));
+        assert_eq!(key_json(&["a".into(), "b".into()]).unwrap(), r#"json_build_object('a', "a", 'b', "b")::text"#);
+    }
+
     #[test]
     fn the_bound_is_the_earlier_runs_maximum_and_the_chain_counts_its_rows() {
         let at = mapping("created_at", "timestamp with time zone");
         let full = table(vec![(at.clone(), Some("1704067200000001"))], 300, None);
-        let tail = Tail::after_run("r1", &full, &at).unwrap();
+        let tail = Tail::after_run("r1", &full, &at, &[], &[]).unwrap();
         assert_eq!((tail.after.as_deref(), tail.rows_through), (Some("1704067200000001"), 300));
         assert_eq!(
             tail.row_filter(),
@@ -140,29 +235,29 @@ mod tests {
         );
         // A tail with no rows keeps its bound; the next one continues from it.
         let empty = table(vec![(at.clone(), None)], 0, Some(tail.clone()));
-        let next = Tail::after_run("r2", &empty, &at).unwrap();
+        let next = Tail::after_run("r2", &empty, &at, &[], &[]).unwrap();
         assert_eq!((next.after, next.rows_through, next.parent_run.as_str()), (tail.after.clone(), 300, "r2"));
         let grown = table(vec![(at.clone(), Some("1704067300000000"))], 200, Some(tail));
-        assert_eq!(Tail::after_run("r3", &grown, &at).unwrap().rows_through, 500);
+        assert_eq!(Tail::after_run("r3", &grown, &at, &[], &[]).unwrap().rows_through, 500);
     }
 
     #[test]
     fn integer_and_date_watermarks_and_refusals() {
         let id = mapping("id", "bigint");
-        let tail = Tail::after_run("r1", &table(vec![(id.clone(), Some("300"))], 300, None), &id).unwrap();
+        let tail = Tail::after_run("r1", &table(vec![(id.clone(), Some("300"))], 300, None), &id, &[], &[]).unwrap();
         assert_eq!(tail.row_filter(), r#""id" > 300"#);
         assert_eq!(tail.earlier_rows_filter(), r#"NOT COALESCE("id" > 300, false)"#);
         let day = mapping("day", "date");
-        let tail = Tail::after_run("r1", &table(vec![(day.clone(), Some("19723"))], 1, None), &day).unwrap();
+        let tail = Tail::after_run("r1", &table(vec![(day.clone(), Some("19723"))], 1, None), &day, &[], &[]).unwrap();
         assert_eq!(tail.row_filter(), r#""day" > (date '1970-01-01' + 19723)"#);
         // The earlier run held no value: every row with one is new; rows without one are old.
-        let nothing = Tail::after_run("r1", &table(vec![(id.clone(), None)], 0, None), &id).unwrap();
+        let nothing = Tail::after_run("r1", &table(vec![(id.clone(), None)], 0, None), &id, &[], &[]).unwrap();
         assert_eq!(nothing.earlier_rows_filter(), r#"NOT COALESCE("id" IS NOT NULL, false)"#);
 
         let note = mapping("note", "text");
-        let error = Tail::after_run("r1", &table(vec![(note.clone(), None)], 0, None), &note).unwrap_err();
+        let error = Tail::after_run("r1", &table(vec![(note.clone(), None)], 0, None), &note, &[], &[]).unwrap_err();
         assert!(error.contains("column `note` cannot be the watermark") && error.contains("it is text"), "{error}");
-        let error = Tail::after_run("r1", &table(vec![], 0, None), &id).unwrap_err();
+        let error = Tail::after_run("r1", &table(vec![], 0, None), &id, &[], &[]).unwrap_err();
         assert!(error.contains("run `r1` did not export it"), "{error}");
     }
 }

@@ -124,7 +124,12 @@ pub struct ValidationReport {
     pub run_id: String,
     pub project: String,
     pub dataset: String,
+    /// No check failed (and, with `validate --strict`, none was skipped).
     pub passed: bool,
+    /// Checks that ran and found a difference, across tables and probes.
+    pub failed: usize,
+    /// Checks that could not run (status `skip`, with the reason), across tables and probes.
+    pub skipped: usize,
     /// `--dry-run`: the checks are estimates; nothing was compared.
     pub dry_run: bool,
     /// The run was resumed and its units read in more than one snapshot (a warning, not a
@@ -138,7 +143,10 @@ pub struct ValidationReport {
 pub struct TableValidation {
     pub table: String,
     pub bq_table: String,
+    /// No check of the table failed.
     pub passed: bool,
+    /// Its checks that could not run.
+    pub skipped: usize,
     pub checks: Vec<Check>,
 }
 
@@ -166,7 +174,13 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
             true => estimate_table(config, &bq, &manifest, table).instrument(span).await?,
             false => validate_table(config, &bq, &manifest, table, &counter).instrument(span).await?,
         };
-        tables.push(TableValidation { table: table.name.clone(), bq_table, passed: checks.iter().all(|c| c.passed), checks });
+        tables.push(TableValidation {
+            table: table.name.clone(),
+            bq_table,
+            passed: !checks.iter().any(Check::failed),
+            skipped: checks.iter().filter(|c| c.is_skipped()).count(),
+            checks,
+        });
     }
     let mut probes = Vec::new();
     for probe in &config.probes {
@@ -175,12 +189,15 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
             false => run_probe(config, &bq, probe).await?,
         });
     }
-    let passed = tables.iter().all(|t| t.passed) && probes.iter().all(|p| p.passed);
+    let all = || tables.iter().flat_map(|t| &t.checks).chain(&probes);
+    let (failed, skipped) = (all().filter(|c| c.failed()).count(), all().filter(|c| c.is_skipped()).count());
     Ok(ValidationReport {
         run_id: manifest.run_id.clone(),
         project: config.project.clone(),
         dataset: config.dataset.clone(),
-        passed,
+        passed: failed == 0,
+        failed,
+        skipped,
         dry_run: config.dry_run,
         mixed_snapshot: manifest.mixed_snapshot,
         tables,
@@ -385,9 +402,9 @@ async fn validate_table(
         .iter()
         .copied()
         .filter(|c| loaded.route(c).is_some_and(|r| r.measured_as.is_none()))
-        .filter(|c| checks.iter().any(|k| !k.passed && k.column.as_deref() == Some(c.mapping.bq_name.as_str())))
+        .filter(|c| checks.iter().any(|k| k.failed() && k.column.as_deref() == Some(c.mapping.bq_name.as_str())))
         .collect();
-    if !failed_columns.is_empty() || !checks[0].passed {
+    if !failed_columns.is_empty() || checks[0].failed() {
         locate_mismatches(bq, table, &target, &failed_columns, &mut checks).await?;
     }
     checks.extend(required_checks(table, &checks));
@@ -399,16 +416,22 @@ async fn validate_table(
         checks.extend(sample::sample_checks(config, bq, url, &sampled_columns(table, &loaded), &target).await?);
         report_checks(progress, &checks);
     }
-    for c in &checks {
-        trace!(check = %c.check, column = c.column.as_deref().unwrap_or("-"), expected = %c.expected, actual = %c.actual, passed = c.passed, "Check");
+    log_checks(&checks, started);
+    Ok((loaded.table_id, checks))
+}
+
+/// Each check at TRACE, then the table's totals at INFO.
+fn log_checks(checks: &[Check], started: Instant) {
+    for c in checks {
+        trace!(check = %c.check, column = c.column.as_deref().unwrap_or("-"), expected = %c.expected, actual = %c.actual, status = c.status.label(), "Check");
     }
     info!(
         checks = checks.len(),
-        failed = checks.iter().filter(|c| !c.passed).count(),
+        failed = checks.iter().filter(|c| c.failed()).count(),
+        skipped = checks.iter().filter(|c| c.is_skipped()).count(),
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
         "Validated table"
     );
-    Ok((loaded.table_id, checks))
 }
 
 /// The table with the columns a sample compares with the source: those loaded, except those
@@ -420,15 +443,11 @@ fn sampled_columns(table: &TableManifest, loaded: &Loaded) -> TableManifest {
     TableManifest { columns, ..table.clone() }
 }
 
-/// One check per snapshot column left out of the load: not compared, and said so.
+/// One skipped check per snapshot column left out of the load: nothing of it is compared.
 fn excluded_checks(table: &TableManifest, loaded: &Loaded) -> Vec<Check> {
     let excluded = table.columns.iter().filter(|c| loaded.record.options.excluded.contains(&c.mapping.bq_name));
-    excluded
-        .map(|c| {
-            Check::new(CheckKind::Excluded, Some(&c.mapping.bq_name), "not loaded", "not compared", true)
-                .with_detail("left out of the load by --exclude-column")
-        })
-        .collect()
+    let reason = "left out of the load by --exclude-column: none of its checks ran";
+    excluded.map(|c| Check::skipped(CheckKind::Excluded, Some(&c.mapping.bq_name), "its values", reason)).collect()
 }
 
 /// Reads a count BigQuery answered as text; `what` names it in the error. A count that is
@@ -460,7 +479,7 @@ fn required_checks(table: &TableManifest, checks: &[Check]) -> Vec<Check> {
 /// Publishes the checks made so far to the table's progress.
 fn report_checks(progress: &TableProgress, checks: &[Check]) {
     progress.checks.store(checks.len() as u64, Ordering::Relaxed);
-    progress.failed_checks.store(checks.iter().filter(|c| !c.passed).count() as u64, Ordering::Relaxed);
+    progress.failed_checks.store(checks.iter().filter(|c| c.failed()).count() as u64, Ordering::Relaxed);
 }
 
 /// Runs the aggregate query and returns every value as text (SQL NULL as `None`, never as the
@@ -560,7 +579,7 @@ async fn locate_mismatches(
             located.entry(column).or_default().push(place);
         }
     }
-    for check in checks.iter_mut().filter(|c| !c.passed) {
+    for check in checks.iter_mut().filter(|c| c.failed()) {
         let key = check.column.clone().unwrap_or_default();
         if let Some(places) = located.get(&key) {
             let mut unique = places.clone();
@@ -643,7 +662,11 @@ async fn referential_checks(
 ) -> Result<Vec<Check>, ValidateError> {
     let mut checks = Vec::new();
     for fk in &table.foreign_keys {
-        let Some(parent) = manifest.tables.iter().find(|t| t.name == fk.references_table) else { continue };
+        let Some(parent) = manifest.tables.iter().find(|t| t.name == fk.references_table) else {
+            let reason = format!("foreign key {} → {}: the referenced table is not in this run", fk.name, fk.references_table);
+            checks.push(Check::skipped(CheckKind::Orphans, Some(&fk.columns.join(",")), 0, reason));
+            continue;
+        };
         checks.push(orphan_check(config, bq, table, parent, fk).await?);
     }
     for d in config.denormalized.iter().filter(|d| find_table(manifest, &d.table).map(|t| t.name.as_str()) == Some(table.name.as_str())) {

@@ -12,7 +12,7 @@ use crate::gcp::bigquery::BigQuery;
 use crate::gcp::sql::{encoding, quote};
 use crate::model::check::CheckKind;
 use crate::model::manifest::{ColumnManifest, TableManifest};
-use crate::model::types::{quote_ident, BigQueryType};
+use crate::model::types::BigQueryType;
 use crate::source::postgres::connect;
 use crate::source::postgres::SESSION_SETTINGS;
 use crate::source::SourceError;
@@ -119,8 +119,10 @@ fn query_failed(action: String) -> impl FnOnce(tokio_postgres::Error) -> Validat
     move |source| ValidateError::Source(SourceError::Query { action, source })
 }
 
-/// The source's drift since the snapshot, then random rows by primary key compared field by
-/// field (skipped without a single-column primary key).
+/// The source's drift since the snapshot, then random rows by primary key (one column or
+/// several: each row is found by its whole key) compared field by field; a sample that cannot
+/// run (no primary key, a key column not exported, no rows to pick) is a skipped check saying
+/// why.
 pub(super) async fn sample_checks(
     config: &ValidateConfig,
     bq: &BigQuery,
@@ -132,19 +134,54 @@ pub(super) async fn sample_checks(
     let settings = SESSION_SETTINGS.map(|s| s.replace("SET LOCAL", "SET")).join("; ");
     client.batch_execute(&settings).await.map_err(query_failed("set session settings".into()))?;
     let mut checks = vec![drift_check(&client, table).await?];
-    let [key] = table.primary_key.as_slice() else {
-        let skipped = Check::new(CheckKind::Sample, None, "rows by primary key", "skipped", true);
-        checks.push(skipped.with_detail("no single-column primary key"));
+    if config.sample_rows == 0 {
         return Ok(checks);
-    };
-    let Some(key_column) = table.columns.iter().find(|c| &c.mapping.name == key) else { return Ok(checks) };
-    let key_bq = quote(&key_column.mapping.bq_name);
-    let sql = format!("SELECT CAST({key_bq} AS STRING) FROM {target} ORDER BY RAND() LIMIT {}", config.sample_rows);
-    let keys: Vec<String> = bq.query_rows(&sql).await?.into_iter().filter_map(|row| row.into_iter().next().flatten()).collect();
-    if !keys.is_empty() {
-        checks.extend(compare_sample(bq, &client, table, target, key, &key_bq, &keys).await?);
     }
+    let key = match sample_key(table) {
+        Ok(key) => key,
+        Err(reason) => {
+            checks.push(Check::skipped(CheckKind::Sample, None, format!("{} random rows equal", config.sample_rows), reason));
+            return Ok(checks);
+        }
+    };
+    let picked: Vec<String> = key.iter().map(|k| format!("CAST({} AS STRING)", k.bq)).collect();
+    let sql = format!("SELECT {} FROM {target} ORDER BY RAND() LIMIT {}", picked.join(", "), config.sample_rows);
+    let keys: Vec<Vec<String>> =
+        bq.query_rows(&sql).await?.into_iter().filter_map(|row| row.into_iter().collect::<Option<Vec<String>>>()).collect();
+    if keys.is_empty() {
+        let reason = "BigQuery holds no rows of the table to pick";
+        checks.push(Check::skipped(CheckKind::Sample, None, format!("{} random rows equal", config.sample_rows), reason));
+        return Ok(checks);
+    }
+    checks.extend(compare_sample(bq, &client, table, target, &key, &keys).await?);
     Ok(checks)
+}
+
+/// One column of the key a sample finds rows by: its names and its text on either side (the
+/// same text for the same value, as the comparison renders it).
+struct KeyColumn {
+    name: String,
+    bq: String,
+    pg: String,
+}
+
+/// The primary key's columns, or why the sample cannot find rows by it.
+fn sample_key(table: &TableManifest) -> Result<Vec<KeyColumn>, String> {
+    if table.primary_key.is_empty() {
+        return Err("no primary key: rows cannot be found on both sides".into());
+    }
+    let mut key = Vec::new();
+    for name in &table.primary_key {
+        let Some(column) = table.columns.iter().find(|c| &c.mapping.name == name) else {
+            return Err(format!("primary key column `{name}` is not exported"));
+        };
+        let (bq, pg, how) = expressions(column);
+        if !matches!(how, Compare::Exact) {
+            return Err(format!("primary key column `{name}` ({}) has no exact text on both sides", column.mapping.pg_type));
+        }
+        key.push(KeyColumn { name: column.mapping.bq_name.clone(), bq, pg });
+    }
+    Ok(key)
 }
 
 /// Rows in the source now vs the snapshot: informational, never fails.
@@ -162,59 +199,91 @@ async fn drift_check(client: &Client, table: &TableManifest) -> Result<Check, Va
     )))
 }
 
+/// A Postgres string literal.
+fn pg_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A BigQuery string literal.
+fn bq_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// BigQuery's rows of `keys`: `(k1 = 'a' AND k2 = 'b') OR …`; Postgres' by row value
+/// (`k IN ('a', …)` for one column):
+/// `(k1, k2) IN (('a', 'b'), …)`. Both compare each key column's text.
+fn key_filters(key: &[KeyColumn], keys: &[Vec<String>]) -> (String, String) {
+    let bq: Vec<String> = keys
+        .iter()
+        .map(|values| {
+            let pairs: Vec<String> = key.iter().zip(values).map(|(k, v)| format!("CAST({} AS STRING) = {}", k.bq, bq_literal(v))).collect();
+            format!("({})", pairs.join(" AND "))
+        })
+        .collect();
+    let columns: Vec<String> = key.iter().map(|k| format!("({})::text", k.pg)).collect();
+    let rows: Vec<String> =
+        keys.iter().map(|values| format!("({})", values.iter().map(|v| pg_literal(v)).collect::<Vec<_>>().join(", "))).collect();
+    match columns.as_slice() {
+        [one] => (bq.join(" OR "), format!("{one} IN ({})", keys.iter().map(|v| pg_literal(&v[0])).collect::<Vec<_>>().join(", "))),
+        _ => (bq.join(" OR "), format!("({}) IN ({})", columns.join(", "), rows.join(", "))),
+    }
+}
+
 /// Fetches the rows of `keys` from both sides and compares them field by field: one failed
-/// check per differing field, then a summary. `key` is the primary key's Postgres name,
-/// `key_bq` its quoted BigQuery name.
+/// check per differing field, then a summary.
 async fn compare_sample(
     bq: &BigQuery,
     client: &Client,
     table: &TableManifest,
     target: &str,
-    key: &str,
-    key_bq: &str,
-    keys: &[String],
+    key: &[KeyColumn],
+    keys: &[Vec<String>],
 ) -> Result<Vec<Check>, ValidateError> {
-    // Keys are integers or strings from our own table; quote them as literals on both sides.
-    let literal = |k: &str| format!("'{}'", k.replace('\'', "''"));
-    let key_list = keys.iter().map(|k| literal(k)).collect::<Vec<_>>().join(", ");
     let expressions: Vec<(String, String, Compare)> = table.columns.iter().map(expressions).collect();
+    let (bq_filter, pg_filter) = key_filters(key, keys);
+    let bq_key: Vec<String> = key.iter().map(|k| format!("CAST({} AS STRING)", k.bq)).collect();
+    let pg_key: Vec<String> = key.iter().map(|k| format!("({})::text", k.pg)).collect();
     let bq_sql = format!(
-        "SELECT CAST({key_bq} AS STRING), {} FROM {target} WHERE CAST({key_bq} AS STRING) IN ({})",
+        "SELECT {}, {} FROM {target} WHERE {bq_filter}",
+        bq_key.join(", "),
         expressions.iter().map(|(b, _, _)| format!("CAST({b} AS STRING)")).collect::<Vec<_>>().join(", "),
-        key_list.replace("''", "\\'")
     );
     let pg_sql = format!(
-        "SELECT {}::text, {} FROM {} WHERE {}::text IN ({key_list})",
-        quote_ident(key),
+        "SELECT {}, {} FROM {} WHERE {pg_filter}",
+        pg_key.join(", "),
         expressions.iter().map(|(_, p, _)| format!("({p})::text")).collect::<Vec<_>>().join(", "),
         pg_table(&table.name),
-        quote_ident(key),
     );
-    let bq_rows: HashMap<String, Vec<Option<String>>> =
-        bq.query_rows(&bq_sql).await?.into_iter().map(|row| (row[0].clone().unwrap_or_default(), row)).collect();
+    let width = key.len();
+    let bq_rows: HashMap<Vec<Option<String>>, Vec<Option<String>>> =
+        bq.query_rows(&bq_sql).await?.into_iter().map(|mut row| (row.drain(..width).collect(), row)).collect();
     let fetch_failed = || query_failed(format!("fetch sample rows of {}", table.name));
     let pg_rows = client.query(&pg_sql, &[]).await.map_err(fetch_failed())?;
+    let key_names: Vec<&str> = key.iter().map(|k| k.name.as_str()).collect();
     let mut checks = Vec::new();
     let mut compared = 0;
     for pg_row in &pg_rows {
-        let pg: Vec<Option<String>> =
-            (0..=expressions.len()).map(|i| pg_row.try_get(i)).collect::<Result<_, _>>().map_err(fetch_failed())?;
-        let key_value = pg[0].clone().unwrap_or_default();
-        let Some(bq_row) = bq_rows.get(&key_value) else { continue };
+        let mut pg: Vec<Option<String>> =
+            (0..width + expressions.len()).map(|i| pg_row.try_get(i)).collect::<Result<_, _>>().map_err(fetch_failed())?;
+        let values: Vec<Option<String>> = pg.drain(..width).collect();
+        let Some(bq_row) = bq_rows.get(&values) else { continue };
         compared += 1;
+        let shown: Vec<&str> = values.iter().map(|v| v.as_deref().unwrap_or("NULL")).collect();
         for (i, (column, (_, _, how))) in table.columns.iter().zip(&expressions).enumerate() {
-            let (b, p) = (bq_row[i + 1].as_deref(), pg[i + 1].as_deref());
+            let (b, p) = (bq_row[i].as_deref(), pg[i].as_deref());
             if !same(*how, b, p) {
                 let clip = |v: Option<&str>| v.map_or("NULL".to_string(), |t| t.chars().take(80).collect());
                 checks.push(Check::new(CheckKind::Sample, Some(&column.mapping.bq_name), clip(p), clip(b), false).with_detail(format!(
-                    "{key_bq} = {key_value}: Postgres (expected) vs BigQuery (actual); the source may have changed since the snapshot"
+                    "({}) = ({}): Postgres (expected) vs BigQuery (actual); the source may have changed since the snapshot",
+                    key_names.join(", "),
+                    shown.join(", ")
                 )));
             }
         }
     }
     let summary =
         Check::new(CheckKind::Sample, None, format!("{} rows equal", keys.len()), format!("{compared} rows compared"), compared > 0);
-    checks.push(summary.with_detail(format!("random rows by {key}; missing in Postgres: {}", keys.len() - compared)));
+    checks.push(summary.with_detail(format!("random rows by ({}); missing in Postgres: {}", key_names.join(", "), keys.len() - compared)));
     Ok(checks)
 }
 
@@ -230,5 +299,22 @@ mod tests {
         assert!(same(list, None, Some("[]")));
         assert!(!same(list, Some("not a list"), Some("not a list")));
         assert!(!same(list, Some("not a list"), None));
+    }
+
+    #[test]
+    fn a_composite_key_finds_rows_by_its_whole_value_on_both_sides() {
+        let key = [
+            KeyColumn { name: "id".into(), bq: "`id`".into(), pg: "\"id\"".into() },
+            KeyColumn { name: "at".into(), bq: "CAST(UNIX_MICROS(`at`) AS STRING)".into(), pg: "\"at\"".into() },
+        ];
+        let keys = [vec!["1".to_string(), "17".to_string()], vec!["2".to_string(), "o'k\\".to_string()]];
+        let (bq, pg) = key_filters(&key, &keys);
+        assert_eq!(
+            bq,
+            r"(CAST(`id` AS STRING) = '1' AND CAST(CAST(UNIX_MICROS(`at`) AS STRING) AS STRING) = '17') OR (CAST(`id` AS STRING) = '2' AND CAST(CAST(UNIX_MICROS(`at`) AS STRING) AS STRING) = 'o\'k\\')"
+        );
+        assert_eq!(pg, r#"(("id")::text, ("at")::text) IN (('1', '17'), ('2', 'o''k\'))"#);
+        let (_, pg) = key_filters(&key[..1], &[vec!["1".to_string()], vec!["2".to_string()]]);
+        assert_eq!(pg, r#"("id")::text IN ('1', '2')"#);
     }
 }

@@ -17,6 +17,13 @@ fn help_lists_every_load_flag() {
 }
 
 #[test]
+fn help_lists_every_validate_flag() {
+    let out = pg2bq(&["validate", "--help"]);
+    assert!(out.status.success());
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
 fn missing_source_is_a_clear_error_with_exit_code_2() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2bq"))
         .args(["export", "--dest", "/tmp/pg2bq-never", "--table", "t"])

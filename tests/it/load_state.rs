@@ -98,7 +98,8 @@ async fn an_edited_manifest_fails_verify_and_load_before_any_job() {
         let named = format!("tables[{}].{field}", db.table("a"));
         let verify = pg2bq(&["verify", "--manifest", &manifest]);
         assert_eq!(verify.status.code(), Some(1), "{field}: {}", stderr(&verify));
-        assert!(stderr(&verify).contains(&named) && stderr(&verify).contains("THE SNAPSHOT IS NOT INTACT"), "{}", stderr(&verify));
+        let report = String::from_utf8_lossy(&verify.stdout);
+        assert!(report.contains(&named) && report.contains("THE SNAPSHOT IS NOT INTACT"), "{report}");
         let load = s.load(&manifest, &[]);
         assert_eq!(load.status.code(), Some(2), "{field}: {}", stderr(&load));
         assert!(stderr(&load).contains(&named) && stderr(&load).contains("nothing was submitted"), "{}", stderr(&load));

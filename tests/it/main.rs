@@ -15,6 +15,7 @@ mod partitioned;
 mod runs;
 mod scheduler;
 mod shard;
+mod stdout;
 mod stream;
 mod support;
 mod validate;

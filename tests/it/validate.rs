@@ -328,3 +328,85 @@ async fn real_gcp_export_load_validate_when_opted_in() {
     assert_eq!(out.status.code(), Some(0), "validate: {}", String::from_utf8_lossy(&out.stderr));
     db.drop().await;
 }
+
+/// A hypertable-like composite key `(id, mentioned_at)`: the sample finds each row by its whole
+/// key (ids repeat) and compares it; a table without a primary key cannot be sampled, which is
+/// a SKIP with its reason, counted as `skipped` (not passed, not failed); `--strict` exits 1 on it.
+#[tokio::test]
+async fn a_composite_key_is_sampled_by_its_whole_value_and_a_sample_that_cannot_run_is_skipped() {
+    let s = emulators!();
+    let db = TestDb::new(
+        &s.pg_url,
+        "CREATE TABLE mentions (id bigint, mentioned_at timestamptz, note text, PRIMARY KEY (id, mentioned_at));
+         INSERT INTO mentions SELECT i % 5, timestamptz '2024-01-01 00:00:00+00' + i * interval '1 hour', 'n ' || i
+           FROM generate_series(1, 30) i;
+         CREATE TABLE loose (id bigint, note text);
+         INSERT INTO loose SELECT i, 'l ' || i FROM generate_series(1, 10) i;",
+    )
+    .await;
+    let manifest = s.export_and_load(&[db.table("mentions"), db.table("loose")], &[]);
+    let sample = |report: &serde_json::Value, table: usize| -> Vec<serde_json::Value> {
+        let checks = report["tables"][table]["checks"].as_array().unwrap();
+        checks.iter().filter(|c| c["check"] == "sample").cloned().collect()
+    };
+    let (code, report, stderr) = s.validate(&manifest, &["--source", &s.pg_url, "--sample", "30"]);
+    assert_eq!(code, Some(0), "{stderr}\n{report:#}");
+    assert_eq!((&report["passed"], &report["failed"], &report["skipped"]), (&true.into(), &0.into(), &1.into()));
+    let composite = sample(&report, 0);
+    assert_eq!(composite.len(), 1, "{composite:#?}");
+    assert_eq!(
+        (&composite[0]["expected"], &composite[0]["actual"], &composite[0]["status"], &composite[0]["passed"]),
+        (&"30 rows equal".into(), &"30 rows compared".into(), &"pass".into(), &true.into())
+    );
+    assert_eq!(composite[0]["detail"], "random rows by (id, mentioned_at); missing in Postgres: 0");
+    let loose = sample(&report, 1);
+    assert_eq!(loose.len(), 1, "{loose:#?}");
+    assert_eq!(
+        (&loose[0]["status"], &loose[0]["passed"], &loose[0]["actual"], &loose[0]["detail"]),
+        (&"skip".into(), &false.into(), &"not run".into(), &"no primary key: rows cannot be found on both sides".into())
+    );
+    assert_eq!((&report["tables"][1]["skipped"], &report["tables"][1]["passed"]), (&1.into(), &true.into()));
+
+    // The human report says SKIP with the reason and counts it apart.
+    let text = pg2bq(&[
+        "validate",
+        "--manifest",
+        &manifest,
+        "--project",
+        &s.project,
+        "--dataset",
+        &s.dataset,
+        "--progress",
+        "off",
+        "--source",
+        &s.pg_url,
+        "--sample",
+        "30",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("{} → {}__loose: ", db.table("loose"), db.schema)) && text.contains(" failed, 1 skipped\n"), "{text}");
+    assert!(text.contains("  SKIP  sample           -                    expected 30 random rows equal"), "{text}");
+    assert!(text.contains("(no primary key: rows cannot be found on both sides)"), "{text}");
+    assert!(text.ends_with("\nNo check failed. 1 check(s) could not run (SKIP above, with the reason).\n"), "{text}");
+
+    // --strict: the same report, exit 1.
+    let (code, report, stderr) = s.validate(&manifest, &["--source", &s.pg_url, "--sample", "30", "--strict"]);
+    assert_eq!(code, Some(1), "{stderr}\n{report:#}");
+    assert_eq!((&report["passed"], &report["failed"], &report["skipped"]), (&false.into(), &0.into(), &1.into()));
+
+    // One row of id 1 changes in the source: found by its whole key, the other five id-1 rows equal.
+    db.client
+        .batch_execute(&format!(
+            "UPDATE {} SET note = 'changed' WHERE id = 1 AND mentioned_at = '2024-01-01 01:00:00+00'",
+            db.table("mentions")
+        ))
+        .await
+        .unwrap();
+    let (code, report, stderr) = s.validate(&manifest, &["--source", &s.pg_url, "--sample", "30"]);
+    assert_eq!(code, Some(1), "{stderr}\n{report:#}");
+    assert_eq!(failed_checks(&report), [("sample".to_string(), "note".to_string())]);
+    let changed = sample(&report, 0).into_iter().find(|c| c["status"] == "fail").unwrap();
+    assert_eq!((changed["expected"].as_str(), changed["actual"].as_str()), (Some("changed"), Some("n 1")));
+    assert!(changed["detail"].as_str().unwrap().starts_with("(id, mentioned_at) = (1, 1704070800000000): "), "{changed}");
+    db.drop().await;
+}
