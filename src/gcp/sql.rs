@@ -1,4 +1,4 @@
-//! BigQuery standard SQL as text: identifier quoting, labels, and the value encodings whose
+//! BigQuery standard SQL as text: identifier quoting, literals, label parts, and the value encodings whose
 //! fingerprints must equal the manifest's (`aggregates::encode_value`, docs/manifest.md).
 //! Pure text generation, used by load (JSON fingerprints) and validate.
 
@@ -32,11 +32,6 @@ pub fn staging_table_id(table_id: &str, run_id: &str) -> String {
 /// The table of a merged run's keys, kept next to the table for `validate`.
 pub fn keys_table_id(table_id: &str, run_id: &str) -> String {
     format!("{table_id}__pg2bq_keys_{}", label_part(run_id).replace('-', "_"))
-}
-
-/// The label recording a merge's counts: `<inserted>_<already present>_<updated>_<keep|overwrite>`.
-pub fn merged_label(run_id: &str) -> String {
-    label_part(&format!("pg2bq_merged_{run_id}"))
 }
 
 /// Minimal decimal text of a NUMERIC/BIGNUMERIC expression: `1.5`, `2`, `0` (emulators pad
@@ -77,10 +72,4 @@ pub fn list_encoding(array: &str, element: &str) -> String {
 pub fn fingerprint_items(encoding: &str) -> [String; 2] {
     let fingerprint = format!("FARM_FINGERPRINT({encoding})");
     [format!("CAST(BIT_XOR({fingerprint}) AS STRING)"), minimal_decimal(&format!("SUM(CAST({fingerprint} AS NUMERIC))"))]
-}
-
-/// Label holding a JSON column's fingerprint as BigQuery serialises it (`<xor>_<sum>`),
-/// recorded at load from the staged snapshot text and compared by validate.
-pub fn json_fingerprint_label(column: &str) -> String {
-    label_part(&format!("pg2bq_json_{column}"))
 }

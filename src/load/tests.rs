@@ -395,7 +395,7 @@ async fn a_short_count_after_the_load_is_an_error_naming_both_counts() {
 }
 
 #[tokio::test]
-async fn a_merge_that_crashed_before_its_labels_converges_on_rerun_without_merging_twice() {
+async fn a_merge_that_crashed_before_its_record_converges_on_rerun_without_merging_twice() {
     const LOAD: &str = "pg2bq_r1_d_t_merge_load0000";
     const MERGE: &str = "pg2bq_r1_d_t_merge_finalize";
     const KEYS: &str = "pg2bq_r1_d_t_merge_keys";

@@ -336,3 +336,60 @@ async fn a_merge_refused_over_the_apps_streaming_buffer_waits_and_is_named_when_
     assert_eq!(table_rows(&s).len(), 350);
     db.drop().await;
 }
+
+/// The runbook end to end: a backfill with one quarantined row merged into the app's table
+/// holding live rows, two tails merged after it, each of the three runs validated (exit 0);
+/// then one changed cell in the backfill's rows fails the backfill's validate, naming the
+/// column, while the tails' still pass.
+#[tokio::test]
+async fn backfill_with_a_quarantined_row_then_two_tails_each_validate_and_a_changed_cell_fails_only_the_backfill() {
+    let s = emulators!();
+    let db = TestDb::new(&s.pg_url, SOURCE).await;
+    let table = db.table("entity_mentions");
+    db.client.batch_execute(&format!("UPDATE {table} SET mentioned_at = '12000-01-01 00:00:00+00' WHERE id = 7")).await.unwrap();
+    let bq = s.bigquery().await;
+    bq.ensure_dataset(&s.dataset, true).await.unwrap();
+    bq.create_table(&s.dataset, "mentions", &app_table(&s.project, &s.dataset)).await.unwrap();
+    insert_live_rows(&s);
+    let dest = format!("gs://{}/sequence-{:08x}", s.bucket, rand::random::<u32>());
+    let export = |run_id: &str, extra: &[&str]| {
+        let mut args = vec!["export", "--source", &s.pg_url, "--dest", &dest, "--run-id", run_id, "--progress", "off", "--table", &table];
+        args.extend_from_slice(extra);
+        let out = pg2bq(&args);
+        assert!(out.status.success(), "export {run_id}: {}", stderr(&out));
+        format!("{dest}/{run_id}/manifest.json")
+    };
+    let map = ["--table-map", "entity_mentions=mentions"];
+    let merge = |manifest: &str| merged(&s.load(manifest, &[&["--mode", "merge", "--overwrite-existing", "--json"][..], &map].concat()));
+    let insert = |from: i64, to: i64| {
+        format!(
+            "INSERT INTO {table} SELECT i, i % 7, jsonb_build_object('i', i), timestamptz '2024-01-01 00:00:00+00' + i * interval '1 hour', \
+             'pg ' || i FROM generate_series({from}, {to}) i"
+        )
+    };
+
+    let backfill = export("backfill", &["--on-bad-value", "quarantine"]);
+    assert_eq!(merge(&backfill), json!({ "inserted": 249, "already_present": 50, "updated": 50 }));
+    db.client.batch_execute(&insert(501, 520)).await.unwrap();
+    let tail1 = export("tail1", &["--since", &backfill, "--watermark", "mentioned_at"]);
+    assert_eq!(merge(&tail1), json!({ "inserted": 20, "already_present": 0, "updated": 0 }));
+    db.client.batch_execute(&insert(521, 530)).await.unwrap();
+    let tail2 = export("tail2", &["--since", &tail1, "--watermark", "mentioned_at"]);
+    assert_eq!(merge(&tail2), json!({ "inserted": 10, "already_present": 0, "updated": 0 }));
+    let count = s.python_rows(&format!("SELECT COUNT(*), COUNTIF(id = '7') FROM `{}.{}.mentions`", s.project, s.dataset));
+    assert_eq!(count, [[Some("379".to_string()), Some("0".to_string())]], "299 + 50 app rows + 30, the quarantined row left out");
+
+    for manifest in [&backfill, &tail1, &tail2] {
+        let (code, report, error) = s.validate(manifest, &map);
+        assert_eq!(code, Some(0), "{manifest}: {error}\n{report:#}");
+    }
+    s.python_rows(&format!("UPDATE `{}.{}.mentions` SET note = 'changed' WHERE id = '10'", s.project, s.dataset));
+    let (code, report, _) = s.validate(&backfill, &map);
+    assert_eq!(code, Some(1), "{report:#}");
+    let failed: std::collections::BTreeSet<String> = failed_checks(&report).into_iter().map(|(_, column)| column).collect();
+    assert_eq!(failed, ["note".to_string()].into(), "{report:#}");
+    for manifest in [&tail1, &tail2] {
+        assert_eq!(s.validate(manifest, &map).0, Some(0), "{manifest}");
+    }
+    db.drop().await;
+}
