@@ -86,15 +86,15 @@ bq "INSERT INTO demo.app_mentions SELECT CAST(id AS STRING), entity_id, event_id
     FROM demo.entity_mentions WHERE id > (SELECT MAX(id) - 50 FROM demo.entity_mentions)
     UNION ALL SELECT CAST(1000000 + i AS STRING), 1, 1, CURRENT_TIMESTAMP(), NULL, 'app' FROM UNNEST(GENERATE_ARRAY(1, 50)) AS i" >/dev/null
 MERGE_ARGS=(--manifest "$DEST/$RUN_ID/manifest.json" --project "$PG2BQ_TEST_BQ_PROJECT" --dataset demo
-  --mode merge --table-map entity_mentions=app_mentions --progress off)
+  --mode merge --table-map entity_mentions=app_mentions --set entity_mentions.ingested_by=pg2bq --progress off)
 log "the merge plan (--dry-run): each column's conversion and the MERGE statement"
 "$PG2BQ" load "${MERGE_ARGS[@]}" --dry-run | sed -n '/entity_mentions/,/finalize/p'
 log "merging the snapshot by id: new ids inserted, ids the app already holds left alone"
 "$PG2BQ" load "${MERGE_ARGS[@]}"
 log "merging again: nothing changes"
 "$PG2BQ" load "${MERGE_ARGS[@]}"
-bq "SELECT COUNT(*), COUNT(DISTINCT id), COUNTIF(ingested_by = 'app') FROM demo.app_mentions" |
-  "$VENV/bin/python" -c 'import json, sys; [print(f"  app_mentions: {n} rows, {d} distinct ids, {a} written by the app") for n, d, a in json.load(sys.stdin)]'
+bq "SELECT COUNT(*), COUNT(DISTINCT id), COUNTIF(ingested_by = 'app'), COUNTIF(ingested_by = 'pg2bq') FROM demo.app_mentions" |
+  "$VENV/bin/python" -c 'import json, sys; [print(f"  app_mentions: {n} rows, {d} distinct ids, {a} written by the app, {p} merged by pg2bq") for n, d, a, p in json.load(sys.stdin)]'
 
 log "sharded export (docs/distributed.md): a coordinator holds one snapshot, 3 workers started as Cloud Run Jobs tasks export its units"
 SHARD_RUN=$RUN_ID-sharded
