@@ -122,7 +122,7 @@ pub enum BigQueryError {
     JobFailed { job_id: String, reasons: String },
     #[error("BigQuery job `{job_id}` exists for other work ({difference}): another run with the same run id was loaded into this dataset. Nothing was attached to; load into another dataset, or re-export under another --run-id")]
     OtherRunsJob { job_id: String, difference: String },
-    #[error("BigQuery job `{job_id}` was refused because rows of its table are still in BigQuery's streaming buffer (an app writing with insertAll; rows stay there up to about 90 minutes), after waiting {waited_s} s in all: {reasons}. Nothing was changed by it; re-run later (the load resumes where it stopped), or wait longer with --streaming-buffer-wait")]
+    #[error("BigQuery job `{job_id}` was refused because rows of its table are still in BigQuery's streaming buffer (an app writing through the legacy streaming API; rows stay there up to about 90 minutes), after waiting {waited_s} s in all: {reasons}. Nothing was changed by it; re-run later (the load resumes where it stopped), or wait longer with --streaming-buffer-wait")]
     StreamingBuffer { job_id: String, waited_s: u64, reasons: String },
     #[error("BigQuery job `{job_id}` failed in all {JOB_ATTEMPTS} attempts; the last: {reasons}")]
     AttemptsExhausted { job_id: String, reasons: String },
@@ -183,7 +183,7 @@ pub trait BigQueryApi: Send + Sync {
     /// Runs a job to completion under id `base_id` (or `base_id-rN` when earlier attempts
     /// with the lower ids finished with errors). An id that already exists is attached to. A
     /// statement BigQuery refuses because rows of its table are in the streaming buffer (an
-    /// app writing with `insertAll`; it clears within about 90 minutes) is submitted again under
+    /// app writing through the legacy streaming API; it clears within about 90 minutes) is submitted again under
     /// the next id after [`Self::streaming_buffer_wait`].
     ///
     /// # Errors
