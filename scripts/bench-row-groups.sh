@@ -21,7 +21,7 @@ echo "| --row-group-size | seconds | peak RSS (MB) |"
 echo "|---:|---:|---:|"
 for size in 32MiB 64MiB 128MiB 512MiB; do
   rm -rf "$WORK/out"
-  /usr/bin/time -f "%e %M" -o "$WORK/time" target/release/pg2bq export --source "$PG2BQ_TEST_PG_URL" \
+  /usr/bin/time -f "%e %M" -o "$WORK/time" "${CARGO_TARGET_DIR:-target}/release/pg2bq" export --source "$PG2BQ_TEST_PG_URL" \
     --dest "$WORK/out" --table public.bench_events --partitions 1 --row-group-size "$size" --progress off >/dev/null 2>&1
   read -r seconds rss_kb <"$WORK/time"
   echo "| $size | $seconds | $((rss_kb / 1024)) |"

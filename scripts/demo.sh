@@ -29,7 +29,7 @@ trap cleanup EXIT
 
 log "building pg2bq"
 cargo build --locked --quiet
-PG2BQ=$REPO/target/debug/pg2bq
+PG2BQ=${CARGO_TARGET_DIR:-$REPO/target}/debug/pg2bq
 
 eval "$("$REPO/scripts/pg-up.sh")"
 eval "$("$REPO/scripts/gcs-up.sh")"
