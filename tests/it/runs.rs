@@ -257,7 +257,13 @@ async fn a_killed_exports_claim_is_taken_over_by_the_rerun() {
     let url = skip_unless!("PG2BQ_TEST_PG_URL");
     let db = TestDb::new(&url, &wide_table(200_000)).await;
     let dest = tempfile::tempdir().unwrap();
-    let args = export_args(&url, dest.path().to_str().unwrap(), &db.table("w"), "stale", &["--partitions", "2", "--file-size", "1MiB"]);
+    let args = export_args(
+        &url,
+        dest.path().to_str().unwrap(),
+        &db.table("w"),
+        "stale",
+        &["--partitions", "2", "--jobs", "1", "--file-size", "256KiB", "--row-group-size", "256KiB"],
+    );
     let run_dir = dest.path().join("stale");
     kill_once_writing(spawn_export(&args), &run_dir);
     let left: Vec<String> = tree(&run_dir).into_keys().collect();
