@@ -800,6 +800,7 @@ fn targets<'a>(tables: &'a mut [ExportTable], flag: &'static str, target: &str) 
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
+    use crate::model::manifest::TableManifest;
     use clap::Parser;
 
     /// Held while parsing, so a test that sets `PG2BQ_*` variables does not leak them into others.
@@ -1067,6 +1068,49 @@ mod tests {
         // The flag's `events` and the file's `public.events` are one table: the flag wins.
         assert_eq!(cfg.target.cluster_by["events"], ["entity_id", "event_id"]);
         assert_eq!(cfg.target.cluster_by.len(), 1);
+    }
+
+    /// Load flags naming a table whose parts hold `.`, `=`, `,` or `:` inside quotes.
+    #[test]
+    fn load_flags_read_quoted_table_names() {
+        let cli = Cli::try_parse_from([
+            "pg2bq",
+            "load",
+            "--manifest",
+            "gs://b/r/manifest.json",
+            "--project",
+            "p",
+            "--dataset",
+            "d",
+            "--table-map",
+            "\"sales.eu\".orders=eu_orders",
+            "--table-map",
+            "s.\"a=b\"=ab",
+            "--column-map",
+            "\"sales.eu\".orders.\"Amount.x\"=amount",
+            "--partition-by",
+            "\"sales.eu\".orders.\"at:x\":MONTH",
+            "--cluster-by",
+            "s.\"a,b\".c,d",
+        ])
+        .unwrap();
+        let Command::Load(args) = cli.command else { unreachable!() };
+        let target = LoadConfig::resolve(&args, file("")).unwrap().target;
+        let key = "\"sales.eu\".orders".to_string();
+        assert_eq!(target.names.map, [(key.clone(), "eu_orders".to_string()), ("s.\"a=b\"".to_string(), "ab".to_string())].into());
+        assert_eq!(target.routing.tables[&key].column_map, [("Amount.x".to_string(), "amount".to_string())].into());
+        assert_eq!(target.partition_by[&key], ("at:x".to_string(), PartitionUnit::Month));
+        assert_eq!(target.cluster_by["s.\"a,b\""], ["c", "d"]);
+        let entry = |schema: &str, name: &str| {
+            TableManifest {
+            name: TableRef::new(schema, name).to_string(),
+            table: Some(TableRef::new(schema, name)),
+            bq_table: TableRef::new(schema, name).bigquery_name(),
+            ..serde_json::from_str(r#"{"name":"","bq_table":"","source_query":"","primary_key":[],"columns":[],"row_count":0,"files":[],"partitions":[],"foreign_keys":[]}"#).unwrap()
+        }
+        };
+        assert_eq!(target.names.table_id(&entry("sales.eu", "orders")), "eu_orders");
+        assert_eq!(target.names.table_id(&entry("sales", "eu.orders")), "sales__eu_orders");
     }
 
     #[test]

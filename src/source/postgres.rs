@@ -335,21 +335,20 @@ impl SnapshotSession {
             .query(
                 "SELECT k.conname::text, \
                    (SELECT array_agg(a.attname::text ORDER BY u.ord) FROM unnest(k.conkey) WITH ORDINALITY u(n, ord) JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n), \
-                   (SELECT ARRAY[n.nspname::text, c.relname::text] FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = k.confrelid), \
-                   (SELECT array_agg(a.attname::text ORDER BY u.ord) FROM unnest(k.confkey) WITH ORDINALITY u(n, ord) JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n) \
-                 FROM pg_constraint k WHERE k.conrelid = $1 AND k.contype = 'f' ORDER BY k.conname",
+                   (SELECT array_agg(a.attname::text ORDER BY u.ord) FROM unnest(k.confkey) WITH ORDINALITY u(n, ord) JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n), \
+                   n.nspname::text, c.relname::text \
+                 FROM pg_constraint k JOIN pg_class c ON c.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE k.conrelid = $1 AND k.contype = 'f' ORDER BY k.conname",
                 &[&oid],
             )
             .await
             .map_err(query_error("read foreign keys"))?;
         Ok(rows
             .iter()
-            .map(|r| {
-                let references_table = match <[String; 2]>::try_from(r.get::<_, Vec<String>>(2)) {
-                    Ok([schema, table]) => TableRef::new(schema, table).to_string(),
-                    Err(parts) => parts.join("."),
-                };
-                ForeignKey { name: r.get(0), columns: r.get(1), references_table, references_columns: r.get(3) }
+            .map(|r| ForeignKey {
+                name: r.get(0),
+                columns: r.get(1),
+                references_table: TableRef::new(r.get::<_, String>(3), r.get::<_, String>(4)).to_string(),
+                references_columns: r.get(2),
             })
             .collect())
     }
