@@ -627,7 +627,7 @@ async fn child_units(
     let mut problems = tree_problems(&what, tree, &compressed);
     let read_alone = tree.iter().filter(|r| r.level > 0 && r.kind == 'r' && !is_compressed(r, &compressed));
     for child in read_alone {
-        let name = format!("{}.{}", child.schema, child.name);
+        let name = TableRef::new(&child.schema, &child.name).to_string();
         let denied = session.access_problems(child.oid, &name, shape.columns.len()).await?;
         let through_parent =
             format!(" (each child is read on its own; or pass --partition-on <integer column> to read {what} through its parent)");
@@ -647,7 +647,7 @@ fn is_compressed(relation: &TreeRelation, compressed: &[CompressedChunk]) -> boo
 fn tree_problems(what: &str, tree: &[TreeRelation], compressed: &[CompressedChunk]) -> Vec<String> {
     let mut problems = Vec::new();
     for relation in tree {
-        let child = format!("{}.{}", relation.schema, relation.name);
+        let child = TableRef::new(&relation.schema, &relation.name).to_string();
         if relation.kind == 'f' {
             problems.push(format!(
                 "{what}: child `{child}` is a foreign table, whose rows are not in the run's snapshot; detach it \
@@ -662,10 +662,11 @@ fn tree_problems(what: &str, tree: &[TreeRelation], compressed: &[CompressedChun
         }
     }
     for chunk in compressed.iter().filter(|c| c.predicate.is_empty()) {
+        let chunk = TableRef::new(&chunk.schema, &chunk.name);
         problems.push(format!(
-            "{what}: compressed TimescaleDB chunk `{}.{}` has no dimension constraint (`constraint_<n>`) to read it through the \
-             hypertable by; decompress it (SELECT decompress_chunk('{}.{}')), then export again",
-            chunk.schema, chunk.name, chunk.schema, chunk.name
+            "{what}: compressed TimescaleDB chunk `{chunk}` has no dimension constraint (`constraint_<n>`) to read it through the \
+             hypertable by; decompress it (SELECT decompress_chunk('{}')), then export again",
+            chunk.to_string().replace('\'', "''")
         ));
     }
     problems
