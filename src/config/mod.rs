@@ -777,7 +777,7 @@ fn targets<'a>(tables: &'a mut [ExportTable], flag: &'static str, target: &str) 
     let (target_schema, target_table, table) = match parts.as_slice() {
         [] => return Ok(tables.iter_mut().map(|t| (t, column.clone())).collect()),
         [table] => (None, table.folded(), table.text.clone()),
-        [schema, table] => (Some(schema.folded()), table.folded(), format!("{}.{}", schema.text, table.text)),
+        [schema, table] => (Some(schema.folded()), table.folded(), TableRef::new(schema.folded(), table.folded()).to_string()),
         _ => return Err(malformed()),
     };
     let named = |t: &ExportTable| match &t.source {
@@ -983,6 +983,11 @@ mod tests {
         let hit = targets(&mut tables, "--cast", "sales.\"eu.orders\".\"Amount.x\"").unwrap();
         assert_eq!(hit.iter().map(|(t, c)| (t.name.as_str(), c.as_str())).collect::<Vec<_>>(), [("sales.\"eu.orders\"", "Amount.x")]);
         assert!(targets(&mut tables, "--cast", "sales.eu.orders.amount").is_err());
+        let unknown = targets(&mut tables, "--cast", "\"Sales.US\".Orders.amount").map(|_| ()).unwrap_err().to_string();
+        assert!(
+            unknown.starts_with("--cast `\"Sales.US\".Orders.amount` names table `\"Sales.US\".orders`, which is not in this run"),
+            "{unknown}"
+        );
         assert_eq!(
             table_column("--exclude-column", "\"sales.eu\".orders.amount", "TABLE.COLUMN").unwrap(),
             ("\"sales.eu\".orders".to_string(), "amount".to_string())
