@@ -593,6 +593,29 @@ mod tests {
         assert_eq!(read.integrity_problems(&digest), []);
     }
 
+    /// A manifest written before `table` was recorded names its table by `schema.table` joined
+    /// unquoted: it reads with its digest intact, its table taken as its exporter cut the name.
+    #[test]
+    fn manifests_without_a_typed_table_still_read_and_name_their_table() {
+        let mut older = manifest();
+        older.tables[0].name = "sales.Odd t".into();
+        let json = older.to_json().unwrap();
+        assert!(!String::from_utf8_lossy(&json).contains("\"table\""));
+        let (read, digest) = Manifest::from_json(&json).unwrap();
+        assert_eq!(digest, DigestCheck::Matches);
+        assert_eq!(read.tables[0].source_table(), Some(TableRef::new("sales", "Odd t")));
+        assert!(read.tables[0].is_named("sales.\"Odd t\"") && read.tables[0].is_named("\"Odd t\""));
+
+        let mut typed = manifest();
+        typed.tables[0].name = "\"sales.eu\".orders".into();
+        typed.tables[0].table = Some(TableRef::new("sales.eu", "orders"));
+        let value: Value = serde_json::from_slice(&typed.to_json().unwrap()).unwrap();
+        assert_eq!(value["tables"][0]["table"], serde_json::json!({"schema": "sales.eu", "name": "orders"}));
+        let (read, digest) = reread(&typed);
+        assert_eq!((read.tables[0].source_table(), digest), (typed.tables[0].table.clone(), DigestCheck::Matches));
+        assert!(read.tables[0].is_named("\"sales.eu\".orders") && !read.tables[0].is_named("sales.\"eu.orders\""));
+    }
+
     #[test]
     fn an_edited_row_count_is_named_by_the_digest_and_the_totals() {
         let problems = edit(&manifest(), |m| m["tables"][0]["row_count"] = 4.into());

@@ -1,6 +1,6 @@
 //! Table names end to end: a name is parsed once (quotes, dots, case) and carried typed, so the
 //! table exported is the table named; its directory is the object's name on every store, so the
-//! manifest's paths open in pyarrow and a run copied between local disk and GCS verifies.
+//! manifest's paths open in pyarrow and DuckDB and a run copied between local disk and GCS verifies.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,11 +30,11 @@ fn file_rows(manifest: &serde_json::Value) -> BTreeMap<String, u64> {
     files.map(|f| (f["path"].as_str().unwrap().to_string(), f["rows"].as_u64().unwrap())).collect()
 }
 
-/// Rows of every file, opened by pyarrow at the manifest's directory + the file's path.
-fn pyarrow_rows(python: &str, manifest: &str) -> BTreeMap<String, u64> {
+/// Rows of every file, opened by pyarrow (or DuckDB) at the manifest's directory + the file's path.
+fn opened_rows(python: &str, manifest: &str, reader: &str) -> BTreeMap<String, u64> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/open_manifest.py");
-    let out = std::process::Command::new(python).arg(script).arg(manifest).output().unwrap();
-    assert!(out.status.success(), "pyarrow could not open a path of {manifest}: {}", text(&out.stderr));
+    let out = std::process::Command::new(python).arg(script).arg(manifest).arg(reader).output().unwrap();
+    assert!(out.status.success(), "{reader} could not open a path of {manifest}: {}", text(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -116,6 +116,7 @@ const ODD: &[(&str, &str, &str)] = &[
 async fn odd_table_names_have_one_path_on_every_store() {
     let e = emulators!();
     let python = skip_unless!("PG2BQ_TEST_PYTHON");
+    let duckdb_python = skip_unless!("PG2BQ_TEST_BQ_PYTHON");
     let db = TestDb::new(&e.pg_url, "").await;
     let s = db.schema.clone();
     let mut tables = Vec::new();
@@ -141,7 +142,8 @@ async fn odd_table_names_have_one_path_on_every_store() {
         assert!(dir.path().join("run1").join(path).is_file(), "the manifest names `{path}`, which is not on disk");
     }
     verify(local_manifest.to_str().unwrap());
-    assert_eq!(pyarrow_rows(&python, local_manifest.to_str().unwrap()), rows);
+    assert_eq!(opened_rows(&python, local_manifest.to_str().unwrap(), "pyarrow"), rows);
+    assert_eq!(opened_rows(&duckdb_python, local_manifest.to_str().unwrap(), "duckdb"), rows);
     // Each table's directory and BigQuery name, and nothing else in the run directory.
     let mut named: Vec<(String, String)> = manifest["tables"]
         .as_array()
@@ -172,7 +174,7 @@ async fn odd_table_names_have_one_path_on_every_store() {
         e.object_names(&prefix).await.into_iter().map(|n| n[prefix.len()..].to_string()).filter(|n| n.ends_with(".parquet")).collect();
     assert_eq!(objects, rows.keys().cloned().collect::<Vec<_>>());
     verify(&gcs_manifest);
-    assert_eq!(pyarrow_rows(&python, &gcs_manifest), rows);
+    assert_eq!(opened_rows(&python, &gcs_manifest, "pyarrow"), rows);
 
     // The local run copied into GCS, object by object under the same names, verifies there.
     let copy = format!("copy-{:08x}/run1/", rand::random::<u32>());
@@ -182,7 +184,7 @@ async fn odd_table_names_have_one_path_on_every_store() {
     }
     let copied = format!("gs://{}/{copy}manifest.json", e.bucket);
     verify(&copied);
-    assert_eq!(pyarrow_rows(&python, &copied), rows);
+    assert_eq!(opened_rows(&python, &copied, "pyarrow"), rows);
 
     // And the GCS run copied onto local disk verifies there.
     let back = tempfile::tempdir().unwrap();
