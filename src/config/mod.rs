@@ -82,7 +82,7 @@ pub enum ConfigError {
     DuplicateTable { first: String, second: String, canonical: String },
     #[error("{flag} `{value}` names table `{table}`, {problem}")]
     UnknownTarget { flag: &'static str, value: String, table: String, problem: String },
-    #[error("query name `{name}` may only hold letters, digits, `_` and `-` (it names the BigQuery table and the run's directory)")]
+    #[error("query name `{name}` may only hold letters, digits, `_` and `-`, {max} at most (it names the BigQuery table and the run's directory)", max = MAX_DIRECTORY_BYTES)]
     QueryName { name: String },
     #[error("query `{name}` is empty")]
     EmptyQuery { name: String },
@@ -347,7 +347,9 @@ fn parquet_settings(args: &ExportArgs) -> ParquetSettings {
 /// name itself for a query (which may hold only letters, digits, `_` and `-`, so never a dot).
 fn spec_key(spec: &TableSpec) -> Result<String, ConfigError> {
     match spec.query {
-        Some(_) if !NameAlphabet::ID.spells(&spec.name) => Err(ConfigError::QueryName { name: spec.name.clone() }),
+        Some(_) if !NameAlphabet::ID.spells(&spec.name) || spec.name.len() > MAX_DIRECTORY_BYTES => {
+            Err(ConfigError::QueryName { name: spec.name.clone() })
+        }
         Some(_) => Ok(spec.name.clone()),
         None => Ok(table_ref("--table", &spec.name)?.to_string()),
     }
@@ -1004,10 +1006,18 @@ mod tests {
     fn queries_lose_trailing_semicolons_and_need_a_plain_name() {
         let t = resolved(&["--query", "recent=SELECT 1 ;; \n"], "");
         assert_eq!(t.source, TableSource::Query("SELECT 1".into()));
-        for bad in ["../x=SELECT 1", "a.b=SELECT 1", "q= ; "] {
+        let long = format!("{}=SELECT 1", "q".repeat(256));
+        for bad in ["../x=SELECT 1", "a.b=SELECT 1", "q= ; ", "\"Recent\"=SELECT 1", &long] {
             let a = args(&["--source", "postgresql://h/db", "--dest", "d", "--query", bad]);
             assert!(ExportConfig::resolve(&a, ConfigFile::default(), None).is_err(), "{bad}");
         }
+        let a = args(&["--source", "postgresql://h/db", "--dest", "d", "--query", &long]);
+        let error = ExportConfig::resolve(&a, ConfigFile::default(), None).unwrap_err().to_string();
+        assert!(
+            error
+                .ends_with("may only hold letters, digits, `_` and `-`, 255 at most (it names the BigQuery table and the run's directory)"),
+            "{error}"
+        );
     }
 
     #[test]
