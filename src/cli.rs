@@ -242,7 +242,7 @@ pub struct ExportArgs {
     /// gs://bucket/prefix, file:///abs/dir or a local path. The run goes to <dest>/<run-id>/.
     #[arg(long, env = env::DEST)]
     pub dest: Option<String>,
-    /// A table to export, as schema.table (repeatable).
+    /// A table to export, as schema.table (repeatable); quote a part holding a dot, capitals or blanks: '"sales.eu".orders'.
     #[arg(long = "table", value_name = "SCHEMA.TABLE")]
     pub tables: Vec<String>,
     /// A query to export under a name (repeatable): --query recent='SELECT …'.

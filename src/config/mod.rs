@@ -22,6 +22,7 @@ use crate::load::{LoadConfig, LoadMode, LoadTarget};
 use crate::model::manifest::TableNames;
 use crate::model::run_id::{InvalidRunId, RunId};
 use crate::model::shard::WorkerIdentity;
+use crate::model::table_ref::{column_ref, name_parts, split_outside_quotes, table_key, ParseTableRefError, TableRef, MAX_DIRECTORY_BYTES};
 use crate::model::types::{BigQueryType, CastOverride, NameAlphabet, OnBadValue, OutOfRange};
 use crate::source::postgres::with_connection_defaults;
 use crate::storage::gcs::GcsOptions;
@@ -56,6 +57,19 @@ pub enum ConfigError {
     MissingDestination,
     #[error("`{value}` for {flag} is not of the form {expected}")]
     Malformed { flag: &'static str, value: String, expected: &'static str },
+    #[error("`{value}` for {flag} does not name a table (quote a part that holds a dot, as in `\"sales.eu\".orders`)")]
+    TableName {
+        flag: &'static str,
+        value: String,
+        #[source]
+        source: ParseTableRefError,
+    },
+    #[error(
+        "table `{table}`: its directory in the run, `{directory}`, would be {bytes} bytes, more than the {max} a store takes \
+         in one path part; export it as a query instead: --query NAME=SELECT * FROM {quoted}",
+        max = MAX_DIRECTORY_BYTES
+    )]
+    UnrepresentableTable { table: String, directory: String, bytes: usize, quoted: String },
     #[error("no BigQuery {what}: pass --{what}, set {env}, or put `{what}` in the config file")]
     MissingTarget { what: &'static str, env: &'static str },
     #[error("`{value}`: unknown partitioning unit `{unit}` (use DAY, HOUR, MONTH or YEAR)")]
@@ -68,7 +82,7 @@ pub enum ConfigError {
     DuplicateTable { first: String, second: String, canonical: String },
     #[error("{flag} `{value}` names table `{table}`, {problem}")]
     UnknownTarget { flag: &'static str, value: String, table: String, problem: String },
-    #[error("query name `{name}` may only hold letters, digits, `_` and `-` (it names the BigQuery table and the run's directory)")]
+    #[error("query name `{name}` may only hold letters, digits, `_` and `-`, {max} at most (it names the BigQuery table and the run's directory)", max = MAX_DIRECTORY_BYTES)]
     QueryName { name: String },
     #[error("query `{name}` is empty")]
     EmptyQuery { name: String },
@@ -84,7 +98,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TableSpec {
-    /// `schema.table`, or the name of a query.
+    /// `[schema.]table` as SQL spells it (quote a part holding a dot, capitals or blanks), or
+    /// the name of a query.
     pub name: String,
     /// SQL to export instead of a table.
     pub query: Option<String>,
@@ -256,7 +271,7 @@ fn add_spec(specs: &mut Vec<(String, TableSpec)>, key: String, spec: TableSpec) 
 fn specs_from_flags(args: &ExportArgs, file_tables: &[(String, TableSpec)]) -> Result<Vec<(String, TableSpec)>, ConfigError> {
     let mut specs = Vec::new();
     for name in &args.tables {
-        let key = table_key(name)?;
+        let key = table_ref("--table", name)?.to_string();
         let from_file = file_tables.iter().find(|(k, t)| *k == key && t.query.is_none()).map(|(_, t)| t.clone());
         add_spec(&mut specs, key, TableSpec { name: name.clone(), query: None, ..from_file.unwrap_or_default() })?;
     }
@@ -278,10 +293,7 @@ fn export_table(args: &ExportArgs, key: String, spec: TableSpec, file: &FileDefa
     };
     let source = match spec.query {
         Some(sql) => TableSource::Query(query_sql(&spec.name, &sql)?),
-        None => {
-            let (schema, table) = key.split_once('.').map(|(s, t)| (s.to_string(), t.to_string())).expect("table keys are qualified");
-            TableSource::Table { schema, table }
-        }
+        None => TableSource::Table(representable(table_ref("--table", &spec.name)?)?),
     };
     Ok(ExportTable {
         name: if matches!(source, TableSource::Query(_)) { spec.name } else { key },
@@ -299,7 +311,7 @@ fn export_table(args: &ExportArgs, key: String, spec: TableSpec, file: &FileDefa
 fn apply_table_flags(args: &ExportArgs, tables: &mut [ExportTable]) -> Result<(), ConfigError> {
     for cast in &args.casts {
         let malformed = || ConfigError::Malformed { flag: "--cast", value: cast.clone(), expected: "[TABLE.]COLUMN=text" };
-        let (target, kind) = cast.split_once('=').ok_or_else(malformed)?;
+        let (target, kind) = split_outside_quotes(cast, '=').ok_or_else(malformed)?;
         if kind != "text" {
             return Err(malformed());
         }
@@ -331,53 +343,35 @@ fn parquet_settings(args: &ExportArgs) -> ParquetSettings {
     }
 }
 
-/// The name one table or query goes by in a run: `schema.table` for a table, the name itself
-/// for a query (which may hold only letters, digits, `_` and `-`).
+/// The name one table or query goes by in a run: the [`TableRef`] displayed for a table, the
+/// name itself for a query (which may hold only letters, digits, `_` and `-`, so never a dot).
 fn spec_key(spec: &TableSpec) -> Result<String, ConfigError> {
     match spec.query {
-        Some(_) if !NameAlphabet::ID.spells(&spec.name) => Err(ConfigError::QueryName { name: spec.name.clone() }),
-        Some(_) => Ok(spec.name.clone()),
-        None => table_key(&spec.name),
-    }
-}
-
-/// `schema.table` as the catalog spells it, the one name a table goes by in a run.
-///
-/// Postgres' rules: a `"quoted"` part is taken as written (`""` is a quote), an unquoted part
-/// is lower-cased. An unqualified name means `public.<name>`, whatever the server's
-/// search_path, so `events`, `EVENTS` and `public.events` are one table.
-pub fn table_key(name: &str) -> Result<String, ConfigError> {
-    let (schema, table) = table_parts(name)?;
-    Ok(format!("{}.{table}", schema.as_deref().unwrap_or("public")))
-}
-
-/// The schema (if given) and table of `[schema.]table`, spelt as the catalog spells them.
-fn table_parts(name: &str) -> Result<(Option<String>, String), ConfigError> {
-    let malformed = || ConfigError::Malformed { flag: "--table", value: name.to_string(), expected: "SCHEMA.TABLE or TABLE" };
-    let mut parts = vec![String::new()];
-    let mut chars = name.trim().chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        let part = parts.last_mut().expect("parts is never empty");
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                chars.next();
-                part.push('"');
-            }
-            '"' => quoted = !quoted,
-            '.' if !quoted => parts.push(String::new()),
-            c if quoted => part.push(c),
-            c => part.push(c.to_ascii_lowercase()),
+        Some(_) if !NameAlphabet::ID.spells(&spec.name) || spec.name.len() > MAX_DIRECTORY_BYTES => {
+            Err(ConfigError::QueryName { name: spec.name.clone() })
         }
+        Some(_) => Ok(spec.name.clone()),
+        None => Ok(table_ref("--table", &spec.name)?.to_string()),
     }
-    if quoted || parts.iter().any(String::is_empty) {
-        return Err(malformed());
+}
+
+/// `[schema.]table` as the catalog spells it, by Postgres' rules (see [`TableRef::parse`]). An
+/// unqualified name means `public.<name>`, whatever the server's search_path, so `events`,
+/// `EVENTS` and `public.events` are one table.
+///
+/// # Errors
+/// [`ConfigError::TableName`] naming `flag` for text that is not a table name.
+pub fn table_ref(flag: &'static str, name: &str) -> Result<TableRef, ConfigError> {
+    TableRef::parse(name).map_err(|source| ConfigError::TableName { flag, value: name.to_string(), source })
+}
+
+/// The table, if its run directory fits on every store; else the refusal with the way out.
+fn representable(table: TableRef) -> Result<TableRef, ConfigError> {
+    if table.directory_fits() {
+        return Ok(table);
     }
-    match <[String; 2]>::try_from(parts) {
-        Ok([schema, table]) => Ok((Some(schema), table)),
-        Err(parts) if parts.len() == 1 => Ok((None, parts.into_iter().next().expect("one part"))),
-        Err(_) => Err(malformed()),
-    }
+    let directory = table.directory();
+    Err(ConfigError::UnrepresentableTable { table: table.to_string(), bytes: directory.len(), directory, quoted: table.quoted() })
 }
 
 /// The query's SQL without trailing `;` and blanks (it is wrapped in a sub-select).
@@ -480,12 +474,9 @@ impl LoadConfig {
         let FileLoadOptions { mut partition_by, mut cluster_by, mut merge_keys } = FileLoadOptions::of(&file)?;
         // Flags come last, so they replace the file's value for the same table however it is spelt.
         for value in &args.partition_by {
-            let (table, spec) = value.rsplit_once('.').filter(|(t, _)| !t.is_empty()).ok_or_else(|| ConfigError::Malformed {
-                flag: "--partition-by",
-                value: value.clone(),
-                expected: "TABLE.COLUMN[:UNIT]",
-            })?;
-            partition_by.insert(load_key(table)?, parse_partitioning(spec)?);
+            let (target, unit) = split_outside_quotes(value, ':').map_or((value.as_str(), None), |(t, u)| (t, Some(u)));
+            let (table, column) = table_column("--partition-by", target, "TABLE.COLUMN[:UNIT]")?;
+            partition_by.insert(table, (column, partition_unit(value, unit.unwrap_or("DAY"))?));
         }
         for value in &args.cluster_by {
             let (table, columns) = table_and_columns("--cluster-by", value)?;
@@ -552,7 +543,7 @@ impl FileLoadOptions {
         let mut options = Self { partition_by: BTreeMap::new(), cluster_by: BTreeMap::new(), merge_keys: BTreeMap::new() };
         let mut seen: Vec<(String, &str)> = Vec::new();
         for table in &file.tables {
-            let key = load_key(&table.name)?;
+            let key = load_key("tables.name", &table.name)?;
             if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
                 return Err(ConfigError::DuplicateTable { first: first.to_string(), second: table.name.clone(), canonical: key });
             }
@@ -573,19 +564,22 @@ impl FileLoadOptions {
 
 /// `TABLE.COLUMN[,COLUMN…]` (`--cluster-by`, `--key`): the table's load key and the columns.
 fn table_and_columns(flag: &'static str, value: &str) -> Result<(String, Vec<String>), ConfigError> {
-    let malformed = || ConfigError::Malformed { flag, value: value.into(), expected: "TABLE.COLUMN[,COLUMN]" };
-    let (first, rest) = value.split_once(',').unwrap_or((value, ""));
-    let (table, column) = first.rsplit_once('.').filter(|(t, c)| !t.is_empty() && !c.is_empty()).ok_or_else(malformed)?;
-    let mut columns = vec![column.to_string()];
+    let expected = "TABLE.COLUMN[,COLUMN]";
+    let (first, rest) = split_outside_quotes(value, ',').unwrap_or((value, ""));
+    let (table, column) =
+        table_column(flag, first, expected).map_err(|_| ConfigError::Malformed { flag, value: value.into(), expected })?;
+    let mut columns = vec![column];
     columns.extend(rest.split(',').filter(|c| !c.is_empty()).map(str::to_string));
-    Ok((load_key(table)?, columns))
+    Ok((table, columns))
 }
 
-/// The key of a table's load options: its [`table_key`] with `public.` left out, as the
-/// manifest's names match it (`events` names `public.events` and a query named `events`).
-fn load_key(name: &str) -> Result<String, ConfigError> {
-    let key = table_key(name)?;
-    Ok(key.strip_prefix("public.").map_or(key.clone(), str::to_string))
+/// The key of a table's load options, as [`crate::model::manifest::TableManifest::is_named`]
+/// matches it: the [`TableRef`] displayed, or only its table part for `public` and for an
+/// unqualified name (`events` names `public.events`, `audit.events` and a query named `events`).
+fn load_key(flag: &'static str, name: &str) -> Result<String, ConfigError> {
+    let (schema, table) =
+        TableRef::parse_partial(name).map_err(|source| ConfigError::TableName { flag, value: name.to_string(), source })?;
+    Ok(table_key(schema.as_deref(), &table))
 }
 
 /// Where each snapshot table goes: `--table-map` over the file's `target`, else the prefix.
@@ -593,15 +587,14 @@ fn table_names(target: &BigQueryTargetArgs, file: &ConfigFile) -> Result<TableNa
     let mut map = BTreeMap::new();
     for table in &file.tables {
         if let Some(id) = &table.target {
-            map.insert(load_key(&table.name)?, id.clone());
+            map.insert(load_key("tables.name", &table.name)?, id.clone());
         }
     }
     for value in &target.table_map {
-        let (table, id) = value
-            .split_once('=')
+        let (table, id) = split_outside_quotes(value, '=')
             .filter(|(t, id)| !t.is_empty() && !id.is_empty())
             .ok_or_else(|| ConfigError::Malformed { flag: "--table-map", value: value.clone(), expected: "TABLE=TARGET" })?;
-        map.insert(load_key(table)?, id.to_string());
+        map.insert(load_key("--table-map", table)?, id.to_string());
     }
     Ok(TableNames { prefix: target.table_prefix.clone(), map })
 }
@@ -613,7 +606,7 @@ fn table_names(target: &BigQueryTargetArgs, file: &ConfigFile) -> Result<TableNa
 fn routing(args: &RoutingArgs, file: &ConfigFile) -> Result<Routing, ConfigError> {
     let mut tables: BTreeMap<String, TargetOptions> = BTreeMap::new();
     for spec in &file.tables {
-        let options = tables.entry(load_key(&spec.name)?).or_default();
+        let options = tables.entry(load_key("tables.name", &spec.name)?).or_default();
         options.column_map.extend(spec.column_map.clone());
         options.excluded.extend(spec.exclude_columns.iter().cloned());
         options.set.extend(spec.set.clone());
@@ -646,16 +639,20 @@ fn routing(args: &RoutingArgs, file: &ConfigFile) -> Result<Routing, ConfigError
     Ok(Routing { tables, date_to_timestamp: args.date_to_timestamp })
 }
 
-/// `TABLE.COLUMN`: the table's load key and the column.
+/// `[schema.]table.column`: the table's load key and the column. Parts are read as SQL reads
+/// them (`"sales.eu".orders.amount`); the column is taken as written (inside its quotes, if any).
 fn table_column(flag: &'static str, value: &str, expected: &'static str) -> Result<(String, String), ConfigError> {
     let malformed = || ConfigError::Malformed { flag, value: value.to_string(), expected };
-    let (table, column) = value.rsplit_once('.').filter(|(t, c)| !t.is_empty() && !c.is_empty()).ok_or_else(malformed)?;
-    Ok((load_key(table)?, column.to_string()))
+    match column_ref(value).map_err(|_| malformed())? {
+        (Some(table), column) => Ok((table, column)),
+        (None, _) => Err(malformed()),
+    }
 }
 
 /// `TABLE.COLUMN=VALUE` (the value may be empty, and hold `=` and `.`).
 fn column_assignment(flag: &'static str, value: &str, expected: &'static str) -> Result<(String, String, String), ConfigError> {
-    let (column, assigned) = value.split_once('=').ok_or_else(|| ConfigError::Malformed { flag, value: value.to_string(), expected })?;
+    let (column, assigned) =
+        split_outside_quotes(value, '=').ok_or_else(|| ConfigError::Malformed { flag, value: value.to_string(), expected })?;
     let (table, column) =
         table_column(flag, column, expected).map_err(|_| ConfigError::Malformed { flag, value: value.into(), expected })?;
     Ok((table, column, assigned.to_string()))
@@ -740,7 +737,6 @@ impl ValidateConfig {
     }
 }
 
-/// `mentioned_at` or `mentioned_at:MONTH` (default DAY).
 fn on_bad_value(arg: OnBadValueArg) -> OnBadValue {
     match arg {
         OnBadValueArg::Refuse => OnBadValue::Refuse,
@@ -756,29 +752,39 @@ fn out_of_range(arg: OutOfRangeArg) -> OutOfRange {
     }
 }
 
+/// `mentioned_at` or `mentioned_at:MONTH` (default DAY).
 fn parse_partitioning(spec: &str) -> Result<(String, PartitionUnit), ConfigError> {
     let (column, unit) = spec.split_once(':').unwrap_or((spec, "DAY"));
-    let unit = match unit.to_ascii_uppercase().as_str() {
-        "DAY" => PartitionUnit::Day,
-        "HOUR" => PartitionUnit::Hour,
-        "MONTH" => PartitionUnit::Month,
-        "YEAR" => PartitionUnit::Year,
-        _ => return Err(ConfigError::PartitionUnit { value: spec.to_string(), unit: unit.to_string() }),
-    };
-    Ok((column.to_string(), unit))
+    Ok((column.to_string(), partition_unit(spec, unit)?))
+}
+
+/// `DAY`, `HOUR`, `MONTH` or `YEAR` (any case), the unit of `value`.
+fn partition_unit(value: &str, unit: &str) -> Result<PartitionUnit, ConfigError> {
+    match unit.to_ascii_uppercase().as_str() {
+        "DAY" => Ok(PartitionUnit::Day),
+        "HOUR" => Ok(PartitionUnit::Hour),
+        "MONTH" => Ok(PartitionUnit::Month),
+        "YEAR" => Ok(PartitionUnit::Year),
+        _ => Err(ConfigError::PartitionUnit { value: value.to_string(), unit: unit.to_string() }),
+    }
 }
 
 /// The tables a `[[schema.]table.]column` target applies to, with the column name: a bare
 /// `column` applies to every table; otherwise the target names one table of the run: a query
 /// by its name, a table as `schema.table`, or as `table` when one table of the run has that name.
 fn targets<'a>(tables: &'a mut [ExportTable], flag: &'static str, target: &str) -> Result<Vec<(&'a mut ExportTable, String)>, ConfigError> {
-    let Some((table, column)) = target.rsplit_once('.') else {
-        return Ok(tables.iter_mut().map(|t| (t, target.to_string())).collect());
+    let malformed = || ConfigError::Malformed { flag, value: target.to_string(), expected: "[[SCHEMA.]TABLE.]COLUMN" };
+    let mut parts = name_parts(target).map_err(|_| malformed())?;
+    let column = parts.pop().expect("name_parts gives one part or more").text;
+    let (target_schema, target_table, table) = match parts.as_slice() {
+        [] => return Ok(tables.iter_mut().map(|t| (t, column.clone())).collect()),
+        [table] => (None, table.folded(), table.text.clone()),
+        [schema, table] => (Some(schema.folded()), table.folded(), TableRef::new(schema.folded(), table.folded()).to_string()),
+        _ => return Err(malformed()),
     };
-    let (target_schema, target_table) = table_parts(table)?;
     let named = |t: &ExportTable| match &t.source {
         TableSource::Query(_) => t.name == table,
-        TableSource::Table { schema, table } => target_schema.as_ref().is_none_or(|s| s == schema) && &target_table == table,
+        TableSource::Table(source) => target_schema.as_ref().is_none_or(|s| *s == source.schema) && target_table == source.name,
     };
     let matching: Vec<&str> = tables.iter().filter(|t| named(t)).map(|t| t.name.as_str()).collect();
     if matching.len() != 1 {
@@ -789,13 +795,14 @@ fn targets<'a>(tables: &'a mut [ExportTable], flag: &'static str, target: &str) 
         };
         return Err(ConfigError::UnknownTarget { flag, value: target.to_string(), table: table.to_string(), problem: tables });
     }
-    Ok(tables.iter_mut().filter(|t| named(t)).map(|t| (t, column.to_string())).collect())
+    Ok(tables.iter_mut().filter(|t| named(t)).map(|t| (t, column.clone())).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
+    use crate::model::manifest::TableManifest;
     use clap::Parser;
 
     /// Held while parsing, so a test that sets `PG2BQ_*` variables does not leak them into others.
@@ -907,7 +914,7 @@ mod tests {
     fn file_options_apply_to_a_table_however_it_is_spelt() {
         let t = resolved(&["--table", "EVENTS"], PER_TABLE);
         assert_eq!((t.name.as_str(), t.partitions), ("public.events", Some(3)));
-        assert_eq!(t.source, TableSource::Table { schema: "public".into(), table: "events".into() });
+        assert_eq!(t.source, TableSource::Table(TableRef::new("public", "events")));
     }
 
     #[test]
@@ -933,22 +940,84 @@ mod tests {
 
     #[test]
     fn table_names_follow_postgres_quoting() {
-        assert_eq!(table_key("Audit.Events").unwrap(), "audit.events");
-        assert_eq!(table_key("\"My\"\"Schema\".\"t.1\"").unwrap(), "My\"Schema.t.1");
-        assert_eq!(table_key("t-1").unwrap(), "public.t-1");
+        assert_eq!(table_ref("--table", "Audit.Events").unwrap(), TableRef::new("audit", "events"));
+        assert_eq!(table_ref("--table", "\"My\"\"Schema\".\"t.1\"").unwrap(), TableRef::new("My\"Schema", "t.1"));
+        assert_eq!(table_ref("--table", "t-1").unwrap(), TableRef::new("public", "t-1"));
         for bad in ["a.b.c", "\"open", "a.", ""] {
-            assert!(table_key(bad).is_err(), "{bad}");
+            assert!(table_ref("--table", bad).is_err(), "{bad}");
         }
+    }
+
+    /// `"sales.eu".orders` was joined to `sales.eu.orders` and cut at the first dot, so the
+    /// export read `sales."eu.orders"`.
+    #[test]
+    fn a_dot_inside_a_quoted_schema_stays_in_the_schema() {
+        let t = resolved(&["--table", "\"sales.eu\".orders"], "");
+        assert_eq!(t.source, TableSource::Table(TableRef::new("sales.eu", "orders")));
+        assert_eq!(t.name, "\"sales.eu\".orders");
+        let t = resolved(&["--table", "sales.\"eu.orders\""], "");
+        assert_eq!(t.source, TableSource::Table(TableRef::new("sales", "eu.orders")));
+        assert_eq!(t.name, "sales.\"eu.orders\"");
+    }
+
+    #[test]
+    fn a_table_whose_directory_no_store_takes_is_refused_with_the_way_out() {
+        let long = format!("\"{}\".\"{}\"", "é".repeat(31), "é".repeat(31));
+        let a = args(&["--source", "postgresql://h/db", "--dest", "d", "--table", &long]);
+        let err = ExportConfig::resolve(&a, file(""), None).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("table `{long}`: its directory in the run, `")), "{err}");
+        assert!(err.contains("would be 373 bytes, more than the 255 a store takes in one path part"), "{err}");
+        assert!(err.ends_with(&format!("export it as a query instead: --query NAME=SELECT * FROM {long}")), "{err}");
+    }
+
+    #[test]
+    fn column_flags_read_quoted_table_parts() {
+        let mut tables = vec![
+            resolved(&["--table", "\"sales.eu\".orders"], ""),
+            ExportTable {
+                name: "sales.\"eu.orders\"".into(),
+                source: TableSource::Table(TableRef::new("sales", "eu.orders")),
+                ..resolved(&["--table", "x"], "")
+            },
+        ];
+        let hit = targets(&mut tables, "--cast", "\"sales.eu\".orders.amount").unwrap();
+        assert_eq!(hit.iter().map(|(t, c)| (t.name.as_str(), c.as_str())).collect::<Vec<_>>(), [("\"sales.eu\".orders", "amount")]);
+        let hit = targets(&mut tables, "--cast", "sales.\"eu.orders\".\"Amount.x\"").unwrap();
+        assert_eq!(hit.iter().map(|(t, c)| (t.name.as_str(), c.as_str())).collect::<Vec<_>>(), [("sales.\"eu.orders\"", "Amount.x")]);
+        assert!(targets(&mut tables, "--cast", "sales.eu.orders.amount").is_err());
+        let unknown = targets(&mut tables, "--cast", "\"Sales.US\".Orders.amount").map(|_| ()).unwrap_err().to_string();
+        assert!(
+            unknown.starts_with("--cast `\"Sales.US\".Orders.amount` names table `\"Sales.US\".orders`, which is not in this run"),
+            "{unknown}"
+        );
+        assert_eq!(
+            table_column("--exclude-column", "\"sales.eu\".orders.amount", "TABLE.COLUMN").unwrap(),
+            ("\"sales.eu\".orders".to_string(), "amount".to_string())
+        );
+        assert_eq!(
+            table_column("--exclude-column", "public.\"Events\".id", "TABLE.COLUMN").unwrap(),
+            ("\"Events\"".to_string(), "id".to_string())
+        );
+        assert_eq!(table_column("--exclude-column", "events.id", "TABLE.COLUMN").unwrap(), ("events".to_string(), "id".to_string()));
+        assert!(table_column("--exclude-column", "id", "TABLE.COLUMN").is_err());
     }
 
     #[test]
     fn queries_lose_trailing_semicolons_and_need_a_plain_name() {
         let t = resolved(&["--query", "recent=SELECT 1 ;; \n"], "");
         assert_eq!(t.source, TableSource::Query("SELECT 1".into()));
-        for bad in ["../x=SELECT 1", "a.b=SELECT 1", "q= ; "] {
+        let long = format!("{}=SELECT 1", "q".repeat(256));
+        for bad in ["../x=SELECT 1", "a.b=SELECT 1", "q= ; ", "\"Recent\"=SELECT 1", &long] {
             let a = args(&["--source", "postgresql://h/db", "--dest", "d", "--query", bad]);
             assert!(ExportConfig::resolve(&a, ConfigFile::default(), None).is_err(), "{bad}");
         }
+        let a = args(&["--source", "postgresql://h/db", "--dest", "d", "--query", &long]);
+        let error = ExportConfig::resolve(&a, ConfigFile::default(), None).unwrap_err().to_string();
+        assert!(
+            error
+                .ends_with("may only hold letters, digits, `_` and `-`, 255 at most (it names the BigQuery table and the run's directory)"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -1014,6 +1083,49 @@ mod tests {
         // The flag's `events` and the file's `public.events` are one table: the flag wins.
         assert_eq!(cfg.target.cluster_by["events"], ["entity_id", "event_id"]);
         assert_eq!(cfg.target.cluster_by.len(), 1);
+    }
+
+    /// Load flags naming a table whose parts hold `.`, `=`, `,` or `:` inside quotes.
+    #[test]
+    fn load_flags_read_quoted_table_names() {
+        let cli = Cli::try_parse_from([
+            "pg2bq",
+            "load",
+            "--manifest",
+            "gs://b/r/manifest.json",
+            "--project",
+            "p",
+            "--dataset",
+            "d",
+            "--table-map",
+            "\"sales.eu\".orders=eu_orders",
+            "--table-map",
+            "s.\"a=b\"=ab",
+            "--column-map",
+            "\"sales.eu\".orders.\"Amount.x\"=amount",
+            "--partition-by",
+            "\"sales.eu\".orders.\"at:x\":MONTH",
+            "--cluster-by",
+            "s.\"a,b\".c,d",
+        ])
+        .unwrap();
+        let Command::Load(args) = cli.command else { unreachable!() };
+        let target = LoadConfig::resolve(&args, file("")).unwrap().target;
+        let key = "\"sales.eu\".orders".to_string();
+        assert_eq!(target.names.map, [(key.clone(), "eu_orders".to_string()), ("s.\"a=b\"".to_string(), "ab".to_string())].into());
+        assert_eq!(target.routing.tables[&key].column_map, [("Amount.x".to_string(), "amount".to_string())].into());
+        assert_eq!(target.partition_by[&key], ("at:x".to_string(), PartitionUnit::Month));
+        assert_eq!(target.cluster_by["s.\"a,b\""], ["c", "d"]);
+        let entry = |schema: &str, name: &str| {
+            TableManifest {
+            name: TableRef::new(schema, name).to_string(),
+            table: Some(TableRef::new(schema, name)),
+            bq_table: TableRef::new(schema, name).bigquery_name(),
+            ..serde_json::from_str(r#"{"name":"","bq_table":"","source_query":"","primary_key":[],"columns":[],"row_count":0,"files":[],"partitions":[],"foreign_keys":[]}"#).unwrap()
+        }
+        };
+        assert_eq!(target.names.table_id(&entry("sales.eu", "orders")), "eu_orders");
+        assert_eq!(target.names.table_id(&entry("sales", "eu.orders")), "sales__eu_orders");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::export::parquet::ParquetSettings;
 use crate::model::run_id::RunId;
 use crate::model::shard::WorkerIdentity;
+use crate::model::table_ref::TableRef;
 use crate::model::types::{CastOverride, OnBadValue, OutOfRange};
 use crate::storage::gcs::GcsOptions;
 
@@ -57,7 +58,8 @@ pub struct WorkConfig {
 /// One table or query of a run, every option resolved (flags > environment > file > default).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportTable {
-    /// `schema.table` as the catalog spells it (unquoted), or the query's name.
+    /// The name the table goes by in the run: its [`TableRef`] displayed (`"sales.eu".orders`),
+    /// or the query's name.
     pub name: String,
     pub source: TableSource,
     pub casts: BTreeMap<String, CastOverride>,
@@ -75,10 +77,7 @@ pub struct ExportTable {
 /// Where a table's rows come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TableSource {
-    Table {
-        schema: String,
-        table: String,
-    },
+    Table(TableRef),
     /// One SELECT, trailing `;` removed.
     Query(String),
 }

@@ -574,8 +574,7 @@ pub struct ExportUnit {
     /// Rows the snapshot holds in this partition, counted when planning.
     pub expected_rows: u64,
     pub columns: Vec<ColumnMapping>,
-    /// `<run-id>/<table>`: the table's directory under the run (its name, `schema.table` or
-    /// the query name).
+    /// `<run-id>/<table>`: the table's directory under the run (see [`TablePlan::directory`]).
     pub directory: String,
 }
 
@@ -601,7 +600,7 @@ impl ExportUnit {
             query,
             expected_rows: partition.rows,
             columns: table.columns.clone(),
-            directory: format!("{run_id}/{}", table.name),
+            directory: format!("{run_id}/{}", table.directory()),
         }
     }
 }
@@ -724,6 +723,7 @@ fn table_manifest(table: &TablePlan, mut written: Vec<WrittenFile>) -> TableMani
         .collect();
     TableManifest {
         name: table.name.clone(),
+        table: table.table.clone(),
         bq_table: table.bq_table.clone(),
         source_query: table.source_query.clone(),
         primary_key: table.primary_key.clone(),
@@ -761,6 +761,7 @@ mod tests {
             .collect();
         TablePlan {
             name: "public.t".into(),
+            table: Some(crate::model::table_ref::TableRef::new("public", "t")),
             bq_table: "t".into(),
             source_query: r#"SELECT "id" AS "id" FROM "public"."t""#.into(),
             from: r#""public"."t""#.into(),

@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
-use crate::model::manifest::{ForeignKey, Manifest, PartitionManifest};
+use crate::model::manifest::{ForeignKey, Manifest, PartitionManifest, TableManifest};
 use crate::model::partition::{BlockSpan, KeyColumn, PartitionBounds, Relation};
+use crate::model::table_ref::TableRef;
 use crate::model::tail::Tail;
 use crate::model::types::{
     bigquery_column_names, bigquery_identifier, json_number_check, map_column, quote_ident, ColumnMapping, OnBadValue, OutOfRange, PgColumn,
@@ -43,7 +44,11 @@ pub struct ExportPlan {
 /// One table or query.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TablePlan {
+    /// The name the table goes by in the run: its [`TableRef`] displayed, or the query's name.
     pub name: String,
+    /// The table read, as the catalog spells it; `None` for a query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableRef>,
     pub bq_table: String,
     pub source_query: String,
     /// What the SELECT reads: the quoted table, or the query as a subquery.
@@ -140,7 +145,11 @@ async fn plan_tail(
 ) -> Result<Result<Option<Tail>, Vec<String>>, PlanError> {
     let Some(Parent { manifest: parent, set_aside }) = parent else { return Ok(Ok(None)) };
     let refuse = |why: String| Ok(Err(vec![format!("{}: {why}", shape.what())]));
-    let Some(earlier) = parent.tables.iter().find(|t| t.name == shape.name) else {
+    let same = |t: &&TableManifest| match &shape.table {
+        Some(table) => t.source_table().as_ref() == Some(table),
+        None => t.name == shape.name,
+    };
+    let Some(earlier) = parent.tables.iter().find(same) else {
         return refuse(format!("run `{}` did not export it; export it whole (without --since)", parent.run_id));
     };
     let column = match (&spec.watermark, shape.primary_key.as_slice()) {
@@ -178,8 +187,10 @@ async fn plan_tail(
 
 /// A table or query as the source describes it, before any column is mapped.
 struct SourceShape {
-    /// `schema.table`, or the query's name.
+    /// The table's [`TableRef`] displayed, or the query's name.
     name: String,
+    /// `None` for a query.
+    table: Option<TableRef>,
     /// What the SELECT reads: the quoted table, or the query as a subquery.
     from: String,
     columns: Vec<PgColumn>,
@@ -234,10 +245,11 @@ async fn plan_table(
         Ok(checked) => checked,
         Err(problems) => return Ok(Err(problems)),
     };
-    let SourceShape { name, from, primary_key, foreign_keys, .. } = shape;
+    let SourceShape { name, table, from, primary_key, foreign_keys, .. } = shape;
     Ok(Ok(TablePlan {
-        bq_table: bigquery_table_name(&name),
+        bq_table: table.as_ref().map_or_else(|| bigquery_identifier(&name), TableRef::bigquery_name),
         name,
+        table,
         source_query,
         from,
         columns: mappings,
@@ -281,6 +293,12 @@ async fn count_checked_rows(
 }
 
 impl TablePlan {
+    /// The table's directory in the run: [`TableRef::directory`] (`sales+2Eeu.orders`), or the
+    /// query's name (letters, digits, `_` and `-` only).
+    pub fn directory(&self) -> String {
+        self.table.as_ref().map_or_else(|| self.name.clone(), TableRef::directory)
+    }
+
     /// The filters every unit of the table reads under: a tail's rows, a quarantine's good rows.
     pub fn row_filters(&self) -> Vec<String> {
         let tail = self.tail.iter().map(Tail::row_filter);
@@ -300,6 +318,7 @@ async fn read_shape(spec: &ExportTable, session: &SnapshotSession) -> Result<Res
     match &spec.source {
         TableSource::Query(sql) => Ok(Ok(SourceShape {
             name: spec.name.clone(),
+            table: None,
             // A newline ends a trailing `-- comment` before the closing parenthesis.
             from: format!("({sql}\n) AS {}", quote_ident("q")),
             columns: session.query_columns(sql, &spec.name).await?,
@@ -307,9 +326,10 @@ async fn read_shape(spec: &ExportTable, session: &SnapshotSession) -> Result<Res
             foreign_keys: Vec::new(),
             oid: None,
         })),
-        TableSource::Table { schema, table } => {
-            let table = session.resolve_table(schema, table).await?;
-            let name = format!("{}.{}", table.schema, table.name);
+        TableSource::Table(table) => {
+            let table = session.resolve_table(&table.schema, &table.name).await?;
+            let table_ref = TableRef::new(&table.schema, &table.name);
+            let name = table_ref.to_string();
             let columns = session.columns(table.oid).await?;
             let access = session.access_problems(table.oid, &name, columns.len()).await?;
             if !access.is_empty() {
@@ -317,7 +337,8 @@ async fn read_shape(spec: &ExportTable, session: &SnapshotSession) -> Result<Res
             }
             Ok(Ok(SourceShape {
                 name,
-                from: format!("{}.{}", quote_ident(&table.schema), quote_ident(&table.name)),
+                from: table_ref.quoted(),
+                table: Some(table_ref),
                 columns,
                 primary_key: session.primary_key(table.oid).await?,
                 foreign_keys: session.foreign_keys(table.oid).await?,
@@ -518,16 +539,6 @@ fn bad_values(spec: &ExportTable, what: &str, mappings: &[ColumnMapping], offend
     }
 }
 
-/// `public.events` → `events`; `audit.events` → `audit__events`; then BigQuery-safe.
-pub fn bigquery_table_name(name: &str) -> String {
-    let flat = match name.split_once('.') {
-        Some(("public", table)) => table.to_string(),
-        Some((schema, table)) => format!("{schema}__{table}"),
-        None => name.to_string(),
-    };
-    bigquery_identifier(&flat)
-}
-
 /// Tables and queries that would land in one BigQuery table (names compared ignoring case,
 /// as a case-insensitive dataset does), each pair named, with the way out.
 fn bigquery_name_collisions(tables: &[TablePlan]) -> Vec<String> {
@@ -616,7 +627,7 @@ async fn child_units(
     let mut problems = tree_problems(&what, tree, &compressed);
     let read_alone = tree.iter().filter(|r| r.level > 0 && r.kind == 'r' && !is_compressed(r, &compressed));
     for child in read_alone {
-        let name = format!("{}.{}", child.schema, child.name);
+        let name = TableRef::new(&child.schema, &child.name).to_string();
         let denied = session.access_problems(child.oid, &name, shape.columns.len()).await?;
         let through_parent =
             format!(" (each child is read on its own; or pass --partition-on <integer column> to read {what} through its parent)");
@@ -636,7 +647,7 @@ fn is_compressed(relation: &TreeRelation, compressed: &[CompressedChunk]) -> boo
 fn tree_problems(what: &str, tree: &[TreeRelation], compressed: &[CompressedChunk]) -> Vec<String> {
     let mut problems = Vec::new();
     for relation in tree {
-        let child = format!("{}.{}", relation.schema, relation.name);
+        let child = TableRef::new(&relation.schema, &relation.name).to_string();
         if relation.kind == 'f' {
             problems.push(format!(
                 "{what}: child `{child}` is a foreign table, whose rows are not in the run's snapshot; detach it \
@@ -651,10 +662,11 @@ fn tree_problems(what: &str, tree: &[TreeRelation], compressed: &[CompressedChun
         }
     }
     for chunk in compressed.iter().filter(|c| c.predicate.is_empty()) {
+        let chunk = TableRef::new(&chunk.schema, &chunk.name);
         problems.push(format!(
-            "{what}: compressed TimescaleDB chunk `{}.{}` has no dimension constraint (`constraint_<n>`) to read it through the \
-             hypertable by; decompress it (SELECT decompress_chunk('{}.{}')), then export again",
-            chunk.schema, chunk.name, chunk.schema, chunk.name
+            "{what}: compressed TimescaleDB chunk `{chunk}` has no dimension constraint (`constraint_<n>`) to read it through the \
+             hypertable by; decompress it (SELECT decompress_chunk('{}')), then export again",
+            chunk.to_string().replace('\'', "''")
         ));
     }
     problems
@@ -904,15 +916,5 @@ mod tests {
         assert_eq!(split_range(1, 100, 4), vec![1, 26, 51, 76, 100]);
         assert_eq!(split_range(5, 6, 4), vec![5, 6, 6]);
         assert_eq!(split_range(i64::MIN, i64::MAX, 2), vec![i64::MIN, 0, i64::MAX]);
-    }
-
-    #[test]
-    fn table_names_flatten_schemas() {
-        assert_eq!(bigquery_table_name("public.events"), "events");
-        assert_eq!(bigquery_table_name("audit.log-2024"), "audit__log_2024");
-        assert_eq!(bigquery_table_name("recent"), "recent");
-        assert_eq!(bigquery_table_name("public.t-1"), bigquery_table_name("public.t_1"));
-        assert_eq!(bigquery_table_name("audit.events"), bigquery_table_name("public.audit__events"));
-        assert_eq!(bigquery_table_name("public._PARTITIONTIME"), "_PARTITIONTIME");
     }
 }

@@ -42,7 +42,7 @@ pub async fn write_rejected(
         Ok(data) => data,
         Err(source) => return Err(ExportError::Rejected { table: table.name.clone(), source }),
     };
-    let relative = format!("{}/{REJECTED_FILE}", table.name);
+    let relative = format!("{}/{REJECTED_FILE}", table.directory());
     let path = format!("{run_id}/{relative}");
     // A file already there is described by its own rows, not by the rows read now.
     let (data, file_rows) = match store.put_if_absent(&path, data.clone()).await? {

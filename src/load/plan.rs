@@ -695,6 +695,7 @@ mod tests {
             unit_snapshots: Vec::new(),
             tables: vec![TableManifest {
                 name: "public.events".into(),
+                table: None,
                 bq_table: "events".into(),
                 source_query: String::new(),
                 primary_key: vec!["id".into()],

@@ -183,6 +183,7 @@ fn manifest(tables: &[&str], files: usize) -> Manifest {
     };
     let table = |name: &&str| TableManifest {
         name: format!("public.{name}"),
+        table: None,
         bq_table: name.to_string(),
         source_query: String::new(),
         primary_key: vec![],

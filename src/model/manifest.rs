@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::aggregates::{ColumnAccumulator, ColumnAggregates};
 use crate::model::partition::PartitionBounds;
+use crate::model::table_ref::TableRef;
 use crate::model::tail::Tail;
 use crate::model::types::ColumnMapping;
 
@@ -72,9 +73,14 @@ pub struct SourceInfo {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableManifest {
-    /// `schema.table`, or the query's name.
+    /// The name the table goes by in the run and in messages: its [`TableRef`] displayed as SQL
+    /// spells it (`public.events`, `"sales.eu".orders`), or the query's name.
     pub name: String,
-    /// BigQuery table name (the export name with `.` → `__` for non-public schemas).
+    /// The table read, typed; absent for a query, and in manifests written before it was
+    /// recorded (see [`Self::source_table`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableRef>,
+    /// BigQuery table name (see [`TableRef::bigquery_name`]).
     pub bq_table: String,
     /// The SELECT every partition ran, before its partition predicate.
     pub source_query: String,
@@ -101,12 +107,6 @@ pub struct RejectedRows {
     pub reasons: BTreeMap<String, u64>,
 }
 
-/// Whether `name` designates the table `full_name` (`schema.table`): in full, or by its bare
-/// table name. Options and config entries name tables either way.
-pub fn names_table(full_name: &str, name: &str) -> bool {
-    full_name == name || full_name.split_once('.').is_some_and(|(_, bare)| bare == name)
-}
-
 impl TableManifest {
     /// The table's rows in the snapshot: those in the files, those set aside by quarantine,
     /// and, for a tail, those the earlier runs hold.
@@ -115,9 +115,18 @@ impl TableManifest {
         self.row_count + rejected + self.tail.as_ref().map_or(0, |t| t.rows_through)
     }
 
-    /// Whether `name` designates this table: `schema.table`, the bare table, or its BigQuery name.
+    /// The table the entry was read from: the recorded [`Self::table`], else (a manifest
+    /// written before it was recorded) its `name` read as that version wrote it (see
+    /// [`TableRef::from_untyped_manifest_name`]); `None` for a query.
+    pub fn source_table(&self) -> Option<TableRef> {
+        self.table.clone().or_else(|| TableRef::from_untyped_manifest_name(&self.name))
+    }
+
+    /// Whether `name` (an option's table, `[schema.]table` as SQL spells it) designates this
+    /// table: its name in the run, `schema.table`, the bare table of any schema, or its
+    /// BigQuery name.
     pub fn is_named(&self, name: &str) -> bool {
-        self.bq_table == name || names_table(&self.name, name)
+        self.bq_table == name || self.name == name || self.source_table().is_some_and(|t| t.is_named_by(name))
     }
 }
 
@@ -168,7 +177,7 @@ fn is_zero(n: &u64) -> bool {
 pub struct ForeignKey {
     pub name: String,
     pub columns: Vec<String>,
-    /// `schema.table` referenced.
+    /// The table referenced, displayed as [`TableManifest::name`] names it.
     pub references_table: String,
     pub references_columns: Vec<String>,
 }
@@ -533,6 +542,7 @@ mod tests {
             unit_snapshots: Vec::new(),
             tables: vec![TableManifest {
                 name: "public.t".into(),
+                table: None,
                 bq_table: "t".into(),
                 source_query: String::new(),
                 primary_key: vec![],
@@ -581,6 +591,29 @@ mod tests {
         assert_eq!(serde_json::to_value(&read).unwrap(), serde_json::to_value(&manifest).unwrap());
         assert_eq!(digest, DigestCheck::Matches);
         assert_eq!(read.integrity_problems(&digest), []);
+    }
+
+    /// A manifest written before `table` was recorded names its table by `schema.table` joined
+    /// unquoted: it reads with its digest intact, its table taken as its exporter cut the name.
+    #[test]
+    fn manifests_without_a_typed_table_still_read_and_name_their_table() {
+        let mut older = manifest();
+        older.tables[0].name = "sales.Odd t".into();
+        let json = older.to_json().unwrap();
+        assert!(!String::from_utf8_lossy(&json).contains("\"table\""));
+        let (read, digest) = Manifest::from_json(&json).unwrap();
+        assert_eq!(digest, DigestCheck::Matches);
+        assert_eq!(read.tables[0].source_table(), Some(TableRef::new("sales", "Odd t")));
+        assert!(read.tables[0].is_named("sales.\"Odd t\"") && read.tables[0].is_named("\"Odd t\""));
+
+        let mut typed = manifest();
+        typed.tables[0].name = "\"sales.eu\".orders".into();
+        typed.tables[0].table = Some(TableRef::new("sales.eu", "orders"));
+        let value: Value = serde_json::from_slice(&typed.to_json().unwrap()).unwrap();
+        assert_eq!(value["tables"][0]["table"], serde_json::json!({"schema": "sales.eu", "name": "orders"}));
+        let (read, digest) = reread(&typed);
+        assert_eq!((read.tables[0].source_table(), digest), (typed.tables[0].table.clone(), DigestCheck::Matches));
+        assert!(read.tables[0].is_named("\"sales.eu\".orders") && !read.tables[0].is_named("sales.\"eu.orders\""));
     }
 
     #[test]

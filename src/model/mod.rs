@@ -2,7 +2,7 @@
 //! ([`decimal`]), the manifest ([`manifest`]) with its [`run_id`] and its partitions' bounds
 //! ([`partition`]), the aggregates validation compares ([`aggregates`], [`fingerprint`]), the
 //! [`check`]s it reports, a tail export's bound ([`tail`]), the progress counters stages update ([`progress`]), the record of a finished export unit
-//! ([`unit_record`]), and
+//! ([`unit_record`]), a table's identity ([`table_ref`]), and
 //! [`error_chain`], how every error is told with its causes.
 //!
 //! Nothing here imports another pg2bq module.
@@ -16,6 +16,7 @@ pub mod partition;
 pub mod progress;
 pub mod run_id;
 pub mod shard;
+pub mod table_ref;
 pub mod tail;
 pub mod types;
 pub mod unit_record;

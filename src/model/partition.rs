@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::table_ref::TableRef;
 use crate::model::types::quote_ident;
 
 /// The rows of one partition. Open ends (`None`) are unbounded, so the outer partitions also
@@ -35,26 +36,8 @@ pub struct BlockSpan {
     pub to: Option<i64>,
 }
 
-/// A relation as the catalog spells it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Relation {
-    pub schema: String,
-    pub name: String,
-}
-
-impl Relation {
-    /// `"schema"."name"`, for SQL.
-    pub fn quoted(&self) -> String {
-        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
-    }
-}
-
-impl std::fmt::Display for Relation {
-    /// `schema.name`, as the manifest and messages name it.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
-    }
-}
+/// A relation (a table's child, a chunk) as the catalog spells it: one [`TableRef`].
+pub type Relation = TableRef;
 
 /// The integer column a table is split on, under its name on each side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,7 +204,7 @@ mod tests {
         assert_eq!(blocks.scan_filter().as_deref(), Some(filter));
         assert_eq!(blocks.recorded_ends(), (Some("(4,0)".into()), None));
         assert_eq!((whole.bigquery_predicate(), blocks.bigquery_predicate()), (None, None));
-        assert_eq!(chunk().to_string(), "_timescaledb_internal._hyper_1_2_chunk's");
+        assert_eq!(chunk().to_string(), r#"_timescaledb_internal."_hyper_1_2_chunk's""#);
     }
 
     #[test]

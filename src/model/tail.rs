@@ -165,6 +165,7 @@ mod tests {
             .collect();
         TableManifest {
             name: "public.events".into(),
+            table: None,
             bq_table: "events".into(),
             source_query: String::new(),
             primary_key: vec![],

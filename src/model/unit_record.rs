@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::manifest::{FileManifest, UnitSnapshot};
+use crate::model::table_ref::escape_path_part;
 use crate::model::types::ColumnMapping;
 
 /// Directory of the unit records inside a run directory.
@@ -43,9 +44,11 @@ pub struct UnitRecord {
 }
 
 impl UnitRecord {
-    /// Where the record of `partition` of `table` lives inside the run directory.
+    /// Where the record of `partition` of `table` (its name in the run) lives inside the run
+    /// directory: the name escaped as [`escape_path_part`] does, so it is one object name on
+    /// every store.
     pub fn path(run_id: &str, table: &str, partition: usize) -> String {
-        format!("{run_id}/{UNITS_DIR}/{table}/unit-{partition:05}.json")
+        format!("{run_id}/{UNITS_DIR}/{}/unit-{partition:05}.json", escape_path_part(table))
     }
 
     /// Whether `name` (an object's path inside a run directory) is a unit record.
@@ -90,7 +93,8 @@ mod tests {
         let json = serde_json::to_vec(&record).unwrap();
         assert_eq!(serde_json::from_slice::<UnitRecord>(&json).unwrap(), record);
         let path = UnitRecord::path("r1", "public.t", 3);
-        assert_eq!(path, "r1/_units/public.t/unit-00003.json");
+        assert_eq!(path, "r1/_units/public+2Et/unit-00003.json");
+        assert_eq!(UnitRecord::path("r1", "\"sales.eu\".orders", 3), "r1/_units/+22sales+2Eeu+22+2Eorders/unit-00003.json");
         assert!(UnitRecord::is_record(path.strip_prefix("r1/").unwrap()));
         assert!(!UnitRecord::is_record("public.t/part-p0003-s00000.parquet"));
     }

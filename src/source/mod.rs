@@ -53,7 +53,7 @@ pub enum SourceError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("table `{table}` does not exist or is not readable; check the name (schema.table; an unqualified name means public.<name>) and the role's privileges")]
+    #[error("table `{table}` does not exist or is not readable; check the name (schema.table; an unqualified name means public.<name>; quote a part holding a dot, capitals or blanks, as in \"sales.eu\".\"Orders\") and the role's privileges")]
     TableNotFound {
         table: String,
         #[source]

@@ -9,6 +9,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use super::{redact_url, SourceError};
 use crate::model::manifest::{ForeignKey, SourceInfo};
 use crate::model::shard::ConnectionBudget;
+use crate::model::table_ref::TableRef;
 use crate::model::types::{quote_ident, PgColumn};
 
 /// Session settings every connection of a run uses, so text output is deterministic, and so
@@ -303,7 +304,7 @@ impl SnapshotSession {
                 &[&qualified],
             )
             .await
-            .map_err(|source| SourceError::TableNotFound { table: format!("{schema}.{table}"), source })?;
+            .map_err(|source| SourceError::TableNotFound { table: TableRef::new(schema, table).to_string(), source })?;
         Ok(TableIdentity { schema: row.get(0), name: row.get(1), oid: row.get(2) })
     }
 
@@ -334,16 +335,21 @@ impl SnapshotSession {
             .query(
                 "SELECT k.conname::text, \
                    (SELECT array_agg(a.attname::text ORDER BY u.ord) FROM unnest(k.conkey) WITH ORDINALITY u(n, ord) JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n), \
-                   (SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = k.confrelid), \
-                   (SELECT array_agg(a.attname::text ORDER BY u.ord) FROM unnest(k.confkey) WITH ORDINALITY u(n, ord) JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n) \
-                 FROM pg_constraint k WHERE k.conrelid = $1 AND k.contype = 'f' ORDER BY k.conname",
+                   (SELECT array_agg(a.attname::text ORDER BY u.ord) FROM unnest(k.confkey) WITH ORDINALITY u(n, ord) JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n), \
+                   n.nspname::text, c.relname::text \
+                 FROM pg_constraint k JOIN pg_class c ON c.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE k.conrelid = $1 AND k.contype = 'f' ORDER BY k.conname",
                 &[&oid],
             )
             .await
             .map_err(query_error("read foreign keys"))?;
         Ok(rows
             .iter()
-            .map(|r| ForeignKey { name: r.get(0), columns: r.get(1), references_table: r.get(2), references_columns: r.get(3) })
+            .map(|r| ForeignKey {
+                name: r.get(0),
+                columns: r.get(1),
+                references_table: TableRef::new(r.get::<_, String>(3), r.get::<_, String>(4)).to_string(),
+                references_columns: r.get(2),
+            })
             .collect())
     }
 

@@ -43,6 +43,8 @@ pub enum StoreError {
     OutsideRun { run_id: String, uri: String },
     #[error("`{uri}` already exists: data files are written once")]
     Exists { uri: String },
+    #[error("refusing to write `{uri}`: a local disk would store it as `{stored}`, so its name would differ between stores")]
+    Unrepresentable { uri: String, stored: String },
     #[error("GCS stored `{uri}` with CRC32C {stored}, but we wrote {written}: the upload was corrupted")]
     ChecksumMismatch { uri: String, stored: String, written: String },
 }
@@ -178,6 +180,18 @@ impl Store {
         }
     }
 
+    /// Refuses a path that object_store would store under another name (it escapes a part
+    /// that is `.` or `..`, or holds `%`, `"`, `\`, a non-ASCII character…), on every backend, so
+    /// a path written is the object's name on every store. Table directories never need it
+    /// (`TableRef::directory`); this keeps any other name from drifting.
+    fn check_writable(&self, path: &str) -> Result<(), StoreError> {
+        let stored = Path::from(path);
+        match stored.as_ref() == path {
+            true => Ok(()),
+            false => Err(StoreError::Unrepresentable { uri: self.uri(path), stored: stored.to_string() }),
+        }
+    }
+
     /// Full URI of `path`, as recorded in the manifest.
     /// The store a run file's URI (`<dest>/<run-id>/<file>`) lives in, rooted at `<dest>`,
     /// with the run directory and the file's name.
@@ -200,6 +214,7 @@ impl Store {
     /// # Errors
     /// [`StoreError`] naming the object when a write fails or GCS reports another checksum.
     pub async fn upload(&self, path: &str, chunks: mpsc::Receiver<Chunk>) -> Result<StoredObject, StoreError> {
+        self.check_writable(path)?;
         match &self.backend {
             Backend::Objects(store, _) => self.upload_object(store.as_ref(), path, chunks).await,
             Backend::Gcs(gcs) => self.upload_to_gcs(gcs, path, chunks).await,
@@ -283,6 +298,7 @@ impl Store {
     /// # Errors
     /// [`StoreError`] naming the object when the write fails for another reason.
     pub async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool, StoreError> {
+        self.check_writable(path)?;
         match &self.backend {
             Backend::Objects(store, _) => {
                 let options = PutOptions { mode: PutMode::Create, ..Default::default() };
@@ -330,8 +346,8 @@ impl Store {
                     .try_collect()
                     .await
                     .map_err(|source| StoreError::Object { action: "list", uri: self.uri(prefix), source })?;
-                // object_store percent-encodes what a path part may not hold (quotes, non-ASCII):
-                // listed paths are given back as they were written.
+                // Runs written before table directories were escaped hold parts object_store
+                // percent-encoded (quotes, non-ASCII): their paths are given back as written.
                 let decoded = |m: &object_store::ObjectMeta| {
                     percent_encoding::percent_decode_str(m.location.as_ref()).decode_utf8_lossy().into_owned()
                 };
@@ -461,12 +477,17 @@ pub(crate) mod tests {
         assert!(store.list("rerun").await.unwrap().is_empty());
         assert_eq!(store.list("run").await.unwrap().len(), 2);
 
-        // Odd table names (quotes, spaces, non-ASCII, a percent sign) list back as written.
-        let odd = "odd/t.Odd \"Quoted\" Tablé 100%/part-p0000-s00000.parquet";
+        // An escaped table directory is the object's name; a name a store would rename is refused.
+        let odd = "odd/public.a+2Fb+20+C3+BC/part-p0000-s00000.parquet";
         assert!(store.put_if_absent(odd, Bytes::from_static(b"y")).await.unwrap());
         let listed: Vec<String> = store.list("odd").await.unwrap().into_iter().map(|o| o.path).collect();
         assert_eq!(listed, [odd]);
         assert_eq!(store.get(&listed[0]).await.unwrap().as_ref(), b"y");
+        for bad in ["odd/t.Tablé/x", "odd/100%/x", "odd/../x", "odd/a\\b/x"] {
+            let error = store.put_if_absent(bad, Bytes::from_static(b"z")).await.unwrap_err();
+            assert!(matches!(error, StoreError::Unrepresentable { .. }), "{bad}: {error}");
+            assert!(matches!(upload_bytes(store, bad, b"z").await, Err(StoreError::Unrepresentable { .. })), "{bad}");
+        }
     }
 
     async fn upload_bytes(store: &Store, path: &str, data: &'static [u8]) -> Result<StoredObject, StoreError> {

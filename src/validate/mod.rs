@@ -27,6 +27,7 @@ pub use crate::model::check::Check;
 use crate::model::check::CheckKind;
 use crate::model::manifest::{ColumnManifest, ForeignKey, Manifest, PartitionManifest, TableManifest, TableNames};
 use crate::model::progress::{ProgressCounter, ProgressReporter, TableProgress};
+use crate::model::table_ref::column_ref;
 use crate::model::types::{quote_ident, BigQueryType};
 use crate::source::SourceError;
 use crate::storage::gcs::GcsOptions;
@@ -720,9 +721,13 @@ async fn denormalized_check(
     table: &TableManifest,
     d: &Denormalized,
 ) -> Result<Check, ValidateError> {
-    let (parent_name, parent_column) =
-        d.references.rsplit_once('.').ok_or_else(|| ValidateError::UnknownName { what: d.references.clone() })?;
-    let parent = find_table(manifest, parent_name).ok_or_else(|| ValidateError::UnknownName { what: parent_name.into() })?;
+    let unknown = || ValidateError::UnknownName { what: d.references.clone() };
+    let (parent_name, parent_column) = match column_ref(&d.references) {
+        Ok((Some(table), column)) => (table, column),
+        _ => return Err(unknown()),
+    };
+    let parent_column = parent_column.as_str();
+    let parent = find_table(manifest, &parent_name).ok_or_else(|| ValidateError::UnknownName { what: parent_name.clone() })?;
     let fk = table.foreign_keys.iter().find(|f| f.columns == [d.via.clone()] && f.references_table == parent.name);
     let parent_key =
         fk.map(|f| f.references_columns[0].clone()).or_else(|| parent.primary_key.first().cloned()).unwrap_or_else(|| "id".into());
@@ -789,12 +794,10 @@ async fn run_probe(config: &ValidateConfig, bq: &BigQuery, probe: &Probe) -> Res
     Ok(check.with_detail(format!("bytes processed {}, dry-run estimate {}", bytes(processed), bytes(estimated))))
 }
 
-/// A Postgres table name from the manifest, quoted.
-pub fn pg_table(name: &str) -> String {
-    match name.split_once('.') {
-        Some((schema, table)) => format!("{}.{}", quote_ident(schema), quote_ident(table)),
-        None => quote_ident(name),
-    }
+/// A manifest's table as Postgres SQL names it: the table it was read from, quoted; a query's
+/// name quoted as one identifier.
+pub fn pg_table(table: &TableManifest) -> String {
+    table.source_table().map_or_else(|| quote_ident(&table.name), |t| t.quoted())
 }
 
 #[cfg(test)]

@@ -187,7 +187,7 @@ fn sample_key(table: &TableManifest) -> Result<Vec<KeyColumn>, String> {
 /// Rows in the source now vs the snapshot: informational, never fails.
 async fn drift_check(client: &Client, table: &TableManifest) -> Result<Check, ValidateError> {
     let now: i64 = client
-        .query_one(&format!("SELECT count(*) FROM {}", pg_table(&table.name)), &[])
+        .query_one(&format!("SELECT count(*) FROM {}", pg_table(table)), &[])
         .await
         .and_then(|row| row.try_get(0))
         .map_err(query_failed(format!("count rows of {}", table.name)))?;
@@ -252,7 +252,7 @@ async fn compare_sample(
         "SELECT {}, {} FROM {} WHERE {pg_filter}",
         pg_key.join(", "),
         expressions.iter().map(|(_, p, _)| format!("({p})::text")).collect::<Vec<_>>().join(", "),
-        pg_table(&table.name),
+        pg_table(table),
     );
     let width = key.len();
     let bq_rows: HashMap<Vec<Option<String>>, Vec<Option<String>>> =

@@ -170,7 +170,7 @@ async fn hostile_inputs_round_trip_exactly_or_are_refused_clearly() {
         Case {
             input: "\"t-1\" and t_1 map to one BigQuery table",
             args: with(table("t_1"), &["--table", &format!("{s}.\"t-1\"")]),
-            expect: refused(&[&format!("`{s}.t_1` and `{s}.t-1` both map to BigQuery table `{s}__t_1`")]),
+            expect: refused(&[&format!("`{s}.t_1` and `{s}.\"t-1\"` both map to BigQuery table `{s}__t_1`")]),
         },
         Case {
             input: "audit.events and public.audit__events map to one BigQuery table",

@@ -11,6 +11,7 @@ mod hostile;
 mod layers;
 mod load;
 mod load_state;
+mod names;
 mod partitioned;
 mod runs;
 mod scheduler;

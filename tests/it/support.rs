@@ -327,9 +327,14 @@ impl FaultProxy {
 }
 
 /// Objects on fake-gcs through its JSON API (what a user's `gcloud storage` would do).
+/// An object name as one URL path segment or query value (`/`, `+`, blanks… escaped).
+fn encode_object_name(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 impl Emulators {
     fn object_url(&self, name: &str) -> String {
-        format!("{}/storage/v1/b/{}/o/{}", self.gcs_host, self.bucket, name.replace('/', "%2F"))
+        format!("{}/storage/v1/b/{}/o/{}", self.gcs_host, self.bucket, encode_object_name(name))
     }
 
     /// Names of the objects under `prefix` (no leading `gs://bucket/`).
@@ -356,7 +361,7 @@ impl Emulators {
 
     /// Creates or replaces an object.
     pub async fn upload(&self, name: &str, body: Vec<u8>) {
-        let url = format!("{}/upload/storage/v1/b/{}/o?uploadType=media&name={}", self.gcs_host, self.bucket, name.replace('/', "%2F"));
+        let url = format!("{}/upload/storage/v1/b/{}/o?uploadType=media&name={}", self.gcs_host, self.bucket, encode_object_name(name));
         let response = reqwest::Client::new().post(url).body(body).send().await.unwrap();
         assert!(response.status().is_success(), "upload {name}: {}", response.status());
     }
