@@ -57,13 +57,14 @@ as_pg() {
   fi
 }
 
-# Directory for the cluster. $STATE_DIR/pg normally; a /tmp dir keyed by a hash
-# of $STATE_DIR when postgres cannot reach $STATE_DIR or the socket path would be
-# too long (Unix socket paths are limited to ~107 bytes).
+# Directory for a cluster: pg_dir [NAME] (default `pg`; pg-up.sh --timescaledb uses `pg-timescaledb`).
+# $STATE_DIR/NAME normally; a /tmp dir keyed by a hash of $STATE_DIR when postgres cannot reach
+# $STATE_DIR or the socket path would be too long (Unix socket paths are limited to ~107 bytes).
 pg_dir() {
-  local dir=$STATE_DIR/pg hash
+  local name=${1:-pg}
+  local dir=$STATE_DIR/$name hash
   hash=$(printf '%s' "$STATE_DIR" | sha256sum | cut -c1-12)
-  local fallback=/tmp/pg2bq-$hash/pg
+  local fallback=/tmp/pg2bq-$hash/$name
   if [[ -d $dir ]]; then echo "$dir"; return; fi
   if [[ -d $fallback ]]; then echo "$fallback"; return; fi
   if ((${#dir} > 80)) || ! as_pg test -x "$STATE_DIR" 2>/dev/null; then

@@ -1,20 +1,34 @@
 #!/usr/bin/env bash
 # Start (or reuse) a throwaway PostgreSQL 15 cluster for tests.
-# Usage: eval "$(scripts/pg-up.sh)"    # exports PG2BQ_TEST_PG_URL
+# Usage: eval "$(scripts/pg-up.sh)"                 # exports PG2BQ_TEST_PG_URL
+#        eval "$(scripts/pg-up.sh --timescaledb)"   # a second cluster with TimescaleDB preloaded
+#                                                   # (scripts/timescaledb-install.sh installs it);
+#                                                   # exports PG2BQ_TEST_TIMESCALEDB_URL
 # stdout: exactly one `export ...` line; all logs go to stderr.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+NAME=pg VAR=PG2BQ_TEST_PG_URL SETTINGS=()
+case ${1:-} in
+  "") ;;
+  --timescaledb)
+    NAME=pg-timescaledb VAR=PG2BQ_TEST_TIMESCALEDB_URL
+    [[ -f $(pg_config --pkglibdir)/timescaledb.so ]] || die "TimescaleDB is not installed: run scripts/timescaledb-install.sh"
+    SETTINGS=(-c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off)
+    ;;
+  *) die "usage: pg-up.sh [--timescaledb]" ;;
+esac
+
 mkdir -p "$STATE_DIR"
-PG_DIR=$(pg_dir)
+PG_DIR=$(pg_dir "$NAME")
 DATA=$PG_DIR/data
 SOCK=$PG_DIR/sock
 LOGFILE=$PG_DIR/postgres.log
 PORT_FILE=$PG_DIR/port
 
 print_url() {
-  echo "export PG2BQ_TEST_PG_URL=postgresql://pg2bq:pg2bq-secret@127.0.0.1:$1/pg2bq"
+  echo "export $VAR=postgresql://pg2bq:pg2bq-secret@127.0.0.1:$1/pg2bq"
 }
 
 # Already running? Reuse it.
@@ -41,7 +55,7 @@ PORT=$(free_port)
 echo "$PORT" | as_pg tee "$PORT_FILE" >/dev/null
 log "starting postgres on 127.0.0.1:$PORT (log: $LOGFILE)"
 as_pg pg_ctl -D "$DATA" -l "$LOGFILE" -W start \
-  -o "-p $PORT -c listen_addresses=127.0.0.1 -k '$SOCK' -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >&2
+  -o "-p $PORT -c listen_addresses=127.0.0.1 -k '$SOCK' -c fsync=off -c synchronous_commit=off -c full_page_writes=off ${SETTINGS[*]}" >&2
 
 deadline=$((SECONDS + 30))
 start=$SECONDS

@@ -19,5 +19,6 @@ mod shard;
 mod stdout;
 mod stream;
 mod support;
+mod timescaledb;
 mod validate;
 mod validate_nulls;

@@ -1,8 +1,7 @@
 //! Tables with children, exported unit by unit: a hypertable-shaped inheritance tree, a
-//! declaratively partitioned table (nested, with default partitions), an inheritance parent
-//! holding rows of its own, and (when `PG2BQ_TEST_TIMESCALEDB_URL` names a server with
-//! TimescaleDB) a real hypertable with a compressed chunk. Rows are checked per unit against
-//! Postgres and read back by DuckDB.
+//! declaratively partitioned table (nested, with default partitions) and an inheritance parent
+//! holding rows of its own. Rows are checked per unit against Postgres and read back by DuckDB.
+//! Real TimescaleDB hypertables are in `timescaledb.rs`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -45,21 +44,11 @@ CREATE TABLE orders_default PARTITION OF orders DEFAULT;
 INSERT INTO orders SELECT g, (ARRAY['eu', 'us', 'apac'])[1 + g % 3], DATE '2022-06-01' + (g % 1200), (g % 100000) / 100.0 FROM generate_series(1, {rows}) g;
 ";
 
-/// A parent holding rows itself, a child with a column of its own, and a grandchild.
-/// A real hypertable of weekly chunks, the first compressed.
-const HYPERTABLE: &str = "
-CREATE EXTENSION IF NOT EXISTS timescaledb;
-CREATE TABLE ticks (id int8 NOT NULL, at timestamptz NOT NULL, price float8, PRIMARY KEY (id, at));
-SELECT create_hypertable('ticks', 'at', chunk_time_interval => interval '7 days');
-INSERT INTO ticks SELECT g, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute', g / 3.0 FROM generate_series(1, 60000) g;
-ALTER TABLE ticks SET (timescaledb.compress);
-SELECT compress_chunk(c) FROM show_chunks('ticks') c ORDER BY c LIMIT 1;
-";
-
 fn declarative(rows: u32) -> String {
     DECLARATIVE.replace("{rows}", &rows.to_string())
 }
 
+/// A parent holding rows itself, a child with a column of its own, and a grandchild.
 const INHERITED: &str = "
 CREATE TABLE logs (id int8 PRIMARY KEY, body text NOT NULL);
 CREATE TABLE logs_archive (archived_by text, CHECK (id < 0)) INHERITS (logs);
@@ -200,29 +189,6 @@ async fn partitioned_runs_load_and_validate_clean() {
     let (code, report, stderr) = s.validate(&manifest, &["--source", &s.pg_url]);
     assert_eq!(code, Some(0), "{stderr}\n{report:#}");
     assert!(failed_checks(&report).is_empty(), "{report:#}");
-    db.drop().await;
-}
-
-/// A real TimescaleDB hypertable with one compressed chunk. TimescaleDB cannot be installed
-/// here, so this runs only where `PG2BQ_TEST_TIMESCALEDB_URL` names a server that has it (the
-/// role must be allowed to `CREATE EXTENSION timescaledb`); it is skipped otherwise, even
-/// under `PG2BQ_TEST_STRICT`.
-#[tokio::test]
-async fn timescaledb_compressed_chunks_are_read_through_the_hypertable() {
-    let Ok(url) = std::env::var("PG2BQ_TEST_TIMESCALEDB_URL") else {
-        eprintln!("skipped: PG2BQ_TEST_TIMESCALEDB_URL is not set (a Postgres with TimescaleDB)");
-        return;
-    };
-    let (db, _dest, manifest) = exported(&url, HYPERTABLE, "ticks", &[]).await;
-    let table = &manifest.tables[0];
-    assert_eq!(table.row_count, 60_000);
-    let methods: Vec<&str> = table.partitions.iter().map(|p| p.method.as_str()).collect();
-    assert_eq!(methods.iter().filter(|m| **m == "chunk_range").count(), 1, "{methods:?}");
-    assert!(methods.iter().filter(|m| **m == "child").count() >= 1, "{methods:?}");
-    assert_eq!(table.partitions.iter().map(|p| p.rows).sum::<u64>(), 60_000);
-    let id = &table.columns[0];
-    let (_, pg_sum) = postgres_ids(&db, &db.table("ticks")).await;
-    assert_eq!(id.aggregates.sum.as_deref(), Some(pg_sum.to_string().as_str()));
     db.drop().await;
 }
 
