@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pg2bq::model::manifest::{Manifest, TableManifest};
+use pg2bq::model::unit_record::UnitRecord;
 
 use crate::support::*;
 use crate::{emulators, skip_unless};
@@ -200,7 +201,7 @@ fn export_under_way(args: &[&str], dest: &Path, table: &str, units: usize) -> Ch
     let log = std::fs::File::create(dest.join("stderr.log")).unwrap();
     let mut child =
         Command::new(env!("CARGO_BIN_EXE_pg2bq")).args(args).args(["--jobs", "1"]).stdout(Stdio::null()).stderr(log).spawn().unwrap();
-    let records = dest.join("r/_units").join(table);
+    let records = records_dir(dest, table);
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::read_dir(&records).map_or(0, |d| d.count()) < units {
         assert!(Instant::now() < deadline, "no {units} unit records after 60 s");
@@ -361,8 +362,13 @@ async fn a_chunk_created_during_an_export_is_not_in_its_snapshot() {
     db.drop().await;
 }
 
+/// Where run `r` in `dest` keeps `table`'s unit records.
+fn records_dir(dest: &Path, table: &str) -> PathBuf {
+    dest.join(Path::new(&UnitRecord::path("r", table, 0)).parent().unwrap())
+}
+
 fn unit_records(dest: &Path, table: &str) -> BTreeSet<PathBuf> {
-    std::fs::read_dir(dest.join("r/_units").join(table)).unwrap().map(|e| e.unwrap().path()).collect()
+    std::fs::read_dir(records_dir(dest, table)).unwrap().map(|e| e.unwrap().path()).collect()
 }
 
 /// A killed export's chunks change before `--resume`: a chunk added changes the unit count, and
