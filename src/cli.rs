@@ -317,6 +317,16 @@ pub struct ExportArgs {
     /// 90m, 6h; default 24h).
     #[arg(long, requires = "coordinate", value_parser = humantime::parse_duration)]
     pub deadline: Option<std::time::Duration>,
+    /// How long the snapshot's session waits to lock each table (ACCESS SHARE, as pg_dump)
+    /// before the run stops and names the session holding it (default 30s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lock_timeout: Option<std::time::Duration>,
+    /// How long a unit's statement may wait for a lock (e.g. 5m) when an ACCESS EXCLUSIVE
+    /// request (ALTER TABLE, VACUUM FULL) is queued on its table; default 0: it stops at once
+    /// and names the statement (the request waits for the whole run, so a unit behind it
+    /// would wait until that statement gives up).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lock_wait: Option<std::time::Duration>,
     #[command(flatten)]
     pub gcs: GcsArgs,
 }
@@ -337,6 +347,12 @@ pub struct WorkArgs {
     /// Indexed Jobs set none, so pass it there).
     #[arg(long, value_parser = parse_at_least_one)]
     pub workers: Option<usize>,
+    /// How long a unit's statement may wait for a lock (e.g. 5m) when an ACCESS EXCLUSIVE
+    /// request (ALTER TABLE, VACUUM FULL) is queued on its table; default 0: it stops at once
+    /// and names the statement (the request waits for the whole run, so a unit behind it
+    /// would wait until that statement gives up).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lock_wait: Option<std::time::Duration>,
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]

@@ -29,6 +29,8 @@ use crate::validate::{Denormalized, Probe, ValidateConfig};
 
 /// How long a sharded run's coordinator waits for its workers unless told otherwise.
 pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// `--lock-timeout`: how long the snapshot's session waits to lock each exported table.
+pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Rows per Arrow batch from Postgres unless told otherwise.
 pub const DEFAULT_BATCH_ROWS: usize = 16_384;
@@ -210,6 +212,8 @@ impl ExportConfig {
                 .workers
                 .filter(|_| args.coordinate)
                 .map(|workers| Coordination { workers, deadline: args.deadline.unwrap_or(DEFAULT_DEADLINE) }),
+            lock_timeout: args.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
+            lock_wait: args.lock_wait.unwrap_or_default(),
         })
     }
 }
@@ -224,7 +228,8 @@ impl WorkConfig {
     pub fn resolve(args: &WorkArgs, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let source = args.source.clone().or_else(|| env(env::DATABASE_URL)).ok_or(ConfigError::MissingSource)?;
         let identity = WorkerIdentity::resolve(args.worker_index, args.workers, env).map_err(ConfigError::WorkerIdentity)?;
-        Ok(Self { plan_uri: args.plan.clone(), source_url: postgres_url(&source)?, identity, gcs: args.gcs.options() })
+        let lock_wait = args.lock_wait.unwrap_or_default();
+        Ok(Self { plan_uri: args.plan.clone(), source_url: postgres_url(&source)?, identity, gcs: args.gcs.options(), lock_wait })
     }
 }
 
