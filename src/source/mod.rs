@@ -76,7 +76,7 @@ pub enum SourceError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("table `{table}` is a {kind}, not a table: its rows cannot be read by unit or checked against the catalog; export it as a query instead: --query {name}='SELECT * FROM {from}'{foreign}")]
+    #[error("table `{table}` is a {kind}, not a table, so it cannot be cut into units and counted per relation; export it as a query instead: --query {name}='SELECT * FROM {from}'{foreign}")]
     NotATable { table: String, kind: &'static str, name: String, from: String, foreign: &'static str },
     #[error("table `{table}`: ConnectorX failed: {message}")]
     ConnectorX { table: String, message: String },

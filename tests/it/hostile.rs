@@ -59,6 +59,8 @@ CREATE TABLE rls (id int PRIMARY KEY, visible bool);
 INSERT INTO rls SELECT g, g % 2 = 0 FROM generate_series(1, 100) g;
 ALTER TABLE rls ENABLE ROW LEVEL SECURITY;
 CREATE POLICY half ON rls FOR SELECT USING (visible);
+CREATE VIEW plain_view AS SELECT id, v FROM plain;
+CREATE MATERIALIZED VIEW plain_totals AS SELECT count(*) AS n FROM plain;
 "#;
 
 /// What a case must do.
@@ -89,7 +91,9 @@ async fn hostile_inputs_round_trip_exactly_or_are_refused_clearly() {
             "CREATE SCHEMA {s}__x; CREATE TABLE {s}__x.events (id int); CREATE TABLE {s}.x__events (id int);
              CREATE TABLE public.{s}_pub (id int);
              CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA {s} TO {role}; GRANT SELECT ON {s}.rls TO {role};
-             GRANT SELECT (id, v) ON {s}.plain TO {role};"
+             GRANT SELECT (id, v) ON {s}.plain TO {role};
+             CREATE EXTENSION IF NOT EXISTS file_fdw; CREATE SERVER {s}_files FOREIGN DATA WRAPPER file_fdw;
+             CREATE FOREIGN TABLE {s}.csv_rows (id int, v text) SERVER {s}_files OPTIONS (filename '/dev/null', format 'csv');"
         ))
         .await
         .unwrap();
@@ -369,6 +373,36 @@ async fn hostile_inputs_round_trip_exactly_or_are_refused_clearly() {
             expect: refused(&[&format!("table `{s}.missing` does not exist")]),
         },
         Case {
+            input: "a view given as --table",
+            args: table("plain_view"),
+            expect: refused(&[
+                &format!("table `{s}.plain_view` is a view, not a table"),
+                &format!("--query plain_view='SELECT * FROM \"{s}\".\"plain_view\"'"),
+            ]),
+        },
+        Case {
+            input: "a view exported the way its refusal says",
+            args: vec!["--query".into(), format!("plain_view=SELECT * FROM \"{s}\".\"plain_view\"")],
+            expect: Expect::RoundTrip { table: "plain_view", columns: vec![("v", "v", TEXT)] },
+        },
+        Case {
+            input: "a materialized view given as --table",
+            args: table("plain_totals"),
+            expect: refused(&[
+                &format!("table `{s}.plain_totals` is a materialized view, not a table"),
+                "--query plain_totals='SELECT * FROM",
+            ]),
+        },
+        Case {
+            input: "a foreign table given as --table",
+            args: table("csv_rows"),
+            expect: refused(&[
+                &format!("table `{s}.csv_rows` is a foreign table, not a table"),
+                "--query csv_rows='SELECT * FROM",
+                "outside the run's snapshot",
+            ]),
+        },
+        Case {
             input: "a server that accepts TCP and never answers",
             args: with(table("plain"), &["--source", &silent_url]),
             expect: refused(&[&format!("127.0.0.1:{silent_port}"), "within 2 s", "connect_timeout"]),
@@ -417,7 +451,9 @@ async fn hostile_inputs_round_trip_exactly_or_are_refused_clearly() {
         }
     }
     db.client
-        .batch_execute(&format!("DROP SCHEMA {s}__x CASCADE; DROP TABLE public.{s}_pub; DROP OWNED BY {role}; DROP ROLE {role}"))
+        .batch_execute(&format!(
+            "DROP SCHEMA {s}__x CASCADE; DROP TABLE public.{s}_pub; DROP OWNED BY {role}; DROP ROLE {role}; DROP SERVER {s}_files CASCADE"
+        ))
         .await
         .unwrap();
     let panics = failures.iter().filter(|f| f.contains("panicked")).count();

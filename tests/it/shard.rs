@@ -295,6 +295,41 @@ async fn a_killed_worker_retried_completes_the_run_and_a_worker_after_the_coordi
     db.drop().await;
 }
 
+/// A worker whose coordinator is killed mid-run stops at its next unit naming the ended
+/// snapshot, with no panic trace before the message (ConnectorX's failed `SET TRANSACTION
+/// SNAPSHOT` used to panic on an `unwrap`).
+#[tokio::test]
+async fn a_worker_whose_coordinator_died_mid_run_says_so_without_a_panic() {
+    let s = emulators!();
+    let proxy = fault_proxy!();
+    let db = TestDb::new(
+        &s.pg_url,
+        "CREATE TABLE c (id int8 PRIMARY KEY, v text); INSERT INTO c SELECT g, md5(g::text) FROM generate_series(1, 16000) g;",
+    )
+    .await;
+    let held_uploads =
+        json!({ "rules": [{ "upstream": "gcs", "method": "POST", "path": "part-p", "fraction": 1.0, "faults": [{ "delay_ms": 1000 }] }] });
+    proxy.set(held_uploads).await;
+    let dest = format!("gs://{}/shard-{:08x}", s.bucket, rand::random::<u32>());
+    let shape = ["--partitions", "16", "--jobs", "1"];
+    let (mut coordinator, log) = start_coordinator(&coordinator_args(&s, &dest, &[db.table("c")], &shape), &proxy.gcs_host);
+    let plan = format!("{dest}/run1/plan.json");
+    let mut child = worker(&s, &plan, 0, 0, &proxy.gcs_host).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
+    let mut stderr: Vec<String> = lines.by_ref().take_while(|line| !line.contains("Wrote file")).collect();
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
+    log.join().unwrap();
+    stderr.extend(lines);
+    let (status, stderr) = (child.wait().unwrap(), stderr.join("\n"));
+    proxy.set(json!({})).await;
+
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no longer exists (the coordinator's transaction ended): restart the run"), "{stderr}");
+    assert!(!stderr.contains("panicked at"), "{stderr}");
+    db.drop().await;
+}
+
 /// More worker connections than the source allows are refused before anything is written; a
 /// run whose workers never come is given up at its deadline, its plan and claim removed.
 #[tokio::test]
