@@ -185,6 +185,23 @@ pub async fn noting_lock_waits<T>(url: &str, snapshot_id: &str, future: impl std
     }
 }
 
+/// Text that is valid UTF-8, byte by byte (a regular expression over a SQL_ASCII database's
+/// bytes): ASCII without NUL, then the well-formed 2-, 3- and 4-byte sequences (no overlongs,
+/// no surrogates, nothing above U+10FFFF).
+const VALID_UTF8: &str = r"^([\x01-\x7f]|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2})*$";
+
+/// The first row holding text that is not UTF-8 ([`SnapshotSession::first_invalid_text`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidText {
+    pub column: String,
+    /// The value, bytes above 127 as octal escapes (`caf\351`), cut at 80 characters.
+    pub value: String,
+    /// `id = 7`, `(a, b) = (1,x)`, `ctid = (0,7)`; `None` for a query without a key.
+    pub key: Option<String>,
+    /// Rows holding such text in any checked column.
+    pub rows: u64,
+}
+
 /// An open snapshot.
 pub struct SnapshotSession {
     client: Client,
@@ -711,6 +728,56 @@ impl SnapshotSession {
     pub async fn text_rows(&self, sql: &str, what: &str) -> Result<Vec<Vec<Option<String>>>, SourceError> {
         let rows = self.client.query(sql, &[]).await.map_err(query_error(what))?;
         Ok(rows.iter().map(|row| (0..row.len()).map(|i| row.get::<_, Option<String>>(i)).collect()).collect())
+    }
+
+    /// In a SQL_ASCII database, which stores any bytes, the first row (in `key` order) of
+    /// `from` where one of `columns` (`(name, select expression)`) holds text that is not
+    /// valid UTF-8: Postgres refuses to send it to a UTF-8 client, so a unit would fail without
+    /// naming the column. `None` in any other database (Postgres checks text on the way in).
+    ///
+    /// # Errors
+    /// [`SourceError::Query`] when the scan fails.
+    pub async fn first_invalid_text(
+        &self,
+        from: &str,
+        key: &[String],
+        columns: &[(String, String)],
+        what: &str,
+    ) -> Result<Option<InvalidText>, SourceError> {
+        let encoding = self.client.query_one("SELECT current_setting('server_encoding')", &[]).await;
+        if columns.is_empty() || encoding.map_err(query_error("read the server's encoding"))?.get::<_, String>(0) != "SQL_ASCII" {
+            return Ok(None);
+        }
+        let valid = |expr: &str| format!("coalesce(({expr})::text ~ $1, true)");
+        let escaped = |expr: &str| format!("left(encode(convert_to(({expr})::text, 'SQL_ASCII'), 'escape'), 80)");
+        let when = |then: &dyn Fn(usize, &str) -> String| {
+            let arms: Vec<String> =
+                columns.iter().enumerate().map(|(i, (_, e))| format!("WHEN NOT {} THEN {}", valid(e), then(i, e))).collect();
+            format!("CASE {} END", arms.join(" "))
+        };
+        // The key's name, and its value's and the sort order's SQL.
+        let quoted: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
+        let (key_name, key_value, order) = match key {
+            [] if from.starts_with('(') => (None, "NULL::text".to_string(), "1".to_string()),
+            [] => (Some("ctid".to_string()), "ctid::text".to_string(), "ctid".to_string()),
+            [one] => (Some(one.clone()), escaped(&quoted[0]), quoted.join(", ")),
+            _ => (Some(format!("({})", key.join(", "))), escaped(&format!("ROW({})", quoted.join(", "))), quoted.join(", ")),
+        };
+        let all_valid: Vec<String> = columns.iter().map(|(_, e)| valid(e)).collect();
+        let sql = format!(
+            "SELECT {}::int4, {}, {key_value}, count(*) OVER () FROM {from} WHERE NOT ({}) ORDER BY {order} LIMIT 1",
+            when(&|i, _| i.to_string()),
+            when(&|_, e| escaped(e)),
+            all_valid.join(" AND ")
+        );
+        let row =
+            self.client.query_opt(&sql, &[&VALID_UTF8]).await.map_err(query_error(format!("look for text that is not UTF-8 in {what}")))?;
+        Ok(row.map(|row| InvalidText {
+            column: columns[row.get::<_, i32>(0) as usize].0.clone(),
+            value: row.get(1),
+            key: key_name.zip(row.get::<_, Option<String>>(2)).map(|(name, value)| format!("{name} = {value}")),
+            rows: row.get::<_, i64>(3) as u64,
+        }))
     }
 
     pub async fn probe(&self, select: &str, what: &str) -> Result<(), SourceError> {
