@@ -2,8 +2,8 @@
 //! pg_dump does), so an `ALTER TABLE` or `VACUUM FULL` arriving mid-run waits for the run, and
 //! the unit queued behind it stops at once naming it instead of hanging; DDL holding a lock when
 //! the export starts is named after `--lock-timeout`; DDL committed between the snapshot and the
-//! lock cannot make the snapshot read a rewritten table as empty. Every run has a deadline: a
-//! hang fails the test.
+//! lock cannot make the snapshot read a rewritten table as empty; a sharded run's worker and a
+//! resumed run do the same. Every run has a deadline: a hang fails the test.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -14,6 +14,7 @@ use pg2bq::model::manifest::Manifest;
 use serde_json::json;
 use tokio_postgres::{Client, NoTls};
 
+use crate::shard::{coordinator_args, start_coordinator, worker};
 use crate::support::*;
 use crate::{emulators, fault_proxy, skip_unless};
 
@@ -41,11 +42,15 @@ impl Running {
     /// Starts pg2bq with `args`, through `gcs_host` when it writes to GCS.
     fn start(args: &[&str], gcs_host: Option<&str>) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pg2bq"));
-        command.args(args).env("NO_COLOR", "1").env_remove("PG2BQ_PARTITIONS").stdout(Stdio::null()).stderr(Stdio::piped());
+        command.args(args).env("NO_COLOR", "1").env_remove("PG2BQ_PARTITIONS");
         if let Some(host) = gcs_host {
             command.env("STORAGE_EMULATOR_HOST", host);
         }
-        let mut child = command.spawn().unwrap();
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let (sender, lines) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).try_for_each(|line| sender.send(line)));
@@ -86,6 +91,11 @@ impl Running {
     }
 }
 
+/// Each unit's upload held 1.5 s by the fault proxy, so units remain when the DDL comes.
+fn held_uploads() -> serde_json::Value {
+    json!({ "rules": [{ "upstream": "gcs", "method": "POST", "path": "part-p", "fraction": 1.0, "faults": [{ "delay_ms": 1500 }] }] })
+}
+
 /// `export` of `table` in 4 units, one at a time, as run `run1`.
 fn export_args<'a>(url: &'a str, dest: &'a str, table: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["export", "--source", url, "--dest", dest, "--table", table, "--run-id", "run1", "--progress", "off"];
@@ -94,18 +104,15 @@ fn export_args<'a>(url: &'a str, dest: &'a str, table: &'a str, extra: &[&'a str
     args
 }
 
-/// After the first unit's file, another session runs `ddl` on the table (each unit's upload is
-/// held 1.5 s by the fault proxy, so units remain). The DDL waits for the run's lock, the next
+/// After the first unit's file, another session runs `ddl` on the table. The DDL waits for the run's lock, the next
 /// unit must not queue behind it: the export stops at once naming the DDL, commits nothing, and
-/// the DDL then completes. Returns the run's stderr.
-async fn ddl_mid_run(s: &Emulators, proxy: &FaultProxy, ddl: &str) -> TestDb {
+/// the DDL then completes. Returns the schema and the run's destination.
+async fn ddl_mid_run(s: &Emulators, proxy: &FaultProxy, ddl: &str, extra: &[&str]) -> (TestDb, String) {
     let db = TestDb::new(&s.pg_url, FIXTURE).await;
-    let held_uploads =
-        json!({ "rules": [{ "upstream": "gcs", "method": "POST", "path": "part-p", "fraction": 1.0, "faults": [{ "delay_ms": 1500 }] }] });
-    proxy.set(held_uploads).await;
+    proxy.set(held_uploads()).await;
     let dest = format!("gs://{}/ddl-{:08x}", s.bucket, rand::random::<u32>());
     let table = db.table("d");
-    let mut export = Running::start(&export_args(&s.pg_url, &dest, &table, &[]), Some(&proxy.gcs_host));
+    let mut export = Running::start(&export_args(&s.pg_url, &dest, &table, extra), Some(&proxy.gcs_host));
     export.wait_for_line("Wrote file");
     let (client, statement) = (connect(&s.pg_url).await, ddl.replace("{t}", &table));
     let ddl_run = tokio::spawn(async move { client.batch_execute(&statement).await });
@@ -121,22 +128,62 @@ async fn ddl_mid_run(s: &Emulators, proxy: &FaultProxy, ddl: &str) -> TestDb {
     assert!(!objects.iter().any(|o| o.ends_with("manifest.json")), "nothing is committed: {objects:?}");
     let ran = tokio::time::timeout(Duration::from_secs(20), ddl_run).await.expect("the DDL completes once the export stopped");
     ran.unwrap().unwrap();
-    db
+    (db, dest)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alter_table_mid_run_stops_the_export_naming_it_and_then_completes() {
     let (s, proxy) = (emulators!(), fault_proxy!());
-    let db = ddl_mid_run(&s, &proxy, "ALTER TABLE {t} ADD COLUMN seven int DEFAULT 7").await;
+    let (db, _) = ddl_mid_run(&s, &proxy, "ALTER TABLE {t} ADD COLUMN seven int DEFAULT 7", &[]).await;
     let row = db.client.query_one(&format!("SELECT count(*) FILTER (WHERE seven = 7) FROM {}", db.table("d")), &[]).await.unwrap();
     assert_eq!(row.get::<_, i64>(0), 4000);
     db.drop().await;
 }
 
+/// With `--resume`, the units recorded before the DDL are kept, and the resumed run (which
+/// locks the table again in its own snapshot) completes once the DDL has run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vacuum_full_mid_run_stops_the_export_naming_it_and_then_completes() {
+async fn vacuum_full_mid_run_stops_the_export_naming_it_and_resume_completes_it() {
     let (s, proxy) = (emulators!(), fault_proxy!());
-    let db = ddl_mid_run(&s, &proxy, "VACUUM FULL {t}").await;
+    let (db, dest) = ddl_mid_run(&s, &proxy, "VACUUM FULL {t}", &["--resume"]).await;
+    let table = db.table("d");
+    let resumed = Running::start(&export_args(&s.pg_url, &dest, &table, &["--resume"]), Some(&s.gcs_host));
+    let (code, stderr, _) = resumed.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    // Unit 0, and unit 1 when it started before the DDL queued.
+    let kept = stderr.split("Resuming run run_id=run1 kept_units=").nth(1).and_then(|rest| rest.get(..1));
+    assert!(matches!(kept, Some("1" | "2")), "{stderr}");
+    let manifest: Manifest = serde_json::from_slice(&s.download(&format!("{}/run1/manifest.json", s.object_name(&dest))).await).unwrap();
+    assert_eq!((manifest.tables[0].row_count, manifest.mixed_snapshot), (4000, true));
+    db.drop().await;
+}
+
+/// A sharded run: the coordinator's snapshot session holds the locks while workers on other
+/// machines read the units. DDL queued behind it stops a worker's next unit at once, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stops_naming_ddl_queued_behind_the_coordinators_locks() {
+    let (s, proxy) = (emulators!(), fault_proxy!());
+    let db = TestDb::new(&s.pg_url, FIXTURE).await;
+    proxy.set(held_uploads()).await;
+    let (dest, table) = (format!("gs://{}/ddl-{:08x}", s.bucket, rand::random::<u32>()), db.table("d"));
+    let shape = ["--partitions", "16", "--jobs", "1"];
+    let (mut coordinator, log) = start_coordinator(&coordinator_args(&s, &dest, std::slice::from_ref(&table), &shape), &proxy.gcs_host);
+    let mut work = Running::spawn(worker(&s, &format!("{dest}/run1/plan.json"), 0, 0, &proxy.gcs_host));
+    work.wait_for_line("Wrote file");
+    let (client, statement) = (connect(&s.pg_url).await, format!("ALTER TABLE {table} ADD COLUMN seven int DEFAULT 7"));
+    let ddl_run = tokio::spawn(async move { client.batch_execute(&statement).await });
+    let (code, stderr, _) = work.finish();
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
+    log.join().unwrap();
+    proxy.set(json!({})).await;
+
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("could not be locked within --lock-wait (0s) because a statement waits for a lock the run holds"), "{stderr}");
+    assert!(stderr.contains(&format!("ACCESS EXCLUSIVE on {table} (active, transaction open ")), "{stderr}");
+    assert!(stderr.contains(&format!("ALTER TABLE {table} ADD COLUMN seven int DEFAULT 7; the run's snapshot holds")), "{stderr}");
+    let ran = tokio::time::timeout(Duration::from_secs(20), ddl_run).await.expect("the DDL completes once the coordinator ended");
+    ran.unwrap().unwrap();
     db.drop().await;
 }
 

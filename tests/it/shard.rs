@@ -65,7 +65,7 @@ async fn a_worker_joins_the_coordinators_snapshot_and_never_a_newer_one() {
 }
 
 /// The coordinator's arguments: `export --coordinate` of `tables` to `dest` as run `run1`.
-fn coordinator_args(s: &Emulators, dest: &str, tables: &[String], extra: &[&str]) -> Vec<String> {
+pub(crate) fn coordinator_args(s: &Emulators, dest: &str, tables: &[String], extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = ["export", "--source", &s.pg_url, "--dest", dest, "--run-id", "run1", "--progress", "off"]
         .into_iter()
         .chain(["--coordinate", "--workers", "4", "--deadline", "5m"])
@@ -79,7 +79,7 @@ fn coordinator_args(s: &Emulators, dest: &str, tables: &[String], extra: &[&str]
 }
 
 /// Starts a coordinator and returns once it wrote its plan, with a thread collecting its log.
-fn start_coordinator(args: &[String], gcs_host: &str) -> (Child, JoinHandle<String>) {
+pub(crate) fn start_coordinator(args: &[String], gcs_host: &str) -> (Child, JoinHandle<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pg2bq"))
         .args(args)
         .env("NO_COLOR", "1")
@@ -110,7 +110,7 @@ fn start_coordinator(args: &[String], gcs_host: &str) -> (Child, JoinHandle<Stri
 }
 
 /// `pg2bq work` as Cloud Run Jobs runs task `index` of [`WORKERS`], attempt `attempt`.
-fn worker(s: &Emulators, plan: &str, index: usize, attempt: u32, gcs_host: &str) -> Command {
+pub(crate) fn worker(s: &Emulators, plan: &str, index: usize, attempt: u32, gcs_host: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_pg2bq"));
     command
         .args(["work", "--plan", plan, "--progress", "off", "--json"])
