@@ -213,7 +213,7 @@ impl ExportConfig {
                 .filter(|_| args.coordinate)
                 .map(|workers| Coordination { workers, deadline: args.deadline.unwrap_or(DEFAULT_DEADLINE) }),
             lock_timeout: args.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
-            lock_wait: args.lock_wait.unwrap_or_default(),
+            lock_wait: args.lock_wait.duration.unwrap_or_default(),
         })
     }
 }
@@ -228,7 +228,7 @@ impl WorkConfig {
     pub fn resolve(args: &WorkArgs, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let source = args.source.clone().or_else(|| env(env::DATABASE_URL)).ok_or(ConfigError::MissingSource)?;
         let identity = WorkerIdentity::resolve(args.worker_index, args.workers, env).map_err(ConfigError::WorkerIdentity)?;
-        let lock_wait = args.lock_wait.unwrap_or_default();
+        let lock_wait = args.lock_wait.duration.unwrap_or_default();
         Ok(Self { plan_uri: args.plan.clone(), source_url: postgres_url(&source)?, identity, gcs: args.gcs.options(), lock_wait })
     }
 }
@@ -822,6 +822,17 @@ mod tests {
 
     fn file(text: &str) -> ConfigFile {
         toml::from_str(text).unwrap()
+    }
+
+    /// The snapshot's locks wait 30 s and units not at all unless told; the last flag wins.
+    #[test]
+    fn lock_waits_default_to_30_s_and_none_and_take_durations() {
+        let cfg = ExportConfig::resolve(&args(&["--source", "postgresql://h/db", "--dest", "/tmp/x"]), file(""), None).unwrap();
+        assert_eq!((cfg.lock_timeout, cfg.lock_wait), (DEFAULT_LOCK_TIMEOUT, std::time::Duration::ZERO));
+        let a =
+            args(&["--source", "postgresql://h/db", "--dest", "/tmp/x", "--lock-timeout", "2m", "--lock-wait", "1s", "--lock-wait", "5m"]);
+        let cfg = ExportConfig::resolve(&a, file(""), None).unwrap();
+        assert_eq!((cfg.lock_timeout.as_secs(), cfg.lock_wait.as_secs()), (120, 300));
     }
 
     #[test]
