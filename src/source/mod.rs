@@ -68,7 +68,7 @@ pub enum SourceError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("table `{table}`: {relations} was rewritten, truncated or dropped (VACUUM FULL, CLUSTER, TRUNCATE, a rewriting ALTER TABLE, DROP) between the run's snapshot and its lock, so the snapshot would read it empty; nothing was exported: export again")]
+    #[error("table `{table}`: {relations} was rewritten, truncated or dropped (VACUUM FULL, CLUSTER, TRUNCATE, a rewriting ALTER TABLE, DROP) between the run's snapshot and its lock, and a snapshot older than a rewrite or truncation reads the table empty; nothing was exported: export again")]
     ChangedSinceSnapshot { table: String, relations: String },
     #[error("could not lock table `{table}` (ACCESS SHARE)")]
     Lock {

@@ -2,13 +2,12 @@
 //! whole export, exports its snapshot for the partition connections to share, and answers
 //! every catalog, count and check query inside it.
 
-use postgres_openssl::MakeTlsConnector;
-use tokio_postgres::config::SslMode;
-use tokio_postgres::{Client, Config, NoTls};
-
 use std::time::Duration;
 
+use postgres_openssl::MakeTlsConnector;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config, NoTls};
 use tracing::{debug, info, warn};
 
 use super::{redact_url, SourceError};
@@ -81,6 +80,7 @@ const LOCK_ROW_COLUMNS: &str = "a.pid, l.mode, l.granted, coalesce(a.state, ''),
     extract(epoch FROM now() - coalesce(a.xact_start, a.query_start, now()))::float8, \
     left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 300), l.relation::regclass::text";
 
+/// `AccessExclusiveLock` → `ACCESS EXCLUSIVE`, as the LOCK TABLE documentation names modes.
 fn lock_mode(mode: &str) -> String {
     mode.strip_suffix("Lock").unwrap_or(mode).chars().fold(String::new(), |mut out, c| {
         if c.is_uppercase() && !out.is_empty() {
@@ -91,7 +91,8 @@ fn lock_mode(mode: &str) -> String {
     })
 }
 
-/// `pid 42 waits for ACCESS EXCLUSIVE on public.t (active, for 3 s): ALTER TABLE …`, joined by `; `.
+/// `pid 42 waits for ACCESS EXCLUSIVE on public.t (active, transaction open 3 s): ALTER TABLE …`,
+/// joined by `; `.
 fn render_lock_rows(rows: &[tokio_postgres::Row]) -> String {
     rows.iter()
         .map(|r| {
@@ -469,12 +470,14 @@ impl SnapshotSession {
     /// pg_dump does right after its snapshot: from then on no `ALTER TABLE`, `VACUUM FULL` or
     /// `DROP` can change them before the run ends. The session then keeps `lock_timeout` set.
     /// A table that does not exist, is not a table, or that this role may not SELECT is left
-    /// to the plan, which refuses it by name. Returns the tables locked.
+    /// to the plan, which refuses it by name. Then checks that no table changed between the
+    /// snapshot and its lock.
     ///
     /// # Errors
     /// [`SourceError::LockTimeout`] naming the table and the sessions holding or queued for an
-    /// ACCESS EXCLUSIVE lock on it when the lock is not granted within `timeout`.
-    pub async fn lock_tables(&self, tables: &[(String, String)], timeout: Duration) -> Result<usize, SourceError> {
+    /// ACCESS EXCLUSIVE lock on it when the lock is not granted within `timeout`;
+    /// [`SourceError::ChangedSinceSnapshot`].
+    pub async fn lock_tables(&self, tables: &[(String, String)], timeout: Duration) -> Result<(), SourceError> {
         let timeout_text = humantime::format_duration(timeout).to_string();
         self.client
             .batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", timeout.as_millis().max(1)))
@@ -520,7 +523,7 @@ impl SnapshotSession {
         }
         self.unchanged_since_snapshot(tables).await?;
         info!(tables = locked, lock_timeout = %timeout_text, "Locked the exported tables (ACCESS SHARE) in the snapshot's session");
-        Ok(locked)
+        Ok(())
     }
 
     /// Checks the session's connection still answers: its transaction holds the snapshot every

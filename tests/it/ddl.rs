@@ -230,7 +230,7 @@ async fn ddl_between_snapshot_and_lock(url: &str, db: &TestDb, dest: &str, ddl: 
     reader.batch_execute(&format!("BEGIN; SELECT count(*) FROM {table}")).await.unwrap();
     let (client, statement) = (connect(url).await, ddl.replace("{t}", &table));
     let ddl_run = tokio::spawn(async move { client.batch_execute(&statement).await });
-    let queued = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND (query LIKE 'ALTER TABLE%' OR application_name LIKE 'pg2bq-%')";
+    let queued = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()";
     // Asked outside the reader's transaction, which sees pg_stat_activity as it was at its start.
     let observer = connect(url).await;
     let waiting = |n: i64| {
