@@ -104,23 +104,25 @@ fn export_args<'a>(url: &'a str, dest: &'a str, table: &'a str, extra: &[&'a str
     args
 }
 
-/// After the first unit's file, another session runs `ddl` on the table. The DDL waits for the run's lock, the next
-/// unit must not queue behind it: the export stops at once naming the DDL, commits nothing, and
-/// the DDL then completes. Returns the schema and the run's destination.
-async fn ddl_mid_run(s: &Emulators, proxy: &FaultProxy, ddl: &str, extra: &[&str]) -> (TestDb, String) {
+/// After the first unit's file, another session runs `ddl` on the table. The DDL waits for the
+/// run's lock, and the next unit waits at most `lock_wait` behind it: the export then stops
+/// naming the DDL, commits nothing, and the DDL completes. Returns the schema, the run's
+/// destination and its stderr.
+async fn ddl_mid_run(s: &Emulators, proxy: &FaultProxy, ddl: &str, lock_wait: &str, extra: &[&str]) -> (TestDb, String, String) {
     let db = TestDb::new(&s.pg_url, FIXTURE).await;
     proxy.set(held_uploads()).await;
     let dest = format!("gs://{}/ddl-{:08x}", s.bucket, rand::random::<u32>());
     let table = db.table("d");
-    let mut export = Running::start(&export_args(&s.pg_url, &dest, &table, extra), Some(&proxy.gcs_host));
+    let args = [export_args(&s.pg_url, &dest, &table, extra), vec!["--lock-wait", lock_wait]].concat();
+    let mut export = Running::start(&args, Some(&proxy.gcs_host));
     export.wait_for_line("Wrote file");
     let (client, statement) = (connect(&s.pg_url).await, ddl.replace("{t}", &table));
     let ddl_run = tokio::spawn(async move { client.batch_execute(&statement).await });
     let (code, stderr, _) = export.finish();
     proxy.set(json!({})).await;
     assert_eq!(code, Some(2), "{stderr}");
-    let expected = "could not be locked within --lock-wait (0s) because a statement waits for a lock the run holds: pid ";
-    assert!(stderr.contains(&format!("table `{table}`, unit ")) && stderr.contains(expected), "{stderr}");
+    let expected = format!("could not be locked within --lock-wait ({lock_wait}) because a statement waits for a lock the run holds: pid ");
+    assert!(stderr.contains(&format!("table `{table}`, unit ")) && stderr.contains(&expected), "{stderr}");
     let waiting = format!("waits for ACCESS EXCLUSIVE on {table} (active, transaction open ");
     assert!(stderr.contains(&waiting) && stderr.contains(&ddl.replace("{t}", &table)), "{stderr}");
     assert!(stderr.contains("export again once that statement has run (or end it), or pass --lock-wait <duration>"), "{stderr}");
@@ -128,15 +130,30 @@ async fn ddl_mid_run(s: &Emulators, proxy: &FaultProxy, ddl: &str, extra: &[&str
     assert!(!objects.iter().any(|o| o.ends_with("manifest.json")), "nothing is committed: {objects:?}");
     let ran = tokio::time::timeout(Duration::from_secs(20), ddl_run).await.expect("the DDL completes once the export stopped");
     ran.unwrap().unwrap();
-    (db, dest)
+    (db, dest, stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alter_table_mid_run_stops_the_export_naming_it_and_then_completes() {
     let (s, proxy) = (emulators!(), fault_proxy!());
-    let (db, _) = ddl_mid_run(&s, &proxy, "ALTER TABLE {t} ADD COLUMN seven int DEFAULT 7", &[]).await;
+    let (db, _, stderr) = ddl_mid_run(&s, &proxy, "ALTER TABLE {t} ADD COLUMN seven int DEFAULT 7", "0s", &[]).await;
+    assert!(!stderr.contains("Waiting for a lock"), "a unit that does not wait has nothing to report: {stderr}");
     let row = db.client.query_one(&format!("SELECT count(*) FILTER (WHERE seven = 7) FROM {}", db.table("d")), &[]).await.unwrap();
     assert_eq!(row.get::<_, i64>(0), 4000);
+    db.drop().await;
+}
+
+/// A unit allowed to wait (`--lock-wait 10s`) says every few seconds what it waits for, then
+/// stops at the end of its wait, naming the DDL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_allowed_to_wait_says_what_it_waits_for_then_stops() {
+    let (s, proxy) = (emulators!(), fault_proxy!());
+    let (db, _, stderr) = ddl_mid_run(&s, &proxy, "ALTER TABLE {t} ADD COLUMN seven int DEFAULT 7", "10s", &[]).await;
+    let table = db.table("d");
+    assert!(stderr.contains("Waiting for a lock held or requested by another session"), "{stderr}");
+    let line = format!("relation={table} blocked_by=pid ");
+    let blocker = format!(" (active): ALTER TABLE {table} ADD COLUMN seven int DEFAULT 7");
+    assert!(stderr.contains(&line) && stderr.contains(&blocker), "{stderr}");
     db.drop().await;
 }
 
@@ -145,7 +162,7 @@ async fn alter_table_mid_run_stops_the_export_naming_it_and_then_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vacuum_full_mid_run_stops_the_export_naming_it_and_resume_completes_it() {
     let (s, proxy) = (emulators!(), fault_proxy!());
-    let (db, dest) = ddl_mid_run(&s, &proxy, "VACUUM FULL {t}", &["--resume"]).await;
+    let (db, dest, _) = ddl_mid_run(&s, &proxy, "VACUUM FULL {t}", "0s", &["--resume"]).await;
     let table = db.table("d");
     let resumed = Running::start(&export_args(&s.pg_url, &dest, &table, &["--resume"]), Some(&s.gcs_host));
     let (code, stderr, _) = resumed.finish();
