@@ -70,9 +70,11 @@ pub fn application_name(snapshot_id: &str) -> String {
     format!("pg2bq-{snapshot_id}")
 }
 
-/// How long a statement waits for a lock before a line says what it waits for, then how often.
+/// When the first look at the run's lock waits comes, then how often; a wait shorter than
+/// `LOCK_NOTE_MIN` then is not reported (a unit's usual moment).
 pub const LOCK_NOTE_AFTER: Duration = Duration::from_secs(3);
 const LOCK_NOTE_EVERY: Duration = Duration::from_secs(5);
+const LOCK_NOTE_MIN: Duration = Duration::from_secs(2);
 
 /// The sessions holding or queued for a lock, one per line of [`render_lock_rows`]: pid, mode,
 /// granted, state, seconds, statement, relation.
@@ -142,7 +144,7 @@ pub async fn queued_behind_run(url: &str, snapshot_id: &str) -> Result<String, S
 }
 
 /// Every session of the run reading snapshot `snapshot_id` that has waited for a lock longer
-/// than [`LOCK_NOTE_AFTER`]: `(pid, seconds waited, relations it waits for, who it waits for)`.
+/// than [`LOCK_NOTE_MIN`]: `(pid, seconds waited, relations it waits for, who it waits for)`.
 async fn run_lock_waits(client: &Client, snapshot_id: &str) -> Result<Vec<(i32, f64, String, String)>, SourceError> {
     let rows = client
         .query(
@@ -153,7 +155,7 @@ async fn run_lock_waits(client: &Client, snapshot_id: &str) -> Result<Vec<(i32, 
              JOIN pg_stat_activity b ON b.pid = bp.pid \
              WHERE w.application_name = $1 AND w.wait_event_type = 'Lock' AND now() - w.query_start > $2::float8 * interval '1 s' \
              GROUP BY w.pid, w.query_start ORDER BY w.pid",
-            &[&application_name(snapshot_id), &LOCK_NOTE_AFTER.as_secs_f64()],
+            &[&application_name(snapshot_id), &LOCK_NOTE_MIN.as_secs_f64()],
         )
         .await
         .map_err(query_error("read the run's sessions waiting for a lock"))?;
