@@ -137,6 +137,16 @@ pub struct GcpArgs {
     pub storage: GcsArgs,
 }
 
+/// `--lock-wait`, of `export` and `work`.
+#[derive(Debug, Args)]
+pub struct LockWaitArgs {
+    /// How long a unit's statements may wait for a lock (e.g. 5m; default 0: not at all). DDL
+    /// queued on an exported table waits for the whole run, which locks it, so a unit behind it
+    /// stops at once naming the DDL; wait only for DDL that gives up on its own lock_timeout
+    #[arg(long = "lock-wait", value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+}
+
 /// The GCS emulator endpoint and the credentials file (export, and GCP's share of the others).
 #[derive(Debug, Args)]
 pub struct GcsArgs {
@@ -317,6 +327,12 @@ pub struct ExportArgs {
     /// 90m, 6h; default 24h).
     #[arg(long, requires = "coordinate", value_parser = humantime::parse_duration)]
     pub deadline: Option<std::time::Duration>,
+    /// How long the snapshot's session waits to lock each table (ACCESS SHARE, as pg_dump
+    /// does) before the run stops naming the session holding it (default 30s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lock_timeout: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub lock_wait: LockWaitArgs,
     #[command(flatten)]
     pub gcs: GcsArgs,
 }
@@ -337,6 +353,8 @@ pub struct WorkArgs {
     /// Indexed Jobs set none, so pass it there).
     #[arg(long, value_parser = parse_at_least_one)]
     pub workers: Option<usize>,
+    #[command(flatten)]
+    pub lock_wait: LockWaitArgs,
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]

@@ -30,6 +30,8 @@ use crate::validate::{Denormalized, Probe, ValidateConfig};
 
 /// How long a sharded run's coordinator waits for its workers unless told otherwise.
 pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// `--lock-timeout`: how long the snapshot's session waits to lock each exported table.
+pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Rows per Arrow batch from Postgres unless told otherwise.
 pub const DEFAULT_BATCH_ROWS: usize = 16_384;
@@ -225,6 +227,8 @@ impl ExportConfig {
                 .workers
                 .filter(|_| args.coordinate)
                 .map(|workers| Coordination { workers, deadline: args.deadline.unwrap_or(DEFAULT_DEADLINE) }),
+            lock_timeout: args.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
+            lock_wait: args.lock_wait.duration.unwrap_or_default(),
         })
     }
 }
@@ -239,7 +243,8 @@ impl WorkConfig {
     pub fn resolve(args: &WorkArgs, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let source = args.source.clone().or_else(|| env(env::DATABASE_URL)).ok_or(ConfigError::MissingSource)?;
         let identity = WorkerIdentity::resolve(args.worker_index, args.workers, env).map_err(ConfigError::WorkerIdentity)?;
-        Ok(Self { plan_uri: args.plan.clone(), source_url: postgres_url(&source)?, identity, gcs: args.gcs.options() })
+        let lock_wait = args.lock_wait.duration.unwrap_or_default();
+        Ok(Self { plan_uri: args.plan.clone(), source_url: postgres_url(&source)?, identity, gcs: args.gcs.options(), lock_wait })
     }
 }
 
@@ -824,6 +829,17 @@ mod tests {
 
     fn file(text: &str) -> ConfigFile {
         toml::from_str(text).unwrap()
+    }
+
+    /// The snapshot's locks wait 30 s and units not at all unless told; the last flag wins.
+    #[test]
+    fn lock_waits_default_to_30_s_and_none_and_take_durations() {
+        let cfg = ExportConfig::resolve(&args(&["--source", "postgresql://h/db", "--dest", "/tmp/x"]), file(""), None).unwrap();
+        assert_eq!((cfg.lock_timeout, cfg.lock_wait), (DEFAULT_LOCK_TIMEOUT, std::time::Duration::ZERO));
+        let a =
+            args(&["--source", "postgresql://h/db", "--dest", "/tmp/x", "--lock-timeout", "2m", "--lock-wait", "1s", "--lock-wait", "5m"]);
+        let cfg = ExportConfig::resolve(&a, file(""), None).unwrap();
+        assert_eq!((cfg.lock_timeout.as_secs(), cfg.lock_wait.as_secs()), (120, 300));
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct ExportConfig {
     pub gcs: GcsOptions,
     /// `--coordinate`: hand the units to workers on other machines instead of running them.
     pub coordinate: Option<Coordination>,
+    /// `--lock-timeout`: how long the snapshot's session waits to lock each table.
+    pub lock_timeout: Duration,
+    /// `--lock-wait`: how long a unit's statement waits for a lock (zero: it does not).
+    pub lock_wait: Duration,
 }
 
 /// `export --coordinate`: how many workers run the units, and how long they may take.
@@ -53,6 +57,8 @@ pub struct WorkConfig {
     pub source_url: String,
     pub identity: WorkerIdentity,
     pub gcs: GcsOptions,
+    /// `--lock-wait`: how long a unit's statement waits for a lock (zero: it does not).
+    pub lock_wait: Duration,
 }
 
 /// One table or query of a run, every option resolved (flags > environment > file > default).

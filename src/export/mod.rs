@@ -36,9 +36,10 @@ use crate::model::partition::PartitionBounds;
 pub use crate::model::progress::{ProgressCounter, ProgressReporter};
 use crate::model::progress::{TableProgress, UnitReport};
 use crate::model::run_id::RunId;
+use crate::model::table_ref::TableRef;
 use crate::model::types::ColumnMapping;
 use crate::model::unit_record::UnitRecord;
-use crate::source::postgres::SnapshotSession;
+use crate::source::postgres::{unit_url, SnapshotSession};
 use crate::source::stream::{stream_query, StreamError};
 use crate::source::SourceError;
 use crate::storage::manifest::{check_listed_files, read_manifest, ManifestError};
@@ -118,6 +119,16 @@ pub enum ExportError {
         #[source]
         source: Box<ExportError>,
     },
+    #[error("table `{table}`, unit {partition}: its rows could not be locked within --lock-wait ({lock_wait}) because a statement waits for a lock the run holds: {waiting}; the run's snapshot holds ACCESS SHARE on every exported table until the run ends (as pg_dump does), so that statement waits for the run and the unit would wait behind it; nothing was committed: export again once that statement has run (or end it), or pass --lock-wait <duration> to let units wait for it to give up (its own lock_timeout)")]
+    LockQueued {
+        table: String,
+        partition: usize,
+        lock_wait: String,
+        /// The statements queued behind the run's locks: pid, mode, relation, how long, statement.
+        waiting: String,
+        #[source]
+        source: Box<ExportError>,
+    },
     #[error(transparent)]
     UnitRecord(#[from] UnitRecordError),
     #[error("cannot resume run `{run_id}`: table `{table}`, unit {partition}: {difference}; the table or the options changed since it was recorded, so rerun without --resume (it starts clean) or under another --run-id")]
@@ -192,6 +203,7 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
         return Err(committed());
     }
     let session = SnapshotSession::open(&config.source_url).await?;
+    session.lock_tables(&locked_tables(config), config.lock_timeout).await?;
     let parent = since_manifest(config).await?;
     let plan = plan::plan_export(config, &session, run_id.as_str(), parent.as_ref()).await?;
     if let Some(coordination) = &config.coordinate {
@@ -237,6 +249,15 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
             Err(error)
         }
     }
+}
+
+/// The tables of the run (not its queries), to lock in the snapshot.
+fn locked_tables(config: &ExportConfig) -> Vec<TableRef> {
+    let tables = config.tables.iter().filter_map(|spec| match &spec.source {
+        config::TableSource::Table(table) => Some(table.clone()),
+        config::TableSource::Query(_) => None,
+    });
+    tables.collect()
 }
 
 /// Tables named in an error, `a, b`, or `none`.
@@ -373,7 +394,9 @@ impl RunAttempt<'_> {
         }
         let exporter = Arc::new(UnitExporter {
             source_url: config.source_url.clone(),
+            unit_url: unit_url(&config.source_url, &session.snapshot_id, config.lock_wait),
             setup: session.partition_setup(),
+            lock_wait: config.lock_wait,
             store: store.clone(),
             runtime: tokio::runtime::Handle::current(),
             parquet: config.parquet,
@@ -621,8 +644,12 @@ impl From<ExportError> for Interrupted {
 /// encoding, and the flag that stops them all once one unit fails.
 pub struct UnitExporter {
     source_url: String,
+    /// The URL of a unit's connections ([`unit_url`]).
+    unit_url: String,
     /// Statements that put a worker's connection into the run's snapshot.
     setup: Vec<String>,
+    /// How long a unit's statement may wait for a lock (`--lock-wait`).
+    lock_wait: std::time::Duration,
     store: Store,
     runtime: tokio::runtime::Handle,
     /// The encoding's limits; each unit gets its worker's share of the memory budget.
@@ -673,7 +700,7 @@ impl UnitExporter {
             unit.directory.clone(),
             partition,
         );
-        let rows = stream_query(&self.source_url, table, &unit.query, &self.setup, memory.batch_rows, |batch| {
+        let rows = stream_query(&self.unit_url, table, &unit.query, &self.setup, memory.batch_rows, |batch| {
             if self.cancelled.load(Ordering::Relaxed) {
                 return Err(Interrupted::Cancelled);
             }
@@ -761,7 +788,7 @@ mod tests {
             .collect();
         TablePlan {
             name: "public.t".into(),
-            table: Some(crate::model::table_ref::TableRef::new("public", "t")),
+            table: Some(TableRef::new("public", "t")),
             bq_table: "t".into(),
             source_query: r#"SELECT "id" AS "id" FROM "public"."t""#.into(),
             from: r#""public"."t""#.into(),

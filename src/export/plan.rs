@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
@@ -18,7 +19,7 @@ use crate::model::tail::Tail;
 use crate::model::types::{
     bigquery_column_names, bigquery_identifier, json_number_check, map_column, quote_ident, ColumnMapping, OnBadValue, OutOfRange, PgColumn,
 };
-use crate::source::postgres::{CompressedChunk, SnapshotSession, TreeRelation};
+use crate::source::postgres::{CompressedChunk, InvalidText, SnapshotSession, TreeRelation};
 use crate::source::SourceError;
 
 /// Units are not cut smaller than this: below it a unit's own cost (a connection joining the
@@ -229,6 +230,9 @@ async fn plan_table(
         Ok(mappings) => mappings,
         Err(problems) => return Ok(Err(problems)),
     };
+    if let Some(problem) = invalid_text(session, &shape, &mappings).await? {
+        return Ok(Err(vec![problem]));
+    }
     let source_query = format!("SELECT {} FROM {}", select_list(&mappings), shape.from);
     let several = config.tables.len() > 1;
     // Before the probe: a foreign child would fail it with the remote server's error.
@@ -263,6 +267,27 @@ async fn plan_table(
         min_files: counted.partitions.iter().filter(|p| p.rows > 0).count(),
         partitions: counted.partitions,
     }))
+}
+
+/// A SQL_ASCII database's text that is not UTF-8 (which Parquet and BigQuery need), named by
+/// column and the first row's key, with the ways out.
+async fn invalid_text(session: &SnapshotSession, shape: &SourceShape, mappings: &[ColumnMapping]) -> Result<Option<String>, SourceError> {
+    let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8);
+    let columns: Vec<(String, String)> = mappings
+        .iter()
+        .filter(|m| text(&m.arrow_type) || matches!(&m.arrow_type, DataType::List(f) if text(f.data_type())))
+        .map(|m| (m.name.clone(), m.select_expr.clone()))
+        .collect();
+    let what = shape.what();
+    let Some(found) = session.first_invalid_text(&shape.from, &shape.primary_key, &columns, &what).await? else { return Ok(None) };
+    let InvalidText { column, value, key, rows } = found;
+    let at = key.map_or_else(String::new, |key| format!(", {key},"));
+    Ok(Some(format!(
+        "{what}: {rows} row(s) hold text that is not valid UTF-8; the first{at} in column `{column}`: `{value}` (bytes above 127 in octal); \
+         the database's encoding is SQL_ASCII, which stores any bytes, and Parquet and BigQuery hold only UTF-8: convert those \
+         rows to UTF-8, or export the bytes as BYTES through --query with `convert_to({col}, 'SQL_ASCII') AS {col}`",
+        col = quote_ident(&column)
+    )))
 }
 
 /// Counts the rows (of a tail: above its bound) and applies the value checks' findings: rows

@@ -22,6 +22,7 @@ use crate::model::manifest::{TableManifest, UnitSnapshot};
 use crate::model::progress::{ProgressCounter, UnitReport};
 use crate::model::run_id::RunId;
 use crate::model::unit_record::UnitRecord;
+use crate::source::postgres::{noting_lock_waits, queued_behind_run, LOCK_NOTE_AFTER};
 use crate::source::SourceError;
 use crate::storage::gcs::GcsError;
 use crate::storage::run::{ClaimError, RunClaim, WorkerLease};
@@ -58,7 +59,9 @@ const TRANSIENT_SOURCE_MARKERS: &[&str] = &[
 
 /// Whether another attempt of the unit in the same snapshot may succeed: a lost Postgres
 /// connection or a terminated backend, or GCS failing on its side (5xx, 429, reset, a lost
-/// upload session). Everything else, a refused value, a permission, a type, is permanent.
+/// upload session), or a lock another session held briefly (one queued behind the run's own
+/// locks is [`ExportError::LockQueued`] instead). Everything else, a refused value, a
+/// permission, a type, is permanent.
 ///
 /// The vendored ConnectorX reports its reader's error, so the server's message decides. A
 /// stream that still ends short with no error, cause unknown, is tried again unless its
@@ -69,9 +72,18 @@ pub fn is_transient(error: &ExportError, previous_short_rows: Option<u64>) -> bo
         ExportError::Source(SourceError::ShortStream { actual, .. }) => previous_short_rows != Some(*actual),
         ExportError::Source(SourceError::ConnectorX { message, .. }) => {
             let message = message.to_ascii_lowercase();
-            TRANSIENT_SOURCE_MARKERS.iter().any(|marker| message.contains(marker))
+            TRANSIENT_SOURCE_MARKERS.iter().any(|marker| message.contains(marker)) || is_lock_timeout(error)
         }
         ExportError::Write { source, .. } => matches!(&**source, ParquetSinkError::Store(store) if is_transient_store(store)),
+        _ => false,
+    }
+}
+
+/// Whether a unit stopped because a lock was not granted within its `lock_timeout` (55P03,
+/// "canceling statement due to lock timeout").
+fn is_lock_timeout(error: &ExportError) -> bool {
+    match error {
+        ExportError::Source(SourceError::ConnectorX { message, .. }) => message.to_ascii_lowercase().contains("lock timeout"),
         _ => false,
     }
 }
@@ -218,7 +230,13 @@ impl Scheduler<'_> {
                 }
             }
         };
-        futures::future::join(workers, collect).await;
+        // A unit's statement waits for a lock at most --lock-wait; a long one is reported.
+        let (url, snapshot_id) = (&self.exporter.source_url, &self.snapshot.snapshot_id);
+        if self.exporter.lock_wait >= LOCK_NOTE_AFTER {
+            noting_lock_waits(url, snapshot_id, futures::future::join(workers, collect)).await;
+        } else {
+            futures::future::join(workers, collect).await;
+        }
         match first_error {
             Some(error) if tables.len() > 1 => {
                 let (done, not_done): (Vec<_>, Vec<_>) = tables.iter().zip(&manifests).partition(|(_, m)| m.is_some());
@@ -263,6 +281,7 @@ impl Scheduler<'_> {
                 Ok(Err(error)) => error,
                 Err(source) => ExportError::Worker { table: queued.unit.table.clone(), partition: queued.unit.partition, source },
             };
+            let error = if is_lock_timeout(&error) { self.lock_queued(&queued.unit, error).await } else { error };
             if !is_transient(&error, short_rows) || attempt >= MAX_UNIT_ATTEMPTS || self.exporter.cancelled.load(Ordering::Relaxed) {
                 return Some(Err(after_attempts(&queued.unit, attempt, error)));
             }
@@ -278,6 +297,28 @@ impl Scheduler<'_> {
             if !backoff.wait().await {
                 return Some(Err(after_attempts(&queued.unit, attempt, error)));
             }
+        }
+    }
+
+    /// A unit that could not lock its rows within `--lock-wait`: [`ExportError::LockQueued`]
+    /// naming the statements queued behind the run's own locks (an `ALTER TABLE` or `VACUUM
+    /// FULL` waiting for the snapshot, which no retry can get past). `error` as it is when none
+    /// is queued (another session held the lock a moment; the unit is tried again).
+    async fn lock_queued(&self, unit: &ExportUnit, error: ExportError) -> ExportError {
+        let waiting = match queued_behind_run(&self.exporter.source_url, &self.snapshot.snapshot_id).await {
+            Ok(found) if !found.is_empty() => found,
+            Ok(_) => return error,
+            Err(cause) => {
+                warn!(table = %unit.table, unit = unit.partition, error = %cause, "Could not read which statements wait behind the run's locks");
+                return error;
+            }
+        };
+        ExportError::LockQueued {
+            table: unit.table.clone(),
+            partition: unit.partition,
+            lock_wait: humantime::format_duration(self.exporter.lock_wait).to_string(),
+            waiting,
+            source: Box::new(error),
         }
     }
 
@@ -384,6 +425,7 @@ mod tests {
             "error connecting to server: Connection refused (os error 111)",
             "connection reset by peer (os error 104)",
             "connection closed",
+            "db error: ERROR: canceling statement due to lock timeout",
         ] {
             assert!(is_transient(&connectorx(message), None), "{message}");
         }

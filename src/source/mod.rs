@@ -59,6 +59,25 @@ pub enum SourceError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error("could not lock table `{table}` (ACCESS SHARE, as pg_dump does) within the lock timeout of {timeout}: {blockers}; retry when it has finished, end it, or raise --lock-timeout")]
+    LockTimeout {
+        table: String,
+        timeout: String,
+        /// Who holds or waits for a conflicting lock: pid, mode, how long, statement.
+        blockers: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("table `{table}`: {relations} was rewritten, truncated or dropped (VACUUM FULL, CLUSTER, TRUNCATE, a rewriting ALTER TABLE, DROP) between the run's snapshot and its lock, and a snapshot older than a rewrite or truncation reads the table empty; nothing was exported: export again")]
+    ChangedSinceSnapshot { table: String, relations: String },
+    #[error("could not lock table `{table}` (ACCESS SHARE)")]
+    Lock {
+        table: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("table `{table}` is a {kind}, not a table, so it cannot be cut into units and counted per relation; export it as a query instead: --query {name}='SELECT * FROM {from}'{foreign}")]
+    NotATable { table: String, kind: &'static str, name: String, from: String, foreign: &'static str },
     #[error("table `{table}`: ConnectorX failed: {message}")]
     ConnectorX { table: String, message: String },
     #[error("table `{table}`, partition {partition}: Postgres has {expected} rows but the stream ended after {actual}; ConnectorX dropped an error, nothing was committed")]

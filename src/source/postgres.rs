@@ -2,9 +2,13 @@
 //! whole export, exports its snapshot for the partition connections to share, and answers
 //! every catalog, count and check query inside it.
 
+use std::time::Duration;
+
 use postgres_openssl::MakeTlsConnector;
 use tokio_postgres::config::SslMode;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
+use tracing::{debug, info, warn};
 
 use super::{redact_url, SourceError};
 use crate::model::manifest::{ForeignKey, SourceInfo};
@@ -36,6 +40,170 @@ pub fn snapshot_setup(snapshot_id: &str) -> Vec<String> {
     ];
     setup.extend(SESSION_SETTINGS.iter().map(|s| s.to_string()));
     setup
+}
+
+/// The URL a unit's connections use (ConnectorX opens one to describe the query, one to read
+/// it): named after the run's snapshot, and waiting at most `lock_wait` for any lock (zero:
+/// 1 ms, as pg_dump's workers ask with NOWAIT). The snapshot's session holds ACCESS SHARE on
+/// every exported table, so an ACCESS EXCLUSIVE request queued on one waits for the whole run,
+/// and a unit queued behind it would wait forever. Set at connection start, so the describe
+/// step is bounded too.
+pub fn unit_url(url: &str, snapshot_id: &str, lock_wait: Duration) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else { return url.to_string() };
+    let lock_timeout = format!("-c lock_timeout={}ms", lock_wait.as_millis().max(1));
+    let mut pairs: Vec<(String, String)> =
+        parsed.query_pairs().filter(|(k, _)| k != "application_name").map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    match pairs.iter_mut().find(|(k, _)| k == "options") {
+        Some((_, options)) => *options = format!("{options} {lock_timeout}"),
+        None => pairs.push(("options".to_string(), lock_timeout)),
+    }
+    pairs.push(("application_name".to_string(), application_name(snapshot_id)));
+    parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    // The postgres crate decodes `%20`, not the form encoding's `+`, to a space.
+    let query = parsed.query().map(|q| q.replace('+', "%20"));
+    parsed.set_query(query.as_deref());
+    parsed.to_string()
+}
+
+/// The `application_name` of every connection reading snapshot `snapshot_id` (the snapshot's
+/// own session included), by which the lock diagnostics find the run's backends.
+pub fn application_name(snapshot_id: &str) -> String {
+    format!("pg2bq-{snapshot_id}")
+}
+
+/// When the first look at the run's lock waits comes, then how often; a wait shorter than
+/// `LOCK_NOTE_MIN` then is not reported (a unit's usual moment).
+pub const LOCK_NOTE_AFTER: Duration = Duration::from_secs(3);
+const LOCK_NOTE_EVERY: Duration = Duration::from_secs(5);
+const LOCK_NOTE_MIN: Duration = Duration::from_secs(2);
+
+/// The sessions holding or queued for a lock, one per line of [`render_lock_rows`]: pid, mode,
+/// granted, state, seconds, statement, relation.
+const LOCK_ROW_COLUMNS: &str = "a.pid, l.mode, l.granted, coalesce(a.state, ''), \
+    extract(epoch FROM now() - coalesce(a.xact_start, a.query_start, now()))::float8, \
+    left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 300), l.relation::regclass::text";
+
+/// `AccessExclusiveLock` → `ACCESS EXCLUSIVE`, as the LOCK TABLE documentation names modes.
+fn lock_mode(mode: &str) -> String {
+    mode.strip_suffix("Lock").unwrap_or(mode).chars().fold(String::new(), |mut out, c| {
+        if c.is_uppercase() && !out.is_empty() {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_uppercase());
+        out
+    })
+}
+
+/// `pid 42 waits for ACCESS EXCLUSIVE on public.t (active, transaction open 3 s): ALTER TABLE …`,
+/// joined by `; `.
+fn render_lock_rows(rows: &[tokio_postgres::Row]) -> String {
+    rows.iter()
+        .map(|r| {
+            let (pid, mode, granted, state) = (r.get::<_, i32>(0), lock_mode(r.get(1)), r.get::<_, bool>(2), r.get::<_, String>(3));
+            let (seconds, relation) = (r.get::<_, f64>(4), r.get::<_, Option<String>>(6).unwrap_or_default());
+            let query = r.get::<_, String>(5);
+            let query = query.trim().trim_end_matches(';');
+            let how = if granted { "holds" } else { "waits for" };
+            format!("pid {pid} {how} {mode} on {relation} ({state}, transaction open {seconds:.0} s): {query}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What keeps a lock on `oid` (or a relation under it) from being granted to us: every other
+/// session holding or queued for ACCESS EXCLUSIVE, the only mode ACCESS SHARE conflicts with.
+async fn exclusive_lockers(url: &str, oid: u32) -> Result<String, SourceError> {
+    let client = connect(url).await?;
+    let sql = format!(
+        "WITH RECURSIVE tree(relid) AS (SELECT $1::oid UNION SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid) \
+         SELECT {LOCK_ROW_COLUMNS} FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'relation' AND l.relation IN (SELECT relid FROM tree) AND l.mode = 'AccessExclusiveLock' \
+           AND l.pid <> pg_backend_pid() ORDER BY l.granted DESC, a.pid"
+    );
+    let rows = client.query(&sql, &[&oid]).await.map_err(query_error("read who holds a lock on the table"))?;
+    Ok(render_lock_rows(&rows))
+}
+
+/// The statements queued for a lock behind a session of the run reading snapshot `snapshot_id`
+/// (its snapshot's session holds ACCESS SHARE on every exported table until the run ends): an
+/// `ALTER TABLE`, `VACUUM FULL` or `LOCK TABLE` that cannot proceed before the run does. Empty
+/// when none waits now.
+///
+/// # Errors
+/// [`SourceError`] when the server cannot be asked.
+pub async fn queued_behind_run(url: &str, snapshot_id: &str) -> Result<String, SourceError> {
+    let client = connect(url).await?;
+    let sql = format!(
+        "SELECT {LOCK_ROW_COLUMNS} FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'relation' AND NOT l.granted AND EXISTS ( \
+           SELECT FROM pg_stat_activity o WHERE o.application_name = $1 AND o.pid = ANY(pg_blocking_pids(l.pid))) \
+         ORDER BY a.pid"
+    );
+    let rows =
+        client.query(&sql, &[&application_name(snapshot_id)]).await.map_err(query_error("read what waits behind the run's locks"))?;
+    Ok(render_lock_rows(&rows))
+}
+
+/// Every session of the run reading snapshot `snapshot_id` that has waited for a lock longer
+/// than [`LOCK_NOTE_MIN`]: `(pid, seconds waited, relations it waits for, who it waits for)`.
+async fn run_lock_waits(client: &Client, snapshot_id: &str) -> Result<Vec<(i32, f64, String, String)>, SourceError> {
+    let rows = client
+        .query(
+            "SELECT w.pid, extract(epoch FROM now() - w.query_start)::float8, \
+               coalesce((SELECT string_agg(l.relation::regclass::text, ', ') FROM pg_locks l WHERE l.pid = w.pid AND NOT l.granted), ''), \
+               string_agg(format('pid %s (%s): %s', b.pid, b.state, left(regexp_replace(b.query, '\\s+', ' ', 'g'), 300)), '; ') \
+             FROM pg_stat_activity w CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid) \
+             JOIN pg_stat_activity b ON b.pid = bp.pid \
+             WHERE w.application_name = $1 AND w.wait_event_type = 'Lock' AND now() - w.query_start > $2::float8 * interval '1 s' \
+             GROUP BY w.pid, w.query_start ORDER BY w.pid",
+            &[&application_name(snapshot_id), &LOCK_NOTE_MIN.as_secs_f64()],
+        )
+        .await
+        .map_err(query_error("read the run's sessions waiting for a lock"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
+}
+
+/// Runs `future` and, every few seconds, logs what the run's sessions wait for, so a statement
+/// queued behind a lock never waits silently. Uses one more connection, opened at the first
+/// look.
+pub async fn noting_lock_waits<T>(url: &str, snapshot_id: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::pin!(future);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + LOCK_NOTE_AFTER, LOCK_NOTE_EVERY);
+    let mut watcher: Option<Client> = None;
+    loop {
+        tokio::select! {
+            output = &mut future => return output,
+            _ = ticks.tick() => {
+                if watcher.is_none() {
+                    watcher = connect(url).await.ok();
+                }
+                let Some(client) = &watcher else { continue };
+                match run_lock_waits(client, snapshot_id).await {
+                    Ok(waits) => for (pid, seconds, relation, blockers) in waits {
+                        warn!(pid, seconds = format!("{seconds:.0}"), relation = %relation, blocked_by = %blockers, "Waiting for a lock held or requested by another session");
+                    },
+                    Err(error) => debug!(error = %error, "Could not read the lock waits"),
+                }
+            }
+        }
+    }
+}
+
+/// Text that is valid UTF-8, byte by byte (a regular expression over a SQL_ASCII database's
+/// bytes): ASCII without NUL, then the well-formed 2-, 3- and 4-byte sequences (no overlongs,
+/// no surrogates, nothing above U+10FFFF).
+const VALID_UTF8: &str = r"^([\x01-\x7f]|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2})*$";
+
+/// The first row holding text that is not UTF-8 ([`SnapshotSession::first_invalid_text`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidText {
+    pub column: String,
+    /// The value, bytes above 127 as octal escapes (`caf\351`), cut at 80 characters.
+    pub value: String,
+    /// `id = 7`, `(a, b) = (1,x)`, `ctid = (0,7)`; `None` for a query without a key.
+    pub key: Option<String>,
+    /// Rows holding such text in any checked column.
+    pub rows: u64,
 }
 
 /// An open snapshot.
@@ -186,6 +354,11 @@ impl SnapshotSession {
             .await
             .map_err(query_error("export a snapshot"))?;
         let info = SourceInfo { url: redact_url(url), server_version: row.get(3), txid_snapshot: row.get(1), wal_lsn: row.get(2) };
+        let snapshot_id: String = row.get(0);
+        client
+            .batch_execute(&format!("SET application_name = '{}'", application_name(&snapshot_id).replace('\'', "''")))
+            .await
+            .map_err(query_error("name the snapshot's session"))?;
         Ok(Self { client, url: url.to_string(), role: row.get(4), snapshot_id: row.get(0), info, server_version_num: row.get(5) })
     }
 
@@ -201,6 +374,31 @@ impl SnapshotSession {
             _ => SourceError::Query { action: format!("join snapshot {snapshot_id}"), source },
         })?;
         Ok(client)
+    }
+
+    /// Checks that no relation of `tables` was rewritten, truncated or dropped between the
+    /// snapshot and its lock: the snapshot would see such a relation empty. The snapshot's
+    /// catalog rows give the file a relation had then; `pg_relation_filenode` the one it has
+    /// now that the lock is held.
+    async fn unchanged_since_snapshot(&self, tables: &[TableRef]) -> Result<(), SourceError> {
+        for table in tables {
+            let qualified = table.quoted();
+            let rows = self
+                .client
+                .query(
+                    "WITH RECURSIVE tree(relid) AS (SELECT to_regclass($1)::oid UNION SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid) \
+                     SELECT format('%I.%I', n.nspname, c.relname) FROM tree JOIN pg_class c ON c.oid = tree.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.relkind IN ('r', 'm', 't') AND c.relfilenode <> 0 AND c.relfilenode IS DISTINCT FROM pg_relation_filenode(c.oid) ORDER BY 1",
+                    &[&qualified],
+                )
+                .await
+                .map_err(query_error(format!("check table `{table}` against the snapshot")))?;
+            if !rows.is_empty() {
+                let relations = rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join(", ");
+                return Err(SourceError::ChangedSinceSnapshot { table: table.to_string(), relations });
+            }
+        }
+        Ok(())
     }
 
     /// Whether a `ctid` range reads only its blocks (PostgreSQL 14+); before, every block range
@@ -274,6 +472,65 @@ impl SnapshotSession {
         snapshot_setup(&self.snapshot_id)
     }
 
+    /// Takes ACCESS SHARE on each table of `tables` and on every relation under it (partitions, inheritance children, chunks), as
+    /// pg_dump does right after its snapshot: from then on no `ALTER TABLE`, `VACUUM FULL` or
+    /// `DROP` can change them before the run ends. The session then keeps `lock_timeout` set.
+    /// A table that does not exist, is not a table, or that this role may not SELECT is left
+    /// to the plan, which refuses it by name. Then checks that no table changed between the
+    /// snapshot and its lock.
+    ///
+    /// # Errors
+    /// [`SourceError::LockTimeout`] naming the table and the sessions holding or queued for an
+    /// ACCESS EXCLUSIVE lock on it when the lock is not granted within `timeout`;
+    /// [`SourceError::ChangedSinceSnapshot`].
+    pub async fn lock_tables(&self, tables: &[TableRef], timeout: Duration) -> Result<(), SourceError> {
+        let timeout_text = humantime::format_duration(timeout).to_string();
+        self.client
+            .batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", timeout.as_millis().max(1)))
+            .await
+            .map_err(query_error("set lock_timeout"))?;
+        let mut locked = 0;
+        for table in tables {
+            let (qualified, name) = (table.quoted(), table.to_string());
+            let row = self
+                .client
+                .query_opt(
+                    "SELECT c.oid FROM pg_class c WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p') \
+                     AND has_table_privilege(c.oid, 'SELECT')",
+                    &[&qualified],
+                )
+                .await
+                .map_err(query_error(format!("look up table `{name}`")))?;
+            let Some(row) = row else { continue };
+            let oid: u32 = row.get(0);
+            self.client.batch_execute("SAVEPOINT pg2bq_lock").await.map_err(query_error("set a savepoint"))?;
+            let statement = format!("LOCK TABLE {qualified} IN ACCESS SHARE MODE");
+            let lock = self.client.batch_execute(&statement);
+            match noting_lock_waits(&self.url, &self.snapshot_id, lock).await {
+                Ok(()) => {
+                    self.client.batch_execute("RELEASE SAVEPOINT pg2bq_lock").await.map_err(query_error("release a savepoint"))?;
+                    locked += 1;
+                }
+                Err(source) if source.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                    let blockers = match exclusive_lockers(&self.url, oid).await {
+                        Ok(found) if !found.is_empty() => found,
+                        Ok(_) => "the session that held it has let go since".to_string(),
+                        Err(error) => format!("the sessions holding it could not be read ({error})"),
+                    };
+                    return Err(SourceError::LockTimeout { table: name, timeout: timeout_text, blockers, source });
+                }
+                // A child this role may not read: the plan names it with the way out.
+                Err(source) if source.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                    self.client.batch_execute("ROLLBACK TO SAVEPOINT pg2bq_lock").await.map_err(query_error("roll back to a savepoint"))?;
+                }
+                Err(source) => return Err(SourceError::Lock { table: name, source }),
+            }
+        }
+        self.unchanged_since_snapshot(tables).await?;
+        info!(tables = locked, lock_timeout = %timeout_text, "Locked the exported tables (ACCESS SHARE) in the snapshot's session");
+        Ok(())
+    }
+
     /// Checks the session's connection still answers: its transaction holds the snapshot every
     /// worker of a sharded run joins.
     ///
@@ -304,12 +561,26 @@ impl SnapshotSession {
         let row = self
             .client
             .query_one(
-                "SELECT n.nspname::text, c.relname::text, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::text::regclass",
+                "SELECT n.nspname::text, c.relname::text, c.oid, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::text::regclass",
                 &[&qualified],
             )
             .await
             .map_err(|source| SourceError::TableNotFound { table: TableRef::new(schema, table).to_string(), source })?;
-        Ok(TableIdentity { schema: row.get(0), name: row.get(1), oid: row.get(2) })
+        let identity = TableIdentity { schema: row.get(0), name: row.get(1), oid: row.get(2) };
+        let kind = match row.get::<_, String>(3).as_str() {
+            "v" => "view",
+            "m" => "materialized view",
+            "f" => "foreign table",
+            _ => return Ok(identity),
+        };
+        let foreign = if kind == "foreign table" {
+            " (its rows live on another server, outside the run's snapshot: the query reads them as they are then)"
+        } else {
+            ""
+        };
+        let name = identity.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let from = format!("{}.{}", quote_ident(&identity.schema), quote_ident(&identity.name));
+        Err(SourceError::NotATable { table: TableRef::new(&identity.schema, &identity.name).to_string(), kind, name, from, foreign })
     }
 
     /// Columns of a relation, in order, with domains resolved to their base types.
@@ -472,6 +743,56 @@ impl SnapshotSession {
         Ok(rows.iter().map(|row| (0..row.len()).map(|i| row.get::<_, Option<String>>(i)).collect()).collect())
     }
 
+    /// In a SQL_ASCII database, which stores any bytes, the first row (in `key` order) of
+    /// `from` where one of `columns` (`(name, select expression)`) holds text that is not
+    /// valid UTF-8: Postgres refuses to send it to a UTF-8 client, so a unit would fail without
+    /// naming the column. `None` in any other database (Postgres checks text on the way in).
+    ///
+    /// # Errors
+    /// [`SourceError::Query`] when the scan fails.
+    pub async fn first_invalid_text(
+        &self,
+        from: &str,
+        key: &[String],
+        columns: &[(String, String)],
+        what: &str,
+    ) -> Result<Option<InvalidText>, SourceError> {
+        let encoding = self.client.query_one("SELECT current_setting('server_encoding')", &[]).await;
+        if columns.is_empty() || encoding.map_err(query_error("read the server's encoding"))?.get::<_, String>(0) != "SQL_ASCII" {
+            return Ok(None);
+        }
+        let valid = |expr: &str| format!("coalesce(({expr})::text ~ $1, true)");
+        let escaped = |expr: &str| format!("left(encode(convert_to(({expr})::text, 'SQL_ASCII'), 'escape'), 80)");
+        let when = |then: &dyn Fn(usize, &str) -> String| {
+            let arms: Vec<String> =
+                columns.iter().enumerate().map(|(i, (_, e))| format!("WHEN NOT {} THEN {}", valid(e), then(i, e))).collect();
+            format!("CASE {} END", arms.join(" "))
+        };
+        // The key's name, and its value's and the sort order's SQL.
+        let quoted: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
+        let (key_name, key_value, order) = match key {
+            [] if from.starts_with('(') => (None, "NULL::text".to_string(), "1".to_string()),
+            [] => (Some("ctid".to_string()), "ctid::text".to_string(), "ctid".to_string()),
+            [one] => (Some(one.clone()), escaped(&quoted[0]), quoted.join(", ")),
+            _ => (Some(format!("({})", key.join(", "))), escaped(&format!("ROW({})", quoted.join(", "))), quoted.join(", ")),
+        };
+        let all_valid: Vec<String> = columns.iter().map(|(_, e)| valid(e)).collect();
+        let sql = format!(
+            "SELECT {}::int4, {}, {key_value}, count(*) OVER () FROM {from} WHERE NOT ({}) ORDER BY {order} LIMIT 1",
+            when(&|i, _| i.to_string()),
+            when(&|_, e| escaped(e)),
+            all_valid.join(" AND ")
+        );
+        let row =
+            self.client.query_opt(&sql, &[&VALID_UTF8]).await.map_err(query_error(format!("look for text that is not UTF-8 in {what}")))?;
+        Ok(row.map(|row| InvalidText {
+            column: columns[row.get::<_, i32>(0) as usize].0.clone(),
+            value: row.get(1),
+            key: key_name.zip(row.get::<_, Option<String>>(2)).map(|(name, value)| format!("{name} = {value}")),
+            rows: row.get::<_, i64>(3) as u64,
+        }))
+    }
+
     pub async fn probe(&self, select: &str, what: &str) -> Result<(), SourceError> {
         self.client.query(&format!("SELECT * FROM ({select}\n) AS probe LIMIT 0"), &[]).await.map_err(|source| {
             let hint = if source.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
@@ -532,4 +853,22 @@ async fn columns_of(client: &Client, oid: u32, action: &str) -> Result<Vec<PgCol
             comment: r.get(7),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_units_url_names_the_run_and_bounds_its_lock_waits_keeping_the_users_options() {
+        let url = unit_url("postgresql://u@h/db?connect_timeout=30&application_name=app", "00000003-0000001B-1", Duration::ZERO);
+        assert_eq!(
+            url,
+            "postgresql://u@h/db?connect_timeout=30&options=-c%20lock_timeout%3D1ms&application_name=pg2bq-00000003-0000001B-1"
+        );
+        let url = unit_url("postgresql://u@h/db?options=-c%20work_mem%3D64MB", "s", Duration::from_secs(300));
+        let config: Config = url.parse().unwrap();
+        assert_eq!(config.get_options(), Some("-c work_mem=64MB -c lock_timeout=300000ms"));
+        assert_eq!(config.get_application_name(), Some("pg2bq-s"));
+    }
 }

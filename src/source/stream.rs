@@ -4,7 +4,8 @@
 //! tokio worker, never on a rayon worker: the producer blocks while our batch is consumed).
 //! The vendored ConnectorX (vendor/connectorx/PATCHES.md) hands batches over a bounded
 //! channel, so memory stays bounded whatever the sink's speed, and reports the error that
-//! stopped its producer. A panic (unsupported type, writer failure) or such an error becomes
+//! stopped its producer, and returns (instead of unwrapping) the error of a connection or setup
+//! statement that failed. A panic (unsupported type, writer failure) or such an error becomes
 //! [`SourceError::ConnectorX`] naming the table; callers still compare the rows received with
 //! the snapshot's count.
 
@@ -33,11 +34,12 @@ pub fn stream_query<E>(
     let source = SourceConn::try_from(url).map_err(|e| connectorx_error(format!("cannot use the source URL: {e}")))?;
     let queries = [CXQuery::from(query)];
     let mut batches = guarded(|| {
-        let mut batches = new_record_batch_iter(&source, None, &queries, batch_rows, Some(setup));
+        let mut batches = new_record_batch_iter(&source, None, &queries, batch_rows, Some(setup))?;
         batches.prepare();
-        batches
+        Ok(batches)
     })
-    .map_err(connectorx_error)?;
+    .map_err(connectorx_error)?
+    .map_err(|error: Box<dyn std::error::Error + Send + Sync>| connectorx_error(crate::model::error_chain(&*error).join(": ")))?;
     let mut rows = 0u64;
     loop {
         let next = guarded(|| batches.try_next_batch()).map_err(&connectorx_error)?.map_err(&connectorx_error)?;

@@ -59,6 +59,8 @@ CREATE TABLE rls (id int PRIMARY KEY, visible bool);
 INSERT INTO rls SELECT g, g % 2 = 0 FROM generate_series(1, 100) g;
 ALTER TABLE rls ENABLE ROW LEVEL SECURITY;
 CREATE POLICY half ON rls FOR SELECT USING (visible);
+CREATE VIEW plain_view AS SELECT id, v FROM plain;
+CREATE MATERIALIZED VIEW plain_totals AS SELECT count(*) AS n FROM plain;
 "#;
 
 /// What a case must do.
@@ -89,7 +91,9 @@ async fn hostile_inputs_round_trip_exactly_or_are_refused_clearly() {
             "CREATE SCHEMA {s}__x; CREATE TABLE {s}__x.events (id int); CREATE TABLE {s}.x__events (id int);
              CREATE TABLE public.{s}_pub (id int);
              CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA {s} TO {role}; GRANT SELECT ON {s}.rls TO {role};
-             GRANT SELECT (id, v) ON {s}.plain TO {role};"
+             GRANT SELECT (id, v) ON {s}.plain TO {role};
+             CREATE EXTENSION IF NOT EXISTS file_fdw; CREATE SERVER {s}_files FOREIGN DATA WRAPPER file_fdw;
+             CREATE FOREIGN TABLE {s}.csv_rows (id int, v text) SERVER {s}_files OPTIONS (filename '/dev/null', format 'csv');"
         ))
         .await
         .unwrap();
@@ -369,6 +373,36 @@ async fn hostile_inputs_round_trip_exactly_or_are_refused_clearly() {
             expect: refused(&[&format!("table `{s}.missing` does not exist")]),
         },
         Case {
+            input: "a view given as --table",
+            args: table("plain_view"),
+            expect: refused(&[
+                &format!("table `{s}.plain_view` is a view, not a table"),
+                &format!("--query plain_view='SELECT * FROM \"{s}\".\"plain_view\"'"),
+            ]),
+        },
+        Case {
+            input: "a view exported the way its refusal says",
+            args: vec!["--query".into(), format!("plain_view=SELECT * FROM \"{s}\".\"plain_view\"")],
+            expect: Expect::RoundTrip { table: "plain_view", columns: vec![("v", "v", TEXT)] },
+        },
+        Case {
+            input: "a materialized view given as --table",
+            args: table("plain_totals"),
+            expect: refused(&[
+                &format!("table `{s}.plain_totals` is a materialized view, not a table"),
+                "--query plain_totals='SELECT * FROM",
+            ]),
+        },
+        Case {
+            input: "a foreign table given as --table",
+            args: table("csv_rows"),
+            expect: refused(&[
+                &format!("table `{s}.csv_rows` is a foreign table, not a table"),
+                "--query csv_rows='SELECT * FROM",
+                "outside the run's snapshot",
+            ]),
+        },
+        Case {
             input: "a server that accepts TCP and never answers",
             args: with(table("plain"), &["--source", &silent_url]),
             expect: refused(&[&format!("127.0.0.1:{silent_port}"), "within 2 s", "connect_timeout"]),
@@ -417,7 +451,9 @@ async fn hostile_inputs_round_trip_exactly_or_are_refused_clearly() {
         }
     }
     db.client
-        .batch_execute(&format!("DROP SCHEMA {s}__x CASCADE; DROP TABLE public.{s}_pub; DROP OWNED BY {role}; DROP ROLE {role}"))
+        .batch_execute(&format!(
+            "DROP SCHEMA {s}__x CASCADE; DROP TABLE public.{s}_pub; DROP OWNED BY {role}; DROP ROLE {role}; DROP SERVER {s}_files CASCADE"
+        ))
         .await
         .unwrap();
     let panics = failures.iter().filter(|f| f.contains("panicked")).count();
@@ -425,6 +461,60 @@ async fn hostile_inputs_round_trip_exactly_or_are_refused_clearly() {
     assert!(failures.is_empty(), "{} of {} inputs misbehaved:\n{}", failures.len(), cases.len(), failures.join("\n"));
     assert!(cases.len() >= 30);
     db.drop().await;
+}
+
+/// A SQL_ASCII database stores any bytes. Text that is not UTF-8 is refused before any data
+/// moves, naming the column and the first row's key (Postgres' own error, raised mid-unit,
+/// names neither); valid UTF-8 beyond ASCII exports as it is.
+#[tokio::test]
+async fn text_that_is_not_utf8_in_a_sql_ascii_database_is_refused_by_column_and_key() {
+    let url = skip_unless!("PG2BQ_TEST_PG_URL");
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let name = format!("ascii_{:08x}", rand::random::<u32>());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"))
+        .await
+        .unwrap();
+    let mut ascii_url = url::Url::parse(&url).unwrap();
+    ascii_url.set_path(&name);
+    let ascii_url = ascii_url.to_string();
+    let (client, connection) = tokio_postgres::connect(&ascii_url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            r"CREATE TABLE t (id int PRIMARY KEY, name text, note varchar(20));
+              INSERT INTO t SELECT g, 'n' || g, 'ok' FROM generate_series(1, 10) g;
+              UPDATE t SET note = convert_from('\x636166e9'::bytea, 'SQL_ASCII') WHERE id = 4;
+              UPDATE t SET name = convert_from('\xff'::bytea, 'SQL_ASCII') WHERE id IN (7, 9);
+              CREATE TABLE good (id int, note text);
+              INSERT INTO good VALUES (1, convert_from('\x636166c3a920e282ac'::bytea, 'SQL_ASCII'));",
+        )
+        .await
+        .unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let dest_text = dest.path().to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["export", "--source", &ascii_url, "--dest", dest_text, "--progress", "off"];
+        args.extend_from_slice(extra);
+        run_with_deadline(&args, Duration::from_secs(60))
+    };
+
+    let (code, stderr) = run(&["--table", "t", "--run-id", "bad"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let message = r"table `public.t`: 3 row(s) hold text that is not valid UTF-8; the first, id = 4, in column `note`: `caf\351` (bytes above 127 in octal); the database's encoding is SQL_ASCII";
+    assert!(stderr.contains(message) && stderr.contains(r#"--query with `convert_to("note", 'SQL_ASCII') AS "note"`"#), "{stderr}");
+    let (code, stderr) = run(&["--query", "q=SELECT name FROM t WHERE id > 5", "--run-id", "query"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(r"query `q`: 2 row(s) hold text that is not valid UTF-8; the first in column `name`: `\377`"), "{stderr}");
+
+    let (code, stderr) = run(&["--table", "good", "--run-id", "good"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let batches = read_parquet_dir(&dest.path().join("good"));
+    let column = batches[0].column_by_name("note").unwrap();
+    assert_eq!(canonical(column, 0).as_deref(), Some("café €"));
+    drop(client);
+    admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await.unwrap();
 }
 
 /// Runs pg2bq; a run that outlives `deadline` is killed and reported as hanging (`None`).

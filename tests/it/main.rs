@@ -5,6 +5,7 @@ mod bqclient;
 mod cli;
 mod cutover;
 mod cutover_mistakes;
+mod ddl;
 mod export;
 mod faults;
 mod hostile;

@@ -65,7 +65,7 @@ async fn a_worker_joins_the_coordinators_snapshot_and_never_a_newer_one() {
 }
 
 /// The coordinator's arguments: `export --coordinate` of `tables` to `dest` as run `run1`.
-fn coordinator_args(s: &Emulators, dest: &str, tables: &[String], extra: &[&str]) -> Vec<String> {
+pub(crate) fn coordinator_args(s: &Emulators, dest: &str, tables: &[String], extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = ["export", "--source", &s.pg_url, "--dest", dest, "--run-id", "run1", "--progress", "off"]
         .into_iter()
         .chain(["--coordinate", "--workers", "4", "--deadline", "5m"])
@@ -79,7 +79,7 @@ fn coordinator_args(s: &Emulators, dest: &str, tables: &[String], extra: &[&str]
 }
 
 /// Starts a coordinator and returns once it wrote its plan, with a thread collecting its log.
-fn start_coordinator(args: &[String], gcs_host: &str) -> (Child, JoinHandle<String>) {
+pub(crate) fn start_coordinator(args: &[String], gcs_host: &str) -> (Child, JoinHandle<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pg2bq"))
         .args(args)
         .env("NO_COLOR", "1")
@@ -110,7 +110,7 @@ fn start_coordinator(args: &[String], gcs_host: &str) -> (Child, JoinHandle<Stri
 }
 
 /// `pg2bq work` as Cloud Run Jobs runs task `index` of [`WORKERS`], attempt `attempt`.
-fn worker(s: &Emulators, plan: &str, index: usize, attempt: u32, gcs_host: &str) -> Command {
+pub(crate) fn worker(s: &Emulators, plan: &str, index: usize, attempt: u32, gcs_host: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_pg2bq"));
     command
         .args(["work", "--plan", plan, "--progress", "off", "--json"])
@@ -292,6 +292,41 @@ async fn a_killed_worker_retried_completes_the_run_and_a_worker_after_the_coordi
     let miscounted = worker(&s, &plan, 0, 0, &s.gcs_host).env("CLOUD_RUN_TASK_COUNT", "3").output().unwrap();
     assert!(String::from_utf8_lossy(&miscounted.stderr).contains("shards the run across 4 workers"), "{miscounted:?}");
     assert_eq!(s.objects(&run_dir).await, after, "a worker after the coordinator wrote or removed something");
+    db.drop().await;
+}
+
+/// A worker whose coordinator is killed mid-run stops at its next unit naming the ended
+/// snapshot, with no panic trace before the message (ConnectorX's failed `SET TRANSACTION
+/// SNAPSHOT` used to panic on an `unwrap`).
+#[tokio::test]
+async fn a_worker_whose_coordinator_died_mid_run_says_so_without_a_panic() {
+    let s = emulators!();
+    let proxy = fault_proxy!();
+    let db = TestDb::new(
+        &s.pg_url,
+        "CREATE TABLE c (id int8 PRIMARY KEY, v text); INSERT INTO c SELECT g, md5(g::text) FROM generate_series(1, 16000) g;",
+    )
+    .await;
+    let held_uploads =
+        json!({ "rules": [{ "upstream": "gcs", "method": "POST", "path": "part-p", "fraction": 1.0, "faults": [{ "delay_ms": 1000 }] }] });
+    proxy.set(held_uploads).await;
+    let dest = format!("gs://{}/shard-{:08x}", s.bucket, rand::random::<u32>());
+    let shape = ["--partitions", "16", "--jobs", "1"];
+    let (mut coordinator, log) = start_coordinator(&coordinator_args(&s, &dest, &[db.table("c")], &shape), &proxy.gcs_host);
+    let plan = format!("{dest}/run1/plan.json");
+    let mut child = worker(&s, &plan, 0, 0, &proxy.gcs_host).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
+    let mut stderr: Vec<String> = lines.by_ref().take_while(|line| !line.contains("Wrote file")).collect();
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
+    log.join().unwrap();
+    stderr.extend(lines);
+    let (status, stderr) = (child.wait().unwrap(), stderr.join("\n"));
+    proxy.set(json!({})).await;
+
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no longer exists (the coordinator's transaction ended): restart the run"), "{stderr}");
+    assert!(!stderr.contains("panicked at"), "{stderr}");
     db.drop().await;
 }
 

@@ -16,7 +16,7 @@ use crate::export::config::WorkConfig;
 use crate::export::schedule::{queue_order, QueuedUnit, Scheduler, TableAssembly, UnitOwner};
 use crate::export::{jobs_within_budget, ExportError, UnitExporter};
 use crate::model::progress::{TableProgress, UnitReport};
-use crate::source::postgres::{snapshot_setup, SnapshotSession};
+use crate::source::postgres::{snapshot_setup, unit_url, SnapshotSession};
 use crate::source::SourceError;
 use crate::storage::run::WorkerLease;
 use crate::storage::store::Store;
@@ -100,7 +100,9 @@ async fn run_share(
 ) -> Result<Vec<UnitReport>, ExportError> {
     let exporter = Arc::new(UnitExporter {
         source_url: config.source_url.clone(),
+        unit_url: unit_url(&config.source_url, &plan.snapshot_id, config.lock_wait),
         setup: snapshot_setup(&plan.snapshot_id),
+        lock_wait: config.lock_wait,
         store: store.clone(),
         runtime: tokio::runtime::Handle::current(),
         parquet: plan.parquet,

@@ -265,7 +265,7 @@ pub fn new_record_batch_iter(
     queries: &[CXQuery<String>],
     batch_size: usize,
     pre_execution_queries: Option<&[String]>,
-) -> Box<dyn RecordBatchIterator> {
+) -> Result<Box<dyn RecordBatchIterator>, Box<dyn std::error::Error + Send + Sync>> {
     let destination = ArrowStreamDestination::new_with_batch_size(batch_size);
     let protocol = source_conn.proto.as_str();
     debug!("Protocol: {}", protocol);
@@ -273,7 +273,7 @@ pub fn new_record_batch_iter(
     match source_conn.ty {
         #[cfg(feature = "src_postgres")]
         SourceType::Postgres => {
-            let (config, tls) = rewrite_tls_args(&source_conn.conn).unwrap();
+            let (config, tls) = rewrite_tls_args(&source_conn.conn)?;
             match (protocol, tls) {
                 ("csv", Some(tls_conn)) => {
                     let mut source = PostgresSource::<CSVProtocol, MakeTlsConnector>::new(
@@ -281,7 +281,7 @@ pub fn new_record_batch_iter(
                         tls_conn,
                         queries.len(),
                     )
-                    .unwrap();
+                    ?;
 
                     source.set_pre_execution_queries(pre_execution_queries);
 
@@ -290,13 +290,13 @@ pub fn new_record_batch_iter(
                             _,
                             PostgresArrowStreamTransport<CSVProtocol, MakeTlsConnector>,
                         >::new(source, destination, origin_query, queries)
-                        .unwrap();
-                    return Box::new(batch_iter);
+                        ?;
+                    return Ok(Box::new(batch_iter));
                 }
                 ("csv", None) => {
                     let mut source =
                         PostgresSource::<CSVProtocol, NoTls>::new(config, NoTls, queries.len())
-                            .unwrap();
+                            ?;
 
                     source.set_pre_execution_queries(pre_execution_queries);
 
@@ -306,8 +306,8 @@ pub fn new_record_batch_iter(
                     >::new(
                         source, destination, origin_query, queries
                     )
-                    .unwrap();
-                    return Box::new(batch_iter);
+                    ?;
+                    return Ok(Box::new(batch_iter));
                 }
                 ("binary", Some(tls_conn)) => {
                     let mut source = PostgresSource::<PgBinaryProtocol, MakeTlsConnector>::new(
@@ -315,7 +315,7 @@ pub fn new_record_batch_iter(
                         tls_conn,
                         queries.len(),
                     )
-                    .unwrap();
+                    ?;
 
                     source.set_pre_execution_queries(pre_execution_queries);
 
@@ -324,8 +324,8 @@ pub fn new_record_batch_iter(
                             _,
                             PostgresArrowStreamTransport<PgBinaryProtocol, MakeTlsConnector>,
                         >::new(source, destination, origin_query, queries)
-                        .unwrap();
-                    return Box::new(batch_iter);
+                        ?;
+                    return Ok(Box::new(batch_iter));
                 }
                 ("binary", None) => {
                     let mut source = PostgresSource::<PgBinaryProtocol, NoTls>::new(
@@ -333,7 +333,7 @@ pub fn new_record_batch_iter(
                         NoTls,
                         queries.len(),
                     )
-                    .unwrap();
+                    ?;
 
                     source.set_pre_execution_queries(pre_execution_queries);
 
@@ -343,8 +343,8 @@ pub fn new_record_batch_iter(
                     >::new(
                         source, destination, origin_query, queries
                     )
-                    .unwrap();
-                    return Box::new(batch_iter);
+                    ?;
+                    return Ok(Box::new(batch_iter));
                 }
                 ("cursor", Some(tls_conn)) => {
                     let mut source = PostgresSource::<CursorProtocol, MakeTlsConnector>::new(
@@ -352,7 +352,7 @@ pub fn new_record_batch_iter(
                         tls_conn,
                         queries.len(),
                     )
-                    .unwrap();
+                    ?;
 
                     source.set_pre_execution_queries(pre_execution_queries);
 
@@ -361,13 +361,13 @@ pub fn new_record_batch_iter(
                             _,
                             PostgresArrowStreamTransport<CursorProtocol, MakeTlsConnector>,
                         >::new(source, destination, origin_query, queries)
-                        .unwrap();
-                    return Box::new(batch_iter);
+                        ?;
+                    return Ok(Box::new(batch_iter));
                 }
                 ("cursor", None) => {
                     let mut source =
                         PostgresSource::<CursorProtocol, NoTls>::new(config, NoTls, queries.len())
-                            .unwrap();
+                            ?;
 
                     source.set_pre_execution_queries(pre_execution_queries);
 
@@ -377,8 +377,8 @@ pub fn new_record_batch_iter(
                     >::new(
                         source, destination, origin_query, queries
                     )
-                    .unwrap();
-                    return Box::new(batch_iter);
+                    ?;
+                    return Ok(Box::new(batch_iter));
                 }
                 _ => unimplemented!("{} protocol not supported", protocol),
             }
@@ -388,7 +388,7 @@ pub fn new_record_batch_iter(
             "binary" => {
                 let mut source =
                     MySQLSource::<MySQLBinaryProtocol>::new(&source_conn.conn[..], queries.len())
-                        .unwrap();
+                        ?;
 
                 source.set_pre_execution_queries(pre_execution_queries);
 
@@ -399,12 +399,12 @@ pub fn new_record_batch_iter(
                         origin_query,
                         queries,
                     )
-                    .unwrap();
-                return Box::new(batch_iter);
+                    ?;
+                return Ok(Box::new(batch_iter));
             }
             "text" => {
                 let mut source =
-                    MySQLSource::<TextProtocol>::new(&source_conn.conn[..], queries.len()).unwrap();
+                    MySQLSource::<TextProtocol>::new(&source_conn.conn[..], queries.len())?;
 
                 source.set_pre_execution_queries(pre_execution_queries);
 
@@ -414,8 +414,8 @@ pub fn new_record_batch_iter(
                     origin_query,
                     queries,
                 )
-                .unwrap();
-                return Box::new(batch_iter);
+                ?;
+                return Ok(Box::new(batch_iter));
             }
             _ => unimplemented!("{} protocol not supported", protocol),
         },
@@ -423,55 +423,55 @@ pub fn new_record_batch_iter(
         SourceType::SQLite => {
             // remove the first "sqlite://" manually since url.path is not correct for windows
             let path = &source_conn.conn.as_str()[9..];
-            let source = SQLiteSource::new(path, queries.len()).unwrap();
+            let source = SQLiteSource::new(path, queries.len())?;
             let batch_iter = ArrowBatchIter::<_, SQLiteArrowStreamTransport>::new(
                 source,
                 destination,
                 origin_query,
                 queries,
             )
-            .unwrap();
-            return Box::new(batch_iter);
+            ?;
+            return Ok(Box::new(batch_iter));
         }
         #[cfg(feature = "src_mssql")]
         SourceType::MsSQL => {
             let rt = Arc::new(tokio::runtime::Runtime::new().expect("Failed to create runtime"));
-            let source = MsSQLSource::new(rt, &source_conn.conn[..], queries.len()).unwrap();
+            let source = MsSQLSource::new(rt, &source_conn.conn[..], queries.len())?;
             let batch_iter = ArrowBatchIter::<_, MsSQLArrowStreamTransport>::new(
                 source,
                 destination,
                 origin_query,
                 queries,
             )
-            .unwrap();
-            return Box::new(batch_iter);
+            ?;
+            return Ok(Box::new(batch_iter));
         }
         #[cfg(feature = "src_oracle")]
         SourceType::Oracle => {
-            let source = OracleSource::new(&source_conn.conn[..], queries.len()).unwrap();
+            let source = OracleSource::new(&source_conn.conn[..], queries.len())?;
             let batch_iter = ArrowBatchIter::<_, OracleArrowStreamTransport>::new(
                 source,
                 destination,
                 origin_query,
                 queries,
             )
-            .unwrap();
-            return Box::new(batch_iter);
+            ?;
+            return Ok(Box::new(batch_iter));
         }
         #[cfg(feature = "src_bigquery")]
         SourceType::BigQuery => {
             let rt = Arc::new(tokio::runtime::Runtime::new().expect("Failed to create runtime"));
-            let source = BigQuerySource::new(rt, &source_conn.conn[..]).unwrap();
+            let source = BigQuerySource::new(rt, &source_conn.conn[..])?;
             let batch_iter = ArrowBatchIter::<_, BigQueryArrowStreamTransport>::new(
                 source,
                 destination,
                 origin_query,
                 queries,
             )
-            .unwrap();
-            return Box::new(batch_iter);
+            ?;
+            return Ok(Box::new(batch_iter));
         }
         _ => {}
     }
-    panic!("not supported!");
+    Err(format!("source {:?} not supported", source_conn.ty).into())
 }

@@ -85,6 +85,10 @@ fn strip_bad_opts(url: &Url) -> Url {
         url2.query_pairs_mut()
             .append_pair(&pair.0.to_string()[..], &pair.1.to_string()[..]);
     }
+    // pg2bq: the postgres crate decodes `%20`, not the form encoding's `+`, to a space
+    // (`options=-c%20work_mem%3D64MB` would otherwise reach the server as `-c+work_mem=64MB`).
+    let query = url2.query().map(|q| q.replace('+', "%20"));
+    url2.set_query(query.as_deref());
 
     url2
 }
@@ -130,7 +134,7 @@ pub fn rewrite_tls_args(
     };
 
     let stripped_url = strip_bad_opts(conn);
-    let pg_config: Config = stripped_url.as_str().parse().unwrap();
+    let pg_config: Config = stripped_url.as_str().parse()?;
 
     let tls_config = TlsConfig {
         pg_config: pg_config.clone(),
