@@ -650,7 +650,7 @@ async fn child_units(
     let what = shape.what();
     let compressed = session.compressed_chunks(&tree[0].schema, &tree[0].name, &what).await?;
     let mut problems = tree_problems(&what, tree, &compressed);
-    let read_alone = tree.iter().filter(|r| r.level > 0 && r.kind == 'r' && !r.dropped && !is_compressed(r, &compressed));
+    let read_alone = tree.iter().filter(|r| r.level > 0 && r.kind == 'r' && !is_compressed(r, &compressed));
     for child in read_alone {
         let name = TableRef::new(&child.schema, &child.name).to_string();
         let denied = session.access_problems(child.oid, &name, shape.columns.len()).await?;
@@ -677,12 +677,6 @@ fn tree_problems(what: &str, tree: &[TreeRelation], compressed: &[CompressedChun
             problems.push(format!(
                 "{what}: child `{child}` is a foreign table, whose rows are not in the run's snapshot; detach it \
                  (ALTER TABLE … DETACH PARTITION, or ALTER TABLE {child} NO INHERIT …) or copy its rows into a local table, then export again"
-            ));
-        }
-        if relation.dropped {
-            problems.push(format!(
-                "{what}: child `{child}` was dropped (DROP TABLE, or TimescaleDB's drop_chunks) after the run's snapshot was \
-                 taken, so the snapshot's rows in it cannot be read; nothing was exported: export again"
             ));
         }
         if relation.detach_pending {
@@ -857,7 +851,7 @@ mod tests {
     }
 
     fn relation(name: &str, level: i32, kind: char, blocks: Option<i64>) -> TreeRelation {
-        TreeRelation { oid: 1, schema: "s".into(), name: name.into(), level, kind, blocks, detach_pending: false, dropped: false }
+        TreeRelation { oid: 1, schema: "s".into(), name: name.into(), level, kind, blocks, detach_pending: false }
     }
 
     /// A declaratively partitioned table: a partitioned parent, a nested partitioned month with
@@ -930,18 +924,16 @@ mod tests {
     }
 
     #[test]
-    fn foreign_children_detaching_partitions_dropped_children_and_rangeless_chunks_are_refused_by_name() {
+    fn foreign_children_detaching_partitions_and_rangeless_chunks_are_refused_by_name() {
         let mut tree = declarative(2);
         tree.push(relation("t_remote", 1, 'f', None));
         tree[4].detach_pending = true;
-        tree[5].dropped = true;
         let chunk = CompressedChunk { schema: "s".into(), name: "_hyper_9_9_chunk".into(), predicate: String::new() };
         let problems = tree_problems("table `s.t`", &tree, &[chunk]);
-        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert_eq!(problems.len(), 3, "{problems:#?}");
         assert!(problems[0].contains("`s.t_2024_a` is being detached") && problems[0].contains("FINALIZE"), "{}", problems[0]);
-        assert!(problems[1].contains("child `s.t_2024_b` was dropped") && problems[1].contains("export again"), "{}", problems[1]);
-        assert!(problems[2].contains("child `s.t_remote` is a foreign table") && problems[2].contains("NO INHERIT"), "{}", problems[2]);
-        assert!(problems[3].contains("`s._hyper_9_9_chunk`") && problems[3].contains("decompress_chunk"), "{}", problems[3]);
+        assert!(problems[1].contains("child `s.t_remote` is a foreign table") && problems[1].contains("NO INHERIT"), "{}", problems[1]);
+        assert!(problems[2].contains("`s._hyper_9_9_chunk`") && problems[2].contains("decompress_chunk"), "{}", problems[2]);
     }
 
     #[test]

@@ -237,9 +237,6 @@ pub struct TreeRelation {
     pub blocks: Option<i64>,
     /// A `DETACH PARTITION … CONCURRENTLY` of this relation is under way (PostgreSQL 14+).
     pub detach_pending: bool,
-    /// Dropped since the snapshot (e.g. by TimescaleDB's `drop_chunks`): the snapshot's catalog
-    /// still lists it, the server no longer has it.
-    pub dropped: bool,
 }
 
 /// What one counting scan found.
@@ -418,7 +415,7 @@ impl SnapshotSession {
                UNION ALL SELECT i.inhrelid, t.level + 1, {detach_pending} FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid) \
              SELECT c.oid, n.nspname::text, c.relname::text, t.level, c.relkind::text, \
                CASE WHEN c.relkind IN ('r', 'm', 't') THEN (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8 END, \
-               t.detach_pending, pg_relation_size(c.oid) IS NULL \
+               t.detach_pending \
              FROM tree t JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
              ORDER BY t.level, n.nspname, c.relname"
         );
@@ -433,7 +430,6 @@ impl SnapshotSession {
                 kind: r.get::<_, String>(4).chars().next().unwrap_or('r'),
                 blocks: r.get(5),
                 detach_pending: r.get(6),
-                dropped: r.get(7),
             })
             .collect())
     }
