@@ -6,8 +6,8 @@
 # sample of the source), and ends with the cutover: a merge of entity_mentions into a table the
 # app created (string ids, an extra column, partitioned) that already holds live rows, then a
 # sharded export: a coordinator and three workers started as Cloud Run Jobs starts tasks.
-# Where TimescaleDB is installed (scripts/timescaledb-install.sh), Postgres preloads it and events
-# is a hypertable, exported chunk by chunk.
+# Postgres preloads TimescaleDB (built once per machine by scripts/timescaledb-install.sh, as in
+# the first user's database) and events is a hypertable, exported chunk by chunk.
 # Everything is stopped on exit.
 # Usage: scripts/demo.sh [scale]   (default 0.1 = 200 entities, 2k events, 5k mentions; the
 # emulator's FARM_FINGERPRINT runs at ~0.3 ms per value, so larger scales validate slowly)
@@ -18,15 +18,15 @@ cd "$REPO"
 SCALE=${1:-0.1}
 
 "$REPO/scripts/system-deps.sh"
+"$REPO/scripts/timescaledb-install.sh"
 VALIDATE_CONFIG=$(mktemp)
 SHARD_LOG=$(mktemp)
-PG_VARIANT=() # --timescaledb where TimescaleDB is installed
 cleanup() {
   rm -f "$VALIDATE_CONFIG" "$SHARD_LOG"
   jobs -p | xargs -r kill 2>/dev/null || true
   "$REPO/scripts/bq-down.sh" || true
   "$REPO/scripts/gcs-down.sh" || true
-  "$REPO/scripts/pg-down.sh" "${PG_VARIANT[@]}" || true
+  "$REPO/scripts/pg-down.sh" --timescaledb || true
 }
 trap cleanup EXIT
 
@@ -34,14 +34,8 @@ log "building pg2bq"
 cargo build --locked --quiet
 PG2BQ=${CARGO_TARGET_DIR:-$REPO/target}/debug/pg2bq
 
-if [[ -f $(pg_config --pkglibdir 2>/dev/null)/timescaledb.so ]]; then
-  PG_VARIANT=(--timescaledb)
-  eval "$("$REPO/scripts/pg-up.sh" --timescaledb)"
-  PG2BQ_TEST_PG_URL=$PG2BQ_TEST_TIMESCALEDB_URL
-  log "TimescaleDB is installed: events is a hypertable"
-else
-  eval "$("$REPO/scripts/pg-up.sh")"
-fi
+eval "$("$REPO/scripts/pg-up.sh" --timescaledb)"
+PG2BQ_TEST_PG_URL=$PG2BQ_TEST_TIMESCALEDB_URL
 eval "$("$REPO/scripts/gcs-up.sh")"
 export STORAGE_EMULATOR_HOST
 eval "$("$REPO/scripts/bq-up.sh")"
