@@ -14,11 +14,7 @@ TABLE=${1:?usage: bench-peers.sh TABLE OUT_DIR}
 OUT=${2:?usage: bench-peers.sh TABLE OUT_DIR}
 URL=${PG2BQ_TEST_PG_URL:?set PG2BQ_TEST_PG_URL, e.g. eval \"\$(scripts/pg-up.sh)\"}
 
-if [[ ! -x /usr/bin/time ]]; then
-  [[ $(id -u) -eq 0 ]] || die "/usr/bin/time is missing: apt-get install time"
-  log "installing GNU time"
-  apt-get install -y -qq time >&2 || { apt-get update -qq >&2 && apt-get install -y -qq time >&2; }
-fi
+[[ -x /usr/bin/time ]] || install_packages time
 "$REPO/scripts/bench-tools-install.sh" >&2
 mkdir -p "$OUT"
 

@@ -17,6 +17,18 @@ export OPENSSL_NO_VENDOR=1
 log() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# install_packages PKG...: apt-get installs the Debian packages named (none: nothing to do); as
+# root only, else stops naming them.
+install_packages() {
+  (($#)) || return 0
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    log "installing $*"
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+  else
+    die "missing system packages: $*"
+  fi
+}
+
 # pip_sync VENV_DIR REQUIREMENTS MARKER [PIP_ARGS...]: install REQUIREMENTS into VENV_DIR unless
 # VENV_DIR/MARKER records their hash already (so a re-run skips pip), then record it.
 pip_sync() {

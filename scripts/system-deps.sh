@@ -17,11 +17,4 @@ done
 # Contrib extensions (citext) for the type-matrix fixture.
 [[ -n $(find /usr/share/postgresql -name 'citext.control' -print -quit 2>/dev/null) ]] || missing+=(postgresql-contrib)
 
-if ((${#missing[@]})); then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    log "installing ${missing[*]}"
-    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
-  else
-    die "missing system packages: ${missing[*]}"
-  fi
-fi
+install_packages "${missing[@]}"

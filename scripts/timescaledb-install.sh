@@ -30,14 +30,7 @@ missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 command -v make >/dev/null || missing+=(make)
 command -v cc >/dev/null || missing+=(gcc)
-if ((${#missing[@]})); then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    log "installing ${missing[*]}"
-    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
-  else
-    die "missing system packages: ${missing[*]}"
-  fi
-fi
+install_packages "${missing[@]}"
 [[ $(pg_config --version) == "PostgreSQL 15."* ]] || die "pg_config is $(pg_config --version), want PostgreSQL 15"
 
 BUILD=$(mktemp -d "${TMPDIR:-/tmp}/pg2bq-timescaledb.XXXXXX")
