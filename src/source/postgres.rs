@@ -599,7 +599,9 @@ impl SnapshotSession {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// Foreign keys declared on a table.
+    /// Foreign keys declared on a table. Not the copies Postgres (for each partition of a
+    /// partitioned referenced table) and TimescaleDB (for each chunk of a referenced hypertable)
+    /// derive from one of them on the same table: their parent constraint stands for them.
     pub async fn foreign_keys(&self, oid: u32) -> Result<Vec<ForeignKey>, SourceError> {
         let rows = self
             .client
@@ -608,7 +610,8 @@ impl SnapshotSession {
                    (SELECT array_agg(a.attname::text ORDER BY u.ord) FROM unnest(k.conkey) WITH ORDINALITY u(n, ord) JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n), \
                    (SELECT array_agg(a.attname::text ORDER BY u.ord) FROM unnest(k.confkey) WITH ORDINALITY u(n, ord) JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n), \
                    n.nspname::text, c.relname::text \
-                 FROM pg_constraint k JOIN pg_class c ON c.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE k.conrelid = $1 AND k.contype = 'f' ORDER BY k.conname",
+                 FROM pg_constraint k JOIN pg_class c ON c.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE k.conrelid = $1 AND k.contype = 'f' \
+                   AND NOT EXISTS (SELECT FROM pg_constraint p WHERE p.oid = k.conparentid AND p.conrelid = k.conrelid) ORDER BY k.conname",
                 &[&oid],
             )
             .await
