@@ -4,7 +4,8 @@
 //! duplicated while another is lost, leaves every column's aggregates unchanged but not these.
 //!
 //! A row's bytes: per column, `-` for NULL (and an empty list, which BigQuery holds as NULL),
-//! else `<byte length>:<encoding>`; no encoding can be read two ways. BigQuery computes the
+//! else `<byte length>:<encoding>` (bytes as lower-case hex, so that BigQuery builds the row as
+//! STRING); no row's bytes can be read two ways. BigQuery computes the
 //! same with one `FARM_FINGERPRINT` per row (`gcp::sql::row_encoding`). JSON columns are left
 //! out ([`covers`]): BigQuery holds them in its own serialisation, not the snapshot's text.
 
@@ -78,7 +79,10 @@ impl RowAccumulator {
                     continue;
                 }
                 self.scratch.clear();
-                encode_value(array, row, &mut self.scratch);
+                match array.data_type() {
+                    DataType::Binary => write_hex(array.as_binary::<i32>().value(row), &mut self.scratch),
+                    _ => encode_value(array, row, &mut self.scratch),
+                }
                 buffer.extend_from_slice(self.scratch.len().to_string().as_bytes());
                 buffer.push(b':');
                 buffer.extend_from_slice(&self.scratch);
@@ -95,6 +99,14 @@ impl RowAccumulator {
     /// The manifest form.
     pub fn finish(&self) -> RowFingerprint {
         RowFingerprint { rows: self.rows, xor: (self.xor as i64).to_string(), sum: self.sum.to_string() }
+    }
+}
+
+/// Lower-case hex, as BigQuery's `TO_HEX`.
+fn write_hex(bytes: &[u8], out: &mut Vec<u8>) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.extend_from_slice(&[DIGITS[(b >> 4) as usize], DIGITS[(b & 15) as usize]]);
     }
 }
 
@@ -121,7 +133,7 @@ impl RowFingerprint {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Int64Array, ListArray, StringArray};
+    use arrow::array::{BinaryArray, Int64Array, ListArray, StringArray};
     use arrow::datatypes::Int32Type;
 
     use super::*;
@@ -161,6 +173,13 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), fingerprints.len(), "{fingerprints:?}");
+    }
+
+    #[test]
+    fn bytes_are_lower_case_hex() {
+        let bytes: ArrayRef = Arc::new(BinaryArray::from(vec![Some(b"\x00\xab".as_slice()), None]));
+        let expected = fingerprint64(b"4:00ab") ^ fingerprint64(b"-");
+        assert_eq!(fingerprint(vec![bytes]).xor, (expected as i64).to_string());
     }
 
     #[test]

@@ -78,6 +78,13 @@ async fn clean_runs_pass_every_check_on_the_type_matrix_and_the_sample() {
         assert!(checks.iter().any(|c| c["check"] == kind), "no `{kind}` check ran:\n{stderr}");
     }
     assert_eq!(report["probes"][0]["passed"], true, "{stderr}");
+    // Every type's canonical form agrees between Arrow and BigQuery SQL, row by row.
+    for table in report["tables"].as_array().unwrap() {
+        let rows: Vec<&serde_json::Value> =
+            table["checks"].as_array().unwrap().iter().filter(|c| c["check"] == "row_fingerprint").collect();
+        assert_eq!(rows.len(), 1, "{table:#}");
+        assert_eq!(rows[0]["status"], "pass", "{table:#}");
+    }
     db.drop().await;
 }
 
