@@ -78,14 +78,21 @@ impl RowAccumulator {
                     buffer.push(b'-');
                     continue;
                 }
-                self.scratch.clear();
-                match array.data_type() {
-                    DataType::Binary => write_hex(array.as_binary::<i32>().value(row), &mut self.scratch),
-                    _ => encode_value(array, row, &mut self.scratch),
-                }
-                buffer.extend_from_slice(self.scratch.len().to_string().as_bytes());
-                buffer.push(b':');
-                buffer.extend_from_slice(&self.scratch);
+                let value = match array.data_type() {
+                    DataType::Utf8 => array.as_string::<i32>().value(row).as_bytes(),
+                    DataType::Binary => {
+                        self.scratch.clear();
+                        write_hex(array.as_binary::<i32>().value(row), &mut self.scratch);
+                        &self.scratch
+                    }
+                    _ => {
+                        self.scratch.clear();
+                        encode_value(array, row, &mut self.scratch);
+                        &self.scratch
+                    }
+                };
+                let _ = std::io::Write::write_fmt(buffer, format_args!("{}:", value.len()));
+                buffer.extend_from_slice(value);
             }
         }
         for buffer in &self.buffers[..rows] {
@@ -204,6 +211,24 @@ mod tests {
         accumulator.update(&[lists]);
         let expected = [b"-".as_slice(), b"-", b"3:1:7"].iter().fold(0u64, |x, row| x ^ fingerprint64(row));
         assert_eq!(accumulator.finish().xor, (expected as i64).to_string());
+    }
+
+    proptest::proptest! {
+        /// Equal to a naive oracle that writes each row's text by hand.
+        #[test]
+        fn rows_match_a_naive_oracle(rows in proptest::collection::vec((proptest::option::of(proptest::prelude::any::<i64>()), proptest::option::of(".{0,12}")), 0..40)) {
+            let ints: ArrayRef = Arc::new(Int64Array::from(rows.iter().map(|r| r.0).collect::<Vec<_>>()));
+            let strings: ArrayRef = Arc::new(StringArray::from(rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>()));
+            let field = |v: Option<String>| v.map_or("-".to_string(), |v| format!("{}:{v}", v.len()));
+            let (mut xor, mut sum) = (0u64, 0i128);
+            for (int, text) in &rows {
+                let fingerprint = fingerprint64(format!("{}{}", field(int.map(|i| i.to_string())), field(text.clone())).as_bytes());
+                xor ^= fingerprint;
+                sum += fingerprint as i64 as i128;
+            }
+            let expected = RowFingerprint { rows: rows.len() as u64, xor: (xor as i64).to_string(), sum: sum.to_string() };
+            proptest::prop_assert_eq!(fingerprint(vec![ints, strings]), expected);
+        }
     }
 
     #[test]
