@@ -779,7 +779,11 @@ async fn estimate_table(
     let (loaded, _) = loaded_table(config, bq, &manifest.run_id, table).await?;
     let measured: Vec<ColumnManifest> = table.columns.iter().filter_map(|c| loaded.route(c).map(|r| r.measured_column(c))).collect();
     let (sql, _) = aggregate_query(&loaded.rows, &measured.iter().collect::<Vec<_>>(), None);
-    Ok((loaded.table_id, vec![estimate(bq, &sql, "the aggregate query").await?]))
+    let mut estimates = vec![estimate(bq, &sql, "the aggregate query").await?];
+    if let Some(sql) = rows::row_fingerprint_sql(table, &loaded) {
+        estimates.push(estimate(bq, &sql, "the row fingerprint query").await?);
+    }
+    Ok((loaded.table_id, estimates))
 }
 
 async fn run_probe(config: &ValidateConfig, bq: &BigQuery, probe: &Probe) -> Result<Check, ValidateError> {

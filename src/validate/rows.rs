@@ -75,6 +75,14 @@ pub(super) async fn row_fingerprint_check(
     Ok(Check::new(CheckKind::RowFingerprint, None, show(&expected), show(&actual), passed).with_detail(detail))
 }
 
+/// The `row_fingerprint` query of the table as loaded, for `--dry-run` to estimate; `None` for a
+/// manifest without row fingerprints.
+pub(super) fn row_fingerprint_sql(table: &TableManifest, loaded: &Loaded) -> Option<String> {
+    let recorded = table.row_fingerprint.as_ref()?;
+    let columns: Vec<ColumnManifest> = compared_columns(table, &recorded.columns, loaded).0.into_iter().map(|(_, c)| c).collect();
+    Some(row_fingerprint_query(&loaded.rows, &columns, None))
+}
+
 /// The covered columns the table holds as the snapshot's values, with their positions, and
 /// the others named with why.
 fn compared_columns(table: &TableManifest, covered: &[String], loaded: &Loaded) -> (Vec<(usize, ColumnManifest)>, Vec<String>) {

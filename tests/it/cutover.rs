@@ -155,6 +155,7 @@ async fn merge_into_the_apps_live_table_adds_only_new_keys_is_idempotent_and_ove
     let estimate = &report["tables"][0]["checks"][0];
     assert_eq!((estimate["check"].as_str(), estimate["expected"].as_str()), (Some("estimate"), Some("the aggregate query")));
     assert!(estimate["actual"].as_str().unwrap().ends_with(" bytes") || estimate["actual"] == "unknown", "{estimate}");
+    assert_eq!(report["tables"][0]["checks"][1]["expected"], "the row fingerprint query");
     s.python_rows(&format!("UPDATE `{}.{}.mentions` SET note = 'changed' WHERE id = '7'", s.project, s.dataset));
     s.python_rows(&format!("UPDATE `{}.{}.mentions` SET note = 'app edit' WHERE id = '340'", s.project, s.dataset));
     let (code, report, _) = validate();
