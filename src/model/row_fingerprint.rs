@@ -235,8 +235,8 @@ mod tests {
     fn batches_and_files_merge_to_one_pass() {
         let (first, second) = (texts(&[Some("a"), None]), texts(&[Some("b")]));
         let mut whole = RowAccumulator::new(vec![0]);
-        whole.update(&[first.clone()]);
-        whole.update(&[second.clone()]);
+        whole.update(std::slice::from_ref(&first));
+        whole.update(std::slice::from_ref(&second));
         let parts = [fingerprint(vec![first]), fingerprint(vec![second])];
         assert_eq!(RowFingerprint::merged(&parts), Some(whole.finish()));
     }
