@@ -711,11 +711,13 @@ mod tests {
                         bytes: 100,
                         crc32c: String::new(),
                         aggregates: vec![],
+                        row_fingerprint: None,
                     })
                     .collect(),
                 row_count: 10 * files as u64,
                 tail: None,
                 rejected: None,
+                row_fingerprint: None,
             }],
         }
     }

@@ -176,6 +176,7 @@ mod tests {
             row_count: rows,
             tail,
             rejected: None,
+            row_fingerprint: None,
         }
     }
 
@@ -188,6 +189,7 @@ mod tests {
             bytes: 0,
             crc32c: String::new(),
             aggregates: vec![],
+            row_fingerprint: None,
         };
         table.rejected = Some(RejectedRows { file, reasons: Default::default() });
         table
