@@ -11,7 +11,10 @@
 # Every tool runs PG2BQ_BENCH_ROUNDS times (default 3), the tools taking turns round by round so
 # a drift of the machine's speed touches them alike; the table gives each tool's median wall
 # time with the fastest and slowest round, and its largest peak RSS.
-# Usage: [PG2BQ_BENCH_ROUNDS=N] scripts/bench-export.sh [ROWS ...]      (default: 1000000)
+# PG2BQ_BENCH_BASELINE=BINARY also times another pg2bq build (e.g. one built at an earlier commit)
+# with the same defaults, as pg2bq_baseline: what a change costs, in the same rounds.
+# Usage: [PG2BQ_BENCH_ROUNDS=N] [PG2BQ_BENCH_BASELINE=BINARY] scripts/bench-export.sh [ROWS ...]
+#        (default ROWS: 1000000)
 # stdout: a Markdown table (docs/benchmarks.md holds the last one published).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -19,6 +22,8 @@ set -euo pipefail
 cd "$REPO"
 (($#)) || set -- 1000000
 ROUNDS=${PG2BQ_BENCH_ROUNDS:-3}
+BASELINE=${PG2BQ_BENCH_BASELINE:-}
+[[ -z $BASELINE || -x $BASELINE ]] || die "PG2BQ_BENCH_BASELINE=$BASELINE is not an executable pg2bq binary"
 
 "$REPO/scripts/system-deps.sh"
 "$REPO/scripts/bench-tools-install.sh" >&2
@@ -51,6 +56,11 @@ for rows in "$@"; do
     rm -rf "$WORK/out"
     measure pg2bq_defaults "$rows" "$PG2BQ" export --source "$URL" --dest "$WORK/out" \
       --table public.bench_events --progress off | tee -a "$results"
+    if [[ -n $BASELINE ]]; then
+      rm -rf "$WORK/out"
+      measure pg2bq_baseline "$rows" "$BASELINE" export --source "$URL" --dest "$WORK/out" \
+        --table public.bench_events --progress off | tee -a "$results"
+    fi
     rm -rf "$WORK/out"
     measure pg2bq_jobs1_p1 "$rows" "$PG2BQ" export --source "$URL" --dest "$WORK/out" \
       --table public.bench_events --jobs 1 --partitions 1 --progress off | tee -a "$results"
@@ -68,12 +78,13 @@ for r in runs:
     tools.setdefault((r["rows"], r["tool"]), []).append(r)
 def median(rows, tool):
     return statistics.median(r["seconds"] for r in tools[(rows, tool)])
-print("| rows | tool | median s (min–max) | rows/s | peak RSS (MB) | vs COPY floor | vs adbc + pyarrow |")
-print("|---:|---|---:|---:|---:|---:|---:|")
+print("| rows | tool | median s (min–max) | rows/s | client CPU s | peak RSS (MB) | vs COPY floor | vs adbc + pyarrow |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|")
 for (rows, tool), same in tools.items():
     seconds = median(rows, tool)
     spread = f"{min(r['seconds'] for r in same):.2f}–{max(r['seconds'] for r in same):.2f}"
     rss = max(r["peak_rss_mb"] for r in same)
-    print(f"| {rows:,} | {tool} | {seconds:.2f} ({spread}) | {int(rows / seconds):,} | {rss:.0f} "
+    cpu = statistics.median(r["cpu_seconds"] for r in same)
+    print(f"| {rows:,} | {tool} | {seconds:.2f} ({spread}) | {int(rows / seconds):,} | {cpu:.2f} | {rss:.0f} "
           f"| {seconds / median(rows, 'copy_binary_psql'):.2f}× | {seconds / median(rows, 'adbc_pyarrow'):.2f}× |")
 PY
