@@ -14,6 +14,7 @@ pub mod memory;
 pub mod parquet;
 pub mod plan;
 pub mod rejected;
+pub mod row_hashes;
 pub mod schedule;
 pub mod sharded;
 
@@ -58,6 +59,12 @@ pub enum ExportError {
         table: String,
         #[source]
         source: ::parquet::errors::ParquetError,
+    },
+    #[error("table `{table}`: the row hashes (a later tail's check) could not be read or written")]
+    RowHashes {
+        table: String,
+        #[source]
+        source: row_hashes::HashError,
     },
     #[error("--since: cannot read the earlier run's manifest")]
     Since(#[source] Box<ManifestError>),
@@ -291,7 +298,7 @@ async fn since_manifest(config: &ExportConfig) -> Result<Option<plan::Parent>, E
         let keys = rejected::rejected_keys(data).map_err(|e| failed(Box::new(e)))?;
         set_aside.insert(table.name.clone(), keys.into_iter().flatten().collect::<Vec<_>>());
     }
-    Ok(Some(plan::Parent { manifest: found.manifest, set_aside }))
+    Ok(Some(plan::Parent { manifest: found.manifest, set_aside, store: std::sync::Arc::new(found.store), run_dir: found.run_dir }))
 }
 
 /// One attempt of a claimed run: everything it reads and writes through.
@@ -317,6 +324,10 @@ impl RunAttempt<'_> {
             let planned = self.plan.tables.iter().find(|t| t.name == manifest.name).expect("a manifest table is planned");
             if let Some(quarantine) = &planned.quarantine {
                 manifest.rejected = Some(rejected::write_rejected(self.session, self.store, &run_id, planned, quarantine, settings).await?);
+            }
+            if let Some(query) = row_hashes::hash_query(planned) {
+                let written = row_hashes::write_row_hashes(self.session, self.store, &run_id, planned, &query, settings).await?;
+                manifest.row_hashes = Some(written);
             }
         }
         let manifest = self.manifest(tables, snapshots);
@@ -761,6 +772,7 @@ fn table_manifest(table: &TablePlan, mut written: Vec<WrittenFile>) -> TableMani
         row_count,
         tail: table.tail.clone(),
         rejected: None,
+        row_hashes: None,
     }
 }
 

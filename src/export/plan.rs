@@ -7,13 +7,16 @@
 //! `tree_units` apply it, `UnitSizing` sizes it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
+use crate::export::row_hashes::{locate_changes, HashError};
 use crate::model::manifest::{ForeignKey, Manifest, PartitionManifest, TableManifest};
 use crate::model::partition::{BlockSpan, KeyColumn, PartitionBounds, Relation};
+use crate::model::row_hash::{Changes, HashQuery, RowHashes};
 use crate::model::table_ref::TableRef;
 use crate::model::tail::Tail;
 use crate::model::types::{
@@ -21,6 +24,7 @@ use crate::model::types::{
 };
 use crate::source::postgres::{CompressedChunk, InvalidText, SnapshotSession, TreeRelation};
 use crate::source::SourceError;
+use crate::storage::store::Store;
 
 /// Units are not cut smaller than this: below it a unit's own cost (a connection joining the
 /// snapshot, a file) outweighs the parallelism it adds.
@@ -88,6 +92,14 @@ pub enum PlanError {
     NothingToExport,
     #[error("{} problem(s) must be solved before any data moves:\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Refused { problems: Vec<String> },
+    #[error("--since: cannot compare table `{table}` with the row hashes run `{run_id}` recorded (`{uri}`)")]
+    ParentRowHashes {
+        run_id: String,
+        table: String,
+        uri: String,
+        #[source]
+        source: HashError,
+    },
     #[error("table `{table}`: --partition-on column `{column}` {reason}")]
     PartitionKey { table: String, column: String, reason: String },
     #[error("table `{table}`: its {units} units hold {unit_rows} rows but the snapshot holds {table_rows}; a relation under it was not read (report this), nothing was exported")]
@@ -100,6 +112,9 @@ pub enum PlanError {
 pub struct Parent {
     pub manifest: Manifest,
     pub set_aside: BTreeMap<String, Vec<String>>,
+    /// Where its files are: the store and the run directory in it.
+    pub store: Arc<Store>,
+    pub run_dir: String,
 }
 
 /// Builds the plan inside `session`'s snapshot.
@@ -144,7 +159,7 @@ async fn plan_tail(
     mappings: &[ColumnMapping],
     parent: Option<&Parent>,
 ) -> Result<Result<Option<Tail>, Vec<String>>, PlanError> {
-    let Some(Parent { manifest: parent, set_aside }) = parent else { return Ok(Ok(None)) };
+    let Some(parent_run @ Parent { manifest: parent, set_aside, .. }) = parent else { return Ok(Ok(None)) };
     let refuse = |why: String| Ok(Err(vec![format!("{}: {why}", shape.what())]));
     let same = |t: &&TableManifest| match &shape.table {
         Some(table) => t.source_table().as_ref() == Some(table),
@@ -166,24 +181,92 @@ async fn plan_tail(
         Ok(tail) => tail,
         Err(problem) => return Ok(Err(vec![problem])),
     };
+    let context = TailContext { session, shape, earlier, tail: &tail, column: &column, parent: parent_run };
+    if let Some(problem) = earlier_rows_problem(&context).await? {
+        return refuse(problem);
+    }
+    Ok(Ok(Some(tail)))
+}
+
+/// What a tail's check of its earlier rows reads.
+struct TailContext<'a> {
+    session: &'a SnapshotSession,
+    shape: &'a SourceShape,
+    earlier: &'a TableManifest,
+    tail: &'a Tail,
+    column: &'a str,
+    parent: &'a Parent,
+}
+
+/// Why the rows at or below the tail's bound are not those the earlier runs hold, if they are
+/// not: their count differs, or (when the parent recorded row hashes under the same key) the sum
+/// of their hashes, and then the keys updated, deleted and inserted late are named.
+async fn earlier_rows_problem(c: &TailContext<'_>) -> Result<Option<String>, PlanError> {
+    let (shape, tail) = (c.shape, c.tail);
+    let hashes = c.earlier.row_hashes.as_ref().filter(|_| !shape.primary_key.is_empty() && shape.primary_key == c.earlier.primary_key);
+    let query = hashes.map(|h| HashQuery {
+        from: shape.from.clone(),
+        key: shape.primary_key.clone(),
+        columns: h.columns.clone(),
+        filter: Some(tail.earlier_rows_filter()),
+    });
     let what = format!("rows at or below the watermark of {}", shape.what());
-    let earlier_rows = session.counts(&shape.from, false, &[], &[], Some(&tail.earlier_rows_filter()), &what).await?.counts[0];
-    if earlier_rows != tail.rows_through {
-        return refuse(format!(
-            "{earlier_rows} rows are at or below the watermark `{column}` of run `{}` (or have none{}) now, where the runs up to it hold {} \
-             (those they set aside included): rows were added below the watermark, changed or deleted since, and a tail would \
-             miss them{}. Export the table whole and load it with --mode merge (rows already loaded are skipped)",
-            parent.run_id,
-            if tail.set_aside.is_empty() { "" } else { ", or are rows they set aside" },
-            tail.rows_through,
-            if shape.primary_key.is_empty() && parent.tables.iter().any(|t| t.name == earlier.name && t.rejected.is_some()) {
+    let (rows, sum) = match &query {
+        Some(query) => {
+            let totals = c.session.text_rows(&query.totals_sql(), &what).await?;
+            let rows = totals[0][0].as_deref().and_then(|n| n.parse().ok()).unwrap_or_default();
+            (rows, totals[0][1].clone())
+        }
+        None => (c.session.counts(&shape.from, false, &[], &[], Some(&tail.earlier_rows_filter()), &what).await?.counts[0], None),
+    };
+    if rows == tail.rows_through && hashes.map(|h| &h.sum) == sum.as_ref() {
+        return Ok(None);
+    }
+    let counted = format!(
+        "{rows} rows are at or below the watermark `{}` of run `{}` (or have none{}) now, where the runs up to it hold {} (those they set aside included)",
+        c.column,
+        c.parent.manifest.run_id,
+        if tail.set_aside.is_empty() { "" } else { ", or are rows they set aside" },
+        tail.rows_through,
+    );
+    let changes = match (hashes, &query) {
+        (Some(hashes), Some(query)) => locate_parent_changes(c, hashes, query).await?,
+        _ => Changes::default(),
+    };
+    if changes.is_empty() {
+        return Ok(Some(format!(
+            "{counted}: rows were added below the watermark, changed or deleted since, and a tail would miss them{}. \
+             Export the table whole and load it with --mode merge (rows already loaded are skipped)",
+            if shape.primary_key.is_empty() && c.earlier.rejected.is_some() {
                 "; or a row set aside lies above the watermark, which a table without a primary key cannot tell apart"
             } else {
                 ""
             },
-        ));
+        )));
     }
-    Ok(Ok(Some(tail)))
+    Ok(Some(format!(
+        "{counted}; since run `{}`, by key: {}. A tail would miss these changes: export the table whole and load it with \
+         --mode merge --overwrite-existing (a merge keeps rows deleted from Postgres; --mode truncate replaces the table)",
+        c.parent.manifest.run_id,
+        changes.describe()
+    )))
+}
+
+/// The parent's row-hash file, checked against its record, compared with the snapshot's rows.
+async fn locate_parent_changes(c: &TailContext<'_>, hashes: &RowHashes, query: &HashQuery) -> Result<Changes, PlanError> {
+    let path = format!("{}/{}", c.parent.run_dir, hashes.file.path);
+    let failed = |source: HashError| PlanError::ParentRowHashes {
+        run_id: c.parent.manifest.run_id.clone(),
+        table: c.earlier.name.clone(),
+        uri: c.parent.store.uri(&path),
+        source,
+    };
+    let data = c.parent.store.get(&path).await.map_err(|e| failed(Box::new(e)))?;
+    let crc = crate::storage::store::crc32c_base64(crc32c::crc32c(&data));
+    if let Some(difference) = crate::storage::manifest::file_difference(&hashes.file, Some((data.len() as u64, Some(&crc)))) {
+        return Err(failed(format!("it differs from the manifest's record: {difference}").into()));
+    }
+    locate_changes(c.session, &data, hashes.file.rows, query).await.map_err(failed)
 }
 
 /// A table or query as the source describes it, before any column is mapped.

@@ -716,6 +716,7 @@ mod tests {
                 row_count: 10 * files as u64,
                 tail: None,
                 rejected: None,
+                row_hashes: None,
             }],
         }
     }

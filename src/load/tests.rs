@@ -204,6 +204,7 @@ fn manifest(tables: &[&str], files: usize) -> Manifest {
         row_count: FILE_ROWS * files as u64,
         tail: None,
         rejected: None,
+        row_hashes: None,
     };
     Manifest {
         format_version: 1,

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::aggregates::{ColumnAccumulator, ColumnAggregates};
 use crate::model::partition::PartitionBounds;
+use crate::model::row_hash::RowHashes;
 use crate::model::table_ref::TableRef;
 use crate::model::tail::Tail;
 use crate::model::types::ColumnMapping;
@@ -96,6 +97,10 @@ pub struct TableManifest {
     /// Rows set aside by `--on-bad-value quarantine`, not in [`Self::files`] nor `row_count`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<RejectedRows>,
+    /// Every row's hash in the snapshot, by which a later tail sees changes below its
+    /// watermark ([`crate::model::row_hash`]); only for a table with a primary key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_hashes: Option<RowHashes>,
 }
 
 /// Rows of the snapshot BigQuery cannot hold, set aside for retry: one Parquet file of
@@ -113,6 +118,11 @@ impl TableManifest {
     pub fn snapshot_rows(&self) -> u64 {
         let rejected = self.rejected.as_ref().map_or(0, |r| r.file.rows);
         self.row_count + rejected + self.tail.as_ref().map_or(0, |t| t.rows_through)
+    }
+
+    /// The files beside the data, which load never reads: the rows set aside, the row hashes.
+    pub fn side_files(&self) -> impl Iterator<Item = &FileManifest> {
+        self.rejected.iter().map(|r| &r.file).chain(self.row_hashes.iter().map(|h| &h.file))
     }
 
     /// The table the entry was read from: the recorded [`Self::table`], else (a manifest
@@ -568,6 +578,7 @@ mod tests {
                 row_count: 3,
                 tail: None,
                 rejected: None,
+                row_hashes: None,
             }],
         }
     }

@@ -176,6 +176,7 @@ mod tests {
             row_count: rows,
             tail,
             rejected: None,
+            row_hashes: None,
         }
     }
 

@@ -742,6 +742,29 @@ impl SnapshotSession {
         Ok(rows.iter().map(|row| (0..row.len()).map(|i| row.get::<_, Option<String>>(i)).collect()).collect())
     }
 
+    /// Every row of `sql` in the snapshot, each value as text, handed to `each` through a cursor
+    /// `chunk_rows` at a time: memory holds one chunk, never the whole result.
+    ///
+    /// # Errors
+    /// [`SourceError::Query`] when the query or a fetch fails.
+    pub async fn text_rows_in_chunks(
+        &self,
+        sql: &str,
+        chunk_rows: usize,
+        what: &str,
+        mut each: impl FnMut(Vec<Vec<Option<String>>>),
+    ) -> Result<(), SourceError> {
+        self.client.batch_execute(&format!("DECLARE pg2bq_rows NO SCROLL CURSOR FOR {sql}")).await.map_err(query_error(what))?;
+        loop {
+            let rows = self.text_rows(&format!("FETCH {chunk_rows} FROM pg2bq_rows"), what).await?;
+            if rows.is_empty() {
+                break;
+            }
+            each(rows);
+        }
+        self.client.batch_execute("CLOSE pg2bq_rows").await.map_err(query_error(what))
+    }
+
     /// In a SQL_ASCII database, which stores any bytes, the first row (in `key` order) of
     /// `from` where one of `columns` (`(name, select expression)`) holds text that is not
     /// valid UTF-8: Postgres refuses to send it to a UTF-8 client, so a unit would fail without

@@ -1,0 +1,259 @@
+//! Row hashes: how a tail sees rows changed, deleted or inserted late below its watermark.
+//!
+//! Every export of a table with a primary key records, in its snapshot, one Postgres-side hash
+//! per row, `hashtextextended(ROW(<exported columns>)::text, 0)`, with its key (as
+//! [`key_json`] prints it) and the key's own hash, in `<table dir>/_rowhash/rows.parquet`; the
+//! manifest records the file and the exact sum of the row hashes. The file holds the whole
+//! table as the snapshot saw it: after a tail whose check passed, that is what the chain holds.
+//!
+//! A later tail sums the hashes of the rows at or below the parent's watermark in its own
+//! snapshot (one aggregate in the scan that counts them). When count or sum differ, both sides
+//! are cut into buckets by the key's hash (`key_hash & mask`, about 256 rows a bucket): one
+//! `GROUP BY` in Postgres, one pass over the parent's file; the rows of the buckets that differ
+//! are then read from both and compared by key. Buckets by key hash need no ordering of keys
+//! outside Postgres (text collations, composite keys), and memory holds the bucket totals and
+//! the rows of a batch of differing buckets, never a side's whole key set.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::manifest::FileManifest;
+use crate::model::tail::key_json;
+use crate::model::types::quote_ident;
+
+/// The file's name under the table's directory.
+pub const ROW_HASH_FILE: &str = "_rowhash/rows.parquet";
+
+/// Rows a bucket holds on average (the mask is chosen from the parent's rows).
+const ROWS_PER_BUCKET: u64 = 256;
+
+/// The most buckets a table is cut into (a larger table has larger buckets).
+const MAX_BUCKETS: u64 = 1 << 16;
+
+/// How many keys of each kind a refusal names.
+pub const KEYS_NAMED: usize = 10;
+
+/// A table's row hashes in the manifest: the file (`key`, `key_hash`, `row_hash`) and the
+/// exact sum of `row_hash` over its rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowHashes {
+    pub file: FileManifest,
+    /// The columns hashed, in order (the table's exported columns).
+    pub columns: Vec<String>,
+    /// The sum of the rows' `row_hash`, exactly, as decimal text.
+    pub sum: String,
+}
+
+/// The SQL of one table's row hashes: what is read and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashQuery {
+    /// What the SELECT reads (the quoted table).
+    pub from: String,
+    pub key: Vec<String>,
+    pub columns: Vec<String>,
+    /// The rows compared (a tail's earlier rows); `None`: every row.
+    pub filter: Option<String>,
+}
+
+impl HashQuery {
+    fn row_hash(&self) -> String {
+        let columns: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
+        format!("hashtextextended(ROW({})::text, 0)", columns.join(", "))
+    }
+
+    fn key(&self) -> String {
+        key_json(&self.key).unwrap_or_else(|| "NULL::text".to_string())
+    }
+
+    fn where_clause(&self, more: Option<String>) -> String {
+        let filters: Vec<String> = self.filter.iter().cloned().chain(more).map(|f| format!("({f})")).collect();
+        if filters.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", filters.join(" AND "))
+        }
+    }
+
+    /// `key, key_hash, row_hash` of every row, each as text: the file's rows.
+    pub fn rows_sql(&self) -> String {
+        let key = self.key();
+        format!(
+            "SELECT k, hashtextextended(k, 0)::text, h::text FROM (SELECT {key} AS k, {} AS h FROM {}{}) r",
+            self.row_hash(),
+            self.from,
+            self.where_clause(None)
+        )
+    }
+
+    /// `count, sum(row_hash)`, as text.
+    pub fn totals_sql(&self) -> String {
+        format!("SELECT count(*)::text, COALESCE(sum({})::numeric, 0)::text FROM {}{}", self.row_hash(), self.from, self.where_clause(None))
+    }
+
+    /// `bucket, count, sum(row_hash)` per bucket of `mask`, as text.
+    pub fn buckets_sql(&self, mask: i64) -> String {
+        format!(
+            "SELECT b::text, count(*)::text, sum(h)::text FROM (SELECT hashtextextended({}, 0) & {mask} AS b, {} AS h FROM {}{}) r GROUP BY b",
+            self.key(),
+            self.row_hash(),
+            self.from,
+            self.where_clause(None)
+        )
+    }
+
+    /// `key, row_hash` of the rows in `buckets` of `mask`, as text.
+    pub fn bucket_rows_sql(&self, mask: i64, buckets: &[i64]) -> String {
+        let list: Vec<String> = buckets.iter().map(i64::to_string).collect();
+        let key = self.key();
+        let inside = format!("hashtextextended({key}, 0) & {mask} = ANY('{{{}}}'::int8[])", list.join(","));
+        format!("SELECT {key}, {}::text FROM {}{}", self.row_hash(), self.from, self.where_clause(Some(inside)))
+    }
+}
+
+/// The bucket mask for a side of `rows` rows: a power of two minus one.
+pub fn bucket_mask(rows: u64) -> i64 {
+    let buckets = (rows / ROWS_PER_BUCKET).clamp(1, MAX_BUCKETS).next_power_of_two();
+    buckets as i64 - 1
+}
+
+/// One bucket's rows and exact hash sum.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    pub rows: u64,
+    pub sum: i128,
+}
+
+/// Adds a row to its bucket.
+pub fn add_row(buckets: &mut BTreeMap<i64, Bucket>, key_hash: i64, mask: i64, row_hash: i64) {
+    let bucket = buckets.entry(key_hash & mask).or_default();
+    bucket.rows += 1;
+    bucket.sum += i128::from(row_hash);
+}
+
+/// The buckets whose rows or sums differ between the two sides, in order.
+pub fn differing(parent: &BTreeMap<i64, Bucket>, now: &BTreeMap<i64, Bucket>) -> Vec<i64> {
+    let mut ids: Vec<i64> = parent.keys().chain(now.keys()).copied().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.retain(|id| parent.get(id).copied().unwrap_or_default() != now.get(id).copied().unwrap_or_default());
+    ids
+}
+
+/// Keys of one kind of change: how many, and the first [`KEYS_NAMED`] (in key order).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub count: u64,
+    pub first: Vec<String>,
+}
+
+impl Listed {
+    fn add(&mut self, key: &str) {
+        self.count += 1;
+        self.first.push(key.to_string());
+        self.first.sort();
+        self.first.truncate(KEYS_NAMED);
+    }
+
+    fn describe(&self, what: &str) -> Option<String> {
+        (self.count > 0).then(|| {
+            let more = if self.count > self.first.len() as u64 { ", …" } else { "" };
+            format!("{} {what} ({}{more})", self.count, self.first.join(", "))
+        })
+    }
+}
+
+/// The rows that differ between the parent's rows and the snapshot's, by key.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// In both, with another hash.
+    pub updated: Listed,
+    /// In the parent's rows only.
+    pub deleted: Listed,
+    /// In the snapshot's rows only: inserted below the watermark after the parent's snapshot.
+    pub inserted_late: Listed,
+}
+
+impl Changes {
+    /// Compares the rows of some buckets, `key → row_hash` on each side.
+    pub fn compare(&mut self, parent: &HashMap<String, i64>, now: &HashMap<String, i64>) {
+        for (key, hash) in parent {
+            match now.get(key) {
+                None => self.deleted.add(key),
+                Some(other) if other != hash => self.updated.add(key),
+                Some(_) => {}
+            }
+        }
+        for key in now.keys().filter(|k| !parent.contains_key(*k)) {
+            self.inserted_late.add(key);
+        }
+    }
+
+    /// `1 updated ({"id" : 5}); 2 deleted (…)`; empty when nothing changed.
+    pub fn describe(&self) -> String {
+        let parts = [self.updated.describe("updated"), self.deleted.describe("deleted"), self.inserted_late.describe("inserted late")];
+        parts.into_iter().flatten().collect::<Vec<_>>().join("; ")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.updated.count + self.deleted.count + self.inserted_late.count == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(filter: Option<&str>) -> HashQuery {
+        HashQuery {
+            from: r#""public"."t""#.into(),
+            key: vec!["a".into(), "b".into()],
+            columns: vec!["a".into(), "b".into(), "note".into()],
+            filter: filter.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_sql_hashes_the_exported_columns_and_buckets_by_the_keys_hash() {
+        let q = query(Some(r#""id" <= 5"#));
+        let row = r#"hashtextextended(ROW("a", "b", "note")::text, 0)"#;
+        assert_eq!(
+            q.totals_sql(),
+            format!(r#"SELECT count(*)::text, COALESCE(sum({row})::numeric, 0)::text FROM "public"."t" WHERE ("id" <= 5)"#)
+        );
+        assert_eq!(
+            q.bucket_rows_sql(3, &[0, 2]),
+            format!(
+                r#"SELECT json_build_object('a', "a", 'b', "b")::text, {row}::text FROM "public"."t" WHERE ("id" <= 5) AND (hashtextextended(json_build_object('a', "a", 'b', "b")::text, 0) & 3 = ANY('{{0,2}}'::int8[]))"#
+            )
+        );
+        assert!(query(None).rows_sql().ends_with(r#"FROM "public"."t") r"#), "{}", query(None).rows_sql());
+        assert!(q.buckets_sql(255).contains("& 255 AS b"), "{}", q.buckets_sql(255));
+    }
+
+    #[test]
+    fn masks_grow_with_the_rows_up_to_65536_buckets() {
+        assert_eq!([bucket_mask(0), bucket_mask(256), bucket_mask(1_000_000), bucket_mask(u64::MAX)], [0, 0, 4095, 65535]);
+    }
+
+    #[test]
+    fn an_update_a_delete_and_a_late_insert_are_found_in_their_buckets_and_named() {
+        let (mut parent, mut now) = (BTreeMap::new(), BTreeMap::new());
+        for (key, hash) in [(1, 10), (2, 20), (3, 30), (4, 40)] {
+            add_row(&mut parent, key, 3, hash);
+        }
+        for (key, hash) in [(1, 10), (2, 21), (4, 40), (8, 80)] {
+            add_row(&mut now, key, 3, hash);
+        }
+        // Key hash 8 falls into bucket 0 with key 4: its bucket differs by count.
+        assert_eq!(differing(&parent, &now), [0, 2, 3]);
+        let side = |rows: &[(&str, i64)]| rows.iter().map(|(k, h)| (k.to_string(), *h)).collect::<HashMap<_, _>>();
+        let mut changes = Changes::default();
+        changes.compare(&side(&[("{\"id\" : 2}", 20), ("{\"id\" : 3}", 30)]), &side(&[("{\"id\" : 2}", 21), ("{\"id\" : 8}", 80)]));
+        assert_eq!(changes.describe(), r#"1 updated ({"id" : 2}); 1 deleted ({"id" : 3}); 1 inserted late ({"id" : 8})"#);
+        let mut many = Listed::default();
+        (0..12).for_each(|i| many.add(&format!("k{i:02}")));
+        assert_eq!(many.describe("deleted").unwrap(), "12 deleted (k00, k01, k02, k03, k04, k05, k06, k07, k08, k09, …)");
+        assert!(Changes::default().is_empty());
+    }
+}
