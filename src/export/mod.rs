@@ -325,7 +325,7 @@ impl RunAttempt<'_> {
             if let Some(quarantine) = &planned.quarantine {
                 manifest.rejected = Some(rejected::write_rejected(self.session, self.store, &run_id, planned, quarantine, settings).await?);
             }
-            if let Some(query) = row_hashes::hash_query(planned) {
+            if let Some(query) = row_hashes::hash_query(planned, self.session.hash_records()) {
                 let written = row_hashes::write_row_hashes(self.session, self.store, &run_id, planned, &query, settings).await?;
                 manifest.row_hashes = Some(written);
             }

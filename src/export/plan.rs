@@ -207,7 +207,9 @@ async fn earlier_rows_problem(c: &TailContext<'_>) -> Result<Option<String>, Pla
     let query = hashes.map(|h| HashQuery {
         from: shape.from.clone(),
         key: shape.primary_key.clone(),
+        method: h.method,
         columns: h.columns.clone(),
+        text_columns: h.text_columns.clone(),
         filter: Some(tail.earlier_rows_filter()),
     });
     let what = format!("rows at or below the watermark of {}", shape.what());

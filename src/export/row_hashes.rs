@@ -17,7 +17,9 @@ use crate::export::parquet::{writer_properties, ParquetSettings};
 use crate::export::plan::TablePlan;
 use crate::export::ExportError;
 use crate::model::manifest::FileManifest;
-use crate::model::row_hash::{add_row, bucket_mask, differing, Bucket, Changes, HashQuery, RowHashes, ROW_HASH_FILE};
+use crate::model::row_hash::{
+    add_row, bucket_mask, differing, hashed_by_type, Bucket, Changes, HashMethod, HashQuery, RowHashes, ROW_HASH_FILE,
+};
 use crate::source::postgres::SnapshotSession;
 use crate::storage::store::{crc32c_base64, Store};
 
@@ -30,13 +32,15 @@ const BUCKETS_AT_ONCE: usize = 256;
 /// Why the row hashes could not be written or compared.
 pub type HashError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The query of `table`'s row hashes over all its rows; `None` for a query or a table without
-/// a primary key.
-pub fn hash_query(table: &TablePlan) -> Option<HashQuery> {
+/// The query of `table`'s row hashes over all its rows (by type where `by_record`, on
+/// PostgreSQL 14+); `None` for a query or a table without a primary key.
+pub fn hash_query(table: &TablePlan, by_record: bool) -> Option<HashQuery> {
     (table.table.is_some() && !table.primary_key.is_empty()).then(|| HashQuery {
         from: table.from.clone(),
         key: table.primary_key.clone(),
+        method: if by_record { HashMethod::Record } else { HashMethod::Text },
         columns: table.columns.iter().map(|c| c.name.clone()).collect(),
+        text_columns: table.columns.iter().filter(|c| by_record && !hashed_by_type(&c.pg_type)).map(|c| c.name.clone()).collect(),
         filter: None,
     })
 }
@@ -77,7 +81,13 @@ pub async fn write_row_hashes(
         crc32c: crc32c_base64(crc32c::crc32c(&data)),
         aggregates: Vec::new(),
     };
-    Ok(RowHashes { file, columns: query.columns.clone(), sum: sum.to_string() })
+    Ok(RowHashes {
+        file,
+        method: query.method,
+        columns: query.columns.clone(),
+        text_columns: query.text_columns.clone(),
+        sum: sum.to_string(),
+    })
 }
 
 /// The file's bytes: the rows read through a cursor, one row group per chunk.

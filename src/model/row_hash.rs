@@ -1,10 +1,13 @@
 //! Row hashes: how a tail sees rows changed, deleted or inserted late below its watermark.
 //!
 //! Every export of a table with a primary key records, in its snapshot, one Postgres-side hash
-//! per row, `hashtextextended(ROW(<exported columns>)::text, 0)`, with its key (as
-//! [`key_json`] prints it) and the key's own hash, in `<table dir>/_rowhash/rows.parquet`; the
-//! manifest records the file and the exact sum of the row hashes. The file holds the whole
+//! per row, `hash_record_extended(ROW(<exported columns>), 0)` (each value hashed by its type's
+//! own hash function; a column whose type may have none is hashed as its text; before
+//! PostgreSQL 14, `hashtextextended(ROW(..)::text, 0)`), with its key (as [`key_json`] prints
+//! it) and the key's own hash, in `<table dir>/_rowhash/rows.parquet`; the manifest records the
+//! file, how the rows were hashed and the exact sum of the row hashes. The file holds the whole
 //! table as the snapshot saw it: after a tail whose check passed, that is what the chain holds.
+//! Hashing by type follows equality: `1.0` changed to `1.00` in a numeric is not a change.
 //!
 //! A later tail sums the hashes of the rows at or below the parent's watermark in its own
 //! snapshot (one aggregate in the scan that counts them). When count or sum differ, both sides
@@ -34,15 +37,62 @@ const MAX_BUCKETS: u64 = 1 << 16;
 /// How many keys of each kind a refusal names.
 pub const KEYS_NAMED: usize = 10;
 
-/// A table's row hashes in the manifest: the file (`key`, `key_hash`, `row_hash`) and the
-/// exact sum of `row_hash` over its rows.
+/// A table's row hashes in the manifest: the file (`key`, `key_hash`, `row_hash`), how the
+/// rows were hashed (a later tail hashes its rows the same way) and the exact sum of `row_hash`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowHashes {
     pub file: FileManifest,
+    pub method: HashMethod,
     /// The columns hashed, in order (the table's exported columns).
     pub columns: Vec<String>,
+    /// Those hashed as their text (a type that may have no hash function).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub text_columns: Vec<String>,
     /// The sum of the rows' `row_hash`, exactly, as decimal text.
     pub sum: String,
+}
+
+/// How a row is hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashMethod {
+    /// `hash_record_extended(ROW(..), 0)` (PostgreSQL 14+).
+    Record,
+    /// `hashtextextended(ROW(..)::text, 0)`.
+    Text,
+}
+
+/// Whether a column of `pg_type` (as `format_type` names it) is hashed by its type's own hash
+/// function: the built-in types known to have one; any other (an array, a domain, `json`,
+/// geometry, an extension's type) is hashed as its text.
+pub fn hashed_by_type(pg_type: &str) -> bool {
+    let base = match (pg_type.find('('), pg_type.find(')')) {
+        (Some(open), Some(close)) if open < close => format!("{}{}", &pg_type[..open], &pg_type[close + 1..]),
+        _ => pg_type.to_string(),
+    };
+    matches!(
+        base.as_str(),
+        "smallint"
+            | "integer"
+            | "bigint"
+            | "numeric"
+            | "real"
+            | "double precision"
+            | "text"
+            | "character varying"
+            | "character"
+            | "boolean"
+            | "date"
+            | "timestamp without time zone"
+            | "timestamp with time zone"
+            | "time without time zone"
+            | "interval"
+            | "uuid"
+            | "bytea"
+            | "jsonb"
+            | "inet"
+            | "oid"
+    )
 }
 
 /// The SQL of one table's row hashes: what is read and how.
@@ -51,15 +101,27 @@ pub struct HashQuery {
     /// What the SELECT reads (the quoted table).
     pub from: String,
     pub key: Vec<String>,
+    pub method: HashMethod,
     pub columns: Vec<String>,
+    pub text_columns: Vec<String>,
     /// The rows compared (a tail's earlier rows); `None`: every row.
     pub filter: Option<String>,
 }
 
 impl HashQuery {
     fn row_hash(&self) -> String {
-        let columns: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
-        format!("hashtextextended(ROW({})::text, 0)", columns.join(", "))
+        let columns: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| match self.method == HashMethod::Record && self.text_columns.contains(c) {
+                true => format!("{}::text", quote_ident(c)),
+                false => quote_ident(c),
+            })
+            .collect();
+        match self.method {
+            HashMethod::Record => format!("hash_record_extended(ROW({}), 0)", columns.join(", ")),
+            HashMethod::Text => format!("hashtextextended(ROW({})::text, 0)", columns.join(", ")),
+        }
     }
 
     fn key(&self) -> String {
@@ -208,7 +270,9 @@ mod tests {
         HashQuery {
             from: r#""public"."t""#.into(),
             key: vec!["a".into(), "b".into()],
+            method: HashMethod::Text,
             columns: vec!["a".into(), "b".into(), "note".into()],
+            text_columns: vec!["note".into()],
             filter: filter.map(str::to_string),
         }
     }
@@ -229,6 +293,16 @@ mod tests {
         );
         assert!(query(None).rows_sql().ends_with(r#"FROM "public"."t") r"#), "{}", query(None).rows_sql());
         assert!(q.buckets_sql(255).contains("& 255 AS b"), "{}", q.buckets_sql(255));
+        let by_type = HashQuery { method: HashMethod::Record, ..query(None) };
+        assert!(by_type.totals_sql().contains(r#"sum(hash_record_extended(ROW("a", "b", "note"::text), 0))"#), "{}", by_type.totals_sql());
+    }
+
+    #[test]
+    fn types_without_a_known_hash_function_are_hashed_as_text() {
+        let by_type = ["numeric(12,2)", "timestamp(3) with time zone", "character varying(20)", "jsonb", "bigint", "uuid"];
+        assert!(by_type.iter().all(|t| hashed_by_type(t)), "{by_type:?}");
+        let as_text = ["json", "integer[]", "point", "xml", "public.my_domain", "tsvector", "money"];
+        assert!(as_text.iter().all(|t| !hashed_by_type(t)), "{as_text:?}");
     }
 
     #[test]

@@ -222,6 +222,9 @@ pub struct SnapshotSession {
 /// The first `server_version_num` with TID range scans: a `ctid` range reads only its blocks.
 const TID_RANGE_SCANS_SINCE: i32 = 140_000;
 
+/// The first `server_version_num` with `hash_record_extended`.
+const HASH_RECORD_EXTENDED_SINCE: i32 = 140_000;
+
 /// One relation of a table's inheritance tree (the table itself at level 0, declarative
 /// partitions at any depth, inheritance children such as TimescaleDB chunks).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -396,6 +399,11 @@ impl SnapshotSession {
             }
         }
         Ok(())
+    }
+
+    /// Whether `hash_record_extended` exists (PostgreSQL 14+): rows hashed by their types.
+    pub fn hash_records(&self) -> bool {
+        self.server_version_num >= HASH_RECORD_EXTENDED_SINCE
     }
 
     /// Whether a `ctid` range reads only its blocks (PostgreSQL 14+); before, every block range
