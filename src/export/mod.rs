@@ -36,6 +36,7 @@ use crate::model::manifest::{
 use crate::model::partition::PartitionBounds;
 pub use crate::model::progress::{ProgressCounter, ProgressReporter};
 use crate::model::progress::{TableProgress, UnitReport};
+use crate::model::row_hash::RowHashes;
 use crate::model::run_id::RunId;
 use crate::model::table_ref::TableRef;
 use crate::model::types::ColumnMapping;
@@ -318,17 +319,15 @@ impl RunAttempt<'_> {
         recorded: Vec<UnitRecord>,
         progress: Option<&ProgressReporter>,
     ) -> Result<(Manifest, Vec<UnitReport>), ExportError> {
-        let (mut tables, units, snapshots) = self.export_tables(recorded, progress).await?;
+        // The snapshot's session is idle while the units run: it reads the row hashes meanwhile.
+        let ((mut tables, units, snapshots), mut hashes) = tokio::try_join!(self.export_tables(recorded, progress), self.row_hashes())?;
         let (run_id, settings) = (self.claim.run_id().to_string(), &self.config.parquet);
         for manifest in &mut tables {
             let planned = self.plan.tables.iter().find(|t| t.name == manifest.name).expect("a manifest table is planned");
             if let Some(quarantine) = &planned.quarantine {
                 manifest.rejected = Some(rejected::write_rejected(self.session, self.store, &run_id, planned, quarantine, settings).await?);
             }
-            if let Some(query) = row_hashes::hash_query(planned, self.session.hash_records()) {
-                let written = row_hashes::write_row_hashes(self.session, self.store, &run_id, planned, &query, settings).await?;
-                manifest.row_hashes = Some(written);
-            }
+            manifest.row_hashes = hashes.remove(&manifest.name);
         }
         let manifest = self.manifest(tables, snapshots);
         let body = manifest.to_json().map_err(ExportError::Manifest)?;
@@ -364,6 +363,18 @@ impl RunAttempt<'_> {
             mixed_snapshot: distinct.len() > 1,
             unit_snapshots,
         }
+    }
+
+    /// Writes the row hashes of every table with a primary key ([`row_hashes`]), by name.
+    async fn row_hashes(&self) -> Result<BTreeMap<String, RowHashes>, ExportError> {
+        let mut written = BTreeMap::new();
+        for table in &self.plan.tables {
+            let Some(query) = row_hashes::hash_query(table, self.session.hash_records()) else { continue };
+            let hashes =
+                row_hashes::write_row_hashes(self.session, self.store, self.claim.run_id().as_str(), table, &query, &self.config.parquet);
+            written.insert(table.name.clone(), hashes.await?);
+        }
+        Ok(written)
     }
 
     /// Exports every unit of the plan not in `recorded`; returns the tables' manifests, a

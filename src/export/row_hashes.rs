@@ -1,5 +1,5 @@
 //! Row hashes ([`crate::model::row_hash`]): written at export, create-only, to
-//! `<run>/<table>/_rowhash/rows.parquet` (zstd; `key`, `key_hash`, `row_hash`), read in the
+//! `<run>/<table>/_rowhash/rows.pq` (zstd; `key`, `key_hash`, `row_hash`), read in the
 //! snapshot through a cursor; and, in a later tail whose check fails, compared bucket by
 //! bucket with the snapshot's rows to name the keys that changed. Load never reads the file.
 

@@ -4,7 +4,7 @@
 //! per row, `hash_record_extended(ROW(<exported columns>), 0)` (each value hashed by its type's
 //! own hash function; a column whose type may have none is hashed as its text; before
 //! PostgreSQL 14, `hashtextextended(ROW(..)::text, 0)`), with its key (as [`key_json`] prints
-//! it) and the key's own hash, in `<table dir>/_rowhash/rows.parquet`; the manifest records the
+//! it) and the key's own hash, in `<table dir>/_rowhash/rows.pq`; the manifest records the
 //! file, how the rows were hashed and the exact sum of the row hashes. The file holds the whole
 //! table as the snapshot saw it: after a tail whose check passed, that is what the chain holds.
 //! Hashing by type follows equality: `1.0` changed to `1.00` in a numeric is not a change.
@@ -26,7 +26,8 @@ use crate::model::tail::key_json;
 use crate::model::types::quote_ident;
 
 /// The file's name under the table's directory.
-pub const ROW_HASH_FILE: &str = "_rowhash/rows.parquet";
+/// A Parquet file, named `.pq` so that a `**/*.parquet` glob over a run reads only its data.
+pub const ROW_HASH_FILE: &str = "_rowhash/rows.pq";
 
 /// Rows a bucket holds on average (the mask is chosen from the parent's rows).
 const ROWS_PER_BUCKET: u64 = 256;

@@ -63,7 +63,7 @@ async fn an_update_a_delete_and_a_late_insert_below_the_watermark_are_each_refus
     let hashes = &runs.manifest("backfill")["tables"][0]["row_hashes"];
     assert_eq!(
         (hashes["file"]["path"].as_str(), hashes["file"]["rows"].as_u64()),
-        (Some(&*format!("{table}/_rowhash/rows.parquet")), Some(100))
+        (Some(&*format!("{table}/_rowhash/rows.pq")), Some(100))
     );
     assert_eq!((&hashes["method"], &hashes["columns"]), (&serde_json::json!("record"), &serde_json::json!(["id", "created_at", "note"])));
     let sql = |statement: String| {
