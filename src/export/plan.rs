@@ -216,8 +216,8 @@ async fn earlier_rows_problem(c: &TailContext<'_>) -> Result<Option<String>, Pla
     let (rows, sum) = match &query {
         Some(query) => {
             let totals = c.session.text_rows(&query.totals_sql(), &what).await?;
-            let rows = totals[0][0].as_deref().and_then(|n| n.parse().ok()).unwrap_or_default();
-            (rows, totals[0][1].clone())
+            let value = |i: usize| totals.first().and_then(|row| row.get(i).cloned().flatten());
+            (value(0).and_then(|n| n.parse().ok()).unwrap_or_default(), value(1))
         }
         None => (c.session.counts(&shape.from, false, &[], &[], Some(&tail.earlier_rows_filter()), &what).await?.counts[0], None),
     };
