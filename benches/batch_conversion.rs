@@ -1,7 +1,7 @@
 //! Batch conversion throughput without a database: ConnectorX-shaped batches → our pinned
 //! types (`normalize_batch`), → Parquet (zstd, into `io::sink()`), and → manifest aggregates
 //! (typed loops for text, bytes and integer-like columns; value by value for floats, decimals,
-//! booleans and lists). One group per schema shape; throughput is the input batch's Arrow bytes.
+//! booleans and lists), and → row fingerprints (each row's values encoded and hashed once). One group per schema shape; throughput is the input batch's Arrow bytes.
 //!
 //! `cargo bench --bench batch_conversion`; `cargo test --benches` runs each once (CI).
 
@@ -16,6 +16,7 @@ use parquet::arrow::ArrowWriter;
 use pg2bq::export::batches::{normalize_batch, pinned_schema};
 use pg2bq::export::parquet::{writer_properties, ParquetSettings};
 use pg2bq::model::aggregates::ColumnAccumulator;
+use pg2bq::model::row_fingerprint::RowAccumulator;
 use pg2bq::model::types::{map_column, BigQueryType, ColumnMapping, OutOfRange, PgColumn};
 
 const ROWS: usize = 16_384;
@@ -117,6 +118,13 @@ fn bench(c: &mut Criterion) {
                     accumulator.update(column);
                 }
                 accumulators.iter().map(ColumnAccumulator::finish).count()
+            })
+        });
+        group.bench_function("row_fingerprints", |b| {
+            b.iter(|| {
+                let mut rows = RowAccumulator::for_columns(&columns);
+                rows.update(black_box(&pinned).columns());
+                rows.finish()
             })
         });
         group.finish();

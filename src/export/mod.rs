@@ -36,6 +36,7 @@ use crate::model::manifest::{
 use crate::model::partition::PartitionBounds;
 pub use crate::model::progress::{ProgressCounter, ProgressReporter};
 use crate::model::progress::{TableProgress, UnitReport};
+use crate::model::row_fingerprint::{covers, RowAccumulator, TableRowFingerprint};
 use crate::model::row_hash::RowHashes;
 use crate::model::run_id::RunId;
 use crate::model::table_ref::TableRef;
@@ -712,7 +713,7 @@ impl UnitExporter {
         let row_bytes = estimated_row_bytes(&schema);
         let memory = WorkerMemory::split(DEFAULT_MEMORY_BUDGET_BYTES, self.workers, row_bytes, &self.parquet, self.batch_rows);
         trace!(table = %table, partition, ?memory, row_bytes, "Memory of the unit's worker");
-        let accumulators = unit.columns.iter().map(ColumnAccumulator::for_column).collect();
+        let accumulators = (unit.columns.iter().map(ColumnAccumulator::for_column).collect(), RowAccumulator::for_columns(&unit.columns));
         let mut files = PartitionFiles::new(
             self.store.clone(),
             self.runtime.clone(),
@@ -770,7 +771,7 @@ fn table_manifest(table: &TablePlan, mut written: Vec<WrittenFile>) -> TableMani
             aggregates: total.finish(),
         })
         .collect();
-    TableManifest {
+    let mut manifest = TableManifest {
         name: table.name.clone(),
         table: table.table.clone(),
         bq_table: table.bq_table.clone(),
@@ -784,7 +785,12 @@ fn table_manifest(table: &TablePlan, mut written: Vec<WrittenFile>) -> TableMani
         tail: table.tail.clone(),
         rejected: None,
         row_hashes: None,
-    }
+        row_fingerprint: None,
+    };
+    // Files recorded by an older pg2bq (a resumed run) have none: then the table has none.
+    let covered = table.columns.iter().filter(|c| covers(c)).map(|c| c.bq_name.clone()).collect();
+    manifest.row_fingerprint = manifest.merged_row_fingerprint(|_| true).map(|total| TableRowFingerprint { columns: covered, total });
+    manifest
 }
 
 #[cfg(test)]
@@ -840,6 +846,7 @@ mod tests {
             bytes: 1,
             crc32c: String::new(),
             aggregates: accumulators.iter().map(ColumnAccumulator::finish).collect(),
+            row_fingerprint: None,
         };
         WrittenFile { manifest, accumulators }
     }

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::model::aggregates::ColumnAccumulator;
 use crate::model::manifest::FileManifest;
+use crate::model::row_fingerprint::RowAccumulator;
 use crate::model::unit_record::unit_file_prefix;
 use crate::storage::gcs::CHUNK_BYTES;
 use crate::storage::store::{Chunk, Store, StoreError, StoredObject};
@@ -132,6 +133,7 @@ struct OpenFile {
     rows: u64,
     row_group_bytes: usize,
     accumulators: Vec<ColumnAccumulator>,
+    rows_fingerprint: RowAccumulator,
 }
 
 /// Writes one partition's batches into rolled files under `<run>/<table>/`.
@@ -141,6 +143,8 @@ pub struct PartitionFiles {
     schema: SchemaRef,
     /// Empty accumulators, one per column, cloned for every file.
     fresh_accumulators: Vec<ColumnAccumulator>,
+    /// An empty row fingerprint accumulator, cloned for every file.
+    fresh_rows: RowAccumulator,
     settings: ParquetSettings,
     /// `<run-id>/<table>`.
     directory: String,
@@ -156,12 +160,24 @@ impl PartitionFiles {
         store: Store,
         runtime: tokio::runtime::Handle,
         schema: SchemaRef,
-        fresh_accumulators: Vec<ColumnAccumulator>,
+        (fresh_accumulators, fresh_rows): (Vec<ColumnAccumulator>, RowAccumulator),
         settings: ParquetSettings,
         directory: String,
         partition: usize,
     ) -> Self {
-        Self { store, runtime, schema, fresh_accumulators, settings, directory, partition, next_file: 0, open: None, finished: Vec::new() }
+        Self {
+            store,
+            runtime,
+            schema,
+            fresh_accumulators,
+            fresh_rows,
+            settings,
+            directory,
+            partition,
+            next_file: 0,
+            open: None,
+            finished: Vec::new(),
+        }
     }
 
     /// `<run-id>/<table>/part-p0002-s00001.parquet`: partition 2's second file.
@@ -182,7 +198,15 @@ impl PartitionFiles {
         let sink = ChunkSender { buffer: BytesMut::with_capacity(CHUNK_BYTES), sender };
         let writer = ArrowWriter::try_new(sink, self.schema.clone(), Some(properties))
             .map_err(|source| ParquetSinkError::Encode { uri: self.store.uri(&path), source })?;
-        Ok(OpenFile { writer, index, upload, rows: 0, row_group_bytes: 0, accumulators: self.fresh_accumulators.clone() })
+        Ok(OpenFile {
+            writer,
+            index,
+            upload,
+            rows: 0,
+            row_group_bytes: 0,
+            accumulators: self.fresh_accumulators.clone(),
+            rows_fingerprint: self.fresh_rows.clone(),
+        })
     }
 
     /// Appends a batch, flushing row groups and rolling files as the sizes say. Returns the
@@ -201,6 +225,7 @@ impl PartitionFiles {
         for (accumulator, column) in file.accumulators.iter_mut().zip(batch.columns()) {
             accumulator.update(column);
         }
+        file.rows_fingerprint.update(batch.columns());
         // The URI is only built when encoding fails, not for every batch.
         let index = file.index;
         let encode = |source| ParquetSinkError::Encode { uri: self.store.uri(&self.path(index)), source };
@@ -240,6 +265,7 @@ impl PartitionFiles {
             bytes: stored.bytes,
             crc32c: stored.crc32c,
             aggregates: file.accumulators.iter().map(ColumnAccumulator::finish).collect(),
+            row_fingerprint: Some(file.rows_fingerprint.finish()),
         };
         tracing::info!(path = %manifest.path, rows = manifest.rows, bytes = manifest.bytes, partition = self.partition, "Wrote file");
         self.finished.push(WrittenFile { manifest, accumulators: file.accumulators });

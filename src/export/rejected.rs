@@ -63,6 +63,7 @@ pub async fn write_rejected(
         bytes: data.len() as u64,
         crc32c: crc32c_base64(crc32c::crc32c(&data)),
         aggregates: Vec::new(),
+        row_fingerprint: None,
     };
     let reasons = quarantine.reasons.iter().map(|r| (r.reason.clone(), r.rows)).collect();
     Ok(RejectedRows { file, reasons })

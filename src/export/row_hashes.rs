@@ -80,6 +80,7 @@ pub async fn write_row_hashes(
         bytes: data.len() as u64,
         crc32c: crc32c_base64(crc32c::crc32c(&data)),
         aggregates: Vec::new(),
+        row_fingerprint: None,
     };
     Ok(RowHashes {
         file,

@@ -55,7 +55,12 @@ const TRANSIENT_SOURCE_MARKERS: &[&str] = &[
     "unexpected eof",
     "error communicating with the server",
     "could not receive data from server",
+    LOCK_TIMEOUT_MARKER,
 ];
+
+/// A lock not granted within the statement's `lock_timeout` (55P03, "canceling statement due
+/// to lock timeout").
+const LOCK_TIMEOUT_MARKER: &str = "lock timeout";
 
 /// Whether another attempt of the unit in the same snapshot may succeed: a lost Postgres
 /// connection or a terminated backend, or GCS failing on its side (5xx, 429, reset, a lost
@@ -72,18 +77,17 @@ pub fn is_transient(error: &ExportError, previous_short_rows: Option<u64>) -> bo
         ExportError::Source(SourceError::ShortStream { actual, .. }) => previous_short_rows != Some(*actual),
         ExportError::Source(SourceError::ConnectorX { message, .. }) => {
             let message = message.to_ascii_lowercase();
-            TRANSIENT_SOURCE_MARKERS.iter().any(|marker| message.contains(marker)) || is_lock_timeout(error)
+            TRANSIENT_SOURCE_MARKERS.iter().any(|marker| message.contains(marker))
         }
         ExportError::Write { source, .. } => matches!(&**source, ParquetSinkError::Store(store) if is_transient_store(store)),
         _ => false,
     }
 }
 
-/// Whether a unit stopped because a lock was not granted within its `lock_timeout` (55P03,
-/// "canceling statement due to lock timeout").
+/// Whether a unit stopped because a lock was not granted within its `lock_timeout`.
 fn is_lock_timeout(error: &ExportError) -> bool {
     match error {
-        ExportError::Source(SourceError::ConnectorX { message, .. }) => message.to_ascii_lowercase().contains("lock timeout"),
+        ExportError::Source(SourceError::ConnectorX { message, .. }) => message.to_ascii_lowercase().contains(LOCK_TIMEOUT_MARKER),
         _ => false,
     }
 }

@@ -2,7 +2,7 @@
 //! `aggregates::encode_value` (see docs/manifest.md): validate runs it over a loaded table, load
 //! over its staged rows (for the columns it converts). Pure text generation, unit-tested.
 
-use crate::gcp::sql::{encoding, fingerprint_items, list_encoding, minimal_decimal, quote};
+use crate::gcp::sql::{encoding, fingerprint_items, list_encoding, minimal_decimal, quote, row_encoding};
 use crate::model::aggregates::ColumnAggregates;
 use crate::model::check::CheckKind;
 use crate::model::manifest::ColumnManifest;
@@ -115,6 +115,22 @@ pub fn aggregate_query(table: &str, columns: &[&ColumnManifest], filter: Option<
     (format!("SELECT {} FROM {table}{filter}", select.join(", ")), layout)
 }
 
+/// `SELECT COUNT(*), BIT_XOR, SUM` of the rows' fingerprints over `columns` (in order), as
+/// text, from `table` [WHERE filter].
+pub fn row_fingerprint_query(table: &str, columns: &[ColumnManifest], filter: Option<&str>) -> String {
+    // BYTES as lower-case hex: a row's text is STRING (the emulator cannot cast all text to BYTES).
+    let encodings: Vec<String> = columns
+        .iter()
+        .map(|c| match (c.mapping.bq_type, c.mapping.repeated) {
+            (BigQueryType::Bytes, false) => format!("TO_HEX({})", quote(&c.mapping.bq_name)),
+            _ => column_encoding(c),
+        })
+        .collect();
+    let [xor, sum] = fingerprint_items(&row_encoding(&encodings));
+    let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
+    format!("SELECT CAST(COUNT(*) AS STRING), {xor}, {sum} FROM {table}{filter}")
+}
+
 /// The aggregates a query of [`aggregate_query`] answered, one per column (its `layout` and
 /// its values after `COUNT(*)`, SQL NULL as `None`): what `load` records of a converted column
 /// for `validate` to expect. `None` when a count is not a number.
@@ -192,6 +208,20 @@ mod tests {
         let min = &measures.iter().find(|(m, _)| *m == Measure::Min).unwrap().1;
         assert_eq!(min, "CASE WHEN LOGICAL_AND(`c`) THEN 'true' WHEN NOT LOGICAL_AND(`c`) THEN 'false' END");
         assert_eq!(column_encoding(&column("jsonb", None)), "IF(`c` IS NULL, NULL, TO_JSON_STRING(`c`))");
+    }
+
+    #[test]
+    fn a_row_fingerprint_length_prefixes_each_column_and_marks_null() {
+        let sql = row_fingerprint_query("t", &[column("int8", None), column("bytea", None)], Some("k < 3"));
+        let part = |e: &str| format!("IFNULL(CONCAT(CAST(BYTE_LENGTH({e}) AS STRING), ':', {e}), '-')");
+        let fingerprint = format!("FARM_FINGERPRINT(CONCAT({}, {}))", part("CAST(`c` AS STRING)"), part("TO_HEX(`c`)"));
+        assert_eq!(
+            sql,
+            format!(
+                "SELECT CAST(COUNT(*) AS STRING), CAST(BIT_XOR({fingerprint}) AS STRING), {} FROM t WHERE k < 3",
+                minimal_decimal(&format!("SUM(CAST({fingerprint} AS NUMERIC))"))
+            )
+        );
     }
 
     #[test]

@@ -68,6 +68,16 @@ pub fn list_encoding(array: &str, element: &str) -> String {
     )
 }
 
+/// A row's encoding over its columns' STRING encodings, in order: `-` for NULL, else
+/// `<byte length>:<value>` (`model::row_fingerprint`).
+pub fn row_encoding(encodings: &[String]) -> String {
+    if encodings.is_empty() {
+        return "''".into();
+    }
+    let parts: Vec<String> = encodings.iter().map(|e| format!("IFNULL(CONCAT(CAST(BYTE_LENGTH({e}) AS STRING), ':', {e}), '-')")).collect();
+    format!("CONCAT({})", parts.join(", "))
+}
+
 /// `CAST(BIT_XOR(fp) AS STRING), SUM(fp)` of an encoding, as two SELECT items.
 pub fn fingerprint_items(encoding: &str) -> [String; 2] {
     let fingerprint = format!("FARM_FINGERPRINT({encoding})");

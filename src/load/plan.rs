@@ -711,12 +711,14 @@ mod tests {
                         bytes: 100,
                         crc32c: String::new(),
                         aggregates: vec![],
+                        row_fingerprint: None,
                     })
                     .collect(),
                 row_count: 10 * files as u64,
                 tail: None,
                 rejected: None,
                 row_hashes: None,
+                row_fingerprint: None,
             }],
         }
     }

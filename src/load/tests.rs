@@ -199,12 +199,14 @@ fn manifest(tables: &[&str], files: usize) -> Manifest {
                 bytes: 100,
                 crc32c: String::new(),
                 aggregates: vec![],
+                row_fingerprint: None,
             })
             .collect(),
         row_count: FILE_ROWS * files as u64,
         tail: None,
         rejected: None,
         row_hashes: None,
+        row_fingerprint: None,
     };
     Manifest {
         format_version: 1,

@@ -380,7 +380,7 @@ fn parse_decimal(text: &str, scale: u8) -> Option<i256> {
 
 /// `value` in decimal, written into the end of `buffer` (no allocation): the text of
 /// `value.to_string()`.
-fn decimal_digits(value: i64, buffer: &mut [u8; 20]) -> &[u8] {
+pub(crate) fn decimal_digits(value: i64, buffer: &mut [u8; 20]) -> &[u8] {
     let mut rest = value.unsigned_abs();
     let mut start = buffer.len();
     loop {

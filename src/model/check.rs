@@ -17,6 +17,8 @@ pub enum CheckKind {
     NanCount,
     FingerprintXor,
     FingerprintSum,
+    /// The count, XOR and sum of the rows' fingerprints ([`crate::model::row_fingerprint`]).
+    RowFingerprint,
     /// NULLs in a column that is NOT NULL in Postgres.
     Required,
     Orphans,
@@ -57,6 +59,7 @@ impl CheckKind {
             Self::NanCount => "nan_count",
             Self::FingerprintXor => "fingerprint_xor",
             Self::FingerprintSum => "fingerprint_sum",
+            Self::RowFingerprint => "row_fingerprint",
             Self::Required => "required",
             Self::Orphans => "orphans",
             Self::Denormalized => "denormalized",

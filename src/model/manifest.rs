@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::aggregates::{ColumnAccumulator, ColumnAggregates};
 use crate::model::partition::PartitionBounds;
+use crate::model::row_fingerprint::{RowFingerprint, TableRowFingerprint};
 use crate::model::row_hash::RowHashes;
 use crate::model::table_ref::TableRef;
 use crate::model::tail::Tail;
@@ -101,6 +102,10 @@ pub struct TableManifest {
     /// watermark ([`crate::model::row_hash`]); only for a table with a primary key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_hashes: Option<RowHashes>,
+    /// The rows' fingerprints over the columns they cover; absent from manifests written
+    /// before they were recorded (validate then skips its `row_fingerprint` check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_fingerprint: Option<TableRowFingerprint>,
 }
 
 /// Rows of the snapshot BigQuery cannot hold, set aside for retry: one Parquet file of
@@ -258,6 +263,9 @@ pub struct FileManifest {
     pub crc32c: String,
     /// Per column (by BigQuery name, in column order), for pinning a mismatch to a file.
     pub aggregates: Vec<ColumnAggregates>,
+    /// The file's row fingerprints (over the table's [`TableRowFingerprint::columns`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_fingerprint: Option<RowFingerprint>,
 }
 
 /// SHA-256 of a manifest's canonical content: its JSON value without [`DIGEST_FIELD`],
@@ -411,7 +419,29 @@ impl TableManifest {
                 }),
             }
         }
+        problems.extend(self.row_fingerprint_inconsistency());
         problems
+    }
+
+    /// The table's row fingerprints must be the merge of its files'.
+    fn row_fingerprint_inconsistency(&self) -> Option<Inconsistency> {
+        let recorded = &self.row_fingerprint.as_ref()?.total;
+        let merged = self.merged_row_fingerprint(|_| true);
+        (merged.as_ref() != Some(recorded)).then(|| Inconsistency {
+            field: format!("tables[{}].row_fingerprint", self.name),
+            recorded: format!("{recorded:?}"),
+            expected: match merged {
+                Some(merged) => format!("its files' row fingerprints merge to {merged:?}"),
+                None => "every file records its row fingerprints".into(),
+            },
+        })
+    }
+
+    /// The row fingerprints of the files `include` selects, merged; `None` if one is absent
+    /// or not a number.
+    pub fn merged_row_fingerprint(&self, include: impl Fn(&FileManifest) -> bool) -> Option<RowFingerprint> {
+        let parts: Option<Vec<&RowFingerprint>> = self.files.iter().filter(|f| include(f)).map(|f| f.row_fingerprint.as_ref()).collect();
+        RowFingerprint::merged(parts?)
     }
 
     /// The aggregates of the column at `position`, merged over the files `include` selects (all of
@@ -536,6 +566,7 @@ mod tests {
                     bytes: 100,
                     crc32c: String::new(),
                     aggregates: accumulators.iter().map(ColumnAccumulator::finish).collect(),
+                    row_fingerprint: None,
                 }
             })
             .collect();
@@ -579,6 +610,7 @@ mod tests {
                 tail: None,
                 rejected: None,
                 row_hashes: None,
+                row_fingerprint: None,
             }],
         }
     }

@@ -177,6 +177,7 @@ mod tests {
             tail,
             rejected: None,
             row_hashes: None,
+            row_fingerprint: None,
         }
     }
 
@@ -189,6 +190,7 @@ mod tests {
             bytes: 0,
             crc32c: String::new(),
             aggregates: vec![],
+            row_fingerprint: None,
         };
         table.rejected = Some(RejectedRows { file, reasons: Default::default() });
         table

@@ -79,6 +79,7 @@ mod tests {
                 bytes: 99,
                 crc32c: "AAAAAA==".into(),
                 aggregates: vec![ColumnAggregates::default()],
+                row_fingerprint: None,
             }],
             snapshot: UnitSnapshot {
                 table: "public.t".into(),

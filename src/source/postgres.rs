@@ -359,7 +359,7 @@ impl SnapshotSession {
             .batch_execute(&format!("SET application_name = '{}'", application_name(&snapshot_id).replace('\'', "''")))
             .await
             .map_err(query_error("name the snapshot's session"))?;
-        Ok(Self { client, url: url.to_string(), role: row.get(4), snapshot_id: row.get(0), info, server_version_num: row.get(5) })
+        Ok(Self { client, url: url.to_string(), role: row.get(4), snapshot_id, info, server_version_num: row.get(5) })
     }
 
     /// A worker's session inside a coordinator's exported snapshot (`SET TRANSACTION SNAPSHOT`),

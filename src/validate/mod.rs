@@ -7,6 +7,7 @@
 //! BigQuery or Postgres.
 
 pub mod compare;
+pub mod rows;
 pub mod sample;
 
 use std::collections::HashMap;
@@ -106,6 +107,8 @@ pub enum ValidateError {
     UnknownName { what: String },
     #[error(transparent)]
     NotANumber(#[from] NotANumber),
+    #[error(transparent)]
+    FileRead(#[from] rows::FileReadError),
 }
 
 /// BigQuery answered something other than a number where validate reads one (a count, a float
@@ -157,7 +160,8 @@ pub struct TableValidation {
 /// [`ValidateError`] when a check cannot run (missing table, unreadable manifest, BigQuery
 /// error); mismatches are not errors, they are failed checks in the report.
 pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporter>) -> Result<ValidationReport, ValidateError> {
-    let manifest = read_manifest(&config.manifest_uri, &config.gcs).await?.manifest;
+    let found = read_manifest(&config.manifest_uri, &config.gcs).await?;
+    let (manifest, files) = (found.manifest, rows::RunFiles { store: found.store, run_dir: found.run_dir });
     let bq = BigQuery::connect(&config.project, config.location.clone(), &config.bigquery).await?;
     for d in &config.denormalized {
         if find_table(&manifest, &d.table).is_none() {
@@ -173,7 +177,7 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
         }
         let (bq_table, checks) = match config.dry_run {
             true => estimate_table(config, &bq, &manifest, table).instrument(span).await?,
-            false => validate_table(config, &bq, &manifest, table, &counter).instrument(span).await?,
+            false => validate_table(config, &bq, (&manifest, &files), table, &counter).instrument(span).await?,
         };
         tables.push(TableValidation {
             table: table.name.clone(),
@@ -375,7 +379,7 @@ fn qualified(config: &ValidateConfig, table: &TableManifest) -> String {
 async fn validate_table(
     config: &ValidateConfig,
     bq: &BigQuery,
-    manifest: &Manifest,
+    (manifest, files): (&Manifest, &rows::RunFiles),
     table: &TableManifest,
     progress: &TableProgress,
 ) -> Result<(String, Vec<Check>), ValidateError> {
@@ -408,6 +412,7 @@ async fn validate_table(
     if !failed_columns.is_empty() || checks[0].failed() {
         locate_mismatches(bq, table, &target, &failed_columns, &mut checks).await?;
     }
+    checks.push(rows::row_fingerprint_check(bq, files, table, &loaded).await?);
     checks.extend(required_checks(table, &checks));
     checks.extend(set_checks(config, bq, &loaded, &resource, table).await?);
     report_checks(progress, &checks);
@@ -774,7 +779,11 @@ async fn estimate_table(
     let (loaded, _) = loaded_table(config, bq, &manifest.run_id, table).await?;
     let measured: Vec<ColumnManifest> = table.columns.iter().filter_map(|c| loaded.route(c).map(|r| r.measured_column(c))).collect();
     let (sql, _) = aggregate_query(&loaded.rows, &measured.iter().collect::<Vec<_>>(), None);
-    Ok((loaded.table_id, vec![estimate(bq, &sql, "the aggregate query").await?]))
+    let mut estimates = vec![estimate(bq, &sql, "the aggregate query").await?];
+    if let Some(sql) = rows::row_fingerprint_sql(table, &loaded) {
+        estimates.push(estimate(bq, &sql, "the row fingerprint query").await?);
+    }
+    Ok((loaded.table_id, estimates))
 }
 
 async fn run_probe(config: &ValidateConfig, bq: &BigQuery, probe: &Probe) -> Result<Check, ValidateError> {

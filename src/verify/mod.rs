@@ -1,6 +1,6 @@
 //! `pg2bq verify`: for audits long after a run. Checks the manifest against its digest and its
 //! table totals against its files' figures, re-reads every file of a snapshot, checks its size
-//! and CRC32C, recomputes the aggregates from the Parquet data and compares them with the
+//! and CRC32C, recomputes the aggregates and row fingerprints from the Parquet data and compares them with the
 //! manifest; reports missing, extra and altered files. Only an object the store reports as not
 //! found is missing: any other read failure stops verification with its cause. Needs neither
 //! BigQuery nor Postgres.
@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::model::aggregates::{ColumnAccumulator, ColumnAggregates};
 use crate::model::check::{Check, CheckKind};
 use crate::model::manifest::{ColumnManifest, FileManifest, Manifest, MANIFEST_FILE};
+use crate::model::row_fingerprint::{covers, RowAccumulator, RowFingerprint};
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{file_difference, find_manifest, FoundManifest, ManifestError};
 use crate::storage::store::{crc32c_base64, ListedObject, Store, StoreError};
@@ -113,11 +114,16 @@ async fn verify_file(store: &Store, run_dir: &str, columns: &[ColumnManifest], f
         problems.push(check.with_detail(uri.clone()));
     }
     match recompute(data, columns) {
-        Ok((rows, accumulators)) => {
+        Ok((rows, accumulators, row_fingerprint)) => {
             if rows != file.rows {
                 problems.push(Check::new(CheckKind::FileRows, None, file.rows, rows, false).with_detail(uri.clone()));
             }
             problems.extend(aggregate_checks(columns, &accumulators, file, &uri));
+            if let Some(recorded) = file.row_fingerprint.as_ref().filter(|r| **r != row_fingerprint) {
+                let show = |r: &RowFingerprint| format!("rows {}, xor {}, sum {}", r.rows, r.xor, r.sum);
+                let check = Check::new(CheckKind::RowFingerprint, None, show(recorded), show(&row_fingerprint), false);
+                problems.push(check.with_detail(uri.clone()));
+            }
         }
         Err(error) => {
             let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
@@ -159,10 +165,11 @@ fn extra_files(store: &Store, run_dir: &str, manifest: &Manifest, listed: &[List
         .collect()
 }
 
-/// Reads a Parquet file and recomputes its rows and per-column aggregates.
-fn recompute(data: Bytes, columns: &[ColumnManifest]) -> Result<(u64, Vec<ColumnAccumulator>), ReadBackError> {
+/// Reads a Parquet file and recomputes its rows, per-column aggregates and row fingerprints.
+fn recompute(data: Bytes, columns: &[ColumnManifest]) -> Result<(u64, Vec<ColumnAccumulator>, RowFingerprint), ReadBackError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(data).and_then(|builder| builder.build()).map_err(ReadBackError::Open)?;
     let mut accumulators: Vec<ColumnAccumulator> = columns.iter().map(|c| ColumnAccumulator::for_column(&c.mapping)).collect();
+    let mut row_fingerprint = RowAccumulator::new(columns.iter().enumerate().filter(|(_, c)| covers(&c.mapping)).map(|(i, _)| i).collect());
     let mut rows = 0u64;
     for batch in reader {
         let batch = batch.map_err(ReadBackError::Decode)?;
@@ -170,8 +177,9 @@ fn recompute(data: Bytes, columns: &[ColumnManifest]) -> Result<(u64, Vec<Column
         for (accumulator, array) in accumulators.iter_mut().zip(batch.columns()) {
             accumulator.update(array);
         }
+        row_fingerprint.update(batch.columns());
     }
-    Ok((rows, accumulators))
+    Ok((rows, accumulators, row_fingerprint.finish()))
 }
 
 #[cfg(test)]

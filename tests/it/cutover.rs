@@ -144,18 +144,25 @@ async fn merge_into_the_apps_live_table_adds_only_new_keys_is_idempotent_and_ove
     let checks = report["tables"][0]["checks"].as_array().unwrap();
     let outside = checks.iter().find(|c| c["check"] == "outside_snapshot").unwrap();
     assert_eq!((outside["actual"].as_str(), outside["passed"].as_bool()), (Some("50 rows"), Some(true)));
+    // The snapshot's rows, read back through the conversions, have the snapshot's row
+    // fingerprints (JSON `metadata` is not covered); the app's own rows are not in them.
+    let rows = checks.iter().find(|c| c["check"] == "row_fingerprint").unwrap();
+    assert_eq!((rows["status"].as_str(), rows["expected"].as_str().unwrap().starts_with("rows 300, ")), (Some("pass"), true), "{rows}");
+    assert_eq!(rows["detail"], "over columns id, entity_id, mentioned_at, note; not covered: metadata (JSON)", "{rows}");
     // The dry run estimates the same query (free dry runs) and compares nothing.
     let (code, report, stderr) = s.validate(&manifest, &["--table-map", table_map, "--dry-run"]);
     assert_eq!((code, report["dry_run"].as_bool()), (Some(0), Some(true)), "{stderr}");
     let estimate = &report["tables"][0]["checks"][0];
     assert_eq!((estimate["check"].as_str(), estimate["expected"].as_str()), (Some("estimate"), Some("the aggregate query")));
     assert!(estimate["actual"].as_str().unwrap().ends_with(" bytes") || estimate["actual"] == "unknown", "{estimate}");
+    assert_eq!(report["tables"][0]["checks"][1]["expected"], "the row fingerprint query");
     s.python_rows(&format!("UPDATE `{}.{}.mentions` SET note = 'changed' WHERE id = '7'", s.project, s.dataset));
     s.python_rows(&format!("UPDATE `{}.{}.mentions` SET note = 'app edit' WHERE id = '340'", s.project, s.dataset));
     let (code, report, _) = validate();
     assert_eq!(code, Some(1), "{report:#}");
     let failed = failed_checks(&report);
-    assert!(!failed.is_empty() && failed.iter().all(|(_, column)| column == "note"), "{failed:?}");
+    assert!(failed.contains(&("row_fingerprint".to_string(), "-".to_string())), "{failed:?}");
+    assert!(failed.iter().all(|(check, column)| column == "note" || check == "row_fingerprint"), "{failed:?}");
 
     // The app's table kept its schema, descriptions and layout; no staging table is left.
     let table = bq.table(&s.dataset, "mentions").await.unwrap().unwrap();

@@ -239,6 +239,16 @@ async fn defaults_constants_and_a_lossy_column_fill_an_apps_not_null_columns_and
     assert_eq!((set["column"].as_str(), set["actual"].as_str(), set["passed"].as_bool()), (Some("migrated_from"), Some("60"), Some(true)));
     let nulls = checks.iter().find(|c| c["check"] == "null_count" && c["column"] == "metadata").unwrap();
     assert!(nulls["detail"].as_str().unwrap().contains("15 NULL(s) of the snapshot replaced by {} (--default)"), "{nulls}");
+    // The defaulted and the lossy column are left out of the row fingerprints on both sides.
+    let rows = checks.iter().find(|c| c["check"] == "row_fingerprint").unwrap();
+    assert_eq!(
+        (rows["status"].as_str(), rows["detail"].as_str()),
+        (
+            Some("pass"),
+            Some("over columns id; left out: context (--default), amount (--allow-lossy) (expected recomputed from the run's files); not covered: metadata (JSON)")
+        ),
+        "{rows}"
+    );
 
     // A defaulted value changed afterwards, and a lossy one: both named.
     s.python_rows(&format!("UPDATE `{}.{}.app_events` SET context = 'x', amount = amount + 1 WHERE id = '5'", s.project, s.dataset));
@@ -387,7 +397,8 @@ async fn backfill_with_a_quarantined_row_then_two_tails_each_validate_and_a_chan
     let (code, report, _) = s.validate(&backfill, &map);
     assert_eq!(code, Some(1), "{report:#}");
     let failed: std::collections::BTreeSet<String> = failed_checks(&report).into_iter().map(|(_, column)| column).collect();
-    assert_eq!(failed, ["note".to_string()].into(), "{report:#}");
+    // `note`'s checks and the row fingerprints (table-level: `-`).
+    assert_eq!(failed, ["-".to_string(), "note".to_string()].into(), "{report:#}");
     for manifest in [&tail1, &tail2] {
         assert_eq!(s.validate(manifest, &map).0, Some(0), "{manifest}");
     }

@@ -19,6 +19,10 @@ fn only_logs(command: &str, out: &std::process::Output) {
     }
 }
 
+/// Tables `a` (10 rows) and `b` (5 rows).
+const TWO_TABLES: &str = "CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT i, 'v' || i FROM generate_series(1, 10) i;
+     CREATE TABLE b (id int PRIMARY KEY, v text); INSERT INTO b SELECT i, 'w' || i FROM generate_series(1, 5) i;";
+
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -26,12 +30,7 @@ fn stdout(out: &std::process::Output) -> String {
 #[tokio::test]
 async fn every_commands_report_is_on_stdout_and_only_logs_are_on_stderr() {
     let s = emulators!();
-    let db = TestDb::new(
-        &s.pg_url,
-        "CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT i, 'v' || i FROM generate_series(1, 10) i;
-         CREATE TABLE b (id int PRIMARY KEY, v text); INSERT INTO b SELECT i, 'w' || i FROM generate_series(1, 5) i;",
-    )
-    .await;
+    let db = TestDb::new(&s.pg_url, TWO_TABLES).await;
     let (a, b) = (db.table("a"), db.table("b"));
     let dest = format!("gs://{}/stdout-{:08x}", s.bucket, rand::random::<u32>());
     let export =
@@ -81,12 +80,7 @@ async fn every_commands_report_is_on_stdout_and_only_logs_are_on_stderr() {
 #[tokio::test]
 async fn a_partial_load_failure_names_the_tables_loaded_and_the_failed_ones() {
     let s = emulators!();
-    let db = TestDb::new(
-        &s.pg_url,
-        "CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT i, 'v' || i FROM generate_series(1, 10) i;
-         CREATE TABLE b (id int PRIMARY KEY, v text); INSERT INTO b SELECT i, 'w' || i FROM generate_series(1, 5) i;",
-    )
-    .await;
+    let db = TestDb::new(&s.pg_url, TWO_TABLES).await;
     let manifest = s.export(&[db.table("a"), db.table("b")], &[]);
     // Table b already holds run run1, by its label: appending it again is refused; a loads.
     let bq = s.bigquery().await;

@@ -228,6 +228,23 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<i32> {
     None
 }
 
+/// `ticks` over 60 days in daily chunks, each chunk's figures, and a directory for the run.
+struct Ticks {
+    db: TestDb,
+    chunks: Vec<Chunk>,
+    expected: BTreeMap<String, Figures>,
+    dest: tempfile::TempDir,
+    table: String,
+}
+
+async fn sixty_days(url: &str) -> Ticks {
+    let db = TestDb::new(url, &ticks(60)).await;
+    let chunks = chunks(&db, "ticks").await;
+    let expected = chunk_figures(&db, &chunks).await;
+    let table = db.table("ticks");
+    Ticks { db, chunks, expected, dest: tempfile::tempdir().unwrap(), table }
+}
+
 /// `drop_chunks` (what a retention policy runs) of a chunk the export has not read yet, started
 /// while the export runs. The run's snapshot session holds ACCESS SHARE on every chunk, so the
 /// drop waits for the export, and the unit reading that chunk would queue behind the drop for
@@ -238,10 +255,7 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<i32> {
 async fn drop_chunks_during_an_export_never_loses_rows_silently_nor_hangs() {
     let url = skip_unless!("PG2BQ_TEST_TIMESCALEDB_URL");
     let python = skip_unless!("PG2BQ_TEST_BQ_PYTHON");
-    let db = TestDb::new(&url, &ticks(60)).await;
-    let chunks = chunks(&db, "ticks").await;
-    let expected = chunk_figures(&db, &chunks).await;
-    let (dest, table) = (tempfile::tempdir().unwrap(), db.table("ticks"));
+    let Ticks { db, chunks, expected, dest, table } = sixty_days(&url).await;
     let mut export = export_under_way(&export_args(&url, dest.path(), &table, &[]), dest.path(), &table, 1);
     // Units run in tree order (by name): the last chunk no record names is read last.
     let read: String = unit_records(dest.path(), &table).iter().map(|r| std::fs::read_to_string(r).unwrap()).collect();
@@ -322,10 +336,7 @@ async fn chunks_dropped_between_the_snapshot_and_the_plan_are_refused_by_name() 
 async fn a_chunk_created_during_an_export_is_not_in_its_snapshot() {
     let url = skip_unless!("PG2BQ_TEST_TIMESCALEDB_URL");
     let python = skip_unless!("PG2BQ_TEST_BQ_PYTHON");
-    let db = TestDb::new(&url, &ticks(60)).await;
-    let chunks = chunks(&db, "ticks").await;
-    let expected = chunk_figures(&db, &chunks).await;
-    let (dest, table) = (tempfile::tempdir().unwrap(), db.table("ticks"));
+    let Ticks { db, chunks, expected, dest, table } = sixty_days(&url).await;
     let mut export = export_under_way(&export_args(&url, dest.path(), &table, &[]), dest.path(), &table, 1);
     let later = format!(
         "INSERT INTO {table} SELECT 100000 + g, timestamptz '2024-03-01 00:00:00+00' + g * interval '1 minute', 99, 1 FROM generate_series(1, 1000) g; \

@@ -279,8 +279,8 @@ async fn progress_on_prints_each_tables_final_state_on_its_own_lines() {
         assert_eq!(done.len(), 1, "{args:?}: one final state `{final_state}… done in …`:\n{stderr}");
         if args[0] == "validate" {
             // row_count, 7 checks of `id` (counts, min, max, sum, fingerprints), 6 of `t` (no
-            // sum) and `required` for the key.
-            assert!(done[0].starts_with(&format!("{table}: 15 checks, 0 failed, done in ")), "{}", done[0]);
+            // sum), `row_fingerprint` and `required` for the key.
+            assert!(done[0].starts_with(&format!("{table}: 16 checks, 0 failed, done in ")), "{}", done[0]);
         }
         // Every line is a log line (timestamp first), a progress line or the validation table.
         let log_lines = stderr.lines().filter(|l| l.starts_with("20")).count();

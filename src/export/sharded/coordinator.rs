@@ -204,6 +204,7 @@ mod tests {
             bytes,
             crc32c: String::new(),
             aggregates: Vec::new(),
+            row_fingerprint: None,
         };
         UnitRecord {
             table: "t".into(),
