@@ -387,6 +387,9 @@ pub fn print_load(outcome: &LoadOutcome, json: bool) {
                         "", m.inserted, m.already_present, m.updated
                     ));
                 }
+                if let Some(d) = &t.deleted {
+                    text.push_str(&format!("  {:<32} deleted: {} row(s) by {} key(s) (--apply-deletes)\n", "", d.rows, d.keys));
+                }
                 for d in &t.defaults {
                     text.push_str(&format!(
                         "  {:<32} {}: {} NULL(s) replaced by {} (--default)\n",
@@ -455,6 +458,13 @@ fn table_load_text(table: &TableLoad, mode: LoadMode) -> String {
     }
     for job in table.finalize.iter().chain(&table.keep_keys) {
         text.push_str(&format!("  job {}: {}\n", job.job_id, job.sql));
+    }
+    if let Some(d) = &table.deletes {
+        let job = &d.load_job;
+        text.push_str(&format!("  job {} → {}: {} deleted key(s) from {}\n", job.job_id, job.destination_table_id, d.keys, job.files()));
+        for job in [&d.keep_keys, &d.delete] {
+            text.push_str(&format!("  job {}: {}\n", job.job_id, job.sql));
+        }
     }
     text
 }

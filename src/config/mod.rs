@@ -219,6 +219,7 @@ impl ExportConfig {
             resume: args.resume,
             jobs,
             since: args.since.clone(),
+            carry_changes: args.carry_changes,
             dry_run: args.dry_run,
             parquet: parquet_settings(args),
             batch_rows: args.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
@@ -505,6 +506,7 @@ impl LoadConfig {
                 routing: routing(&args.routing, &file)?,
                 merge_keys,
                 overwrite_existing: args.overwrite_existing,
+                apply_deletes: args.apply_deletes,
                 replace_existing_rows: args.replace_existing_rows,
                 create_missing: args.create_missing,
             },
@@ -529,6 +531,9 @@ fn load_mode(args: &LoadArgs) -> Result<LoadMode, ConfigError> {
     };
     if args.overwrite_existing {
         only("--overwrite-existing", LoadMode::Merge, "--mode merge (truncate already replaces every row; append never updates)")?;
+    }
+    if args.apply_deletes {
+        only("--apply-deletes", LoadMode::Merge, "--mode merge (truncate already replaces every row; append deletes none)")?;
     }
     if args.replace_existing_rows {
         only("--replace-existing-rows", LoadMode::Truncate, "--mode truncate (append and merge delete no row)")?;

@@ -27,6 +27,9 @@ pub struct ExportConfig {
     pub jobs: usize,
     /// `--since`: the manifest of the earlier run this one continues (a tail export).
     pub since: Option<String>,
+    /// `--carry-changes`: a tail carries the rows changed below its watermark and the keys of
+    /// those deleted, instead of being refused.
+    pub carry_changes: bool,
     pub dry_run: bool,
     pub parquet: ParquetSettings,
     pub batch_rows: usize,

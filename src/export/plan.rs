@@ -16,9 +16,9 @@ use crate::export::config::{ExportConfig, ExportTable, TableSource};
 use crate::export::row_hashes::{locate_changes, HashError};
 use crate::model::manifest::{ForeignKey, Manifest, PartitionManifest, TableManifest};
 use crate::model::partition::{BlockSpan, KeyColumn, PartitionBounds, Relation};
-use crate::model::row_hash::{Changes, HashQuery, RowHashes};
+use crate::model::row_hash::{Changes, HashQuery, RowHashes, MAX_CARRIED_KEYS};
 use crate::model::table_ref::TableRef;
-use crate::model::tail::Tail;
+use crate::model::tail::{Carried, Tail};
 use crate::model::types::{
     bigquery_column_names, bigquery_identifier, json_number_check, map_column, quote_ident, ColumnMapping, OnBadValue, OutOfRange, PgColumn,
 };
@@ -63,8 +63,13 @@ pub struct TablePlan {
     pub foreign_keys: Vec<ForeignKey>,
     pub partitions: Vec<PartitionManifest>,
     pub row_count: u64,
-    /// A tail export (`--since`): every unit reads only the rows above the earlier run's.
+    /// A tail export (`--since`): every unit reads only the rows above the earlier run's (and
+    /// those it carries).
     pub tail: Option<Tail>,
+    /// A tail's `--carry-changes`: the keys of the rows deleted below its watermark since the
+    /// parent, written to `_deleted/keys.parquet` when the run commits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted_keys: Vec<String>,
     /// `--on-bad-value quarantine`: the rows set aside instead of exported.
     pub quarantine: Option<Quarantine>,
     /// Rows per column that `--out-of-range clamp|null` will change.
@@ -150,15 +155,17 @@ pub async fn plan_export(
 }
 
 /// A tail's bound for the table (`--since`), checked: the rows at or below it (or without a
-/// watermark) in this snapshot must be exactly those the earlier runs hold. The watermark is
-/// `--watermark`, else a single-column integer primary key (an append-only table's).
+/// watermark) in this snapshot must be exactly those the earlier runs hold, or (with `carry`,
+/// by key) the tail carries the rows changed there and the keys of those deleted. The
+/// watermark is `--watermark`, else a single-column integer primary key (an append-only
+/// table's).
 async fn plan_tail(
-    spec: &ExportTable,
+    (spec, carry): (&ExportTable, bool),
     session: &SnapshotSession,
     shape: &SourceShape,
     mappings: &[ColumnMapping],
     parent: Option<&Parent>,
-) -> Result<Result<Option<Tail>, Vec<String>>, PlanError> {
+) -> Result<Result<Option<(Tail, Vec<String>)>, Vec<String>>, PlanError> {
     let Some(parent_run @ Parent { manifest: parent, set_aside, .. }) = parent else { return Ok(Ok(None)) };
     let refuse = |why: String| Ok(Err(vec![format!("{}: {why}", shape.what())]));
     let same = |t: &&TableManifest| match &shape.table {
@@ -182,10 +189,35 @@ async fn plan_tail(
         Err(problem) => return Ok(Err(vec![problem])),
     };
     let context = TailContext { session, shape, earlier, tail: &tail, column: &column, parent: parent_run };
-    if let Some(problem) = earlier_rows_problem(&context).await? {
-        return refuse(problem);
+    match earlier_rows(&context).await? {
+        EarlierRows::Held => Ok(Ok(Some((tail, Vec::new())))),
+        EarlierRows::Differ(problem) => refuse(problem),
+        EarlierRows::Changed { counted, changes } if !carry => refuse(format!(
+            "{counted}; since run `{}`, by key: {}. A tail would miss these changes: carry them into the tail with \
+             --carry-changes (then load it with --mode merge --overwrite-existing --apply-deletes), or export the table whole \
+             and load it with --mode truncate",
+            parent.run_id,
+            changes.describe()
+        )),
+        EarlierRows::Changed { changes, .. } => carried_tail(tail, &shape.primary_key, changes).map_or_else(refuse, |t| Ok(Ok(Some(t)))),
     }
-    Ok(Ok(Some(tail)))
+}
+
+/// The tail carrying `changes` (every key, up to [`MAX_CARRIED_KEYS`]) and the deleted keys.
+fn carried_tail(tail: Tail, key: &[String], changes: Changes) -> Result<(Tail, Vec<String>), String> {
+    let total = changes.updated.count() + changes.deleted.count() + changes.inserted_late.count();
+    if total > MAX_CARRIED_KEYS {
+        return Err(format!(
+            "since run `{}`, {total} rows changed below the watermark ({}), more than the {MAX_CARRIED_KEYS} a tail carries: \
+             export the table whole and load it with --mode truncate",
+            tail.parent_run,
+            changes.describe()
+        ));
+    }
+    let carried = Carried { keys: changes.carried(), updated: changes.updated.count(), deleted: changes.deleted.count() };
+    let mut deleted = changes.deleted.keys;
+    deleted.sort_unstable();
+    Ok((tail.carrying(key, carried), deleted))
 }
 
 /// What a tail's check of its earlier rows reads.
@@ -198,10 +230,20 @@ struct TailContext<'a> {
     parent: &'a Parent,
 }
 
-/// Why the rows at or below the tail's bound are not those the earlier runs hold, if they are
-/// not: their count differs, or (when the parent recorded row hashes under the same key) the sum
-/// of their hashes, and then the keys updated, deleted and inserted late are named.
-async fn earlier_rows_problem(c: &TailContext<'_>) -> Result<Option<String>, PlanError> {
+/// What a tail's check of the rows at or below its bound found.
+enum EarlierRows {
+    /// Exactly the rows the earlier runs hold.
+    Held,
+    /// Other rows, by key: how they count (in words) and the keys.
+    Changed { counted: String, changes: Changes },
+    /// Other rows, not told apart by key (no row hashes, or none differ by key): the refusal.
+    Differ(String),
+}
+
+/// Whether the rows at or below the tail's bound are those the earlier runs hold: their count,
+/// and (when the parent recorded row hashes under the same key) the sum of their hashes; when
+/// they differ, the keys updated, deleted and inserted late.
+async fn earlier_rows(c: &TailContext<'_>) -> Result<EarlierRows, PlanError> {
     let (shape, tail) = (c.shape, c.tail);
     let hashes = c.earlier.row_hashes.as_ref().filter(|_| !shape.primary_key.is_empty() && shape.primary_key == c.earlier.primary_key);
     let query = hashes.map(|h| HashQuery {
@@ -222,7 +264,7 @@ async fn earlier_rows_problem(c: &TailContext<'_>) -> Result<Option<String>, Pla
         None => (c.session.counts(&shape.from, false, &[], &[], Some(&tail.earlier_rows_filter()), &what).await?.counts[0], None),
     };
     if rows == tail.rows_through && hashes.map(|h| &h.sum) == sum.as_ref() {
-        return Ok(None);
+        return Ok(EarlierRows::Held);
     }
     let counted = format!(
         "{rows} rows are at or below the watermark `{}` of run `{}` (or have none{}) now, where the runs up to it hold {} (those they set aside included)",
@@ -235,22 +277,17 @@ async fn earlier_rows_problem(c: &TailContext<'_>) -> Result<Option<String>, Pla
         (Some(hashes), Some(query)) => locate_parent_changes(c, hashes, query).await?,
         _ => Changes::default(),
     };
-    if changes.is_empty() {
-        return Ok(Some(format!(
-            "{counted}: rows were added below the watermark, changed or deleted since, and a tail would miss them{}. \
-             Export the table whole and load it with --mode merge (rows already loaded are skipped)",
-            if shape.primary_key.is_empty() && c.earlier.rejected.is_some() {
-                "; or a row set aside lies above the watermark, which a table without a primary key cannot tell apart"
-            } else {
-                ""
-            },
-        )));
+    if !changes.is_empty() {
+        return Ok(EarlierRows::Changed { counted, changes });
     }
-    Ok(Some(format!(
-        "{counted}; since run `{}`, by key: {}. A tail would miss these changes: export the table whole and load it with \
-         --mode merge --overwrite-existing (a merge keeps rows deleted from Postgres; --mode truncate replaces the table)",
-        c.parent.manifest.run_id,
-        changes.describe()
+    Ok(EarlierRows::Differ(format!(
+        "{counted}: rows were added below the watermark, changed or deleted since, and a tail would miss them{}. \
+         Export the table whole and load it with --mode merge (rows already loaded are skipped)",
+        if shape.primary_key.is_empty() && c.earlier.rejected.is_some() {
+            "; or a row set aside lies above the watermark, which a table without a primary key cannot tell apart"
+        } else {
+            ""
+        },
     )))
 }
 
@@ -326,8 +363,8 @@ async fn plan_table(
         Err(problems) => return Ok(Err(problems)),
     };
     session.probe(&source_query, &what).await?;
-    let tail = match plan_tail(spec, session, &shape, &mappings, parent).await? {
-        Ok(tail) => tail,
+    let (tail, deleted_keys) = match plan_tail((spec, config.carry_changes), session, &shape, &mappings, parent).await? {
+        Ok(tail) => tail.map_or((None, Vec::new()), |(tail, deleted)| (Some(tail), deleted)),
         Err(problems) => return Ok(Err(problems)),
     };
     let (counted, adjusted_rows, quarantine) = match count_checked_rows(spec, session, &shape, &mappings, units, tail.as_ref()).await? {
@@ -346,6 +383,7 @@ async fn plan_table(
         foreign_keys,
         row_count: counted.row_count,
         tail,
+        deleted_keys,
         quarantine,
         adjusted_rows,
         numeric_in_use: counted.numeric_in_use,

@@ -16,7 +16,7 @@ use parquet::errors::ParquetError;
 use crate::export::parquet::{writer_properties, ParquetSettings};
 use crate::export::plan::TablePlan;
 use crate::export::ExportError;
-use crate::model::manifest::FileManifest;
+use crate::model::manifest::{FileManifest, DELETED_KEYS_FILE};
 use crate::model::row_hash::{
     add_row, bucket_mask, differing, hashed_by_type, Bucket, Changes, HashMethod, HashQuery, RowHashes, ROW_HASH_FILE,
 };
@@ -88,6 +88,44 @@ pub async fn write_row_hashes(
         columns: query.columns.clone(),
         text_columns: query.text_columns.clone(),
         sum: sum.to_string(),
+    })
+}
+
+/// Writes `table`'s deleted keys ([`TablePlan::deleted_keys`]), one `key` per row, create-only
+/// (one already there, an earlier attempt's, is kept), to [`DELETED_KEYS_FILE`].
+///
+/// # Errors
+/// [`ExportError::RowHashes`] when the file cannot be encoded; a store error.
+pub async fn write_deleted_keys(
+    store: &Store,
+    run_id: &str,
+    table: &TablePlan,
+    settings: &ParquetSettings,
+) -> Result<FileManifest, ExportError> {
+    let failed = |source: HashError| ExportError::RowHashes { table: table.name.clone(), source };
+    let schema = Arc::new(Schema::new(vec![Field::new("key", DataType::Utf8, false)]));
+    let encoded = || -> Result<Bytes, HashError> {
+        let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(writer_properties(settings, &schema)?))?;
+        let keys: StringArray = table.deleted_keys.iter().map(Some).collect();
+        writer.write(&RecordBatch::try_new(schema.clone(), vec![Arc::new(keys)])?)?;
+        Ok(Bytes::from(writer.into_inner()?))
+    };
+    let data = encoded().map_err(failed)?;
+    let relative = format!("{}/{DELETED_KEYS_FILE}", table.directory());
+    let path = format!("{run_id}/{relative}");
+    let data = match store.put_if_absent(&path, data.clone()).await? {
+        true => data,
+        false => store.get(&path).await?,
+    };
+    Ok(FileManifest {
+        path: relative,
+        uri: store.uri(&path),
+        partition: 0,
+        rows: table.deleted_keys.len() as u64,
+        bytes: data.len() as u64,
+        crc32c: crc32c_base64(crc32c::crc32c(&data)),
+        aggregates: Vec::new(),
+        row_fingerprint: None,
     })
 }
 

@@ -61,6 +61,15 @@ pub struct MergeCounts {
     pub updated: u64,
 }
 
+/// `load --apply-deletes`: the keys a tail carried as deleted (`keys` of them, kept as the
+/// table held them in `keys_table`) and the rows the `DELETE` removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedRows {
+    pub keys_table: String,
+    pub keys: u64,
+    pub rows: u64,
+}
+
 /// One snapshot table's load into one BigQuery table, as validate reads it back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +92,9 @@ pub struct LoadRecord {
     /// Merge: the table holding the snapshot's keys as the target holds them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys_table: Option<String>,
+    /// Merge with `--apply-deletes`: the rows deleted by key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<DeletedRows>,
     /// Snapshot column → its aggregates as the table holds its values, read back as the
     /// snapshot's column (or as the lossy type), measured over the staged rows.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

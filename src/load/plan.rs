@@ -17,6 +17,7 @@ use crate::gcp::schema::{
     schema_json, set_layout, table_reference, table_resource, Field, FieldMode, PartitionUnit, TableColumn, TimePartitioning,
 };
 use crate::gcp::sql::{keys_table_id, quote, staging_table_id, string_literal, table_path};
+use crate::load::deletes::{check_carried, plan_deletes, DeleteTarget, Deletes};
 use crate::load::merge::{merge_sql, MergeSpec};
 use crate::model::manifest::{FileManifest, Manifest, TableManifest, TableNames};
 use crate::model::types::{BigQueryType, NameAlphabet};
@@ -58,6 +59,8 @@ pub struct LoadTarget {
     pub merge_keys: BTreeMap<String, Vec<String>>,
     /// Merge: also update rows whose key exists and whose values differ.
     pub overwrite_existing: bool,
+    /// Merge: also delete the rows a tail carried as deleted, by key.
+    pub apply_deletes: bool,
     /// Truncate: also replace the rows of a table pg2bq did not create (an app's).
     pub replace_existing_rows: bool,
     /// Create a `--table-map` target that is not in the dataset (else refused: a typo).
@@ -117,6 +120,9 @@ pub struct TableLoad {
     /// [`keys_table_id`], for `validate` to compare exactly the snapshot's rows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_keys: Option<QueryJob>,
+    /// Merge with `--apply-deletes` of a tail that carried deleted keys: their deletion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<Deletes>,
     /// The name its job ids and staging table derive from: the table's, and the snapshot
     /// table's when it goes to a table of another name (so two snapshot tables appended into
     /// one table never share a job).
@@ -201,6 +207,8 @@ pub enum LoadPlanError {
     UnknownTable { table: String },
     #[error("table `{table}` cannot be loaded into the existing table `{table_id}`; nothing was loaded:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Routing { table: String, table_id: String, problems: Vec<String> },
+    #[error("table `{table}` is a tail of run `{since_run}` that carried changes; nothing was loaded: {reason}")]
+    CarriedChanges { table: String, since_run: String, reason: String },
     #[error("table `{table}`: cannot merge by key ({key}): {reason}")]
     MergeKey { table: String, key: String, reason: String },
     #[error("snapshot tables {} would all go to table `{table_id}`: in {} mode each would {}; nothing was loaded. Map each to a table of its own (--table-map), or append them with --mode append", sources.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "), mode.as_str(), if *mode == LoadMode::Truncate { "replace the rows of the one before" } else { "merge into the rows of the other by key, and validate could not tell their rows apart" })]
@@ -365,6 +373,7 @@ fn plan_table(
     existing: Option<&[TableColumn]>,
 ) -> Result<TableLoad, LoadPlanError> {
     refuse_local_files(scope, table)?;
+    check_carried(table, scope.mode, scope.overwrite_existing, target.apply_deletes)?;
     let table_id = target.names.table_id(table);
     let job_name = job_name(table, target, &table_id);
     let options = target.routing.options_for(table);
@@ -389,6 +398,20 @@ fn plan_table(
     let truncate_load_job_id = (scope.mode == LoadMode::Append && !staged && !table.files.is_empty())
         .then(|| format!("{}_load0000", scope.job_base(&job_name, LoadMode::Truncate, false)));
     let notes = plan_notes(&fields, &table_id, into_existing);
+    let deletes = plan_deletes(
+        &DeleteTarget {
+            project: scope.project,
+            dataset: scope.dataset,
+            run_id: scope.run_id,
+            run_uri: scope.run_uri,
+            table_id: &table_id,
+            job_name: &job_name,
+            job_base: &base,
+            key: &merge_key,
+            routes: &routes,
+        },
+        table,
+    )?;
     let mut planned = TableLoad {
         source: table.name.clone(),
         rows: table.row_count,
@@ -410,6 +433,7 @@ fn plan_table(
         load_jobs,
         finalize: emptied,
         keep_keys: None,
+        deletes,
         truncate_load_job_id,
         notes,
         kept_nullable_columns: Vec::new(),
@@ -718,6 +742,7 @@ mod tests {
                 tail: None,
                 rejected: None,
                 row_hashes: None,
+                deleted_keys: None,
                 row_fingerprint: None,
             }],
         }

@@ -206,6 +206,7 @@ fn manifest(tables: &[&str], files: usize) -> Manifest {
         tail: None,
         rejected: None,
         row_hashes: None,
+        deleted_keys: None,
         row_fingerprint: None,
     };
     Manifest {

@@ -102,6 +102,11 @@ pub struct TableManifest {
     /// watermark ([`crate::model::row_hash`]); only for a table with a primary key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_hashes: Option<RowHashes>,
+    /// A tail with `--carry-changes`: the keys of the rows deleted below its watermark since
+    /// the parent, one `key` (as [`crate::model::tail::key_json`] prints it) per row in
+    /// [`DELETED_KEYS_FILE`], for `load --mode merge --apply-deletes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_keys: Option<FileManifest>,
     /// The rows' fingerprints over the columns they cover; absent from manifests written
     /// before they were recorded (validate then skips its `row_fingerprint` check).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,17 +122,24 @@ pub struct RejectedRows {
     pub reasons: BTreeMap<String, u64>,
 }
 
+/// The deleted keys' file under the table's directory.
+pub const DELETED_KEYS_FILE: &str = "_deleted/keys.parquet";
+
 impl TableManifest {
     /// The table's rows in the snapshot: those in the files, those set aside by quarantine,
-    /// and, for a tail, those the earlier runs hold.
+    /// and, for a tail, those the earlier runs hold, less those it carried updated or saw
+    /// deleted (counted in its files or gone).
     pub fn snapshot_rows(&self) -> u64 {
         let rejected = self.rejected.as_ref().map_or(0, |r| r.file.rows);
-        self.row_count + rejected + self.tail.as_ref().map_or(0, |t| t.rows_through)
+        let earlier = self.tail.as_ref().map_or(0, |t| t.rows_through - t.replaced_rows());
+        self.row_count + rejected + earlier
     }
 
-    /// The files beside the data, which load never reads: the rows set aside, the row hashes.
+    /// The files beside the data: the rows set aside, the row hashes, the deleted keys (which
+    /// only `load --apply-deletes` reads).
     pub fn side_files(&self) -> impl Iterator<Item = &FileManifest> {
-        self.rejected.iter().map(|r| &r.file).chain(self.row_hashes.iter().map(|h| &h.file))
+        let files = self.rejected.iter().map(|r| &r.file).chain(self.row_hashes.iter().map(|h| &h.file));
+        files.chain(self.deleted_keys.iter())
     }
 
     /// The table the entry was read from: the recorded [`Self::table`], else (a manifest
@@ -610,6 +622,7 @@ mod tests {
                 tail: None,
                 rejected: None,
                 row_hashes: None,
+                deleted_keys: None,
                 row_fingerprint: None,
             }],
         }

@@ -38,6 +38,10 @@ const MAX_BUCKETS: u64 = 1 << 16;
 /// How many keys of each kind a refusal names.
 pub const KEYS_NAMED: usize = 10;
 
+/// The most changed keys (updated, deleted and inserted late together) a tail carries: each is
+/// a literal in every unit's SELECT and travels in the plan; past this, export the table whole.
+pub const MAX_CARRIED_KEYS: u64 = 100_000;
+
 /// A table's row hashes in the manifest: the file (`key`, `key_hash`, `row_hash`), how the
 /// rows were hashed (a later tail hashes its rows the same way) and the exact sum of `row_hash`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -203,25 +207,36 @@ pub fn differing(parent: &BTreeMap<i64, Bucket>, now: &BTreeMap<i64, Bucket>) ->
     ids
 }
 
-/// Keys of one kind of change: how many, and the first [`KEYS_NAMED`] (in key order).
+/// Keys of one kind of change, every one of them (a refusal names the first [`KEYS_NAMED`] in
+/// key order; `--carry-changes` uses all). They are held in memory: a tail carries the changes
+/// since its parent, and [`MAX_CARRIED_KEYS`] bounds what a tail may carry.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Listed {
-    pub count: u64,
-    pub first: Vec<String>,
+    pub keys: Vec<String>,
 }
 
 impl Listed {
     fn add(&mut self, key: &str) {
-        self.count += 1;
-        self.first.push(key.to_string());
-        self.first.sort();
-        self.first.truncate(KEYS_NAMED);
+        self.keys.push(key.to_string());
+    }
+
+    pub fn count(&self) -> u64 {
+        self.keys.len() as u64
+    }
+
+    /// The first [`KEYS_NAMED`] keys, in key order.
+    pub fn first(&self) -> Vec<&str> {
+        let mut sorted: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        sorted.truncate(KEYS_NAMED);
+        sorted
     }
 
     fn describe(&self, what: &str) -> Option<String> {
-        (self.count > 0).then(|| {
-            let more = if self.count > self.first.len() as u64 { ", …" } else { "" };
-            format!("{} {what} ({}{more})", self.count, self.first.join(", "))
+        (!self.keys.is_empty()).then(|| {
+            let first = self.first();
+            let more = if self.keys.len() > first.len() { ", …" } else { "" };
+            format!("{} {what} ({}{more})", self.keys.len(), first.join(", "))
         })
     }
 }
@@ -259,7 +274,14 @@ impl Changes {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.updated.count + self.deleted.count + self.inserted_late.count == 0
+        self.updated.keys.is_empty() && self.deleted.keys.is_empty() && self.inserted_late.keys.is_empty()
+    }
+
+    /// The keys whose rows a tail carries: those updated and those inserted late, in key order.
+    pub fn carried(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.updated.keys.iter().chain(&self.inserted_late.keys).cloned().collect();
+        keys.sort_unstable();
+        keys
     }
 }
 
@@ -327,8 +349,10 @@ mod tests {
         changes.compare(&side(&[("{\"id\" : 2}", 20), ("{\"id\" : 3}", 30)]), &side(&[("{\"id\" : 2}", 21), ("{\"id\" : 8}", 80)]));
         assert_eq!(changes.describe(), r#"1 updated ({"id" : 2}); 1 deleted ({"id" : 3}); 1 inserted late ({"id" : 8})"#);
         let mut many = Listed::default();
-        (0..12).for_each(|i| many.add(&format!("k{i:02}")));
+        (0..12).rev().for_each(|i| many.add(&format!("k{i:02}")));
         assert_eq!(many.describe("deleted").unwrap(), "12 deleted (k00, k01, k02, k03, k04, k05, k06, k07, k08, k09, …)");
+        assert_eq!(many.count(), 12);
+        assert_eq!(changes.carried(), [r#"{"id" : 2}"#, r#"{"id" : 8}"#]);
         assert!(Changes::default().is_empty());
     }
 }
