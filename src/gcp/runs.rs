@@ -194,6 +194,7 @@ mod tests {
             options: TargetOptions { defaults: [("metadata".to_string(), "{}".to_string())].into(), ..TargetOptions::default() },
             merged: Some(MergeCounts { inserted: 250, already_present: 50, updated: 0 }),
             keys_table: Some("events__pg2bq_keys_backfill".into()),
+            deleted: Some(DeletedRows { keys_table: "events__pg2bq_deleted_tail1".into(), keys: 2, rows: 1 }),
             expected: [("metadata".to_string(), ColumnAggregates { null_count: 0, value_count: 300, ..Default::default() })].into(),
         }
     }
@@ -205,6 +206,7 @@ mod tests {
         let sql = record_sql("p", "d", &record);
         assert!(sql.starts_with("MERGE `p.d._pg2bq_runs` T USING (SELECT 'backfill' AS run_id, 'events' AS table_id, 'public.events' AS source_table, 'merge' AS mode"), "{sql}");
         assert!(sql.contains(r#""defaults":{"metadata":"{}"}"#), "{sql}");
+        assert!(sql.contains(r#""deleted":{"keys_table":"events__pg2bq_deleted_tail1","keys":2,"rows":1}"#), "{sql}");
         assert!(LoadRecord::parse(r#"{"run_id": "r", "unknown": 1}"#).is_err());
     }
 

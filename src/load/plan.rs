@@ -373,7 +373,6 @@ fn plan_table(
     existing: Option<&[TableColumn]>,
 ) -> Result<TableLoad, LoadPlanError> {
     refuse_local_files(scope, table)?;
-    check_carried(table, scope.mode, scope.overwrite_existing, target.apply_deletes)?;
     let table_id = target.names.table_id(table);
     let job_name = job_name(table, target, &table_id);
     let options = target.routing.options_for(table);
@@ -397,23 +396,9 @@ fn plan_table(
         .then(|| QueryJob::new(format!("{base}_finalize"), format!("DELETE FROM {} WHERE TRUE", scope.qualified(&table_id))));
     let truncate_load_job_id = (scope.mode == LoadMode::Append && !staged && !table.files.is_empty())
         .then(|| format!("{}_load0000", scope.job_base(&job_name, LoadMode::Truncate, false)));
-    let notes = plan_notes(&fields, &table_id, into_existing);
-    let deletes = plan_deletes(
-        &DeleteTarget {
-            project: scope.project,
-            dataset: scope.dataset,
-            run_id: scope.run_id,
-            run_uri: scope.run_uri,
-            table_id: &table_id,
-            job_name: &job_name,
-            job_base: &base,
-            key: &merge_key,
-            routes: &routes,
-        },
-        table,
-    )?;
     let mut planned = TableLoad {
         source: table.name.clone(),
+        notes: plan_notes(&fields, &table_id, into_existing),
         rows: table.row_count,
         bytes: table.files.iter().map(|f| f.bytes).sum(),
         daily_quota_share: load_jobs.len() as f64 / DAILY_LOAD_JOBS_PER_TABLE as f64,
@@ -433,13 +418,31 @@ fn plan_table(
         load_jobs,
         finalize: emptied,
         keep_keys: None,
-        deletes,
+        deletes: None,
         truncate_load_job_id,
-        notes,
         kept_nullable_columns: Vec::new(),
     };
+    planned.deletes = table_deletes(scope, table, target, &planned)?;
     configure(scope, &mut planned);
     Ok(planned)
+}
+
+/// The table's deletes by key (`--apply-deletes`), when it carries deleted keys; refused when
+/// the load would drop what it carries.
+fn table_deletes(scope: &Scope, table: &TableManifest, target: &LoadTarget, planned: &TableLoad) -> Result<Option<Deletes>, LoadPlanError> {
+    check_carried(table, scope.mode, scope.overwrite_existing, target.apply_deletes)?;
+    let target = DeleteTarget {
+        project: scope.project,
+        dataset: scope.dataset,
+        run_id: scope.run_id,
+        run_uri: scope.run_uri,
+        table_id: &planned.table_id,
+        job_name: &planned.job_name,
+        job_base: &planned.job_base,
+        key: &planned.merge_key,
+        routes: &planned.routes,
+    };
+    plan_deletes(&target, table)
 }
 
 /// BigQuery loads from gs:// only.
@@ -690,6 +693,7 @@ mod tests {
     use super::*;
     use crate::model::aggregates::ColumnAggregates;
     use crate::model::manifest::{ColumnManifest, FileManifest, SourceInfo};
+    use crate::model::tail::Tail;
     use crate::model::types::{map_column, OutOfRange, PgColumn};
 
     fn column(name: &str, type_name: &str, not_null: bool) -> ColumnManifest {
@@ -947,5 +951,52 @@ mod tests {
         manifest.tables[0].primary_key.clear();
         let error = plan_load(&manifest, RUN_URI, &target(LoadMode::Merge)).unwrap_err().to_string();
         assert!(error.contains("no primary key") && error.contains("--key public.events.<column>"), "{error}");
+    }
+
+    /// A tail that carried 2 updated rows and 3 deleted keys: only a merge with both flags takes
+    /// it; then its keys are loaded, kept as the table holds them and deleted by key.
+    #[test]
+    fn carried_changes_need_a_merge_that_overwrites_and_applies_deletes() {
+        let mut manifest = manifest(1, false);
+        let table = &mut manifest.tables[0];
+        let carried = crate::model::tail::Carried { keys: vec![r#"{"id" : 4}"#.into(), r#"{"id" : 9}"#.into()], updated: 2, deleted: 3 };
+        table.tail = Some(Tail {
+            parent_run: "backfill".into(),
+            column: "mentioned_at".into(),
+            pg_type: "timestamp with time zone".into(),
+            after: Some("1".into()),
+            rows_through: 30,
+            key: vec!["id".into()],
+            set_aside: vec![],
+            carried: Some(carried),
+        });
+        table.deleted_keys = Some(FileManifest { path: "public.events/_deleted/keys.parquet".into(), rows: 3, ..table.files[0].clone() });
+        let both = LoadTarget { overwrite_existing: true, apply_deletes: true, ..target(LoadMode::Merge) };
+        let refused = |target: LoadTarget| plan_load(&manifest, RUN_URI, &target).unwrap_err().to_string();
+        assert!(refused(target(LoadMode::Truncate)).contains("only a merge by key applies"), "{}", refused(target(LoadMode::Truncate)));
+        assert!(refused(LoadTarget { overwrite_existing: false, ..both.clone() }).ends_with("add --overwrite-existing"));
+        let error = refused(LoadTarget { apply_deletes: false, ..both.clone() });
+        assert!(
+            error.contains(
+                "keys of 3 row(s) deleted in Postgres since run `backfill` (public.events/_deleted/keys.parquet): add --apply-deletes"
+            ),
+            "{error}"
+        );
+
+        let plan = plan_load(&manifest, RUN_URI, &both).unwrap();
+        let deletes = plan.tables[0].deletes.as_ref().unwrap();
+        assert_eq!(
+            (deletes.keys, deletes.load_job.uris.as_slice()),
+            (3, [format!("{RUN_URI}/public.events/_deleted/keys.parquet")].as_slice())
+        );
+        assert_eq!(
+            deletes.keep_keys.sql,
+            "CREATE OR REPLACE TABLE `p.d.events__pg2bq_deleted_20261124t070000z_abcd` AS SELECT DISTINCT s.`id` AS `id` \
+             FROM (SELECT CAST(JSON_VALUE(k.`key`, '$.id') AS INT64) AS `id` FROM `p.d.events_deleted__pg2bq_staging_20261124t070000z_abcd` k) s"
+        );
+        assert_eq!(
+            deletes.delete.sql,
+            "DELETE FROM `p.d.events` T WHERE EXISTS (SELECT 1 FROM `p.d.events__pg2bq_deleted_20261124t070000z_abcd` K WHERE T.`id` = K.`id`)"
+        );
     }
 }

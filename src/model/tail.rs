@@ -320,4 +320,28 @@ mod tests {
         let error = Tail::after_run("r1", &table(vec![], 0, None), &id, &[], &[]).unwrap_err();
         assert!(error.contains("run `r1` did not export it"), "{error}");
     }
+
+    /// A tail carrying 1 updated row, 1 inserted late and 1 deleted: its units read the new rows
+    /// and the carried ones by key, its check still reads only the rows below the bound; the
+    /// chain counts each row once, and the next bound does not go down to a carried row's.
+    #[test]
+    fn carried_rows_are_read_by_key_and_counted_once_along_the_chain() {
+        let at = mapping("created_at", "timestamp with time zone");
+        let key = ["id".to_string()];
+        let backfill = table(vec![(at.clone(), Some("1000"))], 100, None);
+        let carried = Carried { keys: vec![r#"{"id" : 1000}"#.into(), r#"{"id" : 5}"#.into()], updated: 1, deleted: 1 };
+        let tail = Tail::after_run("backfill", &backfill, &at, &key, &[]).unwrap().carrying(&key, carried);
+        let above = r#""created_at" > (timestamptz '1970-01-01 00:00:00+00' + interval '1000 microseconds')"#;
+        assert_eq!(
+            tail.row_filter(),
+            format!(r#"({above}) OR json_build_object('id', "id")::text = ANY(ARRAY['{{"id" : 1000}}', '{{"id" : 5}}']::text[])"#)
+        );
+        assert_eq!(tail.earlier_rows_filter(), format!("NOT COALESCE({above}, false)"));
+        // 12 rows, the 2 carried and 10 whose highest watermark is below the bound (as if only
+        // carried rows had one): the snapshot held 100 - 1 deleted + 1 late + 10.
+        let first = table(vec![(at.clone(), Some("900"))], 12, Some(tail));
+        assert_eq!(first.snapshot_rows(), 110);
+        let next = Tail::after_run("t1", &first, &at, &key, &[]).unwrap();
+        assert_eq!((next.rows_through, next.after.as_deref(), next.carried), (110, Some("1000"), None));
+    }
 }
