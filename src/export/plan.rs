@@ -215,7 +215,7 @@ fn carried_tail(tail: Tail, key: &[String], changes: Changes) -> Result<(Tail, V
         ));
     }
     let carried = Carried { keys: changes.carried(), updated: changes.updated.count(), deleted: changes.deleted.count() };
-    let mut deleted = changes.deleted.keys;
+    let mut deleted = changes.deleted.keys().to_vec();
     deleted.sort_unstable();
     Ok((tail.carrying(key, carried), deleted))
 }

@@ -40,6 +40,7 @@ pub const KEYS_NAMED: usize = 10;
 
 /// The most changed keys (updated, deleted and inserted late together) a tail carries: each is
 /// a literal in every unit's SELECT and travels in the plan; past this, export the table whole.
+/// Also the most keys of one kind held in memory while locating changes.
 pub const MAX_CARRIED_KEYS: u64 = 100_000;
 
 /// A table's row hashes in the manifest: the file (`key`, `key_hash`, `row_hash`), how the
@@ -207,36 +208,42 @@ pub fn differing(parent: &BTreeMap<i64, Bucket>, now: &BTreeMap<i64, Bucket>) ->
     ids
 }
 
-/// Keys of one kind of change, every one of them (a refusal names the first [`KEYS_NAMED`] in
-/// key order; `--carry-changes` uses all). They are held in memory: a tail carries the changes
-/// since its parent, and [`MAX_CARRIED_KEYS`] bounds what a tail may carry.
+/// Keys of one kind of change: how many, exactly; the first [`KEYS_NAMED`] in key order (a
+/// refusal names them); and every key up to [`MAX_CARRIED_KEYS`] (`--carry-changes` uses them
+/// all, and refuses more). Memory stays bounded however many rows changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Listed {
-    pub keys: Vec<String>,
+    count: u64,
+    first: Vec<String>,
+    keys: Vec<String>,
 }
 
 impl Listed {
     fn add(&mut self, key: &str) {
-        self.keys.push(key.to_string());
+        self.count += 1;
+        if self.keys.len() < MAX_CARRIED_KEYS as usize {
+            self.keys.push(key.to_string());
+        }
+        let at = self.first.partition_point(|k| k.as_str() < key);
+        if at < KEYS_NAMED {
+            self.first.insert(at, key.to_string());
+            self.first.truncate(KEYS_NAMED);
+        }
     }
 
     pub fn count(&self) -> u64 {
-        self.keys.len() as u64
+        self.count
     }
 
-    /// The first [`KEYS_NAMED`] keys, in key order.
-    pub fn first(&self) -> Vec<&str> {
-        let mut sorted: Vec<&str> = self.keys.iter().map(String::as_str).collect();
-        sorted.sort_unstable();
-        sorted.truncate(KEYS_NAMED);
-        sorted
+    /// Every key, when there are at most [`MAX_CARRIED_KEYS`]; else the first that many found.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
     }
 
     fn describe(&self, what: &str) -> Option<String> {
-        (!self.keys.is_empty()).then(|| {
-            let first = self.first();
-            let more = if self.keys.len() > first.len() { ", …" } else { "" };
-            format!("{} {what} ({}{more})", self.keys.len(), first.join(", "))
+        (self.count > 0).then(|| {
+            let more = if self.count > self.first.len() as u64 { ", …" } else { "" };
+            format!("{} {what} ({}{more})", self.count, self.first.join(", "))
         })
     }
 }
@@ -274,12 +281,12 @@ impl Changes {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.updated.keys.is_empty() && self.deleted.keys.is_empty() && self.inserted_late.keys.is_empty()
+        self.updated.count + self.deleted.count + self.inserted_late.count == 0
     }
 
     /// The keys whose rows a tail carries: those updated and those inserted late, in key order.
     pub fn carried(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.updated.keys.iter().chain(&self.inserted_late.keys).cloned().collect();
+        let mut keys: Vec<String> = self.updated.keys().iter().chain(self.inserted_late.keys()).cloned().collect();
         keys.sort_unstable();
         keys
     }
@@ -351,7 +358,15 @@ mod tests {
         let mut many = Listed::default();
         (0..12).rev().for_each(|i| many.add(&format!("k{i:02}")));
         assert_eq!(many.describe("deleted").unwrap(), "12 deleted (k00, k01, k02, k03, k04, k05, k06, k07, k08, k09, …)");
-        assert_eq!(many.count(), 12);
+        assert_eq!((many.count(), many.keys().len()), (12, 12));
+        // Past the most a tail carries, the count stays exact and the memory bounded.
+        let mut lots = Listed::default();
+        (0..=MAX_CARRIED_KEYS).rev().for_each(|i| lots.add(&format!("k{i:06}")));
+        assert_eq!((lots.count(), lots.keys().len()), (MAX_CARRIED_KEYS + 1, MAX_CARRIED_KEYS as usize));
+        assert_eq!(
+            lots.describe("updated").unwrap(),
+            "100001 updated (k000000, k000001, k000002, k000003, k000004, k000005, k000006, k000007, k000008, k000009, …)"
+        );
         assert_eq!(changes.carried(), [r#"{"id" : 2}"#, r#"{"id" : 8}"#]);
         assert!(Changes::default().is_empty());
     }
