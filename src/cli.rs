@@ -289,6 +289,11 @@ pub struct ExportArgs {
     /// --overwrite-existing --apply-deletes.
     #[arg(long, requires = "since")]
     pub carry_changes: bool,
+    /// A timestamp column the app sets on every insert and update: [TABLE.]COLUMN (repeatable;
+    /// TOML `updated_at`). A tail's check then hashes only the rows changed since the earlier
+    /// run's snapshot (and counts the rest), instead of every row below the watermark.
+    #[arg(long, value_name = "[TABLE.]COLUMN", requires = "since")]
+    pub updated_at: Vec<String>,
     /// Dates and timestamps BigQuery cannot hold (±infinity, outside years 1–9999).
     #[arg(long, value_enum, env = env::OUT_OF_RANGE)]
     pub out_of_range: Option<OutOfRangeArg>,

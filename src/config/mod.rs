@@ -113,6 +113,8 @@ pub struct TableSpec {
     pub on_bad_value: Option<OnBadValue>,
     /// `export --since`: the column a tail continues by.
     pub watermark: Option<String>,
+    /// `export --since`: a column the app sets to the time of every insert and update.
+    pub updated_at: Option<String>,
     /// `load`: time partitioning, `column[:DAY|HOUR|MONTH|YEAR]`.
     pub partition_by: Option<String>,
     /// `load`: clustering columns.
@@ -308,6 +310,7 @@ fn export_table(args: &ExportArgs, key: String, spec: TableSpec, file: &FileDefa
         partitions,
         partition_on: spec.partition_on,
         watermark: spec.watermark,
+        updated_at: spec.updated_at,
         out_of_range: args.out_of_range.map(out_of_range).or(spec.out_of_range).or(file.out_of_range).unwrap_or_default(),
         on_bad_value: args.on_bad_value.map(on_bad_value).or(spec.on_bad_value).or(file.on_bad_value).unwrap_or_default(),
     })
@@ -333,6 +336,11 @@ fn apply_table_flags(args: &ExportArgs, tables: &mut [ExportTable]) -> Result<()
     for key in &args.watermark {
         for (table, column) in targets(tables, "--watermark", key)? {
             table.watermark = Some(column);
+        }
+    }
+    for key in &args.updated_at {
+        for (table, column) in targets(tables, "--updated-at", key)? {
+            table.updated_at = Some(column);
         }
     }
     Ok(())

@@ -81,6 +81,9 @@ pub struct ExportTable {
     pub on_bad_value: OnBadValue,
     /// `--watermark`: the column a tail export continues by (default: an integer primary key).
     pub watermark: Option<String>,
+    /// `--updated-at`: a column the app sets to the time of every insert and update, by which a
+    /// tail's check re-reads only the rows changed since the parent's snapshot.
+    pub updated_at: Option<String>,
 }
 
 /// Where a table's rows come from.

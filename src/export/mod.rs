@@ -938,7 +938,13 @@ mod tests {
     fn a_record_of_a_unit_cut_otherwise_is_refused() {
         let run_id = RunId::parse("r1").unwrap();
         let planned = table(&[2, 1]);
-        let source = SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None };
+        let source = SourceInfo {
+            url: String::new(),
+            server_version: String::new(),
+            txid_snapshot: String::new(),
+            wal_lsn: None,
+            changes_since: None,
+        };
         let plan =
             ExportPlan { run_id: "r1".into(), destination: String::new(), source, tables: vec![planned.clone()], problems: Vec::new() };
         let unit = ExportUnit::new(&planned, &planned.partitions[1], &run_id);
@@ -977,7 +983,13 @@ mod tests {
         let mut planned = table(&[3]);
         let check = crate::model::types::ValueCheck { predicate: "\"id\" < 0".into(), problem: "negative".into(), range_adjustable: false };
         planned.columns[0] = planned.columns[0].clone().with_check(check);
-        let source = SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None };
+        let source = SourceInfo {
+            url: String::new(),
+            server_version: String::new(),
+            txid_snapshot: String::new(),
+            wal_lsn: None,
+            changes_since: None,
+        };
         let plan =
             ExportPlan { run_id: "r1".into(), destination: String::new(), source, tables: vec![planned.clone()], problems: Vec::new() };
         let unit = ExportUnit::new(&planned, &planned.partitions[0], &run_id);
@@ -1017,7 +1029,13 @@ mod tests {
     /// unit once.
     #[test]
     fn a_shard_plan_read_back_splits_the_same_units_among_its_workers() {
-        let source = SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: "1:1:".into(), wal_lsn: None };
+        let source = SourceInfo {
+            url: String::new(),
+            server_version: String::new(),
+            txid_snapshot: "1:1:".into(),
+            wal_lsn: None,
+            changes_since: None,
+        };
         let tables = vec![table(&[10, 0, 5]), TablePlan { name: "public.u".into(), ..table(&[7, 7]) }];
         let plan = sharded::ShardPlan {
             format_version: sharded::PLAN_FORMAT_VERSION,

@@ -11,14 +11,15 @@ use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
+use tracing::info;
 
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
-use crate::export::row_hashes::{locate_changes, HashError};
+use crate::export::row_hashes::{changes_among, locate_changes, HashError};
 use crate::model::manifest::{ForeignKey, Manifest, PartitionManifest, TableManifest};
 use crate::model::partition::{BlockSpan, KeyColumn, PartitionBounds, Relation};
 use crate::model::row_hash::{Changes, HashQuery, RowHashes, MAX_CARRIED_KEYS};
 use crate::model::table_ref::TableRef;
-use crate::model::tail::{Carried, Tail};
+use crate::model::tail::{updated_since, Carried, Tail};
 use crate::model::types::{
     bigquery_column_names, bigquery_identifier, json_number_check, map_column, quote_ident, ColumnMapping, OnBadValue, OutOfRange, PgColumn,
 };
@@ -188,7 +189,15 @@ async fn plan_tail(
         Ok(tail) => tail,
         Err(problem) => return Ok(Err(vec![problem])),
     };
-    let context = TailContext { session, shape, earlier, tail: &tail, column: &column, parent: parent_run };
+    let updated_at = match &spec.updated_at {
+        None => None,
+        Some(name) => match mappings.iter().find(|m| &m.name == name) {
+            Some(m) if m.pg_type == "timestamp with time zone" => Some(m),
+            Some(m) => return refuse(format!("--updated-at column `{name}` is {}; it must be a timestamp with time zone", m.pg_type)),
+            None => return refuse(format!("it has no column `{name}` for --updated-at")),
+        },
+    };
+    let context = TailContext { session, shape, earlier, tail: &tail, column: &column, updated_at, parent: parent_run };
     match earlier_rows(&context).await? {
         EarlierRows::Held => Ok(Ok(Some((tail, Vec::new())))),
         EarlierRows::Differ(problem) => refuse(problem),
@@ -227,6 +236,8 @@ struct TailContext<'a> {
     earlier: &'a TableManifest,
     tail: &'a Tail,
     column: &'a str,
+    /// `--updated-at`: the column the app sets on every insert and update.
+    updated_at: Option<&'a ColumnMapping>,
     parent: &'a Parent,
 }
 
@@ -254,6 +265,11 @@ async fn earlier_rows(c: &TailContext<'_>) -> Result<EarlierRows, PlanError> {
         text_columns: h.text_columns.clone(),
         filter: Some(tail.earlier_rows_filter()),
     });
+    if let (Some(hashes), Some(query)) = (hashes, &query) {
+        if let Some(found) = narrowed_check(c, hashes, query).await? {
+            return Ok(found);
+        }
+    }
     let what = format!("rows at or below the watermark of {}", shape.what());
     let (rows, sum) = match &query {
         Some(query) => {
@@ -266,13 +282,7 @@ async fn earlier_rows(c: &TailContext<'_>) -> Result<EarlierRows, PlanError> {
     if rows == tail.rows_through && hashes.map(|h| &h.sum) == sum.as_ref() {
         return Ok(EarlierRows::Held);
     }
-    let counted = format!(
-        "{rows} rows are at or below the watermark `{}` of run `{}` (or have none{}) now, where the runs up to it hold {} (those they set aside included)",
-        c.column,
-        c.parent.manifest.run_id,
-        if tail.set_aside.is_empty() { "" } else { ", or are rows they set aside" },
-        tail.rows_through,
-    );
+    let counted = counted(c, rows);
     let changes = match (hashes, &query) {
         (Some(hashes), Some(query)) => locate_parent_changes(c, hashes, query).await?,
         _ => Changes::default(),
@@ -291,21 +301,65 @@ async fn earlier_rows(c: &TailContext<'_>) -> Result<EarlierRows, PlanError> {
     )))
 }
 
+/// How the rows at or below the bound count now, against what the runs up to the parent hold.
+fn counted(c: &TailContext<'_>, rows: u64) -> String {
+    format!(
+        "{rows} rows are at or below the watermark `{}` of run `{}` (or have none{}) now, where the runs up to it hold {} (those they set aside included)",
+        c.column,
+        c.parent.manifest.run_id,
+        if c.tail.set_aside.is_empty() { "" } else { ", or are rows they set aside" },
+        c.tail.rows_through,
+    )
+}
+
+/// `--updated-at`: hashes only the rows updated since the parent's snapshot
+/// ([`SourceInfo::changes_since`](crate::model::manifest::SourceInfo)) and counts the others.
+/// `None` (the whole check runs) when the parent recorded no such time, or when the count shows
+/// rows deleted, whose keys only the whole check finds.
+async fn narrowed_check(c: &TailContext<'_>, hashes: &RowHashes, query: &HashQuery) -> Result<Option<EarlierRows>, PlanError> {
+    let (Some(column), Some(since)) = (c.updated_at, c.parent.manifest.source.changes_since) else { return Ok(None) };
+    let Some(updated) = updated_since(column, since) else { return Ok(None) };
+    let earlier = c.tail.earlier_rows_filter();
+    let what = format!("rows at or below the watermark of {}", c.shape.what());
+    let rows = c.session.counts(&c.shape.from, false, &[], &[], Some(&earlier), &what).await?.counts[0];
+    let recent = HashQuery { filter: Some(format!("({earlier}) AND {updated}")), ..query.clone() };
+    let parent = parent_file(c, hashes).await?;
+    let changes = changes_among(c.session, &parent, &recent).await.map_err(|source| parent_failed(c, hashes, source))?;
+    let held = c.tail.rows_through + changes.inserted_late.count();
+    if rows != held {
+        info!(table = %c.shape.name, rows, held, "Rows deleted below the watermark: checking every row's hash");
+        return Ok(None);
+    }
+    Ok(Some(match changes.is_empty() {
+        true => EarlierRows::Held,
+        false => EarlierRows::Changed { counted: counted(c, rows), changes },
+    }))
+}
+
 /// The parent's row-hash file, checked against its record, compared with the snapshot's rows.
 async fn locate_parent_changes(c: &TailContext<'_>, hashes: &RowHashes, query: &HashQuery) -> Result<Changes, PlanError> {
+    let data = parent_file(c, hashes).await?;
+    locate_changes(c.session, &data, hashes.file.rows, query).await.map_err(|source| parent_failed(c, hashes, source))
+}
+
+/// The parent's row-hash file, checked against its record.
+async fn parent_file(c: &TailContext<'_>, hashes: &RowHashes) -> Result<bytes::Bytes, PlanError> {
     let path = format!("{}/{}", c.parent.run_dir, hashes.file.path);
-    let failed = |source: HashError| PlanError::ParentRowHashes {
-        run_id: c.parent.manifest.run_id.clone(),
-        table: c.earlier.name.clone(),
-        uri: c.parent.store.uri(&path),
-        source,
-    };
-    let data = c.parent.store.get(&path).await.map_err(|e| failed(Box::new(e)))?;
+    let data = c.parent.store.get(&path).await.map_err(|e| parent_failed(c, hashes, Box::new(e)))?;
     let crc = crate::storage::store::crc32c_base64(crc32c::crc32c(&data));
     if let Some(difference) = crate::storage::manifest::file_difference(&hashes.file, Some((data.len() as u64, Some(&crc)))) {
-        return Err(failed(format!("it differs from the manifest's record: {difference}").into()));
+        return Err(parent_failed(c, hashes, format!("it differs from the manifest's record: {difference}").into()));
     }
-    locate_changes(c.session, &data, hashes.file.rows, query).await.map_err(failed)
+    Ok(data)
+}
+
+fn parent_failed(c: &TailContext<'_>, hashes: &RowHashes, source: HashError) -> PlanError {
+    PlanError::ParentRowHashes {
+        run_id: c.parent.manifest.run_id.clone(),
+        table: c.earlier.name.clone(),
+        uri: c.parent.store.uri(&format!("{}/{}", c.parent.run_dir, hashes.file.path)),
+        source,
+    }
 }
 
 /// A table or query as the source describes it, before any column is mapped.

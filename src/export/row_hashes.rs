@@ -217,6 +217,28 @@ pub async fn locate_changes(session: &SnapshotSession, parent: &Bytes, parent_ro
     Ok(changes)
 }
 
+/// `--updated-at`: the rows `query` selects (those updated since the parent's snapshot),
+/// compared by key with the parent's file (one pass, keeping only their keys): updated, or
+/// inserted late. Deleted rows are not among them; the caller counts them.
+///
+/// # Errors
+/// The file cannot be read, or the query fails.
+pub async fn changes_among(session: &SnapshotSession, parent: &Bytes, query: &HashQuery) -> Result<Changes, HashError> {
+    let mut now = HashMap::new();
+    for row in session.text_rows(&query.rows_sql(), "read the row hashes of the rows updated since the earlier run").await? {
+        now.insert(row[0].clone().unwrap_or_default(), number(&row[2])?);
+    }
+    let mut before = HashMap::new();
+    read_rows(parent, |key, _, row_hash| {
+        if now.contains_key(key) {
+            before.insert(key.to_string(), row_hash);
+        }
+    })?;
+    let mut changes = Changes::default();
+    changes.compare(&before, &now);
+    Ok(changes)
+}
+
 /// A number our own SQL printed as text.
 fn number<T: std::str::FromStr>(value: &Option<String>) -> Result<T, HashError> {
     let text = value.as_deref().unwrap_or("0");

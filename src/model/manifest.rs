@@ -71,6 +71,12 @@ pub struct SourceInfo {
     pub txid_snapshot: String,
     /// WAL position when the snapshot was taken (replay position on a standby).
     pub wal_lsn: Option<String>,
+    /// The server's time (µs since 1970) before which no change the snapshot misses began: the
+    /// start of the oldest other transaction then open (as `pg_stat_activity` shows it to the
+    /// exporting role), else the snapshot's own. A tail's
+    /// `--updated-at` check re-reads the rows updated at or after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes_since: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -589,7 +595,13 @@ mod tests {
             run_id: "r".into(),
             started_at: String::new(),
             completed_at: String::new(),
-            source: SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None },
+            source: SourceInfo {
+                url: String::new(),
+                server_version: String::new(),
+                txid_snapshot: String::new(),
+                wal_lsn: None,
+                changes_since: None,
+            },
             destination: "gs://b/p".into(),
             mixed_snapshot: false,
             unit_snapshots: Vec::new(),

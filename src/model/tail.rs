@@ -152,6 +152,13 @@ impl Tail {
     }
 }
 
+/// `--updated-at`: the rows of a `timestamp with time zone` column `column` updated at or after
+/// `micros` (µs since 1970, the server's clock); `None` for another type.
+pub fn updated_since(column: &ColumnMapping, micros: i64) -> Option<String> {
+    let at = literal(&column.pg_type, &micros.to_string()).filter(|_| column.pg_type == "timestamp with time zone")?;
+    Some(format!("{} >= {at}", quote_ident(&column.name)))
+}
+
 /// Postgres text literals, `'a', 'b'`, quotes doubled.
 fn text_literals(values: &[String]) -> String {
     values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect::<Vec<_>>().join(", ")

@@ -348,12 +348,19 @@ impl SnapshotSession {
             .query_one(
                 "SELECT pg_export_snapshot(), txid_current_snapshot()::text, \
                  (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, \
-                 current_setting('server_version'), current_user::text, current_setting('server_version_num')::int4",
+                 current_setting('server_version'), current_user::text, current_setting('server_version_num')::int4, \
+                 (extract(epoch FROM least(now(), (SELECT min(xact_start) FROM pg_stat_activity WHERE pid <> pg_backend_pid()))) * 1000000)::int8",
                 &[],
             )
             .await
             .map_err(query_error("export a snapshot"))?;
-        let info = SourceInfo { url: redact_url(url), server_version: row.get(3), txid_snapshot: row.get(1), wal_lsn: row.get(2) };
+        let info = SourceInfo {
+            url: redact_url(url),
+            server_version: row.get(3),
+            txid_snapshot: row.get(1),
+            wal_lsn: row.get(2),
+            changes_since: row.get(6),
+        };
         let snapshot_id: String = row.get(0);
         client
             .batch_execute(&format!("SET application_name = '{}'", application_name(&snapshot_id).replace('\'', "''")))

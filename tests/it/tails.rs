@@ -366,3 +366,57 @@ async fn a_composite_key_is_carried_and_deleted_by_its_whole_key() {
     assert_eq!(check["status"], "pass");
     db.drop().await;
 }
+
+/// `--updated-at`: the check hashes only the rows the app stamped since the parent's snapshot
+/// and counts the others. An UPDATE and a late INSERT (both stamped) are named as without it;
+/// a DELETE shows in the count, and then every row is hashed to name it. An UPDATE the app did
+/// not stamp is not seen: the column is the app's promise (without the flag it is refused).
+#[tokio::test]
+async fn updated_at_narrows_the_check_to_the_rows_stamped_since_the_parents_snapshot() {
+    let url = skip_unless!("PG2BQ_TEST_PG_URL");
+    let db = TestDb::new(
+        &url,
+        "CREATE TABLE events (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, note text, updated_at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO events (id, created_at, note) SELECT i, timestamptz '2024-01-01 00:00:00+00' + i * interval '1 hour', 'row ' || i
+           FROM generate_series(1, 100) i;
+         CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at = now(); RETURN NEW; END $$;
+         CREATE TRIGGER stamp BEFORE UPDATE ON events FOR EACH ROW EXECUTE FUNCTION stamp();",
+    )
+    .await;
+    let table = db.table("events");
+    let runs = Runs { url, dest: tempfile::tempdir().unwrap(), table: table.clone() };
+    assert_eq!(runs.export("backfill", None).0, Some(0));
+    assert!(runs.manifest("backfill")["source"]["changes_since"].as_i64().is_some());
+    let dest = runs.dest.path().to_str().unwrap().to_string();
+    let narrowed = |run_id: &str, parent: &str| {
+        let since = format!("{dest}/{parent}/manifest.json");
+        let args = ["export", "--source", &runs.url, "--dest", &dest, "--run-id", run_id, "--progress", "off", "--table", &table];
+        let out = pg2bq(&[&args[..], &["--since", &since, "--watermark", "created_at", "--updated-at", "updated_at"]].concat());
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let sql = |statement: String| {
+        let client = &db.client;
+        async move { client.batch_execute(&statement).await.unwrap() }
+    };
+
+    sql(format!("UPDATE {table} SET note = 'changed' WHERE id = 5; INSERT INTO {table} (id, created_at, note) VALUES (1000, timestamptz '2024-01-01 00:30:00+00', 'late')")).await;
+    let (code, stderr) = narrowed("t1", "backfill");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(r#"by key: 1 updated ({"id" : 5}); 1 inserted late ({"id" : 1000})."#), "{stderr}");
+    assert!(!stderr.contains("checking every row's hash"), "{stderr}");
+    sql(format!("DELETE FROM {table} WHERE id IN (7, 1000)")).await;
+    let (code, stderr) = narrowed("t2", "backfill");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("Rows deleted below the watermark: checking every row's hash"), "{stderr}");
+    assert!(stderr.contains(r#"by key: 1 updated ({"id" : 5}); 1 deleted ({"id" : 7})."#), "{stderr}");
+
+    // From a new backfill of the rows as they are, one change the app did not stamp.
+    assert_eq!(runs.export("again", None).0, Some(0));
+    sql(format!("ALTER TABLE {table} DISABLE TRIGGER stamp; UPDATE {table} SET note = 'unstamped' WHERE id = 9")).await;
+    let (code, stderr) = narrowed("t3", "again");
+    assert_eq!(code, Some(0), "the unstamped change is not seen: {stderr}");
+    assert_eq!(runs.manifest("t3")["tables"][0]["row_count"], 0);
+    let stderr = runs.refused("t4", "again");
+    assert!(stderr.contains(r#"by key: 1 updated ({"id" : 9})."#), "without --updated-at every row is hashed: {stderr}");
+    db.drop().await;
+}
