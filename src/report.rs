@@ -322,8 +322,17 @@ fn table_plan_text(table: &TablePlan) -> String {
         ));
     }
     if let Some(tail) = &table.tail {
+        let checked = match &tail.carried {
+            None => "checked unchanged".to_string(),
+            Some(c) => format!(
+                "checked: carrying {} updated and {} inserted late by key, {} deleted to _deleted/keys.parquet",
+                c.updated,
+                c.keys.len() as u64 - c.updated,
+                c.deleted
+            ),
+        };
         text.push_str(&format!(
-            "  tail of run {}: rows where {} (the {} rows at or below it checked unchanged)\n",
+            "  tail of run {}: rows where {} (the {} rows at or below it {checked})\n",
             tail.parent_run,
             tail.row_filter(),
             tail.rows_through

@@ -929,6 +929,17 @@ mod tests {
         assert_eq!((t.partitions, t.out_of_range), (Some(6), OutOfRange::Refuse));
     }
 
+    /// `--updated-at` needs `--since`; the flag beats the file's per-table `updated_at`.
+    #[test]
+    fn updated_at_flag_beats_the_files_and_carry_changes_is_read() {
+        let text = "[[tables]]\nname = 'public.events'\nupdated_at = 'touched_at'\n";
+        assert_eq!(resolved(&["--since", "m.json"], text).updated_at.as_deref(), Some("touched_at"));
+        let t = resolved(&["--since", "m.json", "--updated-at", "events.changed_at"], text);
+        assert_eq!(t.updated_at.as_deref(), Some("changed_at"));
+        let parsed = args(&["--source", "postgresql://h/db", "--dest", "d", "--table", "t", "--since", "m", "--carry-changes"]);
+        assert!(ExportConfig::resolve(&parsed, file(""), None).unwrap().carry_changes);
+    }
+
     #[test]
     fn per_table_file_value_beats_file_global_beats_default() {
         let t = resolved(&[], PER_TABLE);

@@ -237,6 +237,12 @@ async fn changes_below_the_watermark_are_carried_merged_with_their_deletes_and_v
     assert!(stderr.contains("carry them into the tail with --carry-changes"), "{stderr}");
 
     // Carried: the 10 new rows, the updated one and the late one; the deleted key in its file.
+    let planned = chain.export("t1", &["--since", &since, "--watermark", "created_at", "--carry-changes", "--dry-run"]);
+    let plan = String::from_utf8_lossy(&planned.stdout);
+    assert!(
+        plan.contains(r#"OR json_build_object('id', "id")::text = ANY(ARRAY['{"id" : 1000}', '{"id" : 5}']::text[]) (the 100 rows at or below it checked: carrying 1 updated and 1 inserted late by key, 1 deleted to _deleted/keys.parquet)"#),
+        "{plan}"
+    );
     let t1 = chain.carried("t1", "backfill").await;
     assert_eq!(t1["row_count"], 12);
     assert_eq!(t1["tail"]["carried"], serde_json::json!({ "keys": [r#"{"id" : 1000}"#, r#"{"id" : 5}"#], "updated": 1, "deleted": 1 }));
