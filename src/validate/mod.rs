@@ -293,6 +293,8 @@ async fn loaded_table(
             let on: Vec<String> = table_columns(&keys_resource).iter().map(|k| format!("t.{0} = k.{0}", quote(&k.name))).collect();
             format!("{whole} t JOIN {} k ON {}", table_path(&config.project, &config.dataset, keys_id), on.join(" AND "))
         }
+        // A merge of no rows (a tail that only carried deletes) kept no keys: none of its rows.
+        (LoadMode::Merge, None) if table.row_count == 0 => format!("(SELECT * FROM {whole} WHERE FALSE) t"),
         _ => format!("{whole} t"),
     };
     let rows = format!("(SELECT {} FROM {from})", select.join(", "));

@@ -321,6 +321,14 @@ async fn changes_below_the_watermark_are_carried_merged_with_their_deletes_and_v
     // Nothing changed since: the next tail is empty and carries nothing.
     let t3 = chain.carried("t3", "t2").await;
     assert_eq!((t3["row_count"].as_u64(), t3["tail"]["rows_through"].as_u64(), t3["tail"].get("carried")), (Some(0), Some(114), None));
+    // A delete alone: a tail of no rows whose merge only deletes, and validates.
+    db.client.batch_execute(&format!("DELETE FROM {table} WHERE id = 9")).await.unwrap();
+    let t4 = chain.carried("t4", "t3").await;
+    assert_eq!((t4["row_count"].as_u64(), t4["deleted_keys"]["rows"].as_u64()), (Some(0), Some(1)));
+    let report = chain.apply("t4", &s.bq_host);
+    assert_eq!((report.get("merged"), report["deleted"]["rows"].as_u64()), (None, Some(1)));
+    same_rows(&s, &db, &bq_table, columns, "1").await;
+    assert!(chain.validate_against_postgres("t4").is_some());
     db.drop().await;
 }
 
