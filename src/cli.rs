@@ -226,6 +226,10 @@ pub struct LoadArgs {
     /// Merge: also update rows whose key exists and whose values differ from the snapshot's.
     #[arg(long)]
     pub overwrite_existing: bool,
+    /// Merge: also delete, by key, the rows a tail exported with --carry-changes saw deleted in
+    /// Postgres (its <table>/_deleted/keys.parquet); a run that carries deletes is refused without it.
+    #[arg(long)]
+    pub apply_deletes: bool,
     /// Time partitioning: TABLE.COLUMN[:DAY|HOUR|MONTH|YEAR] (repeatable).
     #[arg(long = "partition-by", value_name = "TABLE.COLUMN[:UNIT]")]
     pub partition_by: Vec<String>,
@@ -279,6 +283,17 @@ pub struct ExportArgs {
     /// (repeatable; TOML `watermark`). Default: a single-column integer primary key.
     #[arg(long, value_name = "[TABLE.]COLUMN", requires = "since")]
     pub watermark: Vec<String>,
+    /// A tail whose earlier rows changed (found by the earlier run's row hashes) carries the rows
+    /// updated or inserted late below the watermark and writes the keys of those deleted to
+    /// <run>/<table>/_deleted/keys.parquet, instead of being refused; load it with --mode merge
+    /// --overwrite-existing --apply-deletes.
+    #[arg(long, requires = "since")]
+    pub carry_changes: bool,
+    /// A timestamp column the app sets on every insert and update: [TABLE.]COLUMN (repeatable;
+    /// TOML `updated_at`). A tail's check then hashes only the rows changed since the earlier
+    /// run's snapshot (and counts the rest), instead of every row below the watermark.
+    #[arg(long, value_name = "[TABLE.]COLUMN", requires = "since")]
+    pub updated_at: Vec<String>,
     /// Dates and timestamps BigQuery cannot hold (±infinity, outside years 1–9999).
     #[arg(long, value_enum, env = env::OUT_OF_RANGE)]
     pub out_of_range: Option<OutOfRangeArg>,

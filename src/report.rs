@@ -322,8 +322,17 @@ fn table_plan_text(table: &TablePlan) -> String {
         ));
     }
     if let Some(tail) = &table.tail {
+        let checked = match &tail.carried {
+            None => "checked unchanged".to_string(),
+            Some(c) => format!(
+                "checked: carrying {} updated and {} inserted late by key, {} deleted to _deleted/keys.parquet",
+                c.updated,
+                c.keys.len() as u64 - c.updated,
+                c.deleted
+            ),
+        };
         text.push_str(&format!(
-            "  tail of run {}: rows where {} (the {} rows at or below it checked unchanged)\n",
+            "  tail of run {}: rows where {} (the {} rows at or below it {checked})\n",
             tail.parent_run,
             tail.row_filter(),
             tail.rows_through
@@ -386,6 +395,9 @@ pub fn print_load(outcome: &LoadOutcome, json: bool) {
                         "  {:<32} merged: {} inserted, {} already present ({} updated)\n",
                         "", m.inserted, m.already_present, m.updated
                     ));
+                }
+                if let Some(d) = &t.deleted {
+                    text.push_str(&format!("  {:<32} deleted: {} row(s) by {} key(s) (--apply-deletes)\n", "", d.rows, d.keys));
                 }
                 for d in &t.defaults {
                     text.push_str(&format!(
@@ -455,6 +467,13 @@ fn table_load_text(table: &TableLoad, mode: LoadMode) -> String {
     }
     for job in table.finalize.iter().chain(&table.keep_keys) {
         text.push_str(&format!("  job {}: {}\n", job.job_id, job.sql));
+    }
+    if let Some(d) = &table.deletes {
+        let job = &d.load_job;
+        text.push_str(&format!("  job {} → {}: {} deleted key(s) from {}\n", job.job_id, job.destination_table_id, d.keys, job.files()));
+        for job in [&d.keep_keys, &d.delete] {
+            text.push_str(&format!("  job {}: {}\n", job.job_id, job.sql));
+        }
     }
     text
 }

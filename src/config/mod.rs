@@ -113,6 +113,8 @@ pub struct TableSpec {
     pub on_bad_value: Option<OnBadValue>,
     /// `export --since`: the column a tail continues by.
     pub watermark: Option<String>,
+    /// `export --since`: a column the app sets to the time of every insert and update.
+    pub updated_at: Option<String>,
     /// `load`: time partitioning, `column[:DAY|HOUR|MONTH|YEAR]`.
     pub partition_by: Option<String>,
     /// `load`: clustering columns.
@@ -219,6 +221,7 @@ impl ExportConfig {
             resume: args.resume,
             jobs,
             since: args.since.clone(),
+            carry_changes: args.carry_changes,
             dry_run: args.dry_run,
             parquet: parquet_settings(args),
             batch_rows: args.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
@@ -307,6 +310,7 @@ fn export_table(args: &ExportArgs, key: String, spec: TableSpec, file: &FileDefa
         partitions,
         partition_on: spec.partition_on,
         watermark: spec.watermark,
+        updated_at: spec.updated_at,
         out_of_range: args.out_of_range.map(out_of_range).or(spec.out_of_range).or(file.out_of_range).unwrap_or_default(),
         on_bad_value: args.on_bad_value.map(on_bad_value).or(spec.on_bad_value).or(file.on_bad_value).unwrap_or_default(),
     })
@@ -332,6 +336,11 @@ fn apply_table_flags(args: &ExportArgs, tables: &mut [ExportTable]) -> Result<()
     for key in &args.watermark {
         for (table, column) in targets(tables, "--watermark", key)? {
             table.watermark = Some(column);
+        }
+    }
+    for key in &args.updated_at {
+        for (table, column) in targets(tables, "--updated-at", key)? {
+            table.updated_at = Some(column);
         }
     }
     Ok(())
@@ -505,6 +514,7 @@ impl LoadConfig {
                 routing: routing(&args.routing, &file)?,
                 merge_keys,
                 overwrite_existing: args.overwrite_existing,
+                apply_deletes: args.apply_deletes,
                 replace_existing_rows: args.replace_existing_rows,
                 create_missing: args.create_missing,
             },
@@ -529,6 +539,9 @@ fn load_mode(args: &LoadArgs) -> Result<LoadMode, ConfigError> {
     };
     if args.overwrite_existing {
         only("--overwrite-existing", LoadMode::Merge, "--mode merge (truncate already replaces every row; append never updates)")?;
+    }
+    if args.apply_deletes {
+        only("--apply-deletes", LoadMode::Merge, "--mode merge (truncate already replaces every row; append deletes none)")?;
     }
     if args.replace_existing_rows {
         only("--replace-existing-rows", LoadMode::Truncate, "--mode truncate (append and merge delete no row)")?;
@@ -914,6 +927,17 @@ mod tests {
         };
         let t = ExportConfig::resolve(&parsed, file(PER_TABLE), None).unwrap().tables.remove(0);
         assert_eq!((t.partitions, t.out_of_range), (Some(6), OutOfRange::Refuse));
+    }
+
+    /// `--updated-at` needs `--since`; the flag beats the file's per-table `updated_at`.
+    #[test]
+    fn updated_at_flag_beats_the_files_and_carry_changes_is_read() {
+        let text = "[[tables]]\nname = 'public.events'\nupdated_at = 'touched_at'\n";
+        assert_eq!(resolved(&["--since", "m.json"], text).updated_at.as_deref(), Some("touched_at"));
+        let t = resolved(&["--since", "m.json", "--updated-at", "events.changed_at"], text);
+        assert_eq!(t.updated_at.as_deref(), Some("changed_at"));
+        let parsed = args(&["--source", "postgresql://h/db", "--dest", "d", "--table", "t", "--since", "m", "--carry-changes"]);
+        assert!(ExportConfig::resolve(&parsed, file(""), None).unwrap().carry_changes);
     }
 
     #[test]

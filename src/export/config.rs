@@ -27,6 +27,9 @@ pub struct ExportConfig {
     pub jobs: usize,
     /// `--since`: the manifest of the earlier run this one continues (a tail export).
     pub since: Option<String>,
+    /// `--carry-changes`: a tail carries the rows changed below its watermark and the keys of
+    /// those deleted, instead of being refused.
+    pub carry_changes: bool,
     pub dry_run: bool,
     pub parquet: ParquetSettings,
     pub batch_rows: usize,
@@ -78,6 +81,9 @@ pub struct ExportTable {
     pub on_bad_value: OnBadValue,
     /// `--watermark`: the column a tail export continues by (default: an integer primary key).
     pub watermark: Option<String>,
+    /// `--updated-at`: a column the app sets to the time of every insert and update, by which a
+    /// tail's check re-reads only the rows changed since the parent's snapshot.
+    pub updated_at: Option<String>,
 }
 
 /// Where a table's rows come from.

@@ -14,6 +14,7 @@ pub mod memory;
 pub mod parquet;
 pub mod plan;
 pub mod rejected;
+pub mod row_hashes;
 pub mod schedule;
 pub mod sharded;
 
@@ -36,6 +37,7 @@ use crate::model::partition::PartitionBounds;
 pub use crate::model::progress::{ProgressCounter, ProgressReporter};
 use crate::model::progress::{TableProgress, UnitReport};
 use crate::model::row_fingerprint::{covers, RowAccumulator, TableRowFingerprint};
+use crate::model::row_hash::RowHashes;
 use crate::model::run_id::RunId;
 use crate::model::table_ref::TableRef;
 use crate::model::types::ColumnMapping;
@@ -59,6 +61,12 @@ pub enum ExportError {
         table: String,
         #[source]
         source: ::parquet::errors::ParquetError,
+    },
+    #[error("table `{table}`: the row hashes (a later tail's check) could not be read or written")]
+    RowHashes {
+        table: String,
+        #[source]
+        source: row_hashes::HashError,
     },
     #[error("--since: cannot read the earlier run's manifest")]
     Since(#[source] Box<ManifestError>),
@@ -292,7 +300,7 @@ async fn since_manifest(config: &ExportConfig) -> Result<Option<plan::Parent>, E
         let keys = rejected::rejected_keys(data).map_err(|e| failed(Box::new(e)))?;
         set_aside.insert(table.name.clone(), keys.into_iter().flatten().collect::<Vec<_>>());
     }
-    Ok(Some(plan::Parent { manifest: found.manifest, set_aside }))
+    Ok(Some(plan::Parent { manifest: found.manifest, set_aside, store: std::sync::Arc::new(found.store), run_dir: found.run_dir }))
 }
 
 /// One attempt of a claimed run: everything it reads and writes through.
@@ -312,12 +320,22 @@ impl RunAttempt<'_> {
         recorded: Vec<UnitRecord>,
         progress: Option<&ProgressReporter>,
     ) -> Result<(Manifest, Vec<UnitReport>), ExportError> {
-        let (mut tables, units, snapshots) = self.export_tables(recorded, progress).await?;
+        // Units an earlier attempt read in another snapshot (`--resume`): this snapshot's row
+        // hashes would not describe their table's rows, so none are recorded for it.
+        let mixed: BTreeSet<String> =
+            recorded.iter().filter(|r| r.snapshot.snapshot_id != self.session.snapshot_id).map(|r| r.table.clone()).collect();
+        // The snapshot's session is idle while the units run: it reads the row hashes meanwhile.
+        let ((mut tables, units, snapshots), mut hashes) =
+            tokio::try_join!(self.export_tables(recorded, progress), self.row_hashes(&mixed))?;
         let (run_id, settings) = (self.claim.run_id().to_string(), &self.config.parquet);
         for manifest in &mut tables {
             let planned = self.plan.tables.iter().find(|t| t.name == manifest.name).expect("a manifest table is planned");
             if let Some(quarantine) = &planned.quarantine {
                 manifest.rejected = Some(rejected::write_rejected(self.session, self.store, &run_id, planned, quarantine, settings).await?);
+            }
+            manifest.row_hashes = hashes.remove(&manifest.name);
+            if !planned.deleted_keys.is_empty() {
+                manifest.deleted_keys = Some(row_hashes::write_deleted_keys(self.store, &run_id, planned, settings).await?);
             }
         }
         let manifest = self.manifest(tables, snapshots);
@@ -354,6 +372,23 @@ impl RunAttempt<'_> {
             mixed_snapshot: distinct.len() > 1,
             unit_snapshots,
         }
+    }
+
+    /// Writes the row hashes of every table with a primary key ([`row_hashes`]), by name,
+    /// except the `mixed` ones (some of their units were read in another snapshot).
+    async fn row_hashes(&self, mixed: &BTreeSet<String>) -> Result<BTreeMap<String, RowHashes>, ExportError> {
+        let mut written = BTreeMap::new();
+        for table in &self.plan.tables {
+            let Some(query) = row_hashes::hash_query(table, self.session.hash_records()) else { continue };
+            if mixed.contains(&table.name) {
+                warn!(table = %table.name, "Row hashes not recorded: units kept from an earlier attempt were read in another snapshot; a tail of this run is checked by its count only");
+                continue;
+            }
+            let hashes =
+                row_hashes::write_row_hashes(self.session, self.store, self.claim.run_id().as_str(), table, &query, &self.config.parquet);
+            written.insert(table.name.clone(), hashes.await?);
+        }
+        Ok(written)
     }
 
     /// Exports every unit of the plan not in `recorded`; returns the tables' manifests, a
@@ -762,6 +797,8 @@ fn table_manifest(table: &TablePlan, mut written: Vec<WrittenFile>) -> TableMani
         row_count,
         tail: table.tail.clone(),
         rejected: None,
+        row_hashes: None,
+        deleted_keys: None,
         row_fingerprint: None,
     };
     // Files recorded by an older pg2bq (a resumed run) have none: then the table has none.
@@ -804,6 +841,7 @@ mod tests {
             partitions,
             row_count: rows.iter().sum(),
             tail: None,
+            deleted_keys: Vec::new(),
             quarantine: None,
             adjusted_rows: Vec::new(),
             numeric_in_use: Vec::new(),
@@ -900,7 +938,13 @@ mod tests {
     fn a_record_of_a_unit_cut_otherwise_is_refused() {
         let run_id = RunId::parse("r1").unwrap();
         let planned = table(&[2, 1]);
-        let source = SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None };
+        let source = SourceInfo {
+            url: String::new(),
+            server_version: String::new(),
+            txid_snapshot: String::new(),
+            wal_lsn: None,
+            changes_since: None,
+        };
         let plan =
             ExportPlan { run_id: "r1".into(), destination: String::new(), source, tables: vec![planned.clone()], problems: Vec::new() };
         let unit = ExportUnit::new(&planned, &planned.partitions[1], &run_id);
@@ -939,7 +983,13 @@ mod tests {
         let mut planned = table(&[3]);
         let check = crate::model::types::ValueCheck { predicate: "\"id\" < 0".into(), problem: "negative".into(), range_adjustable: false };
         planned.columns[0] = planned.columns[0].clone().with_check(check);
-        let source = SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None };
+        let source = SourceInfo {
+            url: String::new(),
+            server_version: String::new(),
+            txid_snapshot: String::new(),
+            wal_lsn: None,
+            changes_since: None,
+        };
         let plan =
             ExportPlan { run_id: "r1".into(), destination: String::new(), source, tables: vec![planned.clone()], problems: Vec::new() };
         let unit = ExportUnit::new(&planned, &planned.partitions[0], &run_id);
@@ -979,7 +1029,13 @@ mod tests {
     /// unit once.
     #[test]
     fn a_shard_plan_read_back_splits_the_same_units_among_its_workers() {
-        let source = SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: "1:1:".into(), wal_lsn: None };
+        let source = SourceInfo {
+            url: String::new(),
+            server_version: String::new(),
+            txid_snapshot: "1:1:".into(),
+            wal_lsn: None,
+            changes_since: None,
+        };
         let tables = vec![table(&[10, 0, 5]), TablePlan { name: "public.u".into(), ..table(&[7, 7]) }];
         let plan = sharded::ShardPlan {
             format_version: sharded::PLAN_FORMAT_VERSION,

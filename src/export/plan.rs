@@ -7,20 +7,25 @@
 //! `tree_units` apply it, `UnitSizing` sizes it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
+use tracing::info;
 
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
+use crate::export::row_hashes::{changes_among, locate_changes, HashError};
 use crate::model::manifest::{ForeignKey, Manifest, PartitionManifest, TableManifest};
 use crate::model::partition::{BlockSpan, KeyColumn, PartitionBounds, Relation};
+use crate::model::row_hash::{Changes, HashQuery, RowHashes, MAX_CARRIED_KEYS};
 use crate::model::table_ref::TableRef;
-use crate::model::tail::Tail;
+use crate::model::tail::{updated_since, Carried, Tail};
 use crate::model::types::{
     bigquery_column_names, bigquery_identifier, json_number_check, map_column, quote_ident, ColumnMapping, OnBadValue, OutOfRange, PgColumn,
 };
 use crate::source::postgres::{CompressedChunk, InvalidText, SnapshotSession, TreeRelation};
 use crate::source::SourceError;
+use crate::storage::store::Store;
 
 /// Units are not cut smaller than this: below it a unit's own cost (a connection joining the
 /// snapshot, a file) outweighs the parallelism it adds.
@@ -59,8 +64,13 @@ pub struct TablePlan {
     pub foreign_keys: Vec<ForeignKey>,
     pub partitions: Vec<PartitionManifest>,
     pub row_count: u64,
-    /// A tail export (`--since`): every unit reads only the rows above the earlier run's.
+    /// A tail export (`--since`): every unit reads only the rows above the earlier run's (and
+    /// those it carries).
     pub tail: Option<Tail>,
+    /// A tail's `--carry-changes`: the keys of the rows deleted below its watermark since the
+    /// parent, written to `_deleted/keys.parquet` when the run commits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted_keys: Vec<String>,
     /// `--on-bad-value quarantine`: the rows set aside instead of exported.
     pub quarantine: Option<Quarantine>,
     /// Rows per column that `--out-of-range clamp|null` will change.
@@ -88,6 +98,14 @@ pub enum PlanError {
     NothingToExport,
     #[error("{} problem(s) must be solved before any data moves:\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Refused { problems: Vec<String> },
+    #[error("--since: cannot compare table `{table}` with the row hashes run `{run_id}` recorded (`{uri}`)")]
+    ParentRowHashes {
+        run_id: String,
+        table: String,
+        uri: String,
+        #[source]
+        source: HashError,
+    },
     #[error("table `{table}`: --partition-on column `{column}` {reason}")]
     PartitionKey { table: String, column: String, reason: String },
     #[error("table `{table}`: its {units} units hold {unit_rows} rows but the snapshot holds {table_rows}; a relation under it was not read (report this), nothing was exported")]
@@ -100,6 +118,9 @@ pub enum PlanError {
 pub struct Parent {
     pub manifest: Manifest,
     pub set_aside: BTreeMap<String, Vec<String>>,
+    /// Where its files are: the store and the run directory in it.
+    pub store: Arc<Store>,
+    pub run_dir: String,
 }
 
 /// Builds the plan inside `session`'s snapshot.
@@ -135,16 +156,18 @@ pub async fn plan_export(
 }
 
 /// A tail's bound for the table (`--since`), checked: the rows at or below it (or without a
-/// watermark) in this snapshot must be exactly those the earlier runs hold. The watermark is
-/// `--watermark`, else a single-column integer primary key (an append-only table's).
+/// watermark) in this snapshot must be exactly those the earlier runs hold, or (with `carry`,
+/// by key) the tail carries the rows changed there and the keys of those deleted. The
+/// watermark is `--watermark`, else a single-column integer primary key (an append-only
+/// table's).
 async fn plan_tail(
-    spec: &ExportTable,
+    (spec, carry): (&ExportTable, bool),
     session: &SnapshotSession,
     shape: &SourceShape,
     mappings: &[ColumnMapping],
     parent: Option<&Parent>,
-) -> Result<Result<Option<Tail>, Vec<String>>, PlanError> {
-    let Some(Parent { manifest: parent, set_aside }) = parent else { return Ok(Ok(None)) };
+) -> Result<Result<Option<(Tail, Vec<String>)>, Vec<String>>, PlanError> {
+    let Some(parent_run @ Parent { manifest: parent, set_aside, .. }) = parent else { return Ok(Ok(None)) };
     let refuse = |why: String| Ok(Err(vec![format!("{}: {why}", shape.what())]));
     let same = |t: &&TableManifest| match &shape.table {
         Some(table) => t.source_table().as_ref() == Some(table),
@@ -166,24 +189,177 @@ async fn plan_tail(
         Ok(tail) => tail,
         Err(problem) => return Ok(Err(vec![problem])),
     };
-    let what = format!("rows at or below the watermark of {}", shape.what());
-    let earlier_rows = session.counts(&shape.from, false, &[], &[], Some(&tail.earlier_rows_filter()), &what).await?.counts[0];
-    if earlier_rows != tail.rows_through {
-        return refuse(format!(
-            "{earlier_rows} rows are at or below the watermark `{column}` of run `{}` (or have none{}) now, where the runs up to it hold {} \
-             (those they set aside included): rows were added below the watermark, changed or deleted since, and a tail would \
-             miss them{}. Export the table whole and load it with --mode merge (rows already loaded are skipped)",
+    let updated_at = match &spec.updated_at {
+        None => None,
+        Some(name) => match mappings.iter().find(|m| &m.name == name) {
+            Some(m) if m.pg_type == "timestamp with time zone" => Some(m),
+            Some(m) => return refuse(format!("--updated-at column `{name}` is {}; it must be a timestamp with time zone", m.pg_type)),
+            None => return refuse(format!("it has no column `{name}` for --updated-at")),
+        },
+    };
+    let context = TailContext { session, shape, earlier, tail: &tail, column: &column, updated_at, parent: parent_run };
+    match earlier_rows(&context).await? {
+        EarlierRows::Held => Ok(Ok(Some((tail, Vec::new())))),
+        EarlierRows::Differ(problem) => refuse(problem),
+        EarlierRows::Changed { counted, changes } if !carry => refuse(format!(
+            "{counted}; since run `{}`, by key: {}. A tail would miss these changes: carry them into the tail with \
+             --carry-changes (then load it with --mode merge --overwrite-existing --apply-deletes), or export the table whole \
+             and load it with --mode truncate",
             parent.run_id,
-            if tail.set_aside.is_empty() { "" } else { ", or are rows they set aside" },
-            tail.rows_through,
-            if shape.primary_key.is_empty() && parent.tables.iter().any(|t| t.name == earlier.name && t.rejected.is_some()) {
-                "; or a row set aside lies above the watermark, which a table without a primary key cannot tell apart"
-            } else {
-                ""
-            },
+            changes.describe()
+        )),
+        EarlierRows::Changed { changes, .. } => carried_tail(tail, &shape.primary_key, changes).map_or_else(refuse, |t| Ok(Ok(Some(t)))),
+    }
+}
+
+/// The tail carrying `changes` (every key, up to [`MAX_CARRIED_KEYS`]) and the deleted keys.
+fn carried_tail(tail: Tail, key: &[String], changes: Changes) -> Result<(Tail, Vec<String>), String> {
+    let total = changes.updated.count() + changes.deleted.count() + changes.inserted_late.count();
+    if total > MAX_CARRIED_KEYS {
+        return Err(format!(
+            "since run `{}`, {total} rows changed below the watermark ({}), more than the {MAX_CARRIED_KEYS} a tail carries: \
+             export the table whole and load it with --mode truncate",
+            tail.parent_run,
+            changes.describe()
         ));
     }
-    Ok(Ok(Some(tail)))
+    let carried = Carried { keys: changes.carried(), updated: changes.updated.count(), deleted: changes.deleted.count() };
+    let mut deleted = changes.deleted.keys().to_vec();
+    deleted.sort_unstable();
+    Ok((tail.carrying(key, carried), deleted))
+}
+
+/// What a tail's check of its earlier rows reads.
+struct TailContext<'a> {
+    session: &'a SnapshotSession,
+    shape: &'a SourceShape,
+    earlier: &'a TableManifest,
+    tail: &'a Tail,
+    column: &'a str,
+    /// `--updated-at`: the column the app sets on every insert and update.
+    updated_at: Option<&'a ColumnMapping>,
+    parent: &'a Parent,
+}
+
+/// What a tail's check of the rows at or below its bound found.
+enum EarlierRows {
+    /// Exactly the rows the earlier runs hold.
+    Held,
+    /// Other rows, by key: how they count (in words) and the keys.
+    Changed { counted: String, changes: Changes },
+    /// Other rows, not told apart by key (no row hashes, or none differ by key): the refusal.
+    Differ(String),
+}
+
+/// Whether the rows at or below the tail's bound are those the earlier runs hold: their count,
+/// and (when the parent recorded row hashes under the same key) the sum of their hashes; when
+/// they differ, the keys updated, deleted and inserted late.
+async fn earlier_rows(c: &TailContext<'_>) -> Result<EarlierRows, PlanError> {
+    let (shape, tail) = (c.shape, c.tail);
+    let hashes = c.earlier.row_hashes.as_ref().filter(|_| !shape.primary_key.is_empty() && shape.primary_key == c.earlier.primary_key);
+    let query = hashes.map(|h| HashQuery {
+        from: shape.from.clone(),
+        key: shape.primary_key.clone(),
+        method: h.method,
+        columns: h.columns.clone(),
+        text_columns: h.text_columns.clone(),
+        filter: Some(tail.earlier_rows_filter()),
+    });
+    if let (Some(hashes), Some(query)) = (hashes, &query) {
+        if let Some(found) = narrowed_check(c, hashes, query).await? {
+            return Ok(found);
+        }
+    }
+    let what = format!("rows at or below the watermark of {}", shape.what());
+    let (rows, sum) = match &query {
+        Some(query) => {
+            let totals = c.session.text_rows(&query.totals_sql(), &what).await?;
+            let value = |i: usize| totals.first().and_then(|row| row.get(i).cloned().flatten());
+            (value(0).and_then(|n| n.parse().ok()).unwrap_or_default(), value(1))
+        }
+        None => (c.session.counts(&shape.from, false, &[], &[], Some(&tail.earlier_rows_filter()), &what).await?.counts[0], None),
+    };
+    if rows == tail.rows_through && hashes.map(|h| &h.sum) == sum.as_ref() {
+        return Ok(EarlierRows::Held);
+    }
+    let counted = counted(c, rows);
+    let changes = match (hashes, &query) {
+        (Some(hashes), Some(query)) => locate_parent_changes(c, hashes, query).await?,
+        _ => Changes::default(),
+    };
+    if !changes.is_empty() {
+        return Ok(EarlierRows::Changed { counted, changes });
+    }
+    Ok(EarlierRows::Differ(format!(
+        "{counted}: rows were added below the watermark, changed or deleted since, and a tail would miss them{}. \
+         Export the table whole and load it with --mode merge (rows already loaded are skipped)",
+        if shape.primary_key.is_empty() && c.earlier.rejected.is_some() {
+            "; or a row set aside lies above the watermark, which a table without a primary key cannot tell apart"
+        } else {
+            ""
+        },
+    )))
+}
+
+/// How the rows at or below the bound count now, against what the runs up to the parent hold.
+fn counted(c: &TailContext<'_>, rows: u64) -> String {
+    format!(
+        "{rows} rows are at or below the watermark `{}` of run `{}` (or have none{}) now, where the runs up to it hold {} (those they set aside included)",
+        c.column,
+        c.parent.manifest.run_id,
+        if c.tail.set_aside.is_empty() { "" } else { ", or are rows they set aside" },
+        c.tail.rows_through,
+    )
+}
+
+/// `--updated-at`: hashes only the rows updated since the parent's snapshot
+/// ([`SourceInfo::changes_since`](crate::model::manifest::SourceInfo)) and counts the others.
+/// `None` (the whole check runs) when the parent recorded no such time, or when the count shows
+/// rows deleted, whose keys only the whole check finds.
+async fn narrowed_check(c: &TailContext<'_>, hashes: &RowHashes, query: &HashQuery) -> Result<Option<EarlierRows>, PlanError> {
+    let (Some(column), Some(since)) = (c.updated_at, c.parent.manifest.source.changes_since) else { return Ok(None) };
+    let Some(updated) = updated_since(column, since) else { return Ok(None) };
+    let earlier = c.tail.earlier_rows_filter();
+    let what = format!("rows at or below the watermark of {}", c.shape.what());
+    let rows = c.session.counts(&c.shape.from, false, &[], &[], Some(&earlier), &what).await?.counts[0];
+    let recent = HashQuery { filter: Some(format!("({earlier}) AND {updated}")), ..query.clone() };
+    let parent = parent_file(c, hashes).await?;
+    let changes = changes_among(c.session, &parent, &recent).await.map_err(|source| parent_failed(c, hashes, source))?;
+    let held = c.tail.rows_through + changes.inserted_late.count();
+    if rows != held {
+        info!(table = %c.shape.name, rows, held, "Rows deleted below the watermark: checking every row's hash");
+        return Ok(None);
+    }
+    Ok(Some(match changes.is_empty() {
+        true => EarlierRows::Held,
+        false => EarlierRows::Changed { counted: counted(c, rows), changes },
+    }))
+}
+
+/// The parent's row-hash file, checked against its record, compared with the snapshot's rows.
+async fn locate_parent_changes(c: &TailContext<'_>, hashes: &RowHashes, query: &HashQuery) -> Result<Changes, PlanError> {
+    let data = parent_file(c, hashes).await?;
+    locate_changes(c.session, &data, hashes.file.rows, query).await.map_err(|source| parent_failed(c, hashes, source))
+}
+
+/// The parent's row-hash file, checked against its record.
+async fn parent_file(c: &TailContext<'_>, hashes: &RowHashes) -> Result<bytes::Bytes, PlanError> {
+    let path = format!("{}/{}", c.parent.run_dir, hashes.file.path);
+    let data = c.parent.store.get(&path).await.map_err(|e| parent_failed(c, hashes, Box::new(e)))?;
+    let crc = crate::storage::store::crc32c_base64(crc32c::crc32c(&data));
+    if let Some(difference) = crate::storage::manifest::file_difference(&hashes.file, Some((data.len() as u64, Some(&crc)))) {
+        return Err(parent_failed(c, hashes, format!("it differs from the manifest's record: {difference}").into()));
+    }
+    Ok(data)
+}
+
+fn parent_failed(c: &TailContext<'_>, hashes: &RowHashes, source: HashError) -> PlanError {
+    PlanError::ParentRowHashes {
+        run_id: c.parent.manifest.run_id.clone(),
+        table: c.earlier.name.clone(),
+        uri: c.parent.store.uri(&format!("{}/{}", c.parent.run_dir, hashes.file.path)),
+        source,
+    }
 }
 
 /// A table or query as the source describes it, before any column is mapped.
@@ -241,8 +417,8 @@ async fn plan_table(
         Err(problems) => return Ok(Err(problems)),
     };
     session.probe(&source_query, &what).await?;
-    let tail = match plan_tail(spec, session, &shape, &mappings, parent).await? {
-        Ok(tail) => tail,
+    let (tail, deleted_keys) = match plan_tail((spec, config.carry_changes), session, &shape, &mappings, parent).await? {
+        Ok(tail) => tail.map_or((None, Vec::new()), |(tail, deleted)| (Some(tail), deleted)),
         Err(problems) => return Ok(Err(problems)),
     };
     let (counted, adjusted_rows, quarantine) = match count_checked_rows(spec, session, &shape, &mappings, units, tail.as_ref()).await? {
@@ -261,6 +437,7 @@ async fn plan_table(
         foreign_keys,
         row_count: counted.row_count,
         tail,
+        deleted_keys,
         quarantine,
         adjusted_rows,
         numeric_in_use: counted.numeric_in_use,

@@ -61,6 +61,15 @@ pub struct MergeCounts {
     pub updated: u64,
 }
 
+/// `load --apply-deletes`: the keys a tail carried as deleted (`keys` of them, kept as the
+/// table held them in `keys_table`) and the rows the `DELETE` removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedRows {
+    pub keys_table: String,
+    pub keys: u64,
+    pub rows: u64,
+}
+
 /// One snapshot table's load into one BigQuery table, as validate reads it back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +92,9 @@ pub struct LoadRecord {
     /// Merge: the table holding the snapshot's keys as the target holds them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys_table: Option<String>,
+    /// Merge with `--apply-deletes`: the rows deleted by key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<DeletedRows>,
     /// Snapshot column → its aggregates as the table holds its values, read back as the
     /// snapshot's column (or as the lossy type), measured over the staged rows.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -182,6 +194,7 @@ mod tests {
             options: TargetOptions { defaults: [("metadata".to_string(), "{}".to_string())].into(), ..TargetOptions::default() },
             merged: Some(MergeCounts { inserted: 250, already_present: 50, updated: 0 }),
             keys_table: Some("events__pg2bq_keys_backfill".into()),
+            deleted: Some(DeletedRows { keys_table: "events__pg2bq_deleted_tail1".into(), keys: 2, rows: 1 }),
             expected: [("metadata".to_string(), ColumnAggregates { null_count: 0, value_count: 300, ..Default::default() })].into(),
         }
     }
@@ -193,6 +206,7 @@ mod tests {
         let sql = record_sql("p", "d", &record);
         assert!(sql.starts_with("MERGE `p.d._pg2bq_runs` T USING (SELECT 'backfill' AS run_id, 'events' AS table_id, 'public.events' AS source_table, 'merge' AS mode"), "{sql}");
         assert!(sql.contains(r#""defaults":{"metadata":"{}"}"#), "{sql}");
+        assert!(sql.contains(r#""deleted":{"keys_table":"events__pg2bq_deleted_tail1","keys":2,"rows":1}"#), "{sql}");
         assert!(LoadRecord::parse(r#"{"run_id": "r", "unknown": 1}"#).is_err());
     }
 

@@ -148,7 +148,8 @@ fn rows_held(resource: &Value) -> String {
     }
 }
 
-/// What the load does to the destination, in words.
+/// What the load does to the destination, in words: first the rows it deletes by key
+/// (`--apply-deletes`), if any.
 fn effect(plan: &LoadPlan, table: &TableLoad, existing: Option<&Value>) -> String {
     let name = format!("`{}.{}`", plan.dataset, table.table_id);
     let rows = table.rows;
@@ -161,17 +162,28 @@ fn effect(plan: &LoadPlan, table: &TableLoad, existing: Option<&Value>) -> Strin
         }
         _ => "",
     };
+    let (deletes, nothing) = match &table.deletes {
+        Some(d) => (
+            format!(
+                "deletes {} row(s) by key ({}) from {name}, those deleted in Postgres since run `{}` (--apply-deletes); then ",
+                d.keys,
+                table.merge_key.join(", "),
+                d.since_run
+            ),
+            "",
+        ),
+        None => (String::new(), "; deletes nothing"),
+    };
+    let key = table.merge_key.join(", ");
     match plan.mode {
         LoadMode::Truncate => format!("deletes {} existing in {name}, then loads {rows} row(s){buffer}", rows_held(resource)),
         LoadMode::Append => format!("inserts {rows} row(s) into {name}; deletes nothing"),
         LoadMode::Merge if plan.overwrite_existing => format!(
-            "inserts the snapshot's rows whose key ({}) {name} lacks and updates those whose values differ (--overwrite-existing); \
-             deletes nothing{buffer}",
-            table.merge_key.join(", ")
+            "{deletes}inserts the snapshot's rows whose key ({key}) {name} lacks and updates those whose values differ \
+             (--overwrite-existing){nothing}{buffer}"
         ),
-        LoadMode::Merge => format!(
-            "inserts only the snapshot's rows whose key ({}) {name} lacks; leaves the others; deletes nothing{buffer}",
-            table.merge_key.join(", ")
-        ),
+        LoadMode::Merge => {
+            format!("{deletes}inserts only the snapshot's rows whose key ({key}) {name} lacks; leaves the others{nothing}{buffer}")
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! It trusts no manifest it has not checked: its digest and its table totals must agree with
 //! its files' figures, and files are read from where the manifest is, not where it was written.
 
+pub mod deletes;
 mod destination;
 pub mod merge;
 pub mod plan;
@@ -29,7 +30,7 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::gcp::bigquery::{job_attempt_ids, other_work, BigQuery, BigQueryApi, BigQueryError, BigQueryOptions, FinishedJob, JobCounts};
 use crate::gcp::measures::{aggregate_query, aggregates_from_measures, column_encoding};
 pub use crate::gcp::runs::MergeCounts;
-use crate::gcp::runs::{other_loads_sql, record_sql, runs_table_resource, LoadRecord, CREATED_LABEL, RUNS_TABLE};
+use crate::gcp::runs::{other_loads_sql, record_sql, runs_table_resource, DeletedRows, LoadRecord, CREATED_LABEL, RUNS_TABLE};
 use crate::gcp::schema::{Field, FieldMode};
 use crate::gcp::sql::{fingerprint_items, keys_table_id, list_encoding, quote, table_path};
 use crate::model::aggregates::ColumnAggregates;
@@ -39,6 +40,7 @@ use crate::model::progress::{ProgressReporter, TableProgress};
 use crate::model::types::BigQueryType;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{check_listed_files, read_manifest, FoundManifest, ManifestError};
+use deletes::Deletes;
 pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad, WriteDisposition};
 use plan::{LoadJob, LoadPlanError, QueryJob};
 
@@ -182,6 +184,9 @@ pub struct TableReport {
     /// Merge: what the `MERGE` did with the snapshot's rows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged: Option<MergeCounts>,
+    /// `--apply-deletes`: the keys deleted in Postgres and the rows deleted by them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<DeletedRows>,
     /// What the load did to the table, in words.
     pub effect: String,
     /// Snapshot columns left out (`--exclude-column`).
@@ -355,13 +360,18 @@ async fn load_table(
             jobs.push(run_statement(bq, table, keep_keys).await?);
         }
     }
+    // Attached to after an earlier run finished them (its count).
+    let deleted = match &table.deletes {
+        Some(deletes) => Some(apply_deletes(bq, plan, table, deletes, &mut jobs).await?),
+        None => None,
+    };
     if plan.mode == LoadMode::Truncate {
         count_rows(bq, plan, table).await?;
     }
     if !finished_before {
         // Written before the staging table is dropped: a crash in between re-runs the checks
         // (attaching to the jobs) and records the same again.
-        jobs.push(record_run(bq, plan, table, merged, expected).await?);
+        jobs.push(record_run(bq, plan, table, (merged, deleted.clone()), expected).await?);
     }
     if destination.pg2bq_owned() {
         let label = [(CREATED_LABEL.0.to_string(), CREATED_LABEL.1.to_string())];
@@ -380,6 +390,7 @@ async fn load_table(
         job_ids: jobs.into_iter().map(|job| job.job_id).collect(),
         done_before: finished_before,
         merged,
+        deleted,
         effect: table.effect.clone(),
         excluded_columns: table.options.excluded.iter().cloned().collect(),
         set_columns: table.options.set.clone(),
@@ -404,7 +415,7 @@ async fn record_run(
     bq: &dyn BigQueryApi,
     plan: &LoadPlan,
     table: &TableLoad,
-    merged: Option<MergeCounts>,
+    (merged, deleted): (Option<MergeCounts>, Option<DeletedRows>),
     expected: BTreeMap<String, ColumnAggregates>,
 ) -> Result<FinishedJob, LoadError> {
     let record = LoadRecord {
@@ -418,6 +429,7 @@ async fn record_run(
         options: table.options.clone(),
         merged,
         keys_table: table.keep_keys.as_ref().map(|_| keys_table_id(&table.table_id, &plan.run_id)),
+        deleted,
         expected,
     };
     let job = QueryJob::new(format!("{}_record_{}", table.job_base, record.digest()), record_sql(&plan.project, &plan.dataset, &record));
@@ -425,6 +437,25 @@ async fn record_run(
         LoadError::Job { source, .. } => step_error(table, LoadStep::RecordRun)(source),
         other => other,
     })
+}
+
+/// `--apply-deletes`: loads the deleted keys, keeps them as the table holds them, deletes their
+/// rows and drops the keys' staging table; the rows deleted (those of the keys the table held).
+async fn apply_deletes(
+    bq: &dyn BigQueryApi,
+    plan: &LoadPlan,
+    table: &TableLoad,
+    deletes: &Deletes,
+    jobs: &mut Vec<FinishedJob>,
+) -> Result<DeletedRows, LoadError> {
+    jobs.push(run_load_job(bq, table, &deletes.load_job).await?);
+    jobs.push(run_statement(bq, table, &deletes.keep_keys).await?);
+    let finished = run_statement(bq, table, &deletes.delete).await?;
+    let rows = finished.counts.dml_affected_rows.unwrap_or(0);
+    info!(job_id = %finished.job_id, keys = deletes.keys, rows, "Deleted rows by key");
+    jobs.push(finished);
+    bq.delete_table(&plan.dataset, &deletes.staging_table_id).await.map_err(step_error(table, LoadStep::DropStaging))?;
+    Ok(DeletedRows { keys_table: deletes.keys_table_id.clone(), keys: deletes.keys, rows })
 }
 
 /// A `MERGE` job's counts from its `dmlStats`; `None` when it reported none, or counts that do

@@ -17,6 +17,7 @@ use crate::gcp::schema::{
     schema_json, set_layout, table_reference, table_resource, Field, FieldMode, PartitionUnit, TableColumn, TimePartitioning,
 };
 use crate::gcp::sql::{keys_table_id, quote, staging_table_id, string_literal, table_path};
+use crate::load::deletes::{check_carried, plan_deletes, DeleteTarget, Deletes};
 use crate::load::merge::{merge_sql, MergeSpec};
 use crate::model::manifest::{FileManifest, Manifest, TableManifest, TableNames};
 use crate::model::types::{BigQueryType, NameAlphabet};
@@ -58,6 +59,8 @@ pub struct LoadTarget {
     pub merge_keys: BTreeMap<String, Vec<String>>,
     /// Merge: also update rows whose key exists and whose values differ.
     pub overwrite_existing: bool,
+    /// Merge: also delete the rows a tail carried as deleted, by key.
+    pub apply_deletes: bool,
     /// Truncate: also replace the rows of a table pg2bq did not create (an app's).
     pub replace_existing_rows: bool,
     /// Create a `--table-map` target that is not in the dataset (else refused: a typo).
@@ -117,6 +120,9 @@ pub struct TableLoad {
     /// [`keys_table_id`], for `validate` to compare exactly the snapshot's rows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_keys: Option<QueryJob>,
+    /// Merge with `--apply-deletes` of a tail that carried deleted keys: their deletion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<Deletes>,
     /// The name its job ids and staging table derive from: the table's, and the snapshot
     /// table's when it goes to a table of another name (so two snapshot tables appended into
     /// one table never share a job).
@@ -201,6 +207,8 @@ pub enum LoadPlanError {
     UnknownTable { table: String },
     #[error("table `{table}` cannot be loaded into the existing table `{table_id}`; nothing was loaded:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Routing { table: String, table_id: String, problems: Vec<String> },
+    #[error("table `{table}` is a tail of run `{since_run}` that carried changes; nothing was loaded: {reason}")]
+    CarriedChanges { table: String, since_run: String, reason: String },
     #[error("table `{table}`: cannot merge by key ({key}): {reason}")]
     MergeKey { table: String, key: String, reason: String },
     #[error("snapshot tables {} would all go to table `{table_id}`: in {} mode each would {}; nothing was loaded. Map each to a table of its own (--table-map), or append them with --mode append", sources.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "), mode.as_str(), if *mode == LoadMode::Truncate { "replace the rows of the one before" } else { "merge into the rows of the other by key, and validate could not tell their rows apart" })]
@@ -388,9 +396,9 @@ fn plan_table(
         .then(|| QueryJob::new(format!("{base}_finalize"), format!("DELETE FROM {} WHERE TRUE", scope.qualified(&table_id))));
     let truncate_load_job_id = (scope.mode == LoadMode::Append && !staged && !table.files.is_empty())
         .then(|| format!("{}_load0000", scope.job_base(&job_name, LoadMode::Truncate, false)));
-    let notes = plan_notes(&fields, &table_id, into_existing);
     let mut planned = TableLoad {
         source: table.name.clone(),
+        notes: plan_notes(&fields, &table_id, into_existing),
         rows: table.row_count,
         bytes: table.files.iter().map(|f| f.bytes).sum(),
         daily_quota_share: load_jobs.len() as f64 / DAILY_LOAD_JOBS_PER_TABLE as f64,
@@ -410,12 +418,31 @@ fn plan_table(
         load_jobs,
         finalize: emptied,
         keep_keys: None,
+        deletes: None,
         truncate_load_job_id,
-        notes,
         kept_nullable_columns: Vec::new(),
     };
+    planned.deletes = table_deletes(scope, table, target, &planned)?;
     configure(scope, &mut planned);
     Ok(planned)
+}
+
+/// The table's deletes by key (`--apply-deletes`), when it carries deleted keys; refused when
+/// the load would drop what it carries.
+fn table_deletes(scope: &Scope, table: &TableManifest, target: &LoadTarget, planned: &TableLoad) -> Result<Option<Deletes>, LoadPlanError> {
+    check_carried(table, scope.mode, scope.overwrite_existing, target.apply_deletes)?;
+    let target = DeleteTarget {
+        project: scope.project,
+        dataset: scope.dataset,
+        run_id: scope.run_id,
+        run_uri: scope.run_uri,
+        table_id: &planned.table_id,
+        job_name: &planned.job_name,
+        job_base: &planned.job_base,
+        key: &planned.merge_key,
+        routes: &planned.routes,
+    };
+    plan_deletes(&target, table)
 }
 
 /// BigQuery loads from gs:// only.
@@ -666,6 +693,7 @@ mod tests {
     use super::*;
     use crate::model::aggregates::ColumnAggregates;
     use crate::model::manifest::{ColumnManifest, FileManifest, SourceInfo};
+    use crate::model::tail::Tail;
     use crate::model::types::{map_column, OutOfRange, PgColumn};
 
     fn column(name: &str, type_name: &str, not_null: bool) -> ColumnManifest {
@@ -689,7 +717,13 @@ mod tests {
             run_id: "20261124T070000Z-abcd".into(),
             started_at: String::new(),
             completed_at: String::new(),
-            source: SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None },
+            source: SourceInfo {
+                url: String::new(),
+                server_version: String::new(),
+                txid_snapshot: String::new(),
+                wal_lsn: None,
+                changes_since: None,
+            },
             destination: "gs://b/p".into(),
             mixed_snapshot: false,
             unit_snapshots: Vec::new(),
@@ -717,6 +751,8 @@ mod tests {
                 row_count: 10 * files as u64,
                 tail: None,
                 rejected: None,
+                row_hashes: None,
+                deleted_keys: None,
                 row_fingerprint: None,
             }],
         }
@@ -921,5 +957,52 @@ mod tests {
         manifest.tables[0].primary_key.clear();
         let error = plan_load(&manifest, RUN_URI, &target(LoadMode::Merge)).unwrap_err().to_string();
         assert!(error.contains("no primary key") && error.contains("--key public.events.<column>"), "{error}");
+    }
+
+    /// A tail that carried 2 updated rows and 3 deleted keys: only a merge with both flags takes
+    /// it; then its keys are loaded, kept as the table holds them and deleted by key.
+    #[test]
+    fn carried_changes_need_a_merge_that_overwrites_and_applies_deletes() {
+        let mut manifest = manifest(1, false);
+        let table = &mut manifest.tables[0];
+        let carried = crate::model::tail::Carried { keys: vec![r#"{"id" : 4}"#.into(), r#"{"id" : 9}"#.into()], updated: 2, deleted: 3 };
+        table.tail = Some(Tail {
+            parent_run: "backfill".into(),
+            column: "mentioned_at".into(),
+            pg_type: "timestamp with time zone".into(),
+            after: Some("1".into()),
+            rows_through: 30,
+            key: vec!["id".into()],
+            set_aside: vec![],
+            carried: Some(carried),
+        });
+        table.deleted_keys = Some(FileManifest { path: "public.events/_deleted/keys.parquet".into(), rows: 3, ..table.files[0].clone() });
+        let both = LoadTarget { overwrite_existing: true, apply_deletes: true, ..target(LoadMode::Merge) };
+        let refused = |target: LoadTarget| plan_load(&manifest, RUN_URI, &target).unwrap_err().to_string();
+        assert!(refused(target(LoadMode::Truncate)).contains("only a merge by key applies"), "{}", refused(target(LoadMode::Truncate)));
+        assert!(refused(LoadTarget { overwrite_existing: false, ..both.clone() }).ends_with("add --overwrite-existing"));
+        let error = refused(LoadTarget { apply_deletes: false, ..both.clone() });
+        assert!(
+            error.contains(
+                "keys of 3 row(s) deleted in Postgres since run `backfill` (public.events/_deleted/keys.parquet): add --apply-deletes"
+            ),
+            "{error}"
+        );
+
+        let plan = plan_load(&manifest, RUN_URI, &both).unwrap();
+        let deletes = plan.tables[0].deletes.as_ref().unwrap();
+        assert_eq!(
+            (deletes.keys, deletes.load_job.uris.as_slice()),
+            (3, [format!("{RUN_URI}/public.events/_deleted/keys.parquet")].as_slice())
+        );
+        assert_eq!(
+            deletes.keep_keys.sql,
+            "CREATE OR REPLACE TABLE `p.d.events__pg2bq_deleted_20261124t070000z_abcd` AS SELECT DISTINCT s.`id` AS `id` \
+             FROM (SELECT CAST(JSON_VALUE(k.`key`, '$.id') AS INT64) AS `id` FROM `p.d.events_deleted__pg2bq_staging_20261124t070000z_abcd` k) s"
+        );
+        assert_eq!(
+            deletes.delete.sql,
+            "DELETE FROM `p.d.events` T WHERE EXISTS (SELECT 1 FROM `p.d.events__pg2bq_deleted_20261124t070000z_abcd` K WHERE T.`id` = K.`id`)"
+        );
     }
 }

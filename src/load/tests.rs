@@ -205,6 +205,8 @@ fn manifest(tables: &[&str], files: usize) -> Manifest {
         row_count: FILE_ROWS * files as u64,
         tail: None,
         rejected: None,
+        row_hashes: None,
+        deleted_keys: None,
         row_fingerprint: None,
     };
     Manifest {
@@ -214,7 +216,13 @@ fn manifest(tables: &[&str], files: usize) -> Manifest {
         run_id: "r1".into(),
         started_at: String::new(),
         completed_at: String::new(),
-        source: SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None },
+        source: SourceInfo {
+            url: String::new(),
+            server_version: String::new(),
+            txid_snapshot: String::new(),
+            wal_lsn: None,
+            changes_since: None,
+        },
         destination: "gs://b/p".into(),
         mixed_snapshot: false,
         unit_snapshots: Vec::new(),

@@ -36,6 +36,8 @@ pub enum CheckKind {
     Excluded,
     /// Rows holding a `--set` column's constant.
     SetValue,
+    /// `load --apply-deletes`: rows of the keys deleted in Postgres still in the table (none).
+    DeletedKeys,
     // verify: the snapshot's files against their manifest
     ManifestInconsistent,
     FileMissing,
@@ -71,6 +73,7 @@ impl CheckKind {
             Self::Estimate => "estimate",
             Self::Excluded => "excluded",
             Self::SetValue => "set_value",
+            Self::DeletedKeys => "deleted_keys",
             Self::ManifestInconsistent => "manifest_inconsistent",
             Self::FileMissing => "file_missing",
             Self::FileAltered => "file_altered",

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::model::aggregates::{ColumnAccumulator, ColumnAggregates};
 use crate::model::partition::PartitionBounds;
 use crate::model::row_fingerprint::{RowFingerprint, TableRowFingerprint};
+use crate::model::row_hash::RowHashes;
 use crate::model::table_ref::TableRef;
 use crate::model::tail::Tail;
 use crate::model::types::ColumnMapping;
@@ -70,6 +71,12 @@ pub struct SourceInfo {
     pub txid_snapshot: String,
     /// WAL position when the snapshot was taken (replay position on a standby).
     pub wal_lsn: Option<String>,
+    /// The server's time (µs since 1970) before which no change the snapshot misses began: the
+    /// start of the oldest other transaction then open (as `pg_stat_activity` shows it to the
+    /// exporting role), else the snapshot's own. A tail's
+    /// `--updated-at` check re-reads the rows updated at or after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes_since: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +104,15 @@ pub struct TableManifest {
     /// Rows set aside by `--on-bad-value quarantine`, not in [`Self::files`] nor `row_count`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<RejectedRows>,
+    /// Every row's hash in the snapshot, by which a later tail sees changes below its
+    /// watermark ([`crate::model::row_hash`]); only for a table with a primary key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_hashes: Option<RowHashes>,
+    /// A tail with `--carry-changes`: the keys of the rows deleted below its watermark since
+    /// the parent, one `key` (as [`crate::model::tail::key_json`] prints it) per row in
+    /// [`DELETED_KEYS_FILE`], for `load --mode merge --apply-deletes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_keys: Option<FileManifest>,
     /// The rows' fingerprints over the columns they cover; absent from manifests written
     /// before they were recorded (validate then skips its `row_fingerprint` check).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,12 +128,24 @@ pub struct RejectedRows {
     pub reasons: BTreeMap<String, u64>,
 }
 
+/// The deleted keys' file under the table's directory.
+pub const DELETED_KEYS_FILE: &str = "_deleted/keys.parquet";
+
 impl TableManifest {
     /// The table's rows in the snapshot: those in the files, those set aside by quarantine,
-    /// and, for a tail, those the earlier runs hold.
+    /// and, for a tail, those the earlier runs hold, less those it carried updated or saw
+    /// deleted (counted in its files or gone).
     pub fn snapshot_rows(&self) -> u64 {
         let rejected = self.rejected.as_ref().map_or(0, |r| r.file.rows);
-        self.row_count + rejected + self.tail.as_ref().map_or(0, |t| t.rows_through)
+        let earlier = self.tail.as_ref().map_or(0, |t| t.rows_through - t.replaced_rows());
+        self.row_count + rejected + earlier
+    }
+
+    /// The files beside the data: the rows set aside, the row hashes, the deleted keys (which
+    /// only `load --apply-deletes` reads).
+    pub fn side_files(&self) -> impl Iterator<Item = &FileManifest> {
+        let files = self.rejected.iter().map(|r| &r.file).chain(self.row_hashes.iter().map(|h| &h.file));
+        files.chain(self.deleted_keys.iter())
     }
 
     /// The table the entry was read from: the recorded [`Self::table`], else (a manifest
@@ -567,7 +595,13 @@ mod tests {
             run_id: "r".into(),
             started_at: String::new(),
             completed_at: String::new(),
-            source: SourceInfo { url: String::new(), server_version: String::new(), txid_snapshot: String::new(), wal_lsn: None },
+            source: SourceInfo {
+                url: String::new(),
+                server_version: String::new(),
+                txid_snapshot: String::new(),
+                wal_lsn: None,
+                changes_since: None,
+            },
             destination: "gs://b/p".into(),
             mixed_snapshot: false,
             unit_snapshots: Vec::new(),
@@ -599,6 +633,8 @@ mod tests {
                 row_count: 3,
                 tail: None,
                 rejected: None,
+                row_hashes: None,
+                deleted_keys: None,
                 row_fingerprint: None,
             }],
         }

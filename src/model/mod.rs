@@ -1,7 +1,8 @@
 //! The vocabulary every layer shares, with no I/O: the type table ([`types`]), exact decimals
 //! ([`decimal`]), the manifest ([`manifest`]) with its [`run_id`] and its partitions' bounds
-//! ([`partition`]), the aggregates validation compares ([`aggregates`], [`fingerprint`], [`row_fingerprint`]), the
-//! [`check`]s it reports, a tail export's bound ([`tail`]), the progress counters stages update ([`progress`]), the record of a finished export unit
+//! ([`partition`]), the aggregates validation compares ([`aggregates`], [`fingerprint`],
+//! [`row_fingerprint`]), the [`check`]s it reports, a tail export's bound ([`tail`]) and its row
+//! hashes ([`row_hash`]), the progress counters stages update ([`progress`]), the record of a finished export unit
 //! ([`unit_record`]), a table's identity ([`table_ref`]), and
 //! [`error_chain`], how every error is told with its causes.
 //!
@@ -15,6 +16,7 @@ pub mod manifest;
 pub mod partition;
 pub mod progress;
 pub mod row_fingerprint;
+pub mod row_hash;
 pub mod run_id;
 pub mod shard;
 pub mod table_ref;

@@ -32,13 +32,31 @@ pub struct Tail {
     /// The rows the runs up to the parent hold: those at or below `after`, or without a value,
     /// and those they set aside.
     pub rows_through: u64,
-    /// The primary key that tells set-aside rows apart (empty without one).
+    /// The primary key that tells set-aside and carried rows apart (empty without one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key: Vec<String>,
     /// The keys (as [`key_json`] prints them) of the rows the runs up to the parent set aside:
     /// held by the chain wherever their watermark is, so never read again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub set_aside: Vec<String>,
+    /// `--carry-changes`: the rows at or below the bound that changed since the parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<Carried>,
+}
+
+/// The changes below a tail's bound it carries (`--carry-changes`): the rows updated or
+/// inserted late are read again with the tail's rows, by key; the deleted ones' keys go to the
+/// run's `_deleted/keys.parquet`, which `load --mode merge --apply-deletes` deletes by key.
+/// The keys travel in the plan (each unit's row filter holds them, so a worker on another
+/// machine needs nothing else); [`crate::model::row_hash::MAX_CARRIED_KEYS`] bounds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carried {
+    /// The keys (as [`key_json`] prints them) of the rows updated or inserted late, in order.
+    pub keys: Vec<String>,
+    /// Of those, the rows updated: the runs up to the parent held them already.
+    pub updated: u64,
+    /// The rows deleted since the parent: the runs up to it held them, the snapshot does not.
+    pub deleted: u64,
 }
 
 impl Tail {
@@ -65,11 +83,11 @@ impl Tail {
         if earlier.mapping.pg_type != column.pg_type {
             return Err(refuse(format!("run `{parent_run}` exported it as {}, it is now {}", earlier.mapping.pg_type, column.pg_type)));
         }
-        let (after, rows_before, mut held_apart) = match &parent.tail {
-            Some(tail) => (earlier.aggregates.max.clone().or(tail.after.clone()), tail.rows_through, tail.set_aside.clone()),
-            None => (earlier.aggregates.max.clone(), 0, Vec::new()),
+        // A tail's carried rows lie below its own bound: the bound never goes down.
+        let (after, mut held_apart) = match &parent.tail {
+            Some(tail) => (highest(earlier.aggregates.max.as_deref(), tail.after.as_deref()), tail.set_aside.clone()),
+            None => (earlier.aggregates.max.clone(), Vec::new()),
         };
-        let rejected = parent.rejected.as_ref().map_or(0, |r| r.file.rows);
         if !key.is_empty() {
             held_apart.extend(set_aside.iter().cloned());
             held_apart.sort();
@@ -82,15 +100,39 @@ impl Tail {
             column: column.name.clone(),
             pg_type: column.pg_type.clone(),
             after,
-            rows_through: rows_before + parent.row_count + rejected,
+            rows_through: parent.snapshot_rows(),
             key: if held_apart.is_empty() { Vec::new() } else { key.to_vec() },
             set_aside: held_apart,
+            carried: None,
         })
     }
 
+    /// The tail carrying `carried` (read again by `key`, the table's primary key).
+    pub fn carrying(self, key: &[String], carried: Carried) -> Self {
+        Self { key: key.to_vec(), carried: Some(carried), ..self }
+    }
+
+    /// The rows of the runs up to the parent that this tail's snapshot no longer holds as they
+    /// were: those it carries updated, and those deleted.
+    pub fn replaced_rows(&self) -> u64 {
+        self.carried.as_ref().map_or(0, |c| c.updated + c.deleted)
+    }
+
     /// The rows of the tail: `"column" > <after>`, or every row with a value when the earlier
-    /// runs hold none; in both cases without the rows the earlier runs set aside.
+    /// runs hold none; in both cases without the rows the earlier runs set aside; and the rows
+    /// it carries, by key.
     pub fn row_filter(&self) -> String {
+        let new_rows = self.new_rows_filter();
+        match (key_json(&self.key), &self.carried) {
+            (Some(key), Some(carried)) if !carried.keys.is_empty() => {
+                format!("({new_rows}) OR {key} = ANY(ARRAY[{}]::text[])", text_literals(&carried.keys))
+            }
+            _ => new_rows,
+        }
+    }
+
+    /// The rows above the bound, without those set aside.
+    fn new_rows_filter(&self) -> String {
         let column = quote_ident(&self.column);
         let above = match self.after.as_deref().and_then(|after| literal(&self.pg_type, after)) {
             Some(after) => format!("{column} > {after}"),
@@ -98,8 +140,7 @@ impl Tail {
         };
         match key_json(&self.key) {
             Some(key) if !self.set_aside.is_empty() => {
-                let keys: Vec<String> = self.set_aside.iter().map(|k| format!("'{}'", k.replace('\'', "''"))).collect();
-                format!("{above} AND {key} <> ALL (ARRAY[{}]::text[])", keys.join(", "))
+                format!("{above} AND {key} <> ALL (ARRAY[{}]::text[])", text_literals(&self.set_aside))
             }
             _ => above,
         }
@@ -107,7 +148,28 @@ impl Tail {
 
     /// The rows the earlier runs hold: the others (at or below the bound, or without a value).
     pub fn earlier_rows_filter(&self) -> String {
-        format!("NOT COALESCE({}, false)", self.row_filter())
+        format!("NOT COALESCE({}, false)", self.new_rows_filter())
+    }
+}
+
+/// `--updated-at`: the rows of a `timestamp with time zone` column `column` updated at or after
+/// `micros` (µs since 1970, the server's clock); `None` for another type.
+pub fn updated_since(column: &ColumnMapping, micros: i64) -> Option<String> {
+    let at = literal(&column.pg_type, &micros.to_string()).filter(|_| column.pg_type == "timestamp with time zone")?;
+    Some(format!("{} >= {at}", quote_ident(&column.name)))
+}
+
+/// Postgres text literals, `'a', 'b'`, quotes doubled.
+fn text_literals(values: &[String]) -> String {
+    values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect::<Vec<_>>().join(", ")
+}
+
+/// The higher of two watermark values of the manifest's form (integers).
+fn highest(a: Option<&str>, b: Option<&str>) -> Option<String> {
+    let value = |v: Option<&str>| v.and_then(|v| v.parse::<i64>().ok());
+    match (value(a), value(b)) {
+        (Some(x), Some(y)) => Some(x.max(y).to_string()),
+        _ => a.or(b).map(str::to_string),
     }
 }
 
@@ -176,6 +238,8 @@ mod tests {
             row_count: rows,
             tail,
             rejected: None,
+            row_hashes: None,
+            deleted_keys: None,
             row_fingerprint: None,
         }
     }
@@ -262,5 +326,29 @@ mod tests {
         assert!(error.contains("column `note` cannot be the watermark") && error.contains("it is text"), "{error}");
         let error = Tail::after_run("r1", &table(vec![], 0, None), &id, &[], &[]).unwrap_err();
         assert!(error.contains("run `r1` did not export it"), "{error}");
+    }
+
+    /// A tail carrying 1 updated row, 1 inserted late and 1 deleted: its units read the new rows
+    /// and the carried ones by key, its check still reads only the rows below the bound; the
+    /// chain counts each row once, and the next bound does not go down to a carried row's.
+    #[test]
+    fn carried_rows_are_read_by_key_and_counted_once_along_the_chain() {
+        let at = mapping("created_at", "timestamp with time zone");
+        let key = ["id".to_string()];
+        let backfill = table(vec![(at.clone(), Some("1000"))], 100, None);
+        let carried = Carried { keys: vec![r#"{"id" : 1000}"#.into(), r#"{"id" : 5}"#.into()], updated: 1, deleted: 1 };
+        let tail = Tail::after_run("backfill", &backfill, &at, &key, &[]).unwrap().carrying(&key, carried);
+        let above = r#""created_at" > (timestamptz '1970-01-01 00:00:00+00' + interval '1000 microseconds')"#;
+        assert_eq!(
+            tail.row_filter(),
+            format!(r#"({above}) OR json_build_object('id', "id")::text = ANY(ARRAY['{{"id" : 1000}}', '{{"id" : 5}}']::text[])"#)
+        );
+        assert_eq!(tail.earlier_rows_filter(), format!("NOT COALESCE({above}, false)"));
+        // 12 rows, the 2 carried and 10 whose highest watermark is below the bound (as if only
+        // carried rows had one): the snapshot held 100 - 1 deleted + 1 late + 10.
+        let first = table(vec![(at.clone(), Some("900"))], 12, Some(tail));
+        assert_eq!(first.snapshot_rows(), 110);
+        let next = Tail::after_run("t1", &first, &at, &key, &[]).unwrap();
+        assert_eq!((next.rows_through, next.after.as_deref(), next.carried), (110, Some("1000"), None));
     }
 }

@@ -222,6 +222,9 @@ pub struct SnapshotSession {
 /// The first `server_version_num` with TID range scans: a `ctid` range reads only its blocks.
 const TID_RANGE_SCANS_SINCE: i32 = 140_000;
 
+/// The first `server_version_num` with `hash_record_extended`.
+const HASH_RECORD_EXTENDED_SINCE: i32 = 140_000;
+
 /// One relation of a table's inheritance tree (the table itself at level 0, declarative
 /// partitions at any depth, inheritance children such as TimescaleDB chunks).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -345,12 +348,19 @@ impl SnapshotSession {
             .query_one(
                 "SELECT pg_export_snapshot(), txid_current_snapshot()::text, \
                  (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, \
-                 current_setting('server_version'), current_user::text, current_setting('server_version_num')::int4",
+                 current_setting('server_version'), current_user::text, current_setting('server_version_num')::int4, \
+                 (extract(epoch FROM least(now(), (SELECT min(xact_start) FROM pg_stat_activity WHERE pid <> pg_backend_pid()))) * 1000000)::int8",
                 &[],
             )
             .await
             .map_err(query_error("export a snapshot"))?;
-        let info = SourceInfo { url: redact_url(url), server_version: row.get(3), txid_snapshot: row.get(1), wal_lsn: row.get(2) };
+        let info = SourceInfo {
+            url: redact_url(url),
+            server_version: row.get(3),
+            txid_snapshot: row.get(1),
+            wal_lsn: row.get(2),
+            changes_since: row.get(6),
+        };
         let snapshot_id: String = row.get(0);
         client
             .batch_execute(&format!("SET application_name = '{}'", application_name(&snapshot_id).replace('\'', "''")))
@@ -396,6 +406,11 @@ impl SnapshotSession {
             }
         }
         Ok(())
+    }
+
+    /// Whether `hash_record_extended` exists (PostgreSQL 14+): rows hashed by their types.
+    pub fn hash_records(&self) -> bool {
+        self.server_version_num >= HASH_RECORD_EXTENDED_SINCE
     }
 
     /// Whether a `ctid` range reads only its blocks (PostgreSQL 14+); before, every block range
@@ -740,6 +755,29 @@ impl SnapshotSession {
     pub async fn text_rows(&self, sql: &str, what: &str) -> Result<Vec<Vec<Option<String>>>, SourceError> {
         let rows = self.client.query(sql, &[]).await.map_err(query_error(what))?;
         Ok(rows.iter().map(|row| (0..row.len()).map(|i| row.get::<_, Option<String>>(i)).collect()).collect())
+    }
+
+    /// Every row of `sql` in the snapshot, each value as text, handed to `each` through a cursor
+    /// `chunk_rows` at a time: memory holds one chunk, never the whole result.
+    ///
+    /// # Errors
+    /// [`SourceError::Query`] when the query or a fetch fails.
+    pub async fn text_rows_in_chunks(
+        &self,
+        sql: &str,
+        chunk_rows: usize,
+        what: &str,
+        mut each: impl FnMut(Vec<Vec<Option<String>>>),
+    ) -> Result<(), SourceError> {
+        self.client.batch_execute(&format!("DECLARE pg2bq_rows NO SCROLL CURSOR FOR {sql}")).await.map_err(query_error(what))?;
+        loop {
+            let rows = self.text_rows(&format!("FETCH {chunk_rows} FROM pg2bq_rows"), what).await?;
+            if rows.is_empty() {
+                break;
+            }
+            each(rows);
+        }
+        self.client.batch_execute("CLOSE pg2bq_rows").await.map_err(query_error(what))
     }
 
     /// In a SQL_ASCII database, which stores any bytes, the first row (in `key` order) of

@@ -20,7 +20,7 @@ use tracing::{debug, info, info_span, trace, Instrument};
 use crate::gcp::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
 use crate::gcp::measures::{aggregate_query, Measure};
 use crate::gcp::routes::{read_back_routes, route_columns, ColumnRoute};
-use crate::gcp::runs::{records_sql, LoadMode, LoadRecord, RUNS_TABLE};
+use crate::gcp::runs::{records_sql, DeletedRows, LoadMode, LoadRecord, RUNS_TABLE};
 use crate::gcp::schema::table_columns;
 use crate::gcp::sql::{quote, table_path};
 use crate::model::aggregates::ColumnAggregates;
@@ -293,6 +293,8 @@ async fn loaded_table(
             let on: Vec<String> = table_columns(&keys_resource).iter().map(|k| format!("t.{0} = k.{0}", quote(&k.name))).collect();
             format!("{whole} t JOIN {} k ON {}", table_path(&config.project, &config.dataset, keys_id), on.join(" AND "))
         }
+        // A merge of no rows (a tail that only carried deletes) kept no keys: none of its rows.
+        (LoadMode::Merge, None) if table.row_count == 0 => format!("(SELECT * FROM {whole} WHERE FALSE) t"),
         _ => format!("{whole} t"),
     };
     let rows = format!("(SELECT {} FROM {from})", select.join(", "));
@@ -314,6 +316,29 @@ async fn merged_checks(bq: &BigQuery, loaded: &Loaded, whole: &str, checks: &mut
     }
     checks.push(outside_check);
     Ok(())
+}
+
+/// `load --apply-deletes`: none of the keys deleted in Postgres is in the table any more.
+async fn deleted_check(config: &ValidateConfig, bq: &BigQuery, loaded: &Loaded, deleted: &DeletedRows) -> Result<Check, ValidateError> {
+    let missing = || ValidateError::MissingKeys {
+        table: loaded.table_id.clone(),
+        run_id: loaded.record.run_id.clone(),
+        keys: deleted.keys_table.clone(),
+    };
+    let keys = bq.table(&config.dataset, &deleted.keys_table).await?.ok_or_else(missing)?;
+    let on: Vec<String> = table_columns(&keys).iter().map(|k| format!("t.{0} = k.{0}", quote(&k.name))).collect();
+    let sql = format!(
+        "SELECT CAST(COUNT(*) AS STRING) FROM {} t JOIN {} k ON {}",
+        table_path(&config.project, &config.dataset, &loaded.table_id),
+        table_path(&config.project, &config.dataset, &deleted.keys_table),
+        on.join(" AND ")
+    );
+    let present = single_count(bq, &sql).await?;
+    let check = Check::new(CheckKind::DeletedKeys, None, 0, present, present == 0);
+    Ok(check.with_detail(format!(
+        "rows of the {} key(s) deleted in Postgres before this tail still in the table; the load deleted {} row(s) by them (--apply-deletes; keys in `{}`)",
+        deleted.keys, deleted.rows, deleted.keys_table
+    )))
 }
 
 /// One check per `--set` column: the rows the load wrote hold its constant (a merge wrote the
@@ -398,6 +423,9 @@ async fn validate_table(
     checks.extend(rejected_check(table));
     if loaded.record.mode == LoadMode::Merge {
         merged_checks(bq, &loaded, &table_path(&config.project, &config.dataset, &loaded.table_id), &mut checks).await?;
+    }
+    if let Some(deleted) = &loaded.record.deleted {
+        checks.push(deleted_check(config, bq, &loaded, deleted).await?);
     }
     checks.extend(excluded_checks(table, &loaded));
     let expected: Vec<ColumnAggregates> = measured.iter().map(|(_, e)| e.clone()).collect();

@@ -79,8 +79,8 @@ pub async fn verify(manifest_uri: &str, gcs: &GcsOptions) -> Result<VerifyReport
             files_checked += 1;
             problems.extend(verify_file(&store, &run_dir, &table.columns, file).await?);
         }
-        // The rows set aside by quarantine: size, CRC32C and rows (its columns are text).
-        for file in table.rejected.iter().map(|r| &r.file) {
+        // The rows set aside by quarantine and the row hashes: size, CRC32C and rows.
+        for file in table.side_files() {
             files_checked += 1;
             problems.extend(verify_file(&store, &run_dir, &[], file).await?);
         }
@@ -154,7 +154,7 @@ fn extra_files(store: &Store, run_dir: &str, manifest: &Manifest, listed: &[List
     let known: HashSet<String> = manifest
         .tables
         .iter()
-        .flat_map(|t| t.files.iter().chain(t.rejected.iter().map(|r| &r.file)).map(|f| format!("{run_dir}/{}", f.path)))
+        .flat_map(|t| t.files.iter().chain(t.side_files()).map(|f| format!("{run_dir}/{}", f.path)))
         .chain([format!("{run_dir}/{MANIFEST_FILE}")])
         .collect();
     let is_claim = |path: &str| path.strip_prefix(&format!("{run_dir}/")).is_some_and(crate::storage::run::is_bookkeeping_file);

@@ -273,6 +273,7 @@ async fn a_tail_export_after_200_inserts_merges_to_the_right_total_and_refuses_r
         stderr.contains("499 rows are at or below the watermark `mentioned_at` of run `tail2`") && stderr.contains("hold 500"),
         "{stderr}"
     );
+    assert!(stderr.contains(r#"by key: 1 deleted ({"id" : 5})."#), "{stderr}");
     assert!(stderr.contains("--mode merge"), "{stderr}");
     db.drop().await;
 }
@@ -486,6 +487,7 @@ async fn tails_after_a_quarantine_read_exactly_the_new_rows_along_a_chain() {
         stderr.contains("26 rows are at or below the watermark `happened_at` of run `tail2`") && stderr.contains("hold 27"),
         "{stderr}"
     );
+    assert!(stderr.contains(r#"by key: 1 deleted ({"id" : 7})."#), "{stderr}");
     db.drop().await;
 }
 

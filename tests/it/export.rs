@@ -391,7 +391,7 @@ async fn killed_export_leaves_no_manifest_and_the_same_run_id_starts_clean() {
     let out = pg2bq(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let manifest = read_manifest(dest.path(), "k");
-    let mut listed: Vec<String> = manifest.tables[0].files.iter().map(|f| f.path.clone()).collect();
+    let mut listed: Vec<String> = manifest.tables[0].files.iter().chain(manifest.tables[0].side_files()).map(|f| f.path.clone()).collect();
     listed.sort();
     let mut on_disk: Vec<String> = walk_or_empty(&dest.path().join("k"))
         .iter()

@@ -20,6 +20,7 @@ mod shard;
 mod stdout;
 mod stream;
 mod support;
+mod tails;
 mod timescaledb;
 mod validate;
 mod validate_nulls;

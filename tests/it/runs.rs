@@ -73,12 +73,13 @@ fn manifest_ids(run_dir: &Path, manifest: &Manifest) -> Vec<i64> {
 /// records) may stay when the kill came between the commit and its removal.
 fn assert_committed_exactly(run_dir: &Path, rows: u64) {
     let manifest = read_manifest(run_dir);
-    let mut expected: Vec<String> = manifest.tables[0].files.iter().map(|f| f.path.clone()).collect();
+    let files: Vec<_> = manifest.tables[0].files.iter().chain(manifest.tables[0].side_files()).collect();
+    let mut expected: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
     expected.push("manifest.json".into());
     expected.sort();
     let on_disk: Vec<String> = tree(run_dir).into_keys().filter(|path| !pg2bq::storage::run::is_bookkeeping_file(path)).collect();
     assert_eq!(on_disk, expected, "the run directory holds the manifest and its files, nothing else");
-    for file in &manifest.tables[0].files {
+    for file in files {
         let data = std::fs::read(run_dir.join(&file.path)).unwrap();
         assert_eq!((data.len() as u64, pg2bq::storage::store::crc32c_base64(crc32c::crc32c(&data))), (file.bytes, file.crc32c.clone()));
     }
@@ -222,11 +223,12 @@ async fn two_gcs_exports_of_one_run_id_commit_once_and_verify() {
     let manifest: Manifest = serde_json::from_slice(&store.get("twice/manifest.json").await.unwrap()).unwrap();
     let mut listed: Vec<String> = store.list("twice").await.unwrap().into_iter().map(|o| o.path).collect();
     listed.sort();
-    let mut expected: Vec<String> = manifest.tables[0].files.iter().map(|f| format!("twice/{}", f.path)).collect();
+    let files: Vec<_> = manifest.tables[0].files.iter().chain(manifest.tables[0].side_files()).collect();
+    let mut expected: Vec<String> = files.iter().map(|f| format!("twice/{}", f.path)).collect();
     expected.push("twice/manifest.json".into());
     expected.sort();
     assert_eq!(listed, expected);
-    for file in &manifest.tables[0].files {
+    for file in files {
         let data = store.get(&format!("twice/{}", file.path)).await.unwrap();
         assert_eq!((data.len() as u64, pg2bq::storage::store::crc32c_base64(crc32c::crc32c(&data))), (file.bytes, file.crc32c.clone()));
     }

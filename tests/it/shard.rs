@@ -136,6 +136,9 @@ async fn tables_of(s: &Emulators, manifest: &str) -> Value {
         for file in table["files"].as_array_mut().unwrap() {
             file.as_object_mut().unwrap().remove("uri");
         }
+        if let Some(hashes) = table.get_mut("row_hashes") {
+            hashes["file"].as_object_mut().unwrap().remove("uri");
+        }
     }
     tables
 }
@@ -208,7 +211,9 @@ async fn four_workers_commit_what_one_process_exports_and_none_of_the_writes_mad
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|t| t["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_string()))
+        .flat_map(|t| {
+            t["files"].as_array().unwrap().iter().chain([&t["row_hashes"]["file"]]).map(|f| f["path"].as_str().unwrap().to_string())
+        })
         .chain(["manifest.json".into(), "plan.json".into()])
         .map(|path| format!("{}/run1/{path}", s.object_name(&dest)))
         .collect();

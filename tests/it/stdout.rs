@@ -64,10 +64,10 @@ async fn every_commands_report_is_on_stdout_and_only_logs_are_on_stderr() {
 
     let verify = pg2bq(&["verify", "--manifest", &manifest]);
     assert_eq!(verify.status.code(), Some(0));
-    assert_eq!(stdout(&verify), "Verification of run r1: 2 file(s) checked\nAll files intact.\n");
+    assert_eq!(stdout(&verify), "Verification of run r1: 4 file(s) checked\nAll files intact.\n", "2 data files and 2 row-hash files");
     only_logs("verify", &verify);
     let verify_json: Value = serde_json::from_slice(&pg2bq(&["verify", "--manifest", &manifest, "--format", "json"]).stdout).unwrap();
-    assert_eq!(verify_json, json!({ "run_id": "r1", "passed": true, "files_checked": 2, "problems": [] }));
+    assert_eq!(verify_json, json!({ "run_id": "r1", "passed": true, "files_checked": 4, "problems": [] }));
 
     // An error: exit 2, nothing on stdout, the error on stderr.
     let missing = pg2bq(&["verify", "--manifest", &format!("{dest}/nope/manifest.json")]);
