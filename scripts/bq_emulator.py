@@ -1,4 +1,4 @@
-"""Run local-bigquery 0.4.0 with three start-up patches (see shared NOTES.md).
+"""Run local-bigquery 0.4.0 with four start-up patches (see shared NOTES.md).
 
 Usage (with .venv-bq's python; scripts/bq-up.sh does this):
   HOME=.venv-bq/home STORAGE_EMULATOR_HOST=http://127.0.0.1:P \
@@ -12,6 +12,10 @@ import sys
 from local_bigquery import cli
 from local_bigquery.catalog import tables
 from local_bigquery.jobs import load, storage
+from local_bigquery.sql import native
+
+import farmhash
+import pyarrow
 
 # The patches below replace private functions of exactly this version.
 _VERSION = importlib.metadata.version("local-bigquery")
@@ -65,6 +69,28 @@ def _paths_no_etag(cur, uri):
 
 
 storage.paths = load.paths = _paths_no_etag
+
+# Speed 4: FARM_FINGERPRINT is a row-at-a-time Python UDF in pure Python, ~0.7 ms a call in a
+# query (DuckDB's per-call overhead dominates), so one fingerprint over 200,000 rows took 140 s.
+# As a vectorised (Arrow) UDF over pyfarmhash's C fingerprint64 (the same function, signed as
+# INT64) it is ~3 µs a row. NULL in, NULL out, as before.
+
+
+def _farm_fingerprints(data):
+    signed = (farmhash.fingerprint64(d) if d is not None else None for d in data.to_pylist())
+    return pyarrow.array([None if v is None else v - (1 << 64) if v >= 1 << 63 else v for v in signed], pyarrow.int64())
+
+
+_register = native.register
+
+
+def _register_vectorised(con):
+    _register(con)
+    con.remove_function("_farm_fingerprint")
+    con.create_function("_farm_fingerprint", _farm_fingerprints, ["BLOB"], "BIGINT", type="arrow")
+
+
+native.register = _register_vectorised
 
 if __name__ == "__main__":
     sys.exit(cli.main())
