@@ -5,6 +5,7 @@
 use crate::gcp::sql::{encoding, fingerprint_items, list_encoding, minimal_decimal, quote, row_encoding};
 use crate::model::aggregates::ColumnAggregates;
 use crate::model::check::CheckKind;
+use crate::model::locate::Level;
 use crate::model::manifest::ColumnManifest;
 use crate::model::types::BigQueryType;
 
@@ -115,20 +116,71 @@ pub fn aggregate_query(table: &str, columns: &[&ColumnManifest], filter: Option<
     (format!("SELECT {} FROM {table}{filter}", select.join(", ")), layout)
 }
 
-/// `SELECT COUNT(*), BIT_XOR, SUM` of the rows' fingerprints over `columns` (in order), as
-/// text, from `table` [WHERE filter].
-pub fn row_fingerprint_query(table: &str, columns: &[ColumnManifest], filter: Option<&str>) -> String {
-    // BYTES as lower-case hex: a row's text is STRING (the emulator cannot cast all text to BYTES).
-    let encodings: Vec<String> = columns
+/// Each column's encoding in a row's text, in order (BYTES as lower-case hex: a row's text is
+/// STRING, and the emulator cannot cast all text to BYTES).
+pub fn row_encodings(columns: &[ColumnManifest]) -> Vec<String> {
+    columns
         .iter()
         .map(|c| match (c.mapping.bq_type, c.mapping.repeated) {
             (BigQueryType::Bytes, false) => format!("TO_HEX({})", quote(&c.mapping.bq_name)),
             _ => column_encoding(c),
         })
-        .collect();
-    let [xor, sum] = fingerprint_items(&row_encoding(&encodings));
+        .collect()
+}
+
+/// `FARM_FINGERPRINT` of a row's text over `columns`: its row fingerprint.
+pub fn row_fingerprint(columns: &[ColumnManifest]) -> String {
+    format!("FARM_FINGERPRINT({})", row_encoding(&row_encodings(columns)))
+}
+
+/// `SELECT COUNT(*), BIT_XOR, SUM` of the rows' fingerprints over `columns` (in order), as
+/// text, from `table` [WHERE filter].
+pub fn row_fingerprint_query(table: &str, columns: &[ColumnManifest], filter: Option<&str>) -> String {
+    let [xor, sum] = fingerprint_items(&row_encoding(&row_encodings(columns)));
     let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
     format!("SELECT CAST(COUNT(*) AS STRING), {xor}, {sum} FROM {table}{filter}")
+}
+
+/// The bucket (`bits` high bits, as `model::locate::bucket`) of an INT64 fingerprint: `>>`
+/// fills with zeros in BigQuery.
+fn bucket_of(fingerprint: &str, bits: u32) -> String {
+    match bits {
+        0 => "0".into(),
+        bits => format!("({fingerprint} >> {})", 64 - bits),
+    }
+}
+
+/// `FROM (SELECT <key fingerprint> AS k, … FROM table) [WHERE <k in the level>]`.
+fn level_rows(table: &str, key: &[ColumnManifest], select: &str, level: &Level) -> String {
+    let within = match &level.within {
+        Some((bits, prefixes)) => {
+            let list: Vec<String> = prefixes.iter().map(u64::to_string).collect();
+            format!(" WHERE {} IN ({})", bucket_of("k", *bits), list.join(", "))
+        }
+        None => String::new(),
+    };
+    format!("FROM (SELECT {} AS k, {select} FROM {table}){within}", row_fingerprint(key))
+}
+
+/// Per bucket of `level`: the bucket, COUNT(*), BIT_XOR and exact SUM of the rows'
+/// fingerprints over `columns`, as text: one `GROUP BY` over the rows of the level.
+pub fn bucket_query(table: &str, key: &[ColumnManifest], columns: &[ColumnManifest], level: &Level) -> String {
+    let rows = level_rows(table, key, &format!("{} AS f", row_fingerprint(columns)), level);
+    format!(
+        "SELECT CAST({} AS STRING) AS b, CAST(COUNT(*) AS STRING), CAST(BIT_XOR(f) AS STRING), {} {rows} GROUP BY b",
+        bucket_of("k", level.bits),
+        minimal_decimal("SUM(CAST(f AS NUMERIC))")
+    )
+}
+
+/// The rows of `buckets` (of `bits` high bits; every row with none): the key columns'
+/// encodings, then every column's, as text; at most `limit` rows.
+pub fn bucket_rows_query(table: &str, key: &[ColumnManifest], columns: &[ColumnManifest], bits: u32, buckets: &[u64], limit: u64) -> String {
+    let encodings: Vec<String> = row_encodings(key).into_iter().chain(row_encodings(columns)).collect();
+    let names: Vec<String> = (0..encodings.len()).map(|i| format!("e{i}")).collect();
+    let select: Vec<String> = encodings.iter().zip(&names).map(|(e, n)| format!("{e} AS {n}")).collect();
+    let level = Level { bits: 0, within: (bits > 0).then(|| (bits, buckets.to_vec())) };
+    format!("SELECT {} {} LIMIT {limit}", names.join(", "), level_rows(table, key, &select.join(", "), &level))
 }
 
 /// The aggregates a query of [`aggregate_query`] answered, one per column (its `layout` and
@@ -222,6 +274,21 @@ mod tests {
                 minimal_decimal(&format!("SUM(CAST({fingerprint} AS NUMERIC))"))
             )
         );
+    }
+
+    /// The emulator and BigQuery shift INT64 right with zeros; a level filters its rows by the
+    /// prefixes of the level before.
+    #[test]
+    fn bucket_queries_group_by_high_bits_within_the_prefixes() {
+        let (key, columns) = ([column("int8", None)], [column("int8", None), column("text", None)]);
+        let level = Level { bits: 14, within: Some((12, vec![3, 70])) };
+        let sql = bucket_query("t", &key, &columns, &level);
+        assert!(sql.starts_with("SELECT CAST((k >> 50) AS STRING) AS b, CAST(COUNT(*) AS STRING), CAST(BIT_XOR(f) AS STRING), "), "{sql}");
+        assert!(sql.ends_with(" FROM t) WHERE (k >> 52) IN (3, 70) GROUP BY b"), "{sql}");
+        assert!(sql.contains(&format!("SELECT {} AS k, {} AS f FROM t", row_fingerprint(&key), row_fingerprint(&columns))), "{sql}");
+        let fetch = bucket_rows_query("t", &key, &columns, 14, &[9], 100);
+        assert!(fetch.starts_with("SELECT e0, e1, e2 FROM (SELECT ") && fetch.ends_with(" FROM t) WHERE (k >> 50) IN (9) LIMIT 100"), "{fetch}");
+        assert!(bucket_rows_query("t", &key, &columns, 0, &[], 5).ends_with(" FROM t) LIMIT 5"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod faults;
 mod hostile;
 mod layers;
 mod load;
+mod locate;
 mod load_state;
 mod names;
 mod partitioned;
