@@ -493,8 +493,8 @@ fn location_text(found: &pg2bq::validate::locate::RowLocation) -> String {
             found.differing
         ));
         for row in &found.rows {
-            text.push_str(&format!("    {:<16} {}  {}\n", row.status.as_str(), row.key, row.columns.join(", ")).trim_end().to_string());
-            text.push('\n');
+            let line = format!("    {:<16} {}  {}", row.status.as_str(), row.key, row.columns.join(", "));
+            text.push_str(&format!("{}\n", line.trim_end()));
         }
         let listed = found.rows.len() as u64;
         let total = found.missing + found.only_in_bigquery + found.differing;

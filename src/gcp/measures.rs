@@ -175,7 +175,14 @@ pub fn bucket_query(table: &str, key: &[ColumnManifest], columns: &[ColumnManife
 
 /// The rows of `buckets` (of `bits` high bits; every row with none): the key columns'
 /// encodings, then every column's, as text; at most `limit` rows.
-pub fn bucket_rows_query(table: &str, key: &[ColumnManifest], columns: &[ColumnManifest], bits: u32, buckets: &[u64], limit: u64) -> String {
+pub fn bucket_rows_query(
+    table: &str,
+    key: &[ColumnManifest],
+    columns: &[ColumnManifest],
+    bits: u32,
+    buckets: &[u64],
+    limit: u64,
+) -> String {
     let encodings: Vec<String> = row_encodings(key).into_iter().chain(row_encodings(columns)).collect();
     let names: Vec<String> = (0..encodings.len()).map(|i| format!("e{i}")).collect();
     let select: Vec<String> = encodings.iter().zip(&names).map(|(e, n)| format!("{e} AS {n}")).collect();
@@ -287,7 +294,10 @@ mod tests {
         assert!(sql.ends_with(" FROM t) WHERE (k >> 52) IN (3, 70) GROUP BY b"), "{sql}");
         assert!(sql.contains(&format!("SELECT {} AS k, {} AS f FROM t", row_fingerprint(&key), row_fingerprint(&columns))), "{sql}");
         let fetch = bucket_rows_query("t", &key, &columns, 14, &[9], 100);
-        assert!(fetch.starts_with("SELECT e0, e1, e2 FROM (SELECT ") && fetch.ends_with(" FROM t) WHERE (k >> 50) IN (9) LIMIT 100"), "{fetch}");
+        assert!(
+            fetch.starts_with("SELECT e0, e1, e2 FROM (SELECT ") && fetch.ends_with(" FROM t) WHERE (k >> 50) IN (9) LIMIT 100"),
+            "{fetch}"
+        );
         assert!(bucket_rows_query("t", &key, &columns, 0, &[], 5).ends_with(" FROM t) LIMIT 5"));
     }
 

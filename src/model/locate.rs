@@ -112,11 +112,14 @@ pub fn fetched_buckets(differing: &[u64], expected: &BTreeMap<u64, BucketSums>, 
     (kept, complete)
 }
 
-/// A row as both sides give it: its key's and its columns' encodings (`None`: NULL).
+/// Encodings of a row's cells, in order (`None`: NULL).
+pub type Cells = Vec<Option<String>>;
+
+/// A row as both sides give it: its key's and its columns' encodings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SideRow {
-    pub key: Vec<Option<String>>,
-    pub values: Vec<Option<String>>,
+    pub key: Cells,
+    pub values: Cells,
 }
 
 /// How a located row differs.
@@ -161,7 +164,7 @@ pub struct RowDiff {
 /// Compares the snapshot's rows (`expected`) with BigQuery's (`actual`) by key; rows equal on
 /// both sides (as many times) are not listed. Keys are listed in order (integers by value).
 pub fn diff_rows(key_names: &[String], column_names: &[String], expected: Vec<SideRow>, actual: Vec<SideRow>, limit: usize) -> RowDiff {
-    let mut by_key: BTreeMap<OrderedKey, (Vec<Vec<Option<String>>>, Vec<Vec<Option<String>>>)> = BTreeMap::new();
+    let mut by_key: BTreeMap<OrderedKey, (Vec<Cells>, Vec<Cells>)> = BTreeMap::new();
     for row in expected {
         by_key.entry(OrderedKey(row.key)).or_default().0.push(row.values);
     }
@@ -207,14 +210,15 @@ fn show_key(names: &[String], key: &[Option<String>]) -> String {
 
 /// A key ordered part by part, integers by value, then text.
 #[derive(Debug, PartialEq, Eq)]
-struct OrderedKey(Vec<Option<String>>);
+struct OrderedKey(Cells);
 
 impl Ord for OrderedKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        let part = |a: &Option<String>, b: &Option<String>| match (a.as_deref().map(str::parse::<i128>), b.as_deref().map(str::parse::<i128>)) {
-            (Some(Ok(x)), Some(Ok(y))) => x.cmp(&y),
-            _ => a.cmp(b),
-        };
+        let part =
+            |a: &Option<String>, b: &Option<String>| match (a.as_deref().map(str::parse::<i128>), b.as_deref().map(str::parse::<i128>)) {
+                (Some(Ok(x)), Some(Ok(y))) => x.cmp(&y),
+                _ => a.cmp(b),
+            };
         self.0.iter().zip(&other.0).map(|(a, b)| part(a, b)).find(|o| o.is_ne()).unwrap_or_else(|| self.0.len().cmp(&other.0.len()))
     }
 }
@@ -279,7 +283,8 @@ mod tests {
 
     #[test]
     fn fetching_stops_at_the_row_budget_keeping_at_least_one_bucket() {
-        let side = |rows: u64| BTreeMap::from([(1, BucketSums { rows, ..Default::default() }), (2, BucketSums { rows, ..Default::default() })]);
+        let side =
+            |rows: u64| BTreeMap::from([(1, BucketSums { rows, ..Default::default() }), (2, BucketSums { rows, ..Default::default() })]);
         assert_eq!(fetched_buckets(&[1, 2], &side(300), &side(200)), (vec![1, 2], true));
         assert_eq!(fetched_buckets(&[1, 2], &side(40_000), &BTreeMap::new()), (vec![1], false));
         assert_eq!(fetched_buckets(&[1, 2], &side(90_000), &BTreeMap::new()), (vec![1], false));

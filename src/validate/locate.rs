@@ -17,7 +17,7 @@ use crate::gcp::bigquery::BigQuery;
 use crate::gcp::measures::{bucket_query, bucket_rows_query};
 use crate::model::check::{Check, CheckKind};
 use crate::model::locate::{
-    bucket, diff_rows, differing_buckets, fetched_buckets, leaf_bits, BucketSums, LocatedRow, Level, SideRow, MAX_BUCKETS, MAX_FETCHED_ROWS,
+    bucket, diff_rows, differing_buckets, fetched_buckets, leaf_bits, BucketSums, Level, LocatedRow, SideRow, MAX_BUCKETS, MAX_FETCHED_ROWS,
 };
 use crate::model::manifest::{ColumnManifest, TableManifest};
 use crate::model::row_fingerprint::{cell_encoding, covers, RowAccumulator};
@@ -114,7 +114,9 @@ pub(super) async fn locate_rows(
         notes.push(format!("more rows differ than one pass compares ({MAX_FETCHED_ROWS} a side): the counts are lower bounds"));
     }
     if found.missing + found.only_in_bigquery + found.differing == 0 {
-        notes.push("no row differs over the compared columns: what failed is in a column rows do not cover (JSON, or left out at load)".into());
+        notes.push(
+            "no row differs over the compared columns: what failed is in a column rows do not cover (JSON, or left out at load)".into(),
+        );
     }
     if loaded.record.keys_table.is_some() {
         notes.push("merged: only the snapshot's keys are compared; the table's own rows are counted by outside_snapshot".into());
@@ -173,13 +175,21 @@ async fn bigquery_buckets(
             })
         };
         let bucket = number(0, "the bucket")? as u64;
-        sums.insert(bucket, BucketSums { rows: number(1, "COUNT(*)")? as u64, xor: number(2, "BIT_XOR")? as i64 as u64, sum: number(3, "SUM")? });
+        sums.insert(
+            bucket,
+            BucketSums { rows: number(1, "COUNT(*)")? as u64, xor: number(2, "BIT_XOR")? as i64 as u64, sum: number(3, "SUM")? },
+        );
     }
     Ok(sums)
 }
 
 /// The snapshot's sums per bucket of a level: one pass over the run's files.
-async fn file_buckets(files: &RunFiles, table: &TableManifest, c: &Compared, level: &Level) -> Result<BTreeMap<u64, BucketSums>, ValidateError> {
+async fn file_buckets(
+    files: &RunFiles,
+    table: &TableManifest,
+    c: &Compared,
+    level: &Level,
+) -> Result<BTreeMap<u64, BucketSums>, ValidateError> {
     let (mut keys, mut rows) = (RowAccumulator::new(c.key_positions.clone()), RowAccumulator::new(c.positions.clone()));
     let mut sums: BTreeMap<u64, BucketSums> = BTreeMap::new();
     read_batches(files, table, |columns| {
@@ -244,13 +254,16 @@ pub(super) async fn estimate(bq: &BigQuery, table: &TableManifest, loaded: &Load
     let Some(bytes) = bq.dry_run_bytes(&sql).await? else {
         return Ok(Some(Check::new(CheckKind::Estimate, None, "locating differing rows", "unknown", true)));
     };
-    let (queries, total) = match leaf {
-        0 => (1, bytes),
-        _ => (levels + 1, bytes * (u64::from(levels) + 1)),
+    let (total, detail) = match leaf {
+        0 => {
+            (bytes, format!("if a check fails: one query fetching the table's rows, about {bytes} bytes; nothing when every check passes"))
+        }
+        _ => {
+            let (queries, total) = (levels + 1, bytes * (u64::from(levels) + 1));
+            (total, format!(
+                "if a check fails: {levels} level(s) of one GROUP BY query by key bucket, then one query fetching the rows of the buckets that differ, each about {bytes} bytes: {queries} queries, about {total} bytes (more levels when many rows differ); nothing when every check passes"
+            ))
+        }
     };
-    let detail = format!(
-        "only if a check fails: {queries} queries of about {bytes} bytes each (one GROUP BY per level of key buckets, {} level(s) when few rows differ, then one fetching the rows of the differing buckets), about {total} bytes",
-        if leaf == 0 { 0 } else { levels }
-    );
     Ok(Some(Check::new(CheckKind::Estimate, None, "locating differing rows", format!("{total} bytes"), true).with_detail(detail)))
 }

@@ -107,6 +107,15 @@ async fn a_composite_key_names_every_part() {
     // 600 rows: one level of 4 buckets, then the rows of the one that differs.
     let located = &report["tables"][0]["located"];
     assert_eq!((located["levels"].as_u64(), located["queries"].as_u64(), located["key"].clone()), (Some(1), Some(2), json!(["a", "b"])));
+    // The dry run estimates it in words (the emulator's dry runs estimate 0 bytes).
+    let (code, report, _) = s.validate(&manifest, &["--dry-run"]);
+    let checks = report["tables"][0]["checks"].as_array().unwrap();
+    let estimate = checks.iter().find(|c| c["expected"] == "locating differing rows").unwrap();
+    assert_eq!((code, estimate["check"].as_str(), estimate["actual"].as_str()), (Some(0), Some("estimate"), Some("0 bytes")));
+    assert_eq!(
+        estimate["detail"],
+        "if a check fails: 1 level(s) of one GROUP BY query by key bucket, then one query fetching the rows of the buckets that differ, each about 0 bytes: 2 queries, about 0 bytes (more levels when many rows differ); nothing when every check passes"
+    );
     db.drop().await;
 }
 
