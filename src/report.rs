@@ -483,11 +483,13 @@ fn location_text(found: &pg2bq::validate::locate::RowLocation) -> String {
     if found.ran {
         let bound = if found.complete { "" } else { "at least " };
         text.push_str(&format!(
-            "  rows that differ, by {} ({} level(s), {} queries, {} bytes processed in BigQuery): {bound}{} missing in BigQuery, {bound}{} only in BigQuery, {bound}{} with other values\n",
+            "  rows that differ, by {} ({} level(s), {} queries, {} bytes processed in BigQuery; {:.1} s in BigQuery, {:.1} s reading the files): {bound}{} missing in BigQuery, {bound}{} only in BigQuery, {bound}{} with other values\n",
             found.key.join(", "),
             found.levels,
             found.queries,
             found.bytes_processed,
+            found.bigquery_seconds,
+            found.files_seconds,
             found.missing,
             found.only_in_bigquery,
             found.differing

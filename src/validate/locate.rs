@@ -8,6 +8,7 @@
 //! the files are read one at a time. Past those bounds the counts are lower bounds, and say so.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -45,6 +46,10 @@ pub struct RowLocation {
     pub levels: u32,
     /// BigQuery queries run: one per level, one to fetch rows.
     pub queries: u32,
+    /// Wall time waiting for BigQuery's answers.
+    pub bigquery_seconds: f64,
+    /// Wall time reading the run's files (the snapshot side).
+    pub files_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -139,8 +144,12 @@ async fn descend(
     let leaf = leaf_bits(table.row_count);
     let mut complete = true;
     loop {
+        let started = Instant::now();
         let actual = bigquery_buckets(bq, loaded, c, &level, found).await?;
+        let read = Instant::now();
         let expected = file_buckets(files, table, c, &level).await?;
+        found.bigquery_seconds += (read - started).as_secs_f64();
+        found.files_seconds += read.elapsed().as_secs_f64();
         found.levels += 1;
         let differing = differing_buckets(&expected, &actual);
         match level.next(&differing, leaf) {
@@ -215,7 +224,10 @@ async fn fetch_rows(
     found: &mut RowLocation,
 ) -> Result<(Vec<SideRow>, Vec<SideRow>, bool), ValidateError> {
     let sql = bucket_rows_query(&loaded.rows, &c.key, &c.columns, bits, buckets, MAX_FETCHED_ROWS);
+    let started = Instant::now();
     let (rows, bytes) = bq.query_rows_and_bytes(&sql).await?;
+    let read = Instant::now();
+    found.bigquery_seconds += (read - started).as_secs_f64();
     (found.queries, found.bytes_processed) = (found.queries + 1, found.bytes_processed + bytes.unwrap_or(0));
     let mut complete = (rows.len() as u64) < MAX_FETCHED_ROWS;
     let actual = rows.into_iter().map(|mut r| SideRow { values: r.split_off(c.key.len()), key: r }).collect();
@@ -235,6 +247,7 @@ async fn fetch_rows(
         }
     })
     .await?;
+    found.files_seconds += read.elapsed().as_secs_f64();
     Ok((expected, actual, complete))
 }
 

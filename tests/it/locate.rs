@@ -66,7 +66,7 @@ async fn a_swap_between_two_rows_names_both_keys_and_the_column() {
     let text = String::from_utf8_lossy(&out.stdout);
     let table_lines: Vec<&str> = text.lines().skip_while(|l| !l.contains(" checks, 1 failed")).collect();
     assert!(table_lines[1].starts_with("  FAIL  row_fingerprint"), "{text}");
-    assert!(text.contains("  rows that differ, by id (0 level(s), 1 queries, "), "{text}");
+    assert!(text.contains("  rows that differ, by id (0 level(s), 1 queries, 480 bytes processed in BigQuery; "), "{text}");
     assert!(text.contains("): 0 missing in BigQuery, 0 only in BigQuery, 2 with other values\n    differs          id=5  title\n    differs          id=9  title\n"), "{text}");
     db.drop().await;
 }
