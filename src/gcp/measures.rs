@@ -174,7 +174,8 @@ pub fn bucket_query(table: &str, key: &[ColumnManifest], columns: &[ColumnManife
 }
 
 /// The rows of `buckets` (of `bits` high bits; every row with none): the key columns'
-/// encodings, then every column's, as text; at most `limit` rows.
+/// encodings, then the `FARM_FINGERPRINT` of every column's (small answers whatever the
+/// values' size), as text; at most `limit` rows.
 pub fn bucket_rows_query(
     table: &str,
     key: &[ColumnManifest],
@@ -183,7 +184,8 @@ pub fn bucket_rows_query(
     buckets: &[u64],
     limit: u64,
 ) -> String {
-    let encodings: Vec<String> = row_encodings(key).into_iter().chain(row_encodings(columns)).collect();
+    let fingerprints = row_encodings(columns).into_iter().map(|e| format!("CAST(FARM_FINGERPRINT({e}) AS STRING)"));
+    let encodings: Vec<String> = row_encodings(key).into_iter().chain(fingerprints).collect();
     let names: Vec<String> = (0..encodings.len()).map(|i| format!("e{i}")).collect();
     let select: Vec<String> = encodings.iter().zip(&names).map(|(e, n)| format!("{e} AS {n}")).collect();
     let level = Level { bits: 0, within: (bits > 0).then(|| (bits, buckets.to_vec())) };
@@ -294,6 +296,7 @@ mod tests {
         assert!(sql.ends_with(" FROM t) WHERE (k >> 52) IN (3, 70) GROUP BY b"), "{sql}");
         assert!(sql.contains(&format!("SELECT {} AS k, {} AS f FROM t", row_fingerprint(&key), row_fingerprint(&columns))), "{sql}");
         let fetch = bucket_rows_query("t", &key, &columns, 14, &[9], 100);
+        assert!(fetch.contains(", CAST(`c` AS STRING) AS e0, CAST(FARM_FINGERPRINT(CAST(`c` AS STRING)) AS STRING) AS e1, "), "{fetch}");
         assert!(
             fetch.starts_with("SELECT e0, e1, e2 FROM (SELECT ") && fetch.ends_with(" FROM t) WHERE (k >> 50) IN (9) LIMIT 100"),
             "{fetch}"

@@ -141,6 +141,13 @@ pub fn cell_encoding(array: &ArrayRef, row: usize) -> Option<String> {
     write_cell(array, row, &mut scratch).map(|bytes| String::from_utf8_lossy(bytes).into_owned())
 }
 
+/// `FARM_FINGERPRINT` of a cell's encoding (as [`cell_encoding`]), as signed decimal text;
+/// `None` when absent.
+pub fn cell_fingerprint(array: &ArrayRef, row: usize) -> Option<String> {
+    let mut scratch = Vec::new();
+    write_cell(array, row, &mut scratch).map(|bytes| (fingerprint64(bytes) as i64).to_string())
+}
+
 /// The value of an integer-like column (integers, dates, times, timestamps), whose encoding is
 /// its decimal integer; `None` for other types.
 fn integer_value(array: &ArrayRef, row: usize) -> Option<i64> {
@@ -251,6 +258,15 @@ mod tests {
             let expected = fingerprint64(&[format!("{}:", text.len()).into_bytes(), text].concat()) as i64;
             assert_eq!(fingerprint(vec![array.clone()]).xor, expected.to_string(), "{}", array.data_type());
         }
+    }
+
+    #[test]
+    fn cells_give_their_encoding_and_its_fingerprint() {
+        let bytes: ArrayRef = Arc::new(BinaryArray::from(vec![Some(b"\x00\xab".as_slice()), None]));
+        assert_eq!((cell_encoding(&bytes, 0).as_deref(), cell_encoding(&bytes, 1)), (Some("00ab"), None));
+        assert_eq!(cell_fingerprint(&bytes, 0), Some((fingerprint64(b"00ab") as i64).to_string()));
+        let ints: ArrayRef = Arc::new(Int64Array::from(vec![-42]));
+        assert_eq!(cell_encoding(&ints, 0).as_deref(), Some("-42"));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! into buckets by their key's fingerprint ([`crate::model::locate`]), per level one `GROUP BY`
 //! query in BigQuery (through the load's routes, a merged table's snapshot keys only) and one
 //! pass over the run's files; buckets that agree are dropped, the others split further, and the
-//! rows of the last ones are fetched from both sides and compared by key, column by column.
+//! rows of the last ones are fetched from both sides (their key, and a fingerprint per column)
+//! and compared by key, column by column.
 //!
 //! Memory, either side: one level's bucket sums (at most 4,096) and at most 65,536 fetched rows;
 //! the files are read one at a time. Past those bounds the counts are lower bounds, and say so.
@@ -21,7 +22,7 @@ use crate::model::locate::{
     bucket, diff_rows, differing_buckets, fetched_buckets, leaf_bits, BucketSums, Level, LocatedRow, SideRow, MAX_BUCKETS, MAX_FETCHED_ROWS,
 };
 use crate::model::manifest::{ColumnManifest, TableManifest};
-use crate::model::row_fingerprint::{cell_encoding, covers, RowAccumulator};
+use crate::model::row_fingerprint::{cell_encoding, cell_fingerprint, covers, RowAccumulator};
 
 /// The rows of a table found to differ from its snapshot, and what finding them cost.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -242,8 +243,8 @@ async fn fetch_rows(
                 complete = false;
                 return;
             }
-            let cells = |positions: &[usize]| positions.iter().map(|p| cell_encoding(&columns[*p], row)).collect();
-            expected.push(SideRow { key: cells(&c.key_positions), values: cells(&c.positions) });
+            let key = c.key_positions.iter().map(|p| cell_encoding(&columns[*p], row)).collect();
+            expected.push(SideRow { key, values: c.positions.iter().map(|p| cell_fingerprint(&columns[*p], row)).collect() });
         }
     })
     .await?;
