@@ -150,25 +150,26 @@ fn bucket_of(fingerprint: &str, bits: u32) -> String {
     }
 }
 
-/// `FROM (SELECT <key fingerprint> AS k, … FROM table) [WHERE <k in the level>]`.
-fn level_rows(table: &str, key: &[ColumnManifest], select: &str, level: &Level) -> String {
+/// `FROM (SELECT <key fingerprint> AS _pg2bq_k, * FROM table) [WHERE <its bucket is in the
+/// level>]`: what the caller selects is computed only for the level's rows.
+fn level_rows(table: &str, key: &[ColumnManifest], level: &Level) -> String {
     let within = match &level.within {
         Some((bits, prefixes)) => {
             let list: Vec<String> = prefixes.iter().map(u64::to_string).collect();
-            format!(" WHERE {} IN ({})", bucket_of("k", *bits), list.join(", "))
+            format!(" WHERE {} IN ({})", bucket_of("_pg2bq_k", *bits), list.join(", "))
         }
         None => String::new(),
     };
-    format!("FROM (SELECT {} AS k, {select} FROM {table}){within}", row_fingerprint(key))
+    format!("FROM (SELECT {} AS _pg2bq_k, * FROM {table}){within}", row_fingerprint(key))
 }
 
 /// Per bucket of `level`: the bucket, COUNT(*), BIT_XOR and exact SUM of the rows'
 /// fingerprints over `columns`, as text: one `GROUP BY` over the rows of the level.
 pub fn bucket_query(table: &str, key: &[ColumnManifest], columns: &[ColumnManifest], level: &Level) -> String {
-    let rows = level_rows(table, key, &format!("{} AS f", row_fingerprint(columns)), level);
+    let rows =
+        format!("SELECT {} AS b, {} AS f {}", bucket_of("_pg2bq_k", level.bits), row_fingerprint(columns), level_rows(table, key, level));
     format!(
-        "SELECT CAST({} AS STRING) AS b, CAST(COUNT(*) AS STRING), CAST(BIT_XOR(f) AS STRING), {} {rows} GROUP BY b",
-        bucket_of("k", level.bits),
+        "SELECT CAST(b AS STRING), CAST(COUNT(*) AS STRING), CAST(BIT_XOR(f) AS STRING), {} FROM ({rows}) GROUP BY b",
         minimal_decimal("SUM(CAST(f AS NUMERIC))")
     )
 }
@@ -186,10 +187,8 @@ pub fn bucket_rows_query(
 ) -> String {
     let fingerprints = row_encodings(columns).into_iter().map(|e| format!("CAST(FARM_FINGERPRINT({e}) AS STRING)"));
     let encodings: Vec<String> = row_encodings(key).into_iter().chain(fingerprints).collect();
-    let names: Vec<String> = (0..encodings.len()).map(|i| format!("e{i}")).collect();
-    let select: Vec<String> = encodings.iter().zip(&names).map(|(e, n)| format!("{e} AS {n}")).collect();
     let level = Level { bits: 0, within: (bits > 0).then(|| (bits, buckets.to_vec())) };
-    format!("SELECT {} {} LIMIT {limit}", names.join(", "), level_rows(table, key, &select.join(", "), &level))
+    format!("SELECT {} {} LIMIT {limit}", encodings.join(", "), level_rows(table, key, &level))
 }
 
 /// The aggregates a query of [`aggregate_query`] answered, one per column (its `layout` and
@@ -292,16 +291,15 @@ mod tests {
         let (key, columns) = ([column("int8", None)], [column("int8", None), column("text", None)]);
         let level = Level { bits: 14, within: Some((12, vec![3, 70])) };
         let sql = bucket_query("t", &key, &columns, &level);
-        assert!(sql.starts_with("SELECT CAST((k >> 50) AS STRING) AS b, CAST(COUNT(*) AS STRING), CAST(BIT_XOR(f) AS STRING), "), "{sql}");
-        assert!(sql.ends_with(" FROM t) WHERE (k >> 52) IN (3, 70) GROUP BY b"), "{sql}");
-        assert!(sql.contains(&format!("SELECT {} AS k, {} AS f FROM t", row_fingerprint(&key), row_fingerprint(&columns))), "{sql}");
+        let inner = format!("FROM (SELECT {} AS _pg2bq_k, * FROM t)", row_fingerprint(&key));
+        let rows = format!("SELECT (_pg2bq_k >> 50) AS b, {} AS f {inner} WHERE (_pg2bq_k >> 52) IN (3, 70)", row_fingerprint(&columns));
+        assert!(sql.starts_with("SELECT CAST(b AS STRING), CAST(COUNT(*) AS STRING), CAST(BIT_XOR(f) AS STRING), "), "{sql}");
+        assert!(sql.ends_with(&format!(" FROM ({rows}) GROUP BY b")), "{sql}");
+        // The columns' fingerprints are computed over the bucket's rows only.
         let fetch = bucket_rows_query("t", &key, &columns, 14, &[9], 100);
-        assert!(fetch.contains(", CAST(`c` AS STRING) AS e0, CAST(FARM_FINGERPRINT(CAST(`c` AS STRING)) AS STRING) AS e1, "), "{fetch}");
-        assert!(
-            fetch.starts_with("SELECT e0, e1, e2 FROM (SELECT ") && fetch.ends_with(" FROM t) WHERE (k >> 50) IN (9) LIMIT 100"),
-            "{fetch}"
-        );
-        assert!(bucket_rows_query("t", &key, &columns, 0, &[], 5).ends_with(" FROM t) LIMIT 5"));
+        let selected = "CAST(`c` AS STRING), CAST(FARM_FINGERPRINT(CAST(`c` AS STRING)) AS STRING), CAST(FARM_FINGERPRINT(`c`) AS STRING)";
+        assert_eq!(fetch, format!("SELECT {selected} {inner} WHERE (_pg2bq_k >> 50) IN (9) LIMIT 100"));
+        assert!(bucket_rows_query("t", &key, &columns, 0, &[], 5).ends_with(" * FROM t) LIMIT 5"));
     }
 
     #[test]
