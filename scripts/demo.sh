@@ -9,8 +9,7 @@
 # Postgres preloads TimescaleDB (built once per machine by scripts/timescaledb-install.sh, as in
 # the first user's database) and events is a hypertable, exported chunk by chunk.
 # Everything is stopped on exit.
-# Usage: scripts/demo.sh [scale]   (default 0.1 = 200 entities, 2k events, 5k mentions; the
-# emulator's FARM_FINGERPRINT runs at ~0.3 ms per value, so larger scales validate slowly)
+# Usage: scripts/demo.sh [scale]   (default 0.1 = 200 entities, 2k events, 5k mentions)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -168,6 +168,10 @@ pub struct ValidateArgs {
     /// Random rows per table to compare with the source.
     #[arg(long, default_value_t = 10)]
     pub sample: usize,
+    /// When a table with a primary key fails a check, locate the rows that differ (missing,
+    /// only in BigQuery, other values) and list the first N; 0 turns location off.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub locate_limit: usize,
     /// Compare nothing: print the bytes BigQuery estimates each table's comparison query (and
     /// each probe) scans, from dry runs, which are free.
     #[arg(long)]

@@ -496,6 +496,39 @@ fn check_lines(checks: &[pg2bq::validate::Check], problems_only: bool) -> String
     text
 }
 
+/// The rows a table's location found: counts, cost, then one line per listed row.
+fn location_text(found: &pg2bq::validate::locate::RowLocation) -> String {
+    let mut text = String::new();
+    if found.ran {
+        let bound = if found.complete { "" } else { "at least " };
+        text.push_str(&format!(
+            "  rows that differ, by {} ({} level(s), {} queries, {} bytes processed in BigQuery; {:.1} s in BigQuery, {:.1} s reading the files): {bound}{} missing in BigQuery, {bound}{} only in BigQuery, {bound}{} with other values\n",
+            found.key.join(", "),
+            found.levels,
+            found.queries,
+            found.bytes_processed,
+            found.bigquery_seconds,
+            found.files_seconds,
+            found.missing,
+            found.only_in_bigquery,
+            found.differing
+        ));
+        for row in &found.rows {
+            let line = format!("    {:<16} {}  {}", row.status.as_str(), row.key, row.columns.join(", "));
+            text.push_str(&format!("{}\n", line.trim_end()));
+        }
+        let listed = found.rows.len() as u64;
+        let total = found.missing + found.only_in_bigquery + found.differing;
+        if listed < total {
+            text.push_str(&format!("    … {} more (--locate-limit {listed})\n", total - listed));
+        }
+    }
+    if let Some(note) = &found.note {
+        text.push_str(&format!("  ({note})\n"));
+    }
+    text
+}
+
 /// The report per table and check; with `json`, the report as JSON instead. On stdout.
 pub fn print_validation(report: &pg2bq::validate::ValidationReport, json: bool) {
     print_checked(&validation_text(report), json.then_some(report));
@@ -515,7 +548,10 @@ fn validation_text(report: &pg2bq::validate::ValidationReport) -> String {
             n => format!(", {n} skipped"),
         };
         text.push_str(&format!("\n{} → {}: {} checks, {failed} failed{skipped}\n", table.table, table.bq_table, table.checks.len()));
-        text.push_str(&check_lines(&table.checks, false));
+        // Failed checks first, the others in their order.
+        let (failing, others): (Vec<_>, Vec<_>) = table.checks.iter().cloned().partition(|c| c.failed());
+        text.push_str(&check_lines(&[failing, others].concat(), false));
+        text.push_str(&table.located.as_ref().map(location_text).unwrap_or_default());
     }
     if !report.probes.is_empty() {
         text.push_str("\nQuery probes\n");

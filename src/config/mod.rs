@@ -746,6 +746,7 @@ impl ValidateConfig {
             names: table_names(&args.target, &file)?,
             source_url: args.source.as_deref().map(postgres_url).transpose()?,
             sample_rows: args.sample,
+            locate_limit: args.locate_limit,
             dry_run: args.dry_run,
             denormalized: file.denormalized,
             probes: file.probes,

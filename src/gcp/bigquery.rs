@@ -712,6 +712,16 @@ impl BigQuery {
         counts(sql, self.query_one_row(sql).await?)
     }
 
+    /// Runs a query and returns all its rows and the bytes it processed (`None` when BigQuery
+    /// does not say).
+    ///
+    /// # Errors
+    /// As [`Self::query_rows`].
+    pub async fn query_rows_and_bytes(&self, sql: &str) -> Result<(Vec<Row>, Option<u64>), BigQueryError> {
+        let results = self.query(sql).await?;
+        Ok((results.rows, results.bytes_processed))
+    }
+
     /// Runs a query for its cost: the bytes it processed.
     pub async fn query_bytes(&self, sql: &str) -> Result<Option<u64>, BigQueryError> {
         Ok(self.query(sql).await?.bytes_processed)

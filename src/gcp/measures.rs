@@ -5,6 +5,7 @@
 use crate::gcp::sql::{encoding, fingerprint_items, list_encoding, minimal_decimal, quote, row_encoding};
 use crate::model::aggregates::ColumnAggregates;
 use crate::model::check::CheckKind;
+use crate::model::locate::Level;
 use crate::model::manifest::ColumnManifest;
 use crate::model::types::BigQueryType;
 
@@ -115,20 +116,79 @@ pub fn aggregate_query(table: &str, columns: &[&ColumnManifest], filter: Option<
     (format!("SELECT {} FROM {table}{filter}", select.join(", ")), layout)
 }
 
-/// `SELECT COUNT(*), BIT_XOR, SUM` of the rows' fingerprints over `columns` (in order), as
-/// text, from `table` [WHERE filter].
-pub fn row_fingerprint_query(table: &str, columns: &[ColumnManifest], filter: Option<&str>) -> String {
-    // BYTES as lower-case hex: a row's text is STRING (the emulator cannot cast all text to BYTES).
-    let encodings: Vec<String> = columns
+/// Each column's encoding in a row's text, in order (BYTES as lower-case hex: a row's text is
+/// STRING, and the emulator cannot cast all text to BYTES).
+pub fn row_encodings(columns: &[ColumnManifest]) -> Vec<String> {
+    columns
         .iter()
         .map(|c| match (c.mapping.bq_type, c.mapping.repeated) {
             (BigQueryType::Bytes, false) => format!("TO_HEX({})", quote(&c.mapping.bq_name)),
             _ => column_encoding(c),
         })
-        .collect();
-    let [xor, sum] = fingerprint_items(&row_encoding(&encodings));
+        .collect()
+}
+
+/// `FARM_FINGERPRINT` of a row's text over `columns`: its row fingerprint.
+pub fn row_fingerprint(columns: &[ColumnManifest]) -> String {
+    format!("FARM_FINGERPRINT({})", row_encoding(&row_encodings(columns)))
+}
+
+/// `SELECT COUNT(*), BIT_XOR, SUM` of the rows' fingerprints over `columns` (in order), as
+/// text, from `table` [WHERE filter].
+pub fn row_fingerprint_query(table: &str, columns: &[ColumnManifest], filter: Option<&str>) -> String {
+    let [xor, sum] = fingerprint_items(&row_encoding(&row_encodings(columns)));
     let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
     format!("SELECT CAST(COUNT(*) AS STRING), {xor}, {sum} FROM {table}{filter}")
+}
+
+/// The bucket (`bits` high bits, as `model::locate::bucket`) of an INT64 fingerprint: `>>`
+/// fills with zeros in BigQuery.
+fn bucket_of(fingerprint: &str, bits: u32) -> String {
+    match bits {
+        0 => "0".into(),
+        bits => format!("({fingerprint} >> {})", 64 - bits),
+    }
+}
+
+/// `FROM (SELECT <key fingerprint> AS _pg2bq_k, * FROM table) [WHERE <its bucket is in the
+/// level>]`: what the caller selects is computed only for the level's rows.
+fn level_rows(table: &str, key: &[ColumnManifest], level: &Level) -> String {
+    let within = match &level.within {
+        Some((bits, prefixes)) => {
+            let list: Vec<String> = prefixes.iter().map(u64::to_string).collect();
+            format!(" WHERE {} IN ({})", bucket_of("_pg2bq_k", *bits), list.join(", "))
+        }
+        None => String::new(),
+    };
+    format!("FROM (SELECT {} AS _pg2bq_k, * FROM {table}){within}", row_fingerprint(key))
+}
+
+/// Per bucket of `level`: the bucket, COUNT(*), BIT_XOR and exact SUM of the rows'
+/// fingerprints over `columns`, as text: one `GROUP BY` over the rows of the level.
+pub fn bucket_query(table: &str, key: &[ColumnManifest], columns: &[ColumnManifest], level: &Level) -> String {
+    let rows =
+        format!("SELECT {} AS b, {} AS f {}", bucket_of("_pg2bq_k", level.bits), row_fingerprint(columns), level_rows(table, key, level));
+    format!(
+        "SELECT CAST(b AS STRING), CAST(COUNT(*) AS STRING), CAST(BIT_XOR(f) AS STRING), {} FROM ({rows}) GROUP BY b",
+        minimal_decimal("SUM(CAST(f AS NUMERIC))")
+    )
+}
+
+/// The rows of `buckets` (of `bits` high bits; every row with none): the key columns'
+/// encodings, then the `FARM_FINGERPRINT` of every column's (small answers whatever the
+/// values' size), as text; at most `limit` rows.
+pub fn bucket_rows_query(
+    table: &str,
+    key: &[ColumnManifest],
+    columns: &[ColumnManifest],
+    bits: u32,
+    buckets: &[u64],
+    limit: u64,
+) -> String {
+    let fingerprints = row_encodings(columns).into_iter().map(|e| format!("CAST(FARM_FINGERPRINT({e}) AS STRING)"));
+    let encodings: Vec<String> = row_encodings(key).into_iter().chain(fingerprints).collect();
+    let level = Level { bits: 0, within: (bits > 0).then(|| (bits, buckets.to_vec())) };
+    format!("SELECT {} {} LIMIT {limit}", encodings.join(", "), level_rows(table, key, &level))
 }
 
 /// The aggregates a query of [`aggregate_query`] answered, one per column (its `layout` and
@@ -222,6 +282,24 @@ mod tests {
                 minimal_decimal(&format!("SUM(CAST({fingerprint} AS NUMERIC))"))
             )
         );
+    }
+
+    /// The emulator and BigQuery shift INT64 right with zeros; a level filters its rows by the
+    /// prefixes of the level before.
+    #[test]
+    fn bucket_queries_group_by_high_bits_within_the_prefixes() {
+        let (key, columns) = ([column("int8", None)], [column("int8", None), column("text", None)]);
+        let level = Level { bits: 14, within: Some((12, vec![3, 70])) };
+        let sql = bucket_query("t", &key, &columns, &level);
+        let inner = format!("FROM (SELECT {} AS _pg2bq_k, * FROM t)", row_fingerprint(&key));
+        let rows = format!("SELECT (_pg2bq_k >> 50) AS b, {} AS f {inner} WHERE (_pg2bq_k >> 52) IN (3, 70)", row_fingerprint(&columns));
+        assert!(sql.starts_with("SELECT CAST(b AS STRING), CAST(COUNT(*) AS STRING), CAST(BIT_XOR(f) AS STRING), "), "{sql}");
+        assert!(sql.ends_with(&format!(" FROM ({rows}) GROUP BY b")), "{sql}");
+        // The columns' fingerprints are computed over the bucket's rows only.
+        let fetch = bucket_rows_query("t", &key, &columns, 14, &[9], 100);
+        let selected = "CAST(`c` AS STRING), CAST(FARM_FINGERPRINT(CAST(`c` AS STRING)) AS STRING), CAST(FARM_FINGERPRINT(`c`) AS STRING)";
+        assert_eq!(fetch, format!("SELECT {selected} {inner} WHERE (_pg2bq_k >> 50) IN (9) LIMIT 100"));
+        assert!(bucket_rows_query("t", &key, &columns, 0, &[], 5).ends_with(" * FROM t) LIMIT 5"));
     }
 
     #[test]

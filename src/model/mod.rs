@@ -12,6 +12,7 @@ pub mod aggregates;
 pub mod check;
 pub mod decimal;
 pub mod fingerprint;
+pub mod locate;
 pub mod manifest;
 pub mod partition;
 pub mod progress;

@@ -66,37 +66,7 @@ impl RowAccumulator {
 
     /// Folds in one batch's columns (all of them, in schema order).
     pub fn update(&mut self, columns: &[ArrayRef]) {
-        let rows = columns.first().map_or(0, |c| c.len());
-        if self.buffers.len() < rows {
-            self.buffers.resize_with(rows, Vec::new);
-        }
-        self.buffers[..rows].iter_mut().for_each(Vec::clear);
-        let mut digits = [0u8; 20];
-        for &position in &self.columns {
-            let array = &columns[position];
-            for (row, buffer) in self.buffers[..rows].iter_mut().enumerate() {
-                if is_absent(array, row) {
-                    buffer.push(b'-');
-                    continue;
-                }
-                let value = match (array.data_type(), integer_value(array, row)) {
-                    (_, Some(integer)) => decimal_digits(integer, &mut digits),
-                    (DataType::Utf8, _) => array.as_string::<i32>().value(row).as_bytes(),
-                    (DataType::Binary, _) => {
-                        self.scratch.clear();
-                        write_hex(array.as_binary::<i32>().value(row), &mut self.scratch);
-                        &self.scratch
-                    }
-                    _ => {
-                        self.scratch.clear();
-                        encode_value(array, row, &mut self.scratch);
-                        &self.scratch
-                    }
-                };
-                let _ = std::io::Write::write_fmt(buffer, format_args!("{}:", value.len()));
-                buffer.extend_from_slice(value);
-            }
-        }
+        let rows = self.encode_rows(columns);
         for buffer in &self.buffers[..rows] {
             let fingerprint = fingerprint64(buffer);
             self.xor ^= fingerprint;
@@ -105,10 +75,77 @@ impl RowAccumulator {
         self.rows += rows as u64;
     }
 
+    /// Each row's fingerprint over the covered columns of one batch, without folding them in.
+    pub fn fingerprints(&mut self, columns: &[ArrayRef]) -> Vec<u64> {
+        let rows = self.encode_rows(columns);
+        self.buffers[..rows].iter().map(|b| fingerprint64(b)).collect()
+    }
+
+    /// Writes each row's bytes into `buffers`; returns the batch's rows.
+    fn encode_rows(&mut self, columns: &[ArrayRef]) -> usize {
+        let rows = columns.first().map_or(0, |c| c.len());
+        if self.buffers.len() < rows {
+            self.buffers.resize_with(rows, Vec::new);
+        }
+        self.buffers[..rows].iter_mut().for_each(Vec::clear);
+        for &position in &self.columns {
+            let array = &columns[position];
+            for (row, buffer) in self.buffers[..rows].iter_mut().enumerate() {
+                match write_cell(array, row, &mut self.scratch) {
+                    None => buffer.push(b'-'),
+                    Some(value) => {
+                        let _ = std::io::Write::write_fmt(buffer, format_args!("{}:", value.len()));
+                        buffer.extend_from_slice(value);
+                    }
+                }
+            }
+        }
+        rows
+    }
+
     /// The manifest form.
     pub fn finish(&self) -> RowFingerprint {
         RowFingerprint { rows: self.rows, xor: (self.xor as i64).to_string(), sum: self.sum.to_string() }
     }
+}
+
+/// A cell's encoding in a row's bytes (`None` when absent: NULL or an empty list), written in
+/// `scratch` unless it is the value's own text.
+fn write_cell<'a>(array: &'a ArrayRef, row: usize, scratch: &'a mut Vec<u8>) -> Option<&'a [u8]> {
+    if is_absent(array, row) {
+        return None;
+    }
+    scratch.clear();
+    if let Some(integer) = integer_value(array, row) {
+        let mut digits = [0u8; 20];
+        scratch.extend_from_slice(decimal_digits(integer, &mut digits));
+        return Some(scratch);
+    }
+    Some(match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().value(row).as_bytes(),
+        DataType::Binary => {
+            write_hex(array.as_binary::<i32>().value(row), scratch);
+            scratch
+        }
+        _ => {
+            encode_value(array, row, scratch);
+            scratch
+        }
+    })
+}
+
+/// A cell's encoding as text, as BigQuery's row encoding gives each column (bytes as hex);
+/// `None` when absent.
+pub fn cell_encoding(array: &ArrayRef, row: usize) -> Option<String> {
+    let mut scratch = Vec::new();
+    write_cell(array, row, &mut scratch).map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// `FARM_FINGERPRINT` of a cell's encoding (as [`cell_encoding`]), as signed decimal text;
+/// `None` when absent.
+pub fn cell_fingerprint(array: &ArrayRef, row: usize) -> Option<String> {
+    let mut scratch = Vec::new();
+    write_cell(array, row, &mut scratch).map(|bytes| (fingerprint64(bytes) as i64).to_string())
 }
 
 /// The value of an integer-like column (integers, dates, times, timestamps), whose encoding is
@@ -221,6 +258,15 @@ mod tests {
             let expected = fingerprint64(&[format!("{}:", text.len()).into_bytes(), text].concat()) as i64;
             assert_eq!(fingerprint(vec![array.clone()]).xor, expected.to_string(), "{}", array.data_type());
         }
+    }
+
+    #[test]
+    fn cells_give_their_encoding_and_its_fingerprint() {
+        let bytes: ArrayRef = Arc::new(BinaryArray::from(vec![Some(b"\x00\xab".as_slice()), None]));
+        assert_eq!((cell_encoding(&bytes, 0).as_deref(), cell_encoding(&bytes, 1)), (Some("00ab"), None));
+        assert_eq!(cell_fingerprint(&bytes, 0), Some((fingerprint64(b"00ab") as i64).to_string()));
+        let ints: ArrayRef = Arc::new(Int64Array::from(vec![-42]));
+        assert_eq!(cell_encoding(&ints, 0).as_deref(), Some("-42"));
     }
 
     #[test]

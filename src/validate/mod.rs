@@ -7,6 +7,7 @@
 //! BigQuery or Postgres.
 
 pub mod compare;
+pub mod locate;
 pub mod rows;
 pub mod sample;
 
@@ -71,6 +72,8 @@ pub struct ValidateConfig {
     /// Postgres URL: enables the random-row sample and the drift report.
     pub source_url: Option<String>,
     pub sample_rows: usize,
+    /// Rows listed when a table's differing rows are located; 0: rows are not located.
+    pub locate_limit: usize,
     /// Estimate the queries' bytes instead of running them.
     pub dry_run: bool,
     pub denormalized: Vec<Denormalized>,
@@ -152,6 +155,9 @@ pub struct TableValidation {
     /// Its checks that could not run.
     pub skipped: usize,
     pub checks: Vec<Check>,
+    /// The rows that differ, when a check failed and `--locate-limit` is not 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub located: Option<locate::RowLocation>,
 }
 
 /// Runs every check.
@@ -175,7 +181,7 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
         if let Some(report) = progress {
             report(&table.name, &counter);
         }
-        let (bq_table, checks) = match config.dry_run {
+        let (bq_table, checks, located) = match config.dry_run {
             true => estimate_table(config, &bq, &manifest, table).instrument(span).await?,
             false => validate_table(config, &bq, (&manifest, &files), table, &counter).instrument(span).await?,
         };
@@ -185,6 +191,7 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
             passed: !checks.iter().any(Check::failed),
             skipped: checks.iter().filter(|c| c.is_skipped()).count(),
             checks,
+            located,
         });
     }
     let mut probes = Vec::new();
@@ -407,7 +414,7 @@ async fn validate_table(
     (manifest, files): (&Manifest, &rows::RunFiles),
     table: &TableManifest,
     progress: &TableProgress,
-) -> Result<(String, Vec<Check>), ValidateError> {
+) -> Result<(String, Vec<Check>, Option<locate::RowLocation>), ValidateError> {
     let started = Instant::now();
     let (loaded, resource) = loaded_table(config, bq, &manifest.run_id, table).await?;
     let target = loaded.rows.clone();
@@ -441,6 +448,10 @@ async fn validate_table(
         locate_mismatches(bq, table, &target, &failed_columns, &mut checks).await?;
     }
     checks.push(rows::row_fingerprint_check(bq, files, table, &loaded).await?);
+    let located = match config.locate_limit > 0 && checks.iter().any(|c| c.failed() && locates(c.check)) {
+        true => Some(locate::locate_rows(bq, files, table, &loaded, config.locate_limit).await?),
+        false => None,
+    };
     checks.extend(required_checks(table, &checks));
     checks.extend(set_checks(config, bq, &loaded, &resource, table).await?);
     report_checks(progress, &checks);
@@ -451,7 +462,25 @@ async fn validate_table(
         report_checks(progress, &checks);
     }
     log_checks(&checks, started);
-    Ok((loaded.table_id, checks))
+    Ok((loaded.table_id, checks, located))
+}
+
+/// Whether a failed check of this kind is about the rows' values (and so worth locating).
+fn locates(kind: CheckKind) -> bool {
+    matches!(
+        kind,
+        CheckKind::RowCount
+            | CheckKind::NullCount
+            | CheckKind::ValueCount
+            | CheckKind::Min
+            | CheckKind::Max
+            | CheckKind::Sum
+            | CheckKind::NanCount
+            | CheckKind::FingerprintXor
+            | CheckKind::FingerprintSum
+            | CheckKind::RowFingerprint
+            | CheckKind::Required
+    )
 }
 
 /// Each check at TRACE, then the table's totals at INFO.
@@ -803,7 +832,7 @@ async fn estimate_table(
     bq: &BigQuery,
     manifest: &Manifest,
     table: &TableManifest,
-) -> Result<(String, Vec<Check>), ValidateError> {
+) -> Result<(String, Vec<Check>, Option<locate::RowLocation>), ValidateError> {
     let (loaded, _) = loaded_table(config, bq, &manifest.run_id, table).await?;
     let measured: Vec<ColumnManifest> = table.columns.iter().filter_map(|c| loaded.route(c).map(|r| r.measured_column(c))).collect();
     let (sql, _) = aggregate_query(&loaded.rows, &measured.iter().collect::<Vec<_>>(), None);
@@ -811,7 +840,10 @@ async fn estimate_table(
     if let Some(sql) = rows::row_fingerprint_sql(table, &loaded) {
         estimates.push(estimate(bq, &sql, "the row fingerprint query").await?);
     }
-    Ok((loaded.table_id, estimates))
+    if config.locate_limit > 0 {
+        estimates.extend(locate::estimate(bq, table, &loaded).await?);
+    }
+    Ok((loaded.table_id, estimates, None))
 }
 
 async fn run_probe(config: &ValidateConfig, bq: &BigQuery, probe: &Probe) -> Result<Check, ValidateError> {

@@ -25,7 +25,7 @@ pub struct RunFiles {
 
 /// The snapshot's file could not be read back to recompute row fingerprints.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read `{uri}` to recompute the row fingerprints of table `{table}` without the columns the load left out or changed; check that the run is intact with `pg2bq verify`")]
+#[error("cannot read `{uri}` to recompute the row fingerprints of table `{table}` from the run's files; check that the run is intact with `pg2bq verify`")]
 pub struct FileReadError {
     pub table: String,
     pub uri: String,
@@ -85,7 +85,7 @@ pub(super) fn row_fingerprint_sql(table: &TableManifest, loaded: &Loaded) -> Opt
 
 /// The covered columns the table holds as the snapshot's values, with their positions, and
 /// the others named with why.
-fn compared_columns(table: &TableManifest, covered: &[String], loaded: &Loaded) -> (Vec<(usize, ColumnManifest)>, Vec<String>) {
+pub(super) fn compared_columns(table: &TableManifest, covered: &[String], loaded: &Loaded) -> (Vec<(usize, ColumnManifest)>, Vec<String>) {
     let options = &loaded.record.options;
     let (mut compared, mut left_out) = (Vec::new(), Vec::new());
     for (position, column) in table.columns.iter().enumerate().filter(|(_, c)| covered.contains(&c.mapping.bq_name)) {
@@ -145,6 +145,16 @@ async fn differing_partitions(
 /// The table's row fingerprints over the columns at `positions`, from its files.
 async fn recompute(files: &RunFiles, table: &TableManifest, positions: &[usize]) -> Result<RowFingerprint, ValidateError> {
     let mut accumulator = RowAccumulator::new(positions.to_vec());
+    read_batches(files, table, |columns| accumulator.update(columns)).await?;
+    Ok(accumulator.finish())
+}
+
+/// Reads the table's files one at a time, handing each batch's columns (in the table's column
+/// order) to `visit`.
+///
+/// # Errors
+/// [`FileReadError`] when a file cannot be read or decoded.
+pub(super) async fn read_batches(files: &RunFiles, table: &TableManifest, mut visit: impl FnMut(&[ArrayRef])) -> Result<(), FileReadError> {
     for file in &table.files {
         let path = format!("{}/{}", files.run_dir, file.path);
         let failed = |source: Box<dyn std::error::Error + Send + Sync>| FileReadError {
@@ -156,9 +166,8 @@ async fn recompute(files: &RunFiles, table: &TableManifest, positions: &[usize])
         let reader = ParquetRecordBatchReaderBuilder::try_new(data).and_then(|b| b.build()).map_err(|e| failed(Box::new(e)))?;
         for batch in reader {
             let batch = batch.map_err(|e| failed(Box::new(e)))?;
-            let columns: Vec<ArrayRef> = batch.columns().to_vec();
-            accumulator.update(&columns);
+            visit(batch.columns());
         }
     }
-    Ok(accumulator.finish())
+    Ok(())
 }

@@ -12,6 +12,7 @@ mod hostile;
 mod layers;
 mod load;
 mod load_state;
+mod locate;
 mod names;
 mod partitioned;
 mod runs;
