@@ -4,8 +4,8 @@
 # gs://pg2bq-test/demo, prints the manifest summary, loads it into BigQuery with load jobs,
 # prints the row counts BigQuery sees, validate's report (every check, against the manifest and a
 # sample of the source), and ends with the cutover: a merge of entity_mentions into a table the
-# app created (string ids, an extra column, partitioned) that already holds live rows, then a
-# sharded export: a coordinator and three workers started as Cloud Run Jobs starts tasks.
+# app created (string ids, an extra column, partitioned) that already holds live rows, validate
+# naming the rows the app holds with other values, then a sharded export: a coordinator and three workers started as Cloud Run Jobs starts tasks.
 # Postgres preloads TimescaleDB (built once per machine by scripts/timescaledb-install.sh, as in
 # the first user's database) and events is a hypertable, exported chunk by chunk.
 # Everything is stopped on exit.
@@ -84,8 +84,10 @@ bq() { "$BQ_VENV/bin/python" "$REPO/scripts/bq_query.py" "$PG2BQ_TEST_BQ_PROJECT
 bq "CREATE TABLE demo.app_mentions (id STRING NOT NULL OPTIONS(description=\"the app's id\"), entity_id INT64 NOT NULL,
     event_id INT64 NOT NULL, mentioned_at TIMESTAMP NOT NULL, confidence NUMERIC, ingested_by STRING)
     PARTITION BY DATE(mentioned_at) CLUSTER BY entity_id" >/dev/null
-# 50 rows the app already wrote for ids inside the snapshot, and 50 newer ones.
-bq "INSERT INTO demo.app_mentions SELECT CAST(id AS STRING), entity_id, event_id, mentioned_at, confidence, 'app'
+# 50 rows the app already wrote for ids inside the snapshot (3 of them with its own confidence),
+# and 50 newer ones.
+bq "INSERT INTO demo.app_mentions SELECT CAST(id AS STRING), entity_id, event_id, mentioned_at,
+    IF(id > (SELECT MAX(id) - 3 FROM demo.entity_mentions), IFNULL(confidence, 0) + 1, confidence), 'app'
     FROM demo.entity_mentions WHERE id > (SELECT MAX(id) - 50 FROM demo.entity_mentions)
     UNION ALL SELECT CAST(1000000 + i AS STRING), 1, 1, CURRENT_TIMESTAMP(), NULL, 'app' FROM UNNEST(GENERATE_ARRAY(1, 50)) AS i" >/dev/null
 MERGE_ARGS=(--manifest "$DEST/$RUN_ID/manifest.json" --project "$PG2BQ_TEST_BQ_PROJECT" --dataset demo
@@ -98,6 +100,13 @@ log "merging again: nothing changes"
 "$PG2BQ" load "${MERGE_ARGS[@]}"
 bq "SELECT COUNT(*), COUNT(DISTINCT id), COUNTIF(ingested_by = 'app'), COUNTIF(ingested_by = 'pg2bq') FROM demo.app_mentions" |
   "$VENV/bin/python" -c 'import json, sys; [print(f"  app_mentions: {n} rows, {d} distinct ids, {a} written by the app, {p} merged by pg2bq") for n, d, a, p in json.load(sys.stdin)]'
+
+log "validating the merge: the snapshot's rows the app holds with other values are named (exit 1 expected)"
+status=0
+report=$("$PG2BQ" validate --manifest "$DEST/$RUN_ID/manifest.json" --project "$PG2BQ_TEST_BQ_PROJECT" \
+  --dataset demo --table-map entity_mentions=app_mentions --progress off) || status=$?
+grep -v '^  PASS' <<<"$report"
+((status == 1)) || die "validate exited $status, expected 1 (3 of the app's rows hold other values)"
 
 log "sharded export (docs/distributed.md): a coordinator holds one snapshot, 3 workers started as Cloud Run Jobs tasks export its units"
 SHARD_RUN=$RUN_ID-sharded
