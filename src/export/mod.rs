@@ -938,15 +938,13 @@ mod tests {
     fn a_record_of_a_unit_cut_otherwise_is_refused() {
         let run_id = RunId::parse("r1").unwrap();
         let planned = table(&[2, 1]);
-        let source = SourceInfo {
-            url: String::new(),
-            server_version: String::new(),
-            txid_snapshot: String::new(),
-            wal_lsn: None,
-            changes_since: None,
+        let plan = ExportPlan {
+            run_id: "r1".into(),
+            destination: String::new(),
+            source: SourceInfo::default(),
+            tables: vec![planned.clone()],
+            problems: Vec::new(),
         };
-        let plan =
-            ExportPlan { run_id: "r1".into(), destination: String::new(), source, tables: vec![planned.clone()], problems: Vec::new() };
         let unit = ExportUnit::new(&planned, &planned.partitions[1], &run_id);
         let snapshot =
             UnitSnapshot { table: unit.table.clone(), partition: 1, snapshot_id: "s".into(), txid_snapshot: String::new(), wal_lsn: None };
@@ -983,15 +981,13 @@ mod tests {
         let mut planned = table(&[3]);
         let check = crate::model::types::ValueCheck { predicate: "\"id\" < 0".into(), problem: "negative".into(), range_adjustable: false };
         planned.columns[0] = planned.columns[0].clone().with_check(check);
-        let source = SourceInfo {
-            url: String::new(),
-            server_version: String::new(),
-            txid_snapshot: String::new(),
-            wal_lsn: None,
-            changes_since: None,
+        let plan = ExportPlan {
+            run_id: "r1".into(),
+            destination: String::new(),
+            source: SourceInfo::default(),
+            tables: vec![planned.clone()],
+            problems: Vec::new(),
         };
-        let plan =
-            ExportPlan { run_id: "r1".into(), destination: String::new(), source, tables: vec![planned.clone()], problems: Vec::new() };
         let unit = ExportUnit::new(&planned, &planned.partitions[0], &run_id);
         let snapshot =
             UnitSnapshot { table: unit.table.clone(), partition: 0, snapshot_id: "s".into(), txid_snapshot: String::new(), wal_lsn: None };

@@ -62,7 +62,7 @@ pub struct UnitSnapshot {
 }
 
 /// The source and the consistent snapshot every table was read in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceInfo {
     /// Connection URL with the password removed.
     pub url: String,
@@ -595,13 +595,7 @@ mod tests {
             run_id: "r".into(),
             started_at: String::new(),
             completed_at: String::new(),
-            source: SourceInfo {
-                url: String::new(),
-                server_version: String::new(),
-                txid_snapshot: String::new(),
-                wal_lsn: None,
-                changes_since: None,
-            },
+            source: SourceInfo::default(),
             destination: "gs://b/p".into(),
             mixed_snapshot: false,
             unit_snapshots: Vec::new(),

@@ -455,7 +455,7 @@ async fn validate_table(
     checks.extend(required_checks(table, &checks));
     checks.extend(set_checks(config, bq, &loaded, &resource, table).await?);
     report_checks(progress, &checks);
-    checks.extend(referential_checks(config, bq, manifest, table).await?);
+    checks.extend(referential_checks(config, bq, manifest, table, &loaded).await?);
     report_checks(progress, &checks);
     if let Some(url) = &config.source_url {
         checks.extend(sample::sample_checks(config, bq, url, &sampled_columns(table, &loaded), &target).await?);
@@ -716,26 +716,43 @@ fn measure_differs(
 }
 
 /// Orphans for every foreign key between exported tables, and mismatches of declared
-/// denormalized columns.
+/// denormalized columns, over the snapshot's rows as loaded (a merged table's own rows are the
+/// app's: their parents need not be in the snapshot).
 async fn referential_checks(
     config: &ValidateConfig,
     bq: &BigQuery,
     manifest: &Manifest,
     table: &TableManifest,
+    loaded: &Loaded,
 ) -> Result<Vec<Check>, ValidateError> {
     let mut checks = Vec::new();
     for fk in &table.foreign_keys {
-        let Some(parent) = manifest.tables.iter().find(|t| t.name == fk.references_table) else {
-            let reason = format!("foreign key {} → {}: the referenced table is not in this run", fk.name, fk.references_table);
-            checks.push(Check::skipped(CheckKind::Orphans, Some(&fk.columns.join(",")), 0, reason));
-            continue;
+        let skip = |why: String| {
+            Check::skipped(
+                CheckKind::Orphans,
+                Some(&fk.columns.join(",")),
+                0,
+                format!("foreign key {} → {}: {why}", fk.name, fk.references_table),
+            )
         };
-        checks.push(orphan_check(config, bq, table, parent, fk).await?);
+        match (manifest.tables.iter().find(|t| t.name == fk.references_table), unloaded(table, loaded, &fk.columns)) {
+            (None, _) => checks.push(skip("the referenced table is not in this run".into())),
+            (_, Some(column)) => checks.push(skip(format!("column {column} was not loaded"))),
+            (Some(parent), None) => checks.push(orphan_check(config, bq, table, loaded, parent, fk).await?),
+        }
     }
     for d in config.denormalized.iter().filter(|d| find_table(manifest, &d.table).map(|t| t.name.as_str()) == Some(table.name.as_str())) {
-        checks.push(denormalized_check(config, bq, manifest, table, d).await?);
+        checks.push(match unloaded(table, loaded, &[d.column.clone(), d.via.clone()]) {
+            Some(column) => Check::skipped(CheckKind::Denormalized, Some(&d.column), 0, format!("column {column} was not loaded")),
+            None => denormalized_check(config, bq, manifest, table, loaded, d).await?,
+        });
     }
     Ok(checks)
+}
+
+/// The first of a table's `columns` (Postgres names) that its load left out, if any.
+fn unloaded<'a>(table: &TableManifest, loaded: &Loaded, columns: &'a [String]) -> Option<&'a String> {
+    columns.iter().find(|name| table.columns.iter().find(|c| &c.mapping.name == *name).is_none_or(|c| loaded.route(c).is_none()))
 }
 
 /// The BigQuery name of a table's Postgres column (the name itself if it is not exported).
@@ -748,6 +765,7 @@ async fn orphan_check(
     config: &ValidateConfig,
     bq: &BigQuery,
     table: &TableManifest,
+    loaded: &Loaded,
     parent: &TableManifest,
     fk: &ForeignKey,
 ) -> Result<Check, ValidateError> {
@@ -761,7 +779,7 @@ async fn orphan_check(
     let first_parent = quote(&bq_column(parent, &fk.references_columns[0]));
     let sql = format!(
         "SELECT CAST(COUNT(*) AS STRING) FROM {} AS c LEFT JOIN {} AS p ON {} WHERE {} AND p.{first_parent} IS NULL",
-        qualified(config, table),
+        loaded.rows,
         qualified(config, parent),
         on.join(" AND "),
         present.join(" AND ")
@@ -781,6 +799,7 @@ async fn denormalized_check(
     bq: &BigQuery,
     manifest: &Manifest,
     table: &TableManifest,
+    loaded: &Loaded,
     d: &Denormalized,
 ) -> Result<Check, ValidateError> {
     let unknown = || ValidateError::UnknownName { what: d.references.clone() };
@@ -796,7 +815,7 @@ async fn denormalized_check(
     let (child_col, parent_col) = (quote(&bq_column(table, &d.column)), quote(&bq_column(parent, parent_column)));
     let sql = format!(
         "SELECT CAST(COUNTIF(c.{child_col} IS DISTINCT FROM p.{parent_col}) AS STRING) FROM {} AS c JOIN {} AS p ON c.{} = p.{}",
-        qualified(config, table),
+        loaded.rows,
         qualified(config, parent),
         quote(&bq_column(table, &d.via)),
         quote(&bq_column(parent, &parent_key)),

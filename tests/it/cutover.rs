@@ -526,3 +526,33 @@ async fn a_tail_whose_watermark_is_the_quarantined_value_reads_exactly_the_new_r
     }
     db.drop().await;
 }
+
+/// A merged table's foreign keys are checked over the snapshot's rows: the app's own rows,
+/// whose parents the snapshot need not hold, are no orphans of the run (they were counted as
+/// 50 orphans, failing a merge whose snapshot rows all had their parents).
+#[tokio::test]
+async fn orphans_of_a_merged_table_are_counted_over_the_snapshots_rows_only() {
+    let s = emulators!();
+    let parents = "CREATE TABLE entities (id int PRIMARY KEY); INSERT INTO entities SELECT generate_series(0, 6);";
+    let child = "ALTER TABLE entity_mentions ADD FOREIGN KEY (entity_id) REFERENCES entities;";
+    let db = TestDb::new(&s.pg_url, &format!("{parents} {SOURCE} {child}")).await;
+    let manifest = s.export(&[db.table("entities"), db.table("entity_mentions")], &[]);
+    let bq = s.bigquery().await;
+    bq.ensure_dataset(&s.dataset, true).await.unwrap();
+    bq.create_table(&s.dataset, "mentions", &app_table(&s.project, &s.dataset)).await.unwrap();
+    insert_live_rows(&s);
+    let map = ["--table-map", "entity_mentions=mentions"];
+    let out = s.load(&manifest, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = s.load(&manifest, &[&["--mode", "merge", "--overwrite-existing"][..], &map].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let (code, report, stderr) = s.validate_through(&s.bq_host, &manifest, &map);
+    let mentions = report["tables"].as_array().unwrap().iter().find(|t| t["table"].as_str().unwrap().ends_with("entity_mentions")).unwrap();
+    let orphans = mentions["checks"].as_array().unwrap().iter().find(|c| c["check"] == "orphans").unwrap();
+    assert_eq!((orphans["actual"].as_str(), orphans["passed"].as_bool()), (Some("0"), Some(true)), "{orphans}");
+    let outside = mentions["checks"].as_array().unwrap().iter().find(|c| c["check"] == "outside_snapshot").unwrap();
+    assert_eq!(outside["actual"], "50 rows", "{outside}");
+    assert_eq!(code, Some(0), "{report:#}\n{stderr}");
+    db.drop().await;
+}
