@@ -14,6 +14,11 @@ pub fn table_path(project: &str, dataset: &str, table: &str) -> String {
     quote(&format!("{project}.{dataset}.{table}"))
 }
 
+/// `L.`a` = R.`a` AND …`: the rows aliased `left` and `right` hold the same key (`columns`).
+pub fn key_join<S: AsRef<str>>(left: &str, right: &str, columns: &[S]) -> String {
+    columns.iter().map(|c| format!("{left}.{0} = {right}.{0}", quote(c.as_ref()))).collect::<Vec<_>>().join(" AND ")
+}
+
 /// A string literal: `'it\'s'`.
 pub fn string_literal(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'").replace('\n', "\\n"))

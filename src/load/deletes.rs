@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::gcp::routes::ColumnRoute;
 use crate::gcp::runs::LoadMode;
 use crate::gcp::schema::{schema_json, table_reference, Field, FieldMode};
-use crate::gcp::sql::{deleted_keys_table_id, quote, staging_table_id, string_literal, table_path};
+use crate::gcp::sql::{deleted_keys_table_id, key_join, quote, staging_table_id, string_literal, table_path};
 use crate::load::plan::{LoadJob, LoadPlanError, QueryJob, WriteDisposition};
 use crate::model::manifest::TableManifest;
 use crate::model::types::BigQueryType;
@@ -152,12 +152,7 @@ pub fn plan_deletes(target: &DeleteTarget, table: &TableManifest) -> Result<Opti
 
 /// `DELETE` of the rows of `target` whose key is in `keys` (both quoted paths).
 pub fn delete_sql(target: &str, keys: &str, key: &[String]) -> String {
-    format!("DELETE FROM {target} T WHERE EXISTS (SELECT 1 FROM {keys} K WHERE {})", key_match(key))
-}
-
-/// `T.a = K.a AND …`: a row of the table (`T`) and a kept key (`K`) are the same key.
-fn key_match(key: &[String]) -> String {
-    key.iter().map(|k| format!("T.{0} = K.{0}", quote(k))).collect::<Vec<_>>().join(" AND ")
+    format!("DELETE FROM {target} T WHERE EXISTS (SELECT 1 FROM {keys} K WHERE {})", key_join("T", "K", key))
 }
 
 /// The JSONPath of a key column in Postgres' `json_build_object` text: `$.id`, or `$."a b"`

@@ -3,7 +3,7 @@
 //! same statement changes nothing, so a crash anywhere and a rerun converge.
 
 use crate::gcp::routes::ColumnRoute;
-use crate::gcp::sql::quote;
+use crate::gcp::sql::{key_join, quote};
 
 /// A merge of `staging` into `target` (both full `project.dataset.table` paths, quoted).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub fn duplicate_keys_sql(staging: &str, key_sources: &[String]) -> String {
 pub fn merge_sql(spec: &MergeSpec) -> String {
     let fed: Vec<&ColumnRoute> = spec.routes.iter().filter(|r| r.is_written()).collect();
     let source_list = fed.iter().map(|r| format!("{} AS {}", r.expr, quote(&r.target))).collect::<Vec<_>>().join(", ");
-    let on = spec.key.iter().map(|k| format!("T.{0} = S.{0}", quote(k))).collect::<Vec<_>>().join(" AND ");
+    let on = key_join("T", "S", spec.key);
     let columns = fed.iter().map(|r| quote(&r.target)).collect::<Vec<_>>().join(", ");
     let values = fed.iter().map(|r| format!("S.{}", quote(&r.target))).collect::<Vec<_>>().join(", ");
     let mut sql = format!(

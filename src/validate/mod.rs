@@ -23,7 +23,7 @@ use crate::gcp::measures::{aggregate_query, Measure};
 use crate::gcp::routes::{read_back_routes, route_columns, ColumnRoute};
 use crate::gcp::runs::{records_sql, DeletedRows, LoadMode, LoadRecord, RUNS_TABLE};
 use crate::gcp::schema::table_columns;
-use crate::gcp::sql::{quote, table_path};
+use crate::gcp::sql::{key_join, quote, table_path};
 use crate::model::aggregates::ColumnAggregates;
 pub use crate::model::check::Check;
 use crate::model::check::CheckKind;
@@ -297,8 +297,8 @@ async fn loaded_table(
         (LoadMode::Merge, Some(keys_id)) => {
             let missing = || ValidateError::MissingKeys { table: table_id.clone(), run_id: run_id.into(), keys: keys_id.clone() };
             let keys_resource = bq.table(&config.dataset, keys_id).await?.ok_or_else(missing)?;
-            let on: Vec<String> = table_columns(&keys_resource).iter().map(|k| format!("t.{0} = k.{0}", quote(&k.name))).collect();
-            format!("{whole} t JOIN {} k ON {}", table_path(&config.project, &config.dataset, keys_id), on.join(" AND "))
+            let key: Vec<String> = table_columns(&keys_resource).into_iter().map(|k| k.name).collect();
+            format!("{whole} t JOIN {} k ON {}", table_path(&config.project, &config.dataset, keys_id), key_join("t", "k", &key))
         }
         // A merge of no rows (a tail that only carried deletes) kept no keys: none of its rows.
         (LoadMode::Merge, None) if table.row_count == 0 => format!("(SELECT * FROM {whole} WHERE FALSE) t"),
@@ -333,12 +333,12 @@ async fn deleted_check(config: &ValidateConfig, bq: &BigQuery, loaded: &Loaded, 
         keys: deleted.keys_table.clone(),
     };
     let keys = bq.table(&config.dataset, &deleted.keys_table).await?.ok_or_else(missing)?;
-    let on: Vec<String> = table_columns(&keys).iter().map(|k| format!("t.{0} = k.{0}", quote(&k.name))).collect();
+    let key: Vec<String> = table_columns(&keys).into_iter().map(|k| k.name).collect();
     let sql = format!(
         "SELECT CAST(COUNT(*) AS STRING) FROM {} t JOIN {} k ON {}",
         table_path(&config.project, &config.dataset, &loaded.table_id),
         table_path(&config.project, &config.dataset, &deleted.keys_table),
-        on.join(" AND ")
+        key_join("t", "k", &key)
     );
     let present = single_count(bq, &sql).await?;
     let check = Check::new(CheckKind::DeletedKeys, None, 0, present, present == 0);
