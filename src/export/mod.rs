@@ -17,6 +17,7 @@ pub mod rejected;
 pub mod row_hashes;
 pub mod schedule;
 pub mod sharded;
+pub mod side_file;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -13,11 +13,12 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::export::parquet::{writer_properties, ParquetSettings};
 use crate::export::plan::{and_all, Quarantine, TablePlan};
+use crate::export::side_file::store_side_file;
 use crate::export::ExportError;
-use crate::model::manifest::{FileManifest, RejectedRows};
+use crate::model::manifest::RejectedRows;
 use crate::model::tail::{key_json, Tail};
 use crate::source::postgres::SnapshotSession;
-use crate::storage::store::{crc32c_base64, Store};
+use crate::storage::store::Store;
 
 /// The file's name under the table's directory.
 pub const REJECTED_FILE: &str = "_rejected/rows.parquet";
@@ -42,29 +43,15 @@ pub async fn write_rejected(
         Ok(data) => data,
         Err(source) => return Err(ExportError::Rejected { table: table.name.clone(), source }),
     };
-    let relative = format!("{}/{REJECTED_FILE}", table.directory());
-    let path = format!("{run_id}/{relative}");
+    let stored = store_side_file(store, run_id, table, REJECTED_FILE, data).await?;
     // A file already there is described by its own rows, not by the rows read now.
-    let (data, file_rows) = match store.put_if_absent(&path, data.clone()).await? {
-        true => (data, rows.len() as u64),
-        false => {
-            let kept = store.get(&path).await?;
-            let rows = SerializedFileReader::new(kept.clone())
-                .map(|reader| reader.metadata().file_metadata().num_rows().unsigned_abs())
-                .map_err(|source| ExportError::Rejected { table: table.name.clone(), source })?;
-            (kept, rows)
-        }
+    let file_rows = match stored.fresh {
+        true => rows.len() as u64,
+        false => SerializedFileReader::new(stored.data.clone())
+            .map(|reader| reader.metadata().file_metadata().num_rows().unsigned_abs())
+            .map_err(|source| ExportError::Rejected { table: table.name.clone(), source })?,
     };
-    let file = FileManifest {
-        path: relative,
-        uri: store.uri(&path),
-        partition: 0,
-        rows: file_rows,
-        bytes: data.len() as u64,
-        crc32c: crc32c_base64(crc32c::crc32c(&data)),
-        aggregates: Vec::new(),
-        row_fingerprint: None,
-    };
+    let file = stored.manifest(file_rows);
     let reasons = quarantine.reasons.iter().map(|r| (r.reason.clone(), r.rows)).collect();
     Ok(RejectedRows { file, reasons })
 }

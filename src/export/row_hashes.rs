@@ -15,13 +15,14 @@ use parquet::errors::ParquetError;
 
 use crate::export::parquet::{writer_properties, ParquetSettings};
 use crate::export::plan::TablePlan;
+use crate::export::side_file::store_side_file;
 use crate::export::ExportError;
 use crate::model::manifest::{FileManifest, DELETED_KEYS_FILE};
 use crate::model::row_hash::{
     add_row, bucket_mask, differing, hashed_by_type, Bucket, Changes, HashMethod, HashQuery, RowHashes, ROW_HASH_FILE,
 };
 use crate::source::postgres::SnapshotSession;
-use crate::storage::store::{crc32c_base64, Store};
+use crate::storage::store::Store;
 
 /// Rows fetched from the cursor at a time (one row group each).
 const CHUNK_ROWS: usize = 65_536;
@@ -60,30 +61,15 @@ pub async fn write_row_hashes(
 ) -> Result<RowHashes, ExportError> {
     let failed = |source: HashError| ExportError::RowHashes { table: table.name.clone(), source };
     let data = encode(session, query, settings, &table.name).await.map_err(failed)?;
-    let relative = format!("{}/{ROW_HASH_FILE}", table.directory());
-    let path = format!("{run_id}/{relative}");
-    let data = match store.put_if_absent(&path, data.clone()).await? {
-        true => data,
-        false => store.get(&path).await?,
-    };
+    let stored = store_side_file(store, run_id, table, ROW_HASH_FILE, data).await?;
     let (mut rows, mut sum) = (0u64, 0i128);
-    read_rows(&data, |_, _, row_hash| {
+    read_rows(&stored.data, |_, _, row_hash| {
         rows += 1;
         sum += i128::from(row_hash);
     })
     .map_err(|e| failed(Box::new(e)))?;
-    let file = FileManifest {
-        path: relative,
-        uri: store.uri(&path),
-        partition: 0,
-        rows,
-        bytes: data.len() as u64,
-        crc32c: crc32c_base64(crc32c::crc32c(&data)),
-        aggregates: Vec::new(),
-        row_fingerprint: None,
-    };
     Ok(RowHashes {
-        file,
+        file: stored.manifest(rows),
         method: query.method,
         columns: query.columns.clone(),
         text_columns: query.text_columns.clone(),
@@ -110,23 +96,8 @@ pub async fn write_deleted_keys(
         writer.write(&RecordBatch::try_new(schema.clone(), vec![Arc::new(keys)])?)?;
         Ok(Bytes::from(writer.into_inner()?))
     };
-    let data = encoded().map_err(failed)?;
-    let relative = format!("{}/{DELETED_KEYS_FILE}", table.directory());
-    let path = format!("{run_id}/{relative}");
-    let data = match store.put_if_absent(&path, data.clone()).await? {
-        true => data,
-        false => store.get(&path).await?,
-    };
-    Ok(FileManifest {
-        path: relative,
-        uri: store.uri(&path),
-        partition: 0,
-        rows: table.deleted_keys.len() as u64,
-        bytes: data.len() as u64,
-        crc32c: crc32c_base64(crc32c::crc32c(&data)),
-        aggregates: Vec::new(),
-        row_fingerprint: None,
-    })
+    let stored = store_side_file(store, run_id, table, DELETED_KEYS_FILE, encoded().map_err(failed)?).await?;
+    Ok(stored.manifest(table.deleted_keys.len() as u64))
 }
 
 /// The file's bytes: the rows read through a cursor, one row group per chunk.
