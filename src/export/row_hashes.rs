@@ -17,10 +17,9 @@ use crate::export::parquet::{writer_properties, ParquetSettings};
 use crate::export::plan::TablePlan;
 use crate::export::side_file::store_side_file;
 use crate::export::ExportError;
+use crate::model::locate::differing_buckets;
 use crate::model::manifest::{FileManifest, DELETED_KEYS_FILE};
-use crate::model::row_hash::{
-    add_row, bucket_mask, differing, hashed_by_type, Bucket, Changes, HashMethod, HashQuery, RowHashes, ROW_HASH_FILE,
-};
+use crate::model::row_hash::{add_row, bucket_mask, hashed_by_type, Bucket, Changes, HashMethod, HashQuery, RowHashes, ROW_HASH_FILE};
 use crate::source::postgres::SnapshotSession;
 use crate::storage::store::Store;
 
@@ -171,7 +170,7 @@ pub async fn locate_changes(session: &SnapshotSession, parent: &Bytes, parent_ro
         now.insert(number(&row[0])?, bucket);
     }
     let mut changes = Changes::default();
-    for batch in differing(&before, &now).chunks(BUCKETS_AT_ONCE) {
+    for batch in differing_buckets(&before, &now).chunks(BUCKETS_AT_ONCE) {
         let wanted: HashSet<i64> = batch.iter().copied().collect();
         let mut before = HashMap::new();
         read_rows(parent, |key, key_hash, row_hash| {

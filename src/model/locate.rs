@@ -87,10 +87,11 @@ impl BucketSums {
     }
 }
 
-/// The buckets whose sums differ (a bucket absent on one side holds no rows there), sorted.
-pub fn differing_buckets(expected: &BTreeMap<u64, BucketSums>, actual: &BTreeMap<u64, BucketSums>) -> Vec<u64> {
-    let buckets: BTreeSet<u64> = expected.keys().chain(actual.keys()).copied().collect();
-    let sums = |side: &BTreeMap<u64, BucketSums>, b: &u64| side.get(b).copied().unwrap_or_default();
+/// The buckets whose sums differ (a bucket absent on one side holds no rows there), sorted:
+/// of row fingerprints here, of Postgres row hashes for a tail (`model::row_hash`).
+pub fn differing_buckets<B: Ord + Copy, S: Copy + Default + PartialEq>(expected: &BTreeMap<B, S>, actual: &BTreeMap<B, S>) -> Vec<B> {
+    let buckets: BTreeSet<B> = expected.keys().chain(actual.keys()).copied().collect();
+    let sums = |side: &BTreeMap<B, S>, b: &B| side.get(b).copied().unwrap_or_default();
     buckets.into_iter().filter(|b| sums(expected, b) != sums(actual, b)).collect()
 }
 

@@ -199,15 +199,6 @@ pub fn add_row(buckets: &mut BTreeMap<i64, Bucket>, key_hash: i64, mask: i64, ro
     bucket.sum += i128::from(row_hash);
 }
 
-/// The buckets whose rows or sums differ between the two sides, in order.
-pub fn differing(parent: &BTreeMap<i64, Bucket>, now: &BTreeMap<i64, Bucket>) -> Vec<i64> {
-    let mut ids: Vec<i64> = parent.keys().chain(now.keys()).copied().collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids.retain(|id| parent.get(id).copied().unwrap_or_default() != now.get(id).copied().unwrap_or_default());
-    ids
-}
-
 /// Keys of one kind of change: how many, exactly; the first [`KEYS_NAMED`] in key order (a
 /// refusal names them); and every key up to [`MAX_CARRIED_KEYS`] (`--carry-changes` uses them
 /// all, and refuses more). Memory stays bounded however many rows changed.
@@ -295,6 +286,7 @@ impl Changes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::locate::differing_buckets;
 
     fn query(filter: Option<&str>) -> HashQuery {
         HashQuery {
@@ -350,7 +342,7 @@ mod tests {
             add_row(&mut now, key, 3, hash);
         }
         // Key hash 8 falls into bucket 0 with key 4: its bucket differs by count.
-        assert_eq!(differing(&parent, &now), [0, 2, 3]);
+        assert_eq!(differing_buckets(&parent, &now), [0, 2, 3]);
         let side = |rows: &[(&str, i64)]| rows.iter().map(|(k, h)| (k.to_string(), *h)).collect::<HashMap<_, _>>();
         let mut changes = Changes::default();
         changes.compare(&side(&[("{\"id\" : 2}", 20), ("{\"id\" : 3}", 30)]), &side(&[("{\"id\" : 2}", 21), ("{\"id\" : 8}", 80)]));
