@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::rows::{compared_columns, read_batches, RunFiles};
 use super::{Loaded, NotANumber, ValidateError};
-use crate::gcp::bigquery::BigQuery;
+use crate::gcp::bigquery::{BigQuery, Row};
 use crate::gcp::measures::{bucket_query, bucket_rows_query};
 use crate::model::check::{Check, CheckKind};
 use crate::model::locate::{
@@ -53,6 +53,18 @@ pub struct RowLocation {
     pub files_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+impl RowLocation {
+    /// Runs one of the location's queries, counting it, the bytes BigQuery processed and the
+    /// time waited.
+    async fn query(&mut self, bq: &BigQuery, sql: &str) -> Result<Vec<Row>, ValidateError> {
+        let started = Instant::now();
+        let (rows, bytes) = bq.query_rows_and_bytes(sql).await?;
+        self.bigquery_seconds += started.elapsed().as_secs_f64();
+        (self.queries, self.bytes_processed) = (self.queries + 1, self.bytes_processed + bytes.unwrap_or(0));
+        Ok(rows)
+    }
 }
 
 /// What rows are compared over: the key's and the compared columns, with their positions in
@@ -145,11 +157,9 @@ async fn descend(
     let leaf = leaf_bits(table.row_count);
     let mut complete = true;
     loop {
-        let started = Instant::now();
         let actual = bigquery_buckets(bq, loaded, c, &level, found).await?;
         let read = Instant::now();
         let expected = file_buckets(files, table, c, &level).await?;
-        found.bigquery_seconds += (read - started).as_secs_f64();
         found.files_seconds += read.elapsed().as_secs_f64();
         found.levels += 1;
         let differing = differing_buckets(&expected, &actual);
@@ -171,9 +181,7 @@ async fn bigquery_buckets(
     level: &Level,
     found: &mut RowLocation,
 ) -> Result<BTreeMap<u64, BucketSums>, ValidateError> {
-    let sql = bucket_query(&loaded.rows, &c.key, &c.columns, level);
-    let (rows, bytes) = bq.query_rows_and_bytes(&sql).await?;
-    (found.queries, found.bytes_processed) = (found.queries + 1, found.bytes_processed + bytes.unwrap_or(0));
+    let rows = found.query(bq, &bucket_query(&loaded.rows, &c.key, &c.columns, level)).await?;
     let mut sums = BTreeMap::new();
     for row in rows {
         let text = |i: usize| row.get(i).cloned().flatten();
@@ -225,11 +233,8 @@ async fn fetch_rows(
     found: &mut RowLocation,
 ) -> Result<(Vec<SideRow>, Vec<SideRow>, bool), ValidateError> {
     let sql = bucket_rows_query(&loaded.rows, &c.key, &c.columns, bits, buckets, MAX_FETCHED_ROWS);
-    let started = Instant::now();
-    let (rows, bytes) = bq.query_rows_and_bytes(&sql).await?;
+    let rows = found.query(bq, &sql).await?;
     let read = Instant::now();
-    found.bigquery_seconds += (read - started).as_secs_f64();
-    (found.queries, found.bytes_processed) = (found.queries + 1, found.bytes_processed + bytes.unwrap_or(0));
     let mut complete = (rows.len() as u64) < MAX_FETCHED_ROWS;
     let actual = rows.into_iter().map(|mut r| SideRow { values: r.split_off(c.key.len()), key: r }).collect();
     let mut keys = RowAccumulator::new(c.key_positions.clone());
