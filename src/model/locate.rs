@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::model::row_fingerprint::FingerprintSums;
+
 /// The rows a bucket of the last level holds, about.
 pub const ROWS_PER_BUCKET: u64 = 256;
 /// The most buckets one level groups by (one `GROUP BY` query, one map of aggregates).
@@ -71,22 +73,6 @@ impl Level {
     }
 }
 
-/// The count, XOR and exact sum of a bucket's row fingerprints.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BucketSums {
-    pub rows: u64,
-    pub xor: u64,
-    pub sum: i128,
-}
-
-impl BucketSums {
-    pub fn add(&mut self, row_fingerprint: u64) {
-        self.rows += 1;
-        self.xor ^= row_fingerprint;
-        self.sum += row_fingerprint as i64 as i128;
-    }
-}
-
 /// The buckets whose sums differ (a bucket absent on one side holds no rows there), sorted:
 /// of row fingerprints here, of Postgres row hashes for a tail (`model::row_hash`).
 pub fn differing_buckets<B: Ord + Copy, S: Copy + Default + PartialEq>(expected: &BTreeMap<B, S>, actual: &BTreeMap<B, S>) -> Vec<B> {
@@ -97,7 +83,11 @@ pub fn differing_buckets<B: Ord + Copy, S: Copy + Default + PartialEq>(expected:
 
 /// The first of `differing` buckets whose rows, on the larger side, add up to at most
 /// [`MAX_FETCHED_ROWS`] (at least one); the second value is false when some were left out.
-pub fn fetched_buckets(differing: &[u64], expected: &BTreeMap<u64, BucketSums>, actual: &BTreeMap<u64, BucketSums>) -> (Vec<u64>, bool) {
+pub fn fetched_buckets(
+    differing: &[u64],
+    expected: &BTreeMap<u64, FingerprintSums>,
+    actual: &BTreeMap<u64, FingerprintSums>,
+) -> (Vec<u64>, bool) {
     let rows = |b: &u64| [expected, actual].iter().map(|side| side.get(b).map_or(0, |s| s.rows)).max().unwrap_or(0);
     let mut total = 0;
     let kept: Vec<u64> = differing
@@ -269,7 +259,7 @@ mod tests {
     #[test]
     fn buckets_differ_by_count_xor_or_sum_and_absence() {
         let sums = |fingerprints: &[u64]| {
-            let mut s = BucketSums::default();
+            let mut s = FingerprintSums::default();
             fingerprints.iter().for_each(|f| s.add(*f));
             s
         };
@@ -284,8 +274,9 @@ mod tests {
 
     #[test]
     fn fetching_stops_at_the_row_budget_keeping_at_least_one_bucket() {
-        let side =
-            |rows: u64| BTreeMap::from([(1, BucketSums { rows, ..Default::default() }), (2, BucketSums { rows, ..Default::default() })]);
+        let side = |rows: u64| {
+            BTreeMap::from([(1, FingerprintSums { rows, ..Default::default() }), (2, FingerprintSums { rows, ..Default::default() })])
+        };
         assert_eq!(fetched_buckets(&[1, 2], &side(300), &side(200)), (vec![1, 2], true));
         assert_eq!(fetched_buckets(&[1, 2], &side(40_000), &BTreeMap::new()), (vec![1], false));
         assert_eq!(fetched_buckets(&[1, 2], &side(90_000), &BTreeMap::new()), (vec![1], false));

@@ -45,9 +45,7 @@ pub fn covers(column: &ColumnMapping) -> bool {
 pub struct RowAccumulator {
     /// Positions of the covered columns in the batch.
     columns: Vec<usize>,
-    rows: u64,
-    xor: u64,
-    sum: i128,
+    sums: FingerprintSums,
     /// One buffer per row of the batch being folded in, reused across batches.
     buffers: Vec<Vec<u8>>,
     scratch: Vec<u8>,
@@ -68,11 +66,8 @@ impl RowAccumulator {
     pub fn update(&mut self, columns: &[ArrayRef]) {
         let rows = self.encode_rows(columns);
         for buffer in &self.buffers[..rows] {
-            let fingerprint = fingerprint64(buffer);
-            self.xor ^= fingerprint;
-            self.sum += fingerprint as i64 as i128;
+            self.sums.add(fingerprint64(buffer));
         }
-        self.rows += rows as u64;
     }
 
     /// Each row's fingerprint over the covered columns of one batch, without folding them in.
@@ -101,6 +96,27 @@ impl RowAccumulator {
             }
         }
         rows
+    }
+
+    /// The manifest form.
+    pub fn finish(&self) -> RowFingerprint {
+        self.sums.finish()
+    }
+}
+
+/// The count, XOR and exact sum of row fingerprints (a file's, a table's, a bucket's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FingerprintSums {
+    pub rows: u64,
+    pub xor: u64,
+    pub sum: i128,
+}
+
+impl FingerprintSums {
+    pub fn add(&mut self, row_fingerprint: u64) {
+        self.rows += 1;
+        self.xor ^= row_fingerprint;
+        self.sum += row_fingerprint as i64 as i128;
     }
 
     /// The manifest form.

@@ -19,10 +19,10 @@ use crate::gcp::bigquery::{BigQuery, Row};
 use crate::gcp::measures::{bucket_query, bucket_rows_query};
 use crate::model::check::{Check, CheckKind};
 use crate::model::locate::{
-    bucket, diff_rows, differing_buckets, fetched_buckets, leaf_bits, BucketSums, Level, LocatedRow, SideRow, MAX_BUCKETS, MAX_FETCHED_ROWS,
+    bucket, diff_rows, differing_buckets, fetched_buckets, leaf_bits, Level, LocatedRow, SideRow, MAX_BUCKETS, MAX_FETCHED_ROWS,
 };
 use crate::model::manifest::{ColumnManifest, TableManifest};
-use crate::model::row_fingerprint::{cell_encoding, cell_fingerprint, covers, RowAccumulator};
+use crate::model::row_fingerprint::{cell_encoding, cell_fingerprint, covers, FingerprintSums, RowAccumulator};
 
 /// The rows of a table found to differ from its snapshot, and what finding them cost.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -180,7 +180,7 @@ async fn bigquery_buckets(
     c: &Compared,
     level: &Level,
     found: &mut RowLocation,
-) -> Result<BTreeMap<u64, BucketSums>, ValidateError> {
+) -> Result<BTreeMap<u64, FingerprintSums>, ValidateError> {
     let rows = found.query(bq, &bucket_query(&loaded.rows, &c.key, &c.columns, level)).await?;
     let mut sums = BTreeMap::new();
     for row in rows {
@@ -195,7 +195,7 @@ async fn bigquery_buckets(
         let bucket = number(0, "the bucket")? as u64;
         sums.insert(
             bucket,
-            BucketSums { rows: number(1, "COUNT(*)")? as u64, xor: number(2, "BIT_XOR")? as i64 as u64, sum: number(3, "SUM")? },
+            FingerprintSums { rows: number(1, "COUNT(*)")? as u64, xor: number(2, "BIT_XOR")? as i64 as u64, sum: number(3, "SUM")? },
         );
     }
     Ok(sums)
@@ -207,9 +207,9 @@ async fn file_buckets(
     table: &TableManifest,
     c: &Compared,
     level: &Level,
-) -> Result<BTreeMap<u64, BucketSums>, ValidateError> {
+) -> Result<BTreeMap<u64, FingerprintSums>, ValidateError> {
     let (mut keys, mut rows) = (RowAccumulator::new(c.key_positions.clone()), RowAccumulator::new(c.positions.clone()));
-    let mut sums: BTreeMap<u64, BucketSums> = BTreeMap::new();
+    let mut sums: BTreeMap<u64, FingerprintSums> = BTreeMap::new();
     read_batches(files, table, |columns| {
         for (key, row) in keys.fingerprints(columns).into_iter().zip(rows.fingerprints(columns)) {
             if level.contains(key) {
