@@ -2,7 +2,7 @@
 //! `aggregates::encode_value` (see docs/manifest.md): validate runs it over a loaded table, load
 //! over its staged rows (for the columns it converts). Pure text generation, unit-tested.
 
-use crate::gcp::sql::{encoding, fingerprint_items, list_encoding, minimal_decimal, quote, row_encoding};
+use crate::gcp::sql::{encoding, fingerprint_items, fingerprint_sums, list_encoding, minimal_decimal, quote, row_encoding};
 use crate::model::aggregates::ColumnAggregates;
 use crate::model::check::CheckKind;
 use crate::model::locate::Level;
@@ -168,10 +168,8 @@ fn level_rows(table: &str, key: &[ColumnManifest], level: &Level) -> String {
 pub fn bucket_query(table: &str, key: &[ColumnManifest], columns: &[ColumnManifest], level: &Level) -> String {
     let rows =
         format!("SELECT {} AS b, {} AS f {}", bucket_of("_pg2bq_k", level.bits), row_fingerprint(columns), level_rows(table, key, level));
-    format!(
-        "SELECT CAST(b AS STRING), CAST(COUNT(*) AS STRING), CAST(BIT_XOR(f) AS STRING), {} FROM ({rows}) GROUP BY b",
-        minimal_decimal("SUM(CAST(f AS NUMERIC))")
-    )
+    let [xor, sum] = fingerprint_sums("f");
+    format!("SELECT CAST(b AS STRING), CAST(COUNT(*) AS STRING), {xor}, {sum} FROM ({rows}) GROUP BY b")
 }
 
 /// The rows of `buckets` (of `bits` high bits; every row with none): the key columns'

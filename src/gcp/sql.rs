@@ -91,6 +91,11 @@ pub fn row_encoding(encodings: &[String]) -> String {
 
 /// `CAST(BIT_XOR(fp) AS STRING), SUM(fp)` of an encoding, as two SELECT items.
 pub fn fingerprint_items(encoding: &str) -> [String; 2] {
-    let fingerprint = format!("FARM_FINGERPRINT({encoding})");
+    fingerprint_sums(&format!("FARM_FINGERPRINT({encoding})"))
+}
+
+/// `CAST(BIT_XOR(f) AS STRING), SUM(f)` (exact, as text) of an INT64 fingerprint `f`, as two
+/// SELECT items.
+pub fn fingerprint_sums(fingerprint: &str) -> [String; 2] {
     [format!("CAST(BIT_XOR({fingerprint}) AS STRING)"), minimal_decimal(&format!("SUM(CAST({fingerprint} AS NUMERIC))"))]
 }
