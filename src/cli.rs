@@ -13,8 +13,9 @@ use serde::de::{DeserializeOwned, IntoDeserializer};
 use crate::gcp::runs::LoadMode;
 use crate::gcp::schema::TablePartition;
 use crate::model::run_id::RunId;
-use crate::model::settings::{ColumnCast, ColumnRef, ColumnValue, LossyColumn, QualifiedColumn, QuerySpec, TableColumns, TableMapping};
-use crate::model::table_ref::TableRef;
+use crate::model::settings::{
+    ColumnCast, ColumnRef, ColumnValue, LossyColumn, QualifiedColumn, QuerySpec, TableColumns, TableMapping, TableName,
+};
 use crate::model::types::{OnBadValue, OutOfRange};
 use crate::source::conninfo::PostgresSource;
 
@@ -37,7 +38,7 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// `argv` (program name first) parsed without the environment's help or exit, for tests
+    /// `argv` (program name first) parsed, clap's error returned instead of printed: for tests
     /// outside this file, which may not name clap.
     ///
     /// # Errors
@@ -286,7 +287,7 @@ pub struct ExportArgs {
     pub dest: Option<String>,
     /// A table to export, as schema.table (repeatable); quote a part holding a dot, capitals or blanks: '"sales.eu".orders'.
     #[arg(long = "table", value_name = "SCHEMA.TABLE")]
-    pub tables: Vec<TableRef>,
+    pub tables: Vec<TableName>,
     /// A query to export under a name (repeatable): --query recent='SELECT …'.
     #[arg(long = "query", value_name = "NAME=SQL")]
     pub queries: Vec<QuerySpec>,

@@ -141,14 +141,10 @@ fn file_entry(spec: &TableSpec) -> Result<Entry, ConfigError> {
 /// `--table` and `--query` entries; a flagged table keeps the file's options for it.
 fn flag_entries(args: &ExportArgs, file_entries: &[Entry]) -> Vec<Entry> {
     let tables = args.tables.iter().map(|table| {
-        let name = table.to_string();
+        let name = table.table.to_string();
         let from_file = file_entries.iter().find(|e| e.name == name && matches!(e.source, TableSource::Table(_)));
-        Entry {
-            written: name.clone(),
-            name,
-            source: TableSource::Table(table.clone()),
-            file: from_file.map(|e| e.file.clone()).unwrap_or_default(),
-        }
+        let file = from_file.map(|e| e.file.clone()).unwrap_or_default();
+        Entry { name, written: table.written.clone(), source: TableSource::Table(table.table.clone()), file }
     });
     let queries = args.queries.iter().map(|query| Entry {
         name: query.name.clone(),

@@ -456,7 +456,8 @@ fn file_options_apply_to_a_table_however_it_is_spelt() {
 #[test]
 fn two_names_of_one_table_are_refused_naming_both() {
     let both = "both name `public.events`; list each table or query once";
-    assert_eq!(refused(&["--table", "events", "--table", "public.events"], ""), format!("`public.events` and `public.events` {both}"));
+    assert_eq!(refused(&["--table", "events", "--table", "public.events"], ""), format!("`events` and `public.events` {both}"));
+    assert_eq!(refused(&["--table", "\"events\"", "--table", "Public.Events"], ""), format!("`\"events\"` and `Public.Events` {both}"));
     assert_eq!(
         refused(&[], "[[tables]]\nname = 'public.events'\n[[tables]]\nname = 'events'\n"),
         format!("`public.events` and `events` {both}")

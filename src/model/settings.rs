@@ -69,6 +69,22 @@ impl FromStr for QuerySpec {
     }
 }
 
+/// `--table [schema.]table`: the table, and its spelling as written, which a message naming two
+/// spellings of one table quotes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName {
+    pub table: TableRef,
+    pub written: String,
+}
+
+impl FromStr for TableName {
+    type Err = SettingError;
+
+    fn from_str(text: &str) -> Result<Self, SettingError> {
+        Ok(Self { table: TableRef::parse(text)?, written: text.to_string() })
+    }
+}
+
 /// A table as an option names it, `[schema.]table`: each part as the catalog spells it, the
 /// schema only when written, and the table part as written (a query's name).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,6 +325,16 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn table_names_keep_their_spelling() {
+        let name: TableName = "Public.\"Events\"".parse().unwrap();
+        assert_eq!((name.table, name.written.as_str()), (TableRef::new("public", "Events"), "Public.\"Events\""));
+        assert_eq!(
+            err::<TableName>("a.b.c"),
+            "`a.b.c` is not a table name: more than two parts (write SCHEMA.TABLE and quote a part holding a dot)"
+        );
     }
 
     #[test]
