@@ -14,7 +14,7 @@ use crate::gcp::runs::LoadMode;
 use crate::gcp::schema::TablePartition;
 use crate::model::run_id::RunId;
 use crate::model::settings::{
-    ColumnCast, ColumnRef, ColumnValue, LossyColumn, QualifiedColumn, QuerySpec, TableColumns, TableMapping, TableName,
+    ColumnCast, ColumnRef, ColumnValue, Destination, LossyColumn, QualifiedColumn, QuerySpec, TableColumns, TableMapping, TableName,
 };
 use crate::model::types::{OnBadValue, OutOfRange};
 use crate::source::conninfo::PostgresSource;
@@ -284,7 +284,7 @@ pub struct ExportArgs {
     pub source: Option<PostgresSource>,
     /// gs://bucket/prefix, file:///abs/dir or a local path. The run goes to <dest>/<run-id>/.
     #[arg(long, env = env::DEST)]
-    pub dest: Option<String>,
+    pub dest: Option<Destination>,
     /// A table to export, as schema.table (repeatable); quote a part holding a dot, capitals or blanks: '"sales.eu".orders'.
     #[arg(long = "table", value_name = "SCHEMA.TABLE")]
     pub tables: Vec<TableName>,
@@ -545,6 +545,7 @@ mod tests {
                 &["export", "--partition-on", "a.b.c.d"],
                 "for '--partition-on <[TABLE.]COLUMN>': `a.b.c.d` is not of the form [[SCHEMA.]TABLE.]COLUMN",
             ),
+            (&["export", "--dest", "memory://x"], "for '--dest <DEST>': destination `memory://x` is in memory and would vanish"),
             (&["export", "--run-id", ".."], "invalid value '..' for '--run-id <RUN_ID>': run id `..` is not allowed"),
             (&["export", "--out-of-range", "wrap"], "invalid value 'wrap' for '--out-of-range <OUT_OF_RANGE>'"),
             (&["export", "--on-bad-value", "skip"], "invalid value 'skip' for '--on-bad-value <ON_BAD_VALUE>'"),

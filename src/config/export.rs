@@ -78,10 +78,7 @@ impl ExportConfig {
     /// entries naming one table.
     pub fn resolve(args: &ExportArgs, file: ConfigFile, database_url: Option<String>) -> Result<Self, ConfigError> {
         let source_url = source(args.source.clone(), database_url.combine(file.source))?.into();
-        let destination = args.dest.clone().combine(file.dest).ok_or(ConfigError::MissingDestination)?;
-        if destination.starts_with("memory://") {
-            return Err(ConfigError::MemoryDestination { url: destination });
-        }
+        let destination = args.dest.clone().combine(file.dest).ok_or(ConfigError::MissingDestination)?.into();
         let global = TableOptions { out_of_range: file.out_of_range, on_bad_value: file.on_bad_value, ..TableOptions::default() };
         let file_entries = file.tables.iter().map(file_entry).collect::<Result<Vec<_>, _>>()?;
         let entries = match args.tables.is_empty() && args.queries.is_empty() {

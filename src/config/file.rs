@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::config::ConfigError;
 use crate::gcp::schema::PartitionSpec;
-use crate::model::settings::LossyType;
+use crate::model::settings::{Destination, LossyType};
 use crate::model::types::{CastOverride, OnBadValue, OutOfRange};
 use crate::validate::{Denormalized, Probe};
 
@@ -62,7 +62,7 @@ pub struct TableSpec {
 pub struct ConfigFile {
     /// Parsed where it is used, not here: a TOML error would quote the line, password and all.
     pub source: Option<String>,
-    pub dest: Option<String>,
+    pub dest: Option<Destination>,
     pub out_of_range: Option<OutOfRange>,
     pub on_bad_value: Option<OnBadValue>,
     /// `export`: workers exporting units at once (`--jobs`).

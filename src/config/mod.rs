@@ -71,8 +71,6 @@ pub enum ConfigError {
     UnrepresentableTable { table: String, directory: String, bytes: usize, quoted: String },
     #[error("no BigQuery {what}: pass --{what}, set {env}, or put `{what}` in the config file")]
     MissingTarget { what: &'static str, env: &'static str },
-    #[error("destination `{url}` is in memory and would vanish when pg2bq exits; pass gs://bucket/prefix, file:///abs/dir or a path")]
-    MemoryDestination { url: String },
     #[error("`{first}` and `{second}` both name `{canonical}`; list each table or query once")]
     DuplicateTable { first: String, second: String, canonical: String },
     #[error("{flag} `{value}` names table `{table}`, {problem}")]

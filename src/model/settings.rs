@@ -1,7 +1,8 @@
 //! The values of per-table settings as a user writes them on the command line or in the config
 //! file, each parsed once, by its `FromStr`, where it comes in: a query (`NAME=SQL`), a column of
 //! some table (`[[schema.]table.]column`), a column of a named table (`TABLE.COLUMN`), with
-//! columns, a value or a lossy type after it, and a table's BigQuery target (`TABLE=TARGET`).
+//! columns, a value or a lossy type after it, a table's BigQuery target (`TABLE=TARGET`), and
+//! the run's destination.
 //! Table parts are read by Postgres' rules ([`name_parts`]); nothing downstream splits a string
 //! to recover a name.
 
@@ -28,6 +29,8 @@ pub enum SettingError {
     EmptyQuery { name: String },
     #[error("unknown partitioning unit `{unit}` (use DAY, HOUR, MONTH or YEAR)")]
     PartitionUnit { unit: String },
+    #[error("destination `{url}` is in memory and would vanish when pg2bq exits; pass gs://bucket/prefix, file:///abs/dir or a path")]
+    MemoryDestination { url: String },
     #[error("`{value}` is not a lossy type pg2bq allows: use FLOAT64 (the one lossy conversion pg2bq makes)")]
     LossyType { value: String },
 }
@@ -66,6 +69,37 @@ impl FromStr for QuerySpec {
     fn from_str(text: &str) -> Result<Self, SettingError> {
         let (name, sql) = text.split_once('=').ok_or_else(|| malformed(text, "NAME=SQL"))?;
         Self::new(name.trim(), sql)
+    }
+}
+
+/// Where a run goes (`--dest`, `PG2BQ_DEST`, the file's `dest`): `gs://bucket/prefix`,
+/// `file:///abs/dir` or a path; never an in-memory store, which would vanish with the process.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Destination(String);
+
+impl From<Destination> for String {
+    fn from(destination: Destination) -> String {
+        destination.0
+    }
+}
+
+impl FromStr for Destination {
+    type Err = SettingError;
+
+    fn from_str(url: &str) -> Result<Self, SettingError> {
+        match url.starts_with("memory://") {
+            true => Err(SettingError::MemoryDestination { url: url.to_string() }),
+            false => Ok(Self(url.to_string())),
+        }
+    }
+}
+
+impl TryFrom<String> for Destination {
+    type Error = SettingError;
+
+    fn try_from(url: String) -> Result<Self, SettingError> {
+        url.parse()
     }
 }
 
@@ -325,6 +359,15 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_destination_in_memory_is_refused() {
+        assert_eq!(String::from("gs://b/p".parse::<Destination>().unwrap()), "gs://b/p");
+        assert_eq!(
+            err::<Destination>("memory://scratch"),
+            "destination `memory://scratch` is in memory and would vanish when pg2bq exits; pass gs://bucket/prefix, file:///abs/dir or a path"
+        );
     }
 
     #[test]
