@@ -1,10 +1,23 @@
-//! Every command-line flag. No other file knows a flag's name.
+//! Every command-line flag. No other file knows a flag's name. Each value is parsed here into
+//! its model type by the type's own `FromStr` (or serde name, for a choice), so a malformed flag
+//! fails before anything runs, with clap's message naming the flag, the value and its shape.
 
 pub mod env;
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::de::{DeserializeOwned, IntoDeserializer};
+
+use crate::gcp::runs::LoadMode;
+use crate::gcp::schema::TablePartition;
+use crate::model::run_id::RunId;
+use crate::model::settings::{
+    ColumnCast, ColumnRef, ColumnValue, Destination, LossyColumn, QualifiedColumn, QuerySpec, TableColumns, TableMapping, TableName,
+};
+use crate::model::types::{OnBadValue, OutOfRange};
+use crate::source::conninfo::PostgresSource;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,6 +35,18 @@ pub struct Cli {
     /// Progress on stderr: auto shows it when stderr is a terminal.
     #[arg(long, value_enum, default_value_t = Progress::Auto, global = true)]
     pub progress: Progress,
+}
+
+impl Cli {
+    /// `argv` (program name first) parsed, clap's error returned instead of printed: for tests
+    /// outside this file, which may not name clap.
+    ///
+    /// # Errors
+    /// clap's error for a malformed command line.
+    #[cfg(test)]
+    pub(crate) fn parse_test_argv<I: IntoIterator<Item = T>, T: Into<std::ffi::OsString> + Clone>(argv: I) -> Result<Self, clap::Error> {
+        Self::try_parse_from(argv)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -95,7 +120,7 @@ pub struct BigQueryTargetArgs {
     /// The BigQuery table a snapshot table goes to (an app's existing table): TABLE=TARGET
     /// (repeatable; TOML `target`). Without it: the recorded name after --table-prefix.
     #[arg(long = "table-map", value_name = "TABLE=TARGET")]
-    pub table_map: Vec<String>,
+    pub table_map: Vec<TableMapping>,
 }
 
 /// How snapshot columns go into an existing table's columns (`load`; validate reads what the
@@ -105,26 +130,26 @@ pub struct RoutingArgs {
     /// A snapshot column's column in an existing table: TABLE.SOURCE=TARGET (repeatable;
     /// TOML `column_map`).
     #[arg(long = "column-map", value_name = "TABLE.SOURCE=TARGET")]
-    pub column_map: Vec<String>,
+    pub column_map: Vec<ColumnValue>,
     /// Allow DATE columns into an existing table's TIMESTAMP/DATETIME columns (midnight).
     #[arg(long)]
     pub date_to_timestamp: bool,
     /// Leave a snapshot column out of the load: TABLE.COLUMN (repeatable; TOML `exclude_columns`).
     /// validate skips its checks and says so.
     #[arg(long = "exclude-column", value_name = "TABLE.COLUMN")]
-    pub exclude_column: Vec<String>,
+    pub exclude_column: Vec<QualifiedColumn>,
     /// Fill a target column the snapshot lacks with a constant: TABLE.COLUMN=VALUE, e.g.
     /// events.migrated_from=postgres (repeatable; TOML `set`).
     #[arg(long = "set", value_name = "TABLE.COLUMN=VALUE")]
-    pub set: Vec<String>,
+    pub set: Vec<ColumnValue>,
     /// Replace a snapshot column's NULLs with a value, e.g. events.metadata={} for a NOT NULL
     /// target (repeatable; TOML `default`). The report counts them; validate accounts for them.
     #[arg(long = "default", value_name = "TABLE.COLUMN=VALUE")]
-    pub default: Vec<String>,
+    pub default: Vec<ColumnValue>,
     /// Allow a lossy conversion, one column at a time: TABLE.COLUMN=FLOAT64 (NUMERIC or INT64
     /// into FLOAT64; repeatable; TOML `allow_lossy`).
     #[arg(long = "allow-lossy", value_name = "TABLE.COLUMN=FLOAT64")]
-    pub allow_lossy: Vec<String>,
+    pub allow_lossy: Vec<LossyColumn>,
 }
 
 /// Emulator endpoints and credentials, from the variables Google's own tools read.
@@ -163,8 +188,8 @@ pub struct ValidateArgs {
     #[command(flatten)]
     pub target: BigQueryTargetArgs,
     /// Postgres URL: also compare random rows with the source and report its drift.
-    #[arg(long, env = env::SOURCE, hide_env_values = true)]
-    pub source: Option<String>,
+    #[arg(long, env = env::SOURCE, hide_env_values = true, value_parser = SourceParser)]
+    pub source: Option<PostgresSource>,
     /// Random rows per table to compare with the source.
     #[arg(long, default_value_t = 10)]
     pub sample: usize,
@@ -211,8 +236,8 @@ pub struct LoadArgs {
     /// truncate (default): the table ends equal to the snapshot; append: the snapshot's rows are
     /// added; merge: rows whose key the table lacks are added, the others left alone. A table
     /// pg2bq did not create is never truncated without --replace-existing-rows.
-    #[arg(long, value_enum)]
-    pub mode: Option<LoadModeArg>,
+    #[arg(long, value_parser = one_of::<LoadMode>(["truncate", "append", "merge"]))]
+    pub mode: Option<LoadMode>,
     /// Truncate also a table pg2bq did not create, deleting the rows a person or an app wrote.
     #[arg(long)]
     pub replace_existing_rows: bool,
@@ -226,7 +251,7 @@ pub struct LoadArgs {
     /// Merge key: TABLE.COLUMN[,COLUMN…] (repeatable; TOML `merge_key`). Default: the
     /// primary key recorded in the manifest.
     #[arg(long = "key", value_name = "TABLE.COLUMN[,COLUMN]")]
-    pub merge_key: Vec<String>,
+    pub merge_key: Vec<TableColumns>,
     /// Merge: also update rows whose key exists and whose values differ from the snapshot's.
     #[arg(long)]
     pub overwrite_existing: bool,
@@ -236,10 +261,10 @@ pub struct LoadArgs {
     pub apply_deletes: bool,
     /// Time partitioning: TABLE.COLUMN[:DAY|HOUR|MONTH|YEAR] (repeatable).
     #[arg(long = "partition-by", value_name = "TABLE.COLUMN[:UNIT]")]
-    pub partition_by: Vec<String>,
+    pub partition_by: Vec<TablePartition>,
     /// Clustering: TABLE.COLUMN[,COLUMN…] (repeatable).
     #[arg(long = "cluster-by", value_name = "TABLE.COLUMN[,COLUMN]")]
-    pub cluster_by: Vec<String>,
+    pub cluster_by: Vec<TableColumns>,
     /// The export's TOML file: per-table partition_by / cluster_by, project, dataset.
     #[arg(long, env = env::CONFIG)]
     pub config: Option<PathBuf>,
@@ -255,29 +280,29 @@ pub struct LoadArgs {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Postgres URL, e.g. postgresql://user@host/db?sslmode=require.
-    #[arg(long, env = env::SOURCE, hide_env_values = true)]
-    pub source: Option<String>,
+    #[arg(long, env = env::SOURCE, hide_env_values = true, value_parser = SourceParser)]
+    pub source: Option<PostgresSource>,
     /// gs://bucket/prefix, file:///abs/dir or a local path. The run goes to <dest>/<run-id>/.
     #[arg(long, env = env::DEST)]
-    pub dest: Option<String>,
+    pub dest: Option<Destination>,
     /// A table to export, as schema.table (repeatable); quote a part holding a dot, capitals or blanks: '"sales.eu".orders'.
     #[arg(long = "table", value_name = "SCHEMA.TABLE")]
-    pub tables: Vec<String>,
+    pub tables: Vec<TableName>,
     /// A query to export under a name (repeatable): --query recent='SELECT …'.
     #[arg(long = "query", value_name = "NAME=SQL")]
-    pub queries: Vec<String>,
+    pub queries: Vec<QuerySpec>,
     /// TOML file listing tables and per-table options.
     #[arg(long, env = env::CONFIG)]
     pub config: Option<PathBuf>,
     /// Export a column as Postgres text: [schema.table.]column=text (repeatable).
     #[arg(long = "cast", value_name = "[TABLE.]COLUMN=text")]
-    pub casts: Vec<String>,
+    pub casts: Vec<ColumnCast>,
     /// Ranges per table, or per child of a partitioned table (integer key, else heap block ranges; default: by size).
     #[arg(long, env = env::PARTITIONS, value_parser = parse_at_least_one)]
     pub partitions: Option<usize>,
     /// Integer column to split partitions on: [schema.table.]column (default: the primary key).
     #[arg(long = "partition-on", value_name = "[TABLE.]COLUMN")]
-    pub partition_on: Vec<String>,
+    pub partition_on: Vec<ColumnRef>,
     /// Export only the rows added since an earlier run (a tail): its manifest URI. Each table's
     /// rows above that run's highest watermark value are read, after checking that the rows at
     /// or below it are still exactly those the earlier runs hold.
@@ -286,7 +311,7 @@ pub struct ExportArgs {
     /// The column a tail continues by, one that only grows (created_at): [TABLE.]COLUMN
     /// (repeatable; TOML `watermark`). Default: a single-column integer primary key.
     #[arg(long, value_name = "[TABLE.]COLUMN", requires = "since")]
-    pub watermark: Vec<String>,
+    pub watermark: Vec<ColumnRef>,
     /// A tail whose earlier rows changed (found by the earlier run's row hashes) carries the rows
     /// updated or inserted late below the watermark and writes the keys of those deleted to
     /// <run>/<table>/_deleted/keys.parquet, instead of being refused; load it with --mode merge
@@ -297,18 +322,22 @@ pub struct ExportArgs {
     /// TOML `updated_at`). A tail's check then hashes only the rows changed since the earlier
     /// run's snapshot (and counts the rest), instead of every row below the watermark.
     #[arg(long, value_name = "[TABLE.]COLUMN", requires = "since")]
-    pub updated_at: Vec<String>,
+    pub updated_at: Vec<ColumnRef>,
     /// Dates and timestamps BigQuery cannot hold (±infinity, outside years 1–9999).
-    #[arg(long, value_enum, env = env::OUT_OF_RANGE)]
-    pub out_of_range: Option<OutOfRangeArg>,
+    #[arg(long, env = env::OUT_OF_RANGE, value_parser = one_of::<OutOfRange>([
+        PossibleValue::new("refuse").help("Refuse the table before any data moves (default)"),
+        PossibleValue::new("clamp").help("Clamp to the nearest value BigQuery can hold (`infinity` → 9999-12-31 23:59:59.999999)"),
+        PossibleValue::new("null").help("Export NULL instead"),
+    ]))]
+    pub out_of_range: Option<OutOfRange>,
     /// Rows holding a value BigQuery cannot hold (beyond --out-of-range): refuse the table before
     /// any data moves (default), or quarantine them, as Postgres prints them with their key and
     /// reason, to <run>/<table>/_rejected/ and export the rest (TOML `on_bad_value`).
-    #[arg(long, value_enum)]
-    pub on_bad_value: Option<OnBadValueArg>,
+    #[arg(long, value_parser = one_of::<OnBadValue>(["refuse", "quarantine"]))]
+    pub on_bad_value: Option<OnBadValue>,
     /// Run id (default: UTC time plus a random suffix). Re-using the id of a failed or killed run starts it clean (see --resume).
-    #[arg(long)]
-    pub run_id: Option<String>,
+    #[arg(long, value_parser = RunId::parse)]
+    pub run_id: Option<RunId>,
     /// Continue run --run-id after a crash: keep the units it recorded, export only the rest (in a new snapshot).
     #[arg(long, requires = "run_id")]
     pub resume: bool,
@@ -362,8 +391,8 @@ pub struct WorkArgs {
     #[arg(long)]
     pub plan: String,
     /// Postgres URL (the plan holds none, credentials least of all).
-    #[arg(long, env = env::SOURCE, hide_env_values = true)]
-    pub source: Option<String>,
+    #[arg(long, env = env::SOURCE, hide_env_values = true, value_parser = SourceParser)]
+    pub source: Option<PostgresSource>,
     /// This worker's index from 0 (default: CLOUD_RUN_TASK_INDEX, JOB_COMPLETION_INDEX or
     /// BATCH_TASK_INDEX, as the engine sets it).
     #[arg(long)]
@@ -378,6 +407,31 @@ pub struct WorkArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub gcs: GcsArgs,
+}
+
+/// A choice among `values`, read by the type's serde name (the config file's spelling), so the
+/// flag and the file have one parser.
+fn one_of<T: DeserializeOwned + Clone + Send + Sync + 'static>(
+    values: impl IntoIterator<Item = impl Into<PossibleValue>>,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(values).try_map(|name| T::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(name)))
+}
+
+/// `--source`: a [`PostgresSource`]. A malformed one is refused without echoing the value as
+/// clap would, for it may hold a password (the error shows it redacted).
+#[derive(Debug, Clone, Copy)]
+struct SourceParser;
+
+impl TypedValueParser for SourceParser {
+    type Value = PostgresSource;
+
+    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &std::ffi::OsStr) -> Result<PostgresSource, clap::Error> {
+        let flag = arg.map_or_else(|| "--source".to_string(), ToString::to_string);
+        value.to_string_lossy().parse().map_err(|error| {
+            let message = format!("invalid value for '{flag}': {error}\n");
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, message).with_cmd(cmd)
+        })
+    }
 }
 
 /// `256MiB`, `1GiB`, `64MB`, `1048576`.
@@ -473,35 +527,106 @@ mod tests {
         assert!(Cli::try_parse_from(["pg2bq", "verify", "--manifest", "m", "--format", "yaml"]).is_err());
     }
 
+    /// A malformed value fails at the edge: clap's message names the flag, the value and why.
+    #[test]
+    fn malformed_values_are_refused_naming_the_flag_the_value_and_the_shape() {
+        use clap::Parser;
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["export", "--table", "a.b.c"],
+                "invalid value 'a.b.c' for '--table <SCHEMA.TABLE>': `a.b.c` is not a table name: more than two parts",
+            ),
+            (&["export", "--query", "recent"], "invalid value 'recent' for '--query <NAME=SQL>': `recent` is not of the form NAME=SQL"),
+            (
+                &["export", "--cast", "a=int"],
+                "invalid value 'a=int' for '--cast <[TABLE.]COLUMN=text>': `a=int` is not of the form [TABLE.]COLUMN=text",
+            ),
+            (
+                &["export", "--partition-on", "a.b.c.d"],
+                "for '--partition-on <[TABLE.]COLUMN>': `a.b.c.d` is not of the form [[SCHEMA.]TABLE.]COLUMN",
+            ),
+            (&["export", "--dest", "memory://x"], "for '--dest <DEST>': destination `memory://x` is in memory and would vanish"),
+            (&["export", "--run-id", ".."], "invalid value '..' for '--run-id <RUN_ID>': run id `..` is not allowed"),
+            (&["export", "--out-of-range", "wrap"], "invalid value 'wrap' for '--out-of-range <OUT_OF_RANGE>'"),
+            (&["export", "--on-bad-value", "skip"], "invalid value 'skip' for '--on-bad-value <ON_BAD_VALUE>'"),
+            (&["load", "--manifest", "m", "--mode", "upsert"], "invalid value 'upsert' for '--mode <MODE>'"),
+            (
+                &["load", "--manifest", "m", "--table-map", "events"],
+                "for '--table-map <TABLE=TARGET>': `events` is not of the form TABLE=TARGET",
+            ),
+            (
+                &["load", "--manifest", "m", "--column-map", "a=b"],
+                "for '--column-map <TABLE.SOURCE=TARGET>': `a=b` is not of the form TABLE.COLUMN=VALUE",
+            ),
+            (
+                &["load", "--manifest", "m", "--exclude-column", "id"],
+                "for '--exclude-column <TABLE.COLUMN>': `id` is not of the form TABLE.COLUMN",
+            ),
+            (&["load", "--manifest", "m", "--set", "t.c"], "for '--set <TABLE.COLUMN=VALUE>': `t.c` is not of the form TABLE.COLUMN=VALUE"),
+            (
+                &["load", "--manifest", "m", "--default", "c=1"],
+                "for '--default <TABLE.COLUMN=VALUE>': `c=1` is not of the form TABLE.COLUMN=VALUE",
+            ),
+            (
+                &["load", "--manifest", "m", "--allow-lossy", "t.c=INT64"],
+                "for '--allow-lossy <TABLE.COLUMN=FLOAT64>': `INT64` is not a lossy type",
+            ),
+            (
+                &["load", "--manifest", "m", "--key", "id"],
+                "for '--key <TABLE.COLUMN[,COLUMN]>': `id` is not of the form TABLE.COLUMN[,COLUMN]",
+            ),
+            (&["load", "--manifest", "m", "--cluster-by", "id,x"], "for '--cluster-by <TABLE.COLUMN[,COLUMN]>': `id,x` is not of the form"),
+            (
+                &["load", "--manifest", "m", "--partition-by", "t.at:WEEK"],
+                "for '--partition-by <TABLE.COLUMN[:UNIT]>': unknown partitioning unit `WEEK`",
+            ),
+        ];
+        for (argv, expected) in cases {
+            let err = Cli::try_parse_from([&["pg2bq"], *argv].concat()).unwrap_err().to_string();
+            assert!(err.contains(expected), "{argv:?}: {err}");
+        }
+    }
+
+    /// clap quotes a bad value in its message; a source may hold a password, so it is shown redacted.
+    #[test]
+    fn a_malformed_source_is_refused_without_its_password() {
+        use clap::Parser;
+        for command in [&["export"][..], &["work", "--plan", "p"], &["validate", "--manifest", "m"]] {
+            let argv = [&["pg2bq"], command, &["--source", "host=h password=s3cret dbname"]].concat();
+            let err = Cli::try_parse_from(argv).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+            assert_eq!(
+                err.to_string().lines().next().unwrap(),
+                "error: invalid value for '--source <SOURCE>': source `host=h password=*** dbname` is not a Postgres URL or a \
+                 libpq `key=value` string: `dbname` has no `=value` (use a postgresql:// URL or key=value pairs)"
+            );
+        }
+    }
+
+    /// Every choice a flag offers is a value of its model type.
+    #[test]
+    fn every_offered_choice_parses() {
+        use clap::Parser;
+        for (flag, value) in [
+            ("--out-of-range", "refuse"),
+            ("--out-of-range", "clamp"),
+            ("--out-of-range", "null"),
+            ("--on-bad-value", "refuse"),
+            ("--on-bad-value", "quarantine"),
+        ] {
+            assert!(Cli::try_parse_from(["pg2bq", "export", flag, value]).is_ok(), "{flag} {value}");
+        }
+        for mode in ["truncate", "append", "merge"] {
+            let Command::Load(args) = Cli::try_parse_from(["pg2bq", "load", "--manifest", "m", "--mode", mode]).unwrap().command else {
+                unreachable!()
+            };
+            assert_eq!(args.mode.unwrap().as_str(), mode);
+        }
+    }
+
     #[test]
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
-}
-
-/// `--mode`; config turns it into `load::LoadMode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LoadModeArg {
-    Truncate,
-    Append,
-    Merge,
-}
-
-/// `--on-bad-value`; config turns it into `model::types::OnBadValue`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnBadValueArg {
-    Refuse,
-    Quarantine,
-}
-
-/// `--out-of-range`; config turns it into `model::types::OutOfRange`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutOfRangeArg {
-    /// Refuse the table before any data moves (default).
-    Refuse,
-    /// Clamp to the nearest value BigQuery can hold (`infinity` → 9999-12-31 23:59:59.999999).
-    Clamp,
-    /// Export NULL instead.
-    Null,
 }

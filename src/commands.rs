@@ -8,6 +8,7 @@ use pg2bq::export::config::{ExportConfig, WorkConfig};
 use pg2bq::export::{ExportError, PlanError};
 use pg2bq::load::{LoadConfig, LoadError};
 use pg2bq::validate::ValidateConfig;
+use pg2bq::verify::VerifyConfig;
 use pg2bq::{Error, ExportOutcome, LoadOutcome};
 
 use crate::report::{self, Output, Stage};
@@ -77,7 +78,8 @@ async fn validate(args: &ValidateArgs, output: &Output) -> Result<bool, Error> {
 }
 
 async fn verify(args: &VerifyArgs) -> Result<bool, Error> {
-    let report = pg2bq::verify::verify(&args.manifest, &args.gcp.gcs()).await?;
+    let config = VerifyConfig::resolve(args);
+    let report = pg2bq::verify::verify(&config.manifest_uri, &config.gcs).await?;
     report::print_verification(&report, json(&args.output));
     Ok(report.passed)
 }

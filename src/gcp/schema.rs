@@ -1,9 +1,13 @@
 //! A BigQuery table's schema as we create and compare it: fields, time partitioning, their
 //! JSON form, and whether an existing table can take a snapshot.
 
-use serde::Serialize;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::model::settings::{QualifiedColumn, SettingError};
+use crate::model::table_ref::split_outside_quotes;
 use crate::model::types::{BigQueryType, ColumnMapping};
 
 /// Time-partitioning granularity.
@@ -14,6 +18,66 @@ pub enum PartitionUnit {
     Day,
     Month,
     Year,
+}
+
+impl FromStr for PartitionUnit {
+    type Err = SettingError;
+
+    /// `DAY`, `HOUR`, `MONTH` or `YEAR`, any case.
+    fn from_str(unit: &str) -> Result<Self, SettingError> {
+        match unit.to_ascii_uppercase().as_str() {
+            "DAY" => Ok(Self::Day),
+            "HOUR" => Ok(Self::Hour),
+            "MONTH" => Ok(Self::Month),
+            "YEAR" => Ok(Self::Year),
+            _ => Err(SettingError::PartitionUnit { unit: unit.to_string() }),
+        }
+    }
+}
+
+/// A table's time partitioning as the config file writes it: `column[:DAY|HOUR|MONTH|YEAR]`
+/// (default DAY; the column as written).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PartitionSpec {
+    pub column: String,
+    pub unit: PartitionUnit,
+}
+
+impl FromStr for PartitionSpec {
+    type Err = SettingError;
+
+    fn from_str(text: &str) -> Result<Self, SettingError> {
+        let (column, unit) = split_outside_quotes(text, ':').unwrap_or((text, "DAY"));
+        Ok(Self { column: column.to_string(), unit: unit.parse()? })
+    }
+}
+
+impl TryFrom<String> for PartitionSpec {
+    type Error = SettingError;
+
+    fn try_from(text: String) -> Result<Self, SettingError> {
+        text.parse()
+    }
+}
+
+/// `--partition-by TABLE.COLUMN[:UNIT]`: a table's load key and its [`PartitionSpec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePartition {
+    pub table: String,
+    pub spec: PartitionSpec,
+}
+
+impl FromStr for TablePartition {
+    type Err = SettingError;
+
+    fn from_str(text: &str) -> Result<Self, SettingError> {
+        let (target, unit) = split_outside_quotes(text, ':').unwrap_or((text, "DAY"));
+        let QualifiedColumn { table, column } = target
+            .parse()
+            .map_err(|_| SettingError::Malformed { value: text.to_string(), expected: "TABLE.COLUMN[:DAY|HOUR|MONTH|YEAR]" })?;
+        Ok(Self { table, spec: PartitionSpec { column, unit: unit.parse()? } })
+    }
 }
 
 /// A column's mode, displayed and serialised as BigQuery names it ([`FieldMode::name`]).
@@ -218,6 +282,25 @@ pub fn schema_differences(existing: &Value, fields: &[Field]) -> SchemaCompariso
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partitioning_is_a_column_and_a_unit() {
+        let spec = |column: &str, unit| PartitionSpec { column: column.into(), unit };
+        assert_eq!("created_at".parse(), Ok(spec("created_at", PartitionUnit::Day)));
+        assert_eq!("created_at:month".parse(), Ok(spec("created_at", PartitionUnit::Month)));
+        assert_eq!("\"at:x\":HOUR".parse(), Ok(spec("\"at:x\"", PartitionUnit::Hour)));
+        assert_eq!(
+            "at:WEEK".parse::<PartitionSpec>().unwrap_err().to_string(),
+            "unknown partitioning unit `WEEK` (use DAY, HOUR, MONTH or YEAR)"
+        );
+        let flag: TablePartition = "\"sales.eu\".orders.\"at:x\":MONTH".parse().unwrap();
+        assert_eq!((flag.table.as_str(), flag.spec), ("\"sales.eu\".orders", spec("at:x", PartitionUnit::Month)));
+        assert_eq!("public.events.at".parse::<TablePartition>().unwrap().spec, spec("at", PartitionUnit::Day));
+        assert_eq!(
+            "at:DAY".parse::<TablePartition>().unwrap_err().to_string(),
+            "`at:DAY` is not of the form TABLE.COLUMN[:DAY|HOUR|MONTH|YEAR]"
+        );
+    }
 
     fn field(name: &str, field_type: &str, mode: &str) -> Field {
         Field { name: name.into(), field_type: parse_type(field_type).unwrap(), mode: FieldMode::parse(mode).unwrap(), description: None }

@@ -3,7 +3,8 @@
 //! ([`partition`]), the aggregates validation compares ([`aggregates`], [`fingerprint`],
 //! [`row_fingerprint`]), the [`check`]s it reports, a tail export's bound ([`tail`]) and its row
 //! hashes ([`row_hash`]), the progress counters stages update ([`progress`]), the record of a finished export unit
-//! ([`unit_record`]), a table's identity ([`table_ref`]), and
+//! ([`unit_record`]), a table's identity ([`table_ref`]), the values of settings as
+//! written ([`settings`]), and
 //! [`error_chain`], how every error is told with its causes.
 //!
 //! Nothing here imports another pg2bq module.
@@ -19,6 +20,7 @@ pub mod progress;
 pub mod row_fingerprint;
 pub mod row_hash;
 pub mod run_id;
+pub mod settings;
 pub mod shard;
 pub mod table_ref;
 pub mod tail;

@@ -173,23 +173,6 @@ impl TableRef {
     }
 }
 
-/// A column written `[[schema.]table.]column` as SQL spells it: the table part (`None` when only
-/// a column is written) as the key [`TableRef::is_named_by`] reads, and the column as written
-/// (inside its quotes, if quoted; an unquoted column is not case-folded, as options always took it).
-///
-/// # Errors
-/// [`ParseTableRefError`] for malformed text or more than three parts.
-pub fn column_ref(text: &str) -> Result<(Option<String>, String), ParseTableRefError> {
-    let mut parts = name_parts(text)?;
-    let column = parts.pop().expect("name_parts gives one part or more").text;
-    match parts.as_slice() {
-        [] => Ok((None, column)),
-        [table] => Ok((Some(table_key(None, &table.folded())), column)),
-        [schema, table] => Ok((Some(table_key(Some(&schema.folded()), &table.folded())), column)),
-        _ => Err(ParseTableRefError { text: text.to_string(), problem: "more than three parts (quote a part holding a dot)" }),
-    }
-}
-
 /// The one spelling of a table written `[schema.]table` (folded) as options key it: only the
 /// table for [`DEFAULT_SCHEMA`] or no schema (a bare name matches that table in any schema),
 /// else the [`TableRef`] displayed.

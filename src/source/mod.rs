@@ -1,6 +1,8 @@
 //! Reading Postgres: one snapshot session for the catalog, counts and checks
-//! ([`postgres`]) and ConnectorX streams for the rows ([`stream`]).
+//! ([`postgres`]) and ConnectorX streams for the rows ([`stream`]); the source as a user gives
+//! it ([`conninfo`]).
 
+pub mod conninfo;
 pub mod postgres;
 pub mod stream;
 

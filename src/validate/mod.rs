@@ -29,7 +29,7 @@ pub use crate::model::check::Check;
 use crate::model::check::CheckKind;
 use crate::model::manifest::{ColumnManifest, ForeignKey, Manifest, PartitionManifest, TableManifest, TableNames};
 use crate::model::progress::{ProgressCounter, ProgressReporter, TableProgress};
-use crate::model::table_ref::column_ref;
+use crate::model::settings::QualifiedColumn;
 use crate::model::types::{quote_ident, BigQueryType};
 use crate::source::SourceError;
 use crate::storage::gcs::GcsOptions;
@@ -803,10 +803,7 @@ async fn denormalized_check(
     d: &Denormalized,
 ) -> Result<Check, ValidateError> {
     let unknown = || ValidateError::UnknownName { what: d.references.clone() };
-    let (parent_name, parent_column) = match column_ref(&d.references) {
-        Ok((Some(table), column)) => (table, column),
-        _ => return Err(unknown()),
-    };
+    let QualifiedColumn { table: parent_name, column: parent_column } = d.references.parse().map_err(|_| unknown())?;
     let parent_column = parent_column.as_str();
     let parent = find_table(manifest, &parent_name).ok_or_else(|| ValidateError::UnknownName { what: parent_name.clone() })?;
     let fk = table.foreign_keys.iter().find(|f| f.columns == [d.via.clone()] && f.references_table == parent.name);

@@ -58,6 +58,14 @@ pub enum ReadBackError {
     Decode(#[source] ArrowError),
 }
 
+/// Everything `verify` needs.
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    /// The snapshot's manifest: `gs://`, `file://` or a path.
+    pub manifest_uri: String,
+    pub gcs: GcsOptions,
+}
+
 /// Verifies a snapshot against its manifest.
 ///
 /// # Errors

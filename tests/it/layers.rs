@@ -16,7 +16,7 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     ("validate", &["model", "gcp", "storage", "source"]),
     ("verify", &["model", "storage"]),
     ("config", &["model", "gcp", "storage", "source", "export", "load", "validate", "verify", "cli"]),
-    ("cli", &[]),
+    ("cli", &["model", "gcp", "source"]),
 ];
 
 /// Files that may name clap or the terminal: the command line and what it prints.
