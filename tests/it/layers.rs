@@ -434,3 +434,40 @@ mod tests {
         BTreeMap::from([("a".to_string(), BTreeSet::from(["b".to_string()])), ("b".to_string(), BTreeSet::from(["a".to_string()]))]);
     assert_eq!(cycles(&graph), vec![vec!["a".to_string(), "b".to_string()]]);
 }
+
+/// The repository's files that `text` cites by path: `src/…`, `tests/…`, `scripts/…`, `benches/…`.
+fn cited_paths(text: &str) -> BTreeSet<String> {
+    let mut cited = BTreeSet::new();
+    for root in ["src/", "tests/", "scripts/", "benches/"] {
+        for (at, _) in text.match_indices(root) {
+            let preceded = text[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '.');
+            let path: String = text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || "/_.-".contains(*c)).collect();
+            let path = path.trim_end_matches('.');
+            if !preceded && path.rsplit('/').next().is_some_and(|file| file.contains('.')) {
+                cited.insert(path.to_string());
+            }
+        }
+    }
+    cited
+}
+
+#[test]
+fn the_docs_cite_files_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut documents = vec![root.join("README.md"), root.join("Cargo.toml")];
+    documents.extend(
+        std::fs::read_dir(root.join("docs")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "md")),
+    );
+    let mut missing = Vec::new();
+    for document in documents {
+        let text = std::fs::read_to_string(&document).unwrap();
+        for path in cited_paths(&text).into_iter().filter(|path| !root.join(path).exists()) {
+            missing.push(format!("{}: `{path}`", document.strip_prefix(root).unwrap().display()));
+        }
+    }
+    assert!(missing.is_empty(), "the docs cite files that are not there:\n{}", missing.join("\n"));
+    assert_eq!(
+        cited_paths("see src/load/plan.rs, `tests/it/main.rs`. vendor/x/src/a.rs src/"),
+        ["src/load/plan.rs", "tests/it/main.rs"].map(String::from).into()
+    );
+}
