@@ -32,13 +32,12 @@ use crate::export::memory::{estimated_row_bytes, WorkerMemory, DEFAULT_MEMORY_BU
 use crate::export::parquet::{ParquetSettings, ParquetSinkError, PartitionFiles, WrittenFile};
 use crate::model::aggregates::ColumnAccumulator;
 use crate::model::manifest::{
-    ColumnManifest, FileManifest, Manifest, PartitionManifest, TableManifest, UnitSnapshot, FORMAT_VERSION, MANIFEST_FILE,
+    ColumnManifest, FileManifest, Manifest, PartitionManifest, RowHashes, TableManifest, UnitSnapshot, FORMAT_VERSION, MANIFEST_FILE,
 };
 use crate::model::partition::PartitionBounds;
 pub use crate::model::progress::{ProgressCounter, ProgressReporter};
 use crate::model::progress::{TableProgress, UnitReport};
 use crate::model::row_fingerprint::{covers, RowAccumulator, TableRowFingerprint};
-use crate::model::row_hash::RowHashes;
 use crate::model::run_id::RunId;
 use crate::model::table_ref::TableRef;
 use crate::model::types::ColumnMapping;

@@ -15,9 +15,9 @@ use tracing::info;
 
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
 use crate::export::row_hashes::{changes_among, locate_changes, HashError};
-use crate::model::manifest::{ForeignKey, Manifest, PartitionManifest, TableManifest};
+use crate::model::manifest::{ForeignKey, Manifest, PartitionManifest, RowHashes, TableManifest};
 use crate::model::partition::{BlockSpan, KeyColumn, PartitionBounds, Relation};
-use crate::model::row_hash::{Changes, HashQuery, RowHashes, MAX_CARRIED_KEYS};
+use crate::model::row_hash::{Changes, HashQuery, MAX_CARRIED_KEYS};
 use crate::model::table_ref::TableRef;
 use crate::model::tail::{updated_since, Carried, Tail};
 use crate::model::types::{
@@ -185,7 +185,7 @@ async fn plan_tail(
         return refuse(format!("it has no column `{column}` to be the watermark"));
     };
     let set_aside = set_aside.get(&earlier.name).map_or(&[][..], Vec::as_slice);
-    let tail = match Tail::after_run(&parent.run_id, earlier, mapping, &shape.primary_key, set_aside) {
+    let tail = match Tail::after_run(earlier.tail_parent(&parent.run_id, &mapping.name), mapping, &shape.primary_key, set_aside) {
         Ok(tail) => tail,
         Err(problem) => return Ok(Err(vec![problem])),
     };

@@ -18,8 +18,8 @@ use crate::export::plan::TablePlan;
 use crate::export::side_file::store_side_file;
 use crate::export::ExportError;
 use crate::model::locate::differing_buckets;
-use crate::model::manifest::{FileManifest, DELETED_KEYS_FILE};
-use crate::model::row_hash::{add_row, bucket_mask, hashed_by_type, Bucket, Changes, HashMethod, HashQuery, RowHashes, ROW_HASH_FILE};
+use crate::model::manifest::{FileManifest, HashMethod, RowHashes, DELETED_KEYS_FILE};
+use crate::model::row_hash::{add_row, bucket_mask, hashed_by_type, Bucket, Changes, HashQuery, ROW_HASH_FILE};
 use crate::source::postgres::SnapshotSession;
 use crate::storage::store::Store;
 

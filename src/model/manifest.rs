@@ -12,9 +12,8 @@ use sha2::{Digest, Sha256};
 use crate::model::aggregates::{ColumnAccumulator, ColumnAggregates};
 use crate::model::partition::PartitionBounds;
 use crate::model::row_fingerprint::{RowFingerprint, TableRowFingerprint};
-use crate::model::row_hash::RowHashes;
 use crate::model::table_ref::TableRef;
-use crate::model::tail::Tail;
+use crate::model::tail::{Parent, Tail};
 use crate::model::types::ColumnMapping;
 
 /// Bumped on any incompatible change of this format. Version 2 added [`DIGEST_FIELD`].
@@ -139,6 +138,13 @@ impl TableManifest {
         let rejected = self.rejected.as_ref().map_or(0, |r| r.file.rows);
         let earlier = self.tail.as_ref().map_or(0, |t| t.rows_through - t.replaced_rows());
         self.row_count + rejected + earlier
+    }
+
+    /// What a tail of `column` after this table of run `run` reads of it.
+    pub fn tail_parent<'a>(&'a self, run: &'a str, column: &str) -> Parent<'a> {
+        let watermark =
+            self.columns.iter().find(|c| c.mapping.name == column).map(|c| (c.mapping.pg_type.as_str(), c.aggregates.max.as_deref()));
+        Parent { run, table: &self.name, watermark, tail: self.tail.as_ref(), rows: self.snapshot_rows() }
     }
 
     /// The files beside the data: the rows set aside, the row hashes, the deleted keys (which
@@ -500,6 +506,31 @@ fn measure_differences(recorded: &ColumnAggregates, expected: &ColumnAggregates)
         .collect()
 }
 
+/// A table's row hashes in the manifest: the file (`key`, `key_hash`, `row_hash`), how the
+/// rows were hashed (a later tail hashes its rows the same way) and the exact sum of `row_hash`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowHashes {
+    pub file: FileManifest,
+    pub method: HashMethod,
+    /// The columns hashed, in order (the table's exported columns).
+    pub columns: Vec<String>,
+    /// Those hashed as their text (a type that may have no hash function).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub text_columns: Vec<String>,
+    /// The sum of the rows' `row_hash`, exactly, as decimal text.
+    pub sum: String,
+}
+
+/// How a row is hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashMethod {
+    /// `hash_record_extended(ROW(..), 0)` (PostgreSQL 14+).
+    Record,
+    /// `hashtextextended(ROW(..)::text, 0)`.
+    Text,
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -559,35 +590,7 @@ mod tests {
             [vec![Some("-7")], vec![Some("a")], vec![None], vec![Some("zz")]],
         ];
         let mut totals: Vec<ColumnAccumulator> = mappings.iter().map(ColumnAccumulator::for_column).collect();
-        let files = file_values
-            .iter()
-            .enumerate()
-            .map(|(index, columns)| {
-                let accumulators: Vec<ColumnAccumulator> = mappings
-                    .iter()
-                    .zip(columns)
-                    .map(|(mapping, values)| {
-                        let text: ArrayRef = Arc::new(StringArray::from(values.clone()));
-                        let mut accumulator = ColumnAccumulator::for_column(mapping);
-                        accumulator.update(&arrow::compute::cast(&text, &mapping.arrow_type).unwrap());
-                        accumulator
-                    })
-                    .collect();
-                for (total, file) in totals.iter_mut().zip(&accumulators) {
-                    total.merge(file);
-                }
-                FileManifest {
-                    path: format!("public.t/part-{index:05}.parquet"),
-                    uri: format!("gs://b/p/r/public.t/part-{index:05}.parquet"),
-                    partition: index,
-                    rows: columns[0].len() as u64,
-                    bytes: 100,
-                    crc32c: String::new(),
-                    aggregates: accumulators.iter().map(ColumnAccumulator::finish).collect(),
-                    row_fingerprint: None,
-                }
-            })
-            .collect();
+        let files = file_values.iter().enumerate().map(|(index, columns)| file(index, &mappings, columns, &mut totals)).collect();
         Manifest {
             format_version: FORMAT_VERSION,
             tool: "pg2bq".into(),
@@ -631,6 +634,34 @@ mod tests {
                 deleted_keys: None,
                 row_fingerprint: None,
             }],
+        }
+    }
+
+    /// File `index` of the test table holding `columns`' values (as text), its aggregates
+    /// merged into `totals`.
+    fn file(index: usize, mappings: &[ColumnMapping], columns: &[Vec<Option<&str>>], totals: &mut [ColumnAccumulator]) -> FileManifest {
+        let accumulators: Vec<ColumnAccumulator> = mappings
+            .iter()
+            .zip(columns)
+            .map(|(mapping, values)| {
+                let text: ArrayRef = Arc::new(StringArray::from(values.clone()));
+                let mut accumulator = ColumnAccumulator::for_column(mapping);
+                accumulator.update(&arrow::compute::cast(&text, &mapping.arrow_type).unwrap());
+                accumulator
+            })
+            .collect();
+        for (total, file) in totals.iter_mut().zip(&accumulators) {
+            total.merge(file);
+        }
+        FileManifest {
+            path: format!("public.t/part-{index:05}.parquet"),
+            uri: format!("gs://b/p/r/public.t/part-{index:05}.parquet"),
+            partition: index,
+            rows: columns[0].len() as u64,
+            bytes: 100,
+            crc32c: String::new(),
+            aggregates: accumulators.iter().map(ColumnAccumulator::finish).collect(),
+            row_fingerprint: None,
         }
     }
 

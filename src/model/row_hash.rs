@@ -19,9 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::{Deserialize, Serialize};
-
-use crate::model::manifest::FileManifest;
+use crate::model::manifest::HashMethod;
 use crate::model::tail::key_json;
 use crate::model::types::quote_ident;
 
@@ -42,31 +40,6 @@ pub const KEYS_NAMED: usize = 10;
 /// a literal in every unit's SELECT and travels in the plan; past this, export the table whole.
 /// Also the most keys of one kind held in memory while locating changes.
 pub const MAX_CARRIED_KEYS: u64 = 100_000;
-
-/// A table's row hashes in the manifest: the file (`key`, `key_hash`, `row_hash`), how the
-/// rows were hashed (a later tail hashes its rows the same way) and the exact sum of `row_hash`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RowHashes {
-    pub file: FileManifest,
-    pub method: HashMethod,
-    /// The columns hashed, in order (the table's exported columns).
-    pub columns: Vec<String>,
-    /// Those hashed as their text (a type that may have no hash function).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub text_columns: Vec<String>,
-    /// The sum of the rows' `row_hash`, exactly, as decimal text.
-    pub sum: String,
-}
-
-/// How a row is hashed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HashMethod {
-    /// `hash_record_extended(ROW(..), 0)` (PostgreSQL 14+).
-    Record,
-    /// `hashtextextended(ROW(..)::text, 0)`.
-    Text,
-}
 
 /// Whether a column of `pg_type` (as `format_type` names it) is hashed by its type's own hash
 /// function: the built-in types known to have one; any other (an array, a domain, `json`,

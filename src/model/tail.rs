@@ -15,7 +15,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::manifest::TableManifest;
 use crate::model::types::{quote_ident, ColumnMapping};
 
 /// One table's tail: which earlier run it continues and from where.
@@ -59,34 +58,45 @@ pub struct Carried {
     pub deleted: u64,
 }
 
+/// What a tail reads of its table in the parent run's manifest
+/// (`TableManifest::tail_parent` builds it).
+#[derive(Debug, Clone, Copy)]
+pub struct Parent<'a> {
+    /// The parent run's id and the table's name in it.
+    pub run: &'a str,
+    pub table: &'a str,
+    /// The watermark column as the parent exported it: its Postgres type and highest value;
+    /// `None` when the parent did not export the column.
+    pub watermark: Option<(&'a str, Option<&'a str>)>,
+    /// The parent's own tail, when it was one.
+    pub tail: Option<&'a Tail>,
+    /// The rows the runs up to the parent hold.
+    pub rows: u64,
+}
+
 impl Tail {
-    /// The tail of `column` after `parent`, the earlier run's manifest of the same table;
-    /// `key` is the table's primary key now and `set_aside` the keys of the rows the parent
-    /// set aside (read from its `_rejected` file; none without a key).
+    /// The tail of `column` after `parent`; `key` is the table's primary key now and
+    /// `set_aside` the keys of the rows the parent set aside (read from its `_rejected` file;
+    /// none without a key).
     ///
     /// # Errors
     /// Why the column cannot be a watermark, naming table, column and type.
-    pub fn after_run(
-        parent_run: &str,
-        parent: &TableManifest,
-        column: &ColumnMapping,
-        key: &[String],
-        set_aside: &[String],
-    ) -> Result<Self, String> {
-        let refuse = |why: String| format!("table `{}`: column `{}` cannot be the watermark of a tail: {why}", parent.name, column.name);
+    pub fn after_run(parent: Parent<'_>, column: &ColumnMapping, key: &[String], set_aside: &[String]) -> Result<Self, String> {
+        let parent_run = parent.run;
+        let refuse = |why: String| format!("table `{}`: column `{}` cannot be the watermark of a tail: {why}", parent.table, column.name);
         if literal(&column.pg_type, "0").is_none() || column.repeated {
             return Err(refuse(format!("it is {}; a watermark is an integer, date or timestamp that only grows", column.pg_type)));
         }
-        let Some(earlier) = parent.columns.iter().find(|c| c.mapping.name == column.name) else {
+        let Some((earlier_type, earlier_max)) = parent.watermark else {
             return Err(refuse(format!("run `{parent_run}` did not export it")));
         };
-        if earlier.mapping.pg_type != column.pg_type {
-            return Err(refuse(format!("run `{parent_run}` exported it as {}, it is now {}", earlier.mapping.pg_type, column.pg_type)));
+        if earlier_type != column.pg_type {
+            return Err(refuse(format!("run `{parent_run}` exported it as {earlier_type}, it is now {}", column.pg_type)));
         }
         // A tail's carried rows lie below its own bound: the bound never goes down.
-        let (after, mut held_apart) = match &parent.tail {
-            Some(tail) => (highest(earlier.aggregates.max.as_deref(), tail.after.as_deref()), tail.set_aside.clone()),
-            None => (earlier.aggregates.max.clone(), Vec::new()),
+        let (after, mut held_apart) = match parent.tail {
+            Some(tail) => (highest(earlier_max, tail.after.as_deref()), tail.set_aside.clone()),
+            None => (earlier_max.map(str::to_string), Vec::new()),
         };
         if !key.is_empty() {
             held_apart.extend(set_aside.iter().cloned());
@@ -100,7 +110,7 @@ impl Tail {
             column: column.name.clone(),
             pg_type: column.pg_type.clone(),
             after,
-            rows_through: parent.snapshot_rows(),
+            rows_through: parent.rows,
             key: if held_apart.is_empty() { Vec::new() } else { key.to_vec() },
             set_aside: held_apart,
             carried: None,
@@ -202,7 +212,7 @@ fn literal(pg_type: &str, value: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::model::aggregates::ColumnAggregates;
-    use crate::model::manifest::{ColumnManifest, FileManifest, RejectedRows};
+    use crate::model::manifest::{ColumnManifest, FileManifest, RejectedRows, TableManifest};
     use crate::model::types::{map_column, OutOfRange, PgColumn};
 
     /// A column as the catalog describes it: `pg_type` is `format_type`'s name.
@@ -268,7 +278,7 @@ mod tests {
         let key = ["id".to_string()];
         let backfill = with_rejected(table(vec![(at.clone(), Some("1704067200000000"))], 17, None), 3);
         let set_aside = [r#"{"id" : 12}"#.to_string(), r#"{"id" : 7}"#.to_string(), r#"{"id" : 9}"#.to_string()];
-        let tail = Tail::after_run("backfill", &backfill, &at, &key, &set_aside).unwrap();
+        let tail = Tail::after_run(backfill.tail_parent("backfill", &at.name), &at, &key, &set_aside).unwrap();
         assert_eq!((tail.rows_through, tail.set_aside.len(), tail.key.as_slice()), (20, 3, &key[..]));
         assert_eq!(
             tail.row_filter(),
@@ -277,14 +287,14 @@ mod tests {
         assert!(tail.earlier_rows_filter().starts_with("NOT COALESCE(\"happened_at\" > "), "{}", tail.earlier_rows_filter());
 
         let first = with_rejected(table(vec![(at.clone(), Some("1704153600000000"))], 5, Some(tail)), 1);
-        let next = Tail::after_run("tail1", &first, &at, &key, &[r#"{"id" : 23}"#.to_string()]).unwrap();
+        let next = Tail::after_run(first.tail_parent("tail1", &at.name), &at, &key, &[r#"{"id" : 23}"#.to_string()]).unwrap();
         assert_eq!(next.rows_through, 26);
         assert_eq!(next.set_aside, [r#"{"id" : 12}"#, r#"{"id" : 23}"#, r#"{"id" : 7}"#, r#"{"id" : 9}"#]);
         // A key's quote is doubled in the literal.
-        let odd = Tail::after_run("tail1", &first, &at, &key, &[r#"{"id" : "o'k"}"#.to_string()]).unwrap();
+        let odd = Tail::after_run(first.tail_parent("tail1", &at.name), &at, &key, &[r#"{"id" : "o'k"}"#.to_string()]).unwrap();
         assert!(odd.row_filter().contains(r#"'{"id" : "o''k"}'"#), "{}", odd.row_filter());
         // Without a key nothing is left out: the check counts the set-aside rows below the bound.
-        let keyless = Tail::after_run("backfill", &backfill, &at, &[], &[]).unwrap();
+        let keyless = Tail::after_run(backfill.tail_parent("backfill", &at.name), &at, &[], &[]).unwrap();
         assert_eq!((keyless.rows_through, keyless.set_aside.len()), (20, 0));
         assert!(!keyless.row_filter().contains("ALL"));
         assert_eq!(key_json(&["a".into(), "b".into()]).unwrap(), r#"json_build_object('a', "a", 'b', "b")::text"#);
@@ -294,7 +304,7 @@ mod tests {
     fn the_bound_is_the_earlier_runs_maximum_and_the_chain_counts_its_rows() {
         let at = mapping("created_at", "timestamp with time zone");
         let full = table(vec![(at.clone(), Some("1704067200000001"))], 300, None);
-        let tail = Tail::after_run("r1", &full, &at, &[], &[]).unwrap();
+        let tail = Tail::after_run(full.tail_parent("r1", &at.name), &at, &[], &[]).unwrap();
         assert_eq!((tail.after.as_deref(), tail.rows_through), (Some("1704067200000001"), 300));
         assert_eq!(
             tail.row_filter(),
@@ -302,29 +312,30 @@ mod tests {
         );
         // A tail with no rows keeps its bound; the next one continues from it.
         let empty = table(vec![(at.clone(), None)], 0, Some(tail.clone()));
-        let next = Tail::after_run("r2", &empty, &at, &[], &[]).unwrap();
+        let next = Tail::after_run(empty.tail_parent("r2", &at.name), &at, &[], &[]).unwrap();
         assert_eq!((next.after, next.rows_through, next.parent_run.as_str()), (tail.after.clone(), 300, "r2"));
         let grown = table(vec![(at.clone(), Some("1704067300000000"))], 200, Some(tail));
-        assert_eq!(Tail::after_run("r3", &grown, &at, &[], &[]).unwrap().rows_through, 500);
+        assert_eq!(Tail::after_run(grown.tail_parent("r3", &at.name), &at, &[], &[]).unwrap().rows_through, 500);
     }
 
     #[test]
     fn integer_and_date_watermarks_and_refusals() {
         let id = mapping("id", "bigint");
-        let tail = Tail::after_run("r1", &table(vec![(id.clone(), Some("300"))], 300, None), &id, &[], &[]).unwrap();
+        let tail = Tail::after_run(table(vec![(id.clone(), Some("300"))], 300, None).tail_parent("r1", &id.name), &id, &[], &[]).unwrap();
         assert_eq!(tail.row_filter(), r#""id" > 300"#);
         assert_eq!(tail.earlier_rows_filter(), r#"NOT COALESCE("id" > 300, false)"#);
         let day = mapping("day", "date");
-        let tail = Tail::after_run("r1", &table(vec![(day.clone(), Some("19723"))], 1, None), &day, &[], &[]).unwrap();
+        let tail =
+            Tail::after_run(table(vec![(day.clone(), Some("19723"))], 1, None).tail_parent("r1", &day.name), &day, &[], &[]).unwrap();
         assert_eq!(tail.row_filter(), r#""day" > (date '1970-01-01' + 19723)"#);
         // The earlier run held no value: every row with one is new; rows without one are old.
-        let nothing = Tail::after_run("r1", &table(vec![(id.clone(), None)], 0, None), &id, &[], &[]).unwrap();
+        let nothing = Tail::after_run(table(vec![(id.clone(), None)], 0, None).tail_parent("r1", &id.name), &id, &[], &[]).unwrap();
         assert_eq!(nothing.earlier_rows_filter(), r#"NOT COALESCE("id" IS NOT NULL, false)"#);
 
         let note = mapping("note", "text");
-        let error = Tail::after_run("r1", &table(vec![(note.clone(), None)], 0, None), &note, &[], &[]).unwrap_err();
+        let error = Tail::after_run(table(vec![(note.clone(), None)], 0, None).tail_parent("r1", &note.name), &note, &[], &[]).unwrap_err();
         assert!(error.contains("column `note` cannot be the watermark") && error.contains("it is text"), "{error}");
-        let error = Tail::after_run("r1", &table(vec![], 0, None), &id, &[], &[]).unwrap_err();
+        let error = Tail::after_run(table(vec![], 0, None).tail_parent("r1", &id.name), &id, &[], &[]).unwrap_err();
         assert!(error.contains("run `r1` did not export it"), "{error}");
     }
 
@@ -337,7 +348,7 @@ mod tests {
         let key = ["id".to_string()];
         let backfill = table(vec![(at.clone(), Some("1000"))], 100, None);
         let carried = Carried { keys: vec![r#"{"id" : 1000}"#.into(), r#"{"id" : 5}"#.into()], updated: 1, deleted: 1 };
-        let tail = Tail::after_run("backfill", &backfill, &at, &key, &[]).unwrap().carrying(&key, carried);
+        let tail = Tail::after_run(backfill.tail_parent("backfill", &at.name), &at, &key, &[]).unwrap().carrying(&key, carried);
         let above = r#""created_at" > (timestamptz '1970-01-01 00:00:00+00' + interval '1000 microseconds')"#;
         assert_eq!(
             tail.row_filter(),
@@ -348,7 +359,7 @@ mod tests {
         // carried rows had one): the snapshot held 100 - 1 deleted + 1 late + 10.
         let first = table(vec![(at.clone(), Some("900"))], 12, Some(tail));
         assert_eq!(first.snapshot_rows(), 110);
-        let next = Tail::after_run("t1", &first, &at, &key, &[]).unwrap();
+        let next = Tail::after_run(first.tail_parent("t1", &at.name), &at, &key, &[]).unwrap();
         assert_eq!((next.rows_through, next.after.as_deref(), next.carried), (110, Some("1000"), None));
     }
 }
