@@ -12,11 +12,11 @@ use serde_json::{json, Value};
 use crate::gcp::bigquery::{DAILY_LOAD_JOBS_PER_TABLE, MAX_BYTES_PER_JOB, MAX_URIS_PER_JOB};
 use crate::gcp::routes::{route_columns, snapshot_columns, ColumnRoute, Routing, TargetOptions};
 pub use crate::gcp::runs::LoadMode;
-use crate::gcp::runs::CREATED_LABEL;
+use crate::gcp::runs::{keys_table_id, staging_table_id, CREATED_LABEL};
 use crate::gcp::schema::{
     schema_json, set_layout, table_reference, table_resource, Field, FieldMode, PartitionUnit, TableColumn, TimePartitioning,
 };
-use crate::gcp::sql::{keys_table_id, quote, staging_table_id, string_literal, table_path};
+use crate::gcp::sql::{quote, string_literal, table_path};
 use crate::load::deletes::{check_carried, plan_deletes, DeleteTarget, Deletes};
 use crate::load::merge::{merge_sql, MergeSpec};
 use crate::model::manifest::{FileManifest, Manifest, TableManifest, TableNames};
