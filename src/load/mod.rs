@@ -43,7 +43,7 @@ use crate::model::types::BigQueryType;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{check_listed_files, read_manifest, FoundManifest, ManifestError};
 use deletes::Deletes;
-pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad, WriteDisposition};
+pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, Problem, TableLoad, WriteDisposition};
 use plan::{LoadJob, LoadPlanError, QueryJob};
 
 /// Everything `load` needs.
@@ -109,7 +109,7 @@ pub enum LoadError {
     #[error("run `{run_id}` was already loaded into table `{table}` ({how}); appending it again would duplicate its rows. Load it with --mode truncate to replace the table with the snapshot, or into another table")]
     AlreadyLoaded { run_id: String, table: String, how: String },
     #[error("nothing was loaded:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Refused { problems: Vec<String> },
+    Refused { problems: Vec<Problem> },
     #[error("table `{table}` was created by someone else while this load started (another `pg2bq load` of this run?); nothing was loaded. Wait for the other load to finish, then re-run: a re-run attaches to its jobs and never loads a run twice")]
     CreatedConcurrently {
         table: String,

@@ -20,7 +20,7 @@ use tracing::{debug, info, info_span, trace, Instrument};
 
 use crate::gcp::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
 use crate::gcp::measures::{aggregate_query, Measure};
-use crate::gcp::routes::{read_back_routes, route_columns, ColumnRoute};
+use crate::gcp::routes::{read_back_routes, route_columns, ColumnRoute, RouteProblem};
 use crate::gcp::runs::{records_sql, DeletedRows, LoadMode, LoadRecord, RUNS_TABLE};
 use crate::gcp::schema::table_columns;
 use crate::gcp::sql::{key_join, quote, table_path};
@@ -96,7 +96,7 @@ pub enum ValidateError {
     #[error("table `{table}` holds run `{run_id}` by merge, but the keys table `{keys}` that load keeps for validate is missing; re-run the same `pg2bq load --mode merge`")]
     MissingKeys { table: String, run_id: String, keys: String },
     #[error("table `{table}` cannot be read as the snapshot through the routes its load recorded (its columns changed since?):\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Routing { table: String, problems: Vec<String> },
+    Routing { table: String, problems: Vec<RouteProblem> },
     #[error("no load of run `{run_id}`'s table `{table}` is recorded in dataset `{dataset}`: {hint}")]
     NotRecorded { run_id: String, table: String, dataset: String, hint: String },
     #[error("the record of run `{run_id}` in table `{table}` (in `_pg2bq_runs`) is not one this pg2bq reads")]
