@@ -13,6 +13,7 @@ pub mod config;
 pub mod memory;
 pub mod parquet;
 pub mod plan;
+pub mod problem;
 pub mod rejected;
 pub mod row_hashes;
 pub mod schedule;
