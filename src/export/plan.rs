@@ -209,16 +209,16 @@ async fn plan_tail(
             refuse(Problem::EarlierRowsChanged { what, counted, changes: changes.describe() })
         }
         EarlierRows::Changed { changes, .. } => {
-            carried_tail(what, tail, &shape.primary_key, changes).map_or_else(refuse, |t| Ok(Ok(Some(t))))
+            carried_tail(what, tail, &shape.primary_key, changes).map_or_else(|problems| Ok(Err(problems)), |t| Ok(Ok(Some(t))))
         }
     }
 }
 
 /// The tail carrying `changes` (every key, up to [`MAX_CARRIED_KEYS`]) and the deleted keys.
-fn carried_tail(what: Subject, tail: Tail, key: &[String], changes: Changes) -> Result<(Tail, Vec<String>), Problem> {
+fn carried_tail(what: Subject, tail: Tail, key: &[String], changes: Changes) -> Result<(Tail, Vec<String>), Vec<Problem>> {
     let total = changes.updated.count() + changes.deleted.count() + changes.inserted_late.count();
     if total > MAX_CARRIED_KEYS {
-        return Err(Problem::TooManyChanges { what, parent_run: tail.parent_run, total, changes: changes.describe() });
+        return Err(vec![Problem::TooManyChanges { what, parent_run: tail.parent_run, total, changes: changes.describe() }]);
     }
     let carried = Carried { keys: changes.carried(), updated: changes.updated.count(), deleted: changes.deleted.count() };
     let mut deleted = changes.deleted.keys().to_vec();

@@ -165,7 +165,7 @@ pub fn route_columns(
         match (fed.get(column.name.as_str()), set) {
             (Some(source), None) => match route(table, source, column, options) {
                 Ok(route) => routes.push(route),
-                Err(problem) => problems.push(problem),
+                Err(problem) => problems.push(*problem),
             },
             (Some(source), Some(_)) => problems.push(RouteProblem::SetOverFed {
                 table: table.into(),
@@ -220,7 +220,7 @@ pub fn read_back_routes(
         if let Some(source) = fed.get(column.name.as_str()) {
             match route(table, source, column, options) {
                 Ok(route) => routes.push(route),
-                Err(problem) => problems.push(problem),
+                Err(problem) => problems.push(*problem),
             }
         }
     }
@@ -278,16 +278,18 @@ fn feed<'a>(
 }
 
 /// One snapshot column into one target column.
-fn route(table: &str, source: &ColumnManifest, target: &TableColumn, options: &TargetOptions) -> Result<ColumnRoute, RouteProblem> {
+fn route(table: &str, source: &ColumnManifest, target: &TableColumn, options: &TargetOptions) -> Result<ColumnRoute, Box<RouteProblem>> {
     let mapping = &source.mapping;
-    let refuse = |why: &str| RouteProblem::Conversion {
-        table: table.into(),
-        column: mapping.bq_name.clone(),
-        source_type: format!("{}{}", if mapping.repeated { "REPEATED " } else { "" }, mapping.bq_type.sql_name()),
-        pg_type: mapping.pg_type.clone(),
-        target: target.name.clone(),
-        target_type: target.describe(),
-        reason: why.into(),
+    let refuse = |why: &str| {
+        Box::new(RouteProblem::Conversion {
+            table: table.into(),
+            column: mapping.bq_name.clone(),
+            source_type: format!("{}{}", if mapping.repeated { "REPEATED " } else { "" }, mapping.bq_type.sql_name()),
+            pg_type: mapping.pg_type.clone(),
+            target: target.name.clone(),
+            target_type: target.describe(),
+            reason: why.into(),
+        })
     };
     let (Ok(mode), Ok(target_type)) = (&target.mode, &target.field_type) else {
         return Err(refuse("the target's type is not one pg2bq loads"));
