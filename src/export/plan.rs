@@ -1,6 +1,9 @@
 //! The export plan: for every table, the columns with their mappings, the SELECT, the
 //! partitions (units of work) with bounds and exact row counts, and the data checks, all read
-//! inside the snapshot. Nothing is written while planning; `--dry-run` prints this plan.
+//! inside the snapshot. Not pure: planning queries Postgres (the catalog, the counts, the value
+//! checks, a tail's earlier rows) in the run's snapshot, and reads a `--since` run's row hashes.
+//! Nothing is written while planning; `--dry-run` prints this plan. Refusals are
+//! [`Problem`]s, every table's at once.
 //!
 //! How a table is cut into units (child relations, key ranges, block ranges, and how many) is
 //! described once, for users, in docs/architecture.md ("Units"); `plan_units` and
