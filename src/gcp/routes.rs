@@ -122,14 +122,22 @@ pub enum RouteProblem {
     #[error("table `{table}`: column `{column}` is left out with --exclude-column and also mapped or given a --default")]
     ExcludedAndMapped { table: String, column: String },
     #[error("table `{table}`: column `{column}` ({source_type}, Postgres {pg_type}) cannot go into target column `{target}` ({target_type}): {reason}")]
-    Conversion { table: String, column: String, source_type: String, pg_type: String, target: String, target_type: String, reason: String },
+    Conversion {
+        table: String,
+        column: String,
+        source_type: String,
+        pg_type: String,
+        target: String,
+        target_type: String,
+        reason: ConversionRefusal,
+    },
     #[error(
         "table `{table}`: --set {table}.{target}=… fills target column `{target}`, which snapshot column `{fed_by}` already feeds; \
          leave `{fed_by}` out with --exclude-column {table}.{fed_by} or drop the --set"
     )]
     SetOverFed { table: String, target: String, fed_by: String },
     #[error("table `{table}`: --set {table}.{target}={value}: {reason}")]
-    BadSet { table: String, target: String, value: String, reason: String },
+    BadSet { table: String, target: String, value: String, reason: ConstantRefusal },
     #[error(
         "table `{table}`: target column `{target}` is REQUIRED and no snapshot column feeds it; \
          map one with --column-map, fill it with --set {table}.{target}=<value>, or make the column NULLABLE"
@@ -137,6 +145,38 @@ pub enum RouteProblem {
     RequiredUnfed { table: String, target: String },
     #[error("table `{table}`: --set names column `{column}`, which the target table does not have")]
     UnknownSetColumn { table: String, column: String },
+}
+
+/// Why a snapshot column cannot go into a target column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConversionRefusal {
+    #[error("the target's type is not one pg2bq loads")]
+    UnknownTargetType,
+    #[error("a repeated column pairs only with a repeated one")]
+    RepeatedMismatch,
+    #[error("a date becomes midnight of that day; allow it with --date-to-timestamp")]
+    DateNeedsOptIn,
+    #[error("FLOAT64 keeps 15–17 significant digits; allow the rounding with --allow-lossy {table}.{column}=FLOAT64")]
+    Lossy { table: String, column: String },
+    #[error("no lossless conversion between these types")]
+    NoLosslessConversion,
+    #[error("--default {value}: {reason}")]
+    BadDefault { value: String, reason: ConstantRefusal },
+    #[error(
+        "the target is REQUIRED and the snapshot holds {nulls} NULL(s) in it; give them a value with --default {table}.{column}=<value>"
+    )]
+    RequiredNulls { table: String, column: String, nulls: u64 },
+}
+
+/// Why a `--set` or `--default` value cannot fill a column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConstantRefusal {
+    #[error("the target column is {target_type}, which pg2bq does not fill")]
+    NotFillable { target_type: String },
+    #[error("a repeated column takes no constant")]
+    Repeated,
+    #[error("`{value}` is not a {} value", bq_type.sql_name())]
+    NotAValue { value: String, bq_type: BigQueryType },
 }
 
 /// The columns of a table pg2bq creates from the snapshot, without the excluded ones: each fed as is.
@@ -280,7 +320,7 @@ fn feed<'a>(
 /// One snapshot column into one target column.
 fn route(table: &str, source: &ColumnManifest, target: &TableColumn, options: &TargetOptions) -> Result<ColumnRoute, Box<RouteProblem>> {
     let mapping = &source.mapping;
-    let refuse = |why: &str| {
+    let refuse = |reason: ConversionRefusal| {
         Box::new(RouteProblem::Conversion {
             table: table.into(),
             column: mapping.bq_name.clone(),
@@ -288,28 +328,26 @@ fn route(table: &str, source: &ColumnManifest, target: &TableColumn, options: &T
             pg_type: mapping.pg_type.clone(),
             target: target.name.clone(),
             target_type: target.describe(),
-            reason: why.into(),
+            reason,
         })
     };
     let (Ok(mode), Ok(target_type)) = (&target.mode, &target.field_type) else {
-        return Err(refuse("the target's type is not one pg2bq loads"));
+        return Err(refuse(ConversionRefusal::UnknownTargetType));
     };
     if mapping.repeated != (*mode == FieldMode::Repeated) {
-        return Err(refuse("a repeated column pairs only with a repeated one"));
+        return Err(refuse(ConversionRefusal::RepeatedMismatch));
     }
     let Conversion { mut expr, mut conversion, inverse, lossy } =
-        convert(table, mapping, *target_type, &target.name, options).map_err(|why| refuse(&why))?;
+        convert(table, mapping, *target_type, &target.name, options).map_err(refuse)?;
     let default = options.defaults.get(&mapping.bq_name);
     let nulls = source.aggregates.null_count;
     if let Some(value) = default {
-        let constant = constant(*target_type, !mapping.repeated, value).map_err(|why| refuse(&format!("--default {value}: {why}")))?;
+        let constant = constant(*target_type, !mapping.repeated, value)
+            .map_err(|reason| refuse(ConversionRefusal::BadDefault { value: value.clone(), reason }))?;
         expr = format!("IFNULL({expr}, {constant})");
         conversion = format!("{conversion}; NULL → {value} (--default, {nulls} NULL(s) in the snapshot)");
     } else if *mode == FieldMode::Required && nulls > 0 {
-        return Err(refuse(&format!(
-            "the target is REQUIRED and the snapshot holds {nulls} NULL(s) in it; give them a value with --default {table}.{}=<value>",
-            mapping.bq_name
-        )));
+        return Err(refuse(ConversionRefusal::RequiredNulls { table: table.into(), column: mapping.bq_name.clone(), nulls }));
     }
     let compare_as_text = *mode == FieldMode::Repeated || *target_type == BigQueryType::Json;
     let measured = lossy || default.is_some() || *target_type == BigQueryType::Json;
@@ -326,9 +364,9 @@ fn route(table: &str, source: &ColumnManifest, target: &TableColumn, options: &T
 }
 
 /// A target column the snapshot does not feed, filled with a constant (`--set`).
-fn constant_route(target: &TableColumn, value: &str) -> Result<ColumnRoute, String> {
+fn constant_route(target: &TableColumn, value: &str) -> Result<ColumnRoute, ConstantRefusal> {
     let (Ok(mode), Ok(target_type)) = (&target.mode, &target.field_type) else {
-        return Err(format!("the target column is {}, which pg2bq does not fill", target.describe()));
+        return Err(ConstantRefusal::NotFillable { target_type: target.describe() });
     };
     let expr = constant(*target_type, *mode != FieldMode::Repeated, value)?;
     Ok(ColumnRoute {
@@ -345,7 +383,7 @@ fn constant_route(target: &TableColumn, value: &str) -> Result<ColumnRoute, Stri
 /// A constant of the target's type from the operator's text (`--set`, `--default`): the text
 /// as a string literal, cast (JSON parsed); numbers and booleans are checked here, other types
 /// by BigQuery when the statement runs (before the table changes).
-fn constant(to: BigQueryType, scalar: bool, value: &str) -> Result<String, String> {
+fn constant(to: BigQueryType, scalar: bool, value: &str) -> Result<String, ConstantRefusal> {
     let literal = string_literal(value);
     let parses = match to {
         BigQueryType::Int64 => value.parse::<i64>().is_ok(),
@@ -356,8 +394,8 @@ fn constant(to: BigQueryType, scalar: bool, value: &str) -> Result<String, Strin
         _ => true,
     };
     match to {
-        _ if !scalar => Err("a repeated column takes no constant".into()),
-        _ if !parses => Err(format!("`{value}` is not a {} value", to.sql_name())),
+        _ if !scalar => Err(ConstantRefusal::Repeated),
+        _ if !parses => Err(ConstantRefusal::NotAValue { value: value.into(), bq_type: to }),
         BigQueryType::String => Ok(literal),
         BigQueryType::Json => Ok(format!("PARSE_JSON({literal})")),
         other => Ok(format!("CAST({literal} AS {})", other.sql_name())),
@@ -375,7 +413,13 @@ struct Conversion {
 
 /// A snapshot column's value, read from the staging table (`s`), as the target's type, and the
 /// target's value (`t`) read back as the snapshot's; or why no lossless conversion exists.
-fn convert(table: &str, mapping: &ColumnMapping, to: BigQueryType, target: &str, options: &TargetOptions) -> Result<Conversion, String> {
+fn convert(
+    table: &str,
+    mapping: &ColumnMapping,
+    to: BigQueryType,
+    target: &str,
+    options: &TargetOptions,
+) -> Result<Conversion, ConversionRefusal> {
     // JSON is staged as text and parsed here; PARSE_JSON's wide_number_mode defaults to
     // 'exact': a number JSON cannot hold is an error.
     let column = format!("s.{}", quote(&mapping.bq_name));
@@ -401,9 +445,7 @@ fn convert(table: &str, mapping: &ColumnMapping, to: BigQueryType, target: &str,
             let inverse = format!("IF({held} = {to}(DATE({held})), DATE({held}), NULL)");
             done(format!("{to}({column})"), format!("DATE → {to} (midnight, by --date-to-timestamp)"), inverse)
         }
-        (BigQueryType::Date, BigQueryType::Timestamp | BigQueryType::Datetime) if scalar => {
-            Err("a date becomes midnight of that day; allow it with --date-to-timestamp".into())
-        }
+        (BigQueryType::Date, BigQueryType::Timestamp | BigQueryType::Datetime) if scalar => Err(ConversionRefusal::DateNeedsOptIn),
         (BigQueryType::String, BigQueryType::Json) if scalar && matches!(mapping.pg_type.as_str(), "json" | "jsonb") => {
             done(format!("PARSE_JSON({column})"), "STRING(json) → JSON".into(), format!("TO_JSON_STRING({held})"))
         }
@@ -411,11 +453,10 @@ fn convert(table: &str, mapping: &ColumnMapping, to: BigQueryType, target: &str,
             let conversion = format!("{} → FLOAT64 (lossy: 15–17 significant digits, by --allow-lossy)", from.sql_name());
             Ok(Conversion { expr: format!("CAST({column} AS FLOAT64)"), conversion, inverse: held, lossy: true })
         }
-        (BigQueryType::Int64 | BigQueryType::Numeric | BigQueryType::Bignumeric, BigQueryType::Float64) if scalar => Err(format!(
-            "FLOAT64 keeps 15–17 significant digits; allow the rounding with --allow-lossy {table}.{}=FLOAT64",
-            mapping.bq_name
-        )),
-        _ => Err("no lossless conversion between these types".into()),
+        (BigQueryType::Int64 | BigQueryType::Numeric | BigQueryType::Bignumeric, BigQueryType::Float64) if scalar => {
+            Err(ConversionRefusal::Lossy { table: table.into(), column: mapping.bq_name.clone() })
+        }
+        _ => Err(ConversionRefusal::NoLosslessConversion),
     }
 }
 
@@ -469,14 +510,14 @@ mod tests {
         target_columns.push(target("source", BigQueryType::String, FieldMode::Required));
         let problems = route_columns("entity_mentions", &columns, &target_columns, &TargetOptions::default()).unwrap_err();
         let table = || "entity_mentions".to_string();
-        let conversion = |column: &str, source_type: &str, pg_type: &str, target_type: &str, reason: &str| RouteProblem::Conversion {
+        let conversion = |column: &str, source_type: &str, pg_type: &str, target_type: &str, reason| RouteProblem::Conversion {
             table: table(),
             column: column.into(),
             source_type: source_type.into(),
             pg_type: pg_type.into(),
             target: column.into(),
             target_type: target_type.into(),
-            reason: reason.into(),
+            reason,
         };
         assert_eq!(
             problems,
@@ -487,9 +528,9 @@ mod tests {
                     "INT64",
                     "int8",
                     "REQUIRED STRING",
-                    "the target is REQUIRED and the snapshot holds 2 NULL(s) in it; give them a value with --default entity_mentions.id=<value>"
+                    ConversionRefusal::RequiredNulls { table: table(), column: "id".into(), nulls: 2 }
                 ),
-                conversion("mentioned_at", "DATE", "date", "REQUIRED TIMESTAMP", "a date becomes midnight of that day; allow it with --date-to-timestamp"),
+                conversion("mentioned_at", "DATE", "date", "REQUIRED TIMESTAMP", ConversionRefusal::DateNeedsOptIn),
                 RouteProblem::RequiredUnfed { table: table(), target: "source".into() },
             ]
         );
@@ -586,7 +627,7 @@ mod tests {
             table: "m".into(),
             target: "entity".into(),
             value: "x".into(),
-            reason: "`x` is not a INT64 value".into(),
+            reason: ConstantRefusal::NotAValue { value: "x".into(), bq_type: BigQueryType::Int64 },
         };
         assert_eq!(problems, [bad_set]);
         assert_eq!(problems[0].to_string(), "table `m`: --set m.entity=x: `x` is not a INT64 value");
