@@ -1098,6 +1098,23 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_gives_its_problems_as_text_and_a_plan_read_back_has_none() {
+        let problem = Problem::NoColumns { what: Subject::Query("empty".into()) };
+        let text = "query `empty` has no columns; a BigQuery table needs at least one, leave it out of the run";
+        let plan = ExportPlan {
+            run_id: "r1".into(),
+            destination: "gs://b/p".into(),
+            source: crate::model::manifest::SourceInfo::default(),
+            tables: Vec::new(),
+            problems: vec![problem],
+        };
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["problems"], serde_json::json!([text]));
+        let read: ExportPlan = serde_json::from_value(json).unwrap();
+        assert!(read.problems.is_empty());
+    }
+
+    #[test]
     fn ranges_cover_the_keys_without_overlap() {
         assert_eq!(split_range(1, 100, 4), vec![1, 26, 51, 76, 100]);
         assert_eq!(split_range(5, 6, 4), vec![5, 6, 6]);
