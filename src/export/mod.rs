@@ -13,6 +13,7 @@ pub mod config;
 pub mod memory;
 pub mod parquet;
 pub mod plan;
+pub mod problem;
 pub mod rejected;
 pub mod row_hashes;
 pub mod schedule;
@@ -196,20 +197,44 @@ pub enum ExportOutcome {
     Committed { manifest: Box<Manifest>, manifest_uri: String, units: Vec<UnitReport> },
 }
 
-/// Runs an export (or plans it, with `dry_run`).
+/// Runs an export (or plans it, with `dry_run`): [`plan_run`], then [`execute`].
 ///
 /// # Errors
 /// [`ExportError`] naming the table, column and object; nothing is committed on error.
 pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) -> Result<ExportOutcome, ExportError> {
+    let planned = plan_run(config).await?;
+    if config.dry_run {
+        return Ok(ExportOutcome::Planned(planned.plan));
+    }
+    execute(planned, progress).await
+}
+
+/// A run planned and ready to execute: the plan, and the snapshot session it was made in,
+/// whose snapshot every unit reads (and whose locks hold the tables until the run ends).
+pub struct PlannedRun<'a> {
+    config: &'a ExportConfig,
+    pub plan: ExportPlan,
+    run_id: RunId,
+    store: Store,
+    session: SnapshotSession,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Plans a run: refuses a committed run id, opens the snapshot, locks its tables, reads the
+/// `--since` run, and plans every table inside the snapshot ([`plan::plan_export`]: the
+/// catalog, counts and value checks). Reads the store and Postgres; writes nothing, so
+/// `--dry-run` runs only this.
+///
+/// # Errors
+/// [`ExportError::RunCommitted`], a snapshot or lock failure, or the plan's refusal.
+pub async fn plan_run(config: &ExportConfig) -> Result<PlannedRun<'_>, ExportError> {
     crate::export::memory::map_large_buffers();
     let run_id = config.run_id.clone().unwrap_or_else(RunId::generate);
     let started_at = chrono::Utc::now();
     let store = Store::open(&config.destination, &config.gcs)?;
     let manifest_path = format!("{run_id}/{MANIFEST_FILE}");
-    let manifest_uri = store.uri(&manifest_path);
-    let committed = || ExportError::RunCommitted { run_id: run_id.to_string(), uri: manifest_uri.clone() };
     if store.exists(&manifest_path).await? {
-        return Err(committed());
+        return Err(ExportError::RunCommitted { run_id: run_id.to_string(), uri: store.uri(&manifest_path) });
     }
     let session = SnapshotSession::open(&config.source_url).await?;
     session.lock_tables(&locked_tables(config), config.lock_timeout).await?;
@@ -218,15 +243,24 @@ pub async fn export(config: &ExportConfig, progress: Option<&ProgressReporter>) 
     if let Some(coordination) = &config.coordinate {
         sharded::coordinator::check_connection_budget(&session, coordination.workers, config.jobs).await?;
     }
-    if config.dry_run {
-        return Ok(ExportOutcome::Planned(plan));
-    }
+    Ok(PlannedRun { config, plan, run_id, store, session, started_at })
+}
+
+/// Executes a planned run: claims it, exports every unit in the plan's snapshot (or has
+/// workers do it, with `--coordinate`) and commits the manifest, create-only.
+///
+/// # Errors
+/// [`ExportError`] naming the table, column and object; nothing is committed on error.
+pub async fn execute(planned: PlannedRun<'_>, progress: Option<&ProgressReporter>) -> Result<ExportOutcome, ExportError> {
+    let PlannedRun { config, plan, run_id, store, session, started_at } = planned;
+    let manifest_path = format!("{run_id}/{MANIFEST_FILE}");
+    let manifest_uri = store.uri(&manifest_path);
     let claim = RunClaim::take(&store, &run_id, config.take_over).await?;
     info!(run_id = %run_id, claim = %claim.uri(), attempt = %claim.record().attempt, "Claimed run");
     // Committed between the first look and the claim: leave it as it is.
     if store.exists(&manifest_path).await? {
         claim.delete_run_objects(Cleanup::ClaimOnly).await?;
-        return Err(committed());
+        return Err(ExportError::RunCommitted { run_id: run_id.to_string(), uri: manifest_uri });
     }
     let recorded = match prepare_attempt(config, &store, &claim, &plan).await {
         Ok(recorded) => recorded,

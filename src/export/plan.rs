@@ -1,6 +1,9 @@
 //! The export plan: for every table, the columns with their mappings, the SELECT, the
 //! partitions (units of work) with bounds and exact row counts, and the data checks, all read
-//! inside the snapshot. Nothing is written while planning; `--dry-run` prints this plan.
+//! inside the snapshot. Not pure: planning queries Postgres (the catalog, the counts, the value
+//! checks, a tail's earlier rows) in the run's snapshot, and reads a `--since` run's row hashes.
+//! Nothing is written while planning; `--dry-run` prints this plan. Refusals are
+//! [`Problem`]s, every table's at once.
 //!
 //! How a table is cut into units (child relations, key ranges, block ranges, and how many) is
 //! described once, for users, in docs/architecture.md ("Units"); `plan_units` and
@@ -14,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
+use crate::export::problem::{EarlierCount, Problem, Subject};
 use crate::export::row_hashes::{changes_among, locate_changes, HashError};
 use crate::model::manifest::{ForeignKey, Manifest, PartitionManifest, RowHashes, TableManifest};
 use crate::model::partition::{BlockSpan, KeyColumn, PartitionBounds, Relation};
@@ -43,8 +47,10 @@ pub struct ExportPlan {
     pub destination: String,
     pub source: crate::model::manifest::SourceInfo,
     pub tables: Vec<TablePlan>,
-    /// `--dry-run` only: what would refuse the run (a real run stops with these instead).
-    pub problems: Vec<String>,
+    /// `--dry-run` only: what would refuse the run (a real run stops with these instead); a
+    /// plan read back (a worker's) has none.
+    #[serde(skip_deserializing)]
+    pub problems: Vec<Problem>,
 }
 
 /// One table or query.
@@ -97,7 +103,7 @@ pub enum PlanError {
     #[error("nothing to export: give --table, --query or a config file with tables")]
     NothingToExport,
     #[error("{} problem(s) must be solved before any data moves:\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Refused { problems: Vec<String> },
+    Refused { problems: Vec<Problem> },
     #[error("--since: cannot compare table `{table}` with the row hashes run `{run_id}` recorded (`{uri}`)")]
     ParentRowHashes {
         run_id: String,
@@ -166,62 +172,56 @@ async fn plan_tail(
     shape: &SourceShape,
     mappings: &[ColumnMapping],
     parent: Option<&Parent>,
-) -> Result<Result<Option<(Tail, Vec<String>)>, Vec<String>>, PlanError> {
+) -> Result<Result<Option<(Tail, Vec<String>)>, Vec<Problem>>, PlanError> {
     let Some(parent_run @ Parent { manifest: parent, set_aside, .. }) = parent else { return Ok(Ok(None)) };
-    let refuse = |why: String| Ok(Err(vec![format!("{}: {why}", shape.what())]));
+    let refuse = |problem: Problem| Ok(Err(vec![problem]));
+    let what = shape.subject();
     let same = |t: &&TableManifest| match &shape.table {
         Some(table) => t.source_table().as_ref() == Some(table),
         None => t.name == shape.name,
     };
     let Some(earlier) = parent.tables.iter().find(same) else {
-        return refuse(format!("run `{}` did not export it; export it whole (without --since)", parent.run_id));
+        return refuse(Problem::NotInParent { what, parent_run: parent.run_id.clone() });
     };
     let column = match (&spec.watermark, shape.primary_key.as_slice()) {
         (Some(column), _) => column.clone(),
         (None, [key]) => key.clone(),
-        (None, _) => return refuse(format!("a tail needs a watermark column that only grows: pass --watermark {}.<column>", shape.name)),
+        (None, _) => return refuse(Problem::NoWatermark { what, name: shape.name.clone() }),
     };
     let Some(mapping) = mappings.iter().find(|m| m.name == column) else {
-        return refuse(format!("it has no column `{column}` to be the watermark"));
+        return refuse(Problem::NoWatermarkColumn { what, column });
     };
     let set_aside = set_aside.get(&earlier.name).map_or(&[][..], Vec::as_slice);
     let tail = match Tail::after_run(earlier.tail_parent(&parent.run_id, &mapping.name), mapping, &shape.primary_key, set_aside) {
         Ok(tail) => tail,
-        Err(problem) => return Ok(Err(vec![problem])),
+        Err(refused) => return refuse(Problem::Watermark(refused)),
     };
     let updated_at = match &spec.updated_at {
         None => None,
         Some(name) => match mappings.iter().find(|m| &m.name == name) {
             Some(m) if m.pg_type == "timestamp with time zone" => Some(m),
-            Some(m) => return refuse(format!("--updated-at column `{name}` is {}; it must be a timestamp with time zone", m.pg_type)),
-            None => return refuse(format!("it has no column `{name}` for --updated-at")),
+            Some(m) => return refuse(Problem::UpdatedAtType { what, column: name.clone(), pg_type: m.pg_type.clone() }),
+            None => return refuse(Problem::NoUpdatedAtColumn { what, column: name.clone() }),
         },
     };
     let context = TailContext { session, shape, earlier, tail: &tail, column: &column, updated_at, parent: parent_run };
     match earlier_rows(&context).await? {
         EarlierRows::Held => Ok(Ok(Some((tail, Vec::new())))),
         EarlierRows::Differ(problem) => refuse(problem),
-        EarlierRows::Changed { counted, changes } if !carry => refuse(format!(
-            "{counted}; since run `{}`, by key: {}. A tail would miss these changes: carry them into the tail with \
-             --carry-changes (then load it with --mode merge --overwrite-existing --apply-deletes), or export the table whole \
-             and load it with --mode truncate",
-            parent.run_id,
-            changes.describe()
-        )),
-        EarlierRows::Changed { changes, .. } => carried_tail(tail, &shape.primary_key, changes).map_or_else(refuse, |t| Ok(Ok(Some(t)))),
+        EarlierRows::Changed { counted, changes } if !carry => {
+            refuse(Problem::EarlierRowsChanged { what, counted, changes: changes.describe() })
+        }
+        EarlierRows::Changed { changes, .. } => {
+            carried_tail(what, tail, &shape.primary_key, changes).map_or_else(|problems| Ok(Err(problems)), |t| Ok(Ok(Some(t))))
+        }
     }
 }
 
 /// The tail carrying `changes` (every key, up to [`MAX_CARRIED_KEYS`]) and the deleted keys.
-fn carried_tail(tail: Tail, key: &[String], changes: Changes) -> Result<(Tail, Vec<String>), String> {
+fn carried_tail(what: Subject, tail: Tail, key: &[String], changes: Changes) -> Result<(Tail, Vec<String>), Vec<Problem>> {
     let total = changes.updated.count() + changes.deleted.count() + changes.inserted_late.count();
     if total > MAX_CARRIED_KEYS {
-        return Err(format!(
-            "since run `{}`, {total} rows changed below the watermark ({}), more than the {MAX_CARRIED_KEYS} a tail carries: \
-             export the table whole and load it with --mode truncate",
-            tail.parent_run,
-            changes.describe()
-        ));
+        return Err(vec![Problem::TooManyChanges { what, parent_run: tail.parent_run, total, changes: changes.describe() }]);
     }
     let carried = Carried { keys: changes.carried(), updated: changes.updated.count(), deleted: changes.deleted.count() };
     let mut deleted = changes.deleted.keys().to_vec();
@@ -245,10 +245,10 @@ struct TailContext<'a> {
 enum EarlierRows {
     /// Exactly the rows the earlier runs hold.
     Held,
-    /// Other rows, by key: how they count (in words) and the keys.
-    Changed { counted: String, changes: Changes },
+    /// Other rows, by key: how they count and the keys.
+    Changed { counted: EarlierCount, changes: Changes },
     /// Other rows, not told apart by key (no row hashes, or none differ by key): the refusal.
-    Differ(String),
+    Differ(Problem),
 }
 
 /// Whether the rows at or below the tail's bound are those the earlier runs hold: their count,
@@ -290,26 +290,19 @@ async fn earlier_rows(c: &TailContext<'_>) -> Result<EarlierRows, PlanError> {
     if !changes.is_empty() {
         return Ok(EarlierRows::Changed { counted, changes });
     }
-    Ok(EarlierRows::Differ(format!(
-        "{counted}: rows were added below the watermark, changed or deleted since, and a tail would miss them{}. \
-         Export the table whole and load it with --mode merge (rows already loaded are skipped)",
-        if shape.primary_key.is_empty() && c.earlier.rejected.is_some() {
-            "; or a row set aside lies above the watermark, which a table without a primary key cannot tell apart"
-        } else {
-            ""
-        },
-    )))
+    let keyless_set_aside = shape.primary_key.is_empty() && c.earlier.rejected.is_some();
+    Ok(EarlierRows::Differ(Problem::EarlierRowsDiffer { what: shape.subject(), counted, keyless_set_aside }))
 }
 
 /// How the rows at or below the bound count now, against what the runs up to the parent hold.
-fn counted(c: &TailContext<'_>, rows: u64) -> String {
-    format!(
-        "{rows} rows are at or below the watermark `{}` of run `{}` (or have none{}) now, where the runs up to it hold {} (those they set aside included)",
-        c.column,
-        c.parent.manifest.run_id,
-        if c.tail.set_aside.is_empty() { "" } else { ", or are rows they set aside" },
-        c.tail.rows_through,
-    )
+fn counted(c: &TailContext<'_>, rows: u64) -> EarlierCount {
+    EarlierCount {
+        rows,
+        watermark: c.column.to_string(),
+        parent_run: c.parent.manifest.run_id.clone(),
+        set_aside: !c.tail.set_aside.is_empty(),
+        held: c.tail.rows_through,
+    }
 }
 
 /// `--updated-at`: hashes only the rows updated since the parent's snapshot
@@ -378,17 +371,22 @@ struct SourceShape {
 }
 
 impl SourceShape {
-    /// How problems name it: table \`s.t\` or query \`name\`.
-    fn what(&self) -> String {
+    /// What problems are about: the table or the query.
+    fn subject(&self) -> Subject {
         match self.oid {
-            Some(_) => format!("table `{}`", self.name),
-            None => format!("query `{}`", self.name),
+            Some(_) => Subject::Table(self.name.clone()),
+            None => Subject::Query(self.name.clone()),
         }
+    }
+
+    /// How queries' errors name it: table \`s.t\` or query \`name\`.
+    fn what(&self) -> String {
+        self.subject().to_string()
     }
 }
 
 /// One table's plan, or the problems that keep it from being exported.
-type Planned = Result<TablePlan, Vec<String>>;
+type Planned = Result<TablePlan, Vec<Problem>>;
 
 async fn plan_table(
     config: &ExportConfig,
@@ -448,7 +446,7 @@ async fn plan_table(
 
 /// A SQL_ASCII database's text that is not UTF-8 (which Parquet and BigQuery need), named by
 /// column and the first row's key, with the ways out.
-async fn invalid_text(session: &SnapshotSession, shape: &SourceShape, mappings: &[ColumnMapping]) -> Result<Option<String>, SourceError> {
+async fn invalid_text(session: &SnapshotSession, shape: &SourceShape, mappings: &[ColumnMapping]) -> Result<Option<Problem>, SourceError> {
     let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8);
     let columns: Vec<(String, String)> = mappings
         .iter()
@@ -458,13 +456,7 @@ async fn invalid_text(session: &SnapshotSession, shape: &SourceShape, mappings: 
     let what = shape.what();
     let Some(found) = session.first_invalid_text(&shape.from, &shape.primary_key, &columns, &what).await? else { return Ok(None) };
     let InvalidText { column, value, key, rows } = found;
-    let at = key.map_or_else(String::new, |key| format!(", {key},"));
-    Ok(Some(format!(
-        "{what}: {rows} row(s) hold text that is not valid UTF-8; the first{at} in column `{column}`: `{value}` (bytes above 127 in octal); \
-         the database's encoding is SQL_ASCII, which stores any bytes, and Parquet and BigQuery hold only UTF-8: convert those \
-         rows to UTF-8, or export the bytes as BYTES through --query with `convert_to({col}, 'SQL_ASCII') AS {col}`",
-        col = quote_ident(&column)
-    )))
+    Ok(Some(Problem::InvalidText { what: shape.subject(), rows, column, value, key }))
 }
 
 /// Counts the rows (of a tail: above its bound) and applies the value checks' findings: rows
@@ -477,10 +469,10 @@ async fn count_checked_rows(
     mappings: &[ColumnMapping],
     units: Vec<PartitionBounds>,
     tail: Option<&Tail>,
-) -> Result<Result<(Counted, Vec<(String, u64)>, Option<Quarantine>), Vec<String>>, PlanError> {
+) -> Result<Result<(Counted, Vec<(String, u64)>, Option<Quarantine>), Vec<Problem>>, PlanError> {
     let tail_filter: Vec<String> = tail.iter().map(|t| t.row_filter()).collect();
     let counted = count_rows(spec, session, shape, mappings, units.clone(), &tail_filter).await?;
-    let BadValues { adjusted_rows, quarantined } = match bad_values(spec, &shape.what(), mappings, &counted.offending) {
+    let BadValues { adjusted_rows, quarantined } = match bad_values(spec, shape.subject(), mappings, &counted.offending) {
         Ok(found) => found,
         Err(problems) => return Ok(Err(problems)),
     };
@@ -516,7 +508,7 @@ pub fn select_list(mappings: &[ColumnMapping]) -> String {
 
 /// Reads what the table or query is made of; a table this role cannot read whole gives
 /// its access problems instead.
-async fn read_shape(spec: &ExportTable, session: &SnapshotSession) -> Result<Result<SourceShape, Vec<String>>, PlanError> {
+async fn read_shape(spec: &ExportTable, session: &SnapshotSession) -> Result<Result<SourceShape, Vec<Problem>>, PlanError> {
     match &spec.source {
         TableSource::Query(sql) => Ok(Ok(SourceShape {
             name: spec.name.clone(),
@@ -535,7 +527,7 @@ async fn read_shape(spec: &ExportTable, session: &SnapshotSession) -> Result<Res
             let columns = session.columns(table.oid).await?;
             let access = session.access_problems(table.oid, &name, columns.len()).await?;
             if !access.is_empty() {
-                return Ok(Err(access));
+                return Ok(Err(access.into_iter().map(Problem::Access).collect()));
             }
             Ok(Ok(SourceShape {
                 name,
@@ -552,15 +544,12 @@ async fn read_shape(spec: &ExportTable, session: &SnapshotSession) -> Result<Res
 
 /// Maps every column to its route under a BigQuery-safe name, or lists every column that
 /// cannot go as it is (unnamed, unmappable, absent but cast), with the way out.
-fn map_columns(config: &ExportConfig, spec: &ExportTable, shape: &SourceShape) -> Result<Vec<ColumnMapping>, Vec<String>> {
-    let (what, columns) = (shape.what(), &shape.columns);
+fn map_columns(config: &ExportConfig, spec: &ExportTable, shape: &SourceShape) -> Result<Vec<ColumnMapping>, Vec<Problem>> {
+    let (what, columns) = (shape.subject(), &shape.columns);
     let mut problems = Vec::new();
     let unnamed = |c: &&PgColumn| shape.oid.is_none() && c.name == "?column?";
     for (position, _) in columns.iter().enumerate().filter(|(_, c)| unnamed(c)) {
-        problems.push(format!(
-            "{what}: column {} has no name (`?column?`); give every expression an alias, e.g. `SELECT a + b AS total`",
-            position + 1
-        ));
+        problems.push(Problem::Unnamed { what: what.clone(), position: position + 1 });
     }
     let mut mappings = Vec::new();
     for column in columns {
@@ -570,19 +559,19 @@ fn map_columns(config: &ExportConfig, spec: &ExportTable, shape: &SourceShape) -
                 None => mappings.push(mapping),
             },
             Ok(mapping) => mappings.push(mapping),
-            Err(refusal) => problems.push(format!("{what}, column `{}` ({}): {}", refusal.column, refusal.pg_type, refusal.reason)),
+            Err(refusal) => problems.push(Problem::Unmappable {
+                what: what.clone(),
+                column: refusal.column,
+                pg_type: refusal.pg_type,
+                reason: refusal.reason,
+            }),
         }
     }
     if columns.is_empty() {
-        problems.push(format!("{what} has no columns; a BigQuery table needs at least one, leave it out of the run"));
+        problems.push(Problem::NoColumns { what: what.clone() });
     }
     for unknown in spec.casts.keys().filter(|c| !columns.iter().any(|col| &col.name == *c)) {
-        let hint = if config.tables.len() > 1 {
-            format!("; to cast it in one table only, qualify it: `--cast schema.table.{unknown}=text`")
-        } else {
-            String::new()
-        };
-        problems.push(format!("{what}: --cast names column `{unknown}`, which it does not have{hint}"));
+        problems.push(Problem::UnknownCast { what: what.clone(), column: unknown.clone(), several: config.tables.len() > 1 });
     }
     if !problems.is_empty() {
         return Err(problems);
@@ -708,7 +697,7 @@ struct BadValues {
 }
 
 /// What the value checks found, or the problems that refuse the table.
-fn bad_values(spec: &ExportTable, what: &str, mappings: &[ColumnMapping], offending: &[u64]) -> Result<BadValues, Vec<String>> {
+fn bad_values(spec: &ExportTable, what: Subject, mappings: &[ColumnMapping], offending: &[u64]) -> Result<BadValues, Vec<Problem>> {
     let checked = mappings.iter().filter_map(|m| m.check.as_ref().map(|check| (m, check)));
     let mut adjusted_rows = Vec::new();
     let mut quarantined = Vec::new();
@@ -723,16 +712,14 @@ fn bad_values(spec: &ExportTable, what: &str, mappings: &[ColumnMapping], offend
             quarantined.push(BadValue { reason, predicate: check.predicate.clone(), rows: offending });
             continue;
         }
-        let way_out = if check.range_adjustable {
-            format!("pass `--out-of-range clamp` or `--out-of-range null`, or `--cast {}=text`", mapping.name)
-        } else {
-            format!("export the column as text with `--cast {}=text`", mapping.name)
-        };
-        let quarantine = "or `--on-bad-value quarantine` to set the rows aside";
-        problems.push(format!(
-            "{what}, column `{}` ({}): {offending} row(s) hold {}; {way_out}, {quarantine}",
-            mapping.name, mapping.pg_type, check.problem
-        ));
+        problems.push(Problem::BadValues {
+            what: what.clone(),
+            column: mapping.name.clone(),
+            pg_type: mapping.pg_type.clone(),
+            rows: offending,
+            problem: check.problem.clone(),
+            range_adjustable: check.range_adjustable,
+        });
     }
     if problems.is_empty() {
         Ok(BadValues { adjusted_rows, quarantined })
@@ -743,15 +730,15 @@ fn bad_values(spec: &ExportTable, what: &str, mappings: &[ColumnMapping], offend
 
 /// Tables and queries that would land in one BigQuery table (names compared ignoring case,
 /// as a case-insensitive dataset does), each pair named, with the way out.
-fn bigquery_name_collisions(tables: &[TablePlan]) -> Vec<String> {
+fn bigquery_name_collisions(tables: &[TablePlan]) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (i, later) in tables.iter().enumerate() {
         if let Some(first) = tables[..i].iter().find(|t| t.bq_table.eq_ignore_ascii_case(&later.bq_table)) {
-            problems.push(format!(
-                "`{}` and `{}` both map to BigQuery table `{}`; export them in separate runs (loaded with different \
-                 --table-prefix or datasets), or give the query another name",
-                first.name, later.name, later.bq_table
-            ));
+            problems.push(Problem::NameCollision {
+                first: first.name.clone(),
+                later: later.name.clone(),
+                bq_table: later.bq_table.clone(),
+            });
         }
     }
     problems
@@ -798,7 +785,7 @@ async fn plan_units(
     mappings: &[ColumnMapping],
     several: bool,
     sizing: UnitSizing,
-) -> Result<Result<Vec<PartitionBounds>, Vec<String>>, PlanError> {
+) -> Result<Result<Vec<PartitionBounds>, Vec<Problem>>, PlanError> {
     let what = shape.what();
     let tree = match shape.oid {
         Some(oid) => session.relation_tree(oid, &what).await?,
@@ -823,17 +810,15 @@ async fn child_units(
     shape: &SourceShape,
     tree: &[TreeRelation],
     sizing: UnitSizing,
-) -> Result<Result<Vec<PartitionBounds>, Vec<String>>, PlanError> {
+) -> Result<Result<Vec<PartitionBounds>, Vec<Problem>>, PlanError> {
     let what = shape.what();
     let compressed = session.compressed_chunks(&tree[0].schema, &tree[0].name, &what).await?;
-    let mut problems = tree_problems(&what, tree, &compressed);
+    let mut problems = tree_problems(&shape.subject(), tree, &compressed);
     let read_alone = tree.iter().filter(|r| r.level > 0 && r.kind == 'r' && !is_compressed(r, &compressed));
     for child in read_alone {
         let name = TableRef::new(&child.schema, &child.name).to_string();
         let denied = session.access_problems(child.oid, &name, shape.columns.len()).await?;
-        let through_parent =
-            format!(" (each child is read on its own; or pass --partition-on <integer column> to read {what} through its parent)");
-        problems.extend(denied.into_iter().map(|problem| problem + &through_parent));
+        problems.extend(denied.into_iter().map(|problem| Problem::ChildAccess { what: shape.subject(), problem }));
     }
     if !problems.is_empty() {
         return Ok(Err(problems));
@@ -846,30 +831,20 @@ fn is_compressed(relation: &TreeRelation, compressed: &[CompressedChunk]) -> boo
 }
 
 /// What keeps the relations of a table's tree from being read one by one, with the way out.
-fn tree_problems(what: &str, tree: &[TreeRelation], compressed: &[CompressedChunk]) -> Vec<String> {
+fn tree_problems(what: &Subject, tree: &[TreeRelation], compressed: &[CompressedChunk]) -> Vec<Problem> {
     let mut problems = Vec::new();
     for relation in tree {
         let child = TableRef::new(&relation.schema, &relation.name).to_string();
         if relation.kind == 'f' {
-            problems.push(format!(
-                "{what}: child `{child}` is a foreign table, whose rows are not in the run's snapshot; detach it \
-                 (ALTER TABLE … DETACH PARTITION, or ALTER TABLE {child} NO INHERIT …) or copy its rows into a local table, then export again"
-            ));
+            problems.push(Problem::ForeignChild { what: what.clone(), child: child.clone() });
         }
         if relation.detach_pending {
-            problems.push(format!(
-                "{what}: partition `{child}` is being detached concurrently; let the detach finish (or complete it with \
-                 ALTER TABLE … DETACH PARTITION {child} FINALIZE), then export again"
-            ));
+            problems.push(Problem::DetachPending { what: what.clone(), child });
         }
     }
     for chunk in compressed.iter().filter(|c| c.predicate.is_empty()) {
-        let chunk = TableRef::new(&chunk.schema, &chunk.name);
-        problems.push(format!(
-            "{what}: compressed TimescaleDB chunk `{chunk}` has no dimension constraint (`constraint_<n>`) to read it through the \
-             hypertable by; decompress it (SELECT decompress_chunk('{}')), then export again",
-            chunk.to_string().replace('\'', "''")
-        ));
+        let chunk = TableRef::new(&chunk.schema, &chunk.name).to_string();
+        problems.push(Problem::ChunkWithoutRange { what: what.clone(), chunk });
     }
     problems
 }
@@ -1106,11 +1081,37 @@ mod tests {
         tree.push(relation("t_remote", 1, 'f', None));
         tree[4].detach_pending = true;
         let chunk = CompressedChunk { schema: "s".into(), name: "_hyper_9_9_chunk".into(), predicate: String::new() };
-        let problems = tree_problems("table `s.t`", &tree, &[chunk]);
-        assert_eq!(problems.len(), 3, "{problems:#?}");
-        assert!(problems[0].contains("`s.t_2024_a` is being detached") && problems[0].contains("FINALIZE"), "{}", problems[0]);
-        assert!(problems[1].contains("child `s.t_remote` is a foreign table") && problems[1].contains("NO INHERIT"), "{}", problems[1]);
-        assert!(problems[2].contains("`s._hyper_9_9_chunk`") && problems[2].contains("decompress_chunk"), "{}", problems[2]);
+        let what = Subject::Table("s.t".into());
+        let problems = tree_problems(&what, &tree, &[chunk]);
+        assert_eq!(
+            problems,
+            [
+                Problem::DetachPending { what: what.clone(), child: "s.t_2024_a".into() },
+                Problem::ForeignChild { what: what.clone(), child: "s.t_remote".into() },
+                Problem::ChunkWithoutRange { what, chunk: "s._hyper_9_9_chunk".into() },
+            ]
+        );
+        assert!(problems[0].to_string().contains("`s.t_2024_a` is being detached") && problems[0].to_string().contains("FINALIZE"));
+        assert!(
+            problems[1].to_string().contains("child `s.t_remote` is a foreign table") && problems[1].to_string().contains("NO INHERIT")
+        );
+    }
+
+    #[test]
+    fn a_plan_gives_its_problems_as_text_and_a_plan_read_back_has_none() {
+        let problem = Problem::NoColumns { what: Subject::Query("empty".into()) };
+        let text = "query `empty` has no columns; a BigQuery table needs at least one, leave it out of the run";
+        let plan = ExportPlan {
+            run_id: "r1".into(),
+            destination: "gs://b/p".into(),
+            source: crate::model::manifest::SourceInfo::default(),
+            tables: Vec::new(),
+            problems: vec![problem],
+        };
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["problems"], serde_json::json!([text]));
+        let read: ExportPlan = serde_json::from_value(json).unwrap();
+        assert!(read.problems.is_empty());
     }
 
     #[test]

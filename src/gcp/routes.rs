@@ -101,6 +101,84 @@ impl ColumnRoute {
     }
 }
 
+/// Why a table's columns cannot be routed: one variant per refusal, each naming the table
+/// (as the options name it), the columns and the way out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteProblem {
+    #[error("table `{table}`: {flag} names column `{column}`, which the snapshot does not have")]
+    UnknownColumn { table: String, flag: &'static str, column: String },
+    #[error(
+        "table `{table}`: snapshot column `{column}` has no column `{wanted}` in the target; \
+         map it with --column-map {table}.{column}=<target column> or leave it out with --exclude-column {table}.{column}"
+    )]
+    NoTargetColumn { table: String, column: String, wanted: String },
+    #[error(
+        "table `{table}`: target column `{target}` would be fed by {} snapshot columns ({}); \
+         map each to a column of its own or leave the others out with --exclude-column",
+        sources.len(),
+        sources.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+    )]
+    FedTwice { table: String, target: String, sources: Vec<String> },
+    #[error("table `{table}`: column `{column}` is left out with --exclude-column and also mapped or given a --default")]
+    ExcludedAndMapped { table: String, column: String },
+    #[error("table `{table}`: column `{column}` ({source_type}, Postgres {pg_type}) cannot go into target column `{target}` ({target_type}): {reason}")]
+    Conversion {
+        table: String,
+        column: String,
+        source_type: String,
+        pg_type: String,
+        target: String,
+        target_type: String,
+        reason: ConversionRefusal,
+    },
+    #[error(
+        "table `{table}`: --set {table}.{target}=… fills target column `{target}`, which snapshot column `{fed_by}` already feeds; \
+         leave `{fed_by}` out with --exclude-column {table}.{fed_by} or drop the --set"
+    )]
+    SetOverFed { table: String, target: String, fed_by: String },
+    #[error("table `{table}`: --set {table}.{target}={value}: {reason}")]
+    BadSet { table: String, target: String, value: String, reason: ConstantRefusal },
+    #[error(
+        "table `{table}`: target column `{target}` is REQUIRED and no snapshot column feeds it; \
+         map one with --column-map, fill it with --set {table}.{target}=<value>, or make the column NULLABLE"
+    )]
+    RequiredUnfed { table: String, target: String },
+    #[error("table `{table}`: --set names column `{column}`, which the target table does not have")]
+    UnknownSetColumn { table: String, column: String },
+}
+
+/// Why a snapshot column cannot go into a target column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConversionRefusal {
+    #[error("the target's type is not one pg2bq loads")]
+    UnknownTargetType,
+    #[error("a repeated column pairs only with a repeated one")]
+    RepeatedMismatch,
+    #[error("a date becomes midnight of that day; allow it with --date-to-timestamp")]
+    DateNeedsOptIn,
+    #[error("FLOAT64 keeps 15–17 significant digits; allow the rounding with --allow-lossy {table}.{column}=FLOAT64")]
+    Lossy { table: String, column: String },
+    #[error("no lossless conversion between these types")]
+    NoLosslessConversion,
+    #[error("--default {value}: {reason}")]
+    BadDefault { value: String, reason: ConstantRefusal },
+    #[error(
+        "the target is REQUIRED and the snapshot holds {nulls} NULL(s) in it; give them a value with --default {table}.{column}=<value>"
+    )]
+    RequiredNulls { table: String, column: String, nulls: u64 },
+}
+
+/// Why a `--set` or `--default` value cannot fill a column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConstantRefusal {
+    #[error("the target column is {target_type}, which pg2bq does not fill")]
+    NotFillable { target_type: String },
+    #[error("a repeated column takes no constant")]
+    Repeated,
+    #[error("`{value}` is not a {} value", bq_type.sql_name())]
+    NotAValue { value: String, bq_type: BigQueryType },
+}
+
 /// The columns of a table pg2bq creates from the snapshot, without the excluded ones: each fed as is.
 pub fn snapshot_columns(snapshot: &[ColumnManifest], options: &TargetOptions) -> Vec<TableColumn> {
     let column = |c: &ColumnMapping| TableColumn { name: c.bq_name.clone(), field_type: Ok(c.bq_type), mode: Ok(FieldMode::of(c)) };
@@ -110,7 +188,7 @@ pub fn snapshot_columns(snapshot: &[ColumnManifest], options: &TargetOptions) ->
 /// Routes every target column, or lists every refusal.
 ///
 /// # Errors
-/// One line per problem: an option naming a column the snapshot (or the target) lacks, two
+/// One [`RouteProblem`] per refusal: an option naming a column the snapshot (or the target) lacks, two
 /// snapshot columns or a constant into one target column, a snapshot column with no target
 /// column, a lossy or unknown type pairing, a REQUIRED target column that would receive NULLs
 /// (with their count) or that nothing feeds, a repeated column paired with a single one.
@@ -119,7 +197,7 @@ pub fn route_columns(
     snapshot: &[ColumnManifest],
     target: &[TableColumn],
     options: &TargetOptions,
-) -> Result<Vec<ColumnRoute>, Vec<String>> {
+) -> Result<Vec<ColumnRoute>, Vec<RouteProblem>> {
     let (fed, mut problems) = feed(table, snapshot, target, options);
     let mut routes = Vec::new();
     for column in target {
@@ -127,22 +205,22 @@ pub fn route_columns(
         match (fed.get(column.name.as_str()), set) {
             (Some(source), None) => match route(table, source, column, options) {
                 Ok(route) => routes.push(route),
-                Err(problem) => problems.push(problem),
+                Err(problem) => problems.push(*problem),
             },
-            (Some(source), Some(_)) => problems.push(format!(
-                "table `{table}`: --set {table}.{0}=… fills target column `{0}`, which snapshot column `{1}` already feeds; \
-                 leave `{1}` out with --exclude-column {table}.{1} or drop the --set",
-                column.name, source.mapping.bq_name
-            )),
+            (Some(source), Some(_)) => problems.push(RouteProblem::SetOverFed {
+                table: table.into(),
+                target: column.name.clone(),
+                fed_by: source.mapping.bq_name.clone(),
+            }),
             (None, Some(value)) => match constant_route(column, value) {
                 Ok(route) => routes.push(route),
-                Err(why) => problems.push(format!("table `{table}`: --set {table}.{}={value}: {why}", column.name)),
+                Err(reason) => {
+                    problems.push(RouteProblem::BadSet { table: table.into(), target: column.name.clone(), value: value.clone(), reason })
+                }
             },
-            (None, None) if column.mode == Ok(FieldMode::Required) => problems.push(format!(
-                "table `{table}`: target column `{}` is REQUIRED and no snapshot column feeds it; \
-                 map one with --column-map, fill it with --set {table}.{}=<value>, or make the column NULLABLE",
-                column.name, column.name
-            )),
+            (None, None) if column.mode == Ok(FieldMode::Required) => {
+                problems.push(RouteProblem::RequiredUnfed { table: table.into(), target: column.name.clone() })
+            }
             (None, None) => routes.push(ColumnRoute {
                 target: column.name.clone(),
                 source: None,
@@ -155,7 +233,7 @@ pub fn route_columns(
         }
     }
     for name in options.set.keys().filter(|name| !target.iter().any(|t| t.name.eq_ignore_ascii_case(name))) {
-        problems.push(format!("table `{table}`: --set names column `{name}`, which the target table does not have"));
+        problems.push(RouteProblem::UnknownSetColumn { table: table.into(), column: name.clone() });
     }
     if problems.is_empty() {
         Ok(routes)
@@ -175,14 +253,14 @@ pub fn read_back_routes(
     snapshot: &[ColumnManifest],
     target: &[TableColumn],
     options: &TargetOptions,
-) -> Result<Vec<ColumnRoute>, Vec<String>> {
+) -> Result<Vec<ColumnRoute>, Vec<RouteProblem>> {
     let (fed, mut problems) = feed(table, snapshot, target, options);
     let mut routes = Vec::new();
     for column in target {
         if let Some(source) = fed.get(column.name.as_str()) {
             match route(table, source, column, options) {
                 Ok(route) => routes.push(route),
-                Err(problem) => problems.push(problem),
+                Err(problem) => problems.push(*problem),
             }
         }
     }
@@ -201,11 +279,11 @@ fn feed<'a>(
     snapshot: &'a [ColumnManifest],
     target: &'a [TableColumn],
     options: &TargetOptions,
-) -> (BTreeMap<&'a str, &'a ColumnManifest>, Vec<String>) {
+) -> (BTreeMap<&'a str, &'a ColumnManifest>, Vec<RouteProblem>) {
     let mut problems = Vec::new();
-    let named = |flag: &str, names: Vec<&String>, problems: &mut Vec<String>| {
+    let named = |flag: &'static str, names: Vec<&String>, problems: &mut Vec<RouteProblem>| {
         for name in names.into_iter().filter(|name| !snapshot.iter().any(|c| &c.mapping.bq_name == *name)) {
-            problems.push(format!("table `{table}`: {flag} names column `{name}`, which the snapshot does not have"));
+            problems.push(RouteProblem::UnknownColumn { table: table.into(), flag, column: name.clone() });
         }
     };
     named("--column-map", options.column_map.keys().collect(), &mut problems);
@@ -223,58 +301,53 @@ fn feed<'a>(
                 fed.insert(t.name.as_str(), column);
                 feeders.entry(t.name.as_str()).or_default().push(name);
             }
-            None => problems.push(format!(
-                "table `{table}`: snapshot column `{name}` has no column `{wanted}` in the target; \
-                 map it with --column-map {table}.{name}=<target column> or leave it out with --exclude-column {table}.{name}"
-            )),
+            None => problems.push(RouteProblem::NoTargetColumn { table: table.into(), column: name.into(), wanted: wanted.into() }),
         }
     }
     for (target_column, sources) in feeders.iter().filter(|(_, sources)| sources.len() > 1) {
-        problems.push(format!(
-            "table `{table}`: target column `{target_column}` would be fed by {} snapshot columns ({}); \
-             map each to a column of its own or leave the others out with --exclude-column",
-            sources.len(),
-            sources.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
-        ));
+        problems.push(RouteProblem::FedTwice {
+            table: table.into(),
+            target: target_column.to_string(),
+            sources: sources.iter().map(ToString::to_string).collect(),
+        });
     }
     for name in options.excluded.iter().filter(|name| options.defaults.contains_key(*name) || options.column_map.contains_key(*name)) {
-        problems.push(format!("table `{table}`: column `{name}` is left out with --exclude-column and also mapped or given a --default"));
+        problems.push(RouteProblem::ExcludedAndMapped { table: table.into(), column: name.clone() });
     }
     (fed, problems)
 }
 
 /// One snapshot column into one target column.
-fn route(table: &str, source: &ColumnManifest, target: &TableColumn, options: &TargetOptions) -> Result<ColumnRoute, String> {
+fn route(table: &str, source: &ColumnManifest, target: &TableColumn, options: &TargetOptions) -> Result<ColumnRoute, Box<RouteProblem>> {
     let mapping = &source.mapping;
-    let source_type = format!("{}{}", if mapping.repeated { "REPEATED " } else { "" }, mapping.bq_type.sql_name());
-    let refuse = |why: &str| {
-        format!(
-            "table `{table}`: column `{}` ({source_type}, Postgres {}) cannot go into target column `{}` ({}): {why}",
-            mapping.bq_name,
-            mapping.pg_type,
-            target.name,
-            target.describe()
-        )
+    let refuse = |reason: ConversionRefusal| {
+        Box::new(RouteProblem::Conversion {
+            table: table.into(),
+            column: mapping.bq_name.clone(),
+            source_type: format!("{}{}", if mapping.repeated { "REPEATED " } else { "" }, mapping.bq_type.sql_name()),
+            pg_type: mapping.pg_type.clone(),
+            target: target.name.clone(),
+            target_type: target.describe(),
+            reason,
+        })
     };
     let (Ok(mode), Ok(target_type)) = (&target.mode, &target.field_type) else {
-        return Err(refuse("the target's type is not one pg2bq loads"));
+        return Err(refuse(ConversionRefusal::UnknownTargetType));
     };
     if mapping.repeated != (*mode == FieldMode::Repeated) {
-        return Err(refuse("a repeated column pairs only with a repeated one"));
+        return Err(refuse(ConversionRefusal::RepeatedMismatch));
     }
     let Conversion { mut expr, mut conversion, inverse, lossy } =
-        convert(table, mapping, *target_type, &target.name, options).map_err(|why| refuse(&why))?;
+        convert(table, mapping, *target_type, &target.name, options).map_err(refuse)?;
     let default = options.defaults.get(&mapping.bq_name);
     let nulls = source.aggregates.null_count;
     if let Some(value) = default {
-        let constant = constant(*target_type, !mapping.repeated, value).map_err(|why| refuse(&format!("--default {value}: {why}")))?;
+        let constant = constant(*target_type, !mapping.repeated, value)
+            .map_err(|reason| refuse(ConversionRefusal::BadDefault { value: value.clone(), reason }))?;
         expr = format!("IFNULL({expr}, {constant})");
         conversion = format!("{conversion}; NULL → {value} (--default, {nulls} NULL(s) in the snapshot)");
     } else if *mode == FieldMode::Required && nulls > 0 {
-        return Err(refuse(&format!(
-            "the target is REQUIRED and the snapshot holds {nulls} NULL(s) in it; give them a value with --default {table}.{}=<value>",
-            mapping.bq_name
-        )));
+        return Err(refuse(ConversionRefusal::RequiredNulls { table: table.into(), column: mapping.bq_name.clone(), nulls }));
     }
     let compare_as_text = *mode == FieldMode::Repeated || *target_type == BigQueryType::Json;
     let measured = lossy || default.is_some() || *target_type == BigQueryType::Json;
@@ -291,9 +364,9 @@ fn route(table: &str, source: &ColumnManifest, target: &TableColumn, options: &T
 }
 
 /// A target column the snapshot does not feed, filled with a constant (`--set`).
-fn constant_route(target: &TableColumn, value: &str) -> Result<ColumnRoute, String> {
+fn constant_route(target: &TableColumn, value: &str) -> Result<ColumnRoute, ConstantRefusal> {
     let (Ok(mode), Ok(target_type)) = (&target.mode, &target.field_type) else {
-        return Err(format!("the target column is {}, which pg2bq does not fill", target.describe()));
+        return Err(ConstantRefusal::NotFillable { target_type: target.describe() });
     };
     let expr = constant(*target_type, *mode != FieldMode::Repeated, value)?;
     Ok(ColumnRoute {
@@ -310,7 +383,7 @@ fn constant_route(target: &TableColumn, value: &str) -> Result<ColumnRoute, Stri
 /// A constant of the target's type from the operator's text (`--set`, `--default`): the text
 /// as a string literal, cast (JSON parsed); numbers and booleans are checked here, other types
 /// by BigQuery when the statement runs (before the table changes).
-fn constant(to: BigQueryType, scalar: bool, value: &str) -> Result<String, String> {
+fn constant(to: BigQueryType, scalar: bool, value: &str) -> Result<String, ConstantRefusal> {
     let literal = string_literal(value);
     let parses = match to {
         BigQueryType::Int64 => value.parse::<i64>().is_ok(),
@@ -321,8 +394,8 @@ fn constant(to: BigQueryType, scalar: bool, value: &str) -> Result<String, Strin
         _ => true,
     };
     match to {
-        _ if !scalar => Err("a repeated column takes no constant".into()),
-        _ if !parses => Err(format!("`{value}` is not a {} value", to.sql_name())),
+        _ if !scalar => Err(ConstantRefusal::Repeated),
+        _ if !parses => Err(ConstantRefusal::NotAValue { value: value.into(), bq_type: to }),
         BigQueryType::String => Ok(literal),
         BigQueryType::Json => Ok(format!("PARSE_JSON({literal})")),
         other => Ok(format!("CAST({literal} AS {})", other.sql_name())),
@@ -340,7 +413,13 @@ struct Conversion {
 
 /// A snapshot column's value, read from the staging table (`s`), as the target's type, and the
 /// target's value (`t`) read back as the snapshot's; or why no lossless conversion exists.
-fn convert(table: &str, mapping: &ColumnMapping, to: BigQueryType, target: &str, options: &TargetOptions) -> Result<Conversion, String> {
+fn convert(
+    table: &str,
+    mapping: &ColumnMapping,
+    to: BigQueryType,
+    target: &str,
+    options: &TargetOptions,
+) -> Result<Conversion, ConversionRefusal> {
     // JSON is staged as text and parsed here; PARSE_JSON's wide_number_mode defaults to
     // 'exact': a number JSON cannot hold is an error.
     let column = format!("s.{}", quote(&mapping.bq_name));
@@ -366,9 +445,7 @@ fn convert(table: &str, mapping: &ColumnMapping, to: BigQueryType, target: &str,
             let inverse = format!("IF({held} = {to}(DATE({held})), DATE({held}), NULL)");
             done(format!("{to}({column})"), format!("DATE → {to} (midnight, by --date-to-timestamp)"), inverse)
         }
-        (BigQueryType::Date, BigQueryType::Timestamp | BigQueryType::Datetime) if scalar => {
-            Err("a date becomes midnight of that day; allow it with --date-to-timestamp".into())
-        }
+        (BigQueryType::Date, BigQueryType::Timestamp | BigQueryType::Datetime) if scalar => Err(ConversionRefusal::DateNeedsOptIn),
         (BigQueryType::String, BigQueryType::Json) if scalar && matches!(mapping.pg_type.as_str(), "json" | "jsonb") => {
             done(format!("PARSE_JSON({column})"), "STRING(json) → JSON".into(), format!("TO_JSON_STRING({held})"))
         }
@@ -376,11 +453,10 @@ fn convert(table: &str, mapping: &ColumnMapping, to: BigQueryType, target: &str,
             let conversion = format!("{} → FLOAT64 (lossy: 15–17 significant digits, by --allow-lossy)", from.sql_name());
             Ok(Conversion { expr: format!("CAST({column} AS FLOAT64)"), conversion, inverse: held, lossy: true })
         }
-        (BigQueryType::Int64 | BigQueryType::Numeric | BigQueryType::Bignumeric, BigQueryType::Float64) if scalar => Err(format!(
-            "FLOAT64 keeps 15–17 significant digits; allow the rounding with --allow-lossy {table}.{}=FLOAT64",
-            mapping.bq_name
-        )),
-        _ => Err("no lossless conversion between these types".into()),
+        (BigQueryType::Int64 | BigQueryType::Numeric | BigQueryType::Bignumeric, BigQueryType::Float64) if scalar => {
+            Err(ConversionRefusal::Lossy { table: table.into(), column: mapping.bq_name.clone() })
+        }
+        _ => Err(ConversionRefusal::NoLosslessConversion),
     }
 }
 
@@ -433,18 +509,45 @@ mod tests {
         let mut target_columns = app_table();
         target_columns.push(target("source", BigQueryType::String, FieldMode::Required));
         let problems = route_columns("entity_mentions", &columns, &target_columns, &TargetOptions::default()).unwrap_err();
-        assert_eq!(problems.len(), 4, "{problems:#?}");
-        assert!(
-            problems[0].contains("snapshot column `note` has no column `note`")
-                && problems[0].contains("--column-map entity_mentions.note=")
+        let table = || "entity_mentions".to_string();
+        let conversion = |column: &str, source_type: &str, pg_type: &str, target_type: &str, reason| RouteProblem::Conversion {
+            table: table(),
+            column: column.into(),
+            source_type: source_type.into(),
+            pg_type: pg_type.into(),
+            target: column.into(),
+            target_type: target_type.into(),
+            reason,
+        };
+        assert_eq!(
+            problems,
+            [
+                RouteProblem::NoTargetColumn { table: table(), column: "note".into(), wanted: "note".into() },
+                conversion(
+                    "id",
+                    "INT64",
+                    "int8",
+                    "REQUIRED STRING",
+                    ConversionRefusal::RequiredNulls { table: table(), column: "id".into(), nulls: 2 }
+                ),
+                conversion("mentioned_at", "DATE", "date", "REQUIRED TIMESTAMP", ConversionRefusal::DateNeedsOptIn),
+                RouteProblem::RequiredUnfed { table: table(), target: "source".into() },
+            ]
         );
-        assert!(problems[1].contains("`id` (INT64, Postgres int8)") && problems[1].contains("holds 2 NULL(s)"), "{}", problems[1]);
-        assert!(
-            problems[2].contains("(DATE, Postgres date)")
-                && problems[2].contains("REQUIRED TIMESTAMP")
-                && problems[2].contains("--date-to-timestamp")
+        let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            rendered,
+            [
+                "table `entity_mentions`: snapshot column `note` has no column `note` in the target; map it with --column-map \
+                 entity_mentions.note=<target column> or leave it out with --exclude-column entity_mentions.note",
+                "table `entity_mentions`: column `id` (INT64, Postgres int8) cannot go into target column `id` (REQUIRED STRING): the \
+                 target is REQUIRED and the snapshot holds 2 NULL(s) in it; give them a value with --default entity_mentions.id=<value>",
+                "table `entity_mentions`: column `mentioned_at` (DATE, Postgres date) cannot go into target column `mentioned_at` \
+                 (REQUIRED TIMESTAMP): a date becomes midnight of that day; allow it with --date-to-timestamp",
+                "table `entity_mentions`: target column `source` is REQUIRED and no snapshot column feeds it; map one with \
+                 --column-map, fill it with --set entity_mentions.source=<value>, or make the column NULLABLE",
+            ]
         );
-        assert!(problems[3].contains("target column `source` is REQUIRED"), "{}", problems[3]);
     }
 
     #[test]
@@ -481,7 +584,7 @@ mod tests {
             set: BTreeMap::from([("id".to_string(), "1".to_string()), ("absent".to_string(), "x".to_string())]),
             ..TargetOptions::default()
         };
-        let problems = route_columns("m", &columns, &table, &options).unwrap_err();
+        let problems: Vec<String> = route_columns("m", &columns, &table, &options).unwrap_err().iter().map(ToString::to_string).collect();
         let has = |text: &str| problems.iter().any(|p| p.contains(text));
         assert!(has("--column-map names column `nope`, which the snapshot does not have"), "{problems:#?}");
         assert!(has("--exclude-column names column `gone`"), "{problems:#?}");
@@ -501,7 +604,8 @@ mod tests {
         ];
         let mut table = app_table();
         table[1] = target("metadata", BigQueryType::Json, FieldMode::Required);
-        let refused = route_columns("m", &columns, &table, &TargetOptions::default()).unwrap_err();
+        let refused: Vec<String> =
+            route_columns("m", &columns, &table, &TargetOptions::default()).unwrap_err().iter().map(ToString::to_string).collect();
         assert!(refused.iter().any(|p| p.contains("holds 4 NULL(s)") && p.contains("--default m.metadata=<value>")), "{refused:#?}");
         assert!(refused.iter().any(|p| p.contains("--exclude-column m.legacy")), "{refused:#?}");
         let options = TargetOptions {
@@ -519,7 +623,14 @@ mod tests {
         let mut with_int = table.clone();
         with_int.push(target("entity", BigQueryType::Int64, FieldMode::Nullable));
         let problems = route_columns("m", &columns, &with_int, &bad).unwrap_err();
-        assert!(problems[0].contains("`x` is not a INT64 value"), "{problems:#?}");
+        let bad_set = RouteProblem::BadSet {
+            table: "m".into(),
+            target: "entity".into(),
+            value: "x".into(),
+            reason: ConstantRefusal::NotAValue { value: "x".into(), bq_type: BigQueryType::Int64 },
+        };
+        assert_eq!(problems, [bad_set]);
+        assert_eq!(problems[0].to_string(), "table `m`: --set m.entity=x: `x` is not a INT64 value");
     }
 
     #[test]
@@ -527,7 +638,7 @@ mod tests {
         let columns = [snapshot("amount", "numeric", 0)];
         let table = [target("amount", BigQueryType::Float64, FieldMode::Nullable)];
         let refused = route_columns("t", &columns, &table, &TargetOptions::default()).unwrap_err();
-        assert!(refused[0].contains("--allow-lossy t.amount=FLOAT64"), "{refused:?}");
+        assert!(refused[0].to_string().contains("--allow-lossy t.amount=FLOAT64"), "{refused:?}");
         let options = TargetOptions { lossy: BTreeMap::from([("amount".to_string(), BigQueryType::Float64)]), ..TargetOptions::default() };
         let routes = route_columns("t", &columns, &table, &options).unwrap();
         assert_eq!((routes[0].expr.as_str(), routes[0].measured_as), ("CAST(s.`amount` AS FLOAT64)", Some(BigQueryType::Float64)));
@@ -539,7 +650,8 @@ mod tests {
             let problems =
                 route_columns("t", &[snapshot("c", pg_type, 0)], &[target("c", into, FieldMode::Nullable)], &TargetOptions::default())
                     .unwrap_err();
-            assert!(problems[0].contains("no lossless conversion") && problems[0].contains(into.sql_name()), "{pg_type}: {problems:?}");
+            let problem = problems[0].to_string();
+            assert!(problem.contains("no lossless conversion") && problem.contains(into.sql_name()), "{pg_type}: {problems:?}");
         }
     }
 }

@@ -5,6 +5,11 @@
 //! given a `--default`, a lossy type). One row per (run, table, snapshot table): a later run
 //! merging into the same table adds its own row and never changes another run's.
 //!
+//! This module is the whole contract between the two stages, each side typed and encoded once:
+//! the record ([`LoadRecord::encode`]/[`LoadRecord::parse`], a merge's counts as
+//! [`MergeCounts`]), the names of the tables load keeps beside the table for validate (keys,
+//! deleted keys) and of its staging table, and the label older versions put on a loaded table.
+//!
 //! Also the one rule for which tables pg2bq created (and may replace without being told).
 
 use std::collections::BTreeMap;
@@ -14,7 +19,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::gcp::routes::TargetOptions;
-use crate::gcp::sql::{string_literal, table_path};
+use crate::gcp::sql::{label_part, string_literal, table_path};
 use crate::model::aggregates::ColumnAggregates;
 
 /// The dataset's table of load records.
@@ -23,11 +28,37 @@ pub const RUNS_TABLE: &str = "_pg2bq_runs";
 /// The label pg2bq puts on the tables it creates (and only on those).
 pub const CREATED_LABEL: (&str, &str) = ("pg2bq_created", "true");
 
+/// What pg2bq versions before `_pg2bq_runs` put on a table they loaded: this label's key per
+/// run ([`legacy_run_label`]), its value the mode.
+const LEGACY_RUN_LABEL_PREFIX: &str = "pg2bq_run_";
+
+/// The key of the label a pg2bq version before `_pg2bq_runs` put on a table it loaded run
+/// `run_id` into (`pg2bq_run_<run id>`, as a label key allows it).
+pub fn legacy_run_label(run_id: &str) -> String {
+    label_part(&format!("{LEGACY_RUN_LABEL_PREFIX}{run_id}"))
+}
+
 /// Whether pg2bq created the table `resource` describes: its label, or the run labels that
 /// pg2bq versions before `_pg2bq_runs` put on the tables they created.
 pub fn created_by_pg2bq(resource: &Value) -> bool {
     let labels = resource.get("labels").and_then(Value::as_object);
-    labels.is_some_and(|labels| labels.contains_key(CREATED_LABEL.0) || labels.keys().any(|k| k.starts_with("pg2bq_run_")))
+    labels.is_some_and(|labels| labels.contains_key(CREATED_LABEL.0) || labels.keys().any(|k| k.starts_with(LEGACY_RUN_LABEL_PREFIX)))
+}
+
+/// The staging table of a table's load: the snapshot's files, JSON as text.
+pub fn staging_table_id(table_id: &str, run_id: &str) -> String {
+    format!("{table_id}__pg2bq_staging_{}", label_part(run_id).replace('-', "_"))
+}
+
+/// The table of a merged run's keys, kept next to the table for `validate`.
+pub fn keys_table_id(table_id: &str, run_id: &str) -> String {
+    format!("{table_id}__pg2bq_keys_{}", label_part(run_id).replace('-', "_"))
+}
+
+/// The table of the keys a merge deleted (`--apply-deletes`), as the table held them, kept
+/// next to the table for `validate`.
+pub fn deleted_keys_table_id(table_id: &str, run_id: &str) -> String {
+    format!("{table_id}__pg2bq_deleted_{}", label_part(run_id).replace('-', "_"))
 }
 
 /// Whether the table ends equal to the snapshot, gains its rows, or gains the rows whose key
@@ -225,5 +256,15 @@ mod tests {
         assert!(created_by_pg2bq(&json!({ "labels": { "pg2bq_run_r1": "truncate" } })));
         assert!(!created_by_pg2bq(&json!({ "labels": { "team": "app" } })));
         assert!(!created_by_pg2bq(&json!({})));
+    }
+
+    #[test]
+    fn the_names_load_gives_validate_are_label_safe_and_an_older_run_label_is_one_pg2bq_created() {
+        let run = "20261124T070000Z-ABCD";
+        assert_eq!(legacy_run_label(run), "pg2bq_run_20261124t070000z-abcd");
+        assert!(created_by_pg2bq(&json!({ "labels": { legacy_run_label(run): "truncate" } })));
+        assert_eq!(staging_table_id("events", run), "events__pg2bq_staging_20261124t070000z_abcd");
+        assert_eq!(keys_table_id("events", run), "events__pg2bq_keys_20261124t070000z_abcd");
+        assert_eq!(deleted_keys_table_id("events", run), "events__pg2bq_deleted_20261124t070000z_abcd");
     }
 }

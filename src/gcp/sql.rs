@@ -29,22 +29,6 @@ pub fn label_part(text: &str) -> String {
     NameAlphabet::ID.sanitize(&text.to_ascii_lowercase(), 63)
 }
 
-/// The staging table of a table's load: the snapshot's files, JSON as text.
-pub fn staging_table_id(table_id: &str, run_id: &str) -> String {
-    format!("{table_id}__pg2bq_staging_{}", label_part(run_id).replace('-', "_"))
-}
-
-/// The table of a merged run's keys, kept next to the table for `validate`.
-pub fn keys_table_id(table_id: &str, run_id: &str) -> String {
-    format!("{table_id}__pg2bq_keys_{}", label_part(run_id).replace('-', "_"))
-}
-
-/// The table of the keys a merge deleted (`--apply-deletes`), as the table held them, kept
-/// next to the table for `validate`.
-pub fn deleted_keys_table_id(table_id: &str, run_id: &str) -> String {
-    format!("{table_id}__pg2bq_deleted_{}", label_part(run_id).replace('-', "_"))
-}
-
 /// Minimal decimal text of a NUMERIC/BIGNUMERIC expression: `1.5`, `2`, `0` (emulators pad
 /// `CAST(… AS STRING)` with zeros; BigQuery does not; this gives the same text on both).
 pub fn minimal_decimal(expr: &str) -> String {

@@ -13,9 +13,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::gcp::routes::ColumnRoute;
-use crate::gcp::runs::LoadMode;
+use crate::gcp::runs::{deleted_keys_table_id, staging_table_id, LoadMode};
 use crate::gcp::schema::{schema_json, table_reference, Field, FieldMode};
-use crate::gcp::sql::{deleted_keys_table_id, key_join, quote, staging_table_id, string_literal, table_path};
+use crate::gcp::sql::{key_join, quote, string_literal, table_path};
 use crate::load::plan::{LoadJob, LoadPlanError, QueryJob, WriteDisposition};
 use crate::model::manifest::TableManifest;
 use crate::model::types::BigQueryType;

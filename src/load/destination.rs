@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::plan::{keep_nullable_columns, plan_into_existing, LoadPlanError};
+use super::plan::{keep_nullable_columns, plan_into_existing, LoadPlanError, Problem, RowsHeld};
 use super::{step_error, LoadError, LoadMode, LoadPlan, LoadStep, LoadTarget, TableLoad};
 use crate::gcp::bigquery::BigQueryApi;
 use crate::gcp::runs::created_by_pg2bq;
@@ -37,7 +37,7 @@ pub(super) async fn read_all(
     plan: &LoadPlan,
     target: &LoadTarget,
     manifest: &Manifest,
-) -> Result<(Vec<Destination>, Vec<String>), LoadError> {
+) -> Result<(Vec<Destination>, Vec<Problem>), LoadError> {
     let mut destinations = Vec::new();
     let mut problems = Vec::new();
     let mut dataset_tables: Option<Vec<String>> = None;
@@ -68,11 +68,7 @@ pub(super) async fn read_all(
                     }
                     problems.push(missing_target_problem(plan, &planned, dataset_tables.as_deref().unwrap_or_default()));
                 } else if !planned.options.column_map.is_empty() || !planned.options.set.is_empty() {
-                    problems.push(format!(
-                        "table `{}.{}` does not exist, and --column-map/--set apply to the columns of an existing table; \
-                         create it first, or drop them to let pg2bq create it with the snapshot's columns",
-                        plan.dataset, planned.table_id
-                    ));
+                    problems.push(Problem::RoutesNeedTable { dataset: plan.dataset.clone(), table_id: planned.table_id.clone() });
                 }
             }
         }
@@ -91,12 +87,12 @@ fn plan_for_existing(
     table: &TableLoad,
     manifest_table: &TableManifest,
     resource: &Value,
-) -> Result<TableLoad, Vec<String>> {
+) -> Result<TableLoad, Vec<Problem>> {
     let comparison = schema_differences(resource, &table.fields);
     if plan.mode == LoadMode::Merge || target.routing.routes_columns_of(manifest_table) || !comparison.differences.is_empty() {
         return plan_into_existing(plan, manifest_table, target, &table_columns(resource)).map_err(|error| match error {
-            LoadPlanError::Routing { problems, .. } => problems,
-            other => vec![other.to_string()],
+            LoadPlanError::Routing { problems, .. } => problems.into_iter().map(Problem::Route).collect(),
+            other => vec![Problem::Plan(other)],
         });
     }
     if comparison.nullable_in_table.is_empty() {
@@ -107,44 +103,33 @@ fn plan_for_existing(
 
 /// A truncate into a table pg2bq did not create deletes rows a person or an app wrote: only
 /// with `--replace-existing-rows`.
-fn replaced_rows_problem(plan: &LoadPlan, target: &LoadTarget, table: &TableLoad, resource: &Value) -> Option<String> {
+fn replaced_rows_problem(plan: &LoadPlan, target: &LoadTarget, table: &TableLoad, resource: &Value) -> Option<Problem> {
     if plan.mode != LoadMode::Truncate || target.replace_existing_rows || created_by_pg2bq(resource) {
         return None;
     }
-    Some(format!(
-        "table `{}.{}` was not created by pg2bq and holds {}: a truncate load would delete them. Add the snapshot's rows \
-         by key with --mode merge (rows already there are left alone), or replace every row with \
-         --mode truncate --replace-existing-rows",
-        plan.dataset,
-        table.table_id,
-        rows_held(resource)
-    ))
+    Some(Problem::ReplacesRows { dataset: plan.dataset.clone(), table_id: table.table_id.clone(), held: rows_held(resource) })
 }
 
 /// A `--table-map` target that is not there: a typo would otherwise create a table beside the
 /// app's.
-fn missing_target_problem(plan: &LoadPlan, table: &TableLoad, dataset_tables: &[String]) -> String {
+fn missing_target_problem(plan: &LoadPlan, table: &TableLoad, dataset_tables: &[String]) -> Problem {
     let mut scored: Vec<(f64, &String)> =
         dataset_tables.iter().map(|t| (strsim::jaro_winkler(&t.to_lowercase(), &table.table_id.to_lowercase()), t)).collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let closest: Vec<String> = scored.iter().filter(|(score, _)| *score > 0.7).take(3).map(|(_, t)| format!("`{t}`")).collect();
-    let closest = match closest.is_empty() {
-        true => format!("the dataset holds {} table(s), none with a similar name", dataset_tables.len()),
-        false => format!("closest: {}", closest.join(", ")),
-    };
-    format!(
-        "--table-map sends `{}` to table `{}`, which is not in dataset `{}` ({closest}); correct the name, \
-         or pass --create-missing to create it",
-        table.source, table.table_id, plan.dataset
-    )
+    Problem::MissingTarget {
+        snapshot_table: table.source.clone(),
+        table_id: table.table_id.clone(),
+        dataset: plan.dataset.clone(),
+        closest: scored.iter().filter(|(score, _)| *score > 0.7).take(3).map(|(_, t)| t.to_string()).collect(),
+        dataset_tables: dataset_tables.len(),
+    }
 }
 
-/// `1,234 row(s)` as `tables.get` counts them, and the rows in its streaming buffer.
-fn rows_held(resource: &Value) -> String {
-    let rows = resource.get("numRows").and_then(Value::as_str).unwrap_or("0");
-    match resource.pointer("/streamingBuffer/estimatedRows").and_then(Value::as_str) {
-        Some(buffered) => format!("{rows} row(s) and about {buffered} more in its streaming buffer"),
-        None => format!("{rows} row(s)"),
+/// The rows `tables.get` counts in the table, and those in its streaming buffer.
+fn rows_held(resource: &Value) -> RowsHeld {
+    RowsHeld {
+        rows: resource.get("numRows").and_then(Value::as_str).unwrap_or("0").to_string(),
+        buffered: resource.pointer("/streamingBuffer/estimatedRows").and_then(Value::as_str).map(str::to_string),
     }
 }
 

@@ -30,9 +30,11 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::gcp::bigquery::{job_attempt_ids, other_work, BigQuery, BigQueryApi, BigQueryError, BigQueryOptions, FinishedJob, JobCounts};
 use crate::gcp::measures::{aggregate_query, aggregates_from_measures, column_encoding};
 pub use crate::gcp::runs::MergeCounts;
-use crate::gcp::runs::{other_loads_sql, record_sql, runs_table_resource, DeletedRows, LoadRecord, CREATED_LABEL, RUNS_TABLE};
+use crate::gcp::runs::{
+    keys_table_id, legacy_run_label, other_loads_sql, record_sql, runs_table_resource, DeletedRows, LoadRecord, CREATED_LABEL, RUNS_TABLE,
+};
 use crate::gcp::schema::{Field, FieldMode};
-use crate::gcp::sql::{fingerprint_items, keys_table_id, list_encoding, quote, table_path};
+use crate::gcp::sql::{fingerprint_items, list_encoding, quote, table_path};
 use crate::model::aggregates::ColumnAggregates;
 use crate::model::manifest::ColumnManifest;
 use crate::model::manifest::{Manifest, TableManifest};
@@ -41,7 +43,7 @@ use crate::model::types::BigQueryType;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{check_listed_files, read_manifest, FoundManifest, ManifestError};
 use deletes::Deletes;
-pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, TableLoad, WriteDisposition};
+pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, Problem, TableLoad, WriteDisposition};
 use plan::{LoadJob, LoadPlanError, QueryJob};
 
 /// Everything `load` needs.
@@ -107,7 +109,7 @@ pub enum LoadError {
     #[error("run `{run_id}` was already loaded into table `{table}` ({how}); appending it again would duplicate its rows. Load it with --mode truncate to replace the table with the snapshot, or into another table")]
     AlreadyLoaded { run_id: String, table: String, how: String },
     #[error("nothing was loaded:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Refused { problems: Vec<String> },
+    Refused { problems: Vec<Problem> },
     #[error("table `{table}` was created by someone else while this load started (another `pg2bq load` of this run?); nothing was loaded. Wait for the other load to finish, then re-run: a re-run attaches to its jobs and never loads a run twice")]
     CreatedConcurrently {
         table: String,
@@ -329,45 +331,12 @@ async fn load_table(
     let table = &destination.table;
     prepare_destination(bq, plan, destination).await?;
     let finished_before = finished_before(bq, plan, table).await?;
-    let mut jobs = Vec::new();
-    let mut expected = BTreeMap::new();
     let staging = table.staging_table_id.as_deref().filter(|_| !finished_before);
-    if !finished_before {
-        jobs = run_load_jobs(bq, table, progress).await?;
-        if let Some(staging) = staging {
-            // The staged rows, checked before the final statement: every JSON value fits
-            // BigQuery's JSON type, the converted columns hold the snapshot's values (and are
-            // measured as the table will hold them), and a merge key is unique.
-            check_json_representable(bq, plan, table, staging).await?;
-            expected = measure_staged_columns(bq, plan, table, manifest_table, staging).await?;
-            check_unique_key(bq, plan, table, staging).await?;
-        }
-    }
-    // After an earlier run finished, this attaches to its final job (for a merge, its counts).
-    let finalized = finalize(bq, plan, table).await?;
-    let merged = match finalized.as_ref().filter(|_| plan.mode == LoadMode::Merge) {
-        None => None,
-        Some(job) => Some(merge_counts(table, &job.counts).ok_or_else(|| LoadError::RowCount {
-            table: table.table_id.clone(),
-            what: format!("MERGE job `{}` (its dmlStats' inserted + updated rows)", job.job_id),
-            expected: table.rows,
-            actual: job.counts.inserted_rows.unwrap_or(0) + job.counts.updated_rows.unwrap_or(0),
-        })?),
+    let (mut jobs, expected) = match finished_before {
+        true => (Vec::new(), BTreeMap::new()),
+        false => load_checked(bq, plan, table, manifest_table, progress).await?,
     };
-    if !finished_before {
-        jobs.extend(finalized);
-        if let Some(keep_keys) = &table.keep_keys {
-            jobs.push(run_statement(bq, table, keep_keys).await?);
-        }
-    }
-    // Attached to after an earlier run finished them (its count).
-    let deleted = match &table.deletes {
-        Some(deletes) => Some(apply_deletes(bq, plan, table, deletes, &mut jobs).await?),
-        None => None,
-    };
-    if plan.mode == LoadMode::Truncate {
-        count_rows(bq, plan, table).await?;
-    }
+    let (merged, deleted) = finalize_table(bq, plan, table, finished_before, &mut jobs).await?;
     if !finished_before {
         // Written before the staging table is dropped: a crash in between re-runs the checks
         // (attaching to the jobs) and records the same again.
@@ -397,6 +366,61 @@ async fn load_table(
         defaults: defaulted_columns(table, manifest_table),
         seconds,
     })
+}
+
+/// Runs the load jobs and, into a staging table, checks the staged rows before the final
+/// statement: every JSON value fits BigQuery's JSON type, the converted columns hold the
+/// snapshot's values (measured as the table will hold them, for validate), a merge key is unique.
+async fn load_checked(
+    bq: &dyn BigQueryApi,
+    plan: &LoadPlan,
+    table: &TableLoad,
+    manifest_table: &TableManifest,
+    progress: &TableProgress,
+) -> Result<(Vec<FinishedJob>, BTreeMap<String, ColumnAggregates>), LoadError> {
+    let jobs = run_load_jobs(bq, table, progress).await?;
+    let Some(staging) = table.staging_table_id.as_deref() else { return Ok((jobs, BTreeMap::new())) };
+    check_json_representable(bq, plan, table, staging).await?;
+    let expected = measure_staged_columns(bq, plan, table, manifest_table, staging).await?;
+    check_unique_key(bq, plan, table, staging).await?;
+    Ok((jobs, expected))
+}
+
+/// The final statement (after an earlier run finished, attached to: for a merge, its counts),
+/// the merged keys kept for validate, `--apply-deletes`, and a truncate's row count. The jobs
+/// run now are added to `jobs`.
+async fn finalize_table(
+    bq: &dyn BigQueryApi,
+    plan: &LoadPlan,
+    table: &TableLoad,
+    finished_before: bool,
+    jobs: &mut Vec<FinishedJob>,
+) -> Result<(Option<MergeCounts>, Option<DeletedRows>), LoadError> {
+    let finalized = finalize(bq, plan, table).await?;
+    let merged = match finalized.as_ref().filter(|_| plan.mode == LoadMode::Merge) {
+        None => None,
+        Some(job) => Some(merge_counts(table, &job.counts).ok_or_else(|| LoadError::RowCount {
+            table: table.table_id.clone(),
+            what: format!("MERGE job `{}` (its dmlStats' inserted + updated rows)", job.job_id),
+            expected: table.rows,
+            actual: job.counts.inserted_rows.unwrap_or(0) + job.counts.updated_rows.unwrap_or(0),
+        })?),
+    };
+    if !finished_before {
+        jobs.extend(finalized);
+        if let Some(keep_keys) = &table.keep_keys {
+            jobs.push(run_statement(bq, table, keep_keys).await?);
+        }
+    }
+    // Attached to after an earlier run finished them (its count).
+    let deleted = match &table.deletes {
+        Some(deletes) => Some(apply_deletes(bq, plan, table, deletes, jobs).await?),
+        None => None,
+    };
+    if plan.mode == LoadMode::Truncate {
+        count_rows(bq, plan, table).await?;
+    }
+    Ok((merged, deleted))
 }
 
 /// The `--default`s of a table with the NULLs the snapshot held in each column (the staged
@@ -518,7 +542,7 @@ async fn refuse_loaded_run(bq: &dyn BigQueryApi, plan: &LoadPlan, table: &TableL
     if bq.query_counts(&sql).await.map_err(step_error(table, LoadStep::CheckEarlierJobs))?[0] > 0 {
         return Err(already(format!("recorded in `{}`", RUNS_TABLE)));
     }
-    let legacy = crate::gcp::sql::label_part(&format!("pg2bq_run_{}", plan.run_id));
+    let legacy = legacy_run_label(&plan.run_id);
     if let Some(mode) = existing.pointer(&format!("/labels/{legacy}")).and_then(Value::as_str) {
         return Err(already(format!("label `{legacy}` = `{mode}`")));
     }

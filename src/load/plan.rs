@@ -10,13 +10,13 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::gcp::bigquery::{DAILY_LOAD_JOBS_PER_TABLE, MAX_BYTES_PER_JOB, MAX_URIS_PER_JOB};
-use crate::gcp::routes::{route_columns, snapshot_columns, ColumnRoute, Routing, TargetOptions};
+use crate::gcp::routes::{route_columns, snapshot_columns, ColumnRoute, RouteProblem, Routing, TargetOptions};
 pub use crate::gcp::runs::LoadMode;
-use crate::gcp::runs::CREATED_LABEL;
+use crate::gcp::runs::{keys_table_id, staging_table_id, CREATED_LABEL};
 use crate::gcp::schema::{
     schema_json, set_layout, table_reference, table_resource, Field, FieldMode, PartitionUnit, TableColumn, TimePartitioning,
 };
-use crate::gcp::sql::{keys_table_id, quote, staging_table_id, string_literal, table_path};
+use crate::gcp::sql::{quote, string_literal, table_path};
 use crate::load::deletes::{check_carried, plan_deletes, DeleteTarget, Deletes};
 use crate::load::merge::{merge_sql, MergeSpec};
 use crate::model::manifest::{FileManifest, Manifest, TableManifest, TableNames};
@@ -84,7 +84,62 @@ pub struct LoadPlan {
     pub tables: Vec<TableLoad>,
     /// Why the load would be refused against the destination as it is (`--dry-run`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub problems: Vec<String>,
+    pub problems: Vec<Problem>,
+}
+
+/// Why the load is refused against the destinations as they are, before any job: one variant
+/// per refusal, each naming the table and the way out (`--dry-run` lists them in the plan).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// A snapshot table's columns cannot be routed into the existing table's.
+    #[error(transparent)]
+    Route(RouteProblem),
+    /// No plan against the existing table (a merge key it lacks, a tail's carried changes, …).
+    #[error(transparent)]
+    Plan(LoadPlanError),
+    #[error(
+        "table `{dataset}.{table_id}` was not created by pg2bq and holds {held}: a truncate load would delete them. Add the snapshot's rows \
+         by key with --mode merge (rows already there are left alone), or replace every row with \
+         --mode truncate --replace-existing-rows"
+    )]
+    ReplacesRows { dataset: String, table_id: String, held: RowsHeld },
+    #[error(
+        "--table-map sends `{snapshot_table}` to table `{table_id}`, which is not in dataset `{dataset}` ({}); correct the name, \
+         or pass --create-missing to create it",
+        match closest.is_empty() {
+            true => format!("the dataset holds {dataset_tables} table(s), none with a similar name"),
+            false => format!("closest: {}", closest.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")),
+        }
+    )]
+    MissingTarget { snapshot_table: String, table_id: String, dataset: String, closest: Vec<String>, dataset_tables: usize },
+    #[error(
+        "table `{dataset}.{table_id}` does not exist, and --column-map/--set apply to the columns of an existing table; \
+         create it first, or drop them to let pg2bq create it with the snapshot's columns"
+    )]
+    RoutesNeedTable { dataset: String, table_id: String },
+}
+
+/// A plan's JSON (`--dry-run --json`) gives each problem as its message.
+impl Serialize for Problem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// The rows a table holds, as `tables.get` counts them, and those in its streaming buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowsHeld {
+    pub rows: String,
+    pub buffered: Option<String>,
+}
+
+impl std::fmt::Display for RowsHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.buffered {
+            Some(buffered) => write!(f, "{} row(s) and about {buffered} more in its streaming buffer", self.rows),
+            None => write!(f, "{} row(s)", self.rows),
+        }
+    }
 }
 
 /// One table's jobs.
@@ -195,7 +250,7 @@ impl QueryJob {
 }
 
 /// Why a plan cannot be made.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoadPlanError {
     #[error("table `{table}` would load from `{uri}`: BigQuery loads from gs:// only; export to a gs:// destination (or copy the run directory to a bucket)")]
     NotOnGcs { table: String, uri: String },
@@ -206,7 +261,7 @@ pub enum LoadPlanError {
     #[error("--partition-by/--cluster-by/--table-map/--column-map/--key name table `{table}`, which the manifest does not hold")]
     UnknownTable { table: String },
     #[error("table `{table}` cannot be loaded into the existing table `{table_id}`; nothing was loaded:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Routing { table: String, table_id: String, problems: Vec<String> },
+    Routing { table: String, table_id: String, problems: Vec<RouteProblem> },
     #[error("table `{table}` is a tail of run `{since_run}` that carried changes; nothing was loaded: {reason}")]
     CarriedChanges { table: String, since_run: String, reason: String },
     #[error("table `{table}`: cannot merge by key ({key}): {reason}")]
@@ -998,5 +1053,54 @@ mod tests {
             deletes.delete.sql,
             "DELETE FROM `p.d.events` T WHERE EXISTS (SELECT 1 FROM `p.d.events__pg2bq_deleted_20261124t070000z_abcd` K WHERE T.`id` = K.`id`)"
         );
+    }
+
+    #[test]
+    fn each_refusal_is_rendered_once_with_its_way_out_and_a_plan_lists_them_as_text() {
+        let held = RowsHeld { rows: "20".into(), buffered: Some("3".into()) };
+        let replaces = Problem::ReplacesRows { dataset: "app".into(), table_id: "events".into(), held };
+        assert_eq!(
+            replaces.to_string(),
+            "table `app.events` was not created by pg2bq and holds 20 row(s) and about 3 more in its streaming buffer: a truncate \
+             load would delete them. Add the snapshot's rows by key with --mode merge (rows already there are left alone), or \
+             replace every row with --mode truncate --replace-existing-rows"
+        );
+        let missing = |closest: Vec<String>| Problem::MissingTarget {
+            snapshot_table: "public.entity_mentions".into(),
+            table_id: "entity_mentionz".into(),
+            dataset: "app".into(),
+            closest,
+            dataset_tables: 4,
+        };
+        let tail = "; correct the name, or pass --create-missing to create it";
+        assert_eq!(
+            missing(vec!["entity_mentions".into(), "mentions".into()]).to_string(),
+            format!(
+                "--table-map sends `public.entity_mentions` to table `entity_mentionz`, which is not in dataset `app` \
+                 (closest: `entity_mentions`, `mentions`){tail}"
+            )
+        );
+        assert_eq!(
+            missing(Vec::new()).to_string(),
+            format!(
+                "--table-map sends `public.entity_mentions` to table `entity_mentionz`, which is not in dataset `app` \
+                 (the dataset holds 4 table(s), none with a similar name){tail}"
+            )
+        );
+        let route = Problem::Route(RouteProblem::UnknownSetColumn { table: "events".into(), column: "absent".into() });
+        let text = "table `events`: --set names column `absent`, which the target table does not have";
+        assert_eq!(route.to_string(), text);
+        let plan = LoadPlan {
+            run_id: "r".into(),
+            run_uri: "gs://b/r".into(),
+            project: "p".into(),
+            dataset: "app".into(),
+            location: None,
+            mode: LoadMode::Truncate,
+            overwrite_existing: false,
+            tables: Vec::new(),
+            problems: vec![route],
+        };
+        assert_eq!(serde_json::to_value(&plan).unwrap()["problems"], serde_json::json!([text]));
     }
 }

@@ -74,6 +74,26 @@ pub struct Parent<'a> {
     pub rows: u64,
 }
 
+/// Why a column cannot be a tail's watermark.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("table `{table}`: column `{column}` cannot be the watermark of a tail: {reason}")]
+pub struct WatermarkRefused {
+    pub table: String,
+    pub column: String,
+    pub reason: WatermarkReason,
+}
+
+/// What keeps a column from being a watermark.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatermarkReason {
+    #[error("it is {pg_type}; a watermark is an integer, date or timestamp that only grows")]
+    NotOrdered { pg_type: String },
+    #[error("run `{parent_run}` did not export it")]
+    NotExported { parent_run: String },
+    #[error("run `{parent_run}` exported it as {was}, it is now {now}")]
+    TypeChanged { parent_run: String, was: String, now: String },
+}
+
 impl Tail {
     /// The tail of `column` after `parent`; `key` is the table's primary key now and
     /// `set_aside` the keys of the rows the parent set aside (read from its `_rejected` file;
@@ -81,17 +101,18 @@ impl Tail {
     ///
     /// # Errors
     /// Why the column cannot be a watermark, naming table, column and type.
-    pub fn after_run(parent: Parent<'_>, column: &ColumnMapping, key: &[String], set_aside: &[String]) -> Result<Self, String> {
+    pub fn after_run(parent: Parent<'_>, column: &ColumnMapping, key: &[String], set_aside: &[String]) -> Result<Self, WatermarkRefused> {
         let parent_run = parent.run;
-        let refuse = |why: String| format!("table `{}`: column `{}` cannot be the watermark of a tail: {why}", parent.table, column.name);
+        let refuse = |reason| WatermarkRefused { table: parent.table.to_string(), column: column.name.clone(), reason };
         if literal(&column.pg_type, "0").is_none() || column.repeated {
-            return Err(refuse(format!("it is {}; a watermark is an integer, date or timestamp that only grows", column.pg_type)));
+            return Err(refuse(WatermarkReason::NotOrdered { pg_type: column.pg_type.clone() }));
         }
         let Some((earlier_type, earlier_max)) = parent.watermark else {
-            return Err(refuse(format!("run `{parent_run}` did not export it")));
+            return Err(refuse(WatermarkReason::NotExported { parent_run: parent_run.into() }));
         };
         if earlier_type != column.pg_type {
-            return Err(refuse(format!("run `{parent_run}` exported it as {earlier_type}, it is now {}", column.pg_type)));
+            let (was, now) = (earlier_type.to_string(), column.pg_type.clone());
+            return Err(refuse(WatermarkReason::TypeChanged { parent_run: parent_run.into(), was, now }));
         }
         // A tail's carried rows lie below its own bound: the bound never goes down.
         let (after, mut held_apart) = match parent.tail {
@@ -334,9 +355,13 @@ mod tests {
 
         let note = mapping("note", "text");
         let error = Tail::after_run(table(vec![(note.clone(), None)], 0, None).tail_parent("r1", &note.name), &note, &[], &[]).unwrap_err();
-        assert!(error.contains("column `note` cannot be the watermark") && error.contains("it is text"), "{error}");
+        assert_eq!(error.reason, WatermarkReason::NotOrdered { pg_type: "text".into() });
+        assert_eq!(
+            error.to_string(),
+            "table `public.events`: column `note` cannot be the watermark of a tail: it is text; a watermark is an integer, date or timestamp that only grows"
+        );
         let error = Tail::after_run(table(vec![], 0, None).tail_parent("r1", &id.name), &id, &[], &[]).unwrap_err();
-        assert!(error.contains("run `r1` did not export it"), "{error}");
+        assert_eq!(error.to_string(), "table `public.events`: column `id` cannot be the watermark of a tail: run `r1` did not export it");
     }
 
     /// A tail carrying 1 updated row, 1 inserted late and 1 deleted: its units read the new rows

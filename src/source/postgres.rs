@@ -194,6 +194,34 @@ pub async fn noting_lock_waits<T>(url: &str, snapshot_id: &str, future: impl std
 /// no surrogates, nothing above U+10FFFF).
 const VALID_UTF8: &str = r"^([\x01-\x7f]|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2})*$";
 
+/// What keeps the session's role from reading every row of a table
+/// ([`SnapshotSession::access_problems`]), with the way out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessProblem {
+    /// No SELECT on the table, or on `columns` of it (`None`: on every column).
+    #[error(
+        "table `{table}`: permission denied for {} to role `{role}`; GRANT SELECT ON {table} TO {role} \
+         (or SELECT on those columns), or export with a role that may read them",
+        match columns {
+            None => format!("table `{table}`"),
+            Some(columns) => format!("column(s) {} of table `{table}`", columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")),
+        }
+    )]
+    Denied { table: String, columns: Option<Vec<String>>, role: String },
+    /// Row-level security applies to the role: rows would be left out.
+    #[error(
+        "table `{table}`: row-level security is enabled ({}{}) and applies to role `{role}`, so rows would be \
+         left out; pg2bq runs with row_security = off (as pg_dump does) and refuses instead: export with a role that has \
+         BYPASSRLS, or as the table's owner (unless FORCE ROW LEVEL SECURITY is set)",
+        match policies.is_empty() {
+            true => "no policy, so every row is hidden".to_string(),
+            false => format!("policies: {}", policies.join(", ")),
+        },
+        if *forced { ", FORCE ROW LEVEL SECURITY" } else { "" }
+    )]
+    RowSecurity { table: String, policies: Vec<String>, forced: bool, role: String },
+}
+
 /// The first row holding text that is not UTF-8 ([`SnapshotSession::first_invalid_text`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidText {
@@ -701,7 +729,7 @@ impl SnapshotSession {
     /// What keeps this session's role from reading every row of a table: missing SELECT
     /// privileges (table or columns) and row-level security that applies to the role. Each
     /// problem names the table, the role and the way out.
-    pub async fn access_problems(&self, oid: u32, table: &str, column_count: usize) -> Result<Vec<String>, SourceError> {
+    pub async fn access_problems(&self, oid: u32, table: &str, column_count: usize) -> Result<Vec<AccessProblem>, SourceError> {
         let row = self
             .client
             .query_one(
@@ -717,34 +745,15 @@ impl SnapshotSession {
             )
             .await
             .map_err(query_error(format!("read the privileges and row-level security of table `{table}`")))?;
-        let role = &self.role;
+        let (table, role) = (table.to_string(), self.role.clone());
         let mut problems = Vec::new();
         let denied_columns: Vec<String> = row.get(1);
         if !row.get::<_, bool>(0) && !denied_columns.is_empty() {
-            let denied = if denied_columns.len() == column_count {
-                format!("table `{table}`")
-            } else {
-                let list = denied_columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
-                format!("column(s) {list} of table `{table}`")
-            };
-            problems.push(format!(
-                "table `{table}`: permission denied for {denied} to role `{role}`; GRANT SELECT ON {table} TO {role} \
-                 (or SELECT on those columns), or export with a role that may read them"
-            ));
+            let columns = (denied_columns.len() < column_count).then_some(denied_columns);
+            problems.push(AccessProblem::Denied { table: table.clone(), columns, role: role.clone() });
         }
         if row.get::<_, bool>(2) {
-            let policies: Vec<String> = row.get(4);
-            let policies = if policies.is_empty() {
-                "no policy, so every row is hidden".to_string()
-            } else {
-                format!("policies: {}", policies.join(", "))
-            };
-            let force = if row.get::<_, bool>(3) { ", FORCE ROW LEVEL SECURITY" } else { "" };
-            problems.push(format!(
-                "table `{table}`: row-level security is enabled ({policies}{force}) and applies to role `{role}`, so rows would be \
-                 left out; pg2bq runs with row_security = off (as pg_dump does) and refuses instead: export with a role that has \
-                 BYPASSRLS, or as the table's owner (unless FORCE ROW LEVEL SECURITY is set)"
-            ));
+            problems.push(AccessProblem::RowSecurity { table, policies: row.get(4), forced: row.get(3), role });
         }
         Ok(problems)
     }

@@ -8,6 +8,7 @@
 
 pub mod compare;
 pub mod locate;
+pub mod plan;
 pub mod rows;
 pub mod sample;
 
@@ -20,21 +21,22 @@ use tracing::{debug, info, info_span, trace, Instrument};
 
 use crate::gcp::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
 use crate::gcp::measures::{aggregate_query, Measure};
-use crate::gcp::routes::{read_back_routes, route_columns, ColumnRoute};
+use crate::gcp::routes::{read_back_routes, route_columns, ColumnRoute, RouteProblem};
 use crate::gcp::runs::{records_sql, DeletedRows, LoadMode, LoadRecord, RUNS_TABLE};
 use crate::gcp::schema::table_columns;
-use crate::gcp::sql::{key_join, quote, table_path};
+use crate::gcp::sql::{key_join, quote};
 use crate::model::aggregates::ColumnAggregates;
 pub use crate::model::check::Check;
 use crate::model::check::CheckKind;
 use crate::model::manifest::{ColumnManifest, ForeignKey, Manifest, PartitionManifest, TableManifest, TableNames};
 use crate::model::progress::{ProgressCounter, ProgressReporter, TableProgress};
-use crate::model::settings::QualifiedColumn;
 use crate::model::types::{quote_ident, BigQueryType};
 use crate::source::SourceError;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{read_manifest, ManifestError};
 use compare::parse_float;
+pub use plan::{plan_validate, ValidatePlan};
+use plan::{DenormalizedCheck, PlannedProbe, Scope};
 
 /// A denormalized column declared in the config: `table.column` must equal
 /// `references.referenced_column` of the row that `via` points to (through a foreign key).
@@ -96,7 +98,7 @@ pub enum ValidateError {
     #[error("table `{table}` holds run `{run_id}` by merge, but the keys table `{keys}` that load keeps for validate is missing; re-run the same `pg2bq load --mode merge`")]
     MissingKeys { table: String, run_id: String, keys: String },
     #[error("table `{table}` cannot be read as the snapshot through the routes its load recorded (its columns changed since?):\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Routing { table: String, problems: Vec<String> },
+    Routing { table: String, problems: Vec<RouteProblem> },
     #[error("no load of run `{run_id}`'s table `{table}` is recorded in dataset `{dataset}`: {hint}")]
     NotRecorded { run_id: String, table: String, dataset: String, hint: String },
     #[error("the record of run `{run_id}` in table `{table}` (in `_pg2bq_runs`) is not one this pg2bq reads")]
@@ -106,8 +108,8 @@ pub enum ValidateError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("config names `{what}`, which the manifest does not hold")]
-    UnknownName { what: String },
+    #[error(transparent)]
+    UnknownName(#[from] plan::UnknownName),
     #[error(transparent)]
     NotANumber(#[from] NotANumber),
     #[error(transparent)]
@@ -160,7 +162,7 @@ pub struct TableValidation {
     pub located: Option<locate::RowLocation>,
 }
 
-/// Runs every check.
+/// Runs every check: reads the manifest, plans ([`plan::plan_validate`]), then [`execute`]s.
 ///
 /// # Errors
 /// [`ValidateError`] when a check cannot run (missing table, unreadable manifest, BigQuery
@@ -168,22 +170,31 @@ pub struct TableValidation {
 pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporter>) -> Result<ValidationReport, ValidateError> {
     let found = read_manifest(&config.manifest_uri, &config.gcs).await?;
     let (manifest, files) = (found.manifest, rows::RunFiles { store: found.store, run_dir: found.run_dir });
+    let plan = plan::plan_validate(config, &manifest)?;
     let bq = BigQuery::connect(&config.project, config.location.clone(), &config.bigquery).await?;
-    for d in &config.denormalized {
-        if find_table(&manifest, &d.table).is_none() {
-            return Err(ValidateError::UnknownName { what: d.table.clone() });
-        }
-    }
+    execute(&plan, &bq, (&manifest, &files), progress).await
+}
+
+/// Runs a plan's checks (with `dry_run`, estimates their bytes) on every table, then its probes.
+///
+/// # Errors
+/// As [`validate`].
+pub async fn execute(
+    plan: &ValidatePlan,
+    bq: &BigQuery,
+    (manifest, files): (&Manifest, &rows::RunFiles),
+    progress: Option<&ProgressReporter>,
+) -> Result<ValidationReport, ValidateError> {
     let mut tables = Vec::new();
-    for table in &manifest.tables {
+    for (table, denormalized) in manifest.tables.iter().zip(&plan.denormalized) {
         let span = info_span!("validate", table = %table.name, run_id = %manifest.run_id);
         let counter = ProgressCounter::default();
         if let Some(report) = progress {
             report(&table.name, &counter);
         }
-        let (bq_table, checks, located) = match config.dry_run {
-            true => estimate_table(config, &bq, &manifest, table).instrument(span).await?,
-            false => validate_table(config, &bq, (&manifest, &files), table, &counter).instrument(span).await?,
+        let (bq_table, checks, located) = match plan.dry_run {
+            true => estimate_table(plan, bq, table).instrument(span).await?,
+            false => validate_table(plan, bq, (manifest, files), (table, denormalized), &counter).instrument(span).await?,
         };
         tables.push(TableValidation {
             table: table.name.clone(),
@@ -195,22 +206,22 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
         });
     }
     let mut probes = Vec::new();
-    for probe in &config.probes {
-        probes.push(match config.dry_run {
-            true => estimate(&bq, &probe_sql(config, probe), &format!("probe `{}`", probe.name)).await?,
-            false => run_probe(config, &bq, probe).await?,
+    for probe in &plan.probes {
+        probes.push(match plan.dry_run {
+            true => estimate(bq, &probe.sql, &format!("probe `{}`", probe.name)).await?,
+            false => run_probe(bq, probe).await?,
         });
     }
     let all = || tables.iter().flat_map(|t| &t.checks).chain(&probes);
     let (failed, skipped) = (all().filter(|c| c.failed()).count(), all().filter(|c| c.is_skipped()).count());
     Ok(ValidationReport {
-        run_id: manifest.run_id.clone(),
-        project: config.project.clone(),
-        dataset: config.dataset.clone(),
+        run_id: plan.run_id.clone(),
+        project: plan.scope.project.clone(),
+        dataset: plan.scope.dataset.clone(),
         passed: failed == 0,
         failed,
         skipped,
-        dry_run: config.dry_run,
+        dry_run: plan.dry_run,
         mixed_snapshot: manifest.mixed_snapshot,
         tables,
         probes,
@@ -239,20 +250,20 @@ impl Loaded {
 
 /// The record of the snapshot table's load in `_pg2bq_runs`: into the table `--table-map` (or
 /// the prefix) names.
-async fn read_record(config: &ValidateConfig, bq: &BigQuery, run_id: &str, table: &TableManifest) -> Result<LoadRecord, ValidateError> {
-    let wanted = config.names.table_id(table);
+async fn read_record(scope: &Scope, bq: &BigQuery, run_id: &str, table: &TableManifest) -> Result<LoadRecord, ValidateError> {
+    let wanted = scope.table_id(table);
     let not_recorded = |hint: String| ValidateError::NotRecorded {
         run_id: run_id.into(),
         table: table.name.clone(),
-        dataset: config.dataset.clone(),
+        dataset: scope.dataset.clone(),
         hint,
     };
-    if bq.table(&config.dataset, RUNS_TABLE).await?.is_none() {
+    if bq.table(&scope.dataset, RUNS_TABLE).await?.is_none() {
         return Err(not_recorded(format!(
             "the dataset has no `{RUNS_TABLE}` table: load the run first (a re-run of a finished load attaches to its jobs and records it)"
         )));
     }
-    let rows = bq.query_rows(&records_sql(&config.project, &config.dataset, run_id, &table.name)).await?;
+    let rows = bq.query_rows(&records_sql(&scope.project, &scope.dataset, run_id, &table.name)).await?;
     let mut loaded_into = Vec::new();
     for row in rows {
         let (Some(Some(table_id)), Some(Some(text))) = (row.first(), row.get(1)) else { continue };
@@ -274,15 +285,15 @@ async fn read_record(config: &ValidateConfig, bq: &BigQuery, run_id: &str, table
 /// The snapshot table as loaded: its record, and its rows read back as the snapshot's columns
 /// through the routes it was loaded with (joined with the keys table after a merge).
 async fn loaded_table(
-    config: &ValidateConfig,
+    scope: &Scope,
     bq: &BigQuery,
     run_id: &str,
     table: &TableManifest,
 ) -> Result<(Loaded, serde_json::Value), ValidateError> {
-    let record = read_record(config, bq, run_id, table).await?;
+    let record = read_record(scope, bq, run_id, table).await?;
     let table_id = record.table_id.clone();
-    let Some(resource) = bq.table(&config.dataset, &table_id).await? else {
-        return Err(ValidateError::MissingTable { table: table_id, dataset: config.dataset.clone() });
+    let Some(resource) = bq.table(&scope.dataset, &table_id).await? else {
+        return Err(ValidateError::MissingTable { table: table_id, dataset: scope.dataset.clone() });
     };
     let routes = read_back_routes(&table.name, &table.columns, &table_columns(&resource), &record.options)
         .map_err(|problems| ValidateError::Routing { table: table_id.clone(), problems })?;
@@ -292,13 +303,13 @@ async fn loaded_table(
         .filter_map(|c| routes.iter().find(|r| r.source.as_deref() == Some(c.mapping.bq_name.as_str())))
         .map(|r| format!("{} AS {}", r.inverse, quote(r.source.as_deref().unwrap_or_default())))
         .collect();
-    let whole = table_path(&config.project, &config.dataset, &table_id);
+    let whole = scope.path(&table_id);
     let from = match (&record.mode, &record.keys_table) {
         (LoadMode::Merge, Some(keys_id)) => {
             let missing = || ValidateError::MissingKeys { table: table_id.clone(), run_id: run_id.into(), keys: keys_id.clone() };
-            let keys_resource = bq.table(&config.dataset, keys_id).await?.ok_or_else(missing)?;
+            let keys_resource = bq.table(&scope.dataset, keys_id).await?.ok_or_else(missing)?;
             let key: Vec<String> = table_columns(&keys_resource).into_iter().map(|k| k.name).collect();
-            format!("{whole} t JOIN {} k ON {}", table_path(&config.project, &config.dataset, keys_id), key_join("t", "k", &key))
+            format!("{whole} t JOIN {} k ON {}", scope.path(keys_id), key_join("t", "k", &key))
         }
         // A merge of no rows (a tail that only carried deletes) kept no keys: none of its rows.
         (LoadMode::Merge, None) if table.row_count == 0 => format!("(SELECT * FROM {whole} WHERE FALSE) t"),
@@ -326,18 +337,18 @@ async fn merged_checks(bq: &BigQuery, loaded: &Loaded, whole: &str, checks: &mut
 }
 
 /// `load --apply-deletes`: none of the keys deleted in Postgres is in the table any more.
-async fn deleted_check(config: &ValidateConfig, bq: &BigQuery, loaded: &Loaded, deleted: &DeletedRows) -> Result<Check, ValidateError> {
+async fn deleted_check(scope: &Scope, bq: &BigQuery, loaded: &Loaded, deleted: &DeletedRows) -> Result<Check, ValidateError> {
     let missing = || ValidateError::MissingKeys {
         table: loaded.table_id.clone(),
         run_id: loaded.record.run_id.clone(),
         keys: deleted.keys_table.clone(),
     };
-    let keys = bq.table(&config.dataset, &deleted.keys_table).await?.ok_or_else(missing)?;
+    let keys = bq.table(&scope.dataset, &deleted.keys_table).await?.ok_or_else(missing)?;
     let key: Vec<String> = table_columns(&keys).into_iter().map(|k| k.name).collect();
     let sql = format!(
         "SELECT CAST(COUNT(*) AS STRING) FROM {} t JOIN {} k ON {}",
-        table_path(&config.project, &config.dataset, &loaded.table_id),
-        table_path(&config.project, &config.dataset, &deleted.keys_table),
+        scope.path(&loaded.table_id),
+        scope.path(&deleted.keys_table),
         key_join("t", "k", &key)
     );
     let present = single_count(bq, &sql).await?;
@@ -351,7 +362,7 @@ async fn deleted_check(config: &ValidateConfig, bq: &BigQuery, loaded: &Loaded, 
 /// One check per `--set` column: the rows the load wrote hold its constant (a merge wrote the
 /// rows it inserted; the others kept the table's values).
 async fn set_checks(
-    config: &ValidateConfig,
+    dataset: &str,
     bq: &BigQuery,
     loaded: &Loaded,
     resource: &serde_json::Value,
@@ -376,10 +387,9 @@ async fn set_checks(
             None => (table.row_count.to_string(), held == table.row_count),
         };
         let check = Check::new(CheckKind::SetValue, Some(&route.target), expected, held, passed);
-        checks.push(check.with_detail(format!(
-            "rows of the snapshot holding {} (--set; {} in `{}`)",
-            route.conversion, config.dataset, loaded.table_id
-        )));
+        checks.push(
+            check.with_detail(format!("rows of the snapshot holding {} (--set; {} in `{}`)", route.conversion, dataset, loaded.table_id)),
+        );
     }
     Ok(checks)
 }
@@ -400,23 +410,15 @@ fn rejected_check(table: &TableManifest) -> Option<Check> {
     )))
 }
 
-fn find_table<'a>(manifest: &'a Manifest, name: &str) -> Option<&'a TableManifest> {
-    manifest.tables.iter().find(|t| t.is_named(name))
-}
-
-fn qualified(config: &ValidateConfig, table: &TableManifest) -> String {
-    table_path(&config.project, &config.dataset, &config.names.table_id(table))
-}
-
 async fn validate_table(
-    config: &ValidateConfig,
+    plan: &ValidatePlan,
     bq: &BigQuery,
     (manifest, files): (&Manifest, &rows::RunFiles),
-    table: &TableManifest,
+    (table, denormalized): (&TableManifest, &[DenormalizedCheck]),
     progress: &TableProgress,
 ) -> Result<(String, Vec<Check>, Option<locate::RowLocation>), ValidateError> {
-    let started = Instant::now();
-    let (loaded, resource) = loaded_table(config, bq, &manifest.run_id, table).await?;
+    let (started, scope) = (Instant::now(), &plan.scope);
+    let (loaded, resource) = loaded_table(scope, bq, &manifest.run_id, table).await?;
     let target = loaded.rows.clone();
     let measured: Vec<(ColumnManifest, ColumnAggregates)> = table
         .columns
@@ -429,10 +431,10 @@ async fn validate_table(
     let mut checks = vec![Check::new(CheckKind::RowCount, None, table.row_count, rows, rows == table.row_count)];
     checks.extend(rejected_check(table));
     if loaded.record.mode == LoadMode::Merge {
-        merged_checks(bq, &loaded, &table_path(&config.project, &config.dataset, &loaded.table_id), &mut checks).await?;
+        merged_checks(bq, &loaded, &scope.path(&loaded.table_id), &mut checks).await?;
     }
     if let Some(deleted) = &loaded.record.deleted {
-        checks.push(deleted_check(config, bq, &loaded, deleted).await?);
+        checks.push(deleted_check(scope, bq, &loaded, deleted).await?);
     }
     checks.extend(excluded_checks(table, &loaded));
     let expected: Vec<ColumnAggregates> = measured.iter().map(|(_, e)| e.clone()).collect();
@@ -448,17 +450,17 @@ async fn validate_table(
         locate_mismatches(bq, table, &target, &failed_columns, &mut checks).await?;
     }
     checks.push(rows::row_fingerprint_check(bq, files, table, &loaded).await?);
-    let located = match config.locate_limit > 0 && checks.iter().any(|c| c.failed() && locates(c.check)) {
-        true => Some(locate::locate_rows(bq, files, table, &loaded, config.locate_limit).await?),
+    let located = match plan.locate_limit > 0 && checks.iter().any(|c| c.failed() && locates(c.check)) {
+        true => Some(locate::locate_rows(bq, files, table, &loaded, plan.locate_limit).await?),
         false => None,
     };
     checks.extend(required_checks(table, &checks));
-    checks.extend(set_checks(config, bq, &loaded, &resource, table).await?);
+    checks.extend(set_checks(&scope.dataset, bq, &loaded, &resource, table).await?);
     report_checks(progress, &checks);
-    checks.extend(referential_checks(config, bq, manifest, table, &loaded).await?);
+    checks.extend(referential_checks(scope, bq, (manifest, table), &loaded, denormalized).await?);
     report_checks(progress, &checks);
-    if let Some(url) = &config.source_url {
-        checks.extend(sample::sample_checks(config, bq, url, &sampled_columns(table, &loaded), &target).await?);
+    if let Some(sample) = &plan.sample {
+        checks.extend(sample::sample_checks(sample, bq, &sampled_columns(table, &loaded), &target).await?);
         report_checks(progress, &checks);
     }
     log_checks(&checks, started);
@@ -719,11 +721,11 @@ fn measure_differs(
 /// denormalized columns, over the snapshot's rows as loaded (a merged table's own rows are the
 /// app's: their parents need not be in the snapshot).
 async fn referential_checks(
-    config: &ValidateConfig,
+    scope: &Scope,
     bq: &BigQuery,
-    manifest: &Manifest,
-    table: &TableManifest,
+    (manifest, table): (&Manifest, &TableManifest),
     loaded: &Loaded,
+    denormalized: &[DenormalizedCheck],
 ) -> Result<Vec<Check>, ValidateError> {
     let mut checks = Vec::new();
     for fk in &table.foreign_keys {
@@ -738,13 +740,13 @@ async fn referential_checks(
         match (manifest.tables.iter().find(|t| t.name == fk.references_table), unloaded(table, loaded, &fk.columns)) {
             (None, _) => checks.push(skip("the referenced table is not in this run".into())),
             (_, Some(column)) => checks.push(skip(format!("column {column} was not loaded"))),
-            (Some(parent), None) => checks.push(orphan_check(config, bq, table, loaded, parent, fk).await?),
+            (Some(parent), None) => checks.push(orphan_check(scope, bq, table, loaded, parent, fk).await?),
         }
     }
-    for d in config.denormalized.iter().filter(|d| find_table(manifest, &d.table).map(|t| t.name.as_str()) == Some(table.name.as_str())) {
+    for d in denormalized {
         checks.push(match unloaded(table, loaded, &[d.column.clone(), d.via.clone()]) {
             Some(column) => Check::skipped(CheckKind::Denormalized, Some(&d.column), 0, format!("column {column} was not loaded")),
-            None => denormalized_check(config, bq, manifest, table, loaded, d).await?,
+            None => denormalized_check(scope, bq, manifest, table, loaded, d).await?,
         });
     }
     Ok(checks)
@@ -762,7 +764,7 @@ fn bq_column(table: &TableManifest, pg: &str) -> String {
 
 /// Child rows of `fk` whose key has no row in `parent`: 0 expected.
 async fn orphan_check(
-    config: &ValidateConfig,
+    scope: &Scope,
     bq: &BigQuery,
     table: &TableManifest,
     loaded: &Loaded,
@@ -780,7 +782,7 @@ async fn orphan_check(
     let sql = format!(
         "SELECT CAST(COUNT(*) AS STRING) FROM {} AS c LEFT JOIN {} AS p ON {} WHERE {} AND p.{first_parent} IS NULL",
         loaded.rows,
-        qualified(config, parent),
+        scope.qualified(parent),
         on.join(" AND "),
         present.join(" AND ")
     );
@@ -795,25 +797,22 @@ async fn orphan_check(
 
 /// Rows where a declared denormalized column differs from the column it copies: 0 expected.
 async fn denormalized_check(
-    config: &ValidateConfig,
+    scope: &Scope,
     bq: &BigQuery,
     manifest: &Manifest,
     table: &TableManifest,
     loaded: &Loaded,
-    d: &Denormalized,
+    d: &DenormalizedCheck,
 ) -> Result<Check, ValidateError> {
-    let unknown = || ValidateError::UnknownName { what: d.references.clone() };
-    let QualifiedColumn { table: parent_name, column: parent_column } = d.references.parse().map_err(|_| unknown())?;
-    let parent_column = parent_column.as_str();
-    let parent = find_table(manifest, &parent_name).ok_or_else(|| ValidateError::UnknownName { what: parent_name.clone() })?;
+    let parent = manifest.tables.iter().find(|t| t.name == d.parent).expect("the plan resolves the parent in the manifest");
     let fk = table.foreign_keys.iter().find(|f| f.columns == [d.via.clone()] && f.references_table == parent.name);
     let parent_key =
         fk.map(|f| f.references_columns[0].clone()).or_else(|| parent.primary_key.first().cloned()).unwrap_or_else(|| "id".into());
-    let (child_col, parent_col) = (quote(&bq_column(table, &d.column)), quote(&bq_column(parent, parent_column)));
+    let (child_col, parent_col) = (quote(&bq_column(table, &d.column)), quote(&bq_column(parent, &d.parent_column)));
     let sql = format!(
         "SELECT CAST(COUNTIF(c.{child_col} IS DISTINCT FROM p.{parent_col}) AS STRING) FROM {} AS c JOIN {} AS p ON c.{} = p.{}",
         loaded.rows,
-        qualified(config, parent),
+        scope.qualified(parent),
         quote(&bq_column(table, &d.via)),
         quote(&bq_column(parent, &parent_key)),
     );
@@ -829,11 +828,6 @@ async fn single_count(bq: &BigQuery, sql: &str) -> Result<u64, ValidateError> {
     Ok(count.ok_or_else(|| BigQueryError::NotACount { sql: sql.into(), column: 0, value: "no value".into() })?)
 }
 
-/// A probe's SQL with the run's project, dataset and table prefix filled in.
-fn probe_sql(config: &ValidateConfig, probe: &Probe) -> String {
-    probe.sql.replace("{project}", &config.project).replace("{dataset}", &config.dataset).replace("{prefix}", &config.names.prefix)
-}
-
 /// `--dry-run`: the bytes BigQuery estimates `sql` scans.
 async fn estimate(bq: &BigQuery, sql: &str, what: &str) -> Result<Check, ValidateError> {
     let bytes = bq.dry_run_bytes(sql).await?.map_or_else(|| "unknown".to_string(), |b| format!("{b} bytes"));
@@ -844,29 +838,28 @@ async fn estimate(bq: &BigQuery, sql: &str, what: &str) -> Result<Check, Validat
 /// aggregates: the whole table, or a merged table's snapshot rows). Sampling reads a few rows by
 /// key; locating a mismatch adds one query per failed column.
 async fn estimate_table(
-    config: &ValidateConfig,
+    plan: &ValidatePlan,
     bq: &BigQuery,
-    manifest: &Manifest,
     table: &TableManifest,
 ) -> Result<(String, Vec<Check>, Option<locate::RowLocation>), ValidateError> {
-    let (loaded, _) = loaded_table(config, bq, &manifest.run_id, table).await?;
+    let (loaded, _) = loaded_table(&plan.scope, bq, &plan.run_id, table).await?;
     let measured: Vec<ColumnManifest> = table.columns.iter().filter_map(|c| loaded.route(c).map(|r| r.measured_column(c))).collect();
     let (sql, _) = aggregate_query(&loaded.rows, &measured.iter().collect::<Vec<_>>(), None);
     let mut estimates = vec![estimate(bq, &sql, "the aggregate query").await?];
     if let Some(sql) = rows::row_fingerprint_sql(table, &loaded) {
         estimates.push(estimate(bq, &sql, "the row fingerprint query").await?);
     }
-    if config.locate_limit > 0 {
+    if plan.locate_limit > 0 {
         estimates.extend(locate::estimate(bq, table, &loaded).await?);
     }
     Ok((loaded.table_id, estimates, None))
 }
 
-async fn run_probe(config: &ValidateConfig, bq: &BigQuery, probe: &Probe) -> Result<Check, ValidateError> {
-    let sql = probe_sql(config, probe);
-    let estimated = bq.dry_run_bytes(&sql).await?;
+async fn run_probe(bq: &BigQuery, probe: &PlannedProbe) -> Result<Check, ValidateError> {
+    let sql = &probe.sql;
+    let estimated = bq.dry_run_bytes(sql).await?;
     let started = Instant::now();
-    let processed = bq.query_bytes(&sql).await?;
+    let processed = bq.query_bytes(sql).await?;
     let seconds = started.elapsed().as_secs_f64();
     let check = Check::new(
         CheckKind::Probe,

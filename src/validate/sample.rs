@@ -7,7 +7,8 @@ use serde_json::Value;
 use tokio_postgres::Client;
 
 use super::compare::{floats_equal, parse_float, Check};
-use super::{pg_table, ValidateConfig, ValidateError};
+use super::plan::SourceSample;
+use super::{pg_table, ValidateError};
 use crate::gcp::bigquery::BigQuery;
 use crate::gcp::sql::{encoding, quote};
 use crate::model::check::CheckKind;
@@ -124,33 +125,32 @@ fn query_failed(action: String) -> impl FnOnce(tokio_postgres::Error) -> Validat
 /// run (no primary key, a key column not exported, no rows to pick) is a skipped check saying
 /// why.
 pub(super) async fn sample_checks(
-    config: &ValidateConfig,
+    sample: &SourceSample,
     bq: &BigQuery,
-    url: &str,
     table: &TableManifest,
     target: &str,
 ) -> Result<Vec<Check>, ValidateError> {
-    let client = connect(url).await?;
+    let client = connect(&sample.url).await?;
     let settings = SESSION_SETTINGS.map(|s| s.replace("SET LOCAL", "SET")).join("; ");
     client.batch_execute(&settings).await.map_err(query_failed("set session settings".into()))?;
     let mut checks = vec![drift_check(&client, table).await?];
-    if config.sample_rows == 0 {
+    if sample.rows == 0 {
         return Ok(checks);
     }
     let key = match sample_key(table) {
         Ok(key) => key,
         Err(reason) => {
-            checks.push(Check::skipped(CheckKind::Sample, None, format!("{} random rows equal", config.sample_rows), reason));
+            checks.push(Check::skipped(CheckKind::Sample, None, format!("{} random rows equal", sample.rows), reason));
             return Ok(checks);
         }
     };
     let picked: Vec<String> = key.iter().map(|k| format!("CAST({} AS STRING)", k.bq)).collect();
-    let sql = format!("SELECT {} FROM {target} ORDER BY RAND() LIMIT {}", picked.join(", "), config.sample_rows);
+    let sql = format!("SELECT {} FROM {target} ORDER BY RAND() LIMIT {}", picked.join(", "), sample.rows);
     let keys: Vec<Vec<String>> =
         bq.query_rows(&sql).await?.into_iter().filter_map(|row| row.into_iter().collect::<Option<Vec<String>>>()).collect();
     if keys.is_empty() {
         let reason = "BigQuery holds no rows of the table to pick";
-        checks.push(Check::skipped(CheckKind::Sample, None, format!("{} random rows equal", config.sample_rows), reason));
+        checks.push(Check::skipped(CheckKind::Sample, None, format!("{} random rows equal", sample.rows), reason));
         return Ok(checks);
     }
     checks.extend(compare_sample(bq, &client, table, target, &key, &keys).await?);
