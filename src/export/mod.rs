@@ -9,6 +9,7 @@
 //! the units an earlier attempt recorded and reads only the rest, in a new snapshot.
 
 pub mod batches;
+pub mod changes;
 pub mod config;
 pub mod memory;
 pub mod parquet;
@@ -67,7 +68,7 @@ pub enum ExportError {
     RowHashes {
         table: String,
         #[source]
-        source: row_hashes::HashError,
+        source: changes::HashError,
     },
     #[error("--since: cannot read the earlier run's manifest")]
     Since(#[source] Box<ManifestError>),

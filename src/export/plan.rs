@@ -16,9 +16,9 @@ use arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use crate::export::changes::{changes_among, locate_changes, HashError};
 use crate::export::config::{ExportConfig, ExportTable, TableSource};
 use crate::export::problem::{EarlierCount, Problem, Subject};
-use crate::export::row_hashes::{changes_among, locate_changes, HashError};
 use crate::model::manifest::{ForeignKey, Manifest, PartitionManifest, RowHashes, TableManifest};
 use crate::model::partition::{BlockSpan, KeyColumn, PartitionBounds, Relation};
 use crate::model::row_hash::{Changes, HashQuery, MAX_CARRIED_KEYS};

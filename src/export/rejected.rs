@@ -43,7 +43,7 @@ pub async fn write_rejected(
         Ok(data) => data,
         Err(source) => return Err(ExportError::Rejected { table: table.name.clone(), source }),
     };
-    let stored = store_side_file(store, run_id, table, REJECTED_FILE, data).await?;
+    let stored = store_side_file(store, run_id, &table.directory(), REJECTED_FILE, data).await?;
     // A file already there is described by its own rows, not by the rows read now.
     let file_rows = match stored.fresh {
         true => rows.len() as u64,

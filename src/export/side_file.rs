@@ -4,7 +4,6 @@
 
 use bytes::Bytes;
 
-use crate::export::plan::TablePlan;
 use crate::model::manifest::FileManifest;
 use crate::storage::store::{crc32c_base64, Store, StoreError};
 
@@ -33,18 +32,12 @@ impl StoredSideFile {
     }
 }
 
-/// Stores `data` as `table`'s side file `name` (relative to its directory) unless one is there.
+/// Stores `data` as the side file `name` of the table in `directory` unless one is there.
 ///
 /// # Errors
 /// [`StoreError`] naming the object when it can be neither written nor read.
-pub async fn store_side_file(
-    store: &Store,
-    run_id: &str,
-    table: &TablePlan,
-    name: &str,
-    data: Bytes,
-) -> Result<StoredSideFile, StoreError> {
-    let relative = format!("{}/{name}", table.directory());
+pub async fn store_side_file(store: &Store, run_id: &str, directory: &str, name: &str, data: Bytes) -> Result<StoredSideFile, StoreError> {
+    let relative = format!("{directory}/{name}");
     let path = format!("{run_id}/{relative}");
     let (data, fresh) = match store.put_if_absent(&path, data.clone()).await? {
         true => (data, true),

@@ -16,7 +16,7 @@ use crate::gcp::routes::ColumnRoute;
 use crate::gcp::runs::{deleted_keys_table_id, staging_table_id, LoadMode};
 use crate::gcp::schema::{schema_json, table_reference, Field, FieldMode};
 use crate::gcp::sql::{key_join, quote, string_literal, table_path};
-use crate::load::plan::{LoadJob, LoadPlanError, QueryJob, WriteDisposition};
+use crate::load::jobs::{LoadJob, LoadPlanError, QueryJob, WriteDisposition};
 use crate::model::manifest::TableManifest;
 use crate::model::types::BigQueryType;
 

@@ -7,7 +7,8 @@
 
 use serde_json::Value;
 
-use super::plan::{keep_nullable_columns, plan_into_existing, LoadPlanError, Problem, RowsHeld};
+use super::jobs::LoadPlanError;
+use super::plan::{keep_nullable_columns, plan_into_existing, Problem, RowsHeld};
 use super::{step_error, LoadError, LoadMode, LoadPlan, LoadStep, LoadTarget, TableLoad};
 use crate::gcp::bigquery::BigQueryApi;
 use crate::gcp::runs::created_by_pg2bq;

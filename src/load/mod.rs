@@ -13,6 +13,7 @@
 
 pub mod deletes;
 mod destination;
+pub mod jobs;
 pub mod merge;
 pub mod plan;
 #[cfg(test)]
@@ -43,8 +44,9 @@ use crate::model::types::BigQueryType;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{check_listed_files, read_manifest, FoundManifest, ManifestError};
 use deletes::Deletes;
-pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, Problem, TableLoad, WriteDisposition};
-use plan::{LoadJob, LoadPlanError, QueryJob};
+pub use jobs::WriteDisposition;
+use jobs::{LoadJob, LoadPlanError, QueryJob};
+pub use plan::{plan_load, LoadMode, LoadPlan, LoadTarget, Problem, TableLoad};
 
 /// Everything `load` needs.
 #[derive(Debug, Clone)]
