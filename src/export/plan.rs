@@ -6,7 +6,7 @@
 //! [`Problem`]s, every table's at once.
 //!
 //! How a table is cut into units (child relations, key ranges, block ranges, and how many) is
-//! described once, for users, in docs/architecture.md ("Units"); `plan_units` and
+//! described once, for users, in docs/export.md ("Units"); `plan_units` and
 //! `tree_units` apply it, `UnitSizing` sizes it.
 
 use std::collections::BTreeMap;
