@@ -4,6 +4,11 @@
 pub mod postgres;
 pub mod stream;
 
+use connectorx::stream_error::StreamError as StreamFailure;
+use tokio_postgres::error::SqlState;
+
+use crate::model::error_kind::ErrorKind;
+
 /// A failed read from Postgres, naming what we were reading.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -78,10 +83,48 @@ pub enum SourceError {
     },
     #[error("table `{table}` is a {kind}, not a table, so it cannot be cut into units and counted per relation; export it as a query instead: --query {name}='SELECT * FROM {from}'{foreign}")]
     NotATable { table: String, kind: &'static str, name: String, from: String, foreign: &'static str },
-    #[error("table `{table}`: ConnectorX failed: {message}")]
-    ConnectorX { table: String, message: String },
+    /// The cause is told in the message (one line, as ConnectorX gives it) and kept typed,
+    /// SQLSTATE and I/O kind included, for [`SourceError::kind`].
+    #[error("table `{table}`: ConnectorX failed: {cause}")]
+    ConnectorX { table: String, cause: StreamFailure },
     #[error("table `{table}`, partition {partition}: Postgres has {expected} rows but the stream ended after {actual}; ConnectorX dropped an error, nothing was committed")]
     ShortStream { table: String, partition: usize, expected: u64, actual: u64 },
+}
+
+impl SourceError {
+    /// The kind of failure: by Postgres's SQLSTATE, else by the I/O error or closed
+    /// connection that broke it (see [`ErrorKind::from_sqlstate`], [`ErrorKind::from_io`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Connect { source, .. } => failure_kind(&StreamFailure::from_error(&**source)),
+            Self::Query { source, .. }
+            | Self::DescribeQuery { source, .. }
+            | Self::Probe { source, .. }
+            | Self::Lock { source, .. }
+            | Self::InvalidUrl { source, .. } => failure_kind(&StreamFailure::from_error(source)),
+            Self::ConnectorX { cause, .. } => failure_kind(cause),
+            Self::ConnectTimeout { .. } | Self::LockTimeout { .. } | Self::ShortStream { .. } => ErrorKind::Transient,
+            Self::SnapshotGone { .. } | Self::TableNotFound { .. } => ErrorKind::NotFound,
+            Self::Tls { .. } | Self::ChangedSinceSnapshot { .. } | Self::NotATable { .. } => ErrorKind::Invalid,
+        }
+    }
+
+    /// Whether a ConnectorX stream stopped because a lock was not granted within its
+    /// `lock_timeout` (SQLSTATE 55P03).
+    pub fn is_lock_not_available(&self) -> bool {
+        matches!(self, Self::ConnectorX { cause, .. } if cause.sqlstate.as_deref() == Some(SqlState::LOCK_NOT_AVAILABLE.code()))
+    }
+}
+
+/// The kind of a Postgres failure: its SQLSTATE decides, else a closed connection or the I/O
+/// error that broke it is transient (the first two always, an I/O error by its kind).
+fn failure_kind(failure: &StreamFailure) -> ErrorKind {
+    match (&failure.sqlstate, failure.io) {
+        (Some(code), _) => ErrorKind::from_sqlstate(code),
+        _ if failure.closed => ErrorKind::Transient,
+        (None, Some(io)) => ErrorKind::from_io(io),
+        (None, None) => ErrorKind::Invalid,
+    }
 }
 
 /// The URL with any password replaced by `***`, for logs, errors and the manifest.
