@@ -116,8 +116,8 @@ impl SourceError {
     }
 }
 
-/// The kind of a Postgres failure: its SQLSTATE decides, else a closed connection or the I/O
-/// error that broke it is transient (the first two always, an I/O error by its kind).
+/// The kind of a Postgres failure: its SQLSTATE decides; without one, a closed connection is
+/// transient and an I/O error is judged by its kind.
 fn failure_kind(failure: &StreamFailure) -> ErrorKind {
     match (&failure.sqlstate, failure.io) {
         (Some(code), _) => ErrorKind::from_sqlstate(code),
@@ -175,6 +175,29 @@ pub fn redact_conninfo(conninfo: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Error as IoError, ErrorKind as Io};
+
+    use connectorx::sources::postgres::PostgresSourceError;
+    use connectorx::transports::PostgresArrowStreamTransportError as Transport;
+
+    use super::{ErrorKind, SourceError, StreamFailure};
+
+    #[test]
+    fn an_io_error_inside_connectorxs_transparent_errors_is_found_by_its_kind() {
+        // `transparent` passes `source()` through, so the I/O error is no link of the chain.
+        let reset = Transport::Source(PostgresSourceError::IOError(IoError::from(Io::ConnectionReset)));
+        let failure = StreamFailure::from_error(&reset);
+        assert_eq!((failure.io, failure.sqlstate.as_deref(), failure.closed), (Some(Io::ConnectionReset), None, false));
+        assert_eq!(failure.message, "connection reset");
+        let error = SourceError::ConnectorX { table: "t".into(), cause: failure };
+        assert_eq!(error.to_string(), "table `t`: ConnectorX failed: connection reset");
+        assert_eq!(error.kind(), ErrorKind::Transient);
+        let refused = SourceError::Connect { url: "u".into(), source: Box::new(IoError::from(Io::ConnectionRefused)) };
+        assert_eq!(refused.kind(), ErrorKind::Transient);
+        let panicked = SourceError::ConnectorX { table: "t".into(), cause: StreamFailure::message("not implemented: interval".into()) };
+        assert_eq!(panicked.kind(), ErrorKind::Invalid, "a failure that says nothing typed is not retried");
+    }
+
     #[test]
     fn passwords_never_survive_redaction() {
         let redacted = super::redact_url("postgresql://u:s3cret@h:5432/db?sslmode=require&password=other");
