@@ -17,16 +17,15 @@ use tracing::{debug, info, warn};
 
 use super::{table_manifest, ExportError, ExportUnit, TablePlan, UnitExporter};
 use crate::export::parquet::{ParquetSinkError, WrittenFile};
-use crate::gcp::retry::{is_transient_error, is_transient_status, Backoff, RetryPolicy};
+use crate::gcp::retry::{Backoff, RetryPolicy};
+use crate::model::error_kind::ErrorKind;
 use crate::model::manifest::{TableManifest, UnitSnapshot};
 use crate::model::progress::{ProgressCounter, UnitReport};
 use crate::model::run_id::RunId;
 use crate::model::unit_record::UnitRecord;
 use crate::source::postgres::{noting_lock_waits, queued_behind_run, LOCK_NOTE_AFTER};
 use crate::source::SourceError;
-use crate::storage::gcs::GcsError;
 use crate::storage::run::{ClaimError, RunClaim, WorkerLease};
-use crate::storage::store::StoreError;
 use crate::storage::units::record_unit;
 
 /// Attempts a unit gets when its failures are transient (the first counts).
@@ -35,70 +34,30 @@ pub const MAX_UNIT_ATTEMPTS: u32 = 3;
 const UNIT_RETRY: RetryPolicy =
     RetryPolicy { first_delay: Duration::from_secs(1), max_delay: Duration::from_secs(10), total: Duration::from_secs(300) };
 
-/// What a ConnectorX failure says when the connection, not the query, failed: SQLSTATE class
-/// 08 and 57P01–57P03 (terminated backend, shutdown, not yet accepting connections) by code or
-/// by the server's and the client's wording.
-const TRANSIENT_SOURCE_MARKERS: &[&str] = &[
-    "57p01",
-    "57p02",
-    "57p03",
-    "terminating connection due to administrator command",
-    "terminating connection due to unexpected postmaster exit",
-    "the database system is shutting down",
-    "the database system is starting up",
-    "the database system is in recovery mode",
-    "connection reset",
-    "connection refused",
-    "broken pipe",
-    "connection closed",
-    "server closed the connection unexpectedly",
-    "unexpected eof",
-    "error communicating with the server",
-    "could not receive data from server",
-    LOCK_TIMEOUT_MARKER,
-];
-
-/// A lock not granted within the statement's `lock_timeout` (55P03, "canceling statement due
-/// to lock timeout").
-const LOCK_TIMEOUT_MARKER: &str = "lock timeout";
-
-/// Whether another attempt of the unit in the same snapshot may succeed: a lost Postgres
-/// connection or a terminated backend, or GCS failing on its side (5xx, 429, reset, a lost
-/// upload session), or a lock another session held briefly (one queued behind the run's own
-/// locks is [`ExportError::LockQueued`] instead). Everything else, a refused value, a
+/// Whether another attempt of the unit in the same snapshot may succeed: an error of kind
+/// [`ErrorKind::Transient`] from ConnectorX (a lost Postgres connection, a terminated backend,
+/// a lock another session held briefly: see [`SourceError::kind`]; one queued behind the run's
+/// own locks is [`ExportError::LockQueued`] instead) or from the store (GCS failing on its
+/// side: 5xx, 429, reset, a lost upload session). Everything else, a refused value, a
 /// permission, a type, is permanent.
 ///
-/// The vendored ConnectorX reports its reader's error, so the server's message decides. A
-/// stream that still ends short with no error, cause unknown, is tried again unless its
+/// A stream that still ends short with no error, cause unknown, is tried again unless its
 /// previous attempt ended short after the same number of rows (`previous_short_rows`): a
 /// refusal stops where it stopped before, a lost connection does not.
 pub fn is_transient(error: &ExportError, previous_short_rows: Option<u64>) -> bool {
     match error {
         ExportError::Source(SourceError::ShortStream { actual, .. }) => previous_short_rows != Some(*actual),
-        ExportError::Source(SourceError::ConnectorX { message, .. }) => {
-            let message = message.to_ascii_lowercase();
-            TRANSIENT_SOURCE_MARKERS.iter().any(|marker| message.contains(marker))
+        ExportError::Source(source @ SourceError::ConnectorX { .. }) => source.kind() == ErrorKind::Transient,
+        ExportError::Write { source, .. } => {
+            matches!(&**source, ParquetSinkError::Store(store) if store.kind() == ErrorKind::Transient)
         }
-        ExportError::Write { source, .. } => matches!(&**source, ParquetSinkError::Store(store) if is_transient_store(store)),
         _ => false,
     }
 }
 
 /// Whether a unit stopped because a lock was not granted within its `lock_timeout`.
 fn is_lock_timeout(error: &ExportError) -> bool {
-    match error {
-        ExportError::Source(SourceError::ConnectorX { message, .. }) => message.to_ascii_lowercase().contains(LOCK_TIMEOUT_MARKER),
-        _ => false,
-    }
-}
-
-fn is_transient_store(error: &StoreError) -> bool {
-    match error {
-        StoreError::Gcs(GcsError::Status { status, .. }) => is_transient_status(*status),
-        StoreError::Gcs(GcsError::Request { source, .. }) => is_transient_error(source),
-        StoreError::Gcs(GcsError::UploadLost { .. } | GcsError::UploadStalled { .. }) => true,
-        _ => false,
-    }
+    matches!(error, ExportError::Source(source) if source.is_lock_not_available())
 }
 
 /// A unit waiting in the queue, with its table's counters.
@@ -392,6 +351,8 @@ pub fn unit_report(record: &UnitRecord, resumed: bool) -> UnitReport {
 mod tests {
     use super::*;
     use crate::export::batches::BatchError;
+    use crate::storage::gcs::GcsError;
+    use crate::storage::store::StoreError;
 
     fn queued(table: &str, partition: usize, rows: u64) -> QueuedUnit {
         let unit = ExportUnit {
@@ -417,30 +378,32 @@ mod tests {
         assert_eq!(order, expected);
     }
 
-    fn connectorx(message: &str) -> ExportError {
-        ExportError::Source(SourceError::ConnectorX { table: "public.t".into(), message: message.into() })
+    fn connectorx(sqlstate: Option<&str>, io: Option<std::io::ErrorKind>, closed: bool) -> ExportError {
+        let message = "as ConnectorX tells it".to_string();
+        let cause = connectorx::stream_error::StreamError { message, sqlstate: sqlstate.map(str::to_string), io, closed };
+        ExportError::Source(SourceError::ConnectorX { table: "public.t".into(), cause })
     }
 
     #[test]
     fn lost_connections_are_transient_and_refusals_permanent() {
-        for message in [
-            "cx writer failed: Postgres(Error { kind: Db, cause: Some(DbError { severity: \"FATAL\", code: SqlState(E57P01), message: \"terminating connection due to administrator command\" }) })",
-            "db error: FATAL: terminating connection due to administrator command",
-            "error connecting to server: Connection refused (os error 111)",
-            "connection reset by peer (os error 104)",
-            "connection closed",
-            "db error: ERROR: canceling statement due to lock timeout",
+        use std::io::ErrorKind::{ConnectionRefused, ConnectionReset, UnexpectedEof};
+        for (sqlstate, io, closed) in [
+            (Some("57P01"), None, false), // terminating connection due to administrator command
+            (Some("57P03"), None, false), // the database system is shutting down / starting up
+            (Some("08006"), None, false), // connection failure
+            (None, Some(ConnectionRefused), false),
+            (None, Some(ConnectionReset), false),
+            (None, Some(UnexpectedEof), false),
+            (None, None, true),           // connection closed
+            (Some("55P03"), None, false), // canceling statement due to lock timeout
         ] {
-            assert!(is_transient(&connectorx(message), None), "{message}");
+            assert!(is_transient(&connectorx(sqlstate, io, closed), None), "{sqlstate:?} {io:?} {closed}");
         }
-        for message in [
-            "db error: ERROR: permission denied for table t",
-            "db error: ERROR: numeric field overflow",
-            "not implemented: interval",
-            "db error: ERROR: invalid snapshot identifier: \"00000003-0000001B-1\"",
-        ] {
-            assert!(!is_transient(&connectorx(message), None), "{message}");
+        for sqlstate in [Some("42501"), Some("22003"), Some("22023"), None] {
+            assert!(!is_transient(&connectorx(sqlstate, None, false), None), "{sqlstate:?}");
         }
+        assert!(is_lock_timeout(&connectorx(Some("55P03"), None, false)));
+        assert!(!is_lock_timeout(&connectorx(Some("57P01"), None, false)));
         let short = ExportError::Source(SourceError::ShortStream { table: "t".into(), partition: 0, expected: 9, actual: 4 });
         assert!(is_transient(&short, None), "the first short stream is tried again");
         assert!(is_transient(&short, Some(7)), "a lost connection ends elsewhere each time");

@@ -38,8 +38,9 @@ use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
 use crate::gcp::credentials::{CredentialsError, TokenSource};
-use crate::gcp::retry::{is_transient_error, is_transient_status, retry, Attempt, Backoff, Failed, RetryPolicy};
+use crate::gcp::retry::{is_transient_error, is_transient_status, retry, status_kind, Attempt, Backoff, Failed, RetryPolicy};
 use crate::gcp::schema::table_columns;
+use crate::model::error_kind::ErrorKind;
 
 /// BigQuery: at most 10,000 source URIs per load job.
 pub const MAX_URIS_PER_JOB: usize = 10_000;
@@ -80,6 +81,44 @@ pub struct BigQueryOptions {
 /// 8 and 16 minutes follow, 30 minutes in all.
 pub const STREAMING_BUFFER_WAIT: Duration = Duration::from_secs(120);
 
+/// A BigQuery call, as errors and logs name it ("read table `d.t`").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BigQueryStep {
+    BuildHttpClient,
+    BuildClient,
+    ReadDataset { dataset: String },
+    CreateDataset { dataset: String },
+    ReadTable { dataset: String, table: String },
+    CreateTable { dataset: String, table: String },
+    DeleteTable { dataset: String, table: String },
+    ListTables { dataset: String },
+    SetLabels { dataset: String, table: String },
+    InsertJob { job_id: String },
+    ReadJob { job_id: String },
+    Query { sql: String },
+    DryRun { sql: String },
+}
+
+impl std::fmt::Display for BigQueryStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BuildHttpClient => write!(f, "build an HTTP client"),
+            Self::BuildClient => write!(f, "build a BigQuery client"),
+            Self::ReadDataset { dataset } => write!(f, "read dataset `{dataset}`"),
+            Self::CreateDataset { dataset } => write!(f, "create dataset `{dataset}`"),
+            Self::ReadTable { dataset, table } => write!(f, "read table `{dataset}.{table}`"),
+            Self::CreateTable { dataset, table } => write!(f, "create table `{dataset}.{table}`"),
+            Self::DeleteTable { dataset, table } => write!(f, "delete table `{dataset}.{table}`"),
+            Self::ListTables { dataset } => write!(f, "list the tables of dataset `{dataset}`"),
+            Self::SetLabels { dataset, table } => write!(f, "label table `{dataset}.{table}`"),
+            Self::InsertJob { job_id } => write!(f, "insert job `{job_id}`"),
+            Self::ReadJob { job_id } => write!(f, "read job `{job_id}`"),
+            Self::Query { sql } => write!(f, "run query `{sql}`"),
+            Self::DryRun { sql } => write!(f, "dry-run query `{sql}`"),
+        }
+    }
+}
+
 /// A failed BigQuery call, naming what we were doing.
 #[derive(Debug, thiserror::Error)]
 pub enum BigQueryError {
@@ -88,32 +127,34 @@ pub enum BigQueryError {
         #[source]
         source: CredentialsError,
     },
-    #[error("BigQuery: failed to {action} (gave up after {attempts} attempt(s))")]
+    #[error("BigQuery: failed to {step} (gave up after {attempts} attempt(s))")]
     Http {
-        action: String,
+        step: BigQueryStep,
         attempts: u32,
         #[source]
         source: reqwest::Error,
     },
-    #[error("BigQuery: failed to {action} (gave up after {attempts} attempt(s))")]
+    #[error("BigQuery: failed to {step} (gave up after {attempts} attempt(s))")]
     Client {
-        action: String,
+        step: BigQueryStep,
         attempts: u32,
         #[source]
-        source: BQError,
+        source: Box<BQError>,
     },
-    #[error("BigQuery: {action} got an answer gcp-bigquery-client cannot read, which hides its HTTP status (gave up after {attempts} attempt(s))")]
+    #[error(
+        "BigQuery: {step} got an answer gcp-bigquery-client cannot read, which hides its HTTP status (gave up after {attempts} attempt(s))"
+    )]
     UnreadableAnswer {
-        action: String,
+        step: BigQueryStep,
         attempts: u32,
         #[source]
-        source: BQError,
+        source: Box<BQError>,
     },
-    #[error("BigQuery: {action} answered HTTP {status} (after {attempts} attempt(s)): {message}")]
-    Status { action: String, status: StatusCode, attempts: u32, message: String },
-    #[error("BigQuery: {action} answered HTTP {status} with a body that is not JSON")]
+    #[error("BigQuery: {step} answered HTTP {status} (after {attempts} attempt(s)): {message}")]
+    Status { step: BigQueryStep, status: StatusCode, attempts: u32, message: String },
+    #[error("BigQuery: {step} answered HTTP {status} with a body that is not JSON")]
     Body {
-        action: String,
+        step: BigQueryStep,
         status: StatusCode,
         #[source]
         source: serde_json::Error,
@@ -140,6 +181,26 @@ pub enum BigQueryError {
     NotACount { sql: String, column: usize, value: String },
     #[error("BigQuery job `{job_id}` reports {statistic} `{value}`, not a count")]
     StatisticNotACount { job_id: String, statistic: &'static str, value: String },
+}
+
+impl BigQueryError {
+    /// The kind of failure: an error status's kind, a call that failed transiently until its
+    /// attempts were spent, a job that may yet finish or succeed later (not done, streaming
+    /// buffer, its attempts spent) is transient, a job id taken by other work already exists.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Credentials { .. } => ErrorKind::Permission,
+            Self::Http { source, .. } if is_transient_error(source) => ErrorKind::Transient,
+            Self::Client { source, .. } if is_transient_client_error(source) => ErrorKind::Transient,
+            Self::Status { status, .. } => status_kind(*status).unwrap_or(ErrorKind::Invalid),
+            Self::UnreadableAnswer { .. } | Self::StreamingBuffer { .. } | Self::AttemptsExhausted { .. } | Self::NotDone { .. } => {
+                ErrorKind::Transient
+            }
+            Self::OtherRunsJob { .. } => ErrorKind::AlreadyExists,
+            Self::NoDataset { .. } => ErrorKind::NotFound,
+            _ => ErrorKind::Invalid,
+        }
+    }
 }
 
 /// The BigQuery calls `load` makes, so that its idempotency rules (a 409 on insert attaches to
@@ -339,24 +400,24 @@ enum CallFailure {
 
 impl CallFailure {
     /// The error a call ends with after `attempts` attempts.
-    fn into_error(self, action: &str, attempts: u32) -> BigQueryError {
+    fn into_error(self, step: &BigQueryStep, attempts: u32) -> BigQueryError {
         match self {
             Self::Status(status, bytes) => {
                 let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-                BigQuery::status_error(action, status, attempts, &body)
+                BigQuery::status_error(step, status, attempts, &body)
             }
-            Self::Http(source) => BigQueryError::Http { action: action.into(), attempts, source },
+            Self::Http(source) => BigQueryError::Http { step: step.clone(), attempts, source },
             // A BigQuery error answer becomes `Status`, as from `call`, so callers match 404/409 alike.
             Self::Client(BQError::ResponseError { error }) => BigQueryError::Status {
-                action: action.into(),
+                step: step.clone(),
                 status: StatusCode::from_u16(u16::try_from(error.error.code).unwrap_or(0)).unwrap_or(StatusCode::BAD_GATEWAY),
                 attempts,
                 message: error.error.message,
             },
             Self::Client(BQError::RequestError(source)) if source.is_decode() => {
-                BigQueryError::UnreadableAnswer { action: action.into(), attempts, source: BQError::RequestError(source) }
+                BigQueryError::UnreadableAnswer { step: step.clone(), attempts, source: Box::new(BQError::RequestError(source)) }
             }
-            Self::Client(source) => BigQueryError::Client { action: action.into(), attempts, source },
+            Self::Client(source) => BigQueryError::Client { step: step.clone(), attempts, source: Box::new(source) },
             Self::Fatal(error) => error,
         }
     }
@@ -394,13 +455,13 @@ impl BigQuery {
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
-            .map_err(|source| BigQueryError::Http { action: "build an HTTP client".into(), attempts: 0, source })?;
+            .map_err(|source| BigQueryError::Http { step: BigQueryStep::BuildHttpClient, attempts: 0, source })?;
         let client = gcp_bigquery_client::client_builder::ClientBuilder::new()
             .with_v2_base_url(base_url.clone())
             .with_client(http.clone())
             .build_from_authenticator(Arc::new(auth.clone()))
             .await
-            .map_err(|source| BigQueryError::Client { action: "build a BigQuery client".into(), attempts: 0, source })?;
+            .map_err(|source| BigQueryError::Client { step: BigQueryStep::BuildClient, attempts: 0, source: Box::new(source) })?;
         let streaming_buffer_wait = options.streaming_buffer_wait.unwrap_or(STREAMING_BUFFER_WAIT);
         Ok(Self { client, http, auth, base_url, project: project.to_string(), location, streaming_buffer_wait })
     }
@@ -408,7 +469,7 @@ impl BigQuery {
     /// Runs one gcp-bigquery-client call, repeating it after transient failures (see
     /// [`is_transient_client_error`]) with the backoff and deadline of [`Self::call`]. A
     /// BigQuery error answer becomes [`BigQueryError::Status`], so callers match 404/409 alike.
-    async fn client_call<T, F, Fut>(&self, action: &str, mut request: F) -> Result<T, BigQueryError>
+    async fn client_call<T, F, Fut>(&self, step: &BigQueryStep, mut request: F) -> Result<T, BigQueryError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, BQError>>,
@@ -426,14 +487,14 @@ impl BigQuery {
                 }
             }
         };
-        let what = format!("BigQuery: {}", brief(action));
-        retry(RetryPolicy::REQUESTS, &what, attempt).await.map_err(|Failed { error, attempts }| error.into_error(action, attempts))
+        let what = format!("BigQuery: {}", brief(&step.to_string()));
+        retry(RetryPolicy::REQUESTS, &what, attempt).await.map_err(|Failed { error, attempts }| error.into_error(step, attempts))
     }
 
     /// Sends one request under `projects/{project}/`, repeating it after transient failures
     /// (429, 5xx, connection errors) with jittered exponential backoff. Only for requests that
     /// are safe to repeat, which every caller in this module is.
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>, action: &str) -> Result<Reply, BigQueryError> {
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>, step: &BigQueryStep) -> Result<Reply, BigQueryError> {
         let url = format!("{}/projects/{}/{path}", self.base_url, self.project);
         let (method, url) = (&method, url.as_str());
         let attempt = |attempts| async move {
@@ -463,56 +524,56 @@ impl BigQuery {
                         let body = Value::String(String::from_utf8_lossy(&bytes).chars().take(500).collect());
                         Attempt::Done(Reply { status, body, attempts })
                     }
-                    Err(source) => Attempt::Permanent(CallFailure::Fatal(BigQueryError::Body { action: action.into(), status, source })),
+                    Err(source) => Attempt::Permanent(CallFailure::Fatal(BigQueryError::Body { step: step.clone(), status, source })),
                 },
                 Ok((status, bytes)) => Attempt::Transient(CallFailure::Status(status, bytes)),
                 Err(source) if is_transient_error(&source) => Attempt::Transient(CallFailure::Http(source)),
                 Err(source) => Attempt::Permanent(CallFailure::Http(source)),
             }
         };
-        let what = format!("BigQuery: {}", brief(action));
-        retry(RetryPolicy::REQUESTS, &what, attempt).await.map_err(|Failed { error, attempts }| error.into_error(action, attempts))
+        let what = format!("BigQuery: {}", brief(&step.to_string()));
+        retry(RetryPolicy::REQUESTS, &what, attempt).await.map_err(|Failed { error, attempts }| error.into_error(step, attempts))
     }
 
     /// An error answer as [`BigQueryError::Status`]: BigQuery's `error.message`, else the
     /// answer as it came (text that is not JSON, or JSON of another shape).
-    fn status_error(action: &str, status: StatusCode, attempts: u32, body: &Value) -> BigQueryError {
+    fn status_error(step: &BigQueryStep, status: StatusCode, attempts: u32, body: &Value) -> BigQueryError {
         let message = match body {
             Value::Null => "(empty answer)".to_string(),
             Value::String(text) => text.clone(),
             other => other.pointer("/error/message").and_then(Value::as_str).map_or_else(|| other.to_string(), str::to_string),
         };
-        BigQueryError::Status { action: action.into(), status, attempts, message }
+        BigQueryError::Status { step: step.clone(), status, attempts, message }
     }
 
     /// The reply when it is a success, else its status as an error.
-    fn success(action: &str, reply: Reply) -> Result<Value, BigQueryError> {
+    fn success(step: &BigQueryStep, reply: Reply) -> Result<Value, BigQueryError> {
         match reply.status.is_success() {
             true => Ok(reply.body),
-            false => Err(Self::status_error(action, reply.status, reply.attempts, &reply.body)),
+            false => Err(Self::status_error(step, reply.status, reply.attempts, &reply.body)),
         }
     }
 
     /// Makes sure the dataset exists, creating it when `create` is set.
     pub async fn ensure_dataset(&self, dataset: &str, create: bool) -> Result<(), BigQueryError> {
-        let action = format!("read dataset `{dataset}`");
-        match self.client_call(&action, || self.client.dataset().get(&self.project, dataset)).await {
-            Err(BigQueryError::Status { status: StatusCode::NOT_FOUND, .. }) => {}
+        let step = BigQueryStep::ReadDataset { dataset: dataset.into() };
+        match self.client_call(&step, || self.client.dataset().get(&self.project, dataset)).await {
+            Err(error) if error.kind() == ErrorKind::NotFound => {}
             found => return found.map(drop),
         }
         if !create {
             return Err(BigQueryError::NoDataset { project: self.project.clone(), dataset: dataset.into() });
         }
-        let action = format!("create dataset `{dataset}`");
+        let step = BigQueryStep::CreateDataset { dataset: dataset.into() };
         let resource = Dataset::new(&self.project, dataset);
         let resource = match &self.location {
             Some(location) => resource.location(location),
             None => resource,
         };
-        match self.client_call(&action, || self.client.dataset().create(resource.clone())).await {
+        match self.client_call(&step, || self.client.dataset().create(resource.clone())).await {
             Ok(_) => info!(dataset, "Created dataset"),
             // 409: created meanwhile (by a concurrent run, or by our own attempt whose answer was lost).
-            Err(BigQueryError::Status { status: StatusCode::CONFLICT, .. }) => {}
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => {}
             Err(error) => return Err(error),
         }
         Ok(())
@@ -521,43 +582,43 @@ impl BigQuery {
     /// A table's resource, `None` when it does not exist. Raw JSON: callers compare schemas by
     /// BigQuery's own type names, which the client's `FieldType` enum does not all hold.
     pub async fn table(&self, dataset: &str, table: &str) -> Result<Option<Value>, BigQueryError> {
-        let action = format!("read table `{dataset}.{table}`");
-        let reply = self.call(Method::GET, &format!("datasets/{dataset}/tables/{table}"), None, &action).await?;
-        match reply.status {
-            StatusCode::NOT_FOUND => Ok(None),
-            _ => Self::success(&action, reply).map(Some),
+        let step = BigQueryStep::ReadTable { dataset: dataset.into(), table: table.into() };
+        let reply = self.call(Method::GET, &format!("datasets/{dataset}/tables/{table}"), None, &step).await?;
+        match status_kind(reply.status) {
+            Some(ErrorKind::NotFound) => Ok(None),
+            _ => Self::success(&step, reply).map(Some),
         }
     }
 
     /// Creates a table from its resource (BigQuery's JSON, see
     /// [`crate::gcp::schema::table_resource`]).
     pub async fn create_table(&self, dataset: &str, table: &str, resource: &Value) -> Result<(), BigQueryError> {
-        let action = format!("create table `{dataset}.{table}`");
+        let step = BigQueryStep::CreateTable { dataset: dataset.into(), table: table.into() };
         // Raw JSON: our schema carries BigQuery's type names; the client's `FieldType` enum would
         // need a second type table.
-        let reply = self.call(Method::POST, &format!("datasets/{dataset}/tables"), Some(resource), &action).await?;
-        if reply.status == StatusCode::CONFLICT && reply.attempts > 1 {
+        let reply = self.call(Method::POST, &format!("datasets/{dataset}/tables"), Some(resource), &step).await?;
+        if status_kind(reply.status) == Some(ErrorKind::AlreadyExists) && reply.attempts > 1 {
             // Our earlier attempt may have created it and lost the answer: ours if the schema is.
             let existing = self.table(dataset, table).await?.unwrap_or_default();
             if table_columns(&existing) == table_columns(resource) {
                 return Ok(());
             }
         }
-        Self::success(&action, reply).map(drop)
+        Self::success(&step, reply).map(drop)
     }
 
     /// Deletes a table; one that does not exist is deleted.
     pub async fn delete_table(&self, dataset: &str, table: &str) -> Result<(), BigQueryError> {
-        let action = format!("delete table `{dataset}.{table}`");
-        match self.client_call(&action, || self.client.table().delete(&self.project, dataset, table)).await {
-            Err(BigQueryError::Status { status: StatusCode::NOT_FOUND, .. }) => Ok(()),
+        let step = BigQueryStep::DeleteTable { dataset: dataset.into(), table: table.into() };
+        match self.client_call(&step, || self.client.table().delete(&self.project, dataset, table)).await {
+            Err(error) if error.kind() == ErrorKind::NotFound => Ok(()),
             deleted => deleted,
         }
     }
 
     /// The ids of the dataset's tables (`tables.list`, every page read).
     pub async fn list_tables(&self, dataset: &str) -> Result<Vec<String>, BigQueryError> {
-        let action = format!("list the tables of dataset `{dataset}`");
+        let step = BigQueryStep::ListTables { dataset: dataset.into() };
         let mut ids = Vec::new();
         let mut page_token: Option<String> = None;
         loop {
@@ -565,7 +626,7 @@ impl BigQuery {
                 .as_deref()
                 .map(|t| format!("&pageToken={}", url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()));
             let path = format!("datasets/{dataset}/tables?maxResults=1000{}", query.unwrap_or_default());
-            let page = Self::success(&action, self.call(Method::GET, &path, None, &action).await?)?;
+            let page = Self::success(&step, self.call(Method::GET, &path, None, &step).await?)?;
             let tables = page.get("tables").and_then(Value::as_array).into_iter().flatten();
             ids.extend(tables.filter_map(|t| t.pointer("/tableReference/tableId").and_then(Value::as_str).map(str::to_string)));
             match page.get("nextPageToken").and_then(Value::as_str) {
@@ -577,12 +638,12 @@ impl BigQuery {
 
     /// Adds labels to a table in one request (labels already there are kept).
     pub async fn set_labels(&self, dataset: &str, table: &str, labels: &[(String, String)]) -> Result<(), BigQueryError> {
-        let action = format!("label table `{dataset}.{table}`");
+        let step = BigQueryStep::SetLabels { dataset: dataset.into(), table: table.into() };
         // Raw JSON: the client's `Table` model always sends a schema, which a labels patch must not.
         let labels: serde_json::Map<String, Value> = labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         let body = json!({ "labels": labels });
-        let reply = self.call(Method::PATCH, &format!("datasets/{dataset}/tables/{table}"), Some(&body), &action).await?;
-        Self::success(&action, reply).map(drop)
+        let reply = self.call(Method::PATCH, &format!("datasets/{dataset}/tables/{table}"), Some(&body), &step).await?;
+        Self::success(&step, reply).map(drop)
     }
 
     /// Inserts a job under `job_id`. A 409 means it already existed: after a retried insert,
@@ -592,13 +653,13 @@ impl BigQuery {
         if let Some(location) = &self.location {
             reference["location"] = json!(location);
         }
-        let action = format!("insert job `{job_id}`");
+        let step = BigQueryStep::InsertJob { job_id: job_id.into() };
         // Raw JSON: the client's `JobConfigurationLoad` has no `parquetOptions`.
         let body = json!({ "jobReference": reference, "configuration": configuration });
-        let reply = self.call(Method::POST, "jobs", Some(&body), &action).await?;
-        let (existed, job) = match reply.status {
-            StatusCode::CONFLICT => (true, Value::Null),
-            _ => (false, Self::success(&action, reply)?),
+        let reply = self.call(Method::POST, "jobs", Some(&body), &step).await?;
+        let (existed, job) = match status_kind(reply.status) {
+            Some(ErrorKind::AlreadyExists) => (true, Value::Null),
+            _ => (false, Self::success(&step, reply)?),
         };
         let location = job.pointer("/jobReference/location").and_then(Value::as_str).map(str::to_string).or_else(|| self.location.clone());
         Ok(InsertedJob { existed, location })
@@ -607,15 +668,15 @@ impl BigQuery {
     /// A job's resource as BigQuery's JSON (the client's model drops `dmlStats`), `None` when
     /// no job has this id.
     async fn job(&self, job_id: &str, location: Option<&str>) -> Result<Option<Value>, BigQueryError> {
-        let action = format!("read job `{job_id}`");
+        let step = BigQueryStep::ReadJob { job_id: job_id.into() };
         let path = match location {
             Some(location) => format!("jobs/{job_id}?location={location}"),
             None => format!("jobs/{job_id}"),
         };
-        let reply = self.call(Method::GET, &path, None, &action).await?;
-        match reply.status {
-            StatusCode::NOT_FOUND => Ok(None),
-            _ => Self::success(&action, reply).map(Some),
+        let reply = self.call(Method::GET, &path, None, &step).await?;
+        match status_kind(reply.status) {
+            Some(ErrorKind::NotFound) => Ok(None),
+            _ => Self::success(&step, reply).map(Some),
         }
     }
 
@@ -640,11 +701,11 @@ impl BigQuery {
     pub async fn wait_for_job(&self, job_id: &str, location: Option<&str>) -> Result<JobCounts, BigQueryError> {
         let mut backoff = Backoff::new(JOB_POLL);
         loop {
-            let action = format!("read job `{job_id}`");
+            let step = BigQueryStep::ReadJob { job_id: job_id.into() };
             let job = self
                 .job(job_id, location)
                 .await?
-                .ok_or_else(|| Self::status_error(&action, StatusCode::NOT_FOUND, 1, &json!("no job has this id")))?;
+                .ok_or_else(|| Self::status_error(&step, StatusCode::NOT_FOUND, 1, &json!("no job has this id")))?;
             if job_state(&job) == Some("DONE") {
                 return match job_failure(&job) {
                     Some(reasons) => Err(BigQueryError::JobFailed { job_id: job_id.into(), reasons }),
@@ -662,11 +723,11 @@ impl BigQuery {
     /// [`read_results`]).
     async fn query(&self, sql: &str) -> Result<QueryResults, BigQueryError> {
         let job_id = format!("pg2bq_query_{:032x}", rand::random::<u128>());
-        let action = format!("run query `{sql}`");
+        let step = BigQueryStep::Query { sql: sql.into() };
         let configuration = json!({ "query": { "query": sql, "useLegacySql": false } });
         let inserted = self.insert_job(&job_id, &configuration).await.map_err(|error| match error {
             BigQueryError::Status { status, attempts, message, .. } => {
-                BigQueryError::Status { action: action.clone(), status, attempts, message }
+                BigQueryError::Status { step: step.clone(), status, attempts, message }
             }
             other => other,
         })?;
@@ -677,8 +738,8 @@ impl BigQuery {
                 timeout_ms: Some(RESULTS_WAIT_MS),
                 ..Default::default()
             };
-            let (action, job_id) = (&action, &job_id);
-            async move { self.client_call(action, || self.client.job().get_query_results(&self.project, job_id, parameters.clone())).await }
+            let (step, job_id) = (&step, &job_id);
+            async move { self.client_call(step, || self.client.job().get_query_results(&self.project, job_id, parameters.clone())).await }
         })
         .await
     }
@@ -730,11 +791,11 @@ impl BigQuery {
     /// The bytes a dry run estimates for a query (`jobs.query` with `dryRun`: no job is
     /// created, so repeating it is safe).
     pub async fn dry_run_bytes(&self, sql: &str) -> Result<Option<u64>, BigQueryError> {
-        let action = format!("dry-run query `{sql}`");
+        let step = BigQueryStep::DryRun { sql: sql.into() };
         let mut request = QueryRequest::new(sql);
         request.dry_run = Some(true);
         request.location = self.location.clone();
-        let answer = self.client_call(&action, || self.client.job().query(&self.project, request.clone())).await?;
+        let answer = self.client_call(&step, || self.client.job().query(&self.project, request.clone())).await?;
         Ok(answer.total_bytes_processed.and_then(|b| b.parse().ok()))
     }
 }
@@ -956,7 +1017,8 @@ mod tests {
 
     #[test]
     fn an_error_answer_keeps_its_text_when_it_is_not_bigquerys_json_error() {
-        let message = |body: Value| match BigQuery::status_error("read table", StatusCode::BAD_GATEWAY, 3, &body) {
+        let step = BigQueryStep::ReadTable { dataset: "d".into(), table: "t".into() };
+        let message = |body: Value| match BigQuery::status_error(&step, StatusCode::BAD_GATEWAY, 3, &body) {
             BigQueryError::Status { message, .. } => message,
             other => panic!("{other:?}"),
         };
@@ -964,6 +1026,32 @@ mod tests {
         assert_eq!(message(json!("<html>502 Bad Gateway</html>")), "<html>502 Bad Gateway</html>");
         assert_eq!(message(json!({ "status": "unavailable" })), r#"{"status":"unavailable"}"#);
         assert_eq!(message(Value::Null), "(empty answer)");
+    }
+
+    #[test]
+    fn steps_are_named_as_before_and_errors_tell_their_kind() {
+        let (dataset, table, job_id, sql) = ("d".to_string(), "t".to_string(), "j".to_string(), "SELECT 1".to_string());
+        let named = [
+            (BigQueryStep::CreateTable { dataset: dataset.clone(), table: table.clone() }, "create table `d.t`"),
+            (BigQueryStep::SetLabels { dataset: dataset.clone(), table }, "label table `d.t`"),
+            (BigQueryStep::ListTables { dataset }, "list the tables of dataset `d`"),
+            (BigQueryStep::InsertJob { job_id }, "insert job `j`"),
+            (BigQueryStep::Query { sql }, "run query `SELECT 1`"),
+        ];
+        for (step, text) in named {
+            assert_eq!(step.to_string(), text);
+        }
+        let status = |code: u16| BigQueryError::Status {
+            step: BigQueryStep::ReadJob { job_id: "j".into() },
+            status: StatusCode::from_u16(code).unwrap(),
+            attempts: 1,
+            message: "m".into(),
+        };
+        assert_eq!(status(404).to_string(), "BigQuery: read job `j` answered HTTP 404 Not Found (after 1 attempt(s)): m");
+        let kinds = [404, 409, 403, 503, 400].map(|code| status(code).kind());
+        assert_eq!(kinds, [ErrorKind::NotFound, ErrorKind::AlreadyExists, ErrorKind::Permission, ErrorKind::Transient, ErrorKind::Invalid]);
+        let no_dataset = BigQueryError::NoDataset { project: "p".into(), dataset: "d".into() };
+        assert_eq!(no_dataset.kind(), ErrorKind::NotFound);
     }
 
     #[test]

@@ -14,6 +14,8 @@ use rand::Rng;
 use reqwest::StatusCode;
 use tracing::warn;
 
+use crate::model::error_kind::ErrorKind;
+
 /// How long to keep retrying, and how fast the pauses grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -118,9 +120,15 @@ where
     }
 }
 
-/// Statuses that mean "try again later": rate limits and server-side failures.
+/// The kind of an answer's HTTP status, `None` for a success ([`ErrorKind::from_http_status`]:
+/// rate limits and server-side failures are [`ErrorKind::Transient`]).
+pub fn status_kind(status: StatusCode) -> Option<ErrorKind> {
+    (!status.is_success()).then(|| ErrorKind::from_http_status(status.as_u16()))
+}
+
+/// Whether a status means "try again later".
 pub fn is_transient_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+    status_kind(status) == Some(ErrorKind::Transient)
 }
 
 /// Connection failures (refused, reset, timed out, cut mid-body), as opposed to requests
@@ -209,7 +217,9 @@ mod tests {
 
     #[test]
     fn only_rate_limits_and_server_failures_are_transient() {
-        let transient: Vec<u16> = (400..600).filter(|&s| is_transient_status(StatusCode::from_u16(s).unwrap())).collect();
+        let transient: Vec<u16> = (200..600).filter(|&s| is_transient_status(StatusCode::from_u16(s).unwrap())).collect();
         assert_eq!(transient, [408, 429, 500, 502, 503, 504]);
+        assert_eq!(status_kind(StatusCode::CREATED), None);
+        assert_eq!(status_kind(StatusCode::PRECONDITION_FAILED), Some(ErrorKind::Precondition));
     }
 }

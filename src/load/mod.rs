@@ -37,6 +37,7 @@ use crate::gcp::runs::{
 use crate::gcp::schema::{Field, FieldMode};
 use crate::gcp::sql::{fingerprint_items, list_encoding, quote, table_path};
 use crate::model::aggregates::ColumnAggregates;
+use crate::model::error_kind::ErrorKind;
 use crate::model::manifest::ColumnManifest;
 use crate::model::manifest::{Manifest, TableManifest};
 use crate::model::progress::{ProgressReporter, TableProgress};
@@ -314,7 +315,8 @@ async fn ensure_runs_table(bq: &dyn BigQueryApi, plan: &LoadPlan) -> Result<(), 
         return Ok(());
     }
     match bq.create_table(&plan.dataset, RUNS_TABLE, &runs_table_resource(&plan.project, &plan.dataset)).await {
-        Err(BigQueryError::Status { status: reqwest::StatusCode::CONFLICT, .. }) | Ok(()) => Ok(()),
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == ErrorKind::AlreadyExists => Ok(()),
         Err(error) => Err(step(error)),
     }
 }
@@ -525,11 +527,9 @@ async fn prepare_destination(bq: &dyn BigQueryApi, plan: &LoadPlan, destination:
         Some(_) => Ok(()),
         // Created by the final statement, with the full schema.
         None if table.staging_table_id.is_some() && plan.mode == LoadMode::Truncate => Ok(()),
-        None => bq.create_table(&plan.dataset, &table.table_id, &table.table_resource).await.map_err(|source| match source {
-            BigQueryError::Status { status: reqwest::StatusCode::CONFLICT, .. } => {
-                LoadError::CreatedConcurrently { table: table.table_id.clone(), source }
-            }
-            other => step_error(table, LoadStep::CreateTable)(other),
+        None => bq.create_table(&plan.dataset, &table.table_id, &table.table_resource).await.map_err(|source| match source.kind() {
+            ErrorKind::AlreadyExists => LoadError::CreatedConcurrently { table: table.table_id.clone(), source },
+            _ => step_error(table, LoadStep::CreateTable)(source),
         }),
     }
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::gcp::bigquery::{InsertedJob, JobCounts, Row, JOB_ATTEMPTS};
+use crate::gcp::bigquery::{BigQueryStep, InsertedJob, JobCounts, Row, JOB_ATTEMPTS};
 use crate::model::manifest::{FileManifest, SourceInfo, TableNames};
 use crate::model::types::{map_column, OutOfRange, PgColumn};
 
@@ -88,8 +88,8 @@ impl FakeBigQuery {
     }
 }
 
-fn not_found(action: &str) -> BigQueryError {
-    BigQueryError::Status { action: action.into(), status: reqwest::StatusCode::NOT_FOUND, attempts: 1, message: "missing".into() }
+fn not_found(step: BigQueryStep) -> BigQueryError {
+    BigQueryError::Status { step, status: reqwest::StatusCode::NOT_FOUND, attempts: 1, message: "missing".into() }
 }
 
 #[async_trait]
@@ -108,9 +108,10 @@ impl BigQueryApi for FakeBigQuery {
     async fn list_tables(&self, _dataset: &str) -> Result<Vec<String>, BigQueryError> {
         Ok(self.tables.lock().unwrap().keys().cloned().collect())
     }
-    async fn set_labels(&self, _dataset: &str, table: &str, labels: &[(String, String)]) -> Result<(), BigQueryError> {
+    async fn set_labels(&self, dataset: &str, table: &str, labels: &[(String, String)]) -> Result<(), BigQueryError> {
         let mut tables = self.tables.lock().unwrap();
-        let (resource, _) = tables.get_mut(table).ok_or_else(|| not_found("label"))?;
+        let step = || BigQueryStep::SetLabels { dataset: dataset.into(), table: table.into() };
+        let (resource, _) = tables.get_mut(table).ok_or_else(|| not_found(step()))?;
         for (key, value) in labels {
             resource["labels"][key] = json!(value);
         }
@@ -140,7 +141,7 @@ impl BigQueryApi for FakeBigQuery {
         Ok(InsertedJob { existed: false, location: None })
     }
     async fn wait_for_job(&self, job_id: &str, _location: Option<&str>) -> Result<JobCounts, BigQueryError> {
-        match self.jobs.lock().unwrap().get(job_id).cloned().ok_or_else(|| not_found(job_id))? {
+        match self.jobs.lock().unwrap().get(job_id).cloned().ok_or_else(|| not_found(BigQueryStep::ReadJob { job_id: job_id.into() }))? {
             FakeJob::Succeeded(counts) => Ok(counts),
             FakeJob::Failed(reasons) => Err(BigQueryError::JobFailed { job_id: job_id.into(), reasons }),
         }

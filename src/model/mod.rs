@@ -3,15 +3,16 @@
 //! ([`partition`]), the aggregates validation compares ([`aggregates`], [`fingerprint`],
 //! [`row_fingerprint`]), the [`check`]s it reports, a tail export's bound ([`tail`]) and its row
 //! hashes ([`row_hash`]), the progress counters stages update ([`progress`]), the record of a finished export unit
-//! ([`unit_record`]), a table's identity ([`table_ref`]), the values of settings as
-//! written ([`settings`]), and
-//! [`error_chain`], how every error is told with its causes.
+//! ([`unit_record`]), a table's identity ([`table_ref`]), the values of settings as written
+//! ([`settings`]), the [`error_kind`] every shared layer's errors tell, and [`error_chain`], how
+//! every error is told with its causes.
 //!
 //! Nothing here imports another pg2bq module.
 
 pub mod aggregates;
 pub mod check;
 pub mod decimal;
+pub mod error_kind;
 pub mod fingerprint;
 pub mod locate;
 pub mod manifest;

@@ -6,6 +6,11 @@ pub mod conninfo;
 pub mod postgres;
 pub mod stream;
 
+use connectorx::stream_error::StreamError as StreamFailure;
+use tokio_postgres::error::SqlState;
+
+use crate::model::error_kind::ErrorKind;
+
 /// A failed read from Postgres, naming what we were reading.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -80,10 +85,48 @@ pub enum SourceError {
     },
     #[error("table `{table}` is a {kind}, not a table, so it cannot be cut into units and counted per relation; export it as a query instead: --query {name}='SELECT * FROM {from}'{foreign}")]
     NotATable { table: String, kind: &'static str, name: String, from: String, foreign: &'static str },
-    #[error("table `{table}`: ConnectorX failed: {message}")]
-    ConnectorX { table: String, message: String },
+    /// The cause is told in the message (one line, as ConnectorX gives it) and kept typed,
+    /// SQLSTATE and I/O kind included, for [`SourceError::kind`].
+    #[error("table `{table}`: ConnectorX failed: {cause}")]
+    ConnectorX { table: String, cause: StreamFailure },
     #[error("table `{table}`, partition {partition}: Postgres has {expected} rows but the stream ended after {actual}; ConnectorX dropped an error, nothing was committed")]
     ShortStream { table: String, partition: usize, expected: u64, actual: u64 },
+}
+
+impl SourceError {
+    /// The kind of failure: by Postgres's SQLSTATE, else by the I/O error or closed
+    /// connection that broke it (see [`ErrorKind::from_sqlstate`], [`ErrorKind::from_io`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Connect { source, .. } => failure_kind(&StreamFailure::from_error(&**source)),
+            Self::Query { source, .. }
+            | Self::DescribeQuery { source, .. }
+            | Self::Probe { source, .. }
+            | Self::Lock { source, .. }
+            | Self::InvalidUrl { source, .. } => failure_kind(&StreamFailure::from_error(source)),
+            Self::ConnectorX { cause, .. } => failure_kind(cause),
+            Self::ConnectTimeout { .. } | Self::LockTimeout { .. } | Self::ShortStream { .. } => ErrorKind::Transient,
+            Self::SnapshotGone { .. } | Self::TableNotFound { .. } => ErrorKind::NotFound,
+            Self::Tls { .. } | Self::ChangedSinceSnapshot { .. } | Self::NotATable { .. } => ErrorKind::Invalid,
+        }
+    }
+
+    /// Whether a ConnectorX stream stopped because a lock was not granted within its
+    /// `lock_timeout` (SQLSTATE 55P03).
+    pub fn is_lock_not_available(&self) -> bool {
+        matches!(self, Self::ConnectorX { cause, .. } if cause.sqlstate.as_deref() == Some(SqlState::LOCK_NOT_AVAILABLE.code()))
+    }
+}
+
+/// The kind of a Postgres failure: its SQLSTATE decides; without one, a closed connection is
+/// transient and an I/O error is judged by its kind.
+fn failure_kind(failure: &StreamFailure) -> ErrorKind {
+    match (&failure.sqlstate, failure.io) {
+        (Some(code), _) => ErrorKind::from_sqlstate(code),
+        _ if failure.closed => ErrorKind::Transient,
+        (None, Some(io)) => ErrorKind::from_io(io),
+        (None, None) => ErrorKind::Invalid,
+    }
 }
 
 /// The URL with any password replaced by `***`, for logs, errors and the manifest.
@@ -134,6 +177,29 @@ pub fn redact_conninfo(conninfo: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Error as IoError, ErrorKind as Io};
+
+    use connectorx::sources::postgres::PostgresSourceError;
+    use connectorx::transports::PostgresArrowStreamTransportError as Transport;
+
+    use super::{ErrorKind, SourceError, StreamFailure};
+
+    #[test]
+    fn an_io_error_inside_connectorxs_transparent_errors_is_found_by_its_kind() {
+        // `transparent` passes `source()` through, so the I/O error is no link of the chain.
+        let reset = Transport::Source(PostgresSourceError::IOError(IoError::from(Io::ConnectionReset)));
+        let failure = StreamFailure::from_error(&reset);
+        assert_eq!((failure.io, failure.sqlstate.as_deref(), failure.closed), (Some(Io::ConnectionReset), None, false));
+        assert_eq!(failure.message, "connection reset");
+        let error = SourceError::ConnectorX { table: "t".into(), cause: failure };
+        assert_eq!(error.to_string(), "table `t`: ConnectorX failed: connection reset");
+        assert_eq!(error.kind(), ErrorKind::Transient);
+        let refused = SourceError::Connect { url: "u".into(), source: Box::new(IoError::from(Io::ConnectionRefused)) };
+        assert_eq!(refused.kind(), ErrorKind::Transient);
+        let panicked = SourceError::ConnectorX { table: "t".into(), cause: StreamFailure::message("not implemented: interval".into()) };
+        assert_eq!(panicked.kind(), ErrorKind::Invalid, "a failure that says nothing typed is not retried");
+    }
+
     #[test]
     fn passwords_never_survive_redaction() {
         let redacted = super::redact_url("postgresql://u:s3cret@h:5432/db?sslmode=require&password=other");

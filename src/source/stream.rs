@@ -14,6 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use arrow::record_batch::RecordBatch;
 use connectorx::prelude::*;
 use connectorx::sql::CXQuery;
+use connectorx::stream_error::StreamError as CxError;
 
 use super::SourceError;
 
@@ -30,19 +31,21 @@ pub fn stream_query<E>(
     batch_rows: usize,
     mut on_batch: impl FnMut(RecordBatch) -> Result<(), E>,
 ) -> Result<u64, StreamError<E>> {
-    let connectorx_error = |message: String| StreamError::Source(SourceError::ConnectorX { table: table.to_string(), message });
-    let source = SourceConn::try_from(url).map_err(|e| connectorx_error(format!("cannot use the source URL: {e}")))?;
+    let connectorx_error = |cause: CxError| StreamError::Source(SourceError::ConnectorX { table: table.to_string(), cause });
+    let panicked = |message: String| connectorx_error(CxError::message(message));
+    let (connectorx_error, panicked) = (&connectorx_error, &panicked);
+    let source = SourceConn::try_from(url).map_err(|e| connectorx_error(CxError::message(format!("cannot use the source URL: {e}"))))?;
     let queries = [CXQuery::from(query)];
     let mut batches = guarded(|| {
         let mut batches = new_record_batch_iter(&source, None, &queries, batch_rows, Some(setup))?;
         batches.prepare();
         Ok(batches)
     })
-    .map_err(connectorx_error)?
-    .map_err(|error: Box<dyn std::error::Error + Send + Sync>| connectorx_error(crate::model::error_chain(&*error).join(": ")))?;
+    .map_err(panicked)?
+    .map_err(connectorx_error)?;
     let mut rows = 0u64;
     loop {
-        let next = guarded(|| batches.try_next_batch()).map_err(&connectorx_error)?.map_err(&connectorx_error)?;
+        let next = guarded(|| batches.try_next_batch()).map_err(panicked)?.map_err(connectorx_error)?;
         let Some(batch) = next else { return Ok(rows) };
         rows += batch.num_rows() as u64;
         on_batch(batch).map_err(StreamError::Sink)?;

@@ -22,7 +22,8 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
 
 use crate::gcp::credentials::{CredentialsError, TokenSource};
-use crate::gcp::retry::{is_transient_error, is_transient_status, retry, Attempt, Failed, RetryPolicy};
+use crate::gcp::retry::{is_transient_error, is_transient_status, retry, status_kind, Attempt, Failed, RetryPolicy};
+use crate::model::error_kind::ErrorKind;
 
 /// Resumable upload chunks must be multiples of 256 KiB.
 pub const CHUNK_BYTES: usize = 32 * 256 * 1024;
@@ -62,6 +63,20 @@ pub enum GcsError {
     },
     #[error("GCS resumable upload of `gs://{bucket}/{object}` returned no session location")]
     NoSession { bucket: String, object: String },
+}
+
+impl GcsError {
+    /// The kind of failure: an error status's kind, a connection that failed or an upload
+    /// session that lost or kept its bytes is transient, missing credentials are permission.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Request { source, .. } if is_transient_error(source) => ErrorKind::Transient,
+            Self::Status { status, .. } => status_kind(*status).unwrap_or(ErrorKind::Invalid),
+            Self::UploadLost { .. } | Self::UploadStalled { .. } => ErrorKind::Transient,
+            Self::Credentials { .. } => ErrorKind::Permission,
+            Self::Request { .. } | Self::Decode { .. } | Self::NoSession { .. } => ErrorKind::Invalid,
+        }
+    }
 }
 
 /// Where to reach GCS and how to authenticate.
@@ -395,21 +410,21 @@ impl GcsClient {
                 b.header(reqwest::header::CONTENT_TYPE, format!("multipart/related; boundary={boundary}")).body(body.clone())
             })
             .await?;
-        match answer.status {
-            StatusCode::PRECONDITION_FAILED if answer.attempts > 1 => Ok(self.get(object).await? == data),
-            StatusCode::PRECONDITION_FAILED => Ok(false),
-            status if status.is_success() => Ok(true),
-            _ => Err(self.status_error("create", object, &answer)),
+        match status_kind(answer.status) {
+            Some(ErrorKind::Precondition) if answer.attempts > 1 => Ok(self.get(object).await? == data),
+            Some(ErrorKind::Precondition) => Ok(false),
+            None => Ok(true),
+            Some(_) => Err(self.status_error("create", object, &answer)),
         }
     }
 
     /// Object metadata, `None` when absent.
     pub async fn head(&self, object: &str) -> Result<Option<ObjectMeta>, GcsError> {
         let answer = self.send("read metadata of", object, Method::GET, &self.object_url(object), |b| b).await?;
-        match answer.status {
-            StatusCode::NOT_FOUND => Ok(None),
-            status if status.is_success() => self.decode("read metadata of", object, &answer).map(Some),
-            _ => Err(self.status_error("read metadata of", object, &answer)),
+        match status_kind(answer.status) {
+            Some(ErrorKind::NotFound) => Ok(None),
+            None => self.decode("read metadata of", object, &answer).map(Some),
+            Some(_) => Err(self.status_error("read metadata of", object, &answer)),
         }
     }
 
@@ -446,9 +461,9 @@ impl GcsClient {
     /// Deletes an object; one already gone (also after a retry whose first attempt worked) is fine.
     pub async fn delete(&self, object: &str) -> Result<(), GcsError> {
         let answer = self.send("delete", object, Method::DELETE, &self.object_url(object), |b| b).await?;
-        match answer.status {
-            status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
-            _ => Err(self.status_error("delete", object, &answer)),
+        match status_kind(answer.status) {
+            None | Some(ErrorKind::NotFound) => Ok(()),
+            Some(_) => Err(self.status_error("delete", object, &answer)),
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use super::gcs::{GcsClient, GcsError, GcsOptions, CHUNK_BYTES};
+use crate::model::error_kind::ErrorKind;
 use crate::model::run_id::RunId;
 
 /// A failed storage action, naming the object.
@@ -50,13 +51,26 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The kind of failure: object_store's own kind, GCS's (see [`GcsError::kind`]), a data
+    /// file written already is [`ErrorKind::AlreadyExists`], anything else invalid.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Object { source, .. } => object_kind(source),
+            StoreError::Gcs(error) => error.kind(),
+            StoreError::CreateDir { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => ErrorKind::Permission,
+            StoreError::Exists { .. } => ErrorKind::AlreadyExists,
+            StoreError::UnsupportedUrl { .. }
+            | StoreError::CreateDir { .. }
+            | StoreError::Abandoned { .. }
+            | StoreError::OutsideRun { .. }
+            | StoreError::Unrepresentable { .. }
+            | StoreError::ChecksumMismatch { .. } => ErrorKind::Invalid,
+        }
+    }
+
     /// Whether the store said the object does not exist (as opposed to failing to answer).
     pub fn is_not_found(&self) -> bool {
-        match self {
-            StoreError::Object { source: object_store::Error::NotFound { .. }, .. } => true,
-            StoreError::Gcs(GcsError::Status { status, .. }) => *status == reqwest::StatusCode::NOT_FOUND,
-            _ => false,
-        }
+        self.kind() == ErrorKind::NotFound
     }
 }
 
@@ -117,6 +131,17 @@ impl Written {
 
     fn stored(&self) -> StoredObject {
         StoredObject { bytes: self.bytes, crc32c: crc32c_base64(self.crc) }
+    }
+}
+
+/// The kind of an object_store error (its variants are the model of [`ErrorKind`]).
+fn object_kind(error: &object_store::Error) -> ErrorKind {
+    match error {
+        object_store::Error::NotFound { .. } => ErrorKind::NotFound,
+        object_store::Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+        object_store::Error::Precondition { .. } | object_store::Error::NotModified { .. } => ErrorKind::Precondition,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => ErrorKind::Permission,
+        _ => ErrorKind::Invalid,
     }
 }
 
@@ -244,7 +269,7 @@ impl Store {
                 writer.finish().await.map_err(failed("finish upload of"))?;
                 return match store.rename_if_not_exists(&staging, &object).await {
                     Ok(()) => Ok(written.stored()),
-                    Err(object_store::Error::AlreadyExists { .. }) => {
+                    Err(error) if object_kind(&error) == ErrorKind::AlreadyExists => {
                         // Best effort: the refusal is the error worth reporting.
                         let _ = store.delete(&staging).await;
                         Err(StoreError::Exists { uri })
@@ -304,7 +329,7 @@ impl Store {
                 let options = PutOptions { mode: PutMode::Create, ..Default::default() };
                 match store.put_opts(&Path::from(self.key(path)), PutPayload::from(data), options).await {
                     Ok(_) => Ok(true),
-                    Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                    Err(error) if object_kind(&error) == ErrorKind::AlreadyExists => Ok(false),
                     Err(source) => Err(StoreError::Object { action: "create", uri: self.uri(path), source }),
                 }
             }
@@ -317,7 +342,7 @@ impl Store {
         match &self.backend {
             Backend::Objects(store, _) => match store.head(&Path::from(self.key(path))).await {
                 Ok(_) => Ok(true),
-                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(error) if object_kind(&error) == ErrorKind::NotFound => Ok(false),
                 Err(source) => Err(StoreError::Object { action: "read metadata of", uri: self.uri(path), source }),
             },
             Backend::Gcs(gcs) => Ok(gcs.head(&self.key(path)).await?.is_some()),
@@ -422,7 +447,8 @@ impl Store {
                 Ok(())
             }
             Backend::Objects(store, None) => match store.delete(&Path::from(self.key(path))).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Ok(()) => Ok(()),
+                Err(error) if object_kind(&error) == ErrorKind::NotFound => Ok(()),
                 Err(source) => Err(StoreError::Object { action: "delete", uri: self.uri(path), source }),
             },
             Backend::Gcs(gcs) => Ok(gcs.delete(&self.key(path)).await?),

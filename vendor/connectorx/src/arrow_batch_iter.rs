@@ -1,4 +1,5 @@
 use crate::prelude::*;
+use crate::stream_error::StreamError;
 use arrow::record_batch::RecordBatch;
 use itertools::Itertools;
 use log::debug;
@@ -86,13 +87,13 @@ where
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 Self::write_partitions(&schemas, dorder, dst_partitions, src_partitions)
             }));
-            let message = match outcome {
+            let failure = match outcome {
                 Ok(Ok(())) => None,
-                Ok(Err(error)) => Some(error_chain(&error)),
-                Err(panic) => Some(panic_message(panic)),
+                Ok(Err(error)) => Some(StreamError::from_error(&error)),
+                Err(panic) => Some(StreamError::message(panic_message(panic))),
             };
             if let Ok(mut slot) = producer_error.lock() {
-                *slot = message;
+                *slot = failure;
             }
             drop(sender);
         });
@@ -170,20 +171,6 @@ where
     }
 }
 
-/// An error with its causes, `outer: inner: …` (a Postgres error's text is in its source).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let inner_text = inner.to_string();
-        if !text.ends_with(&inner_text) {
-            text = format!("{text}: {inner_text}");
-        }
-        cause = inner.source();
-    }
-    text
-}
-
 /// The text of a caught panic.
 fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     panic
@@ -217,7 +204,7 @@ pub trait RecordBatchIterator: Send {
     fn next_batch(&mut self) -> Option<RecordBatch>;
     /// pg2bq patch: the next batch, `None` at the end, or the error that stopped the
     /// producer (which `next_batch` turns into `None`).
-    fn try_next_batch(&mut self) -> Result<Option<RecordBatch>, String> {
+    fn try_next_batch(&mut self) -> Result<Option<RecordBatch>, StreamError> {
         Ok(self.next_batch())
     }
 }
@@ -245,7 +232,7 @@ where
         self.next()
     }
 
-    fn try_next_batch(&mut self) -> Result<Option<RecordBatch>, String> {
-        self.dst.record_batch().map_err(|e| e.to_string())
+    fn try_next_batch(&mut self) -> Result<Option<RecordBatch>, StreamError> {
+        self.dst.record_batch()
     }
 }

@@ -258,8 +258,21 @@ pub fn get_arrow(
     destination
 }
 
-#[allow(unreachable_code, unreachable_patterns, unused_variables, unused_mut)]
+/// pg2bq patch: the error of a source that cannot connect or a pre-execution query that
+/// fails, typed (its SQLSTATE and I/O kind kept).
 pub fn new_record_batch_iter(
+    source_conn: &SourceConn,
+    origin_query: Option<String>,
+    queries: &[CXQuery<String>],
+    batch_size: usize,
+    pre_execution_queries: Option<&[String]>,
+) -> Result<Box<dyn RecordBatchIterator>, StreamError> {
+    record_batch_iter(source_conn, origin_query, queries, batch_size, pre_execution_queries)
+        .map_err(|error| StreamError::from_error(&*error))
+}
+
+#[allow(unreachable_code, unreachable_patterns, unused_variables, unused_mut)]
+fn record_batch_iter(
     source_conn: &SourceConn,
     origin_query: Option<String>,
     queries: &[CXQuery<String>],

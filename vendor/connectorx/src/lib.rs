@@ -162,6 +162,7 @@ pub mod source_router;
 pub mod sources;
 #[doc(hidden)]
 pub mod sql;
+pub mod stream_error;
 pub mod transports;
 #[doc(hidden)]
 pub mod utils;
@@ -169,6 +170,7 @@ pub mod utils;
 pub mod prelude {
     #[cfg(feature = "dst_arrow")]
     pub use crate::arrow_batch_iter::{set_global_num_thread, RecordBatchIterator};
+    pub use crate::stream_error::StreamError;
     pub use crate::data_order::{coordinate, DataOrder};
     #[cfg(feature = "dst_arrow")]
     pub use crate::destinations::arrow::{ArrowDestination, ArrowPartitionWriter, ArrowTypeSystem};

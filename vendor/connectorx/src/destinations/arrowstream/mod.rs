@@ -10,6 +10,7 @@ pub use self::typesystem::ArrowTypeSystem;
 use super::{Consume, Destination, DestinationPartition};
 use crate::constants::RECORD_BATCH_SIZE;
 use crate::data_order::DataOrder;
+use crate::stream_error::StreamError;
 use crate::typesystem::{Realize, TypeAssoc, TypeSystem};
 use anyhow::anyhow;
 use arrow::{datatypes::Schema, record_batch::RecordBatch};
@@ -34,7 +35,7 @@ type Builders = Vec<Builder>;
 pub const STREAM_BUFFERED_BATCHES: usize = 1;
 
 /// Where the producer leaves the error that ended it, read once the stream is closed.
-pub type ProducerError = Arc<Mutex<Option<String>>>;
+pub type ProducerError = Arc<Mutex<Option<StreamError>>>;
 
 pub struct ArrowDestination {
     schema: Vec<ArrowTypeSystem>,
@@ -162,14 +163,13 @@ impl ArrowDestination {
     }
 
     /// The next batch, `None` once every producer finished, or the error that stopped one.
-    #[throws(ArrowDestinationError)]
-    pub fn record_batch(&mut self) -> Option<RecordBatch> {
+    pub fn record_batch(&mut self) -> std::result::Result<Option<RecordBatch>, StreamError> {
         match self.receiver.recv() {
-            Ok(rb) => Some(rb),
+            Ok(rb) => Ok(Some(rb)),
             Err(_) => match self.producer_error.lock().map(|mut e| e.take()) {
-                Ok(None) => None,
-                Ok(Some(message)) => throw!(anyhow!(message)),
-                Err(_) => throw!(anyhow!("the stream's producer panicked")),
+                Ok(None) => Ok(None),
+                Ok(Some(error)) => Err(error),
+                Err(_) => Err(StreamError::message("the stream's producer panicked".into())),
             },
         }
     }

@@ -8,6 +8,11 @@ pub enum PostgresSourceError {
     #[error(transparent)]
     PostgresPoolError(#[from] r2d2::Error),
 
+    /// pg2bq patch: the pool could not connect, with the client's own error of its last attempt
+    /// (r2d2's error keeps only its text). Told as r2d2 tells it.
+    #[error("{pool}")]
+    Connect { pool: r2d2::Error, last: postgres::Error },
+
     #[error(transparent)]
     PostgresError(#[from] postgres::Error),
 

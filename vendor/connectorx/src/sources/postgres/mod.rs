@@ -36,6 +36,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use std::collections::HashMap;
 use std::convert::TryFrom;
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// Protocol - Binary based bulk load
@@ -136,7 +137,33 @@ where
     schema: Vec<PostgresTypeSystem>,
     pg_schema: Vec<postgres::types::Type>,
     pre_execution_queries: Option<Vec<String>>,
+    last_connect_error: LastConnectError,
     _protocol: PhantomData<P>,
+}
+
+/// pg2bq patch: the client's error of the pool's last failed connection, kept typed for
+/// [`PostgresSourceError::Connect`] (r2d2's own error holds only its text). Logged as r2d2's
+/// default handler does.
+#[derive(Debug, Clone, Default)]
+struct LastConnectError(Arc<Mutex<Option<postgres::Error>>>);
+
+impl r2d2::HandleError<postgres::Error> for LastConnectError {
+    fn handle_error(&self, error: postgres::Error) {
+        log::error!("{}", error);
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(error);
+        }
+    }
+}
+
+impl LastConnectError {
+    /// The pool's error with the client's error of its last connection attempt, when known.
+    fn pool_error(&self, pool: r2d2::Error) -> PostgresSourceError {
+        match self.0.lock().ok().and_then(|mut last| last.take()) {
+            Some(last) => PostgresSourceError::Connect { pool, last },
+            None => PostgresSourceError::PostgresPoolError(pool),
+        }
+    }
 }
 
 impl<P, C> PostgresSource<P, C>
@@ -149,7 +176,12 @@ where
     #[throws(PostgresSourceError)]
     pub fn new(config: Config, tls: C, nconn: usize) -> Self {
         let manager = PostgresConnectionManager::new(config, tls);
-        let pool = Pool::builder().max_size(nconn as u32).build(manager)?;
+        let last_connect_error = LastConnectError::default();
+        let pool = Pool::builder()
+            .max_size(nconn as u32)
+            .error_handler(Box::new(last_connect_error.clone()))
+            .build(manager)
+            .map_err(|pool| last_connect_error.pool_error(pool))?;
 
         Self {
             pool,
@@ -159,6 +191,7 @@ where
             schema: vec![],
             pg_schema: vec![],
             pre_execution_queries: None,
+            last_connect_error,
             _protocol: PhantomData,
         }
     }
@@ -202,7 +235,7 @@ where
     fn fetch_metadata(&mut self) {
         assert!(!self.queries.is_empty());
 
-        let mut conn = self.pool.get()?;
+        let mut conn = self.pool.get().map_err(|pool| self.last_connect_error.pool_error(pool))?;
         let first_query = &self.queries[0];
 
         let stmt = conn.prepare(first_query.as_str())?;
@@ -228,7 +261,7 @@ where
         match &self.origin_query {
             Some(q) => {
                 let cxq = CXQuery::Naked(q.clone());
-                let mut conn = self.pool.get()?;
+                let mut conn = self.pool.get().map_err(|pool| self.last_connect_error.pool_error(pool))?;
                 let nrows = get_total_rows(&mut conn, &cxq)?;
                 Some(nrows)
             }
@@ -247,8 +280,9 @@ where
     #[throws(PostgresSourceError)]
     fn partition(self) -> Vec<Self::Partition> {
         let mut ret = vec![];
+        let last_connect_error = &self.last_connect_error;
         for query in self.queries {
-            let mut conn = self.pool.get()?;
+            let mut conn = self.pool.get().map_err(|pool| last_connect_error.pool_error(pool))?;
 
             if let Some(pre_queries) = &self.pre_execution_queries {
                 for pre_query in pre_queries {
