@@ -13,6 +13,7 @@ use parquet::errors::ParquetError;
 use crate::model::locate::differing_buckets;
 use crate::model::row_hash::{add_row, bucket_mask, Bucket, Changes, HashQuery};
 use crate::source::postgres::SnapshotSession;
+use crate::source::PgStep;
 
 /// Differing buckets whose rows are read at once (about 256 rows each, per side).
 const BUCKETS_AT_ONCE: usize = 256;
@@ -52,7 +53,7 @@ pub async fn locate_changes(session: &SnapshotSession, parent: &Bytes, parent_ro
     let mut before = BTreeMap::new();
     read_rows(parent, |_, key_hash, row_hash| add_row(&mut before, key_hash, mask, row_hash))?;
     let mut now = BTreeMap::new();
-    for row in session.text_rows(&query.buckets_sql(mask), "sum the row hashes per bucket").await? {
+    for row in session.text_rows(&query.buckets_sql(mask), PgStep::SumRowHashesPerBucket).await? {
         let bucket = Bucket { rows: number(&row[1])?, sum: number(&row[2])? };
         now.insert(number(&row[0])?, bucket);
     }
@@ -66,7 +67,7 @@ pub async fn locate_changes(session: &SnapshotSession, parent: &Bytes, parent_ro
             }
         })?;
         let mut now = HashMap::new();
-        for row in session.text_rows(&query.bucket_rows_sql(mask, batch), "read the row hashes of differing buckets").await? {
+        for row in session.text_rows(&query.bucket_rows_sql(mask, batch), PgStep::ReadBucketRowHashes).await? {
             now.insert(row[0].clone().unwrap_or_default(), number(&row[1])?);
         }
         changes.compare(&before, &now);
@@ -82,7 +83,7 @@ pub async fn locate_changes(session: &SnapshotSession, parent: &Bytes, parent_ro
 /// The file cannot be read, or the query fails.
 pub async fn changes_among(session: &SnapshotSession, parent: &Bytes, query: &HashQuery) -> Result<Changes, HashError> {
     let mut now = HashMap::new();
-    for row in session.text_rows(&query.rows_sql(), "read the row hashes of the rows updated since the earlier run").await? {
+    for row in session.text_rows(&query.rows_sql(), PgStep::ReadUpdatedRowHashes).await? {
         now.insert(row[0].clone().unwrap_or_default(), number(&row[2])?);
     }
     let mut before = HashMap::new();

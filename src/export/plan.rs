@@ -28,6 +28,7 @@ use crate::model::types::{
     bigquery_column_names, bigquery_identifier, json_number_check, map_column, quote_ident, ColumnMapping, OnBadValue, OutOfRange, PgColumn,
 };
 use crate::source::postgres::{CompressedChunk, InvalidText, SnapshotSession, TreeRelation};
+use crate::source::PgStep;
 use crate::source::SourceError;
 use crate::storage::store::Store;
 
@@ -273,7 +274,7 @@ async fn earlier_rows(c: &TailContext<'_>) -> Result<EarlierRows, PlanError> {
     let what = format!("rows at or below the watermark of {}", shape.what());
     let (rows, sum) = match &query {
         Some(query) => {
-            let totals = c.session.text_rows(&query.totals_sql(), &what).await?;
+            let totals = c.session.text_rows(&query.totals_sql(), PgStep::CountBelowWatermark { of: shape.what().to_string() }).await?;
             let value = |i: usize| totals.first().and_then(|row| row.get(i).cloned().flatten());
             (value(0).and_then(|n| n.parse().ok()).unwrap_or_default(), value(1))
         }

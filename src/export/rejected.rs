@@ -18,6 +18,7 @@ use crate::export::ExportError;
 use crate::model::manifest::RejectedRows;
 use crate::model::tail::{key_json, Tail};
 use crate::source::postgres::SnapshotSession;
+use crate::source::PgStep;
 use crate::storage::store::Store;
 
 /// The file's name under the table's directory.
@@ -37,8 +38,7 @@ pub async fn write_rejected(
     quarantine: &Quarantine,
     settings: &ParquetSettings,
 ) -> Result<RejectedRows, ExportError> {
-    let rows =
-        session.text_rows(&rejected_rows_sql(table, quarantine), &format!("read the rejected rows of table `{}`", table.name)).await?;
+    let rows = session.text_rows(&rejected_rows_sql(table, quarantine), PgStep::ReadRejectedRows { table: table.name.clone() }).await?;
     let data = match encode(&rows, settings) {
         Ok(data) => data,
         Err(source) => return Err(ExportError::Rejected { table: table.name.clone(), source }),

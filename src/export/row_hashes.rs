@@ -18,6 +18,7 @@ use crate::export::ExportError;
 use crate::model::manifest::{FileManifest, HashMethod, RowHashes, DELETED_KEYS_FILE};
 use crate::model::row_hash::{hashed_by_type, HashQuery, ROW_HASH_FILE};
 use crate::source::postgres::SnapshotSession;
+use crate::source::PgStep;
 use crate::storage::store::Store;
 
 /// Rows fetched from the cursor at a time (one row group each).
@@ -99,9 +100,8 @@ async fn encode(session: &SnapshotSession, query: &HashQuery, settings: &Parquet
     ]));
     let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(writer_properties(settings, &schema)?))?;
     let mut failure: Option<HashError> = None;
-    let what = format!("read the row hashes of table `{name}`");
     session
-        .text_rows_in_chunks(&query.rows_sql(), CHUNK_ROWS, &what, |rows| {
+        .text_rows_in_chunks(&query.rows_sql(), CHUNK_ROWS, PgStep::ReadRowHashes { table: name.to_string() }, |rows| {
             if failure.is_none() {
                 failure = write_chunk(&mut writer, &schema, &rows).err();
             }

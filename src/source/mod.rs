@@ -12,6 +12,90 @@ use tokio_postgres::error::SqlState;
 use crate::model::error_kind::ErrorKind;
 
 /// A failed read from Postgres, naming what we were reading.
+/// The Postgres call a [`SourceError::Query`] failed in; `of` and `table` name what it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgStep {
+    OpenTransaction,
+    ExportSnapshot,
+    NameSession,
+    JoinSnapshot { snapshot_id: String },
+    KeepAlive,
+    SetLockTimeout,
+    Savepoint,
+    ReleaseSavepoint,
+    RollBackToSavepoint,
+    ReadLockHolders,
+    ReadQueuedBehindRun,
+    ReadRunLockWaits,
+    ReadConnections,
+    ReadEncoding,
+    ReadColumns,
+    ReadPrimaryKey,
+    ReadForeignKeys,
+    LookUpTable { table: String },
+    CheckAgainstSnapshot { table: String },
+    ReadPrivileges { table: String },
+    ReadChildren { of: String },
+    ReadChunks { of: String },
+    CountRows { of: String },
+    ReadKeyRange { of: String },
+    FindInvalidText { of: String },
+    DescribeQuery { name: String },
+    DescribeQueryColumns,
+    CountBelowWatermark { of: String },
+    ReadRowHashes { table: String },
+    SumRowHashesPerBucket,
+    ReadBucketRowHashes,
+    ReadUpdatedRowHashes,
+    ReadRejectedRows { table: String },
+    SetSessionSettings,
+    CountSampledTable { table: String },
+    FetchSampleRows { table: String },
+}
+
+impl std::fmt::Display for PgStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OpenTransaction => write!(f, "open a REPEATABLE READ transaction"),
+            Self::ExportSnapshot => write!(f, "export a snapshot"),
+            Self::NameSession => write!(f, "name the snapshot's session"),
+            Self::JoinSnapshot { snapshot_id } => write!(f, "join snapshot {snapshot_id}"),
+            Self::KeepAlive => write!(f, "keep the snapshot's connection alive"),
+            Self::SetLockTimeout => write!(f, "set lock_timeout"),
+            Self::Savepoint => write!(f, "set a savepoint"),
+            Self::ReleaseSavepoint => write!(f, "release a savepoint"),
+            Self::RollBackToSavepoint => write!(f, "roll back to a savepoint"),
+            Self::ReadLockHolders => write!(f, "read who holds a lock on the table"),
+            Self::ReadQueuedBehindRun => write!(f, "read what waits behind the run's locks"),
+            Self::ReadRunLockWaits => write!(f, "read the run's sessions waiting for a lock"),
+            Self::ReadConnections => write!(f, "read max_connections and the connections in use"),
+            Self::ReadEncoding => write!(f, "read the server's encoding"),
+            Self::ReadColumns => write!(f, "read the column catalog"),
+            Self::ReadPrimaryKey => write!(f, "read the primary key"),
+            Self::ReadForeignKeys => write!(f, "read foreign keys"),
+            Self::LookUpTable { table } => write!(f, "look up table `{table}`"),
+            Self::CheckAgainstSnapshot { table } => write!(f, "check table `{table}` against the snapshot"),
+            Self::ReadPrivileges { table } => write!(f, "read the privileges and row-level security of table `{table}`"),
+            Self::ReadChildren { of } => write!(f, "read the partitions and children of {of}"),
+            Self::ReadChunks { of } => write!(f, "read the TimescaleDB chunks of {of}"),
+            Self::CountRows { of } => write!(f, "count rows and check values of {of}"),
+            Self::ReadKeyRange { of } => write!(f, "read the key range of {of}"),
+            Self::FindInvalidText { of } => write!(f, "look for text that is not UTF-8 in {of}"),
+            Self::DescribeQuery { name } => write!(f, "describe query `{name}`"),
+            Self::DescribeQueryColumns => write!(f, "describe the query's columns"),
+            Self::CountBelowWatermark { of } => write!(f, "count the rows at or below the watermark of {of}"),
+            Self::ReadRowHashes { table } => write!(f, "read the row hashes of table `{table}`"),
+            Self::SumRowHashesPerBucket => write!(f, "sum the row hashes per bucket"),
+            Self::ReadBucketRowHashes => write!(f, "read the row hashes of differing buckets"),
+            Self::ReadUpdatedRowHashes => write!(f, "read the row hashes of the rows updated since the earlier run"),
+            Self::ReadRejectedRows { table } => write!(f, "read the rejected rows of table `{table}`"),
+            Self::SetSessionSettings => write!(f, "set session settings"),
+            Self::CountSampledTable { table } => write!(f, "count rows of {table}"),
+            Self::FetchSampleRows { table } => write!(f, "fetch sample rows of {table}"),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("invalid Postgres URL `{url}`")]
@@ -40,9 +124,9 @@ pub enum SourceError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("failed to {action}")]
+    #[error("failed to {step}")]
     Query {
-        action: String,
+        step: PgStep,
         #[source]
         source: tokio_postgres::Error,
     },
@@ -182,7 +266,7 @@ mod tests {
     use connectorx::sources::postgres::PostgresSourceError;
     use connectorx::transports::PostgresArrowStreamTransportError as Transport;
 
-    use super::{ErrorKind, SourceError, StreamFailure};
+    use super::{ErrorKind, PgStep, SourceError, StreamFailure};
 
     #[test]
     fn an_io_error_inside_connectorxs_transparent_errors_is_found_by_its_kind() {
@@ -198,6 +282,18 @@ mod tests {
         assert_eq!(refused.kind(), ErrorKind::Transient);
         let panicked = SourceError::ConnectorX { table: "t".into(), cause: StreamFailure::message("not implemented: interval".into()) };
         assert_eq!(panicked.kind(), ErrorKind::Invalid, "a failure that says nothing typed is not retried");
+    }
+
+    #[test]
+    fn each_step_reads_as_what_pg2bq_was_doing() {
+        let of = || "table `public.events`".to_string();
+        assert_eq!(PgStep::JoinSnapshot { snapshot_id: "00000003-1".into() }.to_string(), "join snapshot 00000003-1");
+        assert_eq!(
+            PgStep::CountBelowWatermark { of: of() }.to_string(),
+            "count the rows at or below the watermark of table `public.events`"
+        );
+        assert_eq!(PgStep::ReadRowHashes { table: "public.events".into() }.to_string(), "read the row hashes of table `public.events`");
+        assert_eq!(PgStep::ReadChildren { of: of() }.to_string(), "read the partitions and children of table `public.events`");
     }
 
     #[test]

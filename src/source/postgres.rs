@@ -10,7 +10,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 use tracing::{debug, info, warn};
 
-use super::{redact_url, SourceError};
+use super::{redact_url, PgStep, SourceError};
 use crate::model::manifest::{ForeignKey, SourceInfo};
 use crate::model::shard::ConnectionBudget;
 use crate::model::table_ref::TableRef;
@@ -120,7 +120,7 @@ async fn exclusive_lockers(url: &str, oid: u32) -> Result<String, SourceError> {
          WHERE l.locktype = 'relation' AND l.relation IN (SELECT relid FROM tree) AND l.mode = 'AccessExclusiveLock' \
            AND l.pid <> pg_backend_pid() ORDER BY l.granted DESC, a.pid"
     );
-    let rows = client.query(&sql, &[&oid]).await.map_err(query_error("read who holds a lock on the table"))?;
+    let rows = client.query(&sql, &[&oid]).await.map_err(query_error(PgStep::ReadLockHolders))?;
     Ok(render_lock_rows(&rows))
 }
 
@@ -139,8 +139,7 @@ pub async fn queued_behind_run(url: &str, snapshot_id: &str) -> Result<String, S
            SELECT FROM pg_stat_activity o WHERE o.application_name = $1 AND o.pid = ANY(pg_blocking_pids(l.pid))) \
          ORDER BY a.pid"
     );
-    let rows =
-        client.query(&sql, &[&application_name(snapshot_id)]).await.map_err(query_error("read what waits behind the run's locks"))?;
+    let rows = client.query(&sql, &[&application_name(snapshot_id)]).await.map_err(query_error(PgStep::ReadQueuedBehindRun))?;
     Ok(render_lock_rows(&rows))
 }
 
@@ -159,7 +158,7 @@ async fn run_lock_waits(client: &Client, snapshot_id: &str) -> Result<Vec<(i32, 
             &[&application_name(snapshot_id), &LOCK_NOTE_MIN.as_secs_f64()],
         )
         .await
-        .map_err(query_error("read the run's sessions waiting for a lock"))?;
+        .map_err(query_error(PgStep::ReadRunLockWaits))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
 }
 
@@ -353,9 +352,8 @@ where
     });
 }
 
-fn query_error(action: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> SourceError {
-    let action = action.into();
-    move |source| SourceError::Query { action, source }
+fn query_error(step: PgStep) -> impl FnOnce(tokio_postgres::Error) -> SourceError {
+    move |source| SourceError::Query { step, source }
 }
 
 impl SnapshotSession {
@@ -371,7 +369,7 @@ impl SnapshotSession {
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL idle_in_transaction_session_timeout = 0; {};",
             SESSION_SETTINGS.join("; ")
         );
-        client.batch_execute(&begin).await.map_err(query_error("open a REPEATABLE READ transaction"))?;
+        client.batch_execute(&begin).await.map_err(query_error(PgStep::OpenTransaction))?;
         let row = client
             .query_one(
                 "SELECT pg_export_snapshot(), txid_current_snapshot()::text, \
@@ -381,7 +379,7 @@ impl SnapshotSession {
                 &[],
             )
             .await
-            .map_err(query_error("export a snapshot"))?;
+            .map_err(query_error(PgStep::ExportSnapshot))?;
         let info = SourceInfo {
             url: redact_url(url),
             server_version: row.get(3),
@@ -393,7 +391,7 @@ impl SnapshotSession {
         client
             .batch_execute(&format!("SET application_name = '{}'", application_name(&snapshot_id).replace('\'', "''")))
             .await
-            .map_err(query_error("name the snapshot's session"))?;
+            .map_err(query_error(PgStep::NameSession))?;
         Ok(Self { client, url: url.to_string(), role: row.get(4), snapshot_id, info, server_version_num: row.get(5) })
     }
 
@@ -406,7 +404,7 @@ impl SnapshotSession {
             Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE) => {
                 SourceError::SnapshotGone { snapshot_id: snapshot_id.to_string(), source }
             }
-            _ => SourceError::Query { action: format!("join snapshot {snapshot_id}"), source },
+            _ => SourceError::Query { step: PgStep::JoinSnapshot { snapshot_id: snapshot_id.to_string() }, source },
         })?;
         Ok(client)
     }
@@ -427,7 +425,7 @@ impl SnapshotSession {
                     &[&qualified],
                 )
                 .await
-                .map_err(query_error(format!("check table `{table}` against the snapshot")))?;
+                .map_err(query_error(PgStep::CheckAgainstSnapshot { table: table.to_string() }))?;
             if !rows.is_empty() {
                 let relations = rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join(", ");
                 return Err(SourceError::ChangedSinceSnapshot { table: table.to_string(), relations });
@@ -462,7 +460,7 @@ impl SnapshotSession {
              FROM tree t JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
              ORDER BY t.level, n.nspname, c.relname"
         );
-        let rows = self.client.query(&sql, &[&oid]).await.map_err(query_error(format!("read the partitions and children of {what}")))?;
+        let rows = self.client.query(&sql, &[&oid]).await.map_err(query_error(PgStep::ReadChildren { of: what.to_string() }))?;
         Ok(rows
             .iter()
             .map(|r| TreeRelation {
@@ -481,7 +479,7 @@ impl SnapshotSession {
     /// the `timescaledb_information` views, stable across TimescaleDB 2.x catalog changes);
     /// empty when TimescaleDB is not installed or the table is not a hypertable.
     pub async fn compressed_chunks(&self, schema: &str, table: &str, what: &str) -> Result<Vec<CompressedChunk>, SourceError> {
-        let action = || query_error(format!("read the TimescaleDB chunks of {what}"));
+        let action = || query_error(PgStep::ReadChunks { of: what.to_string() });
         let installed = self.client.query_opt("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'", &[]).await.map_err(action())?;
         if installed.is_none() {
             return Ok(Vec::new());
@@ -527,7 +525,7 @@ impl SnapshotSession {
         self.client
             .batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", timeout.as_millis().max(1)))
             .await
-            .map_err(query_error("set lock_timeout"))?;
+            .map_err(query_error(PgStep::SetLockTimeout))?;
         let mut locked = 0;
         for table in tables {
             let (qualified, name) = (table.quoted(), table.to_string());
@@ -539,15 +537,15 @@ impl SnapshotSession {
                     &[&qualified],
                 )
                 .await
-                .map_err(query_error(format!("look up table `{name}`")))?;
+                .map_err(query_error(PgStep::LookUpTable { table: name.to_string() }))?;
             let Some(row) = row else { continue };
             let oid: u32 = row.get(0);
-            self.client.batch_execute("SAVEPOINT pg2bq_lock").await.map_err(query_error("set a savepoint"))?;
+            self.client.batch_execute("SAVEPOINT pg2bq_lock").await.map_err(query_error(PgStep::Savepoint))?;
             let statement = format!("LOCK TABLE {qualified} IN ACCESS SHARE MODE");
             let lock = self.client.batch_execute(&statement);
             match noting_lock_waits(&self.url, &self.snapshot_id, lock).await {
                 Ok(()) => {
-                    self.client.batch_execute("RELEASE SAVEPOINT pg2bq_lock").await.map_err(query_error("release a savepoint"))?;
+                    self.client.batch_execute("RELEASE SAVEPOINT pg2bq_lock").await.map_err(query_error(PgStep::ReleaseSavepoint))?;
                     locked += 1;
                 }
                 Err(source) if source.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
@@ -560,7 +558,10 @@ impl SnapshotSession {
                 }
                 // A child this role may not read: the plan names it with the way out.
                 Err(source) if source.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
-                    self.client.batch_execute("ROLLBACK TO SAVEPOINT pg2bq_lock").await.map_err(query_error("roll back to a savepoint"))?;
+                    self.client
+                        .batch_execute("ROLLBACK TO SAVEPOINT pg2bq_lock")
+                        .await
+                        .map_err(query_error(PgStep::RollBackToSavepoint))?;
                 }
                 Err(source) => return Err(SourceError::Lock { table: name, source }),
             }
@@ -576,7 +577,7 @@ impl SnapshotSession {
     /// # Errors
     /// [`SourceError::Query`] when the connection broke.
     pub async fn ping(&self) -> Result<(), SourceError> {
-        self.client.batch_execute("SELECT 1").await.map_err(query_error("keep the snapshot's connection alive"))
+        self.client.batch_execute("SELECT 1").await.map_err(query_error(PgStep::KeepAlive))
     }
 
     /// `max_connections`, `superuser_reserved_connections` and the client connections open now.
@@ -589,7 +590,7 @@ impl SnapshotSession {
                 &[],
             )
             .await
-            .map_err(query_error("read max_connections and the connections in use"))?;
+            .map_err(query_error(PgStep::ReadConnections))?;
         let number = |i: usize| u32::try_from(row.get::<_, i32>(i)).unwrap_or(0);
         Ok(ConnectionBudget { max_connections: number(0), superuser_reserved: number(1), in_use: number(2) })
     }
@@ -624,7 +625,7 @@ impl SnapshotSession {
 
     /// Columns of a relation, in order, with domains resolved to their base types.
     pub async fn columns(&self, oid: u32) -> Result<Vec<PgColumn>, SourceError> {
-        columns_of(&self.client, oid, "read the column catalog").await
+        columns_of(&self.client, oid, PgStep::ReadColumns).await
     }
 
     /// Primary key columns, in key order.
@@ -638,7 +639,7 @@ impl SnapshotSession {
                 &[&oid],
             )
             .await
-            .map_err(query_error("read the primary key"))?;
+            .map_err(query_error(PgStep::ReadPrimaryKey))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -658,7 +659,7 @@ impl SnapshotSession {
                 &[&oid],
             )
             .await
-            .map_err(query_error("read foreign keys"))?;
+            .map_err(query_error(PgStep::ReadForeignKeys))?;
         Ok(rows
             .iter()
             .map(|r| ForeignKey {
@@ -703,7 +704,7 @@ impl SnapshotSession {
         } else {
             format!("SELECT {} FROM {from}", select.join(", "))
         };
-        let rows = self.client.query(&sql, &[]).await.map_err(query_error(format!("count rows and check values of {what}")))?;
+        let rows = self.client.query(&sql, &[]).await.map_err(query_error(PgStep::CountRows { of: what.to_string() }))?;
         let mut scan = ScanCounts { counts: vec![0; filters.len() + 1], stats: vec![None; stats.len()], per_relation: Vec::new() };
         for row in &rows {
             for (i, total) in scan.counts.iter_mut().enumerate() {
@@ -722,7 +723,7 @@ impl SnapshotSession {
     /// `min(key)`, `max(key)` as int8, `None` for an empty table.
     pub async fn key_range(&self, from: &str, key: &str, what: &str) -> Result<Option<(i64, i64)>, SourceError> {
         let sql = format!("SELECT min({key})::int8, max({key})::int8 FROM {from}");
-        let row = self.client.query_one(&sql, &[]).await.map_err(query_error(format!("read the key range of {what}")))?;
+        let row = self.client.query_one(&sql, &[]).await.map_err(query_error(PgStep::ReadKeyRange { of: what.to_string() }))?;
         Ok(row.get::<_, Option<i64>>(0).zip(row.get::<_, Option<i64>>(1)))
     }
 
@@ -744,7 +745,7 @@ impl SnapshotSession {
                 &[&oid],
             )
             .await
-            .map_err(query_error(format!("read the privileges and row-level security of table `{table}`")))?;
+            .map_err(query_error(PgStep::ReadPrivileges { table: table.to_string() }))?;
         let (table, role) = (table.to_string(), self.role.clone());
         let mut problems = Vec::new();
         let denied_columns: Vec<String> = row.get(1);
@@ -761,8 +762,8 @@ impl SnapshotSession {
     /// Runs `select` with `LIMIT 0` inside the snapshot: privileges, row-level security and
     /// every expression are checked before any data moves.
     /// Every row of `sql`, in the snapshot, each value as text (`sql` selects text).
-    pub async fn text_rows(&self, sql: &str, what: &str) -> Result<Vec<Vec<Option<String>>>, SourceError> {
-        let rows = self.client.query(sql, &[]).await.map_err(query_error(what))?;
+    pub async fn text_rows(&self, sql: &str, step: PgStep) -> Result<Vec<Vec<Option<String>>>, SourceError> {
+        let rows = self.client.query(sql, &[]).await.map_err(query_error(step))?;
         Ok(rows.iter().map(|row| (0..row.len()).map(|i| row.get::<_, Option<String>>(i)).collect()).collect())
     }
 
@@ -775,18 +776,18 @@ impl SnapshotSession {
         &self,
         sql: &str,
         chunk_rows: usize,
-        what: &str,
+        step: PgStep,
         mut each: impl FnMut(Vec<Vec<Option<String>>>),
     ) -> Result<(), SourceError> {
-        self.client.batch_execute(&format!("DECLARE pg2bq_rows NO SCROLL CURSOR FOR {sql}")).await.map_err(query_error(what))?;
+        self.client.batch_execute(&format!("DECLARE pg2bq_rows NO SCROLL CURSOR FOR {sql}")).await.map_err(query_error(step.clone()))?;
         loop {
-            let rows = self.text_rows(&format!("FETCH {chunk_rows} FROM pg2bq_rows"), what).await?;
+            let rows = self.text_rows(&format!("FETCH {chunk_rows} FROM pg2bq_rows"), step.clone()).await?;
             if rows.is_empty() {
                 break;
             }
             each(rows);
         }
-        self.client.batch_execute("CLOSE pg2bq_rows").await.map_err(query_error(what))
+        self.client.batch_execute("CLOSE pg2bq_rows").await.map_err(query_error(step))
     }
 
     /// In a SQL_ASCII database, which stores any bytes, the first row (in `key` order) of
@@ -804,7 +805,7 @@ impl SnapshotSession {
         what: &str,
     ) -> Result<Option<InvalidText>, SourceError> {
         let encoding = self.client.query_one("SELECT current_setting('server_encoding')", &[]).await;
-        if columns.is_empty() || encoding.map_err(query_error("read the server's encoding"))?.get::<_, String>(0) != "SQL_ASCII" {
+        if columns.is_empty() || encoding.map_err(query_error(PgStep::ReadEncoding))?.get::<_, String>(0) != "SQL_ASCII" {
             return Ok(None);
         }
         let valid = |expr: &str| format!("coalesce(({expr})::text ~ $1, true)");
@@ -830,7 +831,7 @@ impl SnapshotSession {
             all_valid.join(" AND ")
         );
         let row =
-            self.client.query_opt(&sql, &[&VALID_UTF8]).await.map_err(query_error(format!("look for text that is not UTF-8 in {what}")))?;
+            self.client.query_opt(&sql, &[&VALID_UTF8]).await.map_err(query_error(PgStep::FindInvalidText { of: what.to_string() }))?;
         Ok(row.map(|row| InvalidText {
             column: columns[row.get::<_, i32>(0) as usize].0.clone(),
             value: row.get(1),
@@ -858,20 +859,20 @@ impl SnapshotSession {
     pub async fn query_columns(&self, sql: &str, name: &str) -> Result<Vec<PgColumn>, SourceError> {
         let client = connect(&self.url).await?;
         let describe_error = |source| SourceError::DescribeQuery { name: name.to_string(), source };
-        client.batch_execute("BEGIN").await.map_err(query_error(format!("describe query `{name}`")))?;
+        client.batch_execute("BEGIN").await.map_err(query_error(PgStep::DescribeQuery { name: name.to_string() }))?;
         client.execute(&format!("CREATE TEMPORARY VIEW pg2bq_query AS {sql}\n"), &[]).await.map_err(describe_error)?;
         let oid: u32 = client
             .query_one("SELECT 'pg2bq_query'::regclass::oid", &[])
             .await
-            .map_err(query_error(format!("describe query `{name}`")))?
+            .map_err(query_error(PgStep::DescribeQuery { name: name.to_string() }))?
             .get(0);
-        let columns = columns_of(&client, oid, "describe the query's columns").await;
+        let columns = columns_of(&client, oid, PgStep::DescribeQueryColumns).await;
         let _ = client.batch_execute("ROLLBACK").await;
         columns
     }
 }
 
-async fn columns_of(client: &Client, oid: u32, action: &str) -> Result<Vec<PgColumn>, SourceError> {
+async fn columns_of(client: &Client, oid: u32, step: PgStep) -> Result<Vec<PgColumn>, SourceError> {
     let rows = client
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, t.typtype::text, \
@@ -885,7 +886,7 @@ async fn columns_of(client: &Client, oid: u32, action: &str) -> Result<Vec<PgCol
             &[&oid],
         )
         .await
-        .map_err(query_error(action))?;
+        .map_err(query_error(step))?;
     Ok(rows
         .iter()
         .map(|r| PgColumn {

@@ -16,7 +16,7 @@ use crate::model::manifest::{ColumnManifest, TableManifest};
 use crate::model::types::BigQueryType;
 use crate::source::postgres::connect;
 use crate::source::postgres::SESSION_SETTINGS;
-use crate::source::SourceError;
+use crate::source::{PgStep, SourceError};
 
 /// How a column's two texts are compared.
 #[derive(Clone, Copy)]
@@ -116,8 +116,8 @@ fn same(how: Compare, bq: Option<&str>, pg: Option<&str>) -> bool {
 }
 
 /// A failed Postgres query, named by what it was for.
-fn query_failed(action: String) -> impl FnOnce(tokio_postgres::Error) -> ValidateError {
-    move |source| ValidateError::Source(SourceError::Query { action, source })
+fn query_failed(step: PgStep) -> impl FnOnce(tokio_postgres::Error) -> ValidateError {
+    move |source| ValidateError::Source(SourceError::Query { step, source })
 }
 
 /// The source's drift since the snapshot, then random rows by primary key (one column or
@@ -132,7 +132,7 @@ pub(super) async fn sample_checks(
 ) -> Result<Vec<Check>, ValidateError> {
     let client = connect(&sample.url).await?;
     let settings = SESSION_SETTINGS.map(|s| s.replace("SET LOCAL", "SET")).join("; ");
-    client.batch_execute(&settings).await.map_err(query_failed("set session settings".into()))?;
+    client.batch_execute(&settings).await.map_err(query_failed(PgStep::SetSessionSettings))?;
     let mut checks = vec![drift_check(&client, table).await?];
     if sample.rows == 0 {
         return Ok(checks);
@@ -190,7 +190,7 @@ async fn drift_check(client: &Client, table: &TableManifest) -> Result<Check, Va
         .query_one(&format!("SELECT count(*) FROM {}", pg_table(table)), &[])
         .await
         .and_then(|row| row.try_get(0))
-        .map_err(query_failed(format!("count rows of {}", table.name)))?;
+        .map_err(query_failed(PgStep::CountSampledTable { table: table.name.clone() }))?;
     let snapshot = table.snapshot_rows();
     Ok(Check::new(CheckKind::SourceDrift, None, snapshot, now, true).with_detail(format!(
         "rows in the source now vs the snapshot ({:+}; the snapshot's rows count those set aside and, for a tail, \
@@ -257,7 +257,7 @@ async fn compare_sample(
     let width = key.len();
     let bq_rows: HashMap<Vec<Option<String>>, Vec<Option<String>>> =
         bq.query_rows(&bq_sql).await?.into_iter().map(|mut row| (row.drain(..width).collect(), row)).collect();
-    let fetch_failed = || query_failed(format!("fetch sample rows of {}", table.name));
+    let fetch_failed = || query_failed(PgStep::FetchSampleRows { table: table.name.clone() });
     let pg_rows = client.query(&pg_sql, &[]).await.map_err(fetch_failed())?;
     let key_names: Vec<&str> = key.iter().map(|k| k.name.as_str()).collect();
     let mut checks = Vec::new();
