@@ -667,7 +667,7 @@ fn partition_expression(partitioning: &TimePartitioning, fields: &[Field]) -> St
 mod tests {
     use super::*;
     use crate::model::aggregates::ColumnAggregates;
-    use crate::model::manifest::{ColumnManifest, FileManifest, SourceInfo};
+    use crate::model::manifest::{ColumnManifest, FileManifest};
     use crate::model::tail::Tail;
     use crate::model::types::{map_column, OutOfRange, PgColumn};
 
@@ -685,18 +685,9 @@ mod tests {
         if with_json {
             columns.push(column("metadata", "jsonb", false));
         }
-        Manifest {
-            format_version: 1,
-            tool: "pg2bq".into(),
-            tool_version: "0".into(),
-            run_id: "20261124T070000Z-abcd".into(),
-            started_at: String::new(),
-            completed_at: String::new(),
-            source: SourceInfo::default(),
-            destination: "gs://b/p".into(),
-            mixed_snapshot: false,
-            unit_snapshots: Vec::new(),
-            tables: vec![TableManifest {
+        Manifest::of_run(
+            "20261124T070000Z-abcd",
+            vec![TableManifest {
                 name: "public.events".into(),
                 table: None,
                 bq_table: "events".into(),
@@ -724,7 +715,7 @@ mod tests {
                 deleted_keys: None,
                 row_fingerprint: None,
             }],
-        }
+        )
     }
 
     /// Where the tests' manifest was read from: not where its files were written (`gs://b/p/r`).

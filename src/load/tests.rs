@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::gcp::bigquery::{BigQueryStep, InsertedJob, JobCounts, Row, JOB_ATTEMPTS};
-use crate::model::manifest::{FileManifest, SourceInfo, TableNames};
+use crate::model::manifest::{FileManifest, TableNames};
 use crate::model::types::{map_column, OutOfRange, PgColumn};
 
 /// Rows in each file of the tests' manifests.
@@ -210,19 +210,7 @@ fn manifest(tables: &[&str], files: usize) -> Manifest {
         deleted_keys: None,
         row_fingerprint: None,
     };
-    Manifest {
-        format_version: 1,
-        tool: "pg2bq".into(),
-        tool_version: "0".into(),
-        run_id: "r1".into(),
-        started_at: String::new(),
-        completed_at: String::new(),
-        source: SourceInfo::default(),
-        destination: "gs://b/p".into(),
-        mixed_snapshot: false,
-        unit_snapshots: Vec::new(),
-        tables: tables.iter().map(table).collect(),
-    }
+    Manifest::of_run("r1", tables.iter().map(table).collect())
 }
 
 fn target(mode: LoadMode) -> LoadTarget {

@@ -532,6 +532,26 @@ pub enum HashMethod {
 }
 
 #[cfg(test)]
+impl Manifest {
+    /// Run `run_id` to `gs://b/p` holding `tables`: the fixture unit tests build on.
+    pub fn of_run(run_id: &str, tables: Vec<TableManifest>) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            tool: "pg2bq".into(),
+            tool_version: "0".into(),
+            run_id: run_id.into(),
+            started_at: String::new(),
+            completed_at: String::new(),
+            source: SourceInfo::default(),
+            destination: "gs://b/p".into(),
+            mixed_snapshot: false,
+            unit_snapshots: Vec::new(),
+            tables,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
@@ -591,18 +611,9 @@ mod tests {
         ];
         let mut totals: Vec<ColumnAccumulator> = mappings.iter().map(ColumnAccumulator::for_column).collect();
         let files = file_values.iter().enumerate().map(|(index, columns)| file(index, &mappings, columns, &mut totals)).collect();
-        Manifest {
-            format_version: FORMAT_VERSION,
-            tool: "pg2bq".into(),
-            tool_version: "0".into(),
-            run_id: "r".into(),
-            started_at: String::new(),
-            completed_at: String::new(),
-            source: SourceInfo::default(),
-            destination: "gs://b/p".into(),
-            mixed_snapshot: false,
-            unit_snapshots: Vec::new(),
-            tables: vec![TableManifest {
+        Manifest::of_run(
+            "r",
+            vec![TableManifest {
                 name: "public.t".into(),
                 table: None,
                 bq_table: "t".into(),
@@ -634,7 +645,7 @@ mod tests {
                 deleted_keys: None,
                 row_fingerprint: None,
             }],
-        }
+        )
     }
 
     /// File `index` of the test table holding `columns`' values (as text), its aggregates

@@ -123,7 +123,6 @@ pub fn plan_validate(config: &ValidateConfig, manifest: &Manifest) -> Result<Val
 mod tests {
     use super::*;
     use crate::gcp::bigquery::BigQueryOptions;
-    use crate::model::manifest::SourceInfo;
     use crate::storage::gcs::GcsOptions;
     use crate::validate::{Denormalized, Probe};
 
@@ -148,19 +147,7 @@ mod tests {
     }
 
     fn manifest() -> Manifest {
-        Manifest {
-            format_version: 1,
-            tool: "pg2bq".into(),
-            tool_version: "0".into(),
-            run_id: "r1".into(),
-            started_at: String::new(),
-            completed_at: String::new(),
-            source: SourceInfo::default(),
-            destination: "gs://b/p".into(),
-            mixed_snapshot: false,
-            unit_snapshots: Vec::new(),
-            tables: vec![table("events"), table("entity_mentions")],
-        }
+        Manifest::of_run("r1", vec![table("events"), table("entity_mentions")])
     }
 
     fn config(denormalized: Vec<Denormalized>) -> ValidateConfig {
