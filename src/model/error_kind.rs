@@ -1,6 +1,6 @@
 //! What kind of failure an error is, whichever layer raised it (object_store's `Error`
-//! variants are the model): retry, "absent means empty", "created meanwhile" and exit codes
-//! ask for a kind, never for a message's text or a raw status code.
+//! variants are the model): retry, "absent means empty" and "created meanwhile" ask for a
+//! kind, never for a message's text or a raw status code.
 
 /// The kind of a failure, as the shared layers (Postgres, BigQuery, GCS, object stores) tell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
