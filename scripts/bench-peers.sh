@@ -4,7 +4,8 @@
 # pyarrow's ParquetWriter, and DuckDB's postgres extension COPY … TO parquet (all zstd). The adbc
 # and DuckDB packages come from requirements-bench.txt (scripts/bench-tools-install.sh).
 # Usage: eval "$(scripts/pg-up.sh)"; scripts/bench-peers.sh TABLE OUT_DIR
-# stdout: one JSON line per tool: {"tool","rows","seconds","rows_per_s","cpu_seconds","peak_rss_mb"}.
+# stdout: one JSON line per tool: {"tool","rows","seconds","rows_per_s","cpu_seconds","peak_rss_mb"},
+# or {"tool","rows":0,"failed":true} for a tool that failed on this table (its error on stderr).
 # peak_rss_mb is the client process only (psql / python), not the Postgres server.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -23,7 +24,11 @@ measure() {
   local tool=$1 rows=$2
   shift 2
   log "running $tool"
-  /usr/bin/time -v -o "$OUT/$tool.time" "$@" >"$OUT/$tool.out"
+  if ! /usr/bin/time -v -o "$OUT/$tool.time" "$@" >"$OUT/$tool.out"; then
+    log "$tool failed on $TABLE (above); going on with the others"
+    printf '{"tool":"%s","rows":0,"failed":true}\n' "$tool"
+    return 0
+  fi
   if [[ $rows == from-json ]]; then
     rows=$("$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["rows"])' "$OUT/$tool.out")
   fi
