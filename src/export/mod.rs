@@ -968,33 +968,37 @@ mod tests {
         assert_eq!(resumed.counter.rows.load(Ordering::Relaxed), 3);
     }
 
+    /// Run `r1`'s plan of `tables`, read in a snapshot described by `source`.
+    fn plan_of(source: SourceInfo, tables: Vec<TablePlan>) -> ExportPlan {
+        ExportPlan { run_id: "r1".into(), destination: String::new(), source, tables, problems: Vec::new() }
+    }
+
+    /// The record of `unit`, partition `partition` of `units_in_table`, having read `rows` rows.
+    fn record_of(unit: &ExportUnit, partition: usize, units_in_table: usize, rows: u64) -> UnitRecord {
+        let snapshot =
+            UnitSnapshot { table: unit.table.clone(), partition, snapshot_id: "s".into(), txid_snapshot: String::new(), wal_lsn: None };
+        UnitRecord {
+            table: unit.table.clone(),
+            partition,
+            units_in_table,
+            query: unit.query.clone(),
+            columns: unit.columns.clone(),
+            rows,
+            files: Vec::new(),
+            snapshot,
+            attempts: 1,
+            seconds: 0.0,
+        }
+    }
+
     /// A record is kept only where the new plan cuts its table the same way.
     #[test]
     fn a_record_of_a_unit_cut_otherwise_is_refused() {
         let run_id = RunId::parse("r1").unwrap();
         let planned = table(&[2, 1]);
-        let plan = ExportPlan {
-            run_id: "r1".into(),
-            destination: String::new(),
-            source: SourceInfo::default(),
-            tables: vec![planned.clone()],
-            problems: Vec::new(),
-        };
+        let plan = plan_of(SourceInfo::default(), vec![planned.clone()]);
         let unit = ExportUnit::new(&planned, &planned.partitions[1], &run_id);
-        let snapshot =
-            UnitSnapshot { table: unit.table.clone(), partition: 1, snapshot_id: "s".into(), txid_snapshot: String::new(), wal_lsn: None };
-        let record = UnitRecord {
-            table: unit.table.clone(),
-            partition: 1,
-            units_in_table: 2,
-            query: unit.query.clone(),
-            columns: unit.columns.clone(),
-            rows: 1,
-            files: Vec::new(),
-            snapshot,
-            attempts: 1,
-            seconds: 0.0,
-        };
+        let record = record_of(&unit, 1, 2, 1);
         assert!(check_record(&plan, &run_id, &record).is_ok());
         let moved = UnitRecord { query: format!("{} WHERE \"id\" >= 20", planned.source_query), ..record.clone() };
         let error = check_record(&plan, &run_id, &moved).unwrap_err().to_string();
@@ -1016,28 +1020,9 @@ mod tests {
         let mut planned = table(&[3]);
         let check = crate::model::types::ValueCheck { predicate: "\"id\" < 0".into(), problem: "negative".into(), range_adjustable: false };
         planned.columns[0] = planned.columns[0].clone().with_check(check);
-        let plan = ExportPlan {
-            run_id: "r1".into(),
-            destination: String::new(),
-            source: SourceInfo::default(),
-            tables: vec![planned.clone()],
-            problems: Vec::new(),
-        };
+        let plan = plan_of(SourceInfo::default(), vec![planned.clone()]);
         let unit = ExportUnit::new(&planned, &planned.partitions[0], &run_id);
-        let snapshot =
-            UnitSnapshot { table: unit.table.clone(), partition: 0, snapshot_id: "s".into(), txid_snapshot: String::new(), wal_lsn: None };
-        let record = UnitRecord {
-            table: unit.table.clone(),
-            partition: 0,
-            units_in_table: 1,
-            query: unit.query.clone(),
-            columns: unit.columns.clone(),
-            rows: 3,
-            files: Vec::new(),
-            snapshot,
-            attempts: 1,
-            seconds: 0.0,
-        };
+        let record = record_of(&unit, 0, 1, 3);
         let read_back: UnitRecord = serde_json::from_slice(&serde_json::to_vec(&record).unwrap()).unwrap();
         assert!(read_back.columns[0].check.is_none());
         assert!(check_record(&plan, &run_id, &read_back).is_ok());
@@ -1079,7 +1064,7 @@ mod tests {
             coordinator: "pid 1 on h".into(),
             created_at: String::new(),
             deadline_at: String::new(),
-            plan: ExportPlan { run_id: "r1".into(), destination: String::new(), source, tables, problems: Vec::new() },
+            plan: plan_of(source, tables),
         };
         let read: sharded::ShardPlan = serde_json::from_slice(&serde_json::to_vec(&plan).unwrap()).unwrap();
         let units =
