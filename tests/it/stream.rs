@@ -53,7 +53,10 @@ async fn a_backend_terminated_mid_stream_is_transient_by_its_sqlstate() {
     let setup = vec![format!("SET application_name = '{name}'")];
     let query = "SELECT g::int8 AS id, g::int8 AS v FROM generate_series(1, 100000) AS g WHERE pg_sleep(0.0001) IS NOT NULL";
     let stream = tokio::task::spawn_blocking(move || stream_error(&url, query, &setup));
-    let terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1";
+    // Only once the COPY runs: terminated between the setup and the COPY, the backend's FATAL
+    // reaches no pending query and the client sees only "connection closed" (a CI run did).
+    let terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = $1 AND state = 'active' AND query LIKE 'COPY%'";
     while db.client.query(terminate, &[&name]).await.unwrap().is_empty() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
