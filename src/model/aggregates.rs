@@ -17,6 +17,7 @@ use arrow::datatypes::{
 use serde::{Deserialize, Serialize};
 
 use crate::model::decimal::format_decimal;
+use crate::model::g17::{format_g17, write_g17};
 use crate::model::types::ColumnMapping;
 
 /// Aggregates of one column, as the manifest records them (numbers as exact decimal strings).
@@ -458,141 +459,12 @@ pub fn encode_value(array: &ArrayRef, row: usize, out: &mut Vec<u8>) {
     };
 }
 
-/// Formats like C's `printf("%.17g")`: 17 significant digits, trailing zeros removed,
-/// exponent form below 1e-4 or from 1e17; `nan`, `inf`, `-inf`.
-pub fn format_g17(v: f64) -> String {
-    let mut out = Vec::with_capacity(24);
-    write_g17(v, &mut out);
-    String::from_utf8(out).expect("g17 text is ASCII")
-}
-
-/// Appends [`format_g17`]'s text of `v` to `out`. One exact formatting (`{:.16e}`, correctly
-/// rounded like C's) gives the 17 significant digits and the exponent; `%g` only places the
-/// point, which is done here on the digits instead of formatting a second time.
-pub fn write_g17(v: f64, out: &mut Vec<u8>) {
-    use std::io::Write;
-    if v.is_nan() || v.is_infinite() {
-        out.extend_from_slice(if v.is_nan() {
-            b"nan"
-        } else if v > 0.0 {
-            b"inf"
-        } else {
-            b"-inf"
-        });
-        return;
-    }
-    // At most "-d.dddddddddddddddde-308": 24 bytes.
-    let mut buffer = [0u8; 32];
-    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
-    write!(cursor, "{v:.16e}").expect("{:.16e} fits in 32 bytes");
-    let written = cursor.position() as usize;
-    let text = &buffer[..written];
-    let (sign, text) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    let e_at = text.iter().position(|&b| b == b'e').expect("{:e} always has an exponent");
-    let exponent: i32 = std::str::from_utf8(&text[e_at + 1..]).ok().and_then(|e| e.parse().ok()).expect("{:e} exponent is an integer");
-    let mut digits = [0u8; 17];
-    digits[0] = text[0];
-    digits[1..].copy_from_slice(&text[2..e_at]);
-    let significant = digits.iter().rposition(|&d| d != b'0').map_or(1, |last| last + 1);
-    if sign {
-        out.push(b'-');
-    }
-    place_point(&digits[..significant], exponent, out);
-}
-
-/// Writes significant `digits` (d.ddd × 10^exponent) the way `%g` does.
-fn place_point(digits: &[u8], exponent: i32, out: &mut Vec<u8>) {
-    match exponent {
-        0..17 => {
-            let integer = exponent as usize + 1;
-            if digits.len() <= integer {
-                out.extend_from_slice(digits);
-                out.resize(out.len() + integer - digits.len(), b'0');
-            } else {
-                out.extend_from_slice(&digits[..integer]);
-                out.push(b'.');
-                out.extend_from_slice(&digits[integer..]);
-            }
-        }
-        -4..0 => {
-            out.extend_from_slice(b"0.");
-            out.resize(out.len() + (-exponent - 1) as usize, b'0');
-            out.extend_from_slice(digits);
-        }
-        _ => {
-            out.push(digits[0]);
-            if digits.len() > 1 {
-                out.push(b'.');
-                out.extend_from_slice(&digits[1..]);
-            }
-            let _ = std::io::Write::write_fmt(out, format_args!("e{}{:02}", if exponent < 0 { '-' } else { '+' }, exponent.abs()));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::{Float64Array, Int64Array, StringArray};
     use proptest::prelude::*;
     use std::sync::Arc;
-
-    /// The formatting `write_g17` replaced (two exact formattings), kept as its oracle.
-    fn g17_by_formatting_twice(v: f64) -> String {
-        use crate::model::decimal::trim_fraction;
-        if v.is_nan() {
-            return "nan".into();
-        }
-        if v.is_infinite() {
-            return if v > 0.0 { "inf".into() } else { "-inf".into() };
-        }
-        let scientific = format!("{v:.16e}");
-        let (mantissa, exponent) = scientific.split_once('e').unwrap();
-        let exponent: i32 = exponent.parse().unwrap();
-        let trim = |s: &str| trim_fraction(s).to_string();
-        if (-4..17).contains(&exponent) {
-            let decimals = (16 - exponent).max(0) as usize;
-            trim(&format!("{v:.decimals$}"))
-        } else {
-            let sign = if exponent < 0 { '-' } else { '+' };
-            format!("{}e{sign}{:02}", trim(mantissa), exponent.abs())
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
-        #[test]
-        fn g17_places_the_point_as_formatting_twice_did(
-            bits in any::<u64>(),
-            decimal in -1_000_000_000i64..1_000_000_000,
-            scale in 0i32..25,
-        ) {
-            for v in [f64::from_bits(bits), decimal as f64 / 10f64.powi(scale), decimal as f64 * 10f64.powi(scale)] {
-                prop_assert_eq!(format_g17(v), g17_by_formatting_twice(v), "{:e}", v);
-            }
-        }
-    }
-
-    #[test]
-    fn g17_matches_c_printf() {
-        let cases = [
-            (0.1, "0.10000000000000001"),
-            (1.0, "1"),
-            (-0.0, "-0"),
-            (1e17, "1e+17"),
-            (123456789.0, "123456789"),
-            (1e-5, "1.0000000000000001e-05"),
-            (0.0001, "0.0001"),
-            (f64::MAX, "1.7976931348623157e+308"),
-            (5e-324, "4.9406564584124654e-324"),
-        ];
-        for (v, expected) in cases {
-            assert_eq!(format_g17(v), expected, "{v:e}");
-        }
-    }
 
     /// The fingerprint must see a duplicated value even though XOR cancels it.
     #[test]

@@ -1,6 +1,6 @@
 //! The vocabulary every layer shares, with no I/O: the type table ([`types`]), exact decimals
 //! ([`decimal`]), the manifest ([`manifest`]) with its [`run_id`] and its partitions' bounds
-//! ([`partition`]), the aggregates validation compares ([`aggregates`], [`fingerprint`],
+//! ([`partition`]), the aggregates validation compares ([`aggregates`], [`fingerprint`], [`g17`],
 //! [`row_fingerprint`]), the [`check`]s it reports, a tail export's bound ([`tail`]) and its row
 //! hashes ([`row_hash`]), the progress counters stages update ([`progress`]), the record of a finished export unit
 //! ([`unit_record`]), a table's identity ([`table_ref`]), the values of settings as written
@@ -14,6 +14,7 @@ pub mod check;
 pub mod decimal;
 pub mod error_kind;
 pub mod fingerprint;
+pub mod g17;
 pub mod locate;
 pub mod manifest;
 pub mod partition;
