@@ -96,7 +96,7 @@ fn scaled(mantissa: u128, binary_exponent: i32, k: i32) -> Option<(u128, bool)> 
         let rest = scaled & ((1 << shift) - 1);
         Some((quotient, round_up(quotient, rest << 1, 1 << shift)))
     } else {
-        if binary_exponent < 0 || binary_exponent > 74 {
+        if !(0..=74).contains(&binary_exponent) {
             return None;
         }
         let value = mantissa << binary_exponent;
@@ -223,7 +223,7 @@ mod tests {
             (5e-324, "4.9406564584124654e-324"),
             (1.0 / 3.0, "0.33333333333333331"),
             (-2.5e-7, "-2.4999999999999999e-07"),
-            (9.999999999999999e22, "9.9999999999999992e+22"),
+            (1e23, "9.9999999999999992e+22"),
             (72057594037927952.0, "72057594037927952"),
             (144115188075855904.0, "1.441151880758559e+17"),
             (144115188075855936.0, "1.4411518807585594e+17"),
