@@ -11,6 +11,7 @@
 pub mod batches;
 pub mod changes;
 pub mod config;
+pub mod dictionary;
 pub mod memory;
 pub mod parquet;
 pub mod plan;

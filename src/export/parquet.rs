@@ -14,10 +14,12 @@ use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::schema::types::ColumnPath;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::export::dictionary::plain_columns;
 use crate::model::aggregates::ColumnAccumulator;
 use crate::model::manifest::FileManifest;
 use crate::model::row_fingerprint::RowAccumulator;
@@ -57,6 +59,17 @@ pub const STATISTICS_TRUNCATE_BYTES: usize = 64;
 /// # Errors
 /// [`ParquetError`] when `schema` has no Parquet form.
 pub fn writer_properties(settings: &ParquetSettings, schema: &SchemaRef) -> Result<WriterProperties, ParquetError> {
+    Ok(properties_builder(settings, schema)?.build())
+}
+
+/// [`writer_properties`] with dictionary encoding off for the `plain` columns (top-level
+/// names, from [`plain_columns`]).
+pub fn data_file_properties(settings: &ParquetSettings, schema: &SchemaRef, plain: &[String]) -> Result<WriterProperties, ParquetError> {
+    let builder = properties_builder(settings, schema)?;
+    Ok(plain.iter().fold(builder, |builder, name| builder.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), false)).build())
+}
+
+fn properties_builder(settings: &ParquetSettings, schema: &SchemaRef) -> Result<WriterPropertiesBuilder, ParquetError> {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(settings.zstd_level).unwrap_or_default()))
         .set_max_row_group_size(usize::MAX)
@@ -68,7 +81,7 @@ pub fn writer_properties(settings: &ParquetSettings, schema: &SchemaRef) -> Resu
             builder = builder.set_column_statistics_enabled(column.path().clone(), EnabledStatistics::Chunk);
         }
     }
-    Ok(builder.build())
+    Ok(builder)
 }
 
 /// A failed file write, naming the file.
@@ -151,6 +164,8 @@ pub struct PartitionFiles {
     partition: usize,
     /// Sequence number of the partition's next file.
     next_file: usize,
+    /// Columns written without a dictionary, judged on the partition's first batch.
+    plain: Option<Vec<String>>,
     open: Option<OpenFile>,
     finished: Vec<WrittenFile>,
 }
@@ -175,6 +190,7 @@ impl PartitionFiles {
             directory,
             partition,
             next_file: 0,
+            plain: None,
             open: None,
             finished: Vec::new(),
         }
@@ -185,7 +201,7 @@ impl PartitionFiles {
         format!("{}s{index:05}.parquet", unit_file_prefix(&self.directory, self.partition))
     }
 
-    fn start_file(&mut self) -> Result<OpenFile, ParquetSinkError> {
+    fn start_file(&mut self, batch: &RecordBatch) -> Result<OpenFile, ParquetSinkError> {
         let index = self.next_file;
         self.next_file += 1;
         let path = self.path(index);
@@ -193,7 +209,9 @@ impl PartitionFiles {
         let store = self.store.clone();
         let upload_path = path.clone();
         let upload = self.runtime.spawn(async move { store.upload(&upload_path, receiver).await });
-        let properties = writer_properties(&self.settings, &self.schema)
+        let plain = self.plain.get_or_insert_with(|| plain_columns(batch));
+        tracing::debug!(path, plain = ?plain, "Columns without a dictionary");
+        let properties = data_file_properties(&self.settings, &self.schema, plain)
             .map_err(|source| ParquetSinkError::Encode { uri: self.store.uri(&path), source })?;
         let sink = ChunkSender { buffer: BytesMut::with_capacity(CHUNK_BYTES), sender };
         let writer = ArrowWriter::try_new(sink, self.schema.clone(), Some(properties))
@@ -220,7 +238,7 @@ impl PartitionFiles {
         }
         let mut file = match self.open.take() {
             Some(file) => file,
-            None => self.start_file()?,
+            None => self.start_file(batch)?,
         };
         for (accumulator, column) in file.accumulators.iter_mut().zip(batch.columns()) {
             accumulator.update(column);
