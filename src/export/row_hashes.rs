@@ -1,17 +1,17 @@
 //! Row hashes ([`crate::model::row_hash`]): written at export, create-only, to
 //! `<run>/<table>/_rowhash/rows.pq` (zstd; `key`, `key_hash`, `row_hash`), read in the
-//! snapshot through a cursor (a later tail compares them: `changes.rs`), and a tail's deleted
+//! snapshot with one binary COPY (a later tail compares them: `changes.rs`), and a tail's deleted
 //! keys. Load never reads the row-hash file.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 
 use crate::export::changes::{read_rows, HashError};
-use crate::export::parquet::{writer_properties, ParquetSettings};
+use crate::export::parquet::{data_file_properties, writer_properties, ParquetSettings};
 use crate::export::plan::TablePlan;
 use crate::export::side_file::store_side_file;
 use crate::export::ExportError;
@@ -21,7 +21,7 @@ use crate::source::postgres::SnapshotSession;
 use crate::source::PgStep;
 use crate::storage::store::Store;
 
-/// Rows fetched from the cursor at a time (one row group each).
+/// Rows per row group of the file.
 const CHUNK_ROWS: usize = 65_536;
 
 /// The query of `table`'s row hashes over all its rows (by type where `by_record`, on
@@ -91,19 +91,21 @@ pub async fn write_deleted_keys(
     Ok(stored.manifest(table.deleted_keys.len() as u64))
 }
 
-/// The file's bytes: the rows read through a cursor, one row group per chunk.
+/// The file's bytes: the rows read with one COPY, one row group per chunk, no dictionary (keys
+/// and hashes are unique).
 async fn encode(session: &SnapshotSession, query: &HashQuery, settings: &ParquetSettings, name: &str) -> Result<Bytes, HashError> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("key", DataType::Utf8, false),
         Field::new("key_hash", DataType::Int64, false),
         Field::new("row_hash", DataType::Int64, false),
     ]));
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(writer_properties(settings, &schema)?))?;
+    let plain = schema.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(data_file_properties(settings, &schema, &plain)?))?;
     let mut failure: Option<HashError> = None;
     session
-        .text_rows_in_chunks(&query.rows_sql(), CHUNK_ROWS, PgStep::ReadRowHashes { table: name.to_string() }, |rows| {
+        .copy_key_hashes(&query.typed_rows_sql(), CHUNK_ROWS, PgStep::ReadRowHashes { table: name.to_string() }, |columns| {
             if failure.is_none() {
-                failure = write_chunk(&mut writer, &schema, &rows).err();
+                failure = write_chunk(&mut writer, &schema, columns).err();
             }
         })
         .await?;
@@ -113,13 +115,8 @@ async fn encode(session: &SnapshotSession, query: &HashQuery, settings: &Parquet
     Ok(Bytes::from(writer.into_inner()?))
 }
 
-fn write_chunk(writer: &mut ArrowWriter<Vec<u8>>, schema: &Arc<Schema>, rows: &[Vec<Option<String>>]) -> Result<(), HashError> {
-    let keys: StringArray = rows.iter().map(|r| r[0].clone()).collect();
-    let number = |i: usize| -> Result<ArrayRef, HashError> {
-        let values: Result<Vec<i64>, _> = rows.iter().map(|r| r[i].as_deref().unwrap_or_default().parse::<i64>()).collect();
-        Ok(Arc::new(Int64Array::from(values?)))
-    };
-    writer.write(&RecordBatch::try_new(schema.clone(), vec![Arc::new(keys), number(1)?, number(2)?])?)?;
+fn write_chunk(writer: &mut ArrowWriter<Vec<u8>>, schema: &Arc<Schema>, columns: [ArrayRef; 3]) -> Result<(), HashError> {
+    writer.write(&RecordBatch::try_new(schema.clone(), columns.to_vec())?)?;
     writer.flush()?;
     Ok(())
 }

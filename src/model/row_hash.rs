@@ -116,11 +116,20 @@ impl HashQuery {
         }
     }
 
-    /// `key, key_hash, row_hash` of every row, each as text: the file's rows.
+    /// `key, key_hash, row_hash` of every row, each as text.
     pub fn rows_sql(&self) -> String {
+        self.rows_with("::text")
+    }
+
+    /// The file's rows: `key` (text), `key_hash` and `row_hash` (int8).
+    pub fn typed_rows_sql(&self) -> String {
+        self.rows_with("")
+    }
+
+    fn rows_with(&self, cast: &str) -> String {
         let key = self.key();
         format!(
-            "SELECT k, hashtextextended(k, 0)::text, h::text FROM (SELECT {key} AS k, {} AS h FROM {}{}) r",
+            "SELECT k, hashtextextended(k, 0){cast}, h{cast} FROM (SELECT {key} AS k, {} AS h FROM {}{}) r",
             self.row_hash(),
             self.from,
             self.where_clause(None)

@@ -2,7 +2,10 @@
 //! whole export, exports its snapshot for the partition connections to share, and answers
 //! every catalog, count and check query inside it.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use arrow::array::{ArrayBuilder, ArrayRef, Int64Builder, StringBuilder};
 
 use postgres_openssl::MakeTlsConnector;
 use tokio_postgres::config::SslMode;
@@ -350,6 +353,20 @@ where
             tracing::warn!(url = %url, error = %error, "Postgres connection broke");
         }
     });
+}
+
+/// Key and hash columns being filled by [`SnapshotSession::copy_key_hashes`].
+#[derive(Default)]
+struct KeyHashChunk {
+    keys: StringBuilder,
+    key_hashes: Int64Builder,
+    row_hashes: Int64Builder,
+}
+
+impl KeyHashChunk {
+    fn finish(&mut self) -> [ArrayRef; 3] {
+        [Arc::new(self.keys.finish()), Arc::new(self.key_hashes.finish()), Arc::new(self.row_hashes.finish())]
+    }
 }
 
 fn query_error(step: PgStep) -> impl FnOnce(tokio_postgres::Error) -> SourceError {
@@ -767,27 +784,40 @@ impl SnapshotSession {
         Ok(rows.iter().map(|row| (0..row.len()).map(|i| row.get::<_, Option<String>>(i)).collect()).collect())
     }
 
-    /// Every row of `sql` in the snapshot, each value as text, handed to `each` through a cursor
-    /// `chunk_rows` at a time: memory holds one chunk, never the whole result.
+    /// The rows of `sql`, whose columns are a key (text) and two hashes (int8), in the
+    /// snapshot: one binary COPY, handed to `each` `chunk_rows` at a time as Arrow arrays, so
+    /// memory holds one chunk, never the whole result.
     ///
     /// # Errors
-    /// [`SourceError::Query`] when the query or a fetch fails.
-    pub async fn text_rows_in_chunks(
+    /// [`SourceError::Query`] when the COPY fails or a value is NULL.
+    pub async fn copy_key_hashes(
         &self,
         sql: &str,
         chunk_rows: usize,
         step: PgStep,
-        mut each: impl FnMut(Vec<Vec<Option<String>>>),
+        mut each: impl FnMut([ArrayRef; 3]),
     ) -> Result<(), SourceError> {
-        self.client.batch_execute(&format!("DECLARE pg2bq_rows NO SCROLL CURSOR FOR {sql}")).await.map_err(query_error(step.clone()))?;
-        loop {
-            let rows = self.text_rows(&format!("FETCH {chunk_rows} FROM pg2bq_rows"), step.clone()).await?;
-            if rows.is_empty() {
-                break;
+        use futures::{pin_mut, TryStreamExt};
+        use tokio_postgres::binary_copy::BinaryCopyOutStream;
+        use tokio_postgres::types::Type;
+        let copy = self.client.copy_out(&format!("COPY ({sql}) TO STDOUT (FORMAT binary)")).await.map_err(query_error(step.clone()))?;
+        let rows = BinaryCopyOutStream::new(copy, &[Type::TEXT, Type::INT8, Type::INT8]);
+        pin_mut!(rows);
+        let mut chunk = KeyHashChunk::default();
+        while let Some(row) = rows.try_next().await.map_err(query_error(step.clone()))? {
+            let read = || Ok::<_, tokio_postgres::Error>((row.try_get::<&str>(0)?, row.try_get::<i64>(1)?, row.try_get::<i64>(2)?));
+            let (key, key_hash, row_hash) = read().map_err(query_error(step.clone()))?;
+            chunk.keys.append_value(key);
+            chunk.key_hashes.append_value(key_hash);
+            chunk.row_hashes.append_value(row_hash);
+            if chunk.key_hashes.len() == chunk_rows {
+                each(chunk.finish());
             }
-            each(rows);
         }
-        self.client.batch_execute("CLOSE pg2bq_rows").await.map_err(query_error(step))
+        if !chunk.key_hashes.is_empty() {
+            each(chunk.finish());
+        }
+        Ok(())
     }
 
     /// In a SQL_ASCII database, which stores any bytes, the first row (in `key` order) of
