@@ -16,7 +16,7 @@ use arrow::datatypes::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::model::decimal::format_decimal;
+use crate::model::decimal::{format_decimal, write_decimal};
 use crate::model::g17::{format_g17, write_g17};
 use crate::model::types::ColumnMapping;
 
@@ -433,10 +433,13 @@ pub fn encode_value(array: &ArrayRef, row: usize, out: &mut Vec<u8>) {
             Ok(())
         }
         DataType::Decimal128(_, s) => {
-            let v = i256::from_i128(array.as_primitive::<Decimal128Type>().value(row));
-            write!(out, "{}", format_decimal(v, *s as u8))
+            write_decimal(i256::from_i128(array.as_primitive::<Decimal128Type>().value(row)), *s as u8, out);
+            Ok(())
         }
-        DataType::Decimal256(_, s) => write!(out, "{}", format_decimal(array.as_primitive::<Decimal256Type>().value(row), *s as u8)),
+        DataType::Decimal256(_, s) => {
+            write_decimal(array.as_primitive::<Decimal256Type>().value(row), *s as u8, out);
+            Ok(())
+        }
         DataType::Utf8 => out.write_all(array.as_string::<i32>().value(row).as_bytes()),
         DataType::Binary => out.write_all(array.as_binary::<i32>().value(row)),
         DataType::Date32 => write!(out, "{}", array.as_primitive::<Date32Type>().value(row)),

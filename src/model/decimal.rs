@@ -61,13 +61,42 @@ pub fn parse_decimal(text: &str, precision: u8, scale: u8) -> Result<i256, Decim
 /// Formats a scaled integer as BigQuery's `CAST(numeric AS STRING)` does: no trailing
 /// zeros after the point, no point for integers, `0` for zero.
 pub fn format_decimal(value: i256, scale: u8) -> String {
-    let sign = if value < i256::ZERO { "-" } else { "" };
-    let digits = value.wrapping_abs().to_string();
-    let digits = digits.trim_start_matches('-');
+    let mut out = Vec::with_capacity(48);
+    write_decimal(value, scale, &mut out);
+    String::from_utf8(out).expect("decimal text is ASCII")
+}
+
+/// Appends [`format_decimal`]'s text to `out`. Values within i128 (every NUMERIC, most
+/// BIGNUMERIC) are printed as integers without going through a big integer.
+pub fn write_decimal(value: i256, scale: u8, out: &mut Vec<u8>) {
+    use std::io::Write;
+    if value < i256::ZERO {
+        out.push(b'-');
+    }
+    let start = out.len();
+    let _ = match value.to_i128() {
+        Some(small) => write!(out, "{}", small.unsigned_abs()),
+        None => write!(out, "{}", value.wrapping_abs()),
+    };
+    // i256::MIN has no absolute value: its wrapped one prints with the sign already written.
+    if out[start] == b'-' {
+        out.remove(start);
+    }
     let scale = scale as usize;
-    let padded = if digits.len() <= scale { format!("{}{digits}", "0".repeat(scale + 1 - digits.len())) } else { digits.to_string() };
-    let (integer, fraction) = padded.split_at(padded.len() - scale);
-    trim_fraction(&format!("{sign}{integer}.{fraction}")).to_string()
+    if scale == 0 {
+        return;
+    }
+    let digits = out.len() - start;
+    if digits <= scale {
+        out.splice(start..start, std::iter::repeat_n(b'0', scale + 1 - digits));
+    }
+    out.insert(out.len() - scale, b'.');
+    while out.last() == Some(&b'0') {
+        out.pop();
+    }
+    if out.last() == Some(&b'.') {
+        out.pop();
+    }
 }
 
 /// Decimal text in its shortest form: trailing zeros after the point dropped, and the point
@@ -121,6 +150,16 @@ mod tests {
         assert_eq!(format_decimal(i256::from_i128(0), 3), "0");
         assert_eq!(format_decimal(i256::from_i128(-5), 3), "-0.005");
         assert_eq!(format_decimal(i256::from_i128(1000), 3), "1");
+    }
+
+    #[test]
+    fn values_past_i128_and_the_extremes_print_whole() {
+        let past = i256::from_i128(i128::MAX).wrapping_add(i256::ONE);
+        assert_eq!(format_decimal(past, 0), "170141183460469231731687303715884105728");
+        assert_eq!(format_decimal(past.wrapping_neg(), 2), "-1701411834604692317316873037158841057.28");
+        assert_eq!(format_decimal(i256::from_i128(i128::MIN), 0), i128::MIN.to_string());
+        assert_eq!(format_decimal(i256::MAX, 0), i256::MAX.to_string());
+        assert_eq!(format_decimal(i256::MIN, 0), i256::MIN.to_string());
     }
 
     proptest! {
