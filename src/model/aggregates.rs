@@ -446,14 +446,18 @@ pub fn encode_value(array: &ArrayRef, row: usize, out: &mut Vec<u8>) {
         DataType::Time64(TimeUnit::Microsecond) => write!(out, "{}", array.as_primitive::<Time64MicrosecondType>().value(row)),
         DataType::Timestamp(TimeUnit::Microsecond, _) => write!(out, "{}", array.as_primitive::<TimestampMicrosecondType>().value(row)),
         DataType::List(_) => {
-            let elements = array.as_list::<i32>().value(row);
+            // The row's elements by offset into the list's values: no sliced array per row.
+            let list = array.as_list::<i32>();
+            let (elements, offsets) = (list.values(), list.value_offsets());
             let mut element = Vec::new();
-            for i in 0..elements.len() {
+            let mut digits = [0u8; 20];
+            for i in offsets[row] as usize..offsets[row + 1] as usize {
                 element.clear();
                 if !elements.is_null(i) {
-                    encode_value(&elements, i, &mut element);
+                    encode_value(elements, i, &mut element);
                 }
-                let _ = write!(out, "{}:", element.len());
+                out.extend_from_slice(decimal_digits(element.len() as i64, &mut digits));
+                out.push(b':');
                 out.extend_from_slice(&element);
             }
             Ok(())
@@ -468,6 +472,27 @@ mod tests {
     use arrow::array::{Float64Array, Int64Array, StringArray};
     use proptest::prelude::*;
     use std::sync::Arc;
+
+    /// A list's elements are read by offset: a sliced list array encodes its rows as the
+    /// whole one does, NULL elements as empty.
+    #[test]
+    fn list_rows_encode_by_offset_in_sliced_arrays_too() {
+        use arrow::array::ListArray;
+        use arrow::datatypes::Int32Type;
+        let lists: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+            Some(vec![Some(1)]),
+            Some(vec![Some(-20), None, Some(300)]),
+            Some(vec![Some(4)]),
+        ]));
+        let encoded = |array: &ArrayRef, row| {
+            let mut out = Vec::new();
+            encode_value(array, row, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(encoded(&lists, 1), "3:-200:3:300");
+        assert_eq!(encoded(&lists.slice(1, 2), 0), "3:-200:3:300");
+        assert_eq!(encoded(&lists.slice(1, 2), 1), "1:4");
+    }
 
     /// The fingerprint must see a duplicated value even though XOR cancels it.
     #[test]
