@@ -8,7 +8,9 @@
 #   connectorx-python + pyarrow writing zstd Parquet (1 and 2 partitions),
 #   adbc-driver-postgresql streaming into pyarrow's ParquetWriter (zstd),
 #   DuckDB's postgres extension: COPY (SELECT …) TO parquet (zstd)   (scripts/bench-peers.sh).
-# Wall time and peak RSS come from GNU time (client process only, not the Postgres server).
+# Wall time and peak RSS come from GNU time (client process only, not the Postgres server). Every
+# output is checked against the table after its run (scripts/bench_check_output.py: rows, sum and
+# sum of squares of `id`): pg2bq failing it stops the script, a peer failing it is listed as failed.
 # Every tool runs PG2BQ_BENCH_ROUNDS times (default 3), the tools taking turns round by round so
 # a drift of the machine's speed touches them alike; the table gives each tool's median wall
 # time with the fastest and slowest round, and its largest peak RSS.
@@ -69,6 +71,8 @@ pg2bq_export() {
   rm -rf "$WORK/out"
   measure "$tool" "$rows" "$binary" export --source "$URL" --dest "$WORK/out" --table "public.bench_$shape" \
     --progress off "$@" | shaped
+  "$VENV/bin/python" scripts/bench_check_output.py --url "$URL" --table "bench_$shape" --tool "$tool" "$WORK/out" ||
+    die "$tool exported bench_$shape wrong (above)"
 }
 
 # shaped: each JSON line with the shape it was measured on.

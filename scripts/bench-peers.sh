@@ -5,7 +5,8 @@
 # and DuckDB packages come from requirements-bench.txt (scripts/bench-tools-install.sh).
 # Usage: eval "$(scripts/pg-up.sh)"; scripts/bench-peers.sh TABLE OUT_DIR
 # stdout: one JSON line per tool: {"tool","rows","seconds","rows_per_s","cpu_seconds","peak_rss_mb"},
-# or {"tool","rows":0,"failed":true} for a tool that failed on this table (its error on stderr).
+# or {"tool","rows":0,"failed":true} for a tool that failed on this table or whose output differs
+# from it (scripts/bench_check_output.py: rows, sum and sum of squares of `id`; on stderr).
 # peak_rss_mb is the client process only (psql / python), not the Postgres server.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -30,7 +31,12 @@ measure() {
     return 0
   fi
   if [[ $rows == from-json ]]; then
-    rows=$("$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["rows"])' "$OUT/$tool.out")
+    local path
+    read -r rows path < <("$VENV/bin/python" -c 'import json,sys; d = json.load(open(sys.argv[1])); print(d["rows"], d["path"])' "$OUT/$tool.out")
+    if ! "$VENV/bin/python" "$REPO/scripts/bench_check_output.py" --url "$URL" --table "$TABLE" --tool "$tool" "$path"; then
+      printf '{"tool":"%s","rows":0,"failed":true}\n' "$tool"
+      return 0
+    fi
   fi
   printf '{"tool":"%s","rows":%d,%s}\n' "$tool" "$rows" "$(time_figures "$OUT/$tool.time" "$rows")"
 }
