@@ -399,6 +399,14 @@ pub(crate) fn decimal_digits(value: i64, buffer: &mut [u8; 20]) -> &[u8] {
     &buffer[start..]
 }
 
+/// Appends `<byte length>:<value>`: a list element's encoding, and a cell's in a row's bytes.
+pub(crate) fn append_length_prefixed(out: &mut Vec<u8>, value: &[u8]) {
+    let mut digits = [0u8; 20];
+    out.extend_from_slice(decimal_digits(value.len() as i64, &mut digits));
+    out.push(b':');
+    out.extend_from_slice(value);
+}
+
 fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -450,15 +458,12 @@ pub fn encode_value(array: &ArrayRef, row: usize, out: &mut Vec<u8>) {
             let list = array.as_list::<i32>();
             let (elements, offsets) = (list.values(), list.value_offsets());
             let mut element = Vec::new();
-            let mut digits = [0u8; 20];
             for i in offsets[row] as usize..offsets[row + 1] as usize {
                 element.clear();
                 if !elements.is_null(i) {
                     encode_value(elements, i, &mut element);
                 }
-                out.extend_from_slice(decimal_digits(element.len() as i64, &mut digits));
-                out.push(b':');
-                out.extend_from_slice(&element);
+                append_length_prefixed(out, &element);
             }
             Ok(())
         }

@@ -16,7 +16,7 @@ use arrow::datatypes::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::model::aggregates::{decimal_digits, encode_value};
+use crate::model::aggregates::{append_length_prefixed, decimal_digits, encode_value};
 use crate::model::fingerprint::fingerprint64;
 use crate::model::g17::write_g17;
 use crate::model::types::{BigQueryType, ColumnMapping};
@@ -141,7 +141,7 @@ fn encode_column(array: &ArrayRef, buffers: &mut [Vec<u8>], scratch: &mut Vec<u8
             for (row, buffer) in buffers.iter_mut().enumerate() {
                 match text.is_null(row) {
                     true => buffer.push(b'-'),
-                    false => append_cell(buffer, text.value(row).as_bytes()),
+                    false => append_length_prefixed(buffer, text.value(row).as_bytes()),
                 }
             }
         }
@@ -149,7 +149,7 @@ fn encode_column(array: &ArrayRef, buffers: &mut [Vec<u8>], scratch: &mut Vec<u8
             for (row, buffer) in buffers.iter_mut().enumerate() {
                 match write_cell(array, row, scratch) {
                     None => buffer.push(b'-'),
-                    Some(value) => append_cell(buffer, value),
+                    Some(value) => append_length_prefixed(buffer, value),
                 }
             }
         }
@@ -174,17 +174,9 @@ fn append_each(array: &ArrayRef, buffers: &mut [Vec<u8>], scratch: &mut Vec<u8>,
         } else {
             scratch.clear();
             encode(row, scratch);
-            append_cell(buffer, scratch);
+            append_length_prefixed(buffer, scratch);
         }
     }
-}
-
-/// `<byte length>:<value>`.
-fn append_cell(buffer: &mut Vec<u8>, value: &[u8]) {
-    let mut digits = [0u8; 20];
-    buffer.extend_from_slice(decimal_digits(value.len() as i64, &mut digits));
-    buffer.push(b':');
-    buffer.extend_from_slice(value);
 }
 
 /// A cell's encoding in a row's bytes (`None` when absent: NULL or an empty list), written in
