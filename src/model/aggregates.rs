@@ -163,7 +163,7 @@ impl ColumnAccumulator {
 
     /// Integers, dates, times and timestamps: all encoded as their decimal integer.
     fn update_integers(&mut self, values: impl Iterator<Item = i64>) {
-        let mut digits = [0u8; 20];
+        let mut digits = itoa::Buffer::new();
         for value in values {
             self.value_count += 1;
             if let Sum::Int(sum) = &mut self.sum {
@@ -175,7 +175,7 @@ impl ColumnAccumulator {
             if self.max.as_ref().is_none_or(|max| Bound::Int(value) > *max) {
                 self.max = Some(Bound::Int(value));
             }
-            self.add_fingerprint(crate::model::fingerprint::fingerprint64(decimal_digits(value, &mut digits)));
+            self.add_fingerprint(crate::model::fingerprint::fingerprint64(digits.format(value).as_bytes()));
         }
     }
 
@@ -379,30 +379,9 @@ fn parse_decimal(text: &str, scale: u8) -> Option<i256> {
     i256::from_string(&format!("{integer}{fraction:0<width$}", width = scale as usize))
 }
 
-/// `value` in decimal, written into the end of `buffer` (no allocation): the text of
-/// `value.to_string()`.
-pub(crate) fn decimal_digits(value: i64, buffer: &mut [u8; 20]) -> &[u8] {
-    let mut rest = value.unsigned_abs();
-    let mut start = buffer.len();
-    loop {
-        start -= 1;
-        buffer[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if value < 0 {
-        start -= 1;
-        buffer[start] = b'-';
-    }
-    &buffer[start..]
-}
-
 /// Appends `<byte length>:<value>`: a list element's encoding, and a cell's in a row's bytes.
 pub(crate) fn append_length_prefixed(out: &mut Vec<u8>, value: &[u8]) {
-    let mut digits = [0u8; 20];
-    out.extend_from_slice(decimal_digits(value.len() as i64, &mut digits));
+    out.extend_from_slice(itoa::Buffer::new().format(value.len()).as_bytes());
     out.push(b':');
     out.extend_from_slice(value);
 }

