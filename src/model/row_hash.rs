@@ -126,10 +126,11 @@ impl HashQuery {
         self.rows_with("")
     }
 
+    /// `OFFSET 0` keeps the subquery whole: pulled up, its key expression would run twice a row.
     fn rows_with(&self, cast: &str) -> String {
         let key = self.key();
         format!(
-            "SELECT k, hashtextextended(k, 0){cast}, h{cast} FROM (SELECT {key} AS k, {} AS h FROM {}{}) r",
+            "SELECT k, hashtextextended(k, 0){cast}, h{cast} FROM (SELECT {key} AS k, {} AS h FROM {}{} OFFSET 0) r",
             self.row_hash(),
             self.from,
             self.where_clause(None)
@@ -296,7 +297,7 @@ mod tests {
                 r#"SELECT {key}, {row}::text FROM "public"."t" WHERE ("id" <= 5) AND (hashtextextended({key}, 0) & 3 = ANY('{{0,2}}'::int8[]))"#
             )
         );
-        assert!(query(None).rows_sql().ends_with(r#"FROM "public"."t") r"#), "{}", query(None).rows_sql());
+        assert!(query(None).rows_sql().ends_with(r#"FROM "public"."t" OFFSET 0) r"#), "{}", query(None).rows_sql());
         assert!(q.buckets_sql(255).contains("& 255 AS b"), "{}", q.buckets_sql(255));
         let by_type = HashQuery { method: HashMethod::Record, ..query(None) };
         assert!(by_type.totals_sql().contains(r#"sum(hash_record_extended(ROW("a", "b", "note"::text), 0))"#), "{}", by_type.totals_sql());
