@@ -91,12 +91,8 @@ pub fn write_decimal(value: i256, scale: u8, out: &mut Vec<u8>) {
         out.splice(start..start, std::iter::repeat_n(b'0', scale + 1 - digits));
     }
     out.insert(out.len() - scale, b'.');
-    while out.last() == Some(&b'0') {
-        out.pop();
-    }
-    if out.last() == Some(&b'.') {
-        out.pop();
-    }
+    let kept = trim_fraction(std::str::from_utf8(&out[start..]).expect("decimal digits are ASCII")).len();
+    out.truncate(start + kept);
 }
 
 /// Decimal text in its shortest form: trailing zeros after the point dropped, and the point
