@@ -34,6 +34,7 @@ use crate::export::batches::{normalize_batch, pinned_schema, BatchError};
 use crate::export::memory::{estimated_row_bytes, WorkerMemory, DEFAULT_MEMORY_BUDGET_BYTES};
 use crate::export::parquet::{ParquetSettings, ParquetSinkError, PartitionFiles, WrittenFile};
 use crate::model::aggregates::ColumnAccumulator;
+use crate::model::days::{DayCounter, DayCounts};
 use crate::model::manifest::{
     ColumnManifest, FileManifest, Manifest, PartitionManifest, RowHashes, TableManifest, UnitSnapshot, FORMAT_VERSION, MANIFEST_FILE,
 };
@@ -654,7 +655,40 @@ fn recorded_files(columns: &[ColumnMapping], record: &UnitRecord) -> Result<Vec<
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(WrittenFile { manifest: file.clone(), accumulators })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|mut files| {
+            attach_day_counts(&mut files, columns, record.day_counts.as_deref());
+            files
+        })
+}
+
+/// A recorded unit's rows per day joined to its files' accumulators (to the first file: the
+/// table merges them all). Unknown when the record has none (an older pg2bq's).
+fn attach_day_counts(files: &mut [WrittenFile], columns: &[ColumnMapping], recorded: Option<&[DayCounts]>) {
+    let Some(recorded) = recorded else { return };
+    for (index, file) in files.iter_mut().enumerate() {
+        for (accumulator, mapping) in file.accumulators.iter_mut().zip(columns) {
+            let counter = match index {
+                0 => recorded.iter().find(|c| c.column == mapping.bq_name).and_then(DayCounter::from_record),
+                _ => Some(DayCounter::default()),
+            };
+            accumulator.set_days(counter.unwrap_or_else(DayCounter::unknown));
+        }
+    }
+}
+
+/// Rows per day of each DATE and TIMESTAMP column over `files` (a unit's, or a table's).
+pub(in crate::export) fn day_counts(columns: &[ColumnMapping], files: &[WrittenFile]) -> Vec<DayCounts> {
+    let mut counts = Vec::new();
+    for (position, mapping) in columns.iter().enumerate() {
+        let mut total: Option<DayCounter> = None;
+        for counter in files.iter().filter_map(|file| file.accumulators.get(position)?.days()) {
+            total.get_or_insert_with(DayCounter::default).merge(counter);
+        }
+        let total = total.or_else(|| ColumnAccumulator::for_column(mapping).days().cloned());
+        counts.extend(total.map(|total| total.to_record(&mapping.bq_name)));
+    }
+    counts
 }
 
 /// One partition's work, a plain value: the rows to read, what they must number, and where
@@ -808,6 +842,7 @@ fn table_manifest(table: &TablePlan, mut written: Vec<WrittenFile>) -> TableMani
             total.merge(column);
         }
     }
+    let day_counts = day_counts(&table.columns, &written);
     let files: Vec<FileManifest> = written.into_iter().map(|file| file.manifest).collect();
     let row_count: u64 = files.iter().map(|f| f.rows).sum();
     let columns = table
@@ -836,6 +871,7 @@ fn table_manifest(table: &TablePlan, mut written: Vec<WrittenFile>) -> TableMani
         row_hashes: None,
         deleted_keys: None,
         row_fingerprint: None,
+        day_counts,
     };
     // Files recorded by an older pg2bq (a resumed run) have none: then the table has none.
     let covered = table.columns.iter().filter(|c| covers(c)).map(|c| c.bq_name.clone()).collect();
@@ -935,6 +971,7 @@ mod tests {
         let kept = file(&table, 0, vec![1, 2, 5]);
         let unit = ExportUnit::new(&table, &table.partitions[0], &run_id);
         let record = UnitRecord {
+            day_counts: None,
             table: unit.table.clone(),
             partition: 0,
             units_in_table: 2,
@@ -979,6 +1016,7 @@ mod tests {
         let snapshot =
             UnitSnapshot { table: unit.table.clone(), partition, snapshot_id: "s".into(), txid_snapshot: String::new(), wal_lsn: None };
         UnitRecord {
+            day_counts: None,
             table: unit.table.clone(),
             partition,
             units_in_table,
@@ -1029,6 +1067,39 @@ mod tests {
         assert!(check_record(&plan, &run_id, &read_back).is_ok());
         let retyped = UnitRecord { columns: vec![ColumnMapping { pg_type: "int4".into(), ..read_back.columns[0].clone() }], ..read_back };
         assert!(check_record(&plan, &run_id, &retyped).unwrap_err().to_string().contains("columns' types differ"));
+    }
+
+    /// Rows per day reach the table's manifest alike from files written now and from a unit
+    /// recorded earlier (a resumed or a worker's unit), and an older record's absence of them
+    /// makes the table's days unknown rather than short.
+    #[test]
+    fn day_counts_merge_from_written_files_and_recorded_units() {
+        use arrow::array::Date32Array;
+        let mut table = table(&[2, 1]);
+        table.columns.push(map_column(&PgColumn::base("on", "date", -1), None, OutOfRange::Refuse).unwrap());
+        let written = |partition: usize, days: Vec<i32>| {
+            let mut file = file(&TablePlan { columns: table.columns[..1].to_vec(), ..table.clone() }, partition, vec![0; days.len()]);
+            let mut on = ColumnAccumulator::for_column(&table.columns[1]);
+            on.update(&(Arc::new(Date32Array::from(days)) as ArrayRef));
+            file.manifest.aggregates.push(on.finish());
+            file.accumulators.push(on);
+            file
+        };
+        let direct = table_manifest(&table, vec![written(0, vec![19_000, 19_000]), written(1, vec![19_001])]);
+        let expected = vec![DayCounts { column: "on".into(), days: Some([("2022-01-08".into(), 2), ("2022-01-09".into(), 1)].into()) }];
+        assert_eq!(direct.day_counts, expected);
+        let unit = written(0, vec![19_000, 19_000]);
+        let mut record = record_of(&ExportUnit::new(&table, &table.partitions[0], &RunId::parse("r1").unwrap()), 0, 2, 2);
+        record.files = vec![unit.manifest.clone()];
+        record.day_counts = Some(day_counts(&table.columns, std::slice::from_ref(&unit)));
+        let resumed = |record: &UnitRecord| {
+            let mut files = recorded_files(&table.columns, record).unwrap();
+            files.push(written(1, vec![19_001]));
+            table_manifest(&table, files).day_counts
+        };
+        assert_eq!(resumed(&record), expected);
+        record.day_counts = None;
+        assert_eq!(resumed(&record), vec![DayCounts { column: "on".into(), days: None }]);
     }
 
     #[test]

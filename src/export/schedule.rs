@@ -303,6 +303,7 @@ impl Scheduler<'_> {
             columns: unit.columns.clone(),
             rows: unit.expected_rows,
             files: files.iter().map(|f| f.manifest.clone()).collect(),
+            day_counts: Some(super::day_counts(&unit.columns, &files)),
             snapshot: UnitSnapshot { table: unit.table.clone(), partition: unit.partition, ..self.snapshot.clone() },
             attempts,
             seconds,

@@ -688,6 +688,7 @@ mod tests {
         Manifest::of_run(
             "20261124T070000Z-abcd",
             vec![TableManifest {
+                day_counts: Vec::new(),
                 name: "public.events".into(),
                 table: None,
                 bq_table: "events".into(),

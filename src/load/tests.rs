@@ -183,6 +183,7 @@ fn manifest(tables: &[&str], files: usize) -> Manifest {
         ColumnManifest { mapping, adjusted_rows: 0, aggregates: ColumnAggregates::default() }
     };
     let table = |name: &&str| TableManifest {
+        day_counts: Vec::new(),
         name: format!("public.{name}"),
         table: None,
         bq_table: name.to_string(),

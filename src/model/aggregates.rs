@@ -16,6 +16,7 @@ use arrow::datatypes::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::model::days::DayCounter;
 use crate::model::decimal::{format_decimal, write_decimal};
 use crate::model::g17::{format_g17, write_g17};
 use crate::model::types::ColumnMapping;
@@ -59,6 +60,8 @@ pub struct ColumnAccumulator {
     empty_count: u64,
     fingerprint_xor: u64,
     fingerprint_sum: i128,
+    /// Rows per day, for DATE and TIMESTAMP columns (kept out of the per-file aggregates).
+    days: Option<DayCounter>,
     scratch: Vec<u8>,
 }
 
@@ -107,6 +110,7 @@ impl ColumnAccumulator {
             empty_count: 0,
             fingerprint_xor: 0,
             fingerprint_sum: 0,
+            days: matches!(data_type, DataType::Date32 | DataType::Timestamp(..)).then(DayCounter::default),
             scratch: Vec::new(),
         }
     }
@@ -121,10 +125,20 @@ impl ColumnAccumulator {
             DataType::Int16 => self.update_integers(array.as_primitive::<Int16Type>().iter().flatten().map(i64::from)),
             DataType::Int32 => self.update_integers(array.as_primitive::<Int32Type>().iter().flatten().map(i64::from)),
             DataType::Int64 => self.update_integers(array.as_primitive::<Int64Type>().iter().flatten()),
-            DataType::Date32 => self.update_integers(array.as_primitive::<Date32Type>().iter().flatten().map(i64::from)),
+            DataType::Date32 => {
+                let dates = array.as_primitive::<Date32Type>();
+                self.update_integers(dates.iter().flatten().map(i64::from));
+                if let Some(days) = &mut self.days {
+                    days.add_dates(dates.iter().flatten());
+                }
+            }
             DataType::Time64(TimeUnit::Microsecond) => self.update_integers(array.as_primitive::<Time64MicrosecondType>().iter().flatten()),
             DataType::Timestamp(TimeUnit::Microsecond, _) => {
-                self.update_integers(array.as_primitive::<TimestampMicrosecondType>().iter().flatten())
+                let timestamps = array.as_primitive::<TimestampMicrosecondType>();
+                self.update_integers(timestamps.iter().flatten());
+                if let Some(days) = &mut self.days {
+                    days.add_timestamps(timestamps.iter().flatten());
+                }
             }
             DataType::Float32 => self.update_floats(array.as_primitive::<Float32Type>().iter().flatten().map(f64::from)),
             DataType::Float64 => self.update_floats(array.as_primitive::<Float64Type>().iter().flatten()),
@@ -279,6 +293,21 @@ impl ColumnAccumulator {
         for bound in [&other.min, &other.max].into_iter().flatten() {
             self.observe(bound.clone());
         }
+        if let (Some(days), Some(other)) = (&mut self.days, &other.days) {
+            days.merge(other);
+        }
+    }
+
+    /// Rows per day so far, for DATE and TIMESTAMP columns.
+    pub fn days(&self) -> Option<&DayCounter> {
+        self.days.as_ref()
+    }
+
+    /// Sets the rows per day (a recorded unit's, which its files' aggregates do not hold).
+    pub fn set_days(&mut self, counter: DayCounter) {
+        if self.days.is_some() {
+            self.days = Some(counter);
+        }
     }
 
     /// The accumulator a recorded [`ColumnAggregates`] stands for (e.g. a file's, from the
@@ -313,6 +342,8 @@ impl ColumnAccumulator {
         };
         accumulator.min = min;
         accumulator.max = max;
+        // A file's days are not recorded: its unit's are, and join through `set_days`.
+        accumulator.days = accumulator.days.map(|_| DayCounter::unknown());
         accumulator.null_count = recorded.null_count;
         accumulator.value_count = recorded.value_count;
         accumulator.nan_count = recorded.nan_count.unwrap_or(0);

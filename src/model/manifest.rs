@@ -10,6 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::model::aggregates::{ColumnAccumulator, ColumnAggregates};
+use crate::model::days::DayCounts;
 use crate::model::partition::PartitionBounds;
 use crate::model::row_fingerprint::{RowFingerprint, TableRowFingerprint};
 use crate::model::table_ref::TableRef;
@@ -116,6 +117,9 @@ pub struct TableManifest {
     /// before they were recorded (validate then skips its `row_fingerprint` check).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_fingerprint: Option<TableRowFingerprint>,
+    /// Rows per day of each DATE and TIMESTAMP column (absent from older manifests).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub day_counts: Vec<DayCounts>,
 }
 
 /// Rows of the snapshot BigQuery cannot hold, set aside for retry: one Parquet file of
@@ -614,6 +618,7 @@ mod tests {
         Manifest::of_run(
             "r",
             vec![TableManifest {
+                day_counts: Vec::new(),
                 name: "public.t".into(),
                 table: None,
                 bq_table: "t".into(),

@@ -11,6 +11,7 @@
 
 pub mod aggregates;
 pub mod check;
+pub mod days;
 pub mod decimal;
 pub mod error_kind;
 pub mod fingerprint;

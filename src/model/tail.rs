@@ -267,6 +267,7 @@ mod tests {
             })
             .collect();
         TableManifest {
+            day_counts: Vec::new(),
             name: "public.events".into(),
             table: None,
             bq_table: "events".into(),

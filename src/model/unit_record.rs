@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::days::DayCounts;
 use crate::model::manifest::{FileManifest, UnitSnapshot};
 use crate::model::table_ref::escape_path_part;
 use crate::model::types::ColumnMapping;
@@ -35,6 +36,9 @@ pub struct UnitRecord {
     pub rows: u64,
     /// The files it wrote, as the table's manifest lists them.
     pub files: Vec<FileManifest>,
+    /// Rows per day of its DATE and TIMESTAMP columns; absent from records of an older pg2bq.
+    #[serde(default)]
+    pub day_counts: Option<Vec<DayCounts>>,
     /// The snapshot it was read in.
     pub snapshot: UnitSnapshot,
     /// Attempts it took (1 unless it was retried).
@@ -81,6 +85,7 @@ mod tests {
                 aggregates: vec![ColumnAggregates::default()],
                 row_fingerprint: None,
             }],
+            day_counts: Some(vec![DayCounts { column: "at".into(), days: Some([("2024-03-01".into(), 7)].into()) }]),
             snapshot: UnitSnapshot {
                 table: "public.t".into(),
                 partition: 3,

@@ -91,6 +91,7 @@ mod tests {
 
     fn record(table: &str, partition: usize) -> UnitRecord {
         UnitRecord {
+            day_counts: None,
             table: table.into(),
             partition,
             units_in_table: 2,

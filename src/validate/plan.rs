@@ -128,6 +128,7 @@ mod tests {
 
     fn table(name: &str) -> TableManifest {
         TableManifest {
+            day_counts: Vec::new(),
             name: format!("public.{name}"),
             table: None,
             bq_table: name.to_string(),

@@ -207,6 +207,7 @@ mod tests {
             row_fingerprint: None,
         };
         UnitRecord {
+            day_counts: None,
             table: "t".into(),
             partition,
             units_in_table: 3,
