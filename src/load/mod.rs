@@ -41,9 +41,12 @@ use crate::model::error_kind::ErrorKind;
 use crate::model::manifest::ColumnManifest;
 use crate::model::manifest::{Manifest, TableManifest};
 use crate::model::progress::{ProgressReporter, TableProgress};
+use crate::model::run_record::{RecordedCommand, RecordedTable, RunRecord, Verdict};
 use crate::model::types::BigQueryType;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{check_listed_files, read_manifest, FoundManifest, ManifestError};
+use crate::storage::records::append_record;
+use crate::storage::store::Store;
 use deletes::Deletes;
 pub use jobs::WriteDisposition;
 use jobs::{LoadJob, LoadPlanError, QueryJob};
@@ -235,15 +238,46 @@ pub async fn load(config: &LoadConfig, progress: Option<&ProgressReporter>) -> R
     if config.dry_run {
         return Ok(LoadOutcome::Planned(plan_with_destinations(plan, &manifest, config).await?));
     }
-    let bq = BigQuery::connect(&config.target.project, config.target.location.clone(), &config.bigquery).await?;
-    bq.ensure_dataset(&config.target.dataset, config.create_dataset).await?;
-    let tables = load_tables(&bq, &plan, &config.target, &manifest, progress).await?;
+    let loaded = async {
+        let bq = BigQuery::connect(&config.target.project, config.target.location.clone(), &config.bigquery).await?;
+        bq.ensure_dataset(&config.target.dataset, config.create_dataset).await?;
+        load_tables(&bq, &plan, &config.target, &manifest, progress).await
+    };
+    let tables = loaded.await;
+    record_load(&store, &run_dir, &plan, &tables).await;
     Ok(LoadOutcome::Loaded(LoadReport {
         run_id: plan.run_id.clone(),
         project: plan.project.clone(),
         dataset: plan.dataset.clone(),
-        tables,
+        tables: tables?,
     }))
+}
+
+/// Leaves the load's outcome beside the run (docs/audit.md), a failed one too; a record that
+/// cannot be written is a warning: the load itself is done.
+async fn record_load(store: &Store, run_dir: &str, plan: &LoadPlan, outcome: &Result<Vec<TableReport>, LoadError>) {
+    let verdict = if outcome.is_ok() { Verdict::Loaded } else { Verdict::Error };
+    let mut record = RunRecord::now(RecordedCommand::Load, &plan.project, &plan.dataset, verdict);
+    record.mode = Some(plan.mode.as_str().to_string());
+    match outcome {
+        Ok(tables) => {
+            let source = |id: &str| plan.tables.iter().find(|t| t.table_id == id).map_or(id, |t| t.source.as_str()).to_string();
+            record.tables = tables
+                .iter()
+                .map(|t| RecordedTable {
+                    table: source(&t.table_id),
+                    bq_table: t.table_id.clone(),
+                    rows: Some(t.rows),
+                    effect: Some(t.effect.clone()),
+                    ..RecordedTable::default()
+                })
+                .collect();
+        }
+        Err(error) => record.error = Some(crate::model::error_chain(error).join(": ")),
+    }
+    if let Err(error) = append_record(store, run_dir, &record).await {
+        warn!(error = %crate::model::error_chain(&error).join(": "), "The load is not recorded beside the run: its report will not show it");
+    }
 }
 
 /// `--dry-run`: the plan as it will run against the destination tables as they are now (read

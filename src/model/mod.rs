@@ -23,6 +23,7 @@ pub mod progress;
 pub mod row_fingerprint;
 pub mod row_hash;
 pub mod run_id;
+pub mod run_record;
 pub mod settings;
 pub mod shard;
 pub mod table_ref;

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info, info_span, trace, Instrument};
+use tracing::{debug, info, info_span, trace, warn, Instrument};
 
 use crate::gcp::bigquery::{BigQuery, BigQueryError, BigQueryOptions};
 use crate::gcp::measures::{aggregate_query, Measure};
@@ -30,10 +30,12 @@ pub use crate::model::check::Check;
 use crate::model::check::CheckKind;
 use crate::model::manifest::{ColumnManifest, ForeignKey, Manifest, PartitionManifest, TableManifest, TableNames};
 use crate::model::progress::{ProgressCounter, ProgressReporter, TableProgress};
+use crate::model::run_record::{RecordedCheck, RecordedCommand, RecordedLocation, RecordedRow, RecordedTable, RunRecord, Verdict};
 use crate::model::types::{quote_ident, BigQueryType};
 use crate::source::SourceError;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::manifest::{read_manifest, ManifestError};
+use crate::storage::records::append_record;
 use compare::parse_float;
 pub use plan::{plan_validate, ValidatePlan};
 use plan::{DenormalizedCheck, PlannedProbe, Scope};
@@ -172,7 +174,59 @@ pub async fn validate(config: &ValidateConfig, progress: Option<&ProgressReporte
     let (manifest, files) = (found.manifest, rows::RunFiles { store: found.store, run_dir: found.run_dir });
     let plan = plan::plan_validate(config, &manifest)?;
     let bq = BigQuery::connect(&config.project, config.location.clone(), &config.bigquery).await?;
-    execute(&plan, &bq, (&manifest, &files), progress).await
+    let report = execute(&plan, &bq, (&manifest, &files), progress).await;
+    if !config.dry_run {
+        record_validation(&files, config, &report).await;
+    }
+    report
+}
+
+/// Leaves the validation's outcome beside the run (docs/audit.md), one that stopped with an
+/// error too; a record that cannot be written is a warning, the validation stands.
+async fn record_validation(files: &rows::RunFiles, config: &ValidateConfig, report: &Result<ValidationReport, ValidateError>) {
+    let verdict = match report {
+        Ok(report) if report.failed == 0 => Verdict::Passed,
+        Ok(_) => Verdict::Failed,
+        Err(_) => Verdict::Error,
+    };
+    let mut record = RunRecord::now(RecordedCommand::Validate, &config.project, &config.dataset, verdict);
+    match report {
+        Ok(report) => {
+            (record.failed, record.skipped) = (report.failed, report.skipped);
+            record.tables = report.tables.iter().map(recorded_table).collect();
+            if !report.probes.is_empty() {
+                let checks = report.probes.iter().map(RecordedCheck::from).collect();
+                record.tables.push(RecordedTable { table: "(probes)".into(), checks, ..RecordedTable::default() });
+            }
+        }
+        Err(error) => record.error = Some(crate::model::error_chain(error).join(": ")),
+    }
+    if let Err(error) = append_record(&files.store, &files.run_dir, &record).await {
+        warn!(error = %crate::model::error_chain(&error).join(": "), "The validation is not recorded beside the run: its report will not show it");
+    }
+}
+
+fn recorded_table(table: &TableValidation) -> RecordedTable {
+    let located = table.located.as_ref().map(|l| RecordedLocation {
+        key: l.key.clone(),
+        missing: l.missing,
+        only_in_bigquery: l.only_in_bigquery,
+        differing: l.differing,
+        complete: l.complete,
+        rows: l
+            .rows
+            .iter()
+            .map(|r| RecordedRow { key: r.key.clone(), status: r.status.as_str().to_string(), columns: r.columns.clone() })
+            .collect(),
+        note: l.note.clone(),
+    });
+    RecordedTable {
+        table: table.table.clone(),
+        bq_table: table.bq_table.clone(),
+        checks: table.checks.iter().map(RecordedCheck::from).collect(),
+        located,
+        ..RecordedTable::default()
+    }
 }
 
 /// Runs a plan's checks (with `dry_run`, estimates their bytes) on every table, then its probes.

@@ -157,7 +157,7 @@ fn aggregate_checks(columns: &[ColumnManifest], accumulators: &[ColumnAccumulato
 }
 
 /// A `file_extra` check per object of the run directory that is neither listed in the manifest,
-/// nor the manifest, nor run bookkeeping (a claim or a unit record).
+/// nor the manifest, nor run bookkeeping (a claim or a unit record), nor its audit record.
 fn extra_files(store: &Store, run_dir: &str, manifest: &Manifest, listed: &[ListedObject]) -> Vec<Check> {
     let known: HashSet<String> = manifest
         .tables
@@ -165,7 +165,10 @@ fn extra_files(store: &Store, run_dir: &str, manifest: &Manifest, listed: &[List
         .flat_map(|t| t.files.iter().chain(t.side_files()).map(|f| format!("{run_dir}/{}", f.path)))
         .chain([format!("{run_dir}/{MANIFEST_FILE}")])
         .collect();
-    let is_claim = |path: &str| path.strip_prefix(&format!("{run_dir}/")).is_some_and(crate::storage::run::is_bookkeeping_file);
+    let is_claim = |path: &str| {
+        let name = path.strip_prefix(&format!("{run_dir}/"));
+        name.is_some_and(|name| crate::storage::run::is_bookkeeping_file(name) || crate::model::run_record::is_audit_file(name))
+    };
     listed
         .iter()
         .filter(|o| !known.contains(&o.path) && !is_claim(&o.path))
