@@ -68,6 +68,14 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Run one worker's share of a sharded export (`export --coordinate`), in its snapshot.
     Work(WorkArgs),
+    /// Write the run's report: one self-contained HTML file (run, tables, rows per day, loads
+    /// and validations), beside the manifest or at --out.
+    Report(ReportArgs),
+    /// Make the snapshot queryable in place: BigQuery external tables over its files, and/or
+    /// DuckDB views (--duckdb FILE.sql).
+    External(ExternalArgs),
+    /// List the runs under a destination: state, tables, rows, tail chain, loads, validations.
+    Runs(RunsArgs),
 }
 
 /// How a command prints its result on stdout (logs and progress go to stderr).
@@ -181,6 +189,76 @@ pub struct GcsArgs {
     /// Credentials file for real GCP.
     #[arg(long, env = env::GOOGLE_APPLICATION_CREDENTIALS, hide = true)]
     pub google_application_credentials: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run's manifest.
+    #[arg(long)]
+    pub manifest: String,
+    /// Write the report to this local file instead of `<run>/report.html`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The column whose rows per day are charted: [TABLE.]COLUMN (repeatable); default: the
+    /// first TIMESTAMPTZ, else TIMESTAMP, else DATE column.
+    #[arg(long = "time-column", value_name = "[TABLE.]COLUMN")]
+    pub time_column: Vec<ColumnRef>,
+    /// Postgres URL: also count each day's rows in the source as it is now.
+    #[arg(long, env = env::SOURCE, hide_env_values = true, value_parser = SourceParser)]
+    pub source: Option<PostgresSource>,
+    /// BigQuery project for the counting queries (default: the one the latest load recorded).
+    #[arg(long, env = env::GOOGLE_CLOUD_PROJECT)]
+    pub project: Option<String>,
+    /// Count in this dataset instead of the one the latest load recorded.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// BigQuery location (needed for jobs outside US and EU).
+    #[arg(long)]
+    pub location: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub gcp: GcpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExternalArgs {
+    /// The run's manifest.
+    #[arg(long)]
+    pub manifest: String,
+    /// BigQuery project of the external tables.
+    #[arg(long, env = env::GOOGLE_CLOUD_PROJECT)]
+    pub project: Option<String>,
+    /// Dataset to create the external tables in (without it: only --duckdb).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// BigQuery location (needed for jobs outside US and EU).
+    #[arg(long)]
+    pub location: Option<String>,
+    /// The start of every table's name [default: snapshot_<run id>_].
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Also write DuckDB views over the same files to this SQL file.
+    #[arg(long, value_name = "FILE.sql")]
+    pub duckdb: Option<PathBuf>,
+    /// Print the DDL; create nothing, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub gcp: GcpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// The destination the runs were exported to (gs://bucket/prefix or a directory).
+    #[arg(long, env = env::DEST)]
+    pub dest: Destination,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub gcs: GcsArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,13 @@
 //! One function per command: read the config file, resolve the settings, run the stage, print
 //! its result on stdout. Each returns whether the checks passed (`false` → exit code 1).
 
+use pg2bq::audit::contents::FilesCheck;
+use pg2bq::audit::external::ExternalConfig;
+use pg2bq::audit::report::ReportConfig;
 use pg2bq::cli::env;
-use pg2bq::cli::{Command, ExportArgs, Format, LoadArgs, OutputArgs, ValidateArgs, VerifyArgs, WorkArgs};
+use pg2bq::cli::{
+    Command, ExportArgs, ExternalArgs, Format, LoadArgs, OutputArgs, ReportArgs, RunsArgs, ValidateArgs, VerifyArgs, WorkArgs,
+};
 use pg2bq::config::ConfigFile;
 use pg2bq::export::config::{ExportConfig, WorkConfig};
 use pg2bq::export::{ExportError, PlanError};
@@ -24,12 +29,21 @@ pub async fn run(command: Command, output: &Output) -> Result<bool, Error> {
         Command::Validate(args) => validate(&args, output).await,
         Command::Verify(args) => verify(&args).await,
         Command::Work(args) => work(&args).await,
+        Command::Report(args) => write_report(&args).await,
+        Command::External(args) => external(&args).await,
+        Command::Runs(args) => runs(&args).await,
     }
 }
 
 async fn export(args: &ExportArgs, output: &Output) -> Result<bool, Error> {
     let file = ConfigFile::load_or_default(args.config.as_deref())?;
-    let config = ExportConfig::resolve(args, file, std::env::var(env::DATABASE_URL).ok())?;
+    let mut config = ExportConfig::resolve(args, file, std::env::var(env::DATABASE_URL).ok())?;
+    if config.since.as_deref() == Some(LATEST) {
+        let tables: Vec<String> = config.tables.iter().map(|t| t.name.clone()).collect();
+        let manifest = pg2bq::audit::runs::latest_committed(&config.destination, &tables, &config.gcs).await?;
+        tracing::info!(manifest = %manifest, "--since latest: continuing the newest committed run of these tables");
+        config.since = Some(manifest);
+    }
     let progress = output.reporter(Stage::Export);
     let outcome = pg2bq::export(&config, progress.as_deref()).await;
     output.finish(outcome.is_ok());
@@ -88,6 +102,38 @@ async fn work(args: &WorkArgs) -> Result<bool, Error> {
     let config = WorkConfig::resolve(args, |name| std::env::var(name).ok())?;
     let outcome = pg2bq::export::sharded::worker::work(&config).await?;
     report::print_work(&outcome, json(&args.output));
+    Ok(true)
+}
+
+/// `export --since latest`.
+const LATEST: &str = "latest";
+
+/// `report`: verifies the run's files first (the report says whether they still match), then
+/// writes the report.
+async fn write_report(args: &ReportArgs) -> Result<bool, Error> {
+    let config = ReportConfig::resolve(args);
+    let verified = pg2bq::verify::verify(&config.manifest_uri, &config.gcs).await?;
+    let files = FilesCheck {
+        intact: verified.passed,
+        files_checked: verified.files_checked,
+        problems: verified.problems.iter().map(|p| format!("{}: expected {}, found {}", p.check, p.expected, p.actual)).collect(),
+    };
+    let outcome = pg2bq::audit::report::report(&config, files).await?;
+    report::print_report(&outcome, json(&args.output));
+    Ok(true)
+}
+
+async fn external(args: &ExternalArgs) -> Result<bool, Error> {
+    let config = ExternalConfig::resolve(args)?;
+    let outcome = pg2bq::audit::external::external(&config).await?;
+    report::print_external(&outcome, json(&args.output));
+    Ok(true)
+}
+
+async fn runs(args: &RunsArgs) -> Result<bool, Error> {
+    let dest: String = args.dest.clone().into();
+    let runs = pg2bq::audit::runs::list_runs(&dest, &args.gcs.options()).await?;
+    report::print_runs(&runs, json(&args.output));
     Ok(true)
 }
 

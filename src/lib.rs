@@ -5,10 +5,12 @@
 //! - [`model`]: the type table, the manifest, aggregates; no I/O.
 //! - [`gcp`]: the BigQuery client, its SQL, retries. [`storage`]: object stores, run claims,
 //!   reading a committed run. [`source`]: Postgres.
-//! - The stages [`export`], [`load`], [`validate`], [`verify`]: none imports another.
+//! - The stages [`export`], [`load`], [`validate`], [`verify`], and [`audit`] (the report,
+//!   external tables, the runs listed): none imports another.
 //! - [`config`] resolves flags, environment and file into each stage's config; [`cli`] is the
 //!   only module that knows clap, `report` (in the binary) the only one that knows terminals.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod export;
@@ -36,4 +38,6 @@ pub enum Error {
     Validate(#[from] validate::ValidateError),
     #[error(transparent)]
     Verify(#[from] verify::VerifyError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
 }

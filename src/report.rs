@@ -599,6 +599,73 @@ pub fn print_work(outcome: &pg2bq::export::sharded::worker::WorkOutcome, json: b
     print_checked(&text, json.then_some(outcome));
 }
 
+/// `pg2bq report`: where the report is, and what it found.
+pub fn print_report(outcome: &pg2bq::audit::report::ReportOutcome, json: bool) {
+    let files = if outcome.files_intact { "files intact" } else { "FILES NOT INTACT" };
+    let days = match outcome.differing_days {
+        0 => "no day differs".to_string(),
+        n => format!("{n} day(s) differ"),
+    };
+    let text = format!(
+        "Report of run {}: {} table(s), {} record(s), {files}, {days}\n{}\n",
+        outcome.run_id, outcome.tables, outcome.records, outcome.report
+    );
+    print_checked(&text, json.then_some(outcome));
+}
+
+/// `pg2bq external`: the DDL (run, or with `--dry-run` to run) and the views written.
+pub fn print_external(outcome: &pg2bq::audit::external::ExternalOutcome, json: bool) {
+    let mut text = String::new();
+    for ddl in &outcome.ddl {
+        text.push_str(&format!("{ddl};\n\n"));
+    }
+    match outcome.dry_run {
+        true => text.push_str(&format!("Dry run: {} external table(s) would be created; nothing was written.\n", outcome.ddl.len())),
+        false => outcome.created.iter().for_each(|t| text.push_str(&format!("Created external table {t}\n"))),
+    }
+    if let Some(path) = &outcome.duckdb {
+        let verb = if outcome.dry_run { "would write" } else { "wrote" };
+        text.push_str(&format!("DuckDB views: {verb} {path} (run it with: duckdb -init {path})\n"));
+    }
+    print_checked(&text, json.then_some(outcome));
+}
+
+/// `pg2bq runs`: one block per run, newest first.
+pub fn print_runs(runs: &[pg2bq::audit::runs::RunListing], json: bool) {
+    let mut text = String::new();
+    for run in runs {
+        text.push_str(&format!(
+            "{}  {}  {} table(s), {} rows, {} bytes in {} object(s)  started {}\n",
+            run.run_id,
+            run.state.as_str(),
+            run.tables.len(),
+            run.rows,
+            run.bytes,
+            run.objects,
+            run.started_at.as_deref().unwrap_or("-")
+        ));
+        if !run.tables.is_empty() {
+            text.push_str(&format!("    tables: {}\n", run.tables.join(", ")));
+        }
+        if let Some(parent) = &run.parent {
+            text.push_str(&format!("    tail of: {parent}\n"));
+        }
+        if !run.children.is_empty() {
+            text.push_str(&format!("    tails: {}\n", run.children.join(", ")));
+        }
+        for (what, records) in [("load", &run.loads), ("validate", &run.validations)] {
+            for r in records {
+                let mode = r.mode.as_ref().map(|m| format!(" ({m})")).unwrap_or_default();
+                text.push_str(&format!("    {what} {} into {}.{}{mode}: {}\n", r.recorded_at, r.project, r.dataset, r.verdict));
+            }
+        }
+    }
+    if runs.is_empty() {
+        text.push_str("No runs.\n");
+    }
+    print_checked(&text, json.then_some(&runs));
+}
+
 /// A report on stdout: its text, or with `json` the report as JSON.
 fn print_checked(text: &str, json: Option<&impl serde::Serialize>) {
     let mut out = std::io::stdout().lock();

@@ -5,6 +5,7 @@
 //! says what moves (tables, options per table, destination); runtime knobs come from flags and
 //! the environment.
 
+mod audit;
 mod bigquery;
 mod export;
 mod file;

@@ -27,7 +27,7 @@ pub const DIGEST_FIELD: &str = "digest";
 /// File name of the manifest inside `<dest>/<run-id>/`.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
     pub tool: String,
@@ -79,7 +79,7 @@ pub struct SourceInfo {
     pub changes_since: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TableManifest {
     /// The name the table goes by in the run and in messages: its [`TableRef`] displayed as SQL
     /// spells it (`public.events`, `"sales.eu".orders`), or the query's name.
@@ -277,7 +277,7 @@ impl PartitionManifest {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FileManifest {
     /// Relative to the run directory, e.g. `public.events/part-p0000-s00000.parquet`.
     pub path: String,

@@ -316,6 +316,28 @@ pub fn with_connection_defaults(url: &str) -> String {
     parsed.to_string()
 }
 
+/// Rows per day of `column` of `table` as the source holds them now, `YYYY-MM-DD` in order: a
+/// `timestamptz` by its UTC day (BigQuery's `DATE(ts)`), a `timestamp` or `date` by the day it
+/// names; NULLs and infinities are not counted.
+///
+/// # Errors
+/// [`SourceError`] when the connection or the query fails.
+pub async fn source_day_counts(url: &str, table: &TableRef, column: &str, pg_type: &str) -> Result<Vec<(String, u64)>, SourceError> {
+    let column = quote_ident(column);
+    let day = match pg_type == "timestamptz" {
+        true => format!("({column} AT TIME ZONE 'UTC')::date"),
+        false => format!("{column}::date"),
+    };
+    let sql = format!(
+        "SELECT to_char(day, 'YYYY-MM-DD'), count(*)::int8 FROM (SELECT {day} AS day FROM {} WHERE isfinite({column})) AS days GROUP BY day ORDER BY day",
+        table.quoted()
+    );
+    let client = connect(url).await?;
+    let step = || PgStep::CountRows { of: table.to_string() };
+    let rows = client.query(&sql, &[]).await.map_err(query_error(step()))?;
+    Ok(rows.iter().map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1) as u64)).collect())
+}
+
 /// Connects with TLS as the URL's sslmode asks (libpq semantics: `require` encrypts without
 /// verifying the certificate). The URL's `connect_timeout` (default
 /// [`DEFAULT_CONNECT_TIMEOUT_S`]) bounds the whole handshake, not only the TCP connect.

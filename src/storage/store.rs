@@ -318,6 +318,17 @@ impl Store {
         Err(StoreError::Abandoned { uri })
     }
 
+    /// Writes `data` at `path`, replacing what was there (a derived file, such as a report).
+    ///
+    /// # Errors
+    /// As [`Self::upload`].
+    pub async fn put(&self, path: &str, data: Bytes) -> Result<StoredObject, StoreError> {
+        let (sender, receiver) = mpsc::channel(2);
+        sender.send(Chunk::Data(data)).await.expect("the receiver is held below");
+        sender.send(Chunk::Finish).await.expect("the receiver is held below");
+        self.upload(path, receiver).await
+    }
+
     /// Writes `data` at `path` only if nothing is there. Returns `false` if something was.
     ///
     /// # Errors

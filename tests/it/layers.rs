@@ -20,13 +20,17 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     ("load", &["model", "gcp", "storage"]),
     ("validate", &["model", "gcp", "storage", "source"]),
     ("verify", &["model", "storage"]),
-    ("config", &["model", "gcp", "storage", "source", "export", "load", "validate", "verify", "cli"]),
+    ("audit", &["model", "gcp", "storage", "source"]),
+    ("config", &["model", "gcp", "storage", "source", "export", "load", "validate", "verify", "audit", "cli"]),
     ("cli", &["model", "gcp", "source"]),
     // The front end: it runs the stages and prints what they return.
-    ("report", &["model", "gcp", "storage", "source", "export", "load", "validate", "verify", "config", "cli"]),
-    ("commands", &["model", "gcp", "storage", "source", "export", "load", "validate", "verify", "config", "cli", "report"]),
-    ("lib", &["model", "gcp", "storage", "source", "export", "load", "validate", "verify", "config", "cli", "report", "commands"]),
-    ("main", &["model", "gcp", "storage", "source", "export", "load", "validate", "verify", "config", "cli", "report", "commands"]),
+    ("report", &["model", "gcp", "storage", "source", "export", "load", "validate", "verify", "audit", "config", "cli"]),
+    ("commands", &["model", "gcp", "storage", "source", "export", "load", "validate", "verify", "audit", "config", "cli", "report"]),
+    ("lib", &["model", "gcp", "storage", "source", "export", "load", "validate", "verify", "audit", "config", "cli", "report", "commands"]),
+    (
+        "main",
+        &["model", "gcp", "storage", "source", "export", "load", "validate", "verify", "audit", "config", "cli", "report", "commands"],
+    ),
 ];
 
 /// What a module's tests may import besides: fixtures from a layer above, never a stage.

@@ -1,0 +1,250 @@
+//! `pg2bq report`: gathers what the run's report shows (the manifest and its SHA-256, the files'
+//! check, the records `load` and `validate` left, and per table the rows per day of its main
+//! time column in the snapshot, in BigQuery and, when asked, in Postgres now), then writes it
+//! as one HTML file ([`super::html`]) beside the manifest or where `--out` says.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use crate::audit::contents::{DayRow, FilesCheck, RunReport, TableDays};
+use crate::audit::{html, AuditError};
+use crate::gcp::bigquery::{BigQuery, BigQueryOptions};
+use crate::gcp::sql::{quote, table_path};
+use crate::model::days::DayCounts;
+use crate::model::manifest::TableManifest;
+use crate::model::run_record::{RecordedCommand, RunRecord, Verdict, REPORT_FILE};
+use crate::model::settings::ColumnRef;
+use crate::model::types::ColumnMapping;
+use crate::source::postgres::source_day_counts;
+use crate::storage::gcs::GcsOptions;
+use crate::storage::manifest::find_manifest;
+use crate::storage::records::read_records;
+
+/// What `report` is to show and where it goes.
+#[derive(Debug, Clone)]
+pub struct ReportConfig {
+    pub manifest_uri: String,
+    /// A local file instead of `<run>/report.html`.
+    pub out: Option<PathBuf>,
+    /// `--time-column`: the column whose days are charted, per table or for all.
+    pub time_columns: Vec<ColumnRef>,
+    /// Postgres now, for a third count per day.
+    pub source_url: Option<String>,
+    /// The project BigQuery jobs run in (else the loading record's).
+    pub project: Option<String>,
+    /// The dataset to count in, over the one the latest load recorded.
+    pub dataset: Option<String>,
+    pub location: Option<String>,
+    pub bigquery: BigQueryOptions,
+    pub gcs: GcsOptions,
+}
+
+/// What `report` wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReportOutcome {
+    pub run_id: String,
+    /// Where the report is: a URI in the run's store, or the `--out` path.
+    pub report: String,
+    pub files_intact: bool,
+    pub tables: usize,
+    pub records: usize,
+    /// Days on which BigQuery's (or Postgres's) count differs from the snapshot's, all tables.
+    pub differing_days: usize,
+}
+
+/// Builds the run's report and writes it.
+///
+/// # Errors
+/// [`AuditError`] when the manifest or a record cannot be read, a `--time-column` names no
+/// recorded column, or the report cannot be written. BigQuery and Postgres failures are notes
+/// in the report, not errors: the snapshot's side still stands.
+pub async fn report(config: &ReportConfig, files: FilesCheck) -> Result<ReportOutcome, AuditError> {
+    let found = find_manifest(&config.manifest_uri, &config.gcs).await?;
+    let manifest_path = config.manifest_uri.rsplit('/').next().unwrap_or("manifest.json");
+    let read = |source| AuditError::Read { uri: config.manifest_uri.clone(), source };
+    let bytes = found.store.get(&format!("{}/{manifest_path}", found.run_dir)).await.map_err(read)?;
+    let records = read_records(&found.store, &found.run_dir).await?;
+    let mut days = Vec::new();
+    for table in &found.manifest.tables {
+        days.push(table_days(config, table, &records).await?);
+    }
+    let report = RunReport {
+        manifest_uri: config.manifest_uri.clone(),
+        manifest_sha256: Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect(),
+        manifest: found.manifest,
+        files,
+        records,
+        days,
+        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    let page = html::render(&report);
+    let written = match &config.out {
+        Some(path) => {
+            std::fs::write(path, page).map_err(|source| AuditError::WriteLocal { path: path.display().to_string(), source })?;
+            path.display().to_string()
+        }
+        None => {
+            let path = format!("{}/{REPORT_FILE}", found.run_dir);
+            let uri = found.store.uri(&path);
+            // The report is derived, not part of the record: writing it again replaces it.
+            found.store.put(&path, page.into()).await.map_err(|source| AuditError::WriteReport { uri: uri.clone(), source })?;
+            uri
+        }
+    };
+    info!(report = %written, "Wrote the run's report");
+    Ok(ReportOutcome {
+        run_id: report.manifest.run_id.clone(),
+        report: written,
+        files_intact: report.files.intact,
+        tables: report.manifest.tables.len(),
+        records: report.records.len(),
+        differing_days: report.days.iter().map(TableDays::differing_days).sum(),
+    })
+}
+
+/// One table's days: the snapshot's from the manifest, BigQuery's and Postgres's counted now.
+async fn table_days(config: &ReportConfig, table: &TableManifest, records: &[RunRecord]) -> Result<TableDays, AuditError> {
+    let mut days = TableDays { table: table.name.clone(), ..TableDays::default() };
+    let Some((mapping, counts)) = time_column(config, table)? else {
+        days.notes.push("no DATE or TIMESTAMP column: no days to count".into());
+        return Ok(days);
+    };
+    days.column = Some(mapping.bq_name.clone());
+    let Some(snapshot) = &counts.days else {
+        days.notes.push(format!(
+            "the snapshot's days of `{}` were not recorded (more than a century of days, or an older pg2bq)",
+            mapping.bq_name
+        ));
+        return Ok(days);
+    };
+    days.rows = snapshot.iter().map(|(day, &rows)| DayRow { day: day.clone(), snapshot: rows, bigquery: None, postgres: None }).collect();
+    match bigquery_target(config, table, records) {
+        Some((project, dataset, bq_table, merged)) => {
+            days.bigquery_table = Some(format!("{project}.{dataset}.{bq_table}"));
+            if merged {
+                days.notes.push("merged into a table the app also writes: BigQuery may hold more rows on a day than the snapshot".into());
+            }
+            let sql = format!(
+                "SELECT CAST(DATE({column}) AS STRING) AS day, COUNT(*) AS n FROM {path} WHERE {column} IS NOT NULL GROUP BY day ORDER BY day",
+                column = quote(&mapping.bq_name),
+                path = table_path(&project, &dataset, &bq_table),
+            );
+            match bigquery_days(config, &project, &sql).await {
+                Ok(counted) => join(&mut days.rows, counted, |row, n| row.bigquery = Some(n)),
+                Err(error) => days.notes.push(format!("BigQuery not counted: {}", crate::model::error_chain(&error).join(": "))),
+            }
+        }
+        None => days.notes.push("not loaded (no load recorded and no --dataset): BigQuery not counted".into()),
+    }
+    if let (Some(url), Some(source)) = (&config.source_url, table.source_table()) {
+        match source_day_counts(url, &source, &mapping.name, &mapping.pg_type).await {
+            Ok(counted) => join(&mut days.rows, counted, |row, n| row.postgres = Some(n)),
+            Err(error) => days.notes.push(format!("Postgres not counted: {}", crate::model::error_chain(&error).join(": "))),
+        }
+    }
+    Ok(days)
+}
+
+async fn bigquery_days(config: &ReportConfig, project: &str, sql: &str) -> Result<Vec<(String, u64)>, AuditError> {
+    let bq = BigQuery::connect(config.project.as_deref().unwrap_or(project), config.location.clone(), &config.bigquery).await?;
+    let rows = bq.query_rows(sql).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| match row.as_slice() {
+            [Some(day), Some(n)] => Some((day.clone(), n.parse().ok()?)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Adds another side's counts to the days; a day only that side has joins with 0 snapshot rows.
+fn join(rows: &mut Vec<DayRow>, counted: Vec<(String, u64)>, set: impl Fn(&mut DayRow, u64)) {
+    let mut by_day: BTreeMap<String, DayRow> = rows.drain(..).map(|row| (row.day.clone(), row)).collect();
+    let sides_before = by_day.values().next().map(|r| (r.bigquery.is_some(), r.postgres.is_some()));
+    for row in by_day.values_mut() {
+        set(row, 0);
+    }
+    for (day, n) in counted {
+        let row = by_day.entry(day.clone()).or_insert_with(|| {
+            let (bigquery, postgres) = sides_before.unwrap_or_default();
+            DayRow { day, snapshot: 0, bigquery: bigquery.then_some(0), postgres: postgres.then_some(0) }
+        });
+        set(row, n);
+    }
+    rows.extend(by_day.into_values());
+}
+
+/// The table's charted column: the `--time-column` naming it, else the first recorded
+/// TIMESTAMP WITH TIME ZONE column, else TIMESTAMP, else DATE, in column order.
+fn time_column<'a>(config: &ReportConfig, table: &'a TableManifest) -> Result<Option<(&'a ColumnMapping, &'a DayCounts)>, AuditError> {
+    let recorded: Vec<(&ColumnMapping, &DayCounts)> = table
+        .day_counts
+        .iter()
+        .filter_map(|counts| Some((&table.columns.iter().find(|c| c.mapping.bq_name == counts.column)?.mapping, counts)))
+        .collect();
+    let named = config.time_columns.iter().rev().find(|c| {
+        c.table.as_ref().is_none_or(|pattern| match table.source_table() {
+            Some(source) => pattern.names(&source),
+            None => pattern.names_query(&table.name),
+        })
+    });
+    if let Some(named) = named {
+        let found = recorded.iter().find(|(m, _)| m.name == named.column || m.bq_name == named.column);
+        return match (found, &named.table) {
+            (Some(found), _) => Ok(Some(*found)),
+            // A column named for every table may be missing from some.
+            (None, None) if !recorded.is_empty() => Ok(preferred(&recorded)),
+            (None, _) => Err(AuditError::UnknownTimeColumn {
+                column: named.text.clone(),
+                recorded: recorded.iter().map(|(m, _)| format!("{}.{}", table.name, m.bq_name)).collect::<Vec<_>>().join(", "),
+            }),
+        };
+    }
+    Ok(preferred(&recorded))
+}
+
+fn preferred<'a>(recorded: &[(&'a ColumnMapping, &'a DayCounts)]) -> Option<(&'a ColumnMapping, &'a DayCounts)> {
+    ["timestamptz", "timestamp", "date"].iter().find_map(|pg_type| recorded.iter().find(|(m, _)| m.pg_type == *pg_type).copied())
+}
+
+/// Where the table's rows are in BigQuery: `--dataset`, else the latest successful load of the
+/// run that loaded it (and whether it merged into an app's table).
+fn bigquery_target(config: &ReportConfig, table: &TableManifest, records: &[RunRecord]) -> Option<(String, String, String, bool)> {
+    let loaded = records.iter().rev().filter(|r| r.command == RecordedCommand::Load && r.verdict == Verdict::Loaded).find_map(|r| {
+        let loaded = r.tables.iter().find(|t| t.table == table.name)?;
+        Some((r.project.clone(), r.dataset.clone(), loaded.bq_table.clone(), r.mode.as_deref() == Some("merge")))
+    });
+    match (&config.dataset, loaded) {
+        (Some(dataset), loaded) => {
+            let project = config.project.clone().or_else(|| loaded.as_ref().map(|l| l.0.clone()))?;
+            Some((project, dataset.clone(), loaded.map_or_else(|| table.bq_table.clone(), |l| l.2), false))
+        }
+        (None, loaded) => loaded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(day: &str, snapshot: u64) -> DayRow {
+        DayRow { day: day.into(), snapshot, bigquery: None, postgres: None }
+    }
+
+    /// A day BigQuery lacks counts 0 there; a day only BigQuery has joins with 0 snapshot rows;
+    /// either differs, equal days do not.
+    #[test]
+    fn sides_join_by_day_and_differences_show_both_ways() {
+        let mut rows = vec![row("2024-03-01", 2), row("2024-03-02", 1)];
+        join(&mut rows, vec![("2024-03-01".into(), 2), ("2024-03-03".into(), 4)], |r, n| r.bigquery = Some(n));
+        let shown: Vec<(&str, u64, Option<u64>, bool)> =
+            rows.iter().map(|r| (r.day.as_str(), r.snapshot, r.bigquery, r.differs())).collect();
+        assert_eq!(shown, [("2024-03-01", 2, Some(2), false), ("2024-03-02", 1, Some(0), true), ("2024-03-03", 0, Some(4), true)]);
+        join(&mut rows, vec![("2024-03-01".into(), 2)], |r, n| r.postgres = Some(n));
+        assert_eq!(rows[0].postgres, Some(2));
+        assert_eq!(rows[2].postgres, Some(0));
+    }
+}
