@@ -125,3 +125,10 @@ for pid in "${WORKERS[@]}"; do wait "$pid"; done
 wait "$COORDINATOR" || { cat "$SHARD_LOG" >&2; die "the coordinator failed"; }
 grep -E "Worker progress|Committed manifest" "$SHARD_LOG" | sed -E 's/^[^ ]+ +INFO [^ ]+ /  /'
 "$PG2BQ" verify --manifest "$DEST/$SHARD_RUN/manifest.json"
+
+log "the run's audit record (docs/audit.md): the runs under the destination, then the report of the first run"
+"$PG2BQ" runs --dest "$DEST"
+REPORT=$(mktemp -d)/report.html
+"$PG2BQ" report --manifest "$DEST/$RUN_ID/manifest.json" --project "$PG2BQ_TEST_BQ_PROJECT" --source "$PG2BQ_TEST_PG_URL" \
+  --out "$REPORT" --progress off
+log "the report of run $RUN_ID, one self-contained HTML file: $REPORT"

@@ -11,6 +11,8 @@ pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v curl >/dev/null || missing+=(curl)
 [[ -x /usr/bin/time ]] || missing+=(time)
+# Headless browser for the report test (tests/it/browser.rs).
+command -v chromium >/dev/null || missing+=(chromium)
 for tool in initdb pg_ctl postgres; do
   command -v "$tool" >/dev/null || die "$tool is not on PATH: install PostgreSQL 15 server binaries"
 done

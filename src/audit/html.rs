@@ -93,7 +93,7 @@ fn snapshot_id(m: &Manifest) -> String {
     let mut unique = ids.clone();
     unique.dedup();
     match unique.as_slice() {
-        [] => "not recorded".into(),
+        [] => "one snapshot".into(),
         [one] => one.to_string(),
         many => format!("{} snapshots (a resumed run): {}", many.len(), many.join(", ")),
     }

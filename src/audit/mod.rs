@@ -24,12 +24,12 @@ pub enum AuditError {
     #[error(transparent)]
     Manifest(Box<ManifestError>),
     #[error(transparent)]
-    Record(#[from] RecordError),
+    Record(Box<RecordError>),
     #[error("cannot write the report to `{uri}`")]
     WriteReport {
         uri: String,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("cannot write the report to `{path}`")]
     WriteLocal {
@@ -41,13 +41,13 @@ pub enum AuditError {
     ListRuns {
         uri: String,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("cannot read `{uri}`")]
     Read {
         uri: String,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("no committed run under `{dest}` exports {tables}: `--since latest` needs one (list them with `pg2bq runs --dest {dest}`)")]
     NoCommittedRun { dest: String, tables: String },
@@ -68,5 +68,11 @@ impl From<BigQueryError> for AuditError {
 impl From<ManifestError> for AuditError {
     fn from(error: ManifestError) -> Self {
         Self::Manifest(Box::new(error))
+    }
+}
+
+impl From<RecordError> for AuditError {
+    fn from(error: RecordError) -> Self {
+        Self::Record(Box::new(error))
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use arrow::datatypes::DataType;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
@@ -64,7 +65,7 @@ pub struct ReportOutcome {
 pub async fn report(config: &ReportConfig, files: FilesCheck) -> Result<ReportOutcome, AuditError> {
     let found = find_manifest(&config.manifest_uri, &config.gcs).await?;
     let manifest_path = config.manifest_uri.rsplit('/').next().unwrap_or("manifest.json");
-    let read = |source| AuditError::Read { uri: config.manifest_uri.clone(), source };
+    let read = |source| AuditError::Read { uri: config.manifest_uri.clone(), source: Box::new(source) };
     let bytes = found.store.get(&format!("{}/{manifest_path}", found.run_dir)).await.map_err(read)?;
     let records = read_records(&found.store, &found.run_dir).await?;
     let mut days = Vec::new();
@@ -90,7 +91,11 @@ pub async fn report(config: &ReportConfig, files: FilesCheck) -> Result<ReportOu
             let path = format!("{}/{REPORT_FILE}", found.run_dir);
             let uri = found.store.uri(&path);
             // The report is derived, not part of the record: writing it again replaces it.
-            found.store.put(&path, page.into()).await.map_err(|source| AuditError::WriteReport { uri: uri.clone(), source })?;
+            found
+                .store
+                .put(&path, page.into())
+                .await
+                .map_err(|source| AuditError::WriteReport { uri: uri.clone(), source: Box::new(source) })?;
             uri
         }
     };
@@ -140,7 +145,8 @@ async fn table_days(config: &ReportConfig, table: &TableManifest, records: &[Run
         None => days.notes.push("not loaded (no load recorded and no --dataset): BigQuery not counted".into()),
     }
     if let (Some(url), Some(source)) = (&config.source_url, table.source_table()) {
-        match source_day_counts(url, &source, &mapping.name, &mapping.pg_type).await {
+        let with_zone = matches!(mapping.arrow_type, DataType::Timestamp(_, Some(_)));
+        match source_day_counts(url, &source, &mapping.name, with_zone).await {
             Ok(counted) => join(&mut days.rows, counted, |row, n| row.postgres = Some(n)),
             Err(error) => days.notes.push(format!("Postgres not counted: {}", crate::model::error_chain(&error).join(": "))),
         }
@@ -207,7 +213,12 @@ fn time_column<'a>(config: &ReportConfig, table: &'a TableManifest) -> Result<Op
 }
 
 fn preferred<'a>(recorded: &[(&'a ColumnMapping, &'a DayCounts)]) -> Option<(&'a ColumnMapping, &'a DayCounts)> {
-    ["timestamptz", "timestamp", "date"].iter().find_map(|pg_type| recorded.iter().find(|(m, _)| m.pg_type == *pg_type).copied())
+    let rank = |m: &ColumnMapping| match &m.arrow_type {
+        DataType::Timestamp(_, Some(_)) => 0,
+        DataType::Timestamp(_, None) => 1,
+        _ => 2,
+    };
+    (0..3).find_map(|wanted| recorded.iter().find(|(m, _)| rank(m) == wanted).copied())
 }
 
 /// Where the table's rows are in BigQuery: `--dataset`, else the latest successful load of the

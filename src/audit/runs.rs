@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::audit::AuditError;
 use crate::model::manifest::{Manifest, MANIFEST_FILE};
 use crate::model::run_id::RunId;
-use crate::model::run_record::RecordedCommand;
+use crate::model::run_record::{GivenUp, RecordedCommand, GIVEN_UP_FILE};
 use crate::model::unit_record::UnitRecord;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::records::read_records;
@@ -25,8 +25,8 @@ pub enum RunState {
     /// An export holds its claim and has not committed (or was killed holding it: the next
     /// export of the run takes it over).
     InProgress,
-    /// No manifest and no claim: the export failed or its coordinator gave up; what is left
-    /// (unit records, for `--resume`) is listed as objects.
+    /// No manifest and no claim: the export failed or its coordinator gave up (its note
+    /// says why); unit records it kept for `--resume` are counted as objects.
     GivenUp,
 }
 
@@ -58,6 +58,9 @@ pub struct RunListing {
     /// A tail's parent run, when its tables continue one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// Why the run was given up, as its export printed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub given_up: Option<String>,
     /// Tails made from this run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<String>,
@@ -81,8 +84,8 @@ pub struct RecordSummary {
 /// # Errors
 /// [`AuditError`] when the destination cannot be listed or a manifest or record not read.
 pub async fn list_runs(dest: &str, gcs: &GcsOptions) -> Result<Vec<RunListing>, AuditError> {
-    let store = Store::open(dest, gcs).map_err(|source| AuditError::ListRuns { uri: dest.to_string(), source })?;
-    let objects = store.list("").await.map_err(|source| AuditError::ListRuns { uri: dest.to_string(), source })?;
+    let store = Store::open(dest, gcs).map_err(|source| AuditError::ListRuns { uri: dest.to_string(), source: Box::new(source) })?;
+    let objects = store.list("").await.map_err(|source| AuditError::ListRuns { uri: dest.to_string(), source: Box::new(source) })?;
     let mut by_run: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
     for object in objects {
         if let Some((run, name)) = object.path.split_once('/') {
@@ -110,7 +113,8 @@ async fn listing(store: &Store, run_id: &str, names: &[(String, u64)]) -> Result
     let has = |test: &dyn Fn(&str) -> bool| names.iter().any(|(name, _)| test(name));
     let committed = has(&|n| n == MANIFEST_FILE);
     let claimed = has(&|n| n.starts_with("claim-") && n.ends_with(".json"));
-    if !committed && !claimed && !has(&|n| UnitRecord::is_record(n) || n.ends_with(".parquet")) {
+    let given_up = has(&|n| n == GIVEN_UP_FILE);
+    if !committed && !claimed && !given_up && !has(&|n| UnitRecord::is_record(n) || n.ends_with(".parquet")) {
         return Ok(None);
     }
     let mut run = RunListing {
@@ -128,13 +132,14 @@ async fn listing(store: &Store, run_id: &str, names: &[(String, u64)]) -> Result
         bytes: names.iter().map(|(_, bytes)| bytes).sum(),
         objects: names.len(),
         parent: None,
+        given_up: None,
         children: Vec::new(),
         loads: Vec::new(),
         validations: Vec::new(),
     };
     if committed {
         let path = format!("{run_id}/{MANIFEST_FILE}");
-        let bytes = store.get(&path).await.map_err(|source| AuditError::Read { uri: store.uri(&path), source })?;
+        let bytes = store.get(&path).await.map_err(|source| AuditError::Read { uri: store.uri(&path), source: Box::new(source) })?;
         if let Ok((manifest, _)) = Manifest::from_json(&bytes) {
             describe(&mut run, &manifest);
         }
@@ -148,6 +153,12 @@ async fn listing(store: &Store, run_id: &str, names: &[(String, u64)]) -> Result
         run.tables = units.iter().map(|u| u.table.clone()).collect();
         run.tables.dedup();
         run.rows = units.iter().map(|u| u.rows).sum();
+        if given_up && !claimed {
+            let path = format!("{run_id}/{GIVEN_UP_FILE}");
+            let note = store.get(&path).await.ok().and_then(|bytes| serde_json::from_slice::<GivenUp>(&bytes).ok());
+            run.completed_at = note.as_ref().map(|n| n.at.clone());
+            run.given_up = note.map(|n| n.error);
+        }
     }
     for record in read_records(store, run_id).await? {
         let summary = RecordSummary {

@@ -43,6 +43,7 @@ pub use crate::model::progress::{ProgressCounter, ProgressReporter};
 use crate::model::progress::{TableProgress, UnitReport};
 use crate::model::row_fingerprint::{covers, RowAccumulator, TableRowFingerprint};
 use crate::model::run_id::RunId;
+use crate::model::run_record::{GivenUp, GIVEN_UP_FILE};
 use crate::model::table_ref::TableRef;
 use crate::model::types::ColumnMapping;
 use crate::model::unit_record::UnitRecord;
@@ -292,8 +293,23 @@ pub async fn execute(planned: PlannedRun<'_>, progress: Option<&ProgressReporter
         }
         Err(error) => {
             clean_failed_run(&store, &claim, config.resume).await;
+            note_given_up(&store, &run_id, &error, config.resume).await;
             Err(error)
         }
+    }
+}
+
+/// Leaves [`GIVEN_UP_FILE`] in the failed run's directory, so `pg2bq runs` lists it as given
+/// up with its error; a note that cannot be written is a warning beside the run's error.
+async fn note_given_up(store: &Store, run_id: &RunId, error: &ExportError, resumable: bool) {
+    let note = GivenUp {
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        error: crate::model::error_chain(error).join(": "),
+        resumable,
+    };
+    let data = Bytes::from(serde_json::to_vec_pretty(&note).expect("plain fields encode"));
+    if let Err(failed) = store.put_if_absent(&format!("{run_id}/{GIVEN_UP_FILE}"), data).await {
+        warn!(run_id = %run_id, error = %failed, "Could not note the run as given up");
     }
 }
 

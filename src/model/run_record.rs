@@ -14,10 +14,25 @@ pub const RECORDS_DIR: &str = "_records";
 /// The run's report (`pg2bq report`), written beside its manifest.
 pub const REPORT_FILE: &str = "report.html";
 
+/// What a failed export leaves in its run directory once it has removed its files, so
+/// `pg2bq runs` can list the run as given up (a new attempt of the run removes it).
+pub const GIVEN_UP_FILE: &str = "given-up.json";
+
+/// The content of [`GIVEN_UP_FILE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GivenUp {
+    /// When, RFC 3339 in UTC.
+    pub at: String,
+    /// The error that ended the run, as it was printed.
+    pub error: String,
+    /// Whether unit records were kept for `export --resume`.
+    pub resumable: bool,
+}
+
 /// Whether `name` (an object's path inside a run directory) belongs to the run's audit record
-/// (a record or the report) rather than to its snapshot.
+/// (a record, the report, a given-up note) rather than to its snapshot.
 pub fn is_audit_file(name: &str) -> bool {
-    name == REPORT_FILE || RunRecord::is_record(name)
+    name == REPORT_FILE || name == GIVEN_UP_FILE || RunRecord::is_record(name)
 }
 
 /// The command a record is of.

@@ -317,14 +317,14 @@ pub fn with_connection_defaults(url: &str) -> String {
 }
 
 /// Rows per day of `column` of `table` as the source holds them now, `YYYY-MM-DD` in order: a
-/// `timestamptz` by its UTC day (BigQuery's `DATE(ts)`), a `timestamp` or `date` by the day it
+/// timestamp `with_zone` by its UTC day (BigQuery's `DATE(ts)`), a `timestamp` or `date` by the day it
 /// names; NULLs and infinities are not counted.
 ///
 /// # Errors
 /// [`SourceError`] when the connection or the query fails.
-pub async fn source_day_counts(url: &str, table: &TableRef, column: &str, pg_type: &str) -> Result<Vec<(String, u64)>, SourceError> {
+pub async fn source_day_counts(url: &str, table: &TableRef, column: &str, with_zone: bool) -> Result<Vec<(String, u64)>, SourceError> {
     let column = quote_ident(column);
-    let day = match pg_type == "timestamptz" {
+    let day = match with_zone {
         true => format!("({column} AT TIME ZONE 'UTC')::date"),
         false => format!("{column}::date"),
     };

@@ -1,7 +1,9 @@
 //! The one integration test binary: real Postgres, fake-gcs-server and pyarrow, each gated by
 //! an env var that scripts/test.sh sets (so in CI nothing skips).
 
+mod audit;
 mod bqclient;
+mod browser;
 mod cli;
 mod cutover;
 mod cutover_mistakes;

@@ -266,7 +266,8 @@ async fn a_permanent_failure_stops_the_unit_at_its_first_attempt() {
     assert!(!stderr.contains("retrying it in the same snapshot"), "a 403 is not retried: {stderr}");
     assert_eq!(proxy.stats().await["injected"][0], 1, "one upload was tried, once");
     proxy.set(json!({})).await;
-    assert!(s.object_names(&format!("{}/run1/", s.object_name(&dest))).await.is_empty(), "the failed run left nothing");
+    let run_dir = format!("{}/run1/", s.object_name(&dest));
+    assert_eq!(s.object_names(&run_dir).await, [format!("{run_dir}given-up.json")], "the failed run left only its note");
     db.drop().await;
 }
 
