@@ -131,4 +131,5 @@ log "the run's audit record (docs/audit.md): the runs under the destination, the
 REPORT=$(mktemp -d)/report.html
 "$PG2BQ" report --manifest "$DEST/$RUN_ID/manifest.json" --project "$PG2BQ_TEST_BQ_PROJECT" --source "$PG2BQ_TEST_PG_URL" \
   --out "$REPORT" --progress off
+log "(the day that differs is today in demo.app_mentions: the app's own 50 rows, outside the snapshot)"
 log "the report of run $RUN_ID, one self-contained HTML file: $REPORT"

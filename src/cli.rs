@@ -381,7 +381,8 @@ pub struct ExportArgs {
     /// Integer column to split partitions on: [schema.table.]column (default: the primary key).
     #[arg(long = "partition-on", value_name = "[TABLE.]COLUMN")]
     pub partition_on: Vec<ColumnRef>,
-    /// Export only the rows added since an earlier run (a tail): its manifest URI. Each table's
+    /// Export only the rows added since an earlier run (a tail): its manifest URI, or `latest`
+    /// (the newest committed run under --dest that exported the same tables). Each table's
     /// rows above that run's highest watermark value are read, after checking that the rows at
     /// or below it are still exactly those the earlier runs hold.
     #[arg(long, value_name = "MANIFEST")]

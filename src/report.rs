@@ -650,6 +650,9 @@ pub fn print_runs(runs: &[pg2bq::audit::runs::RunListing], json: bool) {
         if let Some(parent) = &run.parent {
             text.push_str(&format!("    tail of: {parent}\n"));
         }
+        if let Some(holder) = &run.claimed_by {
+            text.push_str(&format!("    claimed by {holder}\n"));
+        }
         if let Some(error) = &run.given_up {
             text.push_str(&format!("    given up: {error}\n"));
         }

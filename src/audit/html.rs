@@ -5,7 +5,10 @@
 
 use std::fmt::Write;
 
+use arrow::datatypes::DataType;
+
 use crate::audit::contents::{DayRow, RunReport, TableDays};
+use crate::model::days::format_day;
 use crate::model::manifest::{Manifest, TableManifest};
 use crate::model::run_record::{RecordedTable, RunRecord};
 
@@ -133,13 +136,14 @@ fn table_section(t: &TableManifest, days: &TableDays) -> String {
         let a = &c.aggregates;
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{:?}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
             escape(&c.mapping.bq_name),
             escape(&c.mapping.pg_type),
-            c.mapping.bq_type,
+            if c.mapping.repeated { "ARRAY<" } else { "" },
+            c.mapping.bq_type.sql_name().to_string() + if c.mapping.repeated { ">" } else { "" },
             a.null_count,
-            escape(a.min.as_deref().unwrap_or("")),
-            escape(a.max.as_deref().unwrap_or("")),
+            escape(&shown_bound(&c.mapping.arrow_type, a.min.as_deref())),
+            escape(&shown_bound(&c.mapping.arrow_type, a.max.as_deref())),
             escape(a.sum.as_deref().unwrap_or("")),
         );
     }
@@ -164,6 +168,25 @@ fn table_section(t: &TableManifest, days: &TableDays) -> String {
     }
     out.push_str("</section>\n");
     out
+}
+
+/// A recorded min or max as a reader expects it: dates and timestamps as calendar text (the
+/// manifest keeps them as days and microseconds since 1970), the rest as recorded.
+fn shown_bound(data_type: &DataType, recorded: Option<&str>) -> String {
+    let Some(text) = recorded else { return String::new() };
+    let shown = match data_type {
+        DataType::Date32 => text.parse().ok().map(format_day),
+        DataType::Timestamp(_, zone) => text.parse().ok().and_then(chrono::DateTime::from_timestamp_micros).map(|t| {
+            let shown = t.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+            if zone.is_some() {
+                shown + " UTC"
+            } else {
+                shown
+            }
+        }),
+        _ => None,
+    };
+    shown.unwrap_or_else(|| text.to_string())
 }
 
 fn days_section(days: &TableDays) -> String {
@@ -394,6 +417,15 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::audit::contents::FilesCheck;
+
+    #[test]
+    fn dates_and_timestamps_show_as_calendar_text() {
+        let zoned = DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()));
+        assert_eq!(shown_bound(&zoned, Some("1709251200000001")), "2024-03-01 00:00:00.000001 UTC");
+        assert_eq!(shown_bound(&DataType::Date32, Some("-1")), "1969-12-31");
+        assert_eq!(shown_bound(&DataType::Int64, Some("42")), "42");
+        assert_eq!(shown_bound(&DataType::Date32, None), "");
+    }
 
     /// Names, reasons and values from the database reach the page as text, never as markup,
     /// and the page asks the browser for nothing outside itself.

@@ -130,7 +130,9 @@ async fn table_days(config: &ReportConfig, table: &TableManifest, records: &[Run
         Some((project, dataset, bq_table, merged)) => {
             days.bigquery_table = Some(format!("{project}.{dataset}.{bq_table}"));
             if merged {
-                days.notes.push("merged into a table the app also writes: BigQuery may hold more rows on a day than the snapshot".into());
+                days.notes.push(
+                    "loaded with --mode merge: the table may also hold rows outside the snapshot (an app's), counted on their days".into(),
+                );
             }
             let sql = format!(
                 "SELECT CAST(DATE({column}) AS STRING) AS day, COUNT(*) AS n FROM {path} WHERE {column} IS NOT NULL GROUP BY day ORDER BY day",
@@ -240,6 +242,57 @@ fn bigquery_target(config: &ReportConfig, table: &TableManifest, records: &[RunR
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::manifest::ColumnManifest;
+    use crate::model::types::{map_column, OutOfRange, PgColumn};
+
+    fn table(columns: &[(&str, &str)]) -> TableManifest {
+        let columns: Vec<ColumnManifest> = columns
+            .iter()
+            .map(|(name, pg_type)| ColumnManifest {
+                mapping: map_column(&PgColumn::base(name, pg_type, -1), None, OutOfRange::Refuse).unwrap(),
+                adjusted_rows: 0,
+                aggregates: Default::default(),
+            })
+            .collect();
+        let day_counts = columns.iter().skip(1).map(|c| DayCounts { column: c.mapping.bq_name.clone(), days: None }).collect();
+        TableManifest {
+            name: "public.events".into(),
+            table: Some(crate::model::table_ref::TableRef::new("public", "events")),
+            columns,
+            day_counts,
+            ..Default::default()
+        }
+    }
+
+    fn config(time_columns: &[&str]) -> ReportConfig {
+        ReportConfig {
+            manifest_uri: String::new(),
+            out: None,
+            time_columns: time_columns.iter().map(|c| c.parse().unwrap()).collect(),
+            source_url: None,
+            project: None,
+            dataset: None,
+            location: None,
+            bigquery: BigQueryOptions::default(),
+            gcs: GcsOptions::default(),
+        }
+    }
+
+    /// With zone first, then without, then a date; `--time-column` wins, for its table or for
+    /// all; one naming no recorded column of its table is refused with the columns it could name.
+    #[test]
+    fn the_charted_column_is_chosen_by_type_or_named() {
+        let t = table(&[("id", "int8"), ("on_day", "date"), ("local_at", "timestamp"), ("at", "timestamptz")]);
+        let chosen = |names: &[&str]| time_column(&config(names), &t).map(|c| c.map(|(m, _)| m.bq_name.clone()));
+        assert_eq!(chosen(&[]).unwrap().as_deref(), Some("at"));
+        assert_eq!(chosen(&["events.on_day"]).unwrap().as_deref(), Some("on_day"));
+        assert_eq!(chosen(&["local_at"]).unwrap().as_deref(), Some("local_at"));
+        assert_eq!(chosen(&["other.on_day"]).unwrap().as_deref(), Some("at"), "another table's column");
+        assert_eq!(chosen(&["missing"]).unwrap().as_deref(), Some("at"), "a column named for every table may be missing from some");
+        let refused = chosen(&["events.id"]).unwrap_err().to_string();
+        assert!(refused.contains("events.id") && refused.contains("public.events.local_at"), "{refused}");
+        assert!(time_column(&config(&[]), &table(&[("id", "int8")])).unwrap().is_none());
+    }
 
     fn row(day: &str, snapshot: u64) -> DayRow {
         DayRow { day: day.into(), snapshot, bigquery: None, postgres: None }

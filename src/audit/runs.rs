@@ -13,6 +13,7 @@ use crate::model::run_record::{GivenUp, RecordedCommand, GIVEN_UP_FILE};
 use crate::model::unit_record::UnitRecord;
 use crate::storage::gcs::GcsOptions;
 use crate::storage::records::read_records;
+use crate::storage::run::ClaimRecord;
 use crate::storage::store::Store;
 use crate::storage::units::read_unit_records;
 
@@ -58,6 +59,9 @@ pub struct RunListing {
     /// A tail's parent run, when its tables continue one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// Who holds an uncommitted run's claim, and since when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
     /// Why the run was given up, as its export printed it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub given_up: Option<String>,
@@ -132,6 +136,7 @@ async fn listing(store: &Store, run_id: &str, names: &[(String, u64)]) -> Result
         bytes: names.iter().map(|(_, bytes)| bytes).sum(),
         objects: names.len(),
         parent: None,
+        claimed_by: None,
         given_up: None,
         children: Vec::new(),
         loads: Vec::new(),
@@ -145,20 +150,7 @@ async fn listing(store: &Store, run_id: &str, names: &[(String, u64)]) -> Result
         }
         run.manifest = Some(store.uri(&path));
     } else {
-        // Unit records that cannot be read leave the tables unlisted, the state stands.
-        let units = match RunId::parse(run_id) {
-            Ok(id) => read_unit_records(store, &id).await.unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
-        run.tables = units.iter().map(|u| u.table.clone()).collect();
-        run.tables.dedup();
-        run.rows = units.iter().map(|u| u.rows).sum();
-        if given_up && !claimed {
-            let path = format!("{run_id}/{GIVEN_UP_FILE}");
-            let note = store.get(&path).await.ok().and_then(|bytes| serde_json::from_slice::<GivenUp>(&bytes).ok());
-            run.completed_at = note.as_ref().map(|n| n.at.clone());
-            run.given_up = note.map(|n| n.error);
-        }
+        describe_uncommitted(store, &mut run, names, given_up && !claimed).await;
     }
     for record in read_records(store, run_id).await? {
         let summary = RecordSummary {
@@ -174,6 +166,35 @@ async fn listing(store: &Store, run_id: &str, names: &[(String, u64)]) -> Result
         }
     }
     Ok(Some(run))
+}
+
+/// An uncommitted run: the tables and rows of its recorded units (none when they cannot be
+/// read: the state stands), who holds it, or why it was given up.
+async fn describe_uncommitted(store: &Store, run: &mut RunListing, names: &[(String, u64)], given_up: bool) {
+    let units = match RunId::parse(&run.run_id) {
+        Ok(id) => read_unit_records(store, &id).await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    run.tables = units.iter().map(|u| u.table.clone()).collect();
+    run.tables.dedup();
+    run.rows = units.iter().map(|u| u.rows).sum();
+    if run.state == RunState::InProgress {
+        run.claimed_by = claim_holder(store, &run.run_id, names).await;
+    }
+    if given_up {
+        let path = format!("{}/{GIVEN_UP_FILE}", run.run_id);
+        let note = store.get(&path).await.ok().and_then(|bytes| serde_json::from_slice::<GivenUp>(&bytes).ok());
+        run.completed_at = note.as_ref().map(|n| n.at.clone());
+        run.given_up = note.map(|n| n.error);
+    }
+}
+
+/// `pid N on HOST since T` of the run's highest claim; `None` when it cannot be read.
+async fn claim_holder(store: &Store, run_id: &str, names: &[(String, u64)]) -> Option<String> {
+    let highest = names.iter().map(|(n, _)| n).filter(|n| n.starts_with("claim-") && n.ends_with(".json")).max()?;
+    let bytes = store.get(&format!("{run_id}/{highest}")).await.ok()?;
+    let claim: ClaimRecord = serde_json::from_slice(&bytes).ok()?;
+    Some(format!("pid {} on {} since {}", claim.pid, claim.host, claim.started_at))
 }
 
 fn describe(run: &mut RunListing, manifest: &Manifest) {

@@ -292,8 +292,10 @@ pub async fn execute(planned: PlannedRun<'_>, progress: Option<&ProgressReporter
             Ok(ExportOutcome::Committed { manifest: Box::new(manifest), manifest_uri, units })
         }
         Err(error) => {
-            clean_failed_run(&store, &claim, config.resume).await;
-            note_given_up(&store, &run_id, &error, config.resume).await;
+            // A run another export took over is its to note, not ours.
+            if clean_failed_run(&store, &claim, config.resume).await {
+                note_given_up(&store, &run_id, &error, config.resume).await;
+            }
             Err(error)
         }
     }
@@ -503,8 +505,8 @@ impl RunAttempt<'_> {
 
 /// After a failure: removes everything the run wrote, or with `--resume` only what no unit
 /// record keeps, so the run can be resumed again. Only a run still held and not committed is
-/// cleaned; the claim checks both.
-async fn clean_failed_run(store: &Store, claim: &RunClaim, resume: bool) {
+/// cleaned; the claim checks both. Returns whether it was cleaned.
+async fn clean_failed_run(store: &Store, claim: &RunClaim, resume: bool) -> bool {
     let cleaned = async {
         if resume {
             delete_unrecorded(claim, &read_unit_records(store, claim.run_id()).await?).await?;
@@ -514,8 +516,12 @@ async fn clean_failed_run(store: &Store, claim: &RunClaim, resume: bool) {
         }
         Ok::<(), ExportError>(())
     };
-    if let Err(cleanup) = cleaned.await {
-        warn!(run_id = %claim.run_id(), error = %cleanup, "Left the failed run's files in place");
+    match cleaned.await {
+        Ok(()) => true,
+        Err(cleanup) => {
+            warn!(run_id = %claim.run_id(), error = %cleanup, "Left the failed run's files in place");
+            false
+        }
     }
 }
 

@@ -390,7 +390,9 @@ impl Store {
                 Ok(listed.iter().map(|m| ListedObject { path: strip(&decoded(m)), bytes: m.size as u64, crc32c: None }).collect())
             }
             Backend::Gcs(gcs) => {
-                let key = format!("{}/", self.key(prefix));
+                // The directory `prefix` names (the whole root when it is empty).
+                let key = self.key(prefix);
+                let key = if key.is_empty() || key.ends_with('/') { key } else { format!("{key}/") };
                 Ok(gcs
                     .list(&key)
                     .await?
