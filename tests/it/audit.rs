@@ -22,8 +22,18 @@ fn attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
     Some(&tag[start..start + tag[start..].find('"')?])
 }
 
-/// The chart points of `table`'s section: `(day, snapshot, bigquery, postgres, differs)`.
-fn chart_points(dom: &str, table: &str) -> Vec<(String, u64, Option<u64>, Option<u64>, bool)> {
+/// A chart point as the DOM holds it.
+#[derive(Debug, PartialEq)]
+struct Point {
+    day: String,
+    snapshot: u64,
+    bigquery: Option<u64>,
+    postgres: Option<u64>,
+    differs: bool,
+}
+
+/// The chart points of `table`'s section.
+fn chart_points(dom: &str, table: &str) -> Vec<Point> {
     let section = dom.split("<section class=\"table\"").find(|s| s.starts_with(&format!(" data-table=\"{table}\""))).expect(table);
     let section = &section[..section.find("</section>").unwrap()];
     section
@@ -32,13 +42,13 @@ fn chart_points(dom: &str, table: &str) -> Vec<(String, u64, Option<u64>, Option
         .map(|tag| {
             let tag = &tag[..tag.find('>').unwrap()];
             let number = |name| attribute(tag, name).map(|v: &str| v.parse::<u64>().unwrap());
-            (
-                attribute(tag, "data-day").unwrap().to_string(),
-                number("data-snapshot").unwrap(),
-                number("data-bigquery"),
-                number("data-postgres"),
-                tag.starts_with(" differs"),
-            )
+            Point {
+                day: attribute(tag, "data-day").unwrap().to_string(),
+                snapshot: number("data-snapshot").unwrap(),
+                bigquery: number("data-bigquery"),
+                postgres: number("data-postgres"),
+                differs: tag.starts_with(" differs"),
+            }
         })
         .collect()
 }
@@ -92,7 +102,8 @@ async fn the_report_opens_offline_with_every_count_and_highlights_a_day_bigquery
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     let points = chart_points(&page.dom, &events);
-    let expected: Vec<_> = days.iter().map(|(d, n)| (d.clone(), *n as u64, Some(*n as u64), Some(*n as u64), false)).collect();
+    let point = |day: &str, n: u64| Point { day: day.to_string(), snapshot: n, bigquery: Some(n), postgres: Some(n), differs: false };
+    let expected: Vec<Point> = days.iter().map(|(d, n)| point(d, *n as u64)).collect();
     assert_eq!(points, expected, "one point per day, snapshot = BigQuery = Postgres's count");
     report_line(&format!("report screenshot: {}", page.screenshot.display()));
 
@@ -104,8 +115,9 @@ async fn the_report_opens_offline_with_every_count_and_highlights_a_day_bigquery
     assert_eq!(s.validate(&manifest, &[]).0, Some(1));
     run(&[&report[..], &["--out", html.to_str().unwrap()]].concat());
     let page = browser::render(&html, &dir.path().join("after.png"));
-    let differing: Vec<_> = chart_points(&page.dom, &events).into_iter().filter(|p| p.4).collect();
-    assert_eq!(differing, [(lost_day, lost_rows as u64, Some(lost_rows as u64 - 1), None, true)]);
+    let differing: Vec<Point> = chart_points(&page.dom, &events).into_iter().filter(|p| p.differs).collect();
+    let lost = Point { bigquery: Some(lost_rows as u64 - 1), postgres: None, differs: true, ..point(&lost_day, lost_rows as u64) };
+    assert_eq!(differing, [lost]);
     assert!(page.dom.contains("data-command=\"validate\" data-verdict=\"failed\""));
     assert!(page.requests.is_empty(), "{:?}", page.requests);
 
