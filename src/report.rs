@@ -659,11 +659,12 @@ pub fn print_runs(runs: &[pg2bq::audit::runs::RunListing], json: bool) {
         if !run.children.is_empty() {
             text.push_str(&format!("    tails: {}\n", run.children.join(", ")));
         }
-        for (what, records) in [("load", &run.loads), ("validate", &run.validations)] {
-            for r in records {
-                let mode = r.mode.as_ref().map(|m| format!(" ({m})")).unwrap_or_default();
-                text.push_str(&format!("    {what} {} into {}.{}{mode}: {}\n", r.recorded_at, r.project, r.dataset, r.verdict));
-            }
+        let loads = run.loads.iter().map(|r| ("load", "into", r));
+        let mut records: Vec<_> = loads.chain(run.validations.iter().map(|r| ("validate", "in", r))).collect();
+        records.sort_by(|a, b| a.2.recorded_at.cmp(&b.2.recorded_at));
+        for (what, place, r) in records {
+            let mode = r.mode.as_ref().map(|m| format!(" ({m})")).unwrap_or_default();
+            text.push_str(&format!("    {} {what} {place} {}.{}{mode}: {}\n", r.recorded_at, r.project, r.dataset, r.verdict));
         }
     }
     if runs.is_empty() {
