@@ -699,18 +699,25 @@ fn attach_day_counts(files: &mut [WrittenFile], columns: &[ColumnMapping], recor
     }
 }
 
-/// Rows per day of each DATE and TIMESTAMP column over `files` (a unit's, or a table's).
+/// Rows per day of each DATE and TIMESTAMP column over `files` (a unit's).
 pub(in crate::export) fn day_counts(columns: &[ColumnMapping], files: &[WrittenFile]) -> Vec<DayCounts> {
-    let mut counts = Vec::new();
-    for (position, mapping) in columns.iter().enumerate() {
-        let mut total: Option<DayCounter> = None;
-        for counter in files.iter().filter_map(|file| file.accumulators.get(position)?.days()) {
-            total.get_or_insert_with(DayCounter::default).merge(counter);
+    day_records(columns, &merged_accumulators(columns, files))
+}
+
+/// The recorded rows per day of the columns whose merged accumulators count days.
+fn day_records(columns: &[ColumnMapping], totals: &[ColumnAccumulator]) -> Vec<DayCounts> {
+    columns.iter().zip(totals).filter_map(|(mapping, total)| Some(total.days()?.to_record(&mapping.bq_name))).collect()
+}
+
+/// Each column's accumulators of `files`, merged.
+fn merged_accumulators(columns: &[ColumnMapping], files: &[WrittenFile]) -> Vec<ColumnAccumulator> {
+    let mut totals: Vec<ColumnAccumulator> = columns.iter().map(ColumnAccumulator::for_column).collect();
+    for file in files {
+        for (total, column) in totals.iter_mut().zip(&file.accumulators) {
+            total.merge(column);
         }
-        let total = total.or_else(|| ColumnAccumulator::for_column(mapping).days().cloned());
-        counts.extend(total.map(|total| total.to_record(&mapping.bq_name)));
     }
-    counts
+    totals
 }
 
 /// One partition's work, a plain value: the rows to read, what they must number, and where
@@ -858,13 +865,8 @@ impl UnitExporter {
 /// column (its rows are not checked here).
 fn table_manifest(table: &TablePlan, mut written: Vec<WrittenFile>) -> TableManifest {
     written.sort_by(|a, b| a.manifest.path.cmp(&b.manifest.path));
-    let mut totals: Vec<ColumnAccumulator> = table.columns.iter().map(ColumnAccumulator::for_column).collect();
-    for file in &written {
-        for (total, column) in totals.iter_mut().zip(&file.accumulators) {
-            total.merge(column);
-        }
-    }
-    let day_counts = day_counts(&table.columns, &written);
+    let totals = merged_accumulators(&table.columns, &written);
+    let day_counts = day_records(&table.columns, &totals);
     let files: Vec<FileManifest> = written.into_iter().map(|file| file.manifest).collect();
     let row_count: u64 = files.iter().map(|f| f.rows).sum();
     let columns = table

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 /// More distinct days than this (a century) and a column's days are not recorded: the count
@@ -26,15 +27,17 @@ pub struct DayCounts {
     pub days: Option<BTreeMap<String, u64>>,
 }
 
-/// Running rows per day (days since 1970-01-01) of one column; `None` once unknown.
+/// Running rows per day (days since 1970-01-01) of one column; `None` once unknown. A hash
+/// map, not an ordered one: a day column whose rows do not come in day order (a date cycling
+/// through years) costs a lookup per row, ordered only when recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DayCounter {
-    counts: Option<BTreeMap<i32, u64>>,
+    counts: Option<FxHashMap<i32, u64>>,
 }
 
 impl Default for DayCounter {
     fn default() -> Self {
-        Self { counts: Some(BTreeMap::new()) }
+        Self { counts: Some(FxHashMap::default()) }
     }
 }
 
@@ -86,7 +89,10 @@ impl DayCounter {
 
     /// The recorded form, named by `column`.
     pub fn to_record(&self, column: &str) -> DayCounts {
-        let days = self.counts.as_ref().map(|counts| counts.iter().map(|(&day, &rows)| (format_day(day), rows)).collect());
+        let days = self.counts.as_ref().map(|counts| {
+            let ordered: BTreeMap<i32, u64> = counts.iter().map(|(&day, &rows)| (day, rows)).collect();
+            ordered.into_iter().map(|(day, rows)| (format_day(day), rows)).collect()
+        });
         DayCounts { column: column.to_string(), days }
     }
 
