@@ -127,19 +127,19 @@ async fn table_days(config: &ReportConfig, table: &TableManifest, records: &[Run
     };
     days.rows = snapshot.iter().map(|(day, &rows)| DayRow { day: day.clone(), snapshot: rows, bigquery: None, postgres: None }).collect();
     match bigquery_target(config, table, records) {
-        Some((project, dataset, bq_table, merged)) => {
-            days.bigquery_table = Some(format!("{project}.{dataset}.{bq_table}"));
-            if merged {
+        Some(target) => {
+            days.bigquery_table = Some(format!("{}.{}.{}", target.project, target.dataset, target.table));
+            if target.merged {
                 days.notes.push(
                     "loaded with --mode merge: the table may also hold rows outside the snapshot (an app's), counted on their days".into(),
                 );
             }
             let sql = format!(
                 "SELECT CAST(DATE({column}) AS STRING) AS day, COUNT(*) AS n FROM {path} WHERE {column} IS NOT NULL GROUP BY day ORDER BY day",
-                column = quote(&mapping.bq_name),
-                path = table_path(&project, &dataset, &bq_table),
+                column = quote(target.column(&mapping.bq_name)),
+                path = table_path(&target.project, &target.dataset, &target.table),
             );
-            match bigquery_days(config, &project, &sql).await {
+            match bigquery_days(config, &target.project, &sql).await {
                 Ok(counted) => join(&mut days.rows, counted, |row, n| row.bigquery = Some(n)),
                 Err(error) => days.notes.push(format!("BigQuery not counted: {}", crate::model::error_chain(&error).join(": "))),
             }
@@ -223,18 +223,46 @@ fn preferred<'a>(recorded: &[(&'a ColumnMapping, &'a DayCounts)]) -> Option<(&'a
     (0..3).find_map(|wanted| recorded.iter().find(|(m, _)| rank(m) == wanted).copied())
 }
 
+/// Where a table's rows are in BigQuery, as a load recorded it (or `--dataset` says).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BigQueryTarget {
+    project: String,
+    dataset: String,
+    table: String,
+    /// Loaded with `--mode merge`: the table may hold rows outside the snapshot.
+    merged: bool,
+    /// Snapshot column → the table's column, where the load renamed one (`--column-map`).
+    column_map: BTreeMap<String, String>,
+}
+
+impl BigQueryTarget {
+    /// The table's name for a snapshot column.
+    fn column<'a>(&'a self, snapshot_column: &'a str) -> &'a str {
+        self.column_map.get(snapshot_column).map_or(snapshot_column, String::as_str)
+    }
+}
+
 /// Where the table's rows are in BigQuery: `--dataset`, else the latest successful load of the
-/// run that loaded it (and whether it merged into an app's table).
-fn bigquery_target(config: &ReportConfig, table: &TableManifest, records: &[RunRecord]) -> Option<(String, String, String, bool)> {
+/// run that loaded it.
+fn bigquery_target(config: &ReportConfig, table: &TableManifest, records: &[RunRecord]) -> Option<BigQueryTarget> {
     let loaded = records.iter().rev().filter(|r| r.command == RecordedCommand::Load && r.verdict == Verdict::Loaded).find_map(|r| {
         let loaded = r.tables.iter().find(|t| t.table == table.name)?;
-        Some((r.project.clone(), r.dataset.clone(), loaded.bq_table.clone(), r.mode.as_deref() == Some("merge")))
+        Some(BigQueryTarget {
+            project: r.project.clone(),
+            dataset: r.dataset.clone(),
+            table: loaded.bq_table.clone(),
+            merged: r.mode.as_deref() == Some("merge"),
+            column_map: loaded.column_map.clone(),
+        })
     });
     match (&config.dataset, loaded) {
-        (Some(dataset), loaded) => {
-            let project = config.project.clone().or_else(|| loaded.as_ref().map(|l| l.0.clone()))?;
-            Some((project, dataset.clone(), loaded.map_or_else(|| table.bq_table.clone(), |l| l.2), false))
-        }
+        (Some(dataset), loaded) => Some(BigQueryTarget {
+            project: config.project.clone().or_else(|| loaded.as_ref().map(|l| l.project.clone()))?,
+            dataset: dataset.clone(),
+            table: loaded.as_ref().map_or_else(|| table.bq_table.clone(), |l| l.table.clone()),
+            merged: false,
+            column_map: loaded.map(|l| l.column_map).unwrap_or_default(),
+        }),
         (None, loaded) => loaded,
     }
 }
@@ -243,6 +271,7 @@ fn bigquery_target(config: &ReportConfig, table: &TableManifest, records: &[RunR
 mod tests {
     use super::*;
     use crate::model::manifest::ColumnManifest;
+    use crate::model::run_record::RecordedTable;
     use crate::model::types::{map_column, OutOfRange, PgColumn};
 
     fn table(columns: &[(&str, &str)]) -> TableManifest {
@@ -276,6 +305,41 @@ mod tests {
             bigquery: BigQueryOptions::default(),
             gcs: GcsOptions::default(),
         }
+    }
+
+    /// BigQuery is read where the latest successful load of the table put it, by the column its
+    /// load renamed the snapshot's to; `--dataset` moves the dataset and keeps the rest.
+    #[test]
+    fn bigquery_is_counted_where_and_as_the_latest_load_put_the_table() {
+        let t = table(&[("id", "int8"), ("at", "timestamptz")]);
+        let load = |mode: &str, bq_table: &str, verdict: Verdict| {
+            let mut record = RunRecord::now(RecordedCommand::Load, "p", "d", verdict);
+            record.mode = Some(mode.into());
+            let column_map = [("at".to_string(), "occurred_at".to_string())].into();
+            record.tables.push(RecordedTable {
+                table: "public.events".into(),
+                bq_table: bq_table.into(),
+                column_map,
+                ..Default::default()
+            });
+            record
+        };
+        let records = [
+            load("truncate", "events", Verdict::Loaded),
+            load("merge", "app_events", Verdict::Loaded),
+            load("append", "x", Verdict::Error),
+        ];
+        let target = bigquery_target(&config(&[]), &t, &records).unwrap();
+        assert_eq!(
+            (target.table.as_str(), target.merged, target.column("at"), target.column("id")),
+            ("app_events", true, "occurred_at", "id")
+        );
+        let moved = bigquery_target(&ReportConfig { dataset: Some("other".into()), ..config(&[]) }, &t, &records).unwrap();
+        assert_eq!(
+            (moved.project.as_str(), moved.dataset.as_str(), moved.table.as_str(), moved.column("at")),
+            ("p", "other", "app_events", "occurred_at")
+        );
+        assert_eq!(bigquery_target(&config(&[]), &t, &records[2..]), None, "a failed load put nothing anywhere");
     }
 
     /// With zone first, then without, then a date; `--time-column` wins, for its table or for

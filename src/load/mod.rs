@@ -261,15 +261,18 @@ async fn record_load(store: &Store, run_dir: &str, plan: &LoadPlan, outcome: &Re
     record.mode = Some(plan.mode.as_str().to_string());
     match outcome {
         Ok(tables) => {
-            let source = |id: &str| plan.tables.iter().find(|t| t.table_id == id).map_or(id, |t| t.source.as_str()).to_string();
             record.tables = tables
                 .iter()
-                .map(|t| RecordedTable {
-                    table: source(&t.table_id),
-                    bq_table: t.table_id.clone(),
-                    rows: Some(t.rows),
-                    effect: Some(t.effect.clone()),
-                    ..RecordedTable::default()
+                .map(|t| {
+                    let planned = plan.tables.iter().find(|p| p.table_id == t.table_id);
+                    RecordedTable {
+                        table: planned.map_or(t.table_id.as_str(), |p| p.source.as_str()).to_string(),
+                        bq_table: t.table_id.clone(),
+                        rows: Some(t.rows),
+                        effect: Some(t.effect.clone()),
+                        column_map: planned.map(|p| p.options.column_map.clone()).unwrap_or_default(),
+                        ..RecordedTable::default()
+                    }
                 })
                 .collect();
         }

@@ -4,6 +4,8 @@
 //! run's report (`pg2bq report`) and `pg2bq runs` are rebuilt from them and the manifest alone.
 //! Typed both ways: the stages build a [`RunRecord`], the report parses it back.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::check::Check;
@@ -104,6 +106,9 @@ pub struct RecordedTable {
     /// load: what the load did to the table, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<String>,
+    /// load: the table's column each renamed snapshot column went to (`--column-map`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub column_map: BTreeMap<String, String>,
     /// validate: every check, as `validate --json` prints it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<RecordedCheck>,
